@@ -1,0 +1,284 @@
+"""Typed records that travel between the stages, and their stream codecs.
+
+Every encoded entry carries ``v`` (the contract version). Within a version fields are only
+added; a reader ignores fields it does not know. Decoders raise ``DecodeError`` (bad input:
+dead-lettered by the runtime) and never anything else on malformed data.
+
+Records and ids
+---------------
+* ``Tick``  — one trade. Prices/sizes are float64 (TA-Lib works in doubles).
+* ``Bar``   — one closed OHLCV bar; id ``exchange:symbol:timeframe:open_time_ms``.
+* ``PatternEvent`` — a closed bar on which at least one pattern fired, with every pattern's
+  value and the features scoring needs; its id is the bar id.
+* ``Signal`` — defined by the signals stage (public JSON contract, ``signals/schema``);
+  id = bar id + ``:`` + direction.
+
+Tick micro-batches (stream ``ticks:{p}``)
+-----------------------------------------
+A stream entry holds a batch of ticks of one partition in a columnar, compact form so that
+decoding costs a few microseconds per batch, not per tick:
+
+=========  ==============================================================================
+field      content
+=========  ==============================================================================
+``v``      ``1``
+``n``      number of ticks, ASCII decimal
+``s``      orjson array of ``[exchange, symbol, native_symbol]`` — the batch's symbol table
+``i``      trade ids joined by ``\\x1f`` (ASCII unit separator, never in a trade id)
+``a``      little-endian packed array of ``TICK_DTYPE`` records, ``n`` of them:
+           ``sym`` u2 (index into ``s``), ``side`` u1 (1 = taker bought, 0 = taker sold),
+           ``ts`` i8 (exchange trade time, ns), ``recv`` i8 (local receive time, ns),
+           ``price`` f8, ``qty`` f8
+=========  ==============================================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+
+from common.errors import DecodeError
+
+Side = Literal["buy", "sell"]
+Fields = Mapping[bytes, bytes]
+
+TICKS_VERSION = 1
+BARS_VERSION = 1
+PATTERNS_VERSION = 1
+
+TICK_DTYPE = np.dtype(
+    [
+        ("sym", "<u2"),
+        ("side", "u1"),
+        ("ts", "<i8"),
+        ("recv", "<i8"),
+        ("price", "<f8"),
+        ("qty", "<f8"),
+    ]
+)
+_ID_SEP = "\x1f"
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """One trade, normalized. ``side`` is the taker's side; times are integer ns."""
+
+    exchange: str
+    symbol: str
+    native_symbol: str
+    trade_id: str
+    price: float
+    qty: float
+    side: Side
+    ts: int
+    recv_ts: int
+
+
+@dataclass(slots=True)
+class TickBatch:
+    """A columnar batch of ticks (the decoded form of one ``ticks:{p}`` entry)."""
+
+    symbols: list[tuple[str, str, str]]
+    records: npt.NDArray[np.void]
+    trade_ids: list[str]
+
+    def __len__(self) -> int:
+        return len(self.trade_ids)
+
+    @classmethod
+    def from_ticks(cls, ticks: Iterable[Tick]) -> TickBatch:
+        index: dict[tuple[str, str, str], int] = {}
+        rows: list[tuple[int, int, int, int, float, float]] = []
+        ids: list[str] = []
+        for t in ticks:
+            key = (t.exchange, t.symbol, t.native_symbol)
+            sym = index.setdefault(key, len(index))
+            rows.append((sym, 1 if t.side == "buy" else 0, t.ts, t.recv_ts, t.price, t.qty))
+            ids.append(t.trade_id)
+        return cls(list(index), np.array(rows, dtype=TICK_DTYPE), ids)
+
+    def __iter__(self) -> Iterator[Tick]:
+        syms = self.symbols
+        for (sym, side, ts, recv, price, qty), tid in zip(
+            self.records.tolist(), self.trade_ids, strict=True
+        ):
+            ex, symbol, native = syms[sym]
+            yield Tick(ex, symbol, native, tid, price, qty, "buy" if side else "sell", ts, recv)
+
+    def encode(self) -> dict[bytes, bytes]:
+        return {
+            b"v": b"%d" % TICKS_VERSION,
+            b"n": b"%d" % len(self.trade_ids),
+            b"s": orjson.dumps(self.symbols),
+            b"i": _ID_SEP.join(self.trade_ids).encode(),
+            b"a": self.records.astype(TICK_DTYPE, copy=False).tobytes(),
+        }
+
+    @classmethod
+    def decode(cls, fields: Fields) -> TickBatch:
+        try:
+            if fields[b"v"] != b"1":
+                raise DecodeError("tick_version", f"unsupported v={fields[b'v']!r}")
+            n = int(fields[b"n"])
+            symbols = [tuple(s) for s in orjson.loads(fields[b"s"])]
+            raw_ids = fields[b"i"].decode()
+            ids = raw_ids.split(_ID_SEP) if n else []
+            records = np.frombuffer(fields[b"a"], dtype=TICK_DTYPE)
+        except DecodeError:
+            raise
+        except (KeyError, ValueError, TypeError, UnicodeDecodeError, orjson.JSONDecodeError) as e:
+            raise DecodeError("tick_batch", repr(e)) from e
+        if len(records) != n or len(ids) != n:
+            raise DecodeError("tick_batch", f"n={n} but {len(records)} records, {len(ids)} ids")
+        if n and int(records["sym"].max()) >= len(symbols):
+            raise DecodeError("tick_batch", "symbol index out of range")
+        if any(len(s) != 3 or not all(isinstance(x, str) for x in s) for s in symbols):
+            raise DecodeError("tick_batch", "malformed symbol table")
+        return cls(symbols, records, ids)
+
+
+def bar_id(exchange: str, symbol: str, timeframe: str, open_time_ms: int) -> str:
+    """Deterministic id of a bar (and of the pattern event on it)."""
+    return f"{exchange}:{symbol}:{timeframe}:{open_time_ms}"
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    """One closed OHLCV bar. ``open_time`` is epoch milliseconds (UTC, aligned)."""
+
+    exchange: str
+    symbol: str
+    timeframe: str
+    open_time: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    quote_volume: float
+    trades: int
+    taker_buy_volume: float
+    vwap: float
+
+    @property
+    def id(self) -> str:
+        return bar_id(self.exchange, self.symbol, self.timeframe, self.open_time)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "exchange": self.exchange,
+            "symbol": self.symbol,
+            "timeframe": self.timeframe,
+            "open_time": self.open_time,
+            "open": self.open,
+            "high": self.high,
+            "low": self.low,
+            "close": self.close,
+            "volume": self.volume,
+            "quote_volume": self.quote_volume,
+            "trades": self.trades,
+            "taker_buy_volume": self.taker_buy_volume,
+            "vwap": self.vwap,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Bar:
+        try:
+            return cls(
+                str(d["exchange"]),
+                str(d["symbol"]),
+                str(d["timeframe"]),
+                int(d["open_time"]),
+                float(d["open"]),
+                float(d["high"]),
+                float(d["low"]),
+                float(d["close"]),
+                float(d["volume"]),
+                float(d["quote_volume"]),
+                int(d["trades"]),
+                float(d["taker_buy_volume"]),
+                float(d["vwap"]),
+            )
+        except (KeyError, ValueError, TypeError) as e:
+            raise DecodeError("bar", repr(e)) from e
+
+    def encode(self) -> dict[bytes, bytes]:
+        return {
+            b"v": b"%d" % BARS_VERSION,
+            b"id": self.id.encode(),
+            b"d": orjson.dumps(self.to_dict()),
+        }
+
+    @classmethod
+    def decode(cls, fields: Fields) -> Bar:
+        return cls.from_dict(_load_versioned(fields, BARS_VERSION, "bar"))
+
+
+@dataclass(frozen=True, slots=True)
+class PatternEvent:
+    """A closed bar on which at least one pattern fired.
+
+    ``patterns`` holds every pattern that fired (TA-Lib's value, e.g. ``{"CDLHAMMER": 100}``).
+    ``features`` holds what scoring needs, computed by the detector that owns the symbol (where
+    bar order is guaranteed): e.g. ``volume_ratio``, ``ema``, ``ema_slope``, ``trend``,
+    ``htf_trend``, ``rsi``, ``atr`` — documented in ``detectors``. ``recent`` carries the
+    pattern events of the same symbol/timeframe within the cooldown horizon, oldest first, so
+    the signals stage can apply cooldowns as a pure function of this one event.
+    """
+
+    bar: Bar
+    patterns: dict[str, int]
+    features: dict[str, float | int | None]
+    recent: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        return self.bar.id
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "bar": self.bar.to_dict(),
+            "patterns": self.patterns,
+            "features": self.features,
+            "recent": self.recent,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> PatternEvent:
+        try:
+            bar = Bar.from_dict(d["bar"])
+            patterns = {str(k): int(v) for k, v in d["patterns"].items()}
+            features = dict(d["features"])
+            recent = list(d.get("recent", []))
+        except (KeyError, ValueError, TypeError, AttributeError) as e:
+            raise DecodeError("pattern_event", repr(e)) from e
+        return cls(bar, patterns, features, recent)
+
+    def encode(self) -> dict[bytes, bytes]:
+        return {
+            b"v": b"%d" % PATTERNS_VERSION,
+            b"id": self.id.encode(),
+            b"d": orjson.dumps(self.to_dict()),
+        }
+
+    @classmethod
+    def decode(cls, fields: Fields) -> PatternEvent:
+        return cls.from_dict(_load_versioned(fields, PATTERNS_VERSION, "pattern_event"))
+
+
+def _load_versioned(fields: Fields, version: int, what: str) -> dict[str, Any]:
+    try:
+        v = int(fields[b"v"])
+        payload = orjson.loads(fields[b"d"])
+    except (KeyError, ValueError, orjson.JSONDecodeError) as e:
+        raise DecodeError(what, repr(e)) from e
+    if v != version:
+        raise DecodeError(what, f"unsupported v={v}")
+    if not isinstance(payload, dict):
+        raise DecodeError(what, "payload is not an object")
+    return payload

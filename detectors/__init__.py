@@ -1,0 +1,1 @@
+"""alphapulse detectors stage."""

@@ -1,0 +1,1 @@
+"""alphapulse ingest stage."""
