@@ -1,0 +1,239 @@
+"""The exchange adapter interface: pure protocol code, no I/O.
+
+One ``ExchangeAdapter`` per exchange *market* (its ``name`` is the ``Tick.exchange`` of the
+ticks it produces). An adapter knows, for its exchange:
+
+* the client side — where to connect (``default_url``, overridable by settings), how to
+  spread symbols over connections (``connection_plan``) and subscribe to them
+  (``subscribe_messages``, respecting ``max_streams_per_connection``,
+  ``max_symbols_per_message`` and ``subscribe_rate_per_s``), how to keep the connection alive
+  (``heartbeat``), and how to turn one raw frame into zero or more ticks (``parse``);
+* the server side, used by the local simulator because the adapter owns the format
+  (``server_path``, ``server_session()``: replies to subscribe requests and pings with the
+  exchange's real acks/pongs, renders trades exactly as the exchange sends them).
+
+Bybit spot and linear are two adapters (``bybit`` and ``bybit-linear``): they live on two
+URLs with different limits and ping replies, and their ticks must not share a name because
+a spot ``BTCUSDT`` and a linear ``BTCUSDT`` are different instruments (normalized
+``BTC-USDT`` and ``BTC-USDT-PERP``). Binance spot and USDⓈ-M futures likewise
+(``binance``, ``binance-futures``).
+
+Parsing contract
+----------------
+``parse(frame, recv_ts_ns)`` returns a ``ParseResult``; it raises ``BadInput`` (from
+``common.errors``) and nothing else on malformed input, with ``reason`` one of
+``BAD_INPUT_REASONS``. A frame that is well-formed but not a trade (ack, pong, heartbeat,
+error reply, another channel) is a ``control``/``ignored`` result with no ticks. Trades an
+exchange sends as an initial snapshot on subscribe are returned with ``snapshot=True`` so the
+connection manager de-duplicates them against live trades (``ingest.sequence.TradeDeduper``).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Final
+
+from common.contracts import Tick
+from common.errors import BadInput
+
+#: Default upper bound of a raw frame; larger frames are ``BadInput("frame_too_large")``.
+DEFAULT_MAX_FRAME_BYTES: Final = 1 << 20
+
+#: Prices and sizes must be finite, > 0 and below these bounds (anything above is a
+#: corrupted number, not a market: BTC never traded near 1e9, no single trade moves 1e12 units).
+MAX_PRICE: Final = 1e9
+MAX_QTY: Final = 1e12
+#: Trade times must fall in [2010-01-01, 2100-01-01) UTC, in ns.
+MIN_TS_NS: Final = 1_262_304_000_000_000_000
+MAX_TS_NS: Final = 4_102_444_800_000_000_000
+
+BAD_INPUT_REASONS: Final = (
+    "invalid_json",  # not JSON / not UTF-8
+    "missing_field",  # a field a trade needs is absent
+    "bad_type",  # a field has the wrong JSON type or an unparsable value
+    "non_finite",  # NaN / inf price or size
+    "non_positive",  # zero or negative price or size
+    "absurd_value",  # price/size/time outside the documented bounds
+    "frame_too_large",  # above the adapter's max_frame_bytes
+    "unknown_frame",  # valid JSON of a shape the exchange does not send
+)
+
+
+class FrameKind(StrEnum):
+    """What a frame was: a trade message, a protocol control frame, or data we do not use."""
+
+    TRADE = "trade"
+    CONTROL = "control"  # subscription ack, pong, heartbeat, error reply, info
+    IGNORED = "ignored"  # another channel (depth, bookTicker, ...) or a REST snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class ParseResult:
+    """The outcome of parsing one frame.
+
+    ``control`` names the control frame for the connection manager: ``"ack"``, ``"pong"``,
+    ``"heartbeat"``, ``"error"`` (the exchange rejected something; ``detail`` has its
+    message), ``"info"``; empty for trades and ignored frames.
+    """
+
+    kind: FrameKind
+    ticks: list[Tick] = field(default_factory=list)
+    snapshot: bool = False
+    control: str = ""
+    detail: str = ""
+
+
+IGNORED: Final = ParseResult(FrameKind.IGNORED)
+PONG: Final = ParseResult(FrameKind.CONTROL, control="pong")
+HEARTBEAT: Final = ParseResult(FrameKind.CONTROL, control="heartbeat")
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """How a connection is kept alive and judged silent.
+
+    ``ping_message`` is an application-level ping the client sends every ``ping_interval_s``
+    (``None`` when the protocol relies on WebSocket pings or server heartbeats); its reply is
+    parsed as ``control == "pong"``. ``idle_timeout_s``: with nothing received for that long
+    the connection is dead — it is only safe because every adapter gets *some* frame
+    (pong or heartbeat) well within it, even on a symbol that does not trade.
+    """
+
+    ping_message: str | None
+    ping_interval_s: float
+    idle_timeout_s: float
+    server_heartbeat_s: float | None = None  # the server sends a heartbeat frame this often
+
+
+@dataclass(slots=True)
+class ServerReply:
+    """What the simulator does with one client message: frames to send, subscription changes."""
+
+    frames: list[str] = field(default_factory=list)
+    subscribed: list[str] = field(default_factory=list)  # native symbols
+    unsubscribed: list[str] = field(default_factory=list)
+    close: bool = False  # the exchange would close the connection (e.g. invalid request)
+
+
+class ServerSession(ABC):
+    """Server-side protocol state of one simulated connection (pure; the simulator does I/O).
+
+    Holds what an exchange tracks per connection (subscriptions, sequence numbers) so the
+    frames rendered are exactly what a real client would receive.
+    """
+
+    def __init__(self) -> None:
+        self.subscribed: set[str] = set()
+
+    def on_connect(self, path: str) -> ServerReply:
+        """Frames sent on connect and subscriptions implied by the URL (Binance ``?streams=``)."""
+        del path
+        return ServerReply()
+
+    @abstractmethod
+    def handle(self, message: str | bytes) -> ServerReply:
+        """Reply to one client message (subscribe → ack, ping → pong, junk → error)."""
+
+    @abstractmethod
+    def render_trades(self, ticks: Sequence[Tick], *, snapshot: bool = False) -> list[str]:
+        """The frames the exchange would send for these trades (consecutive same-symbol
+        trades may share a frame, as the exchange batches them)."""
+
+    def heartbeat(self) -> list[str]:
+        """Periodic server frames (Coinbase/Kraken heartbeat); empty where there are none."""
+        return []
+
+
+class ExchangeAdapter(ABC):
+    """Pure protocol knowledge of one exchange market. Instances are stateless and shared."""
+
+    name: str
+    default_url: str
+    #: URL path the real exchange serves the stream on (the simulator serves the same).
+    server_path: str
+    #: Streams (channel x symbol) one connection may carry, and per subscribe message.
+    max_streams_per_connection: int
+    max_symbols_per_message: int
+    #: Subscribe/other client messages per second allowed on one connection.
+    subscribe_rate_per_s: float
+    #: Trade ids are consecutive integers per symbol (gap detection possible).
+    trade_ids_sequential: bool = False
+    #: The exchange closes connections after this long (Binance: 24 h); None = no limit.
+    max_connection_age_s: float | None = None
+    heartbeat: Heartbeat
+
+    def __init__(self, *, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
+        self.max_frame_bytes = max_frame_bytes
+
+    # ---- symbols -------------------------------------------------------------------
+    @abstractmethod
+    def normalize(self, native: str) -> str:
+        """Native symbol → ``BASE-QUOTE`` (``BASE-QUOTE-PERP``; other derivatives keep their
+        expiry/suffix). Raises ``BadInput("bad_type")`` when it cannot be split."""
+
+    @abstractmethod
+    def to_native(self, symbol: str) -> str:
+        """Normalized symbol → the exchange's spelling (inverse of ``normalize``)."""
+
+    # ---- client side ---------------------------------------------------------------
+    def connection_plan(self, native_symbols: Sequence[str]) -> list[list[str]]:
+        """Split symbols into groups, one per connection, within the stream limit."""
+        per = max(1, self.max_streams_per_connection)
+        syms = list(dict.fromkeys(native_symbols))
+        return [syms[i : i + per] for i in range(0, len(syms), per)]
+
+    @abstractmethod
+    def subscribe_messages(self, native_symbols: Sequence[str]) -> list[str]:
+        """Text frames subscribing one connection to the trades of these symbols, each within
+        ``max_symbols_per_message``; send them at most ``subscribe_rate_per_s`` per second."""
+
+    def connect_url(self, native_symbols: Sequence[str], base_url: str | None = None) -> str:
+        """The URL to open for these symbols (``base_url`` overrides ``default_url``)."""
+        del native_symbols
+        return base_url or self.default_url
+
+    @abstractmethod
+    def parse(self, frame: str | bytes, recv_ts_ns: int) -> ParseResult:
+        """One raw frame → ticks or a control result; ``BadInput`` on malformed input."""
+
+    def trade_id_key(self, trade_id: str) -> int:
+        """Integer order of a sequential trade id (only if ``trade_ids_sequential``)."""
+        try:
+            return int(trade_id)
+        except ValueError as e:
+            raise BadInput("bad_type", f"trade id {trade_id!r} is not an integer") from e
+
+    # ---- server side (simulator) ---------------------------------------------------
+    @abstractmethod
+    def server_session(self) -> ServerSession:
+        """A fresh server-side protocol state for one simulated connection."""
+
+    # ---- shared helpers for subclasses ----------------------------------------------
+    def check_size(self, frame: str | bytes) -> None:
+        if len(frame) > self.max_frame_bytes:
+            raise BadInput("frame_too_large", f"{len(frame)} > {self.max_frame_bytes} bytes")
+
+
+def chunks(items: Sequence[str], size: int) -> list[list[str]]:
+    """``items`` in consecutive lists of at most ``size``."""
+    return [list(items[i : i + size]) for i in range(0, len(items), max(1, size))]
+
+
+def check_price_qty(price: float, qty: float) -> None:
+    """Reject non-finite, non-positive or absurd prices/sizes (bounds documented above)."""
+    if not (0.0 < price < MAX_PRICE and 0.0 < qty < MAX_QTY):
+        if not (math.isfinite(price) and math.isfinite(qty)):
+            raise BadInput("non_finite", f"price={price!r} qty={qty!r}")
+        if price <= 0.0 or qty <= 0.0:
+            raise BadInput("non_positive", f"price={price!r} qty={qty!r}")
+        raise BadInput("absurd_value", f"price={price!r} qty={qty!r}")
+
+
+def check_ts(ts_ns: int) -> None:
+    """Reject trade times outside [2010, 2100)."""
+    if not MIN_TS_NS <= ts_ns < MAX_TS_NS:
+        raise BadInput("absurd_value", f"trade time {ts_ns} ns")
