@@ -1,0 +1,75 @@
+"""Prometheus metrics of the ingest stage, in one object so tests can use a private registry.
+
+Names follow ``alphapulse_ingest_<what>_<unit>``. The process registers them once in the
+default registry (served by the common metrics server); a test builds
+``IngestMetrics(CollectorRegistry())`` and reads the values back with :meth:`value`.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+
+
+class IngestMetrics:
+    """Every counter, gauge and histogram of ``ingest``."""
+
+    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        self.registry = registry
+
+        def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
+            return Counter(f"alphapulse_ingest_{name}", doc, labels, registry=registry)
+
+        # --- connections -----------------------------------------------------------
+        self.frames = counter("frames_total", "Frames received, by kind.", ("exchange", "kind"))
+        self.bad_frames = counter(
+            "bad_frames_total", "Frames rejected as bad input.", ("exchange", "reason")
+        )
+        self.ticks = counter("ticks_total", "Trades parsed and accepted.", ("exchange",))
+        self.duplicates = counter(
+            "duplicates_total", "Trades dropped as already seen.", ("exchange",)
+        )
+        self.gaps = counter("gaps_total", "Gaps in sequential trade ids.", ("exchange",))
+        self.missing = counter(
+            "missing_trades_total", "Trade ids skipped over by gaps.", ("exchange",)
+        )
+        self.reconnects = counter(
+            "reconnects_total", "Connections re-opened, by reason.", ("exchange", "reason")
+        )
+        self.rotations = counter(
+            "rotations_total", "Planned connection rotations (max age).", ("exchange",)
+        )
+        self.connected = Gauge(
+            "alphapulse_ingest_connections",
+            "Open exchange connections.",
+            ("exchange",),
+            registry=registry,
+        )
+        # --- writer ----------------------------------------------------------------
+        self.writer_ticks = counter("written_ticks_total", "Ticks appended to ticks:{p}.")
+        self.writer_entries = counter("written_entries_total", "TickBatch entries appended.")
+        self.writer_errors = counter("writer_errors_total", "Redis errors while writing.")
+        self.writer_abandoned = counter(
+            "writer_abandoned_ticks_total", "Ticks given up at shutdown after the grace."
+        )
+        self.writer_backpressure = counter(
+            "backpressure_waits_total", "Times a reader had to wait for the writer."
+        )
+        self.writer_backpressure_seconds = counter(
+            "backpressure_seconds_total", "Time readers spent waiting for the writer."
+        )
+        self.writer_pending = Gauge(
+            "alphapulse_ingest_writer_pending_ticks",
+            "Ticks held in memory, not yet written.",
+            registry=registry,
+        )
+        self.writer_flush_seconds = Histogram(
+            "alphapulse_ingest_flush_seconds",
+            "Time to append one flush (retries included).",
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5),
+            registry=registry,
+        )
+
+    def value(self, name: str, **labels: str) -> float:
+        """Current value of one sample (0.0 when it was never touched); for tests."""
+        got = self.registry.get_sample_value(name, labels)
+        return 0.0 if got is None else got

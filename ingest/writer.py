@@ -1,0 +1,232 @@
+"""The partitioned tick writer: ticks in, ``ticks:{p}`` micro-batches out.
+
+Connections hand their parsed ticks to :meth:`TickWriter.put`. The writer groups them by
+partition (``partition_of(exchange, symbol, P)``) and one flusher task appends each
+partition's ticks as :class:`~common.contracts.TickBatch` entries (at most ``batch_size``
+ticks each) with one non-transactional pipeline per flush. A flush happens as soon as
+``batch_size`` ticks are buffered, or ``flush_interval`` seconds after the oldest unflushed
+tick arrived — the latency bound.
+
+Backpressure, and why nothing is dropped
+----------------------------------------
+The buffer is bounded (``max_pending`` ticks). When Redis is slow or down the flusher keeps
+retrying the batch it holds (capped exponential backoff with jitter) and new ticks pile up in
+the buffer; once the bound is reached :meth:`put` *waits*, so the connection tasks stop
+reading their sockets and the kernel's TCP window pushes back on the exchange. Memory stays
+bounded and every tick is either written or still held (``alphapulse_ingest_writer_pending``
+and the backpressure counters show how much and for how long).
+
+Order: one flusher, one pipeline at a time, batches retried whole and in order, so the ticks
+of a symbol land in its stream in the order :meth:`put` received them. A pipeline that fails
+half-way (connection lost after some XADDs were applied) is retried whole: that is the one
+case where a batch can be appended twice (at-least-once); readers de-duplicate on trade id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import structlog
+from redis.exceptions import RedisError
+
+from common.contracts import Tick, TickBatch
+from common.names import Keys, partition_of
+from ingest.metrics import IngestMetrics
+
+log = structlog.get_logger("ingest.writer")
+
+
+class TickWriter:
+    """Buffers ticks per partition and appends them to ``ticks:{p}`` in micro-batches.
+
+    Use as ``async with TickWriter(...) as w: await w.put(ticks)``; leaving the block flushes
+    everything still buffered (retrying while Redis is down, until :meth:`abort`).
+    """
+
+    def __init__(
+        self,
+        redis: Any,
+        keys: Keys,
+        metrics: IngestMetrics,
+        *,
+        batch_size: int = 1000,
+        flush_interval: float = 0.005,
+        max_pending: int = 100_000,
+        maxlen: int | None = None,
+        retry_max_delay: float = 5.0,
+    ) -> None:
+        if batch_size < 1 or max_pending < batch_size:
+            raise ValueError("need 1 <= batch_size <= max_pending")
+        self._redis = redis
+        self._keys = keys
+        self._metrics = metrics
+        self.batch_size = batch_size
+        self.flush_interval = flush_interval
+        self.max_pending = max_pending
+        self._maxlen = maxlen
+        self._retry_max_delay = retry_max_delay
+        self._buffers: dict[int, list[Tick]] = {}
+        self._partition_cache: dict[tuple[str, str], int] = {}
+        self._pending = 0  # ticks buffered or in the batch being written
+        self._first_at: float | None = None  # monotonic time of the oldest unflushed tick
+        self._wake = asyncio.Event()  # the flusher has work (or must stop)
+        self._space = asyncio.Event()  # put() may go on
+        self._space.set()
+        self._idle = asyncio.Event()  # nothing buffered nor in flight
+        self._idle.set()
+        self._closing = False
+        self._aborted = False
+        self._task: asyncio.Task[None] | None = None
+        self.written = 0  # ticks appended so far (for tests and benchmarks)
+        metrics.writer_pending.set_function(lambda: self._pending)
+
+    # --- producer side -------------------------------------------------------------
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    async def put(self, ticks: Iterable[Tick]) -> None:
+        """Buffer ``ticks``; waits (backpressure) while the buffer is at its bound."""
+        if not self._space.is_set():
+            started = time.monotonic()
+            self._metrics.writer_backpressure.inc()
+            await self._space.wait()
+            self._metrics.writer_backpressure_seconds.inc(time.monotonic() - started)
+        if self._closing:
+            raise RuntimeError("TickWriter is closed")
+        n = self._add(ticks)
+        if n == 0:
+            return
+        if self._first_at is None:
+            self._first_at = time.monotonic()
+        self._pending += n
+        self._idle.clear()
+        if self._pending >= self.max_pending:
+            self._space.clear()
+        self._wake.set()
+
+    def _add(self, ticks: Iterable[Tick]) -> int:
+        buffers, cache, parts = self._buffers, self._partition_cache, self._keys.partitions
+        n = 0
+        for t in ticks:
+            key = (t.exchange, t.symbol)
+            p = cache.get(key)
+            if p is None:
+                p = cache[key] = partition_of(t.exchange, t.symbol, parts)
+            buf = buffers.get(p)
+            if buf is None:
+                buffers[p] = [t]
+            else:
+                buf.append(t)
+            n += 1
+        return n
+
+    async def drain(self) -> None:
+        """Wait until everything put so far is written."""
+        self._wake.set()
+        await self._idle.wait()
+
+    # --- lifecycle -----------------------------------------------------------------
+    async def __aenter__(self) -> TickWriter:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="tick-writer")
+
+    async def close(self) -> None:
+        """Flush what is buffered, then stop the flusher (idempotent)."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+
+    def abort(self) -> None:
+        """Give up on buffered ticks (shutdown grace exceeded); counted, not silent."""
+        self._aborted = True
+        self._closing = True
+        self._wake.set()
+
+    # --- flusher -------------------------------------------------------------------
+    async def _run(self) -> None:
+        while True:
+            if not self._buffers:
+                if self._closing:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            if not self._closing and self._pending < self.batch_size:
+                first = self._first_at if self._first_at is not None else time.monotonic()
+                delay = first + self.flush_interval - time.monotonic()
+                if delay > 0:
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), delay)
+                    continue
+            if self._aborted:
+                self._metrics.writer_abandoned.inc(self._pending)
+                log.error("writer_abandoned", ticks=self._pending)
+                self._buffers.clear()
+                self._pending = 0
+                self._idle.set()
+                self._space.set()
+                return
+            buffers, self._buffers = self._buffers, {}
+            self._first_at = None
+            n = await self._write(buffers)
+            self._pending -= n
+            if self._pending < self.max_pending:
+                self._space.set()
+            if not self._buffers:
+                self._idle.set()
+
+    def _entries(self, buffers: dict[int, list[Tick]]) -> list[tuple[str, dict[bytes, bytes]]]:
+        size = self.batch_size
+        out: list[tuple[str, dict[bytes, bytes]]] = []
+        for p, ticks in buffers.items():
+            stream = self._keys.ticks(p)
+            for i in range(0, len(ticks), size):
+                out.append((stream, TickBatch.from_ticks(ticks[i : i + size]).encode()))
+        return out
+
+    async def _write(self, buffers: dict[int, list[Tick]]) -> int:
+        """Append the buffers; retry (whole, in order) until it works or we are aborted."""
+        n = sum(len(v) for v in buffers.values())
+        entries = self._entries(buffers)
+        attempt = 0
+        started = time.monotonic()
+        while True:
+            try:
+                pipe = self._redis.pipeline(transaction=False)
+                for stream, fields in entries:
+                    if self._maxlen is None:
+                        pipe.xadd(stream, fields)
+                    else:
+                        pipe.xadd(stream, fields, maxlen=self._maxlen, approximate=True)
+                await pipe.execute()
+            except RedisError as e:
+                attempt += 1
+                self._metrics.writer_errors.inc()
+                delay = random.uniform(0, min(self._retry_max_delay, 0.05 * 2**attempt))
+                log.warning("writer_retry", error=repr(e), attempt=attempt, ticks=n, delay=delay)
+                if self._aborted:
+                    self._metrics.writer_abandoned.inc(n)
+                    log.error("writer_abandoned", ticks=n)
+                    return n
+                await asyncio.sleep(delay)
+                continue
+            self._metrics.writer_ticks.inc(n)
+            self._metrics.writer_entries.inc(len(entries))
+            self._metrics.writer_flush_seconds.observe(time.monotonic() - started)
+            self.written += n
+            return n
