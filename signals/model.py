@@ -1,0 +1,221 @@
+"""The scoring model: a parameter table for all 61 TA-Lib candlestick patterns plus the rule knobs.
+
+Each pattern has a *kind* and a *reliability prior*:
+
+* ``reversal``     — signals the end of the prevailing trend (hammer, engulfing, morning star…);
+  its direction is the sign TA-Lib gives (``+100`` bullish, ``-100`` bearish).
+* ``continuation`` — signals that the prevailing trend goes on (rising/falling three methods,
+  tasuki gap…); direction again by TA-Lib's sign.
+* ``indecision``   — a balance of buyers and sellers (doji, spinning top, high wave…). TA-Lib's
+  sign carries no direction for these (``CDLGRAVESTONEDOJI`` is always ``+100``), so the model
+  reads them as a weak hint *against* the prevailing trend and ignores them in a flat market.
+
+The priors are rough hit rates in the spirit of Bulkowski's *Encyclopedia of Candlestick
+Charts*, scaled to [0, 1]; they are a starting point meant to be tuned, so every number here can
+be overridden from a JSON or TOML file (``SIGNALS_MODEL_FILE``) without touching code::
+
+    threshold = 0.7
+    [patterns.CDLHAMMER]
+    reliability = 0.7
+    weight = 1.2
+
+``Model.fingerprint`` (a hash of every parameter) travels in each signal as ``model`` so a
+consumer can tell which parameter set scored it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+from common.errors import ConfigError
+
+Kind = Literal["reversal", "continuation", "indecision"]
+KINDS: tuple[Kind, ...] = ("reversal", "continuation", "indecision")
+MODEL_FILE_VAR = "SIGNALS_MODEL_FILE"
+
+
+@dataclass(frozen=True, slots=True)
+class PatternSpec:
+    """How one pattern counts: its kind, reliability prior and a free base weight."""
+
+    kind: Kind
+    reliability: float
+    weight: float = 1.0
+
+
+# name: (kind, reliability prior). Sorted by name; exactly TA-Lib's "Pattern Recognition" group.
+_TABLE: dict[str, tuple[Kind, float]] = {
+    "CDL2CROWS": ("reversal", 0.55),
+    "CDL3BLACKCROWS": ("reversal", 0.78),
+    "CDL3INSIDE": ("reversal", 0.65),
+    "CDL3LINESTRIKE": ("continuation", 0.60),
+    "CDL3OUTSIDE": ("reversal", 0.68),
+    "CDL3STARSINSOUTH": ("reversal", 0.55),
+    "CDL3WHITESOLDIERS": ("reversal", 0.75),
+    "CDLABANDONEDBABY": ("reversal", 0.75),
+    "CDLADVANCEBLOCK": ("reversal", 0.55),
+    "CDLBELTHOLD": ("reversal", 0.50),
+    "CDLBREAKAWAY": ("reversal", 0.60),
+    "CDLCLOSINGMARUBOZU": ("continuation", 0.50),
+    "CDLCONCEALBABYSWALL": ("reversal", 0.60),
+    "CDLCOUNTERATTACK": ("reversal", 0.50),
+    "CDLDARKCLOUDCOVER": ("reversal", 0.62),
+    "CDLDOJI": ("indecision", 0.40),
+    "CDLDOJISTAR": ("reversal", 0.55),
+    "CDLDRAGONFLYDOJI": ("indecision", 0.45),
+    "CDLENGULFING": ("reversal", 0.63),
+    "CDLEVENINGDOJISTAR": ("reversal", 0.70),
+    "CDLEVENINGSTAR": ("reversal", 0.72),
+    "CDLGAPSIDESIDEWHITE": ("continuation", 0.55),
+    "CDLGRAVESTONEDOJI": ("indecision", 0.45),
+    "CDLHAMMER": ("reversal", 0.60),
+    "CDLHANGINGMAN": ("reversal", 0.55),
+    "CDLHARAMI": ("reversal", 0.53),
+    "CDLHARAMICROSS": ("reversal", 0.55),
+    "CDLHIGHWAVE": ("indecision", 0.35),
+    "CDLHIKKAKE": ("continuation", 0.50),
+    "CDLHIKKAKEMOD": ("continuation", 0.50),
+    "CDLHOMINGPIGEON": ("reversal", 0.56),
+    "CDLIDENTICAL3CROWS": ("reversal", 0.70),
+    "CDLINNECK": ("continuation", 0.50),
+    "CDLINVERTEDHAMMER": ("reversal", 0.55),
+    "CDLKICKING": ("reversal", 0.60),
+    "CDLKICKINGBYLENGTH": ("reversal", 0.60),
+    "CDLLADDERBOTTOM": ("reversal", 0.56),
+    "CDLLONGLEGGEDDOJI": ("indecision", 0.40),
+    "CDLLONGLINE": ("continuation", 0.45),
+    "CDLMARUBOZU": ("continuation", 0.50),
+    "CDLMATCHINGLOW": ("reversal", 0.50),
+    "CDLMATHOLD": ("continuation", 0.65),
+    "CDLMORNINGDOJISTAR": ("reversal", 0.70),
+    "CDLMORNINGSTAR": ("reversal", 0.72),
+    "CDLONNECK": ("continuation", 0.50),
+    "CDLPIERCING": ("reversal", 0.62),
+    "CDLRICKSHAWMAN": ("indecision", 0.35),
+    "CDLRISEFALL3METHODS": ("continuation", 0.68),
+    "CDLSEPARATINGLINES": ("continuation", 0.60),
+    "CDLSHOOTINGSTAR": ("reversal", 0.58),
+    "CDLSHORTLINE": ("indecision", 0.30),
+    "CDLSPINNINGTOP": ("indecision", 0.35),
+    "CDLSTALLEDPATTERN": ("reversal", 0.50),
+    "CDLSTICKSANDWICH": ("reversal", 0.55),
+    "CDLTAKURI": ("reversal", 0.55),
+    "CDLTASUKIGAP": ("continuation", 0.55),
+    "CDLTHRUSTING": ("continuation", 0.50),
+    "CDLTRISTAR": ("reversal", 0.60),
+    "CDLUNIQUE3RIVER": ("reversal", 0.55),
+    "CDLUPSIDEGAP2CROWS": ("reversal", 0.55),
+    "CDLXSIDEGAP3METHODS": ("continuation", 0.58),
+}
+
+DEFAULT_PATTERNS: dict[str, PatternSpec] = {
+    name: PatternSpec(kind, rel) for name, (kind, rel) in _TABLE.items()
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ScoringParams:
+    """The rule knobs; each is one row of the README's parameter table."""
+
+    threshold: float = 0.65  # minimum score to emit a signal
+    max_contribution: float = 0.95  # cap of one pattern's contribution before combining
+    indecision_factor: float = 0.5  # indecision patterns count this much, against the trend
+    trend_with: float = 1.25  # reversal against / continuation with the trend
+    trend_against: float = 0.75  # reversal with / continuation against the trend
+    htf_with: float = 1.15  # pattern direction agrees with the higher-timeframe trend
+    htf_against: float = 0.85  # ... disagrees with it
+    confirmed_factor: float = 1.2  # TA-Lib value |v| >= 200 (confirmed hikkake)
+    conflict_penalty: float = 0.8  # score *= 1 - penalty * opposite-direction evidence
+    volume_threshold: float = 1.5  # volume_ratio at or above: confirmed
+    volume_boost: float = 1.2
+    volume_weak_threshold: float = 0.7  # volume_ratio below: unconfirmed
+    volume_weak_factor: float = 0.85
+    rsi_oversold: float = 30.0
+    rsi_overbought: float = 70.0
+    rsi_with: float = 1.2  # long when oversold / short when overbought
+    rsi_against: float = 0.8  # long when overbought / short when oversold
+    cooldown_bars: int = 3  # suppress repeats within this many bars of the same timeframe
+
+
+@dataclass(frozen=True)
+class Model:
+    """Pattern table + rule parameters; immutable so scoring stays a pure function."""
+
+    patterns: Mapping[str, PatternSpec] = field(default_factory=lambda: dict(DEFAULT_PATTERNS))
+    params: ScoringParams = field(default_factory=ScoringParams)
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """First 12 hex digits of SHA-256 over the canonical JSON of every parameter."""
+        doc = {
+            "params": asdict(self.params),
+            "patterns": {k: asdict(v) for k, v in sorted(self.patterns.items())},
+        }
+        raw = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(raw).hexdigest()[:12]
+
+
+def model_from_mapping(doc: Mapping[str, Any], source: str = MODEL_FILE_VAR) -> Model:
+    """Apply overrides (``{"threshold":…, "patterns": {"CDLX": {...}}}``) to the default model."""
+    param_names = {f.name: f.type for f in fields(ScoringParams)}
+    overrides: dict[str, Any] = {}
+    for key, value in doc.items():
+        if key == "patterns":
+            continue
+        if key not in param_names:
+            raise ConfigError(source, f"unknown scoring parameter {key!r}")
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(source, f"{key} must be a number, got {value!r}")
+        overrides[key] = int(value) if key == "cooldown_bars" else float(value)
+    params = replace(ScoringParams(), **overrides)
+    patterns = dict(DEFAULT_PATTERNS)
+    pattern_doc = doc.get("patterns", {})
+    if not isinstance(pattern_doc, Mapping):
+        raise ConfigError(source, "patterns must be a table of pattern name -> fields")
+    for name, spec in pattern_doc.items():
+        patterns[name] = _pattern_override(patterns.get(name), name, spec, source)
+    return Model(patterns, params)
+
+
+def _pattern_override(base: PatternSpec | None, name: str, spec: Any, source: str) -> PatternSpec:
+    if not isinstance(spec, Mapping):
+        raise ConfigError(source, f"patterns.{name} must be a table")
+    unknown = set(spec) - {"kind", "reliability", "weight"}
+    if unknown:
+        raise ConfigError(source, f"patterns.{name}: unknown fields {sorted(unknown)}")
+    if base is None and ("kind" not in spec or "reliability" not in spec):
+        raise ConfigError(source, f"patterns.{name}: a new pattern needs kind and reliability")
+    current = base or PatternSpec("reversal", 0.0)
+    kind = spec.get("kind", current.kind)
+    if kind not in KINDS:
+        raise ConfigError(source, f"patterns.{name}.kind must be one of {KINDS}")
+    try:
+        rel = float(spec.get("reliability", current.reliability))
+        weight = float(spec.get("weight", current.weight))
+    except (TypeError, ValueError) as e:
+        raise ConfigError(source, f"patterns.{name}: {e}") from e
+    if not 0.0 <= rel <= 1.0 or weight < 0:
+        raise ConfigError(source, f"patterns.{name}: reliability in [0,1], weight >= 0")
+    return PatternSpec(kind, rel, weight)
+
+
+def load_model(path: str | None) -> Model:
+    """The default model, or the default overridden by a ``.json`` / ``.toml`` file."""
+    if not path:
+        return Model()
+    p = Path(path)
+    try:
+        text = p.read_text()
+        doc: Any = tomllib.loads(text) if p.suffix == ".toml" else json.loads(text)
+    except (OSError, ValueError) as e:
+        raise ConfigError(MODEL_FILE_VAR, f"cannot read {path}: {e}") from e
+    if not isinstance(doc, Mapping):
+        raise ConfigError(MODEL_FILE_VAR, f"{path} must hold an object/table")
+    return model_from_mapping(doc)

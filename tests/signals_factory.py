@@ -1,0 +1,72 @@
+"""Pattern events for the signals tests and benchmark (the detectors' output, built by hand)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from common.contracts import Bar, PatternEvent
+
+T0 = 1_723_161_240_000  # 2024-08-08T23:54:00Z, a 1m boundary
+MINUTE = 60_000
+
+
+def make_bar(
+    symbol: str = "BTCUSDT", open_time: int = T0, timeframe: str = "1m", exchange: str = "binance"
+) -> Bar:
+    return Bar(
+        exchange,
+        symbol,
+        timeframe,
+        open_time,
+        100.0,
+        101.0,
+        99.0,
+        100.5,
+        12.0,
+        1200.0,
+        40,
+        6.0,
+        100.2,
+    )
+
+
+def make_event(
+    patterns: dict[str, int],
+    *,
+    symbol: str = "BTCUSDT",
+    open_time: int = T0,
+    timeframe: str = "1m",
+    exchange: str = "binance",
+    recent: list[dict[str, Any]] | None = None,
+    **features: float | int | None,
+) -> PatternEvent:
+    """An event with neutral features (no trend, normal volume, mid RSI) unless overridden."""
+    base: dict[str, float | int | None] = {
+        "volume_ratio": 1.0,
+        "ema": 100.0,
+        "ema_slope": 0.0,
+        "trend": 0,
+        "htf_trend": 0,
+        "rsi": 50.0,
+        "atr": 1.0,
+    }
+    base.update(features)
+    return PatternEvent(
+        make_bar(symbol, open_time, timeframe, exchange), dict(patterns), base, list(recent or [])
+    )
+
+
+def strong_event(
+    symbol: str, open_time: int, direction: int = 1, exchange: str = "binance"
+) -> PatternEvent:
+    """An event that always yields exactly one signal (a confirmed reversal against the trend)."""
+    return make_event(
+        {"CDLENGULFING": 100 * direction, "CDLHAMMER": 100}
+        if direction > 0
+        else {"CDLENGULFING": -100, "CDLSHOOTINGSTAR": -100},
+        symbol=symbol,
+        open_time=open_time,
+        exchange=exchange,
+        trend=-direction,
+        volume_ratio=2.0,
+    )
