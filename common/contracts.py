@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -64,9 +64,13 @@ TICK_DTYPE = np.dtype(
 _ID_SEP = "\x1f"
 
 
-@dataclass(frozen=True, slots=True)
-class Tick:
-    """One trade, normalized. ``side`` is the taker's side; times are integer ns."""
+class Tick(NamedTuple):
+    """One trade, normalized. ``side`` is the taker's side; times are integer ns.
+
+    A ``NamedTuple`` rather than a frozen dataclass: immutable all the same, and about ten
+    times cheaper to build, which matters at a million ticks per second per parser
+    (``ingest.exchanges`` builds it with ``tuple.__new__``).
+    """
 
     exchange: str
     symbol: str
