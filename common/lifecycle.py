@@ -1,0 +1,198 @@
+"""One lifecycle for every worker, and the one runner that drives it.
+
+A ``Service`` has ``start()`` (connect, prepare), ``run()`` (the main loop; returns when asked
+to stop, or on its own in burst mode once its input is drained), ``request_stop()`` (sync, safe
+from a signal handler: stop taking new work) and an idempotent ``stop()`` (finish, flush,
+close). It is an async context manager: ``async with svc: await svc.run()``.
+
+``run_service`` is what every ``python -m <stage>`` calls. It installs uvloop, configures
+logging, starts the metrics/health server, puts SIGTERM/SIGINT handlers on the loop and then
+applies the shutdown order: stop reading → finish the in-flight batch (and ack it) → flush →
+close, all within ``GRACE_SECONDS``. Past the grace, the run task is cancelled (entries not
+acked stay pending and are redelivered elsewhere) and the exit code is 1. A graceful stop exits 0.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Callable
+from types import TracebackType
+
+import uvloop
+
+from common.errors import ConfigError
+from common.logging import configure_logging, get_logger
+from common.metrics import MetricsServer, Readiness
+from common.settings import CommonSettings, config_error_line
+
+__all__ = ["Service", "run_service", "serve"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+
+
+class Service(abc.ABC):
+    """Base of every long-running worker. Subclasses implement ``run`` and usually ``close``."""
+
+    name: str = "service"
+
+    def __init__(self, *, burst: bool = False, readiness: Readiness | None = None) -> None:
+        self.burst = burst
+        self.readiness = readiness if readiness is not None else Readiness()
+        self._stop_requested = asyncio.Event()
+        self._started = False
+        self._stopped = False
+
+    # --- lifecycle ---------------------------------------------------------------------
+    async def start(self) -> None:
+        """Connect and prepare; override and call ``await super().start()``."""
+        self._started = True
+
+    @abc.abstractmethod
+    async def run(self) -> None:
+        """The main loop: return once ``stopping`` is set (or the input is drained in burst)."""
+
+    def request_stop(self) -> None:
+        """Stop taking new work (sync and idempotent: fine from a signal handler)."""
+        self.readiness.reset()
+        self._stop_requested.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop_requested.is_set()
+
+    async def wait_stopping(self, seconds: float | None = None) -> bool:
+        """Sleep until a stop is requested (True) or ``seconds`` pass (False)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop_requested.wait(), seconds)
+        return self.stopping
+
+    async def flush(self) -> None:  # noqa: B027 - optional hook, empty by default
+        """Write out anything buffered (called once by ``stop`` before ``close``)."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook, empty by default
+        """Release connections and other resources (called once by ``stop``)."""
+
+    async def stop(self) -> None:
+        """Request a stop, then flush and close; every later call returns at once."""
+        self.request_stop()
+        if self._stopped:
+            return
+        self._stopped = True
+        try:
+            await self.flush()
+        finally:
+            await self.close()
+
+    async def __aenter__(self) -> Service:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+ServiceSource = Service | Callable[[], Service]
+
+
+async def serve(
+    source: ServiceSource,
+    settings: CommonSettings,
+    *,
+    install_signals: bool = True,
+    metrics: bool = True,
+) -> int:
+    """Run one service to completion under the shutdown order; returns the exit code."""
+    log = get_logger("lifecycle")
+    service = source if isinstance(source, Service) else source()
+    loop = asyncio.get_running_loop()
+    server: MetricsServer | None = None
+    if metrics and settings.metrics_port:
+        server = MetricsServer(
+            service.readiness, host=settings.metrics_host, port=settings.metrics_port
+        )
+        port = await server.start()
+        log.info("metrics_listening", host=settings.metrics_host, port=port)
+
+    stop_signal: list[str] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        if not stop_signal:
+            log.info("stop_requested", signal=sig.name, grace_seconds=settings.grace_seconds)
+        stop_signal.append(sig.name)
+        service.request_stop()
+
+    handled = (signal.SIGTERM, signal.SIGINT)
+    if install_signals:
+        for sig in handled:
+            loop.add_signal_handler(sig, on_signal, sig)
+    code = EXIT_OK
+    try:
+        await service.start()
+        log.info("service_started", service=service.name, settings=settings.redacted())
+        run_task = asyncio.create_task(service.run(), name=f"{service.name}.run")
+        stop_wait = asyncio.create_task(service.wait_stopping(), name=f"{service.name}.stop")
+        tasks = {run_task, stop_wait}
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        if not run_task.done():
+            # Stop requested: the loop finishes and acks its in-flight batch, within the grace.
+            done, _ = await asyncio.wait({run_task}, timeout=settings.grace_seconds)
+            if not done:
+                log.error("grace_expired", grace_seconds=settings.grace_seconds)
+                run_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await run_task
+                code = EXIT_FAILED
+        stop_wait.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await stop_wait
+        if run_task.done() and not run_task.cancelled() and run_task.exception() is not None:
+            exc = run_task.exception()
+            log.error("service_failed", error=repr(exc), exc_info=exc)
+            code = EXIT_FAILED
+    except ConfigError as err:
+        print(config_error_line(err), file=sys.stderr, flush=True)
+        code = EXIT_CONFIG
+    except Exception as exc:  # a failed start: log it with its traceback, exit 1
+        log.error("service_failed", error=repr(exc), exc_info=exc)
+        code = EXIT_FAILED
+    finally:
+        try:
+            await asyncio.wait_for(service.stop(), max(settings.grace_seconds, 1.0))
+        except TimeoutError:
+            log.error("close_timed_out")
+            code = code or EXIT_FAILED
+        if server is not None:
+            await server.close()
+        if install_signals:
+            for sig in handled:
+                loop.remove_signal_handler(sig)
+    log.info("service_stopped", service=service.name, exit_code=code)
+    return code
+
+
+def run_service(
+    source: ServiceSource, settings: CommonSettings, *, configure_logs: bool = True
+) -> int:
+    """Run ``source`` (a service, or a factory called inside the loop) on uvloop; exit code.
+
+    0: stopped gracefully (signal, or burst input drained); 1: failed or the grace expired;
+    2: an invalid setting (one line on stderr).
+    """
+    if configure_logs:
+        configure_logging(settings)
+    try:
+        return uvloop.run(serve(source, settings))
+    except ConfigError as err:
+        print(config_error_line(err), file=sys.stderr, flush=True)
+        return EXIT_CONFIG

@@ -1,0 +1,307 @@
+"""The stream worker runtime every consuming stage uses.
+
+``StreamWorker`` reads batches for one consumer group over several streams and hands each
+batch to a handler (pass ``handler=`` or override ``handle``). What the handler finished is
+acked; what it marks *deferred* stays pending until the stage acks it itself with
+``worker.ack(entries)`` (the detector does so after its checkpoint); what it marks *failed* (or
+the whole batch, if it raises) is retried:
+
+* ``BadInput`` (e.g. ``DecodeError``) → dead-lettered at once, counted by reason;
+* any other error → logged with its traceback and left pending; XAUTOCLAIM hands it out again
+  after ``CLAIM_IDLE_MS`` (to this or another consumer) and on the ``MAX_DELIVERIES``-th
+  failed delivery it goes to ``dlq:<stream>``. An entry whose consumers kept dying is
+  dead-lettered when claimed with more than ``MAX_DELIVERIES`` deliveries.
+
+When a handler raises for a batch of several entries, the entries are handed over again one
+by one so that one poison entry does not hold back its neighbours (handlers must therefore be
+idempotent per entry — they must be anyway: delivery is at-least-once).
+
+Delivery guarantee: at-least-once per group. Effects keyed by the entry (or by the record's
+deterministic id) and applied before the ack make it effectively exactly-once.
+
+The loop: claim idle pending entries (every ``claim_interval``) → else XREADGROUP new ones
+(BLOCK ``BLOCK_MS``) → handle → ack / dead-letter → every ``TRIM_INTERVAL_S`` trim the input
+streams safely. On ``request_stop`` it stops reading, finishes and acks the batch in hand and
+returns; ``stop`` then flushes and closes. In burst mode ``run`` returns once no new entry is
+left and nothing of the group is pending apart from deferred entries.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from common.errors import BadInput
+from common.lifecycle import Service
+from common.logging import get_logger
+from common.metrics import RUNTIME, Readiness, RuntimeMetrics
+from common.redis import AnyRedis, redis_from_settings
+from common.settings import CommonSettings
+from common.streams import Entry, StreamConsumer, error_reason, unique_consumer_name
+from common.trimming import TrimResult
+
+__all__ = [
+    "BatchResult",
+    "Entry",
+    "Handler",
+    "StreamConsumer",
+    "StreamWorker",
+    "TrimResult",
+    "unique_consumer_name",
+]
+
+_OUTAGES = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """What a handler did with its batch. Entries not listed here are done and get acked."""
+
+    deferred: list[Entry] = field(default_factory=list)
+    """Done, but acked later by the stage itself (``StreamWorker.ack``)."""
+    failed: list[tuple[Entry, BaseException]] = field(default_factory=list)
+    """Not done: retried later, or dead-lettered (``BadInput`` at once)."""
+
+    def defer(self, entry: Entry) -> None:
+        self.deferred.append(entry)
+
+    def fail(self, entry: Entry, error: BaseException) -> None:
+        self.failed.append((entry, error))
+
+
+Handler = Callable[[list[Entry]], Awaitable[BatchResult | None]]
+
+
+class StreamWorker(Service):
+    """A consumer-group worker: the standard loop around a batch handler."""
+
+    name = "worker"
+
+    def __init__(
+        self,
+        settings: CommonSettings,
+        *,
+        group: str,
+        streams: Sequence[str],
+        handler: Handler | None = None,
+        redis: AnyRedis | None = None,
+        consumer: str | None = None,
+        name: str | None = None,
+        claim: bool = True,
+        trim: bool = True,
+        burst: bool = False,
+        start_id: str = "0",
+        readiness: Readiness | None = None,
+        metrics: RuntimeMetrics = RUNTIME,
+    ) -> None:
+        super().__init__(burst=burst, readiness=readiness)
+        if name:
+            self.name = name
+        self.settings = settings
+        self.group = group
+        self.streams = list(streams)
+        self._handler = handler
+        self._owns_redis = redis is None
+        self.redis: AnyRedis = redis if redis is not None else redis_from_settings(settings)
+        self.consumer = StreamConsumer.from_settings(
+            self.redis,
+            settings,
+            group=group,
+            streams=self.streams,
+            consumer=consumer,
+            metrics=metrics,
+        )
+        self.claim_enabled = claim
+        self.trim_enabled = trim and settings.trim_interval_s > 0
+        self.start_id = start_id
+        self.metrics = metrics
+        self.claim_interval = max(0.05, min(settings.claim_idle_ms / 2000, 5.0))
+        self.log = get_logger("runtime", worker=self.name, group=group, consumer=self.consumer_name)
+        self._deferred: dict[tuple[str, str], Entry] = {}
+        self._next_claim = 0.0
+        self._next_trim = time.monotonic() + settings.trim_interval_s
+        self.batches = 0
+
+    @property
+    def consumer_name(self) -> str:
+        return self.consumer.consumer
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        await super().start()
+        await self.redis.ping()
+        self.readiness.set("connected")
+        await self.consumer.ensure_groups(self.start_id)
+        self.log.info("consumer_started", streams=self.streams)
+
+    async def close(self) -> None:
+        self.readiness.reset()
+        if self._owns_redis:
+            await self.redis.aclose()
+
+    async def run(self) -> None:
+        backoff = 0.0
+        while not self.stopping:
+            try:
+                drained = await self.step()
+                backoff = 0.0
+                self.readiness.set("connected")
+            except _OUTAGES as e:
+                self.readiness.set("connected", False)
+                self.readiness.set("consuming", False)
+                backoff = min(max(backoff * 2, 0.1), 5.0)
+                self.metrics.errors.labels(self.group, "redis").inc()
+                self.log.warning("redis_unavailable", error=repr(e), retry_in_s=backoff)
+                await self.wait_stopping(backoff * random.uniform(0.5, 1.0))
+                continue
+            if drained and self.burst:
+                self.log.info("burst_drained", batches=self.batches)
+                return
+
+    async def step(self) -> bool:
+        """One turn of the loop; True when there was nothing to do and nothing is pending."""
+        self.readiness.set("consuming")
+        entries: list[Entry] = []
+        now = time.monotonic()
+        if self.claim_enabled and now >= self._next_claim:
+            self._next_claim = now + self.claim_interval
+            entries = [e for e in await self.consumer.claim() if e.key not in self._deferred]
+        if not entries and not self.stopping:
+            block = min(self.settings.block_ms, 50) if self.burst else self.settings.block_ms
+            entries = await self.consumer.read(block_ms=block)
+        if entries:
+            await self.process(entries)
+        if self.trim_enabled and time.monotonic() >= self._next_trim:
+            self._next_trim = time.monotonic() + self.settings.trim_interval_s
+            await self.trim()
+        if entries or not self.burst:
+            return False
+        pending = await self.consumer.pending_count()
+        if pending > len(self._deferred):
+            # Failed entries wait to become claimable; sleep a little instead of spinning.
+            await self.wait_stopping(min(self.claim_interval, 0.05))
+            self._next_claim = 0.0
+            return False
+        return True
+
+    # --- one batch ------------------------------------------------------------------------
+    async def handle(self, batch: list[Entry]) -> BatchResult | None:
+        """Process ``batch``; override, or pass ``handler=`` to the constructor."""
+        if self._handler is None:
+            raise NotImplementedError("StreamWorker needs a handler or an overridden handle()")
+        return await self._handler(batch)
+
+    async def process(self, entries: list[Entry]) -> None:
+        """Dead-letter over-delivered entries, hand the rest over, ack what is done."""
+        limit = self.consumer.max_deliveries
+        live: list[Entry] = []
+        for e in entries:
+            if e.deliveries > limit:
+                await self._dead(
+                    e, f"delivered {e.deliveries} times, never acked", "max_deliveries"
+                )
+            else:
+                live.append(e)
+        if not live:
+            return
+        self.batches += 1
+        self.metrics.batch_size.labels(self.group).observe(len(live))
+        started = time.perf_counter()
+        try:
+            result = await self.handle(live) or BatchResult()
+        except Exception as exc:
+            self.metrics.batch_seconds.labels(self.group).observe(time.perf_counter() - started)
+            if len(live) == 1:
+                await self._settle(live, BatchResult(failed=[(live[0], exc)]))
+            else:
+                self.log.warning("batch_failed_isolating", entries=len(live), error=repr(exc))
+                for e in live:
+                    await self._handle_one(e)
+            return
+        self.metrics.batch_seconds.labels(self.group).observe(time.perf_counter() - started)
+        await self._settle(live, result)
+
+    async def _handle_one(self, entry: Entry) -> None:
+        try:
+            result = await self.handle([entry]) or BatchResult()
+        except Exception as exc:
+            result = BatchResult(failed=[(entry, exc)])
+        await self._settle([entry], result)
+
+    async def _settle(self, batch: list[Entry], result: BatchResult) -> None:
+        deferred = {e.key for e in result.deferred}
+        failed = {e.key for e, _ in result.failed}
+        done = [e for e in batch if e.key not in deferred and e.key not in failed]
+        await self.consumer.ack_entries(done)
+        for e in done:
+            self.metrics.entries.labels(e.stream, self.group, "acked").inc()
+        for e in result.deferred:
+            self._deferred[e.key] = e
+            self.metrics.entries.labels(e.stream, self.group, "deferred").inc()
+        for e, error in result.failed:
+            await self._failed(e, error)
+
+    async def _failed(self, entry: Entry, error: BaseException) -> None:
+        if isinstance(error, BadInput):
+            self.metrics.entries.labels(entry.stream, self.group, "bad_input").inc()
+            self.log.warning(
+                "bad_input", stream=entry.stream, id=entry.id, reason=error.reason, error=str(error)
+            )
+            await self._dead(entry, error, error_reason(error))
+            return
+        self.metrics.errors.labels(self.group, "handler").inc()
+        if entry.deliveries >= self.consumer.max_deliveries:
+            self.log.error(
+                "entry_failed_dead_lettered",
+                stream=entry.stream,
+                id=entry.id,
+                deliveries=entry.deliveries,
+                exc_info=error,
+            )
+            await self._dead(entry, error, "max_deliveries")
+        else:
+            self.metrics.entries.labels(entry.stream, self.group, "retry").inc()
+            self.log.error(
+                "entry_failed_will_retry",
+                stream=entry.stream,
+                id=entry.id,
+                deliveries=entry.deliveries,
+                exc_info=error,
+            )
+
+    async def _dead(self, entry: Entry, error: BaseException | str, reason: str) -> None:
+        await self.consumer.dead_letter(entry, error, reason)
+        self._deferred.pop(entry.key, None)
+        self.metrics.entries.labels(entry.stream, self.group, "dead").inc()
+
+    # --- deferred acks and trimming -----------------------------------------------------
+    async def ack(self, entries: Iterable[Entry]) -> int:
+        """Ack entries the handler deferred (e.g. once a checkpoint covers them)."""
+        batch = list(entries)
+        for e in batch:
+            self._deferred.pop(e.key, None)
+        n = await self.consumer.ack_entries(batch)
+        return n
+
+    @property
+    def deferred(self) -> list[Entry]:
+        """Entries handled but not yet acked by the stage, oldest first."""
+        return list(self._deferred.values())
+
+    async def trim(self) -> list[TrimResult]:
+        """Trim the input streams below what every group has acked (and apply the hard cap)."""
+        results = await self.consumer.trim_all()
+        for r in results:
+            if r.hard_capped:
+                self.log.warning(
+                    "hard_cap_trimmed",
+                    stream=r.stream,
+                    entries=r.hard_capped,
+                    cap=self.consumer.hard_maxlen,
+                )
+        return results

@@ -1,0 +1,288 @@
+"""Settings shared by every worker, read from the environment once in ``main()``.
+
+Each stage writes its own frozen dataclass holding ``common: CommonSettings`` plus its own
+fields, built with the ``env_*`` helpers below. Every helper raises ``ConfigError(variable,
+"expected ..., got '...'")`` so a bad value stops the process at start with one line naming
+the variable (see ``exit_on_config_error``). Nothing here reads the environment at import time.
+
+Secrets: the Redis password (in ``REDIS_URL`` or ``REDIS_PASSWORD``) is kept out of ``repr``
+and out of logs; ``CommonSettings.redacted()`` gives the loggable form.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Literal, TextIO, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+from common.errors import ConfigError
+from common.names import Keys
+
+LogFormat = Literal["json", "console"]
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+REDIS_SCHEMES = ("redis", "rediss", "redis+cluster", "rediss+cluster", "unix")
+T = TypeVar("T")
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+
+
+# --- parse helpers -------------------------------------------------------------------------
+def env_str(env: Mapping[str, str], name: str, default: str) -> str:
+    """The raw value of ``name`` (surrounding blanks stripped), or ``default`` when unset."""
+    raw = env.get(name)
+    return default if raw is None else raw.strip()
+
+
+def env_optional(env: Mapping[str, str], name: str) -> str | None:
+    """The value of ``name``, or ``None`` when unset or empty."""
+    raw = env.get(name)
+    return raw.strip() or None if raw is not None else None
+
+
+def env_int(
+    env: Mapping[str, str], name: str, default: int, *, lo: int | None = None, hi: int | None = None
+) -> int:
+    """An integer within ``lo..hi`` (inclusive; either bound optional)."""
+    raw = env.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = int(raw.strip(), 10)
+    except ValueError:
+        value = None
+    if value is None or (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise ConfigError(name, f"expected an integer {_range(lo, hi)}, got {raw!r}")
+    return value
+
+
+def env_float(
+    env: Mapping[str, str],
+    name: str,
+    default: float,
+    *,
+    lo: float | None = None,
+    hi: float | None = None,
+) -> float:
+    """A finite number within ``lo..hi`` (inclusive; either bound optional)."""
+    raw = env.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value: float | None = float(raw.strip())
+    except ValueError:
+        value = None
+    if (
+        value is None
+        or not math.isfinite(value)
+        or (lo is not None and value < lo)
+        or (hi is not None and value > hi)
+    ):
+        raise ConfigError(name, f"expected a number {_range(lo, hi)}, got {raw!r}")
+    return value
+
+
+def env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    """A flag: ``1/true/yes/on`` or ``0/false/no/off`` (any case); unset gives ``default``."""
+    raw = env.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(name, f"expected one of 1/0, true/false, yes/no, on/off, got {raw!r}")
+
+
+def env_choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    """One of ``choices`` (compared case-insensitively, returned as spelled in ``choices``)."""
+    raw = env.get(name)
+    if raw is None or not raw.strip():
+        return default
+    for choice in choices:
+        if raw.strip().lower() == choice.lower():
+            return choice
+    raise ConfigError(name, f"expected one of {'|'.join(choices)}, got {raw!r}")
+
+
+def env_list(
+    env: Mapping[str, str], name: str, default: tuple[str, ...] = (), *, sep: str = ","
+) -> tuple[str, ...]:
+    """A ``sep``-separated list; blanks around items and empty items are dropped."""
+    raw = env.get(name)
+    if raw is None:
+        return default
+    return tuple(item.strip() for item in raw.split(sep) if item.strip())
+
+
+def _range(lo: float | None, hi: float | None) -> str:
+    if lo is not None and hi is not None:
+        return f"{lo}..{hi}"
+    if lo is not None:
+        return f">= {lo}"
+    if hi is not None:
+        return f"<= {hi}"
+    return ""
+
+
+# --- secrets ---------------------------------------------------------------------------------
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (user names are kept: they help debug)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+# --- the shared settings -----------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class CommonSettings:
+    """What every worker needs: Redis, partitions, observability and stream-runtime knobs.
+
+    ``redis_url`` may hold a password; ``repr`` shows only the redacted form and
+    ``redis_password`` is hidden from ``repr`` altogether.
+    """
+
+    redis_url: str = field(default=DEFAULT_REDIS_URL, repr=False)
+    redis_cluster: bool = False
+    redis_tls_ca: str | None = None
+    redis_tls_cert: str | None = None
+    redis_tls_key: str | None = None
+    redis_username: str | None = None
+    redis_password: str | None = field(default=None, repr=False)
+    redis_socket_timeout: float = 10.0
+    redis_connect_timeout: float = 5.0
+    partitions: int = 16
+    namespace: str = ""
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int = 9100
+    log_level: str = "INFO"
+    log_format: LogFormat = "json"
+    grace_seconds: float = 10.0
+    batch_count: int = 100
+    block_ms: int = 1000
+    claim_idle_ms: int = 30_000
+    max_deliveries: int = 5
+    trim_interval_s: float = 10.0
+    hard_maxlen: int = 0
+    consumer_name: str | None = None
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Cross-field checks (the per-field ones are in the parse helpers)."""
+        scheme = urlsplit(self.redis_url).scheme
+        if scheme not in REDIS_SCHEMES:
+            raise ConfigError(
+                "REDIS_URL",
+                f"expected a {'|'.join(REDIS_SCHEMES)}:// URL, got {redact_url(self.redis_url)!r}",
+            )
+        if self.block_ms >= self.redis_socket_timeout * 1000:
+            raise ConfigError(
+                "BLOCK_MS",
+                f"expected milliseconds below REDIS_SOCKET_TIMEOUT "
+                f"({self.redis_socket_timeout:g} s), got '{self.block_ms}'",
+            )
+        if bool(self.redis_tls_cert) != bool(self.redis_tls_key):
+            missing = "REDIS_TLS_KEY" if self.redis_tls_cert else "REDIS_TLS_CERT"
+            raise ConfigError(missing, "expected a file path (TLS cert and key go together)")
+
+    @property
+    def cluster(self) -> bool:
+        """True when Redis is a cluster (``REDIS_CLUSTER`` or a ``redis+cluster`` scheme)."""
+        return self.redis_cluster or urlsplit(self.redis_url).scheme.endswith("+cluster")
+
+    @property
+    def tls(self) -> bool:
+        return urlsplit(self.redis_url).scheme.startswith("rediss") or self.redis_tls_ca is not None
+
+    def keys(self) -> Keys:
+        """Key names of this deployment."""
+        return Keys(partitions=self.partitions, namespace=self.namespace)
+
+    def redacted(self) -> dict[str, object]:
+        """The settings as a loggable mapping: no password anywhere."""
+        out: dict[str, object] = {}
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            if name == "redis_url":
+                value = redact_url(value)
+            elif name == "redis_password":
+                value = None if value is None else "***"
+            out[name] = value
+        return out
+
+    def __repr__(self) -> str:
+        body = ", ".join(f"{k}={v!r}" for k, v in self.redacted().items())
+        return f"CommonSettings({body})"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> CommonSettings:
+        """Read and validate every shared variable (see the README's configuration table)."""
+        e = os.environ if env is None else env
+        url = env_str(e, "REDIS_URL", DEFAULT_REDIS_URL) or DEFAULT_REDIS_URL
+        socket_timeout = env_float(e, "REDIS_SOCKET_TIMEOUT", 10.0, lo=0.1, hi=3600)
+        return cls(
+            redis_url=url,
+            redis_cluster=env_bool(e, "REDIS_CLUSTER", False),
+            redis_tls_ca=env_optional(e, "REDIS_TLS_CA"),
+            redis_tls_cert=env_optional(e, "REDIS_TLS_CERT"),
+            redis_tls_key=env_optional(e, "REDIS_TLS_KEY"),
+            redis_username=env_optional(e, "REDIS_USERNAME"),
+            redis_password=env_optional(e, "REDIS_PASSWORD"),
+            redis_socket_timeout=socket_timeout,
+            redis_connect_timeout=env_float(e, "REDIS_CONNECT_TIMEOUT", 5.0, lo=0.1, hi=3600),
+            partitions=env_int(e, "PARTITIONS", 16, lo=1, hi=4096),
+            namespace=env_str(e, "NAMESPACE", ""),
+            metrics_host=env_str(e, "METRICS_HOST", "0.0.0.0") or "0.0.0.0",
+            metrics_port=env_int(e, "METRICS_PORT", 9100, lo=0, hi=65535),
+            log_level=env_choice(e, "LOG_LEVEL", "INFO", LOG_LEVELS),
+            log_format="console"
+            if env_choice(e, "LOG_FORMAT", "json", ("json", "console")) == "console"
+            else "json",
+            grace_seconds=env_float(e, "GRACE_SECONDS", 10.0, lo=0, hi=3600),
+            batch_count=env_int(e, "BATCH_COUNT", 100, lo=1, hi=100_000),
+            block_ms=env_int(e, "BLOCK_MS", 1000, lo=1, hi=3_600_000),
+            claim_idle_ms=env_int(e, "CLAIM_IDLE_MS", 30_000, lo=1, hi=86_400_000),
+            max_deliveries=env_int(e, "MAX_DELIVERIES", 5, lo=1, hi=1000),
+            trim_interval_s=env_float(e, "TRIM_INTERVAL_S", 10.0, lo=0, hi=86_400),
+            hard_maxlen=env_int(e, "HARD_MAXLEN", 0, lo=0),
+            consumer_name=env_optional(e, "CONSUMER_NAME"),
+        )
+
+
+def config_error_line(err: ConfigError) -> str:
+    """The one line a process prints when a setting is invalid."""
+    return f"alphapulse: invalid setting {err.variable}: {err.problem}"
+
+
+@contextmanager
+def exit_on_config_error(stream: TextIO | None = None) -> Iterator[None]:
+    """Turn a ``ConfigError`` raised inside into one line on stderr and exit code 2.
+
+    Use in ``main()`` around building the settings::
+
+        with exit_on_config_error():
+            settings = MySettings.from_env(os.environ)
+    """
+    try:
+        yield
+    except ConfigError as err:
+        print(config_error_line(err), file=stream or sys.stderr, flush=True)
+        raise SystemExit(2) from None

@@ -1,0 +1,335 @@
+"""``StreamConsumer``: one consumer of one group over several streams — the Redis half of
+the runtime (``common.runtime.StreamWorker`` is the loop on top of it).
+
+What it does, and the Redis commands behind each step:
+
+* ``ensure_groups`` — ``XGROUP CREATE … MKSTREAM`` per stream (``BUSYGROUP`` = already there).
+* ``read`` — ``XREADGROUP GROUP g c COUNT n BLOCK ms STREAMS s… >`` (new entries only). On a
+  Cluster the streams are read per hash slot (one command may not span slots).
+* ``claim`` — ``XAUTOCLAIM`` entries pending longer than ``claim_idle_ms`` (their consumer died
+  or stalled), then ``XPENDING`` for each claimed id to learn how often it was delivered.
+  Ids whose entries were deleted meanwhile are dropped from the PEL by Redis ≥ 7 and counted.
+* ``ack`` — ``XACK`` in one pipeline per call.
+* ``dead_letter`` — ``XADD dlq:<stream>`` (the original fields under ``f:<name>``, the error,
+  reason, deliveries, group, consumer, time) *then* ``XACK``: a crash in between duplicates the
+  dead letter, it never loses the entry.
+* ``trim`` — see ``common.trimming`` for the safe MINID.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
+from redis.exceptions import ResponseError
+from redis.typing import EncodableT, FieldT
+
+from common.errors import BadInput
+from common.metrics import RUNTIME, RuntimeMetrics
+from common.names import Keys
+from common.redis import AnyRedis
+from common.settings import CommonSettings
+from common.trimming import GroupPosition, TrimResult, safe_minid
+
+__all__ = [
+    "DLQ_MAXLEN",
+    "Entry",
+    "StreamConsumer",
+    "dead_letter_fields",
+    "original_fields",
+    "unique_consumer_name",
+]
+
+DLQ_MAXLEN = 100_000
+"""Dead-letter streams are capped (approximately) so a flood of bad input cannot fill Redis."""
+_FIELD_PREFIX = b"f:"
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+@dataclass(slots=True)
+class Entry:
+    """One stream entry as delivered to this consumer."""
+
+    stream: str
+    id: str
+    fields: dict[bytes, bytes]
+    deliveries: int = 1
+    """How many times Redis has delivered it to the group (1 = first delivery)."""
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.stream, self.id)
+
+
+def unique_consumer_name(prefix: str = "") -> str:
+    """``host-pid-random``: unique per process, so a restarted worker never inherits a PEL."""
+    base = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    return f"{prefix}{base}" if prefix else base
+
+
+def dead_letter_fields(
+    entry: Entry, error: BaseException | str, *, reason: str, group: str, consumer: str
+) -> dict[bytes, bytes]:
+    """The fields of a dead letter: what, why, who, when, and the original fields."""
+    text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    out: dict[bytes, bytes] = {
+        b"stream": entry.stream.encode(),
+        b"id": entry.id.encode(),
+        b"error": text[:4096].encode(),
+        b"reason": reason.encode(),
+        b"deliveries": b"%d" % entry.deliveries,
+        b"group": group.encode(),
+        b"consumer": consumer.encode(),
+        b"time_ms": b"%d" % int(time.time() * 1000),
+    }
+    out.update({_FIELD_PREFIX + k: v for k, v in entry.fields.items()})
+    return out
+
+
+def original_fields(dead_letter: Mapping[bytes, bytes]) -> dict[bytes, bytes]:
+    """The entry's own fields back from a dead letter (to inspect or re-XADD it)."""
+    n = len(_FIELD_PREFIX)
+    return {k[n:]: v for k, v in dead_letter.items() if k.startswith(_FIELD_PREFIX)}
+
+
+def error_reason(error: BaseException | str) -> str:
+    """The counter label of an error: ``BadInput.reason``, or ``error`` for anything else."""
+    return error.reason if isinstance(error, BadInput) else "error"
+
+
+@dataclass(slots=True)
+class StreamConsumer:
+    """Consumer ``consumer`` of group ``group`` over ``streams`` (full key names)."""
+
+    redis: AnyRedis
+    group: str
+    streams: Sequence[str]
+    keys: Keys
+    consumer: str = field(default_factory=unique_consumer_name)
+    count: int = 100
+    block_ms: int = 1000
+    claim_idle_ms: int = 30_000
+    max_deliveries: int = 5
+    hard_maxlen: int = 0
+    metrics: RuntimeMetrics = RUNTIME
+    _claim_cursor: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(
+        cls,
+        redis: AnyRedis,
+        settings: CommonSettings,
+        *,
+        group: str,
+        streams: Sequence[str],
+        consumer: str | None = None,
+        metrics: RuntimeMetrics = RUNTIME,
+    ) -> StreamConsumer:
+        return cls(
+            redis=redis,
+            group=group,
+            streams=list(streams),
+            keys=settings.keys(),
+            consumer=consumer or settings.consumer_name or unique_consumer_name(),
+            count=settings.batch_count,
+            block_ms=settings.block_ms,
+            claim_idle_ms=settings.claim_idle_ms,
+            max_deliveries=settings.max_deliveries,
+            hard_maxlen=settings.hard_maxlen,
+            metrics=metrics,
+        )
+
+    # --- groups ---------------------------------------------------------------------------
+    async def ensure_groups(self, start_id: str = "0") -> None:
+        """Create the group on every stream (and the stream itself) unless it exists.
+
+        ``start_id="0"``: a new group sees every entry still in the stream; ``"$"``: only new.
+        """
+        for stream in self.streams:
+            try:
+                await self.redis.xgroup_create(stream, self.group, id=start_id, mkstream=True)
+            except ResponseError as e:
+                if "BUSYGROUP" not in str(e):
+                    raise
+
+    # --- reading ----------------------------------------------------------------------------
+    async def read(self, count: int | None = None, block_ms: int | None = None) -> list[Entry]:
+        """New entries for this consumer; waits up to ``block_ms`` (0 = do not block)."""
+        n = count or self.count
+        block = self.block_ms if block_ms is None else block_ms
+        if isinstance(self.redis, RedisCluster):
+            by_slot: dict[int, list[str]] = defaultdict(list)
+            for s in self.streams:
+                by_slot[key_slot(s.encode())].append(s)
+            parts = await asyncio.gather(*(self._read(g, n, block) for g in by_slot.values()))
+            return [e for part in parts for e in part]
+        return await self._read(self.streams, n, block)
+
+    async def _read(self, streams: Sequence[str], count: int, block_ms: int) -> list[Entry]:
+        reply = await self.redis.xreadgroup(
+            self.group,
+            self.consumer,
+            dict.fromkeys(streams, ">"),
+            count=count,
+            block=block_ms or None,
+        )
+        return list(_parse_read(reply))
+
+    async def claim(self, min_idle_ms: int | None = None, count: int | None = None) -> list[Entry]:
+        """Take over entries pending longer than ``min_idle_ms`` in any consumer of the group.
+
+        Scans each stream's PEL from where the previous call stopped (XAUTOCLAIM's cursor), so
+        a long PEL is worked through a page per call. ``deliveries`` comes from XPENDING.
+        """
+        idle = self.claim_idle_ms if min_idle_ms is None else min_idle_ms
+        n = count or self.count
+        claimed: list[Entry] = []
+        for stream in self.streams:
+            start = self._claim_cursor.get(stream, "0-0")
+            reply: Any = await self.redis.xautoclaim(
+                stream, self.group, self.consumer, min_idle_time=idle, start_id=start, count=n
+            )
+            self._claim_cursor[stream] = _s(reply[0])
+            for item in reply[1]:
+                if item[0] is None or item[1] is None:
+                    continue  # Redis < 7 returns deleted entries as nil
+                claimed.append(Entry(stream, _s(item[0]), item[1], 0))
+        if claimed:
+            await self._fill_deliveries(claimed)
+            for e in claimed:
+                self.metrics.redeliveries.labels(e.stream, self.group).inc()
+        return claimed
+
+    async def _fill_deliveries(self, entries: list[Entry]) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for e in entries:
+                pipe.xpending_range(e.stream, self.group, e.id, e.id, 1)
+            replies: list[Any] = await pipe.execute()
+        for e, rows in zip(entries, replies, strict=True):
+            e.deliveries = int(rows[0]["times_delivered"]) if rows else 1
+
+    # --- acknowledging ---------------------------------------------------------------------
+    async def ack(self, stream: str, ids: Sequence[str]) -> int:
+        """XACK ``ids`` of ``stream``; returns how many were still pending."""
+        if not ids:
+            return 0
+        return int(await self.redis.xack(stream, self.group, *ids))
+
+    async def ack_entries(self, entries: Iterable[Entry]) -> int:
+        """XACK ``entries`` (any mix of streams) in one round trip."""
+        by_stream: dict[str, list[str]] = defaultdict(list)
+        for e in entries:
+            by_stream[e.stream].append(e.id)
+        if not by_stream:
+            return 0
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for stream, ids in by_stream.items():
+                pipe.xack(stream, self.group, *ids)
+            replies: list[Any] = await pipe.execute()
+        return sum(int(r) for r in replies)
+
+    async def dead_letter(
+        self, entry: Entry, error: BaseException | str, reason: str | None = None
+    ) -> None:
+        """Move ``entry`` to ``dlq:<stream>`` with its error, then ack it."""
+        why = reason or error_reason(error)
+        fields = dead_letter_fields(
+            entry, error, reason=why, group=self.group, consumer=self.consumer
+        )
+        payload: dict[FieldT, EncodableT] = dict(fields.items())
+        await self.redis.xadd(
+            self.keys.dlq(entry.stream), payload, maxlen=DLQ_MAXLEN, approximate=True
+        )
+        await self.ack(entry.stream, [entry.id])
+        self.metrics.dead_letters.labels(entry.stream, why).inc()
+
+    # --- inspection -----------------------------------------------------------------------
+    async def pending_count(self) -> int:
+        """Entries of this group delivered but not acked, over all its streams."""
+        total = 0
+        for stream in self.streams:
+            summary: Any = await self.redis.xpending(stream, self.group)
+            total += int(summary["pending"])
+        return total
+
+    async def group_positions(self, stream: str) -> list[GroupPosition]:
+        """Where every group of ``stream`` stands (XINFO GROUPS + XPENDING summary)."""
+        groups: Any = await self.redis.xinfo_groups(stream)
+        out: list[GroupPosition] = []
+        for g in groups:
+            name = _s(g["name"])
+            pending = int(g["pending"])
+            first = None
+            if pending:
+                summary: Any = await self.redis.xpending(stream, name)
+                first = _s(summary["min"]) if summary["min"] is not None else None
+            lag = g.get("lag")
+            out.append(
+                GroupPosition(
+                    name=name,
+                    last_delivered=_s(g["last-delivered-id"]),
+                    pending=pending,
+                    first_pending=first,
+                    lag=None if lag is None else int(lag),
+                )
+            )
+        return out
+
+    # --- trimming -----------------------------------------------------------------------------
+    async def trim(self, stream: str) -> TrimResult:
+        """Trim ``stream`` below what every group has acked; then apply ``hard_maxlen``."""
+        positions = await self.group_positions(stream)
+        for p in positions:
+            if p.name == self.group:
+                self.metrics.pending.labels(stream, p.name).set(p.pending)
+                if p.lag is not None:
+                    self.metrics.lag.labels(stream, p.name).set(p.lag)
+        minid = safe_minid(positions)
+        safe = 0
+        if minid is not None:
+            safe = int(await self.redis.xtrim(stream, minid=minid, approximate=False))
+            self.metrics.trimmed.labels(stream).inc(safe)
+        hard = 0
+        if self.hard_maxlen:
+            hard = int(await self.redis.xtrim(stream, maxlen=self.hard_maxlen, approximate=False))
+            self.metrics.hard_cap_trims.labels(stream).inc(hard)
+        return TrimResult(stream=stream, minid=minid, trimmed=safe, hard_capped=hard)
+
+    async def trim_all(self) -> list[TrimResult]:
+        return [await self.trim(s) for s in self.streams]
+
+    async def delete_idle_consumers(self, idle_ms: int) -> list[str]:
+        """Remove consumers of the group idle for ``idle_ms`` that hold no pending entry."""
+        removed: list[str] = []
+        for stream in self.streams:
+            consumers: Any = await self.redis.xinfo_consumers(stream, self.group)
+            for c in consumers:
+                name = _s(c["name"])
+                if name != self.consumer and int(c["pending"]) == 0 and int(c["idle"]) > idle_ms:
+                    await self.redis.xgroup_delconsumer(stream, self.group, name)
+                    removed.append(name)
+        return removed
+
+
+def _parse_read(reply: Any) -> Iterable[Entry]:
+    """Entries from an XREADGROUP reply in either shape redis-py returns (list or dict)."""
+    if not reply:
+        return
+    pairs = reply.items() if isinstance(reply, dict) else reply
+    for stream, items in pairs:
+        name = _s(stream)
+        for entry_id, fields in items:
+            if entry_id is not None and fields is not None:
+                yield Entry(name, _s(entry_id), fields, 1)
