@@ -70,3 +70,50 @@ def strong_event(
         trend=-direction,
         volume_ratio=2.0,
     )
+
+
+_MIX: list[dict[str, int]] = [
+    {"CDLHAMMER": 100},
+    {"CDLENGULFING": -100, "CDLSHOOTINGSTAR": -100},
+    {"CDLDOJI": 100},
+    {"CDLENGULFING": 100, "CDLSHOOTINGSTAR": -100},
+    {"CDLMORNINGSTAR": 100, "CDL3WHITESOLDIERS": 100},
+    {"CDLRISEFALL3METHODS": -100},
+    {"CDLHIKKAKE": 200},
+]
+
+
+def event_mix(n: int, symbols: int = 50, exchange: str = "binance") -> list[PatternEvent]:
+    """``n`` varied events over ``symbols`` symbols (bars in time order per symbol).
+
+    Roughly half give a signal, a few give two, some are cooled down by ``recent``.
+    """
+    out: list[PatternEvent] = []
+    for i in range(n):
+        bar_no = i // symbols
+        open_time = T0 + bar_no * MINUTE
+        patterns = _MIX[(i * 7 + bar_no) % len(_MIX)]
+        trend = (i % 3) - 1
+        recent: list[dict[str, Any]] = []
+        if bar_no and i % 4 == 0:
+            recent = [
+                {
+                    "open_time": open_time - MINUTE,
+                    "patterns": patterns,
+                    "features": {"trend": trend, "volume_ratio": 2.0},
+                }
+            ]
+        out.append(
+            make_event(
+                patterns,
+                symbol=f"S{i % symbols:04d}",
+                open_time=open_time,
+                exchange=exchange,
+                recent=recent,
+                trend=trend,
+                htf_trend=((i // 5) % 3) - 1,
+                volume_ratio=[0.5, 1.0, 2.0][i % 3 - 1 if i % 2 else 2],
+                rsi=[20.0, 50.0, 80.0][(i // 3) % 3],
+            )
+        )
+    return out

@@ -1,0 +1,40 @@
+-- Atomic check-and-append of signals: each signal id appears on the stream at most once.
+--
+-- KEYS[1]  the signals stream
+-- KEYS[2]  the id index: a sorted set of signal ids scored by the bar's open time (ms);
+--          same Cluster slot as KEYS[1] (its hash tag is the stream's name)
+-- ARGV[1]  retention of the index in ms (0 = keep forever): ids whose open time is older than
+--          the newest open time in this call minus the retention are dropped
+-- ARGV[2]  approximate MAXLEN cap of the stream (0 = none; a last resort, trimming normally
+--          follows the consumer groups)
+-- ARGV[3..] groups of four per signal: id, open_time_ms, v, json
+--
+-- Returns one element per signal: the new stream entry id, or 0 for an id already present
+-- (a redelivered pattern event, or a second worker racing on the same event).
+local retention = tonumber(ARGV[1])
+local maxlen = tonumber(ARGV[2])
+local out = {}
+local newest = nil
+for i = 3, #ARGV, 4 do
+  local id, open_time, v, d = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  if redis.call('ZSCORE', KEYS[2], id) then
+    out[#out + 1] = 0
+  else
+    local entry
+    if maxlen > 0 then
+      entry = redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'v', v, 'id', id, 'd', d)
+    else
+      entry = redis.call('XADD', KEYS[1], '*', 'v', v, 'id', id, 'd', d)
+    end
+    redis.call('ZADD', KEYS[2], open_time, id)
+    out[#out + 1] = entry
+  end
+  local t = tonumber(open_time)
+  if newest == nil or t > newest then
+    newest = t
+  end
+end
+if newest ~= nil and retention > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. string.format('%d', newest - retention))
+end
+return out

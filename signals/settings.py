@@ -1,0 +1,87 @@
+"""Settings of the signals worker and of the WebSocket server, read from the environment once.
+
+=============================  ==========  ======================================================
+variable                       default     meaning
+=============================  ==========  ======================================================
+``SIGNALS_MODEL_FILE``         (none)      JSON/TOML overrides of the scoring model
+``SIGNALS_ID_RETENTION_S``     ``259200``  how long appended ids are remembered for dedupe (3 d)
+``SIGNALS_STREAM_MAXLEN``      ``0``       approximate cap of ``signals`` (0 = none; last resort)
+``SIGNALS_PUBLISH``            ``true``    also PUBLISH each new signal on ``signals:<ex>:<sym>``
+``SIGNALS_WS_HOST``            ``0.0.0.0`` WebSocket server address
+``SIGNALS_WS_PORT``            ``8765``    WebSocket server port (0 = any free port)
+``SIGNALS_WS_TOKENS``          (required)  comma-separated bearer tokens accepted by the server
+``SIGNALS_WS_MAX_CONNECTIONS`` ``1000``    connections beyond this are closed with 1013
+``SIGNALS_WS_QUEUE``           ``1000``    per-client send queue; a full queue cuts the client
+``SIGNALS_WS_MAX_MESSAGE``     ``65536``   largest client message in bytes (1009 beyond)
+``SIGNALS_WS_RESUME_MAX``      ``100000``  most entries replayed to one resuming client
+=============================  ==========  ======================================================
+
+Plus every shared variable of ``CommonSettings`` (``REDIS_URL``, ``NAMESPACE``, ``BATCH_COUNT``…).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from common.errors import ConfigError
+from common.settings import CommonSettings, env_bool, env_int, env_list, env_optional, env_str
+from signals.model import Model, load_model
+
+
+@dataclass(frozen=True, slots=True)
+class SignalsSettings:
+    """The signals worker: shared settings plus the scoring model and dedupe bounds."""
+
+    common: CommonSettings
+    model: Model
+    id_retention_ms: int = 3 * 86_400_000
+    stream_maxlen: int = 0
+    publish: bool = True
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> SignalsSettings:
+        e = os.environ if env is None else env
+        return cls(
+            common=CommonSettings.from_env(e),
+            model=load_model(env_optional(e, "SIGNALS_MODEL_FILE")),
+            id_retention_ms=1000
+            * env_int(e, "SIGNALS_ID_RETENTION_S", 259_200, lo=0, hi=10 * 365 * 86_400),
+            stream_maxlen=env_int(e, "SIGNALS_STREAM_MAXLEN", 0, lo=0),
+            publish=env_bool(e, "SIGNALS_PUBLISH", True),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WsSettings:
+    """The WebSocket fan-out server."""
+
+    common: CommonSettings
+    tokens: frozenset[str]
+    host: str = "0.0.0.0"
+    port: int = 8765
+    max_connections: int = 1000
+    queue_size: int = 1000
+    max_message: int = 65_536
+    resume_max: int = 100_000
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> WsSettings:
+        e = os.environ if env is None else env
+        tokens = frozenset(env_list(e, "SIGNALS_WS_TOKENS"))
+        if not tokens:
+            raise ConfigError("SIGNALS_WS_TOKENS", "expected at least one token (comma-separated)")
+        return cls(
+            common=CommonSettings.from_env(e),
+            tokens=tokens,
+            host=env_str(e, "SIGNALS_WS_HOST", "0.0.0.0") or "0.0.0.0",
+            port=env_int(e, "SIGNALS_WS_PORT", 8765, lo=0, hi=65535),
+            max_connections=env_int(e, "SIGNALS_WS_MAX_CONNECTIONS", 1000, lo=1),
+            queue_size=env_int(e, "SIGNALS_WS_QUEUE", 1000, lo=1),
+            max_message=env_int(e, "SIGNALS_WS_MAX_MESSAGE", 65_536, lo=256),
+            resume_max=env_int(e, "SIGNALS_WS_RESUME_MAX", 100_000, lo=1),
+        )
+
+    def __repr__(self) -> str:  # never log the tokens
+        return f"WsSettings(host={self.host!r}, port={self.port}, tokens=<{len(self.tokens)}>)"

@@ -1,0 +1,209 @@
+"""The signals worker on real Redis: exactly-once append, crash and restart, two instances."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import jsonschema
+import pytest
+import redis.asyncio as aioredis
+
+from common.contracts import PatternEvent
+from common.names import GROUP_SIGNALS, Keys
+from common.runtime import BatchResult, Entry, StreamConsumer
+from common.settings import CommonSettings
+from signals.append import SignalAppender
+from signals.contract import Signal, decode_entry, load_schema
+from signals.model import Model
+from signals.scoring import score_event
+from signals.settings import SignalsSettings
+from signals.worker import SignalsWorker
+from tests.conftest import REDIS_URL
+from tests.signals_factory import MINUTE, T0, event_mix, strong_event
+
+pytestmark = pytest.mark.redis
+VALIDATOR = jsonschema.Draft202012Validator(load_schema())
+
+
+def settings_for(namespace: str, **common: Any) -> SignalsSettings:
+    base: dict[str, Any] = {
+        "redis_url": REDIS_URL,
+        "namespace": namespace,
+        "partitions": 4,
+        "metrics_port": 0,
+        "claim_idle_ms": 100,
+        "batch_count": 50,
+        "trim_interval_s": 0.0,
+    }
+    return SignalsSettings(common=CommonSettings(**(base | common)), model=Model())
+
+
+async def write_events(r: aioredis.Redis, keys: Keys, events: Sequence[PatternEvent]) -> None:
+    async with r.pipeline(transaction=False) as pipe:
+        for e in events:
+            pipe.xadd(keys.patterns, e.encode())  # type: ignore[arg-type]
+        await pipe.execute()
+
+
+async def stream_signals(r: aioredis.Redis, keys: Keys) -> list[Signal]:
+    entries = await r.xrange(keys.signals)
+    out = []
+    for _, fields in entries:
+        signal_ = decode_entry(fields)
+        VALIDATOR.validate(signal_.to_dict())
+        assert fields[b"id"].decode() == signal_.id
+        out.append(signal_)
+    return out
+
+
+def expected(events: Sequence[PatternEvent]) -> dict[str, Signal]:
+    model = Model()
+    return {s.id: s for e in events for s in score_event(e, model)}
+
+
+def without_time(signals: Sequence[Signal]) -> dict[str, Signal]:
+    return {s.id: s.stamped("1970-01-01T00:00:00.000Z") for s in signals}
+
+
+def assert_exactly(signals: Sequence[Signal], events: Sequence[PatternEvent]) -> None:
+    ids = [s.id for s in signals]
+    assert len(ids) == len(set(ids)), "a signal id appears twice on the stream"
+    want = without_time(list(expected(events).values()))
+    assert without_time(signals) == want
+
+
+async def test_lua_check_and_append_dedupes_and_bounds_the_index(
+    redis_client: aioredis.Redis, keys: Keys
+) -> None:
+    appender = SignalAppender(redis_client, keys, retention_ms=10 * MINUTE)
+    first = score_event(strong_event("A", T0), Model())
+    old = score_event(strong_event("B", T0 - 60 * MINUTE, -1), Model())
+    assert [x is not None for x in await appender.append(old + first)] == [True, True]
+    assert await appender.append(first) == [None]  # the same id again: not appended
+    assert await redis_client.xlen(keys.signals) == 2
+    # B's id is older than the newest open time minus the retention: trimmed from the index.
+    members = await redis_client.zrange(keys.signal_ids, 0, -1)
+    assert members == [first[0].id.encode()]
+    assert keys.signal_ids == "{" + keys.signals + "}:ids"  # one Cluster slot with the stream
+
+
+async def test_worker_emits_every_signal_once_and_acks(
+    redis_client: aioredis.Redis, keys: Keys, namespace: str
+) -> None:
+    events = event_mix(600)
+    await write_events(redis_client, keys, events)
+    async with SignalsWorker(settings_for(namespace), redis=redis_client, burst=True) as w:
+        await w.run()
+    assert_exactly(await stream_signals(redis_client, keys), events)
+    summary: Any = await redis_client.xpending(keys.patterns, GROUP_SIGNALS)
+    assert summary["pending"] == 0
+
+
+async def test_redelivery_after_append_before_ack_gives_no_duplicate(
+    redis_client: aioredis.Redis, keys: Keys, namespace: str
+) -> None:
+    """The exact crash window: signals appended, entries never acked, worker gone."""
+    events = event_mix(200)
+    await write_events(redis_client, keys, events)
+    settings = settings_for(namespace)
+    crashed = StreamConsumer.from_settings(
+        redis_client, settings.common, group=GROUP_SIGNALS, streams=[keys.patterns]
+    )
+    await crashed.ensure_groups("0")
+    batch: list[Entry] = await crashed.read(count=120, block_ms=0)
+    appender = SignalAppender(redis_client, keys)
+    half = [s.stamped() for e in batch for s in score_event(PatternEvent.decode(e.fields), Model())]
+    await appender.append(half)  # ...and the process dies before XACK
+    assert await crashed.pending_count() == 120
+    async with SignalsWorker(settings, redis=redis_client, burst=True) as w:
+        await w.run()
+    assert_exactly(await stream_signals(redis_client, keys), events)
+    assert await crashed.pending_count() == 0
+
+
+def _worker_env(namespace: str, **extra: str) -> dict[str, str]:
+    return (
+        os.environ
+        | {
+            "REDIS_URL": REDIS_URL,
+            "NAMESPACE": namespace,
+            "PARTITIONS": "4",
+            "METRICS_PORT": "0",
+            "CLAIM_IDLE_MS": "200",
+            "BATCH_COUNT": "20",
+            "LOG_LEVEL": "WARNING",
+            "GRACE_SECONDS": "2",
+        }
+        | extra
+    )
+
+
+@pytest.mark.slow
+async def test_sigkill_mid_batch_then_restart_gives_no_duplicate_and_no_gap(
+    redis_client: aioredis.Redis, keys: Keys, namespace: str
+) -> None:
+    events = event_mix(4000, symbols=200)
+    await write_events(redis_client, keys, events)
+    cmd = [sys.executable, "-m", "signals"]
+    proc = await asyncio.create_subprocess_exec(*cmd, env=_worker_env(namespace))
+    try:
+        for _ in range(600):  # up to 60 s for the worker to start appending
+            if await redis_client.xlen(keys.signals) > 50:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            pytest.fail("the signals worker never appended")
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await asyncio.wait_for(proc.wait(), 10)
+    assert await redis_client.xlen(keys.signals) < len(expected(events))  # really mid-way
+    restart = await asyncio.create_subprocess_exec(*cmd, "--burst", env=_worker_env(namespace))
+    assert await asyncio.wait_for(restart.wait(), 60) == 0
+    assert_exactly(await stream_signals(redis_client, keys), events)
+
+
+class CountingWorker(SignalsWorker):
+    handled = 0
+
+    async def handle(self, batch: list[Entry]) -> BatchResult:
+        self.handled += len(batch)
+        await asyncio.sleep(0)  # let the other instance read in between
+        return await super().handle(batch)
+
+
+async def test_two_instances_share_the_load_with_identical_output(
+    redis_client: aioredis.Redis, keys: Keys, namespace: str
+) -> None:
+    events = event_mix(1000)
+    await write_events(redis_client, keys, events)
+    settings = settings_for(namespace)
+    workers = [
+        CountingWorker(settings, redis=redis_client, burst=True, consumer=f"w{i}") for i in (1, 2)
+    ]
+    for w in workers:
+        await w.start()
+    await asyncio.gather(*(w.run() for w in workers))
+    for w in workers:
+        await w.stop()
+    assert all(w.handled > 0 for w in workers)
+    assert sum(w.handled for w in workers) == len(events)
+    assert_exactly(await stream_signals(redis_client, keys), events)
+
+
+async def test_a_bad_pattern_event_is_dead_lettered_and_the_rest_goes_on(
+    redis_client: aioredis.Redis, keys: Keys, namespace: str
+) -> None:
+    events = event_mix(100)
+    await redis_client.xadd(keys.patterns, {b"v": b"1", b"d": b"{not json"})
+    await write_events(redis_client, keys, events)
+    async with SignalsWorker(settings_for(namespace), redis=redis_client, burst=True) as w:
+        await w.run()
+    assert_exactly(await stream_signals(redis_client, keys), events)
+    assert await redis_client.xlen(keys.dlq(keys.patterns)) == 1
