@@ -35,13 +35,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Final
+from typing import Final, NamedTuple
 
-from common.contracts import Tick
+from common.contracts import Side, Tick
 from common.errors import BadInput
 
 #: Default upper bound of a raw frame; larger frames are ``BadInput("frame_too_large")``.
 DEFAULT_MAX_FRAME_BYTES: Final = 1 << 20
+_SYMBOL_CACHE_MAX: Final = 50_000
 
 #: Prices and sizes must be finite, > 0 and below these bounds (anything above is a
 #: corrupted number, not a market: BTC never traded near 1e9, no single trade moves 1e12 units).
@@ -60,6 +61,7 @@ BAD_INPUT_REASONS: Final = (
     "absurd_value",  # price/size/time outside the documented bounds
     "frame_too_large",  # above the adapter's max_frame_bytes
     "unknown_frame",  # valid JSON of a shape the exchange does not send
+    "unknown_symbol",  # a symbol that cannot be split into base and quote
 )
 
 
@@ -67,24 +69,37 @@ class FrameKind(StrEnum):
     """What a frame was: a trade message, a protocol control frame, or data we do not use."""
 
     TRADE = "trade"
-    CONTROL = "control"  # subscription ack, pong, heartbeat, error reply, info
+    CONTROL = "control"  # subscription ack, pong, heartbeat, error reply, info, shutdown
     IGNORED = "ignored"  # another channel (depth, bookTicker, ...) or a REST snapshot
 
 
-@dataclass(frozen=True, slots=True)
-class ParseResult:
-    """The outcome of parsing one frame.
+class ParseResult(NamedTuple):
+    """The outcome of parsing one frame (a ``NamedTuple``: cheap to build per frame).
 
     ``control`` names the control frame for the connection manager: ``"ack"``, ``"pong"``,
     ``"heartbeat"``, ``"error"`` (the exchange rejected something; ``detail`` has its
-    message), ``"info"``; empty for trades and ignored frames.
+    message), ``"shutdown"`` (the server announces it will close the connection soon:
+    open a replacement now), ``"info"``; empty for trades and ignored frames.
+    ``ticks`` is in exchange order, oldest first; treat it as read-only.
     """
 
     kind: FrameKind
-    ticks: list[Tick] = field(default_factory=list)
+    ticks: Sequence[Tick] = ()
     snapshot: bool = False
     control: str = ""
     detail: str = ""
+
+
+def trade_result(ticks: list[Tick], snapshot: bool = False) -> ParseResult:
+    """A ``TRADE`` result, built without the keyword-argument overhead."""
+    return _new(ParseResult, (FrameKind.TRADE, ticks, snapshot, "", ""))
+
+
+def control_result(control: str, detail: str = "") -> ParseResult:
+    return ParseResult(FrameKind.CONTROL, (), False, control, detail)
+
+
+_new: Final = tuple.__new__
 
 
 IGNORED: Final = ParseResult(FrameKind.IGNORED)
@@ -96,16 +111,21 @@ HEARTBEAT: Final = ParseResult(FrameKind.CONTROL, control="heartbeat")
 class Heartbeat:
     """How a connection is kept alive and judged silent.
 
-    ``ping_message`` is an application-level ping the client sends every ``ping_interval_s``
-    (``None`` when the protocol relies on WebSocket pings or server heartbeats); its reply is
-    parsed as ``control == "pong"``. ``idle_timeout_s``: with nothing received for that long
-    the connection is dead — it is only safe because every adapter gets *some* frame
-    (pong or heartbeat) well within it, even on a symbol that does not trade.
+    ``ping_message`` is an application-level ping the client sends every ``ping_interval_s``;
+    its reply parses as ``control == "pong"``. ``None`` means the protocol has no text ping:
+    keep the connection alive with WebSocket ping frames (Binance) or rely on the server's
+    heartbeat frames (Coinbase ``heartbeats``, Kraken ``heartbeat``).
+
+    ``idle_timeout_s``: with no *frame* at all for that long the connection is dead. It is
+    set only where some frame (pong or heartbeat) is guaranteed well within it even when the
+    subscribed symbols do not trade, so a quiet symbol never looks like a dead connection.
+    ``None`` (Binance): application frames are not guaranteed; use the WebSocket-level
+    ping/pong timeout instead.
     """
 
     ping_message: str | None
     ping_interval_s: float
-    idle_timeout_s: float
+    idle_timeout_s: float | None
     server_heartbeat_s: float | None = None  # the server sends a heartbeat frame this often
 
 
@@ -168,6 +188,7 @@ class ExchangeAdapter(ABC):
 
     def __init__(self, *, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
         self.max_frame_bytes = max_frame_bytes
+        self._symbols: dict[str, str] = {}
 
     # ---- symbols -------------------------------------------------------------------
     @abstractmethod
@@ -178,6 +199,17 @@ class ExchangeAdapter(ABC):
     @abstractmethod
     def to_native(self, symbol: str) -> str:
         """Normalized symbol → the exchange's spelling (inverse of ``normalize``)."""
+
+    def normalized(self, native: str) -> str:
+        """``normalize`` with a bounded cache: trade frames repeat the same few symbols."""
+        symbol = self._symbols.get(native)
+        if symbol is None:
+            if not native or len(native) > 64:
+                raise BadInput("unknown_symbol", f"symbol {native[:40]!r}")
+            symbol = self.normalize(native)
+            if len(self._symbols) < _SYMBOL_CACHE_MAX:
+                self._symbols[native] = symbol
+        return symbol
 
     # ---- client side ---------------------------------------------------------------
     def connection_plan(self, native_symbols: Sequence[str]) -> list[list[str]]:
@@ -213,9 +245,20 @@ class ExchangeAdapter(ABC):
         """A fresh server-side protocol state for one simulated connection."""
 
     # ---- shared helpers for subclasses ----------------------------------------------
-    def check_size(self, frame: str | bytes) -> None:
-        if len(frame) > self.max_frame_bytes:
-            raise BadInput("frame_too_large", f"{len(frame)} > {self.max_frame_bytes} bytes")
+    def make_tick(  # noqa: PLR0917 - mirrors the field order of Tick
+        self,
+        native: str,
+        trade_id: str,
+        price: float,
+        qty: float,
+        side: Side,
+        ts: int,
+        recv_ts: int,
+    ) -> Tick:
+        """A validated tick (price/size bounds; ``ts`` already range-checked)."""
+        check_price_qty(price, qty)
+        return Tick(self.name, self.normalized(native), native, trade_id, price, qty, side, ts,
+                    recv_ts)  # fmt: skip
 
 
 def chunks(items: Sequence[str], size: int) -> list[list[str]]:

@@ -1,0 +1,290 @@
+"""Binance spot (``@trade``) and USDⓈ-M futures (``@aggTrade``) WebSocket market streams.
+
+Docs: developers.binance.com — spot "WebSocket Streams" and derivatives/usds-margined-futures
+"Websocket Market Streams". What this module relies on:
+
+* Endpoint ``/stream`` (combined streams): every event arrives wrapped as
+  ``{"stream": "<name>", "data": <payload>}``; ``/ws`` sends the bare payload. Both parse.
+  Streams are subscribed with ``{"method":"SUBSCRIBE","params":[...],"id":N}``, answered by
+  ``{"result":null,"id":N}``, errors by ``{"error":{"code":2,"msg":...},"id":N}`` (older
+  form ``{"code":..,"msg":..}``).
+* Limits: 1024 streams per connection; 5 (spot) / 10 (futures) incoming messages per second;
+  a connection lives at most 24 hours; the server sends a WebSocket ping every 20 s (spot)
+  / 3 min (futures) and the client must pong (the ``websockets`` library does).
+* Spot trade ``t`` and futures aggregate-trade ``a`` ids are consecutive per symbol, so gaps
+  are detectable. ``T`` is the trade time in ms. ``m`` is true when the **buyer is the
+  maker**, i.e. the taker sold: ``m=true → sell``, ``m=false → buy``.
+
+Symbols: ``BTCUSDT`` → ``BTC-USDT`` (spot), ``BTC-USDT-PERP`` (futures perpetual),
+``BTCUSDT_250926`` → ``BTC-USDT-250926`` (futures delivery contract).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar, Final
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+
+from common.contracts import Side, Tick
+from common.errors import BadInput
+from ingest.exchanges import fields as f
+from ingest.exchanges.base import (
+    IGNORED,
+    MAX_PRICE,
+    MAX_QTY,
+    MAX_TS_NS,
+    MIN_TS_NS,
+    ExchangeAdapter,
+    FrameKind,
+    Heartbeat,
+    ParseResult,
+    ServerReply,
+    ServerSession,
+    chunks,
+    control_result,
+    trade_result,
+)
+
+_ACK: Final = control_result("ack")
+_SHUTDOWN: Final = control_result("shutdown")
+_TRADE: Final = FrameKind.TRADE
+_new: Final = tuple.__new__
+_MIN_TS_MS: Final = MIN_TS_NS // 1_000_000
+_MAX_TS_MS: Final = MAX_TS_NS // 1_000_000
+
+
+class _Binance(ExchangeAdapter):
+    """Shared by spot and futures; they differ in event name, id field and symbol form."""
+
+    event: ClassVar[str]  # "trade" | "aggTrade"
+    id_key: ClassVar[str]  # "t" | "a"
+    stream_suffix: ClassVar[str]  # "@trade" | "@aggTrade"
+    server_path = "/stream"
+    max_symbols_per_message = 200
+    trade_ids_sequential = True
+    max_connection_age_s = 24 * 3600.0
+
+    # ---- client side ----------------------------------------------------------------
+    def subscribe_messages(self, native_symbols: Sequence[str]) -> list[str]:
+        streams = [s.lower() + self.stream_suffix for s in native_symbols]
+        return [
+            orjson.dumps({"method": "SUBSCRIBE", "params": part, "id": i}).decode()
+            for i, part in enumerate(chunks(streams, self.max_symbols_per_message), start=1)
+        ]
+
+    def parse(self, frame: str | bytes, recv_ts_ns: int) -> ParseResult:
+        """Parse one frame. Sample (spot, combined stream, from the recorded data)::
+
+            {"stream":"btcusdt@trade","data":{"e":"trade","E":1723161255343,"s":"BTCUSDT",
+             "t":3735683259,"p":"61837.63000000","q":"0.02000000","T":1723161255342,
+             "m":true,"M":true}}
+
+        Futures ``aggTrade`` sample (USDⓈ-M docs)::
+
+            {"e":"aggTrade","E":123456789,"s":"BTCUSDT","a":5933014,"p":"0.001","q":"100",
+             "f":100,"l":105,"T":123456785,"m":true}
+        """
+        if len(frame) > self.max_frame_bytes:
+            raise BadInput("frame_too_large", f"{len(frame)} > {self.max_frame_bytes} bytes")
+        try:
+            msg = orjson.loads(frame)
+        except orjson.JSONDecodeError as e:
+            raise BadInput("invalid_json", str(e)[:200]) from None
+        if type(msg) is not dict:
+            raise BadInput("unknown_frame", f"top level is {type(msg).__name__}")
+        data = msg.get("data", msg)
+        if type(data) is not dict:
+            raise BadInput("bad_type", f"data is {type(data).__name__}, expected object")
+        if data.get("e") == self.event:
+            # Fast path: every field present with the type Binance sends. Anything odd falls
+            # through to the strict path, which names the reason.
+            try:
+                native = data["s"]
+                tid = data[self.id_key]
+                ts = data["T"]
+                price = float(data["p"])
+                qty = float(data["q"])
+                maker = data["m"]
+            except (KeyError, ValueError, TypeError):
+                return self._parse_strict(data, recv_ts_ns)
+            if (
+                type(tid) is int
+                and type(ts) is int
+                and type(maker) is bool
+                and type(native) is str
+                and 0.0 < price < MAX_PRICE
+                and 0.0 < qty < MAX_QTY
+                and _MIN_TS_MS <= ts < _MAX_TS_MS
+            ):
+                symbol = self._symbols.get(native)
+                if symbol is None:
+                    symbol = self.normalized(native)
+                return _new(
+                    ParseResult,
+                    (
+                        _TRADE,
+                        [
+                            _new(
+                                Tick,
+                                (
+                                    self.name,
+                                    symbol,
+                                    native,
+                                    str(tid),
+                                    price,
+                                    qty,
+                                    "sell" if maker else "buy",
+                                    ts * 1_000_000,
+                                    recv_ts_ns,
+                                ),
+                            )
+                        ],
+                        False,
+                        "",
+                        "",
+                    ),
+                )
+            return self._parse_strict(data, recv_ts_ns)
+        return self._parse_other(msg, data)
+
+    def _parse_strict(self, data: dict[str, Any], recv_ts_ns: int) -> ParseResult:
+        native = f.get_str(data, "s")
+        tid = f.int_id(f.get(data, self.id_key), self.id_key)
+        ts = f.ms_to_ns(f.get(data, "T"), "T")
+        price = f.decimal_str(f.get(data, "p"), "p")
+        qty = f.decimal_str(f.get(data, "q"), "q")
+        maker = f.get(data, "m")
+        if type(maker) is not bool:
+            raise BadInput("bad_type", f"m is {type(maker).__name__}, expected boolean")
+        side: Side = "sell" if maker else "buy"
+        return trade_result([self.make_tick(native, tid, price, qty, side, ts, recv_ts_ns)])
+
+    def _parse_other(self, msg: dict[str, Any], data: dict[str, Any]) -> ParseResult:
+        if "result" in msg and "id" in msg:
+            return _ACK
+        err = msg.get("error")
+        if isinstance(err, dict) or ("code" in msg and "msg" in msg):
+            detail = err if isinstance(err, dict) else msg
+            return control_result("error", str(detail)[:300])
+        if data.get("e") == "serverShutdown":
+            return _SHUTDOWN
+        # depth, bookTicker, other events, the REST depth snapshot in the recordings.
+        return IGNORED
+
+    def server_session(self) -> ServerSession:
+        return _BinanceSession(self)
+
+
+class BinanceSpot(_Binance):
+    name = "binance"
+    default_url = "wss://stream.binance.com:9443/stream"
+    max_streams_per_connection = 1024
+    subscribe_rate_per_s = 5.0
+    heartbeat = Heartbeat(ping_message=None, ping_interval_s=20.0, idle_timeout_s=None)
+    event = "trade"
+    id_key = "t"
+    stream_suffix = "@trade"
+
+    def normalize(self, native: str) -> str:
+        base, quote = f.split_concatenated(native, f.CONCAT_QUOTES)
+        return f"{base}-{quote}"
+
+    def to_native(self, symbol: str) -> str:
+        return symbol.replace("-", "").upper()
+
+
+class BinanceFutures(_Binance):
+    name = "binance-futures"
+    default_url = "wss://fstream.binance.com/stream"
+    max_streams_per_connection = 1024
+    subscribe_rate_per_s = 10.0
+    heartbeat = Heartbeat(ping_message=None, ping_interval_s=60.0, idle_timeout_s=None)
+    event = "aggTrade"
+    id_key = "a"
+    stream_suffix = "@aggTrade"
+
+    def normalize(self, native: str) -> str:
+        pair, _, expiry = native.partition("_")
+        base, quote = f.split_concatenated(pair, f.CONCAT_QUOTES)
+        return f"{base}-{quote}-{expiry.upper() if expiry else 'PERP'}"
+
+    def to_native(self, symbol: str) -> str:
+        parts = symbol.upper().split("-")
+        if len(parts) != 3:
+            raise BadInput("unknown_symbol", f"{symbol!r} is not BASE-QUOTE-PERP|EXPIRY")
+        base, quote, kind = parts
+        return base + quote if kind == "PERP" else f"{base}{quote}_{kind}"
+
+
+class _BinanceSession(ServerSession):
+    """Binance's side of one connection: URL streams, SUBSCRIBE acks, trade events."""
+
+    def __init__(self, adapter: _Binance) -> None:
+        super().__init__()
+        self.adapter = adapter
+        self.combined = True
+
+    def _native_of(self, stream: str) -> str | None:
+        name, _, kind = stream.partition("@")
+        return name.upper() if "@" + kind == self.adapter.stream_suffix and name else None
+
+    def on_connect(self, path: str) -> ServerReply:
+        parts = urlsplit(path)
+        self.combined = not parts.path.startswith("/ws")
+        streams: list[str] = []
+        for value in parse_qs(parts.query).get("streams", []):
+            streams += value.split("/")
+        if parts.path.startswith("/ws/"):
+            streams += parts.path[4:].split("/")
+        natives = [n for n in map(self._native_of, streams) if n]
+        self.subscribed.update(natives)
+        return ServerReply(subscribed=natives)
+
+    def handle(self, message: str | bytes) -> ServerReply:
+        try:
+            req = orjson.loads(message)
+        except orjson.JSONDecodeError:
+            req = None
+        if not isinstance(req, dict) or req.get("method") not in {
+            "SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS",
+        }:  # fmt: skip
+            err = {"code": 2, "msg": "Invalid request: unknown method or malformed JSON"}
+            rid = req.get("id") if isinstance(req, dict) else None
+            return ServerReply([orjson.dumps({"error": err, "id": rid}).decode()])
+        rid = req.get("id")
+        params = req.get("params") or []
+        natives = [n for n in map(self._native_of, params) if isinstance(n, str) and n]
+        reply = ServerReply()
+        result: Any = None
+        if req["method"] == "SUBSCRIBE":
+            self.subscribed.update(natives)
+            reply.subscribed = natives
+        elif req["method"] == "UNSUBSCRIBE":
+            self.subscribed.difference_update(natives)
+            reply.unsubscribed = natives
+        else:
+            suffix = self.adapter.stream_suffix
+            result = sorted(n.lower() + suffix for n in self.subscribed)
+        reply.frames.append(orjson.dumps({"result": result, "id": rid}).decode())
+        return reply
+
+    def render_trades(self, ticks: Sequence[Tick], *, snapshot: bool = False) -> list[str]:
+        del snapshot  # Binance sends no trade snapshot
+        a = self.adapter
+        frames = []
+        for t in ticks:
+            ms = t.ts // 1_000_000
+            payload: dict[str, Any] = {"e": a.event, "E": ms, "s": t.native_symbol}
+            payload[a.id_key] = int(t.trade_id)
+            payload |= {"p": f.fmt_decimal(t.price, 8), "q": f.fmt_decimal(t.qty, 8)}
+            if a.event == "aggTrade":
+                payload |= {"f": int(t.trade_id), "l": int(t.trade_id)}
+            payload |= {"T": ms, "m": t.side == "sell"}
+            if a.event == "trade":
+                payload["M"] = True
+            if self.combined:
+                payload = {"stream": t.native_symbol.lower() + a.stream_suffix, "data": payload}
+            frames.append(orjson.dumps(payload).decode())
+        return frames

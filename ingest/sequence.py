@@ -1,0 +1,134 @@
+"""Duplicate suppression and gap detection on trade ids (pure, per exchange + symbol).
+
+Why here and not in the connection: the same trade can arrive twice — a reconnect's
+snapshot (Coinbase, Kraken) repeats recent trades, and during Binance's 24-hour rotation the
+old and the replacement connection overlap. ``TradeDeduper`` keeps, per ``(exchange,
+symbol)``, a bounded window of the ids seen (so memory stays bounded on any number of
+trades) and, where ids are consecutive integers (Binance, Kraken), the highest id:
+
+* an id already in the window, or a sequential id at or below the highest one that falls
+  outside the window, is a **duplicate** (dropped);
+* a sequential id more than one above the highest opens a **gap** of ``id - highest - 1``
+  missing trades (counted; the trade itself is kept);
+* a sequential id below the highest that was never seen fills part of an earlier gap
+  (kept, counted as ``late``) — the overlap of two connections can deliver it.
+
+The first id of a stream only sets the baseline: no gap is counted before it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from common.contracts import Tick
+
+
+@dataclass(slots=True)
+class StreamStats:
+    """Counters of one (exchange, symbol) stream since the deduper was created."""
+
+    accepted: int = 0
+    duplicates: int = 0
+    gaps: int = 0  # gap events
+    missing: int = 0  # trades missing in those gaps
+    late: int = 0  # out-of-order trades that filled part of a gap
+
+
+@dataclass(slots=True)
+class _State:
+    window: int
+    highest: int | None = None
+    order: deque[str] = field(default_factory=deque)
+    seen: set[str] = field(default_factory=set)
+    stats: StreamStats = field(default_factory=StreamStats)
+
+    def remember(self, trade_id: str) -> None:
+        self.seen.add(trade_id)
+        self.order.append(trade_id)
+        if len(self.order) > self.window:
+            self.seen.discard(self.order.popleft())
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What to do with one trade: ``keep`` it or not; ``gap`` missing ids before it."""
+
+    keep: bool
+    gap: int = 0
+    duplicate: bool = False
+    late: bool = False
+
+
+_KEEP = Verdict(True)
+_DUPLICATE = Verdict(False, duplicate=True)
+_LATE = Verdict(True, late=True)
+
+
+class TradeDeduper:
+    """Drop repeated trades and count gaps, per (exchange, symbol).
+
+    ``sequential_key`` maps a trade id to its integer order for exchanges whose ids are
+    consecutive (``ExchangeAdapter.trade_id_key`` when ``trade_ids_sequential``), or is
+    ``None`` for exchanges whose ids only identify (duplicates are then found in the window).
+    """
+
+    def __init__(
+        self, *, window: int = 4096, sequential_key: Callable[[str], int] | None = None
+    ) -> None:
+        if window < 1:
+            raise ValueError("window must be >= 1")
+        self.window = window
+        self.sequential_key = sequential_key
+        self._streams: dict[tuple[str, str], _State] = {}
+
+    def check(self, exchange: str, symbol: str, trade_id: str) -> Verdict:
+        """Classify one trade and update the state (call once per trade, in arrival order)."""
+        key = (exchange, symbol)
+        st = self._streams.get(key)
+        if st is None:
+            st = self._streams[key] = _State(self.window)
+        if trade_id in st.seen:
+            st.stats.duplicates += 1
+            return _DUPLICATE
+        verdict = _KEEP
+        if self.sequential_key is not None:
+            n = self.sequential_key(trade_id)
+            if st.highest is None or n == st.highest + 1:
+                st.highest = n
+            elif n > st.highest:
+                verdict = Verdict(True, gap=n - st.highest - 1)
+                st.stats.gaps += 1
+                st.stats.missing += verdict.gap
+                st.highest = n
+            elif n <= st.highest - self.window:
+                # Older than anything the window can vouch for: a replayed old trade.
+                st.stats.duplicates += 1
+                return _DUPLICATE
+            else:
+                st.stats.late += 1
+                verdict = _LATE
+        st.remember(trade_id)
+        st.stats.accepted += 1
+        return verdict
+
+    def filter(self, ticks: Iterable[Tick]) -> tuple[list[Tick], int]:
+        """The ticks to keep, and the number of ids missing in gaps opened by them."""
+        kept: list[Tick] = []
+        missing = 0
+        for t in ticks:
+            v = self.check(t.exchange, t.symbol, t.trade_id)
+            if v.keep:
+                kept.append(t)
+                missing += v.gap
+        return kept, missing
+
+    def stats(self, exchange: str, symbol: str) -> StreamStats:
+        """Counters of one stream (zeros if never seen)."""
+        st = self._streams.get((exchange, symbol))
+        return st.stats if st is not None else StreamStats()
+
+    def streams(self) -> dict[tuple[str, str], StreamStats]:
+        """Counters of every stream seen."""
+        return {k: v.stats for k, v in self._streams.items()}
