@@ -35,7 +35,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Final, NamedTuple
+from typing import Final, NamedTuple, TypeVar
 
 from common.contracts import Side, Tick
 from common.errors import BadInput
@@ -43,6 +43,7 @@ from common.errors import BadInput
 #: Default upper bound of a raw frame; larger frames are ``BadInput("frame_too_large")``.
 DEFAULT_MAX_FRAME_BYTES: Final = 1 << 20
 _SYMBOL_CACHE_MAX: Final = 50_000
+T = TypeVar("T")
 
 #: Prices and sizes must be finite, > 0 and below these bounds (anything above is a
 #: corrupted number, not a market: BTC never traded near 1e9, no single trade moves 1e12 units).
@@ -261,7 +262,7 @@ class ExchangeAdapter(ABC):
                     recv_ts)  # fmt: skip
 
 
-def chunks(items: Sequence[str], size: int) -> list[list[str]]:
+def chunks(items: Sequence[T], size: int) -> list[list[T]]:
     """``items`` in consecutive lists of at most ``size``."""
     return [list(items[i : i + size]) for i in range(0, len(items), max(1, size))]
 

@@ -1,0 +1,228 @@
+"""Bybit v5 public WebSocket, ``publicTrade`` topic: spot and linear (USDT/USDC contracts).
+
+Docs: bybit-exchange.github.io/docs/v5/ws/connect and v5/websocket/public/trade. What this
+module relies on:
+
+* Endpoints ``wss://stream.bybit.com/v5/public/spot`` and ``.../v5/public/linear`` — two
+  adapters (``bybit``, ``bybit-linear``) because the URL, the limits and the pong differ.
+* Subscribe ``{"op":"subscribe","args":["publicTrade.BTCUSDT",...],"req_id":"1"}``; spot
+  takes at most 10 args per request. Ack ``{"success":true,"ret_msg":"","conn_id":...,
+  "op":"subscribe"}``; failure has ``success:false`` and the reason in ``ret_msg``.
+* Heartbeat: the client sends ``{"op":"ping"}`` every 20 s. Spot answers
+  ``{"success":true,"ret_msg":"pong","op":"ping",...}``, linear
+  ``{"op":"pong","args":["<ms>"],...}``; both parse as ``pong``.
+* Trade fields: ``T`` trade time (ms), ``s`` symbol, ``S`` the **taker** side
+  (``Buy``/``Sell``), ``v`` size and ``p`` price (strings), ``i`` trade id (a number string
+  on spot, a UUID on linear: ids only identify, no gap detection), ``BT`` block trade.
+  Every ``publicTrade`` message says ``"type":"snapshot"`` — that is Bybit's name for a
+  full push, not an initial snapshot, so ``snapshot`` stays False.
+
+Symbols: spot ``BTCUSDT`` → ``BTC-USDT``; linear ``BTCUSDT`` → ``BTC-USDT-PERP``,
+``BTCPERP`` (USDC perpetual) → ``BTC-USDC-PERP``, ``BTC-27DEC24`` (USDC futures) →
+``BTC-USDC-27DEC24``, ``BTCUSDT-27DEC24`` → ``BTC-USDT-27DEC24``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from itertools import groupby
+from typing import Any, Final
+
+import orjson
+
+from common.contracts import Tick
+from common.errors import BadInput
+from ingest.exchanges import fields as f
+from ingest.exchanges.base import (
+    IGNORED,
+    PONG,
+    ExchangeAdapter,
+    Heartbeat,
+    ParseResult,
+    ServerReply,
+    ServerSession,
+    chunks,
+    control_result,
+    trade_result,
+)
+
+_ACK: Final = control_result("ack")
+_TOPIC: Final = "publicTrade."
+_SIDES: Final = {"buy": "Buy", "sell": "Sell"}
+
+
+class _Bybit(ExchangeAdapter):
+    max_streams_per_connection = 500  # Bybit caps args at 21,000 characters per connection
+    subscribe_rate_per_s = 10.0
+    trade_ids_sequential = False
+    heartbeat = Heartbeat(ping_message='{"op":"ping"}', ping_interval_s=20.0, idle_timeout_s=45.0)
+
+    def subscribe_messages(self, native_symbols: Sequence[str]) -> list[str]:
+        topics = [_TOPIC + s.upper() for s in native_symbols]
+        return [
+            orjson.dumps({"op": "subscribe", "args": part, "req_id": str(i)}).decode()
+            for i, part in enumerate(chunks(topics, self.max_symbols_per_message), 1)
+        ]
+
+    def parse(self, frame: str | bytes, recv_ts_ns: int) -> ParseResult:
+        """Parse one frame. Sample (Bybit v5 docs, ``publicTrade``)::
+
+            {"topic":"publicTrade.BTCUSDT","type":"snapshot","ts":1672304486868,
+             "data":[{"T":1672304486865,"s":"BTCUSDT","S":"Buy","v":"0.001","p":"16578.50",
+             "L":"PlusTick","i":"20f43950-d8dd-5b31-9112-a178eb6023af","BT":false}]}
+
+        Ack and pongs::
+
+            {"success":true,"ret_msg":"","conn_id":"d5phu6rboasumi7uds7g-223s",
+             "req_id":"100001","op":"subscribe"}
+            {"success":true,"ret_msg":"pong","conn_id":"0970e817-426e-429a-a679-ff7f55e0b16a",
+             "op":"ping"}
+            {"req_id":"100001","op":"pong","args":["1661762767658"],
+             "conn_id":"ce3dpomvha7dha97tvp0-2xh"}
+        """
+        msg = f.load_object(frame, self.max_frame_bytes)
+        topic = msg.get("topic")
+        if isinstance(topic, str):
+            if not topic.startswith(_TOPIC):
+                return IGNORED  # orderbook, tickers, kline, ...
+            data = f.get_list(msg, "data")
+            ticks = [self._trade(f.as_dict(tr, "trade"), recv_ts_ns) for tr in data]
+            return trade_result(ticks)
+        op = msg.get("op")
+        if op == "pong" or (op == "ping" and msg.get("ret_msg") == "pong"):
+            return PONG
+        if op in {"subscribe", "unsubscribe"}:
+            if msg.get("success") is True:
+                return _ACK
+            return control_result("error", str(msg.get("ret_msg", ""))[:300])
+        if msg.get("success") is False:
+            return control_result("error", str(msg.get("ret_msg", ""))[:300])
+        return IGNORED
+
+    def _trade(self, tr: dict[str, Any], recv_ts_ns: int) -> Tick:
+        return self.make_tick(
+            f.get_str(tr, "s"),
+            f.str_id(f.get(tr, "i"), "i"),
+            f.decimal_str(f.get(tr, "p"), "p"),
+            f.decimal_str(f.get(tr, "v"), "v"),
+            f.side_from(f.get(tr, "S"), "S", "Buy", "Sell"),
+            f.ms_to_ns(f.get(tr, "T"), "T"),
+            recv_ts_ns,
+        )
+
+    def server_session(self) -> ServerSession:
+        return _BybitSession(self)
+
+
+class BybitSpot(_Bybit):
+    name = "bybit"
+    default_url = "wss://stream.bybit.com/v5/public/spot"
+    server_path = "/v5/public/spot"
+    max_symbols_per_message = 10
+
+    def normalize(self, native: str) -> str:
+        base, quote = f.split_concatenated(native, f.CONCAT_QUOTES)
+        return f"{base}-{quote}"
+
+    def to_native(self, symbol: str) -> str:
+        return symbol.replace("-", "").upper()
+
+
+class BybitLinear(_Bybit):
+    name = "bybit-linear"
+    default_url = "wss://stream.bybit.com/v5/public/linear"
+    server_path = "/v5/public/linear"
+    max_symbols_per_message = 100
+
+    def normalize(self, native: str) -> str:
+        up = native.upper()
+        pair, _, expiry = up.partition("-")
+        if pair.endswith("PERP") and len(pair) > 4 and not expiry:
+            return f"{pair[:-4]}-USDC-PERP"
+        try:
+            base, quote = f.split_concatenated(pair, f.CONCAT_QUOTES)
+        except BadInput:
+            if not expiry:
+                raise
+            base, quote = pair, "USDC"  # BTC-27DEC24: USDC-settled futures
+        return f"{base}-{quote}-{expiry or 'PERP'}"
+
+    def to_native(self, symbol: str) -> str:
+        parts = symbol.upper().split("-")
+        if len(parts) != 3:
+            raise BadInput("unknown_symbol", f"{symbol!r} is not BASE-QUOTE-PERP|EXPIRY")
+        base, quote, kind = parts
+        if kind == "PERP":
+            return f"{base}PERP" if quote == "USDC" else base + quote
+        return f"{base}-{kind}" if quote == "USDC" else f"{base}{quote}-{kind}"
+
+
+class _BybitSession(ServerSession):
+    """Bybit's side of one connection: subscribe acks, the market's own pong, pushes."""
+
+    def __init__(self, adapter: _Bybit) -> None:
+        super().__init__()
+        self.adapter = adapter
+        self.conn_id = "sim-" + adapter.name
+
+    def handle(self, message: str | bytes) -> ServerReply:
+        try:
+            req = orjson.loads(message)
+        except orjson.JSONDecodeError:
+            req = None
+        if not isinstance(req, dict):
+            return ServerReply([self._reply("", False, "error:invalid json", "")])
+        op, rid = req.get("op"), str(req.get("req_id", ""))
+        if op == "ping":
+            if isinstance(self.adapter, BybitSpot):
+                return ServerReply([self._reply("ping", True, "pong", rid)])
+            pong = {"req_id": rid, "op": "pong", "args": [str(_ms())], "conn_id": self.conn_id}
+            return ServerReply([orjson.dumps(pong).decode()])
+        args = req.get("args")
+        if op not in {"subscribe", "unsubscribe"} or not isinstance(args, list):
+            return ServerReply([self._reply(str(op), False, "error:handler not found", rid)])
+        if len(args) > self.adapter.max_symbols_per_message:
+            msg = f"args size >{self.adapter.max_symbols_per_message}"
+            return ServerReply([self._reply(op, False, msg, rid)])
+        natives = [a[len(_TOPIC) :] for a in args if isinstance(a, str) and a.startswith(_TOPIC)]
+        reply = ServerReply([self._reply(op, True, "", rid)])
+        if op == "subscribe":
+            self.subscribed.update(natives)
+            reply.subscribed = natives
+        else:
+            self.subscribed.difference_update(natives)
+            reply.unsubscribed = natives
+        return reply
+
+    def _reply(self, op: str, success: bool, ret_msg: str, rid: str) -> str:
+        body = {"success": success, "ret_msg": ret_msg, "conn_id": self.conn_id,
+                "req_id": rid, "op": op}  # fmt: skip
+        return orjson.dumps(body).decode()
+
+    def render_trades(self, ticks: Sequence[Tick], *, snapshot: bool = False) -> list[str]:
+        del snapshot  # Bybit sends no initial trade snapshot
+        frames = []
+        for native, run in groupby(ticks, key=lambda t: t.native_symbol):
+            group = list(run)
+            data = [
+                {
+                    "T": t.ts // 1_000_000,
+                    "s": t.native_symbol,
+                    "S": _SIDES[t.side],
+                    "v": f.fmt_decimal(t.qty),
+                    "p": f.fmt_decimal(t.price),
+                    "L": "ZeroPlusTick",
+                    "i": t.trade_id,
+                    "BT": False,
+                }
+                for t in group
+            ]
+            ts = max(t.ts for t in group) // 1_000_000
+            msg = {"topic": _TOPIC + native, "type": "snapshot", "ts": ts, "data": data}
+            frames.append(orjson.dumps(msg).decode())
+        return frames
+
+
+def _ms() -> int:
+    return time.time_ns() // 1_000_000

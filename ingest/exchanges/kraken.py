@@ -1,0 +1,235 @@
+"""Kraken Spot WebSocket v2, ``trade`` channel.
+
+Docs: docs.kraken.com, "Spot WebSocket v2" (trade, ping, heartbeat, status). What this
+module relies on:
+
+* Endpoint ``wss://ws.kraken.com/v2``. On connect the server sends a ``status`` message.
+  Subscribe with ``{"method":"subscribe","params":{"channel":"trade","symbol":[...],
+  "snapshot":true},"req_id":N}``; one acknowledgement per symbol
+  (``{"method":"subscribe","result":{...},"success":true,...}``), or ``success:false`` with
+  ``error``.
+* With ``snapshot`` true the first ``trade`` message is ``type:"snapshot"`` with the last 50
+  trades (returned with ``snapshot=True``, de-duplicated by trade id); then ``update``.
+* Trade fields: ``side`` is the **taker** side (``buy``/``sell``); ``price``/``qty`` are JSON
+  numbers; ``trade_id`` an integer sequence per book (gaps detectable); ``timestamp``
+  RFC 3339 with microseconds.
+* Keep-alive: the server sends ``{"channel":"heartbeat"}`` about once a second while
+  subscribed; a client ``{"method":"ping"}`` is answered with ``{"method":"pong",...}``.
+* Kraken documents no per-connection subscription cap; 100 symbols per message and 1000
+  per connection are our own conservative bounds.
+
+Symbols: ``BTC/USD`` → ``BTC-USD`` (v2 already says BTC, not XBT).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from itertools import groupby
+from typing import Any, Final
+
+import orjson
+
+from common.contracts import Tick
+from common.errors import BadInput
+from ingest.exchanges import fields as f
+from ingest.exchanges.base import (
+    HEARTBEAT,
+    IGNORED,
+    PONG,
+    ExchangeAdapter,
+    Heartbeat,
+    ParseResult,
+    ServerReply,
+    ServerSession,
+    chunks,
+    control_result,
+    trade_result,
+)
+
+_ACK: Final = control_result("ack")
+_STATUS: Final = control_result("info", "status")
+
+
+class Kraken(ExchangeAdapter):
+    name = "kraken"
+    default_url = "wss://ws.kraken.com/v2"
+    server_path = "/v2"
+    max_streams_per_connection = 1000
+    max_symbols_per_message = 100
+    subscribe_rate_per_s = 5.0
+    trade_ids_sequential = True
+    heartbeat = Heartbeat(
+        ping_message='{"method":"ping"}',
+        ping_interval_s=30.0,
+        idle_timeout_s=10.0,
+        server_heartbeat_s=1.0,
+    )
+
+    def normalize(self, native: str) -> str:
+        base, sep, quote = native.upper().partition("/")
+        if not sep or not base or not quote or "/" in quote:
+            raise BadInput("unknown_symbol", f"{native[:40]!r} is not BASE/QUOTE")
+        return f"{base}-{quote}"
+
+    def to_native(self, symbol: str) -> str:
+        return symbol.upper().replace("-", "/", 1)
+
+    def subscribe_messages(self, native_symbols: Sequence[str]) -> list[str]:
+        return [
+            orjson.dumps(
+                {
+                    "method": "subscribe",
+                    "params": {"channel": "trade", "symbol": part, "snapshot": True},
+                    "req_id": i,
+                }
+            ).decode()
+            for i, part in enumerate(chunks(native_symbols, self.max_symbols_per_message), 1)
+        ]
+
+    def parse(self, frame: str | bytes, recv_ts_ns: int) -> ParseResult:
+        """Parse one frame. Sample (Kraken v2 docs, ``trade`` update)::
+
+            {"channel":"trade","type":"update","data":[{"symbol":"MATIC/USD","side":"sell",
+             "price":0.5117,"qty":40.0,"ord_type":"market","trade_id":4665906,
+             "timestamp":"2023-09-25T07:49:37.708706Z"}]}
+
+        Ack / pong / heartbeat::
+
+            {"method":"subscribe","result":{"channel":"trade","snapshot":true,
+             "symbol":"MATIC/USD"},"success":true,"time_in":"2023-09-25T09:04:31.742599Z",
+             "time_out":"2023-09-25T09:04:31.742648Z"}
+            {"method":"pong","req_id":101,"time_in":"2023-09-24T14:10:23.799685Z",
+             "time_out":"2023-09-24T14:10:23.799703Z"}
+            {"channel":"heartbeat"}
+        """
+        msg = f.load_object(frame, self.max_frame_bytes)
+        channel = msg.get("channel")
+        if channel == "trade":
+            kind = msg.get("type")
+            if kind not in {"snapshot", "update"}:
+                raise BadInput("bad_type", f"trade message type {kind!r:.40}")
+            data = f.get_list(msg, "data")
+            ticks = [self._trade(f.as_dict(tr, "trade"), recv_ts_ns) for tr in data]
+            ticks.sort(key=lambda t: int(t.trade_id))  # ids are integers (checked)
+            return trade_result(ticks, kind == "snapshot")
+        if channel == "heartbeat":
+            return HEARTBEAT
+        if channel == "status":
+            return _STATUS
+        method = msg.get("method")
+        if method == "pong":
+            return PONG
+        if method in {"subscribe", "unsubscribe"}:
+            if msg.get("success") is True:
+                return _ACK
+            return control_result("error", str(msg.get("error", ""))[:300])
+        if "error" in msg:
+            return control_result("error", str(msg["error"])[:300])
+        return IGNORED  # book, ticker, ohlc, ...
+
+    def _trade(self, tr: dict[str, Any], recv_ts_ns: int) -> Tick:
+        return self.make_tick(
+            f.get_str(tr, "symbol"),
+            f.int_id(f.get(tr, "trade_id"), "trade_id"),
+            f.decimal_str(f.get(tr, "price"), "price"),
+            f.decimal_str(f.get(tr, "qty"), "qty"),
+            f.side_from(f.get(tr, "side"), "side", "buy", "sell"),
+            f.iso8601_to_ns(f.get(tr, "timestamp"), "timestamp"),
+            recv_ts_ns,
+        )
+
+    def server_session(self) -> ServerSession:
+        return _KrakenSession()
+
+
+def _now() -> str:
+    return f.ns_to_iso8601(time.time_ns(), 6)
+
+
+class _KrakenSession(ServerSession):
+    """Kraken's side of one connection: status on connect, one ack per symbol, pongs."""
+
+    def on_connect(self, path: str) -> ServerReply:
+        status = {
+            "channel": "status",
+            "type": "update",
+            "data": [
+                {
+                    "version": "2.0.0",
+                    "system": "online",
+                    "api_version": "v2",
+                    "connection_id": 12393906104898154338,
+                }
+            ],
+        }
+        return ServerReply([orjson.dumps(status).decode()])
+
+    def handle(self, message: str | bytes) -> ServerReply:
+        try:
+            req = orjson.loads(message)
+        except orjson.JSONDecodeError:
+            req = None
+        if not isinstance(req, dict):
+            return ServerReply([_error(None, "Malformed request", None)])
+        method, rid = req.get("method"), req.get("req_id")
+        if method == "ping":
+            pong = {"method": "pong", "time_in": _now(), "time_out": _now()}
+            if rid is not None:
+                pong["req_id"] = rid
+            return ServerReply([orjson.dumps(pong).decode()])
+        params = req.get("params")
+        if method not in {"subscribe", "unsubscribe"} or not isinstance(params, dict):
+            return ServerReply([_error(method, "Method not found", rid)])
+        if params.get("channel") != "trade":
+            return ServerReply([_error(method, "Channel not supported", rid)])
+        symbols = [s for s in params.get("symbol") or [] if isinstance(s, str)]
+        reply = ServerReply()
+        for sym in symbols:
+            result: dict[str, Any] = {"channel": "trade", "symbol": sym}
+            if method == "subscribe":
+                result["snapshot"] = bool(params.get("snapshot", True))
+            ack: dict[str, Any] = {"method": method, "result": result, "success": True,
+                                   "time_in": _now(), "time_out": _now()}  # fmt: skip
+            if rid is not None:
+                ack["req_id"] = rid
+            reply.frames.append(orjson.dumps(ack).decode())
+        if method == "subscribe":
+            self.subscribed.update(symbols)
+            reply.subscribed = symbols
+        else:
+            self.subscribed.difference_update(symbols)
+            reply.unsubscribed = symbols
+        return reply
+
+    def render_trades(self, ticks: Sequence[Tick], *, snapshot: bool = False) -> list[str]:
+        frames = []
+        for _, group in groupby(ticks, key=lambda t: t.native_symbol):
+            data = [
+                {
+                    "symbol": t.native_symbol,
+                    "side": t.side,
+                    "price": t.price,
+                    "qty": t.qty,
+                    "ord_type": "market",
+                    "trade_id": int(t.trade_id),
+                    "timestamp": f.ns_to_iso8601(t.ts, 6),
+                }
+                for t in group
+            ]
+            msg = {"channel": "trade", "type": "snapshot" if snapshot else "update", "data": data}
+            frames.append(orjson.dumps(msg).decode())
+        return frames
+
+    def heartbeat(self) -> list[str]:
+        return ['{"channel":"heartbeat"}'] if self.subscribed else []
+
+
+def _error(method: Any, error: str, rid: Any) -> str:
+    msg: dict[str, Any] = {"error": error, "success": False, "time_in": _now(),
+                           "time_out": _now()}  # fmt: skip
+    if method is not None:
+        msg["method"] = method
+    if rid is not None:
+        msg["req_id"] = rid
+    return orjson.dumps(msg).decode()

@@ -1,0 +1,187 @@
+"""OKX v5 public WebSocket, ``trades`` channel (any instrument type).
+
+Docs: okx.com/docs-v5/en, "WebSocket" overview and "Trades channel". What this module relies
+on:
+
+* Endpoint ``wss://ws.okx.com:8443/ws/v5/public``. Subscribe with
+  ``{"op":"subscribe","args":[{"channel":"trades","instId":"BTC-USDT"},...]}`` (the request
+  must stay under 64 KB; we send 100 args at most); ack ``{"event":"subscribe","arg":{...},
+  "connId":...}``, failure ``{"event":"error","code":"60012","msg":...}``. OKX allows 3
+  connection/subscribe requests per second and 480 subscribe requests per hour per
+  connection.
+* Keep-alive: the server closes a connection silent for 30 s; the client sends the text
+  ``ping`` and gets the text ``pong`` (not JSON). ``{"event":"notice","code":"64008"}``
+  announces a service upgrade disconnect: reported as ``shutdown``.
+* Trade fields: ``side`` is the **taker** side; ``px``/``sz`` strings; ``ts`` trade time in
+  ms as a string; ``tradeId`` a string. The channel may aggregate several fills of one taker
+  order (``count``), so ids are not consecutive: no gap detection.
+
+Symbols: ``BTC-USDT`` (spot) kept; ``BTC-USDT-SWAP`` → ``BTC-USDT-PERP``; futures and
+options keep their suffix (``BTC-USD-240927``, ``BTC-USD-231229-35000-C``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import groupby
+from typing import Any, Final
+
+import orjson
+
+from common.contracts import Tick
+from common.errors import BadInput
+from ingest.exchanges import fields as f
+from ingest.exchanges.base import (
+    IGNORED,
+    PONG,
+    ExchangeAdapter,
+    Heartbeat,
+    ParseResult,
+    ServerReply,
+    ServerSession,
+    chunks,
+    control_result,
+    trade_result,
+)
+
+_ACK: Final = control_result("ack")
+_SHUTDOWN: Final = control_result("shutdown", "64008")
+
+
+class Okx(ExchangeAdapter):
+    name = "okx"
+    default_url = "wss://ws.okx.com:8443/ws/v5/public"
+    server_path = "/ws/v5/public"
+    max_streams_per_connection = 1000
+    max_symbols_per_message = 100
+    subscribe_rate_per_s = 3.0
+    trade_ids_sequential = False
+    heartbeat = Heartbeat(ping_message="ping", ping_interval_s=20.0, idle_timeout_s=45.0)
+
+    def normalize(self, native: str) -> str:
+        parts = native.upper().split("-")
+        if len(parts) < 2 or not all(parts):
+            raise BadInput("unknown_symbol", f"{native[:40]!r} is not an OKX instId")
+        if len(parts) == 3 and parts[2] == "SWAP":
+            return f"{parts[0]}-{parts[1]}-PERP"
+        return "-".join(parts)
+
+    def to_native(self, symbol: str) -> str:
+        up = symbol.upper()
+        return up.removesuffix("-PERP") + "-SWAP" if up.endswith("-PERP") else up
+
+    def subscribe_messages(self, native_symbols: Sequence[str]) -> list[str]:
+        args = [{"channel": "trades", "instId": s} for s in native_symbols]
+        return [
+            orjson.dumps({"op": "subscribe", "args": part}).decode()
+            for part in chunks(args, self.max_symbols_per_message)
+        ]
+
+    def parse(self, frame: str | bytes, recv_ts_ns: int) -> ParseResult:
+        """Parse one frame. Sample (OKX v5 docs, ``trades``)::
+
+            {"arg":{"channel":"trades","instId":"BTC-USDT"},"data":[{"instId":"BTC-USDT",
+             "tradeId":"130639474","px":"42219.9","sz":"0.12060306","side":"buy",
+             "ts":"1630048897897","count":"3","source":"0","seqId":1234}]}
+
+        Ack, error, pong::
+
+            {"event":"subscribe","arg":{"channel":"trades","instId":"BTC-USDT"},
+             "connId":"a4d3ae55"}
+            {"event":"error","code":"60012","msg":"Invalid request: {\\"op\\": \\"subscribe\\",
+             \\"argss\\":[{ \\"channel\\" : \\"trades\\", \\"instId\\" : \\"BTC-USDT\\"}]}",
+             "connId":"a4d3ae55"}
+            pong
+        """
+        if frame in {"pong", b"pong"}:
+            return PONG
+        msg = f.load_object(frame, self.max_frame_bytes)
+        event = msg.get("event")
+        if event is not None:
+            if event in {"subscribe", "unsubscribe"}:
+                return _ACK
+            if event == "error":
+                return control_result("error", f"{msg.get('code')}: {msg.get('msg')}"[:300])
+            if event == "notice" and msg.get("code") == "64008":
+                return _SHUTDOWN
+            return control_result("info", str(event)[:100])
+        arg = msg.get("arg")
+        if isinstance(arg, dict) and "data" in msg:
+            if arg.get("channel") != "trades":
+                return IGNORED  # books, tickers, ...
+            data = f.get_list(msg, "data")
+            return trade_result([self._trade(f.as_dict(tr, "trade"), recv_ts_ns) for tr in data])
+        return IGNORED
+
+    def _trade(self, tr: dict[str, Any], recv_ts_ns: int) -> Tick:
+        return self.make_tick(
+            f.get_str(tr, "instId"),
+            f.str_id(f.get(tr, "tradeId"), "tradeId"),
+            f.decimal_str(f.get(tr, "px"), "px"),
+            f.decimal_str(f.get(tr, "sz"), "sz"),
+            f.side_from(f.get(tr, "side"), "side", "buy", "sell"),
+            f.ms_to_ns(f.get(tr, "ts"), "ts"),
+            recv_ts_ns,
+        )
+
+    def server_session(self) -> ServerSession:
+        return _OkxSession()
+
+
+class _OkxSession(ServerSession):
+    """OKX's side of one connection: one ack per arg, text pong, trade pushes."""
+
+    conn_id: Final = "sim0okx1"
+
+    def handle(self, message: str | bytes) -> ServerReply:
+        if message in {"ping", b"ping"}:
+            return ServerReply(["pong"])
+        try:
+            req = orjson.loads(message)
+        except orjson.JSONDecodeError:
+            req = None
+        op = req.get("op") if isinstance(req, dict) else None
+        args = req.get("args") if isinstance(req, dict) else None
+        if op not in {"subscribe", "unsubscribe"} or not isinstance(args, list):
+            err = {"event": "error", "code": "60012", "msg": f"Invalid request: {message!s:.200}",
+                   "connId": self.conn_id}  # fmt: skip
+            return ServerReply([orjson.dumps(err).decode()])
+        reply = ServerReply()
+        for arg in args:
+            if not isinstance(arg, dict) or not isinstance(arg.get("instId"), str):
+                err = {"event": "error", "code": "60018", "msg": f"Wrong URL or channel:{arg}",
+                       "connId": self.conn_id}  # fmt: skip
+                reply.frames.append(orjson.dumps(err).decode())
+                continue
+            ack = {"event": op, "arg": arg, "connId": self.conn_id}
+            reply.frames.append(orjson.dumps(ack).decode())
+            if arg.get("channel") != "trades":
+                continue
+            if op == "subscribe":
+                self.subscribed.add(arg["instId"])
+                reply.subscribed.append(arg["instId"])
+            else:
+                self.subscribed.discard(arg["instId"])
+                reply.unsubscribed.append(arg["instId"])
+        return reply
+
+    def render_trades(self, ticks: Sequence[Tick], *, snapshot: bool = False) -> list[str]:
+        del snapshot  # OKX sends no initial trade snapshot
+        frames = []
+        for native, group in groupby(ticks, key=lambda t: t.native_symbol):
+            data = [
+                {
+                    "instId": native,
+                    "tradeId": t.trade_id,
+                    "px": f.fmt_decimal(t.price),
+                    "sz": f.fmt_decimal(t.qty),
+                    "side": t.side,
+                    "ts": str(t.ts // 1_000_000),
+                    "count": "1",
+                    "source": "0",
+                }
+                for t in group
+            ]
+            msg = {"arg": {"channel": "trades", "instId": native}, "data": data}
+            frames.append(orjson.dumps(msg).decode())
+        return frames
