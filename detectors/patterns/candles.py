@@ -1,0 +1,235 @@
+"""Candle features and TA-Lib's candle averages, for the newly closed bar of many series.
+
+TA-Lib's ``CDL*`` functions compare a candle's body, shadows and gaps with *candle
+averages*: ``factor * (total / avgPeriod) / (2.0 if range type is Shadows else 1.0)``,
+where ``total`` is a running sum of a per-bar range (real body, high-low or upper+lower
+shadow) that each function keeps itself:
+
+* it is started at ``lookback - avgPeriod`` (the function's own lookback, i.e. its first
+  output index) by a plain ascending sum from 0.0, and
+* after each output bar ``i`` it is updated as ``total += range(i-k) - range(i-k-avgPeriod)``.
+
+The value of that double at bar ``i`` therefore depends on the whole history, not only on
+the last ``avgPeriod`` bars: a fresh sum can differ in the last bits and flip a comparison.
+So the engine keeps exactly those running sums per series (``RunningTotal``), started at
+the same index and updated in the same order with the same double arithmetic, and this
+module reproduces the macro arithmetic in TA-Lib's order (``ta_utility.h``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final, TypeVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+F64 = NDArray[np.float64]
+I32 = NDArray[np.int32]
+Bool = NDArray[np.bool_]
+_A = TypeVar("_A", bound=NDArray[Any])
+
+# Range types, as in ta_defs.h (TA_RangeType).
+REALBODY: Final = 0
+HIGHLOW: Final = 1
+SHADOWS: Final = 2
+
+
+@dataclass(frozen=True)
+class CandleSetting:
+    """One entry of TA-Lib's candle settings table."""
+
+    range_type: int
+    avg_period: int
+    factor: float
+
+
+#: TA_CandleDefaultSettings (ta_global.c); the installed wheel runs with these (tested).
+SETTINGS: Final[dict[str, CandleSetting]] = {
+    "BodyLong": CandleSetting(REALBODY, 10, 1.0),
+    "BodyVeryLong": CandleSetting(REALBODY, 10, 3.0),
+    "BodyShort": CandleSetting(REALBODY, 10, 1.0),
+    "BodyDoji": CandleSetting(HIGHLOW, 10, 0.1),
+    "ShadowLong": CandleSetting(REALBODY, 0, 1.0),
+    "ShadowVeryLong": CandleSetting(REALBODY, 0, 2.0),
+    "ShadowShort": CandleSetting(SHADOWS, 10, 1.0),
+    "ShadowVeryShort": CandleSetting(HIGHLOW, 10, 0.1),
+    "Near": CandleSetting(HIGHLOW, 5, 0.2),
+    "Far": CandleSetting(HIGHLOW, 5, 0.6),
+    "Equal": CandleSetting(HIGHLOW, 5, 0.05),
+}
+
+#: How many of the newest bars the pattern kernels look at (i, i-1, ..., i-4).
+DEPTH: Final = 5
+
+
+@dataclass(frozen=True, order=True)
+class RunningTotal:
+    """Identity of one TA-Lib running sum: sums of ``range_type`` at bar ``i - shift``.
+
+    Two functions' sums are bit-identical exactly when all four fields agree, so the
+    engine keeps one per distinct key (``start`` is the function's lookback).
+    """
+
+    range_type: int
+    period: int
+    shift: int
+    start: int
+
+
+def ranges(open_: F64, high: F64, low: F64, close: F64) -> F64:
+    """The three TA-Lib range types for every bar: shape ``(3, *open_.shape)``.
+
+    Upper shadow is ``high - (close >= open ? close : open)`` and lower shadow is
+    ``(close >= open ? open : close) - low`` as in the macros; both pick max/min(open, close).
+    """
+    top = np.maximum(open_, close)
+    bottom = np.minimum(open_, close)
+    out = np.empty((3, *open_.shape), dtype=np.float64)
+    np.abs(close - open_, out=out[REALBODY])
+    np.subtract(high, low, out=out[HIGHLOW])
+    np.add(high - top, bottom - low, out=out[SHADOWS])
+    return out
+
+
+def _pick(features: F64, field: int, k: int) -> F64:
+    """Row ``field`` of bar ``i - k`` from a ``(fields, DEPTH, N)`` feature block."""
+    row: F64 = features[field, DEPTH - 1 - k]
+    return row
+
+
+class Candles:
+    """Features of the newest ``DEPTH`` bars of N series, handed to each pattern kernel.
+
+    Index ``k`` means bar ``i - k`` (0 = the newly closed bar). Arrays are ``(N,)``.
+    ``avg(setting, k)`` is ``TA_CANDLEAVERAGE(setting, total, i - k)`` of the current
+    pattern, evaluated in TA-Lib's operation order.
+    """
+
+    def __init__(
+        self,
+        ohlc: F64,
+        rng: F64,
+        bar_index: NDArray[np.int64],
+        means: F64,
+        total_columns: dict[RunningTotal, int],
+    ) -> None:
+        # ohlc: (4, DEPTH, N) oldest..newest; rng: (3, DEPTH, N)
+        self._ohlc = ohlc
+        self._rng = rng
+        self.j = bar_index
+        self._means = means
+        self._columns = total_columns
+        self._cache: dict[tuple[str, int, int], F64] = {}
+        self._features: dict[tuple[str, int], NDArray[Any]] = {}
+        self.start = 0  # lookback of the pattern being evaluated (set by the engine)
+        self.recorded: set[RunningTotal] | None = None
+        #: (N, 2, 2) Hikkake memory rows, read and updated in place by those two kernels.
+        self.hikkake: NDArray[np.int64] = np.zeros((bar_index.shape[0], 2, 2), dtype=np.int64)
+
+    def o(self, k: int) -> F64:
+        return _pick(self._ohlc, 0, k)
+
+    def h(self, k: int) -> F64:
+        return _pick(self._ohlc, 1, k)
+
+    def l(self, k: int) -> F64:  # noqa: E743 - mirrors TA-Lib's inLow
+        return _pick(self._ohlc, 2, k)
+
+    def c(self, k: int) -> F64:
+        return _pick(self._ohlc, 3, k)
+
+    def back(self, field: int, k: NDArray[np.int64]) -> F64:
+        """Per-row bar ``i - k[r]`` of ``field`` (0 open, 1 high, 2 low, 3 close); k clipped."""
+        col = DEPTH - 1 - np.clip(k, 0, DEPTH - 1)
+        picked: F64 = np.take_along_axis(self._ohlc[field], col[None, :], axis=0)[0]
+        return picked
+
+    def body(self, k: int) -> F64:
+        """TA_REALBODY: ``fabs(close - open)``."""
+        return _pick(self._rng, REALBODY, k)
+
+    def hl(self, k: int) -> F64:
+        """TA_HIGHLOWRANGE: ``high - low``."""
+        return _pick(self._rng, HIGHLOW, k)
+
+    def upper(self, k: int) -> F64:
+        """TA_UPPERSHADOW: ``high - (close >= open ? close : open)``."""
+        return self._memo("upper", k, lambda: self.h(k) - self.top(k))
+
+    def lower(self, k: int) -> F64:
+        """TA_LOWERSHADOW: ``(close >= open ? open : close) - low``."""
+        return self._memo("lower", k, lambda: self.bottom(k) - self.l(k))
+
+    def white(self, k: int) -> Bool:
+        """TA_CANDLECOLOR == 1 (close >= open)."""
+        return self._memo("white", k, lambda: self.c(k) >= self.o(k))
+
+    def black(self, k: int) -> Bool:
+        """TA_CANDLECOLOR == -1 (close < open)."""
+        return self._memo("black", k, lambda: ~self.white(k))
+
+    def color(self, k: int) -> I32:
+        """TA_CANDLECOLOR as +1 / -1."""
+        return self._memo("color", k, lambda: np.where(self.white(k), 1, -1).astype(np.int32))
+
+    def top(self, k: int) -> F64:
+        """max(open, close)."""
+        return self._memo("top", k, lambda: np.maximum(self.o(k), self.c(k)))
+
+    def bottom(self, k: int) -> F64:
+        """min(open, close)."""
+        return self._memo("bottom", k, lambda: np.minimum(self.o(k), self.c(k)))
+
+    def body_gap_up(self, k2: int, k1: int) -> Bool:
+        """TA_REALBODYGAPUP(i-k2, i-k1): min(o,c)[k2] > max(o,c)[k1]."""
+        return self.bottom(k2) > self.top(k1)
+
+    def body_gap_down(self, k2: int, k1: int) -> Bool:
+        """TA_REALBODYGAPDOWN(i-k2, i-k1): max(o,c)[k2] < min(o,c)[k1]."""
+        return self.top(k2) < self.bottom(k1)
+
+    def gap_up(self, k2: int, k1: int) -> Bool:
+        """TA_CANDLEGAPUP(i-k2, i-k1): low[k2] > high[k1]."""
+        return self.l(k2) > self.h(k1)
+
+    def gap_down(self, k2: int, k1: int) -> Bool:
+        """TA_CANDLEGAPDOWN(i-k2, i-k1): high[k2] < low[k1]."""
+        return self.h(k2) < self.l(k1)
+
+    def _memo(self, name: str, k: int, make: Callable[[], _A]) -> _A:
+        key = (name, k)
+        hit = self._features.get(key)
+        if hit is None:
+            hit = make()
+            self._features[key] = hit
+        return hit  # type: ignore[return-value]
+
+    def avg(self, setting: str, k: int, start: int | None = None) -> F64:
+        """``TA_CANDLEAVERAGE(setting, <its running total at shift k>, i - k)``.
+
+        ``start``: bar index where the function first uses that total (default: its
+        lookback; CDLHIKKAKEMOD starts its sum 3 bars earlier).
+        """
+        first = self.start if start is None else start
+        key = (setting, k, first)
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        s = SETTINGS[setting]
+        if s.avg_period == 0:
+            base = _pick(self._rng, s.range_type, k)
+        else:
+            total = RunningTotal(s.range_type, s.avg_period, k, first)
+            if self.recorded is not None:
+                self.recorded.add(total)
+                base = np.zeros_like(self.j, dtype=np.float64)
+            else:
+                base = self._means[self._columns[total]]  # (T, N): row of this total
+        # factor * (sum / period) / (2.0 | 1.0), in this order (means already sum / period).
+        value = s.factor * base
+        if s.range_type == SHADOWS:
+            value = value / 2.0
+        self._cache[key] = value
+        return value

@@ -1,0 +1,40 @@
+"""Small helpers the pattern kernel modules share: registration, lookbacks, outputs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from detectors.patterns.candles import F64, I32, SETTINGS, Bool, Candles
+from detectors.patterns.engine import Kernel, PatternDef
+
+
+def period(*settings: str) -> int:
+    """Largest ``avgPeriod`` among ``settings``: TA-Lib's lookbacks are built from it."""
+    return max(SETTINGS[s].avg_period for s in settings)
+
+
+def fire(cond: Bool, value: int | I32) -> I32:
+    """``value`` where ``cond`` holds, else 0, as int32 (TA-Lib's outInteger)."""
+    return np.where(cond, value, 0).astype(np.int32)
+
+
+def within(value: F64, ref: F64, tol: F64) -> Bool:
+    """``value <= ref + tol && value >= ref - tol`` (TA-Lib's "equal" / "near" test)."""
+    inside: Bool = (value <= ref + tol) & (value >= ref - tol)
+    return inside
+
+
+class Registry:
+    """Collects ``PatternDef``s from ``@registry.pattern(name, lookback)`` kernels."""
+
+    def __init__(self) -> None:
+        self.defs: list[PatternDef] = []
+
+    def pattern(self, name: str, lookback: int) -> Callable[[Kernel], Kernel]:
+        def register(kernel: Callable[[Candles], I32]) -> Kernel:
+            self.defs.append(PatternDef(name, lookback, kernel))
+            return kernel
+
+        return register

@@ -1,0 +1,212 @@
+"""Incremental, vectorized TA-Lib candlestick detection: one closed bar of N series per call.
+
+``PatternEngine.evaluate`` takes the last ``window`` bars of N series (newest column last),
+how many bars each series has had (``bars_seen``), and a ``PatternState`` holding per-series
+running sums (TA-Lib's candle-average totals, see ``candles.py``) plus the Hikkake pattern
+memory. It returns for each series and pattern exactly the value TA-Lib's ``CDLxxx`` gives
+for that bar when run on the series' whole history — provided the engine has seen every
+bar of the series, in order, through ``evaluate`` (it checks that from the state).
+Bars inside TA-Lib's lookback give 0 and ``ready`` False ("not ready").
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from detectors.patterns.candles import DEPTH, F64, I32, Candles, RunningTotal, ranges
+
+Kernel = Callable[[Candles], I32]
+HIKKAKE_FIELDS = 2  # (pattern index, pattern result) per Hikkake variant
+
+
+@dataclass(frozen=True)
+class PatternDef:
+    """One TA-Lib candlestick function: its lookback and its vectorized kernel."""
+
+    name: str
+    lookback: int
+    kernel: Kernel
+
+
+class PatternState:
+    """Per-series state, rows addressed by slot: plain numpy arrays, serializable.
+
+    * ``totals[slot, t]`` - TA-Lib running sum number ``t`` (``PatternEngine.totals``).
+    * ``bars[slot]`` - bars of the series evaluated so far (continuity check).
+    * ``hikkake[slot, v, :]`` - (pattern index, pattern result) of CDLHIKKAKE (v=0) and
+      CDLHIKKAKEMOD (v=1), the two functions that remember a pattern across bars.
+    """
+
+    def __init__(self, totals: F64, bars: NDArray[np.int64], hikkake: NDArray[np.int64]) -> None:
+        self.totals = totals
+        self.bars = bars
+        self.hikkake = hikkake
+
+    @classmethod
+    def empty(cls, n_slots: int, n_totals: int) -> PatternState:
+        return cls(
+            np.zeros((n_slots, n_totals), dtype=np.float64),
+            np.zeros(n_slots, dtype=np.int64),
+            np.zeros((n_slots, 2, HIKKAKE_FIELDS), dtype=np.int64),
+        )
+
+    def __len__(self) -> int:
+        return int(self.bars.shape[0])
+
+    def take(self, slots: NDArray[np.intp]) -> PatternState:
+        """A copy of the given rows (e.g. the series of one partition for a checkpoint)."""
+        return PatternState(self.totals[slots], self.bars[slots], self.hikkake[slots])
+
+    def put(self, slots: NDArray[np.intp], rows: PatternState) -> None:
+        """Write ``rows`` (as returned by ``take``) back into the given slots."""
+        self.totals[slots] = rows.totals
+        self.bars[slots] = rows.bars
+        self.hikkake[slots] = rows.hikkake
+
+    def grow(self, n_slots: int) -> None:
+        """Make room for at least ``n_slots`` series (new rows start empty)."""
+        extra = n_slots - len(self)
+        if extra <= 0:
+            return
+        fresh = PatternState.empty(extra, self.totals.shape[1])
+        self.totals = np.concatenate([self.totals, fresh.totals])
+        self.bars = np.concatenate([self.bars, fresh.bars])
+        self.hikkake = np.concatenate([self.hikkake, fresh.hikkake])
+
+    def to_bytes(self) -> bytes:
+        """Lossless binary form (``numpy.savez``) for checkpoints."""
+        buf = io.BytesIO()
+        np.savez(buf, totals=self.totals, bars=self.bars, hikkake=self.hikkake)
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> PatternState:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            return cls(z["totals"].copy(), z["bars"].copy(), z["hikkake"].copy())
+
+
+class PatternEngine:
+    """Evaluates a fixed set of TA-Lib candlestick patterns on newly closed bars."""
+
+    def __init__(self, names: Sequence[str] | None = None) -> None:
+        from detectors.patterns.registry import PATTERNS  # noqa: PLC0415 - avoids a cycle
+
+        if names is None:
+            chosen = list(PATTERNS)
+        else:
+            chosen = [n.strip().upper() for n in names]
+            unknown = [n for n in chosen if n not in PATTERNS]
+            if unknown:
+                raise ValueError(
+                    f"unknown candlestick pattern(s): {', '.join(unknown)}; "
+                    f"known: {', '.join(PATTERNS)}"
+                )
+            if len(set(chosen)) != len(chosen):
+                raise ValueError("candlestick pattern listed twice")
+        self.names: tuple[str, ...] = tuple(chosen)
+        self._defs = [PATTERNS[n] for n in self.names]
+        self.lookbacks = np.array([d.lookback for d in self._defs], dtype=np.int64)
+        self.totals: tuple[RunningTotal, ...] = tuple(sorted(self._discover_totals()))
+        self._columns = {t: n for n, t in enumerate(self.totals)}
+        deepest = max((t.shift + t.period for t in self.totals), default=0)
+        #: Bars of history (including the newest) each series must supply.
+        self.window = max(DEPTH, deepest + 1)
+        kinds = np.array([t.range_type for t in self.totals], dtype=np.intp)
+        self._kind = kinds
+        self._now_col = np.array([self.window - 1 - t.shift for t in self.totals], dtype=np.intp)
+        self._trail_col = np.array(
+            [self.window - 1 - t.shift - t.period for t in self.totals], dtype=np.intp
+        )
+        self._start = np.array([t.start for t in self.totals], dtype=np.int64)
+        self._period = np.array([t.period for t in self.totals], dtype=np.int64)
+        self._period_f = self._period.astype(np.float64)
+
+    def _discover_totals(self) -> set[RunningTotal]:
+        """Run every kernel once on dummy bars, recording which running sums it reads."""
+        n = 1
+        ohlc = np.ones((4, DEPTH, n))
+        dummy = Candles(ohlc, ranges(*ohlc), np.zeros(n, dtype=np.int64), np.zeros((0, n)), {})
+        dummy.recorded = set()
+        hik = np.zeros((n, 2, HIKKAKE_FIELDS), dtype=np.int64)
+        for d in self._defs:
+            dummy.start = d.lookback
+            dummy.hikkake = hik
+            d.kernel(dummy)
+        return dummy.recorded
+
+    def new_state(self, n_series: int) -> PatternState:
+        """Empty state for ``n_series`` series that have not had any bar yet."""
+        return PatternState.empty(n_series, len(self.totals))
+
+    def ready(self, bars_seen: NDArray[np.int64]) -> NDArray[np.bool_]:
+        """(N, P): True where TA-Lib's lookback is met, i.e. TA-Lib emits a real value."""
+        return np.asarray(bars_seen)[:, None] > self.lookbacks[None, :]
+
+    def evaluate(
+        self,
+        open_: F64,
+        high: F64,
+        low: F64,
+        close: F64,
+        bars_seen: NDArray[np.int64],
+        *,
+        state: PatternState,
+        slots: NDArray[np.intp] | None = None,
+    ) -> NDArray[np.int32]:
+        """Pattern values ``(N, len(names))`` int32 for the newest bar of each row.
+
+        ``open_`` … ``close``: ``(N, W)`` float64 with ``W >= window``, oldest to newest;
+        columns older than a series' first bar are ignored (any value). ``bars_seen[r]``:
+        bars the series has had including this one. ``slots[r]``: the state row of series
+        ``r`` (default ``arange(N)``). Updates ``state`` in place. Raises ``ValueError`` if
+        a series' previous bar was not evaluated (the sums would no longer be TA-Lib's).
+        """
+        seen = np.asarray(bars_seen, dtype=np.int64)
+        n = seen.shape[0]
+        rows = np.arange(n, dtype=np.intp) if slots is None else np.asarray(slots, np.intp)
+        w = self.window
+        if open_.shape[0] != n or open_.shape[1] < w:
+            raise ValueError(f"expected ({n}, >={w}) bars, got {open_.shape}")
+        skipped = state.bars[rows] != seen - 1
+        if skipped.any():
+            bad = rows[skipped][:5].tolist()
+            raise ValueError(f"series in slots {bad} skipped a bar (state out of step)")
+        with np.errstate(all="ignore"):
+            o, h, lo, c = (a[:, -w:] for a in (open_, high, low, close))
+            rng = ranges(o, h, lo, c)  # (3, N, w)
+            j = seen - 1
+            totals = state.totals[rows]  # (N, T)
+            means = (totals / self._period_f).T  # (T, N), TA-Lib's SUM / avgPeriod
+            self._advance_totals(rng, j, totals)
+            state.totals[rows] = totals
+            tail = np.ascontiguousarray(np.stack([o, h, lo, c])[:, :, -DEPTH:].transpose(0, 2, 1))
+            rtail = np.ascontiguousarray(rng[:, :, -DEPTH:].transpose(0, 2, 1))
+            candles = Candles(tail, rtail, j, means, self._columns)
+            hik = state.hikkake[rows]
+            candles.hikkake = hik
+            out = np.zeros((n, len(self._defs)), dtype=np.int32)
+            for p, d in enumerate(self._defs):
+                candles.start = d.lookback
+                out[:, p] = d.kernel(candles)
+            state.hikkake[rows] = hik
+        out[~self.ready(seen)] = 0
+        state.bars[rows] = seen
+        return out
+
+    def _advance_totals(self, rng: F64, j: NDArray[np.int64], totals: F64) -> None:
+        """Apply TA-Lib's init / update step for bar ``j`` to every running sum, in place."""
+        if not self.totals:
+            return
+        now = rng[self._kind, :, self._now_col].T  # (N, T): range(j - shift)
+        trail = rng[self._kind, :, self._trail_col].T  # range(j - shift - period)
+        jj = j[:, None]
+        init = (jj >= self._start - self._period) & (jj < self._start)
+        run = jj >= self._start
+        # init: total += range(i) from 0.0; run: total += range(i) - range(trailing).
+        np.add(totals, now, out=totals, where=init)
+        np.add(totals, now - trail, out=totals, where=run)

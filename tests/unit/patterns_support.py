@@ -1,0 +1,133 @@
+"""Shared helpers for the pattern tests and bench: reference runs and bar data.
+
+* ``engine_outputs`` feeds many series bar by bar through ``PatternEngine`` (the way the
+  detector does: one ``evaluate`` per bar-close boundary with all series stacked).
+* ``talib_outputs`` runs ``talib.CDLxxx`` on each whole series (the reference).
+* ``recorded_bars`` buckets the real Binance trades of ``../shared/data`` into OHLC bars
+  (a minimal numpy stand-in for the detectors' aggregator, which is not under test here).
+* ``generated_bars`` makes series that trigger many patterns: integer-tick random walks,
+  dojis, one-trade bars (o=h=l=c), equal prices and gaps.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+import talib
+from numpy.typing import NDArray
+
+from detectors.patterns import PatternEngine
+
+F64 = NDArray[np.float64]
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+
+
+def engine_outputs(engine: PatternEngine, o: F64, h: F64, lo: F64, c: F64) -> NDArray[np.int32]:
+    """(S, T, P) engine values, evaluating bar t of all S series in one call per t."""
+    s, t = o.shape
+    w = engine.window
+    pad = np.full((s, w - 1), np.nan)
+    po, ph, pl, pc = (np.hstack([pad, a]) for a in (o, h, lo, c))
+    state = engine.new_state(s)
+    out = np.zeros((s, t, len(engine.names)), dtype=np.int32)
+    for k in range(t):
+        seen = np.full(s, k + 1, dtype=np.int64)
+        sl = slice(k, k + w)
+        out[:, k] = engine.evaluate(po[:, sl], ph[:, sl], pl[:, sl], pc[:, sl], seen, state=state)
+    return out
+
+
+def talib_outputs(names: tuple[str, ...], o: F64, h: F64, lo: F64, c: F64) -> NDArray[np.int32]:
+    """(S, T, P) values of TA-Lib run on each whole series."""
+    s, t = o.shape
+    out = np.zeros((s, t, len(names)), dtype=np.int32)
+    for p, name in enumerate(names):
+        fn = getattr(talib, name)
+        for r in range(s):
+            out[r, :, p] = fn(o[r], h[r], lo[r], c[r])
+    return out
+
+
+def mismatches(engine: PatternEngine, o: F64, h: F64, lo: F64, c: F64) -> dict[str, int]:
+    """Per pattern: number of (series, bar) cells where engine and TA-Lib disagree."""
+    got = engine_outputs(engine, o, h, lo, c)
+    want = talib_outputs(engine.names, o, h, lo, c)
+    bad = (got != want).sum(axis=(0, 1))
+    return {n: int(b) for n, b in zip(engine.names, bad, strict=True) if b}
+
+
+def fired(engine: PatternEngine, o: F64, h: F64, lo: F64, c: F64) -> dict[str, int]:
+    """Per pattern: non-zero TA-Lib values in the data (proof the data exercises it)."""
+    want = talib_outputs(engine.names, o, h, lo, c)
+    return {n: int(v) for n, v in zip(engine.names, (want != 0).sum(axis=(0, 1)), strict=True)}
+
+
+def load_trades(path: Path) -> tuple[NDArray[np.int64], F64]:
+    """Trade times (ms) and prices from a recording (trade frames only)."""
+    times: list[int] = []
+    prices: list[float] = []
+    with gzip.open(path, "rt") as f:
+        for line in f:
+            _, _, frame = line.partition(" ")
+            if '"e":"trade"' not in frame:
+                continue
+            data = json.loads(frame)["data"]
+            times.append(int(data["T"]))
+            prices.append(float(data["p"]))
+    return np.array(times, dtype=np.int64), np.array(prices)
+
+
+def bucket(times: NDArray[np.int64], prices: F64, key: NDArray[np.int64]) -> tuple[F64, ...]:
+    """OHLC of consecutive trades sharing ``key`` (trades in time order); empty keys skipped."""
+    del times
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    ends = np.r_[starts[1:], key.shape[0]]
+    o = prices[starts]
+    c = prices[ends - 1]
+    h = np.maximum.reduceat(prices, starts)
+    lo = np.minimum.reduceat(prices, starts)
+    return o, h, lo, c
+
+
+def recorded_bars(length: int) -> tuple[F64, F64, F64, F64]:
+    """Bars of equal ``length`` from the recorded trades: time buckets of 1 s .. 1 min and
+    trade-count buckets, both symbols; each series cut to ``length`` bars."""
+    series: list[tuple[F64, ...]] = []
+    for path in sorted(DATA.glob("*.rec.gz")):
+        times, prices = load_trades(path)
+        order = np.argsort(times, kind="stable")
+        times, prices = times[order], prices[order]
+        keys = [times // ms for ms in (1_000, 2_000, 5_000, 10_000, 15_000)]
+        keys += [np.arange(times.shape[0]) // n for n in (3, 5, 8)]
+        for key in keys:
+            bars = bucket(times, prices, key)
+            n = bars[0].shape[0]
+            for begin in range(0, n - length + 1, length):
+                series.append(tuple(a[begin : begin + length] for a in bars))
+    o, h, lo, c = (np.array([s[i] for s in series]) for i in range(4))
+    return o, h, lo, c
+
+
+def generated_bars(rng: np.random.Generator, n_series: int, length: int) -> tuple[F64, ...]:
+    """Integer-tick OHLC random walks mixing long bodies, dojis, one-trade bars and gaps."""
+    step = rng.integers(-3, 4, size=(n_series, length)).astype(np.float64)
+    gap = rng.random((n_series, length)) < 0.15
+    step[gap] *= 4
+    o = 1000.0 + np.cumsum(step, axis=1)
+    kind = rng.random((n_series, length))
+    body = rng.integers(-8, 9, size=(n_series, length)).astype(np.float64)
+    body[kind < 0.25] = 0.0  # doji
+    body[(kind >= 0.25) & (kind < 0.3)] = rng.integers(-1, 2, size=1)[0]
+    c = o + body
+    up = rng.integers(0, 5, size=(n_series, length)) * (rng.random((n_series, length)) < 0.6)
+    dn = rng.integers(0, 5, size=(n_series, length)) * (rng.random((n_series, length)) < 0.6)
+    h = np.maximum(o, c) + up
+    lo = np.minimum(o, c) - dn
+    flat = kind > 0.93  # one-trade bars
+    c[flat] = o[flat]
+    h[flat] = o[flat]
+    lo[flat] = o[flat]
+    return o, h, lo, c
