@@ -1,0 +1,298 @@
+"""``python -m signals.ws``: the WebSocket fan-out server for external clients.
+
+One reader task follows the ``signals`` stream with ``XREAD BLOCK`` (no consumer group: the
+server keeps no per-client state in Redis) and offers each signal, rendered once, to every
+live client whose filters match. Each client has a bounded send queue drained by its own
+writer task; the reader never awaits a client, so a slow client cannot slow the others — when
+its queue is full it is disconnected with close code 4408 and may reconnect with
+``resume_from``. A resuming client is served from the stream (XRANGE after its cursor) by its
+own task and switches to live only once it has caught up with the reader (see ``_backfill``),
+so nothing is lost or sent twice at the switch. Protocol and close codes: ``ws_protocol``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from typing import Any
+
+import orjson
+from prometheus_client import Counter, Gauge
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from common.lifecycle import Service, run_service
+from common.logging import get_logger
+from common.redis import AnyRedis, redis_from_settings
+from common.settings import exit_on_config_error
+from signals.settings import WsSettings
+from signals.ws_protocol import (
+    CLOSE_BAD_REQUEST,
+    CLOSE_GOING_AWAY,
+    CLOSE_SLOW,
+    CLOSE_TRY_AGAIN,
+    CLOSE_UNAUTHORIZED,
+    Filters,
+    ProtocolError,
+    parse_stream_id,
+    parse_subscribe,
+    signal_message,
+    subscribed_message,
+    token_from_request,
+    token_ok,
+)
+
+CLIENTS = Gauge("alphapulse_signals_ws_clients", "Connected WebSocket clients.")
+SENT = Counter("alphapulse_signals_ws_sent_total", "Signal frames sent to WebSocket clients.")
+CLOSED = Counter(
+    "alphapulse_signals_ws_closed_total", "Connections closed by the server, by reason.", ["reason"]
+)
+SUBSCRIBE_TIMEOUT_S = 10.0
+RESUME_PAGE = 500
+READ_COUNT = 1000
+
+log = get_logger("signals.ws")
+
+
+class Client:
+    """One subscribed connection: filters, a bounded queue, and whether it is live yet."""
+
+    def __init__(self, ws: ServerConnection, filters: Filters, queue_size: int) -> None:
+        self.ws = ws
+        self.filters = filters
+        self.queue: asyncio.Queue[str] = asyncio.Queue(queue_size)
+        self.live = False
+        self.kicked = False
+
+    def offer(self, frame: str) -> bool:
+        """Queue a frame without waiting; False when the queue is full (the client is slow)."""
+        try:
+            self.queue.put_nowait(frame)
+        except asyncio.QueueFull:
+            return False
+        return True
+
+
+class SignalsHub:
+    """The single stream reader and the set of clients it fans out to."""
+
+    def __init__(self, redis: AnyRedis, stream: str, *, block_ms: int = 1000) -> None:
+        self.redis = redis
+        self.stream = stream
+        self.block_ms = block_ms
+        self.clients: set[Client] = set()
+        self.last_id = "0-0"
+        self._closing: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        newest: Any = await self.redis.xrevrange(self.stream, count=1)
+        self.last_id = newest[0][0].decode() if newest else "0-0"
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Follow the stream until ``stopping`` is set."""
+        while not stopping.is_set():
+            reply: Any = await self.redis.xread(
+                {self.stream: self.last_id}, count=READ_COUNT, block=self.block_ms
+            )
+            for _, entries in reply or []:
+                for entry_id, fields in entries:
+                    self.dispatch(entry_id.decode(), fields)
+
+    def dispatch(self, entry_id: str, fields: dict[bytes, bytes]) -> None:
+        """Offer one stream entry to every matching live client (never awaits)."""
+        self.last_id = entry_id
+        rendered = render(entry_id, fields)
+        if rendered is None:
+            return
+        doc, frame = rendered
+        for client in list(self.clients):
+            wanted = client.live and not client.kicked and client.filters.matches(doc)
+            if wanted and not client.offer(frame):
+                self.kick(client, CLOSE_SLOW, "slow client: send queue full", "slow")
+
+    async def close_all(self, code: int, reason: str) -> None:
+        """Close every client (shutdown) and wait for all pending closes."""
+        for client in list(self.clients):
+            self.kick(client, code, reason, "shutdown")
+        await asyncio.gather(*self._closing, return_exceptions=True)
+
+    def kick(self, client: Client, code: int, reason: str, label: str) -> None:
+        """Close a client from outside its own task (the close runs as a tracked task)."""
+        client.kicked = True
+        self.clients.discard(client)
+        CLOSED.labels(label).inc()
+        task = asyncio.create_task(client.ws.close(code, reason))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+
+def render(entry_id: str, fields: dict[bytes, bytes]) -> tuple[dict[str, Any], str] | None:
+    """(signal JSON as a dict for filtering, the frame to send), or None for a bad entry."""
+    raw = fields.get(b"d")
+    try:
+        doc = orjson.loads(raw) if raw is not None else None
+    except orjson.JSONDecodeError:
+        doc = None
+    if not isinstance(doc, dict):
+        log.warning("bad_signal_entry", id=entry_id)
+        return None
+    assert raw is not None
+    return doc, signal_message(entry_id, raw)
+
+
+class WsServer(Service):
+    """The server process: the hub's reader plus the websockets server."""
+
+    name = "signals-ws"
+
+    def __init__(self, settings: WsSettings, *, redis: AnyRedis | None = None) -> None:
+        super().__init__()
+        self.settings = settings
+        self._owns_redis = redis is None
+        self.redis = redis if redis is not None else redis_from_settings(settings.common)
+        self.hub = SignalsHub(
+            self.redis, settings.common.keys().signals, block_ms=settings.common.block_ms
+        )
+        self.connections = 0
+        self.server: Server | None = None
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def start(self) -> None:
+        await super().start()
+        await self.hub.start()
+        s = self.settings
+        self.server = await serve(
+            self.handle, s.host, s.port, max_size=s.max_message, close_timeout=5
+        )
+        self.readiness.set("connected")
+        self.readiness.set("consuming")
+        log.info("ws_listening", host=s.host, port=self.port)
+
+    async def run(self) -> None:
+        stopping = asyncio.Event()
+        reader = asyncio.create_task(self.hub.run(stopping))
+        await self.wait_stopping()
+        stopping.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            reader.cancel()
+            await reader
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close(close_connections=False)
+            await self.hub.close_all(CLOSE_GOING_AWAY, "server shutting down")
+            self.server.close()
+            await self.server.wait_closed()
+        if self._owns_redis:
+            await self.redis.aclose()
+
+    async def handle(self, ws: ServerConnection) -> None:
+        """One connection: authenticate, limit, subscribe, (resume,) then stream."""
+        self.connections += 1
+        CLIENTS.inc()
+        try:
+            await self._serve(ws)
+        except ConnectionClosed:
+            pass
+        finally:
+            self.connections -= 1
+            CLIENTS.dec()
+
+    async def _serve(self, ws: ServerConnection) -> None:
+        request = ws.request
+        assert request is not None
+        token = token_from_request(request.path, request.headers)
+        if not token_ok(token, self.settings.tokens):
+            CLOSED.labels("unauthorized").inc()
+            await ws.close(CLOSE_UNAUTHORIZED, "unauthorized: a valid bearer token is required")
+            return
+        if self.connections > self.settings.max_connections:
+            CLOSED.labels("too_many").inc()
+            await ws.close(CLOSE_TRY_AGAIN, "too many connections, try again later")
+            return
+        try:
+            sub = parse_subscribe(await asyncio.wait_for(ws.recv(), SUBSCRIBE_TIMEOUT_S))
+        except (ProtocolError, TimeoutError) as e:
+            CLOSED.labels("bad_request").inc()
+            await ws.close(CLOSE_BAD_REQUEST, str(e) or "no subscribe message")
+            return
+        client = Client(ws, sub.filters, self.settings.queue_size)
+        self.hub.clients.add(client)
+        try:
+            await ws.send(subscribed_message(self.hub.last_id))
+            if sub.resume_from is None:
+                client.live = True
+            else:
+                await self._backfill(client, sub.resume_from)
+            await self._write(client)
+        finally:
+            self.hub.clients.discard(client)
+
+    async def _backfill(self, client: Client, cursor: str) -> None:
+        """Replay the stream after ``cursor``, then go live without a gap or a repeat.
+
+        The switch is decided with no ``await`` between the check and ``client.live = True``:
+        once this task has sent everything up to the id the reader last dispatched, every later
+        entry reaches the client through its queue, and none before it does.
+        """
+        sent = 0
+        while True:
+            page: Any = await self.redis.xrange(
+                self.hub.stream, min=f"({cursor}", count=RESUME_PAGE
+            )
+            for entry_id, fields in page:
+                cursor = entry_id.decode()
+                rendered = render(cursor, fields)
+                if rendered is not None and client.filters.matches(rendered[0]):
+                    await client.ws.send(rendered[1])
+                    SENT.inc()
+                    sent += 1
+            if sent > self.settings.resume_max:
+                CLOSED.labels("resume_too_long").inc()
+                await client.ws.close(CLOSE_BAD_REQUEST, "resume_from is too far behind")
+                return
+            if len(page) < RESUME_PAGE and parse_stream_id(cursor) >= parse_stream_id(
+                self.hub.last_id
+            ):
+                client.live = True
+                return
+
+    async def _write(self, client: Client) -> None:
+        """Drain the client's queue until the connection closes."""
+        ws = client.ws
+        closed = asyncio.create_task(_discard_incoming(ws))
+        try:
+            while not client.kicked:
+                get = asyncio.create_task(client.queue.get())
+                done, _ = await asyncio.wait({get, closed}, return_when=asyncio.FIRST_COMPLETED)
+                if get not in done:
+                    get.cancel()
+                    return
+                await ws.send(get.result())
+                SENT.inc()
+            await closed
+        finally:
+            closed.cancel()
+
+
+async def _discard_incoming(ws: ServerConnection) -> None:
+    """Read and drop client messages after the subscribe (so pings and pongs keep flowing);
+    returns when the connection is closed."""
+    with contextlib.suppress(ConnectionClosed):
+        async for _ in ws:
+            pass
+
+
+def main() -> int:
+    with exit_on_config_error():
+        settings = WsSettings.from_env()
+    return run_service(lambda: WsServer(settings), settings.common)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""The WebSocket protocol of the signals server, as pure functions (no sockets here).
+
+Connect to ``ws://host:8765/`` with ``Authorization: Bearer <token>`` (or ``?token=<token>``
+in the URL, for browsers). Then send one text message::
+
+    {"type": "subscribe",
+     "exchanges": ["binance"], "symbols": ["BTCUSDT"], "timeframes": ["1m", "5m"],
+     "min_score": 0.7,
+     "resume_from": "1723161300123-0"}
+
+Every field but ``type`` is optional; an absent or empty list means "all". ``resume_from`` is
+the ``cursor`` of the last signal the client received (its entry id on the ``signals``
+stream): the server first replays everything after it from the stream, then goes on live, so a
+reconnecting client misses nothing that is still in the stream. The server answers::
+
+    {"type": "subscribed", "cursor": "<newest stream id when subscribing>"}
+    {"type": "signal", "cursor": "1723161300456-0", "signal": {...the signal JSON...}}
+
+Close codes:
+
+========  ===========================================================================
+``4401``  no or unknown bearer token
+``4400``  the first message is not a valid subscribe message (reason says why)
+``4408``  slow client: its send queue (``SIGNALS_WS_QUEUE``) was full; reconnect and resume
+``1013``  too many connections (``SIGNALS_WS_MAX_CONNECTIONS``); try again later
+``1009``  a client message larger than ``SIGNALS_WS_MAX_MESSAGE``
+``1001``  the server is shutting down; reconnect and resume
+========  ===========================================================================
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_BAD_REQUEST = 4400
+CLOSE_SLOW = 4408
+CLOSE_TRY_AGAIN = 1013
+CLOSE_GOING_AWAY = 1001
+MAX_FILTER_ITEMS = 10_000
+_STREAM_ID = re.compile(r"^\d+-\d+$")
+
+
+class ProtocolError(ValueError):
+    """A client message that breaks the protocol; its text is the close reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """Which signals a client wants; empty sets mean "all"."""
+
+    exchanges: frozenset[str] = frozenset()
+    symbols: frozenset[str] = frozenset()
+    timeframes: frozenset[str] = frozenset()
+    min_score: float = 0.0
+
+    def matches(self, signal: Mapping[str, Any]) -> bool:
+        return (
+            (not self.exchanges or signal.get("exchange") in self.exchanges)
+            and (not self.symbols or signal.get("symbol") in self.symbols)
+            and (not self.timeframes or signal.get("timeframe") in self.timeframes)
+            and float(signal.get("score", 0.0)) >= self.min_score
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    filters: Filters
+    resume_from: str | None = None
+
+
+def parse_stream_id(value: str) -> tuple[int, int]:
+    """``"1723161300123-4"`` -> ``(1723161300123, 4)`` (for ordering cursors)."""
+    ms, _, seq = value.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _names(doc: Mapping[str, Any], key: str) -> frozenset[str]:
+    value = doc.get(key)
+    if value is None:
+        return frozenset()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ProtocolError(f"{key} must be a list of strings")
+    if len(value) > MAX_FILTER_ITEMS:
+        raise ProtocolError(f"{key}: at most {MAX_FILTER_ITEMS} items")
+    return frozenset(value)
+
+
+def parse_subscribe(raw: str | bytes) -> Subscribe:
+    """Validate the client's subscribe message; raises ``ProtocolError`` with the reason."""
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise ProtocolError("subscribe message is not JSON") from e
+    if not isinstance(doc, dict) or doc.get("type") != "subscribe":
+        raise ProtocolError('expected {"type": "subscribe", ...}')
+    min_score = doc.get("min_score", 0.0)
+    if isinstance(min_score, bool) or not isinstance(min_score, int | float):
+        raise ProtocolError("min_score must be a number")
+    resume = doc.get("resume_from")
+    if resume is not None and (not isinstance(resume, str) or not _STREAM_ID.match(resume)):
+        raise ProtocolError("resume_from must be a cursor like 1723161300123-0")
+    filters = Filters(
+        _names(doc, "exchanges"), _names(doc, "symbols"), _names(doc, "timeframes"), min_score
+    )
+    return Subscribe(filters, resume)
+
+
+def token_from_request(path: str, headers: Mapping[str, str]) -> str | None:
+    """The bearer token of the upgrade request: ``Authorization`` header, else ``?token=``."""
+    auth = headers.get("Authorization") or headers.get("authorization")
+    if auth:
+        scheme, _, token = auth.partition(" ")
+        return token.strip() or None if scheme.lower() == "bearer" else None
+    values = parse_qs(urlsplit(path).query).get("token")
+    return values[0] if values else None
+
+
+def token_ok(token: str | None, accepted: Collection[str]) -> bool:
+    """Constant-time comparison against every configured token."""
+    if not token:
+        return False
+    found = False
+    for t in accepted:
+        found |= hmac.compare_digest(token.encode(), t.encode())
+    return found
+
+
+def signal_message(cursor: str, signal_json: bytes) -> str:
+    """The frame sent for one signal; built once per signal and shared by every client."""
+    return f'{{"type":"signal","cursor":"{cursor}","signal":{signal_json.decode()}}}'
+
+
+def subscribed_message(cursor: str) -> str:
+    return orjson.dumps({"type": "subscribed", "cursor": cursor}).decode()
