@@ -1,0 +1,206 @@
+"""The partition state machine (pure): tick batches in, closed bars and pattern events out.
+
+``PartitionEngine.apply(batch)`` aggregates the ticks (:mod:`detectors.bars`), then feeds
+every bar that closed to the indicators (:mod:`detectors.indicators`) and the pattern
+kernels (:mod:`detectors.patterns`). Closed bars are processed in the order (bar end,
+longest timeframe first) and evaluated together per (timeframe, end) group, i.e.
+vectorized over every series of the partition that closes at the same boundary. Ordering by
+end with the longer timeframe first is what makes ``htf_trend`` well defined: a 1m bar
+ending at 10:05 sees the 5m trend including the 5m bar that also ends at 10:05.
+
+The whole state (open bars, dedup memory, watermark, OHLC windows, indicator and pattern
+state, recent events, last applied stream entry id) serializes to bytes with
+:meth:`PartitionEngine.to_bytes` (see :mod:`detectors.checkpoint`), so a new owner
+continues exactly where the previous one checkpointed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from common.contracts import Bar, PatternEvent, TickBatch
+from detectors.bars import BarAggregator, ClosedBars
+from detectors.indicators import IndicatorBank, IndicatorConfig
+from detectors.patterns import PatternEngine, PatternState
+from detectors.timeframes import DEFAULT_TIMEFRAMES, Timeframe, parse_timeframes
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """What determines a partition's results; a checkpoint is only valid for the same one."""
+
+    timeframes: tuple[Timeframe, ...] = parse_timeframes(DEFAULT_TIMEFRAMES)
+    allowed_lateness_ms: int = 5_000
+    patterns: tuple[str, ...] | None = None  # None = all TA-Lib CDL functions
+    indicators: IndicatorConfig = field(default_factory=IndicatorConfig)
+    cooldown_bars: int = 20  # horizon of ``recent`` in bars of the event's timeframe
+    dedup_window: int = 4096
+
+    def fingerprint(self) -> dict[str, Any]:
+        ind = self.indicators
+        return {
+            "timeframes": [t.name for t in self.timeframes],
+            "lateness": self.allowed_lateness_ms,
+            "patterns": None if self.patterns is None else list(self.patterns),
+            "indicators": [ind.ema_period, ind.rsi_period, ind.atr_period, ind.volume_period],
+            "cooldown_bars": self.cooldown_bars,
+            "dedup_window": self.dedup_window,
+        }
+
+
+@dataclass(slots=True)
+class Output:
+    """What one step produced: every closed bar, and the bars on which a pattern fired."""
+
+    bars: list[Bar] = field(default_factory=list)
+    events: list[PatternEvent] = field(default_factory=list)
+
+    def extend(self, other: Output) -> None:
+        self.bars.extend(other.bars)
+        self.events.extend(other.events)
+
+
+class PartitionEngine:
+    """State and logic of one partition (any number of series x timeframes)."""
+
+    def __init__(self, config: EngineConfig, patterns: PatternEngine | None = None) -> None:
+        self.config = config
+        self.patterns = patterns if patterns is not None else PatternEngine(config.patterns)
+        self.tf_ms = np.array([t.ms for t in config.timeframes], np.int64)
+        self.n_tf = len(config.timeframes)
+        self.agg = BarAggregator(config.timeframes, config.allowed_lateness_ms, config.dedup_window)
+        self.ind = IndicatorBank(config.indicators)
+        self.pstate: PatternState = self.patterns.new_state(0)
+        self.window: F64 = np.zeros((4, 0, self.patterns.window), np.float64)
+        self.recent: dict[int, list[dict[str, Any]]] = {}
+        self.last_id: str | None = None
+
+    # --- stepping ------------------------------------------------------------------------
+    def apply(self, batch: TickBatch, entry_id: str | None = None) -> Output:
+        """Apply one tick batch (the stream entry ``entry_id``); return what closed."""
+        closed = ClosedBars()
+        self.agg.apply(batch, closed)
+        if entry_id is not None:
+            self.last_id = entry_id
+        return self._process(closed)
+
+    def advance_to(self, event_time_ms: int) -> Output:
+        """Live idle timer (see :meth:`BarAggregator.advance_to`)."""
+        closed = ClosedBars()
+        self.agg.advance_to(event_time_ms, closed)
+        return self._process(closed)
+
+    def close_all(self) -> Output:
+        """End of a replay: close every open bar."""
+        closed = ClosedBars()
+        self.agg.close_all(closed)
+        return self._process(closed)
+
+    # --- closed bars -> indicators + patterns ----------------------------------------------
+    def _ensure_rows(self, rows: int) -> None:
+        have = self.window.shape[1]
+        if rows <= have:
+            return
+        cap = max(rows, 2 * have, 16)
+        self.ind.grow(cap)
+        self.pstate.grow(cap)
+        bigger = np.zeros((4, cap, self.patterns.window), np.float64)
+        bigger[:, :have] = self.window
+        self.window = bigger
+
+    def _process(self, closed: ClosedBars) -> Output:
+        out = Output()
+        if not len(closed):
+            return out
+        sid = np.array(closed.sid, np.int64)
+        tf = np.array(closed.tf, np.int64)
+        open_time = np.array(closed.open_time, np.int64)
+        end = open_time + self.tf_ms[tf]
+        order = np.lexsort((-tf, end))
+        rows = sid * self.n_tf + tf
+        self._ensure_rows(int(rows.max()) + 1)
+        ohlcv = np.array(
+            [closed.open, closed.high, closed.low, closed.close, closed.volume], np.float64
+        )
+        key_end, key_tf = end[order], tf[order]
+        cut = np.flatnonzero((key_end[1:] != key_end[:-1]) | (key_tf[1:] != key_tf[:-1])) + 1
+        bounds = [0, *cut.tolist(), len(order)]
+        for a, b in itertools.pairwise(bounds):
+            self._process_group(closed, order[a:b], rows, ohlcv, out)
+        return out
+
+    def _process_group(
+        self,
+        closed: ClosedBars,
+        idx: npt.NDArray[np.intp],
+        all_rows: I64,
+        ohlcv: F64,
+        out: Output,
+    ) -> None:
+        """Bars of one timeframe closing at one boundary, each of a different series."""
+        rows = all_rows[idx]
+        o, h, lo, c, v = (ohlcv[k, idx] for k in range(5))
+        win = self.window
+        win[:, rows, :-1] = win[:, rows, 1:]
+        win[:, rows, -1] = np.stack([o, h, lo, c])
+        feats = self.ind.update(rows, h, lo, c, v)
+        t = int(closed.tf[int(idx[0])])
+        if t + 1 < self.n_tf:
+            feats["htf_trend"] = self.ind.floats["trend"][rows + 1]
+        else:
+            feats["htf_trend"] = np.full(len(rows), np.nan)
+        seen = self.ind.count[rows]
+        w = win[:, rows, :]
+        values = self.patterns.evaluate(w[0], w[1], w[2], w[3], seen, state=self.pstate, slots=rows)
+        fired = np.flatnonzero(values.any(axis=1)).tolist()
+        names = self.patterns.names
+        series = self.agg.series
+        tf_name = self.config.timeframes[t].name
+        for i in idx.tolist():
+            s = closed.sid[i]
+            volume = closed.volume[i]
+            bar = Bar(
+                series[s][0],
+                series[s][1],
+                tf_name,
+                closed.open_time[i],
+                closed.open[i],
+                closed.high[i],
+                closed.low[i],
+                closed.close[i],
+                volume,
+                closed.quote[i],
+                closed.trades[i],
+                closed.taker[i],
+                closed.quote[i] / volume if volume > 0 else closed.close[i],
+            )
+            out.bars.append(bar)
+        for j in fired:
+            i = int(idx[j])
+            bar = out.bars[len(out.bars) - len(idx) + j]
+            pats = {names[p]: int(x) for p, x in enumerate(values[j].tolist()) if x}
+            features = {k: _feature(k, arr[j]) for k, arr in feats.items()}
+            row = int(rows[j])
+            horizon = bar.open_time - self.config.cooldown_bars * int(self.tf_ms[t])
+            recent = [e for e in self.recent.get(row, []) if e["open_time"] >= horizon]
+            out.events.append(PatternEvent(bar, pats, features, list(recent)))
+            recent.append({"open_time": bar.open_time, "patterns": pats})
+            self.recent[row] = recent
+
+
+def _feature(key: str, value: np.float64) -> float | int | None:
+    x = float(value)
+    if math.isnan(x):
+        return None
+    if key in ("trend", "htf_trend"):
+        return int(x)
+    return x

@@ -1,0 +1,92 @@
+"""Detector settings, read from the environment once in ``main()``.
+
+=======================  ================  ===================================================
+variable                 default           meaning
+=======================  ================  ===================================================
+``TIMEFRAMES``           1m,5m,15m,1h,4h,1d bar timeframes (each a multiple of the previous)
+``PATTERNS``             (all 61)          comma-separated TA-Lib ``CDL*`` names
+``ALLOWED_LATENESS_MS``  5000              watermark = highest event time - this
+``IDLE_CLOSE_MS``        0 (off)           live only: after this long without a new tick in
+                                           a partition, close bars by wall-clock time
+``COOLDOWN_BARS``        20                horizon of ``recent`` in a pattern event (bars)
+``EMA_PERIOD``           20                EMA behind ``ema``/``ema_slope``/``trend``
+``LEASE_TTL_MS``         10000             partition lease time-to-live
+``CHECKPOINT_INTERVAL``  1000              ms between checkpoints of a busy partition
+``HEARTBEAT_MS``         LEASE_TTL_MS / 3  membership heartbeat / lease renewal period
+``DETECTOR_ID``          host-pid-random   this process's member id
+=======================  ================  ===================================================
+
+Plus every shared variable of ``CommonSettings`` (``REDIS_URL``, ``PARTITIONS``, ``BATCH_COUNT``,
+``BLOCK_MS`` ...). Nothing here reads the environment at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from common.errors import ConfigError
+from common.settings import CommonSettings, env_int, env_list, env_optional, env_str
+from detectors.engine import EngineConfig
+from detectors.indicators import IndicatorConfig
+from detectors.patterns import PATTERN_NAMES
+from detectors.timeframes import DEFAULT_TIMEFRAMES, parse_timeframes
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorSettings:
+    common: CommonSettings
+    engine: EngineConfig
+    idle_close_ms: int = 0
+    lease_ttl_ms: int = 10_000
+    checkpoint_interval_ms: int = 1_000
+    heartbeat_ms: int = 3_333
+    detector_id: str = ""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> DetectorSettings:
+        e = os.environ if env is None else env
+        common = CommonSettings.from_env(e)
+        lease_ttl = env_int(e, "LEASE_TTL_MS", 10_000, lo=500, hi=600_000)
+        heartbeat = env_int(e, "HEARTBEAT_MS", lease_ttl // 3, lo=50, hi=lease_ttl - 1)
+        member = env_optional(e, "DETECTOR_ID") or (
+            f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        )
+        return cls(
+            common=common,
+            engine=engine_config_from_env(e),
+            idle_close_ms=env_int(e, "IDLE_CLOSE_MS", 0, lo=0),
+            lease_ttl_ms=lease_ttl,
+            checkpoint_interval_ms=env_int(e, "CHECKPOINT_INTERVAL", 1_000, lo=0, hi=3_600_000),
+            heartbeat_ms=heartbeat,
+            detector_id=member,
+        )
+
+
+def engine_config_from_env(env: Mapping[str, str]) -> EngineConfig:
+    """The result-determining part (shared by the worker and ``alphapulse replay``)."""
+    timeframes = parse_timeframes(env_str(env, "TIMEFRAMES", DEFAULT_TIMEFRAMES))
+    chosen = parse_patterns(env_list(env, "PATTERNS"))
+    return EngineConfig(
+        timeframes=timeframes,
+        allowed_lateness_ms=env_int(env, "ALLOWED_LATENESS_MS", 5_000, lo=0),
+        patterns=chosen,
+        indicators=IndicatorConfig(ema_period=env_int(env, "EMA_PERIOD", 20, lo=2, hi=1000)),
+        cooldown_bars=env_int(env, "COOLDOWN_BARS", 20, lo=0, hi=100_000),
+    )
+
+
+def parse_patterns(names: tuple[str, ...], variable: str = "PATTERNS") -> tuple[str, ...]:
+    """Validate pattern names (``all`` or empty = every pattern)."""
+    upper = tuple(n.upper() for n in names)
+    if not upper or upper == ("ALL",):
+        return tuple(PATTERN_NAMES)
+    unknown = [n for n in upper if n not in PATTERN_NAMES]
+    if unknown:
+        raise ConfigError(variable, f"unknown pattern(s) {', '.join(unknown)}")
+    if len(set(upper)) != len(upper):
+        raise ConfigError(variable, "a pattern is listed twice")
+    return upper

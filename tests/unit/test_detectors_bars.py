@@ -1,0 +1,228 @@
+"""Bar aggregation rules: closing, watermark, late ticks, duplicates, empty intervals, and
+independence from batch boundaries (hypothesis)."""
+
+from __future__ import annotations
+
+import itertools
+import operator
+from functools import reduce
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from common.contracts import Side, Tick, TickBatch
+from common.errors import ConfigError
+from detectors.bars import BarAggregator, ClosedBars
+from detectors.timeframes import parse_timeframes
+
+MIN = 60_000
+T0 = 1_723_161_600_000  # 2024-08-09T00:00:00Z, a day boundary
+TFS = parse_timeframes("1m,5m")
+
+
+def tick(sym: str, tid: int | str, t_ms: int, price: float = 100.0, qty: float = 1.0) -> Tick:
+    ns = t_ms * 1_000_000
+    side: Side = "buy" if int(t_ms) % 2 else "sell"
+    return Tick("x", sym, sym, str(tid), price, qty, side, ns, ns)
+
+
+def run(agg: BarAggregator, *batches: list[Tick]) -> list[tuple[Any, ...]]:
+    out = ClosedBars()
+    for b in batches:
+        agg.apply(TickBatch.from_ticks(b), out)
+    return rows(agg, out)
+
+
+def rows(agg: BarAggregator, out: ClosedBars) -> list[tuple[Any, ...]]:
+    return [
+        (
+            agg.series[out.sid[i]][1],
+            agg.timeframes[out.tf[i]].name,
+            out.open_time[i],
+            out.open[i],
+            out.high[i],
+            out.low[i],
+            out.close[i],
+            out.volume[i],
+            out.quote[i],
+            out.trades[i],
+            out.taker[i],
+        )
+        for i in range(len(out))
+    ]
+
+
+def test_timeframes_are_validated() -> None:
+    assert [t.ms for t in parse_timeframes("1d,1m,5m")] == [MIN, 5 * MIN, 1440 * MIN]
+    for bad in ("", "1x", "2m,3m", "1m,60s", "0m"):
+        with pytest.raises(ConfigError, match="TIMEFRAMES"):
+            parse_timeframes(bad)
+
+
+def test_bar_closes_when_a_later_tick_of_the_symbol_arrives() -> None:
+    agg = BarAggregator(TFS, allowed_lateness_ms=10 * MIN)
+    got = run(agg, [tick("A", 1, T0 + 1000, 10.0, 2.0), tick("A", 2, T0 + 2000, 12.0, 1.0)])
+    assert got == []
+    got = run(agg, [tick("A", 3, T0 + MIN + 5, 11.0)])
+    assert got == [("A", "1m", T0, 10.0, 12.0, 10.0, 12.0, 3.0, 32.0, 2, 0.0)]
+    got = run(agg, [tick("A", 4, T0 + 5 * MIN, 9.0)])
+    assert [(r[1], r[2]) for r in got] == [("1m", T0 + MIN), ("5m", T0)]
+    five = got[1]
+    assert five[3:10] == (10.0, 12.0, 10.0, 11.0, 4.0, 43.0, 3)
+
+
+def test_watermark_closes_idle_symbols_and_late_ticks_are_dropped() -> None:
+    agg = BarAggregator(TFS, allowed_lateness_ms=30_000)
+    run(agg, [tick("A", 1, T0 + 1000)])
+    # B's tick at 1:29.999 -> watermark 0:59.999: A's bar [0:00,1:00) not yet closed.
+    assert run(agg, [tick("B", 1, T0 + 89_999)]) == []
+    got = run(agg, [tick("B", 2, T0 + 90_000)])  # watermark reaches 1:00
+    assert [(r[0], r[1], r[2]) for r in got] == [("A", "1m", T0)]
+    # A tick of A in the closed minute is late, one in the next minute is not.
+    run(agg, [tick("A", 2, T0 + 59_000), tick("A", 3, T0 + 61_000)])
+    assert agg.counters.late == 1
+    assert agg.counters.ticks == 5
+
+
+def test_older_bucket_than_the_symbol_reached_is_late() -> None:
+    agg = BarAggregator(TFS, allowed_lateness_ms=10 * MIN)
+    got = run(agg, [tick("A", 1, T0 + MIN), tick("A", 2, T0 + 1000), tick("A", 3, T0 + MIN + 1)])
+    assert got == [] and agg.counters.late == 1
+    out = ClosedBars()
+    agg.close_all(out)
+    assert [(r[1], r[2], r[9]) for r in rows(agg, out)] == [("1m", T0 + MIN, 2), ("5m", T0, 2)]
+
+
+def test_duplicates_never_count_twice() -> None:
+    agg = BarAggregator(TFS, allowed_lateness_ms=MIN)
+    batch = [tick("A", 5, T0 + 1), tick("A", 5, T0 + 1), tick("B", 5, T0 + 2), tick("A", 4, T0 + 3)]
+    run(agg, batch, [tick("A", 5, T0 + 1), tick("A", 6, T0 + 4)])
+    assert agg.counters.duplicates == 3
+    out = ClosedBars()
+    agg.close_all(out)
+    trades = {(r[0], r[1]): r[9] for r in rows(agg, out)}
+    assert trades == {("A", "1m"): 2, ("A", "5m"): 2, ("B", "1m"): 1, ("B", "5m"): 1}
+
+
+def test_non_numeric_trade_ids_use_a_bounded_memory() -> None:
+    agg = BarAggregator(TFS, allowed_lateness_ms=MIN, dedup_window=2)
+    run(agg, [tick("A", "a", T0), tick("A", "b", T0), tick("A", "a", T0)], [tick("A", "c", T0)])
+    assert agg.counters.duplicates == 1
+    run(agg, [tick("A", "a", T0 + 1)])  # "a" fell out of the window of 2: counted again
+    assert agg.counters.duplicates == 1
+    assert len(agg.str_ids[0][0]) == 2
+
+
+def test_intervals_without_trades_produce_no_bar() -> None:
+    agg = BarAggregator(TFS, allowed_lateness_ms=0)
+    got = run(agg, [tick("A", 1, T0), tick("A", 2, T0 + 3 * MIN)])
+    assert [(r[1], r[2]) for r in got] == [("1m", T0)]
+    out = ClosedBars()
+    agg.close_all(out)
+    assert [(r[1], r[2]) for r in rows(agg, out)] == [("1m", T0 + 3 * MIN), ("5m", T0)]
+
+
+def test_idle_advance_closes_by_event_time() -> None:
+    agg = BarAggregator(TFS, allowed_lateness_ms=5000)
+    run(agg, [tick("A", 1, T0 + 1000)])
+    out = ClosedBars()
+    agg.advance_to(T0 + MIN + 4999, out)
+    assert len(out) == 0
+    agg.advance_to(T0 + MIN + 5000, out)
+    assert [(r[1], r[2]) for r in rows(agg, out)] == [("1m", T0)]
+
+
+def _sequence(draw: st.DrawFn) -> list[Tick]:
+    n = draw(st.integers(1, 120))
+    ticks = []
+    t = T0
+    next_id = {"A": 1, "B": 1, "C": 1}
+    for _ in range(n):
+        sym = draw(st.sampled_from("ABC"))
+        t += draw(st.integers(-40_000, 50_000))
+        tid = next_id[sym]
+        if draw(st.integers(0, 9)) == 0:
+            tid = max(1, tid - draw(st.integers(1, 3)))  # a duplicate / replayed id
+        else:
+            next_id[sym] += 1
+        price = draw(st.integers(100, 200)) / 100
+        qty = draw(st.integers(1, 10_000)) / 1000
+        ticks.append(tick(sym, tid, t, float(price), float(qty)))
+    return ticks
+
+
+@st.composite
+def sequences(draw: st.DrawFn) -> tuple[list[Tick], list[int], int]:
+    ticks = _sequence(draw)
+    cuts = sorted(set(draw(st.lists(st.integers(1, len(ticks)), max_size=10))))
+    lateness = draw(st.sampled_from([0, 10_000, 60_000, 200_000]))
+    return ticks, cuts, lateness
+
+
+def split(ticks: list[Tick], cuts: list[int]) -> list[list[Tick]]:
+    bounds = [0, *cuts, len(ticks)]
+    return [ticks[a:b] for a, b in itertools.pairwise(bounds) if b > a]
+
+
+def reference(ticks: list[Tick], lateness: int) -> tuple[list[tuple[Any, ...]], int, int]:
+    """The rules, one tick at a time, bars built from each bucket's accepted ticks."""
+    hwm: dict[str, int] = {}
+    reached: dict[str, int] = {}
+    max_ts = None
+    accepted: list[Tick] = []
+    dups = late = 0
+    for t in ticks:
+        if int(t.trade_id) <= hwm.get(t.symbol, -1):
+            dups += 1
+            continue
+        hwm[t.symbol] = int(t.trade_id)
+        ms = t.ts // 1_000_000
+        b = ms - ms % MIN
+        wm = None if max_ts is None else max_ts - lateness
+        if b < reached.get(t.symbol, b) or (wm is not None and b + MIN <= wm):
+            late += 1
+        else:
+            accepted.append(t)
+        reached[t.symbol] = max(reached.get(t.symbol, b), b)
+        max_ts = ms if max_ts is None else max(max_ts, ms)
+    bars = []
+    for sym in sorted({t.symbol for t in accepted}):
+        mine = [t for t in accepted if t.symbol == sym]
+        buckets = sorted({(t.ts // 1_000_000) // MIN * MIN for t in mine})
+        for b in buckets:
+            ts_ = [t for t in mine if (t.ts // 1_000_000) // MIN * MIN == b]
+            p = [t.price for t in ts_]
+            q = [t.qty for t in ts_]
+            bars.append(
+                (sym, "1m", b, p[0], max(p), min(p), p[-1], reduce(operator.add, q, 0.0), len(ts_))
+            )
+    return bars, dups, late
+
+
+@settings(max_examples=150, deadline=None)
+@given(sequences())
+def test_same_ticks_give_same_bars_whatever_the_batches(case: tuple[Any, ...]) -> None:
+    ticks, cuts, lateness = case
+    whole = BarAggregator(TFS, lateness)
+    parts = BarAggregator(TFS, lateness)
+    out_whole, out_parts = ClosedBars(), ClosedBars()
+    whole.apply(TickBatch.from_ticks(ticks), out_whole)
+    for chunk in split(ticks, cuts):
+        parts.apply(TickBatch.from_ticks(chunk), out_parts)
+    # Bars closed before the end: the same set (emission order may differ across batches).
+    assert sorted(rows(whole, out_whole)) == sorted(rows(parts, out_parts))
+    whole.close_all(out_whole)
+    parts.close_all(out_parts)
+    a, b = sorted(rows(whole, out_whole)), sorted(rows(parts, out_parts))
+    assert a == b
+    ref, dups, late = reference(ticks, lateness)
+    assert [(r[0], r[1], r[2], *r[3:8], r[9]) for r in a if r[1] == "1m"] == ref
+    assert (whole.counters.duplicates, whole.counters.late) == (dups, late)
+    # Every 5m bar is the fold of its 1m bars.
+    for r in (r for r in a if r[1] == "5m"):
+        ones = [x for x in a if x[0] == r[0] and x[1] == "1m" and r[2] <= x[2] < r[2] + 5 * MIN]
+        assert r[9] == sum(x[9] for x in ones)
+        assert r[3] == ones[0][3] and r[6] == ones[-1][6]
+        assert r[4] == max(x[4] for x in ones) and r[5] == min(x[5] for x in ones)
