@@ -21,6 +21,7 @@ import signal
 import sys
 from collections.abc import Callable
 from types import TracebackType
+from typing import Self
 
 import uvloop
 
@@ -89,7 +90,7 @@ class Service(abc.ABC):
         finally:
             await self.close()
 
-    async def __aenter__(self) -> Service:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 

@@ -317,7 +317,7 @@ class StreamConsumer:
             consumers: Any = await self.redis.xinfo_consumers(stream, self.group)
             for c in consumers:
                 name = _s(c["name"])
-                if name != self.consumer and int(c["pending"]) == 0 and int(c["idle"]) > idle_ms:
+                if name != self.consumer and int(c["pending"]) == 0 and int(c["idle"]) >= idle_ms:
                     await self.redis.xgroup_delconsumer(stream, self.group, name)
                     removed.append(name)
         return removed

@@ -1,0 +1,175 @@
+"""Helpers of the runtime's integration tests: worker subprocesses, free ports, a raw HTTP
+GET, and private ``redis-server`` processes (TLS + ACL, single-node Cluster) with test-made
+certificates. Everything started here is stopped by the caller's ``finally``/context exit."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.conftest import REDIS_URL
+
+WORKER_MODULE = "tests.integration.runtime_worker"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def worker_env(namespace: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TEST_", "REDIS_TLS"))}
+    env.update(
+        REDIS_URL=REDIS_URL,
+        NAMESPACE=namespace,
+        METRICS_PORT="0",
+        LOG_FORMAT="json",
+        LOG_LEVEL="INFO",
+    )
+    env.update(extra)
+    return env
+
+
+def spawn_worker(env: Mapping[str, str], module: str = WORKER_MODULE) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", module],
+        env=dict(env),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def finish(proc: subprocess.Popen[bytes], timeout: float = 60) -> tuple[int, str]:
+    """Wait for ``proc`` (killing it past ``timeout``); its exit code and stderr."""
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+        pytest.fail(f"worker did not exit within {timeout}s; stderr:\n{err.decode()[-3000:]}")
+    return proc.returncode, err.decode()
+
+
+async def wait_for(predicate_key: str, client: object, within_s: float = 30) -> bytes:
+    """Poll until key ``predicate_key`` exists; its value (fails after ``within_s``)."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        value = await client.get(predicate_key)  # type: ignore[attr-defined]
+        if value is not None:
+            return bytes(value)
+        await asyncio.sleep(0.02)
+    pytest.fail(f"{predicate_key} never appeared within {within_s}s")
+
+
+async def http_get(port: int, path: str) -> tuple[int, bytes]:
+    """A plain HTTP/1.1 GET over a socket: (status, body)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+    await writer.drain()
+    raw = await reader.read()
+    writer.close()
+    await writer.wait_closed()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+# --- private redis-server processes ------------------------------------------------------------
+def _need(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        pytest.fail(
+            f"{tool} is required for this test (apt-get install {tool.split('-', maxsplit=1)[0]})"
+        )
+    return path
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    done = subprocess.run(
+        [_need("openssl"), *args], check=False, cwd=cwd, capture_output=True, text=True, timeout=60
+    )
+    if done.returncode != 0:
+        pytest.fail(f"openssl {' '.join(args)} failed: {done.stderr}")
+
+
+@dataclass(frozen=True)
+class Certs:
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+
+def make_certs(directory: Path) -> Certs:
+    """A throw-away CA, a server certificate for 127.0.0.1/localhost and a client certificate."""
+    _openssl("genrsa", "-out", "ca.key", "2048", cwd=directory)
+    _openssl(
+        "req", "-x509", "-new", "-key", "ca.key", "-days", "2", "-subj", "/CN=alphapulse-test-ca",
+        "-out", "ca.crt", cwd=directory,
+    )  # fmt: skip
+    (directory / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    for name in ("server", "client"):
+        _openssl("genrsa", "-out", f"{name}.key", "2048", cwd=directory)
+        _openssl(
+            "req", "-new", "-key", f"{name}.key", "-subj", f"/CN={name}", "-out", f"{name}.csr",
+            cwd=directory,
+        )  # fmt: skip
+        _openssl(
+            "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", f"{name}.crt",
+            cwd=directory,
+        )  # fmt: skip
+    for key in directory.glob("*.key"):
+        key.chmod(0o600)
+    d = directory
+    return Certs(
+        d / "ca.crt", d / "server.crt", d / "server.key", d / "client.crt", d / "client.key"
+    )
+
+
+@contextmanager
+def redis_server(args: list[str], directory: Path, ping: dict[str, object]) -> Iterator[None]:
+    """Run ``redis-server`` with ``args`` until the block ends; waits until it answers ``ping``."""
+    log = directory / "redis.log"
+    proc = subprocess.Popen(
+        [_need("redis-server"), "--save", "", "--appendonly", "no", "--dir", str(directory),
+         "--logfile", str(log), *args],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            if proc.poll() is not None:
+                tail = log.read_text()[-2000:] if log.exists() else ""
+                pytest.fail(f"redis-server exited ({proc.returncode}): {tail}")
+            try:
+                with redis.Redis(**ping) as c:  # type: ignore[arg-type]
+                    c.ping()
+                break
+            except redis.RedisError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"redis-server did not answer: {log.read_text()[-2000:]}")
+                time.sleep(0.05)
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

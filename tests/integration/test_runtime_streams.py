@@ -1,0 +1,235 @@
+"""StreamWorker / StreamConsumer in-process on real Redis: dead letters, deferred acks, batch
+isolation, XAUTOCLAIM details, and safe trimming with several groups."""
+
+from __future__ import annotations
+
+import pytest
+import redis.asyncio as aioredis
+
+from common.errors import BadInput, DecodeError
+from common.names import Keys
+from common.runtime import BatchResult, Entry, StreamConsumer, StreamWorker
+from common.settings import CommonSettings
+from common.streams import original_fields
+
+pytestmark = pytest.mark.redis
+
+
+def _settings(namespace: str, **kw: object) -> CommonSettings:
+    base: dict[str, object] = {
+        "namespace": namespace,
+        "claim_idle_ms": 30,
+        "max_deliveries": 3,
+        "metrics_port": 0,
+        "block_ms": 20,
+        "trim_interval_s": 0,
+    }
+    base.update(kw)
+    return CommonSettings(**base)  # type: ignore[arg-type]
+
+
+async def _add(client: aioredis.Redis, stream: str, n: int, **fields: str) -> list[str]:
+    return [(await client.xadd(stream, {"n": str(i), **fields})).decode() for i in range(n)]
+
+
+async def test_poison_entry_reaches_dlq_after_max_deliveries_and_worker_goes_on(
+    redis_client: aioredis.Redis, keys: Keys, namespace: str
+) -> None:
+    settings = _settings(namespace)
+    seen: list[tuple[str, int]] = []
+    before = await _add(redis_client, keys.bars, 3)
+    poison = (await redis_client.xadd(keys.bars, {"poison": "1", "blob": b"\x00\xff"})).decode()
+    after = await _add(redis_client, keys.bars, 3)
+
+    async def handler(batch: list[Entry]) -> BatchResult:
+        for e in batch:
+            seen.append((e.id, e.deliveries))
+            if b"poison" in e.fields:
+                raise RuntimeError("cannot digest this")
+        return BatchResult()
+
+    async with StreamWorker(
+        settings, group="g", streams=[keys.bars], handler=handler, redis=redis_client, burst=True
+    ) as worker:
+        await worker.run()
+
+    # Delivery 1 (in the batch, then alone to isolate it), then redeliveries 2 and 3 -> DLQ.
+    assert [d for i, d in seen if i == poison] == [1, 1, 2, 3]
+    (dead,) = await redis_client.xrange(keys.dlq(keys.bars))
+    f = dead[1]
+    assert f[b"stream"] == keys.bars.encode() and f[b"id"] == poison.encode()
+    assert f[b"error"] == b"RuntimeError: cannot digest this"
+    assert f[b"reason"] == b"max_deliveries" and f[b"deliveries"] == b"3"
+    assert f[b"group"] == b"g" and f[b"consumer"] == worker.consumer_name.encode()
+    assert original_fields(f) == {b"poison": b"1", b"blob": b"\x00\xff"}
+    # Its neighbours were handled (the batch was isolated entry by entry) and everything acked.
+    assert {i for i, _ in seen} >= set(before + after)
+    assert (await redis_client.xpending(keys.bars, "g"))["pending"] == 0
+
+
+async def test_bad_input_is_dead_lettered_at_once_with_its_reason(
+    redis_client: aioredis.Redis, keys: Keys, namespace: str
+) -> None:
+    ids = await _add(redis_client, keys.bars, 4)
+    calls: list[list[str]] = []
+
+    async def handler(batch: list[Entry]) -> BatchResult:
+        calls.append([e.id for e in batch])
+        result = BatchResult()
+        for e in batch:
+            if e.id == ids[1]:
+                result.fail(e, DecodeError("bar", "missing field d"))
+        return result
+
+    async with StreamWorker(
+        _settings(namespace), group="g", streams=[keys.bars], handler=handler,
+        redis=redis_client, burst=True,
+    ) as worker:  # fmt: skip
+        await worker.run()
+    assert calls == [ids]  # one batch, never retried
+    (dead,) = await redis_client.xrange(keys.dlq(keys.bars))
+    assert dead[1][b"reason"] == b"bar" and dead[1][b"deliveries"] == b"1"
+    assert dead[1][b"error"] == b"DecodeError: bar: missing field d"
+    assert (await redis_client.xpending(keys.bars, "g"))["pending"] == 0
+
+
+async def test_deferred_entries_stay_pending_until_the_stage_acks_them(
+    redis_client: aioredis.Redis, keys: Keys, namespace: str
+) -> None:
+    ids = await _add(redis_client, keys.bars, 5)
+
+    async def handler(batch: list[Entry]) -> BatchResult:
+        result = BatchResult()
+        for e in batch[2:]:
+            result.defer(e)
+        return result
+
+    worker = StreamWorker(
+        _settings(namespace), group="g", streams=[keys.bars], handler=handler,
+        redis=redis_client, burst=True,
+    )  # fmt: skip
+    async with worker:
+        await worker.run()  # drained although 3 entries are pending: they are deferred
+        assert [e.id for e in worker.deferred] == ids[2:]
+        summary = await redis_client.xpending(keys.bars, "g")
+        assert summary["pending"] == 3
+        assert await worker.ack(worker.deferred) == 3
+        assert worker.deferred == []
+        assert (await redis_client.xpending(keys.bars, "g"))["pending"] == 0
+
+
+async def test_claim_takes_idle_entries_of_a_dead_consumer_with_delivery_counts(
+    redis_client: aioredis.Redis, keys: Keys, namespace: str
+) -> None:
+    settings = _settings(namespace)
+    dead = StreamConsumer.from_settings(
+        redis_client, settings, group="g", streams=[keys.bars], consumer="dead"
+    )
+    await dead.ensure_groups()
+    await dead.ensure_groups()  # BUSYGROUP is fine
+    ids = await _add(redis_client, keys.bars, 4)
+    assert [e.id for e in await dead.read()] == ids
+    await redis_client.xdel(keys.bars, ids[0])  # deleted while pending
+    alive = StreamConsumer.from_settings(
+        redis_client, settings, group="g", streams=[keys.bars], consumer="alive"
+    )
+    claimed = await alive.claim(min_idle_ms=0)
+    assert [(e.id, e.deliveries) for e in claimed] == [(i, 2) for i in ids[1:]]
+    assert claimed[0].fields == {b"n": b"1"}
+    # The deleted id left the PEL (Redis >= 7); the rest now belongs to "alive".
+    rows = await redis_client.xpending_range(keys.bars, "g", "-", "+", 10)
+    assert {r["consumer"] for r in rows} == {b"alive"} and len(rows) == 3
+    assert await alive.ack_entries(claimed) == 3
+    assert await alive.delete_idle_consumers(idle_ms=0) == ["dead"]
+
+
+async def test_trim_keeps_every_entry_a_group_has_not_acked(
+    redis_client: aioredis.Redis, keys: Keys, namespace: str
+) -> None:
+    settings = _settings(namespace)
+    stream = keys.bars
+    ids = await _add(redis_client, stream, 10)
+
+    fast = StreamConsumer.from_settings(redis_client, settings, group="fast", streams=[stream])
+    slow = StreamConsumer.from_settings(redis_client, settings, group="slow", streams=[stream])
+    late = StreamConsumer.from_settings(redis_client, settings, group="late", streams=[stream])
+    for c in (fast, slow, late):
+        await c.ensure_groups("0")
+
+    # "late" has read nothing: nothing may go.
+    result = await fast.trim(stream)
+    assert result.trimmed == 0 and await redis_client.xlen(stream) == 10
+    await redis_client.xgroup_destroy(stream, "late")
+
+    await fast.ack_entries(await fast.read(count=10))  # fast: all 10 acked
+    got = await slow.read(count=6)  # slow: 6 delivered, acks ids[0], ids[1], ids[3]
+    await slow.ack(stream, [ids[0], ids[1], ids[3]])
+    result = await fast.trim(stream)
+    assert result.minid == ids[2] and result.trimmed == 2
+    remaining = [i.decode() for i, _ in await redis_client.xrange(stream)]
+    assert remaining == ids[2:]  # ids[2] is still pending in "slow": kept
+
+    await slow.ack(stream, [e.id for e in got])  # slow: nothing pending, read up to ids[5]
+    result = await slow.trim(stream)
+    assert result.trimmed == 4  # ids[2..5]: acked by both; ids[6..] never read by slow
+    remaining = [i.decode() for i, _ in await redis_client.xrange(stream)]
+    assert remaining == ids[6:]
+    assert result.hard_capped == 0
+
+
+async def test_hard_cap_bites_only_when_configured_and_is_counted(
+    redis_client: aioredis.Redis, keys: Keys, namespace: str
+) -> None:
+    settings = _settings(namespace, hard_maxlen=3)
+    ids = await _add(redis_client, keys.bars, 8)
+    c = StreamConsumer.from_settings(redis_client, settings, group="g", streams=[keys.bars])
+    await c.ensure_groups("0")
+    before = c.metrics.hard_cap_trims.labels(keys.bars)._value.get()
+    result = await c.trim(keys.bars)
+    assert result.trimmed == 0 and result.hard_capped == 5
+    assert [i.decode() for i, _ in await redis_client.xrange(keys.bars)] == ids[5:]
+    assert c.metrics.hard_cap_trims.labels(keys.bars)._value.get() - before == 5
+
+
+async def test_worker_reads_several_streams_and_trims_them(
+    redis_client: aioredis.Redis, keys: Keys, namespace: str
+) -> None:
+    settings = _settings(namespace, trim_interval_s=0.001)
+    streams = keys.all_ticks()
+    for s in streams:
+        await _add(redis_client, s, 3)
+    seen: list[Entry] = []
+
+    async def handler(batch: list[Entry]) -> None:
+        seen.extend(batch)
+
+    async with StreamWorker(
+        settings, group="g", streams=streams, handler=handler, redis=redis_client, burst=True
+    ) as worker:
+        await worker.run()
+        await worker.trim()
+    assert sorted({e.stream for e in seen}) == sorted(streams) and len(seen) == 12
+    for s in streams:
+        assert await redis_client.xlen(s) == 0
+
+
+async def test_batch_error_with_bad_input_isolates_the_culprit(
+    redis_client: aioredis.Redis, keys: Keys, namespace: str
+) -> None:
+    ids = await _add(redis_client, keys.bars, 3)
+    handled: list[str] = []
+
+    async def handler(batch: list[Entry]) -> None:
+        for e in batch:
+            if e.id == ids[1]:
+                raise BadInput("test_reason", "raised for the whole batch")
+        handled.extend(e.id for e in batch)
+
+    async with StreamWorker(
+        _settings(namespace), group="g", streams=[keys.bars], handler=handler,
+        redis=redis_client, burst=True,
+    ) as worker:  # fmt: skip
+        await worker.run()
+    assert handled == [ids[0], ids[2]]
+    (dead,) = await redis_client.xrange(keys.dlq(keys.bars))
+    assert dead[1][b"id"] == ids[1].encode() and dead[1][b"reason"] == b"test_reason"
