@@ -19,6 +19,8 @@ redis_up() { redis-cli -u "$REDIS_URL" ping 2>/dev/null | grep -q PONG; }
 pg_up() { pg_isready -q -d "$DATABASE_URL" 2>/dev/null; }
 
 if ! command -v redis-cli >/dev/null || ! command -v redis-server >/dev/null; then apt_install redis-server redis-tools; fi
+# The runtime's TLS tests start their own redis-server with certificates made by openssl.
+if ! command -v openssl >/dev/null; then apt_install openssl; fi
 if ! redis_up; then
   is_local "$REDIS_URL" || { log "Redis at $REDIS_URL does not answer"; exit 1; }
   port=$(sed -E 's#.*:([0-9]+)(/.*)?$#\1#' <<<"$REDIS_URL"); [[ "$port" =~ ^[0-9]+$ ]] || port=6379
