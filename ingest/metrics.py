@@ -38,6 +38,9 @@ class IngestMetrics:
         self.rotations = counter(
             "rotations_total", "Planned connection rotations (max age).", ("exchange",)
         )
+        self.dlq_dropped = counter(
+            "dlq_dropped_total", "Bad frames not dead-lettered (DLQ buffer full)."
+        )
         self.connected = Gauge(
             "alphapulse_ingest_connections",
             "Open exchange connections.",

@@ -1,0 +1,328 @@
+"""One exchange connection kept alive forever: connect, subscribe, watch, reconnect, rotate.
+
+A ``Connection`` owns a group of symbols of one exchange (a group fits the adapter's
+per-connection limits; ``ExchangeAdapter.connection_plan`` makes the groups). Its task runs
+WebSocket *sessions* one after another:
+
+1. **connect** to the adapter's URL (overridable: the simulator or a test server), then send
+   the adapter's subscribe messages no faster than ``subscribe_rate_per_s``;
+2. **read** frames: parse (adapter, pure) → drop duplicates and count gaps
+   (``ingest.sequence.TradeDeduper``, shared by all sessions of the connection) → hand the
+   ticks to the writer. ``writer.put`` waits while the writer's buffer is full, so a slow
+   Redis stops this read loop and TCP pushes back on the exchange;
+3. **keep alive / watch**: WebSocket pings (websockets' keepalive closes the socket when a
+   pong does not come back within ``ws_ping_timeout_s`` — a hung peer), the adapter's text
+   ping every ``ping_interval_s`` when it has one, and an idle timeout only where the adapter
+   guarantees frames on quiet symbols (``Heartbeat.idle_timeout_s``; pongs and heartbeats
+   count, trades are not needed). No false alarm on a symbol that does not trade;
+4. **reconnect** when the session ends, after a capped exponential backoff with full jitter
+   (``uniform(0, min(cap, base·2^attempt))``; the attempt count resets once a session
+   has lived ``backoff_reset_s``), then resubscribe;
+5. **rotate** before the exchange's connection age limit (Binance: 24 h, setting
+   ``max_age_s``): the replacement session is opened and subscribed *before* the old one is
+   closed; the overlap is removed by the deduper.
+
+Bad frames are counted by reason, dead-lettered and logged at a bounded rate; the session
+goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from common.contracts import Tick
+from common.errors import BadInput
+from common.logging import get_logger
+from ingest.deadletter import DeadLetters, RateLimitedLog
+from ingest.exchanges import ExchangeAdapter, FrameKind, ParseResult
+from ingest.metrics import IngestMetrics
+from ingest.sequence import TradeDeduper
+from ingest.writer import TickWriter
+
+log = get_logger("ingest.connection")
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionOptions:
+    """Timing knobs of a connection (from ``IngestSettings``)."""
+
+    url: str | None = None  # base URL override (None: the adapter's default_url)
+    max_age_s: float | None = None  # rotate after this long (None: the adapter's limit)
+    rotate_margin: float = 0.95  # rotate at this fraction of the adapter's own age limit
+    open_timeout_s: float = 10.0
+    ws_ping_interval_s: float = 20.0
+    ws_ping_timeout_s: float = 20.0
+    idle_timeout_s: float | None = None  # overrides the adapter's idle timeout
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 30.0
+    backoff_reset_s: float = 30.0
+    rotation_ready_timeout_s: float = 10.0
+
+
+def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
+    """Full-jitter exponential backoff: uniform in ``[0, min(cap, base * 2**attempt)]``."""
+    return rng.uniform(0.0, min(cap, base * 2.0 ** min(attempt, 30)))
+
+
+class _Session:
+    """One open WebSocket of a connection, with its reader and keepalive tasks."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.opened = time.monotonic()
+        self.last_frame = self.opened
+        self.first_frame = asyncio.Event()
+        self.reason = "closed"
+        self.tasks: list[asyncio.Task[None]] = []
+        self.done = asyncio.Event()
+        self.closed = False
+
+    async def close(self, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if not self.done.is_set():
+            self.reason = reason
+        self.done.set()
+        await self.ws.close()
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+class Connection:
+    """Keeps one group of ``symbols`` of one exchange subscribed until ``stop()``."""
+
+    def __init__(
+        self,
+        adapter: ExchangeAdapter,
+        symbols: Sequence[str],
+        *,
+        writer: TickWriter,
+        deduper: TradeDeduper,
+        metrics: IngestMetrics,
+        dead_letters: DeadLetters,
+        options: ConnectionOptions | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.adapter = adapter
+        self.symbols = list(symbols)  # native symbols
+        self.writer = writer
+        self.deduper = deduper
+        self.metrics = metrics
+        self.dead_letters = dead_letters
+        self.options = options or ConnectionOptions()
+        self._rng = random.Random(seed)
+        self._stopping = asyncio.Event()
+        self._logs = RateLimitedLog()
+        self.sessions_opened = 0
+        ex = adapter.name
+        self._m_trade = metrics.frames.labels(ex, "trade")
+        self._m_control = metrics.frames.labels(ex, "control")
+        self._m_ignored = metrics.frames.labels(ex, "ignored")
+        self._m_ticks = metrics.ticks.labels(ex)
+        self._m_dups = metrics.duplicates.labels(ex)
+        self._m_gaps = metrics.gaps.labels(ex)
+        self._m_missing = metrics.missing.labels(ex)
+
+    @property
+    def max_age_s(self) -> float | None:
+        if self.options.max_age_s is not None:
+            return self.options.max_age_s
+        limit = self.adapter.max_connection_age_s
+        return None if limit is None else limit * self.options.rotate_margin
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    # --- the connection loop ---------------------------------------------------------
+    async def run(self) -> None:
+        """Sessions one after another until ``stop()``; returns after closing the last."""
+        attempt = 0
+        current: _Session | None = None
+        ended: str | None = None  # why the previous session ended (None: first / rotation)
+        try:
+            while not self._stopping.is_set():
+                try:
+                    session = await self._open()
+                except (OSError, TimeoutError, InvalidHandshake, ConnectionClosed) as e:
+                    attempt += 1
+                    await self._backoff(attempt, "connect_failed", repr(e))
+                    continue
+                if ended is not None:
+                    self.metrics.reconnects.labels(self.adapter.name, ended).inc()
+                    ended = None
+                if current is not None:  # rotation: the replacement is up, retire the old
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(
+                            session.first_frame.wait(), self.options.rotation_ready_timeout_s
+                        )
+                    await self._close(current, "rotated")
+                    log.info("rotated", exchange=self.adapter.name, symbols=len(self.symbols))
+                current = session
+                outcome = await self._watch(session)
+                if outcome == "rotate":
+                    self.metrics.rotations.labels(self.adapter.name).inc()
+                    continue  # `current` keeps reading while the replacement opens
+                await self._close(session, outcome)
+                current = None
+                if self._stopping.is_set():
+                    break
+                ended = outcome
+                lived = time.monotonic() - session.opened
+                attempt = 0 if lived >= self.options.backoff_reset_s else attempt + 1
+                await self._backoff(attempt, outcome, "")
+        finally:
+            if current is not None:
+                await self._close(current, "stopped")
+
+    async def _close(self, session: _Session, reason: str) -> None:
+        if not session.closed:
+            self.metrics.connected.labels(self.adapter.name).dec()
+        await session.close(reason)
+
+    async def _backoff(self, attempt: int, reason: str, error: str) -> None:
+        o = self.options
+        delay = backoff_delay(attempt, o.backoff_base_s, o.backoff_max_s, self._rng)
+        if self._logs.allow("reconnect", reason) is not None:
+            log.warning(
+                "reconnecting",
+                exchange=self.adapter.name,
+                reason=reason,
+                error=error,
+                attempt=attempt,
+                delay=round(delay, 3),
+            )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), delay)
+
+    async def _open(self) -> _Session:
+        """Connect, start the reader and keepalive tasks, and subscribe within rate limits."""
+        a, o = self.adapter, self.options
+        url = a.connect_url(self.symbols, o.url)
+        try:
+            ws = await connect(
+                url,
+                open_timeout=o.open_timeout_s,
+                ping_interval=o.ws_ping_interval_s,
+                ping_timeout=o.ws_ping_timeout_s,
+                max_size=a.max_frame_bytes * 2,  # larger frames: a BadInput, not a disconnect
+                close_timeout=2.0,
+            )
+        except InvalidURI:
+            raise  # a configuration error: not retried (run() lets it propagate)
+        session = _Session(ws)
+        self.sessions_opened += 1
+        self.metrics.connected.labels(a.name).inc()
+        session.tasks.append(asyncio.create_task(self._read(session), name=f"{a.name}.read"))
+        hb = a.heartbeat
+        if hb.ping_message is not None:
+            session.tasks.append(asyncio.create_task(self._ping(session, hb.ping_message)))
+        try:
+            interval = 1.0 / a.subscribe_rate_per_s if a.subscribe_rate_per_s > 0 else 0.0
+            for i, message in enumerate(a.subscribe_messages(self.symbols)):
+                if i:
+                    await asyncio.sleep(interval)
+                await ws.send(message)
+        except ConnectionClosed:
+            await self._close(session, "closed_while_subscribing")
+            raise
+        return session
+
+    async def _watch(self, session: _Session) -> str:
+        """Wait until the session ends (its reason), it must rotate, or we stop."""
+        idle = self.options.idle_timeout_s or self.adapter.heartbeat.idle_timeout_s
+        max_age = self.max_age_s
+        while True:
+            now = time.monotonic()
+            deadlines = []
+            if idle:
+                deadlines.append(session.last_frame + idle)
+            if max_age:
+                deadlines.append(session.opened + max_age)
+            timeout = max(0.0, min(deadlines) - now) if deadlines else None
+            stop = asyncio.create_task(self._stopping.wait())
+            done = asyncio.create_task(session.done.wait())
+            await asyncio.wait({stop, done}, timeout=timeout, return_when="FIRST_COMPLETED")
+            stop.cancel()
+            done.cancel()
+            if self._stopping.is_set():
+                return "stopped"
+            if session.done.is_set():
+                return session.reason
+            now = time.monotonic()
+            if max_age and now - session.opened >= max_age:
+                return "rotate"
+            if idle and now - session.last_frame >= idle:
+                session.reason = "silent"
+                log.warning("silent_connection", exchange=self.adapter.name, idle_s=idle)
+                return "silent"
+
+    async def _ping(self, session: _Session, message: str) -> None:
+        interval = self.adapter.heartbeat.ping_interval_s
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                await asyncio.sleep(interval)
+                await session.ws.send(message)
+
+    async def _read(self, session: _Session) -> None:
+        try:
+            async for frame in session.ws:
+                now = time.monotonic()
+                session.last_frame = now
+                session.first_frame.set()
+                ticks = self.handle_frame(frame, time.time_ns())
+                if ticks:
+                    await self.writer.put(ticks)
+        except ConnectionClosed as e:
+            session.reason = "closed" if e.rcvd is not None else "dropped"
+        else:
+            session.reason = "closed"
+        finally:
+            session.done.set()
+
+    # --- frames (sync: parse, dedupe, count) -----------------------------------------
+    def handle_frame(self, frame: str | bytes, recv_ts: int) -> list[Tick]:
+        """Parse one frame and return the new ticks in it (duplicates removed)."""
+        try:
+            result = self.adapter.parse(frame, recv_ts)
+        except BadInput as e:
+            self.metrics.bad_frames.labels(self.adapter.name, e.reason).inc()
+            self.dead_letters.add(self.adapter.name, e.reason, e.detail, frame)
+            return []
+        if result.kind is FrameKind.TRADE:
+            self._m_trade.inc()
+            return self._dedupe(result)
+        if result.kind is FrameKind.CONTROL:
+            self._m_control.inc()
+            if result.control == "error" and self._logs.allow("error") is not None:
+                log.warning("exchange_error", exchange=self.adapter.name, detail=result.detail)
+        else:
+            self._m_ignored.inc()
+        return []
+
+    def _dedupe(self, result: ParseResult) -> list[Tick]:
+        check = self.deduper.check
+        kept: list[Tick] = []
+        for t in result.ticks:
+            v = check(t.exchange, t.symbol, t.trade_id)
+            if not v.keep:
+                self._m_dups.inc()
+                continue
+            if v.gap:
+                self._m_gaps.inc()
+                self._m_missing.inc(v.gap)
+                if self._logs.allow("gap", t.symbol) is not None:
+                    log.warning("trade_gap", exchange=t.exchange, symbol=t.symbol, missing=v.gap,
+                                before_id=t.trade_id)  # fmt: skip
+            kept.append(t)
+        self._m_ticks.inc(len(kept))
+        return kept

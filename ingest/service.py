@@ -1,0 +1,127 @@
+"""``IngestService``: every configured exchange connection feeding one tick writer.
+
+Lifecycle (``common.lifecycle``): ``start`` builds the writer, the dead-letter writer and one
+``Connection`` per symbol group (``ExchangeAdapter.connection_plan``); ``run`` keeps them all
+in one TaskGroup until a stop is requested;
+``stop`` applies the shutdown order — stop reading the sockets, flush the buffered ticks and
+dead letters, close Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from common.lifecycle import Service
+from common.logging import get_logger
+from common.metrics import Readiness
+from common.names import Keys
+from common.streams import unique_consumer_name
+from ingest.connection import Connection, ConnectionOptions
+from ingest.deadletter import DeadLetters
+from ingest.exchanges import get_adapter
+from ingest.metrics import IngestMetrics
+from ingest.sequence import TradeDeduper
+from ingest.settings import IngestSettings
+from ingest.writer import TickWriter
+
+log = get_logger("ingest.service")
+
+
+class IngestService(Service):
+    """Exchange WebSockets → dedupe/gap check → ``ticks:{p}``."""
+
+    name = "ingest"
+
+    def __init__(
+        self,
+        settings: IngestSettings,
+        redis: Any,
+        *,
+        metrics: IngestMetrics | None = None,
+        keys: Keys | None = None,
+    ) -> None:
+        super().__init__(readiness=Readiness("connected"))
+        self.settings = settings
+        self.redis = redis
+        self.metrics = metrics or IngestMetrics()
+        self.keys = keys or settings.common.keys()
+        s = settings
+        self.writer = TickWriter(
+            redis,
+            self.keys,
+            self.metrics,
+            batch_size=s.batch_size,
+            flush_interval=s.flush_ms / 1000.0,
+            max_pending=s.queue_bound,
+            maxlen=s.stream_maxlen or None,
+        )
+        self.dead_letters = DeadLetters(
+            redis,
+            self.keys,
+            consumer=s.common.consumer_name or unique_consumer_name("ingest-"),
+            dropped=self.metrics.dlq_dropped,
+        )
+        self.connections: list[Connection] = []
+        for exchange, symbols in s.exchanges:
+            adapter = get_adapter(exchange)
+            key = adapter.trade_id_key if adapter.trade_ids_sequential else None
+            deduper = TradeDeduper(window=s.dedup_window, sequential_key=key)
+            options = ConnectionOptions(
+                url=s.url(exchange),
+                max_age_s=s.max_connection_age_s,
+                open_timeout_s=s.open_timeout_s,
+                ws_ping_interval_s=s.ws_ping_interval_s,
+                ws_ping_timeout_s=s.ws_ping_timeout_s,
+                idle_timeout_s=s.idle_timeout_s,
+                backoff_base_s=s.backoff_base_s,
+                backoff_max_s=s.backoff_max_s,
+            )
+            for group in adapter.connection_plan(symbols):
+                self.connections.append(
+                    Connection(
+                        adapter,
+                        group,
+                        writer=self.writer,
+                        deduper=deduper,
+                        metrics=self.metrics,
+                        dead_letters=self.dead_letters,
+                        options=options,
+                    )
+                )
+        self._dlq_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.redis.ping()
+        self.readiness.set("connected")
+        self.writer.start()
+        self._dlq_task = asyncio.create_task(self.dead_letters.run(), name="ingest.dlq")
+        await super().start()
+        log.info(
+            "ingest_starting",
+            connections=len(self.connections),
+            exchanges={e: len(s) for e, s in self.settings.exchanges},
+        )
+
+    async def run(self) -> None:
+        """All connections until a stop is requested (each returns once told to stop)."""
+        async with asyncio.TaskGroup() as tg:
+            for conn in self.connections:
+                tg.create_task(conn.run(), name=f"conn.{conn.adapter.name}")
+
+    def request_stop(self) -> None:
+        super().request_stop()
+        for conn in self.connections:
+            conn.stop()
+
+    async def flush(self) -> None:
+        await self.writer.close()
+        if self._dlq_task is not None:
+            self._dlq_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._dlq_task
+        await self.dead_letters.flush()
+
+    async def close(self) -> None:
+        await self.redis.aclose()

@@ -1,0 +1,121 @@
+"""``IngestSettings``: what ``python -m ingest`` reads from the environment (once, in main).
+
+=================================  =========  ================================================
+variable                           default    meaning
+=================================  =========  ================================================
+``EXCHANGES``                      (needed)   ``exchange:SYM,SYM;exchange:SYM`` — symbols native
+                                              (``BTCUSDT``, ``BTC/USD``) or ``BASE-QUOTE``
+``INGEST_URL_<EXCHANGE>``          adapter's  WebSocket URL override (``-`` → ``_``, e.g.
+                                              ``INGEST_URL_BINANCE_FUTURES``): simulator/tests
+``INGEST_FLUSH_MS``                5          latency bound of a tick micro-batch
+``INGEST_BATCH_SIZE``              1000       ticks per ``ticks:{p}`` entry at most
+``INGEST_QUEUE_BOUND``             100000     ticks held in memory before reads pause
+``INGEST_STREAM_MAXLEN``           0          approximate MAXLEN per tick stream (0 = none;
+                                              trimming is the runtime's job)
+``INGEST_MAX_CONNECTION_AGE_S``    adapter's  rotate connections after this long (Binance
+                                              default: 95 % of 24 h)
+``INGEST_IDLE_TIMEOUT_S``          adapter's  no frame for this long → reconnect
+``INGEST_WS_PING_INTERVAL_S``      20         WebSocket ping period
+``INGEST_WS_PING_TIMEOUT_S``       20         pong wait before the socket counts as dead
+``INGEST_OPEN_TIMEOUT_S``          10         connect + handshake timeout
+``INGEST_BACKOFF_BASE_S``          0.5        reconnect backoff: base · 2^attempt, full jitter
+``INGEST_BACKOFF_MAX_S``           30         ... capped here
+``INGEST_DEDUP_WINDOW``            4096       trade ids remembered per symbol for duplicates
+=================================  =========  ================================================
+
+Plus every ``CommonSettings`` variable (``REDIS_URL``, ``PARTITIONS``, ``NAMESPACE``,
+``METRICS_PORT``, ``GRACE_SECONDS``, ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from common.errors import BadInput, ConfigError
+from common.settings import CommonSettings, env_float, env_int, env_optional
+from ingest.exchanges import EXCHANGES, get_adapter
+from ingest.sources import symbol_names
+
+
+@dataclass(frozen=True, slots=True)
+class IngestSettings:
+    common: CommonSettings
+    exchanges: tuple[tuple[str, tuple[str, ...]], ...]  # (exchange, native symbols)
+    urls: tuple[tuple[str, str], ...] = ()  # (exchange, URL override)
+    flush_ms: float = 5.0
+    batch_size: int = 1000
+    queue_bound: int = 100_000
+    stream_maxlen: int = 0
+    max_connection_age_s: float | None = None
+    idle_timeout_s: float | None = None
+    ws_ping_interval_s: float = 20.0
+    ws_ping_timeout_s: float = 20.0
+    open_timeout_s: float = 10.0
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 30.0
+    dedup_window: int = 4096
+
+    def url(self, exchange: str) -> str | None:
+        return dict(self.urls).get(exchange)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> IngestSettings:
+        common = CommonSettings.from_env(env)
+        exchanges = parse_exchanges(env.get("EXCHANGES", ""))
+        urls = []
+        for name, _ in exchanges:
+            var = "INGEST_URL_" + name.upper().replace("-", "_")
+            url = env_optional(env, var)
+            if url is not None:
+                if not url.startswith(("ws://", "wss://")):
+                    raise ConfigError(var, f"expected a ws:// or wss:// URL, got {url!r}")
+                urls.append((name, url))
+        batch = env_int(env, "INGEST_BATCH_SIZE", 1000, lo=1, hi=100_000)
+        bound = env_int(env, "INGEST_QUEUE_BOUND", 100_000, lo=1, hi=100_000_000)
+        if bound < batch:
+            raise ConfigError("INGEST_QUEUE_BOUND", f"expected >= INGEST_BATCH_SIZE ({batch})")
+        age = env_float(env, "INGEST_MAX_CONNECTION_AGE_S", 0.0, lo=0.0)
+        idle = env_float(env, "INGEST_IDLE_TIMEOUT_S", 0.0, lo=0.0)
+        return cls(
+            common=common,
+            exchanges=exchanges,
+            urls=tuple(urls),
+            flush_ms=env_float(env, "INGEST_FLUSH_MS", 5.0, lo=0.0, hi=60_000),
+            batch_size=batch,
+            queue_bound=bound,
+            stream_maxlen=env_int(env, "INGEST_STREAM_MAXLEN", 0, lo=0),
+            max_connection_age_s=age or None,
+            idle_timeout_s=idle or None,
+            ws_ping_interval_s=env_float(env, "INGEST_WS_PING_INTERVAL_S", 20.0, lo=0.1),
+            ws_ping_timeout_s=env_float(env, "INGEST_WS_PING_TIMEOUT_S", 20.0, lo=0.1),
+            open_timeout_s=env_float(env, "INGEST_OPEN_TIMEOUT_S", 10.0, lo=0.1),
+            backoff_base_s=env_float(env, "INGEST_BACKOFF_BASE_S", 0.5, lo=0.0),
+            backoff_max_s=env_float(env, "INGEST_BACKOFF_MAX_S", 30.0, lo=0.0),
+            dedup_window=env_int(env, "INGEST_DEDUP_WINDOW", 4096, lo=1),
+        )
+
+
+def parse_exchanges(raw: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """``binance:BTCUSDT,ETHUSDT;kraken:BTC/USD`` → ((exchange, native symbols), ...)."""
+    out: dict[str, list[str]] = {}
+    for part in filter(None, (p.strip() for p in raw.split(";"))):
+        name, sep, syms = part.partition(":")
+        name = name.strip().lower()
+        if not sep or name not in EXCHANGES:
+            raise ConfigError(
+                "EXCHANGES", f"expected exchange:SYM,SYM;... with exchange in "
+                f"{'|'.join(EXCHANGES)}, got {part!r}"
+            )  # fmt: skip
+        adapter = get_adapter(name)
+        natives = out.setdefault(name, [])
+        for sym in filter(None, (s.strip() for s in syms.split(","))):
+            try:
+                natives.append(symbol_names(adapter, sym)[1])
+            except BadInput as e:
+                raise ConfigError("EXCHANGES", f"{name}: cannot read symbol {sym!r}: {e}") from e
+        if not natives:
+            raise ConfigError("EXCHANGES", f"{name}: no symbols")
+    if not out:
+        raise ConfigError("EXCHANGES", "expected exchange:SYM,SYM;..., got nothing")
+    return tuple((name, tuple(dict.fromkeys(syms))) for name, syms in out.items())
