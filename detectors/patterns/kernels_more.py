@@ -73,9 +73,9 @@ def mat_hold(x: Candles, penetration: float = 0.5) -> I32:
     floor = x.c(4) - x.body(4) * penetration
     cond = (
         (x.body(4) > x.avg("BodyLong", 4))
-        & (x.body(3) <= x.avg("BodyShort", 3))
-        & (x.body(2) <= x.avg("BodyShort", 2))
-        & (x.body(1) <= x.avg("BodyShort", 1))
+        & (x.body(3) < x.avg("BodyShort", 3))  # strict here, unlike most "short" tests
+        & (x.body(2) < x.avg("BodyShort", 2))
+        & (x.body(1) < x.avg("BodyShort", 1))
         & x.white(4)
         & x.black(3)
         & x.white(0)

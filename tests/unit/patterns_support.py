@@ -131,3 +131,85 @@ def generated_bars(rng: np.random.Generator, n_series: int, length: int) -> tupl
     h[flat] = o[flat]
     lo[flat] = o[flat]
     return o, h, lo, c
+
+
+# Candle sequences (open, high, low, close in ticks from a base price) for the patterns
+# that random walks rarely produce; quiet bars before them keep TA-Lib's averages small.
+TEMPLATES: dict[str, list[tuple[int, int, int, int]]] = {
+    "2crows": [(0, 10, 0, 10), (14, 14, 12, 12), (13, 13, 5, 5)],
+    "3starsinsouth": [(20, 20, -2, 10), (15, 15, 5, 11), (8, 8, 7, 7)],
+    "concealbabyswall": [(40, 40, 30, 30), (29, 29, 20, 20), (18, 24, 15, 15), (25, 25, 11, 12)],
+    "mathold": [(0, 10, 0, 10), (13, 13, 12, 12), (10, 10, 9, 9), (9, 9, 8, 8), (9, 15, 9, 15)],
+    "upsidegap2crows": [(0, 10, 0, 10), (13, 13, 12, 12), (14, 14, 11, 11)],
+    "3blackcrows": [(0, 12, 0, 10), (11, 11, 6, 6), (9, 9, 3, 3), (7, 7, 0, 0)],
+    "3linestrike": [(0, 5, 0, 5), (3, 8, 3, 8), (6, 11, 6, 11), (12, 12, -1, -1)],
+    "breakaway": [(20, 20, 10, 10), (8, 8, 6, 6), (5, 7, 4, 4), (4, 5, 2, 2), (3, 9, 3, 9)],
+    "identical3crows": [(20, 20, 15, 15), (15, 15, 10, 10), (10, 10, 5, 5)],
+    "risefall3methods": [(0, 10, 0, 10), (8, 8, 7, 7), (7, 7, 6, 6), (6, 6, 5, 5), (6, 16, 6, 16)],
+    "ladderbottom": [
+        (30, 30, 25, 25),
+        (28, 28, 22, 22),
+        (25, 25, 18, 18),
+        (18, 21, 16, 16),
+        (19, 24, 19, 24),
+    ],
+    "xsidegap3methods": [(0, 5, 0, 5), (7, 10, 7, 10), (9, 9, 3, 3)],
+    "advanceblock": [(0, 10, 0, 10), (8, 14, 8, 14), (13, 17, 13, 15)],
+    "abandonedbaby": [(0, 10, 0, 10), (13, 14, 12, 13), (11, 11, 4, 4)],
+    "kicking": [(10, 10, 0, 0), (12, 22, 12, 22)],
+    "tasukigap": [(0, 5, 0, 5), (7, 10, 7, 10), (9, 9, 6, 6)],
+    "3whitesoldiers": [(0, 5, 0, 5), (4, 10, 4, 10), (9, 15, 9, 15)],
+    "stalledpattern": [(0, 10, 0, 10), (9, 19, 9, 19), (19, 20, 19, 20)],
+    "hikkake": [(0, 10, 0, 5), (3, 8, 2, 5), (4, 7, 1, 2), (2, 12, 2, 12)],
+    "hikkakemod": [(0, 10, 0, 5), (3, 8, 2, 3), (4, 7, 3, 5), (4, 6, 1, 2), (2, 12, 2, 12)],
+}
+
+
+def _valid(o: float, h: float, lo: float, c: float) -> tuple[float, float, float, float]:
+    return o, max(h, o, c), min(lo, o, c), c
+
+
+def templated_bars(rng: np.random.Generator, n_series: int, length: int) -> tuple[F64, ...]:
+    """Quiet stretches alternating with (jittered, scaled, mirrored) pattern templates."""
+    names = list(TEMPLATES)
+    out = np.zeros((4, n_series, length))
+    for s in range(n_series):
+        bars: list[tuple[float, float, float, float]] = []
+        base = 1000.0
+        while len(bars) < length:
+            for _ in range(int(rng.integers(8, 15))):
+                o = base + rng.integers(-1, 2)
+                c = o + rng.integers(-1, 2)
+                bars.append(
+                    _valid(o, max(o, c) + rng.integers(0, 2), min(o, c) - rng.integers(0, 2), c)
+                )
+                base = c
+            scale = float(rng.integers(1, 4))
+            sign = -1.0 if rng.random() < 0.3 else 1.0  # mirrored: the opposite-direction variant
+            jitter = rng.random() < 0.5
+            for o, h, lo, c in TEMPLATES[names[int(rng.integers(len(names)))]]:
+                vals = [base + sign * scale * v for v in (o, h, lo, c)]
+                if jitter:
+                    vals = [v + rng.integers(-1, 2) * (rng.random() < 0.3) for v in vals]
+                vo, vh, vl, vc = vals
+                bars.append(_valid(vo, max(vh, vl), min(vh, vl), vc))
+            base = bars[-1][3]
+        arr = np.array(bars[:length]).T
+        out[:, s] = arr
+    return out[0], out[1], out[2], out[3]
+
+
+def drifting_bars(rng: np.random.Generator, n_series: int, length: int) -> tuple[F64, ...]:
+    """Bars whose price level jumps between ~0.001 and ~1000 (a mis-scaled feed, a
+    re-denomination) with runs of one-trade bars (all ranges 0). Sums of ranges of such
+    different magnitudes are inexact, so TA-Lib's running sums drift away from a fresh
+    window sum (to tiny non-zero values over flat runs) and comparisons such as
+    ``body <= average`` hinge on the exact history."""
+    o, h, lo, c = generated_bars(rng, n_series, length)
+    level = np.where(
+        (np.arange(length)[None, :] // 40 + rng.integers(0, 2, (n_series, 1))) % 2, 1e3, 1e-3
+    )
+    noise = 1.0 + rng.random((n_series, length)) * 1e-3
+    flat = (np.arange(length)[None, :] // 13 + rng.integers(0, 3, size=(n_series, 1))) % 3 == 1
+    o, h, lo, c = (np.where(flat, o, a) for a in (o, h, lo, c))
+    return tuple(a / 1000.0 * level * noise for a in (o, h, lo, c))
