@@ -20,9 +20,8 @@ SYMBOLS = 1_000
 
 
 def _engine_times(engine: PatternEngine, bars: tuple[np.ndarray, ...], repeats: int) -> list[float]:
-    o, h, lo, c = bars
     w = engine.window
-    length = o.shape[1]
+    length = bars[0].shape[1]
     state = engine.new_state(SYMBOLS)
     times: list[float] = []
     for k in range(1, length + 1):  # warm the state up bar by bar, time the warmed-up calls
