@@ -124,6 +124,7 @@ class StreamWorker(Service):
         self.log = get_logger("runtime", worker=self.name, group=group, consumer=self.consumer_name)
         self._deferred: dict[tuple[str, str], Entry] = {}
         self._next_claim = 0.0
+        self._next_touch = 0.0
         self._next_trim = time.monotonic() + settings.trim_interval_s
         self.batches = 0
 
@@ -168,6 +169,9 @@ class StreamWorker(Service):
         self.readiness.set("consuming")
         entries: list[Entry] = []
         now = time.monotonic()
+        if self._deferred and now >= self._next_touch:
+            self._next_touch = now + self.claim_interval
+            await self.consumer.touch(self._deferred.values())
         if self.claim_enabled and now >= self._next_claim:
             self._next_claim = now + self.claim_interval
             entries = [e for e in await self.consumer.claim() if e.key not in self._deferred]

@@ -31,7 +31,7 @@ from typing import Any
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import ResponseError
-from redis.typing import EncodableT, FieldT
+from redis.typing import EncodableT, FieldT, StreamIdT
 
 from common.errors import BadInput
 from common.metrics import RUNTIME, RuntimeMetrics
@@ -196,11 +196,14 @@ class StreamConsumer:
         idle = self.claim_idle_ms if min_idle_ms is None else min_idle_ms
         n = count or self.count
         claimed: list[Entry] = []
-        for stream in self.streams:
-            start = self._claim_cursor.get(stream, "0-0")
-            reply: Any = await self.redis.xautoclaim(
-                stream, self.group, self.consumer, min_idle_time=idle, start_id=start, count=n
-            )
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for stream in self.streams:
+                start = self._claim_cursor.get(stream, "0-0")
+                pipe.xautoclaim(
+                    stream, self.group, self.consumer, min_idle_time=idle, start_id=start, count=n
+                )
+            replies: list[Any] = await pipe.execute()
+        for stream, reply in zip(self.streams, replies, strict=True):
             self._claim_cursor[stream] = _s(reply[0])
             for item in reply[1]:
                 if item[0] is None or item[1] is None:
@@ -219,6 +222,19 @@ class StreamConsumer:
             replies: list[Any] = await pipe.execute()
         for e, rows in zip(entries, replies, strict=True):
             e.deliveries = int(rows[0]["times_delivered"]) if rows else 1
+
+    async def touch(self, entries: Iterable[Entry]) -> None:
+        """Reset the idle time of entries this consumer holds (``XCLAIM … JUSTID``: the
+        delivery count is left alone), so nobody claims entries it has only deferred."""
+        by_stream: dict[str, list[StreamIdT]] = defaultdict(list)
+        for e in entries:
+            by_stream[e.stream].append(e.id)
+        if not by_stream:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for stream, ids in by_stream.items():
+                pipe.xclaim(stream, self.group, self.consumer, 0, ids, justid=True)
+            await pipe.execute()
 
     # --- acknowledging ---------------------------------------------------------------------
     async def ack(self, stream: str, ids: Sequence[str]) -> int:

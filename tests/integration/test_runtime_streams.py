@@ -3,6 +3,8 @@ isolation, XAUTOCLAIM details, and safe trimming with several groups."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 import redis.asyncio as aioredis
 
@@ -233,3 +235,25 @@ async def test_batch_error_with_bad_input_isolates_the_culprit(
     assert handled == [ids[0], ids[2]]
     (dead,) = await redis_client.xrange(keys.dlq(keys.bars))
     assert dead[1][b"id"] == ids[1].encode() and dead[1][b"reason"] == b"test_reason"
+
+
+async def test_touch_keeps_deferred_entries_from_being_claimed(
+    redis_client: aioredis.Redis, keys: Keys, namespace: str
+) -> None:
+    settings = _settings(namespace)
+    holder = StreamConsumer.from_settings(
+        redis_client, settings, group="g", streams=[keys.bars], consumer="holder"
+    )
+    await holder.ensure_groups()
+    await _add(redis_client, keys.bars, 2)
+    held = await holder.read()
+    await asyncio.sleep(0.3)
+    before = await redis_client.xpending_range(keys.bars, "g", "-", "+", 10)
+    await holder.touch(held)
+    after = await redis_client.xpending_range(keys.bars, "g", "-", "+", 10)
+    assert [r["times_delivered"] for r in after] == [1, 1]  # not counted as a redelivery
+    assert all(a["consumer"] == b"holder" for a in after)
+    assert all(
+        a["time_since_delivered"] < b["time_since_delivered"]
+        for a, b in zip(after, before, strict=True)
+    )
