@@ -247,9 +247,9 @@ class _BinanceSession(ServerSession):
             req = orjson.loads(message)
         except orjson.JSONDecodeError:
             req = None
-        if not isinstance(req, dict) or req.get("method") not in {
+        if not isinstance(req, dict) or req.get("method") not in (
             "SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS",
-        }:  # fmt: skip
+        ):  # fmt: skip
             err = {"code": 2, "msg": "Invalid request: unknown method or malformed JSON"}
             rid = req.get("id") if isinstance(req, dict) else None
             return ServerReply([orjson.dumps({"error": err, "id": rid}).decode()])

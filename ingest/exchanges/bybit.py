@@ -92,7 +92,7 @@ class _Bybit(ExchangeAdapter):
         op = msg.get("op")
         if op == "pong" or (op == "ping" and msg.get("ret_msg") == "pong"):
             return PONG
-        if op in {"subscribe", "unsubscribe"}:
+        if op in ("subscribe", "unsubscribe"):
             if msg.get("success") is True:
                 return _ACK
             return control_result("error", str(msg.get("ret_msg", ""))[:300])
@@ -180,7 +180,7 @@ class _BybitSession(ServerSession):
             pong = {"req_id": rid, "op": "pong", "args": [str(_ms())], "conn_id": self.conn_id}
             return ServerReply([orjson.dumps(pong).decode()])
         args = req.get("args")
-        if op not in {"subscribe", "unsubscribe"} or not isinstance(args, list):
+        if op not in ("subscribe", "unsubscribe") or not isinstance(args, list):
             return ServerReply([self._reply(str(op), False, "error:handler not found", rid)])
         if len(args) > self.adapter.max_symbols_per_message:
             msg = f"args size >{self.adapter.max_symbols_per_message}"

@@ -49,7 +49,7 @@ from ingest.exchanges.base import (
 
 _ACK: Final = control_result("ack")
 #: Maker side as sent → taker side.
-_TAKER: Final[dict[Any, Side]] = {"BUY": "sell", "SELL": "buy"}
+_TAKER: Final[dict[str, Side]] = {"BUY": "sell", "SELL": "buy"}
 _MAKER: Final = {"buy": "SELL", "sell": "BUY"}
 _MAX_TRADES_PER_FRAME: Final = 100
 
@@ -114,7 +114,7 @@ class Coinbase(ExchangeAdapter):
         for event in f.get_list(msg, "events"):
             ev = f.as_dict(event, "event")
             kind = ev.get("type")
-            if kind not in {"snapshot", "update"}:
+            if kind not in ("snapshot", "update"):
                 raise BadInput("bad_type", f"market_trades event type {kind!r:.40}")
             snapshot = snapshot or kind == "snapshot"
             for raw in f.get_list(ev, "trades"):
@@ -124,7 +124,8 @@ class Coinbase(ExchangeAdapter):
         return trade_result(ticks, snapshot)
 
     def _trade(self, tr: dict[str, Any], recv_ts_ns: int) -> Tick:
-        side = _TAKER.get(f.get(tr, "side"))
+        maker = f.get(tr, "side")
+        side = _TAKER.get(maker) if isinstance(maker, str) else None
         if side is None:
             raise BadInput("bad_type", f"side={tr['side']!r:.40} is not BUY or SELL")
         return self.make_tick(
@@ -171,7 +172,7 @@ class _CoinbaseSession(ServerSession):
             req = orjson.loads(message)
         except orjson.JSONDecodeError:
             req = None
-        if not isinstance(req, dict) or req.get("type") not in {"subscribe", "unsubscribe"}:
+        if not isinstance(req, dict) or req.get("type") not in ("subscribe", "unsubscribe"):
             err = {"type": "error", "message": "failure to subscribe"}
             return ServerReply([orjson.dumps(err).decode()])
         channel = req.get("channel")

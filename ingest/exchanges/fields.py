@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any, Final
 
 import orjson
@@ -172,14 +173,15 @@ def ns_to_iso8601(ns: int, digits: int = 9) -> str:
 
 
 def fmt_decimal(x: float, places: int | None = None) -> str:
-    """A float as an exchange writes it: fixed ``places`` when that is exact, else shortest."""
+    """A float as an exchange writes it: fixed ``places`` when that is exact, else the
+    shortest digits that read back as ``x`` — never an exponent (exchanges send none)."""
     if places is not None:
         fixed = f"{x:.{places}f}"
         if float(fixed) == x:
             return fixed
     text = repr(x)
-    if "e" in text or "E" in text:  # exchanges never send exponents
-        text = f"{x:.20f}".rstrip("0").rstrip(".")
+    if "e" in text:
+        text = format(Decimal(text), "f")
     return text
 
 

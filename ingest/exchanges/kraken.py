@@ -107,7 +107,7 @@ class Kraken(ExchangeAdapter):
         channel = msg.get("channel")
         if channel == "trade":
             kind = msg.get("type")
-            if kind not in {"snapshot", "update"}:
+            if kind not in ("snapshot", "update"):
                 raise BadInput("bad_type", f"trade message type {kind!r:.40}")
             data = f.get_list(msg, "data")
             ticks = [self._trade(f.as_dict(tr, "trade"), recv_ts_ns) for tr in data]
@@ -120,7 +120,7 @@ class Kraken(ExchangeAdapter):
         method = msg.get("method")
         if method == "pong":
             return PONG
-        if method in {"subscribe", "unsubscribe"}:
+        if method in ("subscribe", "unsubscribe"):
             if msg.get("success") is True:
                 return _ACK
             return control_result("error", str(msg.get("error", ""))[:300])
@@ -179,7 +179,7 @@ class _KrakenSession(ServerSession):
                 pong["req_id"] = rid
             return ServerReply([orjson.dumps(pong).decode()])
         params = req.get("params")
-        if method not in {"subscribe", "unsubscribe"} or not isinstance(params, dict):
+        if method not in ("subscribe", "unsubscribe") or not isinstance(params, dict):
             return ServerReply([_error(method, "Method not found", rid)])
         if params.get("channel") != "trade":
             return ServerReply([_error(method, "Channel not supported", rid)])

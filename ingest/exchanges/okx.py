@@ -98,7 +98,7 @@ class Okx(ExchangeAdapter):
         msg = f.load_object(frame, self.max_frame_bytes)
         event = msg.get("event")
         if event is not None:
-            if event in {"subscribe", "unsubscribe"}:
+            if event in ("subscribe", "unsubscribe"):
                 return _ACK
             if event == "error":
                 return control_result("error", f"{msg.get('code')}: {msg.get('msg')}"[:300])
@@ -142,7 +142,7 @@ class _OkxSession(ServerSession):
             req = None
         op = req.get("op") if isinstance(req, dict) else None
         args = req.get("args") if isinstance(req, dict) else None
-        if op not in {"subscribe", "unsubscribe"} or not isinstance(args, list):
+        if op not in ("subscribe", "unsubscribe") or not isinstance(args, list):
             err = {"event": "error", "code": "60012", "msg": f"Invalid request: {message!s:.200}",
                    "connId": self.conn_id}  # fmt: skip
             return ServerReply([orjson.dumps(err).decode()])
