@@ -30,7 +30,7 @@ def _engine_times(engine: PatternEngine, bars: tuple[np.ndarray, ...], repeats: 
         window = [np.pad(a[:, lo_col:k], ((0, 0), (pad, 0)), constant_values=np.nan) for a in bars]
         seen = np.full(SYMBOLS, k, dtype=np.int64)
         start = time.perf_counter()
-        engine.evaluate(*window, seen, state=state)
+        engine.evaluate(window[0], window[1], window[2], window[3], seen, state=state)
         if k > length - repeats:
             times.append(time.perf_counter() - start)
     return times
