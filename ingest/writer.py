@@ -91,24 +91,39 @@ class TickWriter:
         return self._pending
 
     async def put(self, ticks: Iterable[Tick]) -> None:
-        """Buffer ``ticks``; waits (backpressure) while the buffer is at its bound."""
-        if not self._space.is_set():
-            started = time.monotonic()
-            self._metrics.writer_backpressure.inc()
-            await self._space.wait()
-            self._metrics.writer_backpressure_seconds.inc(time.monotonic() - started)
+        """Buffer ``ticks``, then wait (backpressure) while the buffer is at its bound."""
+        if not self.offer(ticks):
+            await self.wait_for_space()
+
+    def offer(self, ticks: Iterable[Tick]) -> bool:
+        """Buffer ``ticks`` (always accepted); False when the buffer is now at its bound and
+        the caller must ``await wait_for_space()`` before offering more. Memory stays within
+        ``max_pending`` plus one offer per producer."""
         if self._closing:
             raise RuntimeError("TickWriter is closed")
         n = self._add(ticks)
-        if n == 0:
+        if n:
+            self._pending += n
+            self._idle.clear()
+            # Wake the flusher only to start the latency timer or for a full batch, not on
+            # every offer (a task switch per frame would cost more than the frame).
+            if self._first_at is None:
+                self._first_at = time.monotonic()
+                self._wake.set()
+            elif self._pending >= self.batch_size:
+                self._wake.set()
+            if self._pending >= self.max_pending:
+                self._space.clear()
+        return self._space.is_set()
+
+    async def wait_for_space(self) -> None:
+        """Wait until the buffer is below its bound (counted as backpressure)."""
+        if self._space.is_set():
             return
-        if self._first_at is None:
-            self._first_at = time.monotonic()
-        self._pending += n
-        self._idle.clear()
-        if self._pending >= self.max_pending:
-            self._space.clear()
-        self._wake.set()
+        started = time.monotonic()
+        self._metrics.writer_backpressure.inc()
+        await self._space.wait()
+        self._metrics.writer_backpressure_seconds.inc(time.monotonic() - started)
 
     def _add(self, ticks: Iterable[Tick]) -> int:
         buffers, cache, parts = self._buffers, self._partition_cache, self._keys.partitions
