@@ -6,8 +6,8 @@ Figures (each printed with its baseline, measured in the same run):
 * parse + dedupe + write — the same frames through ``Connection.handle_frame`` (parse,
   duplicate/gap check, metrics) and ``TickWriter`` into a real Redis, until every tick is
   appended to ``ticks:{p}`` (ticks/s);
-* websocket end to end — ``alphapulse simulate`` (in-process, speed 0) → ``IngestService``
-  → Redis; simulator and ingest share one core here, so this is a lower bound;
+* websocket end to end — ``alphapulse simulate`` (its own process, speed 0, looping the
+  BTCUSDT recording) → ``IngestService`` → Redis: one frame per trade, as Binance sends;
 * baseline: ``redis-benchmark -q -P 64 -n 200000 XADD`` (one entry per XADD; ingest packs
   up to ``batch`` ticks per entry), or a Python pipelined XADD loop if redis-benchmark is
   missing (then said so).
@@ -23,11 +23,14 @@ import asyncio
 import os
 import re
 import shutil
+import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from subprocess import DEVNULL, PIPE
 
 import redis.asyncio as aioredis
 import uvloop
@@ -43,7 +46,6 @@ from ingest.sequence import TradeDeduper
 from ingest.service import IngestService
 from ingest.settings import IngestSettings
 from ingest.simfeed import Feed
-from ingest.simulator import Simulator
 from ingest.sources import read_ticks
 from ingest.writer import TickWriter
 
@@ -118,14 +120,28 @@ async def _parse_and_write(frames: list[str], keys: Keys, redis: aioredis.Redis)
 
 
 async def _websocket(frames_n: int, keys: Keys, redis_url: str) -> float:
-    ticks = [*read_ticks(DATA / "binance-spot-btcusdt-20240808.rec.gz")]
-    feed = Feed.build("binance", ticks, loop=True)
-    metrics = IngestMetrics(CollectorRegistry())
-    async with Simulator({"binance": feed}, speed=0, batch=500) as sim:
+    """``alphapulse simulate`` in its own process (the box's other core) → this process."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    feed = f"binance={DATA / 'binance-spot-btcusdt-20240808.rec.gz'}"
+    cmd = [sys.executable, "-m", "common.cli", "simulate", "--feed", feed, "--speed", "0"]
+    sim = await asyncio.create_subprocess_exec(
+        *cmd, "--loop", "--port", str(port), stdout=DEVNULL, stderr=PIPE
+    )
+    try:
+        assert sim.stderr is not None
+        url = ""
+        while "binance: ws://" not in url:  # the simulator prints its URLs once listening
+            line = await asyncio.wait_for(sim.stderr.readline(), 60)
+            if not line:
+                raise RuntimeError("the simulator did not start")
+            url = line.decode()
+        metrics = IngestMetrics(CollectorRegistry())
         settings = IngestSettings(
             common=CommonSettings(partitions=keys.partitions, namespace=keys.namespace),
             exchanges=(("binance", ("BTCUSDT",)),),
-            urls=(("binance", sim.url("binance")),),
+            urls=(("binance", url.split(": ", 1)[1].strip()),),
         )
         service = IngestService(
             settings, aioredis.Redis.from_url(redis_url), metrics=metrics, keys=keys
@@ -139,6 +155,9 @@ async def _websocket(frames_n: int, keys: Keys, redis_url: str) -> float:
             rate = (writer.written - start) / (time.perf_counter() - t0)
             service.request_stop()
             await run
+    finally:
+        sim.terminate()
+        await asyncio.wait_for(sim.wait(), 10)
     return rate
 
 
@@ -216,7 +235,7 @@ def main() -> None:
         _row("parse + dedupe + write to ticks:{p} (1 process)", rate, "ticks/s")
         ws_n = 20_000 if QUICK else 100_000
         ws_rate = uvloop.run(_websocket(ws_n, Keys(16, namespace + "ws:"), REDIS_URL))
-        _row("websocket: simulator -> ingest -> Redis (same process)", ws_rate, "ticks/s")
+        _row("websocket: simulate (2nd process) -> ingest -> Redis", ws_rate, "ticks/s")
     finally:
         uvloop.run(_cleanup(namespace))
 
