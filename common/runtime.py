@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -120,6 +121,8 @@ class StreamWorker(Service):
         self.trim_enabled = trim and settings.trim_interval_s > 0
         self.start_id = start_id
         self.metrics = metrics
+        self._batch_size = metrics.batch_size.labels(group)
+        self._batch_seconds = metrics.batch_seconds.labels(group)
         self.claim_interval = max(0.05, min(settings.claim_idle_ms / 2000, 5.0))
         self.log = get_logger("runtime", worker=self.name, group=group, consumer=self.consumer_name)
         self._deferred: dict[tuple[str, str], Entry] = {}
@@ -214,12 +217,12 @@ class StreamWorker(Service):
         if not live:
             return
         self.batches += 1
-        self.metrics.batch_size.labels(self.group).observe(len(live))
+        self._batch_size.observe(len(live))
         started = time.perf_counter()
         try:
             result = await self.handle(live) or BatchResult()
         except Exception as exc:
-            self.metrics.batch_seconds.labels(self.group).observe(time.perf_counter() - started)
+            self._batch_seconds.observe(time.perf_counter() - started)
             if len(live) == 1:
                 await self._settle(live, BatchResult(failed=[(live[0], exc)]))
             else:
@@ -227,7 +230,7 @@ class StreamWorker(Service):
                 for e in live:
                     await self._handle_one(e)
             return
-        self.metrics.batch_seconds.labels(self.group).observe(time.perf_counter() - started)
+        self._batch_seconds.observe(time.perf_counter() - started)
         await self._settle(live, result)
 
     async def _handle_one(self, entry: Entry) -> None:
@@ -238,17 +241,29 @@ class StreamWorker(Service):
         await self._settle([entry], result)
 
     async def _settle(self, batch: list[Entry], result: BatchResult) -> None:
-        deferred = {e.key for e in result.deferred}
-        failed = {e.key for e, _ in result.failed}
-        done = [e for e in batch if e.key not in deferred and e.key not in failed]
+        if result.deferred or result.failed:
+            held = {e.key for e in result.deferred} | {e.key for e, _ in result.failed}
+            done = [e for e in batch if e.key not in held]
+        else:
+            done = batch
         await self.consumer.ack_entries(done)
-        for e in done:
-            self.metrics.entries.labels(e.stream, self.group, "acked").inc()
+        self._count(done, "acked")
         for e in result.deferred:
             self._deferred[e.key] = e
-            self.metrics.entries.labels(e.stream, self.group, "deferred").inc()
+        self._count(result.deferred, "deferred")
         for e, error in result.failed:
             await self._failed(e, error)
+
+    def _count(self, entries: list[Entry], outcome: str) -> None:
+        """Count ``entries`` under ``outcome``: one counter update per stream, not per entry."""
+        if not entries:
+            return
+        first = entries[0].stream
+        if all(e.stream == first for e in entries):
+            self.metrics.entries.labels(first, self.group, outcome).inc(len(entries))
+            return
+        for stream, n in Counter(e.stream for e in entries).items():
+            self.metrics.entries.labels(stream, self.group, outcome).inc(n)
 
     async def _failed(self, entry: Entry, error: BaseException) -> None:
         if isinstance(error, BadInput):

@@ -250,6 +250,9 @@ class StreamConsumer:
             by_stream[e.stream].append(e.id)
         if not by_stream:
             return 0
+        if len(by_stream) == 1:
+            ((stream, ids),) = by_stream.items()
+            return await self.ack(stream, ids)
         async with self.redis.pipeline(transaction=False) as pipe:
             for stream, ids in by_stream.items():
                 pipe.xack(stream, self.group, *ids)
