@@ -1,0 +1,89 @@
+"""Parse-only throughput of the exchange adapters (one core, no I/O).
+
+* Binance: the 9,757 recorded BTCUSDT trade frames of ``shared/data`` through
+  ``BinanceSpot.parse`` (frame → ``ParseResult`` with one validated ``Tick``), looped;
+  baseline in the same run: plain ``orjson.loads`` over the same frames — the floor any
+  Python parser of these frames pays.
+* The other adapters: frames their simulator side renders (one trade per frame, the form a
+  quiet market sends), with the same ``orjson.loads`` baseline.
+
+Best of several rounds (the machine is shared and noisy). ``BENCH_QUICK=1`` for fewer rounds.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+
+from common.contracts import Side, Tick
+from ingest.exchanges import EXCHANGES, get_adapter
+
+DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+RECORDING = DATA / "binance-spot-btcusdt-20240808.rec.gz"
+
+
+def _recorded_trade_frames() -> list[bytes]:
+    with gzip.open(RECORDING, "rb") as fh:
+        lines = [line.rstrip(b"\n").partition(b" ")[2] for line in fh]
+    return [fr for fr in lines if fr.startswith(b'{"stream":"btcusdt@trade"')]
+
+
+def _rate(fn: Callable[[bytes], object], frames: list[bytes], loops: int, rounds: int) -> float:
+    best = 0.0
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _ in range(loops):
+            for fr in frames:
+                fn(fr)
+        best = max(best, loops * len(frames) / (time.perf_counter() - start))
+    return best
+
+
+def _rendered_frames(exchange: str, n: int) -> list[bytes]:
+    adapter = get_adapter(exchange)
+    native = {"coinbase": "BTC-USD", "kraken": "BTC/USD", "okx": "BTC-USDT"}.get(
+        exchange, "BTCUSDT"
+    )
+    symbol = adapter.normalize(native)
+    session = adapter.server_session()
+    frames: list[bytes] = []
+    for i in range(n):
+        ts = 1_723_161_255_342_000_000 + i * 1_000_000
+        side: Side = "buy" if i % 3 else "sell"
+        tick = Tick(
+            exchange, symbol, native, str(10_000 + i), 61_837.63 + i % 7, 0.0125, side, ts, 0
+        )
+        frames += [f.encode() for f in session.render_trades([tick])]
+    return frames
+
+
+def main() -> None:
+    quick = os.environ.get("BENCH_QUICK") == "1"
+    rounds = 2 if quick else 5
+    frames = _recorded_trade_frames()
+    binance = get_adapter("binance")
+    recv = time.time_ns()
+    loops = 3 if quick else 10
+    parse = _rate(lambda fr: binance.parse(fr, recv), frames, loops, rounds)
+    base = _rate(orjson.loads, frames, loops, rounds)
+    print(
+        f"binance parse-only, {len(frames):,} recorded trade frames x {loops}: "
+        f"{parse:,.0f} ticks/s  (baseline orjson.loads alone: {base:,.0f} frames/s; "
+        f"parse costs {base / parse:.2f}x a bare decode)"
+    )
+    for exchange in EXCHANGES:
+        if exchange == "binance":
+            continue
+        adapter = get_adapter(exchange)
+        rendered = _rendered_frames(exchange, 2_000)
+        rate = _rate(lambda fr, a=adapter: a.parse(fr, recv), rendered, loops, rounds)  # type: ignore[misc]
+        base = _rate(orjson.loads, rendered, loops, rounds)
+        print(
+            f"{exchange} parse-only, rendered 1-trade frames: {rate:,.0f} ticks/s  "
+            f"(baseline orjson.loads: {base:,.0f} frames/s)"
+        )
