@@ -122,7 +122,14 @@ async def serve(
         server = MetricsServer(
             service.readiness, host=settings.metrics_host, port=settings.metrics_port
         )
-        port = await server.start()
+        try:
+            port = await server.start()
+        except OSError as e:
+            raise ConfigError(
+                "METRICS_PORT",
+                f"expected a port free on {settings.metrics_host} (0 = no server), "
+                f"got '{settings.metrics_port}' ({e.strerror})",
+            ) from e
         log.info("metrics_listening", host=settings.metrics_host, port=port)
 
     stop_signal: list[str] = []

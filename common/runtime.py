@@ -19,6 +19,10 @@ idempotent per entry — they must be anyway: delivery is at-least-once).
 Delivery guarantee: at-least-once per group. Effects keyed by the entry (or by the record's
 deterministic id) and applied before the ack make it effectively exactly-once.
 
+Deferred entries are "touched" every ``claim_interval`` (XCLAIM JUSTID to this consumer: idle
+time reset, delivery count unchanged) so that no other consumer claims them while this one
+is alive; a crashed worker stops touching, and its deferred entries are claimed as usual.
+
 The loop: claim idle pending entries (every ``claim_interval``) → else XREADGROUP new ones
 (BLOCK ``BLOCK_MS``) → handle → ack / dead-letter → every ``TRIM_INTERVAL_S`` trim the input
 streams safely. On ``request_stop`` it stops reading, finishes and acks the batch in hand and
@@ -313,8 +317,14 @@ class StreamWorker(Service):
         return list(self._deferred.values())
 
     async def trim(self) -> list[TrimResult]:
-        """Trim the input streams below what every group has acked (and apply the hard cap)."""
+        """Trim the input streams below what every group has acked (and apply the hard cap);
+        forget consumers of the group idle past ``DELETE_IDLE_CONSUMERS_MS`` that hold nothing
+        (names are unique per process, so every restart leaves one behind)."""
         results = await self.consumer.trim_all()
+        if self.settings.delete_idle_consumers_ms:
+            gone = await self.consumer.delete_idle_consumers(self.settings.delete_idle_consumers_ms)
+            if gone:
+                self.log.info("idle_consumers_deleted", consumers=gone)
         for r in results:
             if r.hard_capped:
                 self.log.warning(

@@ -181,6 +181,7 @@ class CommonSettings:
     trim_interval_s: float = 10.0
     hard_maxlen: int = 0
     consumer_name: str | None = None
+    delete_idle_consumers_ms: int = 3_600_000
 
     def __post_init__(self) -> None:
         self.validate()
@@ -251,7 +252,10 @@ class CommonSettings:
             partitions=env_int(e, "PARTITIONS", 16, lo=1, hi=4096),
             namespace=env_str(e, "NAMESPACE", ""),
             metrics_host=env_str(e, "METRICS_HOST", "0.0.0.0") or "0.0.0.0",
-            metrics_port=env_int(e, "METRICS_PORT", 9100, lo=0, hi=65535),
+            # Unset: honcho's/Heroku's per-process PORT, so `make run` gives each worker its own.
+            metrics_port=env_int(
+                e, "METRICS_PORT", env_int(e, "PORT", 9100, lo=1, hi=65535), lo=0, hi=65535
+            ),
             log_level=env_choice(e, "LOG_LEVEL", "INFO", LOG_LEVELS),
             log_format="console"
             if env_choice(e, "LOG_FORMAT", "json", ("json", "console")) == "console"
@@ -264,6 +268,9 @@ class CommonSettings:
             trim_interval_s=env_float(e, "TRIM_INTERVAL_S", 10.0, lo=0, hi=86_400),
             hard_maxlen=env_int(e, "HARD_MAXLEN", 0, lo=0),
             consumer_name=env_optional(e, "CONSUMER_NAME"),
+            delete_idle_consumers_ms=env_int(
+                e, "DELETE_IDLE_CONSUMERS_MS", 3_600_000, lo=0, hi=30 * 86_400_000
+            ),
         )
 
 

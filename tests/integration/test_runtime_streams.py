@@ -196,10 +196,13 @@ async def test_hard_cap_bites_only_when_configured_and_is_counted(
 async def test_worker_reads_several_streams_and_trims_them(
     redis_client: aioredis.Redis, keys: Keys, namespace: str
 ) -> None:
-    settings = _settings(namespace, trim_interval_s=0.001)
+    settings = _settings(namespace, trim_interval_s=0.001, delete_idle_consumers_ms=1)
     streams = keys.all_ticks()
     for s in streams:
         await _add(redis_client, s, 3)
+        await redis_client.xgroup_create(s, "g", id="0")
+        await redis_client.xgroup_createconsumer(s, "g", "ghost-of-a-restart")
+    await asyncio.sleep(0.01)
     seen: list[Entry] = []
 
     async def handler(batch: list[Entry]) -> None:
@@ -213,6 +216,8 @@ async def test_worker_reads_several_streams_and_trims_them(
     assert sorted({e.stream for e in seen}) == sorted(streams) and len(seen) == 12
     for s in streams:
         assert await redis_client.xlen(s) == 0
+        consumers = await redis_client.xinfo_consumers(s, "g")
+        assert [c["name"] for c in consumers] == [worker.consumer_name.encode()]
 
 
 async def test_batch_error_with_bad_input_isolates_the_culprit(

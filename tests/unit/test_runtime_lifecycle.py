@@ -5,7 +5,11 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 
+import pytest
+
+from common.errors import ConfigError
 from common.lifecycle import Service, serve
 from common.settings import CommonSettings
 
@@ -97,3 +101,14 @@ async def test_factory_is_built_inside_the_loop() -> None:
 
     assert await serve(factory, SETTINGS, install_signals=False) == 0
     assert built[0].events[0] == "start"
+
+
+async def test_metrics_port_in_use_is_a_config_error_naming_the_variable() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = CommonSettings(metrics_host="127.0.0.1", metrics_port=port)
+        with pytest.raises(ConfigError) as info:
+            await serve(Recorder(burst=True), settings, install_signals=False)
+    assert info.value.variable == "METRICS_PORT" and str(port) in info.value.problem

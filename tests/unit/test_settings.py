@@ -57,6 +57,7 @@ def test_every_variable_is_read() -> None:
         "TRIM_INTERVAL_S": "0",
         "HARD_MAXLEN": "1000000",
         "CONSUMER_NAME": "pod-1",
+        "DELETE_IDLE_CONSUMERS_MS": "60000",
     }
     s = CommonSettings.from_env(env)
     assert s.cluster and s.tls
@@ -72,7 +73,13 @@ def test_every_variable_is_read() -> None:
     assert (s.log_level, s.log_format, s.grace_seconds) == ("DEBUG", "console", 3.5)
     assert (s.batch_count, s.block_ms, s.claim_idle_ms, s.max_deliveries) == (500, 2000, 60000, 7)
     assert (s.trim_interval_s, s.hard_maxlen, s.consumer_name) == (0.0, 1_000_000, "pod-1")
-    assert s.keys().namespace == "prod:"
+    assert s.keys().namespace == "prod:" and s.delete_idle_consumers_ms == 60000
+
+
+def test_metrics_port_falls_back_to_honchos_port() -> None:
+    assert CommonSettings.from_env({"PORT": "5100"}).metrics_port == 5100
+    assert CommonSettings.from_env({"PORT": "5100", "METRICS_PORT": "0"}).metrics_port == 0
+    assert CommonSettings.from_env({"DELETE_IDLE_CONSUMERS_MS": "0"}).delete_idle_consumers_ms == 0
 
 
 def test_cluster_scheme_turns_cluster_on() -> None:
