@@ -11,7 +11,7 @@ variable                       default     meaning
 ``SIGNALS_WS_PORT``            ``8765``    WebSocket server port (0 = any free port)
 ``SIGNALS_WS_TOKENS``          (required)  comma-separated bearer tokens accepted by the server
 ``SIGNALS_WS_MAX_CONNECTIONS`` ``1000``    connections beyond this are closed with 1013
-``SIGNALS_WS_QUEUE``           ``1000``    per-client send queue; a full queue cuts the client
+``SIGNALS_WS_QUEUE``           ``10000``   per-client send queue (frames); a full queue cuts it
 ``SIGNALS_WS_MAX_MESSAGE``     ``65536``   largest client message in bytes (1009 beyond)
 ``SIGNALS_WS_RESUME_MAX``      ``100000``  most entries replayed to one resuming client
 =============================  ==========  ======================================================
@@ -62,7 +62,7 @@ class WsSettings:
     host: str = "0.0.0.0"
     port: int = 8765
     max_connections: int = 1000
-    queue_size: int = 1000
+    queue_size: int = 10_000
     max_message: int = 65_536
     resume_max: int = 100_000
 
@@ -78,7 +78,7 @@ class WsSettings:
             host=env_str(e, "SIGNALS_WS_HOST", "0.0.0.0") or "0.0.0.0",
             port=env_int(e, "SIGNALS_WS_PORT", 8765, lo=0, hi=65535),
             max_connections=env_int(e, "SIGNALS_WS_MAX_CONNECTIONS", 1000, lo=1),
-            queue_size=env_int(e, "SIGNALS_WS_QUEUE", 1000, lo=1),
+            queue_size=env_int(e, "SIGNALS_WS_QUEUE", 10_000, lo=1),
             max_message=env_int(e, "SIGNALS_WS_MAX_MESSAGE", 65_536, lo=256),
             resume_max=env_int(e, "SIGNALS_WS_RESUME_MAX", 100_000, lo=1),
         )

@@ -64,6 +64,7 @@ class Client:
         self.queue: asyncio.Queue[str] = asyncio.Queue(queue_size)
         self.live = False
         self.kicked = False
+        self.after: tuple[int, int] = (0, 0)  # last entry sent by the backfill
 
     def offer(self, frame: str) -> bool:
         """Queue a frame without waiting; False when the queue is full (the client is slow)."""
@@ -106,8 +107,14 @@ class SignalsHub:
         if rendered is None:
             return
         doc, frame = rendered
+        position = parse_stream_id(entry_id)
         for client in list(self.clients):
-            wanted = client.live and not client.kicked and client.filters.matches(doc)
+            wanted = (
+                client.live
+                and not client.kicked
+                and position > client.after
+                and client.filters.matches(doc)
+            )
             if wanted and not client.offer(frame):
                 self.kick(client, CLOSE_SLOW, "slow client: send queue full", "slow")
 
@@ -166,8 +173,15 @@ class WsServer(Service):
         await super().start()
         await self.hub.start()
         s = self.settings
+        # No per-message deflate: each connection would compress every frame again with its
+        # own context (CPU and ~300 KiB per client); uncompressed frames are rendered once.
         self.server = await serve(
-            self.handle, s.host, s.port, max_size=s.max_message, close_timeout=5
+            self.handle,
+            s.host,
+            s.port,
+            max_size=s.max_message,
+            close_timeout=5,
+            compression=None,
         )
         self.readiness.set("connected")
         self.readiness.set("consuming")
@@ -238,7 +252,9 @@ class WsServer(Service):
 
         The switch is decided with no ``await`` between the check and ``client.live = True``:
         once this task has sent everything up to the id the reader last dispatched, every later
-        entry reaches the client through its queue, and none before it does.
+        entry reaches the client through its queue. Entries the reader has already fetched but
+        not yet dispatched may also have come through XRANGE; ``client.after`` (the last id
+        sent here) makes the reader skip those, so none is sent twice.
         """
         sent = 0
         while True:
@@ -256,9 +272,8 @@ class WsServer(Service):
                 CLOSED.labels("resume_too_long").inc()
                 await client.ws.close(CLOSE_BAD_REQUEST, "resume_from is too far behind")
                 return
-            if len(page) < RESUME_PAGE and parse_stream_id(cursor) >= parse_stream_id(
-                self.hub.last_id
-            ):
+            client.after = parse_stream_id(cursor)
+            if len(page) < RESUME_PAGE and client.after >= parse_stream_id(self.hub.last_id):
                 client.live = True
                 return
 

@@ -1,0 +1,234 @@
+"""The WebSocket server on real Redis: token, filters, resume, slow client, limits."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
+from typing import Any
+
+import orjson
+import pytest
+import redis.asyncio as aioredis
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from common.names import Keys
+from common.settings import CommonSettings
+from signals.append import SignalAppender
+from signals.contract import Signal
+from signals.model import Model
+from signals.scoring import score_event
+from signals.settings import WsSettings
+from signals.ws import WsServer
+from tests.conftest import REDIS_URL
+from tests.signals_factory import event_mix
+
+pytestmark = pytest.mark.redis
+TOKEN = "s3cret-token"
+Frame = dict[str, Any]
+
+
+@pytest.fixture
+def all_signals() -> list[Signal]:
+    model = Model()
+    return [s.stamped() for e in event_mix(3000, symbols=100) for s in score_event(e, model)]
+
+
+async def start_server(redis_client: aioredis.Redis, namespace: str, **kw: Any) -> WsServer:
+    common = CommonSettings(redis_url=REDIS_URL, namespace=namespace, metrics_port=0, block_ms=100)
+    settings = WsSettings(common=common, tokens=frozenset({TOKEN}), host="127.0.0.1", port=0, **kw)
+    server = WsServer(settings, redis=redis_client)
+    await server.start()
+    server.run_task = asyncio.create_task(server.run())  # type: ignore[attr-defined]
+    return server
+
+
+@pytest.fixture
+async def server(redis_client: aioredis.Redis, namespace: str) -> AsyncIterator[WsServer]:
+    srv = await start_server(redis_client, namespace)
+    yield srv
+    await stop(srv)
+
+
+async def stop(srv: WsServer) -> None:
+    srv.request_stop()
+    await srv.run_task  # type: ignore[attr-defined]
+    await srv.stop()
+
+
+def url(srv: WsServer, query: str = "") -> str:
+    return f"ws://127.0.0.1:{srv.port}/{query}"
+
+
+def auth() -> dict[str, str]:
+    return {"Authorization": f"Bearer {TOKEN}"}
+
+
+async def subscribe(ws: ClientConnection, **fields: Any) -> Frame:
+    await ws.send(orjson.dumps({"type": "subscribe", **fields}).decode())
+    frame: Frame = orjson.loads(await asyncio.wait_for(ws.recv(), 10))
+    assert frame["type"] == "subscribed"
+    return frame
+
+
+async def receive(ws: ClientConnection, n: int) -> list[Frame]:
+    out: list[Frame] = []
+    async with asyncio.timeout(30):
+        while len(out) < n:
+            out.append(orjson.loads(await ws.recv()))
+    return out
+
+
+async def stream_frames(r: aioredis.Redis, keys: Keys) -> list[Frame]:
+    return [
+        {"type": "signal", "cursor": i.decode(), "signal": orjson.loads(f[b"d"])}
+        for i, f in await r.xrange(keys.signals)
+    ]
+
+
+async def append(r: aioredis.Redis, keys: Keys, signals: Sequence[Signal]) -> None:
+    await SignalAppender(r, keys).append(signals)
+
+
+async def close_code(ws: ClientConnection) -> int | None:
+    try:
+        async with asyncio.timeout(20):
+            while True:
+                await ws.recv()
+    except ConnectionClosed as e:
+        return e.rcvd.code if e.rcvd else None
+
+
+async def test_no_token_or_a_bad_token_is_refused_with_4401(server: WsServer) -> None:
+    async with connect(url(server)) as ws:
+        assert await close_code(ws) == 4401
+    async with connect(url(server, "?token=wrong")) as ws:
+        assert await close_code(ws) == 4401
+    async with connect(url(server), additional_headers={"Authorization": "Bearer nope"}) as ws:
+        assert await close_code(ws) == 4401
+
+
+async def test_bad_subscribe_is_closed_with_4400(server: WsServer) -> None:
+    async with connect(url(server), additional_headers=auth()) as ws:
+        await ws.send('{"type": "subscribe", "symbols": "BTCUSDT"}')
+        assert await close_code(ws) == 4400
+
+
+async def test_filtered_and_unfiltered_clients_get_exactly_the_stream(
+    server: WsServer, redis_client: aioredis.Redis, keys: Keys, all_signals: list[Signal]
+) -> None:
+    wanted = {"S0001", "S0002", "S0003"}
+    async with (
+        connect(url(server), additional_headers=auth()) as everything,
+        connect(url(server, f"?token={TOKEN}")) as filtered,
+    ):
+        await subscribe(everything)
+        await subscribe(filtered, symbols=sorted(wanted), timeframes=["1m"], min_score=0.7)
+        n_subset = sum(1 for s in all_signals if s.symbol in wanted and s.score >= 0.7)
+        assert 0 < n_subset < len(all_signals)
+        readers = asyncio.gather(receive(everything, len(all_signals)), receive(filtered, n_subset))
+        for i in range(0, len(all_signals), 100):
+            await append(redis_client, keys, all_signals[i : i + 100])
+        got_all, got_subset = await readers
+    stream = await stream_frames(redis_client, keys)
+    assert got_all == stream
+    assert got_subset == [
+        f for f in stream if f["signal"]["symbol"] in wanted and f["signal"]["score"] >= 0.7
+    ]
+
+
+async def test_reconnect_with_resume_misses_nothing_and_repeats_nothing(
+    server: WsServer, redis_client: aioredis.Redis, keys: Keys, all_signals: list[Signal]
+) -> None:
+    first, second, third = all_signals[:300], all_signals[300:700], all_signals[700:]
+    async with connect(url(server), additional_headers=auth()) as ws:
+        await subscribe(ws)
+        await append(redis_client, keys, first)
+        got = await receive(ws, 200)  # disconnect mid-way, 100 unread
+    await append(redis_client, keys, second)  # published while the client is away
+    async with connect(url(server), additional_headers=auth()) as ws:
+        await ws.send(
+            orjson.dumps({"type": "subscribe", "resume_from": got[-1]["cursor"]}).decode()
+        )
+        writer = asyncio.create_task(
+            append_in_chunks(redis_client, keys, third)  # and more while it catches up
+        )
+        frames = [orjson.loads(await asyncio.wait_for(ws.recv(), 10))]
+        await writer
+        stream = await stream_frames(redis_client, keys)
+        frames += await receive(ws, len(stream) - 200 + 1 - len(frames))
+    assert frames[0]["type"] == "subscribed"
+    assert got + frames[1:] == stream
+
+
+async def append_in_chunks(r: aioredis.Redis, keys: Keys, signals: Sequence[Signal]) -> None:
+    for i in range(0, len(signals), 25):
+        await append(r, keys, signals[i : i + 25])
+        await asyncio.sleep(0)
+
+
+async def slow_connection(srv: WsServer) -> ClientConnection:
+    """A client whose socket receive buffer is tiny and that never reads."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", srv.port))
+    return await connect(url(srv), sock=sock, additional_headers=auth(), max_queue=1)
+
+
+async def test_a_slow_client_is_cut_off_while_a_fast_one_keeps_up(
+    redis_client: aioredis.Redis, keys: Keys, namespace: str, all_signals: list[Signal]
+) -> None:
+    srv = await start_server(redis_client, namespace, queue_size=200)
+    try:
+        slow = await slow_connection(srv)
+        async with connect(url(srv), additional_headers=auth()) as fast:
+            await subscribe(fast)
+            await subscribe(slow)  # the last thing it ever reads until it is cut off
+            assert len(srv.hub.clients) == 2
+            received: list[Frame] = []
+            sent = 0
+            rounds = 0
+            while len(srv.hub.clients) == 2 and rounds < 200:
+                rounds += 1
+                # Make the signals unique per round: the same model output on a new exchange.
+                ex = f"x{rounds}"
+                batch = [
+                    replace(s, exchange=ex, id=f"{ex}:{s.id.split(':', 1)[1]}")
+                    for s in all_signals[:100]
+                ]
+                await append(redis_client, keys, batch)
+                sent += len(batch)
+                received += await receive(fast, len(batch))
+            assert len(srv.hub.clients) == 1, "the slow client was never cut off"
+            assert received == (await stream_frames(redis_client, keys))[:sent]
+        assert await close_code(slow) == 4408
+    finally:
+        await stop(srv)
+
+
+async def test_connections_beyond_the_limit_get_1013(
+    redis_client: aioredis.Redis, namespace: str
+) -> None:
+    srv = await start_server(redis_client, namespace, max_connections=1)
+    try:
+        async with connect(url(srv), additional_headers=auth()) as first:
+            await subscribe(first)
+            async with connect(url(srv), additional_headers=auth()) as second:
+                assert await close_code(second) == 1013
+    finally:
+        await stop(srv)
+
+
+async def test_oversized_client_message_is_refused(
+    redis_client: aioredis.Redis, namespace: str
+) -> None:
+    srv = await start_server(redis_client, namespace, max_message=1024)
+    try:
+        async with connect(url(srv), additional_headers=auth()) as ws:
+            await ws.send('{"type": "subscribe", "symbols": ["' + "A" * 4000 + '"]}')
+            assert await close_code(ws) == 1009
+    finally:
+        await stop(srv)
