@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export REDIS_URL ?= redis://127.0.0.1:6379/0
 export DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: install lint typecheck test unit services run bench clean
+.PHONY: install lint typecheck test unit services provision run bench clean
 
 install: $(STAMP)
 
@@ -28,8 +28,11 @@ lint: install
 unit: install
 	$(BIN)/pytest tests/unit -q
 
-test: install services lint
-	$(BIN)/pytest -q
+provision:  ## TimescaleDB for the tests in a Debian trixie chroot, unless TIMESCALE_URL is given
+	@if [ -z "$${TIMESCALE_URL:-}" ]; then bash deploy/timescale-chroot.sh up >/dev/null; fi
+
+test: install services provision lint
+	TIMESCALE_URL=$${TIMESCALE_URL:-$$(bash deploy/timescale-chroot.sh url)} $(BIN)/pytest -q
 
 run: install services
 	$(BIN)/honcho start -f Procfile

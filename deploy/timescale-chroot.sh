@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# A local TimescaleDB for the tests, without Docker and without touching the host's PostgreSQL.
+#
+# Debian bookworm ships no TimescaleDB, Debian trixie does (postgresql-17-timescaledb), so this
+# script debootstraps a minimal trixie root under a cache directory, installs PostgreSQL 17 and
+# the TimescaleDB extension into it with apt (only deb.debian.org is needed), initialises a cluster
+# with shared_preload_libraries=timescaledb, trust auth on 127.0.0.1:$TIMESCALE_PORT, and runs it
+# inside the chroot as the chroot's postgres user. The root is reused, so a second run takes seconds.
+#
+# Usage: timescale-chroot.sh [up|start|stop|status|url|destroy]
+#   up (default)  build the root if missing, init the cluster if missing, start it, create the
+#                 database, print the URL on stdout
+#   start|stop    start or stop the server (idempotent)
+#   status        exit 0 when the server answers, 3 otherwise
+#   url           print the URL (does not start anything)
+#   destroy       stop and delete the whole root
+# Environment: TIMESCALE_CACHE (default /var/cache/alphapulse, else $XDG_CACHE_HOME/alphapulse when
+# not root), TIMESCALE_PORT (55432), TIMESCALE_DB (test), DEBIAN_MIRROR (http://deb.debian.org/debian).
+set -euo pipefail
+
+PORT=${TIMESCALE_PORT:-55432}
+DB=${TIMESCALE_DB:-test}
+MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+SUITE=trixie
+PGVER=17
+if [ -n "${TIMESCALE_CACHE:-}" ]; then CACHE=$TIMESCALE_CACHE
+elif [ "$(id -u)" = 0 ]; then CACHE=/var/cache/alphapulse
+else CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/alphapulse; fi
+ROOT=$CACHE/$SUITE
+STAMP=$ROOT/.alphapulse-ready
+PGDATA=/var/lib/alphapulse/pg$PGVER        # path inside the chroot
+PGBIN=/usr/lib/postgresql/$PGVER/bin
+URL="postgresql://postgres@127.0.0.1:$PORT/$DB"
+
+log() { echo "timescale-chroot: $*" >&2; }
+die() { log "$*"; exit 1; }
+need_root() { [ "$(id -u)" = 0 ] || die "must run as root (debootstrap, chroot and mount need it)"; }
+in_root() { chroot "$ROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 "$@"; }
+as_pg() { in_root setpriv --reuid=postgres --regid=postgres --init-groups "$@"; }
+
+mounted() { mountpoint -q "$1"; }
+mount_fs() {
+  mkdir -p "$ROOT/proc" "$ROOT/dev/shm"
+  mounted "$ROOT/proc" || mount -t proc proc "$ROOT/proc"
+  mounted "$ROOT/dev/shm" || mount -t tmpfs -o mode=1777,size=512m shm "$ROOT/dev/shm"
+}
+umount_fs() {
+  for m in "$ROOT/dev/shm" "$ROOT/proc"; do if mounted "$m"; then umount -l "$m"; fi; done
+}
+
+build_root() {
+  [ -f "$STAMP" ] && return 0
+  need_root
+  if ! command -v debootstrap >/dev/null; then
+    log "installing debootstrap on the host"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+  fi
+  umount_fs
+  rm -rf "$ROOT"
+  mkdir -p "$CACHE"
+  log "debootstrapping Debian $SUITE into $ROOT (a few minutes, once)"
+  debootstrap --variant=minbase --include=ca-certificates "$SUITE" "$ROOT" "$MIRROR" \
+    >"$CACHE/debootstrap.log" 2>&1 || { tail -n 30 "$CACHE/debootstrap.log" >&2; die "debootstrap failed"; }
+  # No services may start inside the chroot at package install time, and no default cluster.
+  printf '#!/bin/sh\nexit 101\n' >"$ROOT/usr/sbin/policy-rc.d"
+  chmod +x "$ROOT/usr/sbin/policy-rc.d"
+  mkdir -p "$ROOT/etc/postgresql-common/createcluster.d"
+  echo "create_main_cluster = false" >"$ROOT/etc/postgresql-common/createcluster.d/alphapulse.conf"
+  echo "deb $MIRROR $SUITE main" >"$ROOT/etc/apt/sources.list"
+  mount_fs
+  log "installing postgresql-$PGVER and postgresql-$PGVER-timescaledb in the chroot"
+  {
+    in_root apt-get update -q &&
+      in_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+        "postgresql-$PGVER" "postgresql-$PGVER-timescaledb" &&
+      in_root apt-get clean
+  } >"$CACHE/apt.log" 2>&1 || { tail -n 30 "$CACHE/apt.log" >&2; die "apt-get in the chroot failed"; }
+  touch "$STAMP"
+}
+
+init_cluster() {
+  [ -f "$ROOT$PGDATA/PG_VERSION" ] && return 0
+  log "initialising a cluster in $ROOT$PGDATA"
+  mkdir -p "$ROOT$PGDATA"
+  in_root chown -R postgres:postgres /var/lib/alphapulse
+  as_pg "$PGBIN/initdb" -D "$PGDATA" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
+  cat >>"$ROOT$PGDATA/postgresql.conf" <<EOF
+# alphapulse test server (deploy/timescale-chroot.sh)
+listen_addresses = '127.0.0.1'
+port = $PORT
+unix_socket_directories = '/tmp'
+shared_preload_libraries = 'timescaledb'
+timescaledb.telemetry_level = off
+max_connections = 200
+shared_buffers = 256MB
+fsync = on
+EOF
+}
+
+is_up() { as_pg "$PGBIN/pg_isready" -q -h 127.0.0.1 -p "$PORT" 2>/dev/null; }
+
+start() {
+  need_root
+  [ -f "$STAMP" ] || die "the chroot is not built; run '$0 up'"
+  mount_fs
+  init_cluster
+  if is_up; then return 0; fi
+  log "starting PostgreSQL $PGVER + TimescaleDB on 127.0.0.1:$PORT"
+  # 9>&-: the server must not inherit the provisioning lock (it would hold it for ever).
+  as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -l "$PGDATA/server.log" -w -t 60 start >/dev/null 9>&- ||
+    { tail -n 20 "$ROOT$PGDATA/server.log" >&2; die "the server did not start"; }
+}
+
+stop() {
+  [ -f "$ROOT$PGDATA/postmaster.pid" ] || return 0
+  need_root
+  mount_fs
+  log "stopping the server on port $PORT"
+  as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -m fast -w -t 60 stop >/dev/null || true
+}
+
+create_db() {
+  if ! as_pg psql -qAt -h 127.0.0.1 -p "$PORT" -d postgres \
+    -c "SELECT 1 FROM pg_database WHERE datname = '$DB'" | grep -q 1; then
+    log "creating database $DB"
+    as_pg psql -q -h 127.0.0.1 -p "$PORT" -d postgres -c "CREATE DATABASE \"$DB\"" >/dev/null
+  fi
+}
+
+cmd=${1:-up}
+case "$cmd" in
+  up)
+    need_root
+    mkdir -p "$CACHE"
+    exec 9>"$CACHE/.lock"
+    flock 9   # two concurrent `make test` runs must not debootstrap the same root
+    build_root
+    start
+    create_db
+    echo "$URL"
+    ;;
+  start) start ;;
+  stop) stop ;;
+  status) if [ -f "$STAMP" ] && is_up; then echo "up $URL"; else echo "down"; exit 3; fi ;;
+  url) echo "$URL" ;;
+  destroy) need_root; stop; umount_fs; rm -rf "$ROOT" ;;
+  *) die "unknown command $cmd (up|start|stop|status|url|destroy)" ;;
+esac
