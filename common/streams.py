@@ -104,6 +104,14 @@ def original_fields(dead_letter: Mapping[bytes, bytes]) -> dict[bytes, bytes]:
     return {k[n:]: v for k, v in dead_letter.items() if k.startswith(_FIELD_PREFIX)}
 
 
+def ids_by_stream(entries: Iterable[Entry]) -> dict[str, list[StreamIdT]]:
+    """Entry ids grouped by stream, in delivery order."""
+    out: dict[str, list[StreamIdT]] = defaultdict(list)
+    for e in entries:
+        out[e.stream].append(e.id)
+    return out
+
+
 def error_reason(error: BaseException | str) -> str:
     """The counter label of an error: ``BadInput.reason``, or ``error`` for anything else."""
     return error.reason if isinstance(error, BadInput) else "error"
@@ -226,9 +234,7 @@ class StreamConsumer:
     async def touch(self, entries: Iterable[Entry]) -> None:
         """Reset the idle time of entries this consumer holds (``XCLAIM … JUSTID``: the
         delivery count is left alone), so nobody claims entries it has only deferred."""
-        by_stream: dict[str, list[StreamIdT]] = defaultdict(list)
-        for e in entries:
-            by_stream[e.stream].append(e.id)
+        by_stream = ids_by_stream(entries)
         if not by_stream:
             return
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -237,7 +243,7 @@ class StreamConsumer:
             await pipe.execute()
 
     # --- acknowledging ---------------------------------------------------------------------
-    async def ack(self, stream: str, ids: Sequence[str]) -> int:
+    async def ack(self, stream: str, ids: Sequence[StreamIdT]) -> int:
         """XACK ``ids`` of ``stream``; returns how many were still pending."""
         if not ids:
             return 0
@@ -245,9 +251,7 @@ class StreamConsumer:
 
     async def ack_entries(self, entries: Iterable[Entry]) -> int:
         """XACK ``entries`` (any mix of streams) in one round trip."""
-        by_stream: dict[str, list[str]] = defaultdict(list)
-        for e in entries:
-            by_stream[e.stream].append(e.id)
+        by_stream = ids_by_stream(entries)
         if not by_stream:
             return 0
         if len(by_stream) == 1:
