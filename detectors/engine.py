@@ -127,7 +127,7 @@ class PartitionEngine:
         end = open_time + self.tf_ms[tf]
         order = np.lexsort((-tf, end))
         rows = sid * self.n_tf + tf
-        self._ensure_rows(int(rows.max()) + 1)
+        self._ensure_rows((int(sid.max()) + 1) * self.n_tf)
         ohlcv = np.array(
             [closed.open, closed.high, closed.low, closed.close, closed.volume], np.float64
         )

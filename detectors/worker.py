@@ -1,0 +1,313 @@
+"""``python -m detectors``: the async shell around the pure partition engine.
+
+One ``DetectorService`` per process. Every ``HEARTBEAT_MS`` it heartbeats its membership,
+computes the partition table (:func:`detectors.ownership.assign`), renews the leases it
+holds, asks the runners of partitions the table gives to others to hand over, and tries to
+acquire the free partitions the table gives to it. Each owned partition has a
+``PartitionRunner`` task:
+
+1. restore the checkpoint (or start empty): the state and the last applied entry id;
+2. read the partition's entries in id order through consumer group ``detectors`` under one
+   consumer name *per partition* (``p<n>``): first the group's pending entries above the last
+   applied id (what a previous owner read but never checkpointed — "claiming" them needs no
+   XCLAIM because every owner of the partition is the same consumer), then new ones
+   (``XREADGROUP >``), which are read back the same way so they are applied strictly in id
+   order even if a stale owner grabbed some;
+3. apply each entry (an entry that does not decode is dead-lettered and counted as applied);
+4. XADD the closed bars to ``bars`` and the pattern events to ``patterns`` (deterministic
+   ids in the fields; a crash before the checkpoint replays them with the same ids);
+5. every ``CHECKPOINT_INTERVAL`` ms, and before handing over, write the checkpoint and XACK
+   the covered entries in one fenced Lua call; a failed fence means the lease was lost, and
+   the runner stops without acking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from common.contracts import TickBatch
+from common.errors import DecodeError
+from common.lifecycle import Service
+from common.logging import get_logger
+from common.names import GROUP_DETECTORS
+from common.redis import AnyRedis, redis_from_settings
+from common.streams import Entry, dead_letter_fields
+from detectors import checkpoint
+from detectors.engine import Output, PartitionEngine
+from detectors.metrics import DETECTOR_METRICS, DetectorMetrics
+from detectors.ownership import Ownership, assign
+from detectors.patterns import PatternEngine
+from detectors.settings import DetectorSettings
+
+log = get_logger("detectors")
+
+
+class DetectorService(Service):
+    name = "detectors"
+
+    def __init__(
+        self,
+        settings: DetectorSettings,
+        *,
+        redis: AnyRedis | None = None,
+        metrics: DetectorMetrics = DETECTOR_METRICS,
+    ) -> None:
+        super().__init__()
+        self.settings = settings
+        self.keys = settings.common.keys()
+        self.redis: AnyRedis | None = redis
+        self.metrics = metrics
+        self.patterns = PatternEngine(settings.engine.patterns)
+        self.runners: dict[int, PartitionRunner] = {}
+        self._own_redis = redis is None
+        self._ownership: Ownership | None = None
+        self.readiness.require("membership")
+
+    @property
+    def ownership(self) -> Ownership:
+        assert self._ownership is not None, "start() first"
+        return self._ownership
+
+    async def start(self) -> None:
+        await super().start()
+        if self.redis is None:
+            self.redis = redis_from_settings(self.settings.common)
+        self._ownership = Ownership(
+            self.redis, self.keys, self.settings.detector_id, self.settings.lease_ttl_ms
+        )
+        log.info("detector_started", member=self.settings.detector_id)
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            while not self.stopping:
+                try:
+                    await self._rebalance(tg)
+                except (RedisError, OSError) as e:
+                    log.warning("rebalance_failed", error=repr(e))
+                self.readiness.set("membership", True)
+                await self.wait_stopping(self.settings.heartbeat_ms / 1000)
+            for runner in self.runners.values():
+                runner.hand_over = True
+        try:
+            await self.ownership.heartbeat(alive=False)
+        except (RedisError, OSError) as e:
+            log.warning("leave_failed", error=repr(e))
+
+    async def _rebalance(self, tg: asyncio.TaskGroup) -> None:
+        members = await self.ownership.heartbeat()
+        me = self.settings.detector_id
+        if me not in members:
+            members.append(me)
+        wanted = set(assign(members, self.settings.common.partitions)[me])
+        for p, runner in list(self.runners.items()):
+            if runner.hand_over or runner.lost:
+                continue
+            if not await self.ownership.renew(p, runner.epoch):
+                runner.lost = True
+                self.metrics.leases_lost.inc()
+                log.warning("lease_lost", partition=p, epoch=runner.epoch)
+            elif p not in wanted:
+                runner.hand_over = True
+                log.info("partition_handover", partition=p)
+        for p in sorted(wanted - self.runners.keys()):
+            epoch = await self.ownership.acquire(p)
+            if epoch:
+                runner = PartitionRunner(self, p, epoch)
+                self.runners[p] = runner
+                tg.create_task(runner.run(), name=f"partition-{p}")
+                log.info("partition_acquired", partition=p, epoch=epoch)
+        self.metrics.owned.set(len(self.runners))
+        now = time.monotonic()
+        ages = [now - r.checkpointed_at for r in self.runners.values()]
+        self.metrics.checkpoint_age.set(max(ages, default=0.0))
+
+    async def close(self) -> None:
+        if self._own_redis and self.redis is not None:
+            await self.redis.aclose()
+
+
+class PartitionRunner:
+    """Owns one partition for one lease epoch (see the module docstring)."""
+
+    def __init__(self, service: DetectorService, partition: int, epoch: int) -> None:
+        self.service = service
+        self.p = partition
+        self.epoch = epoch
+        self.stream = service.keys.ticks(partition)
+        self.consumer = f"p{partition}"
+        self.hand_over = False
+        self.lost = False
+        self.checkpointed_at = time.monotonic()
+        self.unacked: list[str] = []
+        self.engine: PartitionEngine | None = None
+        self.last_applied = "0-0"
+        self.max_ts_seen = 0
+        self.progress_wall_ms = time.time() * 1000
+
+    @property
+    def redis(self) -> AnyRedis:
+        assert self.service.redis is not None
+        return self.service.redis
+
+    async def run(self) -> None:
+        try:
+            await self._restore()
+            await self._loop()
+            if not self.lost:
+                await self._checkpoint()
+                if not self.lost:
+                    await self.service.ownership.release(self.p, self.epoch)
+                    log.info("partition_released", partition=self.p, epoch=self.epoch)
+        except (RedisError, OSError) as e:
+            # Keep the lease un-renewed: it expires, and the partition is restored from its
+            # checkpoint by whoever acquires it next (maybe this process again).
+            log.error("partition_failed", partition=self.p, error=repr(e))
+        finally:
+            self.service.runners.pop(self.p, None)
+
+    async def _restore(self) -> None:
+        settings = self.service.settings
+        try:
+            await self.redis.xgroup_create(self.stream, GROUP_DETECTORS, id="0", mkstream=True)
+        except RedisError as e:
+            if "BUSYGROUP" not in str(e):
+                raise
+        data = await self.service.ownership.load_checkpoint(self.p)
+        if data is None:
+            self.engine = PartitionEngine(settings.engine, self.service.patterns)
+        else:
+            self.engine = checkpoint.loads(data, settings.engine, self.service.patterns)
+        self.last_applied = self.engine.last_id or "0-0"
+        log.info("partition_restored", partition=self.p, last_id=self.last_applied)
+
+    async def _read_pending(self, count: int) -> list[Entry]:
+        reply: Any = await self.redis.xreadgroup(
+            GROUP_DETECTORS, self.consumer, {self.stream: self.last_applied}, count=count
+        )
+        return _entries(self.stream, reply)
+
+    async def _read(self) -> list[Entry]:
+        common = self.service.settings.common
+        entries = await self._read_pending(common.batch_count)
+        if entries:
+            return entries
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.xreadgroup(
+            GROUP_DETECTORS,
+            self.consumer,
+            {self.stream: ">"},
+            count=common.batch_count,
+            block=common.block_ms,
+        )
+        pipe.xreadgroup(
+            GROUP_DETECTORS,
+            self.consumer,
+            {self.stream: self.last_applied},
+            count=common.batch_count,
+        )
+        _, pending = await pipe.execute()
+        return _entries(self.stream, pending)
+
+    async def _loop(self) -> None:
+        settings = self.service.settings
+        interval = settings.checkpoint_interval_ms / 1000
+        while not (self.hand_over or self.lost or self.service.stopping):
+            entries = await self._read()
+            out = Output()
+            for entry in entries:
+                out.extend(await self._apply(entry))
+            if not entries and settings.idle_close_ms:
+                out.extend(self._idle_close())
+            await self._write(out, entries)
+            if self.unacked and time.monotonic() - self.checkpointed_at >= interval:
+                await self._checkpoint()
+
+    async def _apply(self, entry: Entry) -> Output:
+        engine = self.engine
+        assert engine is not None
+        self.last_applied = entry.id
+        self.unacked.append(entry.id)
+        metrics = self.service.metrics
+        try:
+            if not entry.fields:
+                raise DecodeError("missing_entry", "entry deleted before it was applied")
+            batch = TickBatch.decode(entry.fields)
+        except DecodeError as e:
+            metrics.bad_entries.labels(e.reason).inc()
+            fields = dead_letter_fields(
+                entry, e, reason=e.reason, group=GROUP_DETECTORS, consumer=self.consumer
+            )
+            await self.redis.xadd(self.service.keys.dlq(self.stream), dict(fields.items()))
+            engine.last_id = entry.id
+            return Output()
+        before = engine.agg.counters
+        late, dups = before.late, before.duplicates
+        out = engine.apply(batch, entry.id)
+        metrics.ticks.inc(len(batch))
+        metrics.late.inc(engine.agg.counters.late - late)
+        metrics.duplicates.inc(engine.agg.counters.duplicates - dups)
+        if engine.agg.max_ts > self.max_ts_seen:
+            self.max_ts_seen = engine.agg.max_ts
+            self.progress_wall_ms = time.time() * 1000
+        return out
+
+    def _idle_close(self) -> Output:
+        """Close bars by extrapolated event time when the partition has gone quiet."""
+        engine = self.engine
+        assert engine is not None
+        idle = time.time() * 1000 - self.progress_wall_ms
+        if engine.agg.max_ts <= 0 or idle < self.service.settings.idle_close_ms:
+            return Output()
+        return engine.advance_to(engine.agg.max_ts + int(idle))
+
+    async def _write(self, out: Output, entries: list[Entry]) -> None:
+        metrics = self.service.metrics
+        if out.bars:
+            pipe = self.redis.pipeline(transaction=False)
+            keys = self.service.keys
+            for bar in out.bars:
+                pipe.xadd(keys.bars, dict(bar.encode().items()))
+            for event in out.events:
+                pipe.xadd(keys.patterns, dict(event.encode().items()))
+            await pipe.execute()
+            for bar in out.bars:
+                metrics.bars.labels(bar.timeframe).inc()
+            for event in out.events:
+                for name in event.patterns:
+                    metrics.patterns.labels(name).inc()
+        now_ms = time.time() * 1000
+        for entry in entries:
+            metrics.latency.observe(max(0.0, now_ms - int(entry.id.split("-")[0])) / 1000)
+
+    async def _checkpoint(self) -> None:
+        engine = self.engine
+        if engine is None:
+            return
+        state = checkpoint.dumps(engine)
+        ok = await self.service.ownership.write_checkpoint(self.p, self.epoch, state, self.unacked)
+        if not ok:
+            self.lost = True
+            self.service.metrics.leases_lost.inc()
+            log.warning("checkpoint_fenced", partition=self.p, epoch=self.epoch)
+            return
+        self.unacked = []
+        self.checkpointed_at = time.monotonic()
+        self.service.metrics.checkpoint_bytes.labels(str(self.p)).set(len(state))
+
+
+def _entries(stream: str, reply: Any) -> list[Entry]:
+    """Entries of one stream from an XREADGROUP reply (list or dict shape)."""
+    if not reply:
+        return []
+    items = reply.get(stream.encode(), reply.get(stream)) if isinstance(reply, dict) else None
+    if items is None and isinstance(reply, list):
+        items = reply[0][1]
+    out = []
+    for raw_id, fields in items or []:
+        eid = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+        out.append(Entry(stream, eid, dict(fields or {})))
+    return out
