@@ -172,12 +172,17 @@ def _csv_tick(
 
 
 def symbol_names(adapter: ExchangeAdapter, symbol: str) -> tuple[str, str]:
-    """(normalized, native) of a CSV symbol given natively or already normalized."""
+    """(normalized, native) of a symbol written natively (``BTCUSDT``, ``BTC/USD``) or
+    normalized (``BTC-USDT``), in any case. A spelling is taken as normalized when it survives
+    the round trip ``normalize(to_native(s)) == s`` (some natives, like Coinbase's, are both)."""
+    upper = symbol.strip().upper()
     try:
-        return adapter.normalize(symbol), symbol
+        native = adapter.to_native(upper)
+        if adapter.normalize(native) == upper:
+            return upper, native
     except BadInput:
-        native = adapter.to_native(symbol)
-        return adapter.normalize(native), native
+        pass
+    return adapter.normalize(upper), upper
 
 
 def write_trades_csv(ticks: Iterable[Tick], out: IO[str]) -> int:

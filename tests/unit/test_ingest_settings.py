@@ -1,0 +1,153 @@
+"""IngestSettings from env, the backoff schedule, the rate-limited log, frame handling."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from common.errors import ConfigError
+from common.names import Keys
+from ingest.connection import Connection, backoff_delay
+from ingest.deadletter import DeadLetters, RateLimitedLog
+from ingest.exchanges import get_adapter
+from ingest.metrics import IngestMetrics
+from ingest.sequence import TradeDeduper
+from ingest.settings import IngestSettings, parse_exchanges
+from ingest.writer import TickWriter
+
+
+def test_settings_from_env() -> None:
+    s = IngestSettings.from_env(
+        {
+            "EXCHANGES": "binance:BTCUSDT, eth-usdt ; kraken:BTC/USD;okx:BTC-USDT",
+            "INGEST_URL_BINANCE": "ws://127.0.0.1:8765/binance/stream",
+            "INGEST_FLUSH_MS": "2.5",
+            "INGEST_BATCH_SIZE": "500",
+            "INGEST_MAX_CONNECTION_AGE_S": "30",
+            "PARTITIONS": "8",
+        }
+    )
+    assert s.exchanges == (
+        ("binance", ("BTCUSDT", "ETHUSDT")),
+        ("kraken", ("BTC/USD",)),
+        ("okx", ("BTC-USDT",)),
+    )
+    assert s.url("binance") == "ws://127.0.0.1:8765/binance/stream"
+    assert s.url("kraken") is None
+    assert (s.flush_ms, s.batch_size, s.max_connection_age_s) == (2.5, 500, 30.0)
+    assert s.idle_timeout_s is None
+    assert s.common.partitions == 8
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({}, "EXCHANGES"),
+        ({"EXCHANGES": "nasdaq:AAPL"}, "EXCHANGES"),
+        ({"EXCHANGES": "binance"}, "EXCHANGES"),
+        ({"EXCHANGES": "binance:"}, "EXCHANGES"),
+        ({"EXCHANGES": "binance:XYZ123"}, "EXCHANGES"),
+        ({"EXCHANGES": "binance:BTCUSDT", "INGEST_URL_BINANCE": "http://x"}, "INGEST_URL_BINANCE"),
+        ({"EXCHANGES": "binance:BTCUSDT", "INGEST_BATCH_SIZE": "0"}, "INGEST_BATCH_SIZE"),
+        (
+            {"EXCHANGES": "binance:BTCUSDT", "INGEST_BATCH_SIZE": "50", "INGEST_QUEUE_BOUND": "10"},
+            "INGEST_QUEUE_BOUND",
+        ),
+        ({"EXCHANGES": "binance:BTCUSDT", "INGEST_FLUSH_MS": "soon"}, "INGEST_FLUSH_MS"),
+        ({"EXCHANGES": "binance:BTCUSDT", "PARTITIONS": "0"}, "PARTITIONS"),
+    ],
+)
+def test_bad_settings_name_the_variable(env: dict[str, str], variable: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        IngestSettings.from_env(env)
+    assert err.value.variable == variable
+
+
+def test_url_variable_of_a_hyphenated_exchange() -> None:
+    s = IngestSettings.from_env(
+        {"EXCHANGES": "binance-futures:BTCUSDT", "INGEST_URL_BINANCE_FUTURES": "ws://h/x"}
+    )
+    assert s.url("binance-futures") == "ws://h/x"
+    assert parse_exchanges("binance-futures:BTC-USDT-PERP")[0][1] == ("BTCUSDT",)
+
+
+def test_backoff_is_full_jitter_and_capped() -> None:
+    rng = random.Random(1)
+    for attempt in range(40):
+        ceiling = min(5.0, 0.1 * 2**attempt)
+        delays = [backoff_delay(attempt, 0.1, 5.0, rng) for _ in range(50)]
+        assert all(0.0 <= d <= ceiling for d in delays)
+    late = [backoff_delay(20, 0.1, 5.0, rng) for _ in range(200)]
+    assert min(late) < 1.0 and max(late) > 4.0  # spread over the whole range
+
+
+def test_rate_limited_log_counts_suppressed() -> None:
+    logs = RateLimitedLog(interval=3600)
+    assert logs.allow("binance", "bad_type") == 0
+    assert logs.allow("binance", "bad_type") is None
+    assert logs.allow("binance", "bad_type") is None
+    assert logs.allow("kraken", "bad_type") == 0
+    logs.interval = 0
+    assert logs.allow("binance", "bad_type") == 2
+
+
+def _connection() -> tuple[Connection, IngestMetrics, DeadLetters]:
+    metrics = IngestMetrics(CollectorRegistry())
+    keys = Keys(4)
+    redis: Any = None  # never touched: frames are handled synchronously
+    dlq = DeadLetters(redis, keys, consumer="t", dropped=metrics.dlq_dropped, max_frame=16)
+    a = get_adapter("binance")
+    conn = Connection(
+        a,
+        ["BTCUSDT"],
+        writer=TickWriter(redis, keys, metrics),
+        deduper=TradeDeduper(sequential_key=a.trade_id_key),
+        metrics=metrics,
+        dead_letters=dlq,
+    )
+    return conn, metrics, dlq
+
+
+def _trade(tid: int) -> str:
+    return (
+        '{"stream":"btcusdt@trade","data":{"e":"trade","E":1723161255343,"s":"BTCUSDT",'
+        f'"t":{tid},"p":"61837.63000000","q":"0.02000000","T":1723161255342,"m":true,"M":true}}}}'
+    )
+
+
+def test_handle_frame_dedupes_counts_gaps_and_dead_letters() -> None:
+    conn, m, dlq = _connection()
+    got = [conn.handle_frame(f, 1) for f in (_trade(1), _trade(2), _trade(2), _trade(5))]
+    assert [[t.trade_id for t in ticks] for ticks in got] == [["1"], ["2"], [], ["5"]]
+    assert conn.handle_frame('{"result":null,"id":1}', 1) == []
+    assert conn.handle_frame("{broken" + "x" * 100, 1) == []
+    conn.publish_metrics()
+    assert m.value("alphapulse_ingest_frames_total", exchange="binance", kind="trade") == 4
+    assert m.value("alphapulse_ingest_frames_total", exchange="binance", kind="control") == 1
+    assert m.value("alphapulse_ingest_ticks_total", exchange="binance") == 3
+    assert m.value("alphapulse_ingest_duplicates_total", exchange="binance") == 1
+    assert m.value("alphapulse_ingest_gaps_total", exchange="binance") == 1
+    assert m.value("alphapulse_ingest_missing_trades_total", exchange="binance") == 2
+    assert (
+        m.value("alphapulse_ingest_bad_frames_total", exchange="binance", reason="invalid_json")
+        == 1
+    )
+    assert dlq.pending == 1
+    (entry,) = dlq._buffer
+    assert entry[b"frame"] == b"{brokenxxxxxxxxx"  # truncated to max_frame
+    assert entry[b"frame_bytes"] == b"107"
+    assert entry[b"reason"] == b"invalid_json" and entry[b"stream"] == b"ingest"
+
+
+def test_dead_letter_buffer_is_bounded_and_counts_what_it_gives_up() -> None:
+    metrics = IngestMetrics(CollectorRegistry())
+    redis: Any = None
+    dlq = DeadLetters(redis, Keys(4), consumer="t", dropped=metrics.dlq_dropped, max_buffer=3)
+    for i in range(5):
+        dlq.add("binance", "invalid_json", "", f"junk{i}")
+    assert dlq.pending == 3
+    assert metrics.value("alphapulse_ingest_dlq_dropped_total") == 2
+    assert [e[b"frame"] for e in dlq._buffer] == [b"junk2", b"junk3", b"junk4"]
