@@ -1,0 +1,114 @@
+"""``alphapulse tail signals``: print signals from the stream as they arrive.
+
+A table by default, or the contract's JSON one line per signal with ``--json`` (the exact
+``d`` field of the stream entry, so it can be piped to ``jq``). Reads with XREAD (no consumer
+group: tailing never takes signals away from anyone). ``--from beginning`` or an entry id
+replays what is still in the stream first; ``--count N`` stops after N signals.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import Any, TextIO
+
+from common.redis import redis_from_settings
+from common.settings import CommonSettings, exit_on_config_error
+from signals.contract import Signal, decode_entry
+
+COLUMNS = (
+    ("open_time", 24),
+    ("exchange", 10),
+    ("symbol", 12),
+    ("tf", 4),
+    ("dir", 5),
+    ("score", 6),
+    ("patterns", 40),
+)
+
+
+def table_header() -> str:
+    return " ".join(name.ljust(width) for name, width in COLUMNS).rstrip()
+
+
+def table_row(signal: Signal) -> str:
+    """One fixed-width line per signal (supporting patterns without the ``CDL`` prefix)."""
+    patterns = ",".join(p.removeprefix("CDL") for p in signal.supporting)
+    cells = (
+        signal.open_time,
+        signal.exchange,
+        signal.symbol,
+        signal.timeframe,
+        signal.direction,
+        f"{signal.score:.3f}",
+        patterns,
+    )
+    return " ".join(c.ljust(w) for c, (_, w) in zip(cells, COLUMNS, strict=True)).rstrip()
+
+
+async def tail(
+    settings: CommonSettings, *, start: str, count: int, as_json: bool, out: TextIO
+) -> int:
+    redis = redis_from_settings(settings)
+    stream = settings.keys().signals
+    last = {"now": "$", "beginning": "0-0"}.get(start, start)
+    shown = 0
+    try:
+        if last == "$":  # resolve "now" once, so no entry between two reads is skipped
+            newest: Any = await redis.xrevrange(stream, count=1)
+            last = newest[0][0].decode() if newest else "0-0"
+        if not as_json:
+            print(table_header(), file=out, flush=True)
+        while not count or shown < count:
+            reply: Any = await redis.xread({stream: last}, count=100, block=settings.block_ms)
+            for _, entries in reply or []:
+                for entry_id, fields in entries:
+                    last = entry_id.decode()
+                    if as_json:
+                        print(fields[b"d"].decode(), file=out)
+                    else:
+                        print(table_row(decode_entry(fields)), file=out)
+                    shown += 1
+                    if count and shown >= count:
+                        break
+                out.flush()
+                if count and shown >= count:
+                    break
+    finally:
+        await redis.aclose()
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.what != "signals":
+        print(f"alphapulse tail: cannot tail {args.what!r} (only: signals)", file=sys.stderr)
+        return 2
+    with exit_on_config_error():
+        settings = CommonSettings.from_env()
+    try:
+        return asyncio.run(
+            tail(settings, start=args.start, count=args.count, as_json=args.json, out=sys.stdout)
+        )
+    except KeyboardInterrupt:
+        return 0
+
+
+def register(subparsers: Any) -> None:
+    """Entry point of ``alphapulse tail`` (group ``alphapulse.commands``)."""
+    p = subparsers.add_parser(
+        "tail",
+        help="print live signals (REDIS_URL, NAMESPACE from the environment)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("what", choices=["signals"], help="what to tail")
+    p.add_argument("--json", action="store_true", help="one JSON signal per line")
+    p.add_argument(
+        "--from",
+        dest="start",
+        default="now",
+        help="now (default), beginning, or a stream entry id to start after",
+    )
+    p.add_argument("--count", type=int, default=0, help="stop after N signals (0: never)")
+    p.set_defaults(func=run)
