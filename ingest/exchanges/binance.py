@@ -188,11 +188,10 @@ class BinanceSpot(_Binance):
     stream_suffix = "@trade"
 
     def normalize(self, native: str) -> str:
-        base, quote = f.split_concatenated(native, f.CONCAT_QUOTES)
-        return f"{base}-{quote}"
+        return f.concat_spot_symbol(native)
 
     def to_native(self, symbol: str) -> str:
-        return symbol.replace("-", "").upper()
+        return f.concat_spot_native(symbol)
 
 
 class BinanceFutures(_Binance):
@@ -243,15 +242,12 @@ class _BinanceSession(ServerSession):
         return ServerReply(subscribed=natives)
 
     def handle(self, message: str | bytes) -> ServerReply:
-        try:
-            req = orjson.loads(message)
-        except orjson.JSONDecodeError:
-            req = None
-        if not isinstance(req, dict) or req.get("method") not in (
+        req = f.client_request(message)
+        if req is None or req.get("method") not in (
             "SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS",
         ):  # fmt: skip
             err = {"code": 2, "msg": "Invalid request: unknown method or malformed JSON"}
-            rid = req.get("id") if isinstance(req, dict) else None
+            rid = req.get("id") if req is not None else None
             return ServerReply([orjson.dumps({"error": err, "id": rid}).decode()])
         rid = req.get("id")
         params = req.get("params") or []

@@ -122,11 +122,10 @@ class BybitSpot(_Bybit):
     max_symbols_per_message = 10
 
     def normalize(self, native: str) -> str:
-        base, quote = f.split_concatenated(native, f.CONCAT_QUOTES)
-        return f"{base}-{quote}"
+        return f.concat_spot_symbol(native)
 
     def to_native(self, symbol: str) -> str:
-        return symbol.replace("-", "").upper()
+        return f.concat_spot_native(symbol)
 
 
 class BybitLinear(_Bybit):
@@ -167,11 +166,8 @@ class _BybitSession(ServerSession):
         self.conn_id = "sim-" + adapter.name
 
     def handle(self, message: str | bytes) -> ServerReply:
-        try:
-            req = orjson.loads(message)
-        except orjson.JSONDecodeError:
-            req = None
-        if not isinstance(req, dict):
+        req = f.client_request(message)
+        if req is None:
             return ServerReply([self._reply("", False, "error:invalid json", "")])
         op, rid = req.get("op"), str(req.get("req_id", ""))
         if op == "ping":

@@ -168,11 +168,8 @@ class _CoinbaseSession(ServerSession):
         return orjson.dumps(msg).decode()
 
     def handle(self, message: str | bytes) -> ServerReply:
-        try:
-            req = orjson.loads(message)
-        except orjson.JSONDecodeError:
-            req = None
-        if not isinstance(req, dict) or req.get("type") not in ("subscribe", "unsubscribe"):
+        req = f.client_request(message)
+        if req is None or req.get("type") not in ("subscribe", "unsubscribe"):
             err = {"type": "error", "message": "failure to subscribe"}
             return ServerReply([orjson.dumps(err).decode()])
         channel = req.get("channel")

@@ -42,6 +42,27 @@ def load_object(frame: str | bytes, max_bytes: int) -> dict[str, Any]:
     return msg
 
 
+def client_request(message: str | bytes) -> dict[str, Any] | None:
+    """A simulated exchange's view of a client message: the JSON object, or None if it is not
+    one (the session then replies with the exchange's error)."""
+    try:
+        req = orjson.loads(message)
+    except orjson.JSONDecodeError:
+        return None
+    return req if isinstance(req, dict) else None
+
+
+def concat_spot_symbol(native: str) -> str:
+    """Binance/Bybit spot ``BTCUSDT`` → ``BTC-USDT``."""
+    base, quote = split_concatenated(native, CONCAT_QUOTES)
+    return f"{base}-{quote}"
+
+
+def concat_spot_native(symbol: str) -> str:
+    """``BTC-USDT`` → ``BTCUSDT`` (inverse of ``concat_spot_symbol``)."""
+    return symbol.replace("-", "").upper()
+
+
 def get(obj: Mapping[str, Any], key: str) -> Any:
     """``obj[key]``, or ``BadInput("missing_field")``."""
     try:

@@ -166,11 +166,8 @@ class _KrakenSession(ServerSession):
         return ServerReply([orjson.dumps(status).decode()])
 
     def handle(self, message: str | bytes) -> ServerReply:
-        try:
-            req = orjson.loads(message)
-        except orjson.JSONDecodeError:
-            req = None
-        if not isinstance(req, dict):
+        req = f.client_request(message)
+        if req is None:
             return ServerReply([_error(None, "Malformed request", None)])
         method, rid = req.get("method"), req.get("req_id")
         if method == "ping":

@@ -136,12 +136,9 @@ class _OkxSession(ServerSession):
     def handle(self, message: str | bytes) -> ServerReply:
         if message in {"ping", b"ping"}:
             return ServerReply(["pong"])
-        try:
-            req = orjson.loads(message)
-        except orjson.JSONDecodeError:
-            req = None
-        op = req.get("op") if isinstance(req, dict) else None
-        args = req.get("args") if isinstance(req, dict) else None
+        req = f.client_request(message)
+        op = req.get("op") if req is not None else None
+        args = req.get("args") if req is not None else None
         if op not in ("subscribe", "unsubscribe") or not isinstance(args, list):
             err = {"event": "error", "code": "60012", "msg": f"Invalid request: {message!s:.200}",
                    "connId": self.conn_id}  # fmt: skip
