@@ -1,0 +1,108 @@
+"""Detector throughput and checkpoint cost (one process, one core).
+
+1. Tick aggregation: encoded ``ticks:{p}`` entries (as ingest writes them) decoded and applied
+   to one partition engine with the default timeframes and all 61 patterns, bar closes,
+   indicators and pattern evaluation included. Baseline in the same run: decoding alone.
+2. Checkpoint of 1,000 symbols x 6 timeframes: serialize, restore, size; baseline: a Redis
+   SET + GET of the same bytes (the I/O a checkpoint costs anyway), when Redis is reachable.
+
+``BENCH_QUICK=1`` shortens both.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import redis
+
+from common.contracts import TickBatch
+from detectors import checkpoint
+from detectors.engine import EngineConfig, PartitionEngine
+from ingest.sources import synthetic_ticks
+
+QUICK = os.environ.get("BENCH_QUICK") == "1"
+BATCH = 200  # ticks per stream entry
+
+
+def _entries(n_symbols: int, rate: float, count: int, seed: int) -> list[dict[bytes, bytes]]:
+    ticks = list(synthetic_ticks("binance", n_symbols, rate, seed=seed, count=count))
+    return [TickBatch.from_ticks(ticks[i : i + BATCH]).encode() for i in range(0, count, BATCH)]
+
+
+def bench_throughput(rate: float) -> None:
+    """``rate`` trades/s of exchange time: 2,000 = busy, 50 = a bar close every ~20 ticks."""
+    count = 100_000 if QUICK else 400_000
+    symbols = 60  # ~1,000 symbols over 16 partitions
+    entries = _entries(symbols, rate, count, seed=1)
+    start = time.perf_counter()
+    for fields in entries:
+        TickBatch.decode(fields)
+    decode_s = time.perf_counter() - start
+    engine = PartitionEngine(EngineConfig())
+    bars = events = 0
+    start = time.perf_counter()
+    for fields in entries:
+        out = engine.apply(TickBatch.decode(fields))
+        bars += len(out.bars)
+        events += len(out.events)
+    apply_s = time.perf_counter() - start
+    print(
+        f"tick aggregation incl. decode, {symbols} symbols at {rate:g} trades/s, "
+        "6 timeframes, 61 patterns: "
+        f"{count / apply_s:,.0f} ticks/s ({bars} bars, {events} pattern events closed) "
+        f"| baseline decode only: {count / decode_s:,.0f} ticks/s"
+    )
+
+
+def _engine_with(n_symbols: int) -> PartitionEngine:
+    engine = PartitionEngine(EngineConfig())
+    per_symbol = 20 if QUICK else 60
+    # 1 trade per symbol every 6 s over the run: several closed 1m bars, all 6 bars open.
+    rate = n_symbols / 6.0
+    for fields in _entries(n_symbols, rate, n_symbols * per_symbol, seed=2):
+        engine.apply(TickBatch.decode(fields))
+    return engine
+
+
+def bench_checkpoint() -> None:
+    n = 1_000
+    engine = _engine_with(n)
+    repeats = 3 if QUICK else 10
+    start = time.perf_counter()
+    for _ in range(repeats):
+        blob = checkpoint.dumps(engine)
+    dump_ms = (time.perf_counter() - start) / repeats * 1000
+    start = time.perf_counter()
+    for _ in range(repeats):
+        checkpoint.loads(blob, engine.config, engine.patterns)
+    load_ms = (time.perf_counter() - start) / repeats * 1000
+    line = (
+        f"checkpoint {n} symbols x 6 timeframes: {len(blob) / 1e6:.2f} MB, "
+        f"write {dump_ms:.1f} ms, restore {load_ms:.1f} ms"
+    )
+    url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    try:
+        client = redis.Redis.from_url(url)
+        key = f"bench:detectors:{os.getpid()}"
+        start = time.perf_counter()
+        for _ in range(repeats):
+            client.set(key, blob)
+            client.get(key)
+        io_ms = (time.perf_counter() - start) / repeats * 1000
+        client.delete(key)
+        client.close()
+        line += f" | baseline Redis SET+GET of the same bytes: {io_ms:.1f} ms"
+    except redis.RedisError as e:
+        line += f" | baseline Redis SET+GET: unavailable ({e!r})"
+    print(line)
+
+
+def main() -> None:
+    bench_throughput(2_000.0)
+    bench_throughput(50.0)
+    bench_checkpoint()
+
+
+if __name__ == "__main__":
+    main()
