@@ -104,10 +104,12 @@ class _Binance(ExchangeAdapter):
                 native = data["s"]
                 tid = data[self.id_key]
                 ts = data["T"]
-                price = float(data["p"])
-                qty = float(data["q"])
+                p, q = data["p"], data["q"]
+                # Prices come as strings; anything else takes the strict path.
+                price = float(p) if type(p) is str else -1.0
+                qty = float(q) if type(q) is str else -1.0
                 maker = data["m"]
-            except (KeyError, ValueError, TypeError):
+            except (KeyError, ValueError):
                 return self._parse_strict(data, recv_ts_ns)
             if (
                 type(tid) is int

@@ -119,3 +119,36 @@ def test_server_sessions_never_raise(exchange: str, message: str) -> None:
     adapter = get_adapter(exchange)
     reply = adapter.server_session().handle(message)
     assert all(isinstance(f, str) for f in reply.frames)
+
+
+binance_values = st.one_of(
+    json_leaf, st.decimals(min_value=-10, max_value=10**10, places=8).map(str)
+)
+
+
+@FUZZ
+@given(
+    fields=st.fixed_dictionaries(
+        {
+            "s": st.sampled_from(["BTCUSDT", "ETHBTC", "XYZ", 5]),
+            "t": st.integers(min_value=0, max_value=2**40) | binance_values,
+            "p": binance_values,
+            "q": binance_values,
+            "T": st.integers(min_value=1_262_304_000_000, max_value=4_200_000_000_000)
+            | binance_values,
+            "m": st.booleans() | binance_values,
+        }
+    )
+)
+def test_binance_fast_path_agrees_with_the_strict_path(fields: dict[str, Any]) -> None:
+    adapter = get_adapter("binance")
+    data = {"e": "trade", "E": 1, **fields}
+    try:
+        fast: Any = adapter.parse(json.dumps({"stream": "x@trade", "data": data}), 1)
+    except BadInput as e:
+        fast = e.reason
+    try:
+        strict: Any = adapter._parse_strict(data, 1)  # type: ignore[attr-defined]
+    except BadInput as e:
+        strict = e.reason
+    assert fast == strict
