@@ -46,8 +46,6 @@ APPEND_SECONDS = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
 )
 
-log = get_logger("signals.worker")
-
 
 class SignalsWorker(StreamWorker):
     """One consumer of group ``signals`` (the runtime's loop around ``handle``); run many."""
@@ -80,7 +78,9 @@ class SignalsWorker(StreamWorker):
 
     async def start(self) -> None:
         await super().start()
-        log.info("signals_started", consumer=self.consumer_name, model=self.model.fingerprint)
+        get_logger("signals.worker").info(
+            "signals_started", consumer=self.consumer_name, model=self.model.fingerprint
+        )
 
     async def handle(self, batch: list[Entry]) -> BatchResult:
         """Score, append, publish; the runtime acks what is not marked failed."""

@@ -52,8 +52,6 @@ SUBSCRIBE_TIMEOUT_S = 10.0
 RESUME_PAGE = 500
 READ_COUNT = 1000
 
-log = get_logger("signals.ws")
-
 
 class Client:
     """One subscribed connection: filters, a bounded queue, and whether it is live yet."""
@@ -142,7 +140,7 @@ def render(entry_id: str, fields: dict[bytes, bytes]) -> tuple[dict[str, Any], s
     except orjson.JSONDecodeError:
         doc = None
     if not isinstance(doc, dict):
-        log.warning("bad_signal_entry", id=entry_id)
+        get_logger("signals.ws").warning("bad_signal_entry", id=entry_id)
         return None
     assert raw is not None
     return doc, signal_message(entry_id, raw)
@@ -185,7 +183,7 @@ class WsServer(Service):
         )
         self.readiness.set("connected")
         self.readiness.set("consuming")
-        log.info("ws_listening", host=s.host, port=self.port)
+        get_logger("signals.ws").info("ws_listening", host=s.host, port=self.port)
 
     async def run(self) -> None:
         stopping = asyncio.Event()

@@ -1,0 +1,222 @@
+"""Signals stage benchmark: scoring and worker throughput, end-to-end latency under a burst.
+
+Figures (each next to a baseline measured in the same run):
+
+1. ``score_event`` alone (pure Python) — events/s.
+2. One ``SignalsWorker`` draining a backlog of pattern events (in-process, burst mode) —
+   events/s; baseline: XREADGROUP + XACK of the same backlog with no work at all.
+3. 1,000 symbols closing a bar at once (1,000 pattern events XADDed in one pipeline), a worker
+   and the WebSocket server running as their own processes: p50/p99 latency from the burst's
+   XADD to each signal seen on the ``signals`` stream (XREAD BLOCK) and at a WebSocket client;
+   baseline: the same burst XADDed to a plain stream and read back with XREADGROUP.
+
+``BENCH_QUICK=1`` runs fewer and smaller rounds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+import uvloop
+from websockets.asyncio.client import connect
+
+from common.contracts import PatternEvent
+from common.logging import configure_logging
+from common.names import GROUP_SIGNALS, Keys
+from common.settings import CommonSettings
+from signals.model import Model
+from signals.scoring import score_event
+from signals.settings import SignalsSettings
+from signals.worker import SignalsWorker
+from tests.signals_factory import MINUTE, T0, event_mix, strong_event
+
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+QUICK = os.environ.get("BENCH_QUICK") == "1"
+SYMBOLS = 1000
+TOKEN = "bench-token"
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def ms(values: Sequence[float]) -> str:
+    return f"p50 {pct(values, 0.5) * 1000:7.2f} ms  p99 {pct(values, 0.99) * 1000:7.2f} ms"
+
+
+def bench_scoring(events: Sequence[PatternEvent]) -> None:
+    model = Model()
+    started = time.perf_counter()
+    n = sum(len(score_event(e, model)) for e in events)
+    took = time.perf_counter() - started
+    print(f"score_event (pure)            {len(events) / took:10,.0f} events/s  ({n} signals)")
+
+
+async def write(r: aioredis.Redis, stream: str, events: Sequence[PatternEvent]) -> None:
+    async with r.pipeline(transaction=False) as pipe:
+        for e in events:
+            pipe.xadd(stream, e.encode())  # type: ignore[arg-type]
+        await pipe.execute()
+
+
+async def bench_worker(r: aioredis.Redis, keys: Keys, events: Sequence[PatternEvent]) -> None:
+    # Baseline: consume and ack the same backlog doing nothing.
+    raw = keys.patterns + ":raw"
+    await write(r, raw, events)
+    await r.xgroup_create(raw, "g", id="0")
+    started = time.perf_counter()
+    while True:
+        reply: Any = await r.xreadgroup("g", "c", {raw: ">"}, count=100)
+        if not reply:
+            break
+        await r.xack(raw, "g", *[i for i, _ in reply[0][1]])
+    base = time.perf_counter() - started
+    await write(r, keys.patterns, events)
+    common = CommonSettings(
+        redis_url=REDIS_URL, namespace=keys.namespace, metrics_port=0, trim_interval_s=0
+    )
+    worker = SignalsWorker(SignalsSettings(common=common, model=Model()), redis=r, burst=True)
+    await worker.start()
+    started = time.perf_counter()
+    await worker.run()
+    took = time.perf_counter() - started
+    await worker.stop()
+    n = await r.xlen(keys.signals)
+    print(
+        f"signals worker (1 instance)   {len(events) / took:10,.0f} events/s  "
+        f"({n / took:,.0f} signals/s)   baseline XREADGROUP+XACK {len(events) / base:10,.0f}/s"
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def bench_latency(r: aioredis.Redis, keys: Keys, rounds: int) -> None:
+    port = free_port()
+    env = os.environ | {
+        "REDIS_URL": REDIS_URL,
+        "NAMESPACE": keys.namespace,
+        "METRICS_PORT": "0",
+        "LOG_LEVEL": "WARNING",
+        "BLOCK_MS": "1000",
+        "SIGNALS_WS_TOKENS": TOKEN,
+        "SIGNALS_WS_PORT": str(port),
+        "SIGNALS_WS_HOST": "127.0.0.1",
+    }
+    await r.delete(keys.patterns, keys.signals, keys.signal_ids)
+    await r.xgroup_create(keys.patterns, GROUP_SIGNALS, id="$", mkstream=True)
+    procs = [
+        await asyncio.create_subprocess_exec(sys.executable, "-m", mod, env=env)
+        for mod in ("signals", "signals.ws")
+    ]
+    try:
+        await _measure(r, keys, port, rounds)
+    finally:
+        for p in procs:
+            with contextlib.suppress(ProcessLookupError):
+                p.terminate()
+            await asyncio.wait_for(p.wait(), 15)
+
+
+async def _connect_ws(port: int) -> Any:
+    for _ in range(100):
+        try:
+            return await connect(
+                f"ws://127.0.0.1:{port}/?token={TOKEN}", compression=None, max_size=None
+            )
+        except OSError:
+            await asyncio.sleep(0.1)
+    raise RuntimeError("the WebSocket server did not start")
+
+
+async def _measure(r: aioredis.Redis, keys: Keys, port: int, rounds: int) -> None:
+    ws = await _connect_ws(port)
+    await ws.send('{"type": "subscribe"}')
+    await ws.recv()
+    raw = keys.patterns + ":baseline"
+    await r.xgroup_create(raw, "g", id="$", mkstream=True)
+    reader = aioredis.Redis.from_url(REDIS_URL)
+    stream_lat: list[float] = []
+    ws_lat: list[float] = []
+    base_lat: list[float] = []
+    last = "0-0"  # the signals stream was emptied before the worker started
+    for k in range(rounds):
+        events = [
+            strong_event(f"S{i:04d}", T0 + k * MINUTE, 1 if i % 2 else -1) for i in range(SYMBOLS)
+        ]
+        # Baseline: the same burst through a plain stream and XREADGROUP.
+        t0 = time.perf_counter()
+        await write(r, raw, events)
+        got = 0
+        while got < SYMBOLS:
+            reply: Any = await reader.xreadgroup("g", "c", {raw: ">"}, count=1000, block=4000)
+            now = time.perf_counter()
+            for _, items in reply or []:
+                base_lat += [now - t0] * len(items)
+                got += len(items)
+        # The real path: patterns -> worker -> signals -> (stream reader, WebSocket client).
+        t0 = time.perf_counter()
+        await write(r, keys.patterns, events)
+        ws_task = asyncio.create_task(_ws_receive(ws, SYMBOLS, t0))
+        got = 0
+        while got < SYMBOLS:
+            reply = await reader.xread({keys.signals: last}, count=1000, block=4000)
+            now = time.perf_counter()
+            if not reply:
+                raise RuntimeError("no signal within 4 s")
+            for _, items in reply:
+                stream_lat += [now - t0] * len(items)
+                got += len(items)
+                last = items[-1][0].decode()
+        ws_lat += await asyncio.wait_for(ws_task, 30)
+    await ws.close()
+    await reader.aclose()
+    print(f"burst of {SYMBOLS} bars, {rounds} rounds:")
+    print(f"  pattern -> signal on stream  {ms(stream_lat)}")
+    print(f"  pattern -> WebSocket client  {ms(ws_lat)}")
+    print(f"  baseline XADD -> XREADGROUP  {ms(base_lat)}")
+
+
+async def _ws_receive(ws: Any, n: int, t0: float) -> list[float]:
+    out: list[float] = []
+    while len(out) < n:
+        frame = orjson.loads(await ws.recv())
+        if frame.get("type") == "signal":
+            out.append(time.perf_counter() - t0)
+    return out
+
+
+async def run() -> None:
+    keys = Keys(partitions=1, namespace=f"bench{uuid.uuid4().hex[:8]}:")
+    r = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        bench_scoring(event_mix(5_000 if QUICK else 50_000))
+        await bench_worker(r, keys, event_mix(5_000 if QUICK else 30_000, symbols=SYMBOLS))
+        await bench_latency(r, keys, 3 if QUICK else 20)
+    finally:
+        async for key in r.scan_iter(match=f"*{keys.namespace}*", count=1000):
+            await r.delete(key)
+        await r.aclose()
+
+
+def main() -> None:
+    configure_logging(level="WARNING", fmt="console")
+    uvloop.run(run())
+
+
+if __name__ == "__main__":
+    main()
