@@ -288,27 +288,8 @@ class StreamConsumer:
         return total
 
     async def group_positions(self, stream: str) -> list[GroupPosition]:
-        """Where every group of ``stream`` stands (XINFO GROUPS + XPENDING summary)."""
-        groups: Any = await self.redis.xinfo_groups(stream)
-        out: list[GroupPosition] = []
-        for g in groups:
-            name = _s(g["name"])
-            pending = int(g["pending"])
-            first = None
-            if pending:
-                summary: Any = await self.redis.xpending(stream, name)
-                first = _s(summary["min"]) if summary["min"] is not None else None
-            lag = g.get("lag")
-            out.append(
-                GroupPosition(
-                    name=name,
-                    last_delivered=_s(g["last-delivered-id"]),
-                    pending=pending,
-                    first_pending=first,
-                    lag=None if lag is None else int(lag),
-                )
-            )
-        return out
+        """Where every group of ``stream`` stands (not only this consumer's group)."""
+        return await group_positions(self.redis, stream)
 
     # --- trimming -----------------------------------------------------------------------------
     async def trim(self, stream: str) -> TrimResult:
@@ -344,6 +325,30 @@ class StreamConsumer:
                     await self.redis.xgroup_delconsumer(stream, self.group, name)
                     removed.append(name)
         return removed
+
+
+async def group_positions(redis: AnyRedis, stream: str) -> list[GroupPosition]:
+    """Where every group of ``stream`` stands (XINFO GROUPS + XPENDING summary per group)."""
+    groups: Any = await redis.xinfo_groups(stream)
+    out: list[GroupPosition] = []
+    for g in groups:
+        name = _s(g["name"])
+        pending = int(g["pending"])
+        first = None
+        if pending:
+            summary: Any = await redis.xpending(stream, name)
+            first = _s(summary["min"]) if summary["min"] is not None else None
+        lag = g.get("lag")
+        out.append(
+            GroupPosition(
+                name=name,
+                last_delivered=_s(g["last-delivered-id"]),
+                pending=pending,
+                first_pending=first,
+                lag=None if lag is None else int(lag),
+            )
+        )
+    return out
 
 
 def _parse_read(reply: Any) -> Iterable[Entry]:
