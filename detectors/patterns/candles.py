@@ -18,9 +18,9 @@ module reproduces the macro arithmetic in TA-Lib's order (``ta_utility.h``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final, TypeVar
+from typing import Final
 
 import numpy as np
 from numpy.typing import NDArray
@@ -28,7 +28,6 @@ from numpy.typing import NDArray
 F64 = NDArray[np.float64]
 I32 = NDArray[np.int32]
 Bool = NDArray[np.bool_]
-_A = TypeVar("_A", bound=NDArray[Any])
 
 # Range types, as in ta_defs.h (TA_RangeType).
 REALBODY: Final = 0
@@ -93,6 +92,10 @@ def ranges(open_: F64, high: F64, low: F64, close: F64) -> F64:
     return out
 
 
+#: (setting name, shift k, first bar index using the total) of one candle average.
+AverageKey = tuple[str, int, int]
+
+
 def _pick(features: F64, field: int, k: int) -> F64:
     """Row ``field`` of bar ``i - k`` from a ``(fields, DEPTH, N)`` feature block."""
     row: F64 = features[field, DEPTH - 1 - k]
@@ -112,19 +115,25 @@ class Candles:
         ohlc: F64,
         rng: F64,
         bar_index: NDArray[np.int64],
-        means: F64,
-        total_columns: dict[RunningTotal, int],
+        averages: Mapping[AverageKey, F64],
     ) -> None:
         # ohlc: (4, DEPTH, N) oldest..newest; rng: (3, DEPTH, N)
         self._ohlc = ohlc
         self._rng = rng
         self.j = bar_index
-        self._means = means
-        self._columns = total_columns
-        self._cache: dict[tuple[str, int, int], F64] = {}
-        self._features: dict[tuple[str, int], NDArray[Any]] = {}
+        self._cache: dict[AverageKey, F64] = dict(averages)
+        # Shared features of all DEPTH bars at once, (DEPTH, N) each: one numpy op apiece.
+        o, h, lo, c = ohlc
+        self._top = np.maximum(o, c)
+        self._bottom = np.minimum(o, c)
+        self._upper = h - self._top
+        self._lower = self._bottom - lo
+        self._white = c >= o
+        self._black = ~self._white
+        self._color = np.where(self._white, 1, -1).astype(np.int32)
         self.start = 0  # lookback of the pattern being evaluated (set by the engine)
-        self.recorded: set[RunningTotal] | None = None
+        #: set by the engine's discovery pass: every averaged key a kernel asks for.
+        self.recorded: dict[AverageKey, RunningTotal] | None = None
         #: (N, 2, 2) Hikkake memory rows, read and updated in place by those two kernels.
         self.hikkake: NDArray[np.int64] = np.zeros((bar_index.shape[0], 2, 2), dtype=np.int64)
 
@@ -156,31 +165,38 @@ class Candles:
 
     def upper(self, k: int) -> F64:
         """TA_UPPERSHADOW: ``high - (close >= open ? close : open)``."""
-        return self._memo("upper", k, lambda: self.h(k) - self.top(k))
+        row: F64 = self._upper[DEPTH - 1 - k]
+        return row
 
     def lower(self, k: int) -> F64:
         """TA_LOWERSHADOW: ``(close >= open ? open : close) - low``."""
-        return self._memo("lower", k, lambda: self.bottom(k) - self.l(k))
+        row: F64 = self._lower[DEPTH - 1 - k]
+        return row
 
     def white(self, k: int) -> Bool:
         """TA_CANDLECOLOR == 1 (close >= open)."""
-        return self._memo("white", k, lambda: self.c(k) >= self.o(k))
+        row: Bool = self._white[DEPTH - 1 - k]
+        return row
 
     def black(self, k: int) -> Bool:
         """TA_CANDLECOLOR == -1 (close < open)."""
-        return self._memo("black", k, lambda: ~self.white(k))
+        row: Bool = self._black[DEPTH - 1 - k]
+        return row
 
     def color(self, k: int) -> I32:
         """TA_CANDLECOLOR as +1 / -1."""
-        return self._memo("color", k, lambda: np.where(self.white(k), 1, -1).astype(np.int32))
+        row: I32 = self._color[DEPTH - 1 - k]
+        return row
 
     def top(self, k: int) -> F64:
         """max(open, close)."""
-        return self._memo("top", k, lambda: np.maximum(self.o(k), self.c(k)))
+        row: F64 = self._top[DEPTH - 1 - k]
+        return row
 
     def bottom(self, k: int) -> F64:
         """min(open, close)."""
-        return self._memo("bottom", k, lambda: np.minimum(self.o(k), self.c(k)))
+        row: F64 = self._bottom[DEPTH - 1 - k]
+        return row
 
     def body_gap_up(self, k2: int, k1: int) -> Bool:
         """TA_REALBODYGAPUP(i-k2, i-k1): min(o,c)[k2] > max(o,c)[k1]."""
@@ -198,14 +214,6 @@ class Candles:
         """TA_CANDLEGAPDOWN(i-k2, i-k1): high[k2] < low[k1]."""
         return self.h(k2) < self.l(k1)
 
-    def _memo(self, name: str, k: int, make: Callable[[], _A]) -> _A:
-        key = (name, k)
-        hit = self._features.get(key)
-        if hit is None:
-            hit = make()
-            self._features[key] = hit
-        return hit  # type: ignore[return-value]
-
     def avg(self, setting: str, k: int, start: int | None = None) -> F64:
         """``TA_CANDLEAVERAGE(setting, <its running total at shift k>, i - k)``.
 
@@ -222,14 +230,19 @@ class Candles:
             base = _pick(self._rng, s.range_type, k)
         else:
             total = RunningTotal(s.range_type, s.avg_period, k, first)
-            if self.recorded is not None:
-                self.recorded.add(total)
-                base = np.zeros_like(self.j, dtype=np.float64)
-            else:
-                base = self._means[self._columns[total]]  # (T, N): row of this total
-        # factor * (sum / period) / (2.0 | 1.0), in this order (means already sum / period).
-        value = s.factor * base
-        if s.range_type == SHADOWS:
-            value = value / 2.0
+            if self.recorded is None:
+                raise KeyError(f"candle average {key} was not prepared by the engine")
+            self.recorded[key] = total
+            base = np.zeros_like(self.j, dtype=np.float64)
+        value = average(s, base)
         self._cache[key] = value
         return value
+
+
+def average(setting: CandleSetting, mean: F64) -> F64:
+    """TA_CANDLEAVERAGE from ``mean`` (``SUM / avgPeriod``, or the bar's own range when
+    avgPeriod is 0): ``factor * mean / (2.0 if Shadows else 1.0)``, in this order."""
+    value: F64 = setting.factor * mean
+    if setting.range_type == SHADOWS:
+        value = value / 2.0
+    return value

@@ -16,8 +16,9 @@ def period(*settings: str) -> int:
 
 
 def fire(cond: Bool, value: int | I32) -> I32:
-    """``value`` where ``cond`` holds, else 0, as int32 (TA-Lib's outInteger)."""
-    return np.where(cond, value, 0).astype(np.int32)
+    """``value`` where ``cond`` holds, else 0 (TA-Lib's outInteger; the engine stores int32)."""
+    out: I32 = np.where(cond, value, 0)
+    return out
 
 
 def within(value: F64, ref: F64, tol: F64) -> Bool:

@@ -18,7 +18,17 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from detectors.patterns.candles import DEPTH, F64, I32, Candles, RunningTotal, ranges
+from detectors.patterns.candles import (
+    DEPTH,
+    F64,
+    I32,
+    SETTINGS,
+    SHADOWS,
+    AverageKey,
+    Candles,
+    RunningTotal,
+    ranges,
+)
 
 Kernel = Callable[[Candles], I32]
 HIKKAKE_FIELDS = 2  # (pattern index, pattern result) per Hikkake variant
@@ -111,8 +121,16 @@ class PatternEngine:
         self.names: tuple[str, ...] = tuple(chosen)
         self._defs = [PATTERNS[n] for n in self.names]
         self.lookbacks = np.array([d.lookback for d in self._defs], dtype=np.int64)
-        self.totals: tuple[RunningTotal, ...] = tuple(sorted(self._discover_totals()))
-        self._columns = {t: n for n, t in enumerate(self.totals)}
+        uses = self._discover_averages()
+        self.totals: tuple[RunningTotal, ...] = tuple(sorted(set(uses.values())))
+        columns = {t: n for n, t in enumerate(self.totals)}
+        # Every candle average the kernels read, computed in one go per evaluate.
+        self._avg_keys = tuple(uses)
+        self._avg_total = np.array([columns[uses[k]] for k in self._avg_keys], dtype=np.intp)
+        self._avg_factor = np.array([SETTINGS[k[0]].factor for k in self._avg_keys])[:, None]
+        self._avg_halved = np.array(
+            [SETTINGS[k[0]].range_type == SHADOWS for k in self._avg_keys], dtype=bool
+        )
         deepest = max((t.shift + t.period for t in self.totals), default=0)
         #: Bars of history (including the newest) each series must supply.
         self.window = max(DEPTH, deepest + 1)
@@ -122,22 +140,23 @@ class PatternEngine:
         self._trail_col = np.array(
             [self.window - 1 - t.shift - t.period for t in self.totals], dtype=np.intp
         )
-        self._start = np.array([t.start for t in self.totals], dtype=np.int64)
-        self._period = np.array([t.period for t in self.totals], dtype=np.int64)
-        self._period_f = self._period.astype(np.float64)
+        self._start = np.array([t.start for t in self.totals], dtype=np.int64)[:, None]
+        period = np.array([t.period for t in self.totals], dtype=np.int64)[:, None]
+        self._init_from = self._start - period
+        self._period_f = period[:, 0].astype(np.float64)
 
-    def _discover_totals(self) -> set[RunningTotal]:
-        """Run every kernel once on dummy bars, recording which running sums it reads."""
+    def _discover_averages(self) -> dict[AverageKey, RunningTotal]:
+        """Run every kernel once on dummy bars, recording the candle averages it reads."""
         n = 1
         ohlc = np.ones((4, DEPTH, n))
-        dummy = Candles(ohlc, ranges(*ohlc), np.zeros(n, dtype=np.int64), np.zeros((0, n)), {})
-        dummy.recorded = set()
+        dummy = Candles(ohlc, ranges(*ohlc), np.zeros(n, dtype=np.int64), {})
+        dummy.recorded = {}
         hik = np.zeros((n, 2, HIKKAKE_FIELDS), dtype=np.int64)
         for d in self._defs:
             dummy.start = d.lookback
             dummy.hikkake = hik
             d.kernel(dummy)
-        return dummy.recorded
+        return dict(sorted(dummy.recorded.items()))
 
     def new_state(self, n_series: int) -> PatternState:
         """Empty state for ``n_series`` series that have not had any bar yet."""
@@ -177,35 +196,46 @@ class PatternEngine:
             bad = rows[skipped][:5].tolist()
             raise ValueError(f"series in slots {bad} skipped a bar (state out of step)")
         with np.errstate(all="ignore"):
-            o, h, lo, c = (a[:, -w:] for a in (open_, high, low, close))
-            rng = ranges(o, h, lo, c)  # (3, N, w)
+            # (field, bar, series) layout: every per-bar feature row is contiguous over N.
+            bars = np.stack([a[:, -w:] for a in (open_, high, low, close)]).transpose(0, 2, 1)
+            bars = np.ascontiguousarray(bars)
+            rng = ranges(bars[0], bars[1], bars[2], bars[3])  # (3, w, N)
             j = seen - 1
-            totals = state.totals[rows]  # (N, T)
-            means = (totals / self._period_f).T  # (T, N), TA-Lib's SUM / avgPeriod
+            totals = np.ascontiguousarray(state.totals[rows].T)  # (T, N)
+            averages = self._averages(totals)
             self._advance_totals(rng, j, totals)
-            state.totals[rows] = totals
-            tail = np.ascontiguousarray(np.stack([o, h, lo, c])[:, :, -DEPTH:].transpose(0, 2, 1))
-            rtail = np.ascontiguousarray(rng[:, :, -DEPTH:].transpose(0, 2, 1))
-            candles = Candles(tail, rtail, j, means, self._columns)
+            state.totals[rows] = totals.T
+            candles = Candles(bars[:, -DEPTH:], rng[:, -DEPTH:], j, averages)
             hik = state.hikkake[rows]
             candles.hikkake = hik
-            out = np.zeros((n, len(self._defs)), dtype=np.int32)
+            out = np.empty((len(self._defs), n), dtype=np.int32)
             for p, d in enumerate(self._defs):
                 candles.start = d.lookback
-                out[:, p] = d.kernel(candles)
+                out[p] = d.kernel(candles)
             state.hikkake[rows] = hik
-        out[~self.ready(seen)] = 0
+        out[j[None, :] < self.lookbacks[:, None]] = 0  # not ready: TA-Lib's leading zeros
         state.bars[rows] = seen
-        return out
+        return out.T.copy()
+
+    def _averages(self, totals: F64) -> dict[AverageKey, F64]:
+        """TA_CANDLEAVERAGE of every (setting, shift, start) the kernels use, from the sums
+        before this bar's update: ``factor * (SUM / avgPeriod) / (2.0 | 1.0)``."""
+        means = totals / self._period_f[:, None]  # (T, N)
+        values = means[self._avg_total] * self._avg_factor
+        values[self._avg_halved] /= 2.0
+        return dict(zip(self._avg_keys, values, strict=True))
 
     def _advance_totals(self, rng: F64, j: NDArray[np.int64], totals: F64) -> None:
-        """Apply TA-Lib's init / update step for bar ``j`` to every running sum, in place."""
+        """Apply TA-Lib's init / update step for bar ``j`` to every running sum, in place.
+
+        ``rng``: (3, window, N) ranges; ``totals``: (T, N) sums before this bar.
+        """
         if not self.totals:
             return
-        now = rng[self._kind, :, self._now_col].T  # (N, T): range(j - shift)
-        trail = rng[self._kind, :, self._trail_col].T  # range(j - shift - period)
-        jj = j[:, None]
-        init = (jj >= self._start - self._period) & (jj < self._start)
+        now = rng[self._kind, self._now_col]  # (T, N): range(j - shift)
+        trail = rng[self._kind, self._trail_col]  # range(j - shift - period)
+        jj = j[None, :]
+        init = (jj >= self._init_from) & (jj < self._start)
         run = jj >= self._start
         # init: total += range(i) from 0.0; run: total += range(i) - range(trailing).
         np.add(totals, now, out=totals, where=init)
