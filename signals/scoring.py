@@ -20,26 +20,25 @@ trend *T* and higher-timeframe trend *H* in {-1, 0, 1}; direction *d* in {+1 lon
 5. Emit direction *d* iff ``score_d >= threshold`` and it is not in cooldown.
 6. Cooldown, non-recursive: *d* is suppressed if any event in ``event.recent`` with open time in
    ``[t - cooldown_bars · tf, t)`` has an *uncooled* score (steps 1-4 on that event's own
-   patterns and features) ``>= threshold`` in direction *d*. Whether that earlier event was
-   itself suppressed does not matter, so the rule needs nothing but this one event.
+   patterns and features; a feature the ``recent`` entry does not carry counts as missing)
+   ``>= threshold`` in direction *d*. Whether that earlier event was itself suppressed does
+   not matter, so the rule needs nothing but this one event.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from common.contracts import PatternEvent, bar_id
-from common.errors import DecodeError
+from common.errors import ConfigError, DecodeError
+from detectors.timeframes import parse_timeframe
 from signals.contract import Direction, FeatureValue, Signal
 from signals.model import Model
 
 FEATURES_USED: tuple[str, ...] = ("volume_ratio", "trend", "htf_trend", "rsi")
-_TF_RE = re.compile(r"^(\d+)([smhdw])$")
-_TF_UNIT_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 _DIRECTIONS: dict[int, Direction] = {1: "long", -1: "short"}
 
 
@@ -61,11 +60,11 @@ class DirectionScore:
 
 
 def timeframe_ms(timeframe: str) -> int:
-    """``"5m"`` -> 300000. Raises ``DecodeError`` on an unknown timeframe."""
-    m = _TF_RE.match(timeframe)
-    if m is None:
-        raise DecodeError("timeframe", f"unknown timeframe {timeframe!r}")
-    return int(m.group(1)) * _TF_UNIT_MS[m.group(2)]
+    """``"5m"`` -> 300000 (the detectors' parser). Raises ``DecodeError`` if unknown."""
+    try:
+        return parse_timeframe(timeframe, "timeframe").ms
+    except ConfigError as e:
+        raise DecodeError("timeframe", str(e)) from e
 
 
 def clean_features(features: Mapping[str, Any]) -> dict[str, FeatureValue]:
