@@ -7,9 +7,11 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import jsonschema
+import orjson
 import pytest
 import redis.asyncio as aioredis
 
@@ -20,6 +22,7 @@ from common.settings import CommonSettings
 from signals.append import SignalAppender
 from signals.contract import Signal, decode_entry, load_schema
 from signals.model import Model
+from signals.offline import comparable, write_signals_jsonl
 from signals.scoring import score_event
 from signals.settings import SignalsSettings
 from signals.worker import SignalsWorker
@@ -207,3 +210,18 @@ async def test_a_bad_pattern_event_is_dead_lettered_and_the_rest_goes_on(
         await w.run()
     assert_exactly(await stream_signals(redis_client, keys), events)
     assert await redis_client.xlen(keys.dlq(keys.patterns)) == 1
+
+
+async def test_offline_jsonl_equals_the_live_stream_minus_emitted_at(
+    redis_client: aioredis.Redis, keys: Keys, namespace: str, tmp_path: Path
+) -> None:
+    events = event_mix(500)
+    await write_events(redis_client, keys, events)
+    async with SignalsWorker(settings_for(namespace), redis=redis_client, burst=True) as w:
+        await w.run()
+    n = write_signals_jsonl(tmp_path / "signals.jsonl", events)
+    offline = (tmp_path / "signals.jsonl").read_bytes().splitlines()
+    live = [f[b"d"] for _, f in await redis_client.xrange(keys.signals)]
+    assert n == len(offline) == len(live) > 0
+    assert [comparable(x) for x in offline] == [comparable(x) for x in live]
+    assert all(orjson.loads(x)["emitted_at"] is None for x in offline)

@@ -1,0 +1,47 @@
+"""Offline signals for ``alphapulse replay``: the same pure scoring, written as JSON lines.
+
+``replay`` calls ``write_signals_jsonl(DIR / "signals.jsonl", events)`` with its pattern
+events in the order it writes ``patterns.jsonl``. Each line is ``signal_to_json`` of a signal
+— byte for byte what the live worker puts in the stream's ``d`` field — except that
+``emitted_at`` (wall clock, the only non-deterministic field) is ``null``. ``comparable``
+strips it from either side so the two can be compared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from common.contracts import PatternEvent
+from signals.contract import signal_to_json
+from signals.model import Model
+from signals.scoring import score_event
+
+
+def signal_lines(events: Iterable[PatternEvent], model: Model) -> Iterator[bytes]:
+    """One JSON document per signal, in event order (long before short within an event)."""
+    for event in events:
+        for signal in score_event(event, model):
+            yield signal_to_json(signal)
+
+
+def write_signals_jsonl(
+    path: Path, events: Iterable[PatternEvent], model: Model | None = None
+) -> int:
+    """Write ``signals.jsonl``; returns the number of signals."""
+    n = 0
+    with path.open("wb") as f:
+        for line in signal_lines(events, model or Model()):
+            f.write(line + b"\n")
+            n += 1
+    return n
+
+
+def comparable(signal_json: bytes | str | Mapping[str, Any]) -> dict[str, Any]:
+    """A signal's JSON object without ``emitted_at`` (live vs replay comparisons)."""
+    doc = dict(signal_json) if isinstance(signal_json, Mapping) else orjson.loads(signal_json)
+    doc.pop("emitted_at", None)
+    return doc
