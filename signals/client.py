@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import socket
 from collections import deque
-from types import TracebackType
 from typing import Any, Literal
 
 from common.errors import BadInput
@@ -111,12 +110,7 @@ class SignalSubscription:
         await self.start()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
     # --- iteration -------------------------------------------------------------------------
