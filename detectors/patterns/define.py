@@ -27,6 +27,17 @@ def within(value: F64, ref: F64, tol: F64) -> Bool:
     return inside
 
 
+def three_with_short_shadow(x: Candles, white: bool, upper: bool) -> Bool:
+    """Bars i-2, i-1, i all white (or all black), each with its upper (or lower) shadow
+    shorter than ShadowVeryShort: the core of 3 white soldiers / (identical) 3 crows."""
+    cond = np.ones_like(x.white(0))
+    for k in (2, 1, 0):
+        colored = x.white(k) if white else x.black(k)
+        shadow = x.upper(k) if upper else x.lower(k)
+        cond &= colored & (shadow < x.avg("ShadowVeryShort", k))
+    return cond
+
+
 class Registry:
     """Collects ``PatternDef``s from ``@registry.pattern(name, lookback)`` kernels."""
 

@@ -197,7 +197,8 @@ class PatternEngine:
             raise ValueError(f"series in slots {bad} skipped a bar (state out of step)")
         with np.errstate(all="ignore"):
             # (field, bar, series) layout: every per-bar feature row is contiguous over N.
-            bars = np.stack([a[:, -w:] for a in (open_, high, low, close)]).transpose(0, 2, 1)
+            prices = (open_, high, low, close)
+            bars = np.stack([np.asarray(a, np.float64)[:, -w:] for a in prices]).transpose(0, 2, 1)
             bars = np.ascontiguousarray(bars)
             rng = ranges(bars[0], bars[1], bars[2], bars[3])  # (3, w, N)
             j = seen - 1

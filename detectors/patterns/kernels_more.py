@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from detectors.patterns.candles import I32, Candles
-from detectors.patterns.define import Registry, fire, period, within
+from detectors.patterns.define import Registry, fire, period, three_with_short_shadow, within
 
 REGISTRY = Registry()
 pattern = REGISTRY.pattern
@@ -34,12 +34,7 @@ def gap_side_side_white(x: Candles) -> I32:
 @pattern("CDLIDENTICAL3CROWS", period("ShadowVeryShort", "Equal") + 2)
 def identical_three_crows(x: Candles) -> I32:
     cond = (
-        x.black(2)
-        & (x.lower(2) < x.avg("ShadowVeryShort", 2))
-        & x.black(1)
-        & (x.lower(1) < x.avg("ShadowVeryShort", 1))
-        & x.black(0)
-        & (x.lower(0) < x.avg("ShadowVeryShort", 0))
+        three_with_short_shadow(x, white=False, upper=False)
         & (x.c(2) > x.c(1))
         & (x.c(1) > x.c(0))
         & within(x.o(1), x.c(2), x.avg("Equal", 2))

@@ -8,7 +8,7 @@ parameters are TA-Lib's defaults (the ``talib`` wrapper's defaults too).
 from __future__ import annotations
 
 from detectors.patterns.candles import I32, Bool, Candles
-from detectors.patterns.define import Registry, fire, period
+from detectors.patterns.define import Registry, fire, period, three_with_short_shadow
 
 REGISTRY = Registry()
 pattern = REGISTRY.pattern
@@ -34,12 +34,7 @@ def two_crows(x: Candles) -> I32:
 def three_black_crows(x: Candles) -> I32:
     cond = (
         x.white(3)
-        & x.black(2)
-        & (x.lower(2) < x.avg("ShadowVeryShort", 2))
-        & x.black(1)
-        & (x.lower(1) < x.avg("ShadowVeryShort", 1))
-        & x.black(0)
-        & (x.lower(0) < x.avg("ShadowVeryShort", 0))
+        & three_with_short_shadow(x, white=False, upper=False)
         & (x.o(1) < x.o(2))
         & (x.o(1) > x.c(2))
         & (x.o(0) < x.o(1))
@@ -130,12 +125,7 @@ def three_stars_in_south(x: Candles) -> I32:
 @pattern("CDL3WHITESOLDIERS", period("ShadowVeryShort", "BodyShort", "Far", "Near") + 2)
 def three_white_soldiers(x: Candles) -> I32:
     cond = (
-        x.white(2)
-        & (x.upper(2) < x.avg("ShadowVeryShort", 2))
-        & x.white(1)
-        & (x.upper(1) < x.avg("ShadowVeryShort", 1))
-        & x.white(0)
-        & (x.upper(0) < x.avg("ShadowVeryShort", 0))
+        three_with_short_shadow(x, white=True, upper=True)
         & (x.c(0) > x.c(1))
         & (x.c(1) > x.c(2))
         & (x.o(1) > x.o(2))

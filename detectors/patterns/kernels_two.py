@@ -90,13 +90,16 @@ def homing_pigeon(x: Candles) -> I32:
     return fire(cond, 100)
 
 
+def _white_opens_below_long_black(x: Candles) -> Bool:
+    """Long black i-1, then a white i opening below its low: in/on-neck and thrusting."""
+    cond: Bool = x.black(1) & (x.body(1) > x.avg("BodyLong", 1)) & x.white(0) & (x.o(0) < x.l(1))
+    return cond
+
+
 @pattern("CDLINNECK", period("Equal", "BodyLong") + 1)
 def in_neck(x: Candles) -> I32:
     cond = (
-        x.black(1)
-        & (x.body(1) > x.avg("BodyLong", 1))
-        & x.white(0)
-        & (x.o(0) < x.l(1))
+        _white_opens_below_long_black(x)
         & (x.c(0) <= x.c(1) + x.avg("Equal", 1))
         & (x.c(0) >= x.c(1))
     )
@@ -137,13 +140,7 @@ def matching_low(x: Candles) -> I32:
 
 @pattern("CDLONNECK", period("Equal", "BodyLong") + 1)
 def on_neck(x: Candles) -> I32:
-    cond = (
-        x.black(1)
-        & (x.body(1) > x.avg("BodyLong", 1))
-        & x.white(0)
-        & (x.o(0) < x.l(1))
-        & within(x.c(0), x.l(1), x.avg("Equal", 1))
-    )
+    cond = _white_opens_below_long_black(x) & within(x.c(0), x.l(1), x.avg("Equal", 1))
     return fire(cond, -100)
 
 
@@ -176,10 +173,7 @@ def separating_lines(x: Candles) -> I32:
 @pattern("CDLTHRUSTING", period("Equal", "BodyLong") + 1)
 def thrusting(x: Candles) -> I32:
     cond = (
-        x.black(1)
-        & (x.body(1) > x.avg("BodyLong", 1))
-        & x.white(0)
-        & (x.o(0) < x.l(1))
+        _white_opens_below_long_black(x)
         & (x.c(0) > x.c(1) + x.avg("Equal", 1))
         & (x.c(0) <= x.c(1) + x.body(1) * 0.5)
     )

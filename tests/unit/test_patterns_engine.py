@@ -111,3 +111,12 @@ def test_too_short_windows_are_refused() -> None:
     short = np.ones((1, engine.window - 1))
     with pytest.raises(ValueError, match="expected"):
         engine.evaluate(short, short, short, short, np.array([1]), state=state)
+
+
+def test_no_series_closing_is_an_empty_result() -> None:
+    engine = PatternEngine()
+    state = engine.new_state(3)
+    none = np.empty((0, engine.window))
+    values = engine.evaluate(none, none, none, none, np.empty(0, np.int64), state=state)
+    assert values.shape == (0, 61)
+    assert values.dtype == np.int32
