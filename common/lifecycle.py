@@ -106,6 +106,50 @@ class Service(abc.ABC):
 ServiceSource = Service | Callable[[], Service]
 
 
+async def _start_metrics(service: Service, settings: CommonSettings) -> MetricsServer:
+    server = MetricsServer(
+        service.readiness, host=settings.metrics_host, port=settings.metrics_port
+    )
+    try:
+        port = await server.start()
+    except OSError as e:
+        raise ConfigError(
+            "METRICS_PORT",
+            f"expected a port free on {settings.metrics_host} (0 = no server), "
+            f"got '{settings.metrics_port}' ({e.strerror})",
+        ) from e
+    get_logger("lifecycle").info("metrics_listening", host=settings.metrics_host, port=port)
+    return server
+
+
+async def _drain(
+    service: Service, run_task: asyncio.Task[None], grace: float, forced: asyncio.Event
+) -> bool:
+    """Once a stop is requested, let the run finish its in-flight batch within ``grace``
+    seconds (a second signal cuts it short). False when it had to be cancelled."""
+    stop_wait = asyncio.ensure_future(service.wait_stopping())
+    try:
+        await asyncio.wait({run_task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop_wait.cancel()
+    if run_task.done():
+        return True
+    force = asyncio.ensure_future(forced.wait())
+    try:
+        await asyncio.wait({run_task, force}, timeout=grace, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        force.cancel()
+    if run_task.done():
+        return True
+    get_logger("lifecycle").error(
+        "stop_forced" if forced.is_set() else "grace_expired", grace_seconds=grace
+    )
+    run_task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await run_task
+    return False
+
+
 async def serve(
     source: ServiceSource,
     settings: CommonSettings,
@@ -113,31 +157,23 @@ async def serve(
     install_signals: bool = True,
     metrics: bool = True,
 ) -> int:
-    """Run one service to completion under the shutdown order; returns the exit code."""
+    """Run one service to completion under the shutdown order; returns the exit code.
+
+    The first SIGTERM/SIGINT requests a graceful stop; a second one cancels the in-flight
+    work at once (its entries stay pending and are redelivered) and exits 1.
+    """
     log = get_logger("lifecycle")
     service = source if isinstance(source, Service) else source()
     loop = asyncio.get_running_loop()
-    server: MetricsServer | None = None
-    if metrics and settings.metrics_port:
-        server = MetricsServer(
-            service.readiness, host=settings.metrics_host, port=settings.metrics_port
-        )
-        try:
-            port = await server.start()
-        except OSError as e:
-            raise ConfigError(
-                "METRICS_PORT",
-                f"expected a port free on {settings.metrics_host} (0 = no server), "
-                f"got '{settings.metrics_port}' ({e.strerror})",
-            ) from e
-        log.info("metrics_listening", host=settings.metrics_host, port=port)
-
-    stop_signal: list[str] = []
+    server = await _start_metrics(service, settings) if metrics and settings.metrics_port else None
+    forced = asyncio.Event()
 
     def on_signal(sig: signal.Signals) -> None:
-        if not stop_signal:
-            log.info("stop_requested", signal=sig.name, grace_seconds=settings.grace_seconds)
-        stop_signal.append(sig.name)
+        if service.stopping:
+            log.warning("second_signal_stopping_now", signal=sig.name)
+            forced.set()
+            return
+        log.info("stop_requested", signal=sig.name, grace_seconds=settings.grace_seconds)
         service.request_stop()
 
     handled = (signal.SIGTERM, signal.SIGINT)
@@ -149,23 +185,10 @@ async def serve(
         await service.start()
         log.info("service_started", service=service.name, settings=settings.redacted())
         run_task = asyncio.create_task(service.run(), name=f"{service.name}.run")
-        stop_wait = asyncio.create_task(service.wait_stopping(), name=f"{service.name}.stop")
-        tasks = {run_task, stop_wait}
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        if not run_task.done():
-            # Stop requested: the loop finishes and acks its in-flight batch, within the grace.
-            done, _ = await asyncio.wait({run_task}, timeout=settings.grace_seconds)
-            if not done:
-                log.error("grace_expired", grace_seconds=settings.grace_seconds)
-                run_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await run_task
-                code = EXIT_FAILED
-        stop_wait.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await stop_wait
-        if run_task.done() and not run_task.cancelled() and run_task.exception() is not None:
-            exc = run_task.exception()
+        drained = await _drain(service, run_task, settings.grace_seconds, forced)
+        if not drained or run_task.cancelled():
+            code = EXIT_FAILED
+        elif (exc := run_task.exception()) is not None:
             log.error("service_failed", error=repr(exc), exc_info=exc)
             code = EXIT_FAILED
     except ConfigError as err:

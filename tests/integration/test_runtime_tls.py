@@ -116,6 +116,7 @@ def cluster_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     args = [
         "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
         "--cluster-config-file", str(directory / "nodes.conf"),
+        "--cluster-port", str(free_port()),  # else port + 10000, which may not exist
     ]  # fmt: skip
     with (
         redis_server(args, directory, {"host": "127.0.0.1", "port": port}),

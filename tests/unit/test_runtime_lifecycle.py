@@ -70,6 +70,18 @@ async def test_sigterm_finishes_the_inflight_batch_then_flushes_and_closes() -> 
     assert svc.events.count("batch") == svc.events.count("acked")
 
 
+async def test_a_second_signal_stops_at_once_and_exits_1() -> None:
+    svc = Recorder(work_s=3600)
+    settings = CommonSettings(metrics_port=0, grace_seconds=3600)
+    task = asyncio.create_task(serve(svc, settings))
+    await svc.in_batch.wait()
+    os.kill(os.getpid(), signal.SIGINT)
+    await svc.wait_stopping()  # the first signal is handled before the second one is sent
+    os.kill(os.getpid(), signal.SIGINT)
+    assert await task == 1
+    assert "acked" not in svc.events and svc.events[-2:] == ["flush", "close"]
+
+
 async def test_grace_expiry_cancels_the_run_and_exits_1() -> None:
     svc = Recorder(work_s=3600)
     settings = CommonSettings(metrics_port=0, grace_seconds=0.05)
