@@ -7,6 +7,9 @@ variable                       default     meaning
 ``SIGNALS_ID_RETENTION_S``     ``259200``  how long appended ids are remembered for dedupe (3 d)
 ``SIGNALS_STREAM_MAXLEN``      ``0``       approximate cap of ``signals`` (0 = none; last resort)
 ``SIGNALS_PUBLISH``            ``true``    also PUBLISH each new signal on ``signals:<ex>:<sym>``
+``SIGNALS_STREAM_RETENTION_S`` ``86400``   keep ``signals`` entries this long for group-less
+                                           readers (WS resume, tail); older ones are trimmed
+                                           once every consumer group has acked them (0 = never)
 ``SIGNALS_WS_HOST``            ``0.0.0.0`` WebSocket server address
 ``SIGNALS_WS_PORT``            ``8765``    WebSocket server port (0 = any free port)
 ``SIGNALS_WS_TOKENS``          (required)  comma-separated bearer tokens accepted by the server
@@ -39,6 +42,7 @@ class SignalsSettings:
     id_retention_ms: int = 3 * 86_400_000
     stream_maxlen: int = 0
     publish: bool = True
+    stream_retention_ms: int = 86_400_000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SignalsSettings:
@@ -50,6 +54,8 @@ class SignalsSettings:
             * env_int(e, "SIGNALS_ID_RETENTION_S", 259_200, lo=0, hi=10 * 365 * 86_400),
             stream_maxlen=env_int(e, "SIGNALS_STREAM_MAXLEN", 0, lo=0),
             publish=env_bool(e, "SIGNALS_PUBLISH", True),
+            stream_retention_ms=1000
+            * env_int(e, "SIGNALS_STREAM_RETENTION_S", 86_400, lo=0, hi=10 * 365 * 86_400),
         )
 
 

@@ -26,7 +26,8 @@ from common.errors import BadInput
 from common.logging import get_logger
 from common.names import GROUP_SIGNALS
 from common.redis import AnyRedis
-from common.runtime import BatchResult, Entry, StreamWorker
+from common.runtime import BatchResult, Entry, StreamWorker, TrimResult
+from common.trimming import parse_id, safe_minid
 from signals.append import SignalAppender
 from signals.contract import Signal, now_iso
 from signals.scoring import score_event
@@ -40,11 +41,24 @@ DUPLICATES = Counter(
     "alphapulse_signals_duplicates_total",
     "Signals already on the stream (redelivered events), not appended again.",
 )
+TRIMMED = Counter(
+    "alphapulse_signals_trimmed_total", "Entries trimmed from the signals stream (retention)."
+)
 APPEND_SECONDS = Histogram(
     "alphapulse_signals_append_seconds",
     "Time of one atomic check-and-append call.",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
 )
+
+
+def signals_minid(group_minid: str | None, cutoff_ms: int) -> str:
+    """Where ``signals`` may be trimmed: below the oldest entry any consumer group still needs
+    (``group_minid``; None without groups) and below ``cutoff_ms`` (the retention that keeps
+    history for group-less readers: WebSocket resume, ``tail --from``)."""
+    cutoff = f"{max(cutoff_ms, 0)}-0"
+    if group_minid is None or parse_id(cutoff) < parse_id(group_minid):
+        return cutoff
+    return group_minid
 
 
 class SignalsWorker(StreamWorker):
@@ -71,6 +85,7 @@ class SignalsWorker(StreamWorker):
             burst=burst,
         )
         self.model = settings.model
+        self.stream_retention_ms = settings.stream_retention_ms
         self.publish = settings.publish
         self.appender = SignalAppender(
             self.redis, keys, retention_ms=settings.id_retention_ms, maxlen=settings.stream_maxlen
@@ -81,6 +96,24 @@ class SignalsWorker(StreamWorker):
         get_logger("signals.worker").info(
             "signals_started", consumer=self.consumer_name, model=self.model.fingerprint
         )
+
+    async def trim(self) -> list[TrimResult]:
+        """Trim ``patterns`` (the runtime's safe MINID), then ``signals`` (``signals_minid``)."""
+        results = await super().trim()
+        if self.stream_retention_ms:
+            results.append(await self.trim_signals(int(time.time() * 1000)))
+        return results
+
+    async def trim_signals(self, now_ms: int) -> TrimResult:
+        """Trim the public stream below what its groups need *and* below the retention."""
+        stream = self.appender.keys.signals
+        if not await self.redis.exists(stream):
+            return TrimResult(stream, None, 0, 0)
+        positions = await self.consumer.group_positions(stream)
+        minid = signals_minid(safe_minid(positions), now_ms - self.stream_retention_ms)
+        trimmed = int(await self.redis.xtrim(stream, minid=minid, approximate=False))
+        TRIMMED.inc(trimmed)
+        return TrimResult(stream, minid, trimmed, 0)
 
     async def handle(self, batch: list[Entry]) -> BatchResult:
         """Score, append, publish; the runtime acks what is not marked failed."""

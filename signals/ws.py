@@ -26,6 +26,7 @@ from common.lifecycle import Service, run_service
 from common.logging import get_logger
 from common.redis import AnyRedis, redis_from_settings
 from common.settings import exit_on_config_error
+from common.trimming import parse_id
 from signals.settings import WsSettings
 from signals.ws_protocol import (
     CLOSE_BAD_REQUEST,
@@ -35,7 +36,6 @@ from signals.ws_protocol import (
     CLOSE_UNAUTHORIZED,
     Filters,
     ProtocolError,
-    parse_stream_id,
     parse_subscribe,
     signal_message,
     subscribed_message,
@@ -105,7 +105,7 @@ class SignalsHub:
         if rendered is None:
             return
         doc, frame = rendered
-        position = parse_stream_id(entry_id)
+        position = parse_id(entry_id)
         for client in list(self.clients):
             wanted = (
                 client.live
@@ -270,8 +270,8 @@ class WsServer(Service):
                 CLOSED.labels("resume_too_long").inc()
                 await client.ws.close(CLOSE_BAD_REQUEST, "resume_from is too far behind")
                 return
-            client.after = parse_stream_id(cursor)
-            if len(page) < RESUME_PAGE and client.after >= parse_stream_id(self.hub.last_id):
+            client.after = parse_id(cursor)
+            if len(page) < RESUME_PAGE and client.after >= parse_id(self.hub.last_id):
                 client.live = True
                 return
 

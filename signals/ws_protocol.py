@@ -76,12 +76,6 @@ class Subscribe:
     resume_from: str | None = None
 
 
-def parse_stream_id(value: str) -> tuple[int, int]:
-    """``"1723161300123-4"`` -> ``(1723161300123, 4)`` (for ordering cursors)."""
-    ms, _, seq = value.partition("-")
-    return int(ms), int(seq or 0)
-
-
 def _names(doc: Mapping[str, Any], key: str) -> frozenset[str]:
     value = doc.get(key)
     if value is None:

@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -225,3 +226,37 @@ async def test_offline_jsonl_equals_the_live_stream_minus_emitted_at(
     assert n == len(offline) == len(live) > 0
     assert [comparable(x) for x in offline] == [comparable(x) for x in live]
     assert all(orjson.loads(x)["emitted_at"] is None for x in offline)
+
+
+async def test_signals_stream_is_trimmed_by_retention_but_never_below_a_group(
+    redis_client: aioredis.Redis, keys: Keys, namespace: str
+) -> None:
+    for ms in (1000, 2000, 3000, 9000):
+        await redis_client.xadd(keys.signals, {b"v": b"1"}, id=f"{ms}-0")
+    settings = replace(settings_for(namespace), stream_retention_ms=5000)
+    worker = SignalsWorker(settings, redis=redis_client)
+    await redis_client.xgroup_create(keys.signals, "risk", id="1000-0")  # still needs 2000-0
+    result = await worker.trim_signals(now_ms=10_000)  # retention cutoff 5000-0
+    assert (result.minid, result.trimmed) == ("1000-1", 1)  # just above what it has read
+    await redis_client.xgroup_setid(keys.signals, "risk", id="9000-0")
+    result = await worker.trim_signals(now_ms=10_000)
+    assert (result.minid, result.trimmed) == ("5000-0", 2)
+    assert [i for i, _ in await redis_client.xrange(keys.signals)] == [b"9000-0"]
+
+
+async def test_new_signals_are_published_on_their_symbol_channel(
+    redis_client: aioredis.Redis, keys: Keys, namespace: str
+) -> None:
+    pubsub = redis_client.pubsub()
+    await pubsub.subscribe(keys.signal_channel("binance", "AAA"))
+    await pubsub.get_message(timeout=1)  # the subscribe confirmation
+    events = [strong_event("AAA", T0), strong_event("BBB", T0)]
+    await write_events(redis_client, keys, events * 2)  # the repeats must not publish again
+    async with SignalsWorker(settings_for(namespace), redis=redis_client, burst=True) as w:
+        await w.run()
+    (on_stream,) = [s for s in await stream_signals(redis_client, keys) if s.symbol == "AAA"]
+    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5)
+    assert message is not None
+    assert decode_entry({b"d": message["data"]}) == on_stream
+    assert await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2) is None
+    await pubsub.aclose()

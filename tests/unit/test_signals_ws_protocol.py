@@ -7,11 +7,11 @@ from typing import Any, cast
 import orjson
 import pytest
 
+from common.trimming import parse_id
 from signals.ws import Client, SignalsHub
 from signals.ws_protocol import (
     Filters,
     ProtocolError,
-    parse_stream_id,
     parse_subscribe,
     signal_message,
     token_from_request,
@@ -68,8 +68,8 @@ def test_token_from_header_or_query_and_constant_time_check() -> None:
 def test_signal_frame_is_json_with_cursor() -> None:
     frame = orjson.loads(signal_message("5-0", orjson.dumps(SIGNAL)))
     assert frame == {"type": "signal", "cursor": "5-0", "signal": SIGNAL}
-    assert parse_stream_id("1723161300123-4") == (1723161300123, 4)
-    assert parse_stream_id("10-0") > parse_stream_id("9-99")
+    assert parse_id("1723161300123-4") == (1723161300123, 4)
+    assert parse_id("10-0") > parse_id("9-99")
 
 
 class FakeWs:
