@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.frames import CloseCode
 
 from common.contracts import Tick
 from common.errors import BadInput
@@ -62,6 +63,7 @@ class ConnectionOptions:
     ws_ping_interval_s: float = 20.0
     ws_ping_timeout_s: float = 20.0
     idle_timeout_s: float | None = None  # overrides the adapter's idle timeout
+    ping_interval_s: float | None = None  # overrides the adapter's text-ping period
     backoff_base_s: float = 0.5
     backoff_max_s: float = 30.0
     backoff_reset_s: float = 30.0
@@ -268,7 +270,7 @@ class Connection:
                 return "silent"
 
     async def _ping(self, session: _Session, message: str) -> None:
-        interval = self.adapter.heartbeat.ping_interval_s
+        interval = self.options.ping_interval_s or self.adapter.heartbeat.ping_interval_s
         with contextlib.suppress(ConnectionClosed):
             while True:
                 await asyncio.sleep(interval)
@@ -289,7 +291,7 @@ class Connection:
                     self.publish_metrics()
                     publish_at = now + _PUBLISH_EVERY_S
         except ConnectionClosed as e:
-            session.reason = "closed" if e.rcvd is not None else "dropped"
+            session.reason = _closed_reason(e)
         else:
             session.reason = "closed"
         finally:
@@ -341,3 +343,12 @@ class Connection:
             kept.append(t)
         self._tick_count += len(kept)
         return kept
+
+
+def _closed_reason(e: ConnectionClosed) -> str:
+    """Why a socket ended: the server closed it, our keepalive gave up, or it was cut."""
+    if e.rcvd is not None:
+        return "closed"
+    if e.sent is not None and e.sent.code == CloseCode.INTERNAL_ERROR:
+        return "ping_timeout"  # websockets' keepalive: no pong within ws_ping_timeout_s
+    return "dropped"

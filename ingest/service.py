@@ -75,6 +75,7 @@ class IngestService(Service):
                 ws_ping_interval_s=s.ws_ping_interval_s,
                 ws_ping_timeout_s=s.ws_ping_timeout_s,
                 idle_timeout_s=s.idle_timeout_s,
+                ping_interval_s=s.ping_interval_s,
                 backoff_base_s=s.backoff_base_s,
                 backoff_max_s=s.backoff_max_s,
             )

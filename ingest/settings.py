@@ -15,6 +15,7 @@ variable                           default    meaning
 ``INGEST_MAX_CONNECTION_AGE_S``    adapter's  rotate connections after this long (Binance
                                               default: 95 % of 24 h)
 ``INGEST_IDLE_TIMEOUT_S``          adapter's  no frame for this long → reconnect
+``INGEST_PING_INTERVAL_S``         adapter's  text ping period (Bybit/OKX/Kraken)
 ``INGEST_WS_PING_INTERVAL_S``      20         WebSocket ping period
 ``INGEST_WS_PING_TIMEOUT_S``       20         pong wait before the socket counts as dead
 ``INGEST_OPEN_TIMEOUT_S``          10         connect + handshake timeout
@@ -49,6 +50,7 @@ class IngestSettings:
     stream_maxlen: int = 0
     max_connection_age_s: float | None = None
     idle_timeout_s: float | None = None
+    ping_interval_s: float | None = None
     ws_ping_interval_s: float = 20.0
     ws_ping_timeout_s: float = 20.0
     open_timeout_s: float = 10.0
@@ -77,6 +79,7 @@ class IngestSettings:
             raise ConfigError("INGEST_QUEUE_BOUND", f"expected >= INGEST_BATCH_SIZE ({batch})")
         age = env_float(env, "INGEST_MAX_CONNECTION_AGE_S", 0.0, lo=0.0)
         idle = env_float(env, "INGEST_IDLE_TIMEOUT_S", 0.0, lo=0.0)
+        ping = env_float(env, "INGEST_PING_INTERVAL_S", 0.0, lo=0.0)
         return cls(
             common=common,
             exchanges=exchanges,
@@ -87,6 +90,7 @@ class IngestSettings:
             stream_maxlen=env_int(env, "INGEST_STREAM_MAXLEN", 0, lo=0),
             max_connection_age_s=age or None,
             idle_timeout_s=idle or None,
+            ping_interval_s=ping or None,
             ws_ping_interval_s=env_float(env, "INGEST_WS_PING_INTERVAL_S", 20.0, lo=0.1),
             ws_ping_timeout_s=env_float(env, "INGEST_WS_PING_TIMEOUT_S", 20.0, lo=0.1),
             open_timeout_s=env_float(env, "INGEST_OPEN_TIMEOUT_S", 10.0, lo=0.1),

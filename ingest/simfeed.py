@@ -42,8 +42,8 @@ class Faults:
     malformed_every: int = 0  # send a malformed frame after every N-th trade frame
     duplicate_every: int = 0  # send every N-th trade frame twice
     skip_every: int = 0  # remove every N-th trade of each symbol (gap injection, per feed)
-    stall_every_s: float = 0.0  # go silent (no trades, no pongs) every N seconds...
-    stall_for_s: float = 0.0  # ... for this long
+    stall_every_s: float = 0.0  # hang (no trades, no pongs) this long into each connection,
+    stall_for_s: float = 0.0  # ... then cut it this much later
 
 
 @dataclass(slots=True)

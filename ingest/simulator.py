@@ -9,8 +9,9 @@ model (replay clock, per-subscription cursors, overlap on reconnect, gap injecti
 ``ingest.simfeed``; this module only moves frames.
 
 Faults (``simfeed.Faults``) are applied per connection: drops (the TCP connection is aborted,
-as a network cut looks), malformed and duplicated frames, stalls (the server stops reading
-and sending, so neither trades nor pongs arrive: the client's watchdog must notice).
+as a network cut looks), malformed and duplicated frames, stalls (``stall_every_s`` into a
+connection the server stops reading and sending, so neither trades nor pongs arrive and the
+client's watchdog must notice; ``stall_for_s`` later it cuts the connection).
 """
 
 from __future__ import annotations
@@ -165,7 +166,7 @@ class _Connection:
         if f.drop_every_s > 0:
             jobs.append(self._drop_after(f.drop_every_s))
         if f.stall_every_s > 0 and f.stall_for_s > 0:
-            jobs.append(self._stalls(f.stall_every_s, f.stall_for_s))
+            jobs.append(self._stall(f.stall_every_s, f.stall_for_s))
         async with asyncio.TaskGroup() as tg:
             tasks = [tg.create_task(_until_closed(job)) for job in jobs]
             await self.ws.wait_closed()
@@ -269,17 +270,21 @@ class _Connection:
             await asyncio.sleep(0.005)
         transport.abort()
 
-    async def _stalls(self, every: float, duration: float) -> None:
-        while True:
-            await asyncio.sleep(every)
-            self.sim.stats.stalls += 1
-            log.info("sim_stall", exchange=self.feed.exchange, seconds=duration)
-            self.stalled = True
-            self.ws.transport.pause_reading()  # no pongs either: the peer looks hung
-            await asyncio.sleep(duration)
-            self.stalled = False
-            self.ws.transport.resume_reading()
-            self.changed.set()
+    async def _stall(self, after: float, duration: float) -> None:
+        """Hang ``after`` seconds into the connection, then cut it ``duration`` later.
+
+        A hung server neither sends nor reads (so no pongs either); the client's watchdog
+        should give up on it first. It is cut rather than resumed at the end: frames sent
+        into a connection the client has already abandoned would be lost to the client
+        while counting as delivered here.
+        """
+        await asyncio.sleep(after)
+        self.sim.stats.stalls += 1
+        log.info("sim_stall", exchange=self.feed.exchange, seconds=duration)
+        self.stalled = True
+        self.ws.transport.pause_reading()
+        await asyncio.sleep(duration)
+        await self._drop("stall_end")
 
 
 async def _until_closed(job: Coroutine[Any, Any, None]) -> None:

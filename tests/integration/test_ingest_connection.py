@@ -1,0 +1,173 @@
+"""Connection manager against the simulator and a real Redis: rotation, watchdog, DLQ.
+
+Timings are shortened through the settings (connection age, ping periods, idle timeouts)
+so each scenario takes a second or two; no assertion depends on how fast the box is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry
+
+from common.contracts import TickBatch
+from common.names import Keys
+from common.settings import CommonSettings
+from ingest.metrics import IngestMetrics
+from ingest.service import IngestService
+from ingest.settings import IngestSettings
+from ingest.simfeed import Faults, Feed
+from ingest.simulator import Simulator
+from ingest.sources import synthetic_ticks
+from tests.conftest import REDIS_URL
+
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
+
+
+async def _until(cond: Callable[[], bool], what: str, limit_s: float = 30.0) -> None:
+    for _ in range(int(limit_s / 0.01)):
+        if cond():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+def _settings(
+    keys: Keys, sim: Simulator, exchange: str, symbols: tuple[str, ...], **kw: float
+) -> IngestSettings:
+    return IngestSettings(
+        common=CommonSettings(partitions=keys.partitions, namespace=keys.namespace),
+        exchanges=((exchange, symbols),),
+        urls=((exchange, sim.url(exchange)),),
+        flush_ms=2.0,
+        backoff_base_s=0.01,
+        backoff_max_s=0.05,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+async def _stored_ids(redis: aioredis.Redis, keys: Keys) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for stream in keys.all_ticks():
+        for _, fields in await redis.xrange(stream):
+            for t in TickBatch.decode(fields):
+                out.setdefault(t.native_symbol, []).append(t.trade_id)
+    return out
+
+
+async def _run_until_delivered(
+    sim: Simulator, settings: IngestSettings, keys: Keys, metrics: IngestMetrics
+) -> IngestService:
+    total = sum(f.total() for f in sim.feeds.values())
+    service = IngestService(
+        settings, aioredis.Redis.from_url(REDIS_URL), metrics=metrics, keys=keys
+    )
+    async with service:
+        run = asyncio.create_task(service.run())
+        await asyncio.wait_for(sim.wait_finished(), 30)
+        await _until(lambda: service.writer.written >= total, "every trade written")
+        service.request_stop()
+        await asyncio.wait_for(run, 10)
+    return service
+
+
+async def test_rotation_opens_the_replacement_first_and_dedupes_the_overlap(
+    redis_client: aioredis.Redis, keys: Keys
+) -> None:
+    # 1.5 s of trades at 1000/s in real time; connections rotate every 0.3 s
+    feed = Feed.build("binance", synthetic_ticks("binance", 2, 1000.0, seed=3, count=1500))
+    metrics = IngestMetrics(CollectorRegistry())
+    async with Simulator({"binance": feed}, speed=1.0, overlap=40) as sim:
+        settings = _settings(keys, sim, "binance", tuple(feed.symbols), max_connection_age_s=0.3)
+        await _run_until_delivered(sim, settings, keys, metrics)
+    stored = await _stored_ids(redis_client, keys)
+    for native, stream in feed.symbols.items():
+        assert stored[native] == [t.trade_id for t in stream.ticks]  # once each, in order
+    assert metrics.value("alphapulse_ingest_rotations_total", exchange="binance") >= 2
+    assert metrics.value("alphapulse_ingest_duplicates_total", exchange="binance") > 0
+    assert metrics.value("alphapulse_ingest_gaps_total", exchange="binance") == 0
+    # a rotation is not a reconnect: nothing was lost or re-dialled after a failure
+    assert sim.stats.connections == 1 + metrics.value(
+        "alphapulse_ingest_rotations_total", exchange="binance"
+    )
+    assert metrics.value("alphapulse_ingest_connections", exchange="binance") == 0
+
+
+async def test_quiet_symbol_is_kept_alive_by_pongs_not_trades(keys: Keys) -> None:
+    # OKX: text pings; the symbol never trades; idle timeout well below the test's length
+    feed = Feed.build("okx", synthetic_ticks("okx", 1, 10.0, count=5))
+    metrics = IngestMetrics(CollectorRegistry())
+    async with Simulator({"okx": feed}, speed=1.0) as sim:
+        settings = _settings(
+            keys, sim, "okx", ("DOGE-USDT",), ping_interval_s=0.1, idle_timeout_s=0.4
+        )
+        service = IngestService(
+            settings, aioredis.Redis.from_url(REDIS_URL), metrics=metrics, keys=keys
+        )
+        async with service:
+            run = asyncio.create_task(service.run())
+            frames = "alphapulse_ingest_frames_total"
+            conn = service.connections[0]
+
+            def pongs() -> float:
+                conn.publish_metrics()
+                return metrics.value(frames, exchange="okx", kind="control")
+
+            await _until(lambda: pongs() >= 12, "a dozen acks/pongs")  # > 1 s of silence
+            service.request_stop()
+            await run
+    assert sim.stats.connections == 1
+    assert metrics.value("alphapulse_ingest_ticks_total", exchange="okx") == 0
+    assert sum(metrics.value("alphapulse_ingest_reconnects_total", exchange="okx", reason=r)
+               for r in ("silent", "dropped", "closed")) == 0  # fmt: skip
+
+
+@pytest.mark.parametrize("exchange", ["okx", "binance"])
+async def test_stalled_connection_is_replaced_and_nothing_is_lost(
+    redis_client: aioredis.Redis, keys: Keys, exchange: str
+) -> None:
+    # The simulator hangs (no trades, no pongs, socket not read) 0.3 s into every
+    # connection and cuts it 1 s later: the watchdog must give up on it first. OKX is
+    # caught by the idle timeout on its text pongs, Binance (no text ping) by the
+    # WebSocket keepalive's pong timeout.
+    feed = Feed.build(exchange, synthetic_ticks(exchange, 2, 500.0, seed=5, count=600))
+    metrics = IngestMetrics(CollectorRegistry())
+    faults = Faults(stall_every_s=0.3, stall_for_s=1.0)
+    async with Simulator({exchange: feed}, speed=1.0, overlap=30, faults=faults) as sim:
+        kw = (
+            {"ping_interval_s": 0.05, "idle_timeout_s": 0.3}
+            if exchange == "okx"
+            else {"ws_ping_interval_s": 0.05, "ws_ping_timeout_s": 0.3}
+        )
+        settings = _settings(keys, sim, exchange, tuple(feed.symbols), **kw)
+        await _run_until_delivered(sim, settings, keys, metrics)
+    stored = await _stored_ids(redis_client, keys)
+    for native, stream in feed.symbols.items():
+        assert stored[native] == [t.trade_id for t in stream.ticks]
+    reason = "silent" if exchange == "okx" else "ping_timeout"
+    assert (
+        metrics.value("alphapulse_ingest_reconnects_total", exchange=exchange, reason=reason) >= 1
+    )
+    assert sim.stats.stalls >= 1
+
+
+async def test_bad_frames_are_dead_lettered_with_their_reason(
+    redis_client: aioredis.Redis, keys: Keys
+) -> None:
+    feed = Feed.build("binance", synthetic_ticks("binance", 1, 1000.0, count=60))
+    metrics = IngestMetrics(CollectorRegistry())
+    async with Simulator({"binance": feed}, speed=0, faults=Faults(malformed_every=20)) as sim:
+        settings = _settings(keys, sim, "binance", tuple(feed.symbols))
+        await _run_until_delivered(sim, settings, keys, metrics)
+    entries = await redis_client.xrange(keys.dlq("ingest"))
+    assert len(entries) == sim.stats.malformed_frames == 3
+    reasons = sorted(fields[b"reason"] for _, fields in entries)
+    assert reasons == [b"invalid_json", b"invalid_json", b"non_positive"]
+    for _, fields in entries:
+        assert fields[b"stream"] == b"ingest" and fields[b"exchange"] == b"binance"
+        assert int(fields[b"frame_bytes"]) == len(fields[b"frame"])  # short: not truncated
+        assert fields[b"error"]
+    assert sum(len(v) for v in (await _stored_ids(redis_client, keys)).values()) == 60
