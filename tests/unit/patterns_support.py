@@ -92,22 +92,44 @@ def bucket(times: NDArray[np.int64], prices: F64, key: NDArray[np.int64]) -> tup
     return o, h, lo, c
 
 
-def recorded_bars(length: int) -> tuple[F64, F64, F64, F64]:
-    """Bars of equal ``length`` from the recorded trades: time buckets of 1 s .. 1 min and
-    trade-count buckets, both symbols; each series cut to ``length`` bars."""
-    series: list[tuple[F64, ...]] = []
+BUCKETS_MS = (1_000, 2_000, 5_000, 10_000, 15_000, 60_000)
+BUCKETS_TRADES = (3, 5, 8)
+
+
+def recorded_series() -> list[tuple[str, tuple[F64, F64, F64, F64]]]:
+    """Per bucket kind, both symbols' whole bar series (cut to the shorter one), ``(2, T)``.
+
+    The recordings cover 5.8 minutes, so besides 1 s .. 1 min time buckets the trades are
+    also bucketed by count (every 3 / 5 / 8 trades) for longer series.
+    """
+    trades = []
     for path in sorted(DATA.glob("*.rec.gz")):
         times, prices = load_trades(path)
         order = np.argsort(times, kind="stable")
-        times, prices = times[order], prices[order]
-        keys = [times // ms for ms in (1_000, 2_000, 5_000, 10_000, 15_000)]
-        keys += [np.arange(times.shape[0]) // n for n in (3, 5, 8)]
-        for key in keys:
-            bars = bucket(times, prices, key)
-            n = bars[0].shape[0]
-            for begin in range(0, n - length + 1, length):
-                series.append(tuple(a[begin : begin + length] for a in bars))
-    o, h, lo, c = (np.array([s[i] for s in series]) for i in range(4))
+        trades.append((times[order], prices[order]))
+    out = []
+    kinds = [(f"{ms // 1000}s", ms, 0) for ms in BUCKETS_MS]
+    kinds += [(f"{n}trades", 0, n) for n in BUCKETS_TRADES]
+    for label, ms, n in kinds:
+        per_symbol = []
+        for times, prices in trades:
+            key = times // ms if ms else np.arange(times.shape[0]) // n
+            per_symbol.append(bucket(times, prices, key))
+        length = min(b[0].shape[0] for b in per_symbol)
+        o, h, lo, c = (np.array([b[f][:length] for b in per_symbol]) for f in range(4))
+        out.append((label, (o, h, lo, c)))
+    return out
+
+
+def recorded_bars(length: int) -> tuple[F64, F64, F64, F64]:
+    """Many series of ``length`` bars: the recorded series above cut into chunks."""
+    chunks: list[list[F64]] = [[], [], [], []]
+    for _, bars in recorded_series():
+        total = bars[0].shape[1]
+        for begin in range(0, total - length + 1, length):
+            for f in range(4):
+                chunks[f].append(bars[f][:, begin : begin + length])
+    o, h, lo, c = (np.concatenate(parts) for parts in chunks)
     return o, h, lo, c
 
 

@@ -23,6 +23,7 @@ from tests.unit.patterns_support import (
     engine_outputs,
     generated_bars,
     recorded_bars,
+    recorded_series,
     talib_outputs,
     templated_bars,
 )
@@ -56,9 +57,17 @@ def test_lookback_is_talibs(name: str) -> None:
 
 
 def test_recorded_binance_bars_match_talib() -> None:
-    o, h, lo, c = recorded_bars(300)
+    """Chunks of 200 bars (many series per call) from the recorded BTC/ETH trades."""
+    o, h, lo, c = recorded_bars(200)
     assert o.shape[0] >= 30
     assert_exact(o, h, lo, c)
+
+
+@pytest.mark.parametrize(("label", "bars"), recorded_series())
+def test_whole_recorded_series_match_talib(label: str, bars: tuple[F64, F64, F64, F64]) -> None:
+    """Each bucket kind's whole BTC and ETH series, from their first bar."""
+    assert bars[0].shape[0] == 2, label
+    assert_exact(*bars)
 
 
 @pytest.mark.parametrize("seed", [7, 8])
