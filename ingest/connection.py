@@ -96,6 +96,11 @@ class _Session:
             self.reason = reason
         self.done.set()
         await self.ws.close()
+        # The reader drains what arrived before the close frame (a rotation's old socket
+        # still carries trades); it is cancelled only if it cannot finish (backpressure).
+        reader = self.tasks[:1]
+        if reader:
+            await asyncio.wait(reader, timeout=1.0)
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
@@ -292,6 +297,9 @@ class Connection:
                     publish_at = now + _PUBLISH_EVERY_S
         except ConnectionClosed as e:
             session.reason = _closed_reason(e)
+        except Exception as e:  # a bug (parsers raise only BadInput): log it, reconnect
+            session.reason = "error"
+            log.error("reader_failed", exchange=self.adapter.name, error=repr(e), exc_info=e)
         else:
             session.reason = "closed"
         finally:
