@@ -36,6 +36,7 @@ from signals.ws_protocol import (
     CLOSE_UNAUTHORIZED,
     Filters,
     ProtocolError,
+    gap_message,
     parse_subscribe,
     signal_message,
     subscribed_message,
@@ -254,6 +255,11 @@ class WsServer(Service):
         not yet dispatched may also have come through XRANGE; ``client.after`` (the last id
         sent here) makes the reader skip those, so none is sent twice.
         """
+        oldest: Any = await self.redis.xrange(self.hub.stream, count=1)
+        if oldest and parse_id(oldest[0][0].decode()) > parse_id(cursor):
+            # The cursor entry itself was trimmed, so whatever followed it before the oldest
+            # entry left is gone too (XTRIM does not record what it deleted on Redis 7.0).
+            await client.ws.send(gap_message(cursor, oldest[0][0].decode()))
         sent = 0
         while True:
             page: Any = await self.redis.xrange(

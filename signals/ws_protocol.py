@@ -16,6 +16,11 @@ reconnecting client misses nothing that is still in the stream. The server answe
     {"type": "subscribed", "cursor": "<newest stream id when subscribing>"}
     {"type": "signal", "cursor": "1723161300456-0", "signal": {...the signal JSON...}}
 
+and, before the replay, when the client's cursor is older than the oldest entry still in the
+stream (trimmed after ``SIGNALS_STREAM_RETENTION_S``; signals in between may be lost)::
+
+    {"type": "gap", "after": "<the client's cursor>", "first_available": "<oldest id>"}
+
 Close codes:
 
 ========  ===========================================================================
@@ -130,6 +135,12 @@ def token_ok(token: str | None, accepted: Collection[str]) -> bool:
 def signal_message(cursor: str, signal_json: bytes) -> str:
     """The frame sent for one signal; built once per signal and shared by every client."""
     return f'{{"type":"signal","cursor":"{cursor}","signal":{signal_json.decode()}}}'
+
+
+def gap_message(cursor: str, first_available: str) -> str:
+    """Sent before a resume whose cursor is older than what the stream still holds."""
+    doc = {"type": "gap", "after": cursor, "first_available": first_available}
+    return orjson.dumps(doc).decode()
 
 
 def subscribed_message(cursor: str) -> str:

@@ -232,3 +232,16 @@ async def test_oversized_client_message_is_refused(
             assert await close_code(ws) == 1009
     finally:
         await stop(srv)
+
+
+async def test_resume_from_a_trimmed_cursor_reports_the_gap(
+    server: WsServer, redis_client: aioredis.Redis, keys: Keys, all_signals: list[Signal]
+) -> None:
+    await append(redis_client, keys, all_signals[:50])
+    ids = [i.decode() for i, _ in await redis_client.xrange(keys.signals)]
+    await redis_client.xtrim(keys.signals, minid=ids[20], approximate=False)
+    async with connect(url(server), additional_headers=auth()) as ws:
+        await subscribe(ws, resume_from=ids[5])
+        frames = await receive(ws, 1 + 30)
+    assert frames[0] == {"type": "gap", "after": ids[5], "first_available": ids[20]}
+    assert [f["cursor"] for f in frames[1:]] == ids[20:]
