@@ -39,6 +39,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from common.errors import BadInput
@@ -130,6 +131,7 @@ class StreamWorker(Service):
         self.claim_interval = max(0.05, min(settings.claim_idle_ms / 2000, 5.0))
         self.log = get_logger("runtime", worker=self.name, group=group, consumer=self.consumer_name)
         self._deferred: dict[tuple[str, str], Entry] = {}
+        self._groups_missing = False
         self._next_claim = 0.0
         self._next_touch = 0.0
         self._next_trim = time.monotonic() + settings.trim_interval_s
@@ -167,12 +169,24 @@ class StreamWorker(Service):
                 self.log.warning("redis_unavailable", error=repr(e), retry_in_s=backoff)
                 await self.wait_stopping(backoff * random.uniform(0.5, 1.0))
                 continue
+            except ResponseError as e:
+                if "NOGROUP" not in str(e):
+                    raise
+                # The stream or group vanished (deleted, or a Redis restarted without
+                # persistence): recreate it and go on from what the stream holds now.
+                self.metrics.errors.labels(self.group, "nogroup").inc()
+                self.log.warning("group_missing_recreating", error=str(e))
+                self._groups_missing = True
+                continue
             if drained and self.burst:
                 self.log.info("burst_drained", batches=self.batches)
                 return
 
     async def step(self) -> bool:
         """One turn of the loop; True when there was nothing to do and nothing is pending."""
+        if self._groups_missing:
+            await self.consumer.ensure_groups(self.start_id)
+            self._groups_missing = False
         self.readiness.set("consuming")
         entries: list[Entry] = []
         now = time.monotonic()
