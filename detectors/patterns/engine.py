@@ -198,8 +198,8 @@ class PatternEngine:
         with np.errstate(all="ignore"):
             # (field, bar, series) layout: every per-bar feature row is contiguous over N.
             prices = (open_, high, low, close)
-            bars = np.stack([np.asarray(a, np.float64)[:, -w:] for a in prices]).transpose(0, 2, 1)
-            bars = np.ascontiguousarray(bars)
+            # stacking the transposed views copies straight into the (4, w, N) layout
+            bars = np.stack([np.asarray(a, np.float64)[:, -w:].T for a in prices])
             rng = ranges(bars[0], bars[1], bars[2], bars[3])  # (3, w, N)
             j = seen - 1
             totals = np.ascontiguousarray(state.totals[rows].T)  # (T, N)
