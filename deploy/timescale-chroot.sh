@@ -13,9 +13,12 @@
 #   start|stop    start or stop the server (idempotent)
 #   status        exit 0 when the server answers, 3 otherwise
 #   url           print the URL (does not start anything)
-#   destroy       stop and delete the whole root
+#   drop          stop the instance and delete its data directory (throwaway instances)
+#   destroy       stop the default instance and delete the whole root
 # Environment: TIMESCALE_CACHE (default /var/cache/alphapulse, else $XDG_CACHE_HOME/alphapulse when
-# not root), TIMESCALE_PORT (55432), TIMESCALE_DB (test), DEBIAN_MIRROR (http://deb.debian.org/debian).
+# not root), TIMESCALE_PORT (55432), TIMESCALE_DB (test), DEBIAN_MIRROR (http://deb.debian.org/debian),
+# TIMESCALE_INSTANCE (pg17): several clusters can share the root, each with its own name and port
+# (the sink's outage test starts and stops a throwaway one, never the shared test server).
 set -euo pipefail
 
 PORT=${TIMESCALE_PORT:-55432}
@@ -28,7 +31,9 @@ elif [ "$(id -u)" = 0 ]; then CACHE=/var/cache/alphapulse
 else CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/alphapulse; fi
 ROOT=$CACHE/$SUITE
 STAMP=$ROOT/.alphapulse-ready
-PGDATA=/var/lib/alphapulse/pg$PGVER        # path inside the chroot
+INSTANCE=${TIMESCALE_INSTANCE:-pg$PGVER}
+[[ "$INSTANCE" =~ ^[A-Za-z0-9_-]+$ ]] || { echo "timescale-chroot: bad TIMESCALE_INSTANCE" >&2; exit 1; }
+PGDATA=/var/lib/alphapulse/$INSTANCE        # path inside the chroot
 PGBIN=/usr/lib/postgresql/$PGVER/bin
 URL="postgresql://postgres@127.0.0.1:$PORT/$DB"
 
@@ -82,7 +87,7 @@ init_cluster() {
   [ -f "$ROOT$PGDATA/PG_VERSION" ] && return 0
   log "initialising a cluster in $ROOT$PGDATA"
   mkdir -p "$ROOT$PGDATA"
-  in_root chown -R postgres:postgres /var/lib/alphapulse
+  in_root chown postgres:postgres /var/lib/alphapulse "$PGDATA"
   as_pg "$PGBIN/initdb" -D "$PGDATA" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
   cat >>"$ROOT$PGDATA/postgresql.conf" <<EOF
 # alphapulse test server (deploy/timescale-chroot.sh)
@@ -143,6 +148,7 @@ case "$cmd" in
   stop) stop ;;
   status) if [ -f "$STAMP" ] && is_up; then echo "up $URL"; else echo "down"; exit 3; fi ;;
   url) echo "$URL" ;;
+  drop) need_root; stop; rm -rf "${ROOT:?}$PGDATA" ;;
   destroy) need_root; stop; umount_fs; rm -rf "$ROOT" ;;
-  *) die "unknown command $cmd (up|start|stop|status|url|destroy)" ;;
+  *) die "unknown command $cmd (up|start|stop|status|url|drop|destroy)" ;;
 esac

@@ -1,0 +1,207 @@
+"""Stream entries to table rows: the sink's pure core (no I/O).
+
+Each stream maps to one table. A ``ticks:{p}`` entry (a micro-batch) gives one row per tick, a
+``bars`` entry one row, a ``patterns`` entry one row per pattern that fired, a ``signals``
+entry one row. Rows are plain tuples in the column order of ``TableSpec.columns``, with
+``datetime`` values for timestamptz columns and JSON text for jsonb columns, ready for binary
+COPY or for ``unnest``. An entry that does not decode raises ``DecodeError`` (the runtime
+dead-letters it); a row that decodes but breaks a table constraint is the database's call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from common.contracts import Bar, Fields, PatternEvent, TickBatch
+from common.errors import DecodeError
+
+Row = tuple[Any, ...]
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class TableSpec:
+    """A table the sink writes: its columns and their PostgreSQL types (for ``unnest``)."""
+
+    name: str
+    columns: tuple[str, ...]
+    types: tuple[str, ...]
+    time_column: str
+
+    def column_list(self) -> str:
+        return ", ".join(self.columns)
+
+
+TICKS = TableSpec(
+    "ticks",
+    ("time", "exchange", "symbol", "trade_id", "price", "qty", "side", "recv_time"),
+    ("timestamptz", "text", "text", "text", "float8", "float8", "text", "timestamptz"),
+    "time",
+)
+BARS = TableSpec(
+    "bars",
+    (
+        "exchange", "symbol", "timeframe", "open_time", "open", "high", "low", "close",
+        "volume", "quote_volume", "trades", "taker_buy_volume", "vwap",
+    ),
+    (
+        "text", "text", "text", "timestamptz", "float8", "float8", "float8", "float8",
+        "float8", "float8", "int8", "float8", "float8",
+    ),
+    "open_time",
+)  # fmt: skip
+PATTERNS = TableSpec(
+    "patterns",
+    ("exchange", "symbol", "timeframe", "open_time", "pattern", "value"),
+    ("text", "text", "text", "timestamptz", "text", "int4"),
+    "open_time",
+)
+SIGNALS = TableSpec(
+    "signals",
+    (
+        "id", "time", "exchange", "symbol", "timeframe", "open_time", "direction", "score",
+        "patterns", "features", "model", "emitted_at", "doc",
+    ),
+    (
+        "text", "timestamptz", "text", "text", "text", "timestamptz", "text", "float8",
+        "jsonb", "jsonb", "text", "timestamptz", "jsonb",
+    ),
+    "time",
+)  # fmt: skip
+TABLES: dict[str, TableSpec] = {t.name: t for t in (TICKS, BARS, PATTERNS, SIGNALS)}
+
+
+def ms_to_dt(ms: int) -> datetime:
+    """Epoch milliseconds to an aware UTC datetime (exact: integer arithmetic)."""
+    return EPOCH + timedelta(milliseconds=ms)
+
+
+def ns_to_dt(ns: int) -> datetime:
+    """Epoch nanoseconds to an aware UTC datetime, truncated to PostgreSQL's microseconds."""
+    return EPOCH + timedelta(microseconds=ns // 1000)
+
+
+def tick_rows(batch: TickBatch) -> list[Row]:
+    """One row per tick of a decoded ``ticks:{p}`` entry."""
+    syms = batch.symbols
+    epoch, td = EPOCH, timedelta
+    return [
+        (
+            epoch + td(microseconds=ts // 1000),
+            syms[sym][0],
+            syms[sym][1],
+            tid,
+            price,
+            qty,
+            "buy" if side else "sell",
+            epoch + td(microseconds=recv // 1000),
+        )
+        for (sym, side, ts, recv, price, qty), tid in zip(
+            batch.records.tolist(), batch.trade_ids, strict=True
+        )
+    ]
+
+
+def bar_row(bar: Bar) -> Row:
+    return (
+        bar.exchange,
+        bar.symbol,
+        bar.timeframe,
+        ms_to_dt(bar.open_time),
+        bar.open,
+        bar.high,
+        bar.low,
+        bar.close,
+        bar.volume,
+        bar.quote_volume,
+        bar.trades,
+        bar.taker_buy_volume,
+        bar.vwap,
+    )
+
+
+def pattern_rows(event: PatternEvent) -> list[Row]:
+    """One row per pattern that fired on the event's bar."""
+    b = event.bar
+    t = ms_to_dt(b.open_time)
+    return [
+        (b.exchange, b.symbol, b.timeframe, t, name, value)
+        for name, value in sorted(event.patterns.items())
+    ]
+
+
+def parse_iso(text: str) -> datetime:
+    """``2024-08-08T23:55:00.012Z`` (the signal contract's timestamps) to a UTC datetime."""
+    dt = datetime.fromisoformat(text)
+    if dt.tzinfo is None:
+        raise ValueError(f"timestamp without a time zone: {text!r}")
+    return dt.astimezone(UTC)
+
+
+def signal_row(doc: Mapping[str, Any]) -> Row:
+    """The row of one signal (JSON contract v1, ``signals/schema/signal.v1.json``)."""
+    try:
+        if int(doc["v"]) != 1:
+            raise DecodeError("signal", f"unsupported v={doc['v']!r}")
+        open_time = ms_to_dt(int(doc["open_time_ms"]))
+        emitted = doc.get("emitted_at")
+        patterns, features = doc["patterns"], doc["features"]
+        if not isinstance(patterns, dict) or not isinstance(features, dict):
+            raise DecodeError("signal", "patterns and features must be objects")
+        model = doc.get("model")
+        return (
+            str(doc["id"]),
+            open_time,
+            str(doc["exchange"]),
+            str(doc["symbol"]),
+            str(doc["timeframe"]),
+            open_time,
+            str(doc["direction"]),
+            float(doc["score"]),
+            orjson.dumps(patterns).decode(),
+            orjson.dumps(features).decode(),
+            None if model is None else str(model),
+            None if emitted is None else parse_iso(str(emitted)),
+            orjson.dumps(doc).decode(),
+        )
+    except DecodeError:
+        raise
+    except (KeyError, ValueError, TypeError, OverflowError, orjson.JSONEncodeError) as e:
+        raise DecodeError("signal", repr(e)) from e
+
+
+def decode_signal(fields: Fields) -> list[Row]:
+    """A ``signals`` stream entry (fields ``v``, ``id``, ``d`` = the JSON) to its row."""
+    try:
+        doc = orjson.loads(fields[b"d"])
+    except (KeyError, orjson.JSONDecodeError) as e:
+        raise DecodeError("signal", repr(e)) from e
+    if not isinstance(doc, dict):
+        raise DecodeError("signal", "payload is not an object")
+    return [signal_row(doc)]
+
+
+def decode_ticks(fields: Fields) -> list[Row]:
+    return tick_rows(TickBatch.decode(fields))
+
+
+def decode_bar(fields: Fields) -> list[Row]:
+    return [bar_row(Bar.decode(fields))]
+
+
+def decode_patterns(fields: Fields) -> list[Row]:
+    return pattern_rows(PatternEvent.decode(fields))
+
+
+Decoder = Callable[[Fields], list[Row]]
+DECODERS: dict[str, Decoder] = {
+    "ticks": decode_ticks,
+    "bars": decode_bar,
+    "patterns": decode_patterns,
+    "signals": decode_signal,
+}

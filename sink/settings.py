@@ -1,0 +1,107 @@
+"""Settings of the sink, read from the environment once in ``main()``.
+
+=============================  ===============================  ==================================
+variable                       default                          meaning
+=============================  ===============================  ==================================
+``DATABASE_URL``               ``postgresql://postgres@``       PostgreSQL / TimescaleDB to write
+                               ``127.0.0.1:5432/alphapulse``
+``STORE_TICKS``                ``false``                        also store every tick (``ticks``)
+``SINK_BATCH_ROWS``            ``5000``                         flush once this many rows wait
+``SINK_FLUSH_MS``              ``500``                          ... or once the oldest waited this
+``SINK_WRITE_METHOD``          ``copy``                         ``copy`` (staging table) or
+                                                                ``unnest`` (array parameters)
+``SINK_RETRY_MAX_S``           ``10``                           cap of the reconnect backoff
+``SINK_MIGRATE``               ``true``                         apply migrations at start
+``RETENTION_TICKS``            ``7d``                           drop ticks older than this
+``RETENTION_BARS``             ``0``                            ... bars (``0`` = keep for ever)
+``RETENTION_PATTERNS``         ``0``                            ... patterns
+``RETENTION_SIGNALS``          ``0``                            ... signals
+``RETENTION_INTERVAL_S``       ``3600``                         how often the sink applies them
+=============================  ===============================  ==================================
+
+Durations are a number with a unit ``s``, ``m``, ``h``, ``d`` or ``w`` (``90d``); ``0`` turns
+retention off. ``SINK_TEST_KILL_AFTER_COMMIT=1`` is for tests only: the process SIGKILLs itself
+right after its first commit, before acking, to show that a redelivery stores nothing twice.
+Plus every shared variable of ``CommonSettings`` (``REDIS_URL``, ``NAMESPACE``, ``BATCH_COUNT``…).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from common.errors import ConfigError
+from common.settings import CommonSettings, env_bool, env_choice, env_int, env_str, redact_url
+
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/alphapulse"
+TABLES = ("ticks", "bars", "patterns", "signals")
+_DURATION_RE = re.compile(r"^(\d+)\s*([smhdw]?)$")
+_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+_DEFAULT_RETENTION = {"ticks": "7d", "bars": "0", "patterns": "0", "signals": "0"}
+
+
+def env_duration_s(env: Mapping[str, str], name: str, default: str) -> int:
+    """A duration in seconds from ``90d`` / ``12h`` / ``3600`` (``0`` = off)."""
+    raw = env.get(name)
+    text = (raw if raw is not None and raw.strip() else default).strip().lower()
+    m = _DURATION_RE.match(text)
+    if m is None:
+        raise ConfigError(name, f"expected a duration like 7d, 12h, 30m or 0, got {raw!r}")
+    return int(m[1]) * _UNIT_S[m[2]]
+
+
+def database_url(env: Mapping[str, str]) -> str:
+    """``DATABASE_URL``, checked to be a PostgreSQL URL."""
+    url = env_str(env, "DATABASE_URL", DEFAULT_DATABASE_URL) or DEFAULT_DATABASE_URL
+    if urlsplit(url).scheme not in ("postgres", "postgresql"):
+        raise ConfigError("DATABASE_URL", f"expected a postgresql:// URL, got {redact_url(url)!r}")
+    return url
+
+
+@dataclass(frozen=True, slots=True)
+class SinkSettings:
+    """The sink: shared settings plus the database, batching and retention."""
+
+    common: CommonSettings
+    database_url: str = field(default=DEFAULT_DATABASE_URL, repr=False)
+    store_ticks: bool = False
+    batch_rows: int = 5000
+    flush_ms: int = 500
+    write_method: str = "copy"
+    retry_max_s: float = 10.0
+    migrate: bool = True
+    retention_s: Mapping[str, int] = field(default_factory=dict)
+    retention_interval_s: int = 3600
+    test_kill_after_commit: bool = False
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> SinkSettings:
+        e = os.environ if env is None else env
+        return cls(
+            common=CommonSettings.from_env(e),
+            database_url=database_url(e),
+            store_ticks=env_bool(e, "STORE_TICKS", False),
+            batch_rows=env_int(e, "SINK_BATCH_ROWS", 5000, lo=1, hi=1_000_000),
+            flush_ms=env_int(e, "SINK_FLUSH_MS", 500, lo=1, hi=3_600_000),
+            write_method=env_choice(e, "SINK_WRITE_METHOD", "copy", ("copy", "unnest")),
+            retry_max_s=float(env_int(e, "SINK_RETRY_MAX_S", 10, lo=1, hi=3600)),
+            migrate=env_bool(e, "SINK_MIGRATE", True),
+            retention_s={
+                t: env_duration_s(e, f"RETENTION_{t.upper()}", _DEFAULT_RETENTION[t])
+                for t in TABLES
+            },
+            retention_interval_s=env_int(e, "RETENTION_INTERVAL_S", 3600, lo=1),
+            test_kill_after_commit=env_bool(e, "SINK_TEST_KILL_AFTER_COMMIT", False),
+        )
+
+    def redacted(self) -> dict[str, object]:
+        """Loggable form: no password."""
+        out: dict[str, object] = {
+            n: getattr(self, n) for n in self.__dataclass_fields__ if n != "common"
+        }
+        out["database_url"] = redact_url(self.database_url)
+        out["common"] = self.common.redacted()
+        return out

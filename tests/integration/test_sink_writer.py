@@ -1,0 +1,179 @@
+"""The sink against real PostgreSQL and real TimescaleDB: schema, idempotence, poison rows."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from common.names import GROUP_SINK, Keys
+from sink.migrate import VERSION_TABLE, discover, migrate
+from sink.rows import bar_row
+from sink.store import Store
+from sink.worker import SinkWorker
+from tests.sink_support import (
+    DB_PARAMS,
+    Db,
+    make_bar,
+    make_db,
+    make_event,
+    make_signal,
+    make_ticks,
+    sink_settings,
+)
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture(params=DB_PARAMS)
+async def db(request: pytest.FixtureRequest) -> AsyncIterator[Db]:
+    async for d in make_db(request.param):
+        yield d
+
+
+async def run_sink(db: Db, redis: aioredis.Redis, keys: Keys, **overrides: object) -> SinkWorker:
+    """Run a sink in burst mode until every stream is drained, committed and acked."""
+    worker = SinkWorker(sink_settings(db.url, keys, **overrides), redis=redis, burst=True)
+    async with worker:
+        await worker.run()
+    return worker
+
+
+async def publish_all(redis: aioredis.Redis, keys: Keys) -> None:
+    """Two tick partitions, bars, pattern events and signals: every table the sink fills."""
+    await redis.xadd(keys.ticks(0), make_ticks(0, 300).encode())  # type: ignore[arg-type]
+    await redis.xadd(keys.ticks(1), make_ticks(0, 200, symbol="ETHUSDT").encode())  # type: ignore[arg-type]
+    for i in range(20):
+        await redis.xadd(keys.bars, make_bar(i).encode())  # type: ignore[arg-type]
+        await redis.xadd(keys.patterns, make_event(i).encode())  # type: ignore[arg-type]
+        await redis.xadd(keys.signals, make_signal(i))  # type: ignore[arg-type]
+
+
+async def dead_letters(redis: aioredis.Redis, stream: str) -> list[dict[bytes, bytes]]:
+    entries: list[tuple[bytes, dict[bytes, bytes]]] = await redis.xrange(stream)  # type: ignore[assignment]
+    return [fields for _, fields in entries]
+
+
+async def pending(redis: aioredis.Redis, stream: str) -> int:
+    info = await redis.xpending(stream, GROUP_SINK)
+    return int(info["pending"])
+
+
+async def test_migrations_make_hypertables_only_on_timescaledb(db: Db) -> None:
+    conn = await db.connect()
+    try:
+        assert (await migrate(conn)).hypertables == (db.kind == "timescale")
+        await migrate(conn)  # safe to re-run: nothing applied twice
+        versions = [r["version"] for r in await conn.fetch(f"SELECT version FROM {VERSION_TABLE}")]
+        assert sorted(versions) == sorted({f.version for f in discover()})
+        has_ts = await conn.fetchval(
+            "SELECT count(*) FROM pg_extension WHERE extname='timescaledb'"
+        )
+        if db.kind == "timescale":
+            hyper = await conn.fetch(
+                "SELECT hypertable_name FROM timescaledb_information.hypertables "
+                "WHERE hypertable_schema = $1",
+                db.schema,
+            )
+            assert {r["hypertable_name"] for r in hyper} == {"ticks", "bars", "patterns", "signals"}
+        else:
+            assert has_ts == 0
+            brin = await conn.fetch(
+                "SELECT indexname FROM pg_indexes WHERE schemaname = $1 AND indexdef LIKE '%brin%'",
+                db.schema,
+            )
+            assert {r["indexname"] for r in brin} >= {"ticks_time_brin", "bars_open_time_brin"}
+    finally:
+        await conn.close()
+
+
+async def test_migrate_command(db: Db) -> None:
+    out = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "common.cli", "migrate", "--database-url", db.url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    flavor = "apache" if db.kind == "timescale" else "plain"
+    assert f"schema up to date ({flavor})" in out.stdout
+    assert len(await db.fetch(f"SELECT * FROM {VERSION_TABLE}")) == len(
+        {f.version for f in discover()}
+    )
+
+
+async def test_replaying_the_same_entries_stores_each_row_once(
+    db: Db, redis_client: aioredis.Redis, keys: Keys
+) -> None:
+    await publish_all(redis_client, keys)
+    first = await run_sink(db, redis_client, keys)
+    expected = {"ticks": 500, "bars": 20, "patterns": 40, "signals": 20}
+    for table, n in expected.items():
+        assert await db.count(table) == (n, n), table
+    # The same entries again (a replay after a crash, a second producer run...).
+    await publish_all(redis_client, keys)
+    second = await run_sink(db, redis_client, keys)
+    for table, n in expected.items():
+        assert await db.count(table) == (n, n), table
+    for stream in first.streams:
+        assert await pending(redis_client, stream) == 0
+    assert second.batches > 0
+    bar = (await db.fetch("SELECT * FROM bars WHERE open_time = to_timestamp($1)", 1_723_161_240))[
+        0
+    ]
+    assert (bar["open"], bar["high"], bar["low"], bar["close"], bar["trades"]) == (
+        100.0, 101.0, 99.0, 100.5, 40,
+    )  # fmt: skip
+    sig = (await db.fetch("SELECT * FROM signals ORDER BY time LIMIT 1"))[0]
+    assert sig["direction"] == "long" and sig["score"] == 0.8 and sig["model"] == "abc123"
+
+
+@pytest.mark.parametrize("method", ["copy", "unnest"])
+async def test_poison_row_is_dead_lettered_and_the_rest_stored(
+    db: Db, redis_client: aioredis.Redis, keys: Keys, method: str
+) -> None:
+    for i in range(10):
+        # Bar 4 has low > high: it decodes, but violates bars_ohlc_check.
+        await redis_client.xadd(keys.bars, make_bar(i, low=150.0 if i == 4 else 99.0).encode())  # type: ignore[arg-type]
+    batch = make_ticks(0, 50)
+    batch.records["price"][17] = -1.0  # one tick of the batch breaks ticks_price_check
+    await redis_client.xadd(keys.ticks(0), batch.encode())  # type: ignore[arg-type]
+    await redis_client.xadd(keys.signals, make_signal(1, score=7.5))  # type: ignore[arg-type]
+    await redis_client.xadd(keys.signals, make_signal(2))  # type: ignore[arg-type]
+    await redis_client.xadd(keys.bars, {b"v": b"1", b"d": b"not json"})  # does not decode
+
+    await run_sink(db, redis_client, keys, write_method=method)
+
+    assert await db.count("bars") == (9, 9)
+    assert await db.count("ticks") == (49, 49)
+    assert await db.count("signals") == (1, 1)
+    assert not await db.fetch("SELECT 1 FROM ticks WHERE trade_id = '17'")
+    dead_bars = await dead_letters(redis_client, keys.dlq(keys.bars))
+    rejected = [f for f in dead_bars if f.get(b"reason") == b"rejected_row"]
+    assert len(rejected) == 1 and b"bars_ohlc_check" in rejected[0][b"error"]
+    assert b'"low":150.0' in rejected[0][b"row"]
+    assert any(f[b"reason"] == b"bar" for f in dead_bars)  # the undecodable entry
+    dead_ticks = await dead_letters(redis_client, keys.dlq(keys.ticks(0)))
+    assert len(dead_ticks) == 1 and b'"trade_id":"17"' in dead_ticks[0][b"row"]
+    dead_signals = await dead_letters(redis_client, keys.dlq(keys.signals))
+    assert len(dead_signals) == 1 and b"signals_score_check" in dead_signals[0][b"error"]
+    for stream in (keys.bars, keys.ticks(0), keys.signals):
+        assert await pending(redis_client, stream) == 0
+
+
+async def test_store_reports_rejected_rows_by_index(db: Db) -> None:
+    store = Store(db.url)
+    await store.connect()
+    try:
+        rows = [bar_row(make_bar(i, low=500.0 if i in (2, 5) else 99.0)) for i in range(8)]
+        rejected = await store.write({"bars": rows})
+        assert [i for i, _ in rejected["bars"]] == [2, 5]
+    finally:
+        await store.close()
+    assert await db.count("bars") == (6, 6)
