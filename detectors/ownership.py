@@ -11,17 +11,16 @@
 * **Membership**: every detector heartbeats into the sorted set ``detectors:members`` (score =
   Redis server time, ms); members silent for longer than the lease TTL are dropped.
 * **Assignment** (:func:`assign`) is a pure function of the live member set: partitions
-  go, in order, to the member ranking highest by a rendezvous hash among those still below
-  ``ceil(P/N)`` partitions. Every detector computes the same table, so N live detectors
-  settle on an even split; a detector releases (after a final checkpoint) what the table
-  gives to others and acquires what it gives to it once free. A dead detector's leases
-  expire after the TTL and its partitions are taken over.
+  go, in order, to the member ranking highest by a rendezvous hash among those with room
+  left (``P // N``, or one more for ``P % N`` of them). Every detector computes the same
+  table, so N live detectors settle on an even split; a detector releases (after a final
+  checkpoint) what the table gives to others and acquires what it gives to it once free.
+  A dead detector's leases expire after the TTL and its partitions are taken over.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -80,16 +79,24 @@ def _rank(member: str, partition: int) -> bytes:
 
 
 def assign(members: Sequence[str], partitions: int) -> dict[str, list[int]]:
-    """Balanced, deterministic partition table for a member set (see the module docstring)."""
+    """Balanced, deterministic partition table for a member set (see the module docstring).
+
+    Every member gets ``P // N`` or ``P // N + 1`` partitions (exactly ``P % N`` get the
+    extra one); each partition goes to the highest-ranked member that still has room.
+    """
     live = sorted(set(members))
     table: dict[str, list[int]] = {m: [] for m in live}
     if not live:
         return table
-    cap = math.ceil(partitions / len(live))
+    base, extra = divmod(partitions, len(live))
+    full = 0  # members already holding base + 1
     for p in range(partitions):
-        ranked = sorted(live, key=lambda m: _rank(m, p), reverse=True)
-        owner = next(m for m in ranked if len(table[m]) < cap)
-        table[owner].append(p)
+        for m in sorted(live, key=lambda m: _rank(m, p), reverse=True):
+            have = len(table[m])
+            if have < base or (have == base and full < extra):
+                full += have == base
+                table[m].append(p)
+                break
     return table
 
 

@@ -35,7 +35,7 @@ from common.lifecycle import Service
 from common.logging import get_logger
 from common.names import GROUP_DETECTORS
 from common.redis import AnyRedis, redis_from_settings
-from common.streams import Entry, dead_letter_fields
+from common.streams import DLQ_MAXLEN, Entry, StreamConsumer, dead_letter_fields
 from detectors import checkpoint
 from detectors.engine import Output, PartitionEngine
 from detectors.metrics import DETECTOR_METRICS, DetectorMetrics
@@ -147,6 +147,14 @@ class PartitionRunner:
         self.last_applied = "0-0"
         self.max_ts_seen = 0
         self.progress_wall_ms = time.time() * 1000
+        self.trimmed_at = time.monotonic()
+        self.consumer_api = StreamConsumer.from_settings(
+            self.redis,
+            service.settings.common,
+            group=GROUP_DETECTORS,
+            streams=[self.stream],
+            consumer=self.consumer,
+        )
 
     @property
     def redis(self) -> AnyRedis:
@@ -225,6 +233,14 @@ class PartitionRunner:
             await self._write(out, entries)
             if self.unacked and time.monotonic() - self.checkpointed_at >= interval:
                 await self._checkpoint()
+                await self._maybe_trim()
+
+    async def _maybe_trim(self) -> None:
+        """Trim ``ticks:{p}`` below what every group acked (``TRIM_INTERVAL_S``; 0 = never)."""
+        every = self.service.settings.common.trim_interval_s
+        if every and not self.lost and time.monotonic() - self.trimmed_at >= every:
+            self.trimmed_at = time.monotonic()
+            await self.consumer_api.trim(self.stream)
 
     async def _apply(self, entry: Entry) -> Output:
         engine = self.engine
@@ -241,7 +257,12 @@ class PartitionRunner:
             fields = dead_letter_fields(
                 entry, e, reason=e.reason, group=GROUP_DETECTORS, consumer=self.consumer
             )
-            await self.redis.xadd(self.service.keys.dlq(self.stream), dict(fields.items()))
+            await self.redis.xadd(
+                self.service.keys.dlq(self.stream),
+                dict(fields.items()),
+                maxlen=DLQ_MAXLEN,
+                approximate=True,
+            )
             engine.last_id = entry.id
             return Output()
         before = engine.agg.counters

@@ -219,28 +219,28 @@ async def _wait_and_compare(
     assert events == want_events
 
 
-async def _until(check: Callable[[], Awaitable[bool]]) -> None:
-    """Poll ``check`` until it holds; fails the test after ``WAIT_S``."""
+async def _until(check: Callable[[], Awaitable[bool]], procs: Detectors, what: str) -> None:
+    """Poll ``check`` until it holds; fails the test (with the logs) after ``WAIT_S``."""
     deadline = time.monotonic() + WAIT_S
     while not await check():
-        assert time.monotonic() < deadline, "timed out waiting for the detectors"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}\n{procs.log_tail()}"
         await asyncio.sleep(0.1)
 
 
-async def _members(r: aioredis.Redis, keys: Keys, n: int) -> None:
+async def _members(r: aioredis.Redis, keys: Keys, n: int, procs: Detectors) -> None:
     """Wait until ``n`` detectors have joined."""
 
     async def joined() -> bool:
         return int(await r.zcard(keys.detector_members)) >= n
 
-    await _until(joined)
+    await _until(joined, procs, f"{n} members")
 
 
-async def _bars_written(r: aioredis.Redis, keys: Keys, n: int) -> None:
+async def _bars_written(r: aioredis.Redis, keys: Keys, n: int, procs: Detectors) -> None:
     async def written() -> bool:
         return int(await r.xlen(keys.bars)) >= n
 
-    await _until(written)
+    await _until(written, procs, f"{n} bars")
 
 
 @pytest.fixture
@@ -271,9 +271,9 @@ async def test_two_detectors_one_killed_and_restarted(
     ticks = scenario["ticks"]
     half = len(ticks) // 2
     detectors.start(2)
-    await _members(redis_client, keys, 2)
+    await _members(redis_client, keys, 2, detectors)
     await _feed(redis_client, keys, ticks[:half])
-    await _bars_written(redis_client, keys, 200)
+    await _bars_written(redis_client, keys, 200, detectors)
     detectors.kill(0)
     await _feed(redis_client, keys, ticks[half:])
     await asyncio.sleep(0.5)
@@ -287,9 +287,9 @@ async def test_four_detectors_throttled_all_restarted(
     ticks = scenario["ticks"]
     cut = len(ticks) * 2 // 5
     detectors.start(4)
-    await _members(redis_client, keys, 4)
+    await _members(redis_client, keys, 4, detectors)
     await _feed(redis_client, keys, ticks[:cut], pause=0.01)
-    await _bars_written(redis_client, keys, 100)
+    await _bars_written(redis_client, keys, 100, detectors)
     assert detectors.terminate_all() == [0, 0, 0, 0]
     detectors.start(4)
     await _feed(redis_client, keys, ticks[cut:], pause=0.01)

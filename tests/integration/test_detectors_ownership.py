@@ -1,0 +1,168 @@
+"""Leases, fencing, fenced checkpoints and rebalancing on a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from common.contracts import Tick, TickBatch
+from common.names import GROUP_DETECTORS, Keys, partition_of
+from common.settings import CommonSettings
+from detectors.engine import EngineConfig
+from detectors.ownership import Ownership
+from detectors.settings import DetectorSettings
+from detectors.timeframes import parse_timeframes
+from detectors.worker import DetectorService
+from tests.conftest import REDIS_URL
+
+pytestmark = pytest.mark.redis
+
+
+async def _until(check: Callable[[], Awaitable[bool]], seconds: float = 20.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not await check():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
+async def test_lease_epoch_fences_a_stale_owner(redis_client: aioredis.Redis, keys: Keys) -> None:
+    a = Ownership(redis_client, keys, "a", lease_ttl_ms=300)
+    b = Ownership(redis_client, keys, "b", lease_ttl_ms=300)
+    first = await a.acquire(0)
+    assert first == 1
+    assert await b.acquire(0) == 0
+    assert await a.renew(0, first)
+    assert not await b.renew(0, first)
+    assert await a.write_checkpoint(0, first, b"state-a", [])
+
+    async def expired() -> bool:
+        return await redis_client.get(keys.lease(0)) is None
+
+    await _until(expired)
+    second = await b.acquire(0)
+    assert second == 2
+    # The paused old owner can no longer renew, release, checkpoint or ack.
+    assert not await a.renew(0, first)
+    assert not await a.release(0, first)
+    assert not await a.write_checkpoint(0, first, b"stale", [])
+    assert await redis_client.get(keys.checkpoint(0)) == b"state-a"
+    assert await b.load_checkpoint(0) == b"state-a"
+    assert await b.release(0, second)
+    assert await redis_client.get(keys.lease(0)) is None
+
+
+async def test_checkpoint_acks_what_it_covers(redis_client: aioredis.Redis, keys: Keys) -> None:
+    own = Ownership(redis_client, keys, "a", lease_ttl_ms=5000)
+    epoch = await own.acquire(2)
+    stream = keys.ticks(2)
+    await redis_client.xgroup_create(stream, GROUP_DETECTORS, id="0", mkstream=True)
+    ids = [(await redis_client.xadd(stream, {b"x": b"%d" % i})).decode() for i in range(1200)]
+    await redis_client.xreadgroup(GROUP_DETECTORS, "p2", {stream: ">"}, count=2000)
+    assert await own.write_checkpoint(2, epoch, b"s", ids[:1100])
+    pending: Any = await redis_client.xpending(stream, GROUP_DETECTORS)
+    assert pending["pending"] == 100
+
+
+async def test_membership_heartbeat(redis_client: aioredis.Redis, keys: Keys) -> None:
+    a = Ownership(redis_client, keys, "a", lease_ttl_ms=300)
+    b = Ownership(redis_client, keys, "b", lease_ttl_ms=300)
+    assert await a.heartbeat() == ["a"]
+    assert sorted(await b.heartbeat()) == ["a", "b"]
+    assert await b.heartbeat(alive=False) == ["a"]
+    await asyncio.sleep(0.35)
+    assert await b.heartbeat() == ["b"]  # a stopped heartbeating: dropped after the TTL
+
+
+def _settings(namespace: str, member: str) -> DetectorSettings:
+    common = CommonSettings(
+        redis_url=REDIS_URL, partitions=4, namespace=namespace, block_ms=50, metrics_port=0
+    )
+    engine = EngineConfig(
+        timeframes=parse_timeframes("1m"), allowed_lateness_ms=0, patterns=("CDLDOJI",)
+    )
+    return DetectorSettings(
+        common=common,
+        engine=engine,
+        lease_ttl_ms=1000,
+        heartbeat_ms=100,
+        checkpoint_interval_ms=0,
+        detector_id=member,
+    )
+
+
+async def test_two_services_split_partitions_and_dead_letter_bad_entries(
+    redis_client: aioredis.Redis, keys: Keys, namespace: str
+) -> None:
+    sym = "BTC-USDT"
+    p = partition_of("binance", sym, 4)
+    t0 = 1_723_161_600_000_000_000
+    ticks = [
+        Tick("binance", sym, "BTCUSDT", str(i), 100.0 + i, 1.0, "buy", t0 + i * 20 * 10**9, 0)
+        for i in range(1, 10)
+    ]
+    await redis_client.xadd(keys.ticks(p), dict(TickBatch.from_ticks(ticks[:4]).encode()))
+    await redis_client.xadd(keys.ticks(p), {b"v": b"1", b"n": b"zz"})
+    await redis_client.xadd(keys.ticks(p), dict(TickBatch.from_ticks(ticks[4:]).encode()))
+    services = [DetectorService(_settings(namespace, m), redis=redis_client) for m in ("m1", "m2")]
+    async with asyncio.TaskGroup() as tg:
+        for s in services:
+            await s.start()
+            tg.create_task(s.run())
+
+        async def balanced() -> bool:
+            return sorted(len(s.runners) for s in services) == [2, 2]
+
+        await _until(balanced)
+
+        async def drained() -> bool:
+            pending: Any = await redis_client.xpending(keys.ticks(p), GROUP_DETECTORS)
+            bars = await redis_client.xlen(keys.bars)
+            return bool(pending["pending"] == 0 and bars == 3)
+
+        await _until(drained)
+        for s in services:
+            s.request_stop()
+    for s in services:
+        await s.stop()
+    dead: Any = await redis_client.xrange(keys.dlq(keys.ticks(p)))
+    assert len(dead) == 1 and dead[0][1][b"reason"] == b"tick_batch"
+    assert await redis_client.zcard(keys.detector_members) == 0
+
+
+async def test_idle_partition_closes_bars_by_extrapolated_event_time(
+    redis_client: aioredis.Redis, keys: Keys, namespace: str
+) -> None:
+    settings = _settings(namespace, "solo")
+    engine = EngineConfig(timeframes=parse_timeframes("1s"), allowed_lateness_ms=100)
+    settings = DetectorSettings(
+        common=settings.common,
+        engine=engine,
+        idle_close_ms=150,
+        lease_ttl_ms=1000,
+        heartbeat_ms=100,
+        checkpoint_interval_ms=0,
+        detector_id="solo",
+    )
+    sym = "ETH-USDT"
+    p = partition_of("binance", sym, 4)
+    t0 = 1_723_161_600_000_000_000
+    tick = Tick("binance", sym, "ETHUSDT", "1", 2500.0, 1.0, "sell", t0 + 200_000_000, 0)
+    await redis_client.xadd(keys.ticks(p), dict(TickBatch.from_ticks([tick]).encode()))
+    service = DetectorService(settings, redis=redis_client)
+    await service.start()
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(service.run())
+
+        async def closed() -> bool:
+            return int(await redis_client.xlen(keys.bars)) == 1
+
+        await _until(closed)
+        service.request_stop()
+    await service.stop()
+    (_, fields), *_ = await redis_client.xrange(keys.bars)
+    assert fields[b"id"] == f"binance:{sym}:1s:{t0 // 1_000_000}".encode()
