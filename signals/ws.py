@@ -14,16 +14,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import sys
 from typing import Any
 
 import orjson
 from prometheus_client import Counter, Gauge
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from common.lifecycle import Service, run_service
 from common.logging import get_logger
+from common.metrics import Readiness
 from common.redis import AnyRedis, redis_from_settings
 from common.settings import exit_on_config_error
 from common.trimming import parse_id
@@ -77,12 +81,20 @@ class Client:
 class SignalsHub:
     """The single stream reader and the set of clients it fans out to."""
 
-    def __init__(self, redis: AnyRedis, stream: str, *, block_ms: int = 1000) -> None:
+    def __init__(
+        self,
+        redis: AnyRedis,
+        stream: str,
+        *,
+        block_ms: int = 1000,
+        readiness: Readiness | None = None,
+    ) -> None:
         self.redis = redis
         self.stream = stream
         self.block_ms = block_ms
         self.clients: set[Client] = set()
         self.last_id = "0-0"
+        self.readiness = readiness if readiness is not None else Readiness()
         self._closing: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
@@ -90,11 +102,25 @@ class SignalsHub:
         self.last_id = newest[0][0].decode() if newest else "0-0"
 
     async def run(self, stopping: asyncio.Event) -> None:
-        """Follow the stream until ``stopping`` is set."""
+        """Follow the stream until ``stopping`` is set; rides out Redis outages with backoff
+        (clients stay connected and get what they missed from ``last_id`` on recovery)."""
+        backoff = 0.0
         while not stopping.is_set():
-            reply: Any = await self.redis.xread(
-                {self.stream: self.last_id}, count=READ_COUNT, block=self.block_ms
-            )
+            try:
+                reply: Any = await self.redis.xread(
+                    {self.stream: self.last_id}, count=READ_COUNT, block=self.block_ms
+                )
+            except (RedisConnectionError, RedisTimeoutError, OSError) as e:
+                backoff = min(max(backoff * 2, 0.1), 5.0)
+                self.readiness.set("connected", False)
+                get_logger("signals.ws").warning(
+                    "redis_unavailable", error=repr(e), retry_in_s=backoff
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), backoff * random.uniform(0.5, 1.0))
+                continue
+            backoff = 0.0
+            self.readiness.set("connected", True)
             for _, entries in reply or []:
                 for entry_id, fields in entries:
                     self.dispatch(entry_id.decode(), fields)
@@ -158,7 +184,10 @@ class WsServer(Service):
         self._owns_redis = redis is None
         self.redis = redis if redis is not None else redis_from_settings(settings.common)
         self.hub = SignalsHub(
-            self.redis, settings.common.keys().signals, block_ms=settings.common.block_ms
+            self.redis,
+            settings.common.keys().signals,
+            block_ms=settings.common.block_ms,
+            readiness=self.readiness,
         )
         self.connections = 0
         self.server: Server | None = None
@@ -188,12 +217,14 @@ class WsServer(Service):
 
     async def run(self) -> None:
         stopping = asyncio.Event()
-        reader = asyncio.create_task(self.hub.run(stopping))
-        await self.wait_stopping()
+        reader = asyncio.create_task(self.hub.run(stopping), name="signals-ws.reader")
+        stop = asyncio.create_task(self.wait_stopping(), name="signals-ws.stop")
+        await asyncio.wait({reader, stop}, return_when=asyncio.FIRST_COMPLETED)
         stopping.set()
-        with contextlib.suppress(asyncio.CancelledError):
-            reader.cancel()
-            await reader
+        for task in (reader, stop):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task  # a reader that died of a bug re-raises here: the process exits 1
 
     async def close(self) -> None:
         if self.server is not None:

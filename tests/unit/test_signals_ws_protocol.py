@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, cast
 
 import orjson
 import pytest
+import redis.asyncio as aioredis
 
+from common.metrics import Readiness
 from common.trimming import parse_id
 from signals.ws import Client, SignalsHub
 from signals.ws_protocol import (
@@ -107,3 +110,20 @@ async def test_hub_offers_by_filter_skips_resumed_entries_and_cuts_slow_clients(
     assert cast(FakeWs, slow.ws).closed == [(4408, "slow client: send queue full")]
     assert cast(FakeWs, everyone.ws).closed == [(1001, "bye")]
     assert hub.last_id == "3-0"
+
+
+async def test_hub_rides_out_a_redis_outage_and_reports_not_ready() -> None:
+    down = aioredis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=None)
+    readiness = Readiness("connected")
+    readiness.set("connected")
+    hub = SignalsHub(down, "signals", block_ms=10, readiness=readiness)
+    stopping = asyncio.Event()
+    task = asyncio.create_task(hub.run(stopping))
+    for _ in range(1000):  # up to 10 s
+        if not readiness.ready:
+            break
+        await asyncio.sleep(0.01)
+    assert not task.done()  # still retrying, not crashed
+    stopping.set()
+    await asyncio.wait_for(task, 10)
+    await down.aclose()
