@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import MutableMapping
 from typing import IO, Any, BinaryIO, TextIO, cast
 
 import orjson
@@ -110,8 +109,3 @@ def bind_context(**values: Any) -> None:
 def clear_context() -> None:
     """Drop everything ``bind_context`` bound in this context."""
     structlog.contextvars.clear_contextvars()
-
-
-def current_context() -> MutableMapping[str, Any]:
-    """What ``bind_context`` bound in this context (a copy)."""
-    return dict(structlog.contextvars.get_contextvars())

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable
 from typing import Self
 
 import prometheus_client
@@ -236,14 +235,3 @@ class MetricsServer:
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
-
-
-def label_values(metric: Counter | Gauge, **labels: str) -> float:
-    """The current value of one labelled child (for tests and status output)."""
-    return float(metric.labels(**labels)._value.get())
-
-
-def clear_labels(metrics: Iterable[Counter | Gauge | Histogram]) -> None:
-    """Forget every labelled child (used by tests that share the default registry)."""
-    for m in metrics:
-        m.clear()

@@ -81,7 +81,3 @@ def redis_from_settings(settings: CommonSettings, **overrides: Any) -> Redis | R
         kw.pop("retry_on_error", None)
         return RedisCluster.from_url(url, **kw)
     return Redis.from_url(url, **kw)
-
-
-def is_cluster(client: Redis | RedisCluster) -> bool:
-    return isinstance(client, RedisCluster)
