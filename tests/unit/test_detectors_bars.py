@@ -8,13 +8,20 @@ import operator
 from functools import reduce
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from common.contracts import Side, Tick, TickBatch
 from common.errors import ConfigError
-from detectors.bars import BarAggregator, ClosedBars
+from detectors.bars import (
+    BarAggregator,
+    ClosedBars,
+    _groups,
+    _prev_group_max,
+    _prev_group_max_loop,
+)
 from detectors.timeframes import parse_timeframes
 
 MIN = 60_000
@@ -226,3 +233,28 @@ def test_same_ticks_give_same_bars_whatever_the_batches(case: tuple[Any, ...]) -
         assert r[9] == sum(x[9] for x in ones)
         assert r[3] == ones[0][3] and r[6] == ones[-1][6]
         assert r[4] == max(x[4] for x in ones) and r[5] == min(x[5] for x in ones)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 5), st.integers(-(2**40), 2**61)), min_size=1),
+    st.lists(st.integers(-(2**61), 2**61), min_size=6, max_size=6),
+)
+def test_grouped_running_max_matches_the_loop(
+    items: list[tuple[int, int]], inits: list[int]
+) -> None:
+    items.sort(key=lambda x: x[0])
+    groups = np.array([g for g, _ in items], np.int64)
+    _, rank = _groups(groups)
+    v = np.array([x for _, x in items], np.int64)
+    init = np.array(inits, np.int64)[groups]
+    fast = _prev_group_max(rank, v, init)
+    slow = _prev_group_max_loop(rank, v, init)
+    expected = []
+    for i, (g, _) in enumerate(items):
+        earlier = [x for h, x in items[:i] if h == g]
+        expected.append(max([inits[g], *earlier]))
+    assert slow.tolist() == expected
+    # The fast path may clip "nothing seen" to just below the smallest value.
+    lo = int(v.min()) - 1
+    assert fast.tolist() == [max(e, lo) for e in expected]
