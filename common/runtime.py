@@ -325,6 +325,15 @@ class StreamWorker(Service):
         n = await self.consumer.ack_entries(batch)
         return n
 
+    async def ack_ids(self, stream: str, ids: Sequence[str]) -> int:
+        """Ack deferred entries of ``stream`` by id (when the stage kept only the ids).
+
+        Use this or ``ack`` rather than the consumer's own ``ack``, so the worker stops
+        keeping those entries alive."""
+        for i in ids:
+            self._deferred.pop((stream, i), None)
+        return await self.consumer.ack(stream, ids)
+
     @property
     def deferred(self) -> list[Entry]:
         """Entries handled but not yet acked by the stage, oldest first."""
