@@ -17,6 +17,7 @@ import talib
 from talib import abstract
 
 from detectors.patterns import PATTERN_NAMES, PatternEngine
+from detectors.patterns.candles import HIGHLOW, SETTINGS
 from tests.unit.patterns_support import (
     F64,
     drifting_bars,
@@ -29,8 +30,6 @@ from tests.unit.patterns_support import (
 )
 
 ALL = PatternEngine()
-FIRED: Counter[str] = Counter()
-VALUES: dict[str, set[int]] = {n: set() for n in PATTERN_NAMES}
 
 
 def assert_exact(o: F64, h: F64, lo: F64, c: F64) -> None:
@@ -39,10 +38,6 @@ def assert_exact(o: F64, h: F64, lo: F64, c: F64) -> None:
     want = talib_outputs(ALL.names, o, h, lo, c)
     bad = {n: int(v) for n, v in zip(ALL.names, (got != want).sum(axis=(0, 1)), strict=True) if v}
     assert bad == {}, f"mismatching cells per pattern: {bad}"
-    for p, name in enumerate(ALL.names):
-        column = want[:, :, p]
-        FIRED[name] += int((column != 0).sum())
-        VALUES[name].update(int(v) for v in np.unique(column))
 
 
 def test_engine_covers_every_talib_candlestick_function() -> None:
@@ -93,10 +88,43 @@ def test_drifting_running_sums_match_talib() -> None:
     assert_exact(o, h, lo, c)
 
 
-def test_every_pattern_fired_in_the_data_above() -> None:
-    """Runs last in this module: proves the comparisons above exercised each pattern."""
-    assert len(FIRED) == 61
-    quiet = {n: v for n, v in FIRED.items() if v < 5}
-    assert quiet == {}, f"patterns that fired fewer than 5 times: {quiet}"
-    assert {-200, -100, 0, 100, 200} <= VALUES["CDLHIKKAKE"]
-    assert {-80, 80, 100, -100} <= VALUES["CDLENGULFING"]
+def test_every_pattern_fires_in_the_data_above() -> None:
+    """The data sets compared above exercise each pattern, with each of its values."""
+    datasets = [
+        recorded_bars(200),
+        *(generated_bars(np.random.default_rng(seed), 64, 600) for seed in (7, 8)),
+        *(templated_bars(np.random.default_rng(seed), 64, 600) for seed in (1, 2)),
+        drifting_bars(np.random.default_rng(1), 64, 600),
+    ]
+    fired: Counter[str] = Counter()
+    values: dict[str, set[int]] = {n: set() for n in PATTERN_NAMES}
+    for bars in datasets:
+        want = talib_outputs(ALL.names, *bars)
+        for p, name in enumerate(ALL.names):
+            fired[name] += int((want[:, :, p] != 0).sum())
+            values[name].update(int(v) for v in np.unique(want[:, :, p]))
+    quiet = {n: fired[n] for n in PATTERN_NAMES if fired[n] < 50}
+    assert quiet == {}, f"patterns that fired fewer than 50 times: {quiet}"
+    assert {-200, -100, 100, 200} <= values["CDLHIKKAKE"]
+    assert {-200, -100, 100, 200} <= values["CDLHIKKAKEMOD"]
+    for name in ("CDLENGULFING", "CDLHARAMI", "CDLHARAMICROSS"):
+        assert {-100, -80, 80, 100} <= values[name], name
+
+
+def test_the_wheel_runs_tas_default_candle_settings() -> None:
+    """Our settings table, pushed into TA-Lib explicitly, changes nothing (so the wheel
+    runs these values), while a different value visibly changes TA-Lib's answers."""
+    from talib import _ta_lib as ta  # noqa: PLC0415 - private API of the wheel, test only
+
+    o, h, lo, c = generated_bars(np.random.default_rng(3), 8, 300)
+    baseline = talib_outputs(ALL.names, o, h, lo, c)
+    kinds = ta.CandleSettingType
+    try:
+        for name, s in SETTINGS.items():
+            ta._ta_set_candle_settings(getattr(kinds, name), s.range_type, s.avg_period, s.factor)
+        assert (talib_outputs(ALL.names, o, h, lo, c) == baseline).all()
+        ta._ta_set_candle_settings(kinds.BodyDoji, HIGHLOW, 10, 0.2)
+        assert (talib_outputs(ALL.names, o, h, lo, c) != baseline).any()
+    finally:
+        ta._ta_restore_candle_default_settings(kinds.AllCandleSettings)
+    assert (talib_outputs(ALL.names, o, h, lo, c) == baseline).all()
