@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 
 from detectors.patterns import PATTERN_NAMES, PatternEngine, PatternState
-from tests.unit.patterns_support import generated_bars, talib_outputs, templated_bars
+from tests.unit.patterns_support import (
+    engine_outputs,
+    generated_bars,
+    talib_outputs,
+    templated_bars,
+)
 
 
 def test_unknown_pattern_names_are_named_in_the_error() -> None:
@@ -120,3 +125,17 @@ def test_no_series_closing_is_an_empty_result() -> None:
     values = engine.evaluate(none, none, none, none, np.empty(0, np.int64), state=state)
     assert values.shape == (0, 61)
     assert values.dtype == np.int32
+
+
+@pytest.mark.parametrize(
+    "names",
+    [["CDLHIKKAKEMOD"], ["CDLDOJI", "CDLENGULFING", "CDLMATHOLD"], ["CDLXSIDEGAP3METHODS"]],
+)
+def test_configured_subsets_match_talib(names: list[str]) -> None:
+    """A subset keeps only its own running sums and a shorter window, still exact."""
+    engine = PatternEngine(names)
+    bars = templated_bars(np.random.default_rng(4), 32, 300)
+    got = engine_outputs(engine, *bars)
+    want = talib_outputs(engine.names, *bars)
+    assert (got == want).all()
+    assert (want != 0).any()
