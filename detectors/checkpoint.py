@@ -50,6 +50,7 @@ def dumps(engine: PartitionEngine) -> bytes:
                 ob_vals[s, k, :7] = (*bar[1:7], bar[8])
                 ob_trades[s, k] = bar[7]
     rows = n * n_tf
+    engine.ensure_rows(rows)  # series that have not closed a bar yet have no rows so far
     arrays: dict[str, npt.NDArray[Any]] = {
         "ob_time": ob_time,
         "ob_vals": ob_vals,
@@ -58,9 +59,7 @@ def dumps(engine: PartitionEngine) -> bytes:
         "fine_max": agg.fine_max[:n],
         "next_end": agg.next_end[:n],
         "window": engine.window[:, :rows],
-        "pattern_state": np.frombuffer(
-            engine.pstate.take(np.arange(min(rows, len(engine.pstate)))).to_bytes(), np.uint8
-        ),
+        "pattern_state": np.frombuffer(engine.pstate.take(np.arange(rows)).to_bytes(), np.uint8),
     }
     for name, arr in engine.ind.arrays().items():
         arrays[name] = arr[:rows]
@@ -110,7 +109,7 @@ def loads(
     )
     engine.pstate = PatternState.from_bytes(arrays["pattern_state"].tobytes())
     engine.window = arrays["window"].reshape(4, rows, engine.patterns.window)
-    engine._ensure_rows(rows)
+    engine.ensure_rows(rows)
     engine.recent = {int(r): ev for r, ev in header["recent"].items()}
     engine.last_id = header["last_id"]
     return engine

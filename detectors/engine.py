@@ -106,7 +106,8 @@ class PartitionEngine:
         return self._process(closed)
 
     # --- closed bars -> indicators + patterns ----------------------------------------------
-    def _ensure_rows(self, rows: int) -> None:
+    def ensure_rows(self, rows: int) -> None:
+        """Make room for ``rows`` series x timeframe rows in the per-row state."""
         have = self.window.shape[1]
         if rows <= have:
             return
@@ -127,7 +128,7 @@ class PartitionEngine:
         end = open_time + self.tf_ms[tf]
         order = np.lexsort((-tf, end))
         rows = sid * self.n_tf + tf
-        self._ensure_rows((int(sid.max()) + 1) * self.n_tf)
+        self.ensure_rows((int(sid.max()) + 1) * self.n_tf)
         ohlcv = np.array(
             [closed.open, closed.high, closed.low, closed.close, closed.volume], np.float64
         )

@@ -43,8 +43,6 @@ from detectors.ownership import Ownership, assign
 from detectors.patterns import PatternEngine
 from detectors.settings import DetectorSettings
 
-log = get_logger("detectors")
-
 
 class DetectorService(Service):
     name = "detectors"
@@ -66,6 +64,9 @@ class DetectorService(Service):
         self._own_redis = redis is None
         self._ownership: Ownership | None = None
         self.readiness.require("membership")
+        # Made here, not at import: structlog binds a logger to the configuration current
+        # at bind time, and run_service configures logging before building the service.
+        self.log = get_logger("detectors", member=settings.detector_id)
 
     @property
     def ownership(self) -> Ownership:
@@ -79,7 +80,7 @@ class DetectorService(Service):
         self._ownership = Ownership(
             self.redis, self.keys, self.settings.detector_id, self.settings.lease_ttl_ms
         )
-        log.info("detector_started", member=self.settings.detector_id)
+        self.log.info("detector_started")
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tg:
@@ -87,7 +88,7 @@ class DetectorService(Service):
                 try:
                     await self._rebalance(tg)
                 except (RedisError, OSError) as e:
-                    log.warning("rebalance_failed", error=repr(e))
+                    self.log.warning("rebalance_failed", error=repr(e))
                 self.readiness.set("membership", True)
                 await self.wait_stopping(self.settings.heartbeat_ms / 1000)
             for runner in self.runners.values():
@@ -95,7 +96,7 @@ class DetectorService(Service):
         try:
             await self.ownership.heartbeat(alive=False)
         except (RedisError, OSError) as e:
-            log.warning("leave_failed", error=repr(e))
+            self.log.warning("leave_failed", error=repr(e))
 
     async def _rebalance(self, tg: asyncio.TaskGroup) -> None:
         members = await self.ownership.heartbeat()
@@ -109,17 +110,17 @@ class DetectorService(Service):
             if not await self.ownership.renew(p, runner.epoch):
                 runner.lost = True
                 self.metrics.leases_lost.inc()
-                log.warning("lease_lost", partition=p, epoch=runner.epoch)
+                self.log.warning("lease_lost", partition=p, epoch=runner.epoch)
             elif p not in wanted:
                 runner.hand_over = True
-                log.info("partition_handover", partition=p)
+                self.log.info("partition_handover", partition=p)
         for p in sorted(wanted - self.runners.keys()):
             epoch = await self.ownership.acquire(p)
             if epoch:
                 runner = PartitionRunner(self, p, epoch)
                 self.runners[p] = runner
                 tg.create_task(runner.run(), name=f"partition-{p}")
-                log.info("partition_acquired", partition=p, epoch=epoch)
+                self.log.info("partition_acquired", partition=p, epoch=epoch)
         self.metrics.owned.set(len(self.runners))
         now = time.monotonic()
         ages = [now - r.checkpointed_at for r in self.runners.values()]
@@ -140,6 +141,7 @@ class PartitionRunner:
         self.stream = service.keys.ticks(partition)
         self.consumer = f"p{partition}"
         self.hand_over = False
+        self.log = service.log
         self.lost = False
         self.checkpointed_at = time.monotonic()
         self.unacked: list[str] = []
@@ -169,11 +171,11 @@ class PartitionRunner:
                 await self._checkpoint()
                 if not self.lost:
                     await self.service.ownership.release(self.p, self.epoch)
-                    log.info("partition_released", partition=self.p, epoch=self.epoch)
+                    self.log.info("partition_released", partition=self.p, epoch=self.epoch)
         except (RedisError, OSError) as e:
             # Keep the lease un-renewed: it expires, and the partition is restored from its
             # checkpoint by whoever acquires it next (maybe this process again).
-            log.error("partition_failed", partition=self.p, error=repr(e))
+            self.log.error("partition_failed", partition=self.p, error=repr(e))
         finally:
             self.service.runners.pop(self.p, None)
 
@@ -190,7 +192,7 @@ class PartitionRunner:
         else:
             self.engine = checkpoint.loads(data, settings.engine, self.service.patterns)
         self.last_applied = self.engine.last_id or "0-0"
-        log.info("partition_restored", partition=self.p, last_id=self.last_applied)
+        self.log.info("partition_restored", partition=self.p, last_id=self.last_applied)
 
     async def _read_pending(self, count: int) -> list[Entry]:
         reply: Any = await self.redis.xreadgroup(
@@ -313,7 +315,7 @@ class PartitionRunner:
         if not ok:
             self.lost = True
             self.service.metrics.leases_lost.inc()
-            log.warning("checkpoint_fenced", partition=self.p, epoch=self.epoch)
+            self.log.warning("checkpoint_fenced", partition=self.p, epoch=self.epoch)
             return
         self.unacked = []
         self.checkpointed_at = time.monotonic()

@@ -133,7 +133,8 @@ class Detectors:
             "BLOCK_MS": "200",
             "BATCH_COUNT": "7",
             "METRICS_PORT": "0",
-            "LOG_LEVEL": "WARNING",
+            "LOG_LEVEL": "INFO",
+            "LOG_FORMAT": "console",
             "GRACE_SECONDS": "5",
         }
         self.logs = logs
@@ -256,7 +257,7 @@ async def test_one_detector_full_speed(
     await _feed(redis_client, keys, scenario["ticks"])
     detectors.start(1)
     await _wait_and_compare(redis_client, keys, scenario, detectors)
-    assert detectors.terminate_all() == [0]
+    assert detectors.terminate_all() == [0], detectors.log_tail()
     # A graceful stop checkpoints, acks everything and leaves the membership.
     for p in range(PARTITIONS):
         pending: Any = await redis_client.xpending(keys.ticks(p), "detectors")
@@ -279,6 +280,7 @@ async def test_two_detectors_one_killed_and_restarted(
     await asyncio.sleep(0.5)
     detectors.start(1)
     await _wait_and_compare(redis_client, keys, scenario, detectors)
+    assert detectors.terminate_all() == [0, 0], detectors.log_tail()  # no other one died
 
 
 async def test_four_detectors_throttled_all_restarted(
@@ -294,3 +296,4 @@ async def test_four_detectors_throttled_all_restarted(
     detectors.start(4)
     await _feed(redis_client, keys, ticks[cut:], pause=0.01)
     await _wait_and_compare(redis_client, keys, scenario, detectors)
+    assert detectors.terminate_all() == [0, 0, 0, 0], detectors.log_tail()

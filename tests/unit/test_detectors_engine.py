@@ -34,7 +34,8 @@ def test_checkpoint_restore_at_any_point_gives_the_same_outputs() -> None:
     data = ticks()
     reference = records(replay_ticks(data, CONFIG, partitions=1))
     rng = random.Random(5)
-    cuts = sorted(rng.sample(range(1, len(data)), 25))
+    # Early cuts checkpoint series that have no closed bar yet (no per-row state so far).
+    cuts = sorted({1, 2, 3, 5, 8, *rng.sample(range(10, len(data)), 25)})
     engine = PartitionEngine(CONFIG)
     out = Output()
     for n, (a, b) in enumerate(pairwise([0, *cuts, len(data)])):
