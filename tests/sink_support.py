@@ -12,6 +12,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -139,10 +140,16 @@ def sink_env(db_url: str, keys: Keys, **extra: str) -> dict[str, str]:
         CLAIM_IDLE_MS="200",
         TRIM_INTERVAL_S="0",
         SINK_FLUSH_MS="50",
+        RETENTION_TICKS="0",  # the test data is from 2024: the default 7d would drop it
         LOG_FORMAT="console",
     )
     env.update(extra)
     return env
+
+
+def log_tail(path: Path, chars: int = 3000) -> str:
+    """The end of a subprocess log, for failure messages."""
+    return path.read_text(errors="replace")[-chars:] if path.exists() else "(no log)"
 
 
 # --- stream data -------------------------------------------------------------------------

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -17,6 +19,7 @@ from sink.store import Store
 from sink.worker import SinkWorker
 from tests.sink_support import (
     DB_PARAMS,
+    MINUTE,
     Db,
     make_bar,
     make_db,
@@ -177,3 +180,24 @@ async def test_store_reports_rejected_rows_by_index(db: Db) -> None:
     finally:
         await store.close()
     assert await db.count("bars") == (6, 6)
+
+
+async def test_retention_drops_only_old_rows(
+    db: Db, redis_client: aioredis.Redis, keys: Keys
+) -> None:
+    """drop_chunks on TimescaleDB (Apache edition), DELETE on plain PostgreSQL."""
+    now_ms = int(time.time() * 1000) // MINUTE * MINUTE
+    recent = [make_bar(0), make_bar(1)]
+    recent = [dataclasses.replace(b, open_time=now_ms - k * MINUTE) for k, b in enumerate(recent)]
+    for bar in [make_bar(0), make_bar(1), *recent]:  # two from 2024, two from now
+        await redis_client.xadd(keys.bars, bar.encode())  # type: ignore[arg-type]
+    await run_sink(db, redis_client, keys)
+    assert await db.count("bars") == (4, 4)
+    worker = SinkWorker(
+        sink_settings(db.url, keys, retention_s={"bars": 30 * 86_400}), redis=redis_client
+    )
+    async with worker:
+        await worker.apply_retention()
+    assert await db.count("bars") == (2, 2)
+    left = await db.fetch("SELECT min(open_time) AS t FROM bars")
+    assert left[0]["t"].timestamp() * 1000 >= now_ms - MINUTE
