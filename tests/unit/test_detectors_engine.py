@@ -112,3 +112,37 @@ def test_recent_carries_earlier_events_within_the_cooldown() -> None:
                 if e.bar.open_time >= horizon
             ]
             assert ev.recent == want
+
+
+def test_htf_trend_is_the_next_timeframes_latest_closed_trend() -> None:
+    out = replay_ticks(ticks(20_000, seed=11), CONFIG, partitions=1)
+    tf_ms = {t.name: t.ms for t in CONFIG.timeframes}
+    trends: dict[tuple[str, str], list[tuple[int, int | None]]] = {}
+    for sym in {b.symbol for b in out.bars}:
+        for tf in ("5m", "15m"):
+            bars = sorted(
+                (b for b in out.bars if b.symbol == sym and b.timeframe == tf),
+                key=lambda b: b.open_time,
+            )
+            c = np.array([b.close for b in bars])
+            ema = talib.EMA(c, CONFIG.indicators.ema_period)
+            rows = []
+            for i, b in enumerate(bars):
+                trend = None
+                if i >= CONFIG.indicators.ema_period:
+                    slope = ema[i] / ema[i - 1] - 1.0
+                    up, down = c[i] > ema[i] and slope > 0, c[i] < ema[i] and slope < 0
+                    trend = 1 if up else -1 if down else 0
+                rows.append((b.open_time + tf_ms[tf], trend))
+            trends[(sym, tf)] = rows
+    checked = 0
+    for ev in out.events:
+        nxt = {"1m": "5m", "5m": "15m"}.get(ev.bar.timeframe)
+        if nxt is None:
+            assert ev.features["htf_trend"] is None
+            continue
+        end = ev.bar.open_time + tf_ms[ev.bar.timeframe]
+        done = [t for e, t in trends[(ev.bar.symbol, nxt)] if e <= end]
+        assert ev.features["htf_trend"] == (done[-1] if done else None)
+        checked += done[-1] is not None if done else 0
+    assert checked > 20
