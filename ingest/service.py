@@ -106,10 +106,23 @@ class IngestService(Service):
         )
 
     async def run(self) -> None:
-        """All connections until a stop is requested (each returns once told to stop)."""
+        """All connections until a stop is requested (each returns once told to stop).
+
+        The writer's flusher is watched too: if it ever fails (a bug, not a Redis outage,
+        which it retries), the connections are cancelled and the error ends the process.
+        """
         async with asyncio.TaskGroup() as tg:
             for conn in self.connections:
                 tg.create_task(conn.run(), name=f"conn.{conn.adapter.name}")
+            tg.create_task(self._watch_writer(), name="ingest.writer-watch")
+
+    async def _watch_writer(self) -> None:
+        stop = asyncio.create_task(self.wait_stopping())
+        await asyncio.wait({self.writer.task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        if self.writer.task.done():
+            self.writer.task.result()  # re-raises the flusher's error
+            raise RuntimeError("the tick writer stopped while ingest was running")
 
     def request_stop(self) -> None:
         super().request_stop()
@@ -117,7 +130,10 @@ class IngestService(Service):
             conn.stop()
 
     async def flush(self) -> None:
-        await self.writer.close()
+        try:
+            await self.writer.close()
+        except Exception as e:  # already fatal in run(); keep closing the rest
+            log.error("writer_failed", error=repr(e), pending=self.writer.pending, exc_info=e)
         if self._dlq_task is not None:
             self._dlq_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -16,10 +16,11 @@ reading their sockets and the kernel's TCP window pushes back on the exchange. M
 bounded and every tick is either written or still held (``alphapulse_ingest_writer_pending``
 and the backpressure counters show how much and for how long).
 
-Order: one flusher, one pipeline at a time, batches retried whole and in order, so the ticks
-of a symbol land in its stream in the order :meth:`put` received them. A pipeline that fails
-half-way (connection lost after some XADDs were applied) is retried whole: that is the one
-case where a batch can be appended twice (at-least-once); readers de-duplicate on trade id.
+Order: one flusher, one pipeline at a time, batches retried in order, so the ticks of a symbol
+land in its stream in the order :meth:`put` received them. A pipeline can fail half-way
+(connection lost after some XADDs were applied): every entry carries a tag (field ``w``,
+writer id and sequence), and a retry first looks for its tags after this writer's last known
+entry in each stream and sends only what is missing — a batch is never appended twice.
 """
 
 from __future__ import annotations
@@ -28,17 +29,28 @@ import asyncio
 import contextlib
 import random
 import time
+import uuid
 from collections.abc import Iterable
 from typing import Any
 
-import structlog
 from redis.exceptions import RedisError
 
 from common.contracts import Tick, TickBatch
+from common.logging import get_logger
 from common.names import Keys, partition_of
 from ingest.metrics import IngestMetrics
 
-log = structlog.get_logger("ingest.writer")
+log = get_logger("ingest.writer")
+
+#: Extra field of every entry this writer appends: ``<writer id>:<sequence>``. Readers
+#: ignore it (fields are only ever added to a contract version); retries use it.
+TAG_FIELD = b"w"
+#: Entries looked at, after this writer's last known one, to find what a failed try wrote.
+_TAIL_SCAN = 10_000
+
+
+def _b(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else value.encode()
 
 
 class TickWriter:
@@ -83,6 +95,9 @@ class TickWriter:
         self._aborted = False
         self._task: asyncio.Task[None] | None = None
         self.written = 0  # ticks appended so far (for tests and benchmarks)
+        self._writer_id = uuid.uuid4().hex[:12].encode()
+        self._seq = 0
+        self._last_id: dict[str, bytes | str] = {}  # stream -> id of our last entry there
         metrics.writer_pending.set_function(lambda: self._pending)
 
     # --- producer side -------------------------------------------------------------
@@ -158,12 +173,20 @@ class TickWriter:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="tick-writer")
 
+    @property
+    def task(self) -> asyncio.Task[None]:
+        """The flusher task (started): a service watches it, as its failure is fatal."""
+        if self._task is None:
+            raise RuntimeError("TickWriter not started")
+        return self._task
+
     async def close(self) -> None:
-        """Flush what is buffered, then stop the flusher (idempotent)."""
+        """Flush what is buffered, then stop the flusher (idempotent); raises the flusher's
+        error if it failed (a bug: Redis errors are retried, never raised)."""
         self._closing = True
         self._wake.set()
         if self._task is not None:
-            await self._task
+            await self._task  # a flusher that failed raises its error here
 
     def abort(self) -> None:
         """Give up on buffered ticks (shutdown grace exceeded); counted, not silent."""
@@ -211,24 +234,33 @@ class TickWriter:
         for p, ticks in buffers.items():
             stream = self._keys.ticks(p)
             for i in range(0, len(ticks), size):
-                out.append((stream, TickBatch.from_ticks(ticks[i : i + size]).encode()))
+                fields = TickBatch.from_ticks(ticks[i : i + size]).encode()
+                self._seq += 1
+                fields[TAG_FIELD] = b"%s:%d" % (self._writer_id, self._seq)
+                out.append((stream, fields))
         return out
 
     async def _write(self, buffers: dict[int, list[Tick]]) -> int:
-        """Append the buffers; retry (whole, in order) until it works or we are aborted."""
+        """Append the buffers; retry until it works or we are aborted.
+
+        After a failed attempt the entries that did land (a pipeline can fail half-way) are
+        found by their tag and not sent again, so a retry never appends a batch twice.
+        """
         n = sum(len(v) for v in buffers.values())
         entries = self._entries(buffers)
         attempt = 0
         started = time.monotonic()
         while True:
             try:
+                if attempt:
+                    entries = await self._not_yet_written(entries)
                 pipe = self._redis.pipeline(transaction=False)
                 for stream, fields in entries:
                     if self._maxlen is None:
                         pipe.xadd(stream, fields)
                     else:
                         pipe.xadd(stream, fields, maxlen=self._maxlen, approximate=True)
-                await pipe.execute()
+                ids = await pipe.execute()
             except RedisError as e:
                 attempt += 1
                 self._metrics.writer_errors.inc()
@@ -240,8 +272,28 @@ class TickWriter:
                     return n
                 await asyncio.sleep(delay)
                 continue
+            for (stream, _), entry_id in zip(entries, ids, strict=True):
+                self._last_id[stream] = entry_id
             self._metrics.writer_ticks.inc(n)
             self._metrics.writer_entries.inc(len(entries))
             self._metrics.writer_flush_seconds.observe(time.monotonic() - started)
             self.written += n
             return n
+
+    async def _not_yet_written(
+        self, entries: list[tuple[str, dict[bytes, bytes]]]
+    ) -> list[tuple[str, dict[bytes, bytes]]]:
+        """``entries`` minus those a failed attempt appended after all (found by tag among
+        the entries after this writer's last known one in each stream)."""
+        landed: set[bytes] = set()
+        for stream in {s for s, _ in entries}:
+            wanted = {f[TAG_FIELD] for s, f in entries if s == stream}
+            last = self._last_id.get(stream)
+            if last is None:  # nothing written there yet by us: look at the tail
+                page = await self._redis.xrevrange(stream, "+", "-", count=_TAIL_SCAN)
+            else:
+                page = await self._redis.xrange(stream, b"(" + _b(last), "+", count=_TAIL_SCAN)
+            landed |= wanted & {fields.get(TAG_FIELD) for _, fields in page}
+        if landed:
+            log.info("writer_retry_skips_landed", entries=len(landed))
+        return [(s, f) for s, f in entries if f[TAG_FIELD] not in landed]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -171,3 +172,28 @@ async def test_bad_frames_are_dead_lettered_with_their_reason(
         assert int(fields[b"frame_bytes"]) == len(fields[b"frame"])  # short: not truncated
         assert fields[b"error"]
     assert sum(len(v) for v in (await _stored_ids(redis_client, keys)).values()) == 60
+
+
+class _BrokenPipelines:
+    """A client whose pipelines fail with a bug (not a Redis error): nothing to retry."""
+
+    def __init__(self, inner: aioredis.Redis) -> None:
+        self.inner = inner
+
+    def pipeline(self, transaction: bool = True) -> Any:
+        raise TypeError("a bug in the write path")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def test_a_failing_writer_ends_the_service_with_its_error(keys: Keys) -> None:
+    feed = Feed.build("binance", synthetic_ticks("binance", 1, 1000.0, count=50))
+    async with Simulator({"binance": feed}, speed=0) as sim:
+        settings = _settings(keys, sim, "binance", tuple(feed.symbols))
+        broken = _BrokenPipelines(aioredis.Redis.from_url(REDIS_URL))
+        service = IngestService(settings, broken, metrics=IngestMetrics(CollectorRegistry()))
+        async with service:
+            with pytest.raises(ExceptionGroup) as err:
+                await asyncio.wait_for(service.run(), 30)
+    assert err.group_contains(TypeError, match="a bug in the write path")

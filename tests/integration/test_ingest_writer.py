@@ -86,6 +86,9 @@ class _FlakyRedis:
             pipe.execute = fail  # type: ignore[method-assign]
         return pipe
 
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
 
 async def test_outage_blocks_producers_and_loses_nothing(
     redis_client: aioredis.Redis, keys: Keys
@@ -116,3 +119,49 @@ async def test_outage_blocks_producers_and_loses_nothing(
 async def _produce(writer: TickWriter, n: int) -> None:
     for i in range(n):
         await writer.put(_ticks("BTC-USDT", 1, i))
+
+
+class _LossyAcks:
+    """Wraps a client; the first ``n`` pipelines are applied but their replies are lost
+    (the connection dies after Redis ran the commands): the writer cannot know they landed."""
+
+    def __init__(self, inner: aioredis.Redis, n: int) -> None:
+        self.inner = inner
+        self.left = n
+
+    def pipeline(self, transaction: bool = True) -> Any:
+        pipe = self.inner.pipeline(transaction=transaction)
+        if self.left > 0:
+            self.left -= 1
+            execute = pipe.execute
+
+            async def applied_then_fail(raise_on_error: bool = True) -> list[Any]:
+                await execute(raise_on_error)
+                raise RedisConnectionError("reply lost")
+
+            pipe.execute = applied_then_fail  # type: ignore[method-assign]
+        return pipe
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def test_retry_after_an_ambiguous_failure_does_not_append_twice(
+    redis_client: aioredis.Redis, keys: Keys
+) -> None:
+    metrics = IngestMetrics(CollectorRegistry())
+    lossy = _LossyAcks(redis_client, 3)
+    symbols = ["BTC-USDT", "ETH-USDT", "SOL-USDT"]
+    async with TickWriter(lossy, keys, metrics, batch_size=5, retry_max_delay=0.01) as w:
+        for start in range(0, 30, 10):
+            for s in symbols:
+                await w.put(_ticks(s, 10, start))
+            await w.drain()
+    assert lossy.left == 0 and metrics.value("alphapulse_ingest_writer_errors_total") == 3
+    seen: dict[str, list[str]] = {s: [] for s in symbols}
+    for entries in (await _read_all(redis_client, keys)).values():
+        for b in entries:
+            for t in b:
+                seen[t.symbol].append(t.trade_id)
+    assert seen == {s: [str(i) for i in range(30)] for s in symbols}
+    assert w.written == 90
