@@ -80,8 +80,10 @@ class RunningTotal:
 def ranges(open_: F64, high: F64, low: F64, close: F64) -> F64:
     """The three TA-Lib range types for every bar: shape ``(3, *open_.shape)``.
 
-    Upper shadow is ``high - (close >= open ? close : open)`` and lower shadow is
-    ``(close >= open ? open : close) - low`` as in the macros; both pick max/min(open, close).
+    Real body ``fabs(close - open)``; high-low; upper shadow ``high - (close >= open ?
+    close : open)`` plus lower shadow ``(close >= open ? open : close) - low`` as in the
+    macros (both pick max/min(open, close)). The engine's hot path writes the same
+    operations into reused buffers (``scratch.ranges_into``).
     """
     top = np.maximum(open_, close)
     bottom = np.minimum(open_, close)

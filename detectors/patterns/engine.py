@@ -29,6 +29,7 @@ from detectors.patterns.candles import (
     RunningTotal,
     ranges,
 )
+from detectors.patterns.scratch import Scratch, ranges_into
 
 Kernel = Callable[[Candles], I32]
 HIKKAKE_FIELDS = 2  # (pattern index, pattern result) per Hikkake variant
@@ -128,22 +129,25 @@ class PatternEngine:
         self._avg_keys = tuple(uses)
         self._avg_total = np.array([columns[uses[k]] for k in self._avg_keys], dtype=np.intp)
         self._avg_factor = np.array([SETTINGS[k[0]].factor for k in self._avg_keys])[:, None]
-        self._avg_halved = np.array(
-            [SETTINGS[k[0]].range_type == SHADOWS for k in self._avg_keys], dtype=bool
-        )
+        self._avg_halved_rows = [
+            r for r, k in enumerate(self._avg_keys) if SETTINGS[k[0]].range_type == SHADOWS
+        ]
         deepest = max((t.shift + t.period for t in self.totals), default=0)
         #: Bars of history (including the newest) each series must supply.
         self.window = max(DEPTH, deepest + 1)
-        kinds = np.array([t.range_type for t in self.totals], dtype=np.intp)
-        self._kind = kinds
-        self._now_col = np.array([self.window - 1 - t.shift for t in self.totals], dtype=np.intp)
-        self._trail_col = np.array(
-            [self.window - 1 - t.shift - t.period for t in self.totals], dtype=np.intp
+        # Rows of the (kind * window + bar) flattened ranges each running sum adds/drops.
+        w = self.window
+        self._now_row = np.array(
+            [t.range_type * w + w - 1 - t.shift for t in self.totals], dtype=np.intp
+        )
+        self._trail_row = np.array(
+            [t.range_type * w + w - 1 - t.shift - t.period for t in self.totals], dtype=np.intp
         )
         self._start = np.array([t.start for t in self.totals], dtype=np.int64)[:, None]
         period = np.array([t.period for t in self.totals], dtype=np.int64)[:, None]
         self._init_from = self._start - period
         self._period_f = period[:, 0].astype(np.float64)
+        self._scratch = Scratch(w, len(self.totals), len(self._avg_keys), len(self._defs))
 
     def _discover_averages(self) -> dict[AverageKey, RunningTotal]:
         """Run every kernel once on dummy bars, recording the candle averages it reads."""
@@ -184,6 +188,7 @@ class PatternEngine:
         bars the series has had including this one. ``slots[r]``: the state row of series
         ``r`` (default ``arange(N)``). Updates ``state`` in place. Raises ``ValueError`` if
         a series' previous bar was not evaluated (the sums would no longer be TA-Lib's).
+        Not thread-safe: the engine reuses its work buffers between calls.
         """
         seen = np.asarray(bars_seen, dtype=np.int64)
         n = seen.shape[0]
@@ -191,53 +196,86 @@ class PatternEngine:
         w = self.window
         if open_.shape[0] != n or open_.shape[1] < w:
             raise ValueError(f"expected ({n}, >={w}) bars, got {open_.shape}")
+        if rows.shape != seen.shape or (n and (rows.min() < 0 or rows.max() >= len(state))):
+            raise ValueError(f"slots must be {n} state rows in [0, {len(state)})")
         skipped = state.bars[rows] != seen - 1
         if skipped.any():
             bad = rows[skipped][:5].tolist()
             raise ValueError(f"series in slots {bad} skipped a bar (state out of step)")
         with np.errstate(all="ignore"):
-            # (field, bar, series) layout: every per-bar feature row is contiguous over N.
-            prices = (open_, high, low, close)
-            # stacking the transposed views copies straight into the (4, w, N) layout
-            bars = np.stack([np.asarray(a, np.float64)[:, -w:].T for a in prices])
-            rng = ranges(bars[0], bars[1], bars[2], bars[3])  # (3, w, N)
-            j = seen - 1
-            totals = np.ascontiguousarray(state.totals[rows].T)  # (T, N)
-            averages = self._averages(totals)
-            self._advance_totals(rng, j, totals)
-            state.totals[rows] = totals.T
-            candles = Candles(bars[:, -DEPTH:], rng[:, -DEPTH:], j, averages)
-            hik = state.hikkake[rows]
-            candles.hikkake = hik
-            out = np.empty((len(self._defs), n), dtype=np.int32)
-            for p, d in enumerate(self._defs):
-                candles.start = d.lookback
-                out[p] = d.kernel(candles)
-            state.hikkake[rows] = hik
-        out[j[None, :] < self.lookbacks[:, None]] = 0  # not ready: TA-Lib's leading zeros
+            values = self._evaluate_rows(prices_of(open_, high, low, close, w), seen, state, rows)
         state.bars[rows] = seen
+        return values
+
+    def _evaluate_rows(
+        self,
+        prices: tuple[F64, F64, F64, F64],
+        seen: NDArray[np.int64],
+        state: PatternState,
+        rows: NDArray[np.intp],
+    ) -> NDArray[np.int32]:
+        n = seen.shape[0]
+        sc = self._scratch
+        # (field, bar, series) layout: every per-bar feature row is contiguous over N.
+        bars = sc.view("bars", n)
+        for f, a in enumerate(prices):
+            np.copyto(bars[f], a.T)
+        rng = ranges_into(bars, sc.view("ranges", n), sc.view("work", n))  # (3, w, N)
+        j = seen - 1
+        gathered = sc.view("rows_totals", n)
+        np.take(state.totals, rows, axis=0, out=gathered, mode="clip")  # rows checked above
+        totals = sc.view("totals", n)
+        np.copyto(totals, gathered.T)  # (T, N)
+        averages = self._averages(totals, n)
+        self._advance_totals(rng, j, totals, n)
+        state.totals[rows] = totals.T
+        candles = Candles(bars[:, -DEPTH:], rng[:, -DEPTH:], j, averages)
+        hik = state.hikkake[rows]
+        candles.hikkake = hik
+        out = sc.out(n)
+        for p, d in enumerate(self._defs):
+            candles.start = d.lookback
+            out[p] = d.kernel(candles)
+        state.hikkake[rows] = hik
+        np.copyto(out, 0, where=j[None, :] < self.lookbacks[:, None])  # not ready: 0
         return out.T.copy()
 
-    def _averages(self, totals: F64) -> dict[AverageKey, F64]:
+    def _averages(self, totals: F64, n: int) -> dict[AverageKey, F64]:
         """TA_CANDLEAVERAGE of every (setting, shift, start) the kernels use, from the sums
         before this bar's update: ``factor * (SUM / avgPeriod) / (2.0 | 1.0)``."""
-        means = totals / self._period_f[:, None]  # (T, N)
-        values = means[self._avg_total] * self._avg_factor
-        values[self._avg_halved] /= 2.0
+        means = self._scratch.view("means", n)
+        np.divide(totals, self._period_f[:, None], out=means)  # (T, N)
+        values = self._scratch.view("averages", n)
+        np.take(means, self._avg_total, axis=0, out=values, mode="clip")
+        np.multiply(values, self._avg_factor, out=values)
+        for r in self._avg_halved_rows:
+            np.divide(values[r], 2.0, out=values[r])
         return dict(zip(self._avg_keys, values, strict=True))
 
-    def _advance_totals(self, rng: F64, j: NDArray[np.int64], totals: F64) -> None:
+    def _advance_totals(self, rng: F64, j: NDArray[np.int64], totals: F64, n: int) -> None:
         """Apply TA-Lib's init / update step for bar ``j`` to every running sum, in place.
 
         ``rng``: (3, window, N) ranges; ``totals``: (T, N) sums before this bar.
         """
         if not self.totals:
             return
-        now = rng[self._kind, self._now_col]  # (T, N): range(j - shift)
-        trail = rng[self._kind, self._trail_col]  # range(j - shift - period)
+        flat = rng.reshape(3 * self.window, n)  # a view: (kind, bar) rows
+        now = self._scratch.view("now", n)
+        trail = self._scratch.view("trail", n)
+        np.take(flat, self._now_row, axis=0, out=now, mode="clip")  # range(j - shift)
+        np.take(flat, self._trail_row, axis=0, out=trail, mode="clip")  # range(j - sh - per)
         jj = j[None, :]
         init = (jj >= self._init_from) & (jj < self._start)
         run = jj >= self._start
         # init: total += range(i) from 0.0; run: total += range(i) - range(trailing).
         np.add(totals, now, out=totals, where=init)
-        np.add(totals, now - trail, out=totals, where=run)
+        np.subtract(now, trail, out=now)
+        np.add(totals, now, out=totals, where=run)
+
+
+def prices_of(
+    open_: F64, high: F64, low: F64, close: F64, window: int
+) -> tuple[F64, F64, F64, F64]:
+    """The last ``window`` columns of each price array, as float64 (no copy if already)."""
+    o, h, lo, c = (np.asarray(a, np.float64)[:, -window:] for a in (open_, high, low, close))
+    return o, h, lo, c

@@ -139,3 +139,14 @@ def test_configured_subsets_match_talib(names: list[str]) -> None:
     want = talib_outputs(engine.names, *bars)
     assert (got == want).all()
     assert (want != 0).any()
+
+
+def test_slots_outside_the_state_are_refused() -> None:
+    engine = PatternEngine(["CDLDOJI"])
+    state = engine.new_state(2)
+    ones = np.ones((1, engine.window))
+    for bad in (-1, 2):
+        with pytest.raises(ValueError, match="slots"):
+            engine.evaluate(
+                ones, ones, ones, ones, np.array([1]), state=state, slots=np.array([bad])
+            )
