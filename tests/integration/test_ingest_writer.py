@@ -67,21 +67,29 @@ async def test_latency_bound_flushes_a_partial_batch(
         assert await redis_client.xlen(keys.ticks(p)) == 1
 
 
-class _FlakyRedis:
-    """Wraps a client; its pipelines fail while ``down`` is set (Redis outage)."""
+class _FaultyRedis:
+    """Wraps a client. While ``down`` is set its pipelines fail without running (an outage);
+    the next ``lost_replies`` pipelines run but their replies are lost (the connection died
+    after Redis applied the commands, so the writer cannot know they landed)."""
 
-    def __init__(self, inner: aioredis.Redis) -> None:
+    def __init__(self, inner: aioredis.Redis, *, down: bool = False, lost_replies: int = 0) -> None:
         self.inner = inner
-        self.down = True
+        self.down = down
+        self.lost_replies = lost_replies
         self.failures = 0
 
     def pipeline(self, transaction: bool = True) -> Any:
         pipe = self.inner.pipeline(transaction=transaction)
-        if self.down:
+        run = pipe.execute
+        applied = not self.down
+        if self.down or self.lost_replies > 0:
             self.failures += 1
+            self.lost_replies -= applied
 
-            async def fail() -> list[Any]:
-                raise RedisConnectionError("simulated outage")
+            async def fail(raise_on_error: bool = True) -> list[Any]:
+                if applied:
+                    await run(raise_on_error)
+                raise RedisConnectionError("simulated outage" if not applied else "reply lost")
 
             pipe.execute = fail  # type: ignore[method-assign]
         return pipe
@@ -94,7 +102,7 @@ async def test_outage_blocks_producers_and_loses_nothing(
     redis_client: aioredis.Redis, keys: Keys
 ) -> None:
     metrics = IngestMetrics(CollectorRegistry())
-    flaky = _FlakyRedis(redis_client)
+    flaky = _FaultyRedis(redis_client, down=True)
     writer = TickWriter(flaky, keys, metrics, batch_size=10, max_pending=30, retry_max_delay=0.01)
     async with writer:
         producer = asyncio.create_task(_produce(writer, 100))
@@ -121,43 +129,18 @@ async def _produce(writer: TickWriter, n: int) -> None:
         await writer.put(_ticks("BTC-USDT", 1, i))
 
 
-class _LossyAcks:
-    """Wraps a client; the first ``n`` pipelines are applied but their replies are lost
-    (the connection dies after Redis ran the commands): the writer cannot know they landed."""
-
-    def __init__(self, inner: aioredis.Redis, n: int) -> None:
-        self.inner = inner
-        self.left = n
-
-    def pipeline(self, transaction: bool = True) -> Any:
-        pipe = self.inner.pipeline(transaction=transaction)
-        if self.left > 0:
-            self.left -= 1
-            execute = pipe.execute
-
-            async def applied_then_fail(raise_on_error: bool = True) -> list[Any]:
-                await execute(raise_on_error)
-                raise RedisConnectionError("reply lost")
-
-            pipe.execute = applied_then_fail  # type: ignore[method-assign]
-        return pipe
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-
 async def test_retry_after_an_ambiguous_failure_does_not_append_twice(
     redis_client: aioredis.Redis, keys: Keys
 ) -> None:
     metrics = IngestMetrics(CollectorRegistry())
-    lossy = _LossyAcks(redis_client, 3)
+    lossy = _FaultyRedis(redis_client, lost_replies=3)
     symbols = ["BTC-USDT", "ETH-USDT", "SOL-USDT"]
     async with TickWriter(lossy, keys, metrics, batch_size=5, retry_max_delay=0.01) as w:
         for start in range(0, 30, 10):
             for s in symbols:
                 await w.put(_ticks(s, 10, start))
             await w.drain()
-    assert lossy.left == 0 and metrics.value("alphapulse_ingest_writer_errors_total") == 3
+    assert lossy.lost_replies == 0 and metrics.value("alphapulse_ingest_writer_errors_total") == 3
     seen: dict[str, list[str]] = {s: [] for s in symbols}
     for entries in (await _read_all(redis_client, keys)).values():
         for b in entries:
