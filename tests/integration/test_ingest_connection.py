@@ -97,6 +97,24 @@ async def test_rotation_opens_the_replacement_first_and_dedupes_the_overlap(
     assert metrics.value("alphapulse_ingest_connections", exchange="binance") == 0
 
 
+async def test_timed_drops_reconnect_with_backoff_and_lose_nothing(
+    redis_client: aioredis.Redis, keys: Keys
+) -> None:
+    # Kraken (sequential ids), 1.2 s of trades in real time, every connection cut at 0.25 s
+    feed = Feed.build("kraken", synthetic_ticks("kraken", 3, 500.0, seed=9, count=600))
+    metrics = IngestMetrics(CollectorRegistry())
+    faults = Faults(drop_every_s=0.25)
+    async with Simulator({"kraken": feed}, speed=1.0, overlap=20, faults=faults) as sim:
+        settings = _settings(keys, sim, "kraken", tuple(feed.symbols))
+        await _run_until_delivered(sim, settings, keys, metrics)
+    stored = await _stored_ids(redis_client, keys)
+    for native, stream in feed.symbols.items():
+        assert stored[native] == [t.trade_id for t in stream.ticks]
+    drops = metrics.value("alphapulse_ingest_reconnects_total", exchange="kraken", reason="dropped")
+    assert drops >= 2 and sim.stats.drops >= drops
+    assert metrics.value("alphapulse_ingest_gaps_total", exchange="kraken") == 0
+
+
 async def test_quiet_symbol_is_kept_alive_by_pongs_not_trades(keys: Keys) -> None:
     # OKX: text pings; the symbol never trades; idle timeout well below the test's length
     feed = Feed.build("okx", synthetic_ticks("okx", 1, 10.0, count=5))
