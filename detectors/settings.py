@@ -6,8 +6,10 @@ variable                 default           meaning
 ``TIMEFRAMES``           1m,5m,15m,1h,4h,1d bar timeframes (each a multiple of the previous)
 ``PATTERNS``             (all 61)          comma-separated TA-Lib ``CDL*`` names
 ``ALLOWED_LATENESS_MS``  5000              watermark = highest event time - this
-``IDLE_CLOSE_MS``        0 (off)           live only: after this long without a new tick in
-                                           a partition, close bars by wall-clock time
+``IDLE_CLOSE_MS``        10000             live only: after this long without a new tick in
+                                           a partition, advance its watermark by the wall
+                                           time elapsed since its last progress (0 = off;
+                                           set 0 to compare a slow feed with replay)
 ``COOLDOWN_BARS``        20                horizon of ``recent`` in a pattern event (bars)
 ``EMA_PERIOD``           20                EMA behind ``ema``/``ema_slope``/``trend``
 ``LEASE_TTL_MS``         10000             partition lease time-to-live
@@ -40,7 +42,7 @@ from detectors.timeframes import DEFAULT_TIMEFRAMES, parse_timeframes
 class DetectorSettings:
     common: CommonSettings
     engine: EngineConfig
-    idle_close_ms: int = 0
+    idle_close_ms: int = 10_000
     lease_ttl_ms: int = 10_000
     checkpoint_interval_ms: int = 1_000
     heartbeat_ms: int = 3_333
@@ -58,7 +60,7 @@ class DetectorSettings:
         return cls(
             common=common,
             engine=engine_config_from_env(e),
-            idle_close_ms=env_int(e, "IDLE_CLOSE_MS", 0, lo=0),
+            idle_close_ms=env_int(e, "IDLE_CLOSE_MS", 10_000, lo=0),
             lease_ttl_ms=lease_ttl,
             checkpoint_interval_ms=env_int(e, "CHECKPOINT_INTERVAL", 1_000, lo=0, hi=3_600_000),
             heartbeat_ms=heartbeat,

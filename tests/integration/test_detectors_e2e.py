@@ -127,6 +127,7 @@ class Detectors:
             "REDIS_URL": REDIS_URL,
             "NAMESPACE": namespace,
             "PARTITIONS": str(PARTITIONS),
+            "IDLE_CLOSE_MS": "0",  # bars by event time only, as in replay
             "LEASE_TTL_MS": "1500",
             "HEARTBEAT_MS": "250",
             "CHECKPOINT_INTERVAL": "150",

@@ -88,6 +88,7 @@ def _settings(namespace: str, member: str) -> DetectorSettings:
     return DetectorSettings(
         common=common,
         engine=engine,
+        idle_close_ms=0,
         lease_ttl_ms=1000,
         heartbeat_ms=100,
         checkpoint_interval_ms=0,
