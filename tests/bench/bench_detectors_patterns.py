@@ -13,26 +13,33 @@ import time
 import numpy as np
 import talib
 
-from detectors.patterns import PatternEngine
+from detectors.patterns import PatternEngine, PatternState
 from tests.unit.patterns_support import generated_bars
 
 SYMBOLS = 1_000
 
 
 def _engine_times(engine: PatternEngine, bars: tuple[np.ndarray, ...], repeats: int) -> list[float]:
+    state = engine.new_state(SYMBOLS)
+    return _engine_times_for(engine, bars, state)[-repeats:]
+
+
+def _engine_times_for(
+    engine: PatternEngine, bars: tuple[np.ndarray, ...], state: PatternState
+) -> list[float]:
+    """Feed every bar of ``bars`` through the engine; the time of each evaluate."""
     w = engine.window
     length = bars[0].shape[1]
-    state = engine.new_state(SYMBOLS)
+    n = bars[0].shape[0]
     times: list[float] = []
     for k in range(1, length + 1):  # warm the state up bar by bar, time the warmed-up calls
         lo_col = max(0, k - w)
         pad = w - (k - lo_col)
         window = [np.pad(a[:, lo_col:k], ((0, 0), (pad, 0)), constant_values=np.nan) for a in bars]
-        seen = np.full(SYMBOLS, k, dtype=np.int64)
+        seen = np.full(n, k, dtype=np.int64)
         start = time.perf_counter()
         engine.evaluate(window[0], window[1], window[2], window[3], seen, state=state)
-        if k > length - repeats:
-            times.append(time.perf_counter() - start)
+        times.append(time.perf_counter() - start)
     return times
 
 
@@ -60,6 +67,27 @@ def main() -> None:
     )
     print(f"  baseline talib per-symbol loop on the same windows: {talib_ms:.1f} ms")
     print(f"  speed-up: {talib_ms / engine_ms:.0f}x (aim >= 20x, <= 3 ms)")
+    _state_figures(engine)
+
+
+def _state_figures(engine: PatternEngine) -> None:
+    """Size and time of the pattern part of a checkpoint: 1,000 symbols x 6 timeframes."""
+    rows = SYMBOLS * 6
+    bars = generated_bars(np.random.default_rng(4), rows, engine.window + 5)
+    state = engine.new_state(rows)
+    _ = _engine_times_for(engine, bars, state)
+    for compress in (False, True):
+        start = time.perf_counter()
+        blob = state.to_bytes(compress=compress)
+        dump_ms = (time.perf_counter() - start) * 1e3
+        start = time.perf_counter()
+        PatternState.from_bytes(blob)
+        load_ms = (time.perf_counter() - start) * 1e3
+        kind = "zlib-1" if compress else "raw npz"
+        print(
+            f"pattern state, {rows} series ({kind}): {len(blob) / 1e6:.2f} MB, "
+            f"to_bytes {dump_ms:.1f} ms, from_bytes {load_ms:.1f} ms"
+        )
 
 
 if __name__ == "__main__":
