@@ -41,8 +41,6 @@ VERSION_TABLE = "alphapulse_schema_version"
 ADVISORY_LOCK_KEY = 0x616C7068_61707573 & 0x7FFFFFFFFFFFFFFF  # "alphapus"
 _FILE_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)(?:\.(timescale|tsl|plain))?\.sql$")
 
-log = get_logger("sink.migrate")
-
 
 class Flavor(Enum):
     """What the database offers, from most to least capable."""
@@ -109,6 +107,7 @@ def plan(files: list[MigrationFile], applied: set[int], flavor: Flavor) -> list[
 async def detect_flavor(conn: asyncpg.Connection, *, create: bool = True) -> Flavor:
     """Say what the database offers; with ``create``, create the timescaledb extension when
     it is available and preloaded (and only then: otherwise the server drops the connection)."""
+    log = get_logger("sink.migrate")  # not at import: logging is configured in main()
     installed = await conn.fetchval(
         "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"
     )
@@ -141,6 +140,7 @@ async def detect_flavor(conn: asyncpg.Connection, *, create: bool = True) -> Fla
 
 async def migrate(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) -> Flavor:
     """Apply every pending migration on ``conn`` (its search_path decides the schema)."""
+    log = get_logger("sink.migrate")
     files = discover(directory)
     await conn.execute("SELECT pg_advisory_lock($1)", ADVISORY_LOCK_KEY)
     try:

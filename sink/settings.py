@@ -8,8 +8,9 @@ variable                       default                          meaning
 ``STORE_TICKS``                ``false``                        also store every tick (``ticks``)
 ``SINK_BATCH_ROWS``            ``5000``                         flush once this many rows wait
 ``SINK_FLUSH_MS``              ``500``                          ... or once the oldest waited this
-``SINK_WRITE_METHOD``          ``copy``                         ``copy`` (staging table) or
-                                                                ``unnest`` (array parameters)
+``SINK_WRITE_METHOD``          ``copy``                         ``copy`` (COPY, ON CONFLICT path
+                                                                on a duplicate), ``staging`` or
+                                                                ``unnest`` (see ``sink.store``)
 ``SINK_RETRY_MAX_S``           ``10``                           cap of the reconnect backoff
 ``SINK_MIGRATE``               ``true``                         apply migrations at start
 ``RETENTION_TICKS``            ``7d``                           drop ticks older than this
@@ -38,6 +39,7 @@ from common.settings import CommonSettings, env_bool, env_choice, env_int, env_s
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/alphapulse"
 TABLES = ("ticks", "bars", "patterns", "signals")
+WRITE_METHODS = ("copy", "staging", "unnest")  # see sink.store
 _DURATION_RE = re.compile(r"^(\d+)\s*([smhdw]?)$")
 _UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 _DEFAULT_RETENTION = {"ticks": "7d", "bars": "0", "patterns": "0", "signals": "0"}
@@ -86,7 +88,7 @@ class SinkSettings:
             store_ticks=env_bool(e, "STORE_TICKS", False),
             batch_rows=env_int(e, "SINK_BATCH_ROWS", 5000, lo=1, hi=1_000_000),
             flush_ms=env_int(e, "SINK_FLUSH_MS", 500, lo=1, hi=3_600_000),
-            write_method=env_choice(e, "SINK_WRITE_METHOD", "copy", ("copy", "unnest")),
+            write_method=env_choice(e, "SINK_WRITE_METHOD", "copy", WRITE_METHODS),
             retry_max_s=float(env_int(e, "SINK_RETRY_MAX_S", 10, lo=1, hi=3600)),
             migrate=env_bool(e, "SINK_MIGRATE", True),
             retention_s={

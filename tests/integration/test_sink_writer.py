@@ -137,7 +137,7 @@ async def test_replaying_the_same_entries_stores_each_row_once(
     assert sig["direction"] == "long" and sig["score"] == 0.8 and sig["model"] == "abc123"
 
 
-@pytest.mark.parametrize("method", ["copy", "unnest"])
+@pytest.mark.parametrize("method", ["copy", "staging", "unnest"])
 async def test_poison_row_is_dead_lettered_and_the_rest_stored(
     db: Db, redis_client: aioredis.Redis, keys: Keys, method: str
 ) -> None:
@@ -170,16 +170,24 @@ async def test_poison_row_is_dead_lettered_and_the_rest_stored(
         assert await pending(redis_client, stream) == 0
 
 
-async def test_store_reports_rejected_rows_by_index(db: Db) -> None:
-    store = Store(db.url)
+@pytest.mark.parametrize("method", ["copy", "staging", "unnest"])
+async def test_store_is_idempotent_and_reports_rejected_rows_by_index(db: Db, method: str) -> None:
+    store = Store(db.url, method=method)
     await store.connect()
     try:
         rows = [bar_row(make_bar(i, low=500.0 if i in (2, 5) else 99.0)) for i in range(8)]
         rejected = await store.write({"bars": rows})
         assert [i for i, _ in rejected["bars"]] == [2, 5]
+        # The same rows again, plus two new ones: only the new ones are added.
+        more = [bar_row(make_bar(i)) for i in range(6, 10)]
+        rejected = await store.write(
+            {"bars": [r for i, r in enumerate(rows) if i not in (2, 5)] + more}
+        )
+        assert rejected == {}
+        assert store.fallbacks == (2 if method == "copy" else 0)
     finally:
         await store.close()
-    assert await db.count("bars") == (6, 6)
+    assert await db.count("bars") == (8, 8)
 
 
 async def test_retention_drops_only_old_rows(

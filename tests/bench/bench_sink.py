@@ -1,0 +1,159 @@
+"""Sink write path: rows/s into ``ticks`` and ``bars`` next to plain binary COPY (the ceiling)
+and ``executemany`` (the naive path), on the same table in the same run.
+
+Every method writes the same rows in batches of ``SINK_BATCH_ROWS`` (5000), one transaction
+per batch as the sink does, into the freshly truncated table of a private schema:
+
+* ``sink copy``    — the sink's default ``Store.write``: COPY straight into the table under a
+  savepoint, falling back to the staging path on a duplicate or a bad row;
+* ``sink staging`` — COPY into a staging table, then ``INSERT … SELECT … ON CONFLICT DO
+  NOTHING`` (what ``sink copy`` does for a replayed batch: see ``sink replay``);
+* ``sink unnest``  — one ``INSERT … SELECT * FROM unnest($1::t[], …) ON CONFLICT DO NOTHING``;
+* ``COPY``        — ``copy_records_to_table`` straight into the table (not idempotent);
+* ``executemany`` — ``INSERT … VALUES ($1…) ON CONFLICT DO NOTHING`` row by row (pipelined).
+
+Also: the sink path again over rows already stored (a replay: all duplicates), and the pure
+entry-to-row mapping. Runs on TimescaleDB (``TIMESCALE_URL``) when set, and on PostgreSQL
+(``DATABASE_URL``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+
+import asyncpg
+
+from common.contracts import TickBatch
+from common.logging import configure_logging
+from common.settings import CommonSettings
+from sink.rows import TABLES, Row, bar_row, tick_rows
+from sink.store import Store, insert_values_sql
+from tests.sink_support import make_bar, make_ticks, with_search_path
+
+BATCH = 5000
+
+
+def _batches(rows: Sequence[Row]) -> list[Sequence[Row]]:
+    return [rows[i : i + BATCH] for i in range(0, len(rows), BATCH)]
+
+
+def _tick_rows(n: int) -> tuple[list[Row], list[TickBatch]]:
+    batches = [make_ticks(start, 500, symbol=f"S{start % 7}") for start in range(0, n, 500)]
+    return [r for b in batches for r in tick_rows(b)], batches
+
+
+def _bar_rows(n: int) -> list[Row]:
+    return [bar_row(make_bar(i, symbol=f"S{i % 50}")) for i in range(n)]
+
+
+async def _timed(write: Callable[[Sequence[Row]], Awaitable[object]], rows: Sequence[Row]) -> float:
+    started = time.perf_counter()
+    for chunk in _batches(rows):
+        await write(chunk)
+    return len(rows) / (time.perf_counter() - started)
+
+
+async def _bench_table(url: str, table: str, rows: list[Row], rounds: int) -> None:
+    spec = TABLES[table]
+    stores = {m: Store(url, method=m, migrate=False) for m in ("copy", "staging", "unnest")}
+    for store in stores.values():
+        await store.connect()
+    conn = await asyncpg.connect(url)
+    values_sql = insert_values_sql(spec)
+    naive_rows = rows[: max(BATCH, len(rows) // 5)]  # it is slow: a fifth of the rows is plenty
+
+    async def copy(chunk: Sequence[Row]) -> None:
+        await conn.copy_records_to_table(table, records=chunk, columns=spec.columns)
+
+    async def executemany(chunk: Sequence[Row]) -> None:
+        await conn.executemany(values_sql, chunk)
+
+    def sink(method: str) -> Callable[[Sequence[Row]], Awaitable[object]]:
+        return lambda chunk: stores[method].write({table: chunk})
+
+    methods: list[tuple[str, Callable[[Sequence[Row]], Awaitable[object]], Sequence[Row]]] = [
+        ("COPY (ceiling)", copy, rows),
+        ("sink copy", sink("copy"), rows),
+        ("sink staging", sink("staging"), rows),
+        ("sink unnest", sink("unnest"), rows),
+        ("executemany", executemany, naive_rows),
+    ]
+    results: dict[str, list[float]] = {name: [] for name, _, _ in methods}
+    replay: list[float] = []
+    try:
+        for _ in range(rounds):
+            for name, write, data in methods:
+                await conn.execute(f"TRUNCATE {table}")
+                results[name].append(await _timed(write, data))
+            replay.append(await _timed(sink("copy"), rows))  # every row already there
+    finally:
+        await conn.close()
+        for store in stores.values():
+            await store.close()
+    med = {name: statistics.median(v) for name, v in results.items()}
+    ceiling, naive = med["COPY (ceiling)"], med["executemany"]
+    print(f"  {table}: {len(rows)} rows, batches of {BATCH}, median of {rounds}")
+    for name, rate in med.items():
+        print(
+            f"    {name:<15} {rate:>10,.0f} rows/s   {rate / ceiling:6.1%} of COPY   "
+            f"{rate / naive:5.1f}x executemany"
+        )
+    print(f"    {'sink replay':<15} {statistics.median(replay):>10,.0f} rows/s   (all duplicates)")
+
+
+def _bench_mapping(batches: list[TickBatch]) -> None:
+    encoded = [b.encode() for b in batches]
+    n = sum(len(b) for b in batches)
+    started = time.perf_counter()
+    for fields in encoded:
+        tick_rows(TickBatch.decode(fields))
+    rate = n / (time.perf_counter() - started)
+    print(f"  entry -> rows (decode + map, pure CPU): {rate:,.0f} ticks/s")
+
+
+async def _bench_server(label: str, base_url: str, quick: bool) -> None:
+    schema = f"bench_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(base_url)
+    await admin.execute(f"CREATE SCHEMA {schema}")
+    url = with_search_path(base_url, schema)
+    try:
+        flavor_store = Store(url)
+        await flavor_store.connect()  # migrates the private schema
+        flavor = flavor_store.flavor.value
+        await flavor_store.close()
+        print(f"\n### {label} ({flavor})")
+        n_ticks, n_bars, rounds = (20_000, 10_000, 2) if quick else (200_000, 50_000, 3)
+        ticks, batches = _tick_rows(n_ticks)
+        await _bench_table(url, "ticks", ticks, rounds)
+        await _bench_table(url, "bars", _bar_rows(n_bars), rounds)
+        _bench_mapping(batches)
+    finally:
+        await admin.execute(f"DROP SCHEMA {schema} CASCADE")
+        await admin.close()
+
+
+async def _main() -> None:
+    quick = os.environ.get("BENCH_QUICK") == "1"
+    servers = [("TimescaleDB", os.environ.get("TIMESCALE_URL", ""))]
+    servers.append(
+        ("PostgreSQL", os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"))
+    )
+    for label, url in servers:
+        if url:
+            await _bench_server(label, url, quick)
+        else:
+            print(f"\n### {label}: not configured (TIMESCALE_URL unset: run `make provision`)")
+
+
+def main() -> None:
+    configure_logging(CommonSettings.from_env({"LOG_LEVEL": "WARNING"}))
+    asyncio.run(_main())
+
+
+if __name__ == "__main__":
+    main()
