@@ -91,12 +91,14 @@ class DetectorService(Service):
                     self.log.warning("rebalance_failed", error=repr(e))
                 self.readiness.set("membership", True)
                 await self.wait_stopping(self.settings.heartbeat_ms / 1000)
+            # Leave first, so the others' tables already give our partitions away and they
+            # acquire each one as soon as its runner has checkpointed and released it.
+            try:
+                await self.ownership.heartbeat(alive=False)
+            except (RedisError, OSError) as e:
+                self.log.warning("leave_failed", error=repr(e))
             for runner in self.runners.values():
                 runner.hand_over = True
-        try:
-            await self.ownership.heartbeat(alive=False)
-        except (RedisError, OSError) as e:
-            self.log.warning("leave_failed", error=repr(e))
 
     async def _rebalance(self, tg: asyncio.TaskGroup) -> None:
         members = await self.ownership.heartbeat()
