@@ -1,7 +1,7 @@
 """PostgreSQL stopped mid-stream and restarted: every row arrives, none twice.
 
 The shared servers are never stopped: each run starts a throwaway server of its own —
-PostgreSQL 15 from the host (``initdb`` into a temporary directory, run as the ``postgres``
+the host's PostgreSQL (``initdb`` into a temporary directory, run as the ``postgres``
 user) or a second TimescaleDB instance in the chroot of ``deploy/timescale-chroot.sh`` — on a
 free port, stops it for a while in the middle of the stream, starts it again, and deletes it.
 
@@ -33,7 +33,12 @@ from tests.sink_support import Db, log_tail, make_bar, make_ticks, sink_env
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
+# The host's PostgreSQL binaries (Debian layout; deploy/local-services.sh installs them).
+PG_BIN = max(
+    (p.parent for p in Path("/usr/lib/postgresql").glob("*/bin/initdb")),
+    key=lambda d: int(d.parent.name),
+    default=Path("/usr/lib/postgresql/15/bin"),
+)
 OUTAGE_S = {"postgres": 10.0, "timescale": 30.0}
 
 
