@@ -9,11 +9,13 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry
 
 from common.contracts import Tick, TickBatch
 from common.names import GROUP_DETECTORS, Keys, partition_of
 from common.settings import CommonSettings
 from detectors.engine import EngineConfig
+from detectors.metrics import DetectorMetrics
 from detectors.ownership import Ownership
 from detectors.settings import DetectorSettings
 from detectors.timeframes import parse_timeframes
@@ -109,7 +111,12 @@ async def test_two_services_split_partitions_and_dead_letter_bad_entries(
     await redis_client.xadd(keys.ticks(p), dict(TickBatch.from_ticks(ticks[:4]).encode()))
     await redis_client.xadd(keys.ticks(p), {b"v": b"1", b"n": b"zz"})
     await redis_client.xadd(keys.ticks(p), dict(TickBatch.from_ticks(ticks[4:]).encode()))
-    services = [DetectorService(_settings(namespace, m), redis=redis_client) for m in ("m1", "m2")]
+    registry = CollectorRegistry()
+    metrics = DetectorMetrics(registry)
+    services = [
+        DetectorService(_settings(namespace, m), redis=redis_client, metrics=metrics)
+        for m in ("m1", "m2")
+    ]
     async with asyncio.TaskGroup() as tg:
         for s in services:
             await s.start()
@@ -133,6 +140,11 @@ async def test_two_services_split_partitions_and_dead_letter_bad_entries(
     dead: Any = await redis_client.xrange(keys.dlq(keys.ticks(p)))
     assert len(dead) == 1 and dead[0][1][b"reason"] == b"tick_batch"
     assert await redis_client.zcard(keys.detector_members) == 0
+    sample = registry.get_sample_value
+    assert sample("alphapulse_detectors_ticks_total") == 9
+    assert sample("alphapulse_detectors_bars_closed_total", {"timeframe": "1m"}) == 3
+    assert sample("alphapulse_detectors_bad_entries_total", {"reason": "tick_batch"}) == 1
+    assert sample("alphapulse_detectors_detection_latency_seconds_count") == 3
 
 
 async def test_idle_partition_closes_bars_by_extrapolated_event_time(
