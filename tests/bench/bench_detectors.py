@@ -3,7 +3,10 @@
 1. Tick aggregation: encoded ``ticks:{p}`` entries (as ingest writes them) decoded and applied
    to one partition engine with the default timeframes and all 61 patterns, bar closes,
    indicators and pattern evaluation included. Baseline in the same run: decoding alone.
-2. Checkpoint of 1,000 symbols x 6 timeframes: serialize, restore, size; baseline: a Redis
+2. The same through Redis: one in-process detector drains a backlog in ``ticks:{p}``
+   (read, decode, aggregate, write bars/patterns, checkpoint + ack); baseline: the time to
+   XADD that backlog.
+3. Checkpoint of 1,000 symbols x 6 timeframes: serialize, restore, size; baseline: a Redis
    SET + GET of the same bytes (the I/O a checkpoint costs anyway), when Redis is reachable.
 
 ``BENCH_QUICK=1`` shortens both.
@@ -11,14 +14,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
+from typing import Any
 
 import redis
+import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry
 
 from common.contracts import TickBatch
+from common.logging import configure_logging
+from common.names import Keys
+from common.settings import CommonSettings
 from detectors import checkpoint
 from detectors.engine import EngineConfig, PartitionEngine
+from detectors.metrics import DetectorMetrics
+from detectors.settings import DetectorSettings
+from detectors.worker import DetectorService
 from ingest.sources import synthetic_ticks
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
@@ -98,9 +111,74 @@ def bench_checkpoint() -> None:
     print(line)
 
 
+async def _drain_through_redis(url: str, count: int) -> tuple[float, float]:
+    """One in-process detector drains a backlog of ``count`` ticks in one partition.
+
+    Returns (detector seconds, seconds to XADD the backlog = the ingest-side baseline).
+    """
+    namespace = f"bench{os.getpid()}:"
+    keys = Keys(partitions=1, namespace=namespace)
+    client = aioredis.Redis.from_url(url)
+    try:
+        entries = _entries(60, 2_000.0, count, seed=3)
+        start = time.perf_counter()
+        pipe = client.pipeline(transaction=False)
+        for fields in entries:
+            pipe.xadd(keys.ticks(0), dict(fields.items()))
+        await pipe.execute()
+        write_s = time.perf_counter() - start
+        settings = DetectorSettings(
+            common=CommonSettings(
+                redis_url=url, partitions=1, namespace=namespace, batch_count=50, block_ms=100
+            ),
+            engine=EngineConfig(),
+            idle_close_ms=0,
+            detector_id="bench",
+        )
+        service = DetectorService(
+            settings, redis=client, metrics=DetectorMetrics(CollectorRegistry())
+        )
+        await service.start()
+        tail: Any = await client.xrevrange(keys.ticks(0), count=1)
+        last = tail[0][0].decode()
+        start = time.perf_counter()
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(service.run())
+            while True:
+                runner = service.runners.get(0)
+                if runner is not None and runner.last_applied == last:
+                    break
+                await asyncio.sleep(0.005)
+            took = time.perf_counter() - start
+            service.request_stop()
+        await service.stop()
+        return took, write_s
+    finally:
+        async for key in client.scan_iter(match=f"{namespace}*", count=1000):
+            await client.delete(key)
+        await client.aclose()
+
+
+def bench_through_redis() -> None:
+    count = 50_000 if QUICK else 300_000
+    url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    configure_logging(level="WARNING")
+    try:
+        took, write_s = asyncio.run(_drain_through_redis(url, count))
+    except (redis.RedisError, OSError) as e:
+        print(f"detector through Redis: unavailable ({e!r})")
+        return
+    print(
+        f"one detector draining ticks:{{p}} (XREADGROUP, decode, bars, patterns, XADD, "
+        f"checkpoint+XACK): {count / took:,.0f} ticks/s | baseline XADD of the same entries "
+        f"(pipelined): {count / write_s:,.0f} ticks/s"
+    )
+
+
 def main() -> None:
     bench_throughput(2_000.0)
     bench_throughput(50.0)
+    bench_through_redis()
     bench_checkpoint()
 
 
