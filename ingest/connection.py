@@ -50,6 +50,7 @@ from ingest.writer import TickWriter
 
 log = get_logger("ingest.connection")
 _PUBLISH_EVERY_S = 0.25
+_YIELD_EVERY = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,6 +285,7 @@ class Connection:
     async def _read(self, session: _Session) -> None:
         writer = self.writer
         publish_at = time.monotonic() + _PUBLISH_EVERY_S
+        n = 0
         try:
             async for frame in session.ws:
                 now = time.monotonic()
@@ -292,6 +294,11 @@ class Connection:
                 ticks = self.handle_frame(frame, time.time_ns())
                 if ticks and not writer.offer(ticks):
                     await writer.wait_for_space()  # backpressure: stop reading the socket
+                n += 1
+                if writer.flush_due or n % _YIELD_EVERY == 0:
+                    # recv() does not yield while frames are queued: let the flusher (and
+                    # the other connections) run, or a busy socket would starve them.
+                    await asyncio.sleep(0)
                 if now >= publish_at:
                     self.publish_metrics()
                     publish_at = now + _PUBLISH_EVERY_S

@@ -28,6 +28,8 @@ import signal
 import sys
 from typing import Any
 
+import uvloop
+
 from common.logging import configure_logging
 from common.settings import CommonSettings
 from ingest.exchanges import EXCHANGES
@@ -138,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     )
     sim = Simulator(feeds, host=args.host, port=args.port, speed=args.speed,
                     overlap=args.overlap, faults=faults)  # fmt: skip
-    asyncio.run(_serve(sim, args))
+    uvloop.run(_serve(sim, args))
     if args.report:
         with open(args.report, "w", encoding="utf-8") as f:
             json.dump(report(sim), f, indent=2)

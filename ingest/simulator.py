@@ -93,7 +93,10 @@ class Simulator:
 
     # --- lifecycle -----------------------------------------------------------------
     async def start(self) -> None:
-        self._server = await serve(self._handle, self.host, self.port, max_size=None)
+        # No permessage-deflate: on localhost it only burns CPU on both sides.
+        self._server = await serve(
+            self._handle, self.host, self.port, max_size=None, compression=None
+        )
         sock = next(iter(self._server.sockets))
         self.port = sock.getsockname()[1]
         log.info("simulator_listening", host=self.host, port=self.port, feeds=list(self.feeds))

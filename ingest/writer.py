@@ -85,6 +85,7 @@ class TickWriter:
         self._buffers: dict[int, list[Tick]] = {}
         self._partition_cache: dict[tuple[str, str], int] = {}
         self._pending = 0  # ticks buffered or in the batch being written
+        self._buffered = 0  # ticks buffered, not yet taken by the flusher
         self._first_at: float | None = None  # monotonic time of the oldest unflushed tick
         self._wake = asyncio.Event()  # the flusher has work (or must stop)
         self._space = asyncio.Event()  # put() may go on
@@ -119,6 +120,7 @@ class TickWriter:
         n = self._add(ticks)
         if n:
             self._pending += n
+            self._buffered += n
             self._idle.clear()
             # Wake the flusher only to start the latency timer or for a full batch, not on
             # every offer (a task switch per frame would cost more than the frame).
@@ -139,6 +141,11 @@ class TickWriter:
         self._metrics.writer_backpressure.inc()
         await self._space.wait()
         self._metrics.writer_backpressure_seconds.inc(time.monotonic() - started)
+
+    @property
+    def flush_due(self) -> bool:
+        """A full batch is buffered: a producer that never awaits should yield now."""
+        return self._buffered >= self.batch_size
 
     def _add(self, ticks: Iterable[Tick]) -> int:
         buffers, cache, parts = self._buffers, self._partition_cache, self._keys.partitions
@@ -215,11 +222,12 @@ class TickWriter:
                 self._metrics.writer_abandoned.inc(self._pending)
                 log.error("writer_abandoned", ticks=self._pending)
                 self._buffers.clear()
-                self._pending = 0
+                self._pending = self._buffered = 0
                 self._idle.set()
                 self._space.set()
                 return
             buffers, self._buffers = self._buffers, {}
+            self._buffered = 0
             self._first_at = None
             n = await self._write(buffers)
             self._pending -= n
