@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 import talib
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from common.contracts import Tick, TickBatch
 from common.errors import DecodeError
@@ -146,3 +148,23 @@ def test_htf_trend_is_the_next_timeframes_latest_closed_trend() -> None:
         assert ev.features["htf_trend"] == (done[-1] if done else None)
         checked += done[-1] is not None if done else 0
     assert checked > 20
+
+
+_SHORT = ticks(1500, seed=21)
+_SHORT_REF = records(replay_ticks(_SHORT, CONFIG, partitions=1))
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    st.lists(st.integers(1, len(_SHORT) - 1), max_size=12, unique=True),
+    st.booleans(),
+)
+def test_outputs_do_not_depend_on_batches_or_restarts(cuts: list[int], restore: bool) -> None:
+    engine = PartitionEngine(CONFIG)
+    out = Output()
+    for a, b in pairwise([0, *sorted(cuts), len(_SHORT)]):
+        out.extend(engine.apply(TickBatch.from_ticks(_SHORT[a:b])))
+        if restore:
+            engine = checkpoint.loads(checkpoint.dumps(engine), CONFIG, engine.patterns)
+    out.extend(engine.close_all())
+    assert records(out) == _SHORT_REF
