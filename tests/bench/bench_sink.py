@@ -12,9 +12,9 @@ per batch as the sink does, into the freshly truncated table of a private schema
 * ``COPY``        — ``copy_records_to_table`` straight into the table (not idempotent);
 * ``executemany`` — ``INSERT … VALUES ($1…) ON CONFLICT DO NOTHING`` row by row (pipelined).
 
-Also: the sink path again over rows already stored (a replay: all duplicates), and the pure
-entry-to-row mapping. Runs on TimescaleDB (``TIMESCALE_URL``) when set, and on PostgreSQL
-(``DATABASE_URL``).
+Also: the sink path again over rows already stored (a replay: all duplicates), the whole
+sink worker from Redis entries to committed rows, and the pure entry-to-row mapping.
+Runs on TimescaleDB (``TIMESCALE_URL``) when set, and on PostgreSQL (``DATABASE_URL``).
 """
 
 from __future__ import annotations
@@ -27,13 +27,16 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
+import redis.asyncio as aioredis
 
 from common.contracts import TickBatch
 from common.logging import configure_logging
+from common.names import Keys
 from common.settings import CommonSettings
 from sink.rows import TABLES, Row, bar_row, tick_rows
 from sink.store import Store, insert_values_sql
-from tests.sink_support import make_bar, make_ticks, with_search_path
+from sink.worker import SinkWorker
+from tests.sink_support import REDIS_URL, make_bar, make_ticks, sink_settings, with_search_path
 
 BATCH = 5000
 
@@ -86,8 +89,8 @@ async def _bench_table(url: str, table: str, rows: list[Row], rounds: int) -> No
     results: dict[str, list[float]] = {name: [] for name, _, _ in methods}
     replay: list[float] = []
     try:
-        for _ in range(rounds):
-            for name, write, data in methods:
+        for r in range(rounds):
+            for name, write, data in methods[r:] + methods[:r]:  # rotated: no order bias
                 await conn.execute(f"TRUNCATE {table}")
                 results[name].append(await _timed(write, data))
             replay.append(await _timed(sink("copy"), rows))  # every row already there
@@ -104,6 +107,29 @@ async def _bench_table(url: str, table: str, rows: list[Row], rounds: int) -> No
             f"{rate / naive:5.1f}x executemany"
         )
     print(f"    {'sink replay':<15} {statistics.median(replay):>10,.0f} rows/s   (all duplicates)")
+
+
+async def _bench_worker(url: str, batches: list[TickBatch]) -> None:
+    """The whole sink: tick entries in Redis -> SinkWorker (burst) -> committed and acked."""
+    keys = Keys(partitions=1, namespace=f"bench-{uuid.uuid4().hex[:8]}:")
+    redis = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        for start in range(0, len(batches), 100):
+            async with redis.pipeline(transaction=False) as pipe:
+                for b in batches[start : start + 100]:
+                    pipe.xadd(keys.ticks(0), b.encode())  # type: ignore[arg-type]
+                await pipe.execute()
+        settings = sink_settings(url, keys, batch_rows=BATCH, flush_ms=500, migrate=False)
+        worker = SinkWorker(settings, redis=redis, burst=True)
+        async with worker:
+            started = time.perf_counter()
+            await worker.run()
+            elapsed = time.perf_counter() - started
+        n = sum(len(b) for b in batches)
+        print(f"  sink worker, Redis -> ticks, end to end: {n / elapsed:,.0f} rows/s ({n} rows)")
+    finally:
+        await redis.delete(keys.ticks(0))
+        await redis.aclose()
 
 
 def _bench_mapping(batches: list[TickBatch]) -> None:
@@ -131,6 +157,7 @@ async def _bench_server(label: str, base_url: str, quick: bool) -> None:
         ticks, batches = _tick_rows(n_ticks)
         await _bench_table(url, "ticks", ticks, rounds)
         await _bench_table(url, "bars", _bar_rows(n_bars), rounds)
+        await _bench_worker(url, batches)
         _bench_mapping(batches)
     finally:
         await admin.execute(f"DROP SCHEMA {schema} CASCADE")
