@@ -48,7 +48,6 @@ from ingest.metrics import IngestMetrics
 from ingest.sequence import TradeDeduper
 from ingest.writer import TickWriter
 
-log = get_logger("ingest.connection")
 _PUBLISH_EVERY_S = 0.25
 _YIELD_EVERY = 64
 
@@ -132,6 +131,7 @@ class Connection:
         self._rng = random.Random(seed)
         self._stopping = asyncio.Event()
         self._logs = RateLimitedLog()
+        self._log = get_logger("ingest.connection", exchange=adapter.name)
         self.sessions_opened = 0
         ex = adapter.name
         self._m_frames = {k: metrics.frames.labels(ex, k.value) for k in FrameKind}
@@ -175,7 +175,7 @@ class Connection:
                             session.first_frame.wait(), self.options.rotation_ready_timeout_s
                         )
                     await self._close(current, "rotated")
-                    log.info("rotated", exchange=self.adapter.name, symbols=len(self.symbols))
+                    self._log.info("rotated", symbols=len(self.symbols))
                 current = session
                 outcome = await self._watch(session)
                 if outcome == "rotate":
@@ -202,9 +202,8 @@ class Connection:
         o = self.options
         delay = backoff_delay(attempt, o.backoff_base_s, o.backoff_max_s, self._rng)
         if self._logs.allow("reconnect", reason) is not None:
-            log.warning(
+            self._log.warning(
                 "reconnecting",
-                exchange=self.adapter.name,
                 reason=reason,
                 error=error,
                 attempt=attempt,
@@ -272,7 +271,7 @@ class Connection:
                 return "rotate"
             if idle and now - session.last_frame >= idle:
                 session.reason = "silent"
-                log.warning("silent_connection", exchange=self.adapter.name, idle_s=idle)
+                self._log.warning("silent_connection", idle_s=idle)
                 return "silent"
 
     async def _ping(self, session: _Session, message: str) -> None:
@@ -306,7 +305,7 @@ class Connection:
             session.reason = _closed_reason(e)
         except Exception as e:  # a bug (parsers raise only BadInput): log it, reconnect
             session.reason = "error"
-            log.error("reader_failed", exchange=self.adapter.name, error=repr(e), exc_info=e)
+            self._log.error("reader_failed", error=repr(e), exc_info=e)
         else:
             session.reason = "closed"
         finally:
@@ -327,7 +326,7 @@ class Connection:
         if kind is FrameKind.TRADE:
             return self._dedupe(result)
         if result.control == "error" and self._logs.allow("error") is not None:
-            log.warning("exchange_error", exchange=self.adapter.name, detail=result.detail)
+            self._log.warning("exchange_error", detail=result.detail)
         return []
 
     def publish_metrics(self) -> None:
@@ -353,8 +352,9 @@ class Connection:
                 self._m_gaps.inc()
                 self._m_missing.inc(v.gap)
                 if self._logs.allow("gap", t.symbol) is not None:
-                    log.warning("trade_gap", exchange=t.exchange, symbol=t.symbol, missing=v.gap,
-                                before_id=t.trade_id)  # fmt: skip
+                    self._log.warning(
+                        "trade_gap", symbol=t.symbol, missing=v.gap, before_id=t.trade_id
+                    )
             kept.append(t)
         self._tick_count += len(kept)
         return kept

@@ -25,8 +25,6 @@ from common.logging import get_logger
 from common.names import Keys
 from common.streams import DLQ_MAXLEN
 
-log = get_logger("ingest.deadletter")
-
 
 class RateLimitedLog:
     """At most one log line per key every ``interval`` seconds; counts what it held back."""
@@ -71,6 +69,7 @@ class DeadLetters:
         self._flush_interval = flush_interval
         self._wake = asyncio.Event()
         self._logs = RateLimitedLog()
+        self._log = get_logger("ingest.deadletter")
 
     def add(self, exchange: str, reason: str, detail: str, frame: str | bytes) -> None:
         """Queue one bad frame (sync: called from the parsing path) and log it, rate-limited."""
@@ -93,7 +92,7 @@ class DeadLetters:
         self._wake.set()
         suppressed = self._logs.allow(exchange, reason)
         if suppressed is not None:
-            log.warning(
+            self._log.warning(
                 "bad_frame",
                 exchange=exchange,
                 reason=reason,
@@ -123,7 +122,7 @@ class DeadLetters:
                     pipe.xadd(self.key, fields, maxlen=DLQ_MAXLEN, approximate=True)
                 await pipe.execute()
             except RedisError as e:
-                log.warning("dlq_write_failed", error=repr(e), pending=len(batch))
+                self._log.warning("dlq_write_failed", error=repr(e), pending=len(batch))
                 batch.extend(self._buffer)  # keep arrival order, then re-apply the bound
                 while len(batch) > self._max_buffer:
                     batch.popleft()

@@ -26,8 +26,6 @@ from ingest.sequence import TradeDeduper
 from ingest.settings import IngestSettings
 from ingest.writer import TickWriter
 
-log = get_logger("ingest.service")
-
 
 class IngestService(Service):
     """Exchange WebSockets → dedupe/gap check → ``ticks:{p}``."""
@@ -47,6 +45,7 @@ class IngestService(Service):
         self.redis = redis
         self.metrics = metrics or IngestMetrics()
         self.keys = keys or settings.common.keys()
+        self._log = get_logger("ingest.service")
         s = settings
         self.writer = TickWriter(
             redis,
@@ -99,7 +98,7 @@ class IngestService(Service):
         self.writer.start()
         self._dlq_task = asyncio.create_task(self.dead_letters.run(), name="ingest.dlq")
         await super().start()
-        log.info(
+        self._log.info(
             "ingest_starting",
             connections=len(self.connections),
             exchanges={e: len(s) for e, s in self.settings.exchanges},
@@ -133,7 +132,7 @@ class IngestService(Service):
         try:
             await self.writer.close()
         except Exception as e:  # already fatal in run(); keep closing the rest
-            log.error("writer_failed", error=repr(e), pending=self.writer.pending, exc_info=e)
+            self._log.error("writer_failed", error=repr(e), pending=self.writer.pending, exc_info=e)
         if self._dlq_task is not None:
             self._dlq_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -30,8 +30,6 @@ from common.logging import get_logger
 from ingest.exchanges import ServerReply, ServerSession, get_adapter
 from ingest.simfeed import Faults, Feed, FrameFaults, Subscription
 
-log = get_logger("ingest.simulator")
-
 
 @dataclass(slots=True)
 class SimStats:
@@ -87,6 +85,7 @@ class Simulator:
         self.faults = faults or Faults()
         self.batch = batch
         self.stats = SimStats()
+        self.log = get_logger("ingest.simulator")
         self._clocks = {name: _Clock(speed) for name in feeds}
         self._server: Server | None = None
         self._changed = asyncio.Event()  # a feed advanced (for wait_finished)
@@ -99,7 +98,7 @@ class Simulator:
         )
         sock = next(iter(self._server.sockets))
         self.port = sock.getsockname()[1]
-        log.info("simulator_listening", host=self.host, port=self.port, feeds=list(self.feeds))
+        self.log.info("simulator_listening", host=self.host, port=self.port, feeds=list(self.feeds))
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -141,7 +140,9 @@ class Simulator:
             with contextlib.suppress(ConnectionClosed):
                 await conn.serve("/" + rest)
         finally:
-            log.debug("sim_connection_closed", exchange=name, trade_frames=conn.ff.trade_frames)
+            self.log.debug(
+                "sim_connection_closed", exchange=name, trade_frames=conn.ff.trade_frames
+            )
 
 
 class _Connection:
@@ -265,7 +266,7 @@ class _Connection:
         """Cut the TCP connection (no close frame), once what was sent has left the process:
         the frames counted as sent are then really on the wire, so tests can count them."""
         self.sim.stats.drops += 1
-        log.info("sim_drop", exchange=self.feed.exchange, why=why)
+        self.sim.log.info("sim_drop", exchange=self.feed.exchange, why=why)
         transport = self.ws.transport
         for _ in range(200):
             if transport.get_write_buffer_size() == 0:
@@ -283,7 +284,7 @@ class _Connection:
         """
         await asyncio.sleep(after)
         self.sim.stats.stalls += 1
-        log.info("sim_stall", exchange=self.feed.exchange, seconds=duration)
+        self.sim.log.info("sim_stall", exchange=self.feed.exchange, seconds=duration)
         self.stalled = True
         self.ws.transport.pause_reading()
         await asyncio.sleep(duration)

@@ -40,8 +40,6 @@ from common.logging import get_logger
 from common.names import Keys, partition_of
 from ingest.metrics import IngestMetrics
 
-log = get_logger("ingest.writer")
-
 #: Extra field of every entry this writer appends: ``<writer id>:<sequence>``. Readers
 #: ignore it (fields are only ever added to a contract version); retries use it.
 TAG_FIELD = b"w"
@@ -82,6 +80,8 @@ class TickWriter:
         self.max_pending = max_pending
         self._maxlen = maxlen
         self._retry_max_delay = retry_max_delay
+        # Loggers are made per instance, after main() configured logging.
+        self._log = get_logger("ingest.writer")
         self._buffers: dict[int, list[Tick]] = {}
         self._partition_cache: dict[tuple[str, str], int] = {}
         self._pending = 0  # ticks buffered or in the batch being written
@@ -220,7 +220,7 @@ class TickWriter:
                     continue
             if self._aborted:
                 self._metrics.writer_abandoned.inc(self._pending)
-                log.error("writer_abandoned", ticks=self._pending)
+                self._log.error("writer_abandoned", ticks=self._pending)
                 self._buffers.clear()
                 self._pending = self._buffered = 0
                 self._idle.set()
@@ -273,10 +273,12 @@ class TickWriter:
                 attempt += 1
                 self._metrics.writer_errors.inc()
                 delay = random.uniform(0, min(self._retry_max_delay, 0.05 * 2**attempt))
-                log.warning("writer_retry", error=repr(e), attempt=attempt, ticks=n, delay=delay)
+                self._log.warning(
+                    "writer_retry", error=repr(e), attempt=attempt, ticks=n, delay=delay
+                )
                 if self._aborted:
                     self._metrics.writer_abandoned.inc(n)
-                    log.error("writer_abandoned", ticks=n)
+                    self._log.error("writer_abandoned", ticks=n)
                     return n
                 await asyncio.sleep(delay)
                 continue
@@ -303,5 +305,5 @@ class TickWriter:
                 page = await self._redis.xrange(stream, b"(" + _b(last), "+", count=_TAIL_SCAN)
             landed |= wanted & {fields.get(TAG_FIELD) for _, fields in page}
         if landed:
-            log.info("writer_retry_skips_landed", entries=len(landed))
+            self._log.info("writer_retry_skips_landed", entries=len(landed))
         return [(s, f) for s, f in entries if f[TAG_FIELD] not in landed]
