@@ -10,6 +10,7 @@ import pytest
 
 from common.errors import ConfigError, DecodeError
 from common.runtime import Entry
+from signals.contract import Signal, encode_entry
 from sink.batch import PendingBatch
 from sink.migrate import Flavor, discover, plan
 from sink.rows import DECODERS, SIGNALS, TABLES, ns_to_dt, parse_iso
@@ -129,3 +130,20 @@ def test_unnest_sql_and_columns() -> None:
     assert "unnest($1::timestamptz[], $2::text[]" in insert_unnest_sql(TABLES["ticks"])
     assert columns_of([(1, "a"), (2, "b")], 2) == [[1, 2], ["a", "b"]]
     assert columns_of([], 3) == [[], [], []]
+
+
+def test_a_real_signal_entry_maps_to_its_row() -> None:
+    """The signals stage's own codec (signals.contract) -> the sink's row: the contracts agree."""
+    sig = Signal(
+        id=f"binance:BTCUSDT:1m:{T0}:short", exchange="binance", symbol="BTCUSDT",
+        timeframe="1m", open_time_ms=T0, direction="short", score=0.25,
+        patterns={"CDLENGULFING": -100}, supporting=("CDLENGULFING",),
+        features={"rsi": 71.5, "atr": None}, model="m1",
+    ).stamped("2024-08-08T23:55:00.500Z")  # fmt: skip
+    (row,) = DECODERS["signals"](encode_entry(sig))
+    got = dict(zip(SIGNALS.columns, row, strict=True))
+    assert got["id"] == sig.id and got["direction"] == "short" and got["score"] == 0.25
+    assert got["open_time"] == datetime(2024, 8, 8, 23, 54, tzinfo=UTC)
+    assert got["emitted_at"] == datetime(2024, 8, 8, 23, 55, 0, 500_000, tzinfo=UTC)
+    assert orjson.loads(got["features"]) == {"rsi": 71.5, "atr": None}
+    assert got["model"] == "m1"
