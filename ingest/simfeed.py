@@ -11,7 +11,8 @@ How a replay behaves (and why)
 * Every subscription of a connection has its own **cursor**. A new subscription starts at
   ``head - overlap``: a real exchange does not replay the past, but a reconnecting client
   gets the last ``overlap`` trades again (like the duplicate trades a client sees across
-  Binance's 24-hour cut or a Kraken/Coinbase snapshot), so ingest must de-duplicate them. The
+  Binance's 24-hour cut), rendered as the exchange's snapshot message where it has one
+  (Kraken, Coinbase), so ingest must de-duplicate them. The
   head moves on only as subscribers receive trades, so a trade due while nobody was
   connected is delivered after the reconnect (then overlap-repeated): no trade of a
   subscribed symbol is ever lost by the simulator itself, which makes "exactly once" testable
@@ -143,13 +144,23 @@ class Subscription:
 
     stream: SymbolStream
     cursor: int
+    replay_end: int = 0  # trades below this index are the overlap (sent as a snapshot)
 
     @classmethod
     def start(cls, stream: SymbolStream, overlap: int) -> Subscription:
-        return cls(stream, max(0, stream.head - overlap))
+        return cls(stream, max(0, stream.head - overlap), stream.head)
+
+    @property
+    def in_snapshot(self) -> bool:
+        """The next trades are the overlap: exchanges that send recent trades on subscribe
+        (Kraken, Coinbase) send them as a snapshot message."""
+        return self.cursor < self.replay_end
 
     def take(self, due: int, limit: int) -> list[Tick]:
-        """The next trades due (at most ``limit``), advancing the cursor and the head."""
+        """The next trades due (at most ``limit``, and never mixing the overlap with live
+        trades), advancing the cursor and the head."""
+        if self.in_snapshot:
+            limit = min(limit, self.replay_end - self.cursor)
         end = min(due, self.cursor + limit)
         if end <= self.cursor:
             return []

@@ -206,10 +206,11 @@ class _Connection:
             elapsed = self.clock.elapsed_ns()
             sent = 0
             for sub in list(self.subs.values()):
+                snapshot = sub.in_snapshot
                 ticks = sub.take(sub.stream.due(elapsed, loop), self.sim.batch)
                 if not ticks:
                     continue
-                frames = self.session.render_trades(ticks)
+                frames = self.session.render_trades(ticks, snapshot=snapshot)
                 wire = self.ff.expand(frames)
                 self._count(len(frames), len(wire))
                 for frame in wire:
