@@ -96,11 +96,12 @@ class SignalSubscription:
             self._started = True
             await self.consumer.ensure_groups(self.start_id)
 
-    async def close(self) -> None:
-        """Ack the last signal in auto mode, then release the connection (idempotent)."""
+    async def close(self, *, ack_last: bool = True) -> None:
+        """Ack the last signal in auto mode (unless ``ack_last`` is false: the loop body failed
+        on it), then release the connection (idempotent)."""
         if self._closed:
             return
-        if self.ack_mode == "auto" and self._last is not None and self._started:
+        if ack_last and self.ack_mode == "auto" and self._last is not None and self._started:
             await self.ack(self._last)
         self._closed = True
         if self._owns_redis:
@@ -110,8 +111,8 @@ class SignalSubscription:
         await self.start()
         return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
+    async def __aexit__(self, exc_type: object, *_: object) -> None:
+        await self.close(ack_last=exc_type is None)  # a signal the body failed on stays pending
 
     # --- iteration -------------------------------------------------------------------------
     def __aiter__(self) -> SignalSubscription:

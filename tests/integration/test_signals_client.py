@@ -112,3 +112,21 @@ async def test_start_now_and_start_from_an_id(
         assert await take(now_sub, len(new)) == new
     async with from_id:
         assert await take(from_id, len(stream) - len(old) // 2 - 1) == stream[len(old) // 2 + 1 :]
+
+
+async def test_auto_ack_leaves_the_signal_the_body_failed_on_pending(
+    redis_client: aioredis.Redis, keys: Keys, namespace: str
+) -> None:
+    await append_mix(redis_client, keys, 100)
+    stream = await stream_signals(redis_client, keys)
+    with pytest.raises(RuntimeError):
+        async with subscription(namespace, group="g", start="beginning", consumer="c") as sub:
+            async for s in sub:
+                if s.id == stream[3].id:
+                    raise RuntimeError("handler failed")
+    # 0-2 were handled and acked; 3 failed; the rest were read ahead and never handed out.
+    pending = await redis_client.xpending_range(keys.signals, "g", "-", "+", 1000)
+    ids = [i for i, _ in await redis_client.xrange(keys.signals)]
+    assert [p["message_id"] for p in pending] == ids[3:]
+    async with subscription(namespace, group="g", consumer="c") as sub:
+        assert (await take(sub, 1))[0] == stream[3]  # redelivered first after the restart
