@@ -24,6 +24,7 @@ from ingest.simfeed import Faults, Feed
 from ingest.simulator import Simulator
 from ingest.sources import synthetic_ticks
 from tests.conftest import REDIS_URL
+from tests.integration.ingest_support import FaultyRedis
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -215,3 +216,38 @@ async def test_a_failing_writer_ends_the_service_with_its_error(keys: Keys) -> N
             with pytest.raises(ExceptionGroup) as err:
                 await asyncio.wait_for(service.run(), 30)
     assert err.group_contains(TypeError, match="a bug in the write path")
+
+
+async def test_redis_outage_pauses_the_sockets_and_loses_nothing(
+    redis_client: aioredis.Redis, keys: Keys
+) -> None:
+    # Redis refuses writes until the writer's buffer (200 ticks) is full and readers wait;
+    # then it comes back. Every trade must still arrive exactly once, in order.
+    feed = Feed.build("binance", synthetic_ticks("binance", 2, 1000.0, seed=11, count=3000))
+    metrics = IngestMetrics(CollectorRegistry())
+    faulty = FaultyRedis(aioredis.Redis.from_url(REDIS_URL), down=True)
+    async with Simulator({"binance": feed}, speed=0) as sim:
+        settings = IngestSettings(
+            common=CommonSettings(partitions=keys.partitions, namespace=keys.namespace),
+            exchanges=(("binance", tuple(feed.symbols)),),
+            urls=(("binance", sim.url("binance")),),
+            batch_size=50,
+            queue_bound=200,
+        )
+        service = IngestService(settings, faulty, metrics=metrics, keys=keys)
+        async with service:
+            run = asyncio.create_task(service.run())
+            waits = "alphapulse_ingest_backpressure_waits_total"
+            await _until(lambda: metrics.value(waits) >= 1, "a reader held back by the writer")
+            assert service.writer.pending <= 200 + 1  # the bound, plus one frame's trades
+            assert service.writer.written == 0 and faulty.failures >= 1
+            faulty.down = False
+            await asyncio.wait_for(sim.wait_finished(), 30)
+            await _until(lambda: service.writer.written >= 3000, "every trade written")
+            service.request_stop()
+            await asyncio.wait_for(run, 10)
+    stored = await _stored_ids(redis_client, keys)
+    for native, stream in feed.symbols.items():
+        assert stored[native] == [t.trade_id for t in stream.ticks]
+    assert metrics.value("alphapulse_ingest_writer_errors_total") >= 1
+    assert metrics.value("alphapulse_ingest_backpressure_seconds_total") > 0

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from common.contracts import Tick, TickBatch
 from common.names import Keys, partition_of
 from ingest.metrics import IngestMetrics
 from ingest.writer import TickWriter
+from tests.integration.ingest_support import FaultyRedis
 
 pytestmark = pytest.mark.redis
 
@@ -67,42 +66,11 @@ async def test_latency_bound_flushes_a_partial_batch(
         assert await redis_client.xlen(keys.ticks(p)) == 1
 
 
-class _FaultyRedis:
-    """Wraps a client. While ``down`` is set its pipelines fail without running (an outage);
-    the next ``lost_replies`` pipelines run but their replies are lost (the connection died
-    after Redis applied the commands, so the writer cannot know they landed)."""
-
-    def __init__(self, inner: aioredis.Redis, *, down: bool = False, lost_replies: int = 0) -> None:
-        self.inner = inner
-        self.down = down
-        self.lost_replies = lost_replies
-        self.failures = 0
-
-    def pipeline(self, transaction: bool = True) -> Any:
-        pipe = self.inner.pipeline(transaction=transaction)
-        run = pipe.execute
-        applied = not self.down
-        if self.down or self.lost_replies > 0:
-            self.failures += 1
-            self.lost_replies -= applied
-
-            async def fail(raise_on_error: bool = True) -> list[Any]:
-                if applied:
-                    await run(raise_on_error)
-                raise RedisConnectionError("simulated outage" if not applied else "reply lost")
-
-            pipe.execute = fail  # type: ignore[method-assign]
-        return pipe
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-
 async def test_outage_blocks_producers_and_loses_nothing(
     redis_client: aioredis.Redis, keys: Keys
 ) -> None:
     metrics = IngestMetrics(CollectorRegistry())
-    flaky = _FaultyRedis(redis_client, down=True)
+    flaky = FaultyRedis(redis_client, down=True)
     writer = TickWriter(flaky, keys, metrics, batch_size=10, max_pending=30, retry_max_delay=0.01)
     async with writer:
         producer = asyncio.create_task(_produce(writer, 100))
@@ -133,7 +101,7 @@ async def test_retry_after_an_ambiguous_failure_does_not_append_twice(
     redis_client: aioredis.Redis, keys: Keys
 ) -> None:
     metrics = IngestMetrics(CollectorRegistry())
-    lossy = _FaultyRedis(redis_client, lost_replies=3)
+    lossy = FaultyRedis(redis_client, lost_replies=3)
     symbols = ["BTC-USDT", "ETH-USDT", "SOL-USDT"]
     async with TickWriter(lossy, keys, metrics, batch_size=5, retry_max_delay=0.01) as w:
         for start in range(0, 30, 10):
