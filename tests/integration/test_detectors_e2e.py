@@ -13,13 +13,12 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -29,16 +28,22 @@ from common.names import Keys, partition_of
 from detectors.replay import replay_ticks
 from detectors.settings import engine_config_from_env
 from ingest.sources import read_ticks, synthetic_symbols, synthetic_ticks, write_trades_csv
-from tests.conftest import REDIS_URL
+from tests.integration.detectors_support import (
+    PARTITIONS,
+    ROOT,
+    WAIT_S,
+    Detectors,
+    bar_key,
+    dedup,
+    read_all,
+    until,
+)
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 DATA = Path("/work/shared/data") if Path("/work/shared/data").exists() else Path("data")
-ROOT = Path(__file__).resolve().parents[2]
-PARTITIONS = 4
 ENGINE_ENV = {"TIMEFRAMES": "1s,5s,1m", "ALLOWED_LATENESS_MS": "1500"}
 SENTINEL = "SENTINEL"
-WAIT_S = 45.0
 
 
 def _tick_set() -> list[Tick]:
@@ -88,15 +93,11 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     result = replay_ticks(ticks, engine_config_from_env(env), PARTITIONS)
     bars = {b.id: b.to_dict() for b in result.bars if b.symbol not in sentinels}
     events = {e.id: e.to_dict() for e in result.events if e.bar.symbol not in sentinels}
-    assert sorted(bars.values(), key=_bar_key) == sorted(
-        (b for b in cli_bars if b["symbol"] not in sentinels), key=_bar_key
+    assert sorted(bars.values(), key=bar_key) == sorted(
+        (b for b in cli_bars if b["symbol"] not in sentinels), key=bar_key
     ), "the CLI and the in-process replay must agree"
     assert len(bars) > 1000 and len(events) > 100
     return {"ticks": ticks, "bars": bars, "events": events}
-
-
-def _bar_key(d: dict[str, Any]) -> tuple[str, str, str, int]:
-    return (d["exchange"], d["symbol"], d["timeframe"], d["open_time"])
 
 
 def _batches(ticks: list[Tick], seed: int) -> Iterator[tuple[int, dict[bytes, bytes]]]:
@@ -117,90 +118,11 @@ def _batches(ticks: list[Tick], seed: int) -> Iterator[tuple[int, dict[bytes, by
             cursor[p] = b
 
 
-class Detectors:
-    """``python -m detectors`` subprocesses sharing one namespace."""
-
-    def __init__(self, namespace: str, logs: Path) -> None:
-        self.env = {
-            **os.environ,
-            **ENGINE_ENV,
-            "REDIS_URL": REDIS_URL,
-            "NAMESPACE": namespace,
-            "PARTITIONS": str(PARTITIONS),
-            "IDLE_CLOSE_MS": "0",  # bars by event time only, as in replay
-            "LEASE_TTL_MS": "1500",
-            "HEARTBEAT_MS": "250",
-            "CHECKPOINT_INTERVAL": "150",
-            "BLOCK_MS": "200",
-            "BATCH_COUNT": "7",
-            "METRICS_PORT": "0",
-            "LOG_LEVEL": "INFO",
-            "LOG_FORMAT": "console",
-            "GRACE_SECONDS": "5",
-        }
-        self.logs = logs
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self.files: list[IO[bytes]] = []
-
-    def start(self, n: int = 1) -> None:
-        for _ in range(n):
-            log = (self.logs / f"detector-{len(self.procs)}.log").open("wb")
-            self.files.append(log)
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "detectors"], env=self.env, cwd=ROOT, stdout=log, stderr=log
-            )
-            self.procs.append(proc)
-
-    def kill(self, i: int) -> None:
-        self.procs[i].send_signal(signal.SIGKILL)
-        self.procs[i].wait(10)
-
-    def terminate_all(self) -> list[int]:
-        live = [p for p in self.procs if p.poll() is None]
-        for p in live:
-            p.send_signal(signal.SIGTERM)
-        return [p.wait(15) for p in live]
-
-    def close(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait(10)
-        for f in self.files:
-            f.close()
-
-    def log_tail(self) -> str:
-        return "\n".join(
-            f.name + ":\n" + f.read_text()[-3000:] for f in sorted(self.logs.glob("*.log"))
-        )
-
-
 async def _feed(r: aioredis.Redis, keys: Keys, ticks: list[Tick], pause: float = 0.0) -> None:
     for p, fields in _batches(ticks, seed=len(ticks)):
         await r.xadd(keys.ticks(p), dict(fields.items()))
         if pause:
             await asyncio.sleep(pause)
-
-
-async def _read_all(r: aioredis.Redis, stream: str) -> list[dict[bytes, bytes]]:
-    out: list[dict[bytes, bytes]] = []
-    last = "-"
-    while True:
-        chunk: Any = await r.xrange(stream, min=last, count=5000)
-        chunk = [c for c in chunk if c[0].decode() != last]
-        if not chunk:
-            return out
-        out.extend(fields for _, fields in chunk)
-        last = chunk[-1][0].decode()
-
-
-def _dedup(entries: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    seen: dict[str, dict[str, Any]] = {}
-    for d in entries:
-        key = _bar_key(d.get("bar", d))
-        ident = ":".join(str(x) for x in key)
-        assert seen.setdefault(ident, d) == d, f"two different copies of {ident}"
-    return seen
 
 
 async def _wait_and_compare(
@@ -210,23 +132,15 @@ async def _wait_and_compare(
     deadline = time.monotonic() + WAIT_S
     bars: dict[str, dict[str, Any]] = {}
     while time.monotonic() < deadline:
-        bars = _dedup([Bar.decode(f).to_dict() for f in await _read_all(r, keys.bars)])
+        bars = dedup([Bar.decode(f).to_dict() for f in await read_all(r, keys.bars)])
         if len(bars) >= len(want_bars):
             break
         await asyncio.sleep(0.3)
-    events = _dedup([PatternEvent.decode(f).to_dict() for f in await _read_all(r, keys.patterns)])
+    events = dedup([PatternEvent.decode(f).to_dict() for f in await read_all(r, keys.patterns)])
     missing = sorted(set(want_bars) - set(bars))[:5]
     assert not missing, f"bars missing: {missing}\n{procs.log_tail()}"
     assert bars == want_bars
     assert events == want_events
-
-
-async def _until(check: Callable[[], Awaitable[bool]], procs: Detectors, what: str) -> None:
-    """Poll ``check`` until it holds; fails the test (with the logs) after ``WAIT_S``."""
-    deadline = time.monotonic() + WAIT_S
-    while not await check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}\n{procs.log_tail()}"
-        await asyncio.sleep(0.1)
 
 
 async def _members(r: aioredis.Redis, keys: Keys, n: int, procs: Detectors) -> None:
@@ -235,19 +149,19 @@ async def _members(r: aioredis.Redis, keys: Keys, n: int, procs: Detectors) -> N
     async def joined() -> bool:
         return int(await r.zcard(keys.detector_members)) >= n
 
-    await _until(joined, procs, f"{n} members")
+    await until(joined, procs, f"{n} members")
 
 
 async def _bars_written(r: aioredis.Redis, keys: Keys, n: int, procs: Detectors) -> None:
     async def written() -> bool:
         return int(await r.xlen(keys.bars)) >= n
 
-    await _until(written, procs, f"{n} bars")
+    await until(written, procs, f"{n} bars")
 
 
 @pytest.fixture
 def detectors(namespace: str, tmp_path: Path) -> Iterator[Detectors]:
-    procs = Detectors(namespace, tmp_path)
+    procs = Detectors(namespace, tmp_path, ENGINE_ENV)
     yield procs
     procs.close()
 

@@ -63,7 +63,10 @@ async def test_checkpoint_acks_what_it_covers(redis_client: aioredis.Redis, keys
     epoch = await own.acquire(2)
     stream = keys.ticks(2)
     await redis_client.xgroup_create(stream, GROUP_DETECTORS, id="0", mkstream=True)
-    ids = [(await redis_client.xadd(stream, {b"x": b"%d" % i})).decode() for i in range(1200)]
+    ids: list[str] = []
+    for i in range(1200):
+        entry_id: Any = await redis_client.xadd(stream, {b"x": b"%d" % i})
+        ids.append(entry_id.decode())
     await redis_client.xreadgroup(GROUP_DETECTORS, "p2", {stream: ">"}, count=2000)
     assert await own.write_checkpoint(2, epoch, b"s", ids[:1100])
     pending: Any = await redis_client.xpending(stream, GROUP_DETECTORS)
@@ -108,9 +111,9 @@ async def test_two_services_split_partitions_and_dead_letter_bad_entries(
         Tick("binance", sym, "BTCUSDT", str(i), 100.0 + i, 1.0, "buy", t0 + i * 20 * 10**9, 0)
         for i in range(1, 10)
     ]
-    await redis_client.xadd(keys.ticks(p), dict(TickBatch.from_ticks(ticks[:4]).encode()))
+    await redis_client.xadd(keys.ticks(p), dict(TickBatch.from_ticks(ticks[:4]).encode().items()))
     await redis_client.xadd(keys.ticks(p), {b"v": b"1", b"n": b"zz"})
-    await redis_client.xadd(keys.ticks(p), dict(TickBatch.from_ticks(ticks[4:]).encode()))
+    await redis_client.xadd(keys.ticks(p), dict(TickBatch.from_ticks(ticks[4:]).encode().items()))
     registry = CollectorRegistry()
     metrics = DetectorMetrics(registry)
     services = [
@@ -165,7 +168,7 @@ async def test_idle_partition_closes_bars_by_extrapolated_event_time(
     p = partition_of("binance", sym, 4)
     t0 = 1_723_161_600_000_000_000
     tick = Tick("binance", sym, "ETHUSDT", "1", 2500.0, 1.0, "sell", t0 + 200_000_000, 0)
-    await redis_client.xadd(keys.ticks(p), dict(TickBatch.from_ticks([tick]).encode()))
+    await redis_client.xadd(keys.ticks(p), dict(TickBatch.from_ticks([tick]).encode().items()))
     service = DetectorService(settings, redis=redis_client)
     await service.start()
     async with asyncio.TaskGroup() as tg:
@@ -177,5 +180,5 @@ async def test_idle_partition_closes_bars_by_extrapolated_event_time(
         await _until(closed)
         service.request_stop()
     await service.stop()
-    (_, fields), *_ = await redis_client.xrange(keys.bars)
-    assert fields[b"id"] == f"binance:{sym}:1s:{t0 // 1_000_000}".encode()
+    entries: Any = await redis_client.xrange(keys.bars)
+    assert entries[0][1][b"id"] == f"binance:{sym}:1s:{t0 // 1_000_000}".encode()

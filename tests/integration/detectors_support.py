@@ -1,0 +1,112 @@
+"""Helpers of the detector integration tests: detector subprocesses, stream reads, waits."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import IO, Any
+
+import redis.asyncio as aioredis
+
+from tests.conftest import REDIS_URL
+
+ROOT = Path(__file__).resolve().parents[2]
+PARTITIONS = 4
+WAIT_S = 45.0
+
+
+class Detectors:
+    """``python -m detectors`` subprocesses sharing one namespace."""
+
+    def __init__(self, namespace: str, logs: Path, engine_env: dict[str, str]) -> None:
+        self.env = {
+            **os.environ,
+            "REDIS_URL": REDIS_URL,
+            "NAMESPACE": namespace,
+            "PARTITIONS": str(PARTITIONS),
+            "IDLE_CLOSE_MS": "0",  # bars by event time only, as in replay
+            "LEASE_TTL_MS": "1500",
+            "HEARTBEAT_MS": "250",
+            "CHECKPOINT_INTERVAL": "150",
+            "BLOCK_MS": "200",
+            "BATCH_COUNT": "7",
+            "METRICS_PORT": "0",
+            "LOG_LEVEL": "INFO",
+            "LOG_FORMAT": "console",
+            "GRACE_SECONDS": "5",
+            **engine_env,  # last: a test's own settings win over these defaults
+        }
+        self.logs = logs
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.files: list[IO[bytes]] = []
+
+    def start(self, n: int = 1) -> None:
+        for _ in range(n):
+            log = (self.logs / f"detector-{len(self.procs)}.log").open("wb")
+            self.files.append(log)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "detectors"], env=self.env, cwd=ROOT, stdout=log, stderr=log
+            )
+            self.procs.append(proc)
+
+    def kill(self, i: int) -> None:
+        self.procs[i].send_signal(signal.SIGKILL)
+        self.procs[i].wait(10)
+
+    def terminate_all(self) -> list[int]:
+        live = [p for p in self.procs if p.poll() is None]
+        for p in live:
+            p.send_signal(signal.SIGTERM)
+        return [p.wait(15) for p in live]
+
+    def close(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait(10)
+        for f in self.files:
+            f.close()
+
+    def log_tail(self) -> str:
+        return "\n".join(
+            f.name + ":\n" + f.read_text()[-3000:] for f in sorted(self.logs.glob("*.log"))
+        )
+
+
+async def until(check: Callable[[], Awaitable[bool]], procs: Detectors, what: str) -> None:
+    """Poll ``check`` until it holds; fails the test (with the logs) after ``WAIT_S``."""
+    deadline = time.monotonic() + WAIT_S
+    while not await check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}\n{procs.log_tail()}"
+        await asyncio.sleep(0.1)
+
+
+async def read_all(r: aioredis.Redis, stream: str) -> list[dict[bytes, bytes]]:
+    out: list[dict[bytes, bytes]] = []
+    last = "-"
+    while True:
+        chunk: Any = await r.xrange(stream, min=last, count=5000)
+        chunk = [c for c in chunk if c[0].decode() != last]
+        if not chunk:
+            return out
+        out.extend(fields for _, fields in chunk)
+        last = chunk[-1][0].decode()
+
+
+def bar_key(d: dict[str, Any]) -> tuple[str, str, str, int]:
+    return (d["exchange"], d["symbol"], d["timeframe"], d["open_time"])
+
+
+def dedup(entries: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    seen: dict[str, dict[str, Any]] = {}
+    for d in entries:
+        key = bar_key(d.get("bar", d))
+        ident = ":".join(str(x) for x in key)
+        assert seen.setdefault(ident, d) == d, f"two different copies of {ident}"
+    return seen
