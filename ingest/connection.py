@@ -36,7 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.frames import CloseCode
 
 from common.contracts import Tick
@@ -95,6 +95,8 @@ class _Session:
         if not self.done.is_set():
             self.reason = reason
         self.done.set()
+        if reason == "silent":
+            self.ws.transport.abort()  # a hung peer would not answer a close handshake
         await self.ws.close()
         # The reader drains what arrived before the close frame (a rotation's old socket
         # still carries trades); it is cancelled only if it cannot finish (backpressure).
@@ -216,17 +218,16 @@ class Connection:
         """Connect, start the reader and keepalive tasks, and subscribe within rate limits."""
         a, o = self.adapter, self.options
         url = a.connect_url(self.symbols, o.url)
-        try:
-            ws = await connect(
-                url,
-                open_timeout=o.open_timeout_s,
-                ping_interval=o.ws_ping_interval_s,
-                ping_timeout=o.ws_ping_timeout_s,
-                max_size=a.max_frame_bytes * 2,  # larger frames: a BadInput, not a disconnect
-                close_timeout=2.0,
-            )
-        except InvalidURI:
-            raise  # a configuration error: not retried (run() lets it propagate)
+        # An invalid URL (InvalidURI) is a configuration error: not caught by run(), so it
+        # ends the process instead of being retried forever.
+        ws = await connect(
+            url,
+            open_timeout=o.open_timeout_s,
+            ping_interval=o.ws_ping_interval_s,
+            ping_timeout=o.ws_ping_timeout_s,
+            max_size=a.max_frame_bytes * 2,  # larger frames: a BadInput, not a disconnect
+            close_timeout=2.0,
+        )
         session = _Session(ws)
         self.sessions_opened += 1
         self.metrics.connected.labels(a.name).inc()
