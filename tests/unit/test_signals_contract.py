@@ -22,6 +22,7 @@ from signals.contract import (
 )
 from signals.model import DEFAULT_PATTERNS, Model, load_model, model_from_mapping
 from signals.scoring import score_event
+from signals.settings import SignalsSettings, WsSettings
 from tests.signals_factory import MINUTE, T0, make_event
 
 VALIDATOR = jsonschema.Draft202012Validator(
@@ -124,3 +125,19 @@ def test_model_overrides_from_toml_and_json(tmp_path: Path) -> None:
 def test_bad_model_config_names_the_variable(doc: dict[str, object]) -> None:
     with pytest.raises(ConfigError, match="SIGNALS_MODEL_FILE"):
         model_from_mapping(doc)
+
+
+def test_settings_from_env(tmp_path: Path) -> None:
+    model_file = tmp_path / "m.json"
+    model_file.write_text('{"threshold": 0.8}')
+    s = SignalsSettings.from_env(
+        {"SIGNALS_MODEL_FILE": str(model_file), "SIGNALS_ID_RETENTION_S": "60", "NAMESPACE": "x:"}
+    )
+    assert (s.model.params.threshold, s.id_retention_ms, s.common.namespace) == (0.8, 60_000, "x:")
+    with pytest.raises(ConfigError, match="SIGNALS_STREAM_MAXLEN"):
+        SignalsSettings.from_env({"SIGNALS_STREAM_MAXLEN": "-1"})
+    with pytest.raises(ConfigError, match="SIGNALS_WS_TOKENS"):
+        WsSettings.from_env({})
+    ws = WsSettings.from_env({"SIGNALS_WS_TOKENS": "tok-1, tok-2", "SIGNALS_WS_QUEUE": "5"})
+    assert ws.tokens == {"tok-1", "tok-2"} and ws.queue_size == 5
+    assert "tok-" not in repr(ws)
