@@ -10,7 +10,7 @@ from common.lifecycle import run_service
 from common.redis import redis_from_settings
 from common.settings import config_error_line
 from ingest.service import IngestService
-from ingest.settings import IngestSettings
+from ingest.settings import IngestSettings, tune_gc
 
 
 def main() -> int:
@@ -19,6 +19,7 @@ def main() -> int:
     except ConfigError as err:
         print(config_error_line(err), file=sys.stderr, flush=True)
         return 2
+    tune_gc(settings.gc_gen0)
     return run_service(
         lambda: IngestService(settings, redis_from_settings(settings.common)), settings.common
     )

@@ -33,6 +33,7 @@ import uvloop
 from common.logging import configure_logging
 from common.settings import CommonSettings
 from ingest.exchanges import EXCHANGES
+from ingest.settings import DEFAULT_GC_GEN0, tune_gc
 from ingest.simfeed import Faults, Feed
 from ingest.simulator import Simulator
 from ingest.sources import as_exchange, read_ticks, synthetic_ticks
@@ -129,6 +130,7 @@ def build_feeds(args: argparse.Namespace) -> dict[str, Feed]:
 def run(args: argparse.Namespace) -> int:
     configure_logging(CommonSettings(log_format="console"))
     feeds = build_feeds(args)
+    tune_gc(DEFAULT_GC_GEN0)  # after loading: the replayed trades are frozen out of GC
     faults = Faults(
         drop_every_s=args.drop_every,
         drop_after_frames=args.drop_after_frames,

@@ -20,6 +20,7 @@ by the adapter's server side, byte-compatible with what Binance sends) so nothin
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import re
 import shutil
@@ -44,7 +45,7 @@ from ingest.exchanges import get_adapter
 from ingest.metrics import IngestMetrics
 from ingest.sequence import TradeDeduper
 from ingest.service import IngestService
-from ingest.settings import IngestSettings
+from ingest.settings import DEFAULT_GC_GEN0, IngestSettings, tune_gc
 from ingest.simfeed import Feed
 from ingest.sources import read_ticks
 from ingest.writer import TickWriter
@@ -213,6 +214,8 @@ def _row(what: str, value: float, unit: str) -> None:
 def main() -> None:
     namespace = f"bench:{uuid.uuid4().hex[:8]}:"
     frames = _frames(N_FRAMES)
+    threshold = gc.get_threshold()
+    tune_gc(DEFAULT_GC_GEN0)  # as python -m ingest does
     print(f"{len(frames):,} recorded Binance trade frames (looped, ids shifted)")
     try:
         label, base = _redis_benchmark(f"{namespace}xadd")
@@ -238,6 +241,8 @@ def main() -> None:
         _row("websocket: simulate (2nd process) -> ingest -> Redis", ws_rate, "ticks/s")
     finally:
         uvloop.run(_cleanup(namespace))
+        gc.unfreeze()  # leave the process as it was for the other stages' benchmarks
+        gc.set_threshold(*threshold)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ def test_settings_from_env() -> None:
     assert s.url("binance") == "ws://127.0.0.1:8765/binance/stream"
     assert s.url("kraken") is None
     assert (s.flush_ms, s.batch_size, s.max_connection_age_s) == (2.5, 500, 30.0)
-    assert s.idle_timeout_s is None
+    assert s.idle_timeout_s is None and s.gc_gen0 == 50_000
     assert s.common.partitions == 8
 
 
