@@ -6,16 +6,17 @@ pub/sub, over the WebSocket server and in ``replay``'s ``signals.jsonl``. Its JS
 *added*, never removed, renamed or retyped; readers must ignore fields they do not know. A
 breaking change is a new version with a new schema file.
 
-Example (one line on the stream, pretty-printed)::
+Example (one line on the stream, pretty-printed; a hammer after a downtrend, the spinning top
+read against the trend too)::
 
     {"v": 1, "id": "binance:BTCUSDT:1m:1723161240000:long",
      "exchange": "binance", "symbol": "BTCUSDT", "timeframe": "1m",
      "open_time": "2024-08-08T23:54:00.000Z", "open_time_ms": 1723161240000,
-     "direction": "long", "score": 0.8123,
+     "direction": "long", "score": 0.8902,
      "patterns": {"CDLHAMMER": 100, "CDLSPINNINGTOP": -100},
-     "supporting": ["CDLHAMMER"],
-     "features": {"volume_ratio": 1.8, "trend": -1, "htf_trend": 1, "rsi": 28.4},
-     "model": "3f2a9c0d11be", "emitted_at": "2024-08-08T23:55:00.012Z"}
+     "supporting": ["CDLHAMMER", "CDLSPINNINGTOP"],
+     "features": {"volume_ratio": 1.2, "trend": -1, "htf_trend": 1, "rsi": 41.5},
+     "model": "182570480c42", "emitted_at": "2024-08-08T23:55:00.012Z"}
 
 Stream entry fields: ``v`` (b"1"), ``id`` (the signal id) and ``d`` (the JSON above), so a
 reader can dedupe or route on ``id`` without parsing ``d``.
