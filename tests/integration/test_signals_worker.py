@@ -139,7 +139,7 @@ def _worker_env(namespace: str, **extra: str) -> dict[str, str]:
             "PARTITIONS": "4",
             "METRICS_PORT": "0",
             "CLAIM_IDLE_MS": "200",
-            "BATCH_COUNT": "20",
+            "BATCH_COUNT": "5",  # small batches: many appends, so a kill lands mid-way
             "LOG_LEVEL": "WARNING",
             "GRACE_SECONDS": "2",
         }
@@ -151,15 +151,15 @@ def _worker_env(namespace: str, **extra: str) -> dict[str, str]:
 async def test_sigkill_mid_batch_then_restart_gives_no_duplicate_and_no_gap(
     redis_client: aioredis.Redis, keys: Keys, namespace: str
 ) -> None:
-    events = event_mix(4000, symbols=200)
+    events = event_mix(6000, symbols=200)
     await write_events(redis_client, keys, events)
     cmd = [sys.executable, "-m", "signals"]
     proc = await asyncio.create_subprocess_exec(*cmd, env=_worker_env(namespace))
     try:
-        for _ in range(600):  # up to 60 s for the worker to start appending
+        for _ in range(3000):  # up to 60 s for the worker to start appending
             if await redis_client.xlen(keys.signals) > 50:
                 break
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.02)
         else:
             pytest.fail("the signals worker never appended")
         proc.send_signal(signal.SIGKILL)
