@@ -7,9 +7,10 @@ WebSocket *sessions* one after another:
 1. **connect** to the adapter's URL (overridable: the simulator or a test server), then send
    the adapter's subscribe messages no faster than ``subscribe_rate_per_s``;
 2. **read** frames: parse (adapter, pure) → drop duplicates and count gaps
-   (``ingest.sequence.TradeDeduper``, shared by all sessions of the connection) → hand the
-   ticks to the writer. ``writer.put`` waits while the writer's buffer is full, so a slow
-   Redis stops this read loop and TCP pushes back on the exchange;
+   (``ingest.sequence.TradeDeduper``, one per exchange, shared by all its connections and
+   sessions) → hand the ticks to the writer. While the writer's buffer is full the read
+   loop waits (``wait_for_space``), so a slow Redis stops reading and TCP pushes back on
+   the exchange;
 3. **keep alive / watch**: WebSocket pings (websockets' keepalive closes the socket when a
    pong does not come back within ``ws_ping_timeout_s`` — a hung peer), the adapter's text
    ping every ``ping_interval_s`` when it has one, and an idle timeout only where the adapter
@@ -20,7 +21,8 @@ WebSocket *sessions* one after another:
    has lived ``backoff_reset_s``), then resubscribe;
 5. **rotate** before the exchange's connection age limit (Binance: 24 h, setting
    ``max_age_s``): the replacement session is opened and subscribed *before* the old one is
-   closed; the overlap is removed by the deduper.
+   closed (once the replacement's first frame, its ack, arrived); the overlap is removed by
+   the deduper. If the replacement cannot connect, the old session keeps reading meanwhile.
 
 Bad frames are counted by reason, dead-lettered and logged at a bounded rate; the session
 goes on.
