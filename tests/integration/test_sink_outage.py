@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -28,7 +28,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from common.names import GROUP_SINK, Keys
-from tests.sink_support import Db, log_tail, make_bar, make_ticks, sink_env
+from tests.sink_support import Db, log_tail, make_bar, make_ticks, sink_env, until
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -125,16 +125,6 @@ async def readyz(port: int) -> tuple[int, str]:
     writer.close()
     head, _, body = data.decode().partition("\r\n\r\n")
     return int(head.split()[1]), body
-
-
-async def until(what: str, check: Callable[[], Awaitable[bool]], timeout_s: float = 90.0) -> None:
-    """Poll ``check()`` until true; fail past the (generous) bound: no timing is asserted."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not await check():
-        if loop.time() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.2)
 
 
 async def publish(redis: aioredis.Redis, keys: Keys, part: int) -> None:

@@ -7,15 +7,15 @@ import dataclasses
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 
 import pytest
 import redis.asyncio as aioredis
 
 from common.names import GROUP_SINK, Keys
 from sink.migrate import VERSION_TABLE, discover, migrate
-from sink.rows import bar_row
-from sink.store import Store
+from sink.rows import Row, bar_row
+from sink.store import Rejected, Store
 from sink.worker import SinkWorker
 from tests.sink_support import (
     DB_PARAMS,
@@ -27,6 +27,7 @@ from tests.sink_support import (
     make_signal,
     make_ticks,
     sink_settings,
+    until,
 )
 
 pytestmark = pytest.mark.redis
@@ -209,3 +210,52 @@ async def test_retention_drops_only_old_rows(
     assert await db.count("bars") == (2, 2)
     left = await db.fetch("SELECT min(open_time) AS t FROM bars")
     assert left[0]["t"].timestamp() * 1000 >= now_ms - MINUTE
+
+
+class BrokenAfterFirstWrite(Store):
+    """A store whose database 'goes away' after its first committed batch."""
+
+    writes = 0
+
+    async def write(self, batch: Mapping[str, Sequence[Row]]) -> dict[str, Rejected]:
+        self.writes += 1
+        if self.writes > 1:
+            raise ConnectionResetError("connection lost (simulated)")
+        return await super().write(batch)
+
+
+async def test_stop_during_an_outage_acks_nothing_unstored(
+    db: Db, redis_client: aioredis.Redis, keys: Keys
+) -> None:
+    store = BrokenAfterFirstWrite(db.url)
+    settings = sink_settings(db.url, keys, batch_rows=5, retry_max_s=0.2)
+    worker = SinkWorker(settings, redis=redis_client, store=store)
+    for i in range(5):
+        await redis_client.xadd(keys.bars, make_bar(i).encode())  # type: ignore[arg-type]
+    await worker.start()
+    run = asyncio.create_task(worker.run())
+    await until("the first batch", lambda: db_has(db, "bars", 5))
+    async with redis_client.pipeline(transaction=True) as pipe:  # all 7 visible at once
+        for i in range(5, 12):
+            pipe.xadd(keys.bars, make_bar(i).encode())  # type: ignore[arg-type]
+        await pipe.execute()
+    await until("retries", lambda: has_retried(store, 3))  # the outage: retried, not ready
+    assert "database" in worker.readiness.unmet()
+    for i in range(12, 15):  # arrive during the outage: must not be read
+        await redis_client.xadd(keys.bars, make_bar(i).encode())  # type: ignore[arg-type]
+    await until("retries", lambda: has_retried(store, 5))
+    worker.request_stop()
+    await asyncio.wait_for(run, 30)
+    await worker.stop()
+    assert await db.count("bars") == (5, 5)
+    assert await pending(redis_client, keys.bars) == 7  # read once, never acked: redelivered
+    groups = await redis_client.xinfo_groups(keys.bars)
+    assert groups[0]["entries-read"] == 12  # nothing read past the pending batch
+
+
+async def db_has(db: Db, table: str, n: int) -> bool:
+    return await db.count(table) == (n, n)
+
+
+async def has_retried(store: BrokenAfterFirstWrite, n: int) -> bool:
+    return store.writes >= n
