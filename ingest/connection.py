@@ -47,7 +47,7 @@ from common.logging import get_logger
 from ingest.deadletter import DeadLetters, RateLimitedLog
 from ingest.exchanges import ExchangeAdapter, FrameKind, ParseResult
 from ingest.metrics import IngestMetrics
-from ingest.sequence import TradeDeduper
+from ingest.sequence import TradeDeduper, Verdict
 from ingest.writer import TickWriter
 
 _PUBLISH_EVERY_S = 0.25
@@ -318,7 +318,7 @@ class Connection:
             session.done.set()
 
     # --- frames (sync: parse, dedupe, count) -----------------------------------------
-    def handle_frame(self, frame: str | bytes, recv_ts: int) -> list[Tick]:
+    def handle_frame(self, frame: str | bytes, recv_ts: int) -> Sequence[Tick]:
         """Parse one frame and return the new ticks in it (duplicates removed)."""
         try:
             result = self.adapter.parse(frame, recv_ts)
@@ -347,11 +347,22 @@ class Connection:
             self._m_ticks.inc(self._tick_count)
             self._tick_count = 0
 
-    def _dedupe(self, result: ParseResult) -> list[Tick]:
+    def _dedupe(self, result: ParseResult) -> Sequence[Tick]:
+        ticks = result.ticks
         check = self.deduper.check
-        kept: list[Tick] = []
-        for t in result.ticks:
+        if len(ticks) == 1:  # the common case (Binance: one trade per frame): no new list
+            t = ticks[0]
             v = check(t.exchange, t.symbol, t.trade_id)
+            if v.keep and not v.gap:
+                self._tick_count += 1
+                return ticks
+            return self._account(ticks, [v])
+        return self._account(ticks, [check(t.exchange, t.symbol, t.trade_id) for t in ticks])
+
+    def _account(self, ticks: Sequence[Tick], verdicts: list[Verdict]) -> list[Tick]:
+        """The ticks to keep; duplicates and gaps counted (and gaps logged, rate-limited)."""
+        kept: list[Tick] = []
+        for t, v in zip(ticks, verdicts, strict=True):
             if not v.keep:
                 self._m_dups.inc()
                 continue

@@ -117,7 +117,20 @@ class TickWriter:
         ``max_pending`` plus one offer per producer."""
         if self._closing:
             raise RuntimeError("TickWriter is closed")
-        n = self._add(ticks)
+        # Inlined grouping by partition (this runs once per frame).
+        buffers, cache = self._buffers, self._partition_cache
+        n = 0
+        for t in ticks:
+            key = (t.exchange, t.symbol)
+            p = cache.get(key)
+            if p is None:
+                p = cache[key] = partition_of(t.exchange, t.symbol, self._keys.partitions)
+            buf = buffers.get(p)
+            if buf is None:
+                buffers[p] = [t]
+            else:
+                buf.append(t)
+            n += 1
         if n:
             self._pending += n
             self._buffered += n
@@ -146,22 +159,6 @@ class TickWriter:
     def flush_due(self) -> bool:
         """A full batch is buffered: a producer that never awaits should yield now."""
         return self._buffered >= self.batch_size
-
-    def _add(self, ticks: Iterable[Tick]) -> int:
-        buffers, cache, parts = self._buffers, self._partition_cache, self._keys.partitions
-        n = 0
-        for t in ticks:
-            key = (t.exchange, t.symbol)
-            p = cache.get(key)
-            if p is None:
-                p = cache[key] = partition_of(t.exchange, t.symbol, parts)
-            buf = buffers.get(p)
-            if buf is None:
-                buffers[p] = [t]
-            else:
-                buf.append(t)
-            n += 1
-        return n
 
     async def drain(self) -> None:
         """Wait until everything put so far is written."""
