@@ -94,11 +94,17 @@ def configure_logging(
 
 
 def get_logger(name: str | None = None, **bound: Any) -> FilteringBoundLogger:
-    """A logger with ``logger=name`` and ``bound`` key/values on every event."""
-    log: FilteringBoundLogger = structlog.get_logger()
+    """A logger with ``component=name`` and ``bound`` key/values on every event.
+
+    It stays a lazy proxy until its first event (``bind`` would materialize it now), so a
+    module-level logger made at import time still follows the configuration that
+    ``configure_logging`` installs later in ``main()``. (The key is not ``logger``: that name
+    is taken by structlog's own ``get_logger`` parameters.)
+    """
     if name:
-        bound = {"logger": name, **bound}
-    return log.bind(**bound) if bound else log
+        bound = {"component": name, **bound}
+    log: FilteringBoundLogger = structlog.get_logger(**bound)
+    return log
 
 
 def bind_context(**values: Any) -> None:

@@ -75,3 +75,21 @@ def test_console_logs_for_people() -> None:
     finally:
         structlog.reset_defaults()
     assert "shown" in out.getvalue() and "n=1" in out.getvalue()
+
+
+def test_a_logger_made_before_configuration_follows_it() -> None:
+    # Stages create module-level loggers at import time, before main() configures logging.
+    early = get_logger("stage", worker="w9")
+    out = io.BytesIO()
+    configure_logging(level="INFO", fmt="json", stream=out)
+    try:
+        early.info("after_config", n=2)
+    finally:
+        structlog.reset_defaults()
+    event = orjson.loads(out.getvalue())
+    assert (event["event"], event["component"], event["worker"], event["n"]) == (
+        "after_config",
+        "stage",
+        "w9",
+        2,
+    )
