@@ -90,6 +90,8 @@ class TickWriter:
         self._wake = asyncio.Event()  # the flusher has work (or must stop)
         self._space = asyncio.Event()  # put() may go on
         self._space.set()
+        self._full = False  # mirrors "not _space.is_set()" for the per-frame path
+        self._batch_signalled = False  # the flusher was woken for the current full batch
         self._idle = asyncio.Event()  # nothing buffered nor in flight
         self._idle.set()
         self._closing = False
@@ -134,17 +136,19 @@ class TickWriter:
         if n:
             self._pending += n
             self._buffered += n
-            self._idle.clear()
-            # Wake the flusher only to start the latency timer or for a full batch, not on
-            # every offer (a task switch per frame would cost more than the frame).
+            # Wake the flusher only to start the latency timer or once for a full batch, not
+            # on every offer (this runs per frame: even an Event.set call shows).
             if self._first_at is None:
                 self._first_at = time.monotonic()
+                self._idle.clear()
                 self._wake.set()
-            elif self._pending >= self.batch_size:
+            elif self._buffered >= self.batch_size and not self._batch_signalled:
+                self._batch_signalled = True
                 self._wake.set()
             if self._pending >= self.max_pending:
                 self._space.clear()
-        return self._space.is_set()
+                self._full = True
+        return not self._full
 
     async def wait_for_space(self) -> None:
         """Wait until the buffer is below its bound (counted as backpressure)."""
@@ -222,14 +226,17 @@ class TickWriter:
                 self._pending = self._buffered = 0
                 self._idle.set()
                 self._space.set()
+                self._full = False
                 return
             buffers, self._buffers = self._buffers, {}
             self._buffered = 0
+            self._batch_signalled = False
             self._first_at = None
             n = await self._write(buffers)
             self._pending -= n
             if self._pending < self.max_pending:
                 self._space.set()
+                self._full = False
             if not self._buffers:
                 self._idle.set()
 
