@@ -79,6 +79,14 @@ def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> 
     return rng.uniform(0.0, min(cap, base * 2.0 ** min(attempt, 30)))
 
 
+class _EndedWhileSubscribing(Exception):
+    """The socket opened, then closed before every subscribe message was sent."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class _Session:
     """One open WebSocket of a connection, with its reader and keepalive tasks."""
 
@@ -168,6 +176,11 @@ class Connection:
             while not self._stopping.is_set():
                 try:
                     session = await self._open()
+                except _EndedWhileSubscribing as e:  # it was open: the next one reconnects
+                    ended = ended or e.reason
+                    attempt += 1
+                    await self._backoff(attempt, e.reason, "")
+                    continue
                 except (OSError, TimeoutError, InvalidHandshake, ConnectionClosed) as e:
                     attempt += 1
                     await self._backoff(attempt, "connect_failed", repr(e))
@@ -245,9 +258,9 @@ class Connection:
                 if i:
                     await asyncio.sleep(interval)
                 await ws.send(message)
-        except ConnectionClosed:
+        except ConnectionClosed as e:
             await self._close(session, "closed_while_subscribing")
-            raise
+            raise _EndedWhileSubscribing(_closed_reason(e)) from e
         return session
 
     async def _watch(self, session: _Session) -> str:
