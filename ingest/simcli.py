@@ -80,10 +80,34 @@ def register(sub: Any) -> None:
         default=100,
         help="trades re-sent to a new subscription (reconnect overlap)",
     )
-    p.add_argument("--drop-every", type=float, default=0.0, metavar="SECONDS")
-    p.add_argument("--drop-after-frames", type=int, default=0, metavar="N")
-    p.add_argument("--malformed-every", type=int, default=0, metavar="N")
-    p.add_argument("--duplicate-every", type=int, default=0, metavar="N")
+    p.add_argument(
+        "--drop-every",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="cut each connection (TCP abort) this long after it opened",
+    )
+    p.add_argument(
+        "--drop-after-frames",
+        type=int,
+        default=0,
+        metavar="N",
+        help="cut each connection after N trade frames (must exceed --overlap)",
+    )
+    p.add_argument(
+        "--malformed-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="send a broken frame after every N-th trade frame",
+    )
+    p.add_argument(
+        "--duplicate-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="send every N-th trade frame twice",
+    )
     p.add_argument(
         "--skip-every",
         type=int,
@@ -91,8 +115,20 @@ def register(sub: Any) -> None:
         metavar="N",
         help="gap injection: drop every N-th trade of each symbol (reported)",
     )
-    p.add_argument("--stall-every", type=float, default=0.0, metavar="SECONDS")
-    p.add_argument("--stall-for", type=float, default=0.0, metavar="SECONDS")
+    p.add_argument(
+        "--stall-every",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="hang each connection (no frames, no pongs) this long after it opened",
+    )
+    p.add_argument(
+        "--stall-for",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="... then cut it this much later",
+    )
     p.add_argument(
         "--finish", action="store_true", help="exit once every feed was delivered to the end"
     )
