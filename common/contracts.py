@@ -231,8 +231,9 @@ class PatternEvent:
     ``features`` holds what scoring needs, computed by the detector that owns the symbol (where
     bar order is guaranteed): e.g. ``volume_ratio``, ``ema``, ``ema_slope``, ``trend``,
     ``htf_trend``, ``rsi``, ``atr`` — documented in ``detectors``. ``recent`` carries the
-    pattern events of the same symbol/timeframe within the cooldown horizon, oldest first, so
-    the signals stage can apply cooldowns as a pure function of this one event.
+    pattern events of the same symbol/timeframe within the cooldown horizon, oldest first, as
+    ``{"open_time", "patterns", "features"}`` dicts, so the signals stage can apply cooldowns
+    (judging each earlier bar in its own context) as a pure function of this one event.
     """
 
     bar: Bar

@@ -194,7 +194,11 @@ class PartitionEngine:
             horizon = bar.open_time - self.config.cooldown_bars * int(self.tf_ms[t])
             recent = [e for e in self.recent.get(row, []) if e["open_time"] >= horizon]
             out.events.append(PatternEvent(bar, pats, features, list(recent)))
-            recent.append({"open_time": bar.open_time, "patterns": pats})
+            # The entry carries the bar's features too, so the signals stage judges an earlier
+            # bar with its own context (trend, RSI, volume) when applying a cooldown.
+            recent.append(
+                {"open_time": bar.open_time, "patterns": pats, "features": dict(features)}
+            )
             self.recent[row] = recent
 
 

@@ -109,7 +109,7 @@ def test_recent_carries_earlier_events_within_the_cooldown() -> None:
         for k, ev in enumerate(evs):
             horizon = ev.bar.open_time - CONFIG.cooldown_bars * tf_ms[tf]
             want = [
-                {"open_time": e.bar.open_time, "patterns": e.patterns}
+                {"open_time": e.bar.open_time, "patterns": e.patterns, "features": e.features}
                 for e in evs[:k]
                 if e.bar.open_time >= horizon
             ]
