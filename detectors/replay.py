@@ -8,7 +8,14 @@ as in a live deployment), and every bar still open at the end of the input is cl
 
 Writes ``DIR/bars.jsonl`` (one closed bar per line) and ``DIR/patterns.jsonl`` (one line per
 bar with at least one pattern: the bar's fields, ``patterns``, the features and
-``recent``), both sorted by (exchange, symbol, timeframe duration, open_time).
+``recent``), both sorted by (exchange, symbol, timeframe duration, open_time), and
+``DIR/signals.jsonl``: the pattern events scored in that same order by the signals stage's
+pure scorer (model from ``SIGNALS_MODEL_FILE``, default model otherwise), one signal per
+line in the stream's JSON form with ``emitted_at`` null (see :mod:`signals.offline`).
+
+Layering: the detectors' worker path never imports ``signals``; only this CLI command does,
+inside :func:`run` (as it imports ``ingest`` for the tick readers), because the offline
+reference is the composition of the stages.
 """
 
 from __future__ import annotations
@@ -79,12 +86,23 @@ def event_record(event: PatternEvent) -> dict[str, Any]:
     }
 
 
+def sorted_events(events: Iterable[PatternEvent], config: EngineConfig) -> list[PatternEvent]:
+    """Events in ``patterns.jsonl`` order: (exchange, symbol, timeframe duration, open_time)."""
+    tf_ms = {t.name: t.ms for t in config.timeframes}
+
+    def key(e: PatternEvent) -> tuple[str, str, int, int]:
+        b = e.bar
+        return (b.exchange, b.symbol, tf_ms.get(b.timeframe, 0), b.open_time)
+
+    return sorted(events, key=key)
+
+
 def sorted_records(
     bars: Iterable[Bar], events: Iterable[PatternEvent], config: EngineConfig
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     tf_ms = {t.name: t.ms for t in config.timeframes}
     bar_rows = sorted((b.to_dict() for b in bars), key=lambda d: bar_sort_key(d, tf_ms))
-    ev_rows = sorted((event_record(e) for e in events), key=lambda d: bar_sort_key(d, tf_ms))
+    ev_rows = [event_record(e) for e in sorted_events(events, config)]
     return bar_rows, ev_rows
 
 
@@ -100,8 +118,11 @@ def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
 def run(args: argparse.Namespace) -> int:
     """The ``replay`` subcommand."""
     from ingest.sources import read_ticks  # noqa: PLC0415 - only the CLI needs ingest
+    from signals.model import load_model  # noqa: PLC0415 - nor signals (see the docstring)
+    from signals.offline import write_signals_jsonl  # noqa: PLC0415
 
     try:
+        model = load_model(os.environ.get("SIGNALS_MODEL_FILE"))
         config = engine_config_from_env(os.environ)
         if args.timeframes:
             config = replace(config, timeframes=parse_timeframes(args.timeframes, "--timeframes"))
@@ -113,10 +134,12 @@ def run(args: argparse.Namespace) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     ticks = read_ticks(args.ticks, args.exchange)
     result = replay_ticks(ticks, config, partitions)
-    bar_rows, ev_rows = sorted_records(result.bars, result.events, config)
+    events = sorted_events(result.events, config)
+    bar_rows, ev_rows = sorted_records(result.bars, events, config)
     nb = write_jsonl(out_dir / "bars.jsonl", bar_rows)
     ne = write_jsonl(out_dir / "patterns.jsonl", ev_rows)
-    print(f"replay: {nb} bars, {ne} pattern events -> {out_dir}", file=sys.stderr)
+    ns = write_signals_jsonl(out_dir / "signals.jsonl", events, model)
+    print(f"replay: {nb} bars, {ne} pattern events, {ns} signals -> {out_dir}", file=sys.stderr)
     return 0
 
 

@@ -33,7 +33,7 @@ def test_replay_writes_sorted_bars_and_patterns(tmp_path: Path) -> None:
     assert events and all(e["patterns"] and "rsi" in e and "recent" in e for e in events)
     # Deterministic: a second run writes the same bytes.
     assert main([*args, "--timeframes", "1s,1m", "--out", str(tmp_path / "b")]) == 0
-    for name in ("bars.jsonl", "patterns.jsonl"):
+    for name in ("bars.jsonl", "patterns.jsonl", "signals.jsonl"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
 
