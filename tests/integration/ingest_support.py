@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
+
+from common.contracts import Tick, TickBatch
+from common.names import Keys
+from common.settings import CommonSettings
+from ingest.metrics import IngestMetrics
+from ingest.service import IngestService
+from ingest.settings import IngestSettings
+from ingest.simulator import Simulator
+from tests.conftest import REDIS_URL
 
 
 class FaultyRedis:
@@ -37,3 +48,53 @@ class FaultyRedis:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
+
+
+async def until(cond: Callable[[], bool], what: str, limit_s: float = 30.0) -> None:
+    """Poll ``cond`` (bounded); fail naming ``what`` if it never holds."""
+    for _ in range(int(limit_s / 0.01)):
+        if cond():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+def sim_settings(keys: Keys, sim: Simulator, **overrides: Any) -> IngestSettings:
+    """Ingest settings for every feed of ``sim`` (all its symbols), fast reconnects."""
+    fields: dict[str, Any] = {
+        "common": CommonSettings(partitions=keys.partitions, namespace=keys.namespace),
+        "exchanges": tuple((name, tuple(feed.symbols)) for name, feed in sim.feeds.items()),
+        "urls": tuple((name, sim.url(name)) for name in sim.feeds),
+        "flush_ms": 2.0,
+        "backoff_base_s": 0.01,
+        "backoff_max_s": 0.05,
+    }
+    return IngestSettings(**(fields | overrides))
+
+
+async def run_until_delivered(
+    sim: Simulator, settings: IngestSettings, keys: Keys, metrics: IngestMetrics
+) -> IngestService:
+    """Run ingest until the simulator delivered every trade and all of them are written."""
+    total = sum(f.total() for f in sim.feeds.values())
+    service = IngestService(
+        settings, aioredis.Redis.from_url(REDIS_URL), metrics=metrics, keys=keys
+    )
+    async with service:
+        run = asyncio.create_task(service.run())
+        await asyncio.wait_for(sim.wait_finished(), 50)
+        # bounded: the last frames are still in flight when the simulator is "finished"
+        await until(lambda: service.writer.written >= total, "every trade written")
+        service.request_stop()
+        await asyncio.wait_for(run, 10)
+    return service
+
+
+async def stored_ticks(redis: aioredis.Redis, keys: Keys) -> list[Tick]:
+    """Every tick in the namespace's ``ticks:{p}`` streams, stream by stream."""
+    return [
+        t
+        for stream in keys.all_ticks()
+        for _, fields in await redis.xrange(stream)
+        for t in TickBatch.decode(fields)
+    ]

@@ -7,73 +7,35 @@ so each scenario takes a second or two; no assertion depends on how fast the box
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
-from common.contracts import TickBatch
 from common.names import Keys
-from common.settings import CommonSettings
 from ingest.metrics import IngestMetrics
 from ingest.service import IngestService
-from ingest.settings import IngestSettings
 from ingest.simfeed import Faults, Feed
 from ingest.simulator import Simulator
 from ingest.sources import synthetic_ticks
 from tests.conftest import REDIS_URL
-from tests.integration.ingest_support import FaultyRedis
+from tests.integration.ingest_support import (
+    FaultyRedis,
+    run_until_delivered,
+    sim_settings,
+    stored_ticks,
+    until,
+)
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 
-async def _until(cond: Callable[[], bool], what: str, limit_s: float = 30.0) -> None:
-    for _ in range(int(limit_s / 0.01)):
-        if cond():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"gave up waiting for {what}")
-
-
-def _settings(
-    keys: Keys, sim: Simulator, exchange: str, symbols: tuple[str, ...], **kw: float
-) -> IngestSettings:
-    return IngestSettings(
-        common=CommonSettings(partitions=keys.partitions, namespace=keys.namespace),
-        exchanges=((exchange, symbols),),
-        urls=((exchange, sim.url(exchange)),),
-        flush_ms=2.0,
-        backoff_base_s=0.01,
-        backoff_max_s=0.05,
-        **kw,  # type: ignore[arg-type]
-    )
-
-
 async def _stored_ids(redis: aioredis.Redis, keys: Keys) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
-    for stream in keys.all_ticks():
-        for _, fields in await redis.xrange(stream):
-            for t in TickBatch.decode(fields):
-                out.setdefault(t.native_symbol, []).append(t.trade_id)
+    for t in await stored_ticks(redis, keys):
+        out.setdefault(t.native_symbol, []).append(t.trade_id)
     return out
-
-
-async def _run_until_delivered(
-    sim: Simulator, settings: IngestSettings, keys: Keys, metrics: IngestMetrics
-) -> IngestService:
-    total = sum(f.total() for f in sim.feeds.values())
-    service = IngestService(
-        settings, aioredis.Redis.from_url(REDIS_URL), metrics=metrics, keys=keys
-    )
-    async with service:
-        run = asyncio.create_task(service.run())
-        await asyncio.wait_for(sim.wait_finished(), 30)
-        await _until(lambda: service.writer.written >= total, "every trade written")
-        service.request_stop()
-        await asyncio.wait_for(run, 10)
-    return service
 
 
 async def test_rotation_opens_the_replacement_first_and_dedupes_the_overlap(
@@ -83,8 +45,8 @@ async def test_rotation_opens_the_replacement_first_and_dedupes_the_overlap(
     feed = Feed.build("binance", synthetic_ticks("binance", 2, 1000.0, seed=3, count=1500))
     metrics = IngestMetrics(CollectorRegistry())
     async with Simulator({"binance": feed}, speed=1.0, overlap=40) as sim:
-        settings = _settings(keys, sim, "binance", tuple(feed.symbols), max_connection_age_s=0.3)
-        await _run_until_delivered(sim, settings, keys, metrics)
+        settings = sim_settings(keys, sim, max_connection_age_s=0.3)
+        await run_until_delivered(sim, settings, keys, metrics)
     stored = await _stored_ids(redis_client, keys)
     for native, stream in feed.symbols.items():
         assert stored[native] == [t.trade_id for t in stream.ticks]  # once each, in order
@@ -106,8 +68,8 @@ async def test_timed_drops_reconnect_with_backoff_and_lose_nothing(
     metrics = IngestMetrics(CollectorRegistry())
     faults = Faults(drop_every_s=0.25)
     async with Simulator({"kraken": feed}, speed=1.0, overlap=20, faults=faults) as sim:
-        settings = _settings(keys, sim, "kraken", tuple(feed.symbols))
-        await _run_until_delivered(sim, settings, keys, metrics)
+        settings = sim_settings(keys, sim)
+        await run_until_delivered(sim, settings, keys, metrics)
     stored = await _stored_ids(redis_client, keys)
     for native, stream in feed.symbols.items():
         assert stored[native] == [t.trade_id for t in stream.ticks]
@@ -121,8 +83,8 @@ async def test_quiet_symbol_is_kept_alive_by_pongs_not_trades(keys: Keys) -> Non
     feed = Feed.build("okx", synthetic_ticks("okx", 1, 10.0, count=5))
     metrics = IngestMetrics(CollectorRegistry())
     async with Simulator({"okx": feed}, speed=1.0) as sim:
-        settings = _settings(
-            keys, sim, "okx", ("DOGE-USDT",), ping_interval_s=0.1, idle_timeout_s=0.4
+        settings = sim_settings(
+            keys, sim, exchanges=(("okx", ("DOGE-USDT",)),), ping_interval_s=0.1, idle_timeout_s=0.4
         )
         service = IngestService(
             settings, aioredis.Redis.from_url(REDIS_URL), metrics=metrics, keys=keys
@@ -136,7 +98,7 @@ async def test_quiet_symbol_is_kept_alive_by_pongs_not_trades(keys: Keys) -> Non
                 conn.publish_metrics()
                 return metrics.value(frames, exchange="okx", kind="control")
 
-            await _until(lambda: pongs() >= 12, "a dozen acks/pongs")  # > 1 s of silence
+            await until(lambda: pongs() >= 12, "a dozen acks/pongs")  # > 1 s of silence
             service.request_stop()
             await run
     assert sim.stats.connections == 1
@@ -162,8 +124,8 @@ async def test_stalled_connection_is_replaced_and_nothing_is_lost(
             if exchange == "okx"
             else {"ws_ping_interval_s": 0.05, "ws_ping_timeout_s": 0.3}
         )
-        settings = _settings(keys, sim, exchange, tuple(feed.symbols), **kw)
-        await _run_until_delivered(sim, settings, keys, metrics)
+        settings = sim_settings(keys, sim, **kw)
+        await run_until_delivered(sim, settings, keys, metrics)
     stored = await _stored_ids(redis_client, keys)
     for native, stream in feed.symbols.items():
         assert stored[native] == [t.trade_id for t in stream.ticks]
@@ -180,8 +142,8 @@ async def test_bad_frames_are_dead_lettered_with_their_reason(
     feed = Feed.build("binance", synthetic_ticks("binance", 1, 1000.0, count=60))
     metrics = IngestMetrics(CollectorRegistry())
     async with Simulator({"binance": feed}, speed=0, faults=Faults(malformed_every=20)) as sim:
-        settings = _settings(keys, sim, "binance", tuple(feed.symbols))
-        await _run_until_delivered(sim, settings, keys, metrics)
+        settings = sim_settings(keys, sim)
+        await run_until_delivered(sim, settings, keys, metrics)
     entries = await redis_client.xrange(keys.dlq("ingest"))
     assert len(entries) == sim.stats.malformed_frames == 3
     reasons = sorted(fields[b"reason"] for _, fields in entries)
@@ -209,7 +171,7 @@ class _BrokenPipelines:
 async def test_a_failing_writer_ends_the_service_with_its_error(keys: Keys) -> None:
     feed = Feed.build("binance", synthetic_ticks("binance", 1, 1000.0, count=50))
     async with Simulator({"binance": feed}, speed=0) as sim:
-        settings = _settings(keys, sim, "binance", tuple(feed.symbols))
+        settings = sim_settings(keys, sim)
         broken = _BrokenPipelines(aioredis.Redis.from_url(REDIS_URL))
         service = IngestService(settings, broken, metrics=IngestMetrics(CollectorRegistry()))
         async with service:
@@ -227,23 +189,17 @@ async def test_redis_outage_pauses_the_sockets_and_loses_nothing(
     metrics = IngestMetrics(CollectorRegistry())
     faulty = FaultyRedis(aioredis.Redis.from_url(REDIS_URL), down=True)
     async with Simulator({"binance": feed}, speed=0) as sim:
-        settings = IngestSettings(
-            common=CommonSettings(partitions=keys.partitions, namespace=keys.namespace),
-            exchanges=(("binance", tuple(feed.symbols)),),
-            urls=(("binance", sim.url("binance")),),
-            batch_size=50,
-            queue_bound=200,
-        )
+        settings = sim_settings(keys, sim, batch_size=50, queue_bound=200)
         service = IngestService(settings, faulty, metrics=metrics, keys=keys)
         async with service:
             run = asyncio.create_task(service.run())
             waits = "alphapulse_ingest_backpressure_waits_total"
-            await _until(lambda: metrics.value(waits) >= 1, "a reader held back by the writer")
+            await until(lambda: metrics.value(waits) >= 1, "a reader held back by the writer")
             assert service.writer.pending <= 200 + 1  # the bound, plus one frame's trades
             assert service.writer.written == 0 and faulty.failures >= 1
             faulty.down = False
             await asyncio.wait_for(sim.wait_finished(), 30)
-            await _until(lambda: service.writer.written >= 3000, "every trade written")
+            await until(lambda: service.writer.written >= 3000, "every trade written")
             service.request_stop()
             await asyncio.wait_for(run, 10)
     stored = await _stored_ids(redis_client, keys)

@@ -9,7 +9,6 @@ once, in order per symbol, and the gaps counted must be exactly the trades remov
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from collections import defaultdict
 from pathlib import Path
@@ -18,16 +17,13 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
-from common.contracts import Tick, TickBatch
+from common.contracts import Tick
 from common.names import Keys
-from common.settings import CommonSettings
 from ingest.metrics import IngestMetrics
-from ingest.service import IngestService
-from ingest.settings import IngestSettings
 from ingest.simfeed import Faults, Feed
 from ingest.simulator import Simulator
 from ingest.sources import as_exchange, read_ticks, write_trades_csv
-from tests.conftest import REDIS_URL
+from tests.integration.ingest_support import run_until_delivered, sim_settings, stored_ticks
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -52,15 +48,6 @@ def _feeds(tmp_path: Path, skip_every: int) -> dict[str, Feed]:
     }
 
 
-async def _stored(redis: aioredis.Redis, keys: Keys) -> dict[tuple[str, str], list[Tick]]:
-    out: dict[tuple[str, str], list[Tick]] = defaultdict(list)
-    for stream in keys.all_ticks():
-        for _, fields in await redis.xrange(stream):
-            for t in TickBatch.decode(fields):
-                out[(t.exchange, t.symbol)].append(t)
-    return out
-
-
 def _same_trade(a: Tick, b: Tick) -> bool:
     return (a.exchange, a.symbol, a.native_symbol, a.trade_id, a.price, a.qty, a.side, a.ts) == (
         b.exchange, b.symbol, b.native_symbol, b.trade_id, b.price, b.qty, b.side, b.ts
@@ -75,30 +62,14 @@ async def test_two_exchanges_with_faults_arrive_exactly_once(
     expected_total = sum(f.total() for f in feeds.values())
     metrics = IngestMetrics(CollectorRegistry())
     async with Simulator(feeds, speed=0, overlap=50, faults=faults, batch=5) as sim:
-        settings = IngestSettings(
-            common=CommonSettings(partitions=keys.partitions, namespace=namespace),
-            exchanges=(("binance", ("BTCUSDT",)), ("kraken", ("ETH/USDT",))),
-            urls=(("binance", sim.url("binance")), ("kraken", sim.url("kraken"))),
-            flush_ms=2.0,
-            batch_size=200,
-            backoff_base_s=0.01,
-            backoff_max_s=0.05,
-        )
-        service = IngestService(
-            settings, aioredis.Redis.from_url(REDIS_URL), metrics=metrics, keys=keys
-        )
-        async with service:
-            run = asyncio.create_task(service.run())
-            await asyncio.wait_for(sim.wait_finished(), 50)
-            for _ in range(1000):  # bounded: the last frames are in flight after "finished"
-                if metrics.value("alphapulse_ingest_written_ticks_total") >= expected_total:
-                    break
-                await asyncio.sleep(0.01)
-            service.request_stop()
-            await asyncio.wait_for(run, 10)
+        settings = sim_settings(keys, sim, batch_size=200)
+        await run_until_delivered(sim, settings, keys, metrics)
 
-    stored = await _stored(redis_client, keys)
+    stored: dict[tuple[str, str], list[Tick]] = defaultdict(list)
+    for t in await stored_ticks(redis_client, keys):
+        stored[(t.exchange, t.symbol)].append(t)
     assert set(stored) == {("binance", "BTC-USDT"), ("kraken", "ETH-USDT")}
+    assert metrics.value("alphapulse_ingest_written_ticks_total") == expected_total
     for name, feed in feeds.items():
         (native, stream), = feed.symbols.items()  # fmt: skip
         got = stored[(name, stream.ticks[0].symbol)]
