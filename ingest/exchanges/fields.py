@@ -239,9 +239,13 @@ def split_concatenated(native: str, quotes: tuple[str, ...]) -> tuple[str, str]:
     """``BTCUSDT`` → (``BTC``, ``USDT``) by the longest known quote suffix.
 
     Binance and Bybit glue base and quote together, so a list of quote assets is the only
-    way to split them; ``quotes`` must be ordered longest first.
+    way to split them; ``quotes`` must be ordered longest first. Only letters and digits
+    are accepted: a separator (``eth-usdt``, ``BTC/USDT``) is not this exchange's spelling,
+    and splitting it anyway would make a symbol like ``ETH--USDT``.
     """
     up = native.upper()
+    if not (up.isascii() and up.isalnum()):
+        raise BadInput("unknown_symbol", f"{native[:40]!r} is not letters and digits only")
     for q in quotes:
         if up.endswith(q) and len(up) > len(q):
             return up[: -len(q)], q

@@ -147,6 +147,27 @@ def test_symbol_normalization_round_trips(exchange: str, native: str, symbol: st
     assert adapter.to_native(symbol) == native
 
 
+@pytest.mark.parametrize(
+    ("exchange", "native"),
+    [
+        ("binance", "eth-usdt"),
+        ("binance", "ETH/USDT"),
+        ("binance", "ETH USDT"),
+        ("binance-futures", "eth-usdt"),
+        ("bybit", "ETH-USDT"),
+    ],
+)
+def test_concatenated_symbols_with_a_separator_are_rejected(exchange: str, native: str) -> None:
+    """Binance/Bybit glue base and quote: ``eth-usdt`` used to become ``ETH--USDT``."""
+    with pytest.raises(BadInput) as err:
+        get_adapter(exchange).normalize(native)
+    assert err.value.reason == "unknown_symbol"
+
+
+def test_lowercase_concatenated_symbol_still_normalizes() -> None:
+    assert get_adapter("binance").normalize("ethusdt") == "ETH-USDT"
+
+
 def test_get_adapter_names_and_unknown() -> None:
     assert {get_adapter(n).name for n in EXCHANGES} == set(EXCHANGES)
     with pytest.raises(KeyError, match="unknown exchange"):
