@@ -34,8 +34,40 @@ provision:  ## TimescaleDB for the tests in a Debian trixie chroot, unless TIMES
 test: install services provision lint
 	TIMESCALE_URL=$${TIMESCALE_URL:-$$(bash deploy/timescale-chroot.sh url)} $(BIN)/pytest -q
 
-run: install services
-	$(BIN)/honcho start -f Procfile
+# `make run`: the whole pipeline on this machine (the Procfile) in namespace RUN_NAMESPACE,
+# fed by the simulator replaying TICKS (default: the recorded Binance BTC and ETH sessions
+# merged by receive time) as exchange EXCHANGE, SPEED times real time, looped. Starts fresh
+# (deletes that namespace's Redis keys first) unless KEEP=1.
+DATA ?= ../shared/data
+RUN_TICKS := var/run/binance-btcusdt-ethusdt.rec.gz
+TICKS ?= $(RUN_TICKS)
+EXCHANGE ?= binance
+SPEED ?= 10
+SIM_PORT ?= 8765
+RUN_NAMESPACE ?= run:
+RUN_TIMEFRAMES ?= 1s,5s,1m
+# EXCHANGES (the file's symbols) and INGEST_URL_<EXCHANGE> pointing ingest at the simulator.
+RUN_FEED_ENV = $(BIN)/python -c 'import sys; from ingest.exchanges import get_adapter; \
+  from ingest.sources import as_exchange, read_ticks; f, x, port = sys.argv[1:]; \
+  j = ",".join(sorted({t.native_symbol for t in as_exchange(read_ticks(f, x), x)})); \
+  print("EXCHANGES=" + x + ":" + j, "INGEST_URL_" + x.upper().replace("-", "_") \
+  + "=ws://127.0.0.1:" + port + "/" + x + get_adapter(x).server_path)' \
+  "$(TICKS)" "$(EXCHANGE)" "$(SIM_PORT)"
+
+$(RUN_TICKS):
+	mkdir -p $(@D)
+	sort -m -s -n -k1,1 <(gzip -dc $(DATA)/binance-spot-btcusdt-20240808.rec.gz) \
+	  <(gzip -dc $(DATA)/binance-spot-ethusdt-20240808.rec.gz) | gzip -1 > $@.tmp
+	mv $@.tmp $@
+
+run: install services $(TICKS)
+	$(BIN)/alphapulse migrate
+	@if [ "$${KEEP:-0}" != 1 ]; then for pat in '$(RUN_NAMESPACE)*' '{$(RUN_NAMESPACE)*'; do \
+	  redis-cli -u "$$REDIS_URL" --scan --pattern "$$pat" | xargs -r redis-cli -u "$$REDIS_URL" del >/dev/null; \
+	done; fi
+	env $$($(RUN_FEED_ENV)) NAMESPACE=$(RUN_NAMESPACE) TIMEFRAMES=$(RUN_TIMEFRAMES) \
+	  TICKS=$(TICKS) EXCHANGE=$(EXCHANGE) SPEED=$(SPEED) SIM_PORT=$(SIM_PORT) \
+	  LOG_FORMAT=$${LOG_FORMAT:-console} $(BIN)/honcho start -f Procfile
 
 bench: install services
 	$(BIN)/python -m tests.bench
