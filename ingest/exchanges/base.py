@@ -35,10 +35,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Final, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Final, NamedTuple, TypeVar
 
 from common.contracts import Side, Tick
 from common.errors import BadInput
+
+if TYPE_CHECKING:
+    from ingest.exchanges.batch import ParsedBatch
 
 #: Default upper bound of a raw frame; larger frames are ``BadInput("frame_too_large")``.
 DEFAULT_MAX_FRAME_BYTES: Final = 1 << 20
@@ -233,6 +236,13 @@ class ExchangeAdapter(ABC):
     @abstractmethod
     def parse(self, frame: str | bytes, recv_ts_ns: int) -> ParseResult:
         """One raw frame → ticks or a control result; ``BadInput`` on malformed input."""
+
+    def parse_many(self, frames: Sequence[str | bytes], recv_ts_ns: int) -> ParsedBatch:
+        """Many frames at once (``ingest.exchanges.batch``); this default parses each frame.
+        Adapters with a columnar fast path (Binance) override it."""
+        from ingest.exchanges.batch import parse_each  # noqa: PLC0415 - batch imports base
+
+        return parse_each(self.parse, frames, recv_ts_ns)
 
     def trade_id_key(self, trade_id: str) -> int:
         """Integer order of a sequential trade id (only if ``trade_ids_sequential``)."""

@@ -4,6 +4,9 @@
   ``BinanceSpot.parse`` (frame → ``ParseResult`` with one validated ``Tick``), looped;
   baseline in the same run: plain ``orjson.loads`` over the same frames — the floor any
   Python parser of these frames pays.
+* Binance ``parse_many``: the same frames in batches of 64 and 256 (what a reader holding
+  several frames would pass), trades returned in columns — the batch API's figure, next to
+  the per-frame one and the same ``orjson.loads`` baseline.
 * The other adapters: frames their simulator side renders (one trade per frame, the form a
   quiet market sends), with the same ``orjson.loads`` baseline.
 
@@ -44,6 +47,20 @@ def _rate(fn: Callable[[bytes], object], frames: list[bytes], loops: int, rounds
     return best
 
 
+def _rate_many(
+    fn: Callable[[list[bytes]], object], batches: list[list[bytes]], loops: int, rounds: int
+) -> float:
+    n = sum(map(len, batches))
+    best = 0.0
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _ in range(loops):
+            for batch in batches:
+                fn(batch)
+        best = max(best, loops * n / (time.perf_counter() - start))
+    return best
+
+
 def _rendered_frames(exchange: str, n: int) -> list[bytes]:
     adapter = get_adapter(exchange)
     native = {"coinbase": "BTC-USD", "kraken": "BTC/USD", "okx": "BTC-USDT"}.get(
@@ -76,6 +93,14 @@ def main() -> None:
         f"{parse:,.0f} ticks/s  (baseline orjson.loads alone: {base:,.0f} frames/s; "
         f"parse costs {base / parse:.2f}x a bare decode)"
     )
+    for size in (64, 256):
+        batches = [frames[i : i + size] for i in range(0, len(frames), size)]
+        many = _rate_many(lambda b: binance.parse_many(b, recv), batches, loops, rounds)
+        print(
+            f"binance parse_many, batches of {size} recorded trade frames (columns, no Tick "
+            f"per trade): {many:,.0f} ticks/s  ({many / parse:.2f}x per-frame parse; "
+            f"{many / base:.2f}x orjson.loads alone)"
+        )
     for exchange in EXCHANGES:
         if exchange == "binance":
             continue
