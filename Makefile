@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export REDIS_URL ?= redis://127.0.0.1:6379/0
 export DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: install lint typecheck test unit services provision run bench clean
+.PHONY: install lint typecheck test unit services provision run bench clean deploy-check
 
 install: $(STAMP)
 
@@ -71,6 +71,9 @@ run: install services $(TICKS)
 
 bench: install services
 	$(BIN)/python -m tests.bench
+
+deploy-check:  ## promtool + systemd-analyze over deploy/ (installs promtool with apt if root)
+	bash deploy/check.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,194 @@
+"""deploy/k8s, deploy/systemd and the example env file: they parse, run real modules, probe
+the real health endpoints on the metrics port, stop within the worker's grace, and set only
+variables the code reads (with values it accepts)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.unit.deploy_support import (
+    DEPLOY,
+    WORKERS,
+    env_file,
+    k8s_documents,
+    load_yaml,
+    runnable,
+    systemd_unit,
+    variables_read,
+)
+
+PYTHON = "/opt/alphapulse/.venv/bin/python"
+ENV_EXAMPLE = DEPLOY / "alphapulse.env.example"
+DOCS = list(k8s_documents())
+UNITS = sorted((DEPLOY / "systemd").glob("alphapulse-*@.service"))
+
+
+def of_kind(kind: str) -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d for _, d in DOCS if d["kind"] == kind}
+
+
+DEPLOYMENTS = of_kind("Deployment")
+(CONFIG,) = of_kind("ConfigMap").values()
+(SECRET,) = of_kind("Secret").values()
+GRACE_SECONDS = float(CONFIG["data"]["GRACE_SECONDS"])
+
+
+def unit_values(unit: dict[str, list[tuple[str, str]]], section: str, key: str) -> list[str]:
+    return [v for k, v in unit.get(section, []) if k == key]
+
+
+def unit_environment(unit: dict[str, list[tuple[str, str]]]) -> dict[str, str]:
+    """``Environment=`` assignments of a unit (instance ``%i`` taken as 0)."""
+    out = {}
+    for line in unit_values(unit, "Service", "Environment"):
+        for item in line.split():
+            name, _, value = item.partition("=")
+            out[name] = value.replace("%i", "0")
+    return out
+
+
+# --- Kubernetes ---------------------------------------------------------------------------
+def test_every_manifest_is_listed_and_namespaced() -> None:
+    kustomization = load_yaml(DEPLOY / "k8s" / "kustomization.yaml")
+    files = {p.name for p in (DEPLOY / "k8s").glob("*.yaml")} - {"kustomization.yaml"}
+    assert set(kustomization["resources"]) == files
+    for path, doc in DOCS:
+        assert doc["apiVersion"] and doc["metadata"]["name"], path
+        labels = doc["metadata"].get("labels", {})
+        assert labels.get("app.kubernetes.io/name") == "alphapulse", (path, doc["kind"])
+        if doc["kind"] != "Namespace":
+            assert doc["metadata"]["namespace"] == "alphapulse", path
+
+
+def test_a_deployment_per_worker() -> None:
+    assert set(DEPLOYMENTS) == {f"alphapulse-{w}" for w in WORKERS}
+    assert DEPLOYMENTS["alphapulse-detectors"]["spec"]["replicas"] == 2
+
+
+@pytest.mark.parametrize("worker", sorted(WORKERS))
+def test_deployment_runs_the_worker_with_probes_on_the_metrics_port(worker: str) -> None:
+    dep = DEPLOYMENTS[f"alphapulse-{worker}"]
+    spec = dep["spec"]
+    pod = spec["template"]
+    assert spec["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    assert pod["metadata"]["labels"]["app.kubernetes.io/component"] == worker
+    (container,) = pod["spec"]["containers"]
+    assert container["command"] == [PYTHON, "-m", WORKERS[worker]]
+    assert runnable(WORKERS[worker])
+
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    env = {e["name"]: e["value"] for e in container.get("env", [])}
+    assert int(env["METRICS_PORT"]) == ports["metrics"]
+    probes = {name: container[name] for name in ("livenessProbe", "readinessProbe", "startupProbe")}
+    assert probes["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert probes["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert probes["startupProbe"]["httpGet"]["port"] == "metrics"
+
+    notes = pod["metadata"]["annotations"]
+    assert notes["prometheus.io/scrape"] == "true"
+    assert int(notes["prometheus.io/port"]) == ports["metrics"]
+    assert notes["prometheus.io/path"] == "/metrics"
+
+    resources = container["resources"]
+    for kind in ("requests", "limits"):
+        assert set(resources[kind]) == {"cpu", "memory"}, kind
+    # The worker drains for GRACE_SECONDS, then closes for up to GRACE_SECONDS more.
+    assert pod["spec"]["terminationGracePeriodSeconds"] > 2 * GRACE_SECONDS
+    refs = [next(iter(ref.values()))["name"] for ref in container["envFrom"]]
+    assert refs == [CONFIG["metadata"]["name"], SECRET["metadata"]["name"]]
+    security = container["securityContext"]
+    assert security["allowPrivilegeEscalation"] is False and security["readOnlyRootFilesystem"]
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+
+
+def test_the_websocket_service_reaches_the_ws_port() -> None:
+    (service,) = of_kind("Service").values()
+    dep = DEPLOYMENTS["alphapulse-signals-ws"]
+    pod_labels = dep["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    (container,) = dep["spec"]["template"]["spec"]["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    (port,) = service["spec"]["ports"]
+    assert port["targetPort"] in ports
+    assert ports[port["targetPort"]] == int(CONFIG["data"]["SIGNALS_WS_PORT"])
+
+
+def test_k8s_settings_are_read_by_the_code_and_valid() -> None:
+    values = {**CONFIG["data"], **SECRET["stringData"]}
+    for dep in DEPLOYMENTS.values():
+        for container in dep["spec"]["template"]["spec"]["containers"]:
+            values.update({e["name"]: e["value"] for e in container.get("env", [])})
+    assert set(values) - variables_read(values) == set()
+
+
+# --- systemd -----------------------------------------------------------------------------------
+def test_a_unit_template_per_worker() -> None:
+    assert {p.name for p in UNITS} == {f"alphapulse-{w}@.service" for w in WORKERS}
+    assert (DEPLOY / "systemd" / "alphapulse.target").exists()
+
+
+@pytest.mark.parametrize("path", UNITS, ids=[p.name for p in UNITS])
+def test_unit_runs_the_worker_and_stops_within_its_grace(path: Path) -> None:
+    unit = systemd_unit(path)
+    worker = path.name.removeprefix("alphapulse-").removesuffix("@.service")
+    (exec_start,) = unit_values(unit, "Service", "ExecStart")
+    assert exec_start == f"{PYTHON} -m {WORKERS[worker]}"
+    assert runnable(WORKERS[worker])
+    single = {
+        key: values[0]
+        for key in ("Restart", "RestartPreventExitStatus", "KillSignal", "TimeoutStopSec")
+        if (values := unit_values(unit, "Service", key))
+    }
+    assert single["Restart"] == "always"
+    assert single["RestartPreventExitStatus"] == "2"  # invalid setting: do not loop
+    assert single["KillSignal"] == "SIGTERM"
+    grace = float(env_file(ENV_EXAMPLE, commented=False)["GRACE_SECONDS"])
+    assert float(single["TimeoutStopSec"]) > 2 * grace
+    files = unit_values(unit, "Service", "EnvironmentFile")
+    assert files[0] == "/etc/alphapulse/alphapulse.env"
+    assert files[1:] == [f"-/etc/alphapulse/{worker}@%i.env"]
+    assert "METRICS_PORT" in unit_environment(unit)
+    assert unit_values(unit, "Install", "WantedBy") == ["alphapulse.target"]
+    assert unit_values(unit, "Unit", "PartOf") == ["alphapulse.target"]
+    hardening = {k: v for k, v in unit["Service"]}
+    for key, value in {
+        "NoNewPrivileges": "yes",
+        "ProtectSystem": "strict",
+        "ProtectHome": "yes",
+        "PrivateTmp": "yes",
+        "CapabilityBoundingSet": "",
+        "User": "alphapulse",
+    }.items():
+        assert hardening[key] == value, key
+
+
+def test_unit_environment_is_read_by_the_code_and_not_overridden() -> None:
+    shared = env_file(ENV_EXAMPLE, commented=False)
+    for path in UNITS:
+        own = unit_environment(systemd_unit(path))
+        python_vars = {k for k in own if k.startswith("PYTHON")}
+        values = {**shared, **own}
+        assert set(own) - python_vars - variables_read(values) == set(), path.name
+        # An EnvironmentFile overrides Environment=: the shared file must not set these.
+        assert not (set(own) - python_vars) & set(shared), path.name
+
+
+# --- the example env file ------------------------------------------------------------------------
+def test_every_example_variable_is_read_and_its_value_valid() -> None:
+    # Commented lines hold the defaults: set them all, so their values are checked too.
+    values = env_file(ENV_EXAMPLE, commented=True)
+    assert len(values) > 60
+    assert set(values) - variables_read(values) == set()
+
+
+def test_the_example_covers_the_settings_of_every_stage() -> None:
+    values = env_file(ENV_EXAMPLE, commented=True)
+    read = variables_read(values)
+    # Whatever the settings look up with these values is documented in the file, apart from
+    # what the units set per instance, honcho's PORT and the sink's crash hook for tests.
+    not_for_operators = {"METRICS_PORT", "PORT", "SINK_TEST_KILL_AFTER_COMMIT"}
+    missing = read - set(values) - not_for_operators
+    assert missing == set()
