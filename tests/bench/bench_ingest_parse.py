@@ -10,11 +10,14 @@
 * The other adapters: frames their simulator side renders (one trade per frame, the form a
   quiet market sends), with the same ``orjson.loads`` baseline.
 
-Best of several rounds (the machine is shared and noisy). ``BENCH_QUICK=1`` for fewer rounds.
+The GC is tuned as ``python -m ingest`` tunes it (gen-0 threshold, start-up objects frozen),
+for every figure alike. Best of several rounds (the machine is shared and noisy).
+``BENCH_QUICK=1`` for fewer rounds.
 """
 
 from __future__ import annotations
 
+import gc
 import gzip
 import os
 import time
@@ -25,6 +28,7 @@ import orjson
 
 from common.contracts import Side, Tick
 from ingest.exchanges import EXCHANGES, get_adapter
+from ingest.settings import DEFAULT_GC_GEN0, tune_gc
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 RECORDING = DATA / "binance-spot-btcusdt-20240808.rec.gz"
@@ -80,6 +84,16 @@ def _rendered_frames(exchange: str, n: int) -> list[bytes]:
 
 
 def main() -> None:
+    threshold = gc.get_threshold()
+    tune_gc(DEFAULT_GC_GEN0)  # as python -m ingest does; restored for the other benchmarks
+    try:
+        _main()
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
+
+
+def _main() -> None:
     quick = os.environ.get("BENCH_QUICK") == "1"
     rounds = 2 if quick else 5
     frames = _recorded_trade_frames()
