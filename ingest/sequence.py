@@ -38,17 +38,52 @@ class StreamStats:
 
 @dataclass(slots=True)
 class _State:
+    """The window of remembered ids of one stream, oldest first.
+
+    It is ``order`` (strings, also in ``seen`` for lookups) followed by the *run*: ids
+    ``run_lo..run_hi`` accepted in order (each ``highest + 1``, spelled canonically), kept
+    as two integers instead of one set entry and one deque entry each — the common case of
+    a sequential feed costs a string compare. Any other event first moves the run into
+    ``order``/``seen`` (``settle``), so the slow path sees exactly the window it always did.
+    """
+
     window: int
     highest: int | None = None
     order: deque[str] = field(default_factory=deque)
     seen: set[str] = field(default_factory=set)
     stats: StreamStats = field(default_factory=StreamStats)
+    expect: str | None = None  # str(highest + 1): the next in-order id, canonically spelled
+    run_lo: int = 0
+    run_hi: int = -1  # empty run: run_hi < run_lo
 
     def remember(self, trade_id: str) -> None:
         self.seen.add(trade_id)
         self.order.append(trade_id)
         if len(self.order) > self.window:
             self.seen.discard(self.order.popleft())
+
+    def settle(self) -> None:
+        """Move the run into ``order``/``seen`` (the window's contents do not change)."""
+        for i in range(self.run_lo, self.run_hi + 1):
+            s = str(i)
+            self.seen.add(s)
+            self.order.append(s)
+        self.run_lo, self.run_hi = 0, -1
+
+    def extend_run(self, count: int) -> None:
+        """Accept the next ``count`` in-order ids (``highest + 1 ...``) into the run."""
+        assert self.highest is not None
+        if self.run_hi < self.run_lo:
+            self.run_lo = self.highest + 1
+        self.highest = self.run_hi = self.highest + count
+        self.expect = str(self.highest + 1)
+        self.stats.accepted += count
+        over = len(self.order) + self.run_hi - self.run_lo + 1 - self.window
+        while over > 0 and self.order:
+            self.seen.discard(self.order.popleft())
+            over -= 1
+        if over > 0:
+            self.run_lo += over
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +107,9 @@ class TradeDeduper:
     ``sequential_key`` maps a trade id to its integer order for exchanges whose ids are
     consecutive (``ExchangeAdapter.trade_id_key`` when ``trade_ids_sequential``), or is
     ``None`` for exchanges whose ids only identify (duplicates are then found in the window).
+    It must read a canonical decimal id as its value (``int`` does): the in-order fast path
+    recognizes the next id by its spelling, ``str(highest + 1)``. :meth:`accept_run` takes
+    a whole in-order run of a batch in one step.
     """
 
     def __init__(
@@ -89,6 +127,21 @@ class TradeDeduper:
         st = self._streams.get(key)
         if st is None:
             st = self._streams[key] = _State(self.window)
+        if trade_id == st.expect:  # the next id of a sequential feed: extend the run
+            h = st.highest + 1  # type: ignore[operator]  # expect is set once highest is
+            if st.run_hi < st.run_lo:
+                st.run_lo = h
+            st.highest = st.run_hi = h
+            st.expect = str(h + 1)
+            st.stats.accepted += 1
+            if len(st.order) + h - st.run_lo >= self.window:  # one over: forget the oldest
+                if st.order:
+                    st.seen.discard(st.order.popleft())
+                else:
+                    st.run_lo += 1
+            return _KEEP
+        if st.run_hi >= st.run_lo:
+            st.settle()
         if trade_id in st.seen:
             st.stats.duplicates += 1
             return _DUPLICATE
@@ -111,7 +164,19 @@ class TradeDeduper:
                 verdict = _LATE
         st.remember(trade_id)
         st.stats.accepted += 1
+        if self.sequential_key is not None and st.highest is not None:
+            st.expect = str(st.highest + 1)
         return verdict
+
+    def accept_run(self, exchange: str, symbol: str, first: int, count: int) -> bool:
+        """Accept ``count`` consecutive ids ``first ...`` in one step if ``first`` is the next
+        id of a sequential stream (True); False — nothing changed — otherwise, and the caller
+        checks each id with :meth:`check`. The caller vouches that the ids are consecutive."""
+        st = self._streams.get((exchange, symbol))
+        if st is None or st.expect is None or count < 1 or st.highest != first - 1:
+            return False
+        st.extend_run(count)
+        return True
 
     def filter(self, ticks: Iterable[Tick]) -> tuple[list[Tick], int]:
         """The ticks to keep, and the number of ids missing in gaps opened by them."""

@@ -94,3 +94,85 @@ def test_iso8601_rejects_what_it_cannot_read_exactly(text: object) -> None:
 @given(st.integers(min_value=1_262_304_000_000_000_000, max_value=4_102_444_799_999_999_999))
 def test_iso8601_round_trip(ns: int) -> None:
     assert iso8601_to_ns(ns_to_iso8601(ns)) == ns
+
+
+class _Reference:
+    """The deduper's rules written plainly (one set and one deque of every remembered id):
+    the run-based fast path must classify every id exactly as this does."""
+
+    def __init__(self, window: int) -> None:
+        self.window = window
+        self.highest: int | None = None
+        self.order: list[str] = []
+        self.accepted = 0
+
+    def check(self, trade_id: str) -> tuple[bool, int, bool, bool]:
+        if trade_id in self.order:
+            return (False, 0, True, False)
+        n, gap, late = int(trade_id), 0, False
+        if self.highest is None or n == self.highest + 1:
+            self.highest = n
+        elif n > self.highest:
+            gap, self.highest = n - self.highest - 1, n
+        elif n <= self.highest - self.window:
+            return (False, 0, True, False)
+        else:
+            late = True
+        self.order = [*self.order, trade_id][-self.window :]
+        self.accepted += 1
+        return (True, gap, False, late)
+
+
+@given(
+    st.integers(min_value=1, max_value=6),
+    st.lists(
+        st.integers(min_value=0, max_value=40).map(str) | st.sampled_from(["007", "+8", "9"]),
+        max_size=120,
+    ),
+    st.lists(st.integers(min_value=0, max_value=119), max_size=10),
+)
+def test_fast_path_classifies_exactly_like_the_plain_rules(
+    window: int, ids: list[str], runs_at: list[int]
+) -> None:
+    """Mostly-consecutive feeds with repeats, gaps, late fills and odd spellings; some runs
+    go through ``accept_run``, which must agree too (or decline)."""
+    ids = sorted(ids, key=int)[: len(ids) // 2] + ids[len(ids) // 2 :]
+    dd, ref = TradeDeduper(window=window, sequential_key=int), _Reference(window)
+    i = 0
+    while i < len(ids):
+        if i in runs_at and ids[i] == str(int(ids[i])):
+            first = int(ids[i])
+            count = 1
+            while i + count < len(ids) and ids[i + count] == str(first + count):
+                count += 1
+            expected = [ref.check(str(first + k)) for k in range(count)]
+            if all(v == (True, 0, False, False) for v in expected) and dd.accept_run(
+                "binance", "X-Y", first, count
+            ):
+                i += count
+                continue
+            ref = _replay(window, ids[:i])  # declined or not a clean run: undo, go on singly
+        v = dd.check("binance", "X-Y", ids[i])
+        assert (v.keep, v.gap, v.duplicate, v.late) == ref.check(ids[i]), (i, ids[i])
+        i += 1
+    assert dd.stats("binance", "X-Y").accepted == ref.accepted
+
+
+def _replay(window: int, ids: list[str]) -> _Reference:
+    ref = _Reference(window)
+    for tid in ids:
+        ref.check(tid)
+    return ref
+
+
+def test_accept_run_needs_the_next_id_of_a_known_stream() -> None:
+    dd = TradeDeduper(window=5, sequential_key=int)
+    assert not dd.accept_run("binance", "X-Y", 1, 3)  # unknown stream: check the first one
+    assert dd.check("binance", "X-Y", "1").keep
+    assert not dd.accept_run("binance", "X-Y", 3, 2)  # a gap: each id must be checked
+    assert dd.accept_run("binance", "X-Y", 2, 10)
+    assert dd.stats("binance", "X-Y").accepted == 11
+    assert not dd.check("binance", "X-Y", "11").keep  # inside the window: a duplicate
+    assert not dd.check("binance", "X-Y", "3").keep  # far below: an old replay
+    assert dd.check("binance", "X-Y", "12").keep
+    assert not TradeDeduper(window=5).accept_run("x", "y", 1, 1)  # not sequential
