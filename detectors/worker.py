@@ -33,6 +33,7 @@ from common.contracts import TickBatch
 from common.errors import DecodeError
 from common.lifecycle import Service
 from common.logging import get_logger
+from common.metrics import Readiness
 from common.names import GROUP_DETECTORS
 from common.redis import AnyRedis, redis_from_settings
 from common.streams import DLQ_MAXLEN, Entry, StreamConsumer, dead_letter_fields
@@ -54,7 +55,9 @@ class DetectorService(Service):
         redis: AnyRedis | None = None,
         metrics: DetectorMetrics = DETECTOR_METRICS,
     ) -> None:
-        super().__init__()
+        # Ready once it has joined and rebalanced: the default conditions (connected,
+        # consuming) are the stream runtime's, which this service never sets.
+        super().__init__(readiness=Readiness("membership"))
         self.settings = settings
         self.keys = settings.common.keys()
         self.redis: AnyRedis | None = redis
@@ -63,7 +66,6 @@ class DetectorService(Service):
         self.runners: dict[int, PartitionRunner] = {}
         self._own_redis = redis is None
         self._ownership: Ownership | None = None
-        self.readiness.require("membership")
         # Made here, not at import: structlog binds a logger to the configuration current
         # at bind time, and run_service configures logging before building the service.
         self.log = get_logger("detectors", member=settings.detector_id)

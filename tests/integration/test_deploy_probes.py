@@ -1,0 +1,81 @@
+"""What the deployments rely on, against each real worker process: ``/healthz`` answers,
+``/readyz`` turns 200 once the worker is connected and working (the Kubernetes readiness
+probe; a rollout waits for it), and SIGTERM (systemd's KillSignal, Kubernetes' stop) ends
+the process gracefully with exit code 0 well within the grace the units and pods allow."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from tests.integration.runtime_support import finish, free_port, http_get, spawn_worker, worker_env
+from tests.sink_support import make_db, until
+from tests.unit.deploy_support import WORKERS
+
+
+@pytest.fixture
+async def database_url() -> AsyncIterator[str]:
+    async for db in make_db("postgres"):
+        yield db.url
+
+
+def worker_settings(worker: str, database_url: str) -> dict[str, str]:
+    """The few settings each worker needs on top of Redis and the metrics port."""
+    return {
+        # Nothing listens there: readiness must not wait for an exchange connection.
+        "ingest": {
+            "EXCHANGES": "binance:BTCUSDT",
+            "INGEST_URL_BINANCE": f"ws://127.0.0.1:{free_port()}/stream",
+        },
+        "detectors": {"HEARTBEAT_MS": "200", "LEASE_TTL_MS": "2000"},
+        "signals": {},
+        "signals-ws": {"SIGNALS_WS_TOKENS": "t0ken", "SIGNALS_WS_PORT": str(free_port())},
+        "sink": {"DATABASE_URL": database_url, "SINK_FLUSH_MS": "50"},
+    }[worker]
+
+
+async def status(port: int, path: str) -> int:
+    try:
+        code, _ = await http_get(port, path)
+    except OSError:
+        return 0  # not listening yet
+    return code
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+@pytest.mark.slow
+@pytest.mark.parametrize("worker", sorted(WORKERS))
+async def test_worker_becomes_ready_and_stops_on_sigterm(
+    worker: str, namespace: str, redis_client: aioredis.Redis, database_url: str
+) -> None:
+    port = free_port()
+    env = worker_env(
+        namespace,
+        METRICS_PORT=str(port),
+        PARTITIONS="2",
+        BLOCK_MS="100",
+        GRACE_SECONDS="5",
+        **worker_settings(worker, database_url),
+    )
+    proc = spawn_worker(env, WORKERS[worker])
+    try:
+
+        async def ready() -> bool:
+            if proc.poll() is not None:
+                _, err = finish(proc)
+                pytest.fail(f"{worker} exited with {proc.returncode}:\n{err[-3000:]}")
+            return await status(port, "/healthz") == 200 and await status(port, "/readyz") == 200
+
+        await until(f"{worker} /readyz", ready, timeout_s=60)
+        proc.send_signal(signal.SIGTERM)
+        code, err = await asyncio.to_thread(finish, proc, 60)
+        assert code == 0, err[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
