@@ -160,6 +160,15 @@ def test_dashboard_structure_and_coverage() -> None:
         assert grid["x"] + grid["w"] <= 24 and grid["h"] > 0
         if p["type"] != "row":
             assert p["datasource"]["uid"] == "${datasource}" and p["targets"], p["title"]
+    # No two panels share a grid cell.
+    cells: set[tuple[int, int]] = set()
+    for p in panels:
+        g = p["gridPos"]
+        mine = {
+            (x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])
+        }
+        assert not cells & mine, p["title"]
+        cells |= mine
     used = set().union(*(metric_names(e) for e in DASH_EXPRS))
     for needed in (
         "alphapulse_ingest_ticks_total",  # throughput per stage
