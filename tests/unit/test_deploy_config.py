@@ -165,6 +165,13 @@ def test_unit_runs_the_worker_and_stops_within_its_grace(path: Path) -> None:
         assert hardening[key] == value, key
 
 
+def test_units_on_one_host_use_distinct_ports() -> None:
+    ports = [unit_environment(systemd_unit(p))["METRICS_PORT"] for p in UNITS]
+    ws = unit_environment(systemd_unit(DEPLOY / "systemd" / "alphapulse-signals-ws@.service"))
+    ports.append(ws["SIGNALS_WS_PORT"])
+    assert len(set(ports)) == len(ports), ports
+
+
 def test_unit_environment_is_read_by_the_code_and_not_overridden() -> None:
     shared = env_file(ENV_EXAMPLE, commented=False)
     for path in UNITS:

@@ -33,6 +33,7 @@ DASH_EXPRS = [
     t["expr"] for p in DASHBOARD["panels"] if p["type"] != "row" for t in p.get("targets", [])
 ]
 _DURATION = re.compile(r"^\d+[smhd]$")
+_GROUPING = re.compile(r"\b(?:by|without|on|ignoring)\s*\(([^)]*)\)")
 
 
 def check_expr(expr: str) -> list[str]:
@@ -50,6 +51,12 @@ def check_expr(expr: str) -> list[str]:
         known = EXPORTED[metric].labels if metric in EXPORTED else frozenset()
         if label not in known | TARGET_LABELS:
             problems.append(f"{metric} has no label {label!r}")
+    # Grouping and matching labels must exist on some metric of the expression.
+    present = set(TARGET_LABELS).union(*(EXPORTED[n].labels for n in names if n in EXPORTED))
+    for group in _GROUPING.findall(expr):
+        for label in filter(None, (x.strip() for x in group.split(","))):
+            if label not in present:
+                problems.append(f"groups by {label!r}, which none of {sorted(names)} has")
     return problems
 
 
@@ -75,6 +82,7 @@ def test_the_checker_rejects_what_it_should() -> None:
     assert check_expr("alphapulse_sink_flush_seconds > 1")  # histogram without suffix
     assert check_expr('alphapulse_runtime_lag_entries{shard="1"}')  # no such label
     assert check_expr("sum(rate(alphapulse_ingest_ticks_total[5m])")  # unbalanced
+    assert check_expr("sum by (exchange) (alphapulse_sink_rows_total)")  # no such label
     assert not check_expr('max by (stream) (alphapulse_runtime_lag_entries{group="sink"}) > 5')
 
 
