@@ -4,11 +4,14 @@ variables the code reads (with values it accepts)."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+import ingest.simcli
 from tests.unit.deploy_support import (
     DEPLOY,
     WORKERS,
@@ -199,3 +202,28 @@ def test_the_example_covers_the_settings_of_every_stage() -> None:
     not_for_operators = {"METRICS_PORT", "PORT", "SINK_TEST_KILL_AFTER_COMMIT"}
     missing = read - set(values) - not_for_operators
     assert missing == set()
+
+
+# --- the demo overlay (base + simulator) ---------------------------------------------------------
+def test_demo_runs_a_valid_simulator_that_ingest_reaches() -> None:
+    demo = DEPLOY / "k8s" / "demo"
+    kustomization = load_yaml(demo / "kustomization.yaml")
+    assert kustomization["resources"] == ["..", "simulator.yaml"]
+    docs = {d["kind"]: d for d in yaml.safe_load_all((demo / "simulator.yaml").read_text())}
+    (container,) = docs["Deployment"]["spec"]["template"]["spec"]["containers"]
+    binary, *args = container["command"]
+    assert binary == "/opt/alphapulse/.venv/bin/alphapulse"
+    parser = argparse.ArgumentParser()
+    ingest.simcli.register(parser.add_subparsers(dest="command"))
+    parsed = parser.parse_args(args)
+    assert parsed.command == "simulate" and parsed.host == "0.0.0.0"
+    service = docs["Service"]
+    (port,) = service["spec"]["ports"]
+    assert port["port"] == parsed.port
+    (patch,) = kustomization["patches"]
+    urls = {op["path"].removeprefix("/data/"): op["value"] for op in yaml.safe_load(patch["patch"])}
+    assert set(urls) == {"INGEST_URL_BINANCE", "INGEST_URL_KRAKEN"}
+    for url in urls.values():
+        assert url.startswith(f"ws://{service['metadata']['name']}:{port['port']}/")
+    values = {**CONFIG["data"], **SECRET["stringData"], **urls}
+    assert set(values) - variables_read(values) == set()
