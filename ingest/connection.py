@@ -37,6 +37,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.frames import CloseCode
@@ -46,6 +47,8 @@ from common.errors import BadInput
 from common.logging import get_logger
 from ingest.deadletter import DeadLetters, RateLimitedLog
 from ingest.exchanges import ExchangeAdapter, FrameKind, ParseResult
+from ingest.exchanges.base import trade_result
+from ingest.exchanges.batch import TradeColumns
 from ingest.metrics import IngestMetrics
 from ingest.sequence import TradeDeduper, Verdict
 from ingest.writer import TickWriter
@@ -336,9 +339,57 @@ class Connection:
         try:
             result = self.adapter.parse(frame, recv_ts)
         except BadInput as e:
-            self.metrics.bad_frames.labels(self.adapter.name, e.reason).inc()
-            self.dead_letters.add(self.adapter.name, e.reason, e.detail, frame)
+            self._bad(frame, e)
             return []
+        return self._result(result)
+
+    def offer_frames(self, frames: Sequence[str | bytes], recv_ts: int) -> bool:
+        """``handle_frame`` for many frames, straight into the writer (``writer.offer`` /
+        ``offer_columns``): trades in columns when ``parse_many`` gives them and every
+        symbol's ids continue its stream in order; otherwise frame by frame, exactly as
+        ``handle_frame``. Returns the writer's answer (False: ``await wait_for_space()``)."""
+        batch = self.adapter.parse_many(frames, recv_ts)
+        cols = batch.columns
+        writer = self.writer
+        if cols is not None:
+            self._frame_counts[0] += len(frames)
+            if self._accept_columns(cols):
+                self._tick_count += cols.size
+                return writer.offer_columns(cols)
+            return writer.offer(self._dedupe(trade_result(cols.ticks())))
+        for frame, outcome in zip(frames, batch.outcomes, strict=True):
+            if isinstance(outcome, BadInput):
+                self._bad(frame, outcome)
+                continue
+            ticks = self._result(outcome)
+            if ticks:
+                writer.offer(ticks)
+        return writer.offer(())
+
+    def _accept_columns(self, cols: TradeColumns) -> bool:
+        """Every symbol's ids in ``cols`` are the next consecutive ids of its stream: all
+        accepted by the deduper at once (True). False, with nothing changed, otherwise."""
+        ex, dedupe = cols.exchange, self.deduper
+        symbols = dict.fromkeys(cols.symbols)
+        if len(symbols) == 1:
+            runs = [(cols.symbols[0], cols.seq)]
+        else:
+            of_trade = np.array(cols.symbols, dtype=object)
+            runs = [(sym, cols.seq[of_trade == sym]) for sym in symbols]
+        if not self.adapter.trade_ids_sequential or not all(
+            bool((np.diff(seq) == 1).all()) and dedupe.next_id(ex, sym) == int(seq[0])
+            for sym, seq in runs
+        ):
+            return False
+        for sym, seq in runs:
+            dedupe.accept_run(ex, sym, int(seq[0]), len(seq))
+        return True
+
+    def _bad(self, frame: str | bytes, e: BadInput) -> None:
+        self.metrics.bad_frames.labels(self.adapter.name, e.reason).inc()
+        self.dead_letters.add(self.adapter.name, e.reason, e.detail, frame)
+
+    def _result(self, result: ParseResult) -> Sequence[Tick]:
         kind = result.kind
         if kind is _TRADE:
             self._frame_counts[0] += 1

@@ -168,6 +168,11 @@ class TradeDeduper:
             st.expect = str(st.highest + 1)
         return verdict
 
+    def next_id(self, exchange: str, symbol: str) -> int | None:
+        """The id that would continue a sequential stream in order (None: unknown yet)."""
+        st = self._streams.get((exchange, symbol))
+        return None if st is None or st.expect is None or st.highest is None else st.highest + 1
+
     def accept_run(self, exchange: str, symbol: str, first: int, count: int) -> bool:
         """Accept ``count`` consecutive ids ``first ...`` in one step if ``first`` is the next
         id of a sequential stream (True); False — nothing changed — otherwise, and the caller

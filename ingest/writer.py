@@ -33,12 +33,15 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
 from redis.exceptions import RedisError
 
 from common.contracts import Tick, TickBatch
 from common.logging import get_logger
 from common.names import Keys, partition_of
+from ingest.exchanges.batch import TradeColumns
 from ingest.metrics import IngestMetrics
+from ingest.packing import columns_batch, merge_split
 
 #: Extra field of every entry this writer appends: ``<writer id>:<sequence>``. Readers
 #: ignore it (fields are only ever added to a contract version); retries use it.
@@ -83,6 +86,9 @@ class TickWriter:
         # Loggers are made per instance, after main() configured logging.
         self._log = get_logger("ingest.writer")
         self._buffers: dict[int, list[Tick]] = {}
+        # Per partition, batches packed from columns (offer_columns); a partition's ticks
+        # offered earlier are moved in first, so segments always precede _buffers[p].
+        self._segments: dict[int, list[TickBatch]] = {}
         self._partition_cache: dict[tuple[str, str], int] = {}
         self._pending = 0  # ticks buffered or in the batch being written
         self._buffered = 0  # ticks buffered, not yet taken by the flusher
@@ -150,6 +156,51 @@ class TickWriter:
                 self._full = True
         return not self._full
 
+    def offer_columns(self, cols: TradeColumns) -> bool:
+        """``offer`` for trades in columns (``parse_many``): packed into ``TickBatch``
+        records per partition with numpy, no ``Tick`` per trade. Same return value."""
+        if self._closing:
+            raise RuntimeError("TickWriter is closed")
+        n = cols.size
+        if not n:
+            return not self._full
+        ex, cache = cols.exchange, self._partition_cache
+        part: dict[str, int] = {}
+        for sym in dict.fromkeys(cols.symbols):
+            p = cache.get((ex, sym))
+            if p is None:
+                p = cache[ex, sym] = partition_of(ex, sym, self._keys.partitions)
+            part[sym] = p
+        targets = set(part.values())
+        if len(targets) == 1:
+            self._add_segment(targets.pop(), columns_batch(cols))
+        else:
+            of_trade = np.array(list(map(part.__getitem__, cols.symbols)))
+            for p in sorted(targets):
+                self._add_segment(p, columns_batch(cols, np.flatnonzero(of_trade == p)))
+        self._pending += n
+        self._buffered += n
+        if self._first_at is None:
+            self._first_at = time.monotonic()
+            self._idle.clear()
+            self._wake.set()
+        elif self._buffered >= self.batch_size and not self._batch_signalled:
+            self._batch_signalled = True
+            self._wake.set()
+        if self._pending >= self.max_pending:
+            self._space.clear()
+            self._full = True
+        return not self._full
+
+    def _add_segment(self, p: int, batch: TickBatch) -> None:
+        segments = self._segments.get(p)
+        if segments is None:
+            segments = self._segments[p] = []
+        ticks = self._buffers.pop(p, None)
+        if ticks:  # offered before these columns: keep them first
+            segments.append(TickBatch.from_ticks(ticks))
+        segments.append(batch)
+
     async def wait_for_space(self) -> None:
         """Wait until the buffer is below its bound (counted as backpressure)."""
         if self._space.is_set():
@@ -205,7 +256,7 @@ class TickWriter:
     # --- flusher -------------------------------------------------------------------
     async def _run(self) -> None:
         while True:
-            if not self._buffers:
+            if not self._buffers and not self._segments:
                 if self._closing:
                     return
                 self._wake.clear()
@@ -223,43 +274,58 @@ class TickWriter:
                 self._metrics.writer_abandoned.inc(self._pending)
                 self._log.error("writer_abandoned", ticks=self._pending)
                 self._buffers.clear()
+                self._segments.clear()
                 self._pending = self._buffered = 0
                 self._idle.set()
                 self._space.set()
                 self._full = False
                 return
             buffers, self._buffers = self._buffers, {}
+            segments, self._segments = self._segments, {}
             self._buffered = 0
             self._batch_signalled = False
             self._first_at = None
-            n = await self._write(buffers)
+            n = await self._write(buffers, segments)
             self._pending -= n
             if self._pending < self.max_pending:
                 self._space.set()
                 self._full = False
-            if not self._buffers:
+            if not self._buffers and not self._segments:
                 self._idle.set()
 
-    def _entries(self, buffers: dict[int, list[Tick]]) -> list[tuple[str, dict[bytes, bytes]]]:
+    def _entries(
+        self, buffers: dict[int, list[Tick]], segments: dict[int, list[TickBatch]]
+    ) -> list[tuple[str, dict[bytes, bytes]]]:
         size = self.batch_size
         out: list[tuple[str, dict[bytes, bytes]]] = []
-        for p, ticks in buffers.items():
+        for p in {**segments, **buffers}:
+            ticks = buffers.get(p, [])
+            batches = segments.get(p)
+            if batches is None:  # ticks only (the per-frame path)
+                batches = [TickBatch.from_ticks(ticks[i : i + size])
+                           for i in range(0, len(ticks), size)]  # fmt: skip
+            else:
+                if ticks:
+                    batches.append(TickBatch.from_ticks(ticks))
+                batches = merge_split(batches, size)
             stream = self._keys.ticks(p)
-            for i in range(0, len(ticks), size):
-                fields = TickBatch.from_ticks(ticks[i : i + size]).encode()
+            for batch in batches:
+                fields = batch.encode()
                 self._seq += 1
                 fields[TAG_FIELD] = b"%s:%d" % (self._writer_id, self._seq)
                 out.append((stream, fields))
         return out
 
-    async def _write(self, buffers: dict[int, list[Tick]]) -> int:
+    async def _write(
+        self, buffers: dict[int, list[Tick]], segments: dict[int, list[TickBatch]]
+    ) -> int:
         """Append the buffers; retry until it works or we are aborted.
 
         After a failed attempt the entries that did land (a pipeline can fail half-way) are
         found by their tag and not sent again, so a retry never appends a batch twice.
         """
-        n = sum(len(v) for v in buffers.values())
-        entries = self._entries(buffers)
+        n = sum(map(len, buffers.values())) + sum(len(b) for v in segments.values() for b in v)
+        entries = self._entries(buffers, segments)
         attempt = 0
         started = time.monotonic()
         while True:

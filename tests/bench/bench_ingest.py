@@ -7,6 +7,9 @@ Figures (each printed with its baseline, measured in the same run):
 * parse + dedupe + write — the same frames through ``Connection.handle_frame`` (parse,
   duplicate/gap check, metrics) and ``TickWriter`` into a real Redis, until every tick is
   appended to ``ticks:{p}`` (ticks/s);
+* the same through the batch path — ``Connection.offer_frames`` 64 frames a call
+  (``parse_many`` columns, deduper runs, ``TickWriter.offer_columns``: no ``Tick`` per
+  trade); the per-frame websocket reader does not use it yet;
 * websocket end to end — ``alphapulse simulate`` (its own process, speed 0, looping the
   BTCUSDT recording) → ``IngestService`` → Redis: one frame per trade, as Binance sends;
 * baseline: ``redis-benchmark -q -P 64 -n 200000 XADD`` (one entry per XADD; ingest packs
@@ -137,6 +140,35 @@ async def _parse_and_write(frames: list[str], keys: Keys, redis: aioredis.Redis)
     return w.written / dt
 
 
+async def _batched_parse_and_write(
+    frames: list[str], keys: Keys, redis: aioredis.Redis, size: int = 64
+) -> float:
+    """The batch path: ``Connection.offer_frames`` (``parse_many`` → deduper runs →
+    ``TickWriter.offer_columns``), ``size`` frames a call."""
+    metrics = IngestMetrics(CollectorRegistry())
+    adapter = get_adapter("binance")
+    batches = [frames[i : i + size] for i in range(0, len(frames), size)]
+    async with TickWriter(redis, keys, metrics, batch_size=1000, flush_interval=0.005) as w:
+        conn = Connection(
+            adapter,
+            ["BTCUSDT", "ETHUSDT"],
+            writer=w,
+            deduper=TradeDeduper(sequential_key=adapter.trade_id_key),
+            metrics=metrics,
+            dead_letters=DeadLetters(redis, keys, consumer="bench", dropped=metrics.dlq_dropped),
+        )
+        t0 = time.perf_counter()
+        for batch in batches:
+            if not conn.offer_frames(batch, time.time_ns()):
+                await w.wait_for_space()
+            if w.flush_due:
+                await asyncio.sleep(0)  # let the flusher run, as the reader does
+        await w.drain()
+        dt = time.perf_counter() - t0
+    assert w.written == len(frames), (w.written, len(frames))
+    return w.written / dt
+
+
 async def _websocket(frames_n: int, keys: Keys, redis_url: str) -> float:
     """``alphapulse simulate`` in its own process (the box's other core) → this process."""
     with socket.socket() as probe:
@@ -256,6 +288,8 @@ def main() -> None:
         )
         rate = uvloop.run(write(_parse_and_write, "pw:"))
         _row("parse + dedupe + write to ticks:{p} (1 process)", rate, "ticks/s")
+        rate = uvloop.run(write(_batched_parse_and_write, "bw:"))
+        _row("  same, batch path (offer_frames, 64 frames a call)", rate, "ticks/s")
         ws_n = 20_000 if QUICK else 100_000
         ws_rate = uvloop.run(_websocket(ws_n, Keys(16, namespace + "ws:"), REDIS_URL))
         _row("websocket: simulate (2nd process) -> ingest -> Redis", ws_rate, "ticks/s")

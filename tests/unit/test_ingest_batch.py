@@ -7,16 +7,18 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from common.contracts import Tick
+from common.contracts import Tick, TickBatch
 from common.errors import BadInput
 from ingest.exchanges import EXCHANGES, get_adapter
 from ingest.exchanges.base import ParseResult
 from ingest.exchanges.batch import ParsedBatch
+from ingest.packing import columns_batch, merge_split
 from tests.unit.ingest_samples import (
     BINANCE_FUTURES_AGG,
     BINANCE_TRADE_SELL,
@@ -166,3 +168,24 @@ def test_mutated_batches_match_parse(exchange: str, data: st.DataObject) -> None
                 payload[key] = data.draw(_leaf)
         frames.append(json.dumps(doc))
     _assert_same_as_parse(exchange, frames)
+
+
+def test_columns_pack_into_the_batches_from_ticks_would_make() -> None:
+    frames = [_trade(i, s="ETHUSDT" if i % 4 == 0 else "BTCUSDT") for i in range(1, 30)]
+    cols = get_adapter("binance").parse_many(frames, RECV).columns
+    assert cols is not None
+    ticks = cols.ticks()
+    whole = columns_batch(cols)
+    assert list(whole) == ticks and whole.symbols == TickBatch.from_ticks(ticks).symbols
+    assert whole.records.tobytes() == TickBatch.from_ticks(ticks).records.tobytes()
+    eth = np.flatnonzero(np.array(cols.symbols) == "ETH-USDT")
+    assert list(columns_batch(cols, eth)) == [t for t in ticks if t.symbol == "ETH-USDT"]
+    # ticks offered before and after, re-cut into batches of 8 with compact symbol tables
+    before, after = ticks[:3], ticks[3:5]
+    parts = merge_split([TickBatch.from_ticks(before), whole, TickBatch.from_ticks(after)], size=8)
+    assert [t for b in parts for t in b] == before + ticks + after
+    assert [len(b) for b in parts] == [8, 8, 8, 8, 2]
+    for b in parts:
+        assert sorted(b.symbols) == sorted({(t.exchange, t.symbol, t.native_symbol) for t in b})
+        assert TickBatch.decode(b.encode()).trade_ids == b.trade_ids
+    assert merge_split([whole], 100) == [whole]
