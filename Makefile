@@ -37,7 +37,8 @@ test: install services provision lint
 # `make run`: the whole pipeline on this machine (the Procfile) in namespace RUN_NAMESPACE,
 # fed by the simulator replaying TICKS (default: the recorded Binance BTC and ETH sessions
 # merged by receive time) as exchange EXCHANGE, SPEED times real time, looped. Starts fresh
-# (deletes that namespace's Redis keys first) unless KEEP=1.
+# (deletes that namespace's Redis keys first) unless KEEP=1. Each process's metrics port is
+# honcho's PORT (5000, 5100, ...); signals-ws serves on SIGNALS_WS_PORT (8780), token dev-token.
 DATA ?= ../shared/data
 RUN_TICKS := var/run/binance-btcusdt-ethusdt.rec.gz
 TICKS ?= $(RUN_TICKS)
@@ -65,7 +66,8 @@ run: install services $(TICKS)
 	@if [ "$${KEEP:-0}" != 1 ]; then for pat in '$(RUN_NAMESPACE)*' '{$(RUN_NAMESPACE)*'; do \
 	  redis-cli -u "$$REDIS_URL" --scan --pattern "$$pat" | xargs -r redis-cli -u "$$REDIS_URL" del >/dev/null; \
 	done; fi
-	env $$($(RUN_FEED_ENV)) NAMESPACE=$(RUN_NAMESPACE) TIMEFRAMES=$(RUN_TIMEFRAMES) \
+	@echo "make run: $(TICKS) as $(EXCHANGE) at $(SPEED)x (looped), namespace $(RUN_NAMESPACE); Ctrl-C stops"
+	@env -u METRICS_PORT $$($(RUN_FEED_ENV)) NAMESPACE=$(RUN_NAMESPACE) TIMEFRAMES=$(RUN_TIMEFRAMES) \
 	  TICKS=$(TICKS) EXCHANGE=$(EXCHANGE) SPEED=$(SPEED) SIM_PORT=$(SIM_PORT) \
 	  LOG_FORMAT=$${LOG_FORMAT:-console} $(BIN)/honcho start -f Procfile
 
