@@ -26,6 +26,10 @@ WebSocket *sessions* one after another:
 
 Bad frames are counted by reason, dead-lettered and logged at a bounded rate; the session
 goes on.
+
+``handle_frame`` is the per-frame step the reader runs; ``offer_frames`` is the same for a
+batch of frames (``parse_many`` columns, in-order runs accepted by the deduper at once,
+``TickWriter.offer_columns``), with the per-frame step as its exact fallback.
 """
 
 from __future__ import annotations

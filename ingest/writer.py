@@ -1,11 +1,15 @@
 """The partitioned tick writer: ticks in, ``ticks:{p}`` micro-batches out.
 
-Connections hand their parsed ticks to :meth:`TickWriter.put`. The writer groups them by
-partition (``partition_of(exchange, symbol, P)``) and one flusher task appends each
-partition's ticks as :class:`~common.contracts.TickBatch` entries (at most ``batch_size``
-ticks each) with one non-transactional pipeline per flush. A flush happens as soon as
-``batch_size`` ticks are buffered, or ``flush_interval`` seconds after the oldest unflushed
-tick arrived — the latency bound.
+Connections hand their parsed ticks to :meth:`TickWriter.put` (or ``offer``), or — the batch
+path — trades in columns from ``parse_many`` to :meth:`TickWriter.offer_columns`, which
+packs them into ``TickBatch`` records with numpy (``ingest.packing``) without a ``Tick``
+per trade; a partition's ticks and columns keep the order they were offered in.
+
+The writer groups them by partition (``partition_of(exchange, symbol, P)``) and one flusher
+task appends each partition's ticks as :class:`~common.contracts.TickBatch` entries (at most
+``batch_size`` ticks each) with one non-transactional pipeline per flush. A flush happens as
+soon as ``batch_size`` ticks are buffered, or ``flush_interval`` seconds after the oldest
+unflushed tick arrived — the latency bound.
 
 Backpressure, and why nothing is dropped
 ----------------------------------------
@@ -139,21 +143,24 @@ class TickWriter:
             else:
                 buf.append(t)
             n += 1
-        if n:
-            self._pending += n
-            self._buffered += n
-            # Wake the flusher only to start the latency timer or once for a full batch, not
-            # on every offer (this runs per frame: even an Event.set call shows).
-            if self._first_at is None:
-                self._first_at = time.monotonic()
-                self._idle.clear()
-                self._wake.set()
-            elif self._buffered >= self.batch_size and not self._batch_signalled:
-                self._batch_signalled = True
-                self._wake.set()
-            if self._pending >= self.max_pending:
-                self._space.clear()
-                self._full = True
+        return self._added(n) if n else not self._full
+
+    def _added(self, n: int) -> bool:
+        """Account for ``n`` ticks just buffered; the value ``offer`` returns."""
+        self._pending += n
+        self._buffered += n
+        # Wake the flusher only to start the latency timer or once for a full batch, not
+        # on every offer (this runs per frame: even an Event.set call shows).
+        if self._first_at is None:
+            self._first_at = time.monotonic()
+            self._idle.clear()
+            self._wake.set()
+        elif self._buffered >= self.batch_size and not self._batch_signalled:
+            self._batch_signalled = True
+            self._wake.set()
+        if self._pending >= self.max_pending:
+            self._space.clear()
+            self._full = True
         return not self._full
 
     def offer_columns(self, cols: TradeColumns) -> bool:
@@ -178,19 +185,7 @@ class TickWriter:
             of_trade = np.array(list(map(part.__getitem__, cols.symbols)))
             for p in sorted(targets):
                 self._add_segment(p, columns_batch(cols, np.flatnonzero(of_trade == p)))
-        self._pending += n
-        self._buffered += n
-        if self._first_at is None:
-            self._first_at = time.monotonic()
-            self._idle.clear()
-            self._wake.set()
-        elif self._buffered >= self.batch_size and not self._batch_signalled:
-            self._batch_signalled = True
-            self._wake.set()
-        if self._pending >= self.max_pending:
-            self._space.clear()
-            self._full = True
-        return not self._full
+        return self._added(n)
 
     def _add_segment(self, p: int, batch: TickBatch) -> None:
         segments = self._segments.get(p)

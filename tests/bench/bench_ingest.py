@@ -24,6 +24,7 @@ by the adapter's server side, byte-compatible with what Binance sends) so nothin
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import os
 import re
@@ -117,9 +118,15 @@ def _parse_many(frames: list[str], size: int = 64) -> float:
     return n / dt
 
 
-async def _parse_and_write(frames: list[str], keys: Keys, redis: aioredis.Redis) -> float:
+async def _parse_and_write(
+    frames: list[str], keys: Keys, redis: aioredis.Redis, size: int = 0
+) -> float:
+    """``Connection.handle_frame`` + ``TickWriter.put`` per frame (``size`` 0, as the
+    websocket reader does), or the batch path ``Connection.offer_frames`` (``parse_many``
+    → deduper runs → ``TickWriter.offer_columns``) ``size`` frames a call."""
     metrics = IngestMetrics(CollectorRegistry())
     adapter = get_adapter("binance")
+    batches = [frames[i : i + size] for i in range(0, len(frames), size)] if size else []
     async with TickWriter(redis, keys, metrics, batch_size=1000, flush_interval=0.005) as w:
         conn = Connection(
             adapter,
@@ -130,34 +137,10 @@ async def _parse_and_write(frames: list[str], keys: Keys, redis: aioredis.Redis)
             dead_letters=DeadLetters(redis, keys, consumer="bench", dropped=metrics.dlq_dropped),
         )
         t0 = time.perf_counter()
-        for frame in frames:
+        for frame in frames if not size else ():
             ticks = conn.handle_frame(frame, time.time_ns())
             if ticks:
                 await w.put(ticks)
-        await w.drain()
-        dt = time.perf_counter() - t0
-    assert w.written == len(frames), (w.written, len(frames))
-    return w.written / dt
-
-
-async def _batched_parse_and_write(
-    frames: list[str], keys: Keys, redis: aioredis.Redis, size: int = 64
-) -> float:
-    """The batch path: ``Connection.offer_frames`` (``parse_many`` → deduper runs →
-    ``TickWriter.offer_columns``), ``size`` frames a call."""
-    metrics = IngestMetrics(CollectorRegistry())
-    adapter = get_adapter("binance")
-    batches = [frames[i : i + size] for i in range(0, len(frames), size)]
-    async with TickWriter(redis, keys, metrics, batch_size=1000, flush_interval=0.005) as w:
-        conn = Connection(
-            adapter,
-            ["BTCUSDT", "ETHUSDT"],
-            writer=w,
-            deduper=TradeDeduper(sequential_key=adapter.trade_id_key),
-            metrics=metrics,
-            dead_letters=DeadLetters(redis, keys, consumer="bench", dropped=metrics.dlq_dropped),
-        )
-        t0 = time.perf_counter()
         for batch in batches:
             if not conn.offer_frames(batch, time.time_ns()):
                 await w.wait_for_space()
@@ -288,7 +271,7 @@ def main() -> None:
         )
         rate = uvloop.run(write(_parse_and_write, "pw:"))
         _row("parse + dedupe + write to ticks:{p} (1 process)", rate, "ticks/s")
-        rate = uvloop.run(write(_batched_parse_and_write, "bw:"))
+        rate = uvloop.run(write(functools.partial(_parse_and_write, size=64), "bw:"))
         _row("  same, batch path (offer_frames, 64 frames a call)", rate, "ticks/s")
         ws_n = 20_000 if QUICK else 100_000
         ws_rate = uvloop.run(_websocket(ws_n, Keys(16, namespace + "ws:"), REDIS_URL))

@@ -17,12 +17,14 @@ for every figure alike. Best of several rounds (the machine is shared and noisy)
 
 from __future__ import annotations
 
+import functools
 import gc
 import gzip
 import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import orjson
 
@@ -32,6 +34,7 @@ from ingest.settings import DEFAULT_GC_GEN0, tune_gc
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 RECORDING = DATA / "binance-spot-btcusdt-20240808.rec.gz"
+T = TypeVar("T")
 
 
 def _recorded_trade_frames() -> list[bytes]:
@@ -40,28 +43,16 @@ def _recorded_trade_frames() -> list[bytes]:
     return [fr for fr in lines if fr.startswith(b'{"stream":"btcusdt@trade"')]
 
 
-def _rate(fn: Callable[[bytes], object], frames: list[bytes], loops: int, rounds: int) -> float:
+def _rate(fn: Callable[[T], object], items: list[T], ticks: int, loops: int, rounds: int) -> float:
+    """Best rate over ``rounds`` of ``loops`` passes of ``fn`` over ``items`` (``ticks`` per
+    pass)."""
     best = 0.0
     for _ in range(rounds):
         start = time.perf_counter()
         for _ in range(loops):
-            for fr in frames:
-                fn(fr)
-        best = max(best, loops * len(frames) / (time.perf_counter() - start))
-    return best
-
-
-def _rate_many(
-    fn: Callable[[list[bytes]], object], batches: list[list[bytes]], loops: int, rounds: int
-) -> float:
-    n = sum(map(len, batches))
-    best = 0.0
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for _ in range(loops):
-            for batch in batches:
-                fn(batch)
-        best = max(best, loops * n / (time.perf_counter() - start))
+            for item in items:
+                fn(item)
+        best = max(best, loops * ticks / (time.perf_counter() - start))
     return best
 
 
@@ -100,8 +91,8 @@ def _main() -> None:
     binance = get_adapter("binance")
     recv = time.time_ns()
     loops = 3 if quick else 10
-    parse = _rate(lambda fr: binance.parse(fr, recv), frames, loops, rounds)
-    base = _rate(orjson.loads, frames, loops, rounds)
+    parse = _rate(lambda fr: binance.parse(fr, recv), frames, len(frames), loops, rounds)
+    base = _rate(orjson.loads, frames, len(frames), loops, rounds)
     print(
         f"binance parse-only, {len(frames):,} recorded trade frames x {loops}: "
         f"{parse:,.0f} ticks/s  (baseline orjson.loads alone: {base:,.0f} frames/s; "
@@ -109,7 +100,7 @@ def _main() -> None:
     )
     for size in (64, 256):
         batches = [frames[i : i + size] for i in range(0, len(frames), size)]
-        many = _rate_many(lambda b: binance.parse_many(b, recv), batches, loops, rounds)
+        many = _rate(lambda b: binance.parse_many(b, recv), batches, len(frames), loops, rounds)
         print(
             f"binance parse_many, batches of {size} recorded trade frames (columns, no Tick "
             f"per trade): {many:,.0f} ticks/s  ({many / parse:.2f}x per-frame parse; "
@@ -120,8 +111,9 @@ def _main() -> None:
             continue
         adapter = get_adapter(exchange)
         rendered = _rendered_frames(exchange, 2_000)
-        rate = _rate(lambda fr, a=adapter: a.parse(fr, recv), rendered, loops, rounds)  # type: ignore[misc]
-        base = _rate(orjson.loads, rendered, loops, rounds)
+        rate = _rate(functools.partial(adapter.parse, recv_ts_ns=recv), rendered,
+                     len(rendered), loops, rounds)  # fmt: skip
+        base = _rate(orjson.loads, rendered, len(rendered), loops, rounds)
         print(
             f"{exchange} parse-only, rendered 1-trade frames: {rate:,.0f} ticks/s  "
             f"(baseline orjson.loads: {base:,.0f} frames/s)"
