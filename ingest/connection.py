@@ -38,7 +38,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 from dataclasses import dataclass
 
 import numpy as np
@@ -79,6 +79,7 @@ class ConnectionOptions:
     backoff_max_s: float = 30.0
     backoff_reset_s: float = 30.0
     rotation_ready_timeout_s: float = 10.0
+    read_batch: int = 128  # frames already received handled as one batch (1: one by one)
 
 
 def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
@@ -307,21 +308,41 @@ class Connection:
                 await session.ws.send(message)
 
     async def _read(self, session: _Session) -> None:
-        writer = self.writer
+        writer, ws = self.writer, session.ws
+        # Batches only where parse_many has a columnar path (one trade per frame), and no
+        # larger than the writer's room: memory stays within its bound plus one frame.
+        batching = self.adapter.columnar_batches and self.options.read_batch > 1
+        queue = _received_queue(ws) if batching else None
         publish_at = time.monotonic() + _PUBLISH_EVERY_S
-        n = 0
+        since_yield = 0
         try:
-            async for frame in session.ws:
+            async for frame in ws:
                 now = time.monotonic()
                 session.last_frame = now
                 session.first_frame.set()
-                ticks = self.handle_frame(frame, time.time_ns())
-                if ticks and not writer.offer(ticks):
-                    await writer.wait_for_space()  # backpressure: stop reading the socket
-                n += 1
-                if writer.flush_due or n % _YIELD_EVERY == 0:
+                if queue is not None and len(queue) and writer.pending < writer.max_pending - 1:
+                    # More frames already arrived: take them too (recv() returns them
+                    # without waiting) and handle them as one batch. A close while taking
+                    # them still hands over what was taken.
+                    batch = [frame]
+                    limit = min(self.options.read_batch, writer.max_pending - writer.pending)
+                    try:
+                        while len(queue) and len(batch) < limit:
+                            batch.append(await ws.recv())
+                    finally:
+                        ok = self.offer_frames(batch, time.time_ns())
+                    if not ok:
+                        await writer.wait_for_space()  # backpressure: stop reading
+                    since_yield += len(batch)
+                else:
+                    ticks = self.handle_frame(frame, time.time_ns())
+                    if ticks and not writer.offer(ticks):
+                        await writer.wait_for_space()  # backpressure: stop reading
+                    since_yield += 1
+                if writer.flush_due or since_yield >= _YIELD_EVERY:
                     # recv() does not yield while frames are queued: let the flusher (and
                     # the other connections) run, or a busy socket would starve them.
+                    since_yield = 0
                     await asyncio.sleep(0)
                 if now >= publish_at:
                     self.publish_metrics()
@@ -444,6 +465,16 @@ class Connection:
             kept.append(t)
         self._tick_count += len(kept)
         return kept
+
+
+def _received_queue(ws: ClientConnection) -> Sized | None:
+    """The frames ``ws`` received that ``recv()`` has not returned yet, to batch them.
+
+    websockets does not publish this; its asyncio connection (versions 13-17) keeps them
+    in ``recv_messages.frames``. Without it (another version) frames go one at a time.
+    """
+    frames = getattr(getattr(ws, "recv_messages", None), "frames", None)
+    return frames if isinstance(frames, Sized) else None
 
 
 def _closed_reason(e: ConnectionClosed) -> str:

@@ -77,6 +77,7 @@ class IngestService(Service):
                 ping_interval_s=s.ping_interval_s,
                 backoff_base_s=s.backoff_base_s,
                 backoff_max_s=s.backoff_max_s,
+                read_batch=s.read_batch,
             )
             for group in adapter.connection_plan(symbols):
                 self.connections.append(

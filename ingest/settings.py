@@ -24,6 +24,8 @@ variable                           default    meaning
 ``INGEST_DEDUP_WINDOW``            4096       trade ids remembered per symbol for duplicates
 ``INGEST_GC_GEN0``                 50000      Python GC generation-0 threshold (0: Python's
                                               default 700); fewer collections, ~15 % faster
+``INGEST_READ_BATCH``              128        frames already received that a reader handles
+                                              as one batch (Binance; 1 = frame by frame)
 =================================  =========  ================================================
 
 Plus every ``CommonSettings`` variable (``REDIS_URL``, ``PARTITIONS``, ``NAMESPACE``,
@@ -63,6 +65,7 @@ class IngestSettings:
     backoff_max_s: float = 30.0
     dedup_window: int = 4096
     gc_gen0: int = DEFAULT_GC_GEN0
+    read_batch: int = 128
 
     def url(self, exchange: str) -> str | None:
         return dict(self.urls).get(exchange)
@@ -104,6 +107,7 @@ class IngestSettings:
             backoff_max_s=env_float(env, "INGEST_BACKOFF_MAX_S", 30.0, lo=0.0),
             dedup_window=env_int(env, "INGEST_DEDUP_WINDOW", 4096, lo=1),
             gc_gen0=env_int(env, "INGEST_GC_GEN0", DEFAULT_GC_GEN0, lo=0),
+            read_batch=env_int(env, "INGEST_READ_BATCH", 128, lo=1, hi=4096),
         )
 
 

@@ -187,6 +187,8 @@ class ExchangeAdapter(ABC):
     subscribe_rate_per_s: float
     #: Trade ids are consecutive integers per symbol (gap detection possible).
     trade_ids_sequential: bool = False
+    #: ``parse_many`` returns trades in columns (one trade per frame): readers batch frames.
+    columnar_batches: bool = False
     #: The exchange closes connections after this long (Binance: 24 h); None = no limit.
     max_connection_age_s: float | None = None
     heartbeat: Heartbeat

@@ -71,6 +71,7 @@ class _Binance(ExchangeAdapter):
     server_path = "/stream"
     max_symbols_per_message = 200
     trade_ids_sequential = True
+    columnar_batches = True
     max_connection_age_s = 24 * 3600.0
 
     # ---- client side ----------------------------------------------------------------

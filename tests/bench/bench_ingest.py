@@ -9,9 +9,10 @@ Figures (each printed with its baseline, measured in the same run):
   appended to ``ticks:{p}`` (ticks/s);
 * the same through the batch path — ``Connection.offer_frames`` 64 frames a call
   (``parse_many`` columns, deduper runs, ``TickWriter.offer_columns``: no ``Tick`` per
-  trade); the per-frame websocket reader does not use it yet;
+  trade), as the websocket reader uses it for frames already received;
 * websocket end to end — ``alphapulse simulate`` (its own process, speed 0, looping the
   BTCUSDT recording) → ``IngestService`` → Redis: one frame per trade, as Binance sends;
+  with ``INGEST_READ_BATCH=1`` (frame by frame) and the default 128 (queued frames batched);
 * baseline: ``redis-benchmark -q -P 64 -n 200000 XADD`` (one entry per XADD; ingest packs
   up to ``batch`` ticks per entry), or a Python pipelined XADD loop if redis-benchmark is
   missing (then said so).
@@ -152,7 +153,7 @@ async def _parse_and_write(
     return w.written / dt
 
 
-async def _websocket(frames_n: int, keys: Keys, redis_url: str) -> float:
+async def _websocket(frames_n: int, keys: Keys, redis_url: str, read_batch: int) -> float:
     """``alphapulse simulate`` in its own process (the box's other core) → this process."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -175,6 +176,7 @@ async def _websocket(frames_n: int, keys: Keys, redis_url: str) -> float:
             common=CommonSettings(partitions=keys.partitions, namespace=keys.namespace),
             exchanges=(("binance", ("BTCUSDT",)),),
             urls=(("binance", url.split(": ", 1)[1].strip()),),
+            read_batch=read_batch,
         )
         service = IngestService(
             settings, aioredis.Redis.from_url(redis_url), metrics=metrics, keys=keys
@@ -274,8 +276,10 @@ def main() -> None:
         rate = uvloop.run(write(functools.partial(_parse_and_write, size=64), "bw:"))
         _row("  same, batch path (offer_frames, 64 frames a call)", rate, "ticks/s")
         ws_n = 20_000 if QUICK else 100_000
-        ws_rate = uvloop.run(_websocket(ws_n, Keys(16, namespace + "ws:"), REDIS_URL))
-        _row("websocket: simulate (2nd process) -> ingest -> Redis", ws_rate, "ticks/s")
+        for read_batch, what in ((1, "frame by frame"), (128, "reader batches <= 128")):
+            keys = Keys(16, f"{namespace}ws{read_batch}:")
+            ws_rate = uvloop.run(_websocket(ws_n, keys, REDIS_URL, read_batch))
+            _row(f"websocket: simulate (2nd process) -> ingest, {what}", ws_rate, "ticks/s")
     finally:
         uvloop.run(_cleanup(namespace))
         gc.unfreeze()  # leave the process as it was for the other stages' benchmarks

@@ -19,7 +19,11 @@ from ingest.deadletter import DeadLetters
 from ingest.exchanges import get_adapter
 from ingest.metrics import IngestMetrics
 from ingest.sequence import TradeDeduper
+from ingest.simfeed import Feed
+from ingest.simulator import Simulator
+from ingest.sources import synthetic_ticks
 from ingest.writer import TickWriter
+from tests.integration.ingest_support import run_until_delivered, sim_settings, stored_ticks
 from tests.unit.ingest_samples import BINANCE_TRADE_SELL
 
 pytestmark = pytest.mark.redis
@@ -122,3 +126,28 @@ async def test_batch_path_stores_what_the_per_frame_path_stores(
     assert m2.value("alphapulse_ingest_duplicates_total", exchange="binance") == 41
     assert dlq1 == dlq2 == 1
     assert m2.value("alphapulse_ingest_written_ticks_total") == len(ticks)
+
+
+async def test_the_websocket_reader_batches_queued_frames(
+    redis_client: aioredis.Redis, keys: Keys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At speed 0 frames queue up in the socket: the reader takes them as batches (so the
+    websockets version in use still exposes its receive queue), and every trade still
+    arrives exactly once, in order."""
+    feed = Feed.build("binance", synthetic_ticks("binance", 2, 1000.0, seed=5, count=4000))
+    calls: list[int] = []
+    offer_frames = Connection.offer_frames
+
+    def counting(self: Connection, frames: Any, recv_ts: int) -> bool:
+        calls.append(len(frames))
+        return offer_frames(self, frames, recv_ts)
+
+    monkeypatch.setattr(Connection, "offer_frames", counting)
+    async with Simulator({"binance": feed}, speed=0) as sim:
+        metrics = IngestMetrics(CollectorRegistry())
+        await run_until_delivered(sim, sim_settings(keys, sim), keys, metrics)
+    assert calls and max(calls) > 1
+    stored: dict[str, list[str]] = {}
+    for t in await stored_ticks(redis_client, keys):
+        stored.setdefault(t.native_symbol, []).append(t.trade_id)
+    assert stored == {n: [t.trade_id for t in s.ticks] for n, s in feed.symbols.items()}

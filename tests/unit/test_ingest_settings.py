@@ -151,3 +151,12 @@ def test_dead_letter_buffer_is_bounded_and_counts_what_it_gives_up() -> None:
     assert dlq.pending == 3
     assert metrics.value("alphapulse_ingest_dlq_dropped_total") == 2
     assert [e[b"frame"] for e in dlq._buffer] == [b"junk2", b"junk3", b"junk4"]
+
+
+def test_read_batch_setting() -> None:
+    base = {"EXCHANGES": "binance:BTCUSDT"}
+    assert IngestSettings.from_env(base).read_batch == 128
+    assert IngestSettings.from_env(base | {"INGEST_READ_BATCH": "1"}).read_batch == 1
+    for bad in ("0", "x", "5000"):
+        with pytest.raises(ConfigError, match="INGEST_READ_BATCH"):
+            IngestSettings.from_env(base | {"INGEST_READ_BATCH": bad})
