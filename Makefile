@@ -72,6 +72,7 @@ run: install services $(TICKS)
 	  LOG_FORMAT=$${LOG_FORMAT:-console} $(BIN)/honcho start -f Procfile
 
 bench: install services
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,run,bench]'
 	$(BIN)/python -m tests.bench
 
 deploy-check:  ## promtool + systemd-analyze over deploy/ (installs promtool with apt if root)
