@@ -153,7 +153,11 @@ async def _parse_and_write(
     return w.written / dt
 
 
-async def _websocket(frames_n: int, keys: Keys, redis_url: str, read_batch: int) -> float:
+async def _websocket(
+    frames_n: int, keys: Keys, redis_url: str, read_batch: int
+) -> tuple[float, float]:
+    """Ticks/s written, and ticks per CPU second of this (the ingest) process: the second
+    is what ingest itself costs, less sensitive to the simulator and to a busy machine."""
     """``alphapulse simulate`` in its own process (the box's other core) → this process."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -185,15 +189,16 @@ async def _websocket(frames_n: int, keys: Keys, redis_url: str, read_batch: int)
             run = asyncio.create_task(service.run())
             writer = service.writer
             await _until(lambda: writer.written >= 1000)  # warm up: connected and flowing
-            start, t0 = writer.written, time.perf_counter()
+            start, t0, cpu0 = writer.written, time.perf_counter(), time.process_time()
             await _until(lambda: writer.written - start >= frames_n)
             rate = (writer.written - start) / (time.perf_counter() - t0)
+            cpu_rate = (writer.written - start) / (time.process_time() - cpu0)
             service.request_stop()
             await run
     finally:
         sim.terminate()
         await asyncio.wait_for(sim.wait(), 10)
-    return rate
+    return rate, cpu_rate
 
 
 async def _until(cond: Callable[[], bool], limit_s: float = 300.0) -> None:
@@ -278,8 +283,9 @@ def main() -> None:
         ws_n = 20_000 if QUICK else 100_000
         for read_batch, what in ((1, "frame by frame"), (128, "reader batches <= 128")):
             keys = Keys(16, f"{namespace}ws{read_batch}:")
-            ws_rate = uvloop.run(_websocket(ws_n, keys, REDIS_URL, read_batch))
+            ws_rate, cpu_rate = uvloop.run(_websocket(ws_n, keys, REDIS_URL, read_batch))
             _row(f"websocket: simulate (2nd process) -> ingest, {what}", ws_rate, "ticks/s")
+            _row("  ingest process CPU", cpu_rate, "ticks/CPU-s")
     finally:
         uvloop.run(_cleanup(namespace))
         gc.unfreeze()  # leave the process as it was for the other stages' benchmarks
