@@ -63,11 +63,12 @@ class RedisNode:
                 assert time.monotonic() < deadline, f"redis-server silent: {self.log_tail()}"
                 time.sleep(0.05)
 
-    def stop(self) -> None:
-        """SIGTERM (Redis syncs its AOF and exits), SIGKILL past 10 s."""
+    def stop(self, crash: bool = False) -> None:
+        """SIGTERM (Redis syncs its AOF and exits), SIGKILL past 10 s; ``crash``: SIGKILL
+        at once (with ``appendfsync always`` every acknowledged write is on disk anyway)."""
         if self.proc is None or self.proc.poll() is not None:
             return
-        self.proc.send_signal(signal.SIGTERM)
+        self.proc.send_signal(signal.SIGKILL if crash else signal.SIGTERM)
         try:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:

@@ -1,8 +1,8 @@
 """Nothing lost, nothing twice under faults: the pipeline as processes, while a seeded chaos
 driver SIGKILLs a random worker every few seconds (the test restarts it, as a process
 manager would), the simulator cuts every connection every few seconds, the test's own
-PostgreSQL restarts once and the test's own Redis (AOF, ``appendfsync always``) restarts
-once, still stores exactly the bars, patterns and signals ``alphapulse replay`` computes.
+PostgreSQL restarts once and the test's own Redis (AOF, ``appendfsync always``) is SIGKILLed
+and restarted once, still stores exactly the bars, patterns and signals ``alphapulse replay`` computes.
 
 Nothing shared is touched: Redis is a private ``redis-server`` on a free port, PostgreSQL a
 throwaway ``initdb`` server (as in ``test_sink_outage``). The feed is the first 150 s of the
@@ -88,10 +88,10 @@ async def chaos(pipe: Supervised, redis_node: RedisNode, pg: ThrowawayServer) ->
             events.append(f"{now:.1f}s postgres restarted")
         if not redis_done and now >= REDIS_RESTART_AT:
             redis_done = True
-            await asyncio.to_thread(redis_node.stop)
+            await asyncio.to_thread(redis_node.stop, True)  # SIGKILL
             await asyncio.sleep(OUTAGE_S)
             await asyncio.to_thread(redis_node.start)
-            events.append(f"{now:.1f}s redis restarted")
+            events.append(f"{now:.1f}s redis killed and restarted")
         events.extend(f"{now:.1f}s restart {n}" for n in pipe.revive())
         await asyncio.sleep(0.2)
     return events
