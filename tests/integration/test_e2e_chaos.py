@@ -1,8 +1,9 @@
 """Nothing lost, nothing twice under faults: the pipeline as processes, while a seeded chaos
 driver SIGKILLs a random worker every few seconds (the test restarts it, as a process
 manager would), the simulator cuts every connection every few seconds, the test's own
-PostgreSQL restarts once and the test's own Redis (AOF, ``appendfsync always``) is SIGKILLed
-and restarted once, still stores exactly the bars, patterns and signals ``alphapulse replay`` computes.
+PostgreSQL restarts once and the test's own Redis (AOF, ``appendfsync always``) is
+SIGKILLed and restarted once, still stores exactly the bars, patterns and signals
+``alphapulse replay`` computes.
 
 Nothing shared is touched: Redis is a private ``redis-server`` on a free port, PostgreSQL a
 throwaway ``initdb`` server (as in ``test_sink_outage``). The feed is the first 150 s of the
