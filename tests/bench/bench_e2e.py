@@ -32,6 +32,7 @@ import os
 import platform
 import re
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -55,7 +56,15 @@ from ingest.metrics import IngestMetrics
 from ingest.packing import columns_batch
 from ingest.writer import TickWriter
 from sink.rows import TABLES, tick_rows
-from tests.bench.e2e_support import EXCHANGE, PARTITIONS, SYMBOLS, Stack, Trades, rss_kib
+from tests.bench.e2e_support import (
+    EXCHANGE,
+    PARTITIONS,
+    SYMBOLS,
+    Stack,
+    Trades,
+    rss_kib,
+    scrape,
+)
 from tests.sink_support import REDIS_URL
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
@@ -162,14 +171,16 @@ async def throughput(redis: aioredis.Redis, store_ticks: bool) -> Run:
         await stack.start(redis)
         loop = asyncio.get_running_loop()
         started = loop.time()
-        sampler = asyncio.create_task(sample_rate(stack, started, run.series))
+        sampler = RateSampler([port for _, port in stack.procs.values()], started, run.series)
+        sampler.start()
         async with writer_for(redis, stack) as writer:
             for cols in chunks:
                 if not writer.offer_columns(cols._replace(recv_ts=time.time_ns())):
                     await writer.wait_for_space()
         run.write_seconds = loop.time() - started
         done = await idle_since(redis, stack, 600)
-        sampler.cancel()
+        sampler.stopped.set()
+        await asyncio.to_thread(sampler.join)
         run.ticks, run.seconds = trades.count, done - started
         run.rows = await verify(redis, stack, trades)
         if store_ticks:
@@ -179,16 +190,26 @@ async def throughput(redis: aioredis.Redis, store_ticks: bool) -> Run:
     return run
 
 
-async def sample_rate(stack: Stack, t0: float, out: list[tuple[float, float]]) -> None:
-    """Ticks/s the detectors applied, from their counters, every 0.25 s."""
-    loop = asyncio.get_running_loop()
-    name = ("alphapulse_detectors_ticks_total",)
-    prev_t, prev = loop.time(), (await stack.metric(name))[name[0]]
-    while True:
-        await asyncio.sleep(0.25)
-        now, value = loop.time(), (await stack.metric(name))[name[0]]
-        out.append((now - t0, (value - prev) / (now - prev_t)))
-        prev_t, prev = now, value
+class RateSampler(threading.Thread):
+    """Ticks/s the detectors applied (their counters), every 0.5 s, on its own thread: the
+    writer keeps the event loop busy while it floods, which would starve an asyncio task."""
+
+    NAME = "alphapulse_detectors_ticks_total"
+
+    def __init__(self, ports: list[int], t0: float, out: list[tuple[float, float]]) -> None:
+        super().__init__(daemon=True)
+        self.ports, self.t0, self.out = ports, t0, out
+        self.stopped = threading.Event()
+
+    def total(self) -> float:
+        return sum(scrape(port, (self.NAME,))[self.NAME] for port in self.ports)
+
+    def run(self) -> None:
+        prev_t, prev = time.monotonic(), self.total()
+        while not self.stopped.wait(0.5):
+            now, value = time.monotonic(), self.total()
+            self.out.append((now - self.t0, (value - prev) / (now - prev_t)))
+            prev_t, prev = now, value
 
 
 async def copy_baseline(stack: Stack, chunks: list[Any]) -> float:
@@ -323,7 +344,10 @@ async def sample_rss(stack: Stack, t0: float, out: Soak) -> None:
     loop = asyncio.get_running_loop()
     while True:
         now = loop.time() - t0
-        for name, kib in [*stack.rss().items(), ("bench (ingest)", rss_kib(os.getpid()))]:
+        for name, kib in [
+            *stack.rss().items(),
+            ("bench: writer + bookkeeping", rss_kib(os.getpid())),
+        ]:
             if kib is not None:
                 out.rss.setdefault(name, []).append((now, kib / 1024))
         await asyncio.sleep(1.0)
