@@ -130,6 +130,8 @@ async def test_faults_leave_exactly_what_replay_computes(
             print(pipe.log_tail())
         raise
     finally:
-        if pipe is not None:
-            pipe.close()
-        redis_node.destroy()
+        try:
+            if pipe is not None:
+                pipe.close()
+        finally:
+            redis_node.destroy()
