@@ -71,9 +71,9 @@ run: install services $(TICKS)
 	  TICKS=$(TICKS) EXCHANGE=$(EXCHANGE) SPEED=$(SPEED) SIM_PORT=$(SIM_PORT) \
 	  LOG_FORMAT=$${LOG_FORMAT:-console} $(BIN)/honcho start -f Procfile
 
-bench: install services
+bench: install services provision
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,run,bench]'
-	$(BIN)/python -m tests.bench
+	TIMESCALE_URL=$${TIMESCALE_URL:-$$(bash deploy/timescale-chroot.sh url)} $(BIN)/python -m tests.bench
 
 deploy-check:  ## promtool + systemd-analyze over deploy/ (installs promtool with apt if root)
 	bash deploy/check.sh
