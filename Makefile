@@ -34,26 +34,39 @@ provision:  ## TimescaleDB for the tests in a Debian trixie chroot, unless TIMES
 test: install services provision lint
 	TIMESCALE_URL=$${TIMESCALE_URL:-$$(bash deploy/timescale-chroot.sh url)} $(BIN)/pytest -q
 
-# `make run`: the whole pipeline on this machine (the Procfile) in namespace RUN_NAMESPACE,
-# fed by the simulator replaying TICKS (default: the recorded Binance BTC and ETH sessions
-# merged by receive time) as exchange EXCHANGE, SPEED times real time, looped. Starts fresh
-# (deletes that namespace's Redis keys first) unless KEEP=1. Each process's metrics port is
-# honcho's PORT (5000, 5100, ...); signals-ws serves on SIGNALS_WS_PORT (8780), token dev-token.
+# `make run`: the whole pipeline on this machine (the Procfile) in namespace RUN_NAMESPACE.
+# FEED picks where the trades come from (ingest.runenv, `alphapulse run-env --help`):
+# - FEED=sim (default; this machine has no internet): the simulator replays TICKS (default:
+#   the recorded Binance BTC and ETH sessions merged by receive time) as exchange EXCHANGE,
+#   SPEED times real time, looped; ingest subscribes to the file's symbols through it.
+# - FEED=live: no simulator; ingest dials each exchange's real public endpoint (every
+#   INGEST_URL_* unset) for EXCHANGES (default: BTC and ETH on binance, coinbase, kraken,
+#   bybit and okx), e.g. `make run FEED=live EXCHANGES='kraken:BTC/USD;okx:SOL-USDT'`.
+# Starts fresh (deletes that namespace's Redis keys first) unless KEEP=1. Each process's
+# metrics port is honcho's PORT (5000, 5100, ...); signals-ws serves on SIGNALS_WS_PORT
+# (8780), token dev-token.
+FEED ?= sim
+RUN_FEEDS := sim live
 DATA ?= ../shared/data
 RUN_TICKS := var/run/binance-btcusdt-ethusdt.rec.gz
 TICKS ?= $(RUN_TICKS)
 EXCHANGE ?= binance
+EXCHANGES ?=
 SPEED ?= 10
 SIM_PORT ?= 8765
 RUN_NAMESPACE ?= run:
 RUN_TIMEFRAMES ?= 1s,5s,1m
-# EXCHANGES (the file's symbols) and INGEST_URL_<EXCHANGE> pointing ingest at the simulator.
-RUN_FEED_ENV = $(BIN)/python -c 'import sys; from ingest.exchanges import get_adapter; \
-  from ingest.sources import as_exchange, read_ticks; f, x, port = sys.argv[1:]; \
-  j = ",".join(sorted({t.native_symbol for t in as_exchange(read_ticks(f, x), x)})); \
-  print("EXCHANGES=" + x + ":" + j, "INGEST_URL_" + x.upper().replace("-", "_") \
-  + "=ws://127.0.0.1:" + port + "/" + x + get_adapter(x).server_path)' \
-  "$(TICKS)" "$(EXCHANGE)" "$(SIM_PORT)"
+# A bad FEED stops `make run` before anything is installed or started.
+ifneq ($(filter run,$(MAKECMDGOALS)),)
+ifneq ($(words $(FEED)) $(filter $(FEED),$(RUN_FEEDS)),1 $(strip $(FEED)))
+$(error FEED: expected $(subst $() , or ,$(RUN_FEEDS)), got '$(FEED)')
+endif
+endif
+# Shell lines (exports, unsets, RUN_PROCESSES, RUN_SUMMARY) that the recipe sources; also
+# checks EXCHANGES (live), TICKS and EXCHANGE (sim), so a bad one stops the run before migrate.
+RUN_PLAN = $(BIN)/alphapulse run-env --feed '$(strip $(FEED))' --procfile Procfile \
+  --exchanges '$(EXCHANGES)' --ticks '$(TICKS)' --exchange '$(EXCHANGE)' \
+  --sim-port '$(SIM_PORT)' --speed '$(SPEED)'
 
 $(RUN_TICKS):
 	mkdir -p $(@D)
@@ -61,15 +74,16 @@ $(RUN_TICKS):
 	  <(gzip -dc $(DATA)/binance-spot-ethusdt-20240808.rec.gz) | gzip -1 > $@.tmp
 	mv $@.tmp $@
 
-run: install services $(TICKS)
+run: install services $(if $(filter sim,$(FEED)),$(TICKS))
+	@mkdir -p var/run && $(RUN_PLAN) > var/run/plan.sh
 	$(BIN)/alphapulse migrate
 	@if [ "$${KEEP:-0}" != 1 ]; then for pat in '$(RUN_NAMESPACE)*' '{$(RUN_NAMESPACE)*'; do \
 	  redis-cli -u "$$REDIS_URL" --scan --pattern "$$pat" | xargs -r redis-cli -u "$$REDIS_URL" del >/dev/null; \
 	done; fi
-	@echo "make run: $(TICKS) as $(EXCHANGE) at $(SPEED)x (looped), namespace $(RUN_NAMESPACE); Ctrl-C stops"
-	@env -u METRICS_PORT $$($(RUN_FEED_ENV)) NAMESPACE=$(RUN_NAMESPACE) TIMEFRAMES=$(RUN_TIMEFRAMES) \
+	@. var/run/plan.sh && echo "make run: $$RUN_SUMMARY, namespace $(RUN_NAMESPACE); Ctrl-C stops" && \
+	env -u METRICS_PORT NAMESPACE=$(RUN_NAMESPACE) TIMEFRAMES=$(RUN_TIMEFRAMES) \
 	  TICKS=$(TICKS) EXCHANGE=$(EXCHANGE) SPEED=$(SPEED) SIM_PORT=$(SIM_PORT) \
-	  LOG_FORMAT=$${LOG_FORMAT:-console} $(BIN)/honcho start -f Procfile
+	  LOG_FORMAT=$${LOG_FORMAT:-console} $(BIN)/honcho start -f Procfile $$RUN_PROCESSES
 
 bench: install services provision
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,run,bench]'
