@@ -50,6 +50,11 @@ Fields = Mapping[bytes, bytes]
 TICKS_VERSION = 1
 BARS_VERSION = 1
 PATTERNS_VERSION = 1
+# Default horizon (bars of the event's timeframe) of a pattern event's ``recent`` list; the
+# signals stage's cooldown must not look further back (checked at its start). Kept small: every
+# event carries its ``recent`` entries, so the horizon multiplies what detectors encode, Redis
+# stores and signals/sink decode per event (20 bars made events ~3x larger than 5).
+DEFAULT_RECENT_BARS = 5
 
 TICK_DTYPE = np.dtype(
     [

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Literal, TextIO
 from urllib.parse import urlsplit, urlunsplit
 
+from common.contracts import DEFAULT_RECENT_BARS
 from common.errors import ConfigError
 from common.names import Keys
 
@@ -85,6 +86,15 @@ def env_float(
     ):
         raise ConfigError(name, f"expected a number {_range(lo, hi)}, got {raw!r}")
     return value
+
+
+def recent_bars_from_env(env: Mapping[str, str]) -> int:
+    """``COOLDOWN_BARS``: how many bars back a pattern event's ``recent`` list reaches.
+
+    Read by the detectors (they fill ``recent``) and by signals (its cooldown may not look
+    further back than that), so one environment file keeps the two consistent.
+    """
+    return env_int(env, "COOLDOWN_BARS", DEFAULT_RECENT_BARS, lo=0, hi=100_000)
 
 
 def env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from common.contracts import Bar, PatternEvent, TickBatch
+from common.contracts import DEFAULT_RECENT_BARS, Bar, PatternEvent, TickBatch
 from detectors.bars import BarAggregator, ClosedBars
 from detectors.indicators import IndicatorBank, IndicatorConfig
 from detectors.patterns import PatternEngine, PatternState
@@ -42,7 +42,7 @@ class EngineConfig:
     allowed_lateness_ms: int = 5_000
     patterns: tuple[str, ...] | None = None  # None = all TA-Lib CDL functions
     indicators: IndicatorConfig = field(default_factory=IndicatorConfig)
-    cooldown_bars: int = 20  # horizon of ``recent`` in bars of the event's timeframe
+    cooldown_bars: int = DEFAULT_RECENT_BARS  # horizon of ``recent``, bars of the event's tf
     dedup_window: int = 4096
 
     def fingerprint(self) -> dict[str, Any]:

@@ -10,7 +10,8 @@ variable                 default           meaning
                                            a partition, advance its watermark by the wall
                                            time elapsed since its last progress (0 = off;
                                            set 0 to compare a slow feed with replay)
-``COOLDOWN_BARS``        20                horizon of ``recent`` in a pattern event (bars)
+``COOLDOWN_BARS``        5                 horizon of ``recent`` in a pattern event (bars);
+                                           signals refuses a longer cooldown than this
 ``EMA_PERIOD``           20                EMA behind ``ema``/``ema_slope``/``trend``
 ``LEASE_TTL_MS``         10000             partition lease time-to-live
 ``CHECKPOINT_INTERVAL``  1000              ms between checkpoints of a busy partition
@@ -31,7 +32,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from common.errors import ConfigError
-from common.settings import CommonSettings, env_int, env_list, env_optional, env_str
+from common.settings import (
+    CommonSettings,
+    env_int,
+    env_list,
+    env_optional,
+    env_str,
+    recent_bars_from_env,
+)
 from detectors.engine import EngineConfig
 from detectors.indicators import IndicatorConfig
 from detectors.patterns import PATTERN_NAMES
@@ -77,7 +85,7 @@ def engine_config_from_env(env: Mapping[str, str]) -> EngineConfig:
         allowed_lateness_ms=env_int(env, "ALLOWED_LATENESS_MS", 5_000, lo=0),
         patterns=chosen,
         indicators=IndicatorConfig(ema_period=env_int(env, "EMA_PERIOD", 20, lo=2, hi=1000)),
-        cooldown_bars=env_int(env, "COOLDOWN_BARS", 20, lo=0, hi=100_000),
+        cooldown_bars=recent_bars_from_env(env),
     )
 
 

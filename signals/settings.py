@@ -4,6 +4,8 @@
 variable                       default     meaning
 =============================  ==========  ======================================================
 ``SIGNALS_MODEL_FILE``         (none)      JSON/TOML overrides of the scoring model
+``COOLDOWN_BARS``              ``5``       history in each pattern event (the detectors' setting);
+                                           a model ``cooldown_bars`` above it stops the start
 ``SIGNALS_ID_RETENTION_S``     ``259200``  how long appended ids are remembered for dedupe (3 d)
 ``SIGNALS_STREAM_MAXLEN``      ``0``       approximate cap of ``signals`` (0 = none; last resort)
 ``SIGNALS_PUBLISH``            ``true``    also PUBLISH each new signal on ``signals:<ex>:<sym>``
@@ -29,7 +31,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from common.errors import ConfigError
-from common.settings import CommonSettings, env_bool, env_int, env_list, env_optional, env_str
+from common.settings import (
+    CommonSettings,
+    env_bool,
+    env_int,
+    env_list,
+    env_optional,
+    env_str,
+    recent_bars_from_env,
+)
 from signals.model import Model, load_model
 
 
@@ -47,9 +57,18 @@ class SignalsSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SignalsSettings:
         e = os.environ if env is None else env
+        model = load_model(env_optional(e, "SIGNALS_MODEL_FILE"))
+        recent_bars = recent_bars_from_env(e)
+        if model.params.cooldown_bars > recent_bars:
+            raise ConfigError(
+                "SIGNALS_MODEL_FILE",
+                f"cooldown_bars {model.params.cooldown_bars} looks further back than the "
+                f"{recent_bars} bars of history the detectors put in each pattern event "
+                "(COOLDOWN_BARS); raise COOLDOWN_BARS for detectors and signals alike",
+            )
         return cls(
             common=CommonSettings.from_env(e),
-            model=load_model(env_optional(e, "SIGNALS_MODEL_FILE")),
+            model=model,
             id_retention_ms=1000
             * env_int(e, "SIGNALS_ID_RETENTION_S", 259_200, lo=0, hi=10 * 365 * 86_400),
             stream_maxlen=env_int(e, "SIGNALS_STREAM_MAXLEN", 0, lo=0),

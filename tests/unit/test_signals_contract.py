@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from common.contracts import DEFAULT_RECENT_BARS
 from common.errors import ConfigError, DecodeError
 from signals.contract import (
     Signal,
@@ -141,3 +142,14 @@ def test_settings_from_env(tmp_path: Path) -> None:
     ws = WsSettings.from_env({"SIGNALS_WS_TOKENS": "tok-1, tok-2", "SIGNALS_WS_QUEUE": "5"})
     assert ws.tokens == {"tok-1", "tok-2"} and ws.queue_size == 5
     assert "tok-" not in repr(ws)
+
+
+def test_cooldown_may_not_look_past_the_history_detectors_send(tmp_path: Path) -> None:
+    """A cooldown longer than ``recent`` reaches would silently apply less: refuse to start."""
+    model_file = tmp_path / "m.json"
+    model_file.write_text('{"cooldown_bars": 8}')
+    env = {"SIGNALS_MODEL_FILE": str(model_file)}
+    with pytest.raises(ConfigError, match=r"SIGNALS_MODEL_FILE.*COOLDOWN_BARS"):
+        SignalsSettings.from_env(env)
+    assert SignalsSettings.from_env(env | {"COOLDOWN_BARS": "8"}).model.params.cooldown_bars == 8
+    assert Model().params.cooldown_bars <= DEFAULT_RECENT_BARS  # the defaults agree
