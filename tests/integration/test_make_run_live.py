@@ -15,10 +15,8 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import sys
 import urllib.request
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -28,29 +26,20 @@ from common.names import Keys
 from ingest.exchanges import get_adapter
 from ingest.runenv import plan, url_variable
 from tests.conftest import REDIS_URL
+from tests.integration.runtime_support import ROOT, free_port
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
 ATTEMPTS = 3  # connection attempts each reachable-but-refusing host must see
 BACKOFF_MAX_S = 0.2
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _scrape(port: int) -> dict[str, float]:
+def _ingest_samples(port: int) -> dict[str, float]:
+    """``alphapulse_ingest_*`` samples (name with labels → value) at ``/metrics``."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-        text = r.read().decode()
-    return {
-        name: float(value)
-        for name, _, value in (ln.rpartition(" ") for ln in text.splitlines())
-        if name.startswith("alphapulse_ingest_")
-    }
+        lines = r.read().decode().splitlines()
+    samples = (ln.rpartition(" ") for ln in lines if ln.startswith("alphapulse_ingest_"))
+    return {name: float(value) for name, _, value in samples}
 
 
 def _unreachable(name: str, host: str) -> str:
@@ -84,7 +73,7 @@ async def test_live_ingest_keeps_retrying_unreachable_exchanges(
         servers.append(server)
         urls[name] = _unreachable(name, f"127.0.0.1:{server.sockets[0].getsockname()[1]}")
 
-    metrics_port = _free_port()
+    metrics_port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in live.unset}
     env.update(live.exports)
     env.update({url_variable(name): url for name, url in urls.items()})
@@ -115,7 +104,7 @@ async def test_live_ingest_keeps_retrying_unreachable_exchanges(
                 break
             await asyncio.sleep(0.05)
         alive = ingest.returncode is None
-        metrics = await asyncio.to_thread(_scrape, metrics_port) if alive else {}
+        metrics = await asyncio.to_thread(_ingest_samples, metrics_port) if alive else {}
     finally:
         if ingest.returncode is None:
             ingest.send_signal(signal.SIGTERM)
