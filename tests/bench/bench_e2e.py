@@ -1,27 +1,40 @@
 """End to end on one machine: throughput with nothing lost, signal latency, memory over a soak.
 
-Every stage runs as its own process (``python -m detectors`` twice, ``signals``, ``sink``) on
-the local Redis (a fresh namespace) and PostgreSQL (a fresh schema); this process plays
-ingest: synthetic trades over 1,000 symbols (:mod:`tests.bench.e2e_support`) go in as the
-``TradeColumns`` that ``parse_many`` yields, through the real ``ingest.writer.TickWriter``
-(ingest's defaults: 1000 ticks per entry, 5 ms flush) into ``ticks:{p}``. The WebSocket and
-JSON parse in front of it are measured by ``bench_ingest``/``bench_ingest_parse``.
+Every stage runs as its own process (``python -m ingest`` twice, ``python -m detectors``
+twice, ``signals``, ``sink``) on the local Redis (a fresh namespace) and PostgreSQL (a fresh
+schema), with the production settings (trimming on) except ``ALLOWED_LATENESS_MS=0`` and
+``IDLE_CLOSE_MS=0`` (see :mod:`tests.bench.e2e_support`). The trades are synthetic, over
+1,000 symbols of one exchange (Binance spot), with per-symbol sequential trade ids.
 
 * **Throughput** (ticks not stored, then stored with ``STORE_TICKS=1``): N pre-generated
-  ticks (50,000 per second of event time) are written as fast as the writer goes; the
-  figure is N / (time from the first write until every group of every stream has consumed
-  and acked everything). Then the database must hold exactly the expected rows: bars ==
-  what the engine closes for these ticks (computed from the ticks), patterns == the pattern
-  entries' patterns, signals == the signals stream's entries, ticks == N.
-* **Latency** at a paced 10,000 ticks/s whose event times are the wall clock, so 1 s bars
-  close every second: for each signal, the Redis entry-id time (ms, Redis's clock) minus the
-  receive time stamped on the trade that closed its bar (the first tick of its partition at
-  or past the bar's end; ``ALLOWED_LATENESS_MS=0``). Resolution 1 ms (entry ids are ms).
+  trades (50,000 per second of event time, then the trailer of :mod:`tests.bench.e2e_expected`)
+  go out as Binance ``trade`` frames over a real WebSocket from this process
+  (:class:`tests.bench.e2e_feed.FeedServer`, pre-encoded frames written raw, so the sender is
+  not the limit) to the ingest processes, each subscribed to the symbols of half the
+  partitions (one connection each, so every partition is fed in order by one connection, as
+  in the recording replay reads). The figure is N / (time from the first frame sent until
+  every group of every stream has consumed and acked everything); ingest's own rate (until
+  it has written every tick to ``ticks:{p}``) is printed beside it. Then the database must
+  hold exactly what ``alphapulse replay`` of the same frames gives: bars, patterns and
+  signals row for row, and with ticks stored every tick once.
+* **In-process writer** (a second line): the same trades put straight into an
+  ``ingest.writer.TickWriter`` in this process as the ``TradeColumns`` ``parse_many``
+  yields (no WebSocket, no JSON): what the stages behind ingest take.
+* **Latency** at a paced 10,000 ticks/s (in-process writer) whose event times are the wall
+  clock, so 1 s bars close every second: for each signal, the Redis entry-id time (ms,
+  Redis's clock) minus the receive time stamped on the trade that closed its bar (the first
+  tick of its partition at or past the bar's end; ``ALLOWED_LATENESS_MS=0``). Resolution
+  1 ms (entry ids are ms). Rows checked against replay as above.
 * **Memory**: RSS of each process every second over the paced run (the soak: 10 min, 1 min
   with ``BENCH_QUICK=1``): start, end, max and the least-squares slope.
-* **Baselines** from the same run: ``redis-benchmark -P 64`` XADD and asyncpg COPY of tick rows.
+* **Baselines** from the same run: ``redis-benchmark -P 64`` XADD of entries laid out as
+  this run's tick micro-batches (fields ``v n s i a``, each of the size a ``TickBatch`` of
+  the run's mean ticks per entry encodes to), in ticks/s; asyncpg COPY of tick rows.
 
-Writes ``docs/bench/e2e.png`` (throughput, latency and RSS over the run) and ``docs/bench/e2e.md``.
+Parts: ``BENCH_E2E_PARTS`` (or the arguments of ``python -m tests.bench.bench_e2e``), any of
+``throughput``, ``writer``, ``latency`` (default all three); e.g. ``BENCH_E2E_PARTS=latency
+python -m tests.bench e2e``. ``BENCH_E2E_INGESTS`` sets the ingest process count (2).
+Writes ``docs/bench/e2e.png`` and ``docs/bench/e2e.md`` when every part ran.
 """
 
 from __future__ import annotations
@@ -31,7 +44,10 @@ import bisect
 import os
 import platform
 import re
+import shutil
 import subprocess
+import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -43,6 +59,7 @@ from urllib.parse import urlparse
 import asyncpg
 import numpy as np
 import orjson
+import redis as sync_redis
 import redis.asyncio as aioredis
 from matplotlib.figure import Figure
 from prometheus_client import CollectorRegistry
@@ -56,25 +73,40 @@ from ingest.metrics import IngestMetrics
 from ingest.packing import columns_batch
 from ingest.writer import TickWriter
 from sink.rows import TABLES, tick_rows
+from tests.bench.e2e_expected import Check, Expected, compare, run_replay
+from tests.bench.e2e_feed import FeedServer, ws_frames
 from tests.bench.e2e_support import (
     EXCHANGE,
     PARTITIONS,
     SYMBOLS,
     Stack,
+    TradeArrays,
     Trades,
+    cpu_seconds,
     rss_kib,
     scrape,
+    write_recording,
 )
 from tests.sink_support import REDIS_URL
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 N_TICKS = 300_000 if QUICK else 2_000_000
+INGESTS = int(os.environ.get("BENCH_E2E_INGESTS", "2"))
+PARTS = ("throughput", "writer", "latency")
 SOAK_S = 60 if QUICK else 600
 RATE = 10_000
 CHUNK = 1000
 EVENT_T0_NS = 1_723_075_200 * 10**9  # 2024-08-08T00:00:00Z
 EVENT_STEP_NS = 20_000  # 50,000 ticks per second of event time
+MS_NS = 1_000_000
 OUT = Path(__file__).resolve().parents[2] / "docs" / "bench"
+INGEST_METRICS = (
+    "alphapulse_ingest_written_ticks_total",
+    "alphapulse_ingest_written_entries_total",
+    "alphapulse_ingest_gaps_total",
+    "alphapulse_ingest_duplicates_total",
+    "alphapulse_ingest_bad_frames_total",
+)
 
 
 @dataclass
@@ -84,9 +116,14 @@ class Run:
     label: str
     ticks: int = 0
     seconds: float = 0.0
-    write_seconds: float = 0.0
+    ingest_seconds: float = 0.0  # until ingest (or the in-process writer) wrote every tick
+    entries: int = 0  # tick micro-batch entries written
+    xadd: float = 0.0  # baseline: XADD entries/s of this run's mean entry size
+    entry_bytes: int = 0
     copy_rate: float = 0.0  # COPY baseline measured in this run's schema (stored run)
-    rows: dict[str, tuple[int, int]] = field(default_factory=dict)  # table -> (stored, expected)
+    anomalies: dict[str, float] = field(default_factory=dict)  # gaps, duplicates, bad frames
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds per stage over the run
+    rows: dict[str, Check] = field(default_factory=dict)
     series: list[tuple[float, float]] = field(default_factory=list)  # (s, ticks/s applied)
 
     @property
@@ -94,8 +131,20 @@ class Run:
         return self.ticks / self.seconds
 
     @property
+    def per_entry(self) -> float:
+        return self.ticks / self.entries if self.entries else float("nan")
+
+    @property
+    def xadd_ticks(self) -> float:
+        return self.xadd * self.per_entry
+
+    @property
     def exact(self) -> bool:
-        return all(a == b for a, b in self.rows.values())
+        return (
+            bool(self.rows)
+            and all(c.exact for c in self.rows.values())
+            and not any(self.anomalies.values())
+        )
 
 
 @dataclass
@@ -106,7 +155,40 @@ class Soak:
     rss: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # MiB
     sent: int = 0
     seconds: float = 0.0
-    rows: dict[str, tuple[int, int]] = field(default_factory=dict)
+    rows: dict[str, Check] = field(default_factory=dict)
+
+
+@dataclass
+class Feed:
+    """The throughput runs' trades: arrays, the replay recording, and per ingest process
+    its symbols and its frames (WebSocket-encoded, in feed order)."""
+
+    trades: Trades
+    arrays: TradeArrays
+    trailer_ms: int
+    recording: Path
+    groups: list[tuple[frozenset[str], bytes]]
+    expected: Expected | None = None
+
+
+def make_feed(workdir: Path) -> Feed:
+    trades = Trades(seed=1)
+    ts = EVENT_T0_NS + np.arange(N_TICKS, dtype=np.int64) * EVENT_STEP_NS
+    main = trades.make(ts - ts % MS_NS)
+    trailer_ms = (int(ts[-1]) // MS_NS // 60_000 + 2) * 60_000
+    tail = trades.trailer(trailer_ms * MS_NS)
+    arrays = main.then(tail)
+    frames = trades.frames(arrays)
+    recording = workdir / "feed.rec"
+    write_recording(recording, frames, arrays.ts_ns)
+    group_of = trades.partition * INGESTS // PARTITIONS  # per symbol
+    tick_group = group_of[arrays.idx]
+    groups = []
+    for g in range(INGESTS):
+        natives = frozenset(n for n, gg in zip(trades.natives, group_of, strict=True) if gg == g)
+        picked = np.flatnonzero(tick_group == g).tolist()
+        groups.append((natives, ws_frames([frames[i] for i in picked])))
+    return Feed(trades, arrays, trailer_ms, recording, groups)
 
 
 async def idle_since(redis: aioredis.Redis, stack: Stack, limit_s: float) -> float:
@@ -128,66 +210,113 @@ async def idle_since(redis: aioredis.Redis, stack: Stack, limit_s: float) -> flo
     raise RuntimeError(f"pipeline not idle within {limit_s}s\n{stack.tail()}")
 
 
-async def verify(redis: aioredis.Redis, stack: Stack, trades: Trades) -> dict[str, tuple[int, int]]:
-    """(stored, expected) per table: entries in == rows out."""
-    patterns = 0
-    async for _ in _entries(redis, stack.keys.patterns):
-        patterns += len(orjson.loads(_[b"d"])["patterns"])
-    rows = {
-        "bars": (await stack.count("bars"), trades.expected_bars()),
-        "patterns": (await stack.count("patterns"), patterns),
-        "signals": (await stack.count("signals"), await stack.added(redis, stack.keys.signals)),
-    }
-    if stack.store_ticks:
-        rows["ticks"] = (await stack.count("ticks"), trades.count)
-    return rows
+async def until_written(stack: Stack, total: int, limit_s: float) -> float:
+    """Monotonic time at which the ingest processes had written ``total`` ticks."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit_s
+    name = INGEST_METRICS[0]
+    while loop.time() < deadline:
+        now = loop.time()
+        if (await stack.metric((name,), "ingest"))[name] >= total:
+            return now
+        stack.check_alive()
+        await asyncio.sleep(0.05)
+    raise RuntimeError(f"ingest did not write {total} ticks within {limit_s}s\n{stack.tail()}")
 
 
-async def _entries(redis: aioredis.Redis, stream: str) -> Any:
-    last = "-"
-    while True:
-        got: Any = await redis.xrange(stream, min=last, count=5000)
-        if not got:
-            return
-        for _, fields in got:
-            yield fields
-        last = "(" + got[-1][0].decode()
-
-
-def writer_for(redis: aioredis.Redis, stack: Stack) -> TickWriter:
-    """The ingest writer with ingest's default batch size, flush interval and bound."""
-    return TickWriter(redis, stack.keys, IngestMetrics(CollectorRegistry()), batch_size=CHUNK)
-
-
-async def throughput(redis: aioredis.Redis, store_ticks: bool) -> Run:
+async def throughput(redis: aioredis.Redis, feed: Feed, store_ticks: bool) -> Run:
+    """The WebSocket path: FeedServer → ingest processes → ... → PostgreSQL."""
     run = Run("ticks stored" if store_ticks else "ticks not stored")
-    trades = Trades(seed=1 if store_ticks else 2)
-    steps = np.arange(CHUNK, dtype=np.int64) * EVENT_STEP_NS
-    chunks = [
-        trades.chunk(EVENT_T0_NS + i * EVENT_STEP_NS + steps, 0) for i in range(0, N_TICKS, CHUNK)
-    ]
-    stack = Stack(store_ticks)
+    server = FeedServer(feed.groups)
+    await server.start()
+    natives = [sorted(syms) for syms, _ in feed.groups]
+    stack = Stack(store_ticks, ingest=[(server.url, n) for n in natives])
+    try:
+        await stack.start(redis)
+        loop = asyncio.get_running_loop()
+        sampler = RateSampler(stack.ports("detectors"), loop.time(), run.series)
+        sampler.start()
+        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in server.subscribed)), 120)
+        cpu0 = await cpu_snapshot(redis, stack, "bench (feed server)")
+        written = await until_written(stack, len(feed.arrays), 900)
+        done = await idle_since(redis, stack, 600)
+        cpu1 = await cpu_snapshot(redis, stack, "bench (feed server)")
+        run.cpu = {k: cpu1[k] - cpu0[k] for k in cpu0}
+        sampler.stopped.set()
+        await asyncio.to_thread(sampler.join)
+        assert server.started_at is not None
+        run.series = [(t + sampler.t0 - server.started_at, v) for t, v in run.series]
+        run.ticks = len(feed.arrays)
+        run.seconds, run.ingest_seconds = done - server.started_at, written - server.started_at
+        got = await stack.metric(INGEST_METRICS, "ingest")
+        run.entries = int(got[INGEST_METRICS[1]])
+        run.anomalies = {
+            "gaps": got[INGEST_METRICS[2]],
+            "duplicates": got[INGEST_METRICS[3]],
+            "bad frames": got[INGEST_METRICS[4]],
+        }
+        await finish(run, stack, feed)
+    finally:
+        await stack.close(redis)
+        await server.close()
+    run.xadd, run.entry_bytes = await asyncio.to_thread(xadd_baseline, feed, run.per_entry)
+    return run
+
+
+async def in_process(redis: aioredis.Redis, feed: Feed) -> Run:
+    """The same trades through an in-process ``TickWriter`` (ticks not stored)."""
+    run = Run("ticks not stored, in-process ingest writer (no WebSocket)")
+    a, trades = feed.arrays, feed.trades
+    chunks = [a.part(slice(i, i + CHUNK)) for i in range(0, len(a), CHUNK)]
+    stack = Stack(store_ticks=False)
     try:
         await stack.start(redis)
         loop = asyncio.get_running_loop()
         started = loop.time()
-        sampler = RateSampler([port for _, port in stack.procs.values()], started, run.series)
+        cpu0 = await cpu_snapshot(redis, stack, "bench (writer)")
+        sampler = RateSampler(stack.ports("detectors"), started, run.series)
         sampler.start()
-        async with writer_for(redis, stack) as writer:
-            for cols in chunks:
-                if not writer.offer_columns(cols._replace(recv_ts=time.time_ns())):
+        metrics = IngestMetrics(CollectorRegistry())
+        async with writer_for(redis, stack, metrics) as writer:
+            for chunk in chunks:
+                if not writer.offer_columns(trades.columns(chunk, time.time_ns())):
                     await writer.wait_for_space()
-        run.write_seconds = loop.time() - started
+        run.ingest_seconds = loop.time() - started
+        run.entries = int(metrics.value(INGEST_METRICS[1]))
         done = await idle_since(redis, stack, 600)
         sampler.stopped.set()
         await asyncio.to_thread(sampler.join)
-        run.ticks, run.seconds = trades.count, done - started
-        run.rows = await verify(redis, stack, trades)
-        if store_ticks:
-            run.copy_rate = await copy_baseline(stack, chunks[:200])
+        cpu1 = await cpu_snapshot(redis, stack, "bench (writer)")
+        run.cpu = {k: cpu1[k] - cpu0[k] for k in cpu0}
+        run.ticks, run.seconds = len(a), done - started
+        await finish(run, stack, feed)
     finally:
         await stack.close(redis)
     return run
+
+
+async def cpu_snapshot(redis: aioredis.Redis, stack: Stack, me: str) -> dict[str, float]:
+    """CPU seconds so far of each stage, this process and the Redis server."""
+    info: Any = await redis.info("cpu")
+    used = float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+    return {**stack.cpu(), me: cpu_seconds(os.getpid()), "redis": used}
+
+
+async def finish(run: Run, stack: Stack, feed: Feed) -> None:
+    """Rows against replay; with ticks stored, the COPY baseline in the run's schema."""
+    assert feed.expected is not None
+    per_symbol = feed.trades.per_symbol() if stack.store_ticks else None
+    run.rows = await compare(stack, feed.expected, per_symbol)
+    if stack.store_ticks:
+        run.copy_rate = await copy_baseline(stack, feed)
+
+
+def writer_for(
+    redis: aioredis.Redis, stack: Stack, metrics: IngestMetrics | None = None
+) -> TickWriter:
+    """The ingest writer with ingest's default batch size, flush interval and bound."""
+    metrics = metrics or IngestMetrics(CollectorRegistry())
+    return TickWriter(redis, stack.keys, metrics, batch_size=CHUNK)
 
 
 class RateSampler(threading.Thread):
@@ -212,9 +341,10 @@ class RateSampler(threading.Thread):
             prev_t, prev = now, value
 
 
-async def copy_baseline(stack: Stack, chunks: list[Any]) -> float:
+async def copy_baseline(stack: Stack, feed: Feed, n: int = 200_000) -> float:
     """asyncpg COPY of tick rows into a scratch copy of ``ticks`` (no index): rows/s."""
-    rows = [r for cols in chunks for r in tick_rows(columns_batch(cols))]
+    a = feed.arrays.part(slice(0, n))
+    rows = tick_rows(columns_batch(feed.trades.columns(a, time.time_ns())))
     conn = await asyncpg.connect(stack.db_url)
     try:
         await conn.execute(f"CREATE TABLE {stack.schema}.copy_scratch (LIKE {stack.schema}.ticks)")
@@ -231,16 +361,32 @@ async def copy_baseline(stack: Stack, chunks: list[Any]) -> float:
         await conn.close()
 
 
-def redis_xadd_baseline(key: str) -> float:
-    """``redis-benchmark -q -P 64 -n 200000 XADD key * f v``: entries/s."""
+def xadd_baseline(feed: Feed, per_entry: float) -> tuple[float, int]:
+    """``redis-benchmark -P 64 XADD`` of entries shaped like this run's tick micro-batches:
+    the fields of a ``TickBatch`` of ``per_entry`` (rounded) ticks, each value replaced by as
+    many bytes (a command line cannot carry the binary column). Entries/s and entry bytes."""
+    k = max(1, min(CHUNK, round(per_entry)))
+    a = feed.arrays.part(slice(0, k))
+    fields = columns_batch(feed.trades.columns(a, time.time_ns())).encode()
+    size = sum(len(f) + len(v) for f, v in fields.items())
+    n = max(5_000, min(200_000, (256 << 20) // size))  # at most ~256 MiB in the key
+    key = f"bench-e2e-xadd-{os.getpid()}"
     url = urlparse(REDIS_URL)
-    cmd = ["redis-benchmark", "-h", url.hostname or "127.0.0.1", "-p", str(url.port or 6379)]
-    cmd += ["-q", "-P", "64", "-n", "200000", "XADD", key, "*", "f", "v"]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True).stdout
-    found = re.search(r"([\d.]+) requests per second", out.replace("\r", "\n"))
+    exe = shutil.which("redis-benchmark")
+    if exe is None:
+        raise RuntimeError("redis-benchmark is missing: the XADD baseline needs it")
+    cmd = [exe, "-h", url.hostname or "127.0.0.1", "-p", str(url.port or 6379), "-q"]
+    cmd += ["-P", "64", "-n", str(n), "XADD", key, "*"]
+    for f, v in fields.items():
+        cmd += [f.decode(), v.decode() if f in (b"v", b"n") else "x" * len(v)]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=True).stdout
+    finally:
+        sync_redis.Redis.from_url(REDIS_URL).delete(key)
+    found = re.findall(r"([\d.]+) requests per second", out.replace("\r", "\n"))
     if not found:
-        raise RuntimeError(f"unexpected redis-benchmark output: {out!r}")
-    return float(found.group(1))
+        raise RuntimeError(f"unexpected redis-benchmark output: {out[-300:]!r}")
+    return float(found[-1]), size
 
 
 class Closers:
@@ -264,9 +410,12 @@ class Closers:
         return self.recv[p][i] if i < len(self.recv[p]) else None
 
 
-async def soak(redis: aioredis.Redis) -> Soak:
+async def soak(redis: aioredis.Redis, workdir: Path) -> Soak:
+    """The paced run: latency and memory (see the module doc). Importable and runnable alone
+    (``BENCH_E2E_PARTS=latency``)."""
     result = Soak()
     trades, closers = Trades(seed=3), Closers()
+    recording = workdir / "soak.rec"
     stack = Stack(store_ticks=False)
     try:
         await stack.start(redis)
@@ -274,25 +423,31 @@ async def soak(redis: aioredis.Redis) -> Soak:
         t0 = loop.time()
         reader = asyncio.create_task(read_signals(redis, stack, closers, t0, result))
         memory = asyncio.create_task(sample_rss(stack, t0, result))
-        last_ts = 0
+        last_ms = 0
         async with writer_for(redis, stack) as writer:
             while (elapsed := loop.time() - t0) < SOAK_S:
                 due = int(elapsed * RATE) - result.sent
                 if due > 0:
                     now = time.time_ns()
-                    ts = np.maximum(now, last_ts + 1) + np.arange(due, dtype=np.int64)
-                    last_ts = int(ts[-1])
-                    cols = trades.chunk(ts, now)
-                    closers.add(trades.partition[trades.last_idx], ts, now)
-                    writer.offer_columns(cols)
+                    last_ms = max(now // MS_NS, last_ms)
+                    a = trades.make(np.full(due, last_ms * MS_NS, np.int64))
+                    closers.add(trades.partition[a.idx], a.ts_ns, now)
+                    writer.offer_columns(trades.columns(a, now))
+                    write_recording(recording, trades.frames(a), a.ts_ns)
                     result.sent += due
                 await asyncio.sleep(0.005)
-        result.seconds = loop.time() - t0
+            result.seconds = loop.time() - t0
+            trailer_ms = (last_ms // 60_000 + 2) * 60_000
+            tail, now = trades.trailer(trailer_ms * MS_NS), time.time_ns()
+            closers.add(trades.partition[tail.idx], tail.ts_ns, now)
+            writer.offer_columns(trades.columns(tail, now))
+            write_recording(recording, trades.frames(tail), tail.ts_ns)
         await idle_since(redis, stack, 300)
         await asyncio.sleep(0.5)
         reader.cancel()
         memory.cancel()
-        result.rows = await verify(redis, stack, trades)
+        expected = await asyncio.to_thread(run_replay, recording, workdir / "soak", trailer_ms)
+        result.rows = await compare(stack, expected, None)
     finally:
         await stack.close(redis)
     return result
@@ -367,33 +522,51 @@ def slope(points: list[tuple[float, float]]) -> float:
     return float(np.polyfit(t, v, 1)[0])
 
 
-def report(runs: list[Run], s: Soak, xadd: float, copy: float, load: str) -> list[str]:
+def report(runs: list[Run], s: Soak | None, copy: float, load: str) -> list[str]:
     lines = [
         f"machine: {platform.node()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}, load before the run {load}; every process on it",
         f"synthetic trades over {SYMBOLS} symbols of {EXCHANGE}, {PARTITIONS} partitions, "
-        f"timeframes 1s,5s,1m, 2 detectors + signals + sink, {'quick' if QUICK else 'full'} run",
+        f"timeframes 1s,5s,1m, {INGESTS} ingest (WebSocket runs) + 2 detectors + signals + "
+        f"sink, production settings but ALLOWED_LATENESS_MS=0, IDLE_CLOSE_MS=0, "
+        f"{'quick' if QUICK else 'full'} run",
         "",
         "| figure | value | same-run limit | ratio |",
         "|---|---|---|---|",
     ]
     for r in runs:
-        ok = "exact" if r.exact else "MISMATCH"
-        rows = ", ".join(f"{t} {a}/{b}" for t, (a, b) in r.rows.items())
+        ok = "exact vs replay" if r.exact else "MISMATCH"
+        rows = ", ".join(f"{t} {c.text()}" for t, c in r.rows.items())
+        odd = ", ".join(f"{k} {v:,.0f}" for k, v in r.anomalies.items() if v)
         lines.append(
-            f"| throughput, {r.label} ({r.ticks:,} ticks; {ok}: {rows}) | {r.rate:,.0f} ticks/s "
-            f"| Redis XADD -P 64: {xadd:,.0f} entries/s | {r.rate / xadd:.2f} |"
+            f"| throughput, {r.label} ({r.ticks:,} ticks; {ok}: {rows}{'; ' + odd if odd else ''})"
+            f" | {r.rate:,.0f} ticks/s | "
+            + (
+                f"Redis XADD -P 64, entries of {r.per_entry:,.0f} ticks ({r.entry_bytes:,} B): "
+                f"{r.xadd:,.0f} entries/s = {r.xadd_ticks:,.0f} ticks/s "
+                f"| {r.rate / r.xadd_ticks:.3f} |"
+                if r.xadd
+                else "| |"
+            )
         )
         lines.append(
-            f"| ingest writer alone in that run | {r.ticks / r.write_seconds:,.0f} ticks/s | | |"
+            f"| ingest alone in that run (all ticks in `ticks:{{p}}`, {r.per_entry:,.0f} ticks "
+            f"per entry) | {r.ticks / r.ingest_seconds:,.0f} ticks/s | | |"
         )
-    lines.append(f"| PostgreSQL COPY of tick rows | {copy:,.0f} rows/s | | |")
-    stored = next((r for r in runs if "stored" in r.label and "not" not in r.label), None)
-    if stored:
+        cpu = ", ".join(f"{k} {v:.1f}" for k, v in sorted(r.cpu.items(), key=lambda x: -x[1]))
+        lines.append(
+            f"| CPU seconds over that run ({sum(r.cpu.values()):.1f} s in {r.seconds:.1f} s on "
+            f"{os.cpu_count()} cores; PostgreSQL and other users not counted) | {cpu} | | |"
+        )
+    if copy:
+        lines.append(f"| PostgreSQL COPY of tick rows | {copy:,.0f} rows/s | | |")
+        stored = next(r for r in runs if r.copy_rate)
         lines.append(
             f"| stored-ticks throughput vs COPY | {stored.rate:,.0f} ticks/s | "
             f"COPY {copy:,.0f} rows/s | {stored.rate / copy:.2f} |"
         )
+    if s is None:
+        return lines
     lat = [v for _, v in s.latencies]
     if lat:
         lines.append(
@@ -410,9 +583,9 @@ def report(runs: list[Run], s: Soak, xadd: float, copy: float, load: str) -> lis
             f"| same, to the signal's emitted_at | p50 {pct(em, 0.5):.1f} ms, "
             f"p99 {pct(em, 0.99):.1f} ms | | |"
         )
-    rows = ", ".join(f"{t} {a}/{b}" for t, (a, b) in s.rows.items())
-    exact = all(a == b for a, b in s.rows.values())
-    lines.append(f"| paced run rows ({'exact' if exact else 'MISMATCH'}) | {rows} | | |")
+    rows = ", ".join(f"{t} {c.text()}" for t, c in s.rows.items())
+    exact = all(c.exact for c in s.rows.values())
+    lines.append(f"| paced run rows ({'exact vs replay' if exact else 'MISMATCH'}) | {rows} | | |")
     lines += ["", f"RSS over the {s.seconds:.0f} s paced run (MiB):", ""]
     lines += ["| process | start | end | max | slope, 2nd half |", "|---|---|---|---|---|"]
     for name, pts in sorted(s.rss.items()):
@@ -450,31 +623,53 @@ def plot(runs: list[Run], s: Soak, path: Path) -> None:
     fig.savefig(path, dpi=90)
 
 
-async def amain(load: str) -> None:
+def parts(argv: list[str]) -> tuple[str, ...]:
+    raw = ",".join(argv) or os.environ.get("BENCH_E2E_PARTS", "")
+    wanted = tuple(p for p in (x.strip() for x in raw.split(",")) if p) or PARTS
+    unknown = set(wanted) - set(PARTS)
+    if unknown:
+        raise SystemExit(f"bench e2e: unknown parts {sorted(unknown)}; choose from {PARTS}")
+    return wanted
+
+
+async def amain(load: str, wanted: tuple[str, ...]) -> None:
     configure_logging(CommonSettings(log_level="WARNING", metrics_port=0))
     redis = aioredis.Redis.from_url(REDIS_URL)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
+    runs: list[Run] = []
+    s: Soak | None = None
     try:
-        key = f"bench-e2e-xadd-{os.getpid()}"
-        xadd = await asyncio.to_thread(redis_xadd_baseline, key)
-        await redis.delete(key)
-        runs = [await throughput(redis, False), await throughput(redis, True)]
-        copy = runs[1].copy_rate
-        s = await soak(redis)
+        if "throughput" in wanted or "writer" in wanted:
+            feed = await asyncio.to_thread(make_feed, workdir)
+            feed.expected = await asyncio.to_thread(
+                run_replay, feed.recording, workdir / "replay", feed.trailer_ms
+            )
+            if "throughput" in wanted:
+                runs += [await throughput(redis, feed, False), await throughput(redis, feed, True)]
+            if "writer" in wanted:
+                runs.append(await in_process(redis, feed))
+            del feed
+        if "latency" in wanted:
+            s = await soak(redis, workdir)
     finally:
         await redis.aclose()
-    lines = report(runs, s, xadd, copy, load)
+        shutil.rmtree(workdir, ignore_errors=True)
+    copy = next((r.copy_rate for r in runs if r.copy_rate), 0.0)
+    lines = report(runs, s, copy, load)
     print("\n".join(lines))
-    OUT.mkdir(parents=True, exist_ok=True)
-    plot(runs, s, OUT / "e2e.png")
-    header = ["# End-to-end benchmark (`python -m tests.bench e2e`)", "", "![e2e](e2e.png)", ""]
-    (OUT / "e2e.md").write_text("\n".join([*header, *lines]) + "\n")
-    if not all(r.exact for r in runs) or not all(a == b for a, b in s.rows.values()):
-        raise SystemExit("bench e2e: rows out != entries in (see above)")
+    if set(wanted) == set(PARTS) and s is not None:
+        OUT.mkdir(parents=True, exist_ok=True)
+        plot(runs, s, OUT / "e2e.png")
+        header = ["# End-to-end benchmark (`python -m tests.bench e2e`)", "", "![e2e](e2e.png)", ""]
+        (OUT / "e2e.md").write_text("\n".join([*header, *lines]) + "\n")
+    soak_ok = s is None or all(c.exact for c in s.rows.values())
+    if not all(r.exact for r in runs) or not soak_ok:
+        raise SystemExit("bench e2e: rows out != what replay gives for the ticks in (see above)")
 
 
 def main() -> None:
     load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    asyncio.run(amain(load))
+    asyncio.run(amain(load, parts(sys.argv[1:] if __name__ == "__main__" else [])))
 
 
 if __name__ == "__main__":

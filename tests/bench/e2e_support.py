@@ -1,12 +1,16 @@
 """Support for the end-to-end benchmark: synthetic trades, the stage processes, probes.
 
-* :class:`Trades` — deterministic synthetic trades over ``SYMBOLS`` symbols (one exchange),
-  in ``TradeColumns`` as ``parse_many`` hands them to the ingest writer; event times never
-  go back, trade ids rise, so nothing is late or a duplicate and the bars the detectors must
-  close follow from the ticks alone (:meth:`Trades.expected_bars`).
+* :class:`Trades` — deterministic synthetic trades over ``SYMBOLS`` symbols (one exchange):
+  as Binance trade frames (:meth:`Trades.frames`, for the WebSocket feed and the recording
+  ``alphapulse replay`` reads) or as the ``TradeColumns`` ``parse_many`` hands the ingest
+  writer (:meth:`Trades.columns`). Event times never go back and trade ids run 1, 2, 3...
+  per symbol, so nothing is late, a duplicate or a gap.
 * :class:`Stack` — a fresh Redis namespace and PostgreSQL schema with the detectors (two),
-  signals and sink running as ``python -m`` processes; :meth:`Stack.close` stops them (SIGTERM,
-  then SIGKILL past the grace), deletes the namespace's keys and drops the schema.
+  signals and sink, and optionally ingest processes, running as ``python -m`` processes;
+  :meth:`Stack.close` stops them (SIGTERM, then SIGKILL past the grace), deletes the
+  namespace's keys and drops the schema. Settings are the production defaults (trimming
+  on) except ``ALLOWED_LATENESS_MS=0`` and ``IDLE_CLOSE_MS=0``: a bar closes on the first
+  trade of its partition at or past its end, which is what the latency is measured from.
 * probes: each process's RSS (``/proc``) and its ``/metrics`` counters.
 """
 
@@ -20,8 +24,9 @@ import sys
 import tempfile
 import urllib.request
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 import asyncpg
 import numpy as np
@@ -29,8 +34,9 @@ import numpy.typing as npt
 import redis.asyncio as aioredis
 
 from common.names import Keys, partition_of
-from detectors.timeframes import parse_timeframes
 from ingest.exchanges.batch import TradeColumns
+from ingest.exchanges.fields import fmt_decimal
+from tests.bench.e2e_feed import render_frames
 from tests.integration.runtime_support import ROOT, free_port
 from tests.sink_support import DATABASE_URL, REDIS_URL, with_search_path
 
@@ -39,10 +45,50 @@ SYMBOLS = 1000
 PARTITIONS = 16
 TIMEFRAMES = "1s,5s,1m"
 I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+DETECTORS = ("detectors1", "detectors2")
+#: The live detectors' settings that ``alphapulse replay`` must share.
+ENGINE_ENV = {
+    "PARTITIONS": str(PARTITIONS),
+    "TIMEFRAMES": TIMEFRAMES,
+    "ALLOWED_LATENESS_MS": "0",
+    "IDLE_CLOSE_MS": "0",
+}
+
+
+class TradeArrays(NamedTuple):
+    """Trades as columns: symbol index, per-symbol sequential id, price, qty, time, side."""
+
+    idx: I64
+    ids: I64
+    price: F64
+    qty: F64
+    ts_ns: I64  # whole milliseconds (Binance frames carry ms)
+    buy: npt.NDArray[np.bool_]  # the taker bought
+
+    def __len__(self) -> int:
+        return len(self.idx)
+
+    def part(self, sl: slice) -> TradeArrays:
+        a = self
+        return TradeArrays(a.idx[sl], a.ids[sl], a.price[sl], a.qty[sl], a.ts_ns[sl], a.buy[sl])
+
+    def then(self, b: TradeArrays) -> TradeArrays:
+        """These trades followed by ``b``'s."""
+        a, cat = self, np.concatenate
+        return TradeArrays(
+            cat([a.idx, b.idx]),
+            cat([a.ids, b.ids]),
+            cat([a.price, b.price]),
+            cat([a.qty, b.qty]),
+            cat([a.ts_ns, b.ts_ns]),
+            cat([a.buy, b.buy]),
+        )
 
 
 class Trades:
-    """Synthetic trades: a random walk per symbol, uniform symbol choice, seeded."""
+    """Synthetic trades: a random walk per symbol, uniform symbol choice, seeded; trade ids
+    run 1, 2, 3... per symbol (no gaps, no repeats), prices and sizes have 6 decimals."""
 
     def __init__(self, seed: int = 7, symbols: int = SYMBOLS) -> None:
         self.rng = np.random.default_rng(seed)
@@ -52,52 +98,88 @@ class Trades:
             [partition_of(EXCHANGE, s, PARTITIONS) for s in self.symbols], np.int64
         )
         self.level = 100.0 * np.exp(self.rng.normal(0.0, 1.0, symbols))
-        self.next_id = 1
+        self.next_id = np.ones(symbols, np.int64)
         self.count = 0
         self.last_idx: I64 = np.zeros(0, np.int64)
-        self._sym: list[I64] = []  # every trade's symbol index and event ms (expected bars)
-        self._ms: list[I64] = []
 
-    def chunk(self, ts_ns: I64, recv_ts: int) -> TradeColumns:
-        """One batch of ``len(ts_ns)`` trades with these event times (ns, non-decreasing)."""
-        n = len(ts_ns)
-        rng = self.rng
-        idx = rng.integers(0, len(self.symbols), n)
+    def make(self, ts_ns: I64) -> TradeArrays:
+        """``len(ts_ns)`` trades of random symbols at these times (non-decreasing)."""
+        return self._trades(self.rng.integers(0, len(self.symbols), len(ts_ns)), ts_ns)
+
+    def trailer(self, ts_ns: int) -> TradeArrays:
+        """One trade per partition at ``ts_ns``: past it, every earlier bar is closed."""
+        _, first = np.unique(self.partition, return_index=True)
+        return self._trades(first.astype(np.int64), np.full(len(first), ts_ns, np.int64))
+
+    def _trades(self, idx: I64, ts_ns: I64) -> TradeArrays:
+        rng, n = self.rng, len(idx)
         self.last_idx = idx
         price = np.round(self.level[idx] * np.exp(rng.normal(0.0, 0.002, n)), 6)
         self.level *= np.exp(rng.normal(0.0, 0.001, len(self.level)))
-        seq = np.arange(self.next_id, self.next_id + n, dtype=np.int64)
-        self.next_id += n
+        order = np.argsort(idx, kind="stable")  # rank of each trade within its symbol
+        s = idx[order]
+        starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+        rank = np.arange(n) - np.repeat(starts, np.diff(np.r_[starts, n]))
+        ids = np.empty(n, np.int64)
+        ids[order] = self.next_id[s] + rank
+        self.next_id += np.bincount(idx, minlength=len(self.next_id))
         self.count += n
-        self._sym.append(idx.astype(np.int64))
-        self._ms.append(ts_ns // 1_000_000)
+        qty = np.round(rng.exponential(0.5, n) + 0.001, 6)
+        return TradeArrays(idx, ids, price, qty, ts_ns.astype(np.int64), rng.random(n) < 0.5)
+
+    def columns(self, a: TradeArrays, recv_ts: int) -> TradeColumns:
+        """The trades as ``parse_many`` hands them to the ingest writer."""
+        pick = a.idx.tolist()
         return TradeColumns(
             EXCHANGE,
-            [self.symbols[i] for i in idx.tolist()],
-            [self.natives[i] for i in idx.tolist()],
-            list(map(str, seq.tolist())),
-            seq,
-            price,
-            np.round(rng.exponential(0.5, n) + 0.001, 6),
-            ts_ns.astype(np.int64),
-            rng.random(n) < 0.5,
+            [self.symbols[i] for i in pick],
+            [self.natives[i] for i in pick],
+            list(map(str, a.ids.tolist())),
+            a.ids,
+            a.price,
+            a.qty,
+            a.ts_ns,
+            a.buy,
             recv_ts,
         )
 
-    def expected_bars(self) -> int:
-        """Bars the detectors close (``ALLOWED_LATENESS_MS=0``, no idle close): per symbol and
-        timeframe every traded bucket that ends at or before its partition's last event time."""
-        sym = np.concatenate(self._sym)
-        ms = np.concatenate(self._ms)
-        part = self.partition[sym]
-        last = np.full(PARTITIONS, -1, np.int64)
-        np.maximum.at(last, part, ms)
-        total = 0
-        for tf in parse_timeframes(TIMEFRAMES):
-            bucket = ms - ms % tf.ms
-            closed = bucket + tf.ms <= last[part]
-            total += len(np.unique(sym[closed] * 10**13 + bucket[closed]))
-        return total
+    def frames(self, a: TradeArrays) -> list[bytes]:
+        """Binance ``trade`` frames of the trades (what the exchange would send)."""
+        return render_frames(
+            [self.natives[i] for i in a.idx.tolist()],
+            a.ids.tolist(),
+            prices=decimals(a.price),
+            qtys=decimals(a.qty),
+            ms=(a.ts_ns // 1_000_000).tolist(),
+            buyer_maker=(~a.buy).tolist(),
+        )
+
+    def per_symbol(self) -> dict[str, int]:
+        """Trades made so far per symbol (ids ran 1..count)."""
+        return {s: int(n) - 1 for s, n in zip(self.symbols, self.next_id, strict=True) if n > 1}
+
+
+def decimals(x: F64) -> list[str]:
+    """``fmt_decimal(v, 8)`` of each value (exact for 6-decimal values, checked)."""
+    text: list[str] = np.char.mod("%.8f", x).tolist()
+    if not np.array_equal(np.array(text, dtype=np.float64), x):
+        text = [fmt_decimal(v, 8) for v in x.tolist()]
+    return text
+
+
+def write_recording(path: Path, frames: list[bytes], ts_ns: I64) -> None:
+    """Append frames in the recording format ``alphapulse replay`` reads (recv time, frame)."""
+    with path.open("ab") as f:
+        f.writelines(b"%d %s\n" % (t, fr) for t, fr in zip(ts_ns.tolist(), frames, strict=True))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_kib(pid: int) -> int | None:
@@ -132,14 +214,16 @@ def ready(port: int) -> bool:
 
 
 class Stack:
-    """Detectors x2, signals and sink in a fresh namespace and schema (see the module doc)."""
+    """Detectors x2, signals, sink and ``ingest`` processes (each ``(url, native symbols)``)
+    in a fresh namespace and schema (see the module doc)."""
 
-    def __init__(self, store_ticks: bool) -> None:
+    def __init__(self, store_ticks: bool, ingest: Sequence[tuple[str, Sequence[str]]] = ()) -> None:
         tag = uuid.uuid4().hex[:10]
         self.keys = Keys(namespace=f"bench-e2e-{tag}:", partitions=PARTITIONS)
         self.schema = f"bench_e2e_{tag}"
         self.db_url = with_search_path(DATABASE_URL, self.schema)
         self.store_ticks = store_ticks
+        self.ingest = list(ingest)
         self.logs = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
         self.procs: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
         self._files: list[IO[bytes]] = []
@@ -150,15 +234,11 @@ class Stack:
             **base,
             "REDIS_URL": REDIS_URL,
             "NAMESPACE": self.keys.namespace,
-            "PARTITIONS": str(PARTITIONS),
+            **ENGINE_ENV,
             "METRICS_PORT": str(port),
             "METRICS_HOST": "127.0.0.1",
             "LOG_FORMAT": "json",
             "LOG_LEVEL": "WARNING",
-            "TIMEFRAMES": TIMEFRAMES,
-            "ALLOWED_LATENESS_MS": "0",
-            "IDLE_CLOSE_MS": "0",
-            "TRIM_INTERVAL_S": "0",
             "GRACE_SECONDS": "10",
             "DATABASE_URL": self.db_url,
             "STORE_TICKS": "1" if self.store_ticks else "0",
@@ -170,8 +250,11 @@ class Stack:
             await admin.execute(f"CREATE SCHEMA {self.schema}")
         finally:
             await admin.close()
-        for name in ("sink", "signals", "detectors1", "detectors2"):
+        for name in ("sink", "signals", *DETECTORS):
             self._spawn(name)
+        for i, (url, natives) in enumerate(self.ingest, start=1):
+            self._spawn(f"ingest{i}", EXCHANGES=f"{EXCHANGE}:" + ",".join(natives),
+                        INGEST_URL_BINANCE=url)  # fmt: skip
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         while not all([await asyncio.to_thread(ready, port) for _, port in self.procs.values()]):
@@ -183,12 +266,13 @@ class Stack:
         if None in owners:
             raise RuntimeError("detectors ready but a partition has no lease holder")
 
-    def _spawn(self, name: str) -> None:
+    def _spawn(self, name: str, **extra: str) -> None:
         port = free_port()
         log = (self.logs / f"{name}.log").open("wb")
         self._files.append(log)
-        cmd = [sys.executable, "-m", name.rstrip("12")]
-        proc = subprocess.Popen(cmd, env=self.env(port), cwd=ROOT, stdout=log, stderr=log)
+        cmd = [sys.executable, "-m", name.rstrip("0123456789")]
+        env = {**self.env(port), **extra}
+        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=log)
         self.procs[name] = (proc, port)
 
     def check_alive(self) -> None:
@@ -204,10 +288,21 @@ class Stack:
     def rss(self) -> dict[str, int | None]:
         return {n: rss_kib(p.pid) for n, (p, _) in self.procs.items()}
 
-    async def metric(self, names: tuple[str, ...]) -> dict[str, float]:
-        """Each metric summed over every process."""
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds of each process so far (ingest1, detectors2, ... summed by stage)."""
+        out: dict[str, float] = {}
+        for name, (p, _) in self.procs.items():
+            stage = name.rstrip("0123456789")
+            out[stage] = out.get(stage, 0.0) + cpu_seconds(p.pid)
+        return out
+
+    def ports(self, prefix: str) -> list[int]:
+        return [port for name, (_, port) in self.procs.items() if name.startswith(prefix)]
+
+    async def metric(self, names: tuple[str, ...], prefix: str = "") -> dict[str, float]:
+        """Each metric summed over every process (whose name starts with ``prefix``)."""
         total = dict.fromkeys(names, 0.0)
-        for _, port in self.procs.values():
+        for port in self.ports(prefix):
             for k, v in (await asyncio.to_thread(scrape, port, names)).items():
                 total[k] += v
         return total
