@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -151,6 +152,9 @@ class PartitionRunner:
         self.unacked: list[str] = []
         self.engine: PartitionEngine | None = None
         self.last_applied = "0-0"
+        # Whether entries above ``last_applied`` may still be pending (after a restore, or
+        # when the last pending read came back full): read those before blocking for more.
+        self.maybe_pending = True
         self.max_ts_seen = 0
         self.progress_wall_ms = time.time() * 1000
         self.trimmed_at = time.monotonic()
@@ -206,9 +210,11 @@ class PartitionRunner:
 
     async def _read(self) -> list[Entry]:
         common = self.service.settings.common
-        entries = await self._read_pending(common.batch_count)
-        if entries:
-            return entries
+        if self.maybe_pending:
+            entries = await self._read_pending(common.batch_count)
+            self.maybe_pending = len(entries) == common.batch_count
+            if entries:
+                return entries
         pipe = self.redis.pipeline(transaction=False)
         pipe.xreadgroup(
             GROUP_DETECTORS,
@@ -224,7 +230,10 @@ class PartitionRunner:
             count=common.batch_count,
         )
         _, pending = await pipe.execute()
-        return _entries(self.stream, pending)
+        entries = _entries(self.stream, pending)
+        # A full page may have left more pending behind it (e.g. a stale owner's reads).
+        self.maybe_pending = len(entries) == common.batch_count
+        return entries
 
     async def _loop(self) -> None:
         settings = self.service.settings
@@ -301,11 +310,12 @@ class PartitionRunner:
             for event in out.events:
                 pipe.xadd(keys.patterns, dict(event.encode().items()))
             await pipe.execute()
-            for bar in out.bars:
-                metrics.bars.labels(bar.timeframe).inc()
-            for event in out.events:
-                for name in event.patterns:
-                    metrics.patterns.labels(name).inc()
+            # One inc per label, not per bar: a boundary closes a bar for every series at once.
+            for timeframe, n in Counter(bar.timeframe for bar in out.bars).items():
+                metrics.bars.labels(timeframe).inc(n)
+            fired = Counter(name for event in out.events for name in event.patterns)
+            for name, n in fired.items():
+                metrics.patterns.labels(name).inc(n)
         now_ms = time.time() * 1000
         for entry in entries:
             metrics.latency.observe(max(0.0, now_ms - int(entry.id.split("-")[0])) / 1000)
