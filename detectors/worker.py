@@ -305,10 +305,12 @@ class PartitionRunner:
         if out.bars:
             pipe = self.redis.pipeline(transaction=False)
             keys = self.service.keys
-            for bar in out.bars:
-                pipe.xadd(keys.bars, dict(bar.encode().items()))
+            # Events first: they are what the signals stage waits for (bars only feed the sink),
+            # and Redis wakes a blocked reader as soon as the command that fed it has run.
             for event in out.events:
                 pipe.xadd(keys.patterns, dict(event.encode().items()))
+            for bar in out.bars:
+                pipe.xadd(keys.bars, dict(bar.encode().items()))
             await pipe.execute()
             # One inc per label, not per bar: a boundary closes a bar for every series at once.
             for timeframe, n in Counter(bar.timeframe for bar in out.bars).items():
