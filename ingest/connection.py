@@ -37,13 +37,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import socket
+import ssl
 import time
 from collections.abc import Sequence, Sized
 from dataclasses import dataclass
 
 import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidMessage
 from websockets.frames import CloseCode
 
 from common.contracts import Tick
@@ -85,6 +87,41 @@ class ConnectionOptions:
 def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
     """Full-jitter exponential backoff: uniform in ``[0, min(cap, base * 2**attempt)]``."""
     return rng.uniform(0.0, min(cap, base * 2.0 ** min(attempt, 30)))
+
+
+#: The ``reason`` label of ``alphapulse_ingest_connect_failures_total``.
+CONNECT_FAILURE_REASONS = ("dns", "refused", "timeout", "tls", "handshake", "closed", "other")
+_PEER_CLOSED = (
+    ConnectionClosed,
+    ConnectionResetError,
+    ConnectionAbortedError,
+    BrokenPipeError,
+    ssl.SSLEOFError,  # the TCP connection ended within the TLS handshake
+    ssl.SSLZeroReturnError,
+)
+
+
+def connect_failure_reason(error: BaseException) -> str:
+    """Why a connect attempt failed, from the exception's type (one of
+    ``CONNECT_FAILURE_REASONS``): the name did not resolve (``dns``), nothing listens
+    (``refused``), no answer within ``open_timeout_s`` (``timeout``), the TLS handshake
+    was rejected (``tls``), the HTTP upgrade was refused, e.g. a 403 or 429 (``handshake``),
+    the peer dropped the connection before the WebSocket was open (``closed``)."""
+    if isinstance(error, socket.gaierror):
+        return "dns"
+    if isinstance(error, ConnectionRefusedError):
+        return "refused"
+    if isinstance(error, TimeoutError):
+        return "timeout"
+    if isinstance(error, _PEER_CLOSED) or (
+        isinstance(error, InvalidMessage) and isinstance(error.__cause__, EOFError)
+    ):  # a reset or EOF during the TLS handshake, or EOF before the HTTP response
+        return "closed"
+    if isinstance(error, ssl.SSLError):
+        return "tls"
+    if isinstance(error, InvalidHandshake):
+        return "handshake"
+    return "other"
 
 
 class _EndedWhileSubscribing(Exception):
@@ -190,6 +227,9 @@ class Connection:
                     await self._backoff(attempt, e.reason, "")
                     continue
                 except (OSError, TimeoutError, InvalidHandshake, ConnectionClosed) as e:
+                    self.metrics.connect_failures.labels(
+                        self.adapter.name, connect_failure_reason(e)
+                    ).inc()
                     attempt += 1
                     await self._backoff(attempt, "connect_failed", repr(e))
                     continue

@@ -35,6 +35,12 @@ class IngestMetrics:
         self.reconnects = counter(
             "reconnects_total", "Connections re-opened, by reason.", ("exchange", "reason")
         )
+        self.connect_failures = counter(
+            "connect_failures_total",
+            "Connect attempts that failed before a session opened, by reason "
+            "(dns, refused, timeout, tls, handshake, closed, other).",
+            ("exchange", "reason"),
+        )
         self.rotations = counter(
             "rotations_total", "Planned connection rotations (max age).", ("exchange",)
         )

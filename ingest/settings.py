@@ -76,7 +76,7 @@ class IngestSettings:
         exchanges = parse_exchanges(env.get("EXCHANGES", ""))
         urls = []
         for name, _ in exchanges:
-            var = "INGEST_URL_" + name.upper().replace("-", "_")
+            var = url_variable(name)
             url = env_optional(env, var)
             if url is not None:
                 if not url.startswith(("ws://", "wss://")):
@@ -109,6 +109,11 @@ class IngestSettings:
             gc_gen0=env_int(env, "INGEST_GC_GEN0", DEFAULT_GC_GEN0, lo=0),
             read_batch=env_int(env, "INGEST_READ_BATCH", 128, lo=1, hi=4096),
         )
+
+
+def url_variable(exchange: str) -> str:
+    """``binance-futures`` → ``INGEST_URL_BINANCE_FUTURES``: the variable overriding its URL."""
+    return "INGEST_URL_" + exchange.upper().replace("-", "_")
 
 
 def parse_exchanges(raw: str) -> tuple[tuple[str, tuple[str, ...]], ...]:

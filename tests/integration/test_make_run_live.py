@@ -6,7 +6,9 @@ endpoints). So that the outcome does not depend on the network, each real host i
 by one that cannot be reached as an exchange: four local TCP listeners that count the
 connection attempts and drop each at once (the TLS handshake fails), and for Kraken a name
 that never resolves (``.invalid``, RFC 6761). Ingest must keep dialling with backoff, stay
-up with no connection open, and stop cleanly.
+up with no connection open, count every failed attempt by exchange and reason
+(``alphapulse_ingest_connect_failures_total``: ``closed`` for the dropped ones, ``dns`` for
+Kraken), and stop cleanly.
 """
 
 from __future__ import annotations
@@ -35,11 +37,29 @@ BACKOFF_MAX_S = 0.2
 
 
 def _ingest_samples(port: int) -> dict[str, float]:
-    """``alphapulse_ingest_*`` samples (name with labels → value) at ``/metrics``."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-        lines = r.read().decode().splitlines()
+    """``alphapulse_ingest_*`` samples (name with labels → value) at ``/metrics``; none
+    while the server is not listening yet."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            lines = r.read().decode().splitlines()
+    except OSError:
+        return {}
     samples = (ln.rpartition(" ") for ln in lines if ln.startswith("alphapulse_ingest_"))
     return {name: float(value) for name, _, value in samples}
+
+
+def _failures(metrics: dict[str, float]) -> dict[str, dict[str, float]]:
+    """``alphapulse_ingest_connect_failures_total`` as {exchange: {reason: count}}."""
+    out: dict[str, dict[str, float]] = {}
+    prefix = "alphapulse_ingest_connect_failures_total{"
+    for sample, value in metrics.items():
+        if sample.startswith(prefix):
+            labels = dict(
+                pair.split("=", 1) for pair in sample[len(prefix) : -1].split(",") if pair
+            )
+            reasons = out.setdefault(labels["exchange"].strip('"'), {})
+            reasons[labels["reason"].strip('"')] = value
+    return out
 
 
 def _unreachable(name: str, host: str) -> str:
@@ -96,15 +116,21 @@ async def test_live_ingest_keeps_retrying_unreachable_exchanges(
     )  # fmt: skip
     assert ingest.stderr is not None
     log = asyncio.create_task(ingest.stderr.read())
+    metrics: dict[str, float] = {}
     try:
-        for _ in range(600):  # until every listener saw ATTEMPTS dials (or ingest ended)
-            if min(attempts[n] for n in names if n != "kraken") >= ATTEMPTS:
+        # until every listener saw ATTEMPTS dials and /metrics counts ATTEMPTS failures for
+        # every exchange (or ingest ended)
+        for _ in range(600):
+            metrics = await asyncio.to_thread(_ingest_samples, metrics_port)
+            counted = _failures(metrics)
+            if min(attempts[n] for n in names if n != "kraken") >= ATTEMPTS and all(
+                sum(counted.get(n, {}).values()) >= ATTEMPTS for n in names
+            ):
                 break
             if ingest.returncode is not None:
                 break
             await asyncio.sleep(0.05)
         alive = ingest.returncode is None
-        metrics = await asyncio.to_thread(_ingest_samples, metrics_port) if alive else {}
     finally:
         if ingest.returncode is None:
             ingest.send_signal(signal.SIGTERM)
@@ -129,6 +155,11 @@ async def test_live_ingest_keeps_retrying_unreachable_exchanges(
         first = retries[0]
         assert first["reason"] == "connect_failed" and first["attempt"] == 1
         assert 0 <= first["delay"] <= BACKOFF_MAX_S
+    failures = _failures(metrics)
+    for name in names:  # every failed dial counted, with the reason of its exception
+        reason = "dns" if name == "kraken" else "closed"  # kraken: .invalid; others: dropped
+        assert set(failures.get(name, {})) == {reason}, failures
+        assert failures[name][reason] >= ATTEMPTS, failures
     kraken = next(e for e in events if e.get("exchange") == "kraken" and "error" in e)
     assert "gaierror" in kraken["error"]  # the name did not resolve; still retried
     frames = [v for m, v in metrics.items() if m.startswith("alphapulse_ingest_frames_total{")]
