@@ -2,24 +2,17 @@
 # Check the deployment files with the real tools (`make deploy-check`):
 #   promtool check config / check rules / test rules   (Prometheus; Debian package "prometheus")
 #   systemd-analyze verify                              (the unit templates, instance 0)
-# promtool is installed with apt when missing and we are root (or ALLOW_APT=1 with sudo);
+# promtool is installed with apt when missing (deploy/prometheus-local.sh: root or ALLOW_APT=1);
 # without it those checks are reported as skipped. `make test` does not run this (the
 # pure-Python tests in tests/unit/test_deploy_*.py check the same files without the tools).
 set -euo pipefail
 cd "$(dirname "$0")"
 log() { echo "deploy-check: $*" >&2; }
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif [ "${ALLOW_APT:-0}" = 1 ]; then sudo "$@"; else return 1; fi; }
 failed=0
 
-if ! command -v promtool >/dev/null; then
-  log "installing promtool (apt package prometheus)"
-  if as_root apt-get update -qq && DEBIAN_FRONTEND=noninteractive as_root \
-      apt-get install -y -qq --no-install-recommends prometheus >/dev/null; then
-    as_root systemctl disable --now prometheus >/dev/null 2>&1 || true  # only the tool is wanted
-  else
-    log "cannot install promtool (not root; set ALLOW_APT=1 to use sudo)"
-  fi
-fi
+# shellcheck source=deploy/prometheus-local.sh
+source ./prometheus-local.sh  # ensure_prometheus: apt-installs prometheus + promtool if it can
+ensure_prometheus || log "cannot install promtool (see above)"
 
 if command -v promtool >/dev/null; then
   promtool check rules prometheus/alerts.yml || failed=1

@@ -105,6 +105,39 @@ def test_alert_rules_are_complete(rule: dict[str, Any]) -> None:
     assert f'<a id="{anchor}"></a>' in readme, anchor
 
 
+_INCREASE = re.compile(r"\bincrease\(\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*\[(\w+)\]\s*\)")
+
+
+def birth_misses(expr: str) -> list[str]:
+    """``increase()`` of a labelled counter without the series born within the window.
+
+    prometheus_client exports a labelled counter's series only from its first increment, at
+    its value then (1, not 0): increase() over the window never sees that first step, so the
+    first dead letter or trade gap would show as 0 (as a real Prometheus scraping the workers
+    showed: tests/integration/test_deploy_prometheus.py). ``(x unless x offset W) or
+    increase(x[W])`` counts a series born within the window at its whole value."""
+    out = []
+    for name, window in _INCREASE.findall(expr):
+        if name in EXPORTED and EXPORTED[name].labels:
+            born = rf"\b{name}\s+unless\s+{name}\s+offset\s+{window}\b"
+            if not re.search(born, expr):
+                out.append(f"increase({name}[{window}]) misses series born in the window")
+    return out
+
+
+def test_the_birth_check_rejects_a_bare_increase_of_a_labelled_counter() -> None:
+    x = "alphapulse_runtime_dead_letters_total"
+    assert birth_misses(f"sum by (stream) (increase({x}[10m])) > 0")
+    assert not birth_misses(f"sum by (stream) (({x} unless {x} offset 10m) or increase({x}[10m]))")
+    assert birth_misses(f"sum(({x} unless {x} offset 5m) or increase({x}[10m]))")  # windows differ
+    assert not birth_misses("sum(increase(alphapulse_sink_retries_total[5m]))")  # no labels: at 0
+
+
+@pytest.mark.parametrize("expr", [r["expr"] for r in RULES], ids=[r["alert"] for r in RULES])
+def test_alerts_count_the_first_event_of_a_labelled_counter(expr: str) -> None:
+    assert birth_misses(expr) == []
+
+
 def test_alert_names_are_unique_and_cover_operations() -> None:
     names = [r["alert"] for r in RULES]
     assert len(names) == len(set(names))
@@ -154,6 +187,7 @@ def test_scrape_configs_match_the_deployments() -> None:
 @pytest.mark.parametrize("expr", DASH_EXPRS)
 def test_dashboard_queries_use_exported_metrics(expr: str) -> None:
     assert check_expr(expr) == []
+    assert birth_misses(expr) == []
 
 
 def test_dashboard_structure_and_coverage() -> None:
