@@ -406,7 +406,7 @@ async def test_prometheus_scrapes_the_workers_and_every_query_and_rule_works(
         for alert in MUST_NOT_MATCH:
             assert await prom.query(alerts[alert]) == [], f"{alert} matches: {alerts[alert]}"
         await check_rules(prom, rules)
-        print(f"{len(queries)} panel queries and {len(alerts)} alerts checked; quiet:", QUIET)
+        print(f"{len(queries)} panel queries, {len(alerts)} alerts; quiet: {sorted(QUIET)}")
         reader.cancel()
     finally:
         if client is not None:
