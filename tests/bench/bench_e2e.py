@@ -20,11 +20,14 @@ schema), with the production settings (trimming on) except ``ALLOWED_LATENESS_MS
 * **In-process writer** (a second line): the same trades put straight into an
   ``ingest.writer.TickWriter`` in this process as the ``TradeColumns`` ``parse_many``
   yields (no WebSocket, no JSON): what the stages behind ingest take.
-* **Latency** at a paced 10,000 ticks/s (in-process writer) whose event times are the wall
-  clock, so 1 s bars close every second: for each signal, the Redis entry-id time (ms,
-  Redis's clock) minus the receive time stamped on the trade that closed its bar (the first
-  tick of its partition at or past the bar's end; ``ALLOWED_LATENESS_MS=0``). Resolution
-  1 ms (entry ids are ms). Rows checked against replay as above.
+* **Latency** at a paced 10,000 ticks/s whose event times are the wall clock, so 1 s bars
+  close every second: for each signal, the Redis entry-id time (ms, Redis's clock) minus the
+  receive time stamped on the trade that closed its bar (the first tick of its partition at
+  or past the bar's end; ``ALLOWED_LATENESS_MS=0``). Resolution 1 ms (entry ids are ms).
+  Fed by the in-process writer (receive time: when the bench offers the trade), or with
+  ``BENCH_E2E_LATENCY_FEED=ws`` through the ingest processes over the WebSocket (receive
+  time: ingest's stamp, read back from the ``TickBatch`` entries in ``ticks:{p}``). Rows
+  checked against replay as above.
 * **Memory**: RSS of each process every second over the paced run (the soak: 10 min, 1 min
   with ``BENCH_QUICK=1``): start, end, max and the least-squares slope.
 * **Baselines** from the same run: ``redis-benchmark -P 64`` XADD of entries laid out as
@@ -64,6 +67,7 @@ import redis.asyncio as aioredis
 from matplotlib.figure import Figure
 from prometheus_client import CollectorRegistry
 
+from common.contracts import TickBatch
 from common.logging import configure_logging
 from common.names import partition_of
 from common.settings import CommonSettings
@@ -92,6 +96,7 @@ from tests.sink_support import REDIS_URL
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 N_TICKS = 300_000 if QUICK else 2_000_000
 INGESTS = int(os.environ.get("BENCH_E2E_INGESTS", "2"))
+LATENCY_WS = os.environ.get("BENCH_E2E_LATENCY_FEED", "writer") == "ws"
 PARTS = ("throughput", "writer", "latency")
 SOAK_S = 60 if QUICK else 600
 RATE = 10_000
@@ -114,6 +119,7 @@ class Run:
     """One throughput run's figures and its samples over time."""
 
     label: str
+    feeder: str = "ingest"  # what wrote the ticks to ``ticks:{p}``
     ticks: int = 0
     seconds: float = 0.0
     ingest_seconds: float = 0.0  # until ingest (or the in-process writer) wrote every tick
@@ -156,6 +162,7 @@ class Soak:
     sent: int = 0
     seconds: float = 0.0
     rows: dict[str, Check] = field(default_factory=dict)
+    feed: str = ""  # what wrote the ticks
 
 
 @dataclass
@@ -263,12 +270,13 @@ async def throughput(redis: aioredis.Redis, feed: Feed, store_ticks: bool) -> Ru
     return run
 
 
-async def in_process(redis: aioredis.Redis, feed: Feed) -> Run:
-    """The same trades through an in-process ``TickWriter`` (ticks not stored)."""
-    run = Run("ticks not stored, in-process ingest writer (no WebSocket)")
+async def in_process(redis: aioredis.Redis, feed: Feed, store_ticks: bool) -> Run:
+    """The same trades through an in-process ``TickWriter`` (no WebSocket, no JSON)."""
+    run = Run(f"ticks {'' if store_ticks else 'not '}stored, in-process ingest writer")
+    run.feeder = "the in-process writer"
     a, trades = feed.arrays, feed.trades
     chunks = [a.part(slice(i, i + CHUNK)) for i in range(0, len(a), CHUNK)]
-    stack = Stack(store_ticks=False)
+    stack = Stack(store_ticks)
     try:
         await stack.start(redis)
         loop = asyncio.get_running_loop()
@@ -292,6 +300,7 @@ async def in_process(redis: aioredis.Redis, feed: Feed) -> Run:
         await finish(run, stack, feed)
     finally:
         await stack.close(redis)
+    run.xadd, run.entry_bytes = await asyncio.to_thread(xadd_baseline, feed, run.per_entry)
     return run
 
 
@@ -396,13 +405,16 @@ class Closers:
         self.secs: list[list[int]] = [[] for _ in range(PARTITIONS)]
         self.recv: list[list[int]] = [[] for _ in range(PARTITIONS)]
 
-    def add(self, part: np.ndarray[Any, Any], ts_ns: np.ndarray[Any, Any], recv_ns: int) -> None:
+    def add(self, part: np.ndarray[Any, Any], ts_ns: np.ndarray[Any, Any], recv_ns: Any) -> None:
+        """Ticks in arrival order; ``recv_ns`` one time for all or one per tick."""
         keys = part * 10**12 + ts_ns // 10**9
-        uniq = np.unique(keys)
-        for p, sec in zip((uniq // 10**12).tolist(), (uniq % 10**12).tolist(), strict=True):
+        uniq, first = np.unique(keys, return_index=True)
+        recv = np.broadcast_to(np.asarray(recv_ns, np.int64), keys.shape)[first].tolist()
+        parts, secs = (uniq // 10**12).tolist(), (uniq % 10**12).tolist()
+        for p, sec, r in zip(parts, secs, recv, strict=True):
             if not self.secs[p] or sec > self.secs[p][-1]:
                 self.secs[p].append(sec)
-                self.recv[p].append(recv_ns)
+                self.recv[p].append(r)
 
     def closing_recv(self, p: int, end_ms: int) -> int | None:
         """Receive time (ns) of partition ``p``'s first tick at or after ``end_ms``."""
@@ -410,68 +422,136 @@ class Closers:
         return self.recv[p][i] if i < len(self.recv[p]) else None
 
 
-async def soak(redis: aioredis.Redis, workdir: Path) -> Soak:
-    """The paced run: latency and memory (see the module doc). Importable and runnable alone
-    (``BENCH_E2E_PARTS=latency``)."""
-    result = Soak()
-    trades, closers = Trades(seed=3), Closers()
-    recording = workdir / "soak.rec"
-    stack = Stack(store_ticks=False)
-    try:
+class PacedFeed:
+    """Where the paced run's trades go: the in-process writer, or (``via_ws``) Binance frames
+    to the ingest processes through a live :class:`FeedServer`, the closing trades' receive
+    times then read back from the ``ticks:{p}`` entries ingest wrote (``TickBatch`` recv)."""
+
+    def __init__(self, trades: Trades, via_ws: bool) -> None:
+        self.trades, self.via_ws = trades, via_ws
+        self.closers = Closers()
+        self.group_of = trades.partition * INGESTS // PARTITIONS
+        groups = [
+            frozenset(n for n, g in zip(trades.natives, self.group_of, strict=True) if g == i)
+            for i in range(INGESTS)
+        ]
+        self.server = FeedServer([(g, b"") for g in groups], live=True) if via_ws else None
+        self.writer: TickWriter | None = None
+        self.tasks: list[asyncio.Task[None]] = []
+
+    async def start(self, redis: aioredis.Redis) -> Stack:
+        if self.server is None:
+            stack = Stack(store_ticks=False)
+            await stack.start(redis)
+            self.writer = writer_for(redis, stack)
+            await self.writer.__aenter__()
+            return stack
+        await self.server.start()
+        natives = [sorted(syms) for syms, _ in self.server.groups]
+        stack = Stack(store_ticks=False, ingest=[(self.server.url, n) for n in natives])
         await stack.start(redis)
+        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in self.server.subscribed)), 120)
+        self.tasks.append(asyncio.create_task(read_tick_receipts(redis, stack, self.closers)))
+        return stack
+
+    def send(self, a: TradeArrays, now: int) -> None:
+        if self.writer is not None:
+            self.closers.add(self.trades.partition[a.idx], a.ts_ns, now)
+            self.writer.offer_columns(self.trades.columns(a, now))
+            return
+        assert self.server is not None
+        frames, tick_group = self.trades.frames(a), self.group_of[a.idx]
+        for g in range(INGESTS):
+            picked = np.flatnonzero(tick_group == g).tolist()
+            if picked:
+                self.server.push(g, ws_frames([frames[i] for i in picked]))
+
+    async def drain(self) -> None:
+        if self.writer is not None:
+            await self.writer.__aexit__(None, None, None)
+            self.writer = None
+
+    async def close(self) -> None:
+        await self.drain()
+        for task in self.tasks:
+            task.cancel()
+        if self.server is not None:
+            await self.server.close()
+
+
+async def read_tick_receipts(redis: aioredis.Redis, stack: Stack, closers: Closers) -> None:
+    """Every ``ticks:{p}`` entry as ingest writes it (XREAD, no group: trimming waits for the
+    groups only, so this reader keeps up or loses entries): each partition's receive times."""
+    last = {stack.keys.ticks(p): "0-0" for p in range(PARTITIONS)}
+    part = {name: p for p, name in enumerate(last)}
+    while True:
+        got: Any = await redis.xread(last, count=1000, block=200)  # type: ignore[arg-type]
+        for raw, entries in got:
+            stream = raw.decode()
+            for entry_id, fields in entries:
+                last[stream] = entry_id.decode()
+                rec = TickBatch.decode(fields).records
+                closers.add(np.full(len(rec), part[stream]), rec["ts"], rec["recv"])
+
+
+async def soak(redis: aioredis.Redis, workdir: Path, via_ws: bool | None = None) -> Soak:
+    """The paced run: latency and memory (see the module doc). Importable and runnable alone
+    (``BENCH_E2E_PARTS=latency``; ``BENCH_E2E_LATENCY_FEED=ws`` feeds it through ingest)."""
+    result = Soak()
+    trades = Trades(seed=3)
+    feed = PacedFeed(trades, LATENCY_WS if via_ws is None else via_ws)
+    result.feed = "ingest over a WebSocket" if feed.via_ws else "the in-process writer"
+    recording = workdir / "soak.rec"
+    stack: Stack | None = None
+    raw: list[Output] = []
+    try:
+        stack = await feed.start(redis)
         loop = asyncio.get_running_loop()
         t0 = loop.time()
-        reader = asyncio.create_task(read_signals(redis, stack, closers, t0, result))
+        reader = asyncio.create_task(read_outputs(redis, stack, t0, raw))
         memory = asyncio.create_task(sample_rss(stack, t0, result))
         last_ms = 0
-        async with writer_for(redis, stack) as writer:
-            while (elapsed := loop.time() - t0) < SOAK_S:
-                due = int(elapsed * RATE) - result.sent
-                if due > 0:
-                    now = time.time_ns()
-                    last_ms = max(now // MS_NS, last_ms)
-                    a = trades.make(np.full(due, last_ms * MS_NS, np.int64))
-                    closers.add(trades.partition[a.idx], a.ts_ns, now)
-                    writer.offer_columns(trades.columns(a, now))
-                    write_recording(recording, trades.frames(a), a.ts_ns)
-                    result.sent += due
-                await asyncio.sleep(0.005)
-            result.seconds = loop.time() - t0
-            trailer_ms = (last_ms // 60_000 + 2) * 60_000
-            tail, now = trades.trailer(trailer_ms * MS_NS), time.time_ns()
-            closers.add(trades.partition[tail.idx], tail.ts_ns, now)
-            writer.offer_columns(trades.columns(tail, now))
-            write_recording(recording, trades.frames(tail), tail.ts_ns)
+        while (elapsed := loop.time() - t0) < SOAK_S:
+            due = int(elapsed * RATE) - result.sent
+            if due > 0:
+                now = time.time_ns()
+                last_ms = max(now // MS_NS, last_ms)
+                a = trades.make(np.full(due, last_ms * MS_NS, np.int64))
+                feed.send(a, now)
+                write_recording(recording, trades.frames(a), a.ts_ns)
+                result.sent += due
+            await asyncio.sleep(0.005)
+        result.seconds = loop.time() - t0
+        trailer_ms = (last_ms // 60_000 + 2) * 60_000
+        tail = trades.trailer(trailer_ms * MS_NS)
+        feed.send(tail, time.time_ns())
+        write_recording(recording, trades.frames(tail), tail.ts_ns)
+        await feed.drain()
+        if feed.via_ws:
+            await until_written(stack, trades.count, 300)
         await idle_since(redis, stack, 300)
         await asyncio.sleep(0.5)
         reader.cancel()
         memory.cancel()
+        latencies(raw, feed.closers, result)
         expected = await asyncio.to_thread(run_replay, recording, workdir / "soak", trailer_ms)
         result.rows = await compare(stack, expected, None)
     finally:
-        await stack.close(redis)
+        await feed.close()
+        if stack is not None:
+            await stack.close(redis)
     return result
 
 
-async def read_signals(
-    redis: aioredis.Redis, stack: Stack, closers: Closers, t0: float, out: Soak
-) -> None:
-    """Latency of every signal (and, for the detectors' share, every pattern event)."""
+Output = tuple[float, int, str, str, str, int, float | None]
+
+
+async def read_outputs(redis: aioredis.Redis, stack: Stack, t0: float, out: list[Output]) -> None:
+    """Every signal and pattern event as it enters its stream: (s since t0, entry-id ms,
+    exchange, symbol, timeframe, bar open ms, the signal's emitted_at in ms or None for a
+    pattern event); the latencies are worked out once every closing trade is known."""
     loop = asyncio.get_running_loop()
-    signals, patterns = stack.keys.signals, stack.keys.patterns
-    last = {signals: "0-0", patterns: "0-0"}
-    tf_ms: dict[str, int] = {}
-
-    def since_close(doc: dict[str, Any], open_ms: int, entry_ms: int) -> float:
-        tf = doc["timeframe"]
-        if tf not in tf_ms:
-            tf_ms[tf] = parse_timeframe(tf).ms
-        p = partition_of(doc["exchange"], doc["symbol"], PARTITIONS)
-        recv = closers.closing_recv(p, open_ms + tf_ms[tf])
-        if recv is None:
-            raise RuntimeError(f"output before its closing tick: {doc}")
-        return entry_ms - recv / 1e6
-
+    last = {stack.keys.signals: "0-0", stack.keys.patterns: "0-0"}
     while True:
         got: Any = await redis.xread(last, count=1000, block=200)  # type: ignore[arg-type]
         for raw, entries in got:
@@ -480,15 +560,30 @@ async def read_signals(
                 last[stream] = entry_id.decode()
                 entry_ms = int(last[stream].split("-")[0])
                 doc = orjson.loads(fields[b"d"])
-                if stream == patterns:
-                    bar = doc["bar"]
-                    out.pattern_latencies.append(since_close(bar, bar["open_time"], entry_ms))
+                if "bar" in doc:  # a pattern event
+                    b = doc["bar"]
+                    key = (b["exchange"], b["symbol"], b["timeframe"], b["open_time"])
+                    out.append((loop.time() - t0, entry_ms, *key, None))
                     continue
-                out.latencies.append(
-                    (loop.time() - t0, since_close(doc, doc["open_time_ms"], entry_ms))
-                )
-                emitted = datetime.fromisoformat(doc["emitted_at"].replace("Z", "+00:00"))
-                out.emitted.append(since_close(doc, doc["open_time_ms"], 0) + emitted_ms(emitted))
+                at = datetime.fromisoformat(doc["emitted_at"].replace("Z", "+00:00"))
+                key = (doc["exchange"], doc["symbol"], doc["timeframe"], doc["open_time_ms"])
+                out.append((loop.time() - t0, entry_ms, *key, emitted_ms(at)))
+
+
+def latencies(raw: list[Output], closers: Closers, out: Soak) -> None:
+    """Latency of every signal (and, for the detectors' share, every pattern event)."""
+    tf_ms: dict[str, int] = {}
+    for t, entry_ms, exchange, symbol, tf, open_ms, emitted in raw:
+        if tf not in tf_ms:
+            tf_ms[tf] = parse_timeframe(tf).ms
+        recv = closers.closing_recv(partition_of(exchange, symbol, PARTITIONS), open_ms + tf_ms[tf])
+        if recv is None:
+            raise RuntimeError(f"output before its closing tick: {symbol} {tf} {open_ms}")
+        if emitted is None:
+            out.pattern_latencies.append(entry_ms - recv / 1e6)
+        else:
+            out.latencies.append((t, entry_ms - recv / 1e6))
+            out.emitted.append(emitted - recv / 1e6)
 
 
 def emitted_ms(at: datetime) -> float:
@@ -550,7 +645,7 @@ def report(runs: list[Run], s: Soak | None, copy: float, load: str) -> list[str]
             )
         )
         lines.append(
-            f"| ingest alone in that run (all ticks in `ticks:{{p}}`, {r.per_entry:,.0f} ticks "
+            f"| {r.feeder} alone in that run (all ticks in `ticks:{{p}}`, {r.per_entry:,.0f} ticks "
             f"per entry) | {r.ticks / r.ingest_seconds:,.0f} ticks/s | | |"
         )
         cpu = ", ".join(f"{k} {v:.1f}" for k, v in sorted(r.cpu.items(), key=lambda x: -x[1]))
@@ -560,17 +655,18 @@ def report(runs: list[Run], s: Soak | None, copy: float, load: str) -> list[str]
         )
     if copy:
         lines.append(f"| PostgreSQL COPY of tick rows | {copy:,.0f} rows/s | | |")
-        stored = next(r for r in runs if r.copy_rate)
-        lines.append(
-            f"| stored-ticks throughput vs COPY | {stored.rate:,.0f} ticks/s | "
-            f"COPY {copy:,.0f} rows/s | {stored.rate / copy:.2f} |"
-        )
+        for stored in (r for r in runs if r.copy_rate):
+            lines.append(
+                f"| {stored.label}: throughput vs COPY | {stored.rate:,.0f} ticks/s | "
+                f"COPY {copy:,.0f} rows/s | {stored.rate / copy:.2f} |"
+            )
     if s is None:
         return lines
     lat = [v for _, v in s.latencies]
     if lat:
         lines.append(
-            f"| signal latency at {s.sent / s.seconds:,.0f} ticks/s ({len(lat):,} signals) "
+            f"| signal latency at {s.sent / s.seconds:,.0f} ticks/s, fed by {s.feed} "
+            f"({len(lat):,} signals) "
             f"| p50 {pct(lat, 0.5):.1f} ms, p99 {pct(lat, 0.99):.1f} ms, "
             f"p999 {pct(lat, 0.999):.1f} ms, max {max(lat):.1f} ms | | |"
         )
@@ -647,14 +743,14 @@ async def amain(load: str, wanted: tuple[str, ...]) -> None:
             if "throughput" in wanted:
                 runs += [await throughput(redis, feed, False), await throughput(redis, feed, True)]
             if "writer" in wanted:
-                runs.append(await in_process(redis, feed))
+                runs += [await in_process(redis, feed, False), await in_process(redis, feed, True)]
             del feed
         if "latency" in wanted:
             s = await soak(redis, workdir)
     finally:
         await redis.aclose()
         shutil.rmtree(workdir, ignore_errors=True)
-    copy = next((r.copy_rate for r in runs if r.copy_rate), 0.0)
+    copy = max((r.copy_rate for r in runs), default=0.0)  # the best of the stored runs
     lines = report(runs, s, copy, load)
     print("\n".join(lines))
     if set(wanted) == set(PARTS) and s is not None:

@@ -81,10 +81,14 @@ def ws_frames(payloads: Sequence[bytes]) -> bytes:
 
 
 class FeedServer:
-    """Serve ``groups`` (native symbols → their encoded frames) to one connection each."""
+    """Serve ``groups`` (native symbols → their encoded frames) to one connection each; when
+    ``live``, what :meth:`push` hands a group afterwards too, until :meth:`close`."""
 
-    def __init__(self, groups: list[tuple[frozenset[str], bytes]]) -> None:
+    def __init__(self, groups: list[tuple[frozenset[str], bytes]], *, live: bool = False) -> None:
         self.groups = groups
+        self.live: list[asyncio.Queue[bytes | None]] | None = (
+            [asyncio.Queue() for _ in groups] if live else None
+        )
         self.subscribed = [asyncio.Event() for _ in groups]
         self.sent = [asyncio.Event() for _ in groups]
         self.started_at: float | None = None  # loop time the first byte of trades went out
@@ -100,7 +104,14 @@ class FeedServer:
         self._server = await serve(self._handle, "127.0.0.1", 0, max_size=None, compression=None)
         self.port = next(iter(self._server.sockets)).getsockname()[1]
 
+    def push(self, group: int, data: bytes) -> None:
+        """Send ``data`` (encoded frames) to ``group``'s connection next (live servers)."""
+        assert self.live is not None
+        self.live[group].put_nowait(data)
+
     async def close(self) -> None:
+        for queue in self.live or ():
+            queue.put_nowait(None)
         if self._server is not None:
             self._server.close()
             with contextlib.suppress(Exception):
@@ -132,6 +143,9 @@ class FeedServer:
         if self.started_at is None:
             self.started_at = loop.time()
         await self._send_raw(ws, self.groups[group][1])
+        if self.live is not None:
+            while (data := await self.live[group].get()) is not None:
+                await self._send_raw(ws, data)
         self.sent[group].set()
         self.sent_at = loop.time()
         await ws.wait_closed()
