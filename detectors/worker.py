@@ -128,7 +128,9 @@ class DetectorService(Service):
                 self.log.info("partition_acquired", partition=p, epoch=epoch)
         self.metrics.owned.set(len(self.runners))
         now = time.monotonic()
-        ages = [now - r.checkpointed_at for r in self.runners.values()]
+        # Only partitions holding unacked entries can be behind on checkpoints: an idle one
+        # never writes one (nothing to cover) and must not look stale.
+        ages = [now - r.checkpointed_at for r in self.runners.values() if r.unacked]
         self.metrics.checkpoint_age.set(max(ages, default=0.0))
 
     async def close(self) -> None:

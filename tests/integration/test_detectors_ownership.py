@@ -136,6 +136,11 @@ async def test_two_services_split_partitions_and_dead_letter_bad_entries(
             return bool(pending["pending"] == 0 and bars == 3)
 
         await _until(drained)
+        # Everything is checkpointed and acked, and three partitions never saw a tick: a few
+        # heartbeats later no partition may look behind on its checkpoint (an idle partition
+        # writes none, which must not read as a stale one).
+        await asyncio.sleep(0.5)
+        assert registry.get_sample_value("alphapulse_detectors_checkpoint_age_seconds") == 0.0
         for s in services:
             s.request_stop()
     for s in services:
