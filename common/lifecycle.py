@@ -5,7 +5,9 @@ to stop, or on its own in burst mode once its input is drained), ``request_stop(
 from a signal handler: stop taking new work) and an idempotent ``stop()`` (finish, flush,
 close). It is an async context manager: ``async with svc: await svc.run()``.
 
-``run_service`` is what every ``python -m <stage>`` calls. It installs uvloop, configures
+``worker_main`` is every ``python -m <stage>``'s ``main()``: it reads the stage's settings (an
+invalid one: one line naming the variable, exit code 2) and hands the service to
+``run_service``. ``run_service`` installs uvloop, configures
 logging, starts the metrics/health server, puts SIGTERM/SIGINT handlers on the loop and then
 applies the shutdown order: stop reading → finish the in-flight batch (and ack it) → flush →
 close, all within ``GRACE_SECONDS``. Past the grace, the run task is cancelled (entries not
@@ -21,16 +23,16 @@ import signal
 import sys
 from collections.abc import Callable
 from types import TracebackType
-from typing import Self
+from typing import Protocol, Self, TypeVar
 
 import uvloop
 
 from common.errors import ConfigError
 from common.logging import configure_logging, get_logger
 from common.metrics import MetricsServer, Readiness
-from common.settings import CommonSettings, config_error_line
+from common.settings import CommonSettings, config_error_line, exit_on_config_error
 
-__all__ = ["Service", "run_service", "serve"]
+__all__ = ["Service", "run_service", "serve", "worker_main"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -227,3 +229,26 @@ def run_service(
     except ConfigError as err:
         print(config_error_line(err), file=sys.stderr, flush=True)
         return EXIT_CONFIG
+
+
+class StageSettings(Protocol):
+    """A stage's settings: whatever it reads, plus the shared ``CommonSettings``."""
+
+    @property
+    def common(self) -> CommonSettings: ...
+
+
+S = TypeVar("S", bound=StageSettings)
+
+
+def worker_main(settings: Callable[[], S], service: Callable[[S], Service]) -> int:
+    """The ``main()`` of a ``python -m <stage>``: read the settings with ``settings()`` (an
+    invalid one prints one line naming the variable and exits 2), then ``run_service`` the
+    ``service(settings)`` it builds (inside the loop) and return its exit code::
+
+        def main() -> int:
+            return worker_main(SinkSettings.from_env, lambda s: SinkWorker(s))
+    """
+    with exit_on_config_error():
+        read = settings()
+    return run_service(lambda: service(read), read.common)

@@ -6,19 +6,15 @@ Settings: ``detectors.settings`` (``TIMEFRAMES``, ``PATTERNS``, ``ALLOWED_LATENE
 
 from __future__ import annotations
 
-import os
 import sys
 
-from common.lifecycle import run_service
-from common.settings import exit_on_config_error
+from common.lifecycle import worker_main
 from detectors.settings import DetectorSettings
 from detectors.worker import DetectorService
 
 
 def main() -> int:
-    with exit_on_config_error():
-        settings = DetectorSettings.from_env(os.environ)
-    return run_service(lambda: DetectorService(settings), settings.common)
+    return worker_main(DetectorSettings.from_env, DetectorService)
 
 
 if __name__ == "__main__":

@@ -5,24 +5,21 @@ from __future__ import annotations
 import os
 import sys
 
-from common.errors import ConfigError
-from common.lifecycle import run_service
+from common.lifecycle import worker_main
 from common.redis import redis_from_settings
-from common.settings import config_error_line
 from ingest.service import IngestService
 from ingest.settings import IngestSettings, tune_gc
 
 
-def main() -> int:
-    try:
-        settings = IngestSettings.from_env(os.environ)
-    except ConfigError as err:
-        print(config_error_line(err), file=sys.stderr, flush=True)
-        return 2
+def _settings() -> IngestSettings:
+    """The settings, with the garbage collector tuned to them before the service starts."""
+    settings = IngestSettings.from_env(os.environ)
     tune_gc(settings.gc_gen0)
-    return run_service(
-        lambda: IngestService(settings, redis_from_settings(settings.common)), settings.common
-    )
+    return settings
+
+
+def main() -> int:
+    return worker_main(_settings, lambda s: IngestService(s, redis_from_settings(s.common)))
 
 
 if __name__ == "__main__":

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import sys
 
-from common.lifecycle import run_service
-from common.settings import exit_on_config_error
+from common.lifecycle import worker_main
 from signals.settings import SignalsSettings
 from signals.worker import SignalsWorker
 
 
 def main() -> int:
-    with exit_on_config_error():
-        settings = SignalsSettings.from_env()
     burst = "--burst" in sys.argv[1:]
-    return run_service(lambda: SignalsWorker(settings, burst=burst), settings.common)
+    return worker_main(SignalsSettings.from_env, lambda s: SignalsWorker(s, burst=burst))
 
 
 if __name__ == "__main__":

@@ -25,11 +25,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from common.lifecycle import Service, run_service
+from common.lifecycle import Service, worker_main
 from common.logging import get_logger
 from common.metrics import Readiness
 from common.redis import AnyRedis, redis_from_settings
-from common.settings import exit_on_config_error
 from common.trimming import parse_id
 from signals.settings import WsSettings
 from signals.ws_protocol import (
@@ -339,9 +338,7 @@ async def _discard_incoming(ws: ServerConnection) -> None:
 
 
 def main() -> int:
-    with exit_on_config_error():
-        settings = WsSettings.from_env()
-    return run_service(lambda: WsServer(settings), settings.common)
+    return worker_main(WsSettings.from_env, WsServer)
 
 
 if __name__ == "__main__":

@@ -7,17 +7,14 @@ from __future__ import annotations
 
 import sys
 
-from common.lifecycle import run_service
-from common.settings import exit_on_config_error
+from common.lifecycle import worker_main
 from sink.settings import SinkSettings
 from sink.worker import SinkWorker
 
 
 def main() -> int:
-    with exit_on_config_error():
-        settings = SinkSettings.from_env()
     burst = "--burst" in sys.argv[1:]
-    return run_service(lambda: SinkWorker(settings, burst=burst), settings.common)
+    return worker_main(SinkSettings.from_env, lambda s: SinkWorker(s, burst=burst))
 
 
 if __name__ == "__main__":
