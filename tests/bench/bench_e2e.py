@@ -217,18 +217,23 @@ async def idle_since(redis: aioredis.Redis, stack: Stack, limit_s: float) -> flo
     raise RuntimeError(f"pipeline not idle within {limit_s}s\n{stack.tail()}")
 
 
-async def until_written(stack: Stack, total: int, limit_s: float) -> float:
-    """Monotonic time at which the ingest processes had written ``total`` ticks."""
+async def until_written(stack: Stack, total: int, stall_s: float = 60.0) -> float:
+    """Monotonic time at which the ingest processes had written ``total`` ticks (an error
+    once they write nothing for ``stall_s``: the feed server serves one connection per group
+    once, so a reconnect stalls the run)."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit_s
     name = INGEST_METRICS[0]
-    while loop.time() < deadline:
+    seen, progress = -1.0, loop.time()
+    while loop.time() - progress < stall_s:
         now = loop.time()
-        if (await stack.metric((name,), "ingest"))[name] >= total:
+        written = (await stack.metric((name,), "ingest"))[name]
+        if written >= total:
             return now
+        if written > seen:
+            seen, progress = written, now
         stack.check_alive()
         await asyncio.sleep(0.05)
-    raise RuntimeError(f"ingest did not write {total} ticks within {limit_s}s\n{stack.tail()}")
+    raise RuntimeError(f"ingest stalled at {seen:,.0f} of {total:,} ticks\n{stack.tail()}")
 
 
 async def throughput(redis: aioredis.Redis, feed: Feed, store_ticks: bool) -> Run:
@@ -245,7 +250,7 @@ async def throughput(redis: aioredis.Redis, feed: Feed, store_ticks: bool) -> Ru
         sampler.start()
         await asyncio.wait_for(asyncio.gather(*(e.wait() for e in server.subscribed)), 120)
         cpu0 = await cpu_snapshot(redis, stack, "bench (feed server)")
-        written = await until_written(stack, len(feed.arrays), 900)
+        written = await until_written(stack, len(feed.arrays))
         done = await idle_since(redis, stack, 600)
         cpu1 = await cpu_snapshot(redis, stack, "bench (feed server)")
         run.cpu = {k: cpu1[k] - cpu0[k] for k in cpu0}
@@ -528,7 +533,7 @@ async def soak(redis: aioredis.Redis, workdir: Path, via_ws: bool | None = None)
         write_recording(recording, trades.frames(tail), tail.ts_ns)
         await feed.drain()
         if feed.via_ws:
-            await until_written(stack, trades.count, 300)
+            await until_written(stack, trades.count)
         await idle_since(redis, stack, 300)
         await asyncio.sleep(0.5)
         reader.cancel()
