@@ -29,7 +29,7 @@ from typing import Any
 from common.errors import BadInput, ConfigError
 from common.settings import config_error_line
 from ingest.exchanges import EXCHANGES, get_adapter
-from ingest.settings import parse_exchanges
+from ingest.settings import parse_exchanges, url_variable
 from ingest.sources import as_exchange, read_ticks
 
 FEEDS = ("sim", "live")
@@ -55,11 +55,6 @@ class RunPlan:
     unset: tuple[str, ...]  # variables removed from the environment
     processes: tuple[str, ...]  # Procfile names, in file order
     summary: str
-
-
-def url_variable(exchange: str) -> str:
-    """``binance-futures`` → ``INGEST_URL_BINANCE_FUTURES`` (as ``IngestSettings`` reads it)."""
-    return "INGEST_URL_" + exchange.upper().replace("-", "_")
 
 
 def format_exchanges(subscriptions: Sequence[tuple[str, Sequence[str]]]) -> str:
