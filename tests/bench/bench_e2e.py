@@ -37,13 +37,13 @@ schema), with the production settings (trimming on) except ``ALLOWED_LATENESS_MS
 Parts: ``BENCH_E2E_PARTS`` (or the arguments of ``python -m tests.bench.bench_e2e``), any of
 ``throughput``, ``writer``, ``latency`` (default all three); e.g. ``BENCH_E2E_PARTS=latency
 python -m tests.bench e2e``. ``BENCH_E2E_INGESTS`` sets the ingest process count (2).
-Writes ``docs/bench/e2e.png`` and ``docs/bench/e2e.md`` when every part ran.
+Writes ``docs/bench/e2e.png`` and ``docs/bench/e2e.md`` (or into ``BENCH_E2E_OUT``) when every
+part ran.
 """
 
 from __future__ import annotations
 
 import asyncio
-import bisect
 import os
 import platform
 import re
@@ -54,63 +54,52 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import asyncpg
 import numpy as np
-import orjson
 import redis as sync_redis
 import redis.asyncio as aioredis
 from matplotlib.figure import Figure
 from prometheus_client import CollectorRegistry
 
-from common.contracts import TickBatch
 from common.logging import configure_logging
-from common.names import partition_of
 from common.settings import CommonSettings
-from common.status import collect_status
-from detectors.timeframes import parse_timeframe
 from ingest.metrics import IngestMetrics
 from ingest.packing import columns_batch
-from ingest.writer import TickWriter
 from sink.rows import TABLES, tick_rows
 from tests.bench.e2e_expected import Check, Expected, compare, run_replay
 from tests.bench.e2e_feed import FeedServer, ws_frames
+from tests.bench.e2e_latency import RATE, Soak, soak
 from tests.bench.e2e_support import (
+    CHUNK,
     EXCHANGE,
+    INGEST_METRICS,
+    INGESTS,
+    MS_NS,
     PARTITIONS,
     SYMBOLS,
     Stack,
     TradeArrays,
     Trades,
     cpu_seconds,
-    rss_kib,
+    idle_since,
     scrape,
+    until_written,
     write_recording,
+    writer_for,
 )
 from tests.sink_support import REDIS_URL
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 N_TICKS = 300_000 if QUICK else 2_000_000
-INGESTS = int(os.environ.get("BENCH_E2E_INGESTS", "2"))
-LATENCY_WS = os.environ.get("BENCH_E2E_LATENCY_FEED", "writer") == "ws"
 PARTS = ("throughput", "writer", "latency")
-SOAK_S = 60 if QUICK else 600
-RATE = 10_000
-CHUNK = 1000
 EVENT_T0_NS = 1_723_075_200 * 10**9  # 2024-08-08T00:00:00Z
 EVENT_STEP_NS = 20_000  # 50,000 ticks per second of event time
-MS_NS = 1_000_000
-OUT = Path(__file__).resolve().parents[2] / "docs" / "bench"
-INGEST_METRICS = (
-    "alphapulse_ingest_written_ticks_total",
-    "alphapulse_ingest_written_entries_total",
-    "alphapulse_ingest_gaps_total",
-    "alphapulse_ingest_duplicates_total",
-    "alphapulse_ingest_bad_frames_total",
+OUT = Path(
+    os.environ.get("BENCH_E2E_OUT") or Path(__file__).resolve().parents[2] / "docs" / "bench"
 )
 
 
@@ -154,18 +143,6 @@ class Run:
 
 
 @dataclass
-class Soak:
-    latencies: list[tuple[float, float]] = field(default_factory=list)  # (s, ms)
-    emitted: list[float] = field(default_factory=list)  # emitted_at - closing tick, ms
-    pattern_latencies: list[float] = field(default_factory=list)  # pattern entry, ms
-    rss: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # MiB
-    sent: int = 0
-    seconds: float = 0.0
-    rows: dict[str, Check] = field(default_factory=dict)
-    feed: str = ""  # what wrote the ticks
-
-
-@dataclass
 class Feed:
     """The throughput runs' trades: arrays, the replay recording, and per ingest process
     its symbols and its frames (WebSocket-encoded, in feed order)."""
@@ -196,44 +173,6 @@ def make_feed(workdir: Path) -> Feed:
         picked = np.flatnonzero(tick_group == g).tolist()
         groups.append((natives, ws_frames([frames[i] for i in picked])))
     return Feed(trades, arrays, trailer_ms, recording, groups)
-
-
-async def idle_since(redis: aioredis.Redis, stack: Stack, limit_s: float) -> float:
-    """Monotonic time of the first of two consecutive idle polls with nothing new between."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit_s
-    first: tuple[float, Any] | None = None
-    while loop.time() < deadline:
-        now = loop.time()
-        status = await collect_status(redis, stack.keys)
-        if status.idle:
-            if first is not None and first[1] == status.fingerprint():
-                return first[0]
-            first = (now, status.fingerprint())
-        else:
-            first = None
-        stack.check_alive()
-        await asyncio.sleep(0.1)
-    raise RuntimeError(f"pipeline not idle within {limit_s}s\n{stack.tail()}")
-
-
-async def until_written(stack: Stack, total: int, stall_s: float = 60.0) -> float:
-    """Monotonic time at which the ingest processes had written ``total`` ticks (an error
-    once they write nothing for ``stall_s``: the feed server serves one connection per group
-    once, so a reconnect stalls the run)."""
-    loop = asyncio.get_running_loop()
-    name = INGEST_METRICS[0]
-    seen, progress = -1.0, loop.time()
-    while loop.time() - progress < stall_s:
-        now = loop.time()
-        written = (await stack.metric((name,), "ingest"))[name]
-        if written >= total:
-            return now
-        if written > seen:
-            seen, progress = written, now
-        stack.check_alive()
-        await asyncio.sleep(0.05)
-    raise RuntimeError(f"ingest stalled at {seen:,.0f} of {total:,} ticks\n{stack.tail()}")
 
 
 async def throughput(redis: aioredis.Redis, feed: Feed, store_ticks: bool) -> Run:
@@ -325,14 +264,6 @@ async def finish(run: Run, stack: Stack, feed: Feed) -> None:
         run.copy_rate = await copy_baseline(stack, feed)
 
 
-def writer_for(
-    redis: aioredis.Redis, stack: Stack, metrics: IngestMetrics | None = None
-) -> TickWriter:
-    """The ingest writer with ingest's default batch size, flush interval and bound."""
-    metrics = metrics or IngestMetrics(CollectorRegistry())
-    return TickWriter(redis, stack.keys, metrics, batch_size=CHUNK)
-
-
 class RateSampler(threading.Thread):
     """Ticks/s the detectors applied (their counters), every 0.5 s, on its own thread: the
     writer keeps the event loop busy while it floods, which would starve an asyncio task."""
@@ -401,211 +332,6 @@ def xadd_baseline(feed: Feed, per_entry: float) -> tuple[float, int]:
     if not found:
         raise RuntimeError(f"unexpected redis-benchmark output: {out[-300:]!r}")
     return float(found[-1]), size
-
-
-class Closers:
-    """Per partition, the receive time of its first tick in each second of event time."""
-
-    def __init__(self) -> None:
-        self.secs: list[list[int]] = [[] for _ in range(PARTITIONS)]
-        self.recv: list[list[int]] = [[] for _ in range(PARTITIONS)]
-
-    def add(self, part: np.ndarray[Any, Any], ts_ns: np.ndarray[Any, Any], recv_ns: Any) -> None:
-        """Ticks in arrival order; ``recv_ns`` one time for all or one per tick."""
-        keys = part * 10**12 + ts_ns // 10**9
-        uniq, first = np.unique(keys, return_index=True)
-        recv = np.broadcast_to(np.asarray(recv_ns, np.int64), keys.shape)[first].tolist()
-        parts, secs = (uniq // 10**12).tolist(), (uniq % 10**12).tolist()
-        for p, sec, r in zip(parts, secs, recv, strict=True):
-            if not self.secs[p] or sec > self.secs[p][-1]:
-                self.secs[p].append(sec)
-                self.recv[p].append(r)
-
-    def closing_recv(self, p: int, end_ms: int) -> int | None:
-        """Receive time (ns) of partition ``p``'s first tick at or after ``end_ms``."""
-        i = bisect.bisect_left(self.secs[p], -(-end_ms // 1000))
-        return self.recv[p][i] if i < len(self.recv[p]) else None
-
-
-class PacedFeed:
-    """Where the paced run's trades go: the in-process writer, or (``via_ws``) Binance frames
-    to the ingest processes through a live :class:`FeedServer`, the closing trades' receive
-    times then read back from the ``ticks:{p}`` entries ingest wrote (``TickBatch`` recv)."""
-
-    def __init__(self, trades: Trades, via_ws: bool) -> None:
-        self.trades, self.via_ws = trades, via_ws
-        self.closers = Closers()
-        self.group_of = trades.partition * INGESTS // PARTITIONS
-        groups = [
-            frozenset(n for n, g in zip(trades.natives, self.group_of, strict=True) if g == i)
-            for i in range(INGESTS)
-        ]
-        self.server = FeedServer([(g, b"") for g in groups], live=True) if via_ws else None
-        self.writer: TickWriter | None = None
-        self.tasks: list[asyncio.Task[None]] = []
-
-    async def start(self, redis: aioredis.Redis) -> Stack:
-        if self.server is None:
-            stack = Stack(store_ticks=False)
-            await stack.start(redis)
-            self.writer = writer_for(redis, stack)
-            await self.writer.__aenter__()
-            return stack
-        await self.server.start()
-        natives = [sorted(syms) for syms, _ in self.server.groups]
-        stack = Stack(store_ticks=False, ingest=[(self.server.url, n) for n in natives])
-        await stack.start(redis)
-        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in self.server.subscribed)), 120)
-        self.tasks.append(asyncio.create_task(read_tick_receipts(redis, stack, self.closers)))
-        return stack
-
-    def send(self, a: TradeArrays, now: int) -> None:
-        if self.writer is not None:
-            self.closers.add(self.trades.partition[a.idx], a.ts_ns, now)
-            self.writer.offer_columns(self.trades.columns(a, now))
-            return
-        assert self.server is not None
-        frames, tick_group = self.trades.frames(a), self.group_of[a.idx]
-        for g in range(INGESTS):
-            picked = np.flatnonzero(tick_group == g).tolist()
-            if picked:
-                self.server.push(g, ws_frames([frames[i] for i in picked]))
-
-    async def drain(self) -> None:
-        if self.writer is not None:
-            await self.writer.__aexit__(None, None, None)
-            self.writer = None
-
-    async def close(self) -> None:
-        await self.drain()
-        for task in self.tasks:
-            task.cancel()
-        if self.server is not None:
-            await self.server.close()
-
-
-async def read_tick_receipts(redis: aioredis.Redis, stack: Stack, closers: Closers) -> None:
-    """Every ``ticks:{p}`` entry as ingest writes it (XREAD, no group: trimming waits for the
-    groups only, so this reader keeps up or loses entries): each partition's receive times."""
-    last = {stack.keys.ticks(p): "0-0" for p in range(PARTITIONS)}
-    part = {name: p for p, name in enumerate(last)}
-    while True:
-        got: Any = await redis.xread(last, count=1000, block=200)  # type: ignore[arg-type]
-        for raw, entries in got:
-            stream = raw.decode()
-            for entry_id, fields in entries:
-                last[stream] = entry_id.decode()
-                rec = TickBatch.decode(fields).records
-                closers.add(np.full(len(rec), part[stream]), rec["ts"], rec["recv"])
-
-
-async def soak(redis: aioredis.Redis, workdir: Path, via_ws: bool | None = None) -> Soak:
-    """The paced run: latency and memory (see the module doc). Importable and runnable alone
-    (``BENCH_E2E_PARTS=latency``; ``BENCH_E2E_LATENCY_FEED=ws`` feeds it through ingest)."""
-    result = Soak()
-    trades = Trades(seed=3)
-    feed = PacedFeed(trades, LATENCY_WS if via_ws is None else via_ws)
-    result.feed = "ingest over a WebSocket" if feed.via_ws else "the in-process writer"
-    recording = workdir / "soak.rec"
-    stack: Stack | None = None
-    raw: list[Output] = []
-    try:
-        stack = await feed.start(redis)
-        loop = asyncio.get_running_loop()
-        t0 = loop.time()
-        reader = asyncio.create_task(read_outputs(redis, stack, t0, raw))
-        memory = asyncio.create_task(sample_rss(stack, t0, result))
-        last_ms = 0
-        while (elapsed := loop.time() - t0) < SOAK_S:
-            due = int(elapsed * RATE) - result.sent
-            if due > 0:
-                now = time.time_ns()
-                last_ms = max(now // MS_NS, last_ms)
-                a = trades.make(np.full(due, last_ms * MS_NS, np.int64))
-                feed.send(a, now)
-                write_recording(recording, trades.frames(a), a.ts_ns)
-                result.sent += due
-            await asyncio.sleep(0.005)
-        result.seconds = loop.time() - t0
-        trailer_ms = (last_ms // 60_000 + 2) * 60_000
-        tail = trades.trailer(trailer_ms * MS_NS)
-        feed.send(tail, time.time_ns())
-        write_recording(recording, trades.frames(tail), tail.ts_ns)
-        await feed.drain()
-        if feed.via_ws:
-            await until_written(stack, trades.count)
-        await idle_since(redis, stack, 300)
-        await asyncio.sleep(0.5)
-        reader.cancel()
-        memory.cancel()
-        latencies(raw, feed.closers, result)
-        expected = await asyncio.to_thread(run_replay, recording, workdir / "soak", trailer_ms)
-        result.rows = await compare(stack, expected, None)
-    finally:
-        await feed.close()
-        if stack is not None:
-            await stack.close(redis)
-    return result
-
-
-Output = tuple[float, int, str, str, str, int, float | None]
-
-
-async def read_outputs(redis: aioredis.Redis, stack: Stack, t0: float, out: list[Output]) -> None:
-    """Every signal and pattern event as it enters its stream: (s since t0, entry-id ms,
-    exchange, symbol, timeframe, bar open ms, the signal's emitted_at in ms or None for a
-    pattern event); the latencies are worked out once every closing trade is known."""
-    loop = asyncio.get_running_loop()
-    last = {stack.keys.signals: "0-0", stack.keys.patterns: "0-0"}
-    while True:
-        got: Any = await redis.xread(last, count=1000, block=200)  # type: ignore[arg-type]
-        for raw, entries in got:
-            stream = raw.decode()
-            for entry_id, fields in entries:
-                last[stream] = entry_id.decode()
-                entry_ms = int(last[stream].split("-")[0])
-                doc = orjson.loads(fields[b"d"])
-                if "bar" in doc:  # a pattern event
-                    b = doc["bar"]
-                    key = (b["exchange"], b["symbol"], b["timeframe"], b["open_time"])
-                    out.append((loop.time() - t0, entry_ms, *key, None))
-                    continue
-                at = datetime.fromisoformat(doc["emitted_at"].replace("Z", "+00:00"))
-                key = (doc["exchange"], doc["symbol"], doc["timeframe"], doc["open_time_ms"])
-                out.append((loop.time() - t0, entry_ms, *key, emitted_ms(at)))
-
-
-def latencies(raw: list[Output], closers: Closers, out: Soak) -> None:
-    """Latency of every signal (and, for the detectors' share, every pattern event)."""
-    tf_ms: dict[str, int] = {}
-    for t, entry_ms, exchange, symbol, tf, open_ms, emitted in raw:
-        if tf not in tf_ms:
-            tf_ms[tf] = parse_timeframe(tf).ms
-        recv = closers.closing_recv(partition_of(exchange, symbol, PARTITIONS), open_ms + tf_ms[tf])
-        if recv is None:
-            raise RuntimeError(f"output before its closing tick: {symbol} {tf} {open_ms}")
-        if emitted is None:
-            out.pattern_latencies.append(entry_ms - recv / 1e6)
-        else:
-            out.latencies.append((t, entry_ms - recv / 1e6))
-            out.emitted.append(emitted - recv / 1e6)
-
-
-def emitted_ms(at: datetime) -> float:
-    return at.timestamp() * 1000
-
-
-async def sample_rss(stack: Stack, t0: float, out: Soak) -> None:
-    loop = asyncio.get_running_loop()
-    while True:
-        now = loop.time() - t0
-        for name, kib in [
-            *stack.rss().items(),
-            ("bench: writer + bookkeeping", rss_kib(os.getpid())),
-        ]:
-            if kib is not None:
-                out.rss.setdefault(name, []).append((now, kib / 1024))
-        await asyncio.sleep(1.0)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -759,13 +485,17 @@ async def amain(load: str, wanted: tuple[str, ...]) -> None:
     lines = report(runs, s, copy, load)
     print("\n".join(lines))
     if set(wanted) == set(PARTS) and s is not None:
-        OUT.mkdir(parents=True, exist_ok=True)
-        plot(runs, s, OUT / "e2e.png")
-        header = ["# End-to-end benchmark (`python -m tests.bench e2e`)", "", "![e2e](e2e.png)", ""]
-        (OUT / "e2e.md").write_text("\n".join([*header, *lines]) + "\n")
+        write_docs(runs, s, lines)
     soak_ok = s is None or all(c.exact for c in s.rows.values())
     if not all(r.exact for r in runs) or not soak_ok:
         raise SystemExit("bench e2e: rows out != what replay gives for the ticks in (see above)")
+
+
+def write_docs(runs: list[Run], s: Soak, lines: list[str]) -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    plot(runs, s, OUT / "e2e.png")
+    header = ["# End-to-end benchmark (`python -m tests.bench e2e`)", "", "![e2e](e2e.png)", ""]
+    (OUT / "e2e.md").write_text("\n".join([*header, *lines]) + "\n")
 
 
 def main() -> None:

@@ -11,7 +11,9 @@
   namespace's keys and drops the schema. Settings are the production defaults (trimming
   on) except ``ALLOWED_LATENESS_MS=0`` and ``IDLE_CLOSE_MS=0``: a bar closes on the first
   trade of its partition at or past its end, which is what the latency is measured from.
-* probes: each process's RSS (``/proc``) and its ``/metrics`` counters.
+* probes: each process's RSS and CPU time (``/proc``) and its ``/metrics`` counters;
+  :func:`idle_since` (every group consumed and acked everything), :func:`until_written`
+  (the ingest processes wrote every tick); :func:`writer_for`, the in-process ingest writer.
 """
 
 from __future__ import annotations
@@ -32,10 +34,14 @@ import asyncpg
 import numpy as np
 import numpy.typing as npt
 import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry
 
 from common.names import Keys, partition_of
+from common.status import collect_status
 from ingest.exchanges.batch import TradeColumns
 from ingest.exchanges.fields import fmt_decimal
+from ingest.metrics import IngestMetrics
+from ingest.writer import TickWriter
 from tests.bench.e2e_feed import render_frames
 from tests.integration.runtime_support import ROOT, free_port
 from tests.sink_support import DATABASE_URL, REDIS_URL, with_search_path
@@ -47,6 +53,9 @@ TIMEFRAMES = "1s,5s,1m"
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 DETECTORS = ("detectors1", "detectors2")
+INGESTS = int(os.environ.get("BENCH_E2E_INGESTS", "2"))  # ingest processes on the WebSocket path
+CHUNK = 1000  # ticks per entry at most (ingest's default)
+MS_NS = 1_000_000
 #: The live detectors' settings that ``alphapulse replay`` must share.
 ENGINE_ENV = {
     "PARTITIONS": str(PARTITIONS),
@@ -351,3 +360,58 @@ class Stack:
             await admin.execute(f"DROP SCHEMA IF EXISTS {self.schema} CASCADE")
         finally:
             await admin.close()
+
+
+INGEST_METRICS = (
+    "alphapulse_ingest_written_ticks_total",
+    "alphapulse_ingest_written_entries_total",
+    "alphapulse_ingest_gaps_total",
+    "alphapulse_ingest_duplicates_total",
+    "alphapulse_ingest_bad_frames_total",
+)
+
+
+async def idle_since(redis: aioredis.Redis, stack: Stack, limit_s: float) -> float:
+    """Monotonic time of the first of two consecutive idle polls with nothing new between."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit_s
+    first: tuple[float, Any] | None = None
+    while loop.time() < deadline:
+        now = loop.time()
+        status = await collect_status(redis, stack.keys)
+        if status.idle:
+            if first is not None and first[1] == status.fingerprint():
+                return first[0]
+            first = (now, status.fingerprint())
+        else:
+            first = None
+        stack.check_alive()
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"pipeline not idle within {limit_s}s\n{stack.tail()}")
+
+
+async def until_written(stack: Stack, total: int, stall_s: float = 60.0) -> float:
+    """Monotonic time at which the ingest processes had written ``total`` ticks (an error
+    once they write nothing for ``stall_s``: the feed server serves one connection per group
+    once, so a reconnect stalls the run)."""
+    loop = asyncio.get_running_loop()
+    name = INGEST_METRICS[0]
+    seen, progress = -1.0, loop.time()
+    while loop.time() - progress < stall_s:
+        now = loop.time()
+        written = (await stack.metric((name,), "ingest"))[name]
+        if written >= total:
+            return now
+        if written > seen:
+            seen, progress = written, now
+        stack.check_alive()
+        await asyncio.sleep(0.05)
+    raise RuntimeError(f"ingest stalled at {seen:,.0f} of {total:,} ticks\n{stack.tail()}")
+
+
+def writer_for(
+    redis: aioredis.Redis, stack: Stack, metrics: IngestMetrics | None = None
+) -> TickWriter:
+    """The ingest writer with ingest's default batch size, flush interval and bound."""
+    metrics = metrics or IngestMetrics(CollectorRegistry())
+    return TickWriter(redis, stack.keys, metrics, batch_size=CHUNK)

@@ -1,0 +1,272 @@
+"""The end-to-end benchmark's paced run: signal latency and memory (see ``bench_e2e``).
+
+:func:`soak` is importable and runs alone (``BENCH_E2E_PARTS=latency python -m tests.bench
+e2e``): a stack as in ``bench_e2e``, trades at ``RATE`` ticks/s whose event times are the
+wall clock, for ``SOAK_S`` seconds (60 with ``BENCH_QUICK=1``), then the trailer; every
+signal's latency is its Redis entry-id time minus the receive time of the trade that closed
+its bar (the first trade of its partition at or past the bar's end). The trades go through
+the in-process writer (receive time: when the bench offers them), or with
+``BENCH_E2E_LATENCY_FEED=ws`` (``soak(..., via_ws=True)``) as Binance frames through the
+ingest processes (receive time: ingest's stamp, read back from the ``ticks:{p}`` entries).
+The rows are checked against ``alphapulse replay`` of the same trades.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import redis.asyncio as aioredis
+
+from common.contracts import TickBatch
+from common.names import partition_of
+from detectors.timeframes import parse_timeframe
+from ingest.writer import TickWriter
+from tests.bench.e2e_expected import Check, compare, run_replay
+from tests.bench.e2e_feed import FeedServer, ws_frames
+from tests.bench.e2e_support import (
+    INGESTS,
+    MS_NS,
+    PARTITIONS,
+    Stack,
+    TradeArrays,
+    Trades,
+    idle_since,
+    rss_kib,
+    until_written,
+    write_recording,
+    writer_for,
+)
+
+QUICK = os.environ.get("BENCH_QUICK") == "1"
+SOAK_S = 60 if QUICK else 600
+RATE = 10_000
+LATENCY_WS = os.environ.get("BENCH_E2E_LATENCY_FEED", "writer") == "ws"
+
+
+@dataclass
+class Soak:
+    latencies: list[tuple[float, float]] = field(default_factory=list)  # (s, ms)
+    emitted: list[float] = field(default_factory=list)  # emitted_at - closing tick, ms
+    pattern_latencies: list[float] = field(default_factory=list)  # pattern entry, ms
+    rss: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # MiB
+    sent: int = 0
+    seconds: float = 0.0
+    rows: dict[str, Check] = field(default_factory=dict)
+    feed: str = ""  # what wrote the ticks
+
+
+class Closers:
+    """Per partition, the receive time of its first tick in each second of event time."""
+
+    def __init__(self) -> None:
+        self.secs: list[list[int]] = [[] for _ in range(PARTITIONS)]
+        self.recv: list[list[int]] = [[] for _ in range(PARTITIONS)]
+
+    def add(self, part: np.ndarray[Any, Any], ts_ns: np.ndarray[Any, Any], recv_ns: Any) -> None:
+        """Ticks in arrival order; ``recv_ns`` one time for all or one per tick."""
+        keys = part * 10**12 + ts_ns // 10**9
+        uniq, first = np.unique(keys, return_index=True)
+        recv = np.broadcast_to(np.asarray(recv_ns, np.int64), keys.shape)[first].tolist()
+        parts, secs = (uniq // 10**12).tolist(), (uniq % 10**12).tolist()
+        for p, sec, r in zip(parts, secs, recv, strict=True):
+            if not self.secs[p] or sec > self.secs[p][-1]:
+                self.secs[p].append(sec)
+                self.recv[p].append(r)
+
+    def closing_recv(self, p: int, end_ms: int) -> int | None:
+        """Receive time (ns) of partition ``p``'s first tick at or after ``end_ms``."""
+        i = bisect.bisect_left(self.secs[p], -(-end_ms // 1000))
+        return self.recv[p][i] if i < len(self.recv[p]) else None
+
+
+class PacedFeed:
+    """Where the paced run's trades go: the in-process writer, or (``via_ws``) Binance frames
+    to the ingest processes through a live :class:`FeedServer`, the closing trades' receive
+    times then read back from the ``ticks:{p}`` entries ingest wrote (``TickBatch`` recv)."""
+
+    def __init__(self, trades: Trades, via_ws: bool) -> None:
+        self.trades, self.via_ws = trades, via_ws
+        self.closers = Closers()
+        self.group_of = trades.partition * INGESTS // PARTITIONS
+        groups = [
+            frozenset(n for n, g in zip(trades.natives, self.group_of, strict=True) if g == i)
+            for i in range(INGESTS)
+        ]
+        self.server = FeedServer([(g, b"") for g in groups], live=True) if via_ws else None
+        self.writer: TickWriter | None = None
+        self.tasks: list[asyncio.Task[None]] = []
+
+    async def start(self, redis: aioredis.Redis) -> Stack:
+        if self.server is None:
+            stack = Stack(store_ticks=False)
+            await stack.start(redis)
+            self.writer = writer_for(redis, stack)
+            await self.writer.__aenter__()
+            return stack
+        await self.server.start()
+        natives = [sorted(syms) for syms, _ in self.server.groups]
+        stack = Stack(store_ticks=False, ingest=[(self.server.url, n) for n in natives])
+        await stack.start(redis)
+        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in self.server.subscribed)), 120)
+        self.tasks.append(asyncio.create_task(read_tick_receipts(redis, stack, self.closers)))
+        return stack
+
+    def send(self, a: TradeArrays, now: int) -> None:
+        if self.writer is not None:
+            self.closers.add(self.trades.partition[a.idx], a.ts_ns, now)
+            self.writer.offer_columns(self.trades.columns(a, now))
+            return
+        assert self.server is not None
+        frames, tick_group = self.trades.frames(a), self.group_of[a.idx]
+        for g in range(INGESTS):
+            picked = np.flatnonzero(tick_group == g).tolist()
+            if picked:
+                self.server.push(g, ws_frames([frames[i] for i in picked]))
+
+    async def drain(self) -> None:
+        if self.writer is not None:
+            await self.writer.__aexit__(None, None, None)
+            self.writer = None
+
+    async def close(self) -> None:
+        await self.drain()
+        for task in self.tasks:
+            task.cancel()
+        if self.server is not None:
+            await self.server.close()
+
+
+async def read_tick_receipts(redis: aioredis.Redis, stack: Stack, closers: Closers) -> None:
+    """Every ``ticks:{p}`` entry as ingest writes it (XREAD, no group: trimming waits for the
+    groups only, so this reader keeps up or loses entries): each partition's receive times."""
+    last = {stack.keys.ticks(p): "0-0" for p in range(PARTITIONS)}
+    part = {name: p for p, name in enumerate(last)}
+    while True:
+        got: Any = await redis.xread(last, count=1000, block=200)  # type: ignore[arg-type]
+        for raw, entries in got:
+            stream = raw.decode()
+            for entry_id, fields in entries:
+                last[stream] = entry_id.decode()
+                rec = TickBatch.decode(fields).records
+                closers.add(np.full(len(rec), part[stream]), rec["ts"], rec["recv"])
+
+
+async def soak(redis: aioredis.Redis, workdir: Path, via_ws: bool | None = None) -> Soak:
+    """The paced run: latency and memory (see the module doc). Importable and runnable alone
+    (``BENCH_E2E_PARTS=latency``; ``BENCH_E2E_LATENCY_FEED=ws`` feeds it through ingest)."""
+    result = Soak()
+    trades = Trades(seed=3)
+    feed = PacedFeed(trades, LATENCY_WS if via_ws is None else via_ws)
+    result.feed = "ingest over a WebSocket" if feed.via_ws else "the in-process writer"
+    recording = workdir / "soak.rec"
+    stack: Stack | None = None
+    raw: list[Output] = []
+    try:
+        stack = await feed.start(redis)
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        reader = asyncio.create_task(read_outputs(redis, stack, t0, raw))
+        memory = asyncio.create_task(sample_rss(stack, t0, result))
+        last_ms = 0
+        while (elapsed := loop.time() - t0) < SOAK_S:
+            due = int(elapsed * RATE) - result.sent
+            if due > 0:
+                now = time.time_ns()
+                last_ms = max(now // MS_NS, last_ms)
+                a = trades.make(np.full(due, last_ms * MS_NS, np.int64))
+                feed.send(a, now)
+                write_recording(recording, trades.frames(a), a.ts_ns)
+                result.sent += due
+            await asyncio.sleep(0.005)
+        result.seconds = loop.time() - t0
+        trailer_ms = (last_ms // 60_000 + 2) * 60_000
+        tail = trades.trailer(trailer_ms * MS_NS)
+        feed.send(tail, time.time_ns())
+        write_recording(recording, trades.frames(tail), tail.ts_ns)
+        await feed.drain()
+        if feed.via_ws:
+            await until_written(stack, trades.count)
+        await idle_since(redis, stack, 300)
+        await asyncio.sleep(0.5)
+        reader.cancel()
+        memory.cancel()
+        latencies(raw, feed.closers, result)
+        expected = await asyncio.to_thread(run_replay, recording, workdir / "soak", trailer_ms)
+        result.rows = await compare(stack, expected, None)
+    finally:
+        await feed.close()
+        if stack is not None:
+            await stack.close(redis)
+    return result
+
+
+Output = tuple[float, int, int, int, float | None]
+
+
+async def read_outputs(redis: aioredis.Redis, stack: Stack, t0: float, out: list[Output]) -> None:
+    """Every signal and pattern event as it enters its stream: (s since t0, entry-id ms,
+    partition, bar end ms, the signal's emitted_at in ms or None for a pattern event); the
+    latencies are worked out once every closing trade is known."""
+    loop = asyncio.get_running_loop()
+    last = {stack.keys.signals: "0-0", stack.keys.patterns: "0-0"}
+    tf_ms: dict[str, int] = {}
+
+    def where(d: dict[str, Any], open_ms: int) -> tuple[int, int]:
+        tf = d["timeframe"]
+        if tf not in tf_ms:
+            tf_ms[tf] = parse_timeframe(tf).ms
+        return partition_of(d["exchange"], d["symbol"], PARTITIONS), open_ms + tf_ms[tf]
+
+    while True:
+        got: Any = await redis.xread(last, count=1000, block=200)  # type: ignore[arg-type]
+        for raw, entries in got:
+            stream = raw.decode()
+            for entry_id, fields in entries:
+                last[stream] = entry_id.decode()
+                entry_ms = int(last[stream].split("-")[0])
+                doc = orjson.loads(fields[b"d"])
+                if "bar" in doc:  # a pattern event
+                    bar = doc["bar"]
+                    out.append((loop.time() - t0, entry_ms, *where(bar, bar["open_time"]), None))
+                    continue
+                at = emitted_ms(datetime.fromisoformat(doc["emitted_at"].replace("Z", "+00:00")))
+                out.append((loop.time() - t0, entry_ms, *where(doc, doc["open_time_ms"]), at))
+
+
+def latencies(raw: list[Output], closers: Closers, out: Soak) -> None:
+    """Latency of every signal (and, for the detectors' share, every pattern event)."""
+    for t, entry_ms, p, end_ms, emitted in raw:
+        recv = closers.closing_recv(p, end_ms)
+        if recv is None:
+            raise RuntimeError(f"output before its closing tick: partition {p}, bar end {end_ms}")
+        if emitted is None:
+            out.pattern_latencies.append(entry_ms - recv / 1e6)
+        else:
+            out.latencies.append((t, entry_ms - recv / 1e6))
+            out.emitted.append(emitted - recv / 1e6)
+
+
+def emitted_ms(at: datetime) -> float:
+    return at.timestamp() * 1000
+
+
+async def sample_rss(stack: Stack, t0: float, out: Soak) -> None:
+    loop = asyncio.get_running_loop()
+    while True:
+        now = loop.time() - t0
+        for name, kib in [
+            *stack.rss().items(),
+            ("bench: writer + bookkeeping", rss_kib(os.getpid())),
+        ]:
+            if kib is not None:
+                out.rss.setdefault(name, []).append((now, kib / 1024))
+        await asyncio.sleep(1.0)
