@@ -137,10 +137,17 @@ class PacedFeed:
             await self.writer.__aexit__(None, None, None)
             self.writer = None
 
+    def check(self) -> None:
+        """Raise what ended the receipts reader early, if anything did."""
+        for task in self.tasks:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                raise RuntimeError("the ticks:{p} reader failed") from task.exception()
+
     async def close(self) -> None:
         await self.drain()
         for task in self.tasks:
             task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
         if self.server is not None:
             await self.server.close()
 
@@ -199,6 +206,7 @@ async def soak(redis: aioredis.Redis, workdir: Path, via_ws: bool | None = None)
         await asyncio.sleep(0.5)
         reader.cancel()
         memory.cancel()
+        feed.check()
         latencies(raw, feed.closers, result)
         expected = await asyncio.to_thread(run_replay, recording, workdir / "soak", trailer_ms)
         result.rows = await compare(stack, expected, None)
