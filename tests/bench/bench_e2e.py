@@ -10,7 +10,7 @@ schema), with the production settings (trimming on) except ``ALLOWED_LATENESS_MS
   trades (50,000 per second of event time, then the trailer of :mod:`tests.bench.e2e_expected`)
   go out as Binance ``trade`` frames over a real WebSocket from this process
   (:class:`tests.bench.e2e_feed.FeedServer`, pre-encoded frames written raw, so the sender is
-  not the limit) to the ingest processes, each subscribed to the symbols of half the
+  not the limit) to the ingest processes, each subscribed to the symbols of its share of the
   partitions (one connection each, so every partition is fed in order by one connection, as
   in the recording replay reads). The figure is N / (time from the first frame sent until
   every group of every stream has consumed and acked everything); ingest's own rate (until
