@@ -36,7 +36,8 @@ schema), with the production settings (trimming on) except ``ALLOWED_LATENESS_MS
 
 Parts: ``BENCH_E2E_PARTS`` (or the arguments of ``python -m tests.bench.bench_e2e``), any of
 ``throughput``, ``writer``, ``latency`` (default all three); e.g. ``BENCH_E2E_PARTS=latency
-python -m tests.bench e2e``. ``BENCH_E2E_INGESTS`` sets the ingest process count (2).
+python -m tests.bench e2e``. ``BENCH_E2E_INGESTS`` sets the ingest process count (2),
+``BENCH_E2E_PARTITIONS`` the tick partitions (16).
 Writes ``docs/bench/e2e.png`` and ``docs/bench/e2e.md`` (or into ``BENCH_E2E_OUT``) when every
 part ran.
 """
@@ -396,8 +397,8 @@ def report(runs: list[Run], s: Soak | None, copy: float, load: str) -> list[str]
     lat = [v for _, v in s.latencies]
     if lat:
         lines.append(
-            f"| signal latency at {s.sent / s.seconds:,.0f} ticks/s, fed by {s.feed} "
-            f"({len(lat):,} signals) "
+            f"| signal latency at {s.sent / s.seconds:,.0f} ticks/s, fed by {s.feed}, "
+            f"{PARTITIONS} partitions ({len(lat):,} signals) "
             f"| p50 {pct(lat, 0.5):.1f} ms, p99 {pct(lat, 0.99):.1f} ms, "
             f"p999 {pct(lat, 0.999):.1f} ms, max {max(lat):.1f} ms | | |"
         )

@@ -48,7 +48,9 @@ from tests.sink_support import DATABASE_URL, REDIS_URL, with_search_path
 
 EXCHANGE = "binance"
 SYMBOLS = 1000
-PARTITIONS = 16
+# Tick partitions of the run (a deployment's choice): 16 by default, as in production;
+# BENCH_E2E_PARTITIONS=4 shows what fewer partitions per detector process do to latency.
+PARTITIONS = int(os.environ.get("BENCH_E2E_PARTITIONS", "16"))
 TIMEFRAMES = "1s,5s,1m"
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
