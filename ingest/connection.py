@@ -43,7 +43,6 @@ import time
 from collections.abc import Sequence, Sized
 from dataclasses import dataclass
 
-import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidMessage
 from websockets.frames import CloseCode
@@ -56,7 +55,7 @@ from ingest.exchanges import ExchangeAdapter, FrameKind, ParseResult
 from ingest.exchanges.base import trade_result
 from ingest.exchanges.batch import TradeColumns
 from ingest.metrics import IngestMetrics
-from ingest.sequence import TradeDeduper, Verdict
+from ingest.sequence import TradeDeduper, Verdict, symbol_runs
 from ingest.writer import TickWriter
 
 _PUBLISH_EVERY_S = 0.25
@@ -434,21 +433,10 @@ class Connection:
     def _accept_columns(self, cols: TradeColumns) -> bool:
         """Every symbol's ids in ``cols`` are the next consecutive ids of its stream: all
         accepted by the deduper at once (True). False, with nothing changed, otherwise."""
-        ex, dedupe = cols.exchange, self.deduper
-        symbols = dict.fromkeys(cols.symbols)
-        if len(symbols) == 1:
-            runs = [(cols.symbols[0], cols.seq)]
-        else:
-            of_trade = np.array(cols.symbols, dtype=object)
-            runs = [(sym, cols.seq[of_trade == sym]) for sym in symbols]
-        if not self.adapter.trade_ids_sequential or not all(
-            bool((np.diff(seq) == 1).all()) and dedupe.next_id(ex, sym) == int(seq[0])
-            for sym, seq in runs
-        ):
+        if not self.adapter.trade_ids_sequential:
             return False
-        for sym, seq in runs:
-            dedupe.accept_run(ex, sym, int(seq[0]), len(seq))
-        return True
+        runs = symbol_runs(cols.symbols, cols.seq)
+        return runs is not None and self.deduper.accept_runs(cols.exchange, runs)
 
     def _bad(self, frame: str | bytes, e: BadInput) -> None:
         self.metrics.bad_frames.labels(self.adapter.name, e.reason).inc()

@@ -19,8 +19,11 @@ The first id of a stream only sets the baseline: no gap is counted before it.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
 
 from common.contracts import Tick
 
@@ -183,6 +186,17 @@ class TradeDeduper:
         st.extend_run(count)
         return True
 
+    def accept_runs(self, exchange: str, runs: Sequence[tuple[str, int, int]]) -> bool:
+        """:meth:`accept_run` for every ``(symbol, first, count)`` of ``runs`` (distinct
+        symbols, e.g. from :func:`symbol_runs`), all or nothing: True if each ``first`` is
+        its stream's next id; False, nothing changed, otherwise."""
+        next_id = self.next_id
+        if not all(next_id(exchange, sym) == first for sym, first, _ in runs):
+            return False
+        for sym, first, count in runs:
+            self.accept_run(exchange, sym, first, count)
+        return True
+
     def filter(self, ticks: Iterable[Tick]) -> tuple[list[Tick], int]:
         """The ticks to keep, and the number of ids missing in gaps opened by them."""
         kept: list[Tick] = []
@@ -202,3 +216,33 @@ class TradeDeduper:
     def streams(self) -> dict[tuple[str, str], StreamStats]:
         """Counters of every stream seen."""
         return {k: v.stats for k, v in self._streams.items()}
+
+
+def symbol_runs(
+    symbols: Sequence[str], ids: npt.NDArray[np.int64]
+) -> list[tuple[str, int, int]] | None:
+    """A batch's trades (``symbols[i]`` has sequential id ``ids[i]``, in arrival order) as
+    one ``(symbol, first id, count)`` per symbol, in order of first appearance, when every
+    symbol's ids go up by exactly one from trade to trade; None otherwise.
+
+    One stable sort groups the symbols (the cost does not grow with frames x symbols, as one
+    scan per symbol would with a thousand interleaved symbols)."""
+    first = dict.fromkeys(symbols)
+    if len(first) <= 1:
+        if not first:
+            return []
+        if not bool((np.diff(ids) == 1).all()):
+            return None
+        return [(symbols[0], int(ids[0]), len(ids))]
+    code = {s: i for i, s in enumerate(first)}
+    codes = np.fromiter(map(code.__getitem__, symbols), np.int64, len(symbols))
+    order = np.argsort(codes, kind="stable")
+    grouped, in_order = codes[order], ids[order]
+    starts = np.empty(len(grouped), np.bool_)
+    starts[0] = True
+    np.not_equal(grouped[1:], grouped[:-1], out=starts[1:])
+    if not bool((np.diff(in_order)[~starts[1:]] == 1).all()):
+        return None
+    at = np.flatnonzero(starts)
+    counts = np.diff(at, append=len(grouped))
+    return list(zip(first, in_order[at].tolist(), counts.tolist(), strict=True))
