@@ -13,6 +13,12 @@ Figures (each printed with its baseline, measured in the same run):
 * websocket end to end — ``alphapulse simulate`` (its own process, speed 0, looping the
   BTCUSDT recording) → ``IngestService`` → Redis: one frame per trade, as Binance sends;
   with ``INGEST_READ_BATCH=1`` (frame by frame) and the default 128 (queued frames batched);
+* 1,000 interleaved symbols — the same recorded trades, each given to one of 1,000 symbols
+  at random (ids consecutive per symbol), as a feed of many symbols interleaves them: the
+  batch path in this process, and a WebSocket raw feed (``tests.bench.e2e_feed.FeedServer``
+  in a 2nd process: pre-encoded frames written as fast as ingest reads them) →
+  ``IngestService`` → Redis, in ticks per CPU-second of the ingest process; each next to the
+  same measure with few symbols (2 for the batch path, 1 for the WebSocket) in the same run;
 * baseline: ``redis-benchmark -q -P 64 -n 200000 XADD`` (one entry per XADD; ingest packs
   up to ``batch`` ticks per entry), or a Python pipelined XADD loop if redis-benchmark is
   missing (then said so).
@@ -27,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
+import multiprocessing
 import os
 import re
 import shutil
@@ -35,14 +42,17 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from multiprocessing.connection import Connection as Pipe
 from pathlib import Path
 from subprocess import DEVNULL, PIPE
 
+import numpy as np
 import redis.asyncio as aioredis
 import uvloop
 from prometheus_client import CollectorRegistry
 
+from common.contracts import Tick
 from common.names import Keys
 from common.settings import CommonSettings
 from ingest.connection import Connection
@@ -55,11 +65,40 @@ from ingest.settings import DEFAULT_GC_GEN0, IngestSettings, tune_gc
 from ingest.simfeed import Feed
 from ingest.sources import read_ticks
 from ingest.writer import TickWriter
+from tests.bench.e2e_feed import FeedServer, ws_frames
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 N_FRAMES = 50_000 if QUICK else 400_000
+MANY = 1_000  # symbols of the interleaved case
+MANY_WS_TICKS = 100_000 if QUICK else 400_000  # measured, after a warm-up
+
+
+def _recorded_ticks(n: int) -> list[Tick]:
+    """``n`` recorded BTCUSDT/ETHUSDT trades (looped, ids and times shifted), in order."""
+    ticks = [
+        *read_ticks(DATA / "binance-spot-btcusdt-20240808.rec.gz"),
+        *read_ticks(DATA / "binance-spot-ethusdt-20240808.rec.gz"),
+    ]
+    streams = list(Feed.build("binance", ticks, loop=True).symbols.values())
+    return [streams[i % len(streams)].tick_at(i // len(streams)) for i in range(n)]
+
+
+def _interleaved_frames(
+    n: int, symbols: int, seed: int = 7
+) -> tuple[list[str], list[str], list[int]]:
+    """``n`` Binance trade frames of ``symbols`` native symbols (``S0000USDT``...), each
+    trade given to a symbol drawn at random, ids 1, 2, 3... per symbol; the symbols; and
+    each frame's symbol (an index into them)."""
+    natives = [f"S{i:04d}USDT" for i in range(symbols)]
+    pick = np.random.default_rng(seed).integers(0, symbols, n).tolist()
+    next_id = [1] * symbols
+    ticks = []
+    for t, k in zip(_recorded_ticks(n), pick, strict=True):
+        ticks.append(t._replace(native_symbol=natives[k], trade_id=str(next_id[k])))
+        next_id[k] += 1
+    return get_adapter("binance").server_session().render_trades(ticks), natives, pick
 
 
 def _frames(n: int) -> list[str]:
@@ -120,11 +159,12 @@ def _parse_many(frames: list[str], size: int = 64) -> float:
 
 
 async def _parse_and_write(
-    frames: list[str], keys: Keys, redis: aioredis.Redis, size: int = 0
+    frames: list[str], keys: Keys, redis: aioredis.Redis, size: int = 0, *, cpu: bool = False
 ) -> float:
     """``Connection.handle_frame`` + ``TickWriter.put`` per frame (``size`` 0, as the
     websocket reader does), or the batch path ``Connection.offer_frames`` (``parse_many``
-    → deduper runs → ``TickWriter.offer_columns``) ``size`` frames a call."""
+    → deduper runs → ``TickWriter.offer_columns``) ``size`` frames a call. Ticks/s, or
+    with ``cpu`` ticks per CPU-second of this process."""
     metrics = IngestMetrics(CollectorRegistry())
     adapter = get_adapter("binance")
     batches = [frames[i : i + size] for i in range(0, len(frames), size)] if size else []
@@ -137,7 +177,7 @@ async def _parse_and_write(
             metrics=metrics,
             dead_letters=DeadLetters(redis, keys, consumer="bench", dropped=metrics.dlq_dropped),
         )
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         for frame in frames if not size else ():
             ticks = conn.handle_frame(frame, time.time_ns())
             if ticks:
@@ -148,7 +188,7 @@ async def _parse_and_write(
             if w.flush_due:
                 await asyncio.sleep(0)  # let the flusher run, as the reader does
         await w.drain()
-        dt = time.perf_counter() - t0
+        dt = time.process_time() - cpu0 if cpu else time.perf_counter() - t0
     assert w.written == len(frames), (w.written, len(frames))
     return w.written / dt
 
@@ -156,8 +196,6 @@ async def _parse_and_write(
 async def _websocket(
     frames_n: int, keys: Keys, redis_url: str, read_batch: int
 ) -> tuple[float, float]:
-    """Ticks/s written, and ticks per CPU second of this (the ingest) process: the second
-    is what ingest itself costs, less sensitive to the simulator and to a busy machine."""
     """``alphapulse simulate`` in its own process (the box's other core) → this process."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -175,30 +213,96 @@ async def _websocket(
             if not line:
                 raise RuntimeError("the simulator did not start")
             url = line.decode()
-        metrics = IngestMetrics(CollectorRegistry())
-        settings = IngestSettings(
-            common=CommonSettings(partitions=keys.partitions, namespace=keys.namespace),
-            exchanges=(("binance", ("BTCUSDT",)),),
-            urls=(("binance", url.split(": ", 1)[1].strip()),),
+        return await _ingest(
+            url.split(": ", 1)[1].strip(),
+            ["BTCUSDT"],
+            frames_n,
+            keys,
+            redis_url,
             read_batch=read_batch,
         )
-        service = IngestService(
-            settings, aioredis.Redis.from_url(redis_url), metrics=metrics, keys=keys
-        )
-        async with service:
-            run = asyncio.create_task(service.run())
-            writer = service.writer
-            await _until(lambda: writer.written >= 1000)  # warm up: connected and flowing
-            start, t0, cpu0 = writer.written, time.perf_counter(), time.process_time()
-            await _until(lambda: writer.written - start >= frames_n)
-            rate = (writer.written - start) / (time.perf_counter() - t0)
-            cpu_rate = (writer.written - start) / (time.process_time() - cpu0)
-            service.request_stop()
-            await run
     finally:
         sim.terminate()
         await asyncio.wait_for(sim.wait(), 10)
+
+
+async def _ingest(
+    url: str,
+    natives: Sequence[str],
+    ticks_n: int,
+    keys: Keys,
+    redis_url: str,
+    *,
+    read_batch: int = 128,
+    warm_up: int = 1000,
+) -> tuple[float, float]:
+    """``IngestService`` in this process reading ``natives`` from ``url`` into Redis: ticks/s
+    written over ``ticks_n`` ticks after ``warm_up``, and ticks per CPU second of this
+    process (what ingest itself costs, less sensitive to the feeder and a busy machine)."""
+    metrics = IngestMetrics(CollectorRegistry())
+    settings = IngestSettings(
+        common=CommonSettings(partitions=keys.partitions, namespace=keys.namespace),
+        exchanges=(("binance", tuple(natives)),),
+        urls=(("binance", url),),
+        read_batch=read_batch,
+    )
+    service = IngestService(
+        settings, aioredis.Redis.from_url(redis_url), metrics=metrics, keys=keys
+    )
+    async with service:
+        run = asyncio.create_task(service.run())
+        writer = service.writer
+        await _until(lambda: writer.written >= warm_up)  # connected and flowing
+        start, t0, cpu0 = writer.written, time.perf_counter(), time.process_time()
+        await _until(lambda: writer.written - start >= ticks_n)
+        rate = (writer.written - start) / (time.perf_counter() - t0)
+        cpu_rate = (writer.written - start) / (time.process_time() - cpu0)
+        service.request_stop()
+        await run
     return rate, cpu_rate
+
+
+def _serve_raw(symbols: int, frames_n: int, out: Pipe) -> None:
+    """The raw feed's process: ``frames_n`` interleaved frames of ``symbols`` symbols, one
+    group per connection of the adapter's plan; sends its URL once listening, serves until
+    terminated."""
+
+    async def serve() -> None:
+        frames, natives, pick = _interleaved_frames(frames_n, symbols)
+        plan = get_adapter("binance").connection_plan(natives)
+        member = {n: g for g, group in enumerate(plan) for n in group}
+        of_frame = [member[natives[k]] for k in pick]
+        groups = []
+        for g, group in enumerate(plan):
+            mine = [f.encode() for f, m in zip(frames, of_frame, strict=True) if m == g]
+            groups.append((frozenset(group), ws_frames(mine)))
+        server = FeedServer(groups)
+        await server.start()
+        out.send((server.url, natives))
+        await asyncio.Event().wait()
+
+    uvloop.run(serve())
+
+
+async def _websocket_raw(
+    symbols: int, ticks_n: int, keys: Keys, redis_url: str
+) -> tuple[float, float]:
+    """``FeedServer`` in a 2nd process serving ``symbols`` interleaved symbols → this process
+    (``_ingest``, reader batches <= 128), warmed up on 10 ticks a symbol."""
+    warm_up = max(1000, 10 * symbols)
+    ctx = multiprocessing.get_context("spawn")
+    recv, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_serve_raw, args=(symbols, warm_up + ticks_n + 10_000, send))
+    proc.start()
+    try:
+        loop = asyncio.get_running_loop()
+        if not await loop.run_in_executor(None, recv.poll, 300):
+            raise RuntimeError("the raw feed did not start")
+        url, natives = recv.recv()
+        return await _ingest(url, natives, ticks_n, keys, redis_url, warm_up=warm_up)
+    finally:
+        proc.terminate()
+        proc.join(10)
 
 
 async def _until(cond: Callable[[], bool], limit_s: float = 300.0) -> None:
@@ -250,6 +354,34 @@ def _row(what: str, value: float, unit: str) -> None:
     print(f"{what:<58} {value:>14,.0f} {unit}", flush=True)
 
 
+def _many_symbols(namespace: str, frames: list[str]) -> None:
+    """The 1,000-interleaved-symbols rows, each after its few-symbols baseline (same run)."""
+    many, _, _ = _interleaved_frames(len(frames), MANY)
+
+    async def batch_path(fs: list[str], ns: str) -> float:
+        r = aioredis.Redis.from_url(REDIS_URL)
+        try:
+            return await _parse_and_write(fs, Keys(16, namespace + ns), r, size=128, cpu=True)
+        finally:
+            await r.aclose()
+
+    print(f"{MANY:,} interleaved symbols (trades given to symbols at random, ids consecutive)")
+    base = uvloop.run(batch_path(frames, "b2:"))
+    _row("  batch path, 2 symbols (baseline; 128 frames a call)", base, "ticks/CPU-s")
+    rate = uvloop.run(batch_path(many, "bm:"))
+    _row(f"  batch path, {MANY:,} symbols ({rate / base:.2f} of baseline)", rate, "ticks/CPU-s")
+    rates = {}
+    for symbols in (1, MANY):
+        keys = Keys(16, f"{namespace}raw{symbols}:")
+        rates[symbols] = uvloop.run(_websocket_raw(symbols, MANY_WS_TICKS, keys, REDIS_URL))
+    (ws_base, cpu_base), (ws_rate, cpu_rate) = rates[1], rates[MANY]
+    what = "websocket raw feed (2nd process) -> ingest"
+    _row(f"  {what}, 1 symbol (baseline)", ws_base, "ticks/s")
+    _row("    ingest process CPU", cpu_base, "ticks/CPU-s")
+    _row(f"  {what}, {MANY:,} symbols", ws_rate, "ticks/s")
+    _row(f"    ingest process CPU ({cpu_rate / cpu_base:.2f} of baseline)", cpu_rate, "ticks/CPU-s")
+
+
 def main() -> None:
     namespace = f"bench:{uuid.uuid4().hex[:8]}:"
     frames = _frames(N_FRAMES)
@@ -280,6 +412,7 @@ def main() -> None:
         _row("parse + dedupe + write to ticks:{p} (1 process)", rate, "ticks/s")
         rate = uvloop.run(write(functools.partial(_parse_and_write, size=64), "bw:"))
         _row("  same, batch path (offer_frames, 64 frames a call)", rate, "ticks/s")
+        _many_symbols(namespace, frames)
         ws_n = 20_000 if QUICK else 100_000
         for read_batch, what in ((1, "frame by frame"), (128, "reader batches <= 128")):
             keys = Keys(16, f"{namespace}ws{read_batch}:")
