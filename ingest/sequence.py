@@ -190,11 +190,13 @@ class TradeDeduper:
         """:meth:`accept_run` for every ``(symbol, first, count)`` of ``runs`` (distinct
         symbols, e.g. from :func:`symbol_runs`), all or nothing: True if each ``first`` is
         its stream's next id; False, nothing changed, otherwise."""
-        next_id = self.next_id
-        if not all(next_id(exchange, sym) == first for sym, first, _ in runs):
-            return False
-        for sym, first, count in runs:
-            self.accept_run(exchange, sym, first, count)
+        streams = self._streams
+        states = [streams.get((exchange, sym)) for sym, _, _ in runs]
+        for st, (_, first, _) in zip(states, runs, strict=True):
+            if st is None or st.expect is None or st.highest != first - 1:
+                return False
+        for st, (_, _, count) in zip(states, runs, strict=True):
+            st.extend_run(count)  # type: ignore[union-attr]  # checked above
         return True
 
     def filter(self, ticks: Iterable[Tick]) -> tuple[list[Tick], int]:

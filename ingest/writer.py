@@ -45,7 +45,7 @@ from common.logging import get_logger
 from common.names import Keys, partition_of
 from ingest.exchanges.batch import TradeColumns
 from ingest.metrics import IngestMetrics
-from ingest.packing import columns_batch, merge_split
+from ingest.packing import Slice, merge_split, pack, segment_batches
 
 #: Extra field of every entry this writer appends: ``<writer id>:<sequence>``. Readers
 #: ignore it (fields are only ever added to a contract version); retries use it.
@@ -90,9 +90,10 @@ class TickWriter:
         # Loggers are made per instance, after main() configured logging.
         self._log = get_logger("ingest.writer")
         self._buffers: dict[int, list[Tick]] = {}
-        # Per partition, batches packed from columns (offer_columns); a partition's ticks
-        # offered earlier are moved in first, so segments always precede _buffers[p].
-        self._segments: dict[int, list[TickBatch]] = {}
+        # Per partition, its shares of offered columns (offer_columns), packed into batches
+        # at flush time; a partition's ticks offered earlier are moved in first (as a
+        # batch), so segments always precede _buffers[p].
+        self._segments: dict[int, list[TickBatch | Slice]] = {}
         self._partition_cache: dict[tuple[str, str], int] = {}
         self._pending = 0  # ticks buffered or in the batch being written
         self._buffered = 0  # ticks buffered, not yet taken by the flusher
@@ -164,8 +165,9 @@ class TickWriter:
         return not self._full
 
     def offer_columns(self, cols: TradeColumns) -> bool:
-        """``offer`` for trades in columns (``parse_many``): packed into ``TickBatch``
-        records per partition with numpy, no ``Tick`` per trade. Same return value."""
+        """``offer`` for trades in columns (``parse_many``): packed into ``TICK_DTYPE``
+        records with numpy, no ``Tick`` per trade; each partition's share is kept as a slice
+        of them and becomes ``TickBatch`` entries at flush time. Same return value."""
         if self._closing:
             raise RuntimeError("TickWriter is closed")
         n = cols.size
@@ -178,23 +180,28 @@ class TickWriter:
             if p is None:
                 p = cache[ex, sym] = partition_of(ex, sym, self._keys.partitions)
             part[sym] = p
-        targets = set(part.values())
-        if len(targets) == 1:
-            self._add_segment(targets.pop(), columns_batch(cols))
-        else:
-            of_trade = np.array(list(map(part.__getitem__, cols.symbols)))
-            for p in sorted(targets):
-                self._add_segment(p, columns_batch(cols, np.flatnonzero(of_trade == p)))
+        if len(set(part.values())) == 1:
+            self._add_segment(part[cols.symbols[0]], Slice(pack(cols), 0, n))
+            return self._added(n)
+        # One stable sort groups the trades by partition (order kept within each); each
+        # partition's share is a slice of one packed copy.
+        of_trade = np.fromiter(map(part.__getitem__, cols.symbols), np.int64, n)
+        order = np.argsort(of_trade, kind="stable")
+        packed = pack(cols, order)
+        grouped = of_trade[order]
+        cuts = (np.flatnonzero(grouped[1:] != grouped[:-1]) + 1).tolist()
+        for p, lo, hi in zip(grouped[[0, *cuts]].tolist(), [0, *cuts], [*cuts, n], strict=True):
+            self._add_segment(p, Slice(packed, lo, hi))
         return self._added(n)
 
-    def _add_segment(self, p: int, batch: TickBatch) -> None:
+    def _add_segment(self, p: int, segment: Slice) -> None:
         segments = self._segments.get(p)
         if segments is None:
             segments = self._segments[p] = []
         ticks = self._buffers.pop(p, None)
         if ticks:  # offered before these columns: keep them first
             segments.append(TickBatch.from_ticks(ticks))
-        segments.append(batch)
+        segments.append(segment)
 
     async def wait_for_space(self) -> None:
         """Wait until the buffer is below its bound (counted as backpressure)."""
@@ -289,17 +296,18 @@ class TickWriter:
                 self._idle.set()
 
     def _entries(
-        self, buffers: dict[int, list[Tick]], segments: dict[int, list[TickBatch]]
+        self, buffers: dict[int, list[Tick]], segments: dict[int, list[TickBatch | Slice]]
     ) -> list[tuple[str, dict[bytes, bytes]]]:
         size = self.batch_size
         out: list[tuple[str, dict[bytes, bytes]]] = []
         for p in {**segments, **buffers}:
             ticks = buffers.get(p, [])
-            batches = segments.get(p)
-            if batches is None:  # ticks only (the per-frame path)
+            parts = segments.get(p)
+            if parts is None:  # ticks only (the per-frame path)
                 batches = [TickBatch.from_ticks(ticks[i : i + size])
                            for i in range(0, len(ticks), size)]  # fmt: skip
             else:
+                batches = segment_batches(parts)
                 if ticks:
                     batches.append(TickBatch.from_ticks(ticks))
                 batches = merge_split(batches, size)
@@ -312,7 +320,7 @@ class TickWriter:
         return out
 
     async def _write(
-        self, buffers: dict[int, list[Tick]], segments: dict[int, list[TickBatch]]
+        self, buffers: dict[int, list[Tick]], segments: dict[int, list[TickBatch | Slice]]
     ) -> int:
         """Append the buffers; retry until it works or we are aborted.
 

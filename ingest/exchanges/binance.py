@@ -193,7 +193,13 @@ class _Binance(ExchangeAdapter):
             qty = np.array(list(map(float, qtys)))
             ts_ms = np.array(times, dtype=np.int64)
             seq = np.array(ids, dtype=np.int64)
-            table = {n: self.normalized(n) for n in set(natives)}
+            cached = list(map(self._symbols.get, natives))  # most symbols are in the cache
+            symbols: list[str] = (
+                [s if s is not None else self.normalized(n)
+                 for s, n in zip(cached, natives, strict=True)]
+                if None in cached
+                else cached  # type: ignore[assignment]  # no None in it
+            )  # fmt: skip
         except (orjson.JSONDecodeError, AttributeError, TypeError, KeyError, ValueError,
                 OverflowError, BadInput):  # fmt: skip
             return None
@@ -205,7 +211,7 @@ class _Binance(ExchangeAdapter):
             return None
         return TradeColumns(
             self.name,
-            list(map(table.__getitem__, natives)),
+            symbols,
             list(natives),
             list(map(str, ids)),
             seq,
