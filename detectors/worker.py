@@ -45,6 +45,9 @@ from detectors.ownership import Ownership, assign
 from detectors.patterns import PatternEngine
 from detectors.settings import DetectorSettings
 
+#: Seconds between acquisition attempts while a partition we are given is still held.
+ACQUIRE_RETRY_S = 0.05
+
 
 class DetectorService(Service):
     name = "detectors"
@@ -88,12 +91,17 @@ class DetectorService(Service):
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tg:
             while not self.stopping:
+                settled = True
                 try:
-                    await self._rebalance(tg)
+                    settled = await self._rebalance(tg)
                 except (RedisError, OSError) as e:
                     self.log.warning("rebalance_failed", error=repr(e))
                 self.readiness.set("membership", True)
-                await self.wait_stopping(self.settings.heartbeat_ms / 1000)
+                # A partition the table gives us is still held by its previous owner, which
+                # hands it over as soon as it notices: try again shortly, not a heartbeat
+                # later, so a moved partition stalls for its handover only.
+                heartbeat = self.settings.heartbeat_ms / 1000
+                await self.wait_stopping(heartbeat if settled else min(heartbeat, ACQUIRE_RETRY_S))
             # Leave first, so the others' tables already give our partitions away and they
             # acquire each one as soon as its runner has checkpointed and released it.
             try:
@@ -103,7 +111,9 @@ class DetectorService(Service):
             for runner in self.runners.values():
                 runner.hand_over = True
 
-    async def _rebalance(self, tg: asyncio.TaskGroup) -> None:
+    async def _rebalance(self, tg: asyncio.TaskGroup) -> bool:
+        """Heartbeat, renew, hand over and acquire; True if we now run every partition the
+        table gives us (False: some are still held by their previous owner)."""
         members = await self.ownership.heartbeat()
         me = self.settings.detector_id
         if me not in members:
@@ -132,6 +142,7 @@ class DetectorService(Service):
         # never writes one (nothing to cover) and must not look stale.
         ages = [now - r.checkpointed_at for r in self.runners.values() if r.unacked]
         self.metrics.checkpoint_age.set(max(ages, default=0.0))
+        return wanted <= self.runners.keys()
 
     async def close(self) -> None:
         if self._own_redis and self.redis is not None:

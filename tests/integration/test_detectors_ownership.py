@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -19,7 +20,7 @@ from detectors.metrics import DetectorMetrics
 from detectors.ownership import Ownership
 from detectors.settings import DetectorSettings
 from detectors.timeframes import parse_timeframes
-from detectors.worker import DetectorService
+from detectors.worker import ACQUIRE_RETRY_S, DetectorService
 from tests.conftest import REDIS_URL
 
 pytestmark = pytest.mark.redis
@@ -187,3 +188,38 @@ async def test_idle_partition_closes_bars_by_extrapolated_event_time(
     await service.stop()
     entries: Any = await redis_client.xrange(keys.bars)
     assert entries[0][1][b"id"] == f"binance:{sym}:1s:{t0 // 1_000_000}".encode()
+
+
+async def test_a_partition_still_held_elsewhere_is_retried_before_the_next_heartbeat(
+    redis_client: aioredis.Redis, keys: Keys, namespace: str
+) -> None:
+    """The table gives "solo" every partition, but one lease is still held by its previous
+    owner (handing over): the round reports it unsettled and the service retries every
+    ACQUIRE_RETRY_S, so it takes the partition right after the release, not a heartbeat
+    (here a minute) later."""
+    previous = Ownership(redis_client, keys, "previous", lease_ttl_ms=60_000)
+    epoch = await previous.acquire(2)
+    settings = replace(_settings(namespace, "solo"), heartbeat_ms=60_000)
+    service = DetectorService(settings, redis=redis_client)
+    await service.start()
+    async with asyncio.TaskGroup() as tg:
+        assert await service._rebalance(tg) is False
+        assert sorted(service.runners) == [0, 1, 3]
+        service.readiness.reset()
+        run = tg.create_task(service.run())
+
+        async def first_round_done() -> bool:
+            return service.readiness.snapshot()["membership"]
+
+        await _until(first_round_done)  # run() found partition 2 held too
+        assert await previous.release(2, epoch)
+
+        async def taken() -> bool:
+            return 2 in service.runners
+
+        await _until(taken, seconds=20.0)  # a heartbeat-paced retry would need 60 s
+        assert await service._rebalance(tg) is True
+        service.request_stop()
+        await run
+    await service.stop()
+    assert ACQUIRE_RETRY_S < 1.0
