@@ -273,9 +273,17 @@ class Stack:
             if loop.time() > deadline:
                 raise RuntimeError(f"stage processes not ready in {timeout_s}s\n{self.tail()}")
             await asyncio.sleep(0.2)
-        owners = [await redis.get(self.keys.lease(p)) for p in range(PARTITIONS)]
-        if None in owners:
-            raise RuntimeError("detectors ready but a partition has no lease holder")
+        # Start the clock only once the partitions have settled on both detectors: the first
+        # one up takes them all, then hands half over when the second joins.
+        before: list[Any] = []
+        while True:
+            owners = [await redis.get(self.keys.lease(p)) for p in range(PARTITIONS)]
+            if None not in owners and len(set(owners)) == len(DETECTORS) and owners == before:
+                break
+            if loop.time() > deadline:
+                raise RuntimeError(f"partitions not settled in {timeout_s}s: {owners}")
+            before = owners
+            await asyncio.sleep(1.0)
 
     def _spawn(self, name: str, **extra: str) -> None:
         port = free_port()
