@@ -94,7 +94,8 @@ class TickWriter:
         # at flush time; a partition's ticks offered earlier are moved in first (as a
         # batch), so segments always precede _buffers[p].
         self._segments: dict[int, list[TickBatch | Slice]] = {}
-        self._partition_cache: dict[tuple[str, str], int] = {}
+        self._partition_cache: dict[tuple[str, str], int] = {}  # offer's, per tick
+        self._partition_tables: dict[str, dict[str, int]] = {}  # offer_columns', per exchange
         self._pending = 0  # ticks buffered or in the batch being written
         self._buffered = 0  # ticks buffered, not yet taken by the flusher
         self._first_at: float | None = None  # monotonic time of the oldest unflushed tick
@@ -173,19 +174,13 @@ class TickWriter:
         n = cols.size
         if not n:
             return not self._full
-        ex, cache = cols.exchange, self._partition_cache
-        part: dict[str, int] = {}
-        for sym in dict.fromkeys(cols.symbols):
-            p = cache.get((ex, sym))
-            if p is None:
-                p = cache[ex, sym] = partition_of(ex, sym, self._keys.partitions)
-            part[sym] = p
-        if len(set(part.values())) == 1:
-            self._add_segment(part[cols.symbols[0]], Slice(pack(cols), 0, n))
+        parts = self._partitions_of(cols.exchange, cols.symbols)
+        if parts.count(parts[0]) == n:
+            self._add_segment(parts[0], Slice(pack(cols), 0, n))
             return self._added(n)
         # One stable sort groups the trades by partition (order kept within each); each
         # partition's share is a slice of one packed copy.
-        of_trade = np.fromiter(map(part.__getitem__, cols.symbols), np.int64, n)
+        of_trade = np.array(parts, dtype=np.int64)
         order = np.argsort(of_trade, kind="stable")
         packed = pack(cols, order)
         grouped = of_trade[order]
@@ -193,6 +188,19 @@ class TickWriter:
         for p, lo, hi in zip(grouped[[0, *cuts]].tolist(), [0, *cuts], [*cuts, n], strict=True):
             self._add_segment(p, Slice(packed, lo, hi))
         return self._added(n)
+
+    def _partitions_of(self, exchange: str, symbols: list[str]) -> list[int]:
+        """Each trade's partition (a table per exchange: one dict lookup a trade)."""
+        table = self._partition_tables.get(exchange)
+        if table is None:
+            table = self._partition_tables[exchange] = {}
+        try:
+            return list(map(table.__getitem__, symbols))
+        except KeyError:  # symbols not seen before
+            for sym in dict.fromkeys(symbols):
+                if sym not in table:
+                    table[sym] = partition_of(exchange, sym, self._keys.partitions)
+            return list(map(table.__getitem__, symbols))
 
     def _add_segment(self, p: int, segment: Slice) -> None:
         segments = self._segments.get(p)

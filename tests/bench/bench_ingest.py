@@ -375,7 +375,7 @@ def _many_symbols(namespace: str, frames: list[str]) -> None:
         keys = Keys(16, f"{namespace}raw{symbols}:")
         rates[symbols] = uvloop.run(_websocket_raw(symbols, MANY_WS_TICKS, keys, REDIS_URL))
     (ws_base, cpu_base), (ws_rate, cpu_rate) = rates[1], rates[MANY]
-    what = "websocket raw feed (2nd process) -> ingest"
+    what = "websocket raw feed -> ingest"
     _row(f"  {what}, 1 symbol (baseline)", ws_base, "ticks/s")
     _row("    ingest process CPU", cpu_base, "ticks/CPU-s")
     _row(f"  {what}, {MANY:,} symbols", ws_rate, "ticks/s")
