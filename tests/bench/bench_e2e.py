@@ -37,7 +37,7 @@ schema), with the production settings (trimming on) except ``ALLOWED_LATENESS_MS
 Parts: ``BENCH_E2E_PARTS`` (or the arguments of ``python -m tests.bench.bench_e2e``), any of
 ``throughput``, ``writer``, ``latency`` (default all three); e.g. ``BENCH_E2E_PARTS=latency
 python -m tests.bench e2e``. ``BENCH_E2E_INGESTS`` sets the ingest process count (2),
-``BENCH_E2E_PARTITIONS`` the tick partitions (16).
+``BENCH_E2E_PARTITIONS`` the tick partitions (16), ``BENCH_E2E_SYMBOLS`` the symbols (1,000).
 Writes ``docs/bench/e2e.png`` and ``docs/bench/e2e.md`` (or into ``BENCH_E2E_OUT``) when every
 part ran.
 """
