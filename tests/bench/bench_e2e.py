@@ -411,6 +411,18 @@ def report(runs: list[Run], s: Soak | None, copy: float, load: str) -> list[str]
             f"| same, to the signal's emitted_at | p50 {pct(em, 0.5):.1f} ms, "
             f"p99 {pct(em, 0.99):.1f} ms | | |"
         )
+        hop_names = {
+            "ingest": "receipt -> the closing trade's `ticks:{p}` entry (ingest writer)",
+            "detectors": "-> the pattern event's entry (detectors)",
+            "signals": "-> the signal's entry (signals)",
+        }
+        for name, what in hop_names.items():
+            v = s.hops.get(name, [])
+            if v:
+                lines.append(
+                    f"| hop per signal: {what} | p50 {pct(v, 0.5):.1f} ms, p99 {pct(v, 0.99):.1f} "
+                    f"ms ({len(v):,} of {len(lat):,} signals traced) | | |"
+                )
     rows = ", ".join(f"{t} {c.text()}" for t, c in s.rows.items())
     exact = all(c.exact for c in s.rows.values())
     lines.append(f"| paced run rows ({'exact vs replay' if exact else 'MISMATCH'}) | {rows} | | |")

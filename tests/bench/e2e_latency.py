@@ -57,6 +57,9 @@ class Soak:
     latencies: list[tuple[float, float]] = field(default_factory=list)  # (s, ms)
     emitted: list[float] = field(default_factory=list)  # emitted_at - closing tick, ms
     pattern_latencies: list[float] = field(default_factory=list)  # pattern entry, ms
+    # Per signal, the hops (ms): receipt -> the closing trade's ticks:{p} entry (ingest),
+    # -> its pattern event's entry (detectors), -> the signal's entry (signals).
+    hops: dict[str, list[float]] = field(default_factory=dict)
     rss: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # MiB
     sent: int = 0
     seconds: float = 0.0
@@ -65,11 +68,24 @@ class Soak:
 
 
 class Closers:
-    """Per partition, the receive time of its first tick in each second of event time."""
+    """Per partition, the receive time of its first tick in each second of event time, and
+    the id time (ms) of the ``ticks:{p}`` entry that carried it."""
 
     def __init__(self) -> None:
         self.secs: list[list[int]] = [[] for _ in range(PARTITIONS)]
         self.recv: list[list[int]] = [[] for _ in range(PARTITIONS)]
+        self.entry_ms: list[dict[int, int]] = [{} for _ in range(PARTITIONS)]  # sec -> ms
+
+    def add_entry(self, p: int, ts_ns: np.ndarray[Any, Any], entry_ms: int) -> None:
+        """A ``ticks:{p}`` entry (in stream order): the seconds it is the first to reach."""
+        seen = self.entry_ms[p]
+        for sec in np.unique(ts_ns // 10**9).tolist():
+            seen.setdefault(sec, entry_ms)
+
+    def closing_entry_ms(self, p: int, end_ms: int) -> int | None:
+        """Id time of the entry that carried :meth:`closing_recv`'s trade (None if unread)."""
+        i = bisect.bisect_left(self.secs[p], -(-end_ms // 1000))
+        return self.entry_ms[p].get(self.secs[p][i]) if i < len(self.secs[p]) else None
 
     def add(self, part: np.ndarray[Any, Any], ts_ns: np.ndarray[Any, Any], recv_ns: Any) -> None:
         """Ticks in arrival order; ``recv_ns`` one time for all or one per tick."""
@@ -111,13 +127,16 @@ class PacedFeed:
             await stack.start(redis)
             self.writer = writer_for(redis, stack)
             await self.writer.__aenter__()
+            reader = read_tick_receipts(redis, stack, self.closers, recv=False)
+            self.tasks.append(asyncio.create_task(reader))
             return stack
         await self.server.start()
         natives = [sorted(syms) for syms, _ in self.server.groups]
         stack = Stack(store_ticks=False, ingest=[(self.server.url, n) for n in natives])
         await stack.start(redis)
         await asyncio.wait_for(asyncio.gather(*(e.wait() for e in self.server.subscribed)), 120)
-        self.tasks.append(asyncio.create_task(read_tick_receipts(redis, stack, self.closers)))
+        reader = read_tick_receipts(redis, stack, self.closers, recv=True)
+        self.tasks.append(asyncio.create_task(reader))
         return stack
 
     def send(self, a: TradeArrays, now: int) -> None:
@@ -152,9 +171,12 @@ class PacedFeed:
             await self.server.close()
 
 
-async def read_tick_receipts(redis: aioredis.Redis, stack: Stack, closers: Closers) -> None:
+async def read_tick_receipts(
+    redis: aioredis.Redis, stack: Stack, closers: Closers, *, recv: bool
+) -> None:
     """Every ``ticks:{p}`` entry as ingest writes it (XREAD, no group: trimming waits for the
-    groups only, so this reader keeps up or loses entries): each partition's receive times."""
+    groups only, so this reader keeps up or loses entries): each partition's entry times, and
+    with ``recv`` the receive times ingest stamped (the bench knows them on the writer path)."""
     last = {stack.keys.ticks(p): "0-0" for p in range(PARTITIONS)}
     part = {name: p for p, name in enumerate(last)}
     while True:
@@ -164,7 +186,10 @@ async def read_tick_receipts(redis: aioredis.Redis, stack: Stack, closers: Close
             for entry_id, fields in entries:
                 last[stream] = entry_id.decode()
                 rec = TickBatch.decode(fields).records
-                closers.add(np.full(len(rec), part[stream]), rec["ts"], rec["recv"])
+                p = part[stream]
+                if recv:
+                    closers.add(np.full(len(rec), p), rec["ts"], rec["recv"])
+                closers.add_entry(p, rec["ts"], int(last[stream].split("-")[0]))
 
 
 async def soak(redis: aioredis.Redis, workdir: Path, via_ws: bool | None = None) -> Soak:
@@ -217,12 +242,12 @@ async def soak(redis: aioredis.Redis, workdir: Path, via_ws: bool | None = None)
     return result
 
 
-Output = tuple[float, int, int, int, float | None]
+# (s since t0, entry-id ms, partition, bar end ms, emitted_at ms or None, bar id)
+Output = tuple[float, int, int, int, float | None, str]
 
 
 async def read_outputs(redis: aioredis.Redis, stack: Stack, t0: float, out: list[Output]) -> None:
-    """Every signal and pattern event as it enters its stream: (s since t0, entry-id ms,
-    partition, bar end ms, the signal's emitted_at in ms or None for a pattern event); the
+    """Every signal and pattern event as it enters its stream (an :data:`Output`); the
     latencies are worked out once every closing trade is known."""
     loop = asyncio.get_running_loop()
     last = {stack.keys.signals: "0-0", stack.keys.patterns: "0-0"}
@@ -244,23 +269,38 @@ async def read_outputs(redis: aioredis.Redis, stack: Stack, t0: float, out: list
                 doc = orjson.loads(fields[b"d"])
                 if "bar" in doc:  # a pattern event
                     bar = doc["bar"]
-                    out.append((loop.time() - t0, entry_ms, *where(bar, bar["open_time"]), None))
+                    at_bar = where(bar, bar["open_time"])
+                    out.append((loop.time() - t0, entry_ms, *at_bar, None, fields[b"id"].decode()))
                     continue
                 at = emitted_ms(datetime.fromisoformat(doc["emitted_at"].replace("Z", "+00:00")))
-                out.append((loop.time() - t0, entry_ms, *where(doc, doc["open_time_ms"]), at))
+                bar_id = doc["id"].rsplit(":", 1)[0]  # the signal id is the bar id + direction
+                out.append(
+                    (loop.time() - t0, entry_ms, *where(doc, doc["open_time_ms"]), at, bar_id)
+                )
 
 
 def latencies(raw: list[Output], closers: Closers, out: Soak) -> None:
-    """Latency of every signal (and, for the detectors' share, every pattern event)."""
-    for t, entry_ms, p, end_ms, emitted in raw:
+    """Latency of every signal (and, for the detectors' share, every pattern event), and
+    each signal's hops (:attr:`Soak.hops`)."""
+    pattern_ms: dict[tuple[int, int, str], int] = {}  # (partition, bar end, bar id) -> ms
+    for _, entry_ms, p, end_ms, emitted, bar in raw:
+        if emitted is None:
+            pattern_ms[p, end_ms, bar] = entry_ms
+    hops = {name: out.hops.setdefault(name, []) for name in ("ingest", "detectors", "signals")}
+    for t, entry_ms, p, end_ms, emitted, bar in raw:
         recv = closers.closing_recv(p, end_ms)
         if recv is None:
             raise RuntimeError(f"output before its closing tick: partition {p}, bar end {end_ms}")
         if emitted is None:
             out.pattern_latencies.append(entry_ms - recv / 1e6)
-        else:
-            out.latencies.append((t, entry_ms - recv / 1e6))
-            out.emitted.append(emitted - recv / 1e6)
+            continue
+        out.latencies.append((t, entry_ms - recv / 1e6))
+        out.emitted.append(emitted - recv / 1e6)
+        ticks_ms, event_ms = closers.closing_entry_ms(p, end_ms), pattern_ms.get((p, end_ms, bar))
+        if ticks_ms is not None and event_ms is not None:
+            hops["ingest"].append(ticks_ms - recv / 1e6)
+            hops["detectors"].append(event_ms - ticks_ms)
+            hops["signals"].append(entry_ms - event_ms)
 
 
 def emitted_ms(at: datetime) -> float:
