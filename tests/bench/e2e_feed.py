@@ -101,7 +101,11 @@ class FeedServer:
         return f"ws://127.0.0.1:{self.port}" + get_adapter("binance").server_path
 
     async def start(self) -> None:
-        self._server = await serve(self._handle, "127.0.0.1", 0, max_size=None, compression=None)
+        # No keepalive pings: frames are written raw to the transport in arbitrary slices, so
+        # a ping or pong the library wrote between two slices would land inside a frame.
+        self._server = await serve(
+            self._handle, "127.0.0.1", 0, max_size=None, compression=None, ping_interval=None
+        )
         self.port = next(iter(self._server.sockets)).getsockname()[1]
 
     def push(self, group: int, data: bytes) -> None:

@@ -267,7 +267,10 @@ class Stack:
             self._spawn(name)
         for i, (url, natives) in enumerate(self.ingest, start=1):
             self._spawn(f"ingest{i}", EXCHANGES=f"{EXCHANGE}:" + ",".join(natives),
-                        INGEST_URL_BINANCE=url)  # fmt: skip
+                        INGEST_URL_BINANCE=url,
+                        # The feed writes raw slices (see e2e_feed): a pong the server's
+                        # library wrote between two would corrupt a frame, so no pings.
+                        INGEST_WS_PING_INTERVAL_S="86400")  # fmt: skip
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         while not all([await asyncio.to_thread(ready, port) for _, port in self.procs.values()]):
