@@ -137,9 +137,12 @@ def test_shell_lines_quote_values() -> None:
 
 
 def _make_n(*assignments: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in {"FEED", "EXCHANGES", "MAKEFLAGS"}}
+    # Run as a top-level make even under `make test` (CI): a sub-make inherits MAKELEVEL and
+    # prints "make[1]: Entering directory" on stdout.
+    outer = {"FEED", "EXCHANGES", "MAKEFLAGS", "MAKELEVEL", "MFLAGS"}
+    env = {k: v for k, v in os.environ.items() if k not in outer}
     return subprocess.run(
-        ["make", "-n", "run", *assignments],
+        ["make", "--no-print-directory", "-n", "run", *assignments],
         cwd=ROOT,
         env=env,
         capture_output=True,
