@@ -86,7 +86,12 @@ EXACT = {"Dead letters (1h) / A": 2.0}
 
 # Alerts that must match what this run does (the injected faults) and must not match what it
 # does not do (outages), evaluated as plain queries (their `for:` does not apply).
-MUST_MATCH = ("AlphapulseDeadLetters", "AlphapulseIngestTradeGaps", "AlphapulseDetectorBadEntries")
+MUST_MATCH = (
+    "AlphapulseDeadLetters",
+    "AlphapulseIngestTradeGaps",
+    "AlphapulseDetectorBadEntries",
+    "AlphapulseIngestConnectFailuresStorm",  # ingest-2's exchange refuses every dial
+)
 MUST_NOT_MATCH = (
     "AlphapulseTargetDown",
     "AlphapulseGroupNotConsuming",
@@ -356,6 +361,12 @@ async def test_prometheus_scrapes_the_workers_and_every_query_and_rule_works(
     client: ClientConnection | None = None
     try:
         start_stages(pipe, db.url, csv_path, *SIM_FAULTS)
+        # A second ingest whose exchange refuses every dial (nothing listens on the port):
+        # failed connects, as a firewall or an outage gives, for their panel and alert.
+        pipe.start(
+            "ingest-2", "-m", "ingest",
+            EXCHANGES="okx:BTC-USDT", INGEST_URL_OKX=f"ws://127.0.0.1:{free_port()}/ws",
+        )  # fmt: skip
         ws_port = free_port()
         pipe.start(
             "signals-ws", "-m", "signals.ws",
