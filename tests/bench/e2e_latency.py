@@ -17,6 +17,7 @@ import asyncio
 import bisect
 import os
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -84,8 +85,8 @@ class Closers:
 
     def closing_entry_ms(self, p: int, end_ms: int) -> int | None:
         """Id time of the entry that carried :meth:`closing_recv`'s trade (None if unread)."""
-        i = bisect.bisect_left(self.secs[p], -(-end_ms // 1000))
-        return self.entry_ms[p].get(self.secs[p][i]) if i < len(self.secs[p]) else None
+        i = self._closing(p, end_ms)
+        return self.entry_ms[p].get(self.secs[p][i]) if i is not None else None
 
     def add(self, part: np.ndarray[Any, Any], ts_ns: np.ndarray[Any, Any], recv_ns: Any) -> None:
         """Ticks in arrival order; ``recv_ns`` one time for all or one per tick."""
@@ -100,8 +101,13 @@ class Closers:
 
     def closing_recv(self, p: int, end_ms: int) -> int | None:
         """Receive time (ns) of partition ``p``'s first tick at or after ``end_ms``."""
+        i = self._closing(p, end_ms)
+        return self.recv[p][i] if i is not None else None
+
+    def _closing(self, p: int, end_ms: int) -> int | None:
+        """Index of the first second of partition ``p`` at or after ``end_ms`` (None: none yet)."""
         i = bisect.bisect_left(self.secs[p], -(-end_ms // 1000))
-        return self.recv[p][i] if i < len(self.recv[p]) else None
+        return i if i < len(self.secs[p]) else None
 
 
 class PacedFeed:
@@ -177,19 +183,28 @@ async def read_tick_receipts(
     """Every ``ticks:{p}`` entry as ingest writes it (XREAD, no group: trimming waits for the
     groups only, so this reader keeps up or loses entries): each partition's entry times, and
     with ``recv`` the receive times ingest stamped (the bench knows them on the writer path)."""
-    last = {stack.keys.ticks(p): "0-0" for p in range(PARTITIONS)}
-    part = {name: p for p, name in enumerate(last)}
+    part = {stack.keys.ticks(p): p for p in range(PARTITIONS)}
+    async for stream, entry_ms, fields in follow(redis, list(part)):
+        rec = TickBatch.decode(fields).records
+        p = part[stream]
+        if recv:
+            closers.add(np.full(len(rec), p), rec["ts"], rec["recv"])
+        closers.add_entry(p, rec["ts"], entry_ms)
+
+
+async def follow(
+    redis: aioredis.Redis, streams: list[str]
+) -> AsyncIterator[tuple[str, int, dict[bytes, bytes]]]:
+    """Every entry of ``streams`` from the start, as it arrives (XREAD, no group): the
+    stream, the entry's id time (ms, Redis's clock) and its fields."""
+    last = dict.fromkeys(streams, "0-0")
     while True:
         got: Any = await redis.xread(last, count=1000, block=200)  # type: ignore[arg-type]
         for raw, entries in got:
             stream = raw.decode()
             for entry_id, fields in entries:
                 last[stream] = entry_id.decode()
-                rec = TickBatch.decode(fields).records
-                p = part[stream]
-                if recv:
-                    closers.add(np.full(len(rec), p), rec["ts"], rec["recv"])
-                closers.add_entry(p, rec["ts"], int(last[stream].split("-")[0]))
+                yield stream, int(last[stream].split("-")[0]), fields
 
 
 async def soak(redis: aioredis.Redis, workdir: Path, via_ws: bool | None = None) -> Soak:
@@ -250,7 +265,6 @@ async def read_outputs(redis: aioredis.Redis, stack: Stack, t0: float, out: list
     """Every signal and pattern event as it enters its stream (an :data:`Output`); the
     latencies are worked out once every closing trade is known."""
     loop = asyncio.get_running_loop()
-    last = {stack.keys.signals: "0-0", stack.keys.patterns: "0-0"}
     tf_ms: dict[str, int] = {}
 
     def where(d: dict[str, Any], open_ms: int) -> tuple[int, int]:
@@ -259,24 +273,17 @@ async def read_outputs(redis: aioredis.Redis, stack: Stack, t0: float, out: list
             tf_ms[tf] = parse_timeframe(tf).ms
         return partition_of(d["exchange"], d["symbol"], PARTITIONS), open_ms + tf_ms[tf]
 
-    while True:
-        got: Any = await redis.xread(last, count=1000, block=200)  # type: ignore[arg-type]
-        for raw, entries in got:
-            stream = raw.decode()
-            for entry_id, fields in entries:
-                last[stream] = entry_id.decode()
-                entry_ms = int(last[stream].split("-")[0])
-                doc = orjson.loads(fields[b"d"])
-                if "bar" in doc:  # a pattern event
-                    bar = doc["bar"]
-                    at_bar = where(bar, bar["open_time"])
-                    out.append((loop.time() - t0, entry_ms, *at_bar, None, fields[b"id"].decode()))
-                    continue
-                at = emitted_ms(datetime.fromisoformat(doc["emitted_at"].replace("Z", "+00:00")))
-                bar_id = doc["id"].rsplit(":", 1)[0]  # the signal id is the bar id + direction
-                out.append(
-                    (loop.time() - t0, entry_ms, *where(doc, doc["open_time_ms"]), at, bar_id)
-                )
+    streams = [stack.keys.signals, stack.keys.patterns]
+    async for _, entry_ms, fields in follow(redis, streams):
+        doc = orjson.loads(fields[b"d"])
+        if "bar" in doc:  # a pattern event
+            bar = doc["bar"]
+            at_bar = where(bar, bar["open_time"])
+            out.append((loop.time() - t0, entry_ms, *at_bar, None, fields[b"id"].decode()))
+            continue
+        at = emitted_ms(datetime.fromisoformat(doc["emitted_at"].replace("Z", "+00:00")))
+        bar_id = doc["id"].rsplit(":", 1)[0]  # the signal id is the bar id + direction
+        out.append((loop.time() - t0, entry_ms, *where(doc, doc["open_time_ms"]), at, bar_id))
 
 
 def latencies(raw: list[Output], closers: Closers, out: Soak) -> None:
