@@ -353,12 +353,16 @@ class StreamWorker(Service):
 
     async def trim(self, *, now_ms: int | None = None) -> list[TrimResult]:
         """Trim every stream of ``trim_policies`` as its policy allows (and apply the hard
-        cap); forget consumers of the group idle past ``DELETE_IDLE_CONSUMERS_MS`` that hold
-        nothing (names are unique per process, so every restart leaves one behind)."""
+        cap); refresh this group's pending and lag gauges of every input stream; forget
+        consumers of the group idle past ``DELETE_IDLE_CONSUMERS_MS`` that hold nothing (names
+        are unique per process, so every restart leaves one behind)."""
         results = [
             await self.consumer.trim(stream, policy, now_ms=now_ms)
             for stream, policy in self.trim_policies.items()
         ]
+        for stream in self.streams:
+            if stream not in self.trim_policies:  # read, not trimmed: its gauges all the same
+                await self.consumer.report_position(stream)
         if self.settings.delete_idle_consumers_ms:
             gone = await self.consumer.delete_idle_consumers(self.settings.delete_idle_consumers_ms)
             if gone:

@@ -292,6 +292,16 @@ class StreamConsumer:
         """Where every group of ``stream`` stands (not only this consumer's group)."""
         return await group_positions(self.redis, stream)
 
+    async def report_position(self, stream: str) -> list[GroupPosition]:
+        """Every group's position on ``stream``; sets this group's pending and lag gauges."""
+        positions = await self.group_positions(stream)
+        for p in positions:
+            if p.name == self.group:
+                self.metrics.pending.labels(stream, p.name).set(p.pending)
+                if p.lag is not None:
+                    self.metrics.lag.labels(stream, p.name).set(p.lag)
+        return positions
+
     # --- trimming -----------------------------------------------------------------------------
     async def trim(
         self, stream: str, policy: TrimPolicy = INTERNAL, *, now_ms: int | None = None
@@ -300,16 +310,11 @@ class StreamConsumer:
 
         A stream that does not exist yet (an output nobody has written to) is left alone."""
         try:
-            positions = await self.group_positions(stream)
+            positions = await self.report_position(stream)
         except ResponseError as e:
             if "no such key" not in str(e).lower():
                 raise
             return TrimResult(stream=stream, minid=None, trimmed=0, hard_capped=0)
-        for p in positions:
-            if p.name == self.group:
-                self.metrics.pending.labels(stream, p.name).set(p.pending)
-                if p.lag is not None:
-                    self.metrics.lag.labels(stream, p.name).set(p.lag)
         now = int(time.time() * 1000) if now_ms is None else now_ms
         minid = trim_minid(positions, policy, now)
         safe = 0

@@ -242,10 +242,13 @@ async def test_a_worker_that_merely_reads_the_public_stream_never_trims_it(
         burst=True,
     ) as worker:
         await worker.run()  # reads and acks all 20 entries; trims every step on the way
+        await _add(redis_client, keys.signals, 5)  # not read yet: the group's lag
         await worker.trim()
     assert (await redis_client.xinfo_groups(keys.signals))[0]["pending"] == 0
     assert await redis_client.xlen(keys.bars) == 0  # internal: trimmed below what was acked
-    assert await redis_client.xlen(keys.signals) == 10  # public: not this worker's to trim
+    assert await redis_client.xlen(keys.signals) == 15  # public: not this worker's to trim
+    # Not trimming it, the worker still reports where its group stands on it.
+    assert worker.metrics.lag.labels(keys.signals, "sink")._value.get() == 5
 
 
 async def test_batch_error_with_bad_input_isolates_the_culprit(
