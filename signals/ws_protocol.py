@@ -39,7 +39,8 @@ Close codes:
 ``4401``  no or unknown bearer token
 ``4400``  the first message is not a valid subscribe message (reason says why)
 ``4408``  slow client: its send queue (``SIGNALS_WS_QUEUE``) was full; reconnect and resume
-``1013``  too many connections (``SIGNALS_WS_MAX_CONNECTIONS``); try again later
+``1013``  too many connections (``SIGNALS_WS_MAX_CONNECTIONS``), or Redis unreachable
+          during a resume; try again later
 ``1009``  a client message larger than ``SIGNALS_WS_MAX_MESSAGE``
 ``1001``  the server is shutting down; reconnect and resume
 ========  ===========================================================================

@@ -28,6 +28,7 @@ from signals.settings import WsSettings
 from signals.ws import WsServer
 from signals.ws_protocol import MAX_ID_PART
 from tests.conftest import REDIS_URL
+from tests.integration.e2e_support import RedisNode
 from tests.signals_factory import event_mix
 
 pytestmark = pytest.mark.redis
@@ -360,3 +361,25 @@ async def test_connections_refusals_and_cuts_are_logged_rate_limited_without_tok
     refused = [e for e in events if e.get("reason") == "auth"]
     assert all(e["peer"].startswith("127.0.0.1:") and e["code"] == 4401 for e in refused)
     assert {e["token_given"] for e in refused} == {True}
+
+
+async def test_redis_lost_under_a_resume_closes_with_1013_and_one_line_not_a_traceback(
+    namespace: str, logs: io.BytesIO, caplog: pytest.LogCaptureFixture
+) -> None:
+    node = RedisNode()
+    node.start()
+    client = aioredis.Redis(port=node.port, socket_connect_timeout=0.5, socket_timeout=2)
+    srv = await start_server(client, namespace)
+    try:
+        node.stop(crash=True)
+        with caplog.at_level(logging.INFO, logger="websockets"):
+            async with connect(url(srv), additional_headers=auth()) as ws:
+                await subscribe(ws, resume_from="1-0")
+                assert await close_code(ws) == 1013
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    finally:
+        await stop(srv)
+        await client.aclose()
+        node.destroy()
+    refused = [e for e in log_lines(logs) if e["event"] == "ws_refused"]
+    assert [(e["reason"], e["code"]) for e in refused] == [("unavailable", 1013)]
