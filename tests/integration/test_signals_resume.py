@@ -36,9 +36,11 @@ from signals.settings import SignalsSettings
 from signals.worker import SignalsWorker
 from sink.worker import SinkWorker
 from tests.conftest import REDIS_URL
+from tests.integration.test_signals_worker import write_events
 from tests.integration.test_signals_ws import (
     Frame,
     auth,
+    receive,
     start_server,
     stop,
     stream_frames,
@@ -64,21 +66,6 @@ def signal_ids(events: Sequence[PatternEvent]) -> list[str]:
     """The ids of the signals of ``events``, in the order one signals worker emits them."""
     model = Model()
     return [s.id for e in events for s in score_event(e, model)]
-
-
-async def feed(r: aioredis.Redis, keys: Keys, events: Sequence[PatternEvent]) -> None:
-    async with r.pipeline(transaction=False) as pipe:
-        for e in events:
-            pipe.xadd(keys.patterns, e.encode())  # type: ignore[arg-type]
-        await pipe.execute()
-
-
-async def frames_of(ws: Any, n: int) -> list[Frame]:
-    out: list[Frame] = []
-    async with asyncio.timeout(60):
-        while len(out) < n:
-            out.append(orjson.loads(await ws.recv()))
-    return out
 
 
 async def frames_until(ws: Any, last_id: str) -> list[Frame]:
@@ -136,12 +123,12 @@ async def test_a_client_away_for_many_trim_intervals_resumes_without_a_gap(
             tasks.append(asyncio.create_task(w.run()))
         async with connect(url(server), additional_headers=auth()) as ws:
             await subscribe(ws)
-            await feed(redis_client, keys, [e for c in chunks[:2] for e in c])
-            before = await frames_of(ws, len(signal_ids(events[: 2 * PER_CHUNK])))
+            await write_events(redis_client, keys, [e for c in chunks[:2] for e in c])
+            before = await receive(ws, len(signal_ids(events[: 2 * PER_CHUNK])))
         cursor = before[-1]["cursor"]
         # Away: the pipeline goes on, the sink stores and acks, the trimmers run.
         for chunk in chunks[2:12]:
-            await feed(redis_client, keys, chunk)
+            await write_events(redis_client, keys, chunk)
             await asyncio.sleep(away_s / 10)
         await until(
             "the sink acking past the client",
@@ -151,7 +138,7 @@ async def test_a_client_away_for_many_trim_intervals_resumes_without_a_gap(
         async with connect(url(server), additional_headers=auth()) as ws:
             await subscribe(ws, resume_from=cursor)
             more = asyncio.create_task(
-                feed(redis_client, keys, [e for c in chunks[12:] for e in c])
+                write_events(redis_client, keys, [e for c in chunks[12:] for e in c])
             )
             after = await frames_until(ws, signal_ids(events)[-1])
             await more
