@@ -22,17 +22,27 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
 import orjson
 import pytest
 import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry
 
 from common.contracts import Bar, PatternEvent, Tick, TickBatch
 from common.names import GROUP_DETECTORS, Keys, partition_of
-from detectors.replay import event_record
+from common.settings import CommonSettings
+from detectors import checkpoint
+from detectors.engine import EngineConfig
+from detectors.metrics import DetectorMetrics
+from detectors.replay import event_record, replay_ticks
+from detectors.settings import DetectorSettings
+from detectors.timeframes import parse_timeframes
+from detectors.worker import DetectorService
 from ingest.sources import read_ticks, write_trades_csv
+from tests.conftest import REDIS_URL
 from tests.integration.detectors_support import (
     PARTITIONS,
     ROOT,
@@ -43,7 +53,7 @@ from tests.integration.detectors_support import (
     until,
 )
 
-pytestmark = [pytest.mark.redis, pytest.mark.slow]
+pytestmark = pytest.mark.redis
 
 EXCHANGE, SYMBOL, NATIVE = "binance-futures", "BTC-USDT", "BTCUSDT"
 ENTRY_TRADES = 160  # 40 closed 1m bars per entry: each entry is heavy
@@ -130,6 +140,7 @@ def detectors(namespace: str, tmp_path: Path) -> Iterator[Detectors]:
     procs.close()
 
 
+@pytest.mark.slow
 async def test_overloaded_partition_keeps_its_lease_and_drains(
     redis_client: aioredis.Redis, keys: Keys, scenario: dict[str, Any], detectors: Detectors
 ) -> None:
@@ -196,3 +207,77 @@ def _json(record: dict[str, Any]) -> dict[str, Any]:
 
 def _by_id(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {":".join(map(str, bar_key(d))): d for d in records}
+
+
+async def test_a_stop_mid_batch_leaves_the_rest_pending_for_the_next_owner(
+    redis_client: aioredis.Redis, keys: Keys, namespace: str
+) -> None:
+    """A detector asked to stop while a read batch is still being applied stops after the
+    current work slice: it checkpoints what it applied, leaves the rest of the batch pending,
+    and the next owner applies exactly that rest (no bar missing, none written twice)."""
+    r = redis_client
+    ticks = _ticks()[: 30 * ENTRY_TRADES]
+    stream = keys.ticks(partition_of(EXCHANGE, SYMBOL, PARTITIONS))
+    ids: list[tuple[int, int]] = []
+    for fields in _entries(ticks):
+        entry_id: Any = await r.xadd(stream, fields)  # type: ignore[arg-type]
+        ids.append(_entry_id(entry_id))
+    config = EngineConfig(timeframes=parse_timeframes("1m"), allowed_lateness_ms=0)
+    common = CommonSettings(
+        redis_url=REDIS_URL, partitions=PARTITIONS, namespace=namespace, metrics_port=0
+    )
+
+    def settings(member: str) -> DetectorSettings:
+        return DetectorSettings(
+            common=replace(common, batch_count=100, block_ms=50),
+            engine=config,
+            idle_close_ms=0,
+            lease_ttl_ms=5000,
+            heartbeat_ms=100,
+            checkpoint_interval_ms=60_000,  # only the checkpoint on leaving
+            work_slice_ms=1,
+            detector_id=member,
+        )
+
+    first = DetectorService(
+        settings("first"), redis=r, metrics=DetectorMetrics(CollectorRegistry())
+    )
+    await first.start()
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(first.run())
+        deadline = time.monotonic() + 60
+        while not await r.xlen(keys.bars):
+            assert time.monotonic() < deadline, "no bar written"
+            await asyncio.sleep(0.01)
+        first.request_stop()
+    await first.stop()
+    state: Any = await r.get(keys.checkpoint(partition_of(EXCHANGE, SYMBOL, PARTITIONS)))
+    applied = _entry_id(checkpoint.loads(state, config).last_id)
+    assert applied < ids[-1], "the whole batch was applied before stopping"
+    pending: Any = await r.xpending(stream, GROUP_DETECTORS)
+    assert pending["pending"] == len([i for i in ids if i > applied])
+
+    second = DetectorService(
+        settings("second"), redis=r, metrics=DetectorMetrics(CollectorRegistry())
+    )
+    await second.start()
+    last_open = ticks[-1].ts // 1_000_000 // 60_000 * 60_000
+    replayed = replay_ticks(ticks, config, PARTITIONS).bars
+    want = {b.id: b.to_dict() for b in replayed if b.open_time < last_open}
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(second.run())
+        deadline = time.monotonic() + 120
+        while int(await r.xlen(keys.bars)) < len(want):
+            assert time.monotonic() < deadline, "the rest was not applied"
+            await asyncio.sleep(0.05)
+        second.request_stop()
+    await second.stop()
+    bars = [Bar.decode(f) for f in await read_all(r, keys.bars)]
+    assert {b.id: b.to_dict() for b in bars} == want
+    assert len(bars) == len(want), "a bar was written twice"
+
+
+def _entry_id(raw: Any) -> tuple[int, int]:
+    """A stream entry id (bytes or str) as a comparable (ms, seq)."""
+    ms, seq = (raw.decode() if isinstance(raw, bytes) else str(raw)).split("-")
+    return int(ms), int(seq)
