@@ -24,6 +24,7 @@ acquire the free partitions the table gives to it. Each owned partition has a
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import Counter
 from typing import Any
@@ -71,6 +72,8 @@ class DetectorService(Service):
         self._own_redis = redis is None
         self._ownership: Ownership | None = None
         self._renewed_at: float | None = None  # monotonic start of the last renewal round
+        self._round_due = math.inf  # monotonic time the next rebalance round is due
+        self._round_done = asyncio.Event()  # set when the round in progress or due has run
         # Made here, not at import: structlog binds a logger to the configuration current
         # at bind time, and run_service configures logging before building the service.
         self.log = get_logger("detectors", member=settings.detector_id)
@@ -97,12 +100,14 @@ class DetectorService(Service):
                     settled = await self._rebalance(tg)
                 except (RedisError, OSError) as e:
                     self.log.warning("rebalance_failed", error=repr(e))
+                heartbeat = self.settings.heartbeat_ms / 1000
+                self._end_round(heartbeat)
                 self.readiness.set("membership", True)
                 # A partition the table gives us is still held by its previous owner, which
                 # hands it over as soon as it notices: try again shortly, not a heartbeat
                 # later, so a moved partition stalls for its handover only.
-                heartbeat = self.settings.heartbeat_ms / 1000
                 await self.wait_stopping(heartbeat if settled else min(heartbeat, ACQUIRE_RETRY_S))
+            self._end_round(math.inf)  # no more rounds: never keep a runner waiting for one
             # Leave first, so the others' tables already give our partitions away and they
             # acquire each one as soon as its runner has checkpointed and released it.
             try:
@@ -147,6 +152,21 @@ class DetectorService(Service):
         ages = [now - r.checkpointed_at for r in self.runners.values() if r.unacked]
         self.metrics.checkpoint_age.set(max(ages, default=0.0))
         return wanted <= self.runners.keys()
+
+    def _end_round(self, next_in: float) -> None:
+        """A rebalance round is over; the next one is due ``next_in`` seconds from now."""
+        self._round_due = time.monotonic() + next_in
+        done, self._round_done = self._round_done, asyncio.Event()
+        done.set()
+
+    async def yield_to_renewal(self) -> None:
+        """Called by runners between work slices: once a rebalance round (heartbeat, lease
+        renewal) is due, wait until it has run. Every busy runner parks at its next slice
+        boundary, so the round gets the event loop to itself instead of waiting a work slice
+        per busy partition at each of its awaits: renewal is at most about one slice late,
+        however many partitions are flooded."""
+        if time.monotonic() >= self._round_due:
+            await self._round_done.wait()
 
     def _observe_renewal(self) -> None:
         """Record how much later than ``HEARTBEAT_MS`` after the previous round this renewal
@@ -301,6 +321,7 @@ class PartitionRunner:
             await self._write(out, entries[start:done])
             await self._maybe_checkpoint()
             await asyncio.sleep(0)
+            await self.service.yield_to_renewal()
         if done < len(entries):
             self.maybe_pending = True
 
