@@ -19,6 +19,10 @@ acquire the free partitions the table gives to it. Each owned partition has a
 5. every ``CHECKPOINT_INTERVAL`` ms, and before handing over, write the checkpoint and XACK
    the covered entries in one fenced Lua call; a failed fence means the lease was lost, and
    the runner stops without acking.
+
+Steps 3-5 run in work slices of about ``WORK_SLICE_MS``, yielding to the event loop (and to
+a due heartbeat/renewal round) in between, so an overloaded detector keeps its leases
+(``docs/reliability.md``, "Overload").
 """
 
 from __future__ import annotations
