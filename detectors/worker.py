@@ -126,8 +126,8 @@ class DetectorService(Service):
         table gives us (False: some are still held by their previous owner)."""
         held = [r for r in self.runners.values() if not (r.hand_over or r.lost)]
         self._observe_renewal()
-        # One round trip for the heartbeat and every renewal: under load each await here
-        # waits for the busy runners' work slices, so their number bounds renewal lateness.
+        # One round trip for the heartbeat and every renewal, not one per lease: busy runners
+        # park while a round is due (yield_to_renewal), so keep the round short.
         renewals = asyncio.gather(*(self.ownership.renew(r.p, r.epoch) for r in held))
         members, renewed = await asyncio.gather(self.ownership.heartbeat(), renewals)
         me = self.settings.detector_id
