@@ -1,12 +1,14 @@
 """An overloaded detector keeps its leases and makes steady progress (issue 11, item 1).
 
-One symbol whose every 4th trade closes a 1m bar floods one partition with heavy entries (40
-trades, 10 closed bars, all 61 patterns each): a read batch of ``BATCH_COUNT`` entries takes
+One symbol whose every 4th trade closes a 1m bar floods one partition with heavy entries (160
+trades, 40 closed bars, all 61 patterns each): a read batch of ``BATCH_COUNT`` entries takes
 several times the lease TTL to apply. Two ``python -m detectors`` processes share the four
 partitions. The old worker applied a whole batch without yielding to the event loop, so the
 busy detector neither heartbeated nor renewed: its lease expired, the other detector took the
 partition over from the last checkpoint, the first one was fenced, and the two ping-ponged
 over the same un-checkpointed batch forever (``pending`` frozen, nothing more stored).
+The second test checks the other half of the fix: a runner leaving mid-batch (stop, hand-over,
+lost lease) does so after the current work slice, not after the whole batch.
 
 Asserted here, with membership stable throughout: the stored bars grow at every sample until
 all are there, no lease is ever lost, fenced or moved (every partition keeps the epoch and
@@ -17,6 +19,7 @@ feed stops, and the bars and pattern events equal ``alphapulse replay`` of the s
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import subprocess
 import sys
@@ -100,7 +103,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp / "replay"
     cmd = [sys.executable, "-m", "common.cli", "replay", "--ticks", str(csv_path)]
     cmd += ["--partitions", str(PARTITIONS), "--out", str(out)]
-    env = {"PATH": "/usr/bin:/bin", **ENGINE_ENV}
+    env = {**os.environ, **ENGINE_ENV}  # what the detector processes see too
     subprocess.run(cmd, env=env, check=True, timeout=300, cwd=ROOT)
     last_open = max(t.ts for t in ticks) // 1_000_000 // 60_000 * 60_000
     bars = [orjson.loads(x) for x in (out / "bars.jsonl").read_bytes().splitlines()]
