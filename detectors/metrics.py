@@ -57,6 +57,14 @@ class DetectorMetrics:
             "Leases lost (expired or fenced) while owned.",
             registry=reg,
         )
+        self.renewal_lateness = Histogram(
+            "alphapulse_detectors_lease_renewal_lateness_seconds",
+            "How much later than HEARTBEAT_MS after the previous round a lease renewal round "
+            "ran (work starving the event loop shows here; leases are lost past "
+            "LEASE_TTL_MS - HEARTBEAT_MS).",
+            buckets=LATENCY_BUCKETS,
+            registry=reg,
+        )
         self.bad_entries = Counter(
             "alphapulse_detectors_bad_entries_total",
             "Tick entries dead-lettered (did not decode) or missing.",

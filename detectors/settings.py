@@ -16,6 +16,9 @@ variable                 default           meaning
 ``LEASE_TTL_MS``         10000             partition lease time-to-live
 ``CHECKPOINT_INTERVAL``  1000              ms between checkpoints of a busy partition
 ``HEARTBEAT_MS``         LEASE_TTL_MS / 3  membership heartbeat / lease renewal period
+``WORK_SLICE_MS``        50                a partition applies entries for about this long,
+                                           then writes, checkpoints if due and yields, so
+                                           heartbeat and renewal are never starved by work
 ``DETECTOR_ID``          host-pid-random   this process's member id
 =======================  ================  ===================================================
 
@@ -54,6 +57,7 @@ class DetectorSettings:
     lease_ttl_ms: int = 10_000
     checkpoint_interval_ms: int = 1_000
     heartbeat_ms: int = 3_333
+    work_slice_ms: int = 50
     detector_id: str = ""
 
     @classmethod
@@ -72,6 +76,7 @@ class DetectorSettings:
             lease_ttl_ms=lease_ttl,
             checkpoint_interval_ms=env_int(e, "CHECKPOINT_INTERVAL", 1_000, lo=0, hi=3_600_000),
             heartbeat_ms=heartbeat,
+            work_slice_ms=env_int(e, "WORK_SLICE_MS", 50, lo=1, hi=heartbeat),
             detector_id=member,
         )
 

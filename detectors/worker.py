@@ -19,11 +19,16 @@ acquire the free partitions the table gives to it. Each owned partition has a
 5. every ``CHECKPOINT_INTERVAL`` ms, and before handing over, write the checkpoint and XACK
    the covered entries in one fenced Lua call; a failed fence means the lease was lost, and
    the runner stops without acking.
+
+Steps 3-5 run in work slices of about ``WORK_SLICE_MS``, yielding to the event loop (and to
+a due heartbeat/renewal round) in between, so an overloaded detector keeps its leases
+(``docs/reliability.md``, "Overload").
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import Counter
 from typing import Any
@@ -70,6 +75,9 @@ class DetectorService(Service):
         self.runners: dict[int, PartitionRunner] = {}
         self._own_redis = redis is None
         self._ownership: Ownership | None = None
+        self._renewed_at: float | None = None  # monotonic start of the last renewal round
+        self._round_due = math.inf  # monotonic time the next rebalance round is due
+        self._round_done = asyncio.Event()  # set when the round in progress or due has run
         # Made here, not at import: structlog binds a logger to the configuration current
         # at bind time, and run_service configures logging before building the service.
         self.log = get_logger("detectors", member=settings.detector_id)
@@ -96,12 +104,14 @@ class DetectorService(Service):
                     settled = await self._rebalance(tg)
                 except (RedisError, OSError) as e:
                     self.log.warning("rebalance_failed", error=repr(e))
+                heartbeat = self.settings.heartbeat_ms / 1000
+                self._end_round(heartbeat)
                 self.readiness.set("membership", True)
                 # A partition the table gives us is still held by its previous owner, which
                 # hands it over as soon as it notices: try again shortly, not a heartbeat
                 # later, so a moved partition stalls for its handover only.
-                heartbeat = self.settings.heartbeat_ms / 1000
                 await self.wait_stopping(heartbeat if settled else min(heartbeat, ACQUIRE_RETRY_S))
+            self._end_round(math.inf)  # no more rounds: never keep a runner waiting for one
             # Leave first, so the others' tables already give our partitions away and they
             # acquire each one as soon as its runner has checkpointed and released it.
             try:
@@ -114,21 +124,24 @@ class DetectorService(Service):
     async def _rebalance(self, tg: asyncio.TaskGroup) -> bool:
         """Heartbeat, renew, hand over and acquire; True if we now run every partition the
         table gives us (False: some are still held by their previous owner)."""
-        members = await self.ownership.heartbeat()
+        held = [r for r in self.runners.values() if not (r.hand_over or r.lost)]
+        self._observe_renewal()
+        # One round trip for the heartbeat and every renewal, not one per lease: busy runners
+        # park while a round is due (yield_to_renewal), so keep the round short.
+        renewals = asyncio.gather(*(self.ownership.renew(r.p, r.epoch) for r in held))
+        members, renewed = await asyncio.gather(self.ownership.heartbeat(), renewals)
         me = self.settings.detector_id
         if me not in members:
             members.append(me)
         wanted = set(assign(members, self.settings.common.partitions)[me])
-        for p, runner in list(self.runners.items()):
-            if runner.hand_over or runner.lost:
-                continue
-            if not await self.ownership.renew(p, runner.epoch):
+        for runner, ok in zip(held, renewed, strict=True):
+            if not ok:
                 runner.lost = True
                 self.metrics.leases_lost.inc()
-                self.log.warning("lease_lost", partition=p, epoch=runner.epoch)
-            elif p not in wanted:
+                self.log.warning("lease_lost", partition=runner.p, epoch=runner.epoch)
+            elif runner.p not in wanted and not runner.hand_over:
                 runner.hand_over = True
-                self.log.info("partition_handover", partition=p)
+                self.log.info("partition_handover", partition=runner.p)
         for p in sorted(wanted - self.runners.keys()):
             epoch = await self.ownership.acquire(p)
             if epoch:
@@ -143,6 +156,30 @@ class DetectorService(Service):
         ages = [now - r.checkpointed_at for r in self.runners.values() if r.unacked]
         self.metrics.checkpoint_age.set(max(ages, default=0.0))
         return wanted <= self.runners.keys()
+
+    def _end_round(self, next_in: float) -> None:
+        """A rebalance round is over; the next one is due ``next_in`` seconds from now."""
+        self._round_due = time.monotonic() + next_in
+        done, self._round_done = self._round_done, asyncio.Event()
+        done.set()
+
+    async def yield_to_renewal(self) -> None:
+        """Called by runners between work slices: once a rebalance round (heartbeat, lease
+        renewal) is due, wait until it has run. Every busy runner parks at its next slice
+        boundary, so the round gets the event loop to itself instead of waiting a work slice
+        per busy partition at each of its awaits: renewal is at most about one slice late,
+        however many partitions are flooded."""
+        if time.monotonic() >= self._round_due:
+            await self._round_done.wait()
+
+    def _observe_renewal(self) -> None:
+        """Record how much later than ``HEARTBEAT_MS`` after the previous round this renewal
+        round starts (a lease is lost once that exceeds ``LEASE_TTL_MS - HEARTBEAT_MS``)."""
+        now = time.monotonic()
+        if self._renewed_at is not None:
+            late = now - self._renewed_at - self.settings.heartbeat_ms / 1000
+            self.metrics.renewal_lateness.observe(max(0.0, late))
+        self._renewed_at = now
 
     async def close(self) -> None:
         if self._own_redis and self.redis is not None:
@@ -248,20 +285,55 @@ class PartitionRunner:
         self.maybe_pending = len(entries) == common.batch_count
         return entries
 
+    @property
+    def leaving(self) -> bool:
+        """Whether this runner must stop taking work (handing over, lease lost, stopping)."""
+        return self.hand_over or self.lost or self.service.stopping
+
     async def _loop(self) -> None:
         settings = self.service.settings
-        interval = settings.checkpoint_interval_ms / 1000
-        while not (self.hand_over or self.lost or self.service.stopping):
+        while not self.leaving:
             entries = await self._read()
-            out = Output()
-            for entry in entries:
-                out.extend(await self._apply(entry))
-            if not entries and settings.idle_close_ms:
-                out.extend(self._idle_close())
+            if entries:
+                await self._apply_in_slices(entries)
+                continue
+            out = self._idle_close() if settings.idle_close_ms else Output()
             await self._write(out, entries)
-            if self.unacked and time.monotonic() - self.checkpointed_at >= interval:
-                await self._checkpoint()
-                await self._maybe_trim()
+            await self._maybe_checkpoint()
+
+    async def _apply_in_slices(self, entries: list[Entry]) -> None:
+        """Apply a read batch in work slices of about ``WORK_SLICE_MS`` each.
+
+        After each slice its outputs are written, a checkpoint is taken when due and the event
+        loop gets a turn, so however long the batch takes, the service's heartbeat and lease
+        renewal (and this process's other partitions) wait at most about a slice, and the
+        partition's progress is checkpointed as it goes: a flooded partition keeps its lease
+        and moves forward. Once the runner is leaving, the rest of the batch stays pending
+        (above the last applied id) for the next read or the next owner.
+        """
+        budget = self.service.settings.work_slice_ms / 1000
+        done = 0
+        while done < len(entries) and not self.leaving:
+            start = done
+            out = Output()
+            deadline = time.monotonic() + budget
+            while done < len(entries):
+                out.extend(await self._apply(entries[done]))
+                done += 1
+                if time.monotonic() >= deadline:
+                    break
+            await self._write(out, entries[start:done])
+            await self._maybe_checkpoint()
+            await asyncio.sleep(0)
+            await self.service.yield_to_renewal()
+        if done < len(entries):
+            self.maybe_pending = True
+
+    async def _maybe_checkpoint(self) -> None:
+        interval = self.service.settings.checkpoint_interval_ms / 1000
+        if self.unacked and time.monotonic() - self.checkpointed_at >= interval:
+            await self._checkpoint()
+            await self._maybe_trim()
 
     async def _maybe_trim(self) -> None:
         """Trim ``ticks:{p}`` below what every group acked (``TRIM_INTERVAL_S``; 0 = never)."""
