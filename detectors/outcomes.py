@@ -62,7 +62,8 @@ class OutcomeConfig:
 
 @dataclass(frozen=True, slots=True)
 class Completed:
-    """Horizons that completed in one step, as parallel lists (one item per event x horizon)."""
+    """Horizons that completed in one step, as parallel lists (one item per event x horizon);
+    regime values still warming up (NaN) are ``None``."""
 
     rows: list[int]
     open_time: list[int]
@@ -71,9 +72,9 @@ class Completed:
     ret: list[float]
     mfe: list[float]
     mae: list[float]
-    trend: list[float]
-    atr_ratio: list[float]
-    volume_ratio: list[float]
+    trend: list[float | None]
+    atr_ratio: list[float | None]
+    volume_ratio: list[float | None]
 
 
 class OutcomeTracker:
@@ -135,9 +136,9 @@ class OutcomeTracker:
             ret=(close[ri] / base - 1.0).tolist(),
             mfe=(f["high"][r, si] / base - 1.0).tolist(),
             mae=(f["low"][r, si] / base - 1.0).tolist(),
-            trend=f["trend"][r, si].tolist(),
-            atr_ratio=f["atr_ratio"][r, si].tolist(),
-            volume_ratio=f["volume_ratio"][r, si].tolist(),
+            trend=_nullable(f["trend"][r, si]),
+            atr_ratio=_nullable(f["atr_ratio"][r, si]),
+            volume_ratio=_nullable(f["volume_ratio"][r, si]),
         )
 
     def track(
@@ -194,3 +195,11 @@ class OutcomeTracker:
             k: arrays[f"out_{k}"].astype(np.float64).reshape(rows, w) for k in FLOAT_STATE
         }
         return tracker
+
+
+def _nullable(values: F64) -> list[float | None]:
+    """Floats, with ``None`` for NaN and infinities (no value yet)."""
+    finite = np.isfinite(values)
+    if finite.all():
+        return values.tolist()  # type: ignore[no-any-return]
+    return [x if ok else None for x, ok in zip(values.tolist(), finite.tolist(), strict=True)]

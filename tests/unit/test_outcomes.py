@@ -3,13 +3,16 @@ and on a long random walk; they do not depend on batching, partitions or checkpo
 
 from __future__ import annotations
 
+import io
 import random
+import struct
 from collections import defaultdict
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 
 from common.contracts import (
@@ -225,3 +228,36 @@ def test_tracking_off_emits_no_outcomes() -> None:
     engine = PartitionEngine(config)
     engine.apply(TickBatch.from_ticks(ticks))
     assert checkpoint.loads(checkpoint.dumps(engine), config).outcomes.rows == 0
+
+
+def as_version_1(blob: bytes) -> bytes:
+    """A checkpoint as the code before outcome tracking wrote it (v1: no ``out_*`` arrays,
+    no ``outcome_horizons`` in the fingerprint)."""
+    (size,) = struct.unpack("<I", blob[4:8])
+    header = orjson.loads(blob[8 : 8 + size])
+    header["v"] = 1
+    del header["config"]["outcome_horizons"]
+    with np.load(io.BytesIO(blob[8 + size :])) as z:
+        arrays = {k: z[k] for k in z.files if not k.startswith("out_")}
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)  # type: ignore[arg-type]
+    head = orjson.dumps(header)
+    return checkpoint.MAGIC + struct.pack("<I", len(head)) + head + buf.getvalue()
+
+
+def test_a_checkpoint_from_before_outcomes_restores_with_nothing_pending() -> None:
+    ticks = list(synthetic_ticks("binance", 2, 4.0, seed=9, count=4_000))
+    engine = PartitionEngine(CONFIG)
+    engine.apply(TickBatch.from_ticks(ticks[:2_000]), entry_id="1-0")
+    old = as_version_1(checkpoint.dumps(engine))
+    restored = checkpoint.loads(old, CONFIG)
+    assert restored.last_id == "1-0"
+    assert not (restored.outcomes.age >= 0).any()
+    later = restored.apply(TickBatch.from_ticks(ticks[2_000:]))
+    reference = engine.apply(TickBatch.from_ticks(ticks[2_000:]))
+    assert later.bars == reference.bars and later.events == reference.events
+    # Only events after the restore have outcomes; theirs are the uninterrupted engine's.
+    assert later.outcomes and set(map(repr, later.outcomes)) < set(map(repr, reference.outcomes))
+    with pytest.raises(checkpoint.CheckpointMismatch):
+        other = EngineConfig(timeframes=parse_timeframes("1s"), outcomes=CONFIG.outcomes)
+        checkpoint.loads(old, other)
