@@ -148,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
     signals = score_events(events, model, emit_warming=emit_warming)
     ns = write_signal_list(out_dir / "signals.jsonl", signals)
     tf_ms = {t.name: t.ms for t in config.timeframes}
-    lines = outcome_lines(events, signals, result.outcomes, tf_ms)
+    lines = outcome_lines(events, signals, result.outcomes, tf_ms, config.outcomes.horizons)
     no = write_jsonl(out_dir / "outcomes.jsonl", lines)
     print(
         f"replay: {nb} bars, {ne} pattern events, {ns} signals, {no} outcome lines -> {out_dir}",

@@ -90,8 +90,9 @@ def check_against_loop(ticks: list[Tick], config: EngineConfig, partitions: int)
     events = sorted_events(out.events, config)
     signals = score_events(events, Model())
     tf_ms = {t.name: t.ms for t in config.timeframes}
-    lines = outcome_lines(events, signals, out.outcomes, tf_ms)
-    expected = independent_lines(out.bars, events, signals, config.outcomes.horizons)
+    horizons = config.outcomes.horizons
+    lines = outcome_lines(events, signals, out.outcomes, tf_ms, horizons)
+    expected = independent_lines(out.bars, events, signals, horizons)
     got = {
         (line["kind"], line["id"], line.get("pattern", "")): {
             k: line[k] for k in ("returns", "mfe", "mae", "hit")
@@ -100,6 +101,8 @@ def check_against_loop(ticks: list[Tick], config: EngineConfig, partitions: int)
     }
     assert len(got) == len(lines), "one line per firing"
     assert got.keys() == expected.keys()
+    for line in lines:  # pending horizons are absent, and listed
+        assert line["pending"] == [str(h) for h in horizons if str(h) not in line["returns"]]
     for key, want in expected.items():
         assert got[key] == want, key  # exactly: same doubles, not approximately
     assert any(line["returns"] for line in lines), "some horizons should have completed"
