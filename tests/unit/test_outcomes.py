@@ -7,6 +7,7 @@ import io
 import random
 import struct
 from collections import defaultdict
+from dataclasses import replace
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from common.contracts import (
 from common.errors import ConfigError, DecodeError
 from detectors import checkpoint
 from detectors.engine import EngineConfig, Output, PartitionEngine
-from detectors.outcomes import OutcomeConfig, parse_horizons
+from detectors.outcomes import FLOAT_STATE, OutcomeConfig, parse_horizons
 from detectors.replay import replay_ticks, sorted_events
 from detectors.settings import outcome_config_from_env
 from detectors.timeframes import parse_timeframes
@@ -264,3 +265,20 @@ def test_a_checkpoint_from_before_outcomes_restores_with_nothing_pending() -> No
     with pytest.raises(checkpoint.CheckpointMismatch):
         other = EngineConfig(timeframes=parse_timeframes("1s"), outcomes=CONFIG.outcomes)
         checkpoint.loads(old, other)
+
+
+def test_a_checkpoint_holds_only_the_pending_slots() -> None:
+    """The rings are saved sparsely: a checkpoint grows with pending events, not with
+    rows x max(horizons) (dense, 1,000 symbols x 6 timeframes doubled its size)."""
+    # 40 busy symbols, and 400 that trade once (rows, but nothing pending on them).
+    quiet = list(synthetic_ticks("kraken", 400, 1000.0, seed=3, count=400))
+    ticks = quiet + list(synthetic_ticks("binance", 40, 20.0, seed=3, count=4_000))
+    on, off = PartitionEngine(CONFIG), PartitionEngine(replace(CONFIG, outcomes=OutcomeConfig(())))
+    for engine in (on, off):
+        engine.apply(TickBatch.from_ticks(ticks))
+    pending = int((on.outcomes.age >= 0).sum())
+    assert pending > 0
+    per_slot = 8 * (4 + len(FLOAT_STATE))  # row, slot, age, open_time and the floats
+    extra = len(checkpoint.dumps(on)) - len(checkpoint.dumps(off))
+    assert extra <= pending * per_slot + 10 * 1024  # + the archive's per-array headers
+    assert on.outcomes.rows * on.outcomes.width * per_slot > 4 * extra
