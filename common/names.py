@@ -64,6 +64,11 @@ class Keys:
         so they keep their retention and only their producer trims them."""
         return frozenset({self.signals})
 
+    @property
+    def outcomes(self) -> str:
+        """Bar outcomes (``common.contracts.encode_outcomes``), detectors -> sink."""
+        return self._k("outcomes")
+
     def dlq(self, stream: str) -> str:
         """Dead-letter stream of ``stream`` (a full key of this namespace, or ``ingest``)."""
         base = stream.removeprefix(self.namespace)

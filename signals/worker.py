@@ -78,6 +78,7 @@ class SignalsWorker(StreamWorker):
             produces={keys.signals: signals_policy},
         )
         self.model = settings.model
+        self.emit_warming = settings.emit_warming
         self.publish = settings.publish
         self.appender = SignalAppender(
             self.redis, keys, retention_ms=settings.id_retention_ms, maxlen=settings.stream_maxlen
@@ -104,7 +105,8 @@ class SignalsWorker(StreamWorker):
         scored: list[Signal] = []
         for entry in batch:
             try:
-                scored.extend(score_event(PatternEvent.decode(entry.fields), self.model))
+                event = PatternEvent.decode(entry.fields)
+                scored.extend(score_event(event, self.model, emit_warming=self.emit_warming))
             except BadInput as err:
                 result.fail(entry, err)  # dead-lettered by the runtime, counted by reason
         EVENTS.inc(len(batch) - len(result.failed))
