@@ -85,17 +85,15 @@ async def load_last_written(
     redis: Any, keys: Keys, exchange: str, symbols: Sequence[str]
 ) -> dict[str, LastWritten]:
     """What the writer remembered for these normalized ``symbols`` of ``exchange`` (symbols
-    never written are absent). One HMGET per partition, in one pipeline."""
+    never written are absent). One HMGET per partition (only at start)."""
     by_partition: dict[int, list[str]] = {}
     for s in symbols:
         by_partition.setdefault(partition_of(exchange, s, keys.partitions), []).append(s)
-    if not by_partition:
-        return {}
-    pipe = redis.pipeline(transaction=False)
     order = list(by_partition.items())
-    for p, syms in order:
-        pipe.hmget(keys.ingest_last_ids(p), [member(exchange, s) for s in syms])
-    replies = await pipe.execute()
+    replies = [
+        await redis.hmget(keys.ingest_last_ids(p), [member(exchange, s) for s in syms])
+        for p, syms in order
+    ]
     out: dict[str, LastWritten] = {}
     for (_, syms), values in zip(order, replies, strict=True):
         for s, v in zip(syms, values, strict=True):
