@@ -87,7 +87,7 @@ def test_history_pages_render_and_parse_back_to_the_same_trades(
             side,
             T0 + i * 7_000_000,
             7,
-        )  # fmt: skip
+        )
         for i, side in enumerate(("buy", "sell", "sell"))
     ]
     query = HistoryQuery(native, 61_044_952, T0 - 1, 1000)
