@@ -134,7 +134,7 @@ def _sim_plan(
     if not symbols:
         raise ConfigError("TICKS", f"no trades in {ticks}")
     url = f"ws://127.0.0.1:{port}/{exchange}{get_adapter(exchange).server_path}"
-    rest = ()
+    rest: tuple[tuple[str, str], ...] = ()
     if get_adapter(exchange).history_path is not None:
         rest = ((rest_url_variable(exchange), f"http://127.0.0.1:{port}/{exchange}"),)
     return RunPlan(
