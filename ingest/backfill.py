@@ -234,10 +234,11 @@ class GapFiller:
         del self.gaps[gap.symbol]
         self.held_count -= len(gap.held)
         recovered = gap.recovered
-        missing = gap.hi - gap.lo + 1
+        missing = gap.hi - gap.lo + 1 + gap.unrecovered_extra
+        unrecovered = missing - len(recovered)
         self.deduper.remember_filled(self.adapter.name, gap.symbol, [t.trade_id for t in recovered])
         self._m_recovered.inc(len(recovered))
-        self._m_unrecovered.inc(missing - len(recovered) + gap.unrecovered_extra)
+        self._m_unrecovered.inc(unrecovered)
         if reason is not None:
             self._failures.labels(self.adapter.name, reason).inc()
         self._log.info(
@@ -245,6 +246,7 @@ class GapFiller:
             symbol=gap.symbol,
             missing=missing,
             recovered=len(recovered),
+            unrecovered=unrecovered,
             held=len(gap.held),
             failed=reason,
         )

@@ -10,15 +10,19 @@ throwaway ``initdb`` server (as in ``test_sink_outage``). The feed is the first 
 recorded BTC+ETH sessions at 4x (about 40 s of chaos). Replay closes the bars still open at
 the end of the file; the live detectors close them once a partition is idle, which can only
 equal replay if no outage pauses a partition for longer than the allowed lateness: it is
-20 s here (for replay too), far above the few seconds any fault here lasts. The simulator
-re-sends the last 5000 trades to each new subscription, so trades a SIGKILLed ingest had
-received but not yet written come again (detectors drop duplicate trade ids).
+20 s here (for replay too), far above the few seconds any fault here lasts. Ingest is
+SIGKILLed at least once (``INGEST_KILL_AT``, besides the random kills); the simulator re-sends
+only its default 100 trades to a new subscription, so the trades a killed ingest had
+received but not written are a gap after its restart: the restarted ingest finds it from the
+last ids it wrote (kept in Redis) and backfills it from the simulator's REST history before
+its live trades — nothing may be missing from what replay computes.
 ``CHAOS_SEED`` picks the schedule (logged; the default is fixed so runs repeat).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import time
@@ -48,6 +52,7 @@ CHAOS_S = 36.0  # the feed lasts about 150 s / 4
 PG_RESTART_AT, REDIS_RESTART_AT = 10.0, 22.0
 OUTAGE_S = 2.0
 LATENESS_MS = 20_000
+INGEST_KILL_AT = 8.0  # s into the chaos: ingest is SIGKILLed at least here
 
 
 def kill_schedule(rng: random.Random) -> list[tuple[float, str]]:
@@ -56,7 +61,7 @@ def kill_schedule(rng: random.Random) -> list[tuple[float, str]]:
     while t < CHAOS_S:
         out.append((t, rng.choice(WORKERS)))
         t += rng.uniform(2.5, 4.5)
-    return out
+    return sorted([*out, (INGEST_KILL_AT, "ingest")])
 
 
 @pytest.fixture
@@ -98,6 +103,17 @@ async def chaos(pipe: Supervised, redis_node: RedisNode, pg: ThrowawayServer) ->
     return events
 
 
+def backfilled(log: Path) -> tuple[int, int]:
+    """Trades ingest's backfills recovered and did not, from its ``backfill_done`` events."""
+    recovered = unrecovered = 0
+    for line in log.read_text(errors="replace").splitlines():
+        if '"backfill_done"' in line:
+            event = json.loads(line)
+            recovered += event["recovered"]
+            unrecovered += event["unrecovered"]
+    return recovered, unrecovered
+
+
 async def test_faults_leave_exactly_what_replay_computes(
     pg: ThrowawayServer, tmp_path: Path
 ) -> None:
@@ -114,12 +130,17 @@ async def test_faults_leave_exactly_what_replay_computes(
         url = await asyncio.to_thread(pg.up)
         db = Db("postgres", url, "public", url)  # the whole throwaway server is this test's
         pipe = Supervised(tmp_path, env)
-        sim = ("--speed", SPEED, "--drop-every", "5", "--overlap", "5000")
+        sim = ("--speed", SPEED, "--drop-every", "5")  # the default overlap: 100 trades
         start_stages(pipe, db.url, csv_path, *sim)
         events = await chaos(pipe, redis_node, pg)
         print("chaos:", "; ".join(events))
         assert sum(" kill " in e for e in events) >= 8
+        assert sum(" kill ingest" in e for e in events) >= 1
         await drain_and_compare(pipe, db, want, env, 120)
+        recovered, unrecovered = backfilled(tmp_path / "ingest.log")
+        print(f"ingest backfilled {recovered} trades; {unrecovered} not recovered")
+        assert recovered > 0, "a killed ingest must have left a gap to backfill"
+        assert unrecovered == 0
         cuts = (tmp_path / "simulator.log").read_text().count("sim_drop")
         assert cuts >= 3, "the simulator must have cut ingest's connections"
         print(f"simulator cut {cuts} connections")
