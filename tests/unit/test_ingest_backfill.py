@@ -5,17 +5,25 @@ and the backfill settings."""
 
 from __future__ import annotations
 
+import asyncio
+import socket
+
 import pytest
+from prometheus_client import CollectorRegistry
 
 from common.contracts import Tick, TickBatch
 from common.errors import BadInput, ConfigError
-from ingest.backfill import gap_trades
+from common.names import Keys
+from ingest.backfill import BackfillOptions, GapFiller, gap_trades
 from ingest.exchanges import get_adapter
 from ingest.exchanges.base import HistoryQuery
 from ingest.lastwritten import LastWritten, batch_last_ids, decode, encode
+from ingest.metrics import IngestMetrics
+from ingest.rest import HistoryClient
 from ingest.sequence import TradeDeduper
 from ingest.settings import IngestSettings
 from ingest.simfeed import Feed, history_slice
+from ingest.writer import TickWriter
 
 T0 = 1_723_161_255_342_000_000
 
@@ -174,3 +182,77 @@ def test_bad_backfill_settings_name_the_variable(extra: dict[str, str], variable
     with pytest.raises(ConfigError) as err:
         IngestSettings.from_env(env)
     assert err.value.variable == variable
+
+
+# --- the filler's bounds, with nothing listening for its REST requests --------------------
+def _filler(hold_max: int, timeout_s: float = 30.0) -> tuple[GapFiller, TickWriter, IngestMetrics]:
+    keys = Keys(4, "t:")
+    metrics = IngestMetrics(CollectorRegistry())
+    writer = TickWriter(None, keys, metrics, batch_size=10, max_pending=1000)  # not started
+    adapter = get_adapter("binance")
+    # a port nothing listens on: every request fails at once (refused), then is retried
+    client = HistoryClient(adapter, f"http://127.0.0.1:{_closed_port()}", metrics,
+                           backoff_base_s=0.01)  # fmt: skip
+    deduper = TradeDeduper(window=64, sequential_key=int)
+    options = BackfillOptions(timeout_s=timeout_s, hold_max=hold_max)
+    filler = GapFiller(adapter, client, writer=writer, deduper=deduper, metrics=metrics,
+                       redis=None, keys=keys, options=options)  # fmt: skip
+    return filler, writer, metrics
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _written(writer: TickWriter) -> list[str]:
+    return [t.trade_id for ticks in writer._buffers.values() for t in ticks]
+
+
+async def test_a_full_hold_is_released_at_once_and_its_gap_counted_lost() -> None:
+    filler, writer, metrics = _filler(hold_max=3)
+    ticks = [_tick("binance", "BTC-USDT", "BTCUSDT", n, n) for n in (110, 111, 112, 113)]
+    assert filler.open_gap(ticks[0], 10)  # ids 100..109 missing: 110 is held
+    for t in ticks[1:3]:
+        filler.hold(t)
+    assert _written(writer) == [] and filler.held_count == 3
+    filler.hold(ticks[3])  # one past the bound: everything held goes out, in order
+    assert _written(writer) == ["110", "111", "112", "113"]
+    assert filler.gaps == {} and filler.held_count == 0
+    v = metrics.value
+    assert v("alphapulse_ingest_backfill_unrecovered_trades_total", exchange="binance") == 10
+    assert (
+        v("alphapulse_ingest_backfill_failures_total", exchange="binance", reason="hold_full") == 1
+    )
+    await filler.close()
+
+
+async def test_a_down_endpoint_releases_the_hold_and_counts_the_loss() -> None:
+    filler, writer, metrics = _filler(hold_max=100)
+    first = _tick("binance", "ETH-USDT", "ETHUSDT", 500)
+    assert filler.open_gap(first, 7)
+    filler.hold(_tick("binance", "ETH-USDT", "ETHUSDT", 501))
+    task = filler.gaps["ETH-USDT"].task
+    assert task is not None
+    await asyncio.wait_for(task, 10)
+    assert _written(writer)[:2] == ["500", "501"]
+    v = metrics.value
+    assert v("alphapulse_ingest_backfill_unrecovered_trades_total", exchange="binance") == 7
+    assert v("alphapulse_ingest_backfill_failures_total", exchange="binance", reason="http") == 1
+    assert v("alphapulse_ingest_backfill_requests_total", exchange="binance") == 3  # 1 + 2 retries
+    await filler.close()
+
+
+async def test_a_slow_backfill_gives_up_at_its_time_limit() -> None:
+    filler, writer, metrics = _filler(hold_max=100, timeout_s=0.05)
+    filler.client._retries = 1000
+    assert filler.open_gap(_tick("binance", "BTC-USDT", "BTCUSDT", 50), 4)
+    task = filler.gaps["BTC-USDT"].task
+    assert task is not None
+    await asyncio.wait_for(task, 10)
+    assert _written(writer) == ["50"]
+    v = metrics.value
+    assert v("alphapulse_ingest_backfill_failures_total", exchange="binance", reason="timeout") == 1
+    assert v("alphapulse_ingest_backfill_unrecovered_trades_total", exchange="binance") == 4
+    await filler.close()
