@@ -43,6 +43,7 @@ class StreamStats:
     missing: int = 0  # trades missing in those gaps
     late: int = 0  # out-of-order trades that filled part of a gap
     backfilled: int = 0  # missing trades recovered from the exchange's REST history
+    rebased: int = 0  # resumed streams whose ids started over (a new baseline)
 
 
 @dataclass(slots=True)
@@ -166,6 +167,11 @@ class TradeDeduper:
                 st.stats.gaps += 1
                 st.stats.missing += verdict.gap
                 st.highest = n
+            elif st.highest == st.floor and n < st.floor - self.window:
+                # The first id after a resume, far below what was written: the ids started
+                # over (a recording replayed again), not a repeat. A new baseline.
+                st.highest, st.floor = n, -1
+                st.stats.rebased += 1
             elif n <= st.highest - self.window or n <= st.floor:
                 # Older than anything the window can vouch for: a replayed old trade.
                 st.stats.duplicates += 1
@@ -183,7 +189,9 @@ class TradeDeduper:
     def resume(self, exchange: str, symbol: str, last_id: int) -> None:
         """Continue a sequential stream whose trades up to ``last_id`` an earlier process
         wrote: the next id expected is ``last_id + 1`` (a jump past it is a counted gap) and
-        any id at or below it is a duplicate (it was written, or counted missing, then)."""
+        any id at or below it is a duplicate (it was written, or counted missing, then) —
+        unless the first id comes more than the window below it: the ids started over (a
+        recording replayed again), and that id is a new baseline (``rebased``)."""
         key = (exchange, symbol)
         st = self._streams.get(key)
         if st is None:

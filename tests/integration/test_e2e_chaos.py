@@ -11,9 +11,10 @@ recorded BTC+ETH sessions at 4x (about 40 s of chaos). Replay closes the bars st
 the end of the file; the live detectors close them once a partition is idle, which can only
 equal replay if no outage pauses a partition for longer than the allowed lateness: it is
 20 s here (for replay too), far above the few seconds any fault here lasts. Ingest is
-SIGKILLed at least once (``INGEST_KILL_AT``, besides the random kills); the simulator re-sends
-only its default 100 trades to a new subscription, so the trades a killed ingest had
-received but not written are a gap after its restart: the restarted ingest finds it from the
+frozen (SIGSTOP) for ``INGEST_FREEZE_S`` then SIGKILLed at ``INGEST_KILL_AT`` (besides the
+random kills): the simulator keeps sending into its socket meanwhile, and re-sends only its
+default 100 trades to a new subscription, so the trades the killed ingest had been sent but
+not written are a gap after its restart: the restarted ingest finds it from the
 last ids it wrote (kept in Redis) and backfills it from the simulator's REST history before
 its live trades — nothing may be missing from what replay computes.
 ``CHAOS_SEED`` picks the schedule (logged; the default is fixed so runs repeat).
@@ -25,6 +26,7 @@ import asyncio
 import json
 import os
 import random
+import signal
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -52,7 +54,7 @@ CHAOS_S = 36.0  # the feed lasts about 150 s / 4
 PG_RESTART_AT, REDIS_RESTART_AT = 10.0, 22.0
 OUTAGE_S = 2.0
 LATENESS_MS = 20_000
-INGEST_KILL_AT = 8.0  # s into the chaos: ingest is SIGKILLed at least here
+INGEST_KILL_AT, INGEST_FREEZE_S = 8.0, 1.0  # ingest frozen, then SIGKILLed, at least here
 
 
 def kill_schedule(rng: random.Random) -> list[tuple[float, str]]:
@@ -61,7 +63,7 @@ def kill_schedule(rng: random.Random) -> list[tuple[float, str]]:
     while t < CHAOS_S:
         out.append((t, rng.choice(WORKERS)))
         t += rng.uniform(2.5, 4.5)
-    return sorted([*out, (INGEST_KILL_AT, "ingest")])
+    return sorted([*out, (INGEST_KILL_AT, "ingest frozen")])
 
 
 @pytest.fixture
@@ -84,6 +86,10 @@ async def chaos(pipe: Supervised, redis_node: RedisNode, pg: ThrowawayServer) ->
         assert pipe.proc("simulator").poll() is None, pipe.log_tail()
         if kills and kills[0][0] <= now:
             _, name = kills.pop(0)
+            if name == "ingest frozen":  # trades sent to it pile up unread, then it dies
+                name = "ingest"
+                pipe.proc(name).send_signal(signal.SIGSTOP)
+                await asyncio.sleep(INGEST_FREEZE_S)
             pipe.kill(name)
             events.append(f"{now:.1f}s kill {name}")
         if not pg_done and now >= PG_RESTART_AT:

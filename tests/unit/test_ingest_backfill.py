@@ -34,7 +34,7 @@ def _tick(ex: str, sym: str, native: str, tid: int, i: int = 0) -> Tick:
 
 
 def test_a_resumed_stream_counts_the_first_jump_and_drops_what_was_written() -> None:
-    d = TradeDeduper(window=16, sequential_key=int)
+    d = TradeDeduper(window=64, sequential_key=int)
     d.resume("binance", "BTC-USDT", 1000)
     assert d.check("binance", "BTC-USDT", "950").duplicate  # written before the restart
     assert d.check("binance", "BTC-USDT", "1000").duplicate
@@ -45,6 +45,20 @@ def test_a_resumed_stream_counts_the_first_jump_and_drops_what_was_written() -> 
     d.remember_filled("binance", "BTC-USDT", ["1001", "1002"])
     assert d.check("binance", "BTC-USDT", "1001").duplicate
     assert d.stats("binance", "BTC-USDT").backfilled == 2
+
+
+def test_a_resumed_stream_whose_ids_started_over_takes_a_new_baseline() -> None:
+    d = TradeDeduper(window=16, sequential_key=int)
+    d.resume("binance", "BTC-USDT", 1000)
+    assert d.check("binance", "BTC-USDT", "990").duplicate  # within the window: a repeat
+    v = d.check("binance", "BTC-USDT", "5")  # far below: a recording replayed from the start
+    assert v.keep and not v.gap and not v.duplicate
+    assert d.check("binance", "BTC-USDT", "6").keep
+    assert d.stats("binance", "BTC-USDT").rebased == 1
+    # once trades above the remembered id were taken, a far older one is a replayed trade
+    d.resume("binance", "ETH-USDT", 1000)
+    assert d.check("binance", "ETH-USDT", "1001").keep
+    assert d.check("binance", "ETH-USDT", "5").duplicate
 
 
 def test_a_fresh_stream_still_only_sets_a_baseline() -> None:
