@@ -12,9 +12,10 @@ the end of the file; the live detectors close them once a partition is idle, whi
 equal replay if no outage pauses a partition for longer than the allowed lateness: it is
 20 s here (for replay too), far above the few seconds any fault here lasts. Ingest is
 frozen (SIGSTOP) for ``INGEST_FREEZE_S`` then SIGKILLed at ``INGEST_KILL_AT`` (besides the
-random kills): the simulator keeps sending into its socket meanwhile, and re-sends only its
-default 100 trades to a new subscription, so the trades the killed ingest had been sent but
-not written are a gap after its restart: the restarted ingest finds it from the
+random kills): the simulator keeps sending into its socket meanwhile, and re-sends only 10
+trades to a new subscription (``--overlap 10``), so the trades the killed ingest had been
+sent but not written are a gap after its restart (and trades in flight when the simulator
+cuts a connection are a gap within one run): the restarted ingest finds it from the
 last ids it wrote (kept in Redis) and backfills it from the simulator's REST history before
 its live trades — nothing may be missing from what replay computes.
 ``CHAOS_SEED`` picks the schedule (logged; the default is fixed so runs repeat).
@@ -54,7 +55,7 @@ CHAOS_S = 36.0  # the feed lasts about 150 s / 4
 PG_RESTART_AT, REDIS_RESTART_AT = 10.0, 22.0
 OUTAGE_S = 2.0
 LATENESS_MS = 20_000
-INGEST_KILL_AT, INGEST_FREEZE_S = 8.0, 1.0  # ingest frozen, then SIGKILLed, at least here
+INGEST_KILL_AT, INGEST_FREEZE_S = 8.0, 2.0  # ingest frozen, then SIGKILLed, at least here
 
 
 def kill_schedule(rng: random.Random) -> list[tuple[float, str]]:
@@ -136,7 +137,7 @@ async def test_faults_leave_exactly_what_replay_computes(
         url = await asyncio.to_thread(pg.up)
         db = Db("postgres", url, "public", url)  # the whole throwaway server is this test's
         pipe = Supervised(tmp_path, env)
-        sim = ("--speed", SPEED, "--drop-every", "5")  # the default overlap: 100 trades
+        sim = ("--speed", SPEED, "--drop-every", "5", "--overlap", "10")
         start_stages(pipe, db.url, csv_path, *sim)
         events = await chaos(pipe, redis_node, pg)
         print("chaos:", "; ".join(events))
