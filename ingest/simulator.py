@@ -160,6 +160,8 @@ class Simulator:
             return _http(400, f'{{"error":"{e.reason}"}}'.encode())
         stream = feed.symbols.get(query.native)
         ticks = history_slice(stream, query, feed.loop) if stream is not None else []
+        self.log.info("sim_history", exchange=name, symbol=query.native, from_id=query.from_id,
+                      since_ns=query.since_ns, trades=len(ticks))  # fmt: skip
         return _http(200, adapter.render_history(ticks, query))
 
     def finished(self) -> bool:
