@@ -10,14 +10,16 @@ throwaway ``initdb`` server (as in ``test_sink_outage``). The feed is the first 
 recorded BTC+ETH sessions at 4x (about 40 s of chaos). Replay closes the bars still open at
 the end of the file; the live detectors close them once a partition is idle, which can only
 equal replay if no outage pauses a partition for longer than the allowed lateness: it is
-20 s here (for replay too), far above the few seconds any fault here lasts. Ingest is
-frozen (SIGSTOP) for ``INGEST_FREEZE_S`` then SIGKILLed at ``INGEST_KILL_AT`` (besides the
-random kills): the simulator keeps sending into its socket meanwhile, and re-sends only 10
-trades to a new subscription (``--overlap 10``), so the trades the killed ingest had been
-sent but not written are a gap after its restart (and trades in flight when the simulator
-cuts a connection are a gap within one run): the restarted ingest finds it from the
-last ids it wrote (kept in Redis) and backfills it from the simulator's REST history before
-its live trades — nothing may be missing from what replay computes.
+20 s here (for replay too), far above the few seconds any fault here lasts.
+
+Ingest is frozen (SIGSTOP) for ``INGEST_FREEZE_S``, then SIGKILLed, at each of
+``INGEST_KILLS_AT`` (besides the random kills; it reconnects within 0.5 s after the
+simulator's cuts, so it is most likely connected then). The simulator keeps sending into its
+socket meanwhile and re-sends only 10 trades to a new subscription (``--overlap 10``), so the
+trades the killed ingest was sent but never wrote are a gap after its restart: the restarted
+ingest finds it from the last ids it wrote (kept in Redis) and backfills it from the
+simulator's REST history before its live trades. Nothing may be missing from what replay
+computes.
 ``CHAOS_SEED`` picks the schedule (logged; the default is fixed so runs repeat).
 """
 
@@ -55,7 +57,7 @@ CHAOS_S = 36.0  # the feed lasts about 150 s / 4
 PG_RESTART_AT, REDIS_RESTART_AT = 10.0, 22.0
 OUTAGE_S = 2.0
 LATENESS_MS = 20_000
-INGEST_KILL_AT, INGEST_FREEZE_S = 8.0, 2.0  # ingest frozen, then SIGKILLed, at least here
+INGEST_KILLS_AT, INGEST_FREEZE_S = (8.0, 26.0), 3.0  # ingest frozen, then SIGKILLed, here
 
 
 def kill_schedule(rng: random.Random) -> list[tuple[float, str]]:
@@ -64,7 +66,7 @@ def kill_schedule(rng: random.Random) -> list[tuple[float, str]]:
     while t < CHAOS_S:
         out.append((t, rng.choice(WORKERS)))
         t += rng.uniform(2.5, 4.5)
-    return sorted([*out, (INGEST_KILL_AT, "ingest frozen")])
+    return sorted([*out, *((t, "ingest frozen") for t in INGEST_KILLS_AT)])
 
 
 @pytest.fixture
@@ -128,6 +130,7 @@ async def test_faults_leave_exactly_what_replay_computes(
     try:
         redis_node.start()
         env = stage_env(f"redis://127.0.0.1:{redis_node.port}/0", "chaos:", PARTITIONS, LATENESS_MS)
+        env["INGEST_BACKOFF_MAX_S"] = "0.5"  # reconnect at once after the simulator's cuts
         want = await replay_rows(csv_path, tmp_path / "replay", env, PARTITIONS)
         assert len(want[2]) >= 5
         url = await asyncio.to_thread(pg.up)
