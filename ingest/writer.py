@@ -392,7 +392,9 @@ class TickWriter:
             args += (k, v)
         for field, tid, value in last_ids:
             args += (field, tid, value)
-        pipe.evalsha(sha, 2, stream, last_key, *args)
+        # execute_command, not pipe.evalsha: redis-py's cluster pipeline blocks the method
+        # (its keys still route the command: both share the partition's slot).
+        pipe.execute_command("EVALSHA", sha, 2, stream, last_key, *args)
 
     async def _not_yet_written(self, entries: list[_Entry]) -> list[_Entry]:
         """``entries`` minus those a failed attempt appended after all (found by tag among
