@@ -74,6 +74,13 @@ class Keys:
         base = stream.removeprefix(self.namespace)
         return self._k(f"dlq:{base}")
 
+    # --- ingest ------------------------------------------------------------------------
+    def ingest_last_ids(self, partition: int) -> str:
+        """Hash of the last trade id written per ``exchange:symbol`` of one partition (field
+        value ``<id>:<trade time ns>``), kept by the tick writer's append script in the same
+        atomic step as the entry, so a restarted ingest knows where each stream stopped."""
+        return self._k(f"ingest:last_id:{{{partition}}}")
+
     # --- detector partition ownership (one slot per partition) ---------------------
     def lease(self, partition: int) -> str:
         return self._k(f"lease:{{{partition}}}")

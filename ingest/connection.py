@@ -27,6 +27,10 @@ WebSocket *sessions* one after another:
 Bad frames are counted by reason, dead-lettered and logged at a bounded rate; the session
 goes on.
 
+Gaps: where a ``GapFiller`` is given (``ingest.backfill``), the trade after a gap and the
+symbol's later trades are held by it while the missing trades are fetched from the exchange's
+REST history, then written in id order; the batch path steps aside while any symbol is held.
+
 ``handle_frame`` is the per-frame step the reader runs; ``offer_frames`` is the same for a
 batch of frames (``parse_many`` columns, in-order runs accepted by the deduper at once,
 ``TickWriter.offer_columns``), with the per-frame step as its exact fallback.
@@ -50,6 +54,7 @@ from websockets.frames import CloseCode
 from common.contracts import Tick
 from common.errors import BadInput
 from common.logging import get_logger
+from ingest.backfill import GapFiller
 from ingest.deadletter import DeadLetters, RateLimitedLog
 from ingest.exchanges import ExchangeAdapter, FrameKind, ParseResult
 from ingest.exchanges.base import trade_result
@@ -178,6 +183,7 @@ class Connection:
         dead_letters: DeadLetters,
         options: ConnectionOptions | None = None,
         seed: int | None = None,
+        filler: GapFiller | None = None,
     ) -> None:
         self.adapter = adapter
         self.symbols = list(symbols)  # native symbols
@@ -186,6 +192,8 @@ class Connection:
         self.metrics = metrics
         self.dead_letters = dead_letters
         self.options = options or ConnectionOptions()
+        self.filler = filler
+        self._gaps = filler.gaps if filler is not None else {}  # symbols being backfilled
         self._rng = random.Random(seed)
         self._stopping = asyncio.Event()
         self._logs = RateLimitedLog()
@@ -433,8 +441,8 @@ class Connection:
     def _accept_columns(self, cols: TradeColumns) -> bool:
         """Every symbol's ids in ``cols`` are the next consecutive ids of its stream: all
         accepted by the deduper at once (True). False, with nothing changed, otherwise."""
-        if not self.adapter.trade_ids_sequential:
-            return False
+        if not self.adapter.trade_ids_sequential or self._gaps:
+            return False  # (a symbol is held for a backfill: per trade, see _hold_back)
         runs = symbol_runs(cols.symbols, cols.seq)
         return runs is not None and self.deduper.accept_runs(cols.exchange, runs)
 
@@ -470,7 +478,7 @@ class Connection:
         if len(ticks) == 1:  # the common case (Binance: one trade per frame): no new list
             t = ticks[0]
             v = check(t.exchange, t.symbol, t.trade_id)
-            if v.keep and not v.gap:
+            if v.keep and not v.gap and not self._gaps:
                 self._tick_count += 1
                 return ticks
             return self._account(ticks, [v])
@@ -490,9 +498,24 @@ class Connection:
                     self._log.warning(
                         "trade_gap", symbol=t.symbol, missing=v.gap, before_id=t.trade_id
                     )
+                if self.filler is not None and self.filler.open_gap(t, v.gap):
+                    self._tick_count += 1
+                    continue  # held: written after the gap's backfill
             kept.append(t)
         self._tick_count += len(kept)
-        return kept
+        return self._hold_back(kept) if self._gaps else kept
+
+    def _hold_back(self, ticks: list[Tick]) -> list[Tick]:
+        """``ticks`` minus those of symbols being backfilled, which the filler holds."""
+        gaps, filler = self._gaps, self.filler
+        assert filler is not None  # _gaps is only non-empty with a filler
+        out = []
+        for t in ticks:
+            if t.symbol in gaps:
+                filler.hold(t)
+            else:
+                out.append(t)
+        return out
 
 
 def _received_queue(ws: ClientConnection) -> Sized | None:

@@ -53,6 +53,32 @@ class IngestMetrics:
             ("exchange",),
             registry=registry,
         )
+        # --- gaps recovered from the exchanges' REST history (ingest.backfill) --------
+        self.backfill_recovered = counter(
+            "backfill_recovered_trades_total",
+            "Missing trades (of counted gaps) recovered from the exchange's REST history.",
+            ("exchange",),
+        )
+        self.backfill_unrecovered = counter(
+            "backfill_unrecovered_trades_total",
+            "Missing trades (of counted gaps) not recovered: no REST history for the exchange, "
+            "the exchange no longer had them, or the backfill failed or ran out of time.",
+            ("exchange",),
+        )
+        self.backfill_requests = counter(
+            "backfill_requests_total", "REST trade-history requests sent.", ("exchange",)
+        )
+        self.backfill_failures = counter(
+            "backfill_failures_total",
+            "Backfills given up, by reason (http, timeout, bad_response, hold_full, disabled).",
+            ("exchange", "reason"),
+        )
+        self.backfill_held = Gauge(
+            "alphapulse_ingest_backfill_held_ticks",
+            "Live trades held back while their symbol's gap is backfilled.",
+            ("exchange",),
+            registry=registry,
+        )
         # --- writer ----------------------------------------------------------------
         self.writer_ticks = counter("written_ticks_total", "Ticks appended to ticks:{p}.")
         self.writer_entries = counter("written_entries_total", "TickBatch entries appended.")

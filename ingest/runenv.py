@@ -4,8 +4,10 @@
 
 * ``sim`` (the default; this machine has no internet): the Procfile's ``simulator`` replays
   ``TICKS`` as exchange ``EXCHANGE`` on ``SIM_PORT``; ingest subscribes to the file's
-  symbols (``EXCHANGES``) and is pointed at the simulator by ``INGEST_URL_<EXCHANGE>``.
-* ``live``: no simulator; every ``INGEST_URL_*`` is unset, so each adapter dials its real
+  symbols (``EXCHANGES``) and is pointed at the simulator by ``INGEST_URL_<EXCHANGE>`` (and
+  its gap backfill at the simulator's REST history by ``INGEST_REST_URL_<EXCHANGE>``).
+* ``live``: no simulator; every ``INGEST_URL_*`` and ``INGEST_REST_URL_*`` is unset, so each
+  adapter dials its real
   public endpoint (``default_url``); ingest subscribes to ``EXCHANGES`` when given, else to
   ``LIVE_EXCHANGES`` (BTC and ETH on Binance, Coinbase, Kraken, Bybit and OKX).
 
@@ -29,7 +31,7 @@ from typing import Any
 from common.errors import BadInput, ConfigError
 from common.settings import config_error_line
 from ingest.exchanges import EXCHANGES, get_adapter
-from ingest.settings import parse_exchanges, url_variable
+from ingest.settings import parse_exchanges, rest_url_variable, url_variable
 from ingest.sources import as_exchange, read_ticks
 
 FEEDS = ("sim", "live")
@@ -104,7 +106,7 @@ def plan(
         return RunPlan(
             feed=feed,
             exports=(("EXCHANGES", value),),
-            unset=tuple(url_variable(x) for x in EXCHANGES),
+            unset=tuple(v for x in EXCHANGES for v in (url_variable(x), rest_url_variable(x))),
             processes=tuple(n for n in names if n != SIMULATOR),
             summary=f"live exchanges ({value})",
         )
@@ -132,11 +134,15 @@ def _sim_plan(
     if not symbols:
         raise ConfigError("TICKS", f"no trades in {ticks}")
     url = f"ws://127.0.0.1:{port}/{exchange}{get_adapter(exchange).server_path}"
+    rest: tuple[tuple[str, str], ...] = ()
+    if get_adapter(exchange).history_path is not None:
+        rest = ((rest_url_variable(exchange), f"http://127.0.0.1:{port}/{exchange}"),)
     return RunPlan(
         feed="sim",
         exports=(
             ("EXCHANGES", format_exchanges([(exchange, symbols)])),
             (url_variable(exchange), url),
+            *rest,
         ),
         unset=(),
         processes=names,

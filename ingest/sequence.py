@@ -13,7 +13,12 @@ trades) and, where ids are consecutive integers (Binance, Kraken), the highest i
 * a sequential id below the highest that was never seen fills part of an earlier gap
   (kept, counted as ``late``) — the overlap of two connections can deliver it.
 
-The first id of a stream only sets the baseline: no gap is counted before it.
+The first id of a stream only sets the baseline: no gap is counted before it — unless the
+stream was *resumed* (:meth:`TradeDeduper.resume`) from the last id an earlier process wrote
+(``ingest.lastwritten``): then the first id is checked against it like any other, and ids at
+or below it are duplicates. Trades recovered from an exchange's REST history
+(``ingest.backfill``) are entered with :meth:`TradeDeduper.remember_filled`, so a copy of one
+arriving later on the live stream is a duplicate.
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ class StreamStats:
     gaps: int = 0  # gap events
     missing: int = 0  # trades missing in those gaps
     late: int = 0  # out-of-order trades that filled part of a gap
+    backfilled: int = 0  # missing trades recovered from the exchange's REST history
+    rebased: int = 0  # resumed streams whose ids started over (a new baseline)
 
 
 @dataclass(slots=True)
@@ -58,6 +65,7 @@ class _State:
     expect: str | None = None  # str(highest + 1): the next in-order id, canonically spelled
     run_lo: int = 0
     run_hi: int = -1  # empty run: run_hi < run_lo
+    floor: int = -1  # ids at or below it were written before a restart (resume): duplicates
 
     def remember(self, trade_id: str) -> None:
         self.seen.add(trade_id)
@@ -159,7 +167,12 @@ class TradeDeduper:
                 st.stats.gaps += 1
                 st.stats.missing += verdict.gap
                 st.highest = n
-            elif n <= st.highest - self.window:
+            elif st.highest == st.floor and n < st.floor - self.window:
+                # The first id after a resume, far below what was written: the ids started
+                # over (a recording replayed again), not a repeat. A new baseline.
+                st.highest, st.floor = n, -1
+                st.stats.rebased += 1
+            elif n <= st.highest - self.window or n <= st.floor:
                 # Older than anything the window can vouch for: a replayed old trade.
                 st.stats.duplicates += 1
                 return _DUPLICATE
@@ -171,6 +184,37 @@ class TradeDeduper:
         if self.sequential_key is not None and st.highest is not None:
             st.expect = str(st.highest + 1)
         return verdict
+
+    # --- restart and backfill (ingest.lastwritten, ingest.backfill) -------------------
+    def resume(self, exchange: str, symbol: str, last_id: int) -> None:
+        """Continue a sequential stream whose trades up to ``last_id`` an earlier process
+        wrote: the next id expected is ``last_id + 1`` (a jump past it is a counted gap) and
+        any id at or below it is a duplicate (it was written, or counted missing, then) —
+        unless the first id comes more than the window below it: the ids started over (a
+        recording replayed again), and that id is a new baseline (``rebased``)."""
+        key = (exchange, symbol)
+        st = self._streams.get(key)
+        if st is None:
+            st = self._streams[key] = _State(self.window)
+        if st.run_hi >= st.run_lo:
+            st.settle()
+        st.floor = max(st.floor, last_id)
+        if st.highest is None or last_id > st.highest:
+            st.highest = last_id
+            st.expect = str(last_id + 1)
+
+    def remember_filled(self, exchange: str, symbol: str, trade_ids: Iterable[str]) -> None:
+        """Enter trades recovered for a gap (ids below the stream's highest, never seen):
+        a later live copy of one is then a duplicate while it is in the window."""
+        st = self._streams.get((exchange, symbol))
+        if st is None:
+            return
+        if st.run_hi >= st.run_lo:
+            st.settle()
+        for tid in trade_ids:
+            if tid not in st.seen:
+                st.remember(tid)
+                st.stats.backfilled += 1
 
     def next_id(self, exchange: str, symbol: str) -> int | None:
         """The id that would continue a sequential stream in order (None: unknown yet)."""

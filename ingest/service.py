@@ -3,8 +3,14 @@
 Lifecycle (``common.lifecycle``): ``start`` builds the writer, the dead-letter writer and one
 ``Connection`` per symbol group (``ExchangeAdapter.connection_plan``); ``run`` keeps them all
 in one TaskGroup until a stop is requested;
-``stop`` applies the shutdown order — stop reading the sockets, flush the buffered ticks and
-dead letters, close Redis.
+``stop`` applies the shutdown order — stop reading the sockets, end the gap backfills (what
+they recovered and hold goes to the writer), flush the buffered ticks and dead letters, close
+Redis.
+
+Restart: before any connection opens, ``start`` reads the last trade id each symbol of a
+sequential exchange had written (``ingest.lastwritten``) and resumes the deduper from it, so
+trades lost with a killed predecessor are a counted gap, backfilled where the exchange has a
+REST history (``ingest.backfill``).
 """
 
 from __future__ import annotations
@@ -18,10 +24,13 @@ from common.logging import get_logger
 from common.metrics import Readiness
 from common.names import Keys
 from common.streams import unique_consumer_name
+from ingest.backfill import BackfillOptions, GapFiller
 from ingest.connection import Connection, ConnectionOptions
 from ingest.deadletter import DeadLetters
 from ingest.exchanges import get_adapter
+from ingest.lastwritten import load_last_written
 from ingest.metrics import IngestMetrics
+from ingest.rest import HistoryClient
 from ingest.sequence import TradeDeduper
 from ingest.settings import IngestSettings
 from ingest.writer import TickWriter
@@ -55,6 +64,7 @@ class IngestService(Service):
             flush_interval=s.flush_ms / 1000.0,
             max_pending=s.queue_bound,
             maxlen=s.stream_maxlen or None,
+            sequential=frozenset(e for e, _ in s.exchanges if get_adapter(e).trade_ids_sequential),
         )
         self.dead_letters = DeadLetters(
             redis,
@@ -63,10 +73,14 @@ class IngestService(Service):
             dropped=self.metrics.dlq_dropped,
         )
         self.connections: list[Connection] = []
+        self.dedupers: dict[str, TradeDeduper] = {}
+        self.fillers: dict[str, GapFiller] = {}
         for exchange, symbols in s.exchanges:
             adapter = get_adapter(exchange)
             key = adapter.trade_id_key if adapter.trade_ids_sequential else None
             deduper = TradeDeduper(window=s.dedup_window, sequential_key=key)
+            self.dedupers[exchange] = deduper
+            filler = self.fillers[exchange] = self._gap_filler(exchange, deduper)
             options = ConnectionOptions(
                 url=s.url(exchange),
                 max_age_s=s.max_connection_age_s,
@@ -89,12 +103,47 @@ class IngestService(Service):
                         metrics=self.metrics,
                         dead_letters=self.dead_letters,
                         options=options,
+                        filler=filler,
                     )
                 )
         self._dlq_task: asyncio.Task[None] | None = None
 
+    def _gap_filler(self, exchange: str, deduper: TradeDeduper) -> GapFiller:
+        """The exchange's gap filler: backfilling from its REST history where configured
+        (``IngestSettings.rest_url``), else counting every missing trade unrecovered."""
+        s, adapter = self.settings, get_adapter(exchange)
+        url = s.rest_url(exchange)
+        client = None
+        if url is not None:
+            client = HistoryClient(adapter, url, self.metrics, rate_per_s=s.backfill_rate_per_s,
+                                   request_timeout_s=s.backfill_timeout_s)  # fmt: skip
+        options = BackfillOptions(
+            timeout_s=s.backfill_timeout_s,
+            max_trades=s.backfill_max_trades,
+            hold_max=s.backfill_hold_max,
+        )
+        return GapFiller(adapter, client, writer=self.writer, deduper=deduper,
+                         metrics=self.metrics, redis=self.redis, keys=self.keys,
+                         options=options)  # fmt: skip
+
+    async def resume(self) -> None:
+        """Seed each sequential exchange's deduper with the last id its symbols had written
+        (an earlier process, killed or stopped): the first trade after the restart is then
+        checked against it, and a jump is a counted gap instead of a new baseline."""
+        for exchange, natives in self.settings.exchanges:
+            adapter = get_adapter(exchange)
+            if not adapter.trade_ids_sequential:
+                continue
+            symbols = [adapter.normalized(n) for n in natives]
+            last = await load_last_written(self.redis, self.keys, exchange, symbols)
+            for symbol, written in last.items():
+                self.dedupers[exchange].resume(exchange, symbol, written.trade_id)
+            if last:
+                self._log.info("ingest_resumed", exchange=exchange, symbols=len(last))
+
     async def start(self) -> None:
         await self.redis.ping()
+        await self.resume()
         self.readiness.set("connected")
         self.writer.start()
         self._dlq_task = asyncio.create_task(self.dead_letters.run(), name="ingest.dlq")
@@ -130,6 +179,8 @@ class IngestService(Service):
             conn.stop()
 
     async def flush(self) -> None:
+        for filler in self.fillers.values():
+            await filler.close()  # hands what it recovered and holds to the writer
         try:
             await self.writer.close()
         except Exception as e:  # already fatal in run(); keep closing the rest

@@ -26,6 +26,19 @@ variable                           default    meaning
                                               default 700); fewer collections, ~15 % faster
 ``INGEST_READ_BATCH``              128        frames already received that a reader handles
                                               as one batch (Binance; 1 = frame by frame)
+``INGEST_BACKFILL``                1          fetch the trades of a gap from the exchange's
+                                              REST history (binance, binance-futures, kraken)
+``INGEST_REST_URL_<EXCHANGE>``     adapter's  REST base URL (``http(s)://``; the simulator's
+                                              ``http://HOST:PORT/<exchange>``). With an
+                                              ``INGEST_URL_*`` override and no REST URL, that
+                                              exchange is not backfilled (a simulated stream
+                                              is never filled from the real exchange)
+``INGEST_BACKFILL_TIMEOUT_S``      3          a gap's backfill gives up after this long (its
+                                              held trades wait that long at most: keep it well
+                                              below the detectors' ALLOWED_LATENESS_MS)
+``INGEST_BACKFILL_MAX_TRADES``     10000      trades fetched per gap at most
+``INGEST_BACKFILL_HOLD_MAX``       20000      live trades held per exchange during backfills
+``INGEST_BACKFILL_RATE_PER_S``     5          REST requests per second per exchange
 =================================  =========  ================================================
 
 Plus every ``CommonSettings`` variable (``REDIS_URL``, ``PARTITIONS``, ``NAMESPACE``,
@@ -39,7 +52,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from common.errors import BadInput, ConfigError
-from common.settings import CommonSettings, env_float, env_int, env_optional
+from common.settings import CommonSettings, env_bool, env_float, env_int, env_optional
 from ingest.exchanges import EXCHANGES, get_adapter
 from ingest.sources import symbol_names
 
@@ -66,9 +79,19 @@ class IngestSettings:
     dedup_window: int = 4096
     gc_gen0: int = DEFAULT_GC_GEN0
     read_batch: int = 128
+    # --- gap backfill (ingest.backfill); rest_urls: exchanges backfilled, and from where
+    rest_urls: tuple[tuple[str, str], ...] = ()
+    backfill_timeout_s: float = 3.0
+    backfill_max_trades: int = 10_000
+    backfill_hold_max: int = 20_000
+    backfill_rate_per_s: float = 5.0
 
     def url(self, exchange: str) -> str | None:
         return dict(self.urls).get(exchange)
+
+    def rest_url(self, exchange: str) -> str | None:
+        """Where ``exchange``'s gaps are backfilled from (None: they are only counted)."""
+        return dict(self.rest_urls).get(exchange)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> IngestSettings:
@@ -108,7 +131,43 @@ class IngestSettings:
             dedup_window=env_int(env, "INGEST_DEDUP_WINDOW", 4096, lo=1),
             gc_gen0=env_int(env, "INGEST_GC_GEN0", DEFAULT_GC_GEN0, lo=0),
             read_batch=env_int(env, "INGEST_READ_BATCH", 128, lo=1, hi=4096),
+            rest_urls=backfill_urls(env, exchanges, dict(urls)),
+            backfill_timeout_s=env_float(env, "INGEST_BACKFILL_TIMEOUT_S", 3.0, lo=0.1, hi=600),
+            backfill_max_trades=env_int(env, "INGEST_BACKFILL_MAX_TRADES", 10_000, lo=1),
+            backfill_hold_max=env_int(env, "INGEST_BACKFILL_HOLD_MAX", 20_000, lo=1),
+            backfill_rate_per_s=env_float(env, "INGEST_BACKFILL_RATE_PER_S", 5.0, lo=0.01),
         )
+
+
+def rest_url_variable(exchange: str) -> str:
+    """``binance-futures`` → ``INGEST_REST_URL_BINANCE_FUTURES`` (its REST history URL)."""
+    return "INGEST_REST_URL_" + exchange.upper().replace("-", "_")
+
+
+def backfill_urls(
+    env: Mapping[str, str],
+    exchanges: tuple[tuple[str, tuple[str, ...]], ...],
+    ws_overrides: Mapping[str, str],
+) -> tuple[tuple[str, str], ...]:
+    """The exchanges whose gaps are backfilled and their REST base URLs: those with a REST
+    history, unless ``INGEST_BACKFILL`` is off; ``INGEST_REST_URL_<X>`` wins, else the
+    adapter's — but not for an exchange whose WebSocket URL is overridden (a simulator or a
+    test feed must not be filled from the real exchange's history)."""
+    enabled = env_bool(env, "INGEST_BACKFILL", True)
+    out = []
+    for name, _ in exchanges:
+        var = rest_url_variable(name)
+        url = env_optional(env, var)
+        if url is not None and not url.startswith(("http://", "https://")):
+            raise ConfigError(var, f"expected an http:// or https:// URL, got {url!r}")
+        adapter = get_adapter(name)
+        if url is not None and adapter.history_path is None:
+            raise ConfigError(var, f"{name} has no REST trade history to backfill from")
+        if url is None and name not in ws_overrides:
+            url = adapter.default_rest_url
+        if enabled and url is not None and adapter.history_path is not None:
+            out.append((name, url))
+    return tuple(out)
 
 
 def url_variable(exchange: str) -> str:

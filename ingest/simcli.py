@@ -130,6 +130,11 @@ def register(sub: Any) -> None:
         help="... then cut it this much later",
     )
     p.add_argument(
+        "--rest-down",
+        action="store_true",
+        help="answer every REST trade-history request with HTTP 503 (backfill unavailable)",
+    )
+    p.add_argument(
         "--finish", action="store_true", help="exit once every feed was delivered to the end"
     )
     p.add_argument(
@@ -175,6 +180,7 @@ def run(args: argparse.Namespace) -> int:
         skip_every=args.skip_every,
         stall_every_s=args.stall_every,
         stall_for_s=args.stall_for,
+        rest_down=args.rest_down,
     )
     sim = Simulator(feeds, host=args.host, port=args.port, speed=args.speed,
                     overlap=args.overlap, faults=faults)  # fmt: skip

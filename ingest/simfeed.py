@@ -32,6 +32,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from common.contracts import Tick
+from ingest.exchanges.base import HistoryQuery
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,7 @@ class Faults:
     skip_every: int = 0  # remove every N-th trade of each symbol (gap injection, per feed)
     stall_every_s: float = 0.0  # hang (no trades, no pongs) this long into each connection,
     stall_for_s: float = 0.0  # ... then cut it this much later
+    rest_down: bool = False  # answer every REST history request with HTTP 503
 
 
 @dataclass(slots=True)
@@ -172,6 +174,35 @@ class Subscription:
         self.cursor = end
         stream.head = max(stream.head, end)
         return out
+
+
+def history_slice(stream: SymbolStream, query: HistoryQuery, loop: bool) -> list[Tick]:
+    """What the exchange's REST history answers for ``query`` (pure): trades the market has
+    got to (virtual indexes below the stream's head), from id ``from_id`` on or at/after
+    time ``since_ns``, at most ``limit``, in order. Ids and times grow along the stream (also
+    across loop rounds), so the first one wanted is found by bisection."""
+    head = stream.head if loop else min(stream.head, len(stream.ticks))
+    if query.from_id is not None:
+        want = query.from_id
+
+        def before(i: int) -> bool:
+            tid = stream.tick_at(i).trade_id
+            return tid.isdigit() and int(tid) < want
+
+    else:
+        since = query.since_ns or 0
+
+        def before(i: int) -> bool:
+            return stream.tick_at(i).ts < since
+
+    lo, hi = 0, head
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if before(mid):
+            lo = mid + 1
+        else:
+            hi = mid
+    return [stream.tick_at(i) for i in range(lo, min(head, lo + max(0, query.limit)))]
 
 
 class FrameFaults:

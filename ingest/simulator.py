@@ -8,6 +8,15 @@ subscribe handshake, acks, pongs, heartbeats, the trade frames — comes from th
 model (replay clock, per-subscription cursors, overlap on reconnect, gap injection) is in
 ``ingest.simfeed``; this module only moves frames.
 
+The same port serves each exchange's public REST trade history (``GET /X`` + the adapter's
+``history_path``, e.g. ``/binance/api/v3/historicalTrades?symbol=&fromId=&limit=``,
+``/kraken/0/public/Trades?pair=&since=``): plain HTTP requests are answered from the recording
+before any WebSocket handshake, with the trades the market has got to (the symbol's head), so
+ingest's gap backfill (``ingest.backfill``) is tested without the internet; ``INGEST_REST_URL_X``
+points at ``http://HOST:PORT/X`` (:meth:`Simulator.rest_url`). Trades removed by gap
+injection are not served either: the exchange never had them. ``Faults.rest_down`` answers
+every history request with HTTP 503.
+
 Faults (``simfeed.Faults``) are applied per connection: drops (the TCP connection is aborted,
 as a network cut looks), malformed and duplicated frames, stalls (``stall_every_s`` into a
 connection the server stops reading and sending, so neither trades nor pongs arrive and the
@@ -22,13 +31,17 @@ import time
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
 
+from common.errors import BadInput
 from common.logging import get_logger
 from ingest.exchanges import ServerReply, ServerSession, get_adapter
-from ingest.simfeed import Faults, Feed, FrameFaults, Subscription
+from ingest.simfeed import Faults, Feed, FrameFaults, Subscription, history_slice
 
 
 @dataclass(slots=True)
@@ -41,6 +54,7 @@ class SimStats:
     malformed_frames: int = 0
     drops: int = 0
     stalls: int = 0
+    history_requests: int = 0
 
 
 class _Clock:
@@ -94,7 +108,12 @@ class Simulator:
     async def start(self) -> None:
         # No permessage-deflate: on localhost it only burns CPU on both sides.
         self._server = await serve(
-            self._handle, self.host, self.port, max_size=None, compression=None
+            self._handle,
+            self.host,
+            self.port,
+            max_size=None,
+            compression=None,
+            process_request=self._history,
         )
         sock = next(iter(self._server.sockets))
         self.port = sock.getsockname()[1]
@@ -116,6 +135,34 @@ class Simulator:
     def url(self, exchange: str) -> str:
         """Where ingest should connect for ``exchange`` (its ``INGEST_URL_*``)."""
         return f"ws://{self.host}:{self.port}/{exchange}{get_adapter(exchange).server_path}"
+
+    def rest_url(self, exchange: str) -> str:
+        """Where ingest should fetch ``exchange``'s REST history (its ``INGEST_REST_URL_*``)."""
+        return f"http://{self.host}:{self.port}/{exchange}"
+
+    # --- REST trade history ----------------------------------------------------------
+    def _history(self, conn: ServerConnection, request: Request) -> Response | None:
+        """Answer a plain HTTP request for a trade history; None: a WebSocket handshake."""
+        if "upgrade" in request.headers.get("Connection", "").lower():
+            return None
+        parts = urlsplit(request.path)
+        name, _, rest = parts.path.lstrip("/").partition("/")
+        feed = self.feeds.get(name)
+        adapter = get_adapter(name) if feed is not None else None
+        if feed is None or adapter is None or "/" + rest != adapter.history_path:
+            return _http(404, b'{"error":"not found"}')
+        self.stats.history_requests += 1
+        if self.faults.rest_down:
+            return _http(503, b'{"error":"service unavailable (simulated)"}')
+        try:
+            query = adapter.history_query(dict(parse_qsl(parts.query)))
+        except BadInput as e:
+            return _http(400, f'{{"error":"{e.reason}"}}'.encode())
+        stream = feed.symbols.get(query.native)
+        ticks = history_slice(stream, query, feed.loop) if stream is not None else []
+        self.log.info("sim_history", exchange=name, symbol=query.native, from_id=query.from_id,
+                      since_ns=query.since_ns, trades=len(ticks))  # fmt: skip
+        return _http(200, adapter.render_history(ticks, query))
 
     def finished(self) -> bool:
         return all(feed.finished() for feed in self.feeds.values())
@@ -290,6 +337,11 @@ class _Connection:
         self.ws.transport.pause_reading()
         await asyncio.sleep(duration)
         await self._drop("stall_end")
+
+
+def _http(status: int, body: bytes) -> Response:
+    headers = Headers([("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return Response(status, "OK" if status == 200 else "Error", headers, body)
 
 
 async def _until_closed(job: Coroutine[Any, Any, None]) -> None:

@@ -20,6 +20,11 @@ reading their sockets and the kernel's TCP window pushes back on the exchange. M
 bounded and every tick is either written or still held (``alphapulse_ingest_writer_pending``
 and the backpressure counters show how much and for how long).
 
+What was written is remembered: each entry is appended by ``append.lua``, which in the same
+atomic step raises the partition's ``ingest:last_id:{p}`` hash to the last trade id of each
+symbol of a sequential exchange in the entry (``ingest.lastwritten``), so a restarted ingest
+knows where each stream stopped and counts (and backfills) what the killed one lost.
+
 Order: one flusher, one pipeline at a time, batches retried in order, so the ticks of a symbol
 land in its stream in the order :meth:`put` received them. A pipeline can fail half-way
 (connection lost after some XADDs were applied): every entry carries a tag (field ``w``,
@@ -38,12 +43,13 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from common.contracts import Tick, TickBatch
 from common.logging import get_logger
 from common.names import Keys, partition_of
 from ingest.exchanges.batch import TradeColumns
+from ingest.lastwritten import APPEND_LUA, batch_last_ids
 from ingest.metrics import IngestMetrics
 from ingest.packing import Slice, merge_split, pack, segment_batches
 
@@ -52,6 +58,9 @@ from ingest.packing import Slice, merge_split, pack, segment_batches
 TAG_FIELD = b"w"
 #: Entries looked at, after this writer's last known one, to find what a failed try wrote.
 _TAIL_SCAN = 10_000
+#: One entry to append: its stream, its fields, its ``append.lua`` last-id triplets and the
+#: partition's last-id hash.
+_Entry = tuple[str, dict[bytes, bytes], list[tuple[str, int, bytes]], str]
 
 
 def _b(value: bytes | str) -> bytes:
@@ -76,6 +85,7 @@ class TickWriter:
         max_pending: int = 100_000,
         maxlen: int | None = None,
         retry_max_delay: float = 5.0,
+        sequential: frozenset[str] = frozenset(),
     ) -> None:
         if batch_size < 1 or max_pending < batch_size:
             raise ValueError("need 1 <= batch_size <= max_pending")
@@ -87,6 +97,8 @@ class TickWriter:
         self.max_pending = max_pending
         self._maxlen = maxlen
         self._retry_max_delay = retry_max_delay
+        self._sequential = sequential  # exchanges whose last written id is remembered
+        self._script_sha: str | None = None  # append.lua, loaded on first write / NOSCRIPT
         # Loggers are made per instance, after main() configured logging.
         self._log = get_logger("ingest.writer")
         self._buffers: dict[int, list[Tick]] = {}
@@ -305,9 +317,9 @@ class TickWriter:
 
     def _entries(
         self, buffers: dict[int, list[Tick]], segments: dict[int, list[TickBatch | Slice]]
-    ) -> list[tuple[str, dict[bytes, bytes]]]:
+    ) -> list[_Entry]:
         size = self.batch_size
-        out: list[tuple[str, dict[bytes, bytes]]] = []
+        out: list[_Entry] = []
         for p in {**segments, **buffers}:
             ticks = buffers.get(p, [])
             parts = segments.get(p)
@@ -319,12 +331,12 @@ class TickWriter:
                 if ticks:
                     batches.append(TickBatch.from_ticks(ticks))
                 batches = merge_split(batches, size)
-            stream = self._keys.ticks(p)
+            stream, last_key = self._keys.ticks(p), self._keys.ingest_last_ids(p)
             for batch in batches:
                 fields = batch.encode()
                 self._seq += 1
                 fields[TAG_FIELD] = b"%s:%d" % (self._writer_id, self._seq)
-                out.append((stream, fields))
+                out.append((stream, fields, batch_last_ids(batch, self._sequential), last_key))
         return out
 
     async def _write(
@@ -343,14 +355,15 @@ class TickWriter:
             try:
                 if attempt:
                     entries = await self._not_yet_written(entries)
+                if self._script_sha is None:
+                    self._script_sha = await self._redis.script_load(APPEND_LUA)
                 pipe = self._redis.pipeline(transaction=False)
-                for stream, fields in entries:
-                    if self._maxlen is None:
-                        pipe.xadd(stream, fields)
-                    else:
-                        pipe.xadd(stream, fields, maxlen=self._maxlen, approximate=True)
+                for entry in entries:
+                    self._append(pipe, self._script_sha, entry)
                 ids = await pipe.execute()
             except RedisError as e:
+                if isinstance(e, NoScriptError):  # Redis restarted or failed over: reload
+                    self._script_sha = None
                 attempt += 1
                 self._metrics.writer_errors.inc()
                 delay = random.uniform(0, min(self._retry_max_delay, 0.05 * 2**attempt))
@@ -363,7 +376,7 @@ class TickWriter:
                     return n
                 await asyncio.sleep(delay)
                 continue
-            for (stream, _), entry_id in zip(entries, ids, strict=True):
+            for (stream, _, _, _), entry_id in zip(entries, ids, strict=True):
                 self._last_id[stream] = entry_id
             self._metrics.writer_ticks.inc(n)
             self._metrics.writer_entries.inc(len(entries))
@@ -371,14 +384,24 @@ class TickWriter:
             self.written += n
             return n
 
-    async def _not_yet_written(
-        self, entries: list[tuple[str, dict[bytes, bytes]]]
-    ) -> list[tuple[str, dict[bytes, bytes]]]:
+    def _append(self, pipe: Any, sha: str, entry: _Entry) -> None:
+        """Queue one ``append.lua`` call: XADD the entry, raise its symbols' last ids."""
+        stream, fields, last_ids, last_key = entry
+        args: list[bytes | str | int] = [self._maxlen or 0, len(fields)]
+        for k, v in fields.items():
+            args += (k, v)
+        for field, tid, value in last_ids:
+            args += (field, tid, value)
+        # execute_command, not pipe.evalsha: redis-py's cluster pipeline blocks the method
+        # (its keys still route the command: both share the partition's slot).
+        pipe.execute_command("EVALSHA", sha, 2, stream, last_key, *args)
+
+    async def _not_yet_written(self, entries: list[_Entry]) -> list[_Entry]:
         """``entries`` minus those a failed attempt appended after all (found by tag among
         the entries after this writer's last known one in each stream)."""
         landed: set[bytes] = set()
-        for stream in {s for s, _ in entries}:
-            wanted = {f[TAG_FIELD] for s, f in entries if s == stream}
+        for stream in {e[0] for e in entries}:
+            wanted = {e[1][TAG_FIELD] for e in entries if e[0] == stream}
             last = self._last_id.get(stream)
             if last is None:  # nothing written there yet by us: look at the tail
                 page = await self._redis.xrevrange(stream, "+", "-", count=_TAIL_SCAN)
@@ -387,4 +410,4 @@ class TickWriter:
             landed |= wanted & {fields.get(TAG_FIELD) for _, fields in page}
         if landed:
             self._log.info("writer_retry_skips_landed", entries=len(landed))
-        return [(s, f) for s, f in entries if f[TAG_FIELD] not in landed]
+        return [e for e in entries if e[1][TAG_FIELD] not in landed]

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Final, NamedTuple, TypeVar
@@ -109,6 +109,27 @@ _new: Final = tuple.__new__
 IGNORED: Final = ParseResult(FrameKind.IGNORED)
 PONG: Final = ParseResult(FrameKind.CONTROL, control="pong")
 HEARTBEAT: Final = ParseResult(FrameKind.CONTROL, control="heartbeat")
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryQuery:
+    """One page of an exchange's public REST trade history (``ingest.backfill``): trades of
+    ``native`` from id ``from_id`` on (inclusive; Binance ``fromId``), or after time
+    ``since_ns`` (Kraken ``since``), at most ``limit``. The simulator reads the same from a
+    request (``ExchangeAdapter.history_query``)."""
+
+    native: str
+    from_id: int | None = None
+    since_ns: int | None = None
+    limit: int = 1000
+
+
+class HistoryPage(NamedTuple):
+    """A parsed REST trade-history page: trades in id order, and where the next page starts
+    when the exchange pages by time (Kraken's ``last``; None: from the last id + 1)."""
+
+    ticks: list[Tick]
+    next_since_ns: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +213,14 @@ class ExchangeAdapter(ABC):
     #: The exchange closes connections after this long (Binance: 24 h); None = no limit.
     max_connection_age_s: float | None = None
     heartbeat: Heartbeat
+    #: Public REST trade history usable to backfill gaps (``ingest.backfill``): the base URL
+    #: (overridable: ``INGEST_REST_URL_<EXCHANGE>``) and path; None = not offered by id or
+    #: time for this exchange's stream ids (gaps are then counted, not recovered).
+    default_rest_url: str | None = None
+    history_path: str | None = None
+    #: Pages are found by time (``HistoryQuery.since_ns``), not by trade id (Kraken).
+    history_by_time: bool = False
+    history_max_limit: int = 1000
 
     def __init__(self, *, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
         self.max_frame_bytes = max_frame_bytes
@@ -252,6 +281,25 @@ class ExchangeAdapter(ABC):
             return int(trade_id)
         except ValueError as e:
             raise BadInput("bad_type", f"trade id {trade_id!r} is not an integer") from e
+
+    # ---- REST trade history (backfill; only where ``history_path`` is set) ------------
+    def history_params(self, query: HistoryQuery) -> dict[str, str]:
+        """The query string of one history request."""
+        raise NotImplementedError(f"{self.name} has no REST trade history")
+
+    def parse_history(self, body: bytes, native: str, recv_ts_ns: int) -> HistoryPage:
+        """One history response for ``native`` → its trades in id order (``BadInput`` on
+        anything malformed or an error reply)."""
+        raise NotImplementedError(f"{self.name} has no REST trade history")
+
+    def history_query(self, params: Mapping[str, str]) -> HistoryQuery:
+        """Server side (simulator): the query string of a history request → what it asks
+        (``BadInput`` when it is not one the exchange would accept)."""
+        raise NotImplementedError(f"{self.name} has no REST trade history")
+
+    def render_history(self, ticks: Sequence[Tick], query: HistoryQuery) -> bytes:
+        """Server side (simulator): the response body the exchange sends for ``ticks``."""
+        raise NotImplementedError(f"{self.name} has no REST trade history")
 
     # ---- server side (simulator) ---------------------------------------------------
     @abstractmethod

@@ -18,13 +18,24 @@ module relies on:
 * Kraken documents no per-connection subscription cap; 100 symbols per message and 1000
   per connection are our own conservative bounds.
 
+REST trade history (gap backfill, ``ingest.backfill``): ``GET /0/public/Trades?pair=&since=
+&count=`` pages by *time*: ``since`` is a Unix time in ns, the reply's ``last`` the cursor of
+the next page, rows ``[price, volume, time, "b"|"s", "m"|"l", misc, trade_id]`` with the same
+``trade_id`` as the v2 stream. A backfill starts from the time of the last trade written
+(``ingest.lastwritten``) and keeps the rows whose id falls in the gap. The pair is sent as the
+v2 symbol (``BTC/USD``) with ``assetVersion=1`` (display names); a reply keyed by another
+spelling is taken as long as it holds one pair. Times are read as exact decimals (a float
+loses the microseconds the stream carries).
+
 Symbols: ``BTC/USD`` → ``BTC-USD`` (v2 already says BTC, not XBT).
 """
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from decimal import Decimal, InvalidOperation
 from itertools import groupby
 from typing import Any, Final
 
@@ -39,9 +50,12 @@ from ingest.exchanges.base import (
     PONG,
     ExchangeAdapter,
     Heartbeat,
+    HistoryPage,
+    HistoryQuery,
     ParseResult,
     ServerReply,
     ServerSession,
+    check_ts,
     chunks,
     control_result,
     trade_result,
@@ -65,6 +79,9 @@ class Kraken(ExchangeAdapter):
         idle_timeout_s=10.0,
         server_heartbeat_s=1.0,
     )
+    default_rest_url = "https://api.kraken.com"
+    history_path = "/0/public/Trades"
+    history_by_time = True
 
     def normalize(self, native: str) -> str:
         base, sep, quote = native.upper().partition("/")
@@ -138,6 +155,78 @@ class Kraken(ExchangeAdapter):
             f.iso8601_to_ns(f.get(tr, "timestamp"), "timestamp"),
             recv_ts_ns,
         )
+
+    # ---- REST trade history ------------------------------------------------------------
+    def history_params(self, query: HistoryQuery) -> dict[str, str]:
+        if query.since_ns is None:
+            raise ValueError("Kraken history pages by time: since_ns is needed")
+        count = min(max(1, query.limit), self.history_max_limit)
+        return {"pair": query.native, "since": str(query.since_ns), "count": str(count),
+                "assetVersion": "1"}  # fmt: skip
+
+    def parse_history(self, body: bytes, native: str, recv_ts_ns: int) -> HistoryPage:
+        """A history page. Sample (Kraken docs, ``Trades``)::
+
+        {"error":[],"result":{"XXBTZUSD":[["30243.40000","0.34507674",1688669597.8277369,
+         "b","m","",61044952]],"last":"1688671969993150842"}}
+        """
+        if len(body) > 64 * self.max_frame_bytes:
+            raise BadInput("frame_too_large", f"{len(body)} bytes")
+        try:
+            msg = json.loads(body, parse_float=Decimal)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise BadInput("invalid_json", str(e)[:200]) from None
+        if not isinstance(msg, dict):
+            raise BadInput("unknown_frame", "history reply is not an object")
+        if msg.get("error"):
+            raise BadInput("unknown_frame", f"history error {str(msg['error'])[:200]}")
+        result = f.get_dict(msg, "result")
+        pairs = [v for k, v in result.items() if k != "last"]
+        if len(pairs) != 1 or not isinstance(pairs[0], list):
+            raise BadInput("unknown_frame", f"history result has {len(pairs)} pairs")
+        ticks = [self._history_trade(row, native, recv_ts_ns) for row in pairs[0]]
+        ticks.sort(key=lambda t: int(t.trade_id))
+        last = result.get("last")
+        cursor = int(last) if isinstance(last, str | int) and str(last).isdigit() else None
+        return HistoryPage(ticks, cursor)
+
+    def _history_trade(self, row: Any, native: str, recv_ts_ns: int) -> Tick:
+        if not isinstance(row, list) or len(row) < 7:
+            raise BadInput("bad_type", f"history row {str(row)[:80]}")
+        price, qty, when, side, _, _, tid = row[:7]
+        try:
+            ts = int(Decimal(str(when)) * 1_000_000_000)
+        except (InvalidOperation, ValueError):
+            raise BadInput("bad_type", f"time {str(when)[:40]!r}") from None
+        check_ts(ts)
+        return self.make_tick(
+            native,
+            f.int_id(tid, "trade_id"),
+            f.decimal_str(str(price), "price"),
+            f.decimal_str(str(qty), "volume"),
+            f.side_from(side, "side", "b", "s"),
+            ts,
+            recv_ts_ns,
+        )
+
+    def history_query(self, params: Mapping[str, str]) -> HistoryQuery:
+        native, since = params.get("pair", ""), params.get("since", "")
+        count = params.get("count", "1000")
+        if not native or not since.isdigit() or not count.isdigit():
+            raise BadInput("missing_field", "pair, since (ns) and count are needed")
+        return HistoryQuery(native, None, int(since), min(int(count), self.history_max_limit))
+
+    def render_history(self, ticks: Sequence[Tick], query: HistoryQuery) -> bytes:
+        rows = []
+        for t in ticks:
+            sec, us = divmod(t.ts // 1000, 1_000_000)
+            rows.append(
+                f'["{f.fmt_decimal(t.price)}","{f.fmt_decimal(t.qty)}",{sec}.{us:06d},'
+                f'"{t.side[0]}","m","",{int(t.trade_id)}]'
+            )
+        last = ticks[-1].ts if ticks else query.since_ns
+        pair = json.dumps(query.native)
+        return (f'{{"error":[],"result":{{{pair}:[{",".join(rows)}],"last":"{last}"}}}}').encode()
 
     def server_session(self) -> ServerSession:
         return _KrakenSession()

@@ -165,9 +165,9 @@ def start_stages(pipe: Supervised, db_url: str, csv_path: Path, *sim_args: str) 
     pipe.start("detectors-1", "-m", "detectors", DETECTOR_ID="det-1")
     pipe.start("detectors-2", "-m", "detectors", DETECTOR_ID="det-2")
     url = f"ws://127.0.0.1:{port}/binance/stream"
-    pipe.start(
-        "ingest", "-m", "ingest", EXCHANGES="binance:BTCUSDT,ETHUSDT", INGEST_URL_BINANCE=url
-    )
+    rest = f"http://127.0.0.1:{port}/binance"  # the simulator's REST history: gap backfill
+    pipe.start("ingest", "-m", "ingest", EXCHANGES="binance:BTCUSDT,ETHUSDT",
+               INGEST_URL_BINANCE=url, INGEST_REST_URL_BINANCE=rest)  # fmt: skip
     sim = ["-m", "common.cli", "simulate", "--port", str(port), "--feed", f"binance={csv_path}"]
     pipe.start("simulator", *sim, *sim_args)
 

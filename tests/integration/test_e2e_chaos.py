@@ -10,9 +10,16 @@ throwaway ``initdb`` server (as in ``test_sink_outage``). The feed is the first 
 recorded BTC+ETH sessions at 4x (about 40 s of chaos). Replay closes the bars still open at
 the end of the file; the live detectors close them once a partition is idle, which can only
 equal replay if no outage pauses a partition for longer than the allowed lateness: it is
-20 s here (for replay too), far above the few seconds any fault here lasts. The simulator
-re-sends the last 5000 trades to each new subscription, so trades a SIGKILLed ingest had
-received but not yet written come again (detectors drop duplicate trade ids).
+20 s here (for replay too), far above the few seconds any fault here lasts.
+
+Ingest is frozen (SIGSTOP) for ``INGEST_FREEZE_S``, then SIGKILLed, at each of
+``INGEST_KILLS_AT`` (besides the random kills; it reconnects within 0.5 s after the
+simulator's cuts, so it is most likely connected then). The simulator keeps sending into its
+socket meanwhile and re-sends only 10 trades to a new subscription (``--overlap 10``), so the
+trades the killed ingest was sent but never wrote are a gap after its restart: the restarted
+ingest finds it from the last ids it wrote (kept in Redis) and backfills it from the
+simulator's REST history before its live trades. Nothing may be missing from what replay
+computes.
 ``CHAOS_SEED`` picks the schedule (logged; the default is fixed so runs repeat).
 """
 
@@ -21,6 +28,8 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import re
+import signal
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -48,6 +57,7 @@ CHAOS_S = 36.0  # the feed lasts about 150 s / 4
 PG_RESTART_AT, REDIS_RESTART_AT = 10.0, 22.0
 OUTAGE_S = 2.0
 LATENESS_MS = 20_000
+INGEST_KILLS_AT, INGEST_FREEZE_S = (8.0, 26.0), 3.0  # ingest frozen, then SIGKILLed, here
 
 
 def kill_schedule(rng: random.Random) -> list[tuple[float, str]]:
@@ -56,7 +66,7 @@ def kill_schedule(rng: random.Random) -> list[tuple[float, str]]:
     while t < CHAOS_S:
         out.append((t, rng.choice(WORKERS)))
         t += rng.uniform(2.5, 4.5)
-    return out
+    return sorted([*out, *((t, "ingest frozen") for t in INGEST_KILLS_AT)])
 
 
 @pytest.fixture
@@ -79,6 +89,10 @@ async def chaos(pipe: Supervised, redis_node: RedisNode, pg: ThrowawayServer) ->
         assert pipe.proc("simulator").poll() is None, pipe.log_tail()
         if kills and kills[0][0] <= now:
             _, name = kills.pop(0)
+            if name == "ingest frozen":  # trades sent to it pile up unread, then it dies
+                name = "ingest"
+                pipe.proc(name).send_signal(signal.SIGSTOP)
+                await asyncio.sleep(INGEST_FREEZE_S)
             pipe.kill(name)
             events.append(f"{now:.1f}s kill {name}")
         if not pg_done and now >= PG_RESTART_AT:
@@ -98,6 +112,13 @@ async def chaos(pipe: Supervised, redis_node: RedisNode, pg: ThrowawayServer) ->
     return events
 
 
+def history_served(log: Path) -> int:
+    """Trades the simulator's REST history served (ingest's backfills), from its log: the
+    simulator is never killed, while a SIGKILLed ingest loses the log lines it buffered."""
+    found = re.findall(r"sim_history .* trades=(\d+)", log.read_text(errors="replace"))
+    return sum(map(int, found))
+
+
 async def test_faults_leave_exactly_what_replay_computes(
     pg: ThrowawayServer, tmp_path: Path
 ) -> None:
@@ -109,17 +130,22 @@ async def test_faults_leave_exactly_what_replay_computes(
     try:
         redis_node.start()
         env = stage_env(f"redis://127.0.0.1:{redis_node.port}/0", "chaos:", PARTITIONS, LATENESS_MS)
+        env["INGEST_BACKOFF_MAX_S"] = "0.5"  # reconnect at once after the simulator's cuts
         want = await replay_rows(csv_path, tmp_path / "replay", env, PARTITIONS)
         assert len(want[2]) >= 5
         url = await asyncio.to_thread(pg.up)
         db = Db("postgres", url, "public", url)  # the whole throwaway server is this test's
         pipe = Supervised(tmp_path, env)
-        sim = ("--speed", SPEED, "--drop-every", "5", "--overlap", "5000")
+        sim = ("--speed", SPEED, "--drop-every", "5", "--overlap", "10")
         start_stages(pipe, db.url, csv_path, *sim)
         events = await chaos(pipe, redis_node, pg)
         print("chaos:", "; ".join(events))
         assert sum(" kill " in e for e in events) >= 8
+        assert sum(" kill ingest" in e for e in events) >= 1
         await drain_and_compare(pipe, db, want, env, 120)
+        served = history_served(tmp_path / "simulator.log")
+        print(f"the simulator's REST history served {served} trades to ingest's backfills")
+        assert served > 0, "a killed ingest must have left a gap to backfill"
         cuts = (tmp_path / "simulator.log").read_text().count("sim_drop")
         assert cuts >= 3, "the simulator must have cut ingest's connections"
         print(f"simulator cut {cuts} connections")

@@ -75,7 +75,7 @@ def test_flushed_entries_keep_each_partitions_ticks_in_offer_order(
             expected.setdefault(keys.ticks(partition_of(t.exchange, t.symbol, PARTITIONS)), [])
             expected[keys.ticks(partition_of(t.exchange, t.symbol, PARTITIONS))].append(t)
     got: dict[str, list[Tick]] = {}
-    for stream, fields in w._entries(w._buffers, w._segments):
+    for stream, fields, _, _ in w._entries(w._buffers, w._segments):
         batch = TickBatch.decode(fields)
         assert 1 <= len(batch) <= batch_size
         held = {(t.exchange, t.symbol, t.native_symbol) for t in batch}

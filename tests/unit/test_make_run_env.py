@@ -68,6 +68,7 @@ def test_sim_points_ingest_at_the_simulator_for_the_files_symbols(ticks_csv: Pat
     assert dict(run.exports) == {
         "EXCHANGES": "binance:BTCUSDT,ETHUSDT",
         "INGEST_URL_BINANCE": "ws://127.0.0.1:9999/binance/stream",
+        "INGEST_REST_URL_BINANCE": "http://127.0.0.1:9999/binance",  # the gap backfill's
     }
     assert run.unset == ()
     assert run.processes == procfile_names(PROCFILE)  # the simulator and everything else
@@ -79,6 +80,7 @@ def test_sim_as_another_exchange_uses_its_spelling_and_path(tmp_path: Path) -> N
     assert dict(run.exports) == {
         "EXCHANGES": "kraken:BTC/USD,XRP/USD",
         "INGEST_URL_KRAKEN": "ws://127.0.0.1:8765/kraken/v2",
+        "INGEST_REST_URL_KRAKEN": "http://127.0.0.1:8765/kraken",
     }
 
 
@@ -93,7 +95,11 @@ def test_live_has_no_simulator_no_url_override_and_btc_eth_on_five_exchanges() -
     run = plan("live", procfile=PROCFILE)
     assert live_exchanges() == LIVE
     assert dict(run.exports) == {"EXCHANGES": LIVE}
-    assert set(run.unset) == {"INGEST_URL_" + x.upper().replace("-", "_") for x in EXCHANGES}
+    assert set(run.unset) == {
+        f"INGEST_{kind}URL_" + x.upper().replace("-", "_")
+        for x in EXCHANGES
+        for kind in ("", "REST_")
+    }
     assert SIMULATOR not in run.processes
     assert run.processes == tuple(n for n in procfile_names(PROCFILE) if n != SIMULATOR)
     assert "ingest" in run.processes and "tail" in run.processes
