@@ -26,6 +26,11 @@ variable                           default    meaning
                                               default 700); fewer collections, ~15 % faster
 ``INGEST_READ_BATCH``              128        frames already received that a reader handles
                                               as one batch (Binance; 1 = frame by frame)
+``INGEST_MAX_AHEAD_S``             300        a trade time further ahead of its receipt is
+                                              implausible (``time_ahead``, dead-lettered)
+``INGEST_MAX_ID_JUMP``             1000000    sequential ids may jump this far ...
+``INGEST_MAX_IDS_PER_S``           100000     ... plus this per second of trade time since
+                                              the symbol's last trade (else ``id_jump``)
 =================================  =========  ================================================
 
 Plus every ``CommonSettings`` variable (``REDIS_URL``, ``PARTITIONS``, ``NAMESPACE``,
@@ -36,9 +41,10 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from common.errors import BadInput, ConfigError
+from common.plausibility import PlausibilityLimits
 from common.settings import CommonSettings, env_float, env_int, env_optional
 from ingest.exchanges import EXCHANGES, get_adapter
 from ingest.sources import symbol_names
@@ -66,6 +72,7 @@ class IngestSettings:
     dedup_window: int = 4096
     gc_gen0: int = DEFAULT_GC_GEN0
     read_batch: int = 128
+    limits: PlausibilityLimits = field(default_factory=PlausibilityLimits)
 
     def url(self, exchange: str) -> str | None:
         return dict(self.urls).get(exchange)
@@ -108,6 +115,7 @@ class IngestSettings:
             dedup_window=env_int(env, "INGEST_DEDUP_WINDOW", 4096, lo=1),
             gc_gen0=env_int(env, "INGEST_GC_GEN0", DEFAULT_GC_GEN0, lo=0),
             read_batch=env_int(env, "INGEST_READ_BATCH", 128, lo=1, hi=4096),
+            limits=PlausibilityLimits.from_env(env, "INGEST"),
         )
 
 
