@@ -172,6 +172,31 @@ async def test_poison_row_is_dead_lettered_and_the_rest_stored(
 
 
 @pytest.mark.parametrize("method", ["copy", "staging", "unnest"])
+async def test_a_row_that_cannot_be_encoded_is_dead_lettered_and_the_rest_stored(
+    db: Db, redis_client: aioredis.Redis, keys: Keys, method: str
+) -> None:
+    # Issue 11 item 4: a pattern value beyond int4 made asyncpg raise OverflowError while
+    # encoding the COPY — not a rejection the sink isolated — and the batch never committed.
+    for i in range(20):
+        patterns = {"CDLHAMMER": 2**31 if i == 7 else 100, "CDLDOJI": -100}
+        await redis_client.xadd(keys.patterns, make_event(i, patterns).encode())  # type: ignore[arg-type]
+        await redis_client.xadd(keys.bars, make_bar(i).encode())  # type: ignore[arg-type]
+    await redis_client.xadd(keys.signals, make_signal(1))  # type: ignore[arg-type]
+
+    await asyncio.wait_for(run_sink(db, redis_client, keys, write_method=method), 60)
+
+    assert await db.count("patterns") == (39, 39)
+    assert await db.count("bars") == (20, 20)
+    assert await db.count("signals") == (1, 1)
+    dead = await dead_letters(redis_client, keys.dlq(keys.patterns))
+    assert len(dead) == 1 and dead[0][b"reason"] == b"rejected_row"
+    assert b'"value":2147483648' in dead[0][b"row"] and b'"pattern":"CDLHAMMER"' in dead[0][b"row"]
+    assert b"int32" in dead[0][b"error"] or b"integer out of range" in dead[0][b"error"]
+    for stream in (keys.patterns, keys.bars, keys.signals):
+        assert await pending(redis_client, stream) == 0
+
+
+@pytest.mark.parametrize("method", ["copy", "staging", "unnest"])
 async def test_store_is_idempotent_and_reports_rejected_rows_by_index(db: Db, method: str) -> None:
     store = Store(db.url, method=method)
     await store.connect()
