@@ -17,6 +17,10 @@ variable                 default           meaning
 ``CHECKPOINT_INTERVAL``  1000              ms between checkpoints of a busy partition
 ``HEARTBEAT_MS``         LEASE_TTL_MS / 3  membership heartbeat / lease renewal period
 ``DETECTOR_ID``          host-pid-random   this process's member id
+``DETECTORS_MAX_AHEAD_S`` 300              a tick further ahead of both its receive time and
+                                           the partition's highest event time is rejected
+``DETECTORS_MAX_ID_JUMP`` 1000000          numeric ids may jump this far above the series'
+``DETECTORS_MAX_IDS_PER_S`` 100000         highest, plus this per second elapsed (else rejected)
 =======================  ================  ===================================================
 
 Plus every shared variable of ``CommonSettings`` (``REDIS_URL``, ``PARTITIONS``, ``BATCH_COUNT``,
@@ -32,6 +36,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from common.errors import ConfigError
+from common.plausibility import PlausibilityLimits
 from common.settings import (
     CommonSettings,
     env_int,
@@ -86,6 +91,7 @@ def engine_config_from_env(env: Mapping[str, str]) -> EngineConfig:
         patterns=chosen,
         indicators=IndicatorConfig(ema_period=env_int(env, "EMA_PERIOD", 20, lo=2, hi=1000)),
         cooldown_bars=recent_bars_from_env(env),
+        limits=PlausibilityLimits.from_env(env, "DETECTORS"),
     )
 
 
