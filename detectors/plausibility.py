@@ -62,22 +62,26 @@ def apply_plausible(
     if n == 0:
         return []
     rec = batch.records
-    num = _numeric_ids(batch.trade_ids)  # NONE where an id is not a number
-    bad = _invalid(rec) | (num == _BAD)
-    ts_ms = rec["ts"] // 1_000_000
+    num, all_numeric = _numeric_ids(batch.trade_ids)  # NONE where an id is not a number
+    lut = np.array([agg.index.get((ex, s), -1) for ex, s, _ in batch.symbols], np.int64)
     ahead_ms = int(limits.max_ahead_s * 1000)
-    recv_ms = rec["recv"] // 1_000_000
+    if _all_clear(
+        agg, rec, lut, num, limits=limits, ahead_ms=ahead_ms
+    ):  # the common case: all at once
+        agg.apply(batch, out, num if all_numeric else None, lut)
+        return []
+    bad = _invalid(rec) | (num == _BAD)
+    ahead_ns = ahead_ms * 1_000_000
+    ts, recv = rec["ts"], rec["recv"]
     # Conservative first pass: the partition's highest time only grows and a series' highest
     # id too, so a tick clear of the limits against the state at the start of the batch is
-    # clear against any later state; only the others need the exact judgement.
-    start_max = agg.max_ts if agg.max_ts != NONE else None
-    doubtful = (recv_ms <= 0) | (ts_ms > recv_ms + ahead_ms)
-    doubtful &= True if start_max is None else ts_ms > start_max + ahead_ms
-    doubtful |= _maybe_id_jump(agg, batch, num, limits.max_id_jump)
+    # clear against any later state; only the others need the exact judgement. (In ns, the
+    # same verdicts as ``_judge``'s in ms: ``ahead_ns`` is a whole number of ms.)
+    doubtful = (recv < 1_000_000) | (ts > recv + ahead_ns)
+    if agg.max_ts != NONE:
+        doubtful &= ts >= (agg.max_ts + ahead_ms + 1) * 1_000_000
+    doubtful |= _maybe_id_jump(agg, batch, lut, num, limits.max_id_jump)
     doubtful &= ~bad
-    if not bad.any() and not doubtful.any():  # the common case: all of it, at once
-        agg.apply(batch, out)
-        return []
     rejected: Rejected = []
     start = 0
     for i in np.flatnonzero(bad | doubtful).tolist():
@@ -103,6 +107,44 @@ def rejected_ticks(batch: TickBatch, rejected: Rejected) -> list[tuple[Tick, str
     return [(next(iter(_slice(batch, i, i + 1))), reason) for i, reason in rejected]
 
 
+def _all_clear(
+    agg: BarAggregator,
+    rec: npt.NDArray[np.void],
+    lut: npt.NDArray[np.int64],
+    num: npt.NDArray[np.int64],
+    *,
+    limits: PlausibilityLimits,
+    ahead_ms: int,
+) -> bool:
+    """The first pass in a few reductions, no mask: True when every tick is valid, none
+    runs ahead of its receipt, and every series is known with no id far above its highest
+    (what a healthy stream gives batch after batch). False: the masks decide."""
+    price, qty, ts, recv = rec["price"], rec["qty"], rec["ts"], rec["recv"]
+    if not (  # NaN fails every comparison
+        price.min() > 0.0
+        and price.max() < MAX_PRICE
+        and qty.min() > 0.0
+        and qty.max() < MAX_QTY
+        and ts.min() >= MIN_TS_NS
+        and ts.max() < MAX_TS_NS
+        and recv.min() >= 1_000_000
+        and (ts - recv).max() <= ahead_ms * 1_000_000
+    ):
+        return False
+    if len(lut) == 0 or lut.min() < 0:
+        return False
+    hwm = agg.id_hwm[lut]
+    if hwm.min() == NONE:
+        return False
+    numeric = num > _BAD
+    if numeric.all():
+        return bool((num - hwm[rec["sym"]]).max() <= limits.max_id_jump + 1)
+    if (num == _BAD).any():
+        return False
+    jump = (num - hwm[rec["sym"]])[numeric]
+    return len(jump) == 0 or bool(jump.max() <= limits.max_id_jump + 1)
+
+
 def _invalid(rec: npt.NDArray[np.void]) -> npt.NDArray[np.bool_]:
     """Stateless validity: finite positive bounded price and qty, a time in range."""
     price, qty, ts = rec["price"], rec["qty"], rec["ts"]
@@ -123,21 +165,25 @@ def _reason(r: np.void, tid: np.int64) -> str:
 
 
 def _maybe_id_jump(
-    agg: BarAggregator, batch: TickBatch, num: npt.NDArray[np.int64], max_jump: int
+    agg: BarAggregator,
+    batch: TickBatch,
+    lut: npt.NDArray[np.int64],
+    num: npt.NDArray[np.int64],
+    max_jump: int,
 ) -> npt.NDArray[np.bool_]:
     """Ticks that *may* jump too far: above a lower bound of their series' highest id by
     more than ``max_jump`` (the allowance is never smaller). The bound is the highest id at
     the start of the batch, or for a series new in this batch its smallest id here (any
-    highest id it reaches before a tick is at least that)."""
+    highest id it reaches before a tick is at least that). ``lut``: the series index of each
+    of ``batch.symbols`` (-1: not seen yet)."""
     sym = batch.records["sym"].astype(np.intp)
     numeric = num > _BAD
-    if not numeric.any():
-        return np.zeros(len(num), np.bool_)
-    lut = np.array([agg.index.get((ex, s), -1) for ex, s, _ in batch.symbols], np.int64)
     hwm = np.where(lut >= 0, agg.id_hwm[np.maximum(lut, 0)] if len(agg.id_hwm) else NONE, NONE)
-    lowest = np.full(len(lut), _MAX_ID, np.int64)
-    np.minimum.at(lowest, sym[numeric], num[numeric])
-    bound = np.where(hwm != NONE, hwm, np.where(lowest < _MAX_ID, lowest, NONE))[sym]
+    if (hwm == NONE).any():  # a series without a highest id yet: bound it by this batch
+        lowest = np.full(len(lut), _MAX_ID, np.int64)
+        np.minimum.at(lowest, sym[numeric], num[numeric])
+        hwm = np.where(hwm != NONE, hwm, np.where(lowest < _MAX_ID, lowest, NONE))
+    bound = hwm[sym]
     doubtful: npt.NDArray[np.bool_] = numeric & (bound != NONE) & (num - bound - 1 > max_jump)
     return doubtful
 
@@ -173,15 +219,19 @@ def _judge(
 _BAD = NONE + 1  # a numeric id out of range
 
 
-def _numeric_ids(ids: list[str]) -> npt.NDArray[np.int64]:
+def _numeric_ids(ids: list[str]) -> tuple[npt.NDArray[np.int64], bool]:
     """The ids as integers: ``NONE`` where an id is not a number (Bybit's UUIDs), ``_BAD``
-    where it is one out of [0, 2^62)."""
+    where it is one out of [0, 2^62); and whether all of them are numbers in range (the
+    array is then exactly the ids, for the aggregator's duplicate check)."""
     try:
         num = np.array(ids, dtype=np.int64)
     except (ValueError, OverflowError):
-        return np.array([_id_value(t) for t in ids], np.int64)
-    num[(num < 0) | (num >= _MAX_ID)] = _BAD
-    return num
+        return np.array([_id_value(t) for t in ids], np.int64), False
+    if len(num) and (num.min() < 0 or num.max() >= _MAX_ID):
+        out_of_range = (num < 0) | (num >= _MAX_ID)
+        num[out_of_range] = _BAD
+        return num, False
+    return num, True
 
 
 def _id_value(tid: str) -> int:
