@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from common.contracts import Tick, TickBatch
+from common.errors import ConfigError
 from common.plausibility import PlausibilityLimits
 from detectors.engine import EngineConfig, Output, PartitionEngine
 from detectors.settings import engine_config_from_env
@@ -138,3 +139,7 @@ def test_limits_are_settings() -> None:
     config = engine_config_from_env({"DETECTORS_MAX_AHEAD_S": "5", "DETECTORS_MAX_ID_JUMP": "9"})
     assert config.limits == PlausibilityLimits(max_ahead_s=5.0, max_id_jump=9)
     assert engine_config_from_env({}).limits == PlausibilityLimits()
+    for var, bad in (("DETECTORS_MAX_AHEAD_S", "0.5"), ("DETECTORS_MAX_ID_JUMP", "-3"),
+                     ("DETECTORS_MAX_IDS_PER_S", "many")):  # fmt: skip
+        with pytest.raises(ConfigError, match=var):
+            engine_config_from_env({var: bad})
