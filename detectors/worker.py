@@ -284,19 +284,22 @@ class PartitionRunner:
             batch = TickBatch.decode(entry.fields)
         except DecodeError as e:
             metrics.bad_entries.labels(e.reason).inc()
-            await self._dead_letter(entry, e, e.reason)
+            await self._dead_letters([(entry, e, e.reason)])
             engine.last_id = entry.id
             return Output()
         before = engine.agg.counters
         late, dups = before.late, before.duplicates
         out = engine.apply(batch, entry.id)
-        for tick, reason in out.rejected:  # not applied: each goes to the DLQ on its own
-            metrics.implausible.labels(reason).inc()
-            one = Entry(entry.stream, entry.id, TickBatch.from_ticks([tick]).encode())
-            detail = f"{tick.exchange}:{tick.symbol} id {tick.trade_id} price {tick.price} "
-            detail += f"qty {tick.qty} time {tick.ts} ns received {tick.recv_ts} ns"
-            await self._dead_letter(one, detail, reason)
-        out.rejected = []
+        if out.rejected:  # not applied: each goes to the DLQ on its own, as a one-tick entry
+            letters: list[tuple[Entry, BaseException | str, str]] = []
+            for tick, reason in out.rejected:
+                metrics.implausible.labels(reason).inc()
+                one = Entry(entry.stream, entry.id, TickBatch.from_ticks([tick]).encode())
+                detail = f"{tick.exchange}:{tick.symbol} id {tick.trade_id} price {tick.price} "
+                detail += f"qty {tick.qty} time {tick.ts} ns received {tick.recv_ts} ns"
+                letters.append((one, detail, reason))
+            await self._dead_letters(letters)
+            out.rejected = []
         metrics.ticks.inc(len(batch))
         metrics.late.inc(engine.agg.counters.late - late)
         metrics.duplicates.inc(engine.agg.counters.duplicates - dups)
@@ -305,16 +308,20 @@ class PartitionRunner:
             self.progress_wall_ms = time.time() * 1000
         return out
 
-    async def _dead_letter(self, entry: Entry, error: BaseException | str, reason: str) -> None:
-        fields = dead_letter_fields(
-            entry, error, reason=reason, group=GROUP_DETECTORS, consumer=self.consumer
-        )
-        await self.redis.xadd(
-            self.service.keys.dlq(self.stream),
-            dict(fields.items()),
-            maxlen=DLQ_MAXLEN,
-            approximate=True,
-        )
+    async def _dead_letters(self, letters: list[tuple[Entry, BaseException | str, str]]) -> None:
+        """XADD ``(entry, error, reason)`` dead letters to ``dlq:ticks:{p}`` in one pipeline."""
+        pipe = self.redis.pipeline(transaction=False)
+        for entry, error, reason in letters:
+            fields = dead_letter_fields(
+                entry, error, reason=reason, group=GROUP_DETECTORS, consumer=self.consumer
+            )
+            pipe.xadd(
+                self.service.keys.dlq(self.stream),
+                dict(fields.items()),
+                maxlen=DLQ_MAXLEN,
+                approximate=True,
+            )
+        await pipe.execute()
 
     def _idle_close(self) -> Output:
         """Close bars by extrapolated event time when the partition has gone quiet."""
