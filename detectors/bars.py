@@ -149,17 +149,30 @@ class BarAggregator:
         )
 
     # --- ticks -------------------------------------------------------------------------
-    def apply(self, batch: TickBatch, out: ClosedBars) -> None:
-        """Apply one batch of ticks (in order); append every bar it closes to ``out``."""
+    def apply(
+        self,
+        batch: TickBatch,
+        out: ClosedBars,
+        numeric_ids: I64 | None = None,
+        series: I64 | None = None,
+    ) -> None:
+        """Apply one batch of ticks (in order); append every bar it closes to ``out``.
+        ``numeric_ids``: the trade ids as int64 if the caller parsed them already (all
+        numeric); ``series``: the series index of each of ``batch.symbols`` if the caller
+        looked them up already (all registered) — each spares this step a second pass."""
         n = len(batch)
         if n == 0:
             return
         rec = batch.records
-        lut = np.array([self.sid_of(ex, sym) for ex, sym, _ in batch.symbols], np.int64)
+        lut = (
+            series
+            if series is not None
+            else np.array([self.sid_of(ex, sym) for ex, sym, _ in batch.symbols], np.int64)
+        )
         sid = lut[rec["sym"].astype(np.intp)]
         ts = rec["ts"] // 1_000_000
         self.counters.ticks += n
-        dup = self._duplicates(sid, batch.trade_ids)
+        dup = self._duplicates(sid, batch.trade_ids, numeric_ids)
 
         # Watermark before each tick: from the ticks before it in partition order.
         tsk = np.where(dup, NONE, ts)
@@ -190,12 +203,15 @@ class BarAggregator:
             self._aggregate(sid[acc], fb[acc], rec[acc], out)
         self.close_until(self.watermark, out)
 
-    def _duplicates(self, sid: I64, ids: list[str]) -> npt.NDArray[np.bool_]:
+    def _duplicates(
+        self, sid: I64, ids: list[str], num: I64 | None = None
+    ) -> npt.NDArray[np.bool_]:
         """Mark ticks whose (series, trade id) was seen before (see the module docstring)."""
-        try:
-            num = np.array(ids, dtype=np.int64)
-        except (ValueError, OverflowError):
-            return self._duplicates_slow(sid, ids)
+        if num is None:
+            try:
+                num = np.array(ids, dtype=np.int64)
+            except (ValueError, OverflowError):
+                return self._duplicates_slow(sid, ids)
         order = np.argsort(sid, kind="stable")
         s_sorted = sid[order]
         v = num[order]

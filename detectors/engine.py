@@ -1,7 +1,8 @@
 """The partition state machine (pure): tick batches in, closed bars and pattern events out.
 
-``PartitionEngine.apply(batch)`` aggregates the ticks (:mod:`detectors.bars`), then feeds
-every bar that closed to the indicators (:mod:`detectors.indicators`) and the pattern
+``PartitionEngine.apply(batch)`` screens the ticks (:mod:`detectors.plausibility`: an
+implausible tick is rejected, never applied), aggregates the rest (:mod:`detectors.bars`),
+then feeds every bar that closed to the indicators (:mod:`detectors.indicators`) and the pattern
 kernels (:mod:`detectors.patterns`). Closed bars are processed in the order (bar end,
 longest timeframe first) and evaluated together per (timeframe, end) group, i.e.
 vectorized over every series of the partition that closes at the same boundary. Ordering by
@@ -24,11 +25,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from common.contracts import DEFAULT_RECENT_BARS, Bar, BarOutcome, PatternEvent, TickBatch
+from common.contracts import DEFAULT_RECENT_BARS, Bar, BarOutcome, PatternEvent, Tick, TickBatch
+from common.plausibility import PlausibilityLimits
 from detectors.bars import BarAggregator, ClosedBars
 from detectors.indicators import IndicatorBank, IndicatorConfig
 from detectors.outcomes import Completed, OutcomeConfig, OutcomeTracker
 from detectors.patterns import PatternEngine, PatternState
+from detectors.plausibility import apply_plausible, rejected_ticks
 from detectors.timeframes import DEFAULT_TIMEFRAMES, Timeframe, parse_timeframes
 
 F64 = npt.NDArray[np.float64]
@@ -46,6 +49,9 @@ class EngineConfig:
     cooldown_bars: int = DEFAULT_RECENT_BARS  # horizon of ``recent``, bars of the event's tf
     dedup_window: int = 4096
     outcomes: OutcomeConfig = field(default_factory=OutcomeConfig)
+    # Not in the fingerprint: the limits decide only about implausible ticks, and a
+    # checkpoint stays valid when they are retuned (a plausible stream gives the same bars).
+    limits: PlausibilityLimits = field(default_factory=PlausibilityLimits)
 
     def fingerprint(self) -> dict[str, Any]:
         """What a checkpoint's state depends on (the outcome cost is not state: left out)."""
@@ -64,16 +70,19 @@ class EngineConfig:
 @dataclass(slots=True)
 class Output:
     """What one step produced: every closed bar, the bars on which a pattern fired, and the
-    outcome horizons that the closed bars completed (:mod:`detectors.outcomes`)."""
+    outcome horizons that the closed bars completed (:mod:`detectors.outcomes`), and the
+    ticks rejected as implausible (with the reason; to be dead-lettered, never applied)."""
 
     bars: list[Bar] = field(default_factory=list)
     events: list[PatternEvent] = field(default_factory=list)
     outcomes: list[BarOutcome] = field(default_factory=list)
+    rejected: list[tuple[Tick, str]] = field(default_factory=list)
 
     def extend(self, other: Output) -> None:
         self.bars.extend(other.bars)
         self.events.extend(other.events)
         self.outcomes.extend(other.outcomes)
+        self.rejected.extend(other.rejected)
 
 
 class PartitionEngine:
@@ -96,10 +105,13 @@ class PartitionEngine:
     def apply(self, batch: TickBatch, entry_id: str | None = None) -> Output:
         """Apply one tick batch (the stream entry ``entry_id``); return what closed."""
         closed = ClosedBars()
-        self.agg.apply(batch, closed)
+        rejected = apply_plausible(self.agg, batch, self.config.limits, closed)
         if entry_id is not None:
             self.last_id = entry_id
-        return self._process(closed)
+        out = self._process(closed)
+        if rejected:
+            out.rejected = rejected_ticks(batch, rejected)
+        return out
 
     def advance_to(self, event_time_ms: int) -> Output:
         """Live idle timer (see :meth:`BarAggregator.advance_to`)."""

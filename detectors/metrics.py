@@ -72,5 +72,13 @@ class DetectorMetrics:
             registry=reg,
         )
 
+        self.implausible = Counter(
+            "alphapulse_detectors_implausible_ticks_total",
+            "Ticks rejected before they were applied and dead-lettered, by reason "
+            "(bad_price, bad_qty, bad_time, bad_id, time_ahead, id_jump).",
+            ["reason"],
+            registry=reg,
+        )
+
 
 DETECTOR_METRICS = DetectorMetrics()

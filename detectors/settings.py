@@ -23,6 +23,10 @@ variable                 default           meaning
                                            then writes, checkpoints if due and yields, so
                                            heartbeat and renewal are never starved by work
 ``DETECTOR_ID``          host-pid-random   this process's member id
+``DETECTORS_MAX_AHEAD_S`` 300              a tick further ahead of both its receive time and
+                                           the partition's highest event time is rejected
+``DETECTORS_MAX_ID_JUMP`` 1000000          numeric ids may jump this far above the series'
+``DETECTORS_MAX_IDS_PER_S`` 100000         highest, plus this per second elapsed (else rejected)
 =======================  ================  ===================================================
 
 Plus every shared variable of ``CommonSettings`` (``REDIS_URL``, ``PARTITIONS``, ``BATCH_COUNT``,
@@ -38,6 +42,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from common.errors import ConfigError
+from common.plausibility import PlausibilityLimits
 from common.settings import (
     CommonSettings,
     env_float,
@@ -97,6 +102,7 @@ def engine_config_from_env(env: Mapping[str, str]) -> EngineConfig:
         indicators=IndicatorConfig(ema_period=env_int(env, "EMA_PERIOD", 20, lo=2, hi=1000)),
         cooldown_bars=recent_bars_from_env(env),
         outcomes=outcome_config_from_env(env),
+        limits=PlausibilityLimits.from_env(env, "DETECTORS"),
     )
 
 

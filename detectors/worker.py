@@ -13,7 +13,9 @@ acquire the free partitions the table gives to it. Each owned partition has a
    XCLAIM because every owner of the partition is the same consumer), then new ones
    (``XREADGROUP >``), which are read back the same way so they are applied strictly in id
    order even if a stale owner grabbed some;
-3. apply each entry (an entry that does not decode is dead-lettered and counted as applied);
+3. apply each entry (an entry that does not decode is dead-lettered and counted as applied;
+   a tick the engine rejects as implausible — :mod:`detectors.plausibility` — is
+   dead-lettered alone, as a one-tick entry of its own, with the reason);
 4. XADD the closed bars to ``bars``, the pattern events to ``patterns`` and the completed
    outcome horizons to ``outcomes`` (deterministic ids in the fields; a crash before the
    checkpoint replays them with the same ids);
@@ -355,20 +357,22 @@ class PartitionRunner:
             batch = TickBatch.decode(entry.fields)
         except DecodeError as e:
             metrics.bad_entries.labels(e.reason).inc()
-            fields = dead_letter_fields(
-                entry, e, reason=e.reason, group=GROUP_DETECTORS, consumer=self.consumer
-            )
-            await self.redis.xadd(
-                self.service.keys.dlq(self.stream),
-                dict(fields.items()),
-                maxlen=DLQ_MAXLEN,
-                approximate=True,
-            )
+            await self._dead_letters([(entry, e, e.reason)])
             engine.last_id = entry.id
             return Output()
         before = engine.agg.counters
         late, dups = before.late, before.duplicates
         out = engine.apply(batch, entry.id)
+        if out.rejected:  # not applied: each goes to the DLQ on its own, as a one-tick entry
+            letters: list[tuple[Entry, BaseException | str, str]] = []
+            for tick, reason in out.rejected:
+                metrics.implausible.labels(reason).inc()
+                one = Entry(entry.stream, entry.id, TickBatch.from_ticks([tick]).encode())
+                detail = f"{tick.exchange}:{tick.symbol} id {tick.trade_id} price {tick.price} "
+                detail += f"qty {tick.qty} time {tick.ts} ns received {tick.recv_ts} ns"
+                letters.append((one, detail, reason))
+            await self._dead_letters(letters)
+            out.rejected = []
         metrics.ticks.inc(len(batch))
         metrics.late.inc(engine.agg.counters.late - late)
         metrics.duplicates.inc(engine.agg.counters.duplicates - dups)
@@ -376,6 +380,21 @@ class PartitionRunner:
             self.max_ts_seen = engine.agg.max_ts
             self.progress_wall_ms = time.time() * 1000
         return out
+
+    async def _dead_letters(self, letters: list[tuple[Entry, BaseException | str, str]]) -> None:
+        """XADD ``(entry, error, reason)`` dead letters to ``dlq:ticks:{p}`` in one pipeline."""
+        pipe = self.redis.pipeline(transaction=False)
+        for entry, error, reason in letters:
+            fields = dead_letter_fields(
+                entry, error, reason=reason, group=GROUP_DETECTORS, consumer=self.consumer
+            )
+            pipe.xadd(
+                self.service.keys.dlq(self.stream),
+                dict(fields.items()),
+                maxlen=DLQ_MAXLEN,
+                approximate=True,
+            )
+        await pipe.execute()
 
     def _idle_close(self) -> Output:
         """Close bars by extrapolated event time when the partition has gone quiet."""

@@ -25,7 +25,14 @@ WebSocket *sessions* one after another:
    the deduper. If the replacement cannot connect, the old session keeps reading meanwhile.
 
 Bad frames are counted by reason, dead-lettered and logged at a bounded rate; the session
-goes on.
+goes on. Text frames are read as bytes (no UTF-8 decoding by websockets, which would fail
+the whole connection on one bad byte): a frame that is not UTF-8 is ``invalid_json`` like
+any other undecodable frame. Implausible trades (``common.plausibility``: a time more than
+``max_ahead_s`` ahead of its receive time, an id jump the elapsed time does not allow) are
+dead-lettered as ``time_ahead`` / ``id_jump`` and counted in
+``alphapulse_ingest_implausible_ticks_total``; they reach neither the writer nor the
+deduper's state. Counters are published every 0.25 s by the session's own task, whether
+frames arrive or not.
 
 Gaps: where a ``GapFiller`` is given (``ingest.backfill``), the trade after a gap and the
 symbol's later trades are held by it while the missing trades are fetched from the exchange's
@@ -45,15 +52,22 @@ import socket
 import ssl
 import time
 from collections.abc import Sequence, Sized
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import orjson
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidMessage
+from websockets.exceptions import (
+    ConnectionClosed,
+    ConnectionClosedOK,
+    InvalidHandshake,
+    InvalidMessage,
+)
 from websockets.frames import CloseCode
 
 from common.contracts import Tick
 from common.errors import BadInput
 from common.logging import get_logger
+from common.plausibility import TIME_AHEAD, PlausibilityLimits
 from ingest.backfill import GapFiller
 from ingest.deadletter import DeadLetters, RateLimitedLog
 from ingest.exchanges import ExchangeAdapter, FrameKind, ParseResult
@@ -67,6 +81,7 @@ _PUBLISH_EVERY_S = 0.25
 _YIELD_EVERY = 64
 _KINDS = (FrameKind.TRADE, FrameKind.CONTROL, FrameKind.IGNORED)
 _TRADE = FrameKind.TRADE
+_TIME_AHEAD = Verdict(False, implausible=TIME_AHEAD)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +101,8 @@ class ConnectionOptions:
     backoff_reset_s: float = 30.0
     rotation_ready_timeout_s: float = 10.0
     read_batch: int = 128  # frames already received handled as one batch (1: one by one)
+    # The time-ahead bound (the deduper applies the id-jump bound).
+    limits: PlausibilityLimits = field(default_factory=PlausibilityLimits)
 
 
 def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
@@ -207,6 +224,7 @@ class Connection:
         self._m_dups = metrics.duplicates.labels(ex)
         self._m_gaps = metrics.gaps.labels(ex)
         self._m_missing = metrics.missing.labels(ex)
+        self._max_ahead_ns = self.options.limits.max_ahead_ns
 
     @property
     def max_age_s(self) -> float | None:
@@ -304,6 +322,7 @@ class Connection:
         self.sessions_opened += 1
         self.metrics.connected.labels(a.name).inc()
         session.tasks.append(asyncio.create_task(self._read(session), name=f"{a.name}.read"))
+        session.tasks.append(asyncio.create_task(self._publish_every(), name=f"{a.name}.pub"))
         hb = a.heartbeat
         if hb.ping_message is not None:
             session.tasks.append(asyncio.create_task(self._ping(session, hb.ping_message)))
@@ -354,16 +373,26 @@ class Connection:
                 await asyncio.sleep(interval)
                 await session.ws.send(message)
 
+    async def _publish_every(self) -> None:
+        """Publish the hot-path counts every ``_PUBLISH_EVERY_S`` while the session lives,
+        so a quiet socket's last trades show up without waiting for its next frame."""
+        while True:
+            await asyncio.sleep(_PUBLISH_EVERY_S)
+            self.publish_metrics()
+
     async def _read(self, session: _Session) -> None:
         writer, ws = self.writer, session.ws
         # Batches only where parse_many has a columnar path (one trade per frame), and no
         # larger than the writer's room: memory stays within its bound plus one frame.
         batching = self.adapter.columnar_batches and self.options.read_batch > 1
         queue = _received_queue(ws) if batching else None
-        publish_at = time.monotonic() + _PUBLISH_EVERY_S
         since_yield = 0
         try:
-            async for frame in ws:
+            while True:
+                try:  # bytes: invalid UTF-8 is the parser's invalid_json, not a lost socket
+                    frame = await ws.recv(decode=False)
+                except ConnectionClosedOK:
+                    break
                 now = time.monotonic()
                 session.last_frame = now
                 session.first_frame.set()
@@ -375,7 +404,7 @@ class Connection:
                     limit = min(self.options.read_batch, writer.max_pending - writer.pending)
                     try:
                         while len(queue) and len(batch) < limit:
-                            batch.append(await ws.recv())
+                            batch.append(await ws.recv(decode=False))
                     finally:
                         ok = self.offer_frames(batch, time.time_ns())
                     if not ok:
@@ -391,9 +420,6 @@ class Connection:
                     # the other connections) run, or a busy socket would starve them.
                     since_yield = 0
                     await asyncio.sleep(0)
-                if now >= publish_at:
-                    self.publish_metrics()
-                    publish_at = now + _PUBLISH_EVERY_S
         except ConnectionClosed as e:
             session.reason = _closed_reason(e)
         except Exception as e:  # a bug (parsers raise only BadInput): log it, reconnect
@@ -439,12 +465,16 @@ class Connection:
         return writer.offer(())
 
     def _accept_columns(self, cols: TradeColumns) -> bool:
-        """Every symbol's ids in ``cols`` are the next consecutive ids of its stream: all
-        accepted by the deduper at once (True). False, with nothing changed, otherwise."""
+        """Every symbol's ids in ``cols`` are the next consecutive ids of its stream and no
+        trade time runs ahead of the receipt: all accepted by the deduper at once (True).
+        False, with nothing changed, otherwise (the per-trade path then judges each)."""
         if not self.adapter.trade_ids_sequential or self._gaps:
             return False  # (a symbol is held for a backfill: per trade, see _hold_back)
+        latest = int(cols.ts.max())
+        if latest - cols.recv_ts > self._max_ahead_ns:
+            return False
         runs = symbol_runs(cols.symbols, cols.seq)
-        return runs is not None and self.deduper.accept_runs(cols.exchange, runs)
+        return runs is not None and self.deduper.accept_runs(cols.exchange, runs, latest)
 
     def _bad(self, frame: str | bytes, e: BadInput) -> None:
         self.metrics.bad_frames.labels(self.adapter.name, e.reason).inc()
@@ -475,21 +505,35 @@ class Connection:
     def _dedupe(self, result: ParseResult) -> Sequence[Tick]:
         ticks = result.ticks
         check = self.deduper.check
+        ahead = self._max_ahead_ns
         if len(ticks) == 1:  # the common case (Binance: one trade per frame): no new list
             t = ticks[0]
-            v = check(t.exchange, t.symbol, t.trade_id)
+            if t.ts - t.recv_ts > ahead:  # plausibility: it must not reach the deduper
+                return self._account(ticks, [_TIME_AHEAD])
+            v = check(t.exchange, t.symbol, t.trade_id, t.ts)
             if v.keep and not v.gap and not self._gaps:
                 self._tick_count += 1
                 return ticks
             return self._account(ticks, [v])
-        return self._account(ticks, [check(t.exchange, t.symbol, t.trade_id) for t in ticks])
+        return self._account(
+            ticks,
+            [
+                _TIME_AHEAD
+                if t.ts - t.recv_ts > ahead
+                else check(t.exchange, t.symbol, t.trade_id, t.ts)
+                for t in ticks
+            ],
+        )
 
     def _account(self, ticks: Sequence[Tick], verdicts: list[Verdict]) -> list[Tick]:
         """The ticks to keep; duplicates and gaps counted (and gaps logged, rate-limited)."""
         kept: list[Tick] = []
         for t, v in zip(ticks, verdicts, strict=True):
             if not v.keep:
-                self._m_dups.inc()
+                if v.implausible:
+                    self._implausible(t, v.implausible)
+                else:
+                    self._m_dups.inc()
                 continue
             if v.gap:
                 self._m_gaps.inc()
@@ -516,6 +560,12 @@ class Connection:
             else:
                 out.append(t)
         return out
+
+    def _implausible(self, tick: Tick, reason: str) -> None:
+        """Count and dead-letter an implausible trade (the tick itself, as JSON)."""
+        self.metrics.implausible.labels(self.adapter.name, reason).inc()
+        detail = f"{tick.symbol} id {tick.trade_id} time {tick.ts} ns, received {tick.recv_ts} ns"
+        self.dead_letters.add(self.adapter.name, reason, detail, orjson.dumps(tick._asdict()))
 
 
 def _received_queue(ws: ClientConnection) -> Sized | None:

@@ -32,6 +32,11 @@ class IngestMetrics:
         self.missing = counter(
             "missing_trades_total", "Trade ids skipped over by gaps.", ("exchange",)
         )
+        self.implausible = counter(
+            "implausible_ticks_total",
+            "Trades dead-lettered as implausible, by reason (time_ahead, id_jump).",
+            ("exchange", "reason"),
+        )
         self.reconnects = counter(
             "reconnects_total", "Connections re-opened, by reason.", ("exchange", "reason")
         )

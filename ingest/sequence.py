@@ -19,6 +19,11 @@ stream was *resumed* (:meth:`TradeDeduper.resume`) from the last id an earlier p
 or below it are duplicates. Trades recovered from an exchange's REST history
 (``ingest.backfill``) are entered with :meth:`TradeDeduper.remember_filled`, so a copy of one
 arriving later on the live stream is a duplicate.
+
+**Plausibility** (with ``limits``, ``common.plausibility``): a sequential id that jumps
+further above the highest than the trade time elapsed since the stream's last trade allows
+is an ``id_jump`` — not kept, not remembered, and the highest id stays where it was, so one
+corrupted id cannot make every later real trade look like an old duplicate.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from common.contracts import Tick
+from common.plausibility import ID_JUMP, PlausibilityLimits
 
 
 @dataclass(slots=True)
@@ -44,6 +50,7 @@ class StreamStats:
     late: int = 0  # out-of-order trades that filled part of a gap
     backfilled: int = 0  # missing trades recovered from the exchange's REST history
     rebased: int = 0  # resumed streams whose ids started over (a new baseline)
+    implausible: int = 0  # id jumps beyond the plausibility limits (not kept)
 
 
 @dataclass(slots=True)
@@ -66,6 +73,7 @@ class _State:
     run_lo: int = 0
     run_hi: int = -1  # empty run: run_hi < run_lo
     floor: int = -1  # ids at or below it were written before a restart (resume): duplicates
+    last_ts: int = 0  # highest trade time (ns) of an accepted trade: the id-jump clock
 
     def remember(self, trade_id: str) -> None:
         self.seen.add(trade_id)
@@ -81,9 +89,10 @@ class _State:
             self.order.append(s)
         self.run_lo, self.run_hi = 0, -1
 
-    def extend_run(self, count: int) -> None:
+    def extend_run(self, count: int, ts: int = 0) -> None:
         """Accept the next ``count`` in-order ids (``highest + 1 ...``) into the run (the
-        stream's ``highest`` is known: callers check ``expect``)."""
+        stream's ``highest`` is known: callers check ``expect``); ``ts``: their latest time."""
+        self.last_ts = max(self.last_ts, ts)
         h: int = self.highest  # type: ignore[assignment]
         if self.run_hi < self.run_lo:
             self.run_lo = h + 1
@@ -106,11 +115,13 @@ class Verdict:
     gap: int = 0
     duplicate: bool = False
     late: bool = False
+    implausible: str = ""  # the reason an implausible trade is not kept
 
 
 _KEEP = Verdict(True)
 _DUPLICATE = Verdict(False, duplicate=True)
 _LATE = Verdict(True, late=True)
+_ID_JUMP = Verdict(False, implausible=ID_JUMP)
 
 
 class TradeDeduper:
@@ -125,20 +136,30 @@ class TradeDeduper:
     """
 
     def __init__(
-        self, *, window: int = 4096, sequential_key: Callable[[str], int] | None = None
+        self,
+        *,
+        window: int = 4096,
+        sequential_key: Callable[[str], int] | None = None,
+        limits: PlausibilityLimits | None = None,
     ) -> None:
         if window < 1:
             raise ValueError("window must be >= 1")
         self.window = window
         self.sequential_key = sequential_key
+        self.limits = limits  # None: no id-jump check
         self._streams: dict[tuple[str, str], _State] = {}
 
-    def check(self, exchange: str, symbol: str, trade_id: str) -> Verdict:
-        """Classify one trade and update the state (call once per trade, in arrival order)."""
+    def check(self, exchange: str, symbol: str, trade_id: str, ts: int = 0) -> Verdict:
+        """Classify one trade (its time ``ts``, ns) and update the state (call once per
+        trade, in arrival order)."""
         key = (exchange, symbol)
         st = self._streams.get(key)
         if st is None:
             st = self._streams[key] = _State(self.window)
+        if ts > st.last_ts:  # an implausible trade returns before it could count
+            prev_ts, st.last_ts = st.last_ts, ts
+        else:
+            prev_ts = st.last_ts
         if trade_id == st.expect:  # the next id of a sequential feed: extend the run
             h = st.highest + 1  # type: ignore[operator]  # expect is set once highest is
             if st.run_hi < st.run_lo:
@@ -163,6 +184,12 @@ class TradeDeduper:
             if st.highest is None or n == st.highest + 1:
                 st.highest = n
             elif n > st.highest:
+                if self.limits is not None and not self.limits.id_jump_allowed(
+                    n - st.highest - 1, ts - prev_ts
+                ):  # plausibility: this id moves nothing
+                    st.last_ts = prev_ts
+                    st.stats.implausible += 1
+                    return _ID_JUMP
                 verdict = Verdict(True, gap=n - st.highest - 1)
                 st.stats.gaps += 1
                 st.stats.missing += verdict.gap
@@ -221,27 +248,29 @@ class TradeDeduper:
         st = self._streams.get((exchange, symbol))
         return None if st is None or st.expect is None or st.highest is None else st.highest + 1
 
-    def accept_run(self, exchange: str, symbol: str, first: int, count: int) -> bool:
-        """Accept ``count`` consecutive ids ``first ...`` in one step if ``first`` is the next
-        id of a sequential stream (True); False — nothing changed — otherwise, and the caller
-        checks each id with :meth:`check`. The caller vouches that the ids are consecutive."""
+    def accept_run(self, exchange: str, symbol: str, first: int, count: int, ts: int = 0) -> bool:
+        """Accept ``count`` consecutive ids ``first ...`` (latest time ``ts``) in one step if
+        ``first`` is the next id of a sequential stream (True); False — nothing changed —
+        otherwise, and the caller checks each id with :meth:`check`. The caller vouches that
+        the ids are consecutive."""
         st = self._streams.get((exchange, symbol))
         if st is None or st.expect is None or count < 1 or st.highest != first - 1:
             return False
-        st.extend_run(count)
+        st.extend_run(count, ts)
         return True
 
-    def accept_runs(self, exchange: str, runs: Sequence[tuple[str, int, int]]) -> bool:
+    def accept_runs(self, exchange: str, runs: Sequence[tuple[str, int, int]], ts: int = 0) -> bool:
         """:meth:`accept_run` for every ``(symbol, first, count)`` of ``runs`` (distinct
-        symbols, e.g. from :func:`symbol_runs`), all or nothing: True if each ``first`` is
-        its stream's next id; False, nothing changed, otherwise."""
+        symbols, e.g. from :func:`symbol_runs`; ``ts``: the latest trade time among them),
+        all or nothing: True if each ``first`` is its stream's next id; False, nothing
+        changed, otherwise."""
         streams = self._streams
         states = [streams.get((exchange, sym)) for sym, _, _ in runs]
         for st, (_, first, _) in zip(states, runs, strict=True):
             if st is None or st.expect is None or st.highest != first - 1:
                 return False
         for st, (_, _, count) in zip(states, runs, strict=True):
-            st.extend_run(count)  # type: ignore[union-attr]  # checked above
+            st.extend_run(count, ts)  # type: ignore[union-attr]  # checked above
         return True
 
     def filter(self, ticks: Iterable[Tick]) -> tuple[list[Tick], int]:
@@ -249,7 +278,7 @@ class TradeDeduper:
         kept: list[Tick] = []
         missing = 0
         for t in ticks:
-            v = self.check(t.exchange, t.symbol, t.trade_id)
+            v = self.check(t.exchange, t.symbol, t.trade_id, t.ts)
             if v.keep:
                 kept.append(t)
                 missing += v.gap

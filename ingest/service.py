@@ -78,7 +78,7 @@ class IngestService(Service):
         for exchange, symbols in s.exchanges:
             adapter = get_adapter(exchange)
             key = adapter.trade_id_key if adapter.trade_ids_sequential else None
-            deduper = TradeDeduper(window=s.dedup_window, sequential_key=key)
+            deduper = TradeDeduper(window=s.dedup_window, sequential_key=key, limits=s.limits)
             self.dedupers[exchange] = deduper
             filler = self.fillers[exchange] = self._gap_filler(exchange, deduper)
             options = ConnectionOptions(
@@ -92,6 +92,7 @@ class IngestService(Service):
                 backoff_base_s=s.backoff_base_s,
                 backoff_max_s=s.backoff_max_s,
                 read_batch=s.read_batch,
+                limits=s.limits,
             )
             for group in adapter.connection_plan(symbols):
                 self.connections.append(

@@ -39,6 +39,11 @@ variable                           default    meaning
 ``INGEST_BACKFILL_MAX_TRADES``     10000      trades fetched per gap at most
 ``INGEST_BACKFILL_HOLD_MAX``       20000      live trades held per exchange during backfills
 ``INGEST_BACKFILL_RATE_PER_S``     5          REST requests per second per exchange
+``INGEST_MAX_AHEAD_S``             300        a trade time further ahead of its receipt is
+                                              implausible (``time_ahead``, dead-lettered)
+``INGEST_MAX_ID_JUMP``             1000000    sequential ids may jump this far ...
+``INGEST_MAX_IDS_PER_S``           100000     ... plus this per second of trade time since
+                                              the symbol's last trade (else ``id_jump``)
 =================================  =========  ================================================
 
 Plus every ``CommonSettings`` variable (``REDIS_URL``, ``PARTITIONS``, ``NAMESPACE``,
@@ -49,9 +54,10 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from common.errors import BadInput, ConfigError
+from common.plausibility import PlausibilityLimits
 from common.settings import CommonSettings, env_bool, env_float, env_int, env_optional
 from ingest.exchanges import EXCHANGES, get_adapter
 from ingest.sources import symbol_names
@@ -85,6 +91,7 @@ class IngestSettings:
     backfill_max_trades: int = 10_000
     backfill_hold_max: int = 20_000
     backfill_rate_per_s: float = 5.0
+    limits: PlausibilityLimits = field(default_factory=PlausibilityLimits)
 
     def url(self, exchange: str) -> str | None:
         return dict(self.urls).get(exchange)
@@ -136,6 +143,7 @@ class IngestSettings:
             backfill_max_trades=env_int(env, "INGEST_BACKFILL_MAX_TRADES", 10_000, lo=1),
             backfill_hold_max=env_int(env, "INGEST_BACKFILL_HOLD_MAX", 20_000, lo=1),
             backfill_rate_per_s=env_float(env, "INGEST_BACKFILL_RATE_PER_S", 5.0, lo=0.01),
+            limits=PlausibilityLimits.from_env(env, "INGEST"),
         )
 
 

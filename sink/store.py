@@ -17,7 +17,10 @@ same rows again (a redelivery after a crash between commit and ack) changes noth
 ON CONFLICT paths run at 40-60 % of COPY on plain PostgreSQL, the ``copy`` path at COPY's speed.
 
 A row the database rejects for a reason other than a duplicate (a CHECK, NOT NULL or range
-violation: SQLSTATE classes 22, 23, 54) fails its whole statement. The table's rows are then
+violation: SQLSTATE classes 22, 23, 54), or that asyncpg cannot encode for its column (an
+``OverflowError`` for a pattern value outside int4, a ``TypeError``/``ValueError`` for a value
+of the wrong kind, an ``IndexError`` for a short row: raised client-side, in the middle of a
+binary COPY, the connection stays usable) fails its whole statement. The table's rows are then
 split in halves, each tried under its own savepoint, down to the single rows that fail; those
 are returned with their errors (to be dead-lettered) and everything else is committed.
 Any other error (connection lost, server shutting down…) propagates: the caller retries the
@@ -43,6 +46,11 @@ REJECTED: tuple[type[BaseException], ...] = (
     asyncpg.IntegrityConstraintViolationError,  # class 23: CHECK, NOT NULL
     asyncpg.ProgramLimitExceededError,  # class 54: e.g. a key too large for its index
     asyncpg_base.DataError,  # asyncpg could not encode a value of the row
+    # ... and what binary COPY raises for the same while encoding a record client-side:
+    OverflowError,  # e.g. 2**31 into an int4 column
+    TypeError,  # a value of the wrong kind (a str for a number)
+    ValueError,
+    IndexError,  # a row shorter than the column list
 )
 METHODS = WRITE_METHODS
 Rejected = list[tuple[int, BaseException]]

@@ -21,6 +21,7 @@ import os
 import random
 import signal
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 
 import asyncpg
@@ -164,6 +165,10 @@ class SinkWorker(StreamWorker):
             except BadInput as e:
                 result.fail(entry, e)  # the runtime dead-letters it
                 continue
+            except (ArithmeticError, LookupError, TypeError, ValueError) as e:
+                # A value a row cannot be built from: this entry's problem, not the batch's.
+                result.fail(entry, BadInput("unencodable_row", f"{type(e).__name__}: {e}"))
+                continue
             self.pending.add(entry, table, rows)
             result.defer(entry)
         return result
@@ -215,7 +220,7 @@ class SinkWorker(StreamWorker):
                 consumer=self.consumer_name,
             )
             fields[b"table"] = table.encode()
-            fields[b"row"] = orjson.dumps(dict(zip(TABLES[table].columns, row, strict=True)))
+            fields[b"row"] = _row_json(TABLES[table].columns, row)
             payload: dict[FieldT, EncodableT] = dict(fields.items())
             await self.redis.xadd(
                 self.keys.dlq(origin.stream), payload, maxlen=DLQ_MAXLEN, approximate=True
@@ -253,3 +258,13 @@ class SinkWorker(StreamWorker):
                 continue
             if n:
                 self.log.info("retention_applied", table=table, removed=n, chunks=hyper)
+
+
+def _row_json(columns: Sequence[str], row: Row) -> bytes:
+    """A rejected row as JSON for its dead letter (``repr`` of a value JSON cannot hold,
+    e.g. an integer beyond 64 bits; a short or long row keeps what it has)."""
+    doc = dict(zip(columns, row, strict=False))
+    try:
+        return orjson.dumps(doc)
+    except TypeError:
+        return orjson.dumps({k: repr(v) for k, v in doc.items()})

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Final, NamedTuple, TypeVar
 
+from common import plausibility
 from common.contracts import Side, Tick
 from common.errors import BadInput
 
@@ -48,13 +49,14 @@ DEFAULT_MAX_FRAME_BYTES: Final = 1 << 20
 _SYMBOL_CACHE_MAX: Final = 50_000
 T = TypeVar("T")
 
-#: Prices and sizes must be finite, > 0 and below these bounds (anything above is a
-#: corrupted number, not a market: BTC never traded near 1e9, no single trade moves 1e12 units).
-MAX_PRICE: Final = 1e9
-MAX_QTY: Final = 1e12
-#: Trade times must fall in [2010-01-01, 2100-01-01) UTC, in ns.
-MIN_TS_NS: Final = 1_262_304_000_000_000_000
-MAX_TS_NS: Final = 4_102_444_800_000_000_000
+#: Prices and sizes must be finite, > 0 and below ``MAX_PRICE``/``MAX_QTY`` (anything above
+#: is a corrupted number, not a market); trade times must fall in [``MIN_TS_NS``,
+#: ``MAX_TS_NS``) = [2010-01-01, 2100-01-01) UTC. Defined in ``common.plausibility``: the
+#: detectors check decoded ticks against the same bounds.
+MAX_PRICE: Final = plausibility.MAX_PRICE
+MAX_QTY: Final = plausibility.MAX_QTY
+MIN_TS_NS: Final = plausibility.MIN_TS_NS
+MAX_TS_NS: Final = plausibility.MAX_TS_NS
 
 BAD_INPUT_REASONS: Final = (
     "invalid_json",  # not JSON / not UTF-8

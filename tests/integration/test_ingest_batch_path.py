@@ -28,6 +28,9 @@ from tests.unit.ingest_samples import BINANCE_TRADE_SELL
 
 pytestmark = pytest.mark.redis
 
+#: A receive time after every recorded trade (a trade ahead of its receipt is implausible).
+_RECV = 1_800_000_000_000_000_000
+
 
 def _trade(native: str, tid: int) -> str:
     doc = orjson.loads(BINANCE_TRADE_SELL)
@@ -74,11 +77,11 @@ async def _run(redis: Any, keys: Keys, batched: bool) -> tuple[IngestMetrics, in
         w.offer_columns = counting  # type: ignore[method-assign]
         for batch in _frames():
             if batched:
-                if not conn.offer_frames(batch, 7):
+                if not conn.offer_frames(batch, _RECV):
                     await w.wait_for_space()
             else:
                 for frame in batch:
-                    await w.put(conn.handle_frame(frame, 7))
+                    await w.put(conn.handle_frame(frame, _RECV))
         conn.publish_metrics()
     return metrics, dlq.pending, columns_offers
 

@@ -174,6 +174,35 @@ async def test_poison_row_is_dead_lettered_and_the_rest_stored(
 
 
 @pytest.mark.parametrize("method", ["copy", "staging", "unnest"])
+async def test_a_row_that_cannot_be_encoded_is_dead_lettered_and_the_rest_stored(
+    db: Db, redis_client: aioredis.Redis, keys: Keys, method: str
+) -> None:
+    # Issue 11 item 4: a pattern value beyond int4 made asyncpg raise OverflowError while
+    # encoding the COPY — not a rejection the sink isolated — and the batch never committed.
+    poison = {7: 2**31, 12: 1e300}  # beyond int4; beyond 64 bits once read as an integer
+    for i in range(20):
+        patterns = {"CDLHAMMER": poison.get(i, 100), "CDLDOJI": -100}
+        await redis_client.xadd(keys.patterns, make_event(i, patterns).encode())  # type: ignore[arg-type]
+        await redis_client.xadd(keys.bars, make_bar(i).encode())  # type: ignore[arg-type]
+    await redis_client.xadd(keys.signals, make_signal(1))  # type: ignore[arg-type]
+
+    await asyncio.wait_for(run_sink(db, redis_client, keys, write_method=method), 60)
+
+    assert await db.count("patterns") == (38, 38)
+    assert await db.count("bars") == (20, 20)
+    assert await db.count("signals") == (1, 1)
+    dead = await dead_letters(redis_client, keys.dlq(keys.patterns))
+    assert [f[b"reason"] for f in dead] == [b"rejected_row"] * 2
+    rows = sorted(f[b"row"] for f in dead)
+    assert all(b"CDLHAMMER" in r for r in rows)
+    assert any(b'"value":2147483648' in r for r in rows)
+    # JSON cannot hold the second value as a number: the dead letter keeps it as text
+    assert any(b'"value":"1000000000000000052504760255204420248704468' in r for r in rows)
+    for stream in (keys.patterns, keys.bars, keys.signals):
+        assert await pending(redis_client, stream) == 0
+
+
+@pytest.mark.parametrize("method", ["copy", "staging", "unnest"])
 async def test_store_is_idempotent_and_reports_rejected_rows_by_index(db: Db, method: str) -> None:
     store = Store(db.url, method=method)
     await store.connect()

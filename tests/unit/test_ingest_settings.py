@@ -111,6 +111,10 @@ def _connection() -> tuple[Connection, IngestMetrics, DeadLetters]:
     return conn, metrics, dlq
 
 
+#: Received just after the sample trade's time (a trade ahead of its receipt is implausible).
+RECV = 1_723_161_255_400_000_000
+
+
 def _trade(tid: int) -> str:
     return (
         '{"stream":"btcusdt@trade","data":{"e":"trade","E":1723161255343,"s":"BTCUSDT",'
@@ -120,10 +124,10 @@ def _trade(tid: int) -> str:
 
 def test_handle_frame_dedupes_counts_gaps_and_dead_letters() -> None:
     conn, m, dlq = _connection()
-    got = [conn.handle_frame(f, 1) for f in (_trade(1), _trade(2), _trade(2), _trade(5))]
+    got = [conn.handle_frame(f, RECV) for f in (_trade(1), _trade(2), _trade(2), _trade(5))]
     assert [[t.trade_id for t in ticks] for ticks in got] == [["1"], ["2"], [], ["5"]]
-    assert conn.handle_frame('{"result":null,"id":1}', 1) == []
-    assert conn.handle_frame("{broken" + "x" * 100, 1) == []
+    assert conn.handle_frame('{"result":null,"id":1}', RECV) == []
+    assert conn.handle_frame("{broken" + "x" * 100, RECV) == []
     conn.publish_metrics()
     assert m.value("alphapulse_ingest_frames_total", exchange="binance", kind="trade") == 4
     assert m.value("alphapulse_ingest_frames_total", exchange="binance", kind="control") == 1
