@@ -23,7 +23,7 @@ from redis.exceptions import ResponseError
 from redis.typing import EncodableT, FieldT
 
 from common.names import Keys
-from common.redis import AnyRedis, redis_from_settings
+from common.redis import AnyRedis, redis_for_command
 from common.settings import CommonSettings, exit_on_config_error
 from common.streams import group_positions, original_fields
 from common.trimming import safe_minid
@@ -74,7 +74,7 @@ def _run(args: argparse.Namespace, job: Callable[..., Coroutine[Any, Any, int]])
         settings = CommonSettings.from_env(os.environ)
 
     async def go() -> int:
-        redis = redis_from_settings(settings)
+        redis = redis_for_command(settings)
         try:
             return await job(redis, settings.keys(), args)
         finally:

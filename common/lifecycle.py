@@ -30,7 +30,12 @@ import uvloop
 from common.errors import ConfigError
 from common.logging import configure_logging, get_logger
 from common.metrics import MetricsServer, Readiness
-from common.settings import CommonSettings, config_error_line, exit_on_config_error
+from common.settings import (
+    CommonSettings,
+    bind_error,
+    config_error_line,
+    exit_on_config_error,
+)
 
 __all__ = ["Service", "run_service", "serve", "worker_main"]
 
@@ -115,10 +120,8 @@ async def _start_metrics(service: Service, settings: CommonSettings) -> MetricsS
     try:
         port = await server.start()
     except OSError as e:
-        raise ConfigError(
-            "METRICS_PORT",
-            f"expected a port free on {settings.metrics_host} (0 = no server), "
-            f"got '{settings.metrics_port}' ({e.strerror})",
+        raise bind_error(
+            "METRICS_HOST", "METRICS_PORT", settings.metrics_host, settings.metrics_port, e
         ) from e
     get_logger("lifecycle").info("metrics_listening", host=settings.metrics_host, port=port)
     return server

@@ -5,12 +5,17 @@ by orjson, written by a ``BytesLoggerFactory`` logger, level filtering done by a
 class built once (``make_filtering_bound_logger``), loggers cached on first use, and context
 carried in ``contextvars`` so a worker binds ``worker``/``stream``/``partition`` once per task.
 
-Secrets never reach a log line: a processor replaces the password of any URL-looking string
-value with ``***`` (``redact_url``), whatever key it was logged under.
+Secrets never reach a log line. Tracebacks keep file, line and function of every frame but
+never the frames' local variables (a client library's locals hold the password it sends), and
+the last processor before rendering, ``redact_secrets``, turns every value of the event —
+nested dicts and lists, exception messages, reprs of any object — into scrubbed text
+(``common.secrets.scrub``: registered secrets and URL passwords become ``***``). Records of
+the standard ``logging`` module (libraries' warnings) go through the same scrubbing.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import sys
 from typing import IO, Any, BinaryIO, TextIO, cast
@@ -19,7 +24,8 @@ import orjson
 import structlog
 from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
 
-from common.settings import CommonSettings, redact_url
+from common.secrets import scrub
+from common.settings import CommonSettings
 
 __all__ = [
     "bind_context",
@@ -38,12 +44,52 @@ _LEVELS = {
 }
 
 
+def _scrubbed(value: Any) -> Any:
+    """``value`` with every string scrubbed, recursively; other objects become their
+    scrubbed ``repr`` (what the renderer would have printed for them)."""
+    if isinstance(value, str):
+        return scrub(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, dict):
+        return {scrub(str(k)): _scrubbed(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrubbed(v) for v in value]
+    return scrub(repr(value))
+
+
 def redact_secrets(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
-    """Replace the password in any ``scheme://user:pass@host`` string value with ``***``."""
-    for key, value in event_dict.items():
-        if isinstance(value, str) and "://" in value and "@" in value:
-            event_dict[key] = redact_url(value)
-    return event_dict
+    """Mask every secret in every value of the event (runs after tracebacks are rendered).
+
+    Top-level keys are the code's own keyword names and stay as they are."""
+    return {key: _scrubbed(value) for key, value in event_dict.items()}
+
+
+class _ScrubbingFormatter(logging.Formatter):
+    """Standard-library records (libraries' own warnings), scrubbed like structlog's."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return scrub(super().format(record))
+
+    def formatException(self, ei: Any) -> str:
+        return scrub(super().formatException(ei))
+
+
+def _scrub_stdlib_logging(stream: IO[Any] | None) -> None:
+    """Route the root logger's output (WARNING and up) through ``_ScrubbingFormatter``."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler.formatter, _ScrubbingFormatter):
+            root.removeHandler(handler)
+    handler = logging.StreamHandler(stream if isinstance(stream, io.TextIOBase) else sys.stderr)
+    handler.setFormatter(_ScrubbingFormatter("%(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+
+
+# structlog's ``dict_tracebacks`` without the frames' local variables.
+_DICT_TRACEBACKS = structlog.processors.ExceptionRenderer(
+    structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+)
 
 
 def _orjson_dumps(obj: Any, default: Any = None) -> bytes:
@@ -68,23 +114,26 @@ def configure_logging(
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
-        redact_secrets,
+        structlog.processors.StackInfoRenderer(),
     ]
     if form == "console":
         processors: list[Processor] = [
             *shared,
-            structlog.processors.StackInfoRenderer(),
+            structlog.processors.format_exc_info,  # a plain traceback: no locals
+            redact_secrets,
             structlog.dev.ConsoleRenderer(colors=False),
         ]
         factory: Any = structlog.PrintLoggerFactory(file=cast(TextIO, stream or sys.stderr))
     else:
         processors = [
             *shared,
-            structlog.processors.dict_tracebacks,
+            _DICT_TRACEBACKS,
+            redact_secrets,
             structlog.processors.JSONRenderer(serializer=_orjson_dumps),
         ]
         out = stream if stream is not None else sys.stderr.buffer
         factory = structlog.BytesLoggerFactory(file=cast(BinaryIO, out))
+    _scrub_stdlib_logging(stream)
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(lvl, logging.INFO)),

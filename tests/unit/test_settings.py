@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pytest
 
 from common.errors import ConfigError
+from common.secrets import redact_url
 from common.settings import (
     CommonSettings,
     config_error_line,
@@ -17,7 +19,6 @@ from common.settings import (
     env_list,
     env_optional,
     exit_on_config_error,
-    redact_url,
 )
 
 
@@ -32,13 +33,15 @@ def test_defaults() -> None:
     assert s.keys().partitions == 16 and s.keys().namespace == ""
 
 
-def test_every_variable_is_read() -> None:
+def test_every_variable_is_read(tmp_path: Path) -> None:
+    for name in ("ca", "c", "k"):
+        (tmp_path / f"{name}.pem").write_text("pem")
     env = {
         "REDIS_URL": "rediss://u:pw@redis.example:6380/2",
         "REDIS_CLUSTER": "yes",
-        "REDIS_TLS_CA": "/ca.pem",
-        "REDIS_TLS_CERT": "/c.pem",
-        "REDIS_TLS_KEY": "/k.pem",
+        "REDIS_TLS_CA": f"{tmp_path}/ca.pem",
+        "REDIS_TLS_CERT": f"{tmp_path}/c.pem",
+        "REDIS_TLS_KEY": f"{tmp_path}/k.pem",
         "REDIS_USERNAME": "bob",
         "REDIS_PASSWORD": "pw2",
         "REDIS_SOCKET_TIMEOUT": "30",
@@ -61,7 +64,9 @@ def test_every_variable_is_read() -> None:
     }
     s = CommonSettings.from_env(env)
     assert s.cluster and s.tls
-    assert (s.redis_tls_ca, s.redis_tls_cert, s.redis_tls_key) == ("/ca.pem", "/c.pem", "/k.pem")
+    assert (s.redis_tls_ca, s.redis_tls_cert, s.redis_tls_key) == tuple(
+        f"{tmp_path}/{n}.pem" for n in ("ca", "c", "k")
+    )
     assert (s.redis_username, s.redis_password) == ("bob", "pw2")
     assert (s.redis_socket_timeout, s.redis_connect_timeout) == (30.0, 2.5)
     assert (s.partitions, s.namespace, s.metrics_host, s.metrics_port) == (
@@ -111,7 +116,7 @@ def test_cluster_scheme_turns_cluster_on() -> None:
             "http://h",
             "expected a redis|rediss|redis+cluster|rediss+cluster|unix:// URL",
         ),
-        ("REDIS_TLS_CERT", "/c.pem", "TLS cert and key go together"),
+        ("REDIS_TLS_CERT", __file__, "TLS cert and key go together"),
     ],
 )
 def test_bad_values_name_the_variable(variable: str, value: str, message: str) -> None:
