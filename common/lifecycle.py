@@ -213,7 +213,8 @@ async def serve(
         if install_signals:
             for sig in handled:
                 loop.remove_signal_handler(sig)
-    log.info("service_stopped", service=service.name, exit_code=code)
+    if code != EXIT_CONFIG:  # an invalid setting is one line, and that line is printed
+        log.info("service_stopped", service=service.name, exit_code=code)
     return code
 
 

@@ -309,7 +309,10 @@ def bind_error(
     anything else (port busy, privileged) the port's. Raise it from the bind at start, so a
     busy port is one line and exit code 2 like any other invalid setting.
     """
-    reason = error.strerror or str(error)
+    if isinstance(error, socket.gaierror) or not error.errno:
+        reason = error.strerror or str(error)
+    else:  # asyncio words its bind errors at length; the errno's own text is enough
+        reason = os.strerror(error.errno)
     if isinstance(error, socket.gaierror) or error.errno == errno.EADDRNOTAVAIL:
         return ConfigError(
             host_variable, f"expected a local address to listen on, got {host!r} ({reason})"

@@ -173,3 +173,17 @@ def redis_server(args: list[str], directory: Path, ping: dict[str, object]) -> I
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextmanager
+def acl_redis(directory: Path, users: Mapping[str, tuple[str, list[str]]]) -> Iterator[int]:
+    """A private plain ``redis-server`` whose only users are ``users`` (name -> (password, ACL
+    rules)), the first with full rights; yields its port."""
+    port = free_port()
+    args = ["--port", str(port), "--bind", "127.0.0.1", "--user", "default", "off"]
+    for name, (password, rules) in users.items():
+        args += ["--user", name, "on", f">{password}", *rules]
+    first, (password, _) = next(iter(users.items()))
+    ping = {"host": "127.0.0.1", "port": port, "username": first, "password": password}
+    with redis_server(args, directory, ping):
+        yield port

@@ -16,11 +16,10 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.integration.runtime_support import ROOT, free_port, redis_server, worker_env
+from tests.integration.runtime_support import ROOT, acl_redis, free_port, worker_env
 from tests.unit.deploy_support import WORKERS
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -36,18 +35,12 @@ RUN_S = 8.0  # a worker that retries for ever is stopped (SIGTERM) after this lo
 
 
 @pytest.fixture(scope="module")
-def acl_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    directory: Path = tmp_path_factory.mktemp("redis-acl")
-    port = free_port()
-    args = [
-        "--port", str(port), "--bind", "127.0.0.1",
-        "--user", "default", "off",
-        "--user", "stage", "on", f">{RIGHT}", "~*", "&*", "+@all",
-        "--user", "limited", "on", f">{LIMITED}", "resetkeys", "-@all", "+ping", "+auth",
-        "+hello", "+client",
-    ]  # fmt: skip
-    ping = {"host": "127.0.0.1", "port": port, "username": "stage", "password": RIGHT}
-    with redis_server(args, directory, ping):
+def acl_redis_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    users = {
+        "stage": (RIGHT, ["~*", "&*", "+@all"]),
+        "limited": (LIMITED, ["resetkeys", "-@all", "+ping", "+auth", "+hello", "+client"]),
+    }
+    with acl_redis(tmp_path_factory.mktemp("redis-acl"), users) as port:
         yield port
 
 
@@ -141,9 +134,9 @@ def _leaks(outputs: dict[str, tuple[int, str]]) -> list[str]:
 
 @pytest.mark.parametrize("scenario", list(_scenarios(0)))
 def test_no_secret_in_any_output_of_any_failing_worker_or_command(
-    acl_redis: int, namespace: str, scenario: str
+    acl_redis_port: int, namespace: str, scenario: str
 ) -> None:
-    overrides = _scenarios(acl_redis)[scenario]
+    overrides = _scenarios(acl_redis_port)[scenario]
     env = _env(namespace, overrides)
     procs = {name: _spawn(argv, env) for name, argv in _programs(scenario).items()}
     outputs = _collect(procs)
@@ -156,11 +149,11 @@ def test_no_secret_in_any_output_of_any_failing_worker_or_command(
 
 
 def test_the_secret_is_masked_not_dropped_where_it_would_have_shown(
-    acl_redis: int, namespace: str
+    acl_redis_port: int, namespace: str
 ) -> None:
     """The wrong password once printed as ``auth_args``: now the failure is still explained
     (error type and message, file/line/function of each frame) with no local variables."""
-    env = _env(namespace, _scenarios(acl_redis)["acl-refused"])
+    env = _env(namespace, _scenarios(acl_redis_port)["acl-refused"])
     outputs = _collect({"signals": _spawn([sys.executable, "-m", "signals"], env)})
     code, text = outputs["signals"]
     assert code == 1, text
