@@ -63,7 +63,7 @@ def database_url(env: Mapping[str, str]) -> str:
     url = env_str(env, "DATABASE_URL", DEFAULT_DATABASE_URL) or DEFAULT_DATABASE_URL
     register_url_secret(url)
     check_url("DATABASE_URL", url, DATABASE_SCHEMES)
-    register_secret(env.get("PGPASSWORD"), *parse_qs(urlsplit(url).query).get("password", ()))
+    register_secret(*parse_qs(urlsplit(url).query).get("password", ()))
     return url
 
 
