@@ -15,7 +15,6 @@ the standard ``logging`` module (libraries' warnings) go through the same scrubb
 
 from __future__ import annotations
 
-import io
 import logging
 import sys
 from typing import IO, Any, BinaryIO, TextIO, cast
@@ -45,8 +44,9 @@ _LEVELS = {
 
 
 def _scrubbed(value: Any) -> Any:
-    """``value`` with every string scrubbed, recursively; other objects become their
-    scrubbed ``repr`` (what the renderer would have printed for them)."""
+    """``value`` with every string scrubbed, recursively. Other objects are first turned into
+    what the JSON renderer would have written for them — orjson's own form (dataclasses,
+    datetimes, enums, UUIDs), else their ``repr`` — so nothing escapes as an opaque object."""
     if isinstance(value, str):
         return scrub(value)
     if value is None or isinstance(value, bool | int | float):
@@ -55,7 +55,11 @@ def _scrubbed(value: Any) -> Any:
         return {scrub(str(k)): _scrubbed(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_scrubbed(v) for v in value]
-    return scrub(repr(value))
+    try:
+        native = orjson.loads(orjson.dumps(value))
+    except TypeError:  # orjson.JSONEncodeError: no JSON form
+        return scrub(repr(value))
+    return _scrubbed(native)
 
 
 def redact_secrets(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
@@ -71,19 +75,12 @@ class _ScrubbingFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         return scrub(super().format(record))
 
-    def formatException(self, ei: Any) -> str:
-        return scrub(super().formatException(ei))
 
-
-def _scrub_stdlib_logging(stream: IO[Any] | None) -> None:
-    """Route the root logger's output (WARNING and up) through ``_ScrubbingFormatter``."""
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        if isinstance(handler.formatter, _ScrubbingFormatter):
-            root.removeHandler(handler)
-    handler = logging.StreamHandler(stream if isinstance(stream, io.TextIOBase) else sys.stderr)
-    handler.setFormatter(_ScrubbingFormatter("%(levelname)s %(name)s: %(message)s"))
-    root.addHandler(handler)
+def _scrub_stdlib_logging() -> None:
+    """Libraries' own records (WARNING and up: what logging's handler of last resort prints
+    on stderr when nothing else is configured) are scrubbed like every structlog event."""
+    if logging.lastResort is not None:
+        logging.lastResort.setFormatter(_ScrubbingFormatter())
 
 
 # structlog's ``dict_tracebacks`` without the frames' local variables.
@@ -133,7 +130,7 @@ def configure_logging(
         ]
         out = stream if stream is not None else sys.stderr.buffer
         factory = structlog.BytesLoggerFactory(file=cast(BinaryIO, out))
-    _scrub_stdlib_logging(stream)
+    _scrub_stdlib_logging()
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(lvl, logging.INFO)),
