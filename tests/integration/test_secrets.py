@@ -13,12 +13,15 @@ searched for the secrets (the Redis-password, ACL and DSN-port scenarios leaked 
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from collections.abc import Iterator
 
 import pytest
+import redis.asyncio as aioredis
 
+from common.names import Keys
 from tests.integration.runtime_support import ROOT, acl_redis, free_port, worker_env
 from tests.unit.deploy_support import WORKERS
 
@@ -160,3 +163,23 @@ def test_the_secret_is_masked_not_dropped_where_it_would_have_shown(
     assert "NoPermissionError" in text and "'select' command" in text
     assert '"lineno"' in text and '"locals"' not in text
     assert LIMITED not in text
+
+
+async def test_dlq_show_masks_a_password_quoted_in_a_dead_letters_error(
+    redis_client: aioredis.Redis, namespace: str
+) -> None:
+    keys = Keys(partitions=4, namespace=namespace)
+    error = f"OSError('cannot reach postgresql://alpha:{DB_SECRET}@db:5432/x')"
+    await redis_client.xadd(keys.dlq(keys.bars), {"id": "b1", "reason": "x", "error": error})
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "common.cli", "dlq", "show", "bars"],
+        env=worker_env(namespace),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "postgresql://alpha:***@db:5432/x" in done.stdout and DB_SECRET not in done.stdout
