@@ -60,6 +60,11 @@ def _scenarios(port: int) -> dict[str, dict[str, str]]:
         },
         # AUTH succeeds, then SELECT 1 is refused while the connection is being set up.
         "acl-refused": {"REDIS_URL": f"redis://limited:{LIMITED}@{base}/1"},
+        # The same in the console form for people (plain tracebacks).
+        "acl-refused-console": {
+            "REDIS_URL": f"redis://limited:{LIMITED}@{base}/1",
+            "LOG_FORMAT": "console",
+        },
         "database-bad-port": {
             "REDIS_URL": f"redis://stage:{RIGHT}@{base}/0",
             "DATABASE_URL": f"postgresql://alpha:{DB_SECRET}@127.0.0.1:54x2/x",
