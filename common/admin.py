@@ -75,7 +75,7 @@ def _run(args: argparse.Namespace, job: Callable[..., Coroutine[Any, Any, int]])
         settings = CommonSettings.from_env(os.environ)
 
     async def go() -> int:
-        redis = redis_for_command(settings)
+        redis = await redis_for_command(settings)
         try:
             return await job(redis, settings.keys(), args)
         finally:

@@ -14,9 +14,10 @@ Timeouts: the socket timeout (``REDIS_SOCKET_TIMEOUT``) must exceed the longest 
 Clients keep responses as bytes (``decode_responses=False``): stream payloads are binary.
 
 A command run by a person (``alphapulse status``/``dlq``/``tail``…) uses
-``redis_for_command``: one connection attempt, no retries, so a wrong password or a
-``rediss://`` URL pointing at a plain port fails within ``REDIS_CONNECT_TIMEOUT`` instead of
-after four timed-out attempts; the command line then prints it as one line (``common.cli``).
+``redis_for_command``: it first pings with one connection attempt and no retries, so a wrong
+password or a ``rediss://`` URL pointing at a plain port fails within
+``REDIS_CONNECT_TIMEOUT`` instead of after four timed-out attempts; the command line then
+prints it as one line (``common.cli``).
 """
 
 from __future__ import annotations
@@ -94,6 +95,16 @@ def redis_from_settings(settings: CommonSettings, **overrides: Any) -> Redis | R
     return Redis.from_url(url, **kw)
 
 
-def redis_for_command(settings: CommonSettings) -> Redis | RedisCluster:
-    """A client for a one-shot command: a single attempt, so a failure shows at once."""
-    return redis_from_settings(settings, retry=Retry(NoBackoff(), 0), retry_on_error=[])
+async def redis_for_command(settings: CommonSettings) -> Redis | RedisCluster:
+    """A client for a command run by a person, once Redis has been reached.
+
+    A probe client with a single attempt and no retries pings first, so a wrong password, an
+    ACL refusal or a TLS mismatch fails at once; the client returned is the usual one, which
+    rides out a later blip (``alphapulse tail`` follows for hours).
+    """
+    probe = redis_from_settings(settings, retry=Retry(NoBackoff(), 0), retry_on_error=[])
+    try:
+        await probe.ping()
+    finally:
+        await probe.aclose()
+    return redis_from_settings(settings)

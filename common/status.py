@@ -179,7 +179,7 @@ def _run(args: argparse.Namespace) -> int:
     keys = settings.keys()
 
     async def go() -> int:
-        redis = redis_for_command(settings)
+        redis = await redis_for_command(settings)
         try:
             if args.wait_idle:
                 ok, status = await wait_idle(redis, keys, args.timeout, args.poll)

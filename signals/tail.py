@@ -50,7 +50,7 @@ def table_row(signal: Signal) -> str:
 async def tail(
     settings: CommonSettings, *, start: str, count: int, as_json: bool, out: TextIO
 ) -> int:
-    redis = redis_for_command(settings)
+    redis = await redis_for_command(settings)
     stream = settings.keys().signals
     last = {"now": "$", "beginning": "0-0"}.get(start, start)
     shown = 0
