@@ -118,12 +118,11 @@ async def _start_metrics(service: Service, settings: CommonSettings) -> MetricsS
         service.readiness, host=settings.metrics_host, port=settings.metrics_port
     )
     try:
-        port = await server.start()
+        await server.start()
     except OSError as e:
         raise bind_error(
             "METRICS_HOST", "METRICS_PORT", settings.metrics_host, settings.metrics_port, e
         ) from e
-    get_logger("lifecycle").info("metrics_listening", host=settings.metrics_host, port=port)
     return server
 
 
@@ -188,6 +187,8 @@ async def serve(
     code = EXIT_OK
     try:
         await service.start()
+        if server is not None:  # said once started: a setting the start refuses is one line
+            log.info("metrics_listening", host=settings.metrics_host, port=server.port)
         log.info("service_started", service=service.name, settings=settings.redacted())
         run_task = asyncio.create_task(service.run(), name=f"{service.name}.run")
         drained = await _drain(service, run_task, settings.grace_seconds, forced)

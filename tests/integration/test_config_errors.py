@@ -20,6 +20,7 @@ from tests.integration.runtime_support import (
     ROOT,
     acl_redis,
     finish,
+    free_port,
     spawn_worker,
     worker_env,
 )
@@ -66,13 +67,19 @@ def test_bad_file_url_port_or_host_is_one_line_and_exit_code_2(
     _one_line_exit_2(env, WORKERS[worker], variable, says)
 
 
-def test_a_busy_websocket_port_is_one_line_and_exit_code_2(namespace: str) -> None:
+@pytest.mark.parametrize("metrics", [False, True], ids=["no-metrics", "metrics-on"])
+def test_a_busy_websocket_port_is_one_line_and_exit_code_2(namespace: str, metrics: bool) -> None:
+    """Found at bind time, after the metrics server started: still the only line printed."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         env = worker_env(
-            namespace, **NEEDED, SIGNALS_WS_HOST="127.0.0.1", SIGNALS_WS_PORT=str(port)
+            namespace,
+            **NEEDED,
+            SIGNALS_WS_HOST="127.0.0.1",
+            SIGNALS_WS_PORT=str(port),
+            METRICS_PORT=str(free_port()) if metrics else "0",
         )
         _one_line_exit_2(env, "signals.ws", "SIGNALS_WS_PORT", f"got '{port}'")
 
