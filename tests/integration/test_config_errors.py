@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,11 +16,12 @@ from pathlib import Path
 import pytest
 
 from tests.integration.runtime_support import (
-    ROOT,
     acl_redis,
     finish,
     free_port,
+    run_cli,
     spawn_worker,
+    stage_and_limited,
     worker_env,
 )
 from tests.unit.deploy_support import WORKERS
@@ -108,24 +108,13 @@ PASSWORD, LIMITED = "Cmd-right-pw-0a1b", "Cmd-limited-pw-2c3d"
 
 @pytest.fixture(scope="module")
 def acl_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    users = {
-        "stage": (PASSWORD, ["~*", "&*", "+@all"]),
-        "limited": (LIMITED, ["resetkeys", "-@all", "+ping", "+auth", "+hello", "+client"]),
-    }
+    users = stage_and_limited(PASSWORD, LIMITED)
     with acl_redis(tmp_path_factory.mktemp("redis-acl-cmd"), users) as port:
         yield port
 
 
 def _command(namespace: str, *argv: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "common.cli", *argv],
-        env=worker_env(namespace, **env),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_cli(worker_env(namespace, **env), *argv)
 
 
 COMMANDS = [("status",), ("dlq", "show", "bars"), ("tail", "signals"), ("streams",)]

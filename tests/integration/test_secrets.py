@@ -22,7 +22,14 @@ import pytest
 import redis.asyncio as aioredis
 
 from common.names import Keys
-from tests.integration.runtime_support import ROOT, acl_redis, free_port, worker_env
+from tests.integration.runtime_support import (
+    ROOT,
+    acl_redis,
+    free_port,
+    run_cli,
+    stage_and_limited,
+    worker_env,
+)
 from tests.unit.deploy_support import WORKERS
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -39,10 +46,7 @@ RUN_S = 8.0  # a worker that retries for ever is stopped (SIGTERM) after this lo
 
 @pytest.fixture(scope="module")
 def acl_redis_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    users = {
-        "stage": (RIGHT, ["~*", "&*", "+@all"]),
-        "limited": (LIMITED, ["resetkeys", "-@all", "+ping", "+auth", "+hello", "+client"]),
-    }
+    users = stage_and_limited(RIGHT, LIMITED)
     with acl_redis(tmp_path_factory.mktemp("redis-acl"), users) as port:
         yield port
 
@@ -176,15 +180,6 @@ async def test_dlq_show_masks_a_password_quoted_in_a_dead_letters_error(
     keys = Keys(partitions=4, namespace=namespace)
     error = f"OSError('cannot reach postgresql://alpha:{DB_SECRET}@db:5432/x')"
     await redis_client.xadd(keys.dlq(keys.bars), {"id": "b1", "reason": "x", "error": error})
-    done = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "common.cli", "dlq", "show", "bars"],
-        env=worker_env(namespace),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = await asyncio.to_thread(run_cli, worker_env(namespace), "dlq", "show", "bars")
     assert done.returncode == 0, done.stderr
     assert "postgresql://alpha:***@db:5432/x" in done.stdout and DB_SECRET not in done.stdout
