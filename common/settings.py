@@ -18,6 +18,7 @@ import errno
 import math
 import os
 import socket
+import ssl
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -160,6 +161,31 @@ def env_file(env: Mapping[str, str], name: str) -> str | None:
     return path
 
 
+def check_tls_files(ca: str | None, cert: str | None, key: str | None) -> None:
+    """``REDIS_TLS_CA`` / ``_CERT`` / ``_KEY`` load as OpenSSL will load them at connect time:
+    a PEM CA, a PEM certificate and its unencrypted private key (nothing prompts for a
+    passphrase: redis-py has no setting for one)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    for variable, path, what in (
+        ("REDIS_TLS_CA", ca, "a PEM CA certificate"),
+        ("REDIS_TLS_CERT", cert, "a PEM certificate"),
+    ):
+        if path is not None:
+            try:
+                context.load_verify_locations(cafile=path)
+            except ssl.SSLError as e:
+                raise ConfigError(variable, f"expected {what}, got {path!r} ({e.reason})") from e
+    if cert is not None and key is not None:
+        try:
+            context.load_cert_chain(cert, key, password=lambda: b"")
+        except ssl.SSLError as e:
+            raise ConfigError(
+                "REDIS_TLS_KEY",
+                f"expected the unencrypted PEM private key of REDIS_TLS_CERT, got {key!r} "
+                f"({e.reason})",
+            ) from e
+
+
 def check_url(variable: str, url: str, schemes: tuple[str, ...]) -> str:
     """``url`` if its scheme is one of ``schemes`` and its port (when given) is 1..65535.
 
@@ -265,12 +291,15 @@ class CommonSettings:
         e = os.environ if env is None else env
         url = env_str(e, "REDIS_URL", DEFAULT_REDIS_URL) or DEFAULT_REDIS_URL
         socket_timeout = env_float(e, "REDIS_SOCKET_TIMEOUT", 10.0, lo=0.1, hi=3600)
+        ca, cert = env_file(e, "REDIS_TLS_CA"), env_file(e, "REDIS_TLS_CERT")
+        key = env_file(e, "REDIS_TLS_KEY")
+        check_tls_files(ca, cert, key)
         return cls(
             redis_url=url,
             redis_cluster=env_bool(e, "REDIS_CLUSTER", False),
-            redis_tls_ca=env_file(e, "REDIS_TLS_CA"),
-            redis_tls_cert=env_file(e, "REDIS_TLS_CERT"),
-            redis_tls_key=env_file(e, "REDIS_TLS_KEY"),
+            redis_tls_ca=ca,
+            redis_tls_cert=cert,
+            redis_tls_key=key,
             redis_username=env_optional(e, "REDIS_USERNAME"),
             redis_password=env_optional(e, "REDIS_PASSWORD"),
             redis_socket_timeout=socket_timeout,

@@ -49,6 +49,7 @@ WORKER_CASES = [
         (worker, "REDIS_URL", "redis://127.0.0.1:70000/0", "expected a URL with a port 1..65535")
         for worker in WORKERS
     ),
+    ("detectors", "REDIS_TLS_CA", __file__, "expected a PEM CA certificate"),
     (
         "sink",
         "DATABASE_URL",
