@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export REDIS_URL ?= redis://127.0.0.1:6379/0
 export DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: install lint typecheck test unit services provision run bench clean deploy-check
+.PHONY: install lint typecheck test unit services provision run run-plan bench clean deploy-check
 
 install: $(STAMP)
 
@@ -63,10 +63,14 @@ $(error FEED: expected $(subst $() , or ,$(RUN_FEEDS)), got '$(FEED)')
 endif
 endif
 # Shell lines (exports, unsets, RUN_PROCESSES, RUN_SUMMARY) that the recipe sources; also
-# checks EXCHANGES (live), TICKS and EXCHANGE (sim), so a bad one stops the run before migrate.
+# checks EXCHANGES (live), TICKS, EXCHANGE, SPEED and SIM_PORT (sim) and RUN_TIMEFRAMES, so a
+# bad one stops the run before migrate.
 RUN_PLAN = $(BIN)/alphapulse run-env --feed '$(strip $(FEED))' --procfile Procfile \
   --exchanges '$(EXCHANGES)' --ticks '$(TICKS)' --exchange '$(EXCHANGE)' \
-  --sim-port '$(SIM_PORT)' --speed '$(SPEED)'
+  --sim-port '$(SIM_PORT)' --speed '$(SPEED)' --timeframes '$(RUN_TIMEFRAMES)'
+
+run-plan: install
+	@mkdir -p var/run && $(RUN_PLAN) > var/run/plan.sh
 
 $(RUN_TICKS):
 	mkdir -p $(@D)
@@ -74,8 +78,9 @@ $(RUN_TICKS):
 	  <(gzip -dc $(DATA)/binance-spot-ethusdt-20240808.rec.gz) | gzip -1 > $@.tmp
 	mv $@.tmp $@
 
-run: install services $(if $(filter sim,$(FEED)),$(TICKS))
-	@mkdir -p var/run && $(RUN_PLAN) > var/run/plan.sh
+# The plan is made (and every input checked) before services start; only the default
+# recording is built here, any other TICKS is checked by run-env (one line naming it).
+run: install $(if $(filter sim,$(FEED)),$(filter $(RUN_TICKS),$(TICKS))) run-plan services
 	$(BIN)/alphapulse migrate
 	@if [ "$${KEEP:-0}" != 1 ]; then for pat in '$(RUN_NAMESPACE)*' '{$(RUN_NAMESPACE)*'; do \
 	  redis-cli -u "$$REDIS_URL" --scan --pattern "$$pat" | xargs -r redis-cli -u "$$REDIS_URL" del >/dev/null; \

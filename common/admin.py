@@ -23,7 +23,8 @@ from redis.exceptions import ResponseError
 from redis.typing import EncodableT, FieldT
 
 from common.names import Keys
-from common.redis import AnyRedis, redis_from_settings
+from common.redis import AnyRedis, redis_for_command
+from common.secrets import scrub
 from common.settings import CommonSettings, exit_on_config_error
 from common.streams import group_positions, original_fields
 from common.trimming import safe_minid
@@ -74,7 +75,7 @@ def _run(args: argparse.Namespace, job: Callable[..., Coroutine[Any, Any, int]])
         settings = CommonSettings.from_env(os.environ)
 
     async def go() -> int:
-        redis = redis_from_settings(settings)
+        redis = await redis_for_command(settings)
         try:
             return await job(redis, settings.keys(), args)
         finally:
@@ -104,10 +105,12 @@ async def _dlq(redis: AnyRedis, keys: Keys, args: argparse.Namespace) -> int:
         print(f"replayed {n} dead letters into {stream}")
         return 0
     entries: Any = await redis.xrange(keys.dlq(stream), count=args.count)
-    for dlq_id, f in entries:
+    for dlq_id, f in entries:  # an error text may quote what a library said: scrubbed
         print(
-            f"{_s(dlq_id)}\tid={_s(f.get(b'id', b''))}\treason={_s(f.get(b'reason', b''))}\t"
-            f"deliveries={_s(f.get(b'deliveries', b''))}\terror={_s(f.get(b'error', b''))}"
+            scrub(
+                f"{_s(dlq_id)}\tid={_s(f.get(b'id', b''))}\treason={_s(f.get(b'reason', b''))}\t"
+                f"deliveries={_s(f.get(b'deliveries', b''))}\terror={_s(f.get(b'error', b''))}"
+            )
         )
     return 0
 

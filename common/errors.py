@@ -9,6 +9,8 @@ Two kinds of failure are kept apart on purpose:
   the entry and dead-letters it only after the configured number of deliveries.
 
 ``ConfigError`` stops a process at start with a one-line message naming the variable.
+``ServerError`` is a server a one-shot command needs (PostgreSQL for ``alphapulse migrate``)
+refusing or failing: the command line prints it as one line, like a Redis or socket error.
 """
 
 from __future__ import annotations
@@ -25,6 +27,10 @@ class ConfigError(AlphapulseError):
         self.variable = variable
         self.problem = problem
         super().__init__(f"{variable}: {problem}")
+
+
+class ServerError(AlphapulseError):
+    """A server a command talks to refused it or failed (wrong password, unreachable...)."""
 
 
 class BadInput(AlphapulseError):

@@ -30,7 +30,12 @@ import uvloop
 from common.errors import ConfigError
 from common.logging import configure_logging, get_logger
 from common.metrics import MetricsServer, Readiness
-from common.settings import CommonSettings, config_error_line, exit_on_config_error
+from common.settings import (
+    CommonSettings,
+    bind_error,
+    config_error_line,
+    exit_on_config_error,
+)
 
 __all__ = ["Service", "run_service", "serve", "worker_main"]
 
@@ -113,14 +118,11 @@ async def _start_metrics(service: Service, settings: CommonSettings) -> MetricsS
         service.readiness, host=settings.metrics_host, port=settings.metrics_port
     )
     try:
-        port = await server.start()
+        await server.start()
     except OSError as e:
-        raise ConfigError(
-            "METRICS_PORT",
-            f"expected a port free on {settings.metrics_host} (0 = no server), "
-            f"got '{settings.metrics_port}' ({e.strerror})",
+        raise bind_error(
+            "METRICS_HOST", "METRICS_PORT", settings.metrics_host, settings.metrics_port, e
         ) from e
-    get_logger("lifecycle").info("metrics_listening", host=settings.metrics_host, port=port)
     return server
 
 
@@ -185,6 +187,8 @@ async def serve(
     code = EXIT_OK
     try:
         await service.start()
+        if server is not None:  # said once started: a setting the start refuses is one line
+            log.info("metrics_listening", host=settings.metrics_host, port=server.port)
         log.info("service_started", service=service.name, settings=settings.redacted())
         run_task = asyncio.create_task(service.run(), name=f"{service.name}.run")
         drained = await _drain(service, run_task, settings.grace_seconds, forced)
@@ -210,7 +214,8 @@ async def serve(
         if install_signals:
             for sig in handled:
                 loop.remove_signal_handler(sig)
-    log.info("service_stopped", service=service.name, exit_code=code)
+    if code != EXIT_CONFIG:  # an invalid setting is one line, and that line is printed
+        log.info("service_stopped", service=service.name, exit_code=code)
     return code
 
 

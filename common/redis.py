@@ -12,6 +12,12 @@
 Timeouts: the socket timeout (``REDIS_SOCKET_TIMEOUT``) must exceed the longest blocking read
 (``BLOCK_MS``, checked by ``CommonSettings``), else a quiet stream looks like a dead server.
 Clients keep responses as bytes (``decode_responses=False``): stream payloads are binary.
+
+A command run by a person (``alphapulse status``/``dlq``/``tail``…) uses
+``redis_for_command``: it first pings with one connection attempt and no retries, so a wrong
+password or a ``rediss://`` URL pointing at a plain port fails within
+``REDIS_CONNECT_TIMEOUT`` instead of after four timed-out attempts; the command line then
+prints it as one line (``common.cli``).
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from urllib.parse import urlsplit, urlunsplit
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -35,7 +41,13 @@ AnyRedis: TypeAlias = "Redis | RedisCluster"
 HEALTH_CHECK_INTERVAL_S = 15
 RETRIES = 3
 
-__all__ = ["AnyRedis", "connection_kwargs", "plain_url", "redis_from_settings"]
+__all__ = [
+    "AnyRedis",
+    "connection_kwargs",
+    "plain_url",
+    "redis_for_command",
+    "redis_from_settings",
+]
 
 
 def plain_url(settings: CommonSettings) -> str:
@@ -81,3 +93,18 @@ def redis_from_settings(settings: CommonSettings, **overrides: Any) -> Redis | R
         kw.pop("retry_on_error", None)
         return RedisCluster.from_url(url, **kw)
     return Redis.from_url(url, **kw)
+
+
+async def redis_for_command(settings: CommonSettings) -> Redis | RedisCluster:
+    """A client for a command run by a person, once Redis has been reached.
+
+    A probe client with a single attempt and no retries pings first, so a wrong password, an
+    ACL refusal or a TLS mismatch fails at once; the client returned is the usual one, which
+    rides out a later blip (``alphapulse tail`` follows for hours).
+    """
+    probe = redis_from_settings(settings, retry=Retry(NoBackoff(), 0), retry_on_error=[])
+    try:
+        await probe.ping()
+    finally:
+        await probe.aclose()
+    return redis_from_settings(settings)

@@ -6,23 +6,30 @@ fields, built with the ``env_*`` helpers below. Every helper raises ``ConfigErro
 the variable (see ``exit_on_config_error``). Nothing here reads the environment at import time.
 
 Secrets: the Redis password (in ``REDIS_URL`` or ``REDIS_PASSWORD``) is kept out of ``repr``
-and out of logs; ``CommonSettings.redacted()`` gives the loggable form.
+and registered with ``common.secrets`` when the settings are built, so it is masked in every
+log line and error message; ``CommonSettings.redacted()`` gives the loggable form. Files
+(``env_file``) must exist and be readable, URLs (``check_url``) must carry a known scheme and a
+port in range, all at start, so a bad one is one line and exit code 2 rather than a traceback.
 """
 
 from __future__ import annotations
 
+import errno
 import math
 import os
+import socket
+import ssl
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal, TextIO
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from common.contracts import DEFAULT_RECENT_BARS
 from common.errors import ConfigError
 from common.names import Keys
+from common.secrets import redact_url, register_secret, register_url_secret, scrub
 
 LogFormat = Literal["json", "console"]
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -141,21 +148,60 @@ def _range(lo: float | None, hi: float | None) -> str:
     return ""
 
 
-# --- secrets ---------------------------------------------------------------------------------
-def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (user names are kept: they help debug)."""
+def env_file(env: Mapping[str, str], name: str) -> str | None:
+    """A path to a file that exists and this process can read, or ``None`` when unset."""
+    path = env_optional(env, name)
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+    except OSError as e:
+        raise ConfigError(name, f"expected a readable file, got {path!r} ({e.strerror})") from e
+    return path
+
+
+def check_tls_files(ca: str | None, cert: str | None, key: str | None) -> None:
+    """``REDIS_TLS_CA`` / ``_CERT`` / ``_KEY`` load as OpenSSL will load them at connect time:
+    a PEM CA, a PEM certificate and its unencrypted private key (nothing prompts for a
+    passphrase: redis-py has no setting for one)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    for variable, path, what in (
+        ("REDIS_TLS_CA", ca, "a PEM CA certificate"),
+        ("REDIS_TLS_CERT", cert, "a PEM certificate"),
+    ):
+        if path is not None:
+            try:
+                context.load_verify_locations(cafile=path)
+            except ssl.SSLError as e:
+                raise ConfigError(variable, f"expected {what}, got {path!r} ({e.reason})") from e
+    if cert is not None and key is not None:
+        try:
+            context.load_cert_chain(cert, key, password=lambda: b"")
+        except ssl.SSLError as e:
+            raise ConfigError(
+                "REDIS_TLS_KEY",
+                f"expected the unencrypted PEM private key of REDIS_TLS_CERT, got {key!r} "
+                f"({e.reason})",
+            ) from e
+
+
+def check_url(variable: str, url: str, schemes: tuple[str, ...]) -> str:
+    """``url`` if its scheme is one of ``schemes`` and its port (when given) is 1..65535.
+
+    The message shows the URL with its password masked.
+    """
+    shown = redact_url(url)
     try:
         parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable url>"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+        port = parts.port
+    except ValueError as e:
+        raise ConfigError(variable, f"expected a URL with a port 1..65535, got {shown!r}") from e
+    if parts.scheme not in schemes:
+        raise ConfigError(variable, f"expected a {'|'.join(schemes)}:// URL, got {shown!r}")
+    if port == 0:
+        raise ConfigError(variable, f"expected a URL with a port 1..65535, got {shown!r}")
+    return url
 
 
 # --- the shared settings -----------------------------------------------------------------------
@@ -193,16 +239,13 @@ class CommonSettings:
     delete_idle_consumers_ms: int = 3_600_000
 
     def __post_init__(self) -> None:
+        register_url_secret(self.redis_url)
+        register_secret(self.redis_password)
         self.validate()
 
     def validate(self) -> None:
         """Cross-field checks (the per-field ones are in the parse helpers)."""
-        scheme = urlsplit(self.redis_url).scheme
-        if scheme not in REDIS_SCHEMES:
-            raise ConfigError(
-                "REDIS_URL",
-                f"expected a {'|'.join(REDIS_SCHEMES)}:// URL, got {redact_url(self.redis_url)!r}",
-            )
+        check_url("REDIS_URL", self.redis_url, REDIS_SCHEMES)
         if self.block_ms >= self.redis_socket_timeout * 1000:
             raise ConfigError(
                 "BLOCK_MS",
@@ -248,12 +291,15 @@ class CommonSettings:
         e = os.environ if env is None else env
         url = env_str(e, "REDIS_URL", DEFAULT_REDIS_URL) or DEFAULT_REDIS_URL
         socket_timeout = env_float(e, "REDIS_SOCKET_TIMEOUT", 10.0, lo=0.1, hi=3600)
+        ca, cert = env_file(e, "REDIS_TLS_CA"), env_file(e, "REDIS_TLS_CERT")
+        key = env_file(e, "REDIS_TLS_KEY")
+        check_tls_files(ca, cert, key)
         return cls(
             redis_url=url,
             redis_cluster=env_bool(e, "REDIS_CLUSTER", False),
-            redis_tls_ca=env_optional(e, "REDIS_TLS_CA"),
-            redis_tls_cert=env_optional(e, "REDIS_TLS_CERT"),
-            redis_tls_key=env_optional(e, "REDIS_TLS_KEY"),
+            redis_tls_ca=ca,
+            redis_tls_cert=cert,
+            redis_tls_key=key,
             redis_username=env_optional(e, "REDIS_USERNAME"),
             redis_password=env_optional(e, "REDIS_PASSWORD"),
             redis_socket_timeout=socket_timeout,
@@ -283,9 +329,29 @@ class CommonSettings:
         )
 
 
+def bind_error(
+    host_variable: str, port_variable: str, host: str, port: int, error: OSError
+) -> ConfigError:
+    """The setting to blame when listening on ``host:port`` fails with ``error``.
+
+    A name that does not resolve or an address not on this machine is the host's fault;
+    anything else (port busy, privileged) the port's. Raise it from the bind at start, so a
+    busy port is one line and exit code 2 like any other invalid setting.
+    """
+    if isinstance(error, socket.gaierror) or not error.errno:
+        reason = error.strerror or str(error)
+    else:  # asyncio words its bind errors at length; the errno's own text is enough
+        reason = os.strerror(error.errno)
+    if isinstance(error, socket.gaierror) or error.errno == errno.EADDRNOTAVAIL:
+        return ConfigError(
+            host_variable, f"expected a local address to listen on, got {host!r} ({reason})"
+        )
+    return ConfigError(port_variable, f"expected a port free on {host}, got '{port}' ({reason})")
+
+
 def config_error_line(err: ConfigError) -> str:
-    """The one line a process prints when a setting is invalid."""
-    return f"alphapulse: invalid setting {err.variable}: {err.problem}"
+    """The one line a process prints when a setting is invalid (secrets masked)."""
+    return scrub(f"alphapulse: invalid setting {err.variable}: {err.problem}")
 
 
 @contextmanager

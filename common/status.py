@@ -30,7 +30,7 @@ import orjson
 from redis.exceptions import ResponseError
 
 from common.names import Keys
-from common.redis import AnyRedis, redis_from_settings
+from common.redis import AnyRedis, redis_for_command
 from common.settings import CommonSettings, exit_on_config_error
 from common.streams import group_positions
 
@@ -179,7 +179,7 @@ def _run(args: argparse.Namespace) -> int:
     keys = settings.keys()
 
     async def go() -> int:
-        redis = redis_from_settings(settings)
+        redis = await redis_for_command(settings)
         try:
             if args.wait_idle:
                 ok, status = await wait_idle(redis, keys, args.timeout, args.poll)

@@ -14,7 +14,11 @@
 The command prints shell lines for the Makefile to ``eval``: ``export``/``unset`` of those
 variables, then ``RUN_PROCESSES`` (the process names for ``honcho start``) and
 ``RUN_SUMMARY`` (one line saying what runs). A bad setting prints one line naming the
-variable and exits 2, before anything is started.
+variable and exits 2, before anything is started: ``FEED``, ``EXCHANGES`` (live), ``TICKS``
+(missing, unreadable, or no trade parsed as ``EXCHANGE`` — then the exchange whose adapter
+does parse it is suggested), ``EXCHANGE``, ``SPEED``, ``SIM_PORT`` (sim) and
+``RUN_TIMEFRAMES`` (the detectors' ``TIMEFRAMES`` rule, checked here so that no detector dies
+after everything started).
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import BadInput, ConfigError
-from common.settings import config_error_line
+from common.settings import config_error_line, env_float, env_int
+from detectors.timeframes import parse_timeframes
 from ingest.exchanges import EXCHANGES, get_adapter
 from ingest.settings import parse_exchanges, rest_url_variable, url_variable
 from ingest.sources import as_exchange, read_ticks
@@ -93,13 +98,17 @@ def plan(
     exchange: str = "binance",
     sim_port: int = 8765,
     speed: float = 10.0,
+    timeframes: str | None = None,
 ) -> RunPlan:
     """The run of ``FEED=feed``; ``ConfigError`` naming the variable on a bad setting.
 
     ``procfile`` is the Procfile's text; ``exchanges`` is used by ``live`` only (the
-    simulator serves the symbols of ``ticks``).
+    simulator serves the symbols of ``ticks``); ``timeframes`` (``RUN_TIMEFRAMES``) is
+    checked when given.
     """
     names = procfile_names(procfile)
+    if timeframes is not None:
+        parse_timeframes(timeframes, "RUN_TIMEFRAMES")
     if feed == "live":
         subscriptions = parse_exchanges(exchanges or live_exchanges())
         value = format_exchanges(subscriptions)
@@ -123,16 +132,19 @@ def _sim_plan(
     if exchange not in EXCHANGES:
         raise ConfigError("EXCHANGE", f"expected one of {'|'.join(EXCHANGES)}, got {exchange!r}")
     if not Path(ticks).is_file():
-        raise ConfigError("TICKS", f"expected a recording or trades CSV, got {ticks!r}")
-    try:  # a recording is parsed as EXCHANGE's frames, as the simulator does
-        trades = as_exchange(read_ticks(ticks, exchange), exchange)
-        symbols = sorted({t.native_symbol for t in trades})
-    except BadInput as e:
-        raise ConfigError("EXCHANGE", f"{exchange}: cannot spell {ticks}'s symbols: {e}") from e
-    except (OSError, EOFError, zlib.error) as e:
-        raise ConfigError("TICKS", f"cannot read {ticks}: {e}") from e
+        raise ConfigError(
+            "TICKS", f"expected an existing recording (.rec[.gz]) or trades CSV, got {ticks!r}"
+        )
+    symbols = _symbols(ticks, exchange)
     if not symbols:
-        raise ConfigError("TICKS", f"no trades in {ticks}")
+        others = [x for x in EXCHANGES if x != exchange and _parses(ticks, x)]
+        if others:
+            raise ConfigError(
+                "EXCHANGE",
+                f"the {exchange} adapter parses no trade in {ticks}; its frames are "
+                f"{others[0]}'s: EXCHANGE={others[0]}",
+            )
+        raise ConfigError("TICKS", f"expected trades of some exchange, found none in {ticks}")
     url = f"ws://127.0.0.1:{port}/{exchange}{get_adapter(exchange).server_path}"
     rest: tuple[tuple[str, str], ...] = ()
     if get_adapter(exchange).history_path is not None:
@@ -148,6 +160,26 @@ def _sim_plan(
         processes=names,
         summary=f"{ticks} as {exchange} at {speed:g}x (looped, simulator on {url})",
     )
+
+
+def _symbols(ticks: str, exchange: str) -> list[str]:
+    """The native symbols of ``ticks`` parsed as ``exchange``'s trades (as the simulator does:
+    a recording is parsed by that exchange's adapter, a CSV re-spelled for it)."""
+    try:
+        trades = as_exchange(read_ticks(ticks, exchange), exchange)
+        return sorted({t.native_symbol for t in trades})
+    except BadInput as e:
+        raise ConfigError("EXCHANGE", f"{exchange}: cannot spell {ticks}'s symbols: {e}") from e
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError) as e:
+        raise ConfigError("TICKS", f"expected a readable recording or CSV, {ticks}: {e}") from e
+
+
+def _parses(ticks: str, exchange: str) -> bool:
+    """Whether ``exchange``'s adapter finds trades in ``ticks`` (for the suggestion only)."""
+    try:
+        return bool(_symbols(ticks, exchange))
+    except ConfigError:
+        return False
 
 
 def shell_lines(run: RunPlan) -> str:
@@ -173,8 +205,10 @@ def register(sub: Any) -> None:
     p.add_argument("--exchanges", default="", help="live: EXCHANGES (default: BTC, ETH x 5)")
     p.add_argument("--ticks", default="", help="sim: the recording or trades CSV replayed")
     p.add_argument("--exchange", default="binance", help="sim: the exchange it is served as")
-    p.add_argument("--sim-port", type=int, default=8765, help="sim: the simulator's port")
-    p.add_argument("--speed", type=float, default=10.0, help="sim: replay speed (summary)")
+    # Strings, checked by run_env: a bad value is one line naming SIM_PORT/SPEED, not usage.
+    p.add_argument("--sim-port", default="8765", help="sim: the simulator's port")
+    p.add_argument("--speed", default="10", help="sim: replay speed (0 = as fast as possible)")
+    p.add_argument("--timeframes", default=None, help="RUN_TIMEFRAMES, checked as TIMEFRAMES")
     p.set_defaults(func=run_env)
 
 
@@ -184,6 +218,7 @@ def run_env(args: argparse.Namespace) -> int:
     except OSError as e:
         print(f"alphapulse run-env: cannot read {args.procfile}: {e}", file=sys.stderr)
         return 2
+    given = {"SIM_PORT": args.sim_port, "SPEED": args.speed}
     try:
         run = plan(
             args.feed,
@@ -191,8 +226,9 @@ def run_env(args: argparse.Namespace) -> int:
             exchanges=args.exchanges,
             ticks=args.ticks,
             exchange=args.exchange,
-            sim_port=args.sim_port,
-            speed=args.speed,
+            sim_port=env_int(given, "SIM_PORT", 8765, lo=1, hi=65535),
+            speed=env_float(given, "SPEED", 10.0, lo=0, hi=1_000_000),
+            timeframes=args.timeframes,
         )
     except ConfigError as err:
         print(config_error_line(err), file=sys.stderr, flush=True)

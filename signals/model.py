@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -173,8 +174,11 @@ def model_from_mapping(doc: Mapping[str, Any], source: str = MODEL_FILE_VAR) -> 
             raise ConfigError(source, f"unknown scoring parameter {key!r}")
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(source, f"{key} must be a number, got {value!r}")
+        if key == "cooldown_bars" and value != int(value):
+            raise ConfigError(source, f"cooldown_bars must be a whole number, got {value!r}")
         overrides[key] = int(value) if key == "cooldown_bars" else float(value)
     params = replace(ScoringParams(), **overrides)
+    check_params(params, source)
     patterns = dict(DEFAULT_PATTERNS)
     pattern_doc = doc.get("patterns", {})
     if not isinstance(pattern_doc, Mapping):
@@ -182,6 +186,31 @@ def model_from_mapping(doc: Mapping[str, Any], source: str = MODEL_FILE_VAR) -> 
     for name, spec in pattern_doc.items():
         patterns[name] = _pattern_override(patterns.get(name), name, spec, source)
     return Model(patterns, params)
+
+
+# Parameters bounded to [lo, hi]; every other one is a factor, >= 0. A score lies in [0, 1]
+# (``scoring`` clips it), so a threshold above 1 would silently emit nothing, ever.
+_BOUNDS: dict[str, tuple[float, float]] = {
+    "threshold": (0.0, 1.0),
+    "max_contribution": (0.0, 1.0),
+    "conflict_penalty": (0.0, 1.0),
+    "rsi_oversold": (0.0, 100.0),
+    "rsi_overbought": (0.0, 100.0),
+}
+
+
+def check_params(params: ScoringParams, source: str = MODEL_FILE_VAR) -> None:
+    """Refuse parameters with which scoring cannot work as documented (``ConfigError``)."""
+    for f in fields(ScoringParams):
+        value = getattr(params, f.name)
+        lo, hi = _BOUNDS.get(f.name, (0.0, math.inf))
+        if not (math.isfinite(value) and lo <= value <= hi):
+            span = f"{lo:g}..{hi:g}" if math.isfinite(hi) else f">= {lo:g}"
+            raise ConfigError(source, f"{f.name} must be a number {span}, got {value!r}")
+    if params.rsi_oversold >= params.rsi_overbought:
+        raise ConfigError(source, "rsi_oversold must be below rsi_overbought")
+    if params.volume_weak_threshold > params.volume_threshold:
+        raise ConfigError(source, "volume_weak_threshold must not exceed volume_threshold")
 
 
 def _pattern_override(base: PatternSpec | None, name: str, spec: Any, source: str) -> PatternSpec:

@@ -37,6 +37,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from common.errors import ConfigError
+from common.secrets import register_secret
 from common.settings import (
     CommonSettings,
     env_bool,
@@ -111,6 +112,7 @@ class WsSettings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> WsSettings:
         e = os.environ if env is None else env
         tokens = frozenset(env_list(e, "SIGNALS_WS_TOKENS"))
+        register_secret(*tokens)
         if not tokens:
             raise ConfigError("SIGNALS_WS_TOKENS", "expected at least one token (comma-separated)")
         return cls(

@@ -16,7 +16,7 @@ import asyncio
 import sys
 from typing import Any, TextIO
 
-from common.redis import redis_from_settings
+from common.redis import redis_for_command
 from common.settings import CommonSettings, exit_on_config_error
 from signals.contract import Signal, decode_entry
 
@@ -63,7 +63,7 @@ def table_row(signal: Signal) -> str:
 async def tail(
     settings: CommonSettings, *, start: str, count: int, as_json: bool, out: TextIO
 ) -> int:
-    redis = redis_from_settings(settings)
+    redis = await redis_for_command(settings)
     stream = settings.keys().signals
     last = {"now": "$", "beginning": "0-0"}.get(start, start)
     shown = 0

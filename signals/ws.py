@@ -31,6 +31,7 @@ from common.lifecycle import Service, worker_main
 from common.logging import get_logger
 from common.metrics import Readiness
 from common.redis import AnyRedis, redis_from_settings
+from common.settings import bind_error
 from common.trimming import parse_id
 from signals.settings import WsSettings
 from signals.ws_log import REFUSALS, ConnectionLog, peer_of
@@ -216,14 +217,17 @@ class WsServer(Service):
         s = self.settings
         # No per-message deflate: each connection would compress every frame again with its
         # own context (CPU and ~300 KiB per client); uncompressed frames are rendered once.
-        self.server = await serve(
-            self.handle,
-            s.host,
-            s.port,
-            max_size=s.max_message,
-            close_timeout=5,
-            compression=None,
-        )
+        try:
+            self.server = await serve(
+                self.handle,
+                s.host,
+                s.port,
+                max_size=s.max_message,
+                close_timeout=5,
+                compression=None,
+            )
+        except OSError as e:  # an unresolvable host or a busy port: a setting, exit code 2
+            raise bind_error("SIGNALS_WS_HOST", "SIGNALS_WS_PORT", s.host, s.port, e) from e
         self.readiness.set("connected")
         self.readiness.set("consuming")
         get_logger("signals.ws").info("ws_listening", host=s.host, port=self.port)

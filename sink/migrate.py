@@ -31,6 +31,7 @@ from typing import Any
 
 import asyncpg
 
+from common.errors import ServerError
 from common.logging import configure_logging, get_logger
 from common.settings import CommonSettings, exit_on_config_error
 from sink.settings import database_url
@@ -184,8 +185,12 @@ async def _migrate_url(url: str) -> Flavor:
 def _command(args: argparse.Namespace) -> int:
     with exit_on_config_error():
         configure_logging(CommonSettings.from_env(os.environ))
-        url = args.database_url or database_url(os.environ)
-    flavor = asyncio.run(_migrate_url(url))
+        given = {"DATABASE_URL": args.database_url} if args.database_url else {}
+        url = database_url({**os.environ, **given})  # checked, its password registered
+    try:
+        flavor = asyncio.run(_migrate_url(url))
+    except (asyncpg.PostgresError, asyncpg.InterfaceError) as e:  # one line (common.cli)
+        raise ServerError(f"{type(e).__name__}: {e}") from e
     print(f"schema up to date ({flavor.value})")
     return 0
 

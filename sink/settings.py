@@ -32,12 +32,14 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from common.errors import ConfigError
-from common.settings import CommonSettings, env_bool, env_choice, env_int, env_str, redact_url
+from common.secrets import redact_url, register_secret, register_url_secret
+from common.settings import CommonSettings, check_url, env_bool, env_choice, env_int, env_str
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/alphapulse"
+DATABASE_SCHEMES = ("postgresql", "postgres")
 TABLES = ("ticks", "bars", "patterns", "signals")
 WRITE_METHODS = ("copy", "staging", "unnest")  # see sink.store
 _DURATION_RE = re.compile(r"^(\d+)\s*([smhdw]?)$")
@@ -56,10 +58,12 @@ def env_duration_s(env: Mapping[str, str], name: str, default: str) -> int:
 
 
 def database_url(env: Mapping[str, str]) -> str:
-    """``DATABASE_URL``, checked to be a PostgreSQL URL."""
+    """``DATABASE_URL``, checked to be a PostgreSQL URL with a valid port; its password is
+    registered as a secret (masked in every log line and error message)."""
     url = env_str(env, "DATABASE_URL", DEFAULT_DATABASE_URL) or DEFAULT_DATABASE_URL
-    if urlsplit(url).scheme not in ("postgres", "postgresql"):
-        raise ConfigError("DATABASE_URL", f"expected a postgresql:// URL, got {redact_url(url)!r}")
+    register_url_secret(url)
+    check_url("DATABASE_URL", url, DATABASE_SCHEMES)
+    register_secret(*parse_qs(urlsplit(url).query).get("password", ()))
     return url
 
 

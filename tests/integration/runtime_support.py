@@ -44,6 +44,19 @@ def worker_env(namespace: str, **extra: str) -> dict[str, str]:
     return env
 
 
+def run_cli(env: Mapping[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """``alphapulse <args>`` (``python -m common.cli``) to its end: code, stdout, stderr."""
+    return subprocess.run(
+        [sys.executable, "-m", "common.cli", *args],
+        env=dict(env),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 def spawn_worker(env: Mapping[str, str], module: str = WORKER_MODULE) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", module],
@@ -173,3 +186,29 @@ def redis_server(args: list[str], directory: Path, ping: dict[str, object]) -> I
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def stage_and_limited(password: str, limited_password: str) -> dict[str, tuple[str, list[str]]]:
+    """ACL users for ``acl_redis``: ``stage`` may do anything; ``limited`` may only log in and
+    PING (so any other command, ``SELECT`` of a database included, is refused)."""
+    return {
+        "stage": (password, ["~*", "&*", "+@all"]),
+        "limited": (
+            limited_password,
+            ["resetkeys", "-@all", "+ping", "+auth", "+hello", "+client"],
+        ),
+    }
+
+
+@contextmanager
+def acl_redis(directory: Path, users: Mapping[str, tuple[str, list[str]]]) -> Iterator[int]:
+    """A private plain ``redis-server`` whose only users are ``users`` (name -> (password, ACL
+    rules)), the first with full rights; yields its port."""
+    port = free_port()
+    args = ["--port", str(port), "--bind", "127.0.0.1", "--user", "default", "off"]
+    for name, (password, rules) in users.items():
+        args += ["--user", name, "on", f">{password}", *rules]
+    first, (password, _) = next(iter(users.items()))
+    ping = {"host": "127.0.0.1", "port": port, "username": first, "password": password}
+    with redis_server(args, directory, ping):
+        yield port

@@ -2,30 +2,19 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 import redis.asyncio as aioredis
 
 from common.names import Keys
 from common.runtime import BatchResult, Entry, StreamWorker
 from common.settings import CommonSettings
-from tests.integration.runtime_support import ROOT, worker_env
+from tests.integration.runtime_support import run_cli, worker_env
 
 pytestmark = pytest.mark.redis
 
 
 def _cli(namespace: str, *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "common.cli", *args],
-        env=worker_env(namespace),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_cli(worker_env(namespace), *args)
     assert done.returncode == 0, done.stderr
     return done.stdout
 

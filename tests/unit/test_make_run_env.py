@@ -6,6 +6,7 @@ The Makefile tests run ``make -n run`` (prints, starts nothing) and then the exa
 
 from __future__ import annotations
 
+import gzip
 import io
 import os
 import shlex
@@ -21,6 +22,7 @@ from ingest.exchanges import EXCHANGES, get_adapter
 from ingest.runenv import SIMULATOR, live_exchanges, plan, procfile_names, shell_lines
 from ingest.settings import IngestSettings
 from ingest.sources import write_trades_csv
+from tests.unit.ingest_samples import BINANCE_TRADE_SELL
 
 ROOT = Path(__file__).resolve().parents[2]
 PROCFILE = (ROOT / "Procfile").read_text()
@@ -84,11 +86,20 @@ def test_sim_as_another_exchange_uses_its_spelling_and_path(tmp_path: Path) -> N
     }
 
 
-def test_sim_file_with_no_trade_of_that_exchange_names_ticks(ticks_csv: Path) -> None:
-    # the simulator reads the file as EXCHANGE's trades too: it would serve nothing
-    with pytest.raises(ConfigError, match="no trades") as err:
-        plan("sim", procfile=PROCFILE, ticks=str(ticks_csv), exchange="kraken")
-    assert err.value.variable == "TICKS"
+def test_a_recording_of_another_exchange_blames_exchange_and_names_the_right_one(
+    tmp_path: Path,
+) -> None:
+    # The simulator parses a recording with EXCHANGE's adapter: as kraken it would serve
+    # nothing; the binance adapter parses it.
+    recording = tmp_path / "binance.rec"
+    recording.write_text(f"1723161255343000000 {BINANCE_TRADE_SELL}\n")
+    with pytest.raises(ConfigError) as err:
+        plan("sim", procfile=PROCFILE, ticks=str(recording), exchange="kraken")
+    assert err.value.variable == "EXCHANGE"
+    assert err.value.problem == (
+        f"the kraken adapter parses no trade in {recording}; its frames are binance's: "
+        "EXCHANGE=binance"
+    )
 
 
 def test_live_has_no_simulator_no_url_override_and_btc_eth_on_five_exchanges() -> None:
@@ -245,3 +256,83 @@ def test_live_settings_resolve_to_the_real_wss_endpoints() -> None:
         for name, symbols in settings.exchanges
     }
     assert dialled == REAL_ENDPOINTS
+
+
+# --- every bad input of `make run` is one line naming it, exit code 2 (issue 16) ----------------
+def _refused(*assignments: str) -> str:
+    """The one stderr line of the ``run-env`` that ``make run <assignments>`` runs first."""
+    made = _make_n(*assignments)
+    assert made.returncode == 0, made.stderr  # make itself accepts it; run-env judges
+    done = subprocess.run(
+        ["bash", "-c", _run_env_command(made.stdout)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    return lines[0]
+
+
+def test_make_run_speed_that_is_no_number(ticks_csv: Path) -> None:
+    assert _refused(f"TICKS={ticks_csv}", "SPEED=fast") == (
+        "alphapulse: invalid setting SPEED: expected a number 0..1000000, got 'fast'"
+    )
+
+
+def test_make_run_sim_port_that_is_no_port(ticks_csv: Path) -> None:
+    assert _refused(f"TICKS={ticks_csv}", "SIM_PORT=abc") == (
+        "alphapulse: invalid setting SIM_PORT: expected an integer 1..65535, got 'abc'"
+    )
+
+
+def test_make_run_ticks_that_does_not_exist() -> None:
+    assert _refused("TICKS=nope.rec.gz") == (
+        "alphapulse: invalid setting TICKS: expected an existing recording (.rec[.gz]) or "
+        "trades CSV, got 'nope.rec.gz'"
+    )
+
+
+def test_make_run_ticks_that_cannot_be_read(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.rec.gz"
+    broken.write_bytes(gzip.compress(b"1723161255343000000 {}\n" * 100)[:30])  # cut short
+    line = _refused(f"TICKS={broken}")
+    assert line.startswith(
+        f"alphapulse: invalid setting TICKS: expected a readable recording or CSV, {broken}: "
+    )
+
+
+def test_make_run_ticks_with_no_trade_of_any_exchange(tmp_path: Path) -> None:
+    quiet = tmp_path / "acks.rec"
+    quiet.write_text('1723161255343000000 {"result":null,"id":1}\n')
+    assert _refused(f"TICKS={quiet}") == (
+        f"alphapulse: invalid setting TICKS: expected trades of some exchange, found none in "
+        f"{quiet}"
+    )
+
+
+def test_make_run_exchange_that_parses_nothing_suggests_the_one_that_does(
+    tmp_path: Path,
+) -> None:
+    recording = tmp_path / "binance.rec"
+    recording.write_text(f"1723161255343000000 {BINANCE_TRADE_SELL}\n")
+    line = _refused(f"TICKS={recording}", "EXCHANGE=kraken")
+    assert line.startswith("alphapulse: invalid setting EXCHANGE: the kraken adapter parses ")
+    assert line.endswith("EXCHANGE=binance")
+
+
+def test_make_run_timeframes_that_do_not_nest(ticks_csv: Path) -> None:
+    assert _refused(f"TICKS={ticks_csv}", "RUN_TIMEFRAMES=1m,7s") == (
+        "alphapulse: invalid setting RUN_TIMEFRAMES: 1m is not a whole multiple of 7s "
+        "(they must nest)"
+    )
+
+
+def test_make_run_live_exchanges_that_do_not_parse() -> None:
+    line = _refused("FEED=live", "EXCHANGES=ftx:BTC-USD")
+    assert line.startswith("alphapulse: invalid setting EXCHANGES: expected exchange:SYM,SYM;")
+    assert line.endswith("got 'ftx:BTC-USD'")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pytest
 
 from common.errors import ConfigError
+from common.secrets import redact_url
 from common.settings import (
     CommonSettings,
     config_error_line,
@@ -17,8 +19,8 @@ from common.settings import (
     env_list,
     env_optional,
     exit_on_config_error,
-    redact_url,
 )
+from tests.integration.runtime_support import Certs, make_certs
 
 
 def test_defaults() -> None:
@@ -32,13 +34,19 @@ def test_defaults() -> None:
     assert s.keys().partitions == 16 and s.keys().namespace == ""
 
 
-def test_every_variable_is_read() -> None:
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    """A CA and a client certificate with its key, made by openssl."""
+    return make_certs(tmp_path_factory.mktemp("certs"))
+
+
+def test_every_variable_is_read(certs: Certs) -> None:
     env = {
         "REDIS_URL": "rediss://u:pw@redis.example:6380/2",
         "REDIS_CLUSTER": "yes",
-        "REDIS_TLS_CA": "/ca.pem",
-        "REDIS_TLS_CERT": "/c.pem",
-        "REDIS_TLS_KEY": "/k.pem",
+        "REDIS_TLS_CA": str(certs.ca),
+        "REDIS_TLS_CERT": str(certs.client_cert),
+        "REDIS_TLS_KEY": str(certs.client_key),
         "REDIS_USERNAME": "bob",
         "REDIS_PASSWORD": "pw2",
         "REDIS_SOCKET_TIMEOUT": "30",
@@ -61,7 +69,9 @@ def test_every_variable_is_read() -> None:
     }
     s = CommonSettings.from_env(env)
     assert s.cluster and s.tls
-    assert (s.redis_tls_ca, s.redis_tls_cert, s.redis_tls_key) == ("/ca.pem", "/c.pem", "/k.pem")
+    assert (s.redis_tls_ca, s.redis_tls_cert, s.redis_tls_key) == tuple(
+        str(p) for p in (certs.ca, certs.client_cert, certs.client_key)
+    )
     assert (s.redis_username, s.redis_password) == ("bob", "pw2")
     assert (s.redis_socket_timeout, s.redis_connect_timeout) == (30.0, 2.5)
     assert (s.partitions, s.namespace, s.metrics_host, s.metrics_port) == (
@@ -111,15 +121,37 @@ def test_cluster_scheme_turns_cluster_on() -> None:
             "http://h",
             "expected a redis|rediss|redis+cluster|rediss+cluster|unix:// URL",
         ),
-        ("REDIS_TLS_CERT", "/c.pem", "TLS cert and key go together"),
     ],
 )
 def test_bad_values_name_the_variable(variable: str, value: str, message: str) -> None:
     with pytest.raises(ConfigError) as info:
         CommonSettings.from_env({variable: value})
-    missing_key = variable == "REDIS_TLS_CERT"
-    assert info.value.variable == ("REDIS_TLS_KEY" if missing_key else variable)
+    assert info.value.variable == variable
     assert message in info.value.problem
+
+
+def test_tls_files_must_be_readable_pem_and_belong_together(certs: Certs, tmp_path: Path) -> None:
+    not_pem = tmp_path / "notes.txt"
+    not_pem.write_text("not a certificate")
+    cases = [
+        ({"REDIS_TLS_CA": str(tmp_path / "missing.pem")}, "REDIS_TLS_CA", "a readable file"),
+        ({"REDIS_TLS_CA": str(not_pem)}, "REDIS_TLS_CA", "a PEM CA certificate"),
+        ({"REDIS_TLS_CERT": str(certs.client_cert)}, "REDIS_TLS_KEY", "go together"),
+        (
+            {"REDIS_TLS_CERT": str(not_pem), "REDIS_TLS_KEY": str(certs.client_key)},
+            "REDIS_TLS_CERT",
+            "a PEM certificate",
+        ),
+        (
+            {"REDIS_TLS_CERT": str(certs.client_cert), "REDIS_TLS_KEY": str(certs.server_key)},
+            "REDIS_TLS_KEY",
+            "private key of REDIS_TLS_CERT",
+        ),
+    ]
+    for env, variable, says in cases:
+        with pytest.raises(ConfigError) as info:
+            CommonSettings.from_env(env)
+        assert (info.value.variable, says in info.value.problem) == (variable, True), env
 
 
 def test_block_ms_must_stay_below_the_socket_timeout() -> None:
