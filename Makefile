@@ -7,15 +7,19 @@ STAMP := $(VENV)/.installed
 export REDIS_URL ?= redis://127.0.0.1:6379/0
 export DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: install lint typecheck test unit services provision run bench clean deploy-check
+.PHONY: install lint typecheck test unit services browser provision run bench clean deploy-check
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt package.json package-lock.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,run]'
+	npm ci --no-audit --no-fund --loglevel=error  # the console's front-end packages (package-lock.json)
 	touch $(STAMP)
+
+browser:  ## Debian's chromium + chromium-driver for the console's browser tests (apt if missing)
+	bash deploy/browser.sh >/dev/null
 
 services:  ## make sure Redis and PostgreSQL are reachable (start or apt-install local ones)
 	bash deploy/local-services.sh
@@ -31,7 +35,7 @@ unit: install
 provision:  ## TimescaleDB for the tests in a Debian trixie chroot, unless TIMESCALE_URL is given
 	@if [ -z "$${TIMESCALE_URL:-}" ]; then bash deploy/timescale-chroot.sh up >/dev/null; fi
 
-test: install services provision lint
+test: install services browser provision lint
 	TIMESCALE_URL=$${TIMESCALE_URL:-$$(bash deploy/timescale-chroot.sh url)} $(BIN)/pytest -q
 
 # `make run`: the whole pipeline on this machine (the Procfile) in namespace RUN_NAMESPACE.
@@ -93,4 +97,4 @@ deploy-check:  ## promtool + systemd-analyze over deploy/ (installs promtool wit
 	bash deploy/check.sh
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
