@@ -44,7 +44,7 @@ from signals.console.state import (
 STATIC = Path(__file__).parent / "static"
 SESSION_COOKIE = "ap_session"
 LOGIN_CSRF_COOKIE = "ap_login_csrf"
-PUBLIC = frozenset({"/healthz", "/login", "/static/console.css"})
+PUBLIC = frozenset({"/healthz", "/login", "/static/console.css", "/favicon.ico"})
 PAGES = ("overview", "signals", "chart", "patterns", "export")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -101,7 +101,9 @@ def _safe_next(value: str) -> str:
 
 
 async def login_form(request: web.Request) -> web.Response:
-    csrf = secrets.token_urlsafe(24)
+    # Keep the token a browser already has: a second login page (another tab, a redirected
+    # side request) must not invalidate the form of the first.
+    csrf = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(24)
     resp = web.Response(
         text=_login_page(csrf, _safe_next(request.query.get("next", "/overview"))),
         content_type="text/html",
@@ -174,6 +176,10 @@ async def healthz(_: web.Request) -> web.Response:
     return web.Response(text="ok\n")
 
 
+async def favicon(_: web.Request) -> web.Response:
+    return web.Response(status=204)
+
+
 def page(name: str) -> Handler:
     async def serve(_: web.Request) -> web.StreamResponse:
         return web.FileResponse(STATIC / f"{name}.html")
@@ -222,6 +228,7 @@ def build_app(settings: ConsoleSettings, redis: AnyRedis, pool: asyncpg.Pool) ->
     app[HAS_OUTCOMES] = []
     r = app.router
     r.add_get("/healthz", healthz)
+    r.add_get("/favicon.ico", favicon)
     r.add_get("/login", login_form)
     r.add_post("/login", login)
     r.add_post("/logout", logout)

@@ -142,6 +142,7 @@ function setup() {
   volume = chart.addSeries(LC.HistogramSeries, { priceScaleId: "", priceFormat: { type: "volume" } });
   volume.priceScale().applyOptions({ scaleMargins: { top: 0.8, bottom: 0 } });
   markerApi = LC.createSeriesMarkers(candles, []);
+  window.consoleChart = chart;  // for the browser tests (pan programmatically)
   chart.subscribeCrosshairMove(hover);
   chart.timeScale().subscribeVisibleLogicalRangeChange(r => { if (r && r.from < 20) loadOlder(); });
   setInterval(() => poll().catch(() => {}), 2000);
