@@ -48,7 +48,7 @@ test: install services browser provision lint
 #   bybit and okx), e.g. `make run FEED=live EXCHANGES='kraken:BTC/USD;okx:SOL-USDT'`.
 # Starts fresh (deletes that namespace's Redis keys first) unless KEEP=1. Each process's
 # metrics port is honcho's PORT (5000, 5100, ...); signals-ws serves on SIGNALS_WS_PORT
-# (8780), token dev-token.
+# (8780), token dev-token; the web console on CONSOLE_PORT (8790), login printed at start.
 FEED ?= sim
 RUN_FEEDS := sim live
 DATA ?= ../shared/data
@@ -60,6 +60,12 @@ SPEED ?= 10
 SIM_PORT ?= 8765
 RUN_NAMESPACE ?= run:
 RUN_TIMEFRAMES ?= 1s,5s,1m
+# The web console (signals/console): its port and the password of the `dev` admin login that
+# `make run` creates (a fresh random one each run unless given; printed with the URL).
+CONSOLE_PORT ?= 8790
+ifeq ($(origin CONSOLE_PASSWORD),undefined)
+CONSOLE_PASSWORD := $(shell head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+endif
 # A bad FEED stops `make run` before anything is installed or started.
 ifneq ($(filter run,$(MAKECMDGOALS)),)
 ifneq ($(words $(FEED)) $(filter $(FEED),$(RUN_FEEDS)),1 $(strip $(FEED)))
@@ -84,8 +90,14 @@ run: install services $(if $(filter sim,$(FEED)),$(TICKS))
 	@if [ "$${KEEP:-0}" != 1 ]; then for pat in '$(RUN_NAMESPACE)*' '{$(RUN_NAMESPACE)*'; do \
 	  redis-cli -u "$$REDIS_URL" --scan --pattern "$$pat" | xargs -r redis-cli -u "$$REDIS_URL" del >/dev/null; \
 	done; fi
+	@echo "$(CONSOLE_PASSWORD)" | $(BIN)/alphapulse console-user dev --role admin > var/run/console-users
 	@. var/run/plan.sh && echo "make run: $$RUN_SUMMARY, namespace $(RUN_NAMESPACE); Ctrl-C stops" && \
+	echo "make run: console http://127.0.0.1:$(CONSOLE_PORT)/ login dev / $(CONSOLE_PASSWORD)" && \
+	workers= && i=0 && for p in $$RUN_PROCESSES; do \
+	  case $$p in simulator|tail) ;; *) workers="$$workers$${workers:+,}$$p=http://127.0.0.1:$$(($${PORT:-5000} + 100 * i))";; esac; \
+	  i=$$((i + 1)); done && \
 	env -u METRICS_PORT NAMESPACE=$(RUN_NAMESPACE) TIMEFRAMES=$(RUN_TIMEFRAMES) \
+	  CONSOLE_PORT=$(CONSOLE_PORT) CONSOLE_WORKERS="$$workers" \
 	  TICKS=$(TICKS) EXCHANGE=$(EXCHANGE) SPEED=$(SPEED) SIM_PORT=$(SIM_PORT) \
 	  LOG_FORMAT=$${LOG_FORMAT:-console} $(BIN)/honcho start -f Procfile $$RUN_PROCESSES
 

@@ -76,7 +76,7 @@ async def logged_in(browser: Browser, console: ConsoleServer, user: str) -> Page
 async def shot(page: Page, name: str) -> None:
     target = os.environ.get("CONSOLE_SCREENSHOTS")
     if target:
-        Path(target).mkdir(parents=True, exist_ok=True)
+        os.makedirs(target, exist_ok=True)
         await page.screenshot(path=str(Path(target) / f"{name}.png"))
 
 
