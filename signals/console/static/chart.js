@@ -148,4 +148,14 @@ function setup() {
   setInterval(() => poll().catch(() => {}), 2000);
 }
 form.onsubmit = ev => { ev.preventDefault(); show(); };
-Console.init("chart").then(() => { setup(); Console.fillForm(form, new URLSearchParams(location.search)); show(); });
+async function start() {
+  setup();
+  const q = new URLSearchParams(location.search);
+  if (!q.get("exchange")) {  // no series asked for: the first one that has signals
+    const first = (await getJson("/api/series")).series[0];
+    if (first) for (const k of ["exchange", "symbol", "timeframe"]) q.set(k, first[k]);
+  }
+  Console.fillForm(form, q);
+  show();
+}
+Console.init("chart").then(start);

@@ -8,7 +8,7 @@ function table(id, head, rows) {
 function render(o) {
   const r = o.rates;
   document.getElementById("rates").innerHTML = [
-    ["ticks/s", r.ticks_per_s], ["bars/s", r.bars_per_s], ["patterns/s", r.patterns_per_s], ["signals/s", r.signals_per_s],
+    ["ticks/s", r.ticks_applied_per_s ?? r.ticks_per_s], ["tick batches/s", r.ticks_per_s], ["bars/s", r.bars_per_s], ["patterns/s", r.patterns_per_s], ["signals/s", r.signals_per_s],
     ["dead letters", o.streams.reduce((a, s) => a + s.dead_letters, 0)], ["detectors", o.detectors.length],
   ].map(([k, v]) => `<div class="card">${k}<b id="card-${k.replace(/\W/g, "")}">${v ?? "…"}</b></div>`).join("");
   document.getElementById("alerts-source").textContent = `(${o.alerts_source})`;
