@@ -92,13 +92,11 @@ async def signals(request: web.Request) -> web.Response:
 async def bars(request: web.Request) -> web.Response:
     f = SeriesFilter.parse(request.query, default_limit=1000, max_limit=MAX_BARS)
     rows, older = await queries.fetch_bars(request.app[POOL], f)
-    return _json(
-        {
-            "columns": ["time", "open", "high", "low", "close", "volume"],
-            "bars": rows,
-            "next_to": older,
-        }
-    )
+    body = b"".join(
+        (b'{"columns":["time","open","high","low","close","volume"],"bars":', rows,
+         b',"next_to":', orjson.dumps(older), b"}")
+    )  # fmt: skip
+    return web.Response(body=body, content_type="application/json")
 
 
 async def markers(request: web.Request) -> web.Response:

@@ -241,7 +241,7 @@ async def bench_viewers(console: Console, redis: Any, keys: Keys, viewers: int) 
                 seen.setdefault(sid, []).append(time.time() * 1000)
 
     done = asyncio.Event()
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
         readies = [asyncio.Event() for _ in range(viewers)]
         tasks = [asyncio.create_task(viewer(http, r, done)) for r in readies]
         await asyncio.gather(*(r.wait() for r in readies))
