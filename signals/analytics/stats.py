@@ -238,7 +238,8 @@ def bar_keys(df: pd.DataFrame) -> np.ndarray:
     """One integer per bar: its series code and its index within the series."""
     codes: np.ndarray = df["series_code"].to_numpy(np.int64)
     index: np.ndarray = df["bar_index"].to_numpy(np.int64)
-    return codes * (1 << 32) + index
+    keys: np.ndarray = codes * (1 << 32) + index
+    return keys
 
 
 def pattern_table(
