@@ -11,7 +11,10 @@ bar with at least one pattern: the bar's fields, ``patterns``, the features and
 ``recent``), both sorted by (exchange, symbol, timeframe duration, open_time), and
 ``DIR/signals.jsonl``: the pattern events scored in that same order by the signals stage's
 pure scorer (model from ``SIGNALS_MODEL_FILE``, default model otherwise), one signal per
-line in the stream's JSON form with ``emitted_at`` null (see :mod:`signals.offline`).
+line in the stream's JSON form with ``emitted_at`` null (see :mod:`signals.offline`), and
+``DIR/outcomes.jsonl``: every pattern firing and every one of those signals with its forward
+outcomes, from the bar outcomes the engines emitted (the live detectors' code path; see
+:mod:`signals.outcomes` and ``docs/outcomes.md``).
 
 Layering: the detectors' worker path never imports ``signals``; only this CLI command does,
 inside :func:`run` (as it imports ``ingest`` for the tick readers), because the offline
@@ -119,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
     """The ``replay`` subcommand."""
     from ingest.sources import read_ticks  # noqa: PLC0415 - only the CLI needs ingest
     from signals.model import load_model  # noqa: PLC0415 - nor signals (see the docstring)
-    from signals.offline import write_signals_jsonl  # noqa: PLC0415
+    from signals.offline import score_events, write_signal_list  # noqa: PLC0415
+    from signals.outcomes import outcome_lines  # noqa: PLC0415
 
     try:
         model = load_model(os.environ.get("SIGNALS_MODEL_FILE"))
@@ -138,8 +142,15 @@ def run(args: argparse.Namespace) -> int:
     bar_rows, ev_rows = sorted_records(result.bars, events, config)
     nb = write_jsonl(out_dir / "bars.jsonl", bar_rows)
     ne = write_jsonl(out_dir / "patterns.jsonl", ev_rows)
-    ns = write_signals_jsonl(out_dir / "signals.jsonl", events, model)
-    print(f"replay: {nb} bars, {ne} pattern events, {ns} signals -> {out_dir}", file=sys.stderr)
+    signals = score_events(events, model)
+    ns = write_signal_list(out_dir / "signals.jsonl", signals)
+    tf_ms = {t.name: t.ms for t in config.timeframes}
+    lines = outcome_lines(events, signals, result.outcomes, tf_ms)
+    no = write_jsonl(out_dir / "outcomes.jsonl", lines)
+    print(
+        f"replay: {nb} bars, {ne} pattern events, {ns} signals, {no} outcome lines -> {out_dir}",
+        file=sys.stderr,
+    )
     return 0
 
 
