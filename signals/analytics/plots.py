@@ -39,7 +39,7 @@ def reliability_diagram(models: Mapping[str, Mapping[str, Any]], title: str) -> 
     ax.set_xlabel("predicted probability (score)")
     ax.set_ylabel("observed share with a positive return")
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(fontsize=7, loc="lower right")
     ax.grid(alpha=0.3)
     return _png(fig)
 

@@ -14,7 +14,7 @@ CSS = """
 body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222;padding:0 1em}
 h1{font-size:1.6em}h2{margin-top:2em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;font-size:.82em;margin:.5em 0}
-td,th{padding:.2em .55em;border-bottom:1px solid #eee;text-align:right}
+td,th{padding:.2em .55em;white-space:nowrap;border-bottom:1px solid #eee;text-align:right}
 td.l,th.l{text-align:left}tr.few{color:#999}.verdict{background:#f6f6f0;padding:.8em 1em;
 border-left:4px solid #b8860b}.fig{max-width:100%}.note{color:#666;font-size:.85em}
 """

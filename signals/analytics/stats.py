@@ -150,7 +150,7 @@ def attach_bars(rows: pd.DataFrame, bars: pd.DataFrame) -> pd.DataFrame:
     return merged.drop(columns=["trend_bar", "atr_ratio_bar", "volume_ratio_bar"])
 
 
-def _rank(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def rank_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Sort by lift (groups with enough n first) and number the ranked ones."""
     ok = [r for r in rows if not r["too_few"] and r["lift"] is not None]
     rest = [r for r in rows if r not in ok]
@@ -307,7 +307,7 @@ def pattern_table(
                         opts=opts,
                     )
                 )
-    return _rank(out)
+    return rank_rows(out)
 
 
 def baseline_table(baseline: pd.DataFrame, opts: StatsOptions) -> list[dict[str, Any]]:
