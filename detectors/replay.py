@@ -38,7 +38,7 @@ from common.errors import ConfigError
 from common.names import partition_of
 from common.settings import env_int
 from detectors.engine import EngineConfig, Output, PartitionEngine
-from detectors.replay_inputs import NothingUsable, replay_bars_file
+from detectors.replay_inputs import NothingUsable, recording_summary, replay_bars_file
 from detectors.settings import engine_config_from_env
 from detectors.timeframes import parse_timeframes
 
@@ -159,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
             ticks = CountedTicks(read_ticks(args.ticks, args.exchange, rejections.add))
             result = replay_ticks(ticks, config, partitions)
             if not ticks.n:
-                raise NothingUsable("no usable trade")
+                raise NothingUsable(recording_summary(args.ticks, args.exchange or "binance"))
     except (FileNotFoundError, IsADirectoryError, ValueError, ConfigError) as e:
         print(f"alphapulse replay: {e}", file=sys.stderr)
         return 2

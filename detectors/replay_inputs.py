@@ -81,3 +81,27 @@ def replay_bars_file(
     out = engine.apply_bars(exchange, args.symbol, fields)
     out.extend(engine.close_all())
     return out, config
+
+
+def recording_summary(path: str, exchange: str) -> str:
+    """Why a recording gave no trade: its frames by kind as the adapter read them."""
+    from collections import Counter  # noqa: PLC0415
+
+    from common.errors import BadInput  # noqa: PLC0415
+    from ingest.exchanges import get_adapter  # noqa: PLC0415
+    from ingest.sources import is_csv, read_frames  # noqa: PLC0415
+
+    if is_csv(path):
+        return "no usable trade"
+    adapter = get_adapter(exchange)
+    kinds: Counter[str] = Counter()
+    for recv, frame in read_frames(path):
+        try:
+            kinds[adapter.parse(frame, recv).kind.name.lower()] += 1
+        except BadInput as e:
+            kinds[e.reason] += 1
+    seen = ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())) or "none"
+    return (
+        f"no usable trade: {sum(kinds.values())} frames read as {exchange} ({seen}); "
+        "is --exchange the exchange that recorded it?"
+    )
