@@ -27,6 +27,7 @@ constant training base rate.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -126,11 +127,27 @@ def fit_reliabilities(
     return patterns, counts, base
 
 
-def fit_map(scores: np.ndarray, y: np.ndarray, horizon: int) -> Calibration:
-    """Isotonic regression of the outcome on the raw score, as interpolation knots."""
+def fit_map(
+    scores: np.ndarray, y: np.ndarray, horizon: int, prior_strength: float = 50.0
+) -> Calibration:
+    """Isotonic regression of the outcome on the raw score, as interpolation knots.
+
+    Each isotonic block's rate is shrunk toward the overall rate like the reliabilities
+    (``(k + m·b) / (n + m)``), so a block of three candidates cannot claim 0% or 100%; the
+    shrunk block values stay non-decreasing, as a weighted average of two ordered things.
+    """
     order = np.argsort(scores, kind="stable")
     x = scores[order]
-    fitted = isotonic_regression(y[order].astype(np.float64)).x
+    ys = y[order].astype(np.float64)
+    base = float(ys.mean())
+    res = isotonic_regression(ys)
+    fitted = np.empty(len(ys))
+    edges = [*res.blocks.tolist()]
+    if edges[-1] != len(ys):
+        edges.append(len(ys))
+    for a, b in itertools.pairwise(edges):
+        n = b - a
+        fitted[a:b] = (res.x[a] * n + prior_strength * base) / (n + prior_strength)
     ux, start = np.unique(x, return_index=True)
     uy = np.round([fitted[a:b].mean() for a, b in zip(start, [*start[1:], len(x)], strict=True)], 6)
     if len(ux) == 1:
@@ -222,7 +239,7 @@ def calibrate(
     train, test = take(c, np.arange(cut)), take(c, np.arange(cut, len(c.y)))
     patterns, counts, base = fit_reliabilities(train, hand, prior_strength)
     fitted = Model(patterns, hand.params)
-    cal = fit_map(raw(train, fitted), train.y, horizon)
+    cal = fit_map(raw(train, fitted), train.y, horizon, prior_strength)
     hand_train = raw(train, hand)
     share = float((hand_train >= hand.params.threshold).mean())
     calibrated = Model(patterns, hand.params, cal)
