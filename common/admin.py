@@ -36,7 +36,7 @@ def _s(value: Any) -> str:
 
 
 def known_streams(keys: Keys) -> list[str]:
-    return [*keys.all_ticks(), keys.bars, keys.patterns, keys.signals]
+    return [*keys.all_ticks(), keys.bars, keys.patterns, keys.outcomes, keys.signals]
 
 
 async def stream_status(redis: AnyRedis, keys: Keys, stream: str) -> dict[str, Any]:

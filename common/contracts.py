@@ -12,6 +12,9 @@ Records and ids
   value and the features scoring needs; its id is the bar id.
 * ``Signal`` — defined by the signals stage (public JSON contract, ``signals/schema``);
   id = bar id + ``:`` + direction.
+* ``BarOutcome`` — the forward path of a pattern event's bar at one horizon (long direction;
+  ``docs/outcomes.md``); key = bar id + horizon. Stream ``outcomes``: one entry per detector
+  write, ``v``, ``n`` and ``d`` = orjson array of ``BarOutcome.to_list()`` arrays.
 
 Tick micro-batches (stream ``ticks:{p}``)
 -----------------------------------------
@@ -50,6 +53,7 @@ Fields = Mapping[bytes, bytes]
 TICKS_VERSION = 1
 BARS_VERSION = 1
 PATTERNS_VERSION = 1
+OUTCOMES_VERSION = 1
 # Default horizon (bars of the event's timeframe) of a pattern event's ``recent`` list; the
 # signals stage's cooldown must not look further back (checked at its start). Kept small: every
 # event carries its ``recent`` entries, so the horizon multiplies what detectors encode, Redis
@@ -279,6 +283,103 @@ class PatternEvent:
     @classmethod
     def decode(cls, fields: Fields) -> PatternEvent:
         return cls.from_dict(_load_versioned(fields, PATTERNS_VERSION, "pattern_event"))
+
+
+@dataclass(frozen=True, slots=True)
+class BarOutcome:
+    """The forward outcome of a pattern event's bar ``open_time`` at ``horizon`` bars.
+
+    Long direction: ``ret = close[t+h]/close[t] - 1``, ``mfe = max(high[t+1..t+h])/close[t] - 1``,
+    ``mae = min(low[t+1..t+h])/close[t] - 1``; the short direction's are ``-ret``, ``-mae``,
+    ``-mfe``. ``trend``, ``atr_ratio`` (ATR/close) and ``volume_ratio`` are the bar's regime at
+    t (None while warming up); ``cost_bps`` is the hit threshold the detector was run with.
+    """
+
+    exchange: str
+    symbol: str
+    timeframe: str
+    open_time: int
+    horizon: int
+    close: float
+    ret: float
+    mfe: float
+    mae: float
+    trend: float | None
+    atr_ratio: float | None
+    volume_ratio: float | None
+    cost_bps: float
+
+    @property
+    def id(self) -> str:
+        """The event's (bar's) id; a stored outcome's key is this id and ``horizon``."""
+        return bar_id(self.exchange, self.symbol, self.timeframe, self.open_time)
+
+    def to_list(self) -> list[Any]:
+        return [
+            self.exchange,
+            self.symbol,
+            self.timeframe,
+            self.open_time,
+            self.horizon,
+            self.close,
+            self.ret,
+            self.mfe,
+            self.mae,
+            self.trend,
+            self.atr_ratio,
+            self.volume_ratio,
+            self.cost_bps,
+        ]
+
+    @classmethod
+    def from_list(cls, d: Any) -> BarOutcome:
+        try:
+            ex, sym, tf, ot, h, close, ret, mfe, mae, trend, atr_ratio, vr, cost = d
+            return cls(
+                str(ex),
+                str(sym),
+                str(tf),
+                int(ot),
+                int(h),
+                float(close),
+                float(ret),
+                float(mfe),
+                float(mae),
+                _optional_float(trend),
+                _optional_float(atr_ratio),
+                _optional_float(vr),
+                float(cost),
+            )
+        except (ValueError, TypeError) as e:
+            raise DecodeError("outcome", repr(e)) from e
+
+
+def _optional_float(x: Any) -> float | None:
+    return None if x is None else float(x)
+
+
+def encode_outcomes(outcomes: Iterable[BarOutcome]) -> dict[bytes, bytes]:
+    """One ``outcomes`` stream entry holding ``outcomes`` (ids are per record, not entry)."""
+    items = [o.to_list() for o in outcomes]
+    return {
+        b"v": b"%d" % OUTCOMES_VERSION,
+        b"n": b"%d" % len(items),
+        b"d": orjson.dumps(items),
+    }
+
+
+def decode_outcomes(fields: Fields) -> list[BarOutcome]:
+    """Inverse of :func:`encode_outcomes`; ``DecodeError`` on anything malformed."""
+    try:
+        v = int(fields[b"v"])
+        items = orjson.loads(fields[b"d"])
+    except (KeyError, ValueError, orjson.JSONDecodeError) as e:
+        raise DecodeError("outcomes", repr(e)) from e
+    if v != OUTCOMES_VERSION:
+        raise DecodeError("outcomes", f"unsupported v={v}")
+    if not isinstance(items, list):
+        raise DecodeError("outcomes", "payload is not an array")
+    return [BarOutcome.from_list(item) for item in items]
 
 
 def _load_versioned(fields: Fields, version: int, what: str) -> dict[str, Any]:

@@ -58,6 +58,11 @@ class Keys:
     def signals(self) -> str:
         return self._k("signals")
 
+    @property
+    def outcomes(self) -> str:
+        """Bar outcomes (``common.contracts.encode_outcomes``), detectors -> sink."""
+        return self._k("outcomes")
+
     def dlq(self, stream: str) -> str:
         """Dead-letter stream of ``stream`` (a full key of this namespace, or ``ingest``)."""
         base = stream.removeprefix(self.namespace)

@@ -99,7 +99,7 @@ class PipelineStatus:
 
 def pipeline_streams(keys: Keys) -> list[str]:
     """Every stream of the deployment, upstream first (the order ``--wait-idle`` relies on)."""
-    return [*keys.all_ticks(), keys.bars, keys.patterns, keys.signals]
+    return [*keys.all_ticks(), keys.bars, keys.patterns, keys.outcomes, keys.signals]
 
 
 async def stream_status(redis: AnyRedis, keys: Keys, stream: str) -> StreamStatus:

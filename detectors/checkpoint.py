@@ -6,7 +6,12 @@ watermark, last applied entry id, counters, recent pattern events, string trade-
 and the engine's configuration fingerprint; the archive holds the per-series and per-row
 arrays (open bars, id high-water marks, OHLC windows, indicator and pattern state).
 Everything is lossless: floats round-trip bit-exactly, so a restored engine produces the
-same bars and patterns as one that never stopped.
+same bars, patterns and outcomes as one that never stopped.
+
+Version 2 adds the pending outcome queues (``out_*`` arrays, :mod:`detectors.outcomes`) and
+``outcome_horizons`` to the configuration fingerprint. A version 1 checkpoint (written before
+outcome tracking) still restores, with nothing pending: the events before the upgrade get no
+outcomes (absent, as if never reached), everything else continues exactly.
 """
 
 from __future__ import annotations
@@ -24,10 +29,13 @@ from common.errors import DecodeError
 from detectors.bars import NONE, BarAggregator, Counters
 from detectors.engine import EngineConfig, PartitionEngine
 from detectors.indicators import IndicatorBank
+from detectors.outcomes import OutcomeTracker
 from detectors.patterns import PatternEngine, PatternState
 
 MAGIC = b"APCK"
-VERSION = 1
+VERSION = 2
+#: Versions ``loads`` restores (1: before outcome tracking, restored with nothing pending).
+READABLE = (1, 2)
 _BAR_FLOATS = 8  # open, high, low, close, volume, quote, taker; + trades kept apart (int)
 
 
@@ -63,6 +71,8 @@ def dumps(engine: PartitionEngine) -> bytes:
     }
     for name, arr in engine.ind.arrays().items():
         arrays[name] = arr[:rows]
+    if engine.outcomes.enabled:
+        arrays.update(engine.outcomes.arrays(rows))
     header = {
         "v": VERSION,
         "config": engine.config.fingerprint(),
@@ -93,11 +103,15 @@ def loads(
             arrays = {k: z[k].copy() for k in z.files}
     except (orjson.JSONDecodeError, ValueError, OSError) as e:
         raise DecodeError("checkpoint", repr(e)) from e
-    if header.get("v") != VERSION:
-        raise DecodeError("checkpoint", f"unsupported version {header.get('v')!r}")
-    if header["config"] != config.fingerprint():
+    version = header.get("v")
+    if version not in READABLE:
+        raise DecodeError("checkpoint", f"unsupported version {version!r}")
+    expected = config.fingerprint()
+    if version == 1:  # its fingerprint predates outcome tracking
+        expected.pop("outcome_horizons")
+    if header["config"] != expected:
         raise CheckpointMismatch(
-            f"checkpoint written with {header['config']}, running with {config.fingerprint()}"
+            f"checkpoint written with {header['config']}, running with {expected}"
         )
     engine = PartitionEngine(config, patterns)
     agg = engine.agg
@@ -109,6 +123,8 @@ def loads(
     )
     engine.pstate = PatternState.from_bytes(arrays["pattern_state"].tobytes())
     engine.window = arrays["window"].reshape(4, rows, engine.patterns.window)
+    if engine.outcomes.enabled:
+        engine.outcomes = OutcomeTracker.from_arrays(config.outcomes, rows, arrays)
     engine.ensure_rows(rows)
     engine.recent = {int(r): ev for r, ev in header["recent"].items()}
     engine.last_id = header["last_id"]

@@ -24,9 +24,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from common.contracts import DEFAULT_RECENT_BARS, Bar, PatternEvent, TickBatch
+from common.contracts import DEFAULT_RECENT_BARS, Bar, BarOutcome, PatternEvent, TickBatch
 from detectors.bars import BarAggregator, ClosedBars
 from detectors.indicators import IndicatorBank, IndicatorConfig
+from detectors.outcomes import Completed, OutcomeConfig, OutcomeTracker
 from detectors.patterns import PatternEngine, PatternState
 from detectors.timeframes import DEFAULT_TIMEFRAMES, Timeframe, parse_timeframes
 
@@ -44,8 +45,10 @@ class EngineConfig:
     indicators: IndicatorConfig = field(default_factory=IndicatorConfig)
     cooldown_bars: int = DEFAULT_RECENT_BARS  # horizon of ``recent``, bars of the event's tf
     dedup_window: int = 4096
+    outcomes: OutcomeConfig = field(default_factory=OutcomeConfig)
 
     def fingerprint(self) -> dict[str, Any]:
+        """What a checkpoint's state depends on (the outcome cost is not state: left out)."""
         ind = self.indicators
         return {
             "timeframes": [t.name for t in self.timeframes],
@@ -54,19 +57,23 @@ class EngineConfig:
             "indicators": [ind.ema_period, ind.rsi_period, ind.atr_period, ind.volume_period],
             "cooldown_bars": self.cooldown_bars,
             "dedup_window": self.dedup_window,
+            "outcome_horizons": list(self.outcomes.horizons),
         }
 
 
 @dataclass(slots=True)
 class Output:
-    """What one step produced: every closed bar, and the bars on which a pattern fired."""
+    """What one step produced: every closed bar, the bars on which a pattern fired, and the
+    outcome horizons that the closed bars completed (:mod:`detectors.outcomes`)."""
 
     bars: list[Bar] = field(default_factory=list)
     events: list[PatternEvent] = field(default_factory=list)
+    outcomes: list[BarOutcome] = field(default_factory=list)
 
     def extend(self, other: Output) -> None:
         self.bars.extend(other.bars)
         self.events.extend(other.events)
+        self.outcomes.extend(other.outcomes)
 
 
 class PartitionEngine:
@@ -82,6 +89,7 @@ class PartitionEngine:
         self.pstate: PatternState = self.patterns.new_state(0)
         self.window: F64 = np.zeros((4, 0, self.patterns.window), np.float64)
         self.recent: dict[int, list[dict[str, Any]]] = {}
+        self.outcomes = OutcomeTracker(config.outcomes)
         self.last_id: str | None = None
 
     # --- stepping ------------------------------------------------------------------------
@@ -91,6 +99,15 @@ class PartitionEngine:
         self.agg.apply(batch, closed)
         if entry_id is not None:
             self.last_id = entry_id
+        return self._process(closed)
+
+    def apply_bars(self, exchange: str, symbol: str, bars: list[list[Any]]) -> Output:
+        """Whole finest-timeframe bars of one series in time order (a history file): the
+        same closing, folding into coarser timeframes, features, patterns and outcomes as
+        bars built from ticks (:meth:`BarAggregator.apply_bar`)."""
+        closed = ClosedBars()
+        for bar in bars:
+            self.agg.apply_bar(exchange, symbol, bar, closed)
         return self._process(closed)
 
     def advance_to(self, event_time_ms: int) -> Output:
@@ -114,6 +131,7 @@ class PartitionEngine:
         cap = max(rows, 2 * have, 16)
         self.ind.grow(cap)
         self.pstate.grow(cap)
+        self.outcomes.grow(cap)
         bigger = np.zeros((4, cap, self.patterns.window), np.float64)
         bigger[:, :have] = self.window
         self.window = bigger
@@ -136,7 +154,7 @@ class PartitionEngine:
         cut = np.flatnonzero((key_end[1:] != key_end[:-1]) | (key_tf[1:] != key_tf[:-1])) + 1
         bounds = [0, *cut.tolist(), len(order)]
         for a, b in itertools.pairwise(bounds):
-            self._process_group(closed, order[a:b], rows, ohlcv, out)
+            self._process_group(closed, order[a:b], rows, ohlcv, open_time=open_time, out=out)
         return out
 
     def _process_group(
@@ -145,6 +163,8 @@ class PartitionEngine:
         idx: npt.NDArray[np.intp],
         all_rows: I64,
         ohlcv: F64,
+        *,
+        open_time: I64,
         out: Output,
     ) -> None:
         """Bars of one timeframe closing at one boundary, each of a different series."""
@@ -162,10 +182,27 @@ class PartitionEngine:
         seen = self.ind.count[rows]
         w = win[:, rows, :]
         values = self.patterns.evaluate(w[0], w[1], w[2], w[3], seen, state=self.pstate, slots=rows)
-        fired = np.flatnonzero(values.any(axis=1)).tolist()
+        fired_at = np.flatnonzero(values.any(axis=1))
+        fired = fired_at.tolist()
         names = self.patterns.names
         series = self.agg.series
         tf_name = self.config.timeframes[t].name
+        tracker = self.outcomes
+        if tracker.enabled:
+            # First the bars before this one (a bar is never its own outcome), then this one.
+            done = tracker.advance(rows, h, lo, c)
+            if done is not None:
+                self._emit_outcomes(done, tf_name, out)
+            r = rows[fired_at]
+            tracker.track(
+                r,
+                bar_count=seen[fired_at],
+                open_time=open_time[idx[fired_at]],
+                close=c[fired_at],
+                trend=feats["trend"][fired_at],
+                atr=feats["atr"][fired_at],
+                volume_ratio=feats["volume_ratio"][fired_at],
+            )
         for i in idx.tolist():
             s = closed.sid[i]
             volume = closed.volume[i]
@@ -200,6 +237,46 @@ class PartitionEngine:
                 {"open_time": bar.open_time, "patterns": pats, "features": dict(features)}
             )
             self.recent[row] = recent
+
+    def _emit_outcomes(self, done: Completed, tf_name: str, out: Output) -> None:
+        series = self.agg.series
+        n_tf = self.n_tf
+        cost = self.config.outcomes.cost_bps
+        for row, ot, h, close, ret, mfe, mae, trend, atr_ratio, vr in zip(
+            done.rows,
+            done.open_time,
+            done.horizon,
+            done.close,
+            done.ret,
+            done.mfe,
+            done.mae,
+            done.trend,
+            done.atr_ratio,
+            done.volume_ratio,
+            strict=True,
+        ):
+            exchange, symbol = series[row // n_tf]
+            out.outcomes.append(
+                BarOutcome(
+                    exchange,
+                    symbol,
+                    tf_name,
+                    ot,
+                    h,
+                    close,
+                    ret,
+                    mfe,
+                    mae,
+                    _finite(trend),
+                    _finite(atr_ratio),
+                    _finite(vr),
+                    cost,
+                )
+            )
+
+
+def _finite(x: float) -> float | None:
+    return None if math.isnan(x) or math.isinf(x) else x
 
 
 def _feature(key: str, value: np.float64) -> float | int | None:

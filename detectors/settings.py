@@ -13,6 +13,9 @@ variable                 default           meaning
 ``COOLDOWN_BARS``        5                 horizon of ``recent`` in a pattern event (bars);
                                            signals refuses a longer cooldown than this
 ``EMA_PERIOD``           20                EMA behind ``ema``/``ema_slope``/``trend``
+``OUTCOME_HORIZONS``     1,5,10,20         bars after a pattern event at which its outcome is
+                                           emitted (``off`` = no outcome tracking)
+``OUTCOME_COST_BPS``     0                 a return counts as a hit above this (basis points)
 ``LEASE_TTL_MS``         10000             partition lease time-to-live
 ``CHECKPOINT_INTERVAL``  1000              ms between checkpoints of a busy partition
 ``HEARTBEAT_MS``         LEASE_TTL_MS / 3  membership heartbeat / lease renewal period
@@ -34,6 +37,7 @@ from dataclasses import dataclass
 from common.errors import ConfigError
 from common.settings import (
     CommonSettings,
+    env_float,
     env_int,
     env_list,
     env_optional,
@@ -42,6 +46,7 @@ from common.settings import (
 )
 from detectors.engine import EngineConfig
 from detectors.indicators import IndicatorConfig
+from detectors.outcomes import DEFAULT_HORIZONS, OutcomeConfig, parse_horizons
 from detectors.patterns import PATTERN_NAMES
 from detectors.timeframes import DEFAULT_TIMEFRAMES, parse_timeframes
 
@@ -86,7 +91,21 @@ def engine_config_from_env(env: Mapping[str, str]) -> EngineConfig:
         patterns=chosen,
         indicators=IndicatorConfig(ema_period=env_int(env, "EMA_PERIOD", 20, lo=2, hi=1000)),
         cooldown_bars=recent_bars_from_env(env),
+        outcomes=outcome_config_from_env(env),
     )
+
+
+def outcome_config_from_env(env: Mapping[str, str]) -> OutcomeConfig:
+    """``OUTCOME_HORIZONS`` (unset or empty: the default; ``off``: none), ``OUTCOME_COST_BPS``."""
+    raw = env_str(env, "OUTCOME_HORIZONS", "")
+    if raw.lower() == "off":
+        horizons: tuple[int, ...] = ()
+    else:
+        horizons = parse_horizons(raw) if raw else DEFAULT_HORIZONS
+        if not horizons:
+            raise ConfigError("OUTCOME_HORIZONS", f"expected bar counts or off, got {raw!r}")
+    cost = env_float(env, "OUTCOME_COST_BPS", 0.0, lo=0.0, hi=10_000.0)
+    return OutcomeConfig(horizons=horizons, cost_bps=cost)
 
 
 def parse_patterns(names: tuple[str, ...], variable: str = "PATTERNS") -> tuple[str, ...]:

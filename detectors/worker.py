@@ -14,8 +14,9 @@ acquire the free partitions the table gives to it. Each owned partition has a
    (``XREADGROUP >``), which are read back the same way so they are applied strictly in id
    order even if a stale owner grabbed some;
 3. apply each entry (an entry that does not decode is dead-lettered and counted as applied);
-4. XADD the closed bars to ``bars`` and the pattern events to ``patterns`` (deterministic
-   ids in the fields; a crash before the checkpoint replays them with the same ids);
+4. XADD the closed bars to ``bars``, the pattern events to ``patterns`` and the completed
+   outcome horizons to ``outcomes`` (deterministic ids in the fields; a crash before the
+   checkpoint replays them with the same ids);
 5. every ``CHECKPOINT_INTERVAL`` ms, and before handing over, write the checkpoint and XACK
    the covered entries in one fenced Lua call; a failed fence means the lease was lost, and
    the runner stops without acking.
@@ -30,7 +31,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from common.contracts import TickBatch
+from common.contracts import TickBatch, encode_outcomes
 from common.errors import DecodeError
 from common.lifecycle import Service
 from common.logging import get_logger
@@ -324,6 +325,8 @@ class PartitionRunner:
                 pipe.xadd(keys.patterns, dict(event.encode().items()))
             for bar in out.bars:
                 pipe.xadd(keys.bars, dict(bar.encode().items()))
+            if out.outcomes:  # one entry per write: the records carry their own ids
+                pipe.xadd(keys.outcomes, dict(encode_outcomes(out.outcomes).items()))
             await pipe.execute()
             # One inc per label, not per bar: a boundary closes a bar for every series at once.
             for timeframe, n in Counter(bar.timeframe for bar in out.bars).items():

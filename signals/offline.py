@@ -1,7 +1,8 @@
 """Offline signals for ``alphapulse replay``: the same pure scoring, written as JSON lines.
 
-``replay`` calls ``write_signals_jsonl(DIR / "signals.jsonl", events)`` with its pattern
-events in the order it writes ``patterns.jsonl``. Each line is ``signal_to_json`` of a signal
+``replay`` scores its pattern events with ``score_events`` and writes them with
+``write_signal_list(DIR / "signals.jsonl", signals)``, the events in the order it writes
+``patterns.jsonl``. Each line is ``signal_to_json`` of a signal
 — byte for byte what the live worker puts in the stream's ``d`` field — except that
 ``emitted_at`` (wall clock, the only non-deterministic field) is ``null``. ``comparable``
 strips it from either side so the two can be compared.
@@ -16,7 +17,7 @@ from typing import Any
 import orjson
 
 from common.contracts import PatternEvent
-from signals.contract import signal_to_json
+from signals.contract import Signal, signal_to_json
 from signals.model import Model
 from signals.scoring import score_event
 
@@ -28,16 +29,27 @@ def signal_lines(events: Iterable[PatternEvent], model: Model) -> Iterator[bytes
             yield signal_to_json(signal)
 
 
+def score_events(events: Iterable[PatternEvent], model: Model | None = None) -> list[Signal]:
+    """Every signal of ``events``, in event order (long before short within an event)."""
+    m = model or Model()
+    return [signal for event in events for signal in score_event(event, m)]
+
+
+def write_signal_list(path: Path, signals: Iterable[Signal]) -> int:
+    """Write already scored signals as ``signals.jsonl``; returns how many."""
+    n = 0
+    with path.open("wb") as f:
+        for signal in signals:
+            f.write(signal_to_json(signal) + b"\n")
+            n += 1
+    return n
+
+
 def write_signals_jsonl(
     path: Path, events: Iterable[PatternEvent], model: Model | None = None
 ) -> int:
     """Write ``signals.jsonl``; returns the number of signals."""
-    n = 0
-    with path.open("wb") as f:
-        for line in signal_lines(events, model or Model()):
-            f.write(line + b"\n")
-            n += 1
-    return n
+    return write_signal_list(path, score_events(events, model))
 
 
 def comparable(signal_json: bytes | str | Mapping[str, Any]) -> dict[str, Any]:

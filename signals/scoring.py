@@ -166,7 +166,10 @@ def raw_scores(
             continue
         s = strength[d] * (1.0 - model.params.conflict_penalty * strength[-d])
         s *= volume * _rsi_factor(d, features, model)
-        out[d] = DirectionScore(round(min(1.0, max(0.0, s)), 4), supporting)
+        s = min(1.0, max(0.0, s))
+        if model.calibration is not None:  # a calibrated model: the score is a probability
+            s = model.calibration(s)
+        out[d] = DirectionScore(round(s, 4), supporting)
     return out
 
 

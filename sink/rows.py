@@ -2,10 +2,11 @@
 
 Each stream maps to one table. A ``ticks:{p}`` entry (a micro-batch) gives one row per tick, a
 ``bars`` entry one row, a ``patterns`` entry one row per pattern that fired, a ``signals``
-entry one row. Rows are plain tuples in the column order of ``TableSpec.columns``, with
-``datetime`` values for timestamptz columns and JSON text for jsonb columns, ready for binary
-COPY or for ``unnest``. An entry that does not decode raises ``DecodeError`` (the runtime
-dead-letters it); a row that decodes but breaks a table constraint is the database's call.
+entry one row, an ``outcomes`` entry one row per bar outcome. Rows are plain tuples in the
+column order of ``TableSpec.columns``, with ``datetime`` values for timestamptz columns and
+JSON text for jsonb columns, ready for binary COPY or for ``unnest``. An entry that does not
+decode raises ``DecodeError`` (the runtime dead-letters it); a row that decodes but breaks a
+table constraint is the database's call.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from common.contracts import Bar, Fields, PatternEvent, TickBatch
+from common.contracts import Bar, BarOutcome, Fields, PatternEvent, TickBatch, decode_outcomes
 from common.errors import DecodeError
 
 Row = tuple[Any, ...]
@@ -73,7 +74,21 @@ SIGNALS = TableSpec(
     ),
     "time",
 )  # fmt: skip
-TABLES: dict[str, TableSpec] = {t.name: t for t in (TICKS, BARS, PATTERNS, SIGNALS)}
+# One row per pattern event bar and completed horizon (``common.contracts.BarOutcome``); the
+# view ``outcome_rows`` (migration 0004) turns them into per-firing, per-direction rows.
+OUTCOMES = TableSpec(
+    "outcomes",
+    (
+        "id", "exchange", "symbol", "timeframe", "open_time", "horizon", "close", "ret", "mfe",
+        "mae", "trend", "atr_ratio", "volume_ratio", "cost_bps",
+    ),
+    (
+        "text", "text", "text", "text", "timestamptz", "int4", "float8", "float8", "float8",
+        "float8", "float8", "float8", "float8", "float8",
+    ),
+    "open_time",
+)  # fmt: skip
+TABLES: dict[str, TableSpec] = {t.name: t for t in (TICKS, BARS, PATTERNS, SIGNALS, OUTCOMES)}
 
 
 def ms_to_dt(ms: int) -> datetime:
@@ -198,10 +213,37 @@ def decode_patterns(fields: Fields) -> list[Row]:
     return pattern_rows(PatternEvent.decode(fields))
 
 
+# --- outcomes (issue 12 §1) ------------------------------------------------------------
+def outcome_row(o: BarOutcome) -> Row:
+    """The ``outcomes`` row of one bar outcome (long direction; the view flips for short)."""
+    return (
+        o.id,
+        o.exchange,
+        o.symbol,
+        o.timeframe,
+        ms_to_dt(o.open_time),
+        o.horizon,
+        o.close,
+        o.ret,
+        o.mfe,
+        o.mae,
+        o.trend,
+        o.atr_ratio,
+        o.volume_ratio,
+        o.cost_bps,
+    )
+
+
+def decode_outcome_entry(fields: Fields) -> list[Row]:
+    """An ``outcomes`` stream entry (many bar outcomes) to its rows."""
+    return [outcome_row(o) for o in decode_outcomes(fields)]
+
+
 Decoder = Callable[[Fields], list[Row]]
 DECODERS: dict[str, Decoder] = {
     "ticks": decode_ticks,
     "bars": decode_bar,
     "patterns": decode_patterns,
     "signals": decode_signal,
+    "outcomes": decode_outcome_entry,
 }

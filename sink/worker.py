@@ -1,6 +1,6 @@
 """The sink worker: stream entries in, committed rows out, acked only once stored.
 
-One consumer group (``sink``) over ``bars``, ``patterns``, ``signals`` and, with
+One consumer group (``sink``) over ``bars``, ``patterns``, ``signals``, ``outcomes`` and, with
 ``STORE_TICKS``, every ``ticks:{p}``. Each read batch is decoded to rows (``sink.rows``) and
 added to the pending batch; its entries are *deferred* (not acked). The pending batch is
 flushed once it holds ``SINK_BATCH_ROWS`` rows or its oldest entry has waited
@@ -66,6 +66,7 @@ class SinkWorker(StreamWorker):
         keys = settings.common.keys()
         self.tables: dict[str, str] = {keys.bars: "bars", keys.patterns: "patterns"}
         self.tables[keys.signals] = "signals"
+        self.tables[keys.outcomes] = "outcomes"
         if settings.store_ticks:
             self.tables.update(dict.fromkeys(keys.all_ticks(), "ticks"))
         # Never block on XREADGROUP for longer than a batch may wait.

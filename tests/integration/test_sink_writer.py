@@ -83,7 +83,9 @@ async def test_migrations_make_hypertables_only_on_timescaledb(db: Db) -> None:
                 "WHERE hypertable_schema = $1",
                 db.schema,
             )
-            assert {r["hypertable_name"] for r in hyper} == {"ticks", "bars", "patterns", "signals"}
+            assert {r["hypertable_name"] for r in hyper} == {
+                "ticks", "bars", "patterns", "signals", "outcomes",
+            }  # fmt: skip
         else:
             assert has_ts == 0
             brin = await conn.fetch(
