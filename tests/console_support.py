@@ -1,11 +1,9 @@
 """Test support for the web console: a migrated TimescaleDB schema with seeded bars, patterns,
-signals (and, when asked, rows shaped like the outcomes stage's ``outcome_rows`` view), and a
-console server on a free port against it and a Redis namespace.
+signals and the outcomes stage's ``outcomes`` rows (read back through its ``outcome_rows``
+view), and a console server on a free port against it and a Redis namespace.
 
 The seed is deterministic (a fixed random walk), so tests compute what the pages must show
-from the same rows. ``outcome_rows`` is the outcomes stage's view (docs, OUTCOMES_CONTRACT);
-here it is a plain table of the contract's columns in the test's private schema, so the
-console is tested against the contract without that stage's migration.
+from the same rows (``Seed.outcomes``: what ``outcome_rows`` must show, per the contract).
 """
 
 from __future__ import annotations
@@ -50,7 +48,8 @@ class Seed:
     bars: list[tuple[Any, ...]]
     patterns: list[tuple[Any, ...]]
     signals: list[dict[str, Any]]
-    outcomes: list[tuple[Any, ...]]
+    outcomes: list[tuple[Any, ...]]  # the rows outcome_rows must show
+    stored: list[tuple[Any, ...]]  # the rows of the outcomes table
 
 
 def make_seed(
@@ -66,6 +65,7 @@ def make_seed(
     rnd = random.Random(seed)
     price = 100.0
     bars, patterns, signals, outcomes = [], [], [], []
+    stored_outcomes: list[tuple[Any, ...]] = []
     closes: list[float] = []
     for i in range(n_bars):
         o = price
@@ -103,48 +103,49 @@ def make_seed(
                 "emitted_at": "2024-08-09T00:00:00.000Z",
             }
         )
+    # The outcomes stage's table: one row per event bar (a pattern or a signal on it) and
+    # reached horizon, in the long direction; the view outcome_rows turns each into the
+    # firings' own directions. ``outcomes`` (expected view rows) is derived here the same way.
     d_of = {"long": 1, "short": -1}
-    for kind, ident, t_i, pattern, direction, score in [
-        *[
-            (
-                "pattern",
-                f"{p[0]}:{p[1]}:{p[2]}:{round(p[3].timestamp() * 1000)}",
-                round((p[3].timestamp() * 1000 - T0) / MINUTE),
-                p[4],
-                "long" if p[5] > 0 else "short",
-                None,
-            )
-            for p in patterns
-        ],
-        *[
-            (
-                "signal",
-                s["id"],
-                (s["open_time_ms"] - T0) // MINUTE,
-                None,
-                s["direction"],
-                s["score"],
-            )
-            for s in signals
-        ],
-    ]:
+    event_bars = sorted(
+        {round((p[3].timestamp() * 1000 - T0) / MINUTE) for p in patterns}
+        | {(s["open_time_ms"] - T0) // MINUTE for s in signals}
+    )
+    patterns_at: dict[int, list[tuple[Any, ...]]] = {}
+    for p in patterns:
+        patterns_at.setdefault(round(p[3].timestamp() * 1000), []).append(p)
+    signals_at: dict[int, list[dict[str, Any]]] = {}
+    for sg in signals:
+        signals_at.setdefault(sg["open_time_ms"], []).append(sg)
+    stored = []
+    for t_i in event_bars:
+        t = T0 + t_i * MINUTE
+        trend = float(rnd.choice((-1, 0, 1)))
         for h in (1, 5):
             if t_i + h >= n_bars:
                 continue
-            r = d_of[direction] * (closes[t_i + h] / closes[t_i] - 1)
-            outcomes.append(
-                (kind, ident, exchange, symbol, timeframe, ts(T0 + t_i * MINUTE), pattern,
-                 direction, h, r, abs(r), -abs(r), r > 0, score, float(rnd.choice((-1, 0, 1))),
-                 0.01, 1.0)
+            c0 = closes[t_i]
+            ret = closes[t_i + h] / c0 - 1
+            mfe = max(b[5] for b in bars[t_i + 1 : t_i + h + 1]) / c0 - 1
+            mae = min(b[6] for b in bars[t_i + 1 : t_i + h + 1]) / c0 - 1
+            ident = f"{exchange}:{symbol}:{timeframe}:{t}"
+            stored.append(
+                (ident, exchange, symbol, timeframe, ts(t), h, c0, ret, mfe, mae, trend,
+                 0.01, 1.0, 0.0)
             )  # fmt: skip
-    return Seed(bars, patterns, signals, outcomes)
-
-
-OUTCOME_ROWS_DDL = """CREATE TABLE outcome_rows (
-    kind text, id text, exchange text, symbol text, timeframe text, open_time timestamptz,
-    pattern text, direction text, horizon integer, ret double precision,
-    mfe double precision, mae double precision, hit boolean, score double precision,
-    trend double precision, atr_ratio double precision, volume_ratio double precision)"""
+            firings = [
+                ("pattern", ident, p[4], "long" if p[5] > 0 else "short", None)
+                for p in patterns_at.get(t, [])
+            ] + [("signal", sg["id"], None, sg["direction"], sg["score"])
+                 for sg in signals_at.get(t, [])]  # fmt: skip
+            for kind, fid, pattern, direction, score in firings:
+                r = d_of[direction] * ret
+                outcomes.append(
+                    (kind, fid, exchange, symbol, timeframe, ts(t), pattern, direction, h, r,
+                     None, None, r > 0, score, trend, 0.01, 1.0)
+                )  # fmt: skip
+    stored_outcomes.extend(stored)
+    return Seed(bars, patterns, signals, outcomes, stored_outcomes)
 
 
 async def load_seed(url: str, seed: Seed, *, outcomes: bool = True) -> None:
@@ -163,8 +164,14 @@ async def load_seed(url: str, seed: Seed, *, outcomes: bool = True) -> None:
         )
         await insert_signals(conn, seed.signals)
         if outcomes:
-            await conn.execute(OUTCOME_ROWS_DDL)
-            await conn.copy_records_to_table("outcome_rows", records=seed.outcomes)
+            await conn.copy_records_to_table(
+                "outcomes", records=seed.stored,
+                columns=["id", "exchange", "symbol", "timeframe", "open_time", "horizon",
+                         "close", "ret", "mfe", "mae", "trend", "atr_ratio", "volume_ratio",
+                         "cost_bps"],
+            )  # fmt: skip
+        else:  # a database whose outcomes stage has not run its migration
+            await conn.execute("DROP VIEW outcome_rows CASCADE")
     finally:
         await conn.close()
 

@@ -14,6 +14,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from signals.analytics.db import pattern_table
+from signals.analytics.stats import StatsOptions
+from signals.analytics.table import Filters
 from signals.console import queries
 from signals.console.export import outcomes_csv, signals_csv, stats_csv
 from signals.console.params import (
@@ -25,7 +28,7 @@ from signals.console.params import (
     int_param,
 )
 from signals.console.state import HAS_OUTCOMES, HTTP, OVERVIEW, POOL, REDIS
-from signals.console.stats import pattern_rows
+from signals.console.stats import regime_rows
 
 MAX_BARS = 10_000
 DEFAULT_HORIZONS = ("1", "5", "10", "20")
@@ -120,16 +123,30 @@ async def outcomes(request: web.Request) -> web.Response:
     return _json({"outcomes": rows, "next_offset": nxt})
 
 
+def stats_filters(f: OutcomeFilter, direction: str | None) -> Filters:
+    """The statistics module's filters (it has no time range: its table is over all time)."""
+    return Filters(
+        pattern=f.pattern, direction=direction, timeframe=f.timeframe, horizon=f.horizon,
+        exchange=f.exchange, symbol=f.symbol,
+    )  # fmt: skip
+
+
+async def ranked_table(request: web.Request, f: OutcomeFilter) -> list[dict[str, Any]]:
+    direction = choice_param(request.query, "direction", ("long", "short"))
+    async with request.app[POOL].acquire() as conn:
+        return await pattern_table(conn, stats_filters(f, direction), StatsOptions())
+
+
 async def patterns(request: web.Request) -> web.Response:
-    """Ranked statistics per pattern and horizon; ``by=trend`` splits by regime;
-    plus co-occurring pairs and the signals' reliability diagram."""
+    """The ranked pattern table (the statistics module's), the regime split by trend,
+    co-occurring pairs and the signals' reliability diagram."""
     f = OutcomeFilter.parse(request.query)
-    by = choice_param(request.query, "by", ("trend",)) or ""
     await _need_outcomes(request)
     pool = request.app[POOL]
     return _json(
         {
-            "rows": pattern_rows(await queries.fetch_pattern_groups(pool, f, by)),
+            "rows": await ranked_table(request, f),
+            "regime": regime_rows(await queries.fetch_pattern_groups(pool, f, "trend")),
             "cooccurrence": await queries.fetch_cooccurrence(pool, f),
             "reliability": await queries.fetch_reliability(pool, f),
         }
@@ -181,7 +198,7 @@ async def export_outcomes(request: web.Request) -> web.StreamResponse:
 async def export_stats(request: web.Request) -> web.StreamResponse:
     f = OutcomeFilter.parse(request.query)
     await _need_outcomes(request)
-    return await _csv(request, "statistics.csv", stats_csv(request.app[POOL], f))
+    return await _csv(request, "statistics.csv", stats_csv(await ranked_table(request, f)))
 
 
 def add_routes(r: web.UrlDispatcher) -> None:

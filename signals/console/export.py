@@ -17,7 +17,6 @@ import orjson
 
 from signals.console import queries
 from signals.console.params import OutcomeFilter, SignalFilter, cursor_param
-from signals.console.stats import pattern_rows
 
 PAGE = 5000
 SIGNAL_COLUMNS = (
@@ -33,18 +32,9 @@ SIGNAL_COLUMNS = (
     "emitted_at",
 )
 STATS_COLUMNS = (
-    "pattern",
-    "horizon",
-    "group",
-    "n",
-    "hits",
-    "hit_rate",
-    "hit_lo",
-    "hit_hi",
-    "mean_ret",
-    "ret_lo",
-    "ret_hi",
-)
+    "pattern", "direction", "timeframe", "horizon", "n", "hits", "hit_rate", "ci_low", "ci_high",
+    "mean_ret", "median_ret", "expectancy", "base_hit_rate", "lift", "edge", "too_few",
+)  # fmt: skip
 
 
 def csv_lines(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
@@ -99,6 +89,6 @@ async def outcomes_csv(pool: asyncpg.Pool, f: OutcomeFilter) -> AsyncIterator[st
         page = replace(page, offset=nxt)
 
 
-async def stats_csv(pool: asyncpg.Pool, f: OutcomeFilter) -> AsyncIterator[str]:
-    rows = pattern_rows(await queries.fetch_pattern_groups(pool, f, ""))
+async def stats_csv(rows: list[dict[str, Any]]) -> AsyncIterator[str]:
+    """The ranked table as the page shows it (rows of ``pattern_table``)."""
     yield csv_lines(STATS_COLUMNS, ([_cell(r[c]) for c in STATS_COLUMNS] for r in rows))

@@ -228,8 +228,8 @@ async def fetch_outcomes(
 async def fetch_pattern_groups(
     pool: asyncpg.Pool, f: OutcomeFilter, by: str
 ) -> list[dict[str, Any]]:
-    """Per pattern (and ``by``: '' or 'trend' or 'pattern2' co-occurrence) and horizon: n,
-    hits, mean and standard deviation of the return — the sums statistics are made of."""
+    """Per pattern and horizon (``by="trend"``: and the sign of the trend at the bar): n,
+    hits, mean and standard deviation of the return."""
     w = _outcome_where(f)
     w.add("kind = {}", "pattern")
     if by == "trend":

@@ -15,8 +15,8 @@ import orjson
 import pytest
 
 from common.names import Keys
+from signals.analytics.stats import wilson
 from signals.console.server import ConsoleServer
-from signals.console.stats import wilson
 from tests.console_support import (
     API_TOKEN,
     PASSWORDS,
@@ -239,9 +239,13 @@ async def test_pattern_statistics_match_the_rows(console: ConsoleServer) -> None
     rows = [o for o in SEED.outcomes if o[0] == "pattern" and o[6] == "CDLHAMMER" and o[8] == 5]
     hits = sum(1 for o in rows if o[12])
     assert (row["n"], row["hits"]) == (len(rows), hits)
-    assert (row["hit_lo"], row["hit_hi"]) == pytest.approx(wilson(hits, len(rows)))
+    assert (row["direction"], row["timeframe"]) == ("long", "1m")
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx(wilson(hits, len(rows)))
     assert row["mean_ret"] == pytest.approx(sum(o[9] for o in rows) / len(rows))
-    lows = [r["hit_lo"] for r in doc["rows"]]
+    assert {r["pattern"] for r in doc["rows"]} == {"CDLHAMMER", "CDLDOJI", "CDLENGULFING"}
+    regime = [r for r in doc["regime"] if r["pattern"] == "CDLHAMMER"]
+    assert sum(r["n"] for r in regime) == len(rows)
+    lows = [r["ci_low"] for r in doc["regime"]]
     assert lows == sorted(lows, reverse=True)
     pair = next(c for c in doc["cooccurrence"] if (c["a"], c["b"]) == ("CDLDOJI", "CDLHAMMER"))
     bars_with = {p[3] for p in SEED.patterns if p[4] == "CDLDOJI"}

@@ -17,7 +17,6 @@ from signals.console.auth import (
 )
 from signals.console.params import ParamError, SeriesFilter, SignalFilter, cursor_param, make_cursor
 from signals.console.settings import ConsoleSettings
-from signals.console.stats import wilson
 
 
 class Clock:
@@ -102,12 +101,6 @@ def test_parameters_and_cursors() -> None:
         )
     with pytest.raises(ParamError, match=r"^exchange: expected letters"):
         SignalFilter.parse({"exchange": "x'; drop table bars;--"})
-
-
-def test_wilson_interval() -> None:
-    lo, hi = wilson(8, 10)
-    assert (round(lo, 4), round(hi, 4)) == (0.4902, 0.9433)  # Wilson (1927), z = 1.96
-    assert wilson(0, 0) == (0.0, 1.0)
 
 
 def test_settings_need_a_user_or_token_and_the_front_end_packages(tmp_path: object) -> None:

@@ -8,10 +8,14 @@ function table(id, head, rows) {
   document.getElementById(id).innerHTML = "<tr>" + head.map(h => `<th>${h}</th>`).join("") + "</tr>"
     + rows.map(r => "<tr>" + r.map(c => `<td>${c}</td>`).join("") + "</tr>").join("");
 }
-function statRow(r, withGroup) {
-  const name = `<a href="#" class="drill" data-p="${esc(r.pattern)}">${esc(r.pattern)}</a>`;
-  return [name, r.horizon].concat(withGroup ? [r.group ?? "n/a"] : []).concat([r.n, pct(r.hit_rate), `${pct(r.hit_lo)} – ${pct(r.hit_hi)}`, pct(r.mean_ret),
-    r.ret_lo === null ? "" : `${pct(r.ret_lo)} – ${pct(r.ret_hi)}`]);
+function drillLink(p) { return `<a href="#" class="drill" data-p="${esc(p)}">${esc(p)}</a>`; }
+function num(x, d) { return x === null || x === undefined ? "" : Number(x).toFixed(d); }
+function rankedRow(r) {
+  return [drillLink(r.pattern), esc(r.direction), esc(r.timeframe), r.horizon, r.n + (r.too_few ? " (few)" : ""), pct(r.hit_rate),
+    `${pct(r.ci_low)} – ${pct(r.ci_high)}`, pct(r.base_hit_rate), num(r.lift, 2), pct(r.mean_ret)];
+}
+function regimeRow(r) {
+  return [drillLink(r.pattern), r.horizon, r.trend ?? "n/a", r.n, pct(r.hit_rate), `${pct(r.ci_low)} – ${pct(r.ci_high)}`, pct(r.mean_ret)];
 }
 function reliability(points) {
   const svg = document.getElementById("reliability"), S = 340, P = 10;
@@ -40,11 +44,8 @@ async function apply() {
   const doc = await r.json();
   document.getElementById("status").textContent = r.ok ? "" : doc.error;
   if (!r.ok) return;
-  const head = ["pattern", "h", "n", "hit rate", "95 % interval", "mean return", "95 % interval"];
-  table("ranked", head, doc.rows.map(x => statRow(x, false)));
-  q.set("by", "trend");
-  const g = await (await fetch("/api/patterns?" + q)).json();
-  table("regime", ["pattern", "h", "trend"].concat(head.slice(2)), g.rows.map(x => statRow(x, true)));
+  table("ranked", ["pattern", "dir", "tf", "h", "n", "hit rate", "95 % interval", "baseline", "lift", "mean return"], doc.rows.map(rankedRow));
+  table("regime", ["pattern", "h", "trend", "n", "hit rate", "95 % interval", "mean return"], doc.regime.map(regimeRow));
   table("cooc", ["pattern", "with", "bars"], doc.cooccurrence.map(c => [esc(c.a), esc(c.b), c.n]));
   reliability(doc.reliability);
   for (const a of document.querySelectorAll("a.drill")) a.onclick = ev => { ev.preventDefault(); drill(a.dataset.p); };
