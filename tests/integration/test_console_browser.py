@@ -101,6 +101,24 @@ async def test_viewer_cannot_reach_admin(browser: Browser, console: ConsoleServe
     await admin.wait_for_function("document.getElementById('admin').textContent.length > 0")
 
 
+async def test_outcome_columns_show_the_reached_horizons(
+    browser: Browser, console: ConsoleServer
+) -> None:
+    page = await logged_in(browser, console, "ada")
+    await page.wait_for_function("window.signalsState && window.signalsState.ids.length > 0")
+    reached = {(o[1], o[8]): o for o in SEED.outcomes if o[0] == "signal"}
+    newest = max(SEED.signals, key=lambda s: s["open_time_ms"])
+    oldest = min(SEED.signals, key=lambda s: s["open_time_ms"])
+    for sig in (newest, oldest):
+        cells = await page.eval_on_selector_all(
+            f"[id='sig-{sig['id']}'] td[data-h]", "tds => tds.map(td => td.textContent)"
+        )
+        for h, text in zip(("1", "5", "10", "20"), cells, strict=True):
+            o = reached.get((sig["id"], int(h)))
+            assert text == (f"{100 * o[9]:.2f}%" if o else "…"), (sig["id"], h)
+    assert (oldest["id"], 5) in reached and (newest["id"], 20) not in reached
+
+
 async def test_a_live_signal_appears_without_reload(
     browser: Browser, console: ConsoleServer, keys: Keys, redis_client: Any
 ) -> None:
