@@ -14,6 +14,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from html import escape
 from pathlib import Path
+from urllib.parse import quote
 
 import aiohttp
 import asyncpg
@@ -79,7 +80,7 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
         if found is None:
             if path.startswith(("/api/", "/export/")):
                 return _error(401, "login required: a session cookie or a bearer token")
-            raise web.HTTPFound(f"/login?next={escape(path)}")
+            raise web.HTTPFound(f"/login?next={quote(request.path_qs, safe='/')}")
         request[USER], request[ROLE], request[SESSION] = found.name, found.role, None
     if path.startswith(("/admin", "/api/admin/")) and request[ROLE] != "admin":
         return _error(403, "the admin role is required")
@@ -97,7 +98,8 @@ def _login_page(csrf: str, next_url: str, message: str = "") -> str:
 
 def _safe_next(value: str) -> str:
     """Only local paths: never redirect a login to another site."""
-    return value if value.startswith("/") and not value.startswith("//") else "/overview"
+    local = value.startswith("/") and not value.startswith(("//", "/\\")) and "\\" not in value
+    return value if local else "/overview"
 
 
 async def login_form(request: web.Request) -> web.Response:

@@ -100,6 +100,18 @@ async def test_login_cookie_logout_and_csrf(console: ConsoleServer) -> None:
             assert r.status == 401
 
 
+@pytest.mark.parametrize("target", ["//evil.example/x", "/\\evil.example", "https://evil.example"])
+async def test_login_never_redirects_off_site(console: ConsoleServer, target: str) -> None:
+    url = base(console)
+    async with session() as http:
+        async with http.get(f"{url}/login") as r:
+            csrf = re.search(r'name="csrf" value="([^"]+)"', await r.text())
+        assert csrf is not None
+        form = {"username": "ada", "password": PASSWORDS["ada"], "csrf": csrf[1], "next": target}
+        async with http.post(f"{url}/login", data=form, allow_redirects=False) as r:
+            assert r.status == 302 and r.headers["Location"] == "/overview"
+
+
 async def test_login_without_the_form_token_is_refused(console: ConsoleServer) -> None:
     url = base(console)
     async with session() as http:
