@@ -64,11 +64,16 @@ async function getJson(url) {
   return doc;
 }
 async function load(to) {
+  // Both at once: the newest `limit` pattern bars and signals before `to` cover at least the
+  // range of the newest `limit` bars (markers sit on bars); the extra ones wait in the maps
+  // for the older page that shows them.
   const limit = series.limit;
-  const b = await getJson("/api/bars?" + params({ limit, to }));
+  const [b, m] = await Promise.all([
+    getJson("/api/bars?" + params({ limit, to })),
+    getJson("/api/markers?" + params({ limit, to })),
+  ]);
   if (!b.bars.length) return 0;
-  const from = b.bars[0][0], end = b.bars[b.bars.length - 1][0] + 1;
-  const m = await getJson("/api/markers?" + params({ from, to: end, limit: 10000 }));
+  const end = b.bars[b.bars.length - 1][0] + 1;
   addMarkers(m);
   bars = b.bars.concat(bars.filter(x => x[0] >= end));
   olderTo = b.next_to;
