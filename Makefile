@@ -7,15 +7,19 @@ STAMP := $(VENV)/.installed
 export REDIS_URL ?= redis://127.0.0.1:6379/0
 export DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: install lint typecheck test unit services provision run run-plan bench clean deploy-check
+.PHONY: install lint typecheck test unit services browser provision run run-plan bench clean deploy-check
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt package.json package-lock.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,run]'
+	npm ci --no-audit --no-fund --loglevel=error  # the console's front-end packages (package-lock.json)
 	touch $(STAMP)
+
+browser:  ## Debian's chromium + chromium-driver for the console's browser tests (apt if missing)
+	bash deploy/browser.sh >/dev/null
 
 services:  ## make sure Redis and PostgreSQL are reachable (start or apt-install local ones)
 	bash deploy/local-services.sh
@@ -31,7 +35,7 @@ unit: install
 provision:  ## TimescaleDB for the tests in a Debian trixie chroot, unless TIMESCALE_URL is given
 	@if [ -z "$${TIMESCALE_URL:-}" ]; then bash deploy/timescale-chroot.sh up >/dev/null; fi
 
-test: install services provision lint
+test: install services browser provision lint
 	TIMESCALE_URL=$${TIMESCALE_URL:-$$(bash deploy/timescale-chroot.sh url)} $(BIN)/pytest -q
 
 # `make run`: the whole pipeline on this machine (the Procfile) in namespace RUN_NAMESPACE.
@@ -44,7 +48,7 @@ test: install services provision lint
 #   bybit and okx), e.g. `make run FEED=live EXCHANGES='kraken:BTC/USD;okx:SOL-USDT'`.
 # Starts fresh (deletes that namespace's Redis keys first) unless KEEP=1. Each process's
 # metrics port is honcho's PORT (5000, 5100, ...); signals-ws serves on SIGNALS_WS_PORT
-# (8780), token dev-token.
+# (8780), token dev-token; the web console on CONSOLE_PORT (8790), login printed at start.
 FEED ?= sim
 RUN_FEEDS := sim live
 DATA ?= ../shared/data
@@ -56,6 +60,12 @@ SPEED ?= 10
 SIM_PORT ?= 8765
 RUN_NAMESPACE ?= run:
 RUN_TIMEFRAMES ?= 1s,5s,1m
+# The web console (signals/console): its port and the password of the `dev` admin login that
+# `make run` creates (a fresh random one each run unless given; printed with the URL).
+CONSOLE_PORT ?= 8790
+ifeq ($(origin CONSOLE_PASSWORD),undefined)
+CONSOLE_PASSWORD := $(shell head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+endif
 # A bad FEED stops `make run` before anything is installed or started.
 ifneq ($(filter run,$(MAKECMDGOALS)),)
 ifneq ($(words $(FEED)) $(filter $(FEED),$(RUN_FEEDS)),1 $(strip $(FEED)))
@@ -85,8 +95,14 @@ run: install $(if $(filter sim,$(FEED)),$(filter $(RUN_TICKS),$(TICKS))) run-pla
 	@if [ "$${KEEP:-0}" != 1 ]; then for pat in '$(RUN_NAMESPACE)*' '{$(RUN_NAMESPACE)*'; do \
 	  redis-cli -u "$$REDIS_URL" --scan --pattern "$$pat" | xargs -r redis-cli -u "$$REDIS_URL" del >/dev/null; \
 	done; fi
+	@echo "$(CONSOLE_PASSWORD)" | $(BIN)/alphapulse console-user dev --role admin > var/run/console-users
 	@. var/run/plan.sh && echo "make run: $$RUN_SUMMARY, namespace $(RUN_NAMESPACE); Ctrl-C stops" && \
+	echo "make run: console http://127.0.0.1:$(CONSOLE_PORT)/ login dev / $(CONSOLE_PASSWORD)" && \
+	workers= && i=0 && for p in $$RUN_PROCESSES; do \
+	  case $$p in simulator|tail) ;; *) workers="$$workers$${workers:+,}$$p=http://127.0.0.1:$$(($${PORT:-5000} + 100 * i))";; esac; \
+	  i=$$((i + 1)); done && \
 	env -u METRICS_PORT NAMESPACE=$(RUN_NAMESPACE) TIMEFRAMES=$(RUN_TIMEFRAMES) \
+	  CONSOLE_PORT=$(CONSOLE_PORT) CONSOLE_WORKERS="$$workers" \
 	  TICKS=$(TICKS) EXCHANGE=$(EXCHANGE) SPEED=$(SPEED) SIM_PORT=$(SIM_PORT) \
 	  LOG_FORMAT=$${LOG_FORMAT:-console} $(BIN)/honcho start -f Procfile $$RUN_PROCESSES
 
@@ -98,4 +114,4 @@ deploy-check:  ## promtool + systemd-analyze over deploy/ (installs promtool wit
 	bash deploy/check.sh
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -302,6 +302,21 @@ class BarAggregator:
                 cur[7] += b - a
                 cur[8] = reduce(add, taker_l[a:b], cur[8])
 
+    # --- whole bars (history files) ----------------------------------------------------
+    def apply_bar(self, exchange: str, symbol: str, bar: list[Any], out: ClosedBars) -> None:
+        """Take one finished finest-timeframe bar ``[open_time, open, high, low, close,
+        volume, quote_volume, trades, taker_buy_volume]`` of a series, given in time order
+        (``open_time`` on the finest bucket): the previous finest bar closes and is folded
+        into the coarser bars exactly as if ticks had built it."""
+        s = self.sid_of(exchange, symbol)
+        if bar[0] <= self.fine_max[s]:
+            raise ValueError(f"bar at {bar[0]} is not after {self.fine_max[s]}")
+        self._advance(s, bar[0], out)
+        self.open_bars[s][0] = bar
+        self.fine_max[s] = bar[0]
+        self.next_end[s] = min(self.next_end[s], bar[0] + self.ms[0])
+        self.max_ts = max(self.max_ts, bar[0])
+
     # --- closing -----------------------------------------------------------------------
     def _advance(self, s: int, t: int, out: ClosedBars) -> None:
         """Close every open bar of series ``s`` that ends at or before event time ``t``."""

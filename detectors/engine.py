@@ -113,6 +113,15 @@ class PartitionEngine:
             out.rejected = rejected_ticks(batch, rejected)
         return out
 
+    def apply_bars(self, exchange: str, symbol: str, bars: list[list[Any]]) -> Output:
+        """Whole finest-timeframe bars of one series in time order (a history file): the
+        same closing, folding into coarser timeframes, features, patterns and outcomes as
+        bars built from ticks (:meth:`BarAggregator.apply_bar`)."""
+        closed = ClosedBars()
+        for bar in bars:
+            self.agg.apply_bar(exchange, symbol, bar, closed)
+        return self._process(closed)
+
     def advance_to(self, event_time_ms: int) -> Output:
         """Live idle timer (see :meth:`BarAggregator.advance_to`)."""
         closed = ClosedBars()

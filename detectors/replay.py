@@ -27,7 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ from common.errors import ConfigError
 from common.names import partition_of
 from common.settings import env_int
 from detectors.engine import EngineConfig, Output, PartitionEngine
+from detectors.replay_inputs import NothingUsable, recording_summary, replay_bars_file
 from detectors.settings import engine_config_from_env
 from detectors.timeframes import parse_timeframes
 
@@ -119,9 +120,25 @@ def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
     return n
 
 
+class CountedTicks:
+    """An iterator of ticks that counts what passed through it."""
+
+    def __init__(self, ticks: Iterator[Tick]) -> None:
+        self.ticks = ticks
+        self.n = 0
+
+    def __iter__(self) -> Iterator[Tick]:
+        for t in self.ticks:
+            self.n += 1
+            yield t
+
+
 def run(args: argparse.Namespace) -> int:
     """The ``replay`` subcommand."""
+    from ingest.history import Rejections  # noqa: PLC0415
     from ingest.sources import read_ticks  # noqa: PLC0415 - only the CLI needs ingest
+    from signals.analytics.files import stats_of_records, write_stats  # noqa: PLC0415
+    from signals.analytics.stats import StatsOptions  # noqa: PLC0415
     from signals.model import load_model  # noqa: PLC0415 - nor signals (see the docstring)
     from signals.offline import score_events, write_signal_list  # noqa: PLC0415
     from signals.outcomes import outcome_lines  # noqa: PLC0415
@@ -137,10 +154,27 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"alphapulse replay: {e}", file=sys.stderr)
         return 2
+    rejections = Rejections()
+    try:
+        if args.bars:
+            result, config = replay_bars_file(args, config, rejections)
+        else:
+            ticks = CountedTicks(read_ticks(args.ticks, args.exchange, rejections.add))
+            result = replay_ticks(ticks, config, partitions)
+            if not ticks.n:
+                raise NothingUsable(recording_summary(args.ticks, args.exchange or "binance"))
+    except (FileNotFoundError, IsADirectoryError, ValueError, ConfigError) as e:
+        print(f"alphapulse replay: {e}", file=sys.stderr)
+        return 2
+    except NothingUsable as e:
+        print(f"alphapulse replay: {args.bars or args.ticks}: {e}", file=sys.stderr)
+        for line in rejections.lines():
+            print(f"alphapulse replay: {line}", file=sys.stderr)
+        return 1
+    for line in rejections.lines():
+        print(f"replay: {line}", file=sys.stderr)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    ticks = read_ticks(args.ticks, args.exchange)
-    result = replay_ticks(ticks, config, partitions)
     events = sorted_events(result.events, config)
     bar_rows, ev_rows = sorted_records(result.bars, events, config)
     nb = write_jsonl(out_dir / "bars.jsonl", bar_rows)
@@ -150,6 +184,9 @@ def run(args: argparse.Namespace) -> int:
     tf_ms = {t.name: t.ms for t in config.timeframes}
     lines = outcome_lines(events, signals, result.outcomes, tf_ms, config.outcomes.horizons)
     no = write_jsonl(out_dir / "outcomes.jsonl", lines)
+    if not args.no_stats and config.outcomes.horizons:
+        opts = StatsOptions(cost=config.outcomes.cost_bps / 1e4)
+        write_stats(out_dir / "stats.json", stats_of_records(lines, bar_rows, opts))
     print(
         f"replay: {nb} bars, {ne} pattern events, {ns} signals, {no} outcome lines -> {out_dir}",
         file=sys.stderr,
@@ -159,9 +196,18 @@ def run(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     """Entry point of ``alphapulse replay`` (group ``alphapulse.commands``)."""
-    p = sub.add_parser("replay", help="run the detectors offline over a tick file")
-    p.add_argument("--ticks", required=True, help="recording (.rec[.gz]) or normalized CSV")
-    p.add_argument("--exchange", default=None, help="exchange of a recording (default binance)")
+    p = sub.add_parser("replay", help="run the detectors offline over a tick or bars file")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--ticks", help="recording (.rec[.gz]) or normalized trades CSV")
+    src.add_argument("--bars", help="OHLCV bars CSV (time,open,high,low,close[,volume])")
+    p.add_argument(
+        "--exchange",
+        default=None,
+        help="exchange of a recording (default binance) or of a bars file (default history)",
+    )
+    p.add_argument("--symbol", help="symbol of a bars file")
+    p.add_argument("--timeframe", help="timeframe of a bars file (default: from its spacing)")
+    p.add_argument("--no-stats", action="store_true", help="do not write stats.json")
     p.add_argument("--timeframes", default=None, help="e.g. 1m,5m,1h (default TIMEFRAMES)")
     p.add_argument(
         "--partitions", type=int, default=None, help="partition count (default PARTITIONS or 16)"

@@ -22,7 +22,8 @@ adapter and only trades are kept::
 ``timestamp``/``local_timestamp`` are µs since the epoch; ``side`` is the taker's side;
 ``symbol`` is the exchange's native spelling (a normalized ``BASE-QUOTE`` is accepted too).
 ``exchange`` is an adapter name (``ingest.exchanges.EXCHANGES``) or one of tardis's names in
-``TARDIS_EXCHANGES``.
+``TARDIS_EXCHANGES``; any other venue (``nasdaq``, a vendor's name) is taken as written, its
+symbols too. Any date is accepted (the 2010..2100 window applies to live frames only).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from typing import IO, Final
 from common.contracts import Side, Tick
 from common.errors import BadInput
 from ingest.exchanges import ExchangeAdapter, FrameKind, get_adapter
-from ingest.exchanges.base import check_price_qty, check_ts
+from ingest.exchanges.base import check_price_qty
 
 CSV_HEADER: Final = (
     "exchange",
@@ -56,6 +57,8 @@ TARDIS_EXCHANGES: Final = {
     "okex-swap": "okx",
     "okex-futures": "okx",
 }
+HISTORY_MIN_NS: Final = -(2**63) + 1
+HISTORY_MAX_NS: Final = 2**63 - 1
 #: Called with (line number, raw line, error) for every line a reader had to skip.
 OnBad = Callable[[int, str, BadInput], None]
 
@@ -151,11 +154,16 @@ def _csv_tick(
     ex = exchange or TARDIS_EXCHANGES.get(ex_col, ex_col)
     names = symbols.get((ex, sym))
     if names is None:
+        if not ex or not sym:
+            raise BadInput("missing_field", "exchange" if not ex else "symbol")
         try:
             adapter = get_adapter(ex)
-        except KeyError as e:
-            raise BadInput("bad_type", str(e)) from e
-        names = symbols[(ex, sym)] = symbol_names(adapter, sym)
+        except KeyError:
+            # A venue that is not one of ours (a stock exchange, a history vendor): taken as
+            # written, symbol too.
+            names = symbols[(ex, sym)] = (sym, sym)
+        else:
+            names = symbols[(ex, sym)] = symbol_names(adapter, sym)
     if side not in ("buy", "sell"):
         raise BadInput("bad_type", f"side {side!r}")
     try:
@@ -166,7 +174,10 @@ def _csv_tick(
     if not trade_id:
         raise BadInput("missing_field", "id")
     check_price_qty(price, qty)
-    check_ts(ts)
+    # No 2010..2100 window here (that is a sanity check for live frames): history files may
+    # hold any date that integer nanoseconds can carry.
+    if not HISTORY_MIN_NS <= ts < HISTORY_MAX_NS:
+        raise BadInput("absurd_value", f"trade time {ts_us} µs is outside 1678..2261")
     taker: Side = "buy" if side == "buy" else "sell"
     return Tick(ex, names[0], names[1], trade_id, price, qty, taker, ts, recv)
 

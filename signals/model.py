@@ -19,13 +19,24 @@ be overridden from a JSON or TOML file (``SIGNALS_MODEL_FILE``) without touching
     reliability = 0.7
     weight = 1.2
 
+A *calibrated* model (``alphapulse calibrate``, see ``docs/statistics.md``) adds a
+``calibration`` table: a monotone map from the rule score to the estimated probability that
+the signal's h-bar return is positive, as interpolation knots::
+
+    [calibration]
+    horizon = 5
+    x = [0.0, 0.41, 0.77, 1.0]
+    y = [0.47, 0.49, 0.55, 0.58]
+
 ``Model.fingerprint`` (a hash of every parameter) travels in each signal as ``model`` so a
 consumer can tell which parameter set scored it.
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+import itertools
 import json
 import math
 import tomllib
@@ -145,12 +156,36 @@ class ScoringParams:
     cooldown_bars: int = 3  # suppress repeats within this many bars of the same timeframe
 
 
+@dataclass(frozen=True, slots=True)
+class Calibration:
+    """Raw score -> probability: linear interpolation through the knots ``(x[i], y[i])``.
+
+    ``x`` strictly increasing and ``y`` non-decreasing, both in [0, 1]; scores outside
+    ``[x[0], x[-1]]`` map to the end values. ``horizon`` is the bars the probability is for.
+    """
+
+    horizon: int
+    x: tuple[float, ...]
+    y: tuple[float, ...]
+
+    def __call__(self, score: float) -> float:
+        xs, ys = self.x, self.y
+        if score <= xs[0]:
+            return ys[0]
+        if score >= xs[-1]:
+            return ys[-1]
+        i = bisect.bisect_right(xs, score)
+        x0, x1, y0, y1 = xs[i - 1], xs[i], ys[i - 1], ys[i]
+        return y0 + (y1 - y0) * (score - x0) / (x1 - x0)
+
+
 @dataclass(frozen=True)
 class Model:
     """Pattern table + rule parameters; immutable so scoring stays a pure function."""
 
     patterns: Mapping[str, PatternSpec] = field(default_factory=lambda: dict(DEFAULT_PATTERNS))
     params: ScoringParams = field(default_factory=ScoringParams)
+    calibration: Calibration | None = None  # None: the score is the rule score itself
 
     @cached_property
     def fingerprint(self) -> str:
@@ -159,6 +194,8 @@ class Model:
             "params": asdict(self.params),
             "patterns": {k: asdict(v) for k, v in sorted(self.patterns.items())},
         }
+        if self.calibration is not None:  # absent: the hash of an uncalibrated model is kept
+            doc["calibration"] = asdict(self.calibration)
         raw = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(raw).hexdigest()[:12]
 
@@ -168,7 +205,7 @@ def model_from_mapping(doc: Mapping[str, Any], source: str = MODEL_FILE_VAR) -> 
     param_names = {f.name: f.type for f in fields(ScoringParams)}
     overrides: dict[str, Any] = {}
     for key, value in doc.items():
-        if key == "patterns":
+        if key in ("patterns", "calibration"):
             continue
         if key not in param_names:
             raise ConfigError(source, f"unknown scoring parameter {key!r}")
@@ -185,7 +222,39 @@ def model_from_mapping(doc: Mapping[str, Any], source: str = MODEL_FILE_VAR) -> 
         raise ConfigError(source, "patterns must be a table of pattern name -> fields")
     for name, spec in pattern_doc.items():
         patterns[name] = _pattern_override(patterns.get(name), name, spec, source)
-    return Model(patterns, params)
+    calibration = doc.get("calibration")
+    return Model(
+        patterns, params, None if calibration is None else _calibration(calibration, source)
+    )
+
+
+def _calibration(doc: Any, source: str) -> Calibration:
+    """Validate the ``calibration`` table; a bad one is one error naming the key."""
+    if not isinstance(doc, Mapping):
+        raise ConfigError(source, "calibration must be a table with horizon, x and y")
+    unknown = set(doc) - {"horizon", "x", "y"}
+    if unknown:
+        raise ConfigError(source, f"calibration: unknown fields {sorted(unknown)}")
+    horizon = doc.get("horizon")
+    if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
+        raise ConfigError(source, f"calibration.horizon must be an integer >= 1, got {horizon!r}")
+    knots = []
+    for key in ("x", "y"):
+        values = doc.get(key)
+        if not isinstance(values, list) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) and 0.0 <= v <= 1.0
+            for v in values
+        ):
+            raise ConfigError(source, f"calibration.{key} must be a list of numbers in [0, 1]")
+        knots.append(tuple(float(v) for v in values))
+    xs, ys = knots
+    if len(xs) < 2 or len(xs) != len(ys):
+        raise ConfigError(source, "calibration.x and calibration.y need the same length >= 2")
+    if any(b <= a for a, b in itertools.pairwise(xs)):
+        raise ConfigError(source, "calibration.x must be strictly increasing")
+    if any(b < a for a, b in itertools.pairwise(ys)):
+        raise ConfigError(source, "calibration.y must be non-decreasing")
+    return Calibration(horizon, xs, ys)
 
 
 # Parameters bounded to [lo, hi]; every other one is a factor, >= 0. A score lies in [0, 1]

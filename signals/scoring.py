@@ -168,8 +168,11 @@ def raw_scores(
             continue
         s = strength[d] * (1.0 - model.params.conflict_penalty * strength[-d])
         s *= volume * _rsi_factor(d, features, model)
+        s = min(1.0, max(0.0, s))
+        if model.calibration is not None:  # a calibrated model: the score is a probability
+            s = model.calibration(s)
         out[d] = DirectionScore(
-            round(min(1.0, max(0.0, s)), 4),
+            round(s, 4),
             tuple(e.name for e in voting),
             tuple(e.contribution for e in voting),
         )
