@@ -122,6 +122,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
             hand,
             train_frac=args.train,
             prior_strength=args.prior,
+            threshold=args.threshold,
         )
     except (FileNotFoundError, ConfigError, ValueError) as e:
         print(f"alphapulse calibrate: {e}", file=sys.stderr)
@@ -212,6 +213,7 @@ def register_calibrate(sub: Any) -> None:
     p.add_argument("--report", help="evaluation as JSON")
     p.add_argument("--train", type=float, default=0.6, help="share fitted on (default 0.6)")
     p.add_argument("--prior", type=float, default=50.0, help="shrinkage pseudo-count")
+    p.add_argument("--threshold", type=float, help="emit at this probability (default: see docs)")
     p.set_defaults(func=run_calibrate)
 
 
