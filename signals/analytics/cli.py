@@ -69,7 +69,13 @@ def run_stats(args: argparse.Namespace) -> int:
         if args.db:
             from signals.analytics.db import pattern_table_sync  # noqa: PLC0415
 
-            rows = pattern_table_sync(os.environ.get("DATABASE_URL", ""), f, opts)
+            rows = pattern_table_sync(
+                os.environ.get("DATABASE_URL", ""),
+                f,
+                opts,
+                fresh=args.fresh,
+                refreshed=args.refresh,
+            )
             doc: dict[str, Any] = {"patterns": rows}
         else:
             if not args.dir:
@@ -192,6 +198,8 @@ def register_stats(sub: Any) -> None:
     p = sub.add_parser("stats", help="pattern statistics against a random-entry baseline")
     p.add_argument("dir", nargs="?", help="a replay --out directory")
     p.add_argument("--db", action="store_true", help="from the database (DATABASE_URL)")
+    p.add_argument("--refresh", action="store_true", help="--db: refresh the aggregates first")
+    p.add_argument("--fresh", action="store_true", help="--db: group outcome_rows now (slow)")
     _filter_args(p)
     p.add_argument("--min-n", type=int, default=DEFAULT_MIN_N, help="rank only groups this big")
     p.add_argument("--by", help="extra dimensions: exchange,symbol")

@@ -15,7 +15,7 @@ from detectors.outcomes import OutcomeConfig
 from detectors.replay import replay_ticks, sorted_events, sorted_records
 from detectors.timeframes import parse_timeframes
 from ingest.sources import synthetic_ticks
-from signals.analytics.db import pattern_table
+from signals.analytics.db import pattern_table, refresh
 from signals.analytics.files import stats_of_records
 from signals.analytics.stats import StatsOptions
 from signals.analytics.table import Filters
@@ -71,16 +71,30 @@ async def test_sql_pattern_table_equals_the_file_table(
     }
     conn = await db.connect()
     try:
-        got = await pattern_table(conn, Filters(), opts)
+        stale = await pattern_table(conn, Filters(), opts)  # aggregates not refreshed yet
+        await refresh(conn)
+        got = await pattern_table(conn, Filters(), opts, fresh=True)
+        agg = await pattern_table(conn, Filters(), opts)
         short_1s = await pattern_table(conn, Filters(direction="short", timeframe="1s"), opts)
+        by = await pattern_table(conn, Filters(), StatsOptions(by=("exchange", "symbol")))
     finally:
         await conn.close()
-    assert len(got) == len(expected) > 20
-    for row in got:
-        want = expected[(row["pattern"], row["direction"], row["timeframe"], row["horizon"])]
-        for k in KEYS:
-            assert row[k] == pytest.approx(want[k], rel=1e-9, abs=1e-15), k
-        assert (row["rank"] is None) == (want["rank"] is None)
+    assert stale == []
+    assert len(got) == len(agg) == len(expected) > 20
+    for source, rows in (("fresh", got), ("aggregated", agg)):
+        for row in rows:
+            want = expected[(row["pattern"], row["direction"], row["timeframe"], row["horizon"])]
+            for k in KEYS:
+                if k == "median_ret" and source == "aggregated":
+                    assert row[k] is None
+                    continue
+                assert row[k] == pytest.approx(want[k], rel=1e-9, abs=1e-15), (source, k)
+            assert (row["rank"] is None) == (want["rank"] is None)
+    assert {(r["exchange"], r["symbol"]) for r in by} == {
+        ("binance", "BTC-USDT"),
+        ("binance", "ETH-USDT"),
+    }
+    assert sum(r["n"] for r in by) == sum(r["n"] for r in agg)
     assert short_1s and all(r["direction"] == "short" and r["timeframe"] == "1s" for r in short_1s)
     assert {r["pattern"] for r in short_1s} == {
         k[0] for k in expected if k[1] == "short" and k[2] == "1s"
