@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from common.errors import ConfigError
-from signals.analytics.stats import DEFAULT_MIN_N, REGIMES, StatsOptions
+from signals.analytics.stats import DEFAULT_MIN_N, PVALUE_METHOD, REGIMES, StatsOptions
 from signals.analytics.table import Filters, filtered, format_table
 
 
@@ -47,7 +47,8 @@ def load_stats(directory: str, opts: StatsOptions) -> dict[str, Any]:
     if cached.exists():
         doc: dict[str, Any] = orjson.loads(cached.read_bytes())
         p = doc.get("params", {})
-        if (p.get("min_n"), p.get("cost"), p.get("by")) == (opts.min_n, opts.cost, list(opts.by)):
+        same = (opts.min_n, opts.cost, list(opts.by), PVALUE_METHOD)
+        if (p.get("min_n"), p.get("cost"), p.get("by"), p.get("pvalue_method")) == same:
             return doc
     _need(d / "outcomes.jsonl", "file (run replay --out first)")
     _need(d / "bars.jsonl", "file")
