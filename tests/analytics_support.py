@@ -90,8 +90,11 @@ def reference_outcomes(
                 "open_time": s["open_time_ms"],
                 "direction": s["direction"],
                 "score": s["score"],
-                "regime": {"trend": feats.get("trend"), "atr_ratio": None,
-                           "volume_ratio": feats.get("volume_ratio")},
+                "regime": {
+                    "trend": feats.get("trend"),
+                    "atr_ratio": None,
+                    "volume_ratio": feats.get("volume_ratio"),
+                },
                 **outcome(key, s["open_time_ms"], d),
             }
         )
