@@ -285,9 +285,12 @@ class PatternEvent:
         return cls.from_dict(_load_versioned(fields, PATTERNS_VERSION, "pattern_event"))
 
 
-@dataclass(frozen=True, slots=True)
-class BarOutcome:
+class BarOutcome(NamedTuple):
     """The forward outcome of a pattern event's bar ``open_time`` at ``horizon`` bars.
+
+    A ``NamedTuple`` (like ``Tick``): the engine builds one per event bar and completed
+    horizon straight from its columns (``BarOutcome._make``), a few times cheaper than a
+    dataclass, which keeps outcome tracking inside its CPU budget (``docs/outcomes.md``).
 
     Long direction: ``ret = close[t+h]/close[t] - 1``, ``mfe = max(high[t+1..t+h])/close[t] - 1``,
     ``mae = min(low[t+1..t+h])/close[t] - 1``; the short direction's are ``-ret``, ``-mae``,
@@ -315,21 +318,7 @@ class BarOutcome:
         return bar_id(self.exchange, self.symbol, self.timeframe, self.open_time)
 
     def to_list(self) -> list[Any]:
-        return [
-            self.exchange,
-            self.symbol,
-            self.timeframe,
-            self.open_time,
-            self.horizon,
-            self.close,
-            self.ret,
-            self.mfe,
-            self.mae,
-            self.trend,
-            self.atr_ratio,
-            self.volume_ratio,
-            self.cost_bps,
-        ]
+        return list(self)
 
     @classmethod
     def from_list(cls, d: Any) -> BarOutcome:
@@ -360,7 +349,7 @@ def _optional_float(x: Any) -> float | None:
 
 def encode_outcomes(outcomes: Iterable[BarOutcome]) -> dict[bytes, bytes]:
     """One ``outcomes`` stream entry holding ``outcomes`` (ids are per record, not entry)."""
-    items = [o.to_list() for o in outcomes]
+    items = [tuple(o) for o in outcomes]  # orjson writes tuples, not NamedTuples, as arrays
     return {
         b"v": b"%d" % OUTCOMES_VERSION,
         b"n": b"%d" % len(items),

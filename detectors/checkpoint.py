@@ -8,10 +8,11 @@ arrays (open bars, id high-water marks, OHLC windows, indicator and pattern stat
 Everything is lossless: floats round-trip bit-exactly, so a restored engine produces the
 same bars, patterns and outcomes as one that never stopped.
 
-Version 2 adds the pending outcome queues (``out_*`` arrays, :mod:`detectors.outcomes`) and
-``outcome_horizons`` to the configuration fingerprint. A version 1 checkpoint (written before
-outcome tracking) still restores, with nothing pending: the events before the upgrade get no
-outcomes (absent, as if never reached), everything else continues exactly.
+Version 2 adds the pending outcome queues (``out_*`` arrays, only the occupied slots,
+:mod:`detectors.outcomes`) and ``outcome_horizons`` to the configuration fingerprint. A
+version 1 checkpoint (written before outcome tracking) still restores, with nothing pending:
+the events before the upgrade get no outcomes (absent, as if never reached), everything else
+continues exactly.
 """
 
 from __future__ import annotations
@@ -124,7 +125,10 @@ def loads(
     engine.pstate = PatternState.from_bytes(arrays["pattern_state"].tobytes())
     engine.window = arrays["window"].reshape(4, rows, engine.patterns.window)
     if engine.outcomes.enabled:
-        engine.outcomes = OutcomeTracker.from_arrays(config.outcomes, rows, arrays)
+        try:
+            engine.outcomes = OutcomeTracker.from_arrays(config.outcomes, rows, arrays)
+        except (KeyError, ValueError, IndexError) as e:
+            raise DecodeError("checkpoint", f"pending outcomes: {e!r}") from e
     engine.ensure_rows(rows)
     engine.recent = {int(r): ev for r, ev in header["recent"].items()}
     engine.last_id = header["last_id"]

@@ -239,11 +239,14 @@ class PartitionEngine:
             self.recent[row] = recent
 
     def _emit_outcomes(self, done: Completed, tf_name: str, out: Output) -> None:
+        """One ``BarOutcome`` per completed (event, horizon), built column-wise."""
         series = self.agg.series
-        n_tf = self.n_tf
-        cost = self.config.outcomes.cost_bps
-        for row, ot, h, close, ret, mfe, mae, trend, atr_ratio, vr in zip(
-            done.rows,
+        n = len(done.rows)
+        names = [series[row // self.n_tf] for row in done.rows]
+        columns = (
+            [e for e, _ in names],
+            [s for _, s in names],
+            [tf_name] * n,
             done.open_time,
             done.horizon,
             done.close,
@@ -253,30 +256,9 @@ class PartitionEngine:
             done.trend,
             done.atr_ratio,
             done.volume_ratio,
-            strict=True,
-        ):
-            exchange, symbol = series[row // n_tf]
-            out.outcomes.append(
-                BarOutcome(
-                    exchange,
-                    symbol,
-                    tf_name,
-                    ot,
-                    h,
-                    close,
-                    ret,
-                    mfe,
-                    mae,
-                    _finite(trend),
-                    _finite(atr_ratio),
-                    _finite(vr),
-                    cost,
-                )
-            )
-
-
-def _finite(x: float) -> float | None:
-    return None if math.isnan(x) or math.isinf(x) else x
+            [self.config.outcomes.cost_bps] * n,
+        )
+        out.outcomes.extend(map(BarOutcome._make, zip(*columns, strict=True)))
 
 
 def _feature(key: str, value: np.float64) -> float | int | None:

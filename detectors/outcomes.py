@@ -62,7 +62,8 @@ class OutcomeConfig:
 
 @dataclass(frozen=True, slots=True)
 class Completed:
-    """Horizons that completed in one step, as parallel lists (one item per event x horizon)."""
+    """Horizons that completed in one step, as parallel lists (one item per event x horizon);
+    regime values still warming up (NaN) are ``None``."""
 
     rows: list[int]
     open_time: list[int]
@@ -71,9 +72,9 @@ class Completed:
     ret: list[float]
     mfe: list[float]
     mae: list[float]
-    trend: list[float]
-    atr_ratio: list[float]
-    volume_ratio: list[float]
+    trend: list[float | None]
+    atr_ratio: list[float | None]
+    volume_ratio: list[float | None]
 
 
 class OutcomeTracker:
@@ -135,9 +136,9 @@ class OutcomeTracker:
             ret=(close[ri] / base - 1.0).tolist(),
             mfe=(f["high"][r, si] / base - 1.0).tolist(),
             mae=(f["low"][r, si] / base - 1.0).tolist(),
-            trend=f["trend"][r, si].tolist(),
-            atr_ratio=f["atr_ratio"][r, si].tolist(),
-            volume_ratio=f["volume_ratio"][r, si].tolist(),
+            trend=_nullable(f["trend"][r, si]),
+            atr_ratio=_nullable(f["atr_ratio"][r, si]),
+            volume_ratio=_nullable(f["volume_ratio"][r, si]),
         )
 
     def track(
@@ -169,13 +170,20 @@ class OutcomeTracker:
 
     # --- checkpoint ----------------------------------------------------------------------
     def arrays(self, rows: int) -> dict[str, npt.NDArray[np.generic]]:
-        """The first ``rows`` rows of the state as named arrays (checkpoint)."""
+        """The pending slots of the first ``rows`` rows as named arrays (checkpoint).
+
+        Sparse: only occupied slots are saved (row, slot, then their values), so the
+        checkpoint grows with the pending events, not with rows x ``max(horizons)``; a free
+        slot's values are never read (``track`` resets them)."""
         self.grow(rows)
+        ri, si = np.nonzero(self.age[:rows] >= 0)
         out: dict[str, npt.NDArray[np.generic]] = {
-            "out_age": self.age[:rows],
-            "out_open_time": self.open_time[:rows],
+            "out_row": ri.astype(np.int64),
+            "out_slot": si.astype(np.int64),
+            "out_age": self.age[ri, si],
+            "out_open_time": self.open_time[ri, si],
         }
-        out.update({f"out_{k}": v[:rows] for k, v in self.floats.items()})
+        out.update({f"out_{k}": v[ri, si] for k, v in self.floats.items()})
         return out
 
     @classmethod
@@ -185,12 +193,22 @@ class OutcomeTracker:
         """Inverse of :meth:`arrays`; without the arrays (an older checkpoint) nothing is
         pending."""
         tracker = cls(config, rows)
-        if "out_age" not in arrays:
+        if "out_row" not in arrays:
             return tracker
-        w = tracker.width
-        tracker.age = arrays["out_age"].astype(np.int64).reshape(rows, w)
-        tracker.open_time = arrays["out_open_time"].astype(np.int64).reshape(rows, w)
-        tracker.floats = {
-            k: arrays[f"out_{k}"].astype(np.float64).reshape(rows, w) for k in FLOAT_STATE
-        }
+        ri = arrays["out_row"].astype(np.int64)
+        si = arrays["out_slot"].astype(np.int64)
+        if len(ri) and (ri.max() >= rows or si.max() >= tracker.width):
+            raise ValueError("pending outcome slot out of range")
+        tracker.age[ri, si] = arrays["out_age"]
+        tracker.open_time[ri, si] = arrays["out_open_time"]
+        for k in FLOAT_STATE:
+            tracker.floats[k][ri, si] = arrays[f"out_{k}"]
         return tracker
+
+
+def _nullable(values: F64) -> list[float | None]:
+    """Floats, with ``None`` for NaN and infinities (no value yet)."""
+    finite = np.isfinite(values)
+    if finite.all():
+        return values.tolist()  # type: ignore[no-any-return]
+    return [x if ok else None for x, ok in zip(values.tolist(), finite.tolist(), strict=True)]

@@ -10,7 +10,8 @@ Writes ``DIR/bars.jsonl`` (one closed bar per line) and ``DIR/patterns.jsonl`` (
 bar with at least one pattern: the bar's fields, ``patterns``, the features and
 ``recent``), both sorted by (exchange, symbol, timeframe duration, open_time), and
 ``DIR/signals.jsonl``: the pattern events scored in that same order by the signals stage's
-pure scorer (model from ``SIGNALS_MODEL_FILE``, default model otherwise), one signal per
+pure scorer (model from ``SIGNALS_MODEL_FILE``, default model otherwise, and
+``SIGNALS_EMIT_WARMING`` as the live worker reads it), one signal per
 line in the stream's JSON form with ``emitted_at`` null (see :mod:`signals.offline`), and
 ``DIR/outcomes.jsonl``: every pattern firing and every one of those signals with its forward
 outcomes, from the bar outcomes the engines emitted (the live detectors' code path; see
@@ -141,9 +142,11 @@ def run(args: argparse.Namespace) -> int:
     from signals.model import load_model  # noqa: PLC0415 - nor signals (see the docstring)
     from signals.offline import score_events, write_signal_list  # noqa: PLC0415
     from signals.outcomes import outcome_lines  # noqa: PLC0415
+    from signals.settings import emit_warming_from_env  # noqa: PLC0415
 
     try:
         model = load_model(os.environ.get("SIGNALS_MODEL_FILE"))
+        emit_warming = emit_warming_from_env(os.environ)
         config = engine_config_from_env(os.environ)
         if args.timeframes:
             config = replace(config, timeframes=parse_timeframes(args.timeframes, "--timeframes"))
@@ -176,10 +179,10 @@ def run(args: argparse.Namespace) -> int:
     bar_rows, ev_rows = sorted_records(result.bars, events, config)
     nb = write_jsonl(out_dir / "bars.jsonl", bar_rows)
     ne = write_jsonl(out_dir / "patterns.jsonl", ev_rows)
-    signals = score_events(events, model)
+    signals = score_events(events, model, emit_warming=emit_warming)
     ns = write_signal_list(out_dir / "signals.jsonl", signals)
     tf_ms = {t.name: t.ms for t in config.timeframes}
-    lines = outcome_lines(events, signals, result.outcomes, tf_ms)
+    lines = outcome_lines(events, signals, result.outcomes, tf_ms, config.outcomes.horizons)
     no = write_jsonl(out_dir / "outcomes.jsonl", lines)
     if not args.no_stats and config.outcomes.horizons:
         opts = StatsOptions(cost=config.outcomes.cost_bps / 1e4)

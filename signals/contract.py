@@ -16,7 +16,13 @@ read against the trend too)::
      "patterns": {"CDLHAMMER": 100, "CDLSPINNINGTOP": -100},
      "supporting": ["CDLHAMMER", "CDLSPINNINGTOP"],
      "features": {"volume_ratio": 1.2, "trend": -1, "htf_trend": 1, "rsi": 41.5},
-     "model": "182570480c42", "emitted_at": "2024-08-08T23:55:00.012Z"}
+     "model": "182570480c42", "emitted_at": "2024-08-08T23:55:00.012Z",
+     "close": 61850.5, "contributions": {"CDLHAMMER": 0.7, "CDLSPINNINGTOP": 0.2275}}
+
+``close`` (the close of the signal's bar, the price its outcomes are measured from) and
+``contributions`` (each supporting pattern's capped contribution ``c_p`` to the score, see
+:mod:`signals.scoring`, rounded to 4 places) were added within v1 (issue 12 §6); a signal
+parsed from an older document has neither, and its JSON form then omits them.
 
 Stream entry fields: ``v`` (b"1"), ``id`` (the signal id) and ``d`` (the JSON above), so a
 reader can dedupe or route on ``id`` without parsing ``d``.
@@ -70,6 +76,8 @@ class Signal:
     model: str
     emitted_at: str | None = None
     v: int = SIGNALS_VERSION
+    close: float | None = None
+    contributions: Mapping[str, float] | None = None
 
     @property
     def open_time(self) -> str:
@@ -81,7 +89,7 @@ class Signal:
 
     def to_dict(self) -> dict[str, Any]:
         """The contract's JSON object, keys in a fixed order (so output lines are identical)."""
-        return {
+        doc = {
             "v": self.v,
             "id": self.id,
             "exchange": self.exchange,
@@ -97,6 +105,11 @@ class Signal:
             "model": self.model,
             "emitted_at": self.emitted_at,
         }
+        if self.close is not None:
+            doc["close"] = self.close
+        if self.contributions is not None:
+            doc["contributions"] = dict(self.contributions)
+        return doc
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Signal:
@@ -108,6 +121,8 @@ class Signal:
             if direction not in ("long", "short"):
                 raise DecodeError("signal", f"bad direction {direction!r}")
             emitted = d.get("emitted_at")
+            close = d.get("close")
+            contributions = d.get("contributions")
             return cls(
                 id=str(d["id"]),
                 exchange=str(d["exchange"]),
@@ -121,6 +136,10 @@ class Signal:
                 features=dict(d["features"]),
                 model=str(d["model"]),
                 emitted_at=None if emitted is None else str(emitted),
+                close=None if close is None else float(close),
+                contributions=None
+                if contributions is None
+                else {str(k): float(v) for k, v in contributions.items()},
             )
         except DecodeError:
             raise

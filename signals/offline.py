@@ -29,10 +29,12 @@ def signal_lines(events: Iterable[PatternEvent], model: Model) -> Iterator[bytes
             yield signal_to_json(signal)
 
 
-def score_events(events: Iterable[PatternEvent], model: Model | None = None) -> list[Signal]:
+def score_events(
+    events: Iterable[PatternEvent], model: Model | None = None, *, emit_warming: bool = False
+) -> list[Signal]:
     """Every signal of ``events``, in event order (long before short within an event)."""
     m = model or Model()
-    return [signal for event in events for signal in score_event(event, m)]
+    return [s for e in events for s in score_event(e, m, emit_warming=emit_warming)]
 
 
 def write_signal_list(path: Path, signals: Iterable[Signal]) -> int:

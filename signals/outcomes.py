@@ -10,13 +10,14 @@ for d = -1, ``hit = r > cost_bps/1e4``. The database view ``outcome_rows`` (sink
 One line per firing (``docs/outcomes.md`` and the outcomes contract): ``kind``, ``id``,
 ``exchange``, ``symbol``, ``timeframe``, ``open_time`` (ms), ``pattern`` (patterns only),
 ``direction``, ``value`` (patterns) or ``score`` (signals), ``close`` (close[t]),
-``returns``/``mfe``/``mae``/``hit`` keyed by horizon (pending horizons absent) and ``regime``
-(``trend``, ``atr_ratio``, ``volume_ratio`` of bar t, null while warming up).
+``returns``/``mfe``/``mae``/``hit`` keyed by horizon (pending horizons absent), ``pending``
+(the horizons not reached yet, as strings: it says so) and ``regime`` (``trend``,
+``atr_ratio``, ``volume_ratio`` of bar t, null while warming up).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from common.contracts import BarOutcome, PatternEvent
@@ -45,13 +46,18 @@ def regime(event: PatternEvent) -> dict[str, float | int | None]:
     }
 
 
-def _paths(outcomes: Iterable[BarOutcome], d: int) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {"returns": {}, "mfe": {}, "mae": {}, "hit": {}}
+def _paths(
+    outcomes: Iterable[BarOutcome], d: int, horizons: Sequence[int]
+) -> dict[str, dict[str, Any] | list[str]]:
+    returns: dict[str, float] = {}
+    mfes: dict[str, float] = {}
+    maes: dict[str, float] = {}
+    hits: dict[str, bool] = {}
     for o in sorted(outcomes, key=lambda o: o.horizon):
-        r, mfe, mae, hit = directed(o, d)
         key = str(o.horizon)
-        out["returns"][key], out["mfe"][key], out["mae"][key], out["hit"][key] = r, mfe, mae, hit
-    return out
+        returns[key], mfes[key], maes[key], hits[key] = directed(o, d)
+    pending = [str(h) for h in horizons if str(h) not in returns]
+    return {"returns": returns, "mfe": mfes, "mae": maes, "hit": hits, "pending": pending}
 
 
 def outcome_lines(
@@ -59,9 +65,11 @@ def outcome_lines(
     signals: Iterable[Signal],
     outcomes: Iterable[BarOutcome],
     timeframe_ms: Mapping[str, int],
+    horizons: Sequence[int] = (),
 ) -> list[dict[str, Any]]:
     """Every pattern firing and signal with its outcomes, in the contract's order:
-    (exchange, symbol, timeframe duration, open_time, kind, pattern, id)."""
+    (exchange, symbol, timeframe duration, open_time, kind, pattern, id); ``horizons`` (the
+    engine's) gives each line's ``pending`` list."""
     by_bar: dict[str, list[BarOutcome]] = {}
     for o in outcomes:
         by_bar.setdefault(o.id, []).append(o)
@@ -87,7 +95,7 @@ def outcome_lines(
                     "direction": "long" if d > 0 else "short",
                     "value": value,
                     "close": b.close,
-                    **_paths(by_bar.get(b.id, ()), d),
+                    **_paths(by_bar.get(b.id, ()), d, horizons),
                     "regime": reg,
                 }
             )
@@ -105,7 +113,7 @@ def outcome_lines(
                 "direction": s.direction,
                 "score": s.score,
                 "close": event.bar.close,
-                **_paths(by_bar.get(bid, ()), _SIGN[s.direction]),
+                **_paths(by_bar.get(bid, ()), _SIGN[s.direction], horizons),
                 "regime": regime(event),
             }
         )

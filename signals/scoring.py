@@ -17,7 +17,8 @@ trend *T* and higher-timeframe trend *H* in {-1, 0, 1}; direction *d* in {+1 lon
    ``volume_weak_factor`` if below ``volume_weak_threshold``, else 1; RSI ``R_d`` =
    ``rsi_with`` for long at RSI <= oversold / short at RSI >= overbought, ``rsi_against`` for
    the reverse, else 1. A missing (``None``) feature makes its factor 1.
-5. Emit direction *d* iff ``score_d >= threshold`` and it is not in cooldown.
+5. Emit direction *d* iff ``score_d >= threshold``, it is not in cooldown and the event's
+   features are not all warming up (every used feature ``None``; ``emit_warming`` lifts this).
 6. Cooldown, non-recursive: *d* is suppressed if any event in ``event.recent`` with open time in
    ``[t - cooldown_bars · tf, t)`` has an *uncooled* score (steps 1-4 on that event's own
    patterns and features; a feature the ``recent`` entry does not carry counts as missing)
@@ -53,10 +54,11 @@ class Evidence:
 
 @dataclass(frozen=True, slots=True)
 class DirectionScore:
-    """Uncooled score of one direction and the patterns that voted for it."""
+    """Uncooled score of one direction, the patterns that voted for it and their ``c_p``."""
 
     score: float
     supporting: tuple[str, ...]
+    contributions: tuple[float, ...] = ()
 
 
 def timeframe_ms(timeframe: str) -> int:
@@ -161,15 +163,19 @@ def raw_scores(
     volume = _volume_factor(features, model)
     out: dict[int, DirectionScore] = {}
     for d in (1, -1):
-        supporting = tuple(e.name for e in evidence if e.direction == d)
-        if not supporting:
+        voting = [e for e in evidence if e.direction == d]
+        if not voting:
             continue
         s = strength[d] * (1.0 - model.params.conflict_penalty * strength[-d])
         s *= volume * _rsi_factor(d, features, model)
         s = min(1.0, max(0.0, s))
         if model.calibration is not None:  # a calibrated model: the score is a probability
             s = model.calibration(s)
-        out[d] = DirectionScore(round(s, 4), supporting)
+        out[d] = DirectionScore(
+            round(s, 4),
+            tuple(e.name for e in voting),
+            tuple(e.contribution for e in voting),
+        )
     return out
 
 
@@ -192,13 +198,21 @@ def in_cooldown(event: PatternEvent, direction: int, model: Model) -> bool:
     return False
 
 
-def score_event(event: PatternEvent, model: Model) -> list[Signal]:
+def warming_up(features: Mapping[str, FeatureValue]) -> bool:
+    """Every feature scoring uses is still missing: the indicators have not warmed up."""
+    return all(features.get(key) is None for key in FEATURES_USED)
+
+
+def score_event(event: PatternEvent, model: Model, *, emit_warming: bool = False) -> list[Signal]:
     """All signals of one pattern event (long first), ``emitted_at`` unset.
 
-    The same event and model always give the same list; this is the function both the live
-    worker and the offline ``replay`` call.
+    The same event, model and ``emit_warming`` always give the same list; this is the function
+    both the live worker and the offline ``replay`` call. An event whose features are all
+    warming up gives no signal unless ``emit_warming`` (``SIGNALS_EMIT_WARMING``).
     """
     features = clean_features(event.features)
+    if not emit_warming and warming_up(features):
+        return []
     bar = event.bar
     out: list[Signal] = []
     for d, ds in sorted(raw_scores(event.patterns, features, model).items(), reverse=True):
@@ -218,6 +232,11 @@ def score_event(event: PatternEvent, model: Model) -> list[Signal]:
                 supporting=ds.supporting,
                 features=features,
                 model=model.fingerprint,
+                close=bar.close,
+                contributions={
+                    name: round(c, 4)
+                    for name, c in zip(ds.supporting, ds.contributions, strict=True)
+                },
             )
         )
     return out

@@ -9,6 +9,8 @@ variable                       default     meaning
 ``SIGNALS_ID_RETENTION_S``     ``259200``  how long appended ids are remembered for dedupe (3 d)
 ``SIGNALS_STREAM_MAXLEN``      ``0``       approximate cap of ``signals`` (0 = none; last resort)
 ``SIGNALS_PUBLISH``            ``true``    also PUBLISH each new signal on ``signals:<ex>:<sym>``
+``SIGNALS_EMIT_WARMING``       ``false``   also emit signals of events whose features are all
+                                           still warming up (null); ``replay`` reads it too
 ``SIGNALS_STREAM_RETENTION_S`` ``86400``   keep ``signals`` entries this long for group-less
                                            readers (WS resume, tail); older ones are trimmed
                                            once every consumer group has acked them (0 = never)
@@ -53,6 +55,7 @@ class SignalsSettings:
     stream_maxlen: int = 0
     publish: bool = True
     stream_retention_ms: int = 86_400_000
+    emit_warming: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SignalsSettings:
@@ -75,7 +78,13 @@ class SignalsSettings:
             publish=env_bool(e, "SIGNALS_PUBLISH", True),
             stream_retention_ms=1000
             * env_int(e, "SIGNALS_STREAM_RETENTION_S", 86_400, lo=0, hi=10 * 365 * 86_400),
+            emit_warming=emit_warming_from_env(e),
         )
+
+
+def emit_warming_from_env(env: Mapping[str, str]) -> bool:
+    """``SIGNALS_EMIT_WARMING`` (the live worker and ``replay`` must agree on it)."""
+    return env_bool(env, "SIGNALS_EMIT_WARMING", False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,9 +1,12 @@
 """``alphapulse tail signals``: print signals from the stream as they arrive.
 
-A table by default, or the contract's JSON one line per signal with ``--json`` (the exact
-``d`` field of the stream entry, so it can be piped to ``jq``). Reads with XREAD (no consumer
-group: tailing never takes signals away from anyone). ``--from beginning`` or an entry id
-replays what is still in the stream first; ``--count N`` stops after N signals.
+A table by default — bar open time, exchange, symbol, timeframe, direction, score, the bar's
+close, and the *supporting* patterns (those counted toward the signal's direction, not every
+pattern on the bar) each with its contribution to the score — or the contract's JSON one line
+per signal with ``--json`` (the exact ``d`` field of the stream entry, so it can be piped to
+``jq``). Reads with XREAD (no consumer group: tailing never takes signals away from anyone).
+``--from beginning`` or an entry id replays what is still in the stream first; ``--count N``
+stops after N signals.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ COLUMNS = (
     ("tf", 4),
     ("dir", 5),
     ("score", 6),
-    ("patterns", 40),
+    ("close", 14),
+    ("supporting (contribution)", 40),
 )
 
 
@@ -33,8 +37,16 @@ def table_header() -> str:
 
 
 def table_row(signal: Signal) -> str:
-    """One fixed-width line per signal (supporting patterns without the ``CDL`` prefix)."""
-    patterns = ",".join(p.removeprefix("CDL") for p in signal.supporting)
+    """One fixed-width line per signal: the bar's close, and the patterns that support its
+    direction (without the ``CDL`` prefix) with their contributions to the score."""
+    contributions = signal.contributions or {}
+    patterns = ",".join(
+        f"{p.removeprefix('CDL')}({contributions[p]:.2f})"
+        if p in contributions
+        else p.removeprefix("CDL")
+        for p in signal.supporting
+    )
+    close = "-" if signal.close is None else f"{signal.close:.8g}"
     cells = (
         signal.open_time,
         signal.exchange,
@@ -42,6 +54,7 @@ def table_row(signal: Signal) -> str:
         signal.timeframe,
         signal.direction,
         f"{signal.score:.3f}",
+        close,
         patterns,
     )
     return " ".join(c.ljust(w) for c, (_, w) in zip(cells, COLUMNS, strict=True)).rstrip()

@@ -85,6 +85,7 @@ class SignalsWorker(StreamWorker):
             burst=burst,
         )
         self.model = settings.model
+        self.emit_warming = settings.emit_warming
         self.stream_retention_ms = settings.stream_retention_ms
         self.publish = settings.publish
         self.appender = SignalAppender(
@@ -121,7 +122,8 @@ class SignalsWorker(StreamWorker):
         scored: list[Signal] = []
         for entry in batch:
             try:
-                scored.extend(score_event(PatternEvent.decode(entry.fields), self.model))
+                event = PatternEvent.decode(entry.fields)
+                scored.extend(score_event(event, self.model, emit_warming=self.emit_warming))
             except BadInput as err:
                 result.fail(entry, err)  # dead-lettered by the runtime, counted by reason
         EVENTS.inc(len(batch) - len(result.failed))

@@ -19,6 +19,7 @@ from signals.contract import encode_entry
 from signals.model import Model
 from signals.offline import score_events
 from signals.outcomes import outcome_lines
+from sink.migrate import migrate
 from sink.worker import SinkWorker
 from tests.outcomes_support import SELECT_ROWS, db_rows, long_rows
 from tests.sink_support import DB_PARAMS, Db, make_db, sink_settings
@@ -62,3 +63,39 @@ async def test_outcome_rows_equal_replay_lines_and_are_stored_once(
         stored = await db.fetch("SELECT count(*) AS n FROM outcomes")
         assert stored[0]["n"] == len(out.outcomes)
         assert db_rows(await db.fetch(SELECT_ROWS)) == expected
+
+
+CONTRACT_COLUMNS = [
+    ("kind", "text"),
+    ("id", "text"),
+    ("exchange", "text"),
+    ("symbol", "text"),
+    ("timeframe", "text"),
+    ("open_time", "timestamp with time zone"),
+    ("pattern", "text"),
+    ("direction", "text"),
+    ("horizon", "integer"),
+    ("ret", "double precision"),
+    ("mfe", "double precision"),
+    ("mae", "double precision"),
+    ("hit", "boolean"),
+    ("score", "double precision"),
+    ("trend", "double precision"),
+    ("atr_ratio", "double precision"),
+    ("volume_ratio", "double precision"),
+]
+
+
+async def test_outcome_rows_has_exactly_the_contract_columns(db: Db) -> None:
+    """``stats`` and ``console`` query ``outcome_rows`` by these names and types."""
+    conn = await db.connect()
+    try:
+        await migrate(conn)
+        rows = await conn.fetch(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = $1 AND table_name = 'outcome_rows' ORDER BY ordinal_position",
+            db.schema,
+        )
+    finally:
+        await conn.close()
+    assert [(r["column_name"], r["data_type"]) for r in rows] == CONTRACT_COLUMNS

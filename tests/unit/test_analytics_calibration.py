@@ -129,7 +129,8 @@ def test_calibrated_model_file_loads_and_scores_as_a_probability(tmp_path: Path)
     hi = raw_scores({"CDLENGULFING": 100}, {}, model)[1].score
     lo = raw_scores({"CDLHARAMI": 100}, {}, model)[1].score
     assert 0.6 < hi <= 1 and 0 <= lo < 0.4  # probabilities of a positive 5-bar return
-    signals = score_event(PatternEvent(bar, {"CDLENGULFING": 100}, {}, []), model)
+    event = PatternEvent(bar, {"CDLENGULFING": 100}, {"volume_ratio": 1.0}, [])
+    signals = score_event(event, model)
     assert [s.score for s in signals] == [hi] and hi >= model.params.threshold
 
 

@@ -34,7 +34,8 @@ def records(out: Output) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
 
 def test_checkpoint_restore_at_any_point_gives_the_same_outputs() -> None:
     data = ticks()
-    reference = records(replay_ticks(data, CONFIG, partitions=1))
+    whole = replay_ticks(data, CONFIG, partitions=1)
+    reference = records(whole)
     rng = random.Random(5)
     # Early cuts checkpoint series that have no closed bar yet (no per-row state so far).
     cuts = sorted({1, 2, 3, 5, 8, *rng.sample(range(10, len(data)), 25)})
@@ -49,6 +50,8 @@ def test_checkpoint_restore_at_any_point_gives_the_same_outputs() -> None:
     out.extend(engine.close_all())
     assert records(out) == reference
     assert reference[1], "the series should fire some patterns"
+    # Pending outcomes travel in the checkpoint too (tests/unit/test_outcomes.py).
+    assert sorted(out.outcomes) == sorted(whole.outcomes) and whole.outcomes
 
 
 def test_checkpoint_rejects_another_configuration_and_garbage() -> None:

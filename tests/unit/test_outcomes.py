@@ -3,13 +3,15 @@ and on a long random walk; they do not depend on batching, partitions or checkpo
 
 from __future__ import annotations
 
-import random
+import io
+import struct
 from collections import defaultdict
-from itertools import pairwise
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 
 from common.contracts import (
@@ -24,7 +26,7 @@ from common.contracts import (
 from common.errors import ConfigError, DecodeError
 from detectors import checkpoint
 from detectors.engine import EngineConfig, Output, PartitionEngine
-from detectors.outcomes import OutcomeConfig, parse_horizons
+from detectors.outcomes import FLOAT_STATE, OutcomeConfig, parse_horizons
 from detectors.replay import replay_ticks, sorted_events
 from detectors.settings import outcome_config_from_env
 from detectors.timeframes import parse_timeframes
@@ -87,8 +89,9 @@ def check_against_loop(ticks: list[Tick], config: EngineConfig, partitions: int)
     events = sorted_events(out.events, config)
     signals = score_events(events, Model())
     tf_ms = {t.name: t.ms for t in config.timeframes}
-    lines = outcome_lines(events, signals, out.outcomes, tf_ms)
-    expected = independent_lines(out.bars, events, signals, config.outcomes.horizons)
+    horizons = config.outcomes.horizons
+    lines = outcome_lines(events, signals, out.outcomes, tf_ms, horizons)
+    expected = independent_lines(out.bars, events, signals, horizons)
     got = {
         (line["kind"], line["id"], line.get("pattern", "")): {
             k: line[k] for k in ("returns", "mfe", "mae", "hit")
@@ -97,6 +100,8 @@ def check_against_loop(ticks: list[Tick], config: EngineConfig, partitions: int)
     }
     assert len(got) == len(lines), "one line per firing"
     assert got.keys() == expected.keys()
+    for line in lines:  # pending horizons are absent, and listed
+        assert line["pending"] == [str(h) for h in horizons if str(h) not in line["returns"]]
     for key, want in expected.items():
         assert got[key] == want, key  # exactly: same doubles, not approximately
     assert any(line["returns"] for line in lines), "some horizons should have completed"
@@ -132,20 +137,16 @@ def outcome_rows(out: Output) -> list[tuple[Any, ...]]:
     return sorted(tuple(o.to_list()) for o in out.outcomes)
 
 
-def test_outcomes_do_not_depend_on_batches_partitions_or_checkpoints() -> None:
+def test_outcomes_do_not_depend_on_batches_or_partitions() -> None:
+    """(Checkpoints at any point: ``test_detectors_engine``'s restore test compares them.)"""
     ticks = list(synthetic_ticks("binance", 3, 4.0, seed=5, count=6_000))
     reference = outcome_rows(replay_ticks(ticks, CONFIG, partitions=1))
     assert reference
     assert outcome_rows(replay_ticks(ticks, CONFIG, partitions=3, batch_size=61)) == reference
-    rng = random.Random(2)
-    cuts = sorted(rng.sample(range(1, len(ticks)), 15))
     engine = PartitionEngine(CONFIG)
     out = Output()
-    for n, (a, b) in enumerate(pairwise([0, *cuts, len(ticks)])):
-        out.extend(engine.apply(TickBatch.from_ticks(ticks[a:b]), entry_id=f"{n}-0"))
-        blob = checkpoint.dumps(engine)
-        engine = checkpoint.loads(blob, CONFIG)
-        assert checkpoint.dumps(engine) == blob  # pending outcomes round-trip bit-exactly
+    for a in range(0, len(ticks), 777):
+        out.extend(engine.apply(TickBatch.from_ticks(ticks[a : a + 777])))
     out.extend(engine.close_all())
     assert outcome_rows(out) == reference
 
@@ -225,3 +226,53 @@ def test_tracking_off_emits_no_outcomes() -> None:
     engine = PartitionEngine(config)
     engine.apply(TickBatch.from_ticks(ticks))
     assert checkpoint.loads(checkpoint.dumps(engine), config).outcomes.rows == 0
+
+
+def as_version_1(blob: bytes) -> bytes:
+    """A checkpoint as the code before outcome tracking wrote it (v1: no ``out_*`` arrays,
+    no ``outcome_horizons`` in the fingerprint)."""
+    (size,) = struct.unpack("<I", blob[4:8])
+    header = orjson.loads(blob[8 : 8 + size])
+    header["v"] = 1
+    del header["config"]["outcome_horizons"]
+    with np.load(io.BytesIO(blob[8 + size :])) as z:
+        arrays = {k: z[k] for k in z.files if not k.startswith("out_")}
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)  # type: ignore[arg-type]
+    head = orjson.dumps(header)
+    return checkpoint.MAGIC + struct.pack("<I", len(head)) + head + buf.getvalue()
+
+
+def test_a_checkpoint_from_before_outcomes_restores_with_nothing_pending() -> None:
+    ticks = list(synthetic_ticks("binance", 2, 4.0, seed=9, count=4_000))
+    engine = PartitionEngine(CONFIG)
+    engine.apply(TickBatch.from_ticks(ticks[:2_000]), entry_id="1-0")
+    old = as_version_1(checkpoint.dumps(engine))
+    restored = checkpoint.loads(old, CONFIG)
+    assert restored.last_id == "1-0"
+    assert not (restored.outcomes.age >= 0).any()
+    later = restored.apply(TickBatch.from_ticks(ticks[2_000:]))
+    reference = engine.apply(TickBatch.from_ticks(ticks[2_000:]))
+    assert later.bars == reference.bars and later.events == reference.events
+    # Only events after the restore have outcomes; theirs are the uninterrupted engine's.
+    assert later.outcomes and set(map(repr, later.outcomes)) < set(map(repr, reference.outcomes))
+    with pytest.raises(checkpoint.CheckpointMismatch):
+        other = EngineConfig(timeframes=parse_timeframes("1s"), outcomes=CONFIG.outcomes)
+        checkpoint.loads(old, other)
+
+
+def test_a_checkpoint_holds_only_the_pending_slots() -> None:
+    """The rings are saved sparsely: a checkpoint grows with pending events, not with
+    rows x max(horizons) (dense, 1,000 symbols x 6 timeframes doubled its size)."""
+    # 40 busy symbols, and 400 that trade once (rows, but nothing pending on them).
+    quiet = list(synthetic_ticks("kraken", 400, 1000.0, seed=3, count=400))
+    ticks = quiet + list(synthetic_ticks("binance", 40, 20.0, seed=3, count=4_000))
+    on, off = PartitionEngine(CONFIG), PartitionEngine(replace(CONFIG, outcomes=OutcomeConfig(())))
+    for engine in (on, off):
+        engine.apply(TickBatch.from_ticks(ticks))
+    pending = int((on.outcomes.age >= 0).sum())
+    assert pending > 0
+    per_slot = 8 * (4 + len(FLOAT_STATE))  # row, slot, age, open_time and the floats
+    extra = len(checkpoint.dumps(on)) - len(checkpoint.dumps(off))
+    assert extra <= pending * per_slot + 10 * 1024  # + the archive's per-array headers
+    assert on.outcomes.rows * on.outcomes.width * per_slot > 4 * extra

@@ -60,7 +60,7 @@ def test_schema_is_valid_draft_2020_12() -> None:
 @settings(max_examples=300, deadline=None)
 @given(events)
 def test_every_emitted_signal_validates_and_round_trips(event: object) -> None:
-    for signal in score_event(event, Model()):  # type: ignore[arg-type]
+    for signal in score_event(event, Model(), emit_warming=True):  # type: ignore[arg-type]
         for stamped in (signal, signal.stamped()):
             doc = json.loads(signal_to_json(stamped))
             VALIDATOR.validate(doc)
