@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export REDIS_URL ?= redis://127.0.0.1:6379/0
 export DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: install lint typecheck test unit services browser provision run run-plan bench clean deploy-check
+.PHONY: install lint typecheck test unit services browser provision run run-plan bench clean deploy-check report-docs
 
 install: $(STAMP)
 
@@ -109,6 +109,22 @@ run: install $(if $(filter sim,$(FEED)),$(filter $(RUN_TICKS),$(TICKS))) run-pla
 bench: install services provision
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,run,bench]'
 	TIMESCALE_URL=$${TIMESCALE_URL:-$$(bash deploy/timescale-chroot.sh url)} $(BIN)/python -m tests.bench
+
+# docs/report/index.html: the pattern report on 20 years of S&P 500 daily bars (1999-2018),
+# the public history the `arch` package ships (NCSA licence); the data set stays out of git.
+REPORT_TMP ?= /tmp/alphapulse-report
+report-docs: install
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,run,history]'
+	mkdir -p $(REPORT_TMP)
+	$(BIN)/python -c "import arch.data.sp500 as d; d.load().to_csv('$(REPORT_TMP)/sp500.csv')"
+	$(BIN)/alphapulse replay --bars $(REPORT_TMP)/sp500.csv --symbol SPX --exchange sp500 \
+		--out $(REPORT_TMP)/spx
+	$(BIN)/alphapulse report $(REPORT_TMP)/spx --out $(REPORT_TMP)/report --horizons 1,5,20 \
+		--title "alphapulse patterns on 20 years of S&P 500 daily bars" \
+		--source "S&P 500 index, daily OHLCV 1999-01-04..2018-12-31 (5,031 bars), as shipped \
+		by the arch package (arch.data.sp500, NCSA licence); alphapulse replay --bars, all 61 \
+		TA-Lib patterns, outcome horizons 1, 5, 10, 20 bars, hit = return > 0."
+	mkdir -p docs/report && cp $(REPORT_TMP)/report/index.html docs/report/index.html
 
 deploy-check:  ## promtool + systemd-analyze over deploy/ (installs promtool with apt if root)
 	bash deploy/check.sh

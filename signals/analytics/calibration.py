@@ -18,7 +18,8 @@ Fit (on the earlier part of the data only):
    and applied by linear interpolation (monotone), so the model's score *reads as the
    estimated probability that the signal's h-bar return is positive*.
 3. **Threshold.** Chosen so the calibrated model emits the same share of training
-   candidates as the hand-set model did (the signal rate stays comparable).
+   candidates as the hand-set model did (the signal rate stays comparable); 0.55 when the
+   hand-set model emitted none or all of them; or given (``--threshold``).
 
 Evaluation on the later part: Brier score, log loss and expected calibration error (10 equal
 bins) for the calibrated model, today's hand-set score read as a probability, and the
@@ -43,6 +44,7 @@ from signals.scoring import clean_features, raw_scores
 
 EPS = 1e-6
 ECE_BINS = 10
+FALLBACK_THRESHOLD = 0.55  # when the hand-set model emitted none (or all) of the training set
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,21 +135,24 @@ def fit_map(
     """Isotonic regression of the outcome on the raw score, as interpolation knots.
 
     Each isotonic block's rate is shrunk toward the overall rate like the reliabilities
-    (``(k + m·b) / (n + m)``), so a block of three candidates cannot claim 0% or 100%; the
-    shrunk block values stay non-decreasing, as a weighted average of two ordered things.
+    (``(k + m·b) / (n + m)``), so a block of three candidates cannot claim 0% or 100%; a
+    second weighted isotonic pass keeps the shrunk values non-decreasing.
     """
     order = np.argsort(scores, kind="stable")
     x = scores[order]
     ys = y[order].astype(np.float64)
     base = float(ys.mean())
     res = isotonic_regression(ys)
-    fitted = np.empty(len(ys))
     edges = [*res.blocks.tolist()]
     if edges[-1] != len(ys):
         edges.append(len(ys))
-    for a, b in itertools.pairwise(edges):
-        n = b - a
-        fitted[a:b] = (res.x[a] * n + prior_strength * base) / (n + prior_strength)
+    spans = list(itertools.pairwise(edges))
+    sizes = np.array([b - a for a, b in spans], np.float64)
+    means = np.array([res.x[a] for a, _ in spans])
+    shrunk = (means * sizes + prior_strength * base) / (sizes + prior_strength)
+    # Shrinking small blocks more than big ones can break the order: restore it (weighted).
+    shrunk = isotonic_regression(shrunk, weights=sizes).x
+    fitted = np.repeat(shrunk, sizes.astype(np.int64))
     ux, start = np.unique(x, return_index=True)
     uy = np.round([fitted[a:b].mean() for a, b in zip(start, [*start[1:], len(x)], strict=True)], 6)
     if len(ux) == 1:
@@ -226,6 +231,7 @@ def calibrate(
     *,
     train_frac: float = 0.6,
     prior_strength: float = 50.0,
+    threshold: float | None = None,
 ) -> CalibrationResult:
     """Fit on the first ``train_frac`` of the candidates (by time), evaluate on the rest."""
     hand = hand or Model()
@@ -243,7 +249,12 @@ def calibrate(
     hand_train = raw(train, hand)
     share = float((hand_train >= hand.params.threshold).mean())
     calibrated = Model(patterns, hand.params, cal)
-    thr = emitted_threshold(raw(train, calibrated), share)
+    if threshold is not None:
+        thr = threshold
+    elif 0 < share < 1:
+        thr = emitted_threshold(raw(train, calibrated), share)
+    else:
+        thr = FALLBACK_THRESHOLD
     calibrated = Model(patterns, replace(hand.params, threshold=thr), cal)
     report: dict[str, Any] = {
         "horizon": horizon,

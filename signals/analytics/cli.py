@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from common.errors import ConfigError
-from signals.analytics.stats import DEFAULT_MIN_N, REGIMES, StatsOptions
+from signals.analytics.stats import DEFAULT_MIN_N, PVALUE_METHOD, REGIMES, StatsOptions
 from signals.analytics.table import Filters, filtered, format_table
 
 
@@ -47,7 +47,8 @@ def load_stats(directory: str, opts: StatsOptions) -> dict[str, Any]:
     if cached.exists():
         doc: dict[str, Any] = orjson.loads(cached.read_bytes())
         p = doc.get("params", {})
-        if (p.get("min_n"), p.get("cost"), p.get("by")) == (opts.min_n, opts.cost, list(opts.by)):
+        same = (opts.min_n, opts.cost, list(opts.by), PVALUE_METHOD)
+        if (p.get("min_n"), p.get("cost"), p.get("by"), p.get("pvalue_method")) == same:
             return doc
     _need(d / "outcomes.jsonl", "file (run replay --out first)")
     _need(d / "bars.jsonl", "file")
@@ -69,7 +70,13 @@ def run_stats(args: argparse.Namespace) -> int:
         if args.db:
             from signals.analytics.db import pattern_table_sync  # noqa: PLC0415
 
-            rows = pattern_table_sync(os.environ.get("DATABASE_URL", ""), f, opts)
+            rows = pattern_table_sync(
+                os.environ.get("DATABASE_URL", ""),
+                f,
+                opts,
+                fresh=args.fresh,
+                refreshed=args.refresh,
+            )
             doc: dict[str, Any] = {"patterns": rows}
         else:
             if not args.dir:
@@ -122,6 +129,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
             hand,
             train_frac=args.train,
             prior_strength=args.prior,
+            threshold=args.threshold,
         )
     except (FileNotFoundError, ConfigError, ValueError) as e:
         print(f"alphapulse calibrate: {e}", file=sys.stderr)
@@ -191,6 +199,8 @@ def register_stats(sub: Any) -> None:
     p = sub.add_parser("stats", help="pattern statistics against a random-entry baseline")
     p.add_argument("dir", nargs="?", help="a replay --out directory")
     p.add_argument("--db", action="store_true", help="from the database (DATABASE_URL)")
+    p.add_argument("--refresh", action="store_true", help="--db: refresh the aggregates first")
+    p.add_argument("--fresh", action="store_true", help="--db: group outcome_rows now (slow)")
     _filter_args(p)
     p.add_argument("--min-n", type=int, default=DEFAULT_MIN_N, help="rank only groups this big")
     p.add_argument("--by", help="extra dimensions: exchange,symbol")
@@ -212,6 +222,7 @@ def register_calibrate(sub: Any) -> None:
     p.add_argument("--report", help="evaluation as JSON")
     p.add_argument("--train", type=float, default=0.6, help="share fitted on (default 0.6)")
     p.add_argument("--prior", type=float, default=50.0, help="shrinkage pseudo-count")
+    p.add_argument("--threshold", type=float, help="emit at this probability (default: see docs)")
     p.set_defaults(func=run_calibrate)
 
 

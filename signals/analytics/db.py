@@ -1,10 +1,17 @@
 """Database shell of the statistics: the pattern table from ``outcome_rows`` and ``bars``.
 
 :func:`pattern_table` (async, an asyncpg connection) is the API the web console's Patterns
-page calls; ``alphapulse stats --db`` uses :func:`pattern_table_sync`. One GROUP BY over the
-view ``outcome_rows`` (filters pushed into its WHERE), one call of the SQL function
-``baseline_stats(h, cost)`` per horizon (sink migration 0007: window functions over ``bars``),
-then the same Wilson intervals, lift, "too few" and ranking as the file path
+page calls; ``alphapulse stats --db`` uses :func:`pattern_table_sync`. Two sources (sink
+migration 0005):
+
+* ``fresh=False`` (default) — the pre-aggregated ``pattern_stats_agg`` and
+  ``baseline_stats_agg`` (sums per exchange and symbol; as of their last
+  :func:`refresh`), a few thousand rows whatever the outcome count; no median;
+* ``fresh=True`` — one GROUP BY over the view ``outcome_rows`` (filters in its WHERE) and
+  ``baseline_stats(h, cost)`` per horizon (window functions over ``bars``): exact now,
+  with the median, and as slow as the data is big.
+
+Then the same Wilson intervals, lift, "too few" and ranking as the file path
 (:mod:`.stats`). The HAC p-value needs every bar's outcome series, so it is left to the file
 path (``replay --out`` / ``stats DIR``); rows here carry ``p_hit: null``.
 """
@@ -23,10 +30,8 @@ from signals.analytics.table import Filters
 _DIMS = ("pattern", "direction", "timeframe", "horizon")
 
 
-def outcome_query(f: Filters, by: Sequence[str]) -> tuple[str, list[Any]]:
-    """The GROUP BY over ``outcome_rows`` for the filters (parameters, never interpolated)."""
-    dims = [*_DIMS, *by]
-    where = ["kind = 'pattern'"]
+def _where(f: Filters, first: Sequence[str]) -> tuple[list[str], list[Any]]:
+    where = list(first)
     args: list[Any] = []
     for col, value in (
         ("pattern", f.pattern_name()),
@@ -39,7 +44,13 @@ def outcome_query(f: Filters, by: Sequence[str]) -> tuple[str, list[Any]]:
         if value is not None:
             args.append(value)
             where.append(f"{col} = ${len(args)}")
-    cols = ", ".join(dims)
+    return where, args
+
+
+def outcome_query(f: Filters, by: Sequence[str]) -> tuple[str, list[Any]]:
+    """The GROUP BY over ``outcome_rows`` for the filters (parameters, never interpolated)."""
+    where, args = _where(f, ["kind = 'pattern'"])
+    cols = ", ".join([*_DIMS, *by])
     sql = (
         f"SELECT {cols}, count(*) AS n, count(*) FILTER (WHERE hit) AS hits, "
         "avg(ret) AS mean_ret, "
@@ -50,19 +61,44 @@ def outcome_query(f: Filters, by: Sequence[str]) -> tuple[str, list[Any]]:
     return sql, args
 
 
+def aggregate_query(f: Filters, by: Sequence[str]) -> tuple[str, list[Any]]:
+    """The same groups from the pre-aggregated ``pattern_stats_agg`` (no median)."""
+    where, args = _where(f, ["true"])
+    cols = ", ".join([*_DIMS, *by])
+    sql = (
+        f"SELECT {cols}, sum(n) AS n, sum(hits) AS hits, sum(sum_ret) / sum(n) AS mean_ret, "
+        "NULL::double precision AS median_ret, sum(sum_mfe) / sum(n) AS mean_mfe, "
+        f"sum(sum_mae) / sum(n) AS mean_mae FROM pattern_stats_agg "
+        f"WHERE {' AND '.join(where)} GROUP BY {cols}"
+    )
+    return sql, args
+
+
+async def refresh(conn: asyncpg.Connection) -> None:
+    """Recompute the pre-aggregated tables from ``outcome_rows`` and ``bars``."""
+    await conn.execute("SELECT refresh_outcome_stats()")
+
+
 async def baseline(
-    conn: asyncpg.Connection, horizons: Sequence[int], cost: float, by: Sequence[str]
+    conn: asyncpg.Connection,
+    horizons: Sequence[int],
+    cost: float,
+    by: Sequence[str],
+    fresh: bool = False,
 ) -> dict[tuple[Any, ...], dict[str, Any]]:
     """Random-entry hit rate and mean return per (timeframe, *by, direction, horizon)."""
     out: dict[tuple[Any, ...], dict[str, Any]] = {}
     dims = ["timeframe", *by, "direction", "horizon"]
+    cols = ", ".join(dims)
     for h in horizons:
-        rows = await conn.fetch(
-            f"SELECT {', '.join(dims)}, sum(n) AS n, sum(hits) AS hits, sum(sum_ret) AS s "
-            f"FROM baseline_stats($1, $2) GROUP BY {', '.join(dims)}",
-            h,
-            cost,
-        )
+        if fresh:
+            sql = f"SELECT {cols}, sum(n) AS n, sum(hits) AS hits, sum(sum_ret) AS s "
+            sql += f"FROM baseline_stats($1, $2) GROUP BY {cols}"
+            rows = await conn.fetch(sql, h, cost)
+        else:
+            sql = f"SELECT {cols}, sum(n) AS n, sum(hits) AS hits, sum(sum_ret) AS s "
+            sql += f"FROM baseline_stats_agg WHERE horizon = $1 GROUP BY {cols}"
+            rows = await conn.fetch(sql, h)
         for r in rows:
             n = int(r["n"])
             out[tuple(r[d] for d in dims)] = {
@@ -74,13 +110,17 @@ async def baseline(
 
 
 async def pattern_table(
-    conn: asyncpg.Connection, filters: Filters, opts: StatsOptions
+    conn: asyncpg.Connection, filters: Filters, opts: StatsOptions, *, fresh: bool = False
 ) -> list[dict[str, Any]]:
-    """The ranked pattern table (the same row keys as ``stats.json``'s ``patterns``)."""
-    sql, args = outcome_query(filters, opts.by)
+    """The ranked pattern table (the same row keys as ``stats.json``'s ``patterns``).
+
+    ``fresh=False`` reads the pre-aggregated tables (fast, as of the last :func:`refresh`,
+    no median); ``fresh=True`` groups ``outcome_rows`` now.
+    """
+    sql, args = (outcome_query if fresh else aggregate_query)(filters, opts.by)
     groups = await conn.fetch(sql, *args)
     horizons = sorted({int(g["horizon"]) for g in groups})
-    base = await baseline(conn, horizons, opts.cost, opts.by)
+    base = await baseline(conn, horizons, opts.cost, opts.by, fresh)
     rows = []
     for g in groups:
         n, hits = int(g["n"]), int(g["hits"])
@@ -118,7 +158,9 @@ async def pattern_table(
     return rank_rows(rows)
 
 
-def pattern_table_sync(url: str, filters: Filters, opts: StatsOptions) -> list[dict[str, Any]]:
+def pattern_table_sync(
+    url: str, filters: Filters, opts: StatsOptions, *, fresh: bool = False, refreshed: bool = False
+) -> list[dict[str, Any]]:
     """:func:`pattern_table` on a fresh connection to ``url`` (the CLI)."""
     if not url:
         from common.errors import ConfigError  # noqa: PLC0415
@@ -128,7 +170,9 @@ def pattern_table_sync(url: str, filters: Filters, opts: StatsOptions) -> list[d
     async def run() -> list[dict[str, Any]]:
         conn = await asyncpg.connect(url)
         try:
-            return await pattern_table(conn, filters, opts)
+            if refreshed:
+                await refresh(conn)
+            return await pattern_table(conn, filters, opts, fresh=fresh)
         finally:
             await conn.close()
 

@@ -1,0 +1,101 @@
+"""``signals.analytics.db.pattern_table`` (the SQL views of migration 0005) equals the file
+path's table for the same replay, on plain PostgreSQL and on TimescaleDB."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from common.contracts import encode_outcomes
+from common.names import Keys
+from detectors.engine import EngineConfig
+from detectors.outcomes import OutcomeConfig
+from detectors.replay import replay_ticks, sorted_events, sorted_records
+from detectors.timeframes import parse_timeframes
+from ingest.sources import synthetic_ticks
+from signals.analytics.db import pattern_table, refresh
+from signals.analytics.files import stats_of_records
+from signals.analytics.stats import StatsOptions
+from signals.analytics.table import Filters
+from signals.contract import encode_entry
+from signals.model import Model
+from signals.offline import score_events
+from signals.outcomes import outcome_lines
+from sink.worker import SinkWorker
+from tests.sink_support import DB_PARAMS, Db, make_db, sink_settings
+
+pytestmark = pytest.mark.redis
+
+CONFIG = EngineConfig(
+    timeframes=parse_timeframes("1s,5s"),
+    allowed_lateness_ms=1000,
+    outcomes=OutcomeConfig((1, 3), cost_bps=0.5),
+)
+KEYS = ("n", "hits", "hit_rate", "ci_low", "ci_high", "mean_ret", "median_ret", "mean_mfe",
+        "mean_mae", "too_few", "base_n", "base_hit_rate", "base_mean_ret", "lift")  # fmt: skip
+
+
+@pytest.fixture(params=DB_PARAMS)
+async def db(request: pytest.FixtureRequest) -> AsyncIterator[Db]:
+    async for d in make_db(request.param):
+        yield d
+
+
+async def test_sql_pattern_table_equals_the_file_table(
+    db: Db, redis_client: aioredis.Redis, keys: Keys
+) -> None:
+    out = replay_ticks(synthetic_ticks("binance", 2, 4.0, seed=8, count=6_000), CONFIG, 1)
+    events = sorted_events(out.events, CONFIG)
+    signals = score_events(events, Model())
+    bar_rows, _ = sorted_records(out.bars, events, CONFIG)
+    tf_ms = {t.name: t.ms for t in CONFIG.timeframes}
+    lines = outcome_lines(events, signals, out.outcomes, tf_ms)
+    for bar in out.bars:
+        await redis_client.xadd(keys.bars, bar.encode())  # type: ignore[arg-type]
+    for event in events:
+        await redis_client.xadd(keys.patterns, event.encode())  # type: ignore[arg-type]
+    for s in signals:
+        await redis_client.xadd(keys.signals, encode_entry(s))  # type: ignore[arg-type]
+    for a in range(0, len(out.outcomes), 100):
+        await redis_client.xadd(keys.outcomes, encode_outcomes(out.outcomes[a : a + 100]))  # type: ignore[arg-type]
+    worker = SinkWorker(sink_settings(db.url, keys), redis=redis_client, burst=True)
+    async with worker:
+        await worker.run()
+
+    opts = StatsOptions(min_n=15, cost=0.5 / 1e4, pvalues=False)
+    expected = {
+        (r["pattern"], r["direction"], r["timeframe"], r["horizon"]): r
+        for r in stats_of_records(lines, bar_rows, opts)["patterns"]
+    }
+    conn = await db.connect()
+    try:
+        stale = await pattern_table(conn, Filters(), opts)  # aggregates not refreshed yet
+        await refresh(conn)
+        got = await pattern_table(conn, Filters(), opts, fresh=True)
+        agg = await pattern_table(conn, Filters(), opts)
+        short_1s = await pattern_table(conn, Filters(direction="short", timeframe="1s"), opts)
+        by = await pattern_table(conn, Filters(), StatsOptions(by=("exchange", "symbol")))
+    finally:
+        await conn.close()
+    assert stale == []
+    assert len(got) == len(agg) == len(expected) > 20
+    for source, rows in (("fresh", got), ("aggregated", agg)):
+        for row in rows:
+            want = expected[(row["pattern"], row["direction"], row["timeframe"], row["horizon"])]
+            for k in KEYS:
+                if k == "median_ret" and source == "aggregated":
+                    assert row[k] is None
+                    continue
+                assert row[k] == pytest.approx(want[k], rel=1e-9, abs=1e-15), (source, k)
+            assert (row["rank"] is None) == (want["rank"] is None)
+    assert {(r["exchange"], r["symbol"]) for r in by} == {
+        ("binance", "BTC-USDT"),
+        ("binance", "ETH-USDT"),
+    }
+    assert sum(r["n"] for r in by) == sum(r["n"] for r in agg)
+    assert short_1s and all(r["direction"] == "short" and r["timeframe"] == "1s" for r in short_1s)
+    assert {r["pattern"] for r in short_1s} == {
+        k[0] for k in expected if k[1] == "short" and k[2] == "1s"
+    }
