@@ -7,7 +7,8 @@ every checkpoint. Each tick, judged against the partition's state just before it
 earlier plausible tick applied), is rejected with a reason when:
 
 * ``bad_price`` / ``bad_qty`` — not finite, not > 0, or not below ``MAX_PRICE`` / ``MAX_QTY``;
-* ``bad_time`` — its time is outside [2010, 2100);
+* ``bad_time`` — its time is at or after 2100 (any past date is fine: history files replay
+  decades-old trades; the 2010..2100 window is ingest's check of live exchange frames);
 * ``bad_id`` — a numeric trade id below 0 or beyond 2^62 (no exchange's sequence is near);
 * ``time_ahead`` — its time is more than ``max_ahead_s`` ahead of both its receive time (the
   ``recv`` ingest recorded; 0 = unknown) and the partition's highest event time so far
@@ -36,7 +37,6 @@ from common.plausibility import (
     MAX_PRICE,
     MAX_QTY,
     MAX_TS_NS,
-    MIN_TS_NS,
     TIME_AHEAD,
     PlausibilityLimits,
 )
@@ -125,7 +125,6 @@ def _all_clear(
         and price.max() < MAX_PRICE
         and qty.min() > 0.0
         and qty.max() < MAX_QTY
-        and ts.min() >= MIN_TS_NS
         and ts.max() < MAX_TS_NS
         and recv.min() >= 1_000_000
         and (ts - recv).max() <= ahead_ms * 1_000_000
@@ -149,7 +148,7 @@ def _invalid(rec: npt.NDArray[np.void]) -> npt.NDArray[np.bool_]:
     """Stateless validity: finite positive bounded price and qty, a time in range."""
     price, qty, ts = rec["price"], rec["qty"], rec["ts"]
     ok = (price > 0.0) & (price < MAX_PRICE) & (qty > 0.0) & (qty < MAX_QTY)  # NaN fails
-    ok &= (ts >= MIN_TS_NS) & (ts < MAX_TS_NS)
+    ok &= ts < MAX_TS_NS
     return ~ok
 
 
