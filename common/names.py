@@ -63,6 +63,12 @@ class Keys:
         """Bar outcomes (``common.contracts.encode_outcomes``), detectors -> sink."""
         return self._k("outcomes")
 
+    @property
+    def public_streams(self) -> frozenset[str]:
+        """Streams with a public contract: read by services outside any consumer group too,
+        so they keep their retention and only their producer trims them."""
+        return frozenset({self.signals})
+
     def dlq(self, stream: str) -> str:
         """Dead-letter stream of ``stream`` (a full key of this namespace, or ``ingest``)."""
         base = stream.removeprefix(self.namespace)

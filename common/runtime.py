@@ -24,10 +24,13 @@ time reset, delivery count unchanged) so that no other consumer claims them whil
 is alive; a crashed worker stops touching, and its deferred entries are claimed as usual.
 
 The loop: claim idle pending entries (every ``claim_interval``) → else XREADGROUP new ones
-(BLOCK ``BLOCK_MS``) → handle → ack / dead-letter → every ``TRIM_INTERVAL_S`` trim the input
-streams safely. On ``request_stop`` it stops reading, finishes and acks the batch in hand and
-returns; ``stop`` then flushes and closes. In burst mode ``run`` returns once no new entry is
-left and nothing of the group is pending apart from deferred entries.
+(BLOCK ``BLOCK_MS``) → handle → ack / dead-letter → every ``TRIM_INTERVAL_S`` trim the streams
+this worker owns the trimming of (``trim_policies``): its internal input streams below what
+every group has acked, and the streams it produces (``produces=``) by their own policy. A
+public input stream (``Keys.public_streams``) is never trimmed by a worker that merely reads it.
+On ``request_stop`` it stops reading, finishes and acks the batch in hand and returns; ``stop``
+then flushes and closes. In burst mode ``run`` returns once no new entry is left and nothing
+of the group is pending apart from deferred entries.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -49,14 +52,16 @@ from common.metrics import RUNTIME, Readiness, RuntimeMetrics
 from common.redis import AnyRedis, redis_from_settings
 from common.settings import CommonSettings
 from common.streams import Entry, StreamConsumer, error_reason, unique_consumer_name
-from common.trimming import TrimResult
+from common.trimming import INTERNAL, TrimPolicy, TrimResult
 
 __all__ = [
+    "INTERNAL",
     "BatchResult",
     "Entry",
     "Handler",
     "StreamConsumer",
     "StreamWorker",
+    "TrimPolicy",
     "TrimResult",
     "unique_consumer_name",
 ]
@@ -102,6 +107,7 @@ class StreamWorker(Service):
         trim: bool = True,
         burst: bool = False,
         start_id: str = "0",
+        produces: Mapping[str, TrimPolicy] | None = None,
         readiness: Readiness | None = None,
         metrics: RuntimeMetrics = RUNTIME,
     ) -> None:
@@ -124,6 +130,12 @@ class StreamWorker(Service):
         )
         self.claim_enabled = claim
         self.trim_enabled = trim and settings.trim_interval_s > 0
+        public = settings.keys().public_streams
+        self.trim_policies: dict[str, TrimPolicy] = {
+            s: INTERNAL for s in self.streams if s not in public
+        }
+        """Every stream this worker trims, with its policy (see ``common.trimming``)."""
+        self.trim_policies.update(produces or {})
         self.start_id = start_id
         self.metrics = metrics
         self._batch_size = metrics.batch_size.labels(group)
@@ -339,11 +351,18 @@ class StreamWorker(Service):
         """Entries handled but not yet acked by the stage, oldest first."""
         return list(self._deferred.values())
 
-    async def trim(self) -> list[TrimResult]:
-        """Trim the input streams below what every group has acked (and apply the hard cap);
-        forget consumers of the group idle past ``DELETE_IDLE_CONSUMERS_MS`` that hold nothing
-        (names are unique per process, so every restart leaves one behind)."""
-        results = await self.consumer.trim_all()
+    async def trim(self, *, now_ms: int | None = None) -> list[TrimResult]:
+        """Trim every stream of ``trim_policies`` as its policy allows (and apply the hard
+        cap); refresh this group's pending and lag gauges of every input stream; forget
+        consumers of the group idle past ``DELETE_IDLE_CONSUMERS_MS`` that hold nothing (names
+        are unique per process, so every restart leaves one behind)."""
+        results = [
+            await self.consumer.trim(stream, policy, now_ms=now_ms)
+            for stream, policy in self.trim_policies.items()
+        ]
+        for stream in self.streams:
+            if stream not in self.trim_policies:  # read, not trimmed: its gauges all the same
+                await self.consumer.report_position(stream)
         if self.settings.delete_idle_consumers_ms:
             gone = await self.consumer.delete_idle_consumers(self.settings.delete_idle_consumers_ms)
             if gone:

@@ -13,7 +13,8 @@ What it does, and the Redis commands behind each step:
 * ``dead_letter`` — ``XADD dlq:<stream>`` (the original fields under ``f:<name>``, the error,
   reason, deliveries, group, consumer, time) *then* ``XACK``: a crash in between duplicates the
   dead letter, it never loses the entry.
-* ``trim`` — see ``common.trimming`` for the safe MINID.
+* ``trim`` — ``XTRIM MINID`` to where the stream's policy allows (``common.trimming``), then
+  the ``HARD_MAXLEN`` last resort (counted).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from common.metrics import RUNTIME, RuntimeMetrics
 from common.names import Keys
 from common.redis import AnyRedis
 from common.settings import CommonSettings
-from common.trimming import GroupPosition, TrimResult, safe_minid
+from common.trimming import INTERNAL, GroupPosition, TrimPolicy, TrimResult, trim_minid
 
 __all__ = [
     "DLQ_MAXLEN",
@@ -291,16 +292,31 @@ class StreamConsumer:
         """Where every group of ``stream`` stands (not only this consumer's group)."""
         return await group_positions(self.redis, stream)
 
-    # --- trimming -----------------------------------------------------------------------------
-    async def trim(self, stream: str) -> TrimResult:
-        """Trim ``stream`` below what every group has acked; then apply ``hard_maxlen``."""
+    async def report_position(self, stream: str) -> list[GroupPosition]:
+        """Every group's position on ``stream``; sets this group's pending and lag gauges."""
         positions = await self.group_positions(stream)
         for p in positions:
             if p.name == self.group:
                 self.metrics.pending.labels(stream, p.name).set(p.pending)
                 if p.lag is not None:
                     self.metrics.lag.labels(stream, p.name).set(p.lag)
-        minid = safe_minid(positions)
+        return positions
+
+    # --- trimming -----------------------------------------------------------------------------
+    async def trim(
+        self, stream: str, policy: TrimPolicy = INTERNAL, *, now_ms: int | None = None
+    ) -> TrimResult:
+        """Trim ``stream`` as its ``policy`` allows (``trim_minid``); then apply ``hard_maxlen``.
+
+        A stream that does not exist yet (an output nobody has written to) is left alone."""
+        try:
+            positions = await self.report_position(stream)
+        except ResponseError as e:
+            if "no such key" not in str(e).lower():
+                raise
+            return TrimResult(stream=stream, minid=None, trimmed=0, hard_capped=0)
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        minid = trim_minid(positions, policy, now)
         safe = 0
         if minid is not None:
             safe = int(await self.redis.xtrim(stream, minid=minid, approximate=False))
@@ -310,9 +326,6 @@ class StreamConsumer:
             hard = int(await self.redis.xtrim(stream, maxlen=self.hard_maxlen, approximate=False))
             self.metrics.hard_cap_trims.labels(stream).inc(hard)
         return TrimResult(stream=stream, minid=minid, trimmed=safe, hard_capped=hard)
-
-    async def trim_all(self) -> list[TrimResult]:
-        return [await self.trim(s) for s in self.streams]
 
     async def delete_idle_consumers(self, idle_ms: int) -> list[str]:
         """Remove consumers of the group idle for ``idle_ms`` that hold no pending entry."""

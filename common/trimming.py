@@ -12,6 +12,18 @@ else ``last_delivered(g) + 1`` (the next possible id), and the stream may be tri
 reads advance last-delivered), so positions read a moment ago are lower bounds and trimming
 with them is still safe. A stream without any group is never trimmed here (nobody said what
 they need); only the optional hard cap applies to it.
+
+Each stream has one trim policy (``TrimPolicy``), owned by its producer and its contract:
+
+* internal streams (``ticks:{p}``, ``bars``, ``patterns``): below the safe MINID, nothing
+  more. Any worker of one of their groups may run it: the MINID depends only on the groups'
+  positions, so whoever computes it computes the same one.
+* the public ``signals`` stream (``Keys.public_streams``) also keeps at least its retention
+  (``SIGNALS_STREAM_RETENTION_S``), because readers outside any group (WebSocket resume,
+  ``XREAD`` and ``tail --from`` clients) depend on it. Only its producer, the signals worker,
+  trims it; a worker that merely reads it (the sink) never does.
+
+``trim_minid`` is the one function that turns a policy and the groups' positions into a MINID.
 """
 
 from __future__ import annotations
@@ -19,7 +31,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["GroupPosition", "TrimResult", "next_id", "parse_id", "safe_minid"]
+__all__ = [
+    "INTERNAL",
+    "GroupPosition",
+    "TrimPolicy",
+    "TrimResult",
+    "next_id",
+    "parse_id",
+    "safe_minid",
+    "trim_minid",
+]
 
 _MAX_SEQ = 2**64 - 1
 
@@ -41,6 +62,22 @@ class TrimResult:
     minid: str | None
     trimmed: int
     hard_capped: int
+
+
+@dataclass(frozen=True, slots=True)
+class TrimPolicy:
+    """How one stream is trimmed (see the module docstring).
+
+    ``retention_ms`` 0: an internal stream, trimmed below what every group has acked.
+    ``retention_ms`` > 0: a public stream that also keeps every entry younger than this.
+    ``retention_ms`` None: keep everything (only the configured hard cap, if any, applies).
+    """
+
+    retention_ms: int | None = 0
+
+
+INTERNAL = TrimPolicy()
+"""The policy of every internal stream: below what every group has acked."""
 
 
 def parse_id(entry_id: str) -> tuple[int, int]:
@@ -70,3 +107,20 @@ def safe_minid(positions: Iterable[GroupPosition]) -> str | None:
     if not needs:
         return None
     return min(needs, key=parse_id)
+
+
+def trim_minid(positions: Iterable[GroupPosition], policy: TrimPolicy, now_ms: int) -> str | None:
+    """Where a stream of ``policy`` may be trimmed at ``now_ms``; None = not at all.
+
+    Internal: the safe MINID (None without groups). With a retention: below the safe MINID
+    *and* below ``now_ms - retention_ms``, whichever is older; without any group only the
+    retention bounds it (readers outside groups are what the retention is for)."""
+    if policy.retention_ms is None:
+        return None
+    group_minid = safe_minid(positions)
+    if not policy.retention_ms:
+        return group_minid
+    cutoff = f"{max(now_ms - policy.retention_ms, 0)}-0"
+    if group_minid is None or parse_id(cutoff) < parse_id(group_minid):
+        return cutoff
+    return group_minid

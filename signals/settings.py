@@ -19,6 +19,10 @@ variable                       default     meaning
 ``SIGNALS_WS_QUEUE``           ``10000``   per-client send queue (frames); a full queue cuts it
 ``SIGNALS_WS_MAX_MESSAGE``     ``65536``   largest client message in bytes (1009 beyond)
 ``SIGNALS_WS_RESUME_MAX``      ``100000``  most entries replayed to one resuming client
+``SIGNALS_WS_LOG_LINES``       ``20``      connection log lines per kind (connected, refused:
+                                           auth…) per interval; the rest is counted and
+                                           summarised in one line (``signals.ws_log``)
+``SIGNALS_WS_LOG_INTERVAL_S``  ``10``      that interval, in seconds
 =============================  ==========  ======================================================
 
 Plus every shared variable of ``CommonSettings`` (``REDIS_URL``, ``NAMESPACE``, ``BATCH_COUNT``…).
@@ -34,6 +38,7 @@ from common.errors import ConfigError
 from common.settings import (
     CommonSettings,
     env_bool,
+    env_float,
     env_int,
     env_list,
     env_optional,
@@ -90,6 +95,8 @@ class WsSettings:
     queue_size: int = 10_000
     max_message: int = 65_536
     resume_max: int = 100_000
+    log_lines: int = 20
+    log_interval_s: float = 10.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WsSettings:
@@ -106,6 +113,8 @@ class WsSettings:
             queue_size=env_int(e, "SIGNALS_WS_QUEUE", 10_000, lo=1),
             max_message=env_int(e, "SIGNALS_WS_MAX_MESSAGE", 65_536, lo=256),
             resume_max=env_int(e, "SIGNALS_WS_RESUME_MAX", 100_000, lo=1),
+            log_lines=env_int(e, "SIGNALS_WS_LOG_LINES", 20, lo=0),
+            log_interval_s=env_float(e, "SIGNALS_WS_LOG_INTERVAL_S", 10.0, lo=0.1, hi=86_400),
         )
 
     def __repr__(self) -> str:  # never log the tokens

@@ -26,8 +26,7 @@ from common.errors import BadInput
 from common.logging import get_logger
 from common.names import GROUP_SIGNALS
 from common.redis import AnyRedis
-from common.runtime import BatchResult, Entry, StreamWorker, TrimResult
-from common.trimming import parse_id, safe_minid
+from common.runtime import BatchResult, Entry, StreamWorker, TrimPolicy, TrimResult
 from signals.append import SignalAppender
 from signals.contract import Signal, now_iso
 from signals.scoring import score_event
@@ -51,16 +50,6 @@ APPEND_SECONDS = Histogram(
 )
 
 
-def signals_minid(group_minid: str | None, cutoff_ms: int) -> str:
-    """Where ``signals`` may be trimmed: below the oldest entry any consumer group still needs
-    (``group_minid``; None without groups) and below ``cutoff_ms`` (the retention that keeps
-    history for group-less readers: WebSocket resume, ``tail --from``)."""
-    cutoff = f"{max(cutoff_ms, 0)}-0"
-    if group_minid is None or parse_id(cutoff) < parse_id(group_minid):
-        return cutoff
-    return group_minid
-
-
 class SignalsWorker(StreamWorker):
     """One consumer of group ``signals`` (the runtime's loop around ``handle``); run many."""
 
@@ -75,6 +64,9 @@ class SignalsWorker(StreamWorker):
         burst: bool = False,
     ) -> None:
         keys = settings.common.keys()
+        # The producer owns the trimming of the public stream: it keeps its retention for
+        # readers outside any group (0 = keep everything; only HARD_MAXLEN applies then).
+        signals_policy = TrimPolicy(settings.stream_retention_ms or None)
         super().__init__(
             settings.common,
             group=GROUP_SIGNALS,
@@ -83,9 +75,9 @@ class SignalsWorker(StreamWorker):
             consumer=consumer,
             name="signals",
             burst=burst,
+            produces={keys.signals: signals_policy},
         )
         self.model = settings.model
-        self.stream_retention_ms = settings.stream_retention_ms
         self.publish = settings.publish
         self.appender = SignalAppender(
             self.redis, keys, retention_ms=settings.id_retention_ms, maxlen=settings.stream_maxlen
@@ -97,23 +89,14 @@ class SignalsWorker(StreamWorker):
             "signals_started", consumer=self.consumer_name, model=self.model.fingerprint
         )
 
-    async def trim(self) -> list[TrimResult]:
-        """Trim ``patterns`` (the runtime's safe MINID), then ``signals`` (``signals_minid``)."""
-        results = await super().trim()
-        if self.stream_retention_ms:
-            results.append(await self.trim_signals(int(time.time() * 1000)))
+    async def trim(self, *, now_ms: int | None = None) -> list[TrimResult]:
+        """The runtime's trimming (``patterns`` below what every group acked, ``signals`` by
+        its retention policy), plus the signals-specific trim counter."""
+        results = await super().trim(now_ms=now_ms)
+        for r in results:
+            if r.stream == self.appender.keys.signals:
+                TRIMMED.inc(r.trimmed)
         return results
-
-    async def trim_signals(self, now_ms: int) -> TrimResult:
-        """Trim the public stream below what its groups need *and* below the retention."""
-        stream = self.appender.keys.signals
-        if not await self.redis.exists(stream):
-            return TrimResult(stream, None, 0, 0)
-        positions = await self.consumer.group_positions(stream)
-        minid = signals_minid(safe_minid(positions), now_ms - self.stream_retention_ms)
-        trimmed = int(await self.redis.xtrim(stream, minid=minid, approximate=False))
-        TRIMMED.inc(trimmed)
-        return TrimResult(stream, minid, trimmed, 0)
 
     async def handle(self, batch: list[Entry]) -> BatchResult:
         """Score, append, publish; the runtime acks what is not marked failed."""

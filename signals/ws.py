@@ -16,11 +16,13 @@ import asyncio
 import contextlib
 import random
 import sys
+import time
 from typing import Any
 
 import orjson
 from prometheus_client import Counter, Gauge
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -31,6 +33,7 @@ from common.metrics import Readiness
 from common.redis import AnyRedis, redis_from_settings
 from common.trimming import parse_id
 from signals.settings import WsSettings
+from signals.ws_log import REFUSALS, ConnectionLog, peer_of
 from signals.ws_protocol import (
     CLOSE_BAD_REQUEST,
     CLOSE_GOING_AWAY,
@@ -39,6 +42,7 @@ from signals.ws_protocol import (
     CLOSE_UNAUTHORIZED,
     Filters,
     ProtocolError,
+    cursor_ahead_message,
     gap_message,
     parse_subscribe,
     signal_message,
@@ -67,6 +71,7 @@ class Client:
         self.live = False
         self.kicked = False
         self.after: tuple[int, int] = (0, 0)  # last entry sent by the backfill
+        self.peer = peer_of(ws.remote_address)
 
     def offer(self, frame: str) -> bool:
         """Queue a frame without waiting; False when the queue is full (the client is slow)."""
@@ -87,6 +92,7 @@ class SignalsHub:
         *,
         block_ms: int = 1000,
         readiness: Readiness | None = None,
+        events: ConnectionLog | None = None,
     ) -> None:
         self.redis = redis
         self.stream = stream
@@ -94,6 +100,7 @@ class SignalsHub:
         self.clients: set[Client] = set()
         self.last_id = "0-0"
         self.readiness = readiness if readiness is not None else Readiness()
+        self.events = events or ConnectionLog(get_logger("signals.ws"), lines=20, interval_s=10)
         self._closing: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
@@ -141,6 +148,9 @@ class SignalsHub:
             )
             if wanted and not client.offer(frame):
                 self.kick(client, CLOSE_SLOW, "slow client: send queue full", "slow")
+                self.events.event(
+                    "ws_cut", "slow", peer=client.peer, queue=client.queue.maxsize, code=CLOSE_SLOW
+                )
 
     async def close_all(self, code: int, reason: str) -> None:
         """Close every client (shutdown) and wait for all pending closes."""
@@ -182,11 +192,15 @@ class WsServer(Service):
         self.settings = settings
         self._owns_redis = redis is None
         self.redis = redis if redis is not None else redis_from_settings(settings.common)
+        self.events = ConnectionLog(
+            get_logger("signals.ws"), lines=settings.log_lines, interval_s=settings.log_interval_s
+        )
         self.hub = SignalsHub(
             self.redis,
             settings.common.keys().signals,
             block_ms=settings.common.block_ms,
             readiness=self.readiness,
+            events=self.events,
         )
         self.connections = 0
         self.server: Server | None = None
@@ -218,12 +232,19 @@ class WsServer(Service):
         stopping = asyncio.Event()
         reader = asyncio.create_task(self.hub.run(stopping), name="signals-ws.reader")
         stop = asyncio.create_task(self.wait_stopping(), name="signals-ws.stop")
+        summaries = asyncio.create_task(self._log_summaries(), name="signals-ws.log")
         await asyncio.wait({reader, stop}, return_when=asyncio.FIRST_COMPLETED)
         stopping.set()
-        for task in (reader, stop):
+        for task in (reader, stop, summaries):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task  # a reader that died of a bug re-raises here: the process exits 1
+
+    async def _log_summaries(self) -> None:
+        """Write the connection events' summary line when an interval ends, even when no
+        further event comes to close it."""
+        while not await self.wait_stopping(self.settings.log_interval_s / 4):
+            self.events.flush()
 
     async def close(self) -> None:
         if self.server is not None:
@@ -231,6 +252,7 @@ class WsServer(Service):
             await self.hub.close_all(CLOSE_GOING_AWAY, "server shutting down")
             self.server.close()
             await self.server.wait_closed()
+        self.events.flush(force=True)
         if self._owns_redis:
             await self.redis.aclose()
 
@@ -238,34 +260,54 @@ class WsServer(Service):
         """One connection: authenticate, limit, subscribe, (resume,) then stream."""
         self.connections += 1
         CLIENTS.inc()
+        started = time.monotonic()
+        peer = peer_of(ws.remote_address)
+        subscribed = False
         try:
-            await self._serve(ws)
+            subscribed = await self._serve(ws, peer)
         except ConnectionClosed:
             pass
         finally:
             self.connections -= 1
             CLIENTS.dec()
+            if subscribed:
+                self.events.event(
+                    "ws_disconnected",
+                    peer=peer,
+                    seconds=round(time.monotonic() - started, 3),
+                    code=ws.close_code,
+                )
 
-    async def _serve(self, ws: ServerConnection) -> None:
+    async def _refuse(
+        self, ws: ServerConnection, peer: str, code: int, why: str, **fields: Any
+    ) -> None:
+        """Close a connection the server will not serve: counted, logged (rate-limited)."""
+        label, text = REFUSALS[why]
+        CLOSED.labels(label).inc()
+        self.events.event("ws_refused", why, peer=peer, code=code, **fields)
+        await ws.close(code, fields.get("detail") or text)
+
+    async def _serve(self, ws: ServerConnection, peer: str) -> bool:
+        """Serve one connection; True once it got as far as subscribing."""
         request = ws.request
         assert request is not None
         token = token_from_request(request.path, request.headers)
         if not token_ok(token, self.settings.tokens):
-            CLOSED.labels("unauthorized").inc()
-            await ws.close(CLOSE_UNAUTHORIZED, "unauthorized: a valid bearer token is required")
-            return
+            # Whether a token came, never the token (nor the path or headers that carry it).
+            await self._refuse(ws, peer, CLOSE_UNAUTHORIZED, "auth", token_given=bool(token))
+            return False
         if self.connections > self.settings.max_connections:
-            CLOSED.labels("too_many").inc()
-            await ws.close(CLOSE_TRY_AGAIN, "too many connections, try again later")
-            return
+            await self._refuse(ws, peer, CLOSE_TRY_AGAIN, "limit")
+            return False
         try:
             sub = parse_subscribe(await asyncio.wait_for(ws.recv(), SUBSCRIBE_TIMEOUT_S))
         except (ProtocolError, TimeoutError) as e:
-            CLOSED.labels("bad_request").inc()
-            await ws.close(CLOSE_BAD_REQUEST, str(e) or "no subscribe message")
-            return
+            detail = str(e) or "no subscribe message"
+            await self._refuse(ws, peer, CLOSE_BAD_REQUEST, "bad_request", detail=detail)
+            return False
         client = Client(ws, sub.filters, self.settings.queue_size)
         self.hub.clients.add(client)
+        self.events.event("ws_connected", peer=peer, resume_from=sub.resume_from)
         try:
             await ws.send(subscribed_message(self.hub.last_id))
             if sub.resume_from is None:
@@ -273,11 +315,21 @@ class WsServer(Service):
             else:
                 await self._backfill(client, sub.resume_from)
             await self._write(client)
+        except RedisError as e:
+            # Redis went away under a resume: the client may come back and resume later;
+            # one log line (rate-limited), not a traceback and a 1011 per client.
+            self.hub.clients.discard(client)
+            await self._refuse(ws, peer, CLOSE_TRY_AGAIN, "unavailable", error=type(e).__name__)
         finally:
             self.hub.clients.discard(client)
+        return True
 
     async def _backfill(self, client: Client, cursor: str) -> None:
         """Replay the stream after ``cursor``, then go live without a gap or a repeat.
+
+        A cursor newer than the newest entry (the stream was reset, or the cursor is not
+        ours) is answered with ``cursor_ahead`` and served from the newest entry on: never a
+        silent wait for the stream to reach it.
 
         The switch is decided with no ``await`` between the check and ``client.live = True``:
         once this task has sent everything up to the id the reader last dispatched, every later
@@ -285,6 +337,12 @@ class WsServer(Service):
         not yet dispatched may also have come through XRANGE; ``client.after`` (the last id
         sent here) makes the reader skip those, so none is sent twice.
         """
+        newest_reply: Any = await self.redis.xrevrange(self.hub.stream, count=1)
+        newest = newest_reply[0][0].decode() if newest_reply else "0-0"
+        if parse_id(cursor) > parse_id(newest):
+            self.events.event("ws_cursor_ahead", peer=client.peer, after=cursor, newest=newest)
+            await client.ws.send(cursor_ahead_message(cursor, newest))
+            cursor = newest
         oldest: Any = await self.redis.xrange(self.hub.stream, count=1)
         if oldest and parse_id(oldest[0][0].decode()) > parse_id(cursor):
             # The cursor entry itself was trimmed, so whatever followed it before the oldest
@@ -303,8 +361,8 @@ class WsServer(Service):
                     SENT.inc()
                     sent += 1
             if sent > self.settings.resume_max:
-                CLOSED.labels("resume_too_long").inc()
-                await client.ws.close(CLOSE_BAD_REQUEST, "resume_from is too far behind")
+                self.hub.clients.discard(client)
+                await self._refuse(client.ws, client.peer, CLOSE_BAD_REQUEST, "resume_too_long")
                 return
             client.after = parse_id(cursor)
             if len(page) < RESUME_PAGE and client.after >= parse_id(self.hub.last_id):

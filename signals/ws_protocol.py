@@ -21,13 +21,26 @@ stream (trimmed after ``SIGNALS_STREAM_RETENTION_S``; signals in between may be 
 
     {"type": "gap", "after": "<the client's cursor>", "first_available": "<oldest id>"}
 
+or, when the cursor is newer than anything on the stream (the stream was reset, or the cursor
+is not from this server), instead of waiting in silence for the stream to reach it::
+
+    {"type": "cursor_ahead", "after": "<the client's cursor>", "newest": "<newest id or 0-0>"}
+
+and the client is then served from ``newest`` on (live), like a client without ``resume_from``.
+
+A cursor is what Redis accepts as a stream id, written ``<ms>-<seq>`` in ASCII digits, each
+part at most 2**64-1; anything else (a trailing newline, other scripts' digits, an overflow)
+is refused with 4400 before Redis sees it. The server answers with the canonical form
+(``"007-0"`` becomes ``"7-0"``).
+
 Close codes:
 
 ========  ===========================================================================
 ``4401``  no or unknown bearer token
 ``4400``  the first message is not a valid subscribe message (reason says why)
 ``4408``  slow client: its send queue (``SIGNALS_WS_QUEUE``) was full; reconnect and resume
-``1013``  too many connections (``SIGNALS_WS_MAX_CONNECTIONS``); try again later
+``1013``  too many connections (``SIGNALS_WS_MAX_CONNECTIONS``), or Redis unreachable
+          during a resume; try again later
 ``1009``  a client message larger than ``SIGNALS_WS_MAX_MESSAGE``
 ``1001``  the server is shutting down; reconnect and resume
 ========  ===========================================================================
@@ -50,7 +63,10 @@ CLOSE_SLOW = 4408
 CLOSE_TRY_AGAIN = 1013
 CLOSE_GOING_AWAY = 1001
 MAX_FILTER_ITEMS = 10_000
-_STREAM_ID = re.compile(r"^\d+-\d+$")
+_STREAM_ID = re.compile(r"([0-9]+)-([0-9]+)", re.ASCII)
+MAX_ID_PART = 2**64 - 1
+"""The largest milliseconds or sequence part of a Redis stream id (an unsigned 64-bit int)."""
+_MAX_ID_DIGITS = 64  # leading zeros allowed, but no 10,000-digit strings to int()
 
 
 class ProtocolError(ValueError):
@@ -104,12 +120,25 @@ def parse_subscribe(raw: str | bytes) -> Subscribe:
     if isinstance(min_score, bool) or not isinstance(min_score, int | float):
         raise ProtocolError("min_score must be a number")
     resume = doc.get("resume_from")
-    if resume is not None and (not isinstance(resume, str) or not _STREAM_ID.match(resume)):
-        raise ProtocolError("resume_from must be a cursor like 1723161300123-0")
+    if resume is not None:
+        resume = parse_cursor(resume)
     filters = Filters(
         _names(doc, "exchanges"), _names(doc, "symbols"), _names(doc, "timeframes"), min_score
     )
     return Subscribe(filters, resume)
+
+
+def parse_cursor(value: object) -> str:
+    """A client's ``resume_from`` in canonical form; ``ProtocolError`` unless Redis would take
+    it as a stream id (see the module docstring)."""
+    too_long = isinstance(value, str) and len(value) > 2 * _MAX_ID_DIGITS + 1
+    match = _STREAM_ID.fullmatch(value) if isinstance(value, str) and not too_long else None
+    if match is None:
+        raise ProtocolError("resume_from must be a cursor like 1723161300123-0")
+    ms, seq = int(match[1]), int(match[2])
+    if ms > MAX_ID_PART or seq > MAX_ID_PART:
+        raise ProtocolError("resume_from is out of range (each part at most 2**64-1)")
+    return f"{ms}-{seq}"
 
 
 def token_from_request(path: str, headers: Mapping[str, str]) -> str | None:
@@ -141,6 +170,12 @@ def gap_message(cursor: str, first_available: str) -> str:
     """Sent before a resume whose cursor is older than what the stream still holds."""
     doc = {"type": "gap", "after": cursor, "first_available": first_available}
     return orjson.dumps(doc).decode()
+
+
+def cursor_ahead_message(cursor: str, newest: str) -> str:
+    """Sent when a resume cursor is newer than the stream's newest entry: the client is served
+    from ``newest`` on, live, instead of waiting silently for the stream to catch up."""
+    return orjson.dumps({"type": "cursor_ahead", "after": cursor, "newest": newest}).decode()
 
 
 def subscribed_message(cursor: str) -> str:

@@ -221,6 +221,36 @@ async def test_worker_reads_several_streams_and_trims_them(
         assert [c["name"] for c in consumers] == [worker.consumer_name.encode()]
 
 
+async def test_a_worker_that_merely_reads_the_public_stream_never_trims_it(
+    redis_client: aioredis.Redis, keys: Keys, namespace: str
+) -> None:
+    """The sink reads ``signals`` like any other stream, acks it, and trims what it acked of
+    its internal inputs; the public stream keeps its history for readers outside any group."""
+    settings = _settings(namespace, trim_interval_s=0.001)
+    await _add(redis_client, keys.bars, 10)
+    await _add(redis_client, keys.signals, 10)
+
+    async def handler(batch: list[Entry]) -> None:
+        return None
+
+    async with StreamWorker(
+        settings,
+        group="sink",
+        streams=[keys.bars, keys.signals],
+        handler=handler,
+        redis=redis_client,
+        burst=True,
+    ) as worker:
+        await worker.run()  # reads and acks all 20 entries; trims every step on the way
+        await _add(redis_client, keys.signals, 5)  # not read yet: the group's lag
+        await worker.trim()
+    assert (await redis_client.xinfo_groups(keys.signals))[0]["pending"] == 0
+    assert await redis_client.xlen(keys.bars) == 0  # internal: trimmed below what was acked
+    assert await redis_client.xlen(keys.signals) == 15  # public: not this worker's to trim
+    # Not trimming it, the worker still reports where its group stands on it.
+    assert worker.metrics.lag.labels(keys.signals, "sink")._value.get() == 5
+
+
 async def test_batch_error_with_bad_input_isolates_the_culprit(
     redis_client: aioredis.Redis, keys: Keys, namespace: str
 ) -> None:

@@ -235,11 +235,12 @@ async def test_signals_stream_is_trimmed_by_retention_but_never_below_a_group(
         await redis_client.xadd(keys.signals, {b"v": b"1"}, id=f"{ms}-0")
     settings = replace(settings_for(namespace), stream_retention_ms=5000)
     worker = SignalsWorker(settings, redis=redis_client)
+    await worker.consumer.ensure_groups()  # its own input, as at start
     await redis_client.xgroup_create(keys.signals, "risk", id="1000-0")  # still needs 2000-0
-    result = await worker.trim_signals(now_ms=10_000)  # retention cutoff 5000-0
+    (result,) = [r for r in await worker.trim(now_ms=10_000) if r.stream == keys.signals]
     assert (result.minid, result.trimmed) == ("1000-1", 1)  # just above what it has read
     await redis_client.xgroup_setid(keys.signals, "risk", id="9000-0")
-    result = await worker.trim_signals(now_ms=10_000)
+    (result,) = [r for r in await worker.trim(now_ms=10_000) if r.stream == keys.signals]
     assert (result.minid, result.trimmed) == ("5000-0", 2)
     assert [i for i, _ in await redis_client.xrange(keys.signals)] == [b"9000-0"]
 

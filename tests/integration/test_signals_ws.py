@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import logging
 import socket
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
@@ -11,9 +13,11 @@ from typing import Any
 import orjson
 import pytest
 import redis.asyncio as aioredis
+import structlog
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from common.logging import configure_logging
 from common.names import Keys
 from common.settings import CommonSettings
 from signals.append import SignalAppender
@@ -22,7 +26,9 @@ from signals.model import Model
 from signals.scoring import score_event
 from signals.settings import WsSettings
 from signals.ws import WsServer
+from signals.ws_protocol import MAX_ID_PART
 from tests.conftest import REDIS_URL
+from tests.integration.e2e_support import RedisNode
 from tests.signals_factory import event_mix
 
 pytestmark = pytest.mark.redis
@@ -30,10 +36,14 @@ TOKEN = "s3cret-token"
 Frame = dict[str, Any]
 
 
+def event_signals() -> list[Signal]:
+    model = Model()
+    return [s for e in event_mix(3000, symbols=100) for s in score_event(e, model)]
+
+
 @pytest.fixture
 def all_signals() -> list[Signal]:
-    model = Model()
-    return [s.stamped() for e in event_mix(3000, symbols=100) for s in score_event(e, model)]
+    return [s.stamped() for s in event_signals()]
 
 
 async def start_server(redis_client: aioredis.Redis, namespace: str, **kw: Any) -> WsServer:
@@ -43,6 +53,19 @@ async def start_server(redis_client: aioredis.Redis, namespace: str, **kw: Any) 
     await server.start()
     server.run_task = asyncio.create_task(server.run())  # type: ignore[attr-defined]
     return server
+
+
+@pytest.fixture
+def logs() -> Any:
+    """The JSON log lines the code under test writes (structlog, as in production)."""
+    out = io.BytesIO()
+    configure_logging(level="INFO", fmt="json", stream=out)
+    yield out
+    structlog.reset_defaults()
+
+
+def log_lines(out: io.BytesIO) -> list[Frame]:
+    return [orjson.loads(line) for line in out.getvalue().splitlines()]
 
 
 @pytest.fixture
@@ -179,7 +202,11 @@ async def slow_connection(srv: WsServer) -> ClientConnection:
 
 
 async def test_a_slow_client_is_cut_off_while_a_fast_one_keeps_up(
-    redis_client: aioredis.Redis, keys: Keys, namespace: str, all_signals: list[Signal]
+    redis_client: aioredis.Redis,
+    keys: Keys,
+    namespace: str,
+    all_signals: list[Signal],
+    logs: io.BytesIO,
 ) -> None:
     srv = await start_server(redis_client, namespace, queue_size=200)
     try:
@@ -207,6 +234,8 @@ async def test_a_slow_client_is_cut_off_while_a_fast_one_keeps_up(
         assert await close_code(slow) == 4408
     finally:
         await stop(srv)
+    (cut,) = [e for e in log_lines(logs) if e["event"] == "ws_cut"]
+    assert (cut["reason"], cut["code"], cut["queue"]) == ("slow", 4408, 200)
 
 
 async def test_connections_beyond_the_limit_get_1013(
@@ -245,3 +274,112 @@ async def test_resume_from_a_trimmed_cursor_reports_the_gap(
         frames = await receive(ws, 1 + 30)
     assert frames[0] == {"type": "gap", "after": ids[5], "first_available": ids[20]}
     assert [f["cursor"] for f in frames[1:]] == ids[20:]
+
+
+MAX_ID = f"{MAX_ID_PART}-{MAX_ID_PART}"
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    ["1-0\n", "\u0661-\u0660", "10000000000000000000000000-0", f"1-{MAX_ID_PART + 1}"],
+    ids=["newline", "arabic-digits", "overflow-ms", "overflow-seq"],
+)
+async def test_resume_cursors_redis_would_reject_are_refused_with_4400(
+    server: WsServer,
+    redis_client: aioredis.Redis,
+    keys: Keys,
+    cursor: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    await append(redis_client, keys, [s.stamped() for s in event_signals()[:5]])
+    with caplog.at_level(logging.INFO, logger="websockets"):
+        async with connect(url(server), additional_headers=auth()) as ws:
+            await ws.send(orjson.dumps({"type": "subscribe", "resume_from": cursor}).decode())
+            assert await close_code(ws) == 4400
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]  # no traceback
+    async with connect(url(server), additional_headers=auth()) as ws:  # the server goes on
+        await subscribe(ws, resume_from="0-0")
+        assert len(await receive(ws, 5)) == 5
+
+
+@pytest.mark.parametrize("cursor", ["99999999999999-0", MAX_ID], ids=["future", "max-id"])
+async def test_resume_from_beyond_the_stream_says_so_and_goes_live(
+    server: WsServer,
+    redis_client: aioredis.Redis,
+    keys: Keys,
+    all_signals: list[Signal],
+    cursor: str,
+) -> None:
+    await append(redis_client, keys, all_signals[:10])
+    newest = (await redis_client.xrevrange(keys.signals, count=1))[0][0].decode()
+    async with connect(url(server), additional_headers=auth()) as ws:
+        await subscribe(ws, resume_from=cursor)
+        async with asyncio.timeout(10):  # the old server stayed silent here forever
+            ahead = orjson.loads(await ws.recv())
+        assert ahead == {"type": "cursor_ahead", "after": cursor, "newest": newest}
+        await append(redis_client, keys, all_signals[10:15])
+        async with asyncio.timeout(10):
+            frames = await receive(ws, 5)
+    stream = await stream_frames(redis_client, keys)
+    assert frames == stream[10:15]
+
+
+async def test_connections_refusals_and_cuts_are_logged_rate_limited_without_tokens(
+    redis_client: aioredis.Redis, namespace: str, logs: io.BytesIO
+) -> None:
+    srv = await start_server(
+        redis_client, namespace, max_connections=1, log_lines=3, log_interval_s=3600
+    )
+    wrong = [f"wrong-token-{i:03d}" for i in range(60)]
+    try:
+        async with connect(url(srv), additional_headers=auth()) as first:
+            await subscribe(first)
+            for i, token in enumerate(wrong):  # a flood of bad tokens, header and URL alike
+                if i % 2:
+                    bad = connect(url(srv), additional_headers={"Authorization": f"Bearer {token}"})
+                else:
+                    bad = connect(url(srv, f"?token={token}"))
+                async with bad as ws:
+                    assert await close_code(ws) == 4401
+            async with connect(url(srv, f"?token={TOKEN}")) as second:
+                assert await close_code(second) == 1013
+        async with connect(url(srv), additional_headers=auth()) as ws:
+            await ws.send('{"type": "subscribe", "resume_from": "1-0\\n"}')
+            assert await close_code(ws) == 4400
+    finally:
+        await stop(srv)
+    events = log_lines(logs)
+    text = logs.getvalue().decode()
+    assert TOKEN not in text and not [t for t in wrong if t in text]
+    kinds = [(e["event"], e.get("reason")) for e in events if e["event"].startswith("ws_")]
+    assert kinds.count(("ws_refused", "auth")) == 3  # 60 refusals, 3 lines
+    assert ("ws_refused", "limit") in kinds and ("ws_refused", "bad_request") in kinds
+    assert kinds.count(("ws_connected", None)) == 1
+    assert kinds.count(("ws_disconnected", None)) == 1
+    (summary,) = [e for e in events if e["event"] == "ws_events_summary"]
+    assert summary["events"]["ws_refused:auth"] == 60 and summary["suppressed"] == 57
+    refused = [e for e in events if e.get("reason") == "auth"]
+    assert all(e["peer"].startswith("127.0.0.1:") and e["code"] == 4401 for e in refused)
+    assert {e["token_given"] for e in refused} == {True}
+
+
+async def test_redis_lost_under_a_resume_closes_with_1013_and_one_line_not_a_traceback(
+    namespace: str, logs: io.BytesIO, caplog: pytest.LogCaptureFixture
+) -> None:
+    node = RedisNode()
+    node.start()
+    client = aioredis.Redis(port=node.port, socket_connect_timeout=0.5, socket_timeout=2)
+    srv = await start_server(client, namespace)
+    try:
+        node.stop(crash=True)
+        with caplog.at_level(logging.INFO, logger="websockets"):
+            async with connect(url(srv), additional_headers=auth()) as ws:
+                await subscribe(ws, resume_from="1-0")
+                assert await close_code(ws) == 1013
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    finally:
+        await stop(srv)
+        await client.aclose()
+        node.destroy()
+    refused = [e for e in log_lines(logs) if e["event"] == "ws_refused"]
+    assert [(e["reason"], e["code"]) for e in refused] == [("unavailable", 1013)]

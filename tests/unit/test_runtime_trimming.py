@@ -1,11 +1,19 @@
-"""The safe MINID: the lowest id any consumer group may still need."""
+"""The safe MINID (the lowest id any consumer group may still need) and the trim policies."""
 
 from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from common.trimming import GroupPosition, next_id, parse_id, safe_minid
+from common.trimming import (
+    INTERNAL,
+    GroupPosition,
+    TrimPolicy,
+    next_id,
+    parse_id,
+    safe_minid,
+    trim_minid,
+)
 
 
 def test_next_id() -> None:
@@ -41,6 +49,27 @@ def test_ids_compare_numerically_not_as_text() -> None:
 
 def test_no_group_means_no_safe_trim() -> None:
     assert safe_minid([]) is None
+
+
+def _at(last_delivered: str) -> list[GroupPosition]:
+    return [GroupPosition("g", last_delivered=last_delivered, pending=0, first_pending=None)]
+
+
+def test_internal_policy_is_the_safe_minid_whatever_the_time() -> None:
+    assert trim_minid(_at("9000-0"), INTERNAL, now_ms=10**13) == "9000-1"
+    assert trim_minid([], INTERNAL, now_ms=10**13) is None
+
+
+def test_retention_policy_keeps_the_retention_and_what_groups_need() -> None:
+    keep_5s = TrimPolicy(retention_ms=5000)
+    assert trim_minid([], keep_5s, now_ms=10_000) == "5000-0"  # no group: retention only
+    assert trim_minid(_at("2000-2"), keep_5s, now_ms=10_000) == "2000-3"  # a group needs it
+    assert trim_minid(_at("9000-0"), keep_5s, now_ms=10_000) == "5000-0"  # keep the retention
+    assert trim_minid([], keep_5s, now_ms=3000) == "0-0"  # younger than the retention
+
+
+def test_keep_everything_policy_never_trims_by_id() -> None:
+    assert trim_minid(_at("9000-0"), TrimPolicy(retention_ms=None), now_ms=10**13) is None
 
 
 ids = st.tuples(st.integers(0, 10**13), st.integers(0, 5))

@@ -142,6 +142,16 @@ def test_settings_from_env(tmp_path: Path) -> None:
     ws = WsSettings.from_env({"SIGNALS_WS_TOKENS": "tok-1, tok-2", "SIGNALS_WS_QUEUE": "5"})
     assert ws.tokens == {"tok-1", "tok-2"} and ws.queue_size == 5
     assert "tok-" not in repr(ws)
+    assert (ws.log_lines, ws.log_interval_s) == (20, 10.0)
+    logged = {
+        "SIGNALS_WS_TOKENS": "t",
+        "SIGNALS_WS_LOG_LINES": "3",
+        "SIGNALS_WS_LOG_INTERVAL_S": "2",
+    }
+    quiet = WsSettings.from_env(logged)
+    assert (quiet.log_lines, quiet.log_interval_s) == (3, 2.0)
+    with pytest.raises(ConfigError, match="SIGNALS_WS_LOG_INTERVAL_S"):
+        WsSettings.from_env({"SIGNALS_WS_TOKENS": "t", "SIGNALS_WS_LOG_INTERVAL_S": "0"})
 
 
 def test_cooldown_may_not_look_past_the_history_detectors_send(tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ import talib
 from common.errors import DecodeError
 from signals.model import DEFAULT_PATTERNS, Model, ScoringParams
 from signals.scoring import pattern_evidence, raw_scores, score_event, timeframe_ms
-from signals.worker import signals_minid
 from tests.signals_factory import MINUTE, T0, make_event
 
 MODEL = Model()
@@ -153,10 +152,3 @@ def test_bad_inputs_raise_decode_error() -> None:
     with pytest.raises(DecodeError):
         score_event(make_event({"CDLHAMMER": 100}, trend=-1, recent=[{"patterns": {}}]), MODEL)
     assert timeframe_ms("4h") == 4 * 3_600_000
-
-
-def test_signals_trim_point_respects_groups_and_retention() -> None:
-    assert signals_minid(None, 5000) == "5000-0"
-    assert signals_minid("2000-3", 5000) == "2000-3"  # a group still needs 2000-3
-    assert signals_minid("9000-0", 5000) == "5000-0"  # keep the retention for resumers
-    assert signals_minid(None, -5) == "0-0"

@@ -12,9 +12,12 @@ import redis.asyncio as aioredis
 from common.metrics import Readiness
 from common.trimming import parse_id
 from signals.ws import Client, SignalsHub
+from signals.ws_log import ConnectionLog, EventBudget
 from signals.ws_protocol import (
+    MAX_ID_PART,
     Filters,
     ProtocolError,
+    parse_cursor,
     parse_subscribe,
     signal_message,
     token_from_request,
@@ -50,6 +53,97 @@ def test_bad_subscribe_messages(raw: str) -> None:
         parse_subscribe(raw)
 
 
+MAX_ID = f"{MAX_ID_PART}-{MAX_ID_PART}"
+
+
+@pytest.mark.parametrize(
+    ("raw", "canonical"), [("0-0", "0-0"), ("007-00", "7-0"), ("17-3", "17-3"), (MAX_ID, MAX_ID)]
+)
+def test_cursors_redis_takes_are_accepted_in_canonical_form(raw: str, canonical: str) -> None:
+    assert parse_cursor(raw) == canonical
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "1-0\n",  # passed ^\d+-\d+$ ($ matches before a final newline)
+        "\u0661-\u0660",  # Arabic-Indic digits: \d matched them
+        "10000000000000000000000000-0",  # beyond 64 bits
+        f"1-{MAX_ID_PART + 1}",
+        "0" * 200 + "1-0",
+        " 1-0",
+        "+1-0",
+        "1",
+        "1-",
+        "-1-0",
+        17,
+        [],
+    ],
+)
+def test_cursors_redis_would_reject_are_protocol_errors(raw: object) -> None:
+    with pytest.raises(ProtocolError):
+        parse_cursor(raw)
+    with pytest.raises(ProtocolError):
+        parse_subscribe(orjson.dumps({"type": "subscribe", "resume_from": raw}))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Recorder:
+    """A logger that keeps what it was asked to log."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str, dict[str, Any]]] = []
+
+    def info(self, event: str, **kw: Any) -> None:
+        self.lines.append(("info", event, kw))
+
+    def warning(self, event: str, **kw: Any) -> None:
+        self.lines.append(("warning", event, kw))
+
+
+def test_a_flood_of_events_logs_a_few_lines_per_kind_then_one_summary() -> None:
+    clock, out = Clock(), Recorder()
+    log = ConnectionLog(cast(Any, out), lines=3, interval_s=10, clock=clock)
+    for i in range(1000):
+        log.event("ws_refused", "auth", peer=f"10.0.0.1:{i}", code=4401)
+    log.event("ws_cut", "slow", peer="10.0.0.2:1")  # another kind keeps its own lines
+    assert [(e, kw["reason"]) for _, e, kw in out.lines] == [("ws_refused", "auth")] * 3 + [
+        ("ws_cut", "slow")
+    ]
+    clock.now += 9.9
+    log.flush()
+    assert len(out.lines) == 4  # the interval is not over yet
+    clock.now += 0.1
+    log.flush()
+    level, event, summary = out.lines[-1]
+    assert (level, event) == ("warning", "ws_events_summary")
+    assert summary["events"] == {"ws_cut:slow": 1, "ws_refused:auth": 1000}
+    assert summary["suppressed"] == 997
+    log.event("ws_refused", "auth", peer="10.0.0.1:1", code=4401)  # a new interval: lines again
+    assert out.lines[-1][1] == "ws_refused"
+
+
+def test_no_summary_when_nothing_was_left_out() -> None:
+    budget = EventBudget(lines=2, interval_s=1, now=0)
+    assert budget.admit("ws_connected") and budget.admit("ws_connected")
+    assert budget.roll(5) is None
+    assert budget.admit("ws_connected") and budget.admit("ws_connected")
+    assert not budget.admit("ws_connected")
+    assert budget.roll(5.5) is None  # interval not over
+    assert budget.roll(5.5, force=True) == {
+        "interval_s": 0.5,
+        "events": {"ws_connected": 3},
+        "suppressed": 1,
+    }
+
+
 def test_filters_match() -> None:
     assert Filters().matches(SIGNAL)
     assert Filters(exchanges=frozenset({"binance"}), min_score=0.7).matches(SIGNAL)
@@ -77,6 +171,8 @@ def test_signal_frame_is_json_with_cursor() -> None:
 
 class FakeWs:
     """Enough of a connection for the hub: it only ever closes one."""
+
+    remote_address = ("127.0.0.1", 50000)
 
     def __init__(self) -> None:
         self.closed: list[tuple[int, str]] = []
