@@ -288,3 +288,14 @@ def load_model(path: str | None) -> Model:
     if not isinstance(doc, Mapping):
         raise ConfigError(MODEL_FILE_VAR, f"{path} must hold an object/table")
     return model_from_mapping(doc)
+
+
+def model_to_mapping(model: Model) -> dict[str, Any]:
+    """The whole model as the mapping ``model_from_mapping`` reads (every parameter, every
+    pattern, the calibration if any): ``model_from_mapping(model_to_mapping(m)) == m``."""
+    doc: dict[str, Any] = asdict(model.params)
+    doc["patterns"] = {k: asdict(v) for k, v in sorted(model.patterns.items())}
+    if model.calibration is not None:
+        c = model.calibration
+        doc["calibration"] = {"horizon": c.horizon, "x": list(c.x), "y": list(c.y)}
+    return doc

@@ -192,11 +192,13 @@ def in_cooldown(event: PatternEvent, direction: int, model: Model) -> bool:
     return False
 
 
-def score_event(event: PatternEvent, model: Model) -> list[Signal]:
+def score_event(event: PatternEvent, model: Model, name: str | None = None) -> list[Signal]:
     """All signals of one pattern event (long first), ``emitted_at`` unset.
 
     The same event and model always give the same list; this is the function both the live
-    worker and the offline ``replay`` call.
+    worker and the offline ``replay`` call (through ``signals.versions.ModelHistory``, which
+    passes the configuration version's ``name`` for the ``model`` field; default: the model's
+    fingerprint).
     """
     features = clean_features(event.features)
     bar = event.bar
@@ -217,7 +219,7 @@ def score_event(event: PatternEvent, model: Model) -> list[Signal]:
                 patterns={k: v for k, v in sorted(event.patterns.items()) if v != 0},
                 supporting=ds.supporting,
                 features=features,
-                model=model.fingerprint,
+                model=name or model.fingerprint,
             )
         )
     return out
