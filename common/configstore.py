@@ -27,10 +27,11 @@ which version each process has.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any
@@ -249,3 +250,14 @@ class ConfigFollower:
             backoff = 0.0
             for _, entries in reply or []:
                 self._add([(eid.decode(), ConfigVersion.from_fields(f)) for eid, f in entries])
+
+    @contextlib.asynccontextmanager
+    async def running(self, stopping: Callable[[], bool]) -> AsyncIterator[None]:
+        """``follow`` as a task for the duration of the block (a worker's ``run``)."""
+        task = asyncio.create_task(self.follow(stopping), name=f"{self.worker}.config")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -38,6 +38,7 @@ import bisect
 import hashlib
 import itertools
 import json
+import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -208,8 +209,12 @@ def model_from_mapping(doc: Mapping[str, Any], source: str = MODEL_FILE_VAR) -> 
             continue
         if key not in param_names:
             raise ConfigError(source, f"unknown scoring parameter {key!r}")
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(source, f"{key} must be a number, got {value!r}")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            raise ConfigError(source, f"{key} must be a finite number, got {value!r}")
         overrides[key] = int(value) if key == "cooldown_bars" else float(value)
     params = replace(ScoringParams(), **overrides)
     patterns = dict(DEFAULT_PATTERNS)
@@ -270,7 +275,7 @@ def _pattern_override(base: PatternSpec | None, name: str, spec: Any, source: st
         weight = float(spec.get("weight", current.weight))
     except (TypeError, ValueError) as e:
         raise ConfigError(source, f"patterns.{name}: {e}") from e
-    if not 0.0 <= rel <= 1.0 or weight < 0:
+    if not 0.0 <= rel <= 1.0 or not 0 <= weight < math.inf:
         raise ConfigError(source, f"patterns.{name}: reliability in [0,1], weight >= 0")
     return PatternSpec(kind, rel, weight)
 

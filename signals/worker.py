@@ -26,8 +26,6 @@ version 1 from this worker's start-time settings (``SIGNALS_MODEL_FILE``), ``eff
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from collections.abc import Sequence
 
@@ -140,13 +138,8 @@ class SignalsWorker(StreamWorker):
 
     async def run(self) -> None:
         """The runtime's loop, with the configuration follower beside it."""
-        follower = asyncio.create_task(self.config.follow(lambda: self.stopping))
-        try:
+        async with self.config.running(lambda: self.stopping):
             await super().run()
-        finally:
-            follower.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await follower
 
     async def trim(self, *, now_ms: int | None = None) -> list[TrimResult]:
         """The runtime's trimming (``patterns`` below what every group acked, ``signals`` by
