@@ -118,7 +118,9 @@ def test_each_event_is_scored_by_the_version_covering_its_open_time() -> None:
     low = Model(params=model_from_mapping({"threshold": 0.4}).params)
     for event in events:
         for s in history.score(event):
-            want = "v1:" + Model().fingerprint if s.open_time_ms < change else f"v3:{low.fingerprint}"
+            want = (
+                "v1:" + Model().fingerprint if s.open_time_ms < change else f"v3:{low.fingerprint}"
+            )
             assert s.model == want
 
 
