@@ -27,10 +27,8 @@ import json
 import os
 import socket
 import sys
-import tomllib
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from common.configstore import ConfigRefused, ConfigVersion, scored_through
@@ -50,7 +48,7 @@ from signals.liveconfig import (
     seed_document,
     validate_document,
 )
-from signals.model import load_model
+from signals.model import load_model, read_table_file
 
 PROG = "alphapulse config"
 Job = Callable[[AnyRedis, Keys, argparse.Namespace], Awaitable[int]]
@@ -132,21 +130,9 @@ async def _set(redis: AnyRedis, keys: Keys, args: argparse.Namespace) -> int:
     return await _write(redis, keys, args, apply_assignments(doc, args.assignments), version)
 
 
-def read_document(path: str) -> dict[str, Any]:
-    p = Path(path)
-    try:
-        text = p.read_text()
-        doc: Any = tomllib.loads(text) if p.suffix == ".toml" else json.loads(text)
-    except (OSError, ValueError) as e:
-        raise ConfigError(path, f"cannot read: {e}") from e
-    if not isinstance(doc, dict):
-        raise ConfigError(path, "must hold a table (sections model, ws, sink)")
-    return doc
-
-
 async def _load(redis: AnyRedis, keys: Keys, args: argparse.Namespace) -> int:
     version, _ = await _current(redis, keys)
-    return await _write(redis, keys, args, read_document(args.file), version)
+    return await _write(redis, keys, args, read_table_file(args.file, "FILE"), version)
 
 
 async def _diff(redis: AnyRedis, keys: Keys, args: argparse.Namespace) -> int:

@@ -280,19 +280,24 @@ def _pattern_override(base: PatternSpec | None, name: str, spec: Any, source: st
     return PatternSpec(kind, rel, weight)
 
 
-def load_model(path: str | None) -> Model:
-    """The default model, or the default overridden by a ``.json`` / ``.toml`` file."""
-    if not path:
-        return Model()
+def read_table_file(path: str, variable: str) -> Mapping[str, Any]:
+    """A ``.toml`` file's table or a JSON file's object; ``ConfigError(variable)`` otherwise."""
     p = Path(path)
     try:
         text = p.read_text()
         doc: Any = tomllib.loads(text) if p.suffix == ".toml" else json.loads(text)
     except (OSError, ValueError) as e:
-        raise ConfigError(MODEL_FILE_VAR, f"cannot read {path}: {e}") from e
+        raise ConfigError(variable, f"cannot read {path}: {e}") from e
     if not isinstance(doc, Mapping):
-        raise ConfigError(MODEL_FILE_VAR, f"{path} must hold an object/table")
-    return model_from_mapping(doc)
+        raise ConfigError(variable, f"{path} must hold an object/table")
+    return doc
+
+
+def load_model(path: str | None) -> Model:
+    """The default model, or the default overridden by a ``.json`` / ``.toml`` file."""
+    if not path:
+        return Model()
+    return model_from_mapping(read_table_file(path, MODEL_FILE_VAR))
 
 
 def model_to_mapping(model: Model) -> dict[str, Any]:

@@ -221,7 +221,7 @@ async def test_an_invalid_change_is_refused_and_nothing_moves(
         (("set", "ws.max_connections=-1"), "ws.max_connections", False),
         (("set", "timeframes=1m,5m"), "timeframes", True),
         (("set", "sink.retention_s.bars=forever"), "sink.retention_s.bars", False),
-        (("load", "/nonexistent.json"), "/nonexistent.json", False),
+        (("load", "/nonexistent.json"), "FILE", False),
     ):
         done = cli_process(namespace, *args) if own_process else await cli(*args)
         assert done.returncode == 2, done.stderr
