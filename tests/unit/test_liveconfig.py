@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from common.cli import main
 from common.configstore import ConfigVersion, document_fingerprint
 from common.errors import ConfigError
 from signals.liveconfig import (
@@ -129,3 +131,15 @@ def test_a_history_out_of_order_is_refused() -> None:
         ModelHistory.from_config([_version(1, 5, 0.6), _version(2, 4, 0.6)])
     with pytest.raises(ConfigError, match="--config-history"):
         ModelHistory.from_export({"not": "a list"})
+
+
+def test_replay_refuses_an_unreadable_history_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "history.json"
+    bad.write_text('{"not": "the exported list"}')
+    for path in (bad, tmp_path / "missing.json"):
+        args = ["replay", "--ticks", "x.csv", "--config-history", str(path)]
+        assert main([*args, "--out", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and "--config-history" in err
