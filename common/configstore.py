@@ -243,6 +243,11 @@ class ConfigFollower:
                     {self.keys.config_history: self.last_id}, block=self.block_ms
                 )
             except (RedisConnectionError, RedisTimeoutError, OSError) as e:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    # redis-py may turn a cancellation inside a blocking read into a
+                    # ConnectionError: a cancelled follower stops, it does not retry.
+                    raise asyncio.CancelledError from e
                 backoff = min(max(backoff * 2, 0.1), 5.0)
                 self.log.warning("config_follow_failed", error=repr(e), retry_in_s=backoff)
                 await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
@@ -254,10 +259,14 @@ class ConfigFollower:
     @contextlib.asynccontextmanager
     async def running(self, stopping: Callable[[], bool]) -> AsyncIterator[None]:
         """``follow`` as a task for the duration of the block (a worker's ``run``)."""
-        task = asyncio.create_task(self.follow(stopping), name=f"{self.worker}.config")
+        done = asyncio.Event()  # also ends the loop should a cancellation be swallowed
+        task = asyncio.create_task(
+            self.follow(lambda: done.is_set() or stopping()), name=f"{self.worker}.config"
+        )
         try:
             yield
         finally:
+            done.set()
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

@@ -319,3 +319,22 @@ async def test_rollback_api_refuses_an_unknown_version(
     await rollback_free_propose(redis_client, keys)
     with pytest.raises(Exception, match="no version 7"):
         await rollback(redis_client, keys, 7, who="t")
+
+
+async def test_followers_end_with_their_block_even_in_the_middle_of_a_read(
+    redis_client: aioredis.Redis, keys: Keys
+) -> None:
+    """redis-py may turn the cancellation of a blocking XREAD into a ConnectionError; a
+    follower must end anyway (one once retried for ever and hung a burst worker's return).
+    Two followers share a client, as two workers of one process do."""
+    for i in range(40):
+        followers = [
+            ConfigFollower(redis_client, keys, worker="test-stop", block_ms=300) for _ in "ab"
+        ]
+
+        async def cycle(delay: float, f: ConfigFollower) -> None:
+            async with f.running(lambda: False):
+                await asyncio.sleep(delay)
+
+        delay = 0.01 * (i % 10)
+        await asyncio.wait_for(asyncio.gather(*(cycle(delay, f) for f in followers)), 10)
