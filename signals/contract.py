@@ -16,7 +16,10 @@ read against the trend too)::
      "patterns": {"CDLHAMMER": 100, "CDLSPINNINGTOP": -100},
      "supporting": ["CDLHAMMER", "CDLSPINNINGTOP"],
      "features": {"volume_ratio": 1.2, "trend": -1, "htf_trend": 1, "rsi": 41.5},
-     "model": "182570480c42", "emitted_at": "2024-08-08T23:55:00.012Z"}
+     "model": "v1:182570480c42", "emitted_at": "2024-08-08T23:55:00.012Z"}
+
+``model`` names the live configuration version that scored the signal and its scoring
+model's fingerprint (``signals.versions``).
 
 Stream entry fields: ``v`` (b"1"), ``id`` (the signal id) and ``d`` (the JSON above), so a
 reader can dedupe or route on ``id`` without parsing ``d``.
