@@ -5,6 +5,7 @@
     alphapulse config show [--version N] [--json]
     alphapulse config set KEY=VALUE... [--comment C] [--effective-from T] [--expect-version N]
     alphapulse config load FILE            (JSON or TOML: sections model, ws, sink)
+    alphapulse config load --model FILE    (a SIGNALS_MODEL_FILE, e.g. from calibrate)
     alphapulse config diff [A] [B]         (default: the previous version and the current one)
     alphapulse config history [--json]     (--json: the file ``replay --config-history`` reads)
     alphapulse config rollback N           (a new version with version N's document)
@@ -131,8 +132,11 @@ async def _set(redis: AnyRedis, keys: Keys, args: argparse.Namespace) -> int:
 
 
 async def _load(redis: AnyRedis, keys: Keys, args: argparse.Namespace) -> int:
-    version, _ = await _current(redis, keys)
-    return await _write(redis, keys, args, read_table_file(args.file, "FILE"), version)
+    version, doc = await _current(redis, keys)
+    table = read_table_file(args.file, "FILE")
+    if args.model:  # a SIGNALS_MODEL_FILE (e.g. from alphapulse calibrate) as the model
+        return await _write(redis, keys, args, {**doc, "model": table}, version)
+    return await _write(redis, keys, args, table, version)
 
 
 async def _diff(redis: AnyRedis, keys: Keys, args: argparse.Namespace) -> int:
@@ -240,6 +244,12 @@ def register(sub: Any) -> None:
     set_.set_defaults(func=lambda a: _run(a, _set))
     load = cmds.add_parser("load", help="a whole document from a JSON or TOML file")
     load.add_argument("file")
+    load.add_argument(
+        "--model",
+        action="store_true",
+        help="FILE is a scoring model file (SIGNALS_MODEL_FILE format, e.g. from alphapulse "
+        "calibrate): it replaces the model section, over the defaults; the rest is kept",
+    )
     _change_options(load)
     load.set_defaults(func=lambda a: _run(a, _load))
     diff = cmds.add_parser("diff", help="what differs between two versions")

@@ -250,23 +250,32 @@ async def test_rollback_and_profiles_write_new_versions_with_old_documents(
     assert history[2].doc == history[0].doc and history[2].fingerprint == history[0].fingerprint
     assert history[2].comment == "rollback to version 1"
     assert (await cli("diff", "1", "3")).stdout.strip().endswith("same document")
+    model_file = tmp_path / "model.toml"  # the format of SIGNALS_MODEL_FILE / calibrate
+    model_file.write_text(
+        "threshold = 0.55\n[calibration]\nhorizon = 5\nx = [0.0, 1.0]\ny = [0.45, 0.6]\n"
+    )
+    assert (await cli("load", "--model", str(model_file))).returncode == 0
+    loaded = (await load_versions(redis_client, keys))[-1].doc
+    assert loaded["model"]["threshold"] == 0.55 and loaded["model"]["calibration"]["horizon"] == 5
+    assert loaded["ws"] == history[2].doc["ws"]  # the other sections are kept
+    assert (await cli("rollback", "3")).returncode == 0
     assert (await cli("profile", "load", "calm")).returncode == 0
     assert (await load_versions(redis_client, keys))[-1].doc == history[0].doc
     exported = tmp_path / "history.json"
     exported.write_text((await cli("history", "--json")).stdout)
     assert [
         v.version for v in ModelHistory.from_export(json.loads(exported.read_text())).versions
-    ] == [1, 2, 3, 4]
+    ] == [1, 2, 3, 4, 5, 6]
     # A rollback of a version that does not exist: one line, nothing written.
     bad = await cli("rollback", "9")
     assert bad.returncode == 2 and "no version 9" in bad.stderr
-    assert len(await load_versions(redis_client, keys)) == 4
+    assert len(await load_versions(redis_client, keys)) == 6
     # A rolled-back threshold scores what comes next.
     await write_events(redis_client, keys, event_mix(40, symbols=10))
     w = await run_burst(redis_client, namespace)
-    assert w.history.newest.version == 4
+    assert w.history.newest.version == 6
     assert {m for _, m in (await stream_models(redis_client, keys)).values()} == {
-        f"v4:{w.history.newest.model.fingerprint}"
+        f"v6:{w.history.newest.model.fingerprint}"
     }
 
 
