@@ -40,6 +40,7 @@ from common.settings import CommonSettings, recent_bars_from_env
 from signals.contract import iso_utc_ms
 from signals.liveconfig import (
     apply_assignments,
+    default_effective_from,
     diff_documents,
     load_history,
     load_profile,
@@ -122,6 +123,8 @@ async def _show(redis: AnyRedis, keys: Keys, args: argparse.Namespace) -> int:
     scored = await scored_through(redis, keys)
     if scored is not None:
         print(f"# scored through bar open time {iso_utc_ms(scored)}")
+    start = max(await default_effective_from(redis, keys), history[-1].effective_from)
+    print(f"# a change now would apply from {iso_utc_ms(start)} (event time)")
     print(json.dumps(v.doc, indent=2, sort_keys=True))
     return 0
 

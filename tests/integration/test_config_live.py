@@ -270,6 +270,11 @@ async def test_rollback_and_profiles_write_new_versions_with_old_documents(
     bad = await cli("rollback", "9")
     assert bad.returncode == 2 and "no version 9" in bad.stderr
     assert len(await load_versions(redis_client, keys)) == 6
+    shown = (await cli("show")).stdout
+    assert shown.startswith("v6\t") and "a change now would apply from" in shown
+    assert (
+        json.loads((await cli("show", "--version", "2", "--json")).stdout)["doc"] == history[1].doc
+    )
     # A rolled-back threshold scores what comes next.
     await write_events(redis_client, keys, event_mix(40, symbols=10))
     w = await run_burst(redis_client, namespace)
