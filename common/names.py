@@ -105,3 +105,28 @@ class Keys:
     def signal_channel(self, exchange: str, symbol: str) -> str:
         """Pub/sub channel of one symbol's signals."""
         return self._k(f"signals:{exchange}:{symbol}")
+
+    # --- live configuration (common.configstore) -----------------------------------------
+    # Same hash tag as the signals stream: the signals worker's append script checks the
+    # configuration version and advances the scored high-water mark in the same atomic step
+    # as the append, and the propose script reads that mark, so all of them share one slot.
+    @property
+    def config_history(self) -> str:
+        """Stream of configuration versions, one entry per version, never trimmed."""
+        return f"{{{self.signals}}}:config:history"
+
+    @property
+    def config_current(self) -> str:
+        """Hash ``version`` / ``effective_from`` of the newest configuration version."""
+        return f"{{{self.signals}}}:config:current"
+
+    @property
+    def config_scored(self) -> str:
+        """Greatest bar open time (ms) the signals stage has scored: no new version may
+        take effect at or before it (already emitted signals would then disagree)."""
+        return f"{{{self.signals}}}:config:scored"
+
+    @property
+    def config_profiles(self) -> str:
+        """Hash of named configuration documents (``config profile save|load``)."""
+        return f"{{{self.signals}}}:config:profiles"

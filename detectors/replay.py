@@ -10,8 +10,11 @@ Writes ``DIR/bars.jsonl`` (one closed bar per line) and ``DIR/patterns.jsonl`` (
 bar with at least one pattern: the bar's fields, ``patterns``, the features and
 ``recent``), both sorted by (exchange, symbol, timeframe duration, open_time), and
 ``DIR/signals.jsonl``: the pattern events scored in that same order by the signals stage's
-pure scorer (model from ``SIGNALS_MODEL_FILE``, default model otherwise, and
-``SIGNALS_EMIT_WARMING`` as the live worker reads it), one signal per
+pure scorer (model from ``SIGNALS_MODEL_FILE``, default model otherwise, as version 1; or,
+with ``--config-history FILE`` — what ``alphapulse config history --json`` exports — each
+event with the configuration version covering its bar open time, exactly as the live
+workers did: see :mod:`signals.versions`; and ``SIGNALS_EMIT_WARMING`` as the live worker
+reads it), one signal per
 line in the stream's JSON form with ``emitted_at`` null (see :mod:`signals.offline`), and
 ``DIR/outcomes.jsonl``: every pattern firing and every one of those signals with its forward
 outcomes, from the bar outcomes the engines emitted (the live detectors' code path; see
@@ -133,6 +136,13 @@ class CountedTicks:
             yield t
 
 
+def _read_json(path: str) -> Any:
+    try:
+        return orjson.loads(Path(path).read_bytes())
+    except (OSError, orjson.JSONDecodeError) as e:
+        raise ConfigError("--config-history", f"cannot read {path}: {e}") from e
+
+
 def run(args: argparse.Namespace) -> int:
     """The ``replay`` subcommand."""
     from ingest.history import Rejections  # noqa: PLC0415
@@ -143,10 +153,13 @@ def run(args: argparse.Namespace) -> int:
     from signals.offline import score_events, write_signal_list  # noqa: PLC0415
     from signals.outcomes import outcome_lines  # noqa: PLC0415
     from signals.settings import emit_warming_from_env  # noqa: PLC0415
+    from signals.versions import ModelHistory  # noqa: PLC0415
 
     try:
-        model = load_model(os.environ.get("SIGNALS_MODEL_FILE"))
+        model: Any = load_model(os.environ.get("SIGNALS_MODEL_FILE"))
         emit_warming = emit_warming_from_env(os.environ)
+        if args.config_history:
+            model = ModelHistory.from_export(_read_json(args.config_history))
         config = engine_config_from_env(os.environ)
         if args.timeframes:
             config = replace(config, timeframes=parse_timeframes(args.timeframes, "--timeframes"))
@@ -208,6 +221,11 @@ def register(sub: Any) -> None:
     p.add_argument("--symbol", help="symbol of a bars file")
     p.add_argument("--timeframe", help="timeframe of a bars file (default: from its spacing)")
     p.add_argument("--no-stats", action="store_true", help="do not write stats.json")
+    p.add_argument(
+        "--config-history",
+        default=None,
+        help="score with these configuration versions (alphapulse config history --json)",
+    )
     p.add_argument("--timeframes", default=None, help="e.g. 1m,5m,1h (default TIMEFRAMES)")
     p.add_argument(
         "--partitions", type=int, default=None, help="partition count (default PARTITIONS or 16)"

@@ -10,6 +10,12 @@ script (``SIGNALS_ID_RETENTION_S``, default 3 days): bounded memory, and one key
 is the stream's name, so both keys share a Cluster slot. Per-id keys with a TTL would spread
 over every slot and break the script on a cluster. A redelivery older than the retention would
 be appended again; the retention must exceed the longest time an entry can stay pending.
+
+The same script guards the live configuration (``common.configstore``): given the version a
+batch was scored with, it appends nothing and answers *stale* when a newer version exists,
+and otherwise raises the scored high-water mark to the batch's newest bar open time — in the
+same atomic step, so a new version can never take effect on a bar already scored. The
+configuration keys share the stream's hash tag (``Keys.config_*``).
 """
 
 from __future__ import annotations
@@ -43,15 +49,35 @@ class SignalAppender:
         self.maxlen = maxlen
         self._script = redis.register_script(APPEND_LUA)
 
-    async def append(self, signals: Sequence[Signal]) -> list[bytes | None]:
-        """Append the signals not seen before; returns each one's stream id, or None if dup."""
-        if not signals:
+    async def append(
+        self,
+        signals: Sequence[Signal],
+        *,
+        config_version: int | None = None,
+        scored_through: int | None = None,
+    ) -> list[bytes | None] | None:
+        """Append the signals not seen before; returns each one's stream id, or None if dup.
+
+        With ``config_version``: returns None (nothing appended, nothing moved) when the
+        configuration has a newer version than that one. ``scored_through``: the greatest bar
+        open time of the events the batch scored (signals or not), recorded when appended."""
+        if not signals and scored_through is None:
             return []
-        args: list[bytes | str | int] = [self.retention_ms, self.maxlen]
+        args: list[bytes | str | int] = [
+            self.retention_ms,
+            self.maxlen,
+            "" if config_version is None else config_version,
+            "" if scored_through is None else scored_through,
+        ]
         for s in signals:
             args += [s.id, s.open_time_ms, s.v, signal_to_json(s)]
-        result = await self._script(keys=[self.keys.signals, self.keys.signal_ids], args=args)
-        return [r if isinstance(r, bytes) else None for r in result]
+        k = self.keys
+        result = await self._script(
+            keys=[k.signals, k.signal_ids, k.config_current, k.config_scored], args=args
+        )
+        if result[0] == b"stale":
+            return None
+        return [r if isinstance(r, bytes) else None for r in result[1:]]
 
     async def publish(self, signals: Sequence[Signal]) -> None:
         """PUBLISH each signal on its symbol's channel (fire-and-forget: listeners accept loss)."""

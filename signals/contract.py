@@ -16,13 +16,15 @@ read against the trend too)::
      "patterns": {"CDLHAMMER": 100, "CDLSPINNINGTOP": -100},
      "supporting": ["CDLHAMMER", "CDLSPINNINGTOP"],
      "features": {"volume_ratio": 1.2, "trend": -1, "htf_trend": 1, "rsi": 41.5},
-     "model": "182570480c42", "emitted_at": "2024-08-08T23:55:00.012Z",
+     "model": "v1:182570480c42", "emitted_at": "2024-08-08T23:55:00.012Z",
      "close": 61850.5, "contributions": {"CDLHAMMER": 0.7, "CDLSPINNINGTOP": 0.2275}}
 
 ``close`` (the close of the signal's bar, the price its outcomes are measured from) and
 ``contributions`` (each supporting pattern's capped contribution ``c_p`` to the score, see
 :mod:`signals.scoring`, rounded to 4 places) were added within v1 (issue 12 §6); a signal
-parsed from an older document has neither, and its JSON form then omits them.
+parsed from an older document has neither, and its JSON form then omits them. ``model``
+names the live configuration version that scored the signal and its scoring model's
+fingerprint (``signals.versions``).
 
 Stream entry fields: ``v`` (b"1"), ``id`` (the signal id) and ``d`` (the JSON above), so a
 reader can dedupe or route on ``id`` without parsing ``d``.

@@ -209,8 +209,12 @@ def model_from_mapping(doc: Mapping[str, Any], source: str = MODEL_FILE_VAR) -> 
             continue
         if key not in param_names:
             raise ConfigError(source, f"unknown scoring parameter {key!r}")
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(source, f"{key} must be a number, got {value!r}")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            raise ConfigError(source, f"{key} must be a finite number, got {value!r}")
         if key == "cooldown_bars" and value != int(value):
             raise ConfigError(source, f"cooldown_bars must be a whole number, got {value!r}")
         overrides[key] = int(value) if key == "cooldown_bars" else float(value)
@@ -299,21 +303,37 @@ def _pattern_override(base: PatternSpec | None, name: str, spec: Any, source: st
         weight = float(spec.get("weight", current.weight))
     except (TypeError, ValueError) as e:
         raise ConfigError(source, f"patterns.{name}: {e}") from e
-    if not 0.0 <= rel <= 1.0 or weight < 0:
+    if not 0.0 <= rel <= 1.0 or not 0 <= weight < math.inf:
         raise ConfigError(source, f"patterns.{name}: reliability in [0,1], weight >= 0")
     return PatternSpec(kind, rel, weight)
+
+
+def read_table_file(path: str, variable: str) -> Mapping[str, Any]:
+    """A ``.toml`` file's table or a JSON file's object; ``ConfigError(variable)`` otherwise."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+        doc: Any = tomllib.loads(text) if p.suffix == ".toml" else json.loads(text)
+    except (OSError, ValueError) as e:
+        raise ConfigError(variable, f"cannot read {path}: {e}") from e
+    if not isinstance(doc, Mapping):
+        raise ConfigError(variable, f"{path} must hold an object/table")
+    return doc
 
 
 def load_model(path: str | None) -> Model:
     """The default model, or the default overridden by a ``.json`` / ``.toml`` file."""
     if not path:
         return Model()
-    p = Path(path)
-    try:
-        text = p.read_text()
-        doc: Any = tomllib.loads(text) if p.suffix == ".toml" else json.loads(text)
-    except (OSError, ValueError) as e:
-        raise ConfigError(MODEL_FILE_VAR, f"cannot read {path}: {e}") from e
-    if not isinstance(doc, Mapping):
-        raise ConfigError(MODEL_FILE_VAR, f"{path} must hold an object/table")
-    return model_from_mapping(doc)
+    return model_from_mapping(read_table_file(path, MODEL_FILE_VAR))
+
+
+def model_to_mapping(model: Model) -> dict[str, Any]:
+    """The whole model as the mapping ``model_from_mapping`` reads (every parameter, every
+    pattern, the calibration if any): ``model_from_mapping(model_to_mapping(m)) == m``."""
+    doc: dict[str, Any] = asdict(model.params)
+    doc["patterns"] = {k: asdict(v) for k, v in sorted(model.patterns.items())}
+    if model.calibration is not None:
+        c = model.calibration
+        doc["calibration"] = {"horizon": c.horizon, "x": list(c.x), "y": list(c.y)}
+    return doc

@@ -19,22 +19,30 @@ import orjson
 from common.contracts import PatternEvent
 from signals.contract import Signal, signal_to_json
 from signals.model import Model
-from signals.scoring import score_event
+from signals.versions import ModelHistory
 
 
-def signal_lines(events: Iterable[PatternEvent], model: Model) -> Iterator[bytes]:
+def signal_lines(
+    events: Iterable[PatternEvent], model: Model | ModelHistory | None = None
+) -> Iterator[bytes]:
     """One JSON document per signal, in event order (long before short within an event)."""
-    for event in events:
-        for signal in score_event(event, model):
-            yield signal_to_json(signal)
+    for signal in score_events(events, model):
+        yield signal_to_json(signal)
 
 
 def score_events(
-    events: Iterable[PatternEvent], model: Model | None = None, *, emit_warming: bool = False
+    events: Iterable[PatternEvent],
+    model: Model | ModelHistory | None = None,
+    *,
+    emit_warming: bool = False,
 ) -> list[Signal]:
-    """Every signal of ``events``, in event order (long before short within an event)."""
-    m = model or Model()
-    return [s for e in events for s in score_event(e, m, emit_warming=emit_warming)]
+    """Every signal of ``events``, in event order (long before short within an event).
+
+    A single ``Model`` is the history of a namespace that never changed its configuration
+    (version 1 from ``effective_from`` 0), so the ``model`` field reads ``v1:<fingerprint>``
+    exactly as a live worker seeded with the same model writes it."""
+    history = model if isinstance(model, ModelHistory) else ModelHistory.seed(model or Model())
+    return [s for e in events for s in history.score(e, emit_warming=emit_warming)]
 
 
 def write_signal_list(path: Path, signals: Iterable[Signal]) -> int:
@@ -48,7 +56,7 @@ def write_signal_list(path: Path, signals: Iterable[Signal]) -> int:
 
 
 def write_signals_jsonl(
-    path: Path, events: Iterable[PatternEvent], model: Model | None = None
+    path: Path, events: Iterable[PatternEvent], model: Model | ModelHistory | None = None
 ) -> int:
     """Write ``signals.jsonl``; returns the number of signals."""
     return write_signal_list(path, score_events(events, model))

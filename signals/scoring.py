@@ -203,11 +203,15 @@ def warming_up(features: Mapping[str, FeatureValue]) -> bool:
     return all(features.get(key) is None for key in FEATURES_USED)
 
 
-def score_event(event: PatternEvent, model: Model, *, emit_warming: bool = False) -> list[Signal]:
+def score_event(
+    event: PatternEvent, model: Model, name: str | None = None, *, emit_warming: bool = False
+) -> list[Signal]:
     """All signals of one pattern event (long first), ``emitted_at`` unset.
 
     The same event, model and ``emit_warming`` always give the same list; this is the function
-    both the live worker and the offline ``replay`` call. An event whose features are all
+    both the live worker and the offline ``replay`` call (through
+    ``signals.versions.ModelHistory``, which passes the configuration version's ``name`` for
+    the ``model`` field; default: the model's fingerprint). An event whose features are all
     warming up gives no signal unless ``emit_warming`` (``SIGNALS_EMIT_WARMING``).
     """
     features = clean_features(event.features)
@@ -231,7 +235,7 @@ def score_event(event: PatternEvent, model: Model, *, emit_warming: bool = False
                 patterns={k: v for k, v in sorted(event.patterns.items()) if v != 0},
                 supporting=ds.supporting,
                 features=features,
-                model=model.fingerprint,
+                model=name or model.fingerprint,
                 close=bar.close,
                 contributions={
                     name: round(c, 4)

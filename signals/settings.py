@@ -35,6 +35,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from common.errors import ConfigError
 from common.secrets import register_secret
@@ -62,6 +63,9 @@ class SignalsSettings:
     publish: bool = True
     stream_retention_ms: int = 86_400_000
     emit_warming: bool = False
+    config_seed: Mapping[str, Any] | None = None
+    """Version 1 of the live configuration if the namespace has none (default: ``model``
+    and the environment's WebSocket and retention settings; ``signals.liveconfig``)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SignalsSettings:
@@ -75,9 +79,13 @@ class SignalsSettings:
                 f"{recent_bars} bars of history the detectors put in each pattern event "
                 "(COOLDOWN_BARS); raise COOLDOWN_BARS for detectors and signals alike",
             )
+        # The live configuration's section validators import this module: import late.
+        from signals.liveconfig import seed_document  # noqa: PLC0415
+
         return cls(
             common=CommonSettings.from_env(e),
             model=model,
+            config_seed=seed_document(e, model),
             id_retention_ms=1000
             * env_int(e, "SIGNALS_ID_RETENTION_S", 259_200, lo=0, hi=10 * 365 * 86_400),
             stream_maxlen=env_int(e, "SIGNALS_STREAM_MAXLEN", 0, lo=0),
@@ -91,6 +99,23 @@ class SignalsSettings:
 def emit_warming_from_env(env: Mapping[str, str]) -> bool:
     """``SIGNALS_EMIT_WARMING`` (the live worker and ``replay`` must agree on it)."""
     return env_bool(env, "SIGNALS_EMIT_WARMING", False)
+
+
+# The WebSocket limits the live configuration may change (``signals.liveconfig``, section
+# ``ws``): key -> (variable, default, lowest value). Read by ``ws_limits_from_env`` both at start
+# and, on a synthesized environment, when a configuration document is validated.
+WS_LIVE_LIMITS: dict[str, tuple[str, int, int]] = {
+    "max_connections": ("SIGNALS_WS_MAX_CONNECTIONS", 1000, 1),
+    "queue_size": ("SIGNALS_WS_QUEUE", 10_000, 1),
+    "resume_max": ("SIGNALS_WS_RESUME_MAX", 100_000, 1),
+}
+
+
+def ws_limits_from_env(env: Mapping[str, str]) -> dict[str, int]:
+    """The live-changeable WebSocket limits, validated (``ConfigError`` names the variable)."""
+    return {
+        key: env_int(env, var, default, lo=lo) for key, (var, default, lo) in WS_LIVE_LIMITS.items()
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,10 +145,8 @@ class WsSettings:
             tokens=tokens,
             host=env_str(e, "SIGNALS_WS_HOST", "0.0.0.0") or "0.0.0.0",
             port=env_int(e, "SIGNALS_WS_PORT", 8765, lo=0, hi=65535),
-            max_connections=env_int(e, "SIGNALS_WS_MAX_CONNECTIONS", 1000, lo=1),
-            queue_size=env_int(e, "SIGNALS_WS_QUEUE", 10_000, lo=1),
             max_message=env_int(e, "SIGNALS_WS_MAX_MESSAGE", 65_536, lo=256),
-            resume_max=env_int(e, "SIGNALS_WS_RESUME_MAX", 100_000, lo=1),
+            **ws_limits_from_env(e),
             log_lines=env_int(e, "SIGNALS_WS_LOG_LINES", 20, lo=0),
             log_interval_s=env_float(e, "SIGNALS_WS_LOG_INTERVAL_S", 10.0, lo=0.1, hi=86_400),
         )

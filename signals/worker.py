@@ -12,6 +12,16 @@ A crash anywhere before 4 leaves the entries pending; another instance (or this 
 restart) claims them with XAUTOCLAIM once idle for ``CLAIM_IDLE_MS`` and repeats 1-4: step 2
 then appends only what was missing. Scoring depends only on the event, so any number of
 instances produce the same signals, whichever instance handles which event.
+
+Live configuration (``common.configstore``, ``signals.versions``): the worker keeps every
+configuration version (a ``ConfigFollower`` blocks on the history stream beside the loop)
+and scores each event with the version covering its bar's open time. Step 2 passes the
+newest version it knows: if a newer one was written meanwhile, the script appends nothing,
+and the worker reloads the history and scores the batch again. So a version is never
+applied late, even by a worker that missed it, and a worker started, restarted or killed in
+the middle of a change gives the same signals. A namespace without a configuration gets
+version 1 from this worker's start-time settings (``SIGNALS_MODEL_FILE``), ``effective_from``
+0; once a version exists, ``SIGNALS_MODEL_FILE`` is ignored (a differing one is logged).
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ from collections.abc import Sequence
 
 from prometheus_client import Counter, Histogram
 
+from common.configstore import ConfigFollower, ConfigRefused, ConfigVersion, write_version
 from common.contracts import PatternEvent
 from common.errors import BadInput
 from common.logging import get_logger
@@ -29,8 +40,9 @@ from common.redis import AnyRedis
 from common.runtime import BatchResult, Entry, StreamWorker, TrimPolicy, TrimResult
 from signals.append import SignalAppender
 from signals.contract import Signal, now_iso
-from signals.scoring import score_event
+from signals.liveconfig import seed_document
 from signals.settings import SignalsSettings
+from signals.versions import ModelHistory
 
 EVENTS = Counter("alphapulse_signals_events_total", "Pattern events scored.")
 EMITTED = Counter(
@@ -42,6 +54,10 @@ DUPLICATES = Counter(
 )
 TRIMMED = Counter(
     "alphapulse_signals_trimmed_total", "Entries trimmed from the signals stream (retention)."
+)
+RESCORED = Counter(
+    "alphapulse_signals_rescored_total",
+    "Batches scored again because a newer configuration version appeared meanwhile.",
 )
 APPEND_SECONDS = Histogram(
     "alphapulse_signals_append_seconds",
@@ -79,16 +95,52 @@ class SignalsWorker(StreamWorker):
         )
         self.model = settings.model
         self.emit_warming = settings.emit_warming
+        self.seed = dict(settings.config_seed or seed_document({}, settings.model))
+        self.history = ModelHistory.seed(settings.model)
+        self.config = ConfigFollower(self.redis, keys, worker="signals", on_change=self._apply)
         self.publish = settings.publish
         self.appender = SignalAppender(
             self.redis, keys, retention_ms=settings.id_retention_ms, maxlen=settings.stream_maxlen
         )
 
+    def _apply(self, versions: Sequence[ConfigVersion]) -> None:
+        """A new configuration version: rebuild the models (versions are few, immutable)."""
+        self.history = ModelHistory.from_config(versions)
+
     async def start(self) -> None:
         await super().start()
-        get_logger("signals.worker").info(
-            "signals_started", consumer=self.consumer_name, model=self.model.fingerprint
+        log = get_logger("signals.worker")
+        await self.config.refresh()
+        if self.config.current is None:
+            try:
+                await write_version(
+                    self.redis,
+                    self.appender.keys,
+                    self.seed,
+                    who=f"signals:{self.consumer_name}",
+                    at=now_iso(),
+                    comment="seed: start-time settings (SIGNALS_MODEL_FILE)",
+                    effective_from=0,
+                    expected_version=0,
+                )
+            except ConfigRefused as e:
+                if e.reason != "conflict":  # another worker seeding first is fine
+                    raise
+            await self.config.refresh()
+        first = self.config.versions[0]
+        if first.version == 1 and dict(first.doc) != self.seed:
+            log.warning("config_seed_ignored", reason="the namespace has a configuration")
+        log.info(
+            "signals_started",
+            consumer=self.consumer_name,
+            config_version=self.history.newest.version,
+            model=self.history.newest.name,
         )
+
+    async def run(self) -> None:
+        """The runtime's loop, with the configuration follower beside it."""
+        async with self.config.running(lambda: self.stopping):
+            await super().run()
 
     async def trim(self, *, now_ms: int | None = None) -> list[TrimResult]:
         """The runtime's trimming (``patterns`` below what every group acked, ``signals`` by
@@ -101,25 +153,43 @@ class SignalsWorker(StreamWorker):
 
     async def handle(self, batch: list[Entry]) -> BatchResult:
         """Score, append, publish; the runtime acks what is not marked failed."""
-        result = BatchResult()
-        scored: list[Signal] = []
-        for entry in batch:
-            try:
-                event = PatternEvent.decode(entry.fields)
-                scored.extend(score_event(event, self.model, emit_warming=self.emit_warming))
-            except BadInput as err:
-                result.fail(entry, err)  # dead-lettered by the runtime, counted by reason
-        EVENTS.inc(len(batch) - len(result.failed))
-        await self.emit(scored)
-        return result
+        for _ in range(5):
+            history = self.history
+            result = BatchResult()
+            scored: list[Signal] = []
+            through: int | None = None
+            for entry in batch:
+                try:
+                    event = PatternEvent.decode(entry.fields)
+                    scored.extend(history.score(event, emit_warming=self.emit_warming))
+                except BadInput as err:
+                    result.fail(entry, err)  # dead-lettered by the runtime, counted by reason
+                    continue
+                through = max(through or 0, event.bar.open_time)
+            if await self.emit(scored, history.newest.version, through) is not None:
+                EVENTS.inc(len(batch) - len(result.failed))
+                return result
+            RESCORED.inc()  # a version newer than ours exists: load it, score again
+            await self.config.refresh()
+        raise RuntimeError("the configuration kept changing under one batch; retried later")
 
-    async def emit(self, scored: Sequence[Signal]) -> list[Signal]:
-        """Stamp, append atomically, publish the new ones; returns the new ones."""
+    async def emit(
+        self,
+        scored: Sequence[Signal],
+        config_version: int | None = None,
+        scored_through: int | None = None,
+    ) -> list[Signal] | None:
+        """Stamp, append atomically, publish the new ones; returns the new ones, or None
+        (nothing appended) when ``config_version`` is no longer the newest version."""
         stamp = now_iso()
         stamped = [s.stamped(stamp) for s in scored]
         started = time.perf_counter()
-        stream_ids = await self.appender.append(stamped)
+        stream_ids = await self.appender.append(
+            stamped, config_version=config_version, scored_through=scored_through
+        )
         APPEND_SECONDS.observe(time.perf_counter() - started)
+        if stream_ids is None:
+            return None
         new = [s for s, sid in zip(stamped, stream_ids, strict=True) if sid is not None]
         DUPLICATES.inc(len(stamped) - len(new))
         for s in new:

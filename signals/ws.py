@@ -8,6 +8,11 @@ its queue is full it is disconnected with close code 4408 and may reconnect with
 ``resume_from``. A resuming client is served from the stream (XRANGE after its cursor) by its
 own task and switches to live only once it has caught up with the reader (see ``_backfill``),
 so nothing is lost or sent twice at the switch. Protocol and close codes: ``ws_protocol``.
+
+The limits ``max_connections``, ``queue_size`` and ``resume_max`` follow the live
+configuration (section ``ws`` of the newest version, ``signals.liveconfig``): a change applies
+to connections that arrive after it; connections already open keep what they got. Without a
+configuration document the environment's values apply.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import contextlib
 import random
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -27,6 +33,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
+from common.configstore import ConfigFollower, ConfigVersion
 from common.lifecycle import Service, worker_main
 from common.logging import get_logger
 from common.metrics import Readiness
@@ -72,6 +79,7 @@ class Client:
         self.live = False
         self.kicked = False
         self.after: tuple[int, int] = (0, 0)  # last entry sent by the backfill
+        self.resume_max = 100_000  # most entries a resume may replay (set by the server)
         self.peer = peer_of(ws.remote_address)
 
     def offer(self, frame: str) -> bool:
@@ -205,6 +213,19 @@ class WsServer(Service):
         )
         self.connections = 0
         self.server: Server | None = None
+        self.limits: dict[str, int] = {
+            "max_connections": settings.max_connections,
+            "queue_size": settings.queue_size,
+            "resume_max": settings.resume_max,
+        }
+        self.config = ConfigFollower(
+            self.redis, settings.common.keys(), worker="signals-ws", on_change=self._apply
+        )
+
+    def _apply(self, versions: Sequence[ConfigVersion]) -> None:
+        """A new configuration version: its ``ws`` limits apply to new connections."""
+        section = versions[-1].doc.get("ws", {})
+        self.limits = {k: int(section.get(k, v)) for k, v in self.limits.items()}
 
     @property
     def port(self) -> int:
@@ -214,6 +235,7 @@ class WsServer(Service):
     async def start(self) -> None:
         await super().start()
         await self.hub.start()
+        await self.config.refresh()
         s = self.settings
         # No per-message deflate: each connection would compress every frame again with its
         # own context (CPU and ~300 KiB per client); uncompressed frames are rendered once.
@@ -237,7 +259,8 @@ class WsServer(Service):
         reader = asyncio.create_task(self.hub.run(stopping), name="signals-ws.reader")
         stop = asyncio.create_task(self.wait_stopping(), name="signals-ws.stop")
         summaries = asyncio.create_task(self._log_summaries(), name="signals-ws.log")
-        await asyncio.wait({reader, stop}, return_when=asyncio.FIRST_COMPLETED)
+        async with self.config.running(lambda: self.stopping):
+            await asyncio.wait({reader, stop}, return_when=asyncio.FIRST_COMPLETED)
         stopping.set()
         for task in (reader, stop, summaries):
             task.cancel()
@@ -300,7 +323,8 @@ class WsServer(Service):
             # Whether a token came, never the token (nor the path or headers that carry it).
             await self._refuse(ws, peer, CLOSE_UNAUTHORIZED, "auth", token_given=bool(token))
             return False
-        if self.connections > self.settings.max_connections:
+        limits = self.limits  # this connection keeps the limits it arrived under
+        if self.connections > limits["max_connections"]:
             await self._refuse(ws, peer, CLOSE_TRY_AGAIN, "limit")
             return False
         try:
@@ -309,7 +333,8 @@ class WsServer(Service):
             detail = str(e) or "no subscribe message"
             await self._refuse(ws, peer, CLOSE_BAD_REQUEST, "bad_request", detail=detail)
             return False
-        client = Client(ws, sub.filters, self.settings.queue_size)
+        client = Client(ws, sub.filters, limits["queue_size"])
+        client.resume_max = limits["resume_max"]
         self.hub.clients.add(client)
         self.events.event("ws_connected", peer=peer, resume_from=sub.resume_from)
         try:
@@ -364,7 +389,7 @@ class WsServer(Service):
                     await client.ws.send(rendered[1])
                     SENT.inc()
                     sent += 1
-            if sent > self.settings.resume_max:
+            if sent > client.resume_max:
                 self.hub.clients.discard(client)
                 await self._refuse(client.ws, client.peer, CLOSE_BAD_REQUEST, "resume_too_long")
                 return

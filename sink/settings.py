@@ -67,6 +67,18 @@ def database_url(env: Mapping[str, str]) -> str:
     return url
 
 
+def retention_from_env(env: Mapping[str, str]) -> tuple[dict[str, int], int]:
+    """``RETENTION_<TABLE>`` of every table (seconds) and ``RETENTION_INTERVAL_S``, validated.
+
+    Also what validates the ``sink`` section of the live configuration (on a synthesized
+    environment, see ``signals.liveconfig``), so start and live changes accept the same values.
+    """
+    retention = {
+        t: env_duration_s(env, f"RETENTION_{t.upper()}", _DEFAULT_RETENTION[t]) for t in TABLES
+    }
+    return retention, env_int(env, "RETENTION_INTERVAL_S", 3600, lo=1)
+
+
 @dataclass(frozen=True, slots=True)
 class SinkSettings:
     """The sink: shared settings plus the database, batching and retention."""
@@ -86,6 +98,7 @@ class SinkSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SinkSettings:
         e = os.environ if env is None else env
+        retention_s, retention_interval_s = retention_from_env(e)
         return cls(
             common=CommonSettings.from_env(e),
             database_url=database_url(e),
@@ -95,11 +108,8 @@ class SinkSettings:
             write_method=env_choice(e, "SINK_WRITE_METHOD", "copy", WRITE_METHODS),
             retry_max_s=float(env_int(e, "SINK_RETRY_MAX_S", 10, lo=1, hi=3600)),
             migrate=env_bool(e, "SINK_MIGRATE", True),
-            retention_s={
-                t: env_duration_s(e, f"RETENTION_{t.upper()}", _DEFAULT_RETENTION[t])
-                for t in TABLES
-            },
-            retention_interval_s=env_int(e, "RETENTION_INTERVAL_S", 3600, lo=1),
+            retention_s=retention_s,
+            retention_interval_s=retention_interval_s,
             test_kill_after_commit=env_bool(e, "SINK_TEST_KILL_AFTER_COMMIT", False),
         )
 

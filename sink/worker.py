@@ -28,6 +28,7 @@ import asyncpg
 import orjson
 from redis.typing import EncodableT, FieldT
 
+from common.configstore import ConfigFollower, ConfigVersion
 from common.errors import BadInput
 from common.metrics import Readiness
 from common.names import GROUP_SINK
@@ -92,11 +93,37 @@ class SinkWorker(StreamWorker):
         self.keys = keys
         self._backoff = 0.0
         self._next_retention = 0.0
+        # Retention follows the live configuration (section ``sink``): a change applies on
+        # the next retention pass (TimescaleDB: its jobs are replaced at the next step).
+        self.retention_s: dict[str, int] = dict(settings.retention_s)
+        self.retention_interval_s = settings.retention_interval_s
+        self._policies_stale = False
+        self.config = ConfigFollower(self.redis, keys, worker="sink", on_change=self._apply)
+
+    def _apply(self, versions: Sequence[ConfigVersion]) -> None:
+        """A new configuration version: take its retention settings."""
+        section = versions[-1].doc.get("sink", {})
+        retention = {t: int(v) for t, v in section.get("retention_s", {}).items()}
+        interval = int(section.get("retention_interval_s", self.retention_interval_s))
+        if retention == self.retention_s and interval == self.retention_interval_s:
+            return
+        self.retention_s = {**self.retention_s, **retention}
+        self.retention_interval_s = interval
+        self._next_retention = min(self._next_retention, time.monotonic() + interval)
+        self._policies_stale = True
+        self.log.info("retention_reconfigured", retention_s=self.retention_s, interval_s=interval)
 
     # --- lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
         await super().start()
+        await self.config.refresh()
+        self._policies_stale = False  # the connect below sets the policies of what it has
         await self._connect_db()
+
+    async def run(self) -> None:
+        """The runtime's loop, with the configuration follower beside it."""
+        async with self.config.running(lambda: self.stopping):
+            await super().run()
 
     async def close(self) -> None:
         await self.store.close()
@@ -150,8 +177,12 @@ class SinkWorker(StreamWorker):
         ):
             await self.flush_pending()
             drained = False
+        if self._policies_stale and self.store.connected:
+            self._policies_stale = False
+            if self.store.flavor is Flavor.TIMESCALE:
+                await self._retention_policies()
         if time.monotonic() >= self._next_retention:
-            self._next_retention = time.monotonic() + s.retention_interval_s
+            self._next_retention = time.monotonic() + self.retention_interval_s
             await self.apply_retention()
         return drained
 
@@ -237,7 +268,7 @@ class SinkWorker(StreamWorker):
     # --- retention ----------------------------------------------------------------------
     async def _retention_policies(self) -> None:
         """Timescale-licensed edition: TimescaleDB's own retention jobs."""
-        for table, seconds in self.sink_settings.retention_s.items():
+        for table, seconds in self.retention_s.items():
             try:
                 await self.store.set_retention_policy(TABLES[table], seconds)
             except RETRYABLE as e:
@@ -248,7 +279,7 @@ class SinkWorker(StreamWorker):
         if not self.store.connected or self.store.flavor is Flavor.TIMESCALE:
             return
         hyper = self.store.flavor.hypertables
-        for table, seconds in self.sink_settings.retention_s.items():
+        for table, seconds in self.retention_s.items():
             if seconds <= 0:
                 continue
             try:

@@ -26,6 +26,7 @@ from signals.model import Model
 from signals.offline import comparable, write_signals_jsonl
 from signals.scoring import score_event
 from signals.settings import SignalsSettings
+from signals.versions import ModelHistory
 from signals.worker import SignalsWorker
 from tests.conftest import REDIS_URL
 from tests.signals_factory import MINUTE, T0, event_mix, strong_event
@@ -66,8 +67,8 @@ async def stream_signals(r: aioredis.Redis, keys: Keys) -> list[Signal]:
 
 
 def expected(events: Sequence[PatternEvent]) -> dict[str, Signal]:
-    model = Model()
-    return {s.id: s for e in events for s in score_event(e, model)}
+    history = ModelHistory.seed(Model())  # a fresh namespace: version 1 from the settings
+    return {s.id: s for e in events for s in history.score(e)}
 
 
 def without_time(signals: Sequence[Signal]) -> dict[str, Signal]:
@@ -121,7 +122,8 @@ async def test_redelivery_after_append_before_ack_gives_no_duplicate(
     await crashed.ensure_groups("0")
     batch: list[Entry] = await crashed.read(count=120, block_ms=0)
     appender = SignalAppender(redis_client, keys)
-    half = [s.stamped() for e in batch for s in score_event(PatternEvent.decode(e.fields), Model())]
+    seed = ModelHistory.seed(Model())
+    half = [s.stamped() for e in batch for s in seed.score(PatternEvent.decode(e.fields))]
     await appender.append(half)  # ...and the process dies before XACK
     assert await crashed.pending_count() == 120
     async with SignalsWorker(settings, redis=redis_client, burst=True) as w:
