@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export REDIS_URL ?= redis://127.0.0.1:6379/0
 export DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: install lint typecheck test unit services provision run bench clean deploy-check
+.PHONY: install lint typecheck test unit services provision run status tail bench clean deploy-check
 
 install: $(STAMP)
 
@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 services:  ## make sure Redis and PostgreSQL are reachable (start or apt-install local ones)
-	bash deploy/local-services.sh
+	@bash deploy/local-services.sh
 
 lint: install
 	$(BIN)/ruff check common ingest detectors signals sink tests
@@ -42,9 +42,10 @@ test: install services provision lint
 # - FEED=live: no simulator; ingest dials each exchange's real public endpoint (every
 #   INGEST_URL_* unset) for EXCHANGES (default: BTC and ETH on binance, coinbase, kraken,
 #   bybit and okx), e.g. `make run FEED=live EXCHANGES='kraken:BTC/USD;okx:SOL-USDT'`.
-# Starts fresh (deletes that namespace's Redis keys first) unless KEEP=1. Each process's
-# metrics port is honcho's PORT (5000, 5100, ...); signals-ws serves on SIGNALS_WS_PORT
-# (8780), token dev-token.
+# Starts fresh (deletes that namespace's Redis keys first) unless KEEP=1. `alphapulse run-procs`
+# (common/procrun.py) starts the processes: it first prints where to look (WebSocket URL and
+# token, each process's fixed metrics port, the CLI and SQL to use), and Ctrl-C ends with one
+# summary line and exit 0. docs/running.md says what the output means.
 FEED ?= sim
 RUN_FEEDS := sim live
 DATA ?= ../shared/data
@@ -76,14 +77,22 @@ $(RUN_TICKS):
 
 run: install services $(if $(filter sim,$(FEED)),$(TICKS))
 	@mkdir -p var/run && $(RUN_PLAN) > var/run/plan.sh
-	$(BIN)/alphapulse migrate
+	@LOG_FORMAT=console LOG_LEVEL=ERROR $(BIN)/alphapulse migrate  # one line (the sink warns too)
 	@if [ "$${KEEP:-0}" != 1 ]; then for pat in '$(RUN_NAMESPACE)*' '{$(RUN_NAMESPACE)*'; do \
 	  redis-cli -u "$$REDIS_URL" --scan --pattern "$$pat" | xargs -r redis-cli -u "$$REDIS_URL" del >/dev/null; \
 	done; fi
-	@. var/run/plan.sh && echo "make run: $$RUN_SUMMARY, namespace $(RUN_NAMESPACE); Ctrl-C stops" && \
+	@. var/run/plan.sh && \
 	env -u METRICS_PORT NAMESPACE=$(RUN_NAMESPACE) TIMEFRAMES=$(RUN_TIMEFRAMES) \
 	  TICKS=$(TICKS) EXCHANGE=$(EXCHANGE) SPEED=$(SPEED) SIM_PORT=$(SIM_PORT) \
-	  LOG_FORMAT=$${LOG_FORMAT:-console} $(BIN)/honcho start -f Procfile $$RUN_PROCESSES
+	  LOG_FORMAT=$${LOG_FORMAT:-console} \
+	  $(BIN)/alphapulse run-procs -f Procfile --summary "$$RUN_SUMMARY" $$RUN_PROCESSES
+
+# The CLI against `make run`'s namespace (another terminal, while it runs or after).
+status: install
+	@NAMESPACE=$(RUN_NAMESPACE) $(BIN)/alphapulse status
+
+tail: install
+	@NAMESPACE=$(RUN_NAMESPACE) $(BIN)/alphapulse tail signals --from beginning
 
 bench: install services provision
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,run,bench]'

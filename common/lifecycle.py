@@ -120,7 +120,7 @@ async def _start_metrics(service: Service, settings: CommonSettings) -> MetricsS
             f"expected a port free on {settings.metrics_host} (0 = no server), "
             f"got '{settings.metrics_port}' ({e.strerror})",
         ) from e
-    get_logger("lifecycle").info("metrics_listening", host=settings.metrics_host, port=port)
+    get_logger("lifecycle").debug("metrics_listening", host=settings.metrics_host, port=port)
     return server
 
 
@@ -175,7 +175,7 @@ async def serve(
             log.warning("second_signal_stopping_now", signal=sig.name)
             forced.set()
             return
-        log.info("stop_requested", signal=sig.name, grace_seconds=settings.grace_seconds)
+        log.debug("stop_requested", signal=sig.name, grace_seconds=settings.grace_seconds)
         service.request_stop()
 
     handled = (signal.SIGTERM, signal.SIGINT)
@@ -185,7 +185,10 @@ async def serve(
     code = EXIT_OK
     try:
         await service.start()
-        log.info("service_started", service=service.name, settings=settings.redacted())
+        # One INFO line per start; the (redacted) settings only at DEBUG: they are 700
+        # characters per process and hide the output that matters.
+        log.info("service_started", service=service.name, metrics_port=settings.metrics_port)
+        log.debug("settings", service=service.name, settings=settings.redacted())
         run_task = asyncio.create_task(service.run(), name=f"{service.name}.run")
         drained = await _drain(service, run_task, settings.grace_seconds, forced)
         if not drained or run_task.cancelled():
@@ -210,7 +213,9 @@ async def serve(
         if install_signals:
             for sig in handled:
                 loop.remove_signal_handler(sig)
-    log.info("service_stopped", service=service.name, exit_code=code)
+    # A clean stop is DEBUG (the runner of `make run` sums them up in one line); not clean: ERROR.
+    stopped = log.debug if code == EXIT_OK else log.error
+    stopped("service_stopped", service=service.name, exit_code=code)
     return code
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import BadInput, ConfigError
+from common.procfile import procfile_names
 from common.settings import config_error_line
 from ingest.exchanges import EXCHANGES, get_adapter
 from ingest.settings import parse_exchanges, url_variable
@@ -70,16 +71,6 @@ def live_exchanges() -> str:
             for name, pairs in LIVE_PAIRS.items()
         ]
     )
-
-
-def procfile_names(text: str) -> tuple[str, ...]:
-    """The process names of a Procfile (``name: command`` lines), in file order."""
-    names = []
-    for line in text.splitlines():
-        name, sep, _ = line.partition(":")
-        if sep and name.strip() and not name.lstrip().startswith("#"):
-            names.append(name.strip())
-    return tuple(names)
 
 
 def plan(

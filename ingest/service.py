@@ -99,7 +99,7 @@ class IngestService(Service):
         self.writer.start()
         self._dlq_task = asyncio.create_task(self.dead_letters.run(), name="ingest.dlq")
         await super().start()
-        self._log.info(
+        self._log.debug(
             "ingest_starting",
             connections=len(self.connections),
             exchanges={e: len(s) for e, s in self.settings.exchanges},

@@ -1,6 +1,9 @@
 """``alphapulse tail signals``: print signals from the stream as they arrive.
 
-A table by default, or the contract's JSON one line per signal with ``--json`` (the exact
+A table by default (the bar's close when the signal carries one — the ``close`` field
+added to contract v1 by the outcomes stage; ``-`` for signals without it — and the supporting
+patterns with their sign: ``+`` bullish, ``-`` bearish, as TA-Lib gives them), or the
+contract's JSON one line per signal with ``--json`` (the exact
 ``d`` field of the stream entry, so it can be piped to ``jq``). Reads with XREAD (no consumer
 group: tailing never takes signals away from anyone). ``--from beginning`` or an entry id
 replays what is still in the stream first; ``--count N`` stops after N signals.
@@ -13,6 +16,8 @@ import asyncio
 import sys
 from typing import Any, TextIO
 
+import orjson
+
 from common.redis import redis_from_settings
 from common.settings import CommonSettings, exit_on_config_error
 from signals.contract import Signal, decode_entry
@@ -24,6 +29,7 @@ COLUMNS = (
     ("tf", 4),
     ("dir", 5),
     ("score", 6),
+    ("close", 12),
     ("patterns", 40),
 )
 
@@ -32,9 +38,22 @@ def table_header() -> str:
     return " ".join(name.ljust(width) for name, width in COLUMNS).rstrip()
 
 
-def table_row(signal: Signal) -> str:
-    """One fixed-width line per signal (supporting patterns without the ``CDL`` prefix)."""
-    patterns = ",".join(p.removeprefix("CDL") for p in signal.supporting)
+def signed_patterns(signal: Signal) -> str:
+    """``+HAMMER,-SPINNINGTOP``: the supporting patterns, signed, without the ``CDL`` prefix."""
+    return ",".join(
+        f"{'-' if signal.patterns.get(p, 0) < 0 else '+'}{p.removeprefix('CDL')}"
+        for p in signal.supporting
+    )
+
+
+def close_of(document: bytes) -> float | None:
+    """The bar's close in a signal's JSON, if it has one (older signals do not)."""
+    value = orjson.loads(document).get("close")
+    return float(value) if isinstance(value, int | float) else None
+
+
+def table_row(signal: Signal, close: float | None = None) -> str:
+    """One fixed-width line per signal."""
     cells = (
         signal.open_time,
         signal.exchange,
@@ -42,7 +61,8 @@ def table_row(signal: Signal) -> str:
         signal.timeframe,
         signal.direction,
         f"{signal.score:.3f}",
-        patterns,
+        "-" if close is None else f"{close:g}",
+        signed_patterns(signal),
     )
     return " ".join(c.ljust(w) for c, (_, w) in zip(cells, COLUMNS, strict=True)).rstrip()
 
@@ -68,7 +88,8 @@ async def tail(
                     if as_json:
                         print(fields[b"d"].decode(), file=out)
                     else:
-                        print(table_row(decode_entry(fields)), file=out)
+                        row = table_row(decode_entry(fields), close_of(fields[b"d"]))
+                        print(row, file=out)
                     shown += 1
                     if count and shown >= count:
                         break

@@ -85,7 +85,7 @@ class SignalsWorker(StreamWorker):
 
     async def start(self) -> None:
         await super().start()
-        get_logger("signals.worker").info(
+        get_logger("signals.worker").debug(
             "signals_started", consumer=self.consumer_name, model=self.model.fingerprint
         )
 

@@ -226,7 +226,7 @@ class WsServer(Service):
         )
         self.readiness.set("connected")
         self.readiness.set("consuming")
-        get_logger("signals.ws").info("ws_listening", host=s.host, port=self.port)
+        get_logger("signals.ws").debug("ws_listening", host=s.host, port=self.port)
 
     async def run(self) -> None:
         stopping = asyncio.Event()
