@@ -57,6 +57,8 @@ SPEED ?= 10
 SIM_PORT ?= 8765
 RUN_NAMESPACE ?= run:
 RUN_TIMEFRAMES ?= 1s,5s,1m
+# The Procfile's i-th process serves its metrics on METRICS_BASE + 100*i (common/procfile.py).
+METRICS_BASE ?= 5000
 # A bad FEED stops `make run` before anything is installed or started.
 ifneq ($(filter run,$(MAKECMDGOALS)),)
 ifneq ($(words $(FEED)) $(filter $(FEED),$(RUN_FEEDS)),1 $(strip $(FEED)))
@@ -70,10 +72,10 @@ RUN_PLAN = $(BIN)/alphapulse run-env --feed '$(strip $(FEED))' --procfile Procfi
   --sim-port '$(SIM_PORT)' --speed '$(SPEED)'
 
 $(RUN_TICKS):
-	mkdir -p $(@D)
-	sort -m -s -n -k1,1 <(gzip -dc $(DATA)/binance-spot-btcusdt-20240808.rec.gz) \
+	@mkdir -p $(@D)
+	@sort -m -s -n -k1,1 <(gzip -dc $(DATA)/binance-spot-btcusdt-20240808.rec.gz) \
 	  <(gzip -dc $(DATA)/binance-spot-ethusdt-20240808.rec.gz) | gzip -1 > $@.tmp
-	mv $@.tmp $@
+	@mv $@.tmp $@
 
 run: install services $(if $(filter sim,$(FEED)),$(TICKS))
 	@mkdir -p var/run && $(RUN_PLAN) > var/run/plan.sh
@@ -85,7 +87,7 @@ run: install services $(if $(filter sim,$(FEED)),$(TICKS))
 	env -u METRICS_PORT NAMESPACE=$(RUN_NAMESPACE) TIMEFRAMES=$(RUN_TIMEFRAMES) \
 	  TICKS=$(TICKS) EXCHANGE=$(EXCHANGE) SPEED=$(SPEED) SIM_PORT=$(SIM_PORT) \
 	  LOG_FORMAT=$${LOG_FORMAT:-console} \
-	  $(BIN)/alphapulse run-procs -f Procfile --summary "$$RUN_SUMMARY" $$RUN_PROCESSES
+	  $(BIN)/alphapulse run-procs -f Procfile --port-base $(METRICS_BASE) --summary "$$RUN_SUMMARY" $$RUN_PROCESSES
 
 # The CLI against `make run`'s namespace (another terminal, while it runs or after).
 status: install

@@ -64,12 +64,14 @@ def procfile_names(text: str) -> tuple[str, ...]:
     return tuple(name for name, _ in _entries(text))
 
 
-def read_procfile(text: str) -> tuple[Process, ...]:
-    """Every process of the Procfile with its metrics port (see the module docstring)."""
+def read_procfile(text: str, base_port: int = BASE_PORT) -> tuple[Process, ...]:
+    """Every process of the Procfile with its metrics port (see the module docstring);
+    ``base_port`` moves the whole table (``make run METRICS_BASE=...``, e.g. for a second run
+    on the same machine)."""
     processes = []
     for i, (name, command) in enumerate(_entries(text)):
         explicit = _EXPLICIT_PORT.search(command)
-        port = int(explicit.group(1)) if explicit else BASE_PORT + PORT_STEP * i
+        port = int(explicit.group(1)) if explicit else base_port + PORT_STEP * i
         processes.append(Process(name, command, port))
     return tuple(processes)
 

@@ -34,7 +34,7 @@ from typing import Any, TextIO
 from redis.exceptions import RedisError, ResponseError
 
 from common.errors import ConfigError
-from common.procfile import Process, read_procfile, where_to_look
+from common.procfile import BASE_PORT, Process, read_procfile, where_to_look
 from common.redis import redis_from_settings
 from common.settings import CommonSettings
 
@@ -184,7 +184,7 @@ async def stream_counts(env: Mapping[str, str]) -> dict[str, int] | None:
 
 def _run(args: argparse.Namespace) -> int:
     try:
-        everything = read_procfile(Path(args.procfile).read_text())
+        everything = read_procfile(Path(args.procfile).read_text(), args.port_base)
     except OSError as e:
         print(f"alphapulse run-procs: cannot read {args.procfile}: {e}", file=sys.stderr)
         return 2
@@ -238,5 +238,8 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("processes", nargs="*", help="Procfile names to start (default: all)")
     p.add_argument("-f", "--procfile", default="Procfile")
+    p.add_argument(
+        "--port-base", type=int, default=BASE_PORT, help=f"metrics ports (default {BASE_PORT})"
+    )
     p.add_argument("--summary", default="the Procfile", help="what runs (the block's 1st line)")
     p.set_defaults(func=_run)
