@@ -31,7 +31,9 @@ import uuid
 from pathlib import Path
 
 import pytest
+import redis
 
+from tests.conftest import REDIS_URL
 from tests.integration.runtime_support import ROOT, free_port
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres, pytest.mark.slow]
@@ -51,6 +53,18 @@ def _clone(tmp_path: Path) -> Path:
     for name in ("pyproject.toml", "constraints.txt"):
         os.utime(clone / name, (stamp - 3600, stamp - 3600))
     return clone
+
+
+def _delete_namespace(namespace: str) -> None:
+    """What the run left in Redis (the database rows are kept: other runs share them)."""
+    r = redis.Redis.from_url(REDIS_URL)
+    try:
+        for pattern in (f"{namespace}*", f"{{{namespace}*"):
+            keys = list(r.scan_iter(match=pattern, count=1000))
+            if keys:
+                r.delete(*keys)
+    finally:
+        r.close()
 
 
 def _make_controlling_terminal() -> None:
@@ -147,6 +161,7 @@ def test_make_run_prints_where_to_look_then_signals_and_ctrl_c_ends_cleanly(
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         os.close(master)
+        _delete_namespace(namespace)
     after = [ln for ln in term.lines[first:] if ln.strip() and ln.strip() != "^C"]
     shown = "\n".join(after[-15:])
     assert after[-1].startswith("alphapulse run: stopped after"), shown
