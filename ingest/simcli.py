@@ -191,9 +191,8 @@ async def _serve(sim: Simulator, args: argparse.Namespace) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with sim:
-        if sys.stderr.isatty():  # for a person at a terminal; under `make run` the
-            for name in sim.feeds:  # simulator_listening line says the same
-                print(f"{name}: {sim.url(name)}", file=sys.stderr, flush=True)
+        for name in sim.feeds:
+            print(f"{name}: {sim.url(name)}", file=sys.stderr, flush=True)
         waiters: list[asyncio.Task[Any]] = [asyncio.create_task(stop.wait())]
         if args.finish:
             waiters.append(asyncio.create_task(sim.wait_finished()))
