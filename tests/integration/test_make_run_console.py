@@ -21,9 +21,11 @@ from __future__ import annotations
 import fcntl
 import os
 import pty
+import random
 import re
 import select
 import signal
+import socket
 import subprocess
 import termios
 import time
@@ -67,6 +69,22 @@ def _delete_namespace(namespace: str) -> None:
         r.close()
 
 
+def _free_metrics_base(processes: int = 12) -> int:
+    """A METRICS_BASE whose ports base, base+100, ... are all free now (below the ephemeral
+    range, so no outgoing connection takes one meanwhile)."""
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(20000, 32000 - 100 * processes, 100)
+        try:
+            for i in range(processes):
+                with socket.socket() as s:
+                    s.bind(("0.0.0.0", base + 100 * i))
+        except OSError:
+            continue
+        return base
+    raise AssertionError("no free metrics port range")
+
+
 def _make_controlling_terminal() -> None:
     """In the child, after setsid: stdin (the pty) becomes the controlling terminal."""
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
@@ -105,7 +123,7 @@ def test_make_run_prints_where_to_look_then_signals_and_ctrl_c_ends_cleanly(
 ) -> None:
     clone = _clone(tmp_path)
     namespace = f"makerun{uuid.uuid4().hex[:8]}:"
-    ws_port, sim_port, metrics_base = free_port(), free_port(), 20000 + (os.getpid() % 120) * 100
+    ws_port, sim_port, metrics_base = free_port(), free_port(), _free_metrics_base()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("INGEST_URL_", "TEST_"))}
     env.update(PYTHONPATH=str(clone), SIGNALS_WS_PORT=str(ws_port), TERM="dumb")
     env.pop("LOG_LEVEL", None)
