@@ -149,8 +149,9 @@ def terminal_foreground() -> Iterator[None]:
         return
     old = signal.signal(signal.SIGTTOU, signal.SIG_IGN)  # tcsetpgrp from a background group
     try:
-        os.setpgid(0, 0)
-        os.tcsetpgrp(fd, os.getpgrp())
+        with contextlib.suppress(OSError):  # e.g. a session leader: Ctrl-C reaches make too
+            os.setpgid(0, 0)
+            os.tcsetpgrp(fd, os.getpgrp())
         yield
     finally:
         with contextlib.suppress(OSError):
