@@ -107,11 +107,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     with exit_on_config_error():
         settings = CommonSettings.from_env()
+    coro = tail(settings, start=args.start, count=args.count, as_json=args.json, out=sys.stdout)
     try:
-        return asyncio.run(
-            tail(settings, start=args.start, count=args.count, as_json=args.json, out=sys.stdout)
-        )
-    except KeyboardInterrupt:
+        return asyncio.run(coro)
+    except KeyboardInterrupt:  # Ctrl-C, even before the loop ran it (no "never awaited")
+        coro.close()
         return 0
 
 
