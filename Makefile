@@ -79,7 +79,7 @@ $(RUN_TICKS):
 
 run: install services $(if $(filter sim,$(FEED)),$(TICKS))
 	@mkdir -p var/run && $(RUN_PLAN) > var/run/plan.sh
-	@LOG_FORMAT=console LOG_LEVEL=ERROR $(BIN)/alphapulse migrate  # one line (the sink warns too)
+	@LOG_FORMAT=console LOG_LEVEL=ERROR $(BIN)/alphapulse migrate >/dev/null  # errors only
 	@if [ "$${KEEP:-0}" != 1 ]; then for pat in '$(RUN_NAMESPACE)*' '{$(RUN_NAMESPACE)*'; do \
 	  redis-cli -u "$$REDIS_URL" --scan --pattern "$$pat" | xargs -r redis-cli -u "$$REDIS_URL" del >/dev/null; \
 	done; fi

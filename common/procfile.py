@@ -108,7 +108,6 @@ def where_to_look(
         ".venv/bin/alphapulse status | tail signals)"
     )
     db = shlex.quote(env.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"))
-    for i, query in enumerate(SQL_QUERIES):
-        label = "SQL" if i == 0 else ""
-        lines.append(f"  {label:<7}  psql {db} -c {shlex.quote(query)}")
+    queries = " ".join(f"-c {shlex.quote(q)}" for q in SQL_QUERIES)
+    lines.append(f"  SQL      psql {db} {queries}")
     return lines

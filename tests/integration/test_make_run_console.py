@@ -168,7 +168,7 @@ def test_make_run_prints_where_to_look_then_signals_and_ctrl_c_ends_cleanly(
         assert "FROM bars" in block and "FROM signals" in block
         assert "settings=" not in block  # no settings dumps at INFO
         assert not [ln for ln in before if ln.lstrip().startswith("{")]  # no raw JSON lines
-        assert before[0].startswith("schema up to date (")  # migrate: one line
+        assert before[0].startswith("alphapulse run: ")  # the block first (migrate: silent)
         assert len(before) <= MAX_LINES_BEFORE_FIRST_SIGNAL, shown
 
         term.type(b"\x03")  # Ctrl-C
