@@ -113,10 +113,10 @@ async def run_processes(
                     os.killpg(child.pid, sig)
 
     on_signal(forward)
-    assert all(c.stdout is not None for c in children.values())
     pumps = [
-        asyncio.create_task(_pump(n, width, c.stdout, out))  # type: ignore[arg-type]
+        asyncio.create_task(_pump(n, width, c.stdout, out))
         for n, c in children.items()
+        if c.stdout is not None  # always: stdout=PIPE
     ]
     waits = {asyncio.create_task(c.wait()): n for n, c in children.items()}
     stopper = asyncio.create_task(stop.wait())
