@@ -177,9 +177,13 @@ def test_make_run_prints_where_to_look_then_signals_and_ctrl_c_ends_cleanly(
             term.read(0.5)
         code = proc.wait(timeout=30)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        if proc.poll() is None:  # a failed check: Ctrl-C stops the workers (own groups)
+            term.type(b"\x03")
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
         os.close(master)
         _delete_namespace(namespace)
     after = [ln for ln in term.lines[first:] if ln.strip() and ln.strip() != "^C"]
