@@ -88,7 +88,21 @@ async def run_processes(
     """
     width = max(len(p.name) for p in processes)
     children: dict[str, asyncio.subprocess.Process] = {}
+    stop = asyncio.Event()
+    requested: list[signal.Signals] = []
+
+    def forward(sig: signal.Signals) -> None:
+        requested.append(sig)
+        stop.set()
+        for child in children.values():
+            if child.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(child.pid, sig)
+
+    on_signal(forward)  # before the first start: a Ctrl-C meanwhile reaches those started
     for p in processes:
+        if stop.is_set():  # and starts no more
+            break
         child_env = {**env, "METRICS_PORT": str(p.metrics_port), "PORT": str(p.metrics_port)}
         children[p.name] = await asyncio.create_subprocess_exec(
             "bash",
@@ -101,18 +115,6 @@ async def run_processes(
             start_new_session=True,  # its own process group: see the module docstring
             limit=1 << 20,  # long log lines (tracebacks) are fine
         )
-    stop = asyncio.Event()
-    requested: list[signal.Signals] = []
-
-    def forward(sig: signal.Signals) -> None:
-        requested.append(sig)
-        stop.set()
-        for child in children.values():
-            if child.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(child.pid, sig)
-
-    on_signal(forward)
     pumps = [
         asyncio.create_task(_pump(n, width, c.stdout, out))
         for n, c in children.items()
