@@ -10,7 +10,7 @@
   ``LIVE_EXCHANGES`` (BTC and ETH on Binance, Coinbase, Kraken, Bybit and OKX).
 
 The command prints shell lines for the Makefile to ``eval``: ``export``/``unset`` of those
-variables, then ``RUN_PROCESSES`` (the process names for ``honcho start``) and
+variables, then ``RUN_PROCESSES`` (the process names for ``alphapulse run-procs``) and
 ``RUN_SUMMARY`` (one line saying what runs). A bad setting prints one line naming the
 variable and exits 2, before anything is started.
 """
