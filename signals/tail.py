@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
+from signal import SIGINT, SIGTERM
 from typing import Any, TextIO
 
 import orjson
@@ -21,6 +23,8 @@ import orjson
 from common.redis import redis_from_settings
 from common.settings import CommonSettings, exit_on_config_error
 from signals.contract import Signal, decode_entry
+
+CLOSE_TIMEOUT_S = 2.0
 
 COLUMNS = (
     ("open_time", 24),
@@ -74,14 +78,30 @@ async def tail(
     stream = settings.keys().signals
     last = {"now": "$", "beginning": "0-0"}.get(start, start)
     shown = 0
+    # SIGINT/SIGTERM end the tail at once: the blocked XREAD is abandoned, not awaited. (With
+    # asyncio.run's own SIGINT handling, a tail stopped by `make run` once outlived the
+    # runner's 30 s grace and was killed; the cause was not found.)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (SIGINT, SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     try:
         if last == "$":  # resolve "now" once, so no entry between two reads is skipped
             newest: Any = await redis.xrevrange(stream, count=1)
             last = newest[0][0].decode() if newest else "0-0"
         if not as_json:
             print(table_header(), file=out, flush=True)
-        while not count or shown < count:
-            reply: Any = await redis.xread({stream: last}, count=100, block=settings.block_ms)
+        while (not count or shown < count) and not stop.is_set():
+            read = asyncio.ensure_future(
+                redis.xread({stream: last}, count=100, block=settings.block_ms)
+            )
+            halt = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({read, halt}, return_when=asyncio.FIRST_COMPLETED)
+            halt.cancel()
+            if not read.done():
+                read.cancel()
+                break
+            reply: Any = read.result()
             for _, entries in reply or []:
                 for entry_id, fields in entries:
                     last = entry_id.decode()
@@ -97,7 +117,8 @@ async def tail(
                 if count and shown >= count:
                     break
     finally:
-        await redis.aclose()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(redis.aclose(), CLOSE_TIMEOUT_S)
     return 0
 
 
