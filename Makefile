@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export REDIS_URL ?= redis://127.0.0.1:6379/0
 export DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: install lint typecheck test unit services browser provision run run-plan bench clean deploy-check report-docs
+.PHONY: install lint typecheck test unit services browser provision run run-plan status tail bench clean deploy-check report-docs
 
 install: $(STAMP)
 
@@ -22,7 +22,7 @@ browser:  ## Debian's chromium + chromium-driver for the console's browser tests
 	bash deploy/browser.sh >/dev/null
 
 services:  ## make sure Redis and PostgreSQL are reachable (start or apt-install local ones)
-	bash deploy/local-services.sh
+	@bash deploy/local-services.sh
 
 lint: install
 	$(BIN)/ruff check common ingest detectors signals sink tests
@@ -46,9 +46,11 @@ test: install services browser provision lint
 # - FEED=live: no simulator; ingest dials each exchange's real public endpoint (every
 #   INGEST_URL_* unset) for EXCHANGES (default: BTC and ETH on binance, coinbase, kraken,
 #   bybit and okx), e.g. `make run FEED=live EXCHANGES='kraken:BTC/USD;okx:SOL-USDT'`.
-# Starts fresh (deletes that namespace's Redis keys first) unless KEEP=1. Each process's
-# metrics port is honcho's PORT (5000, 5100, ...); signals-ws serves on SIGNALS_WS_PORT
-# (8780), token dev-token; the web console on CONSOLE_PORT (8790), login printed at start.
+# Starts fresh (deletes that namespace's Redis keys first) unless KEEP=1. `alphapulse run-procs`
+# (common/procrun.py) starts the processes: it first prints where to look (WebSocket URL and
+# token, each process's fixed metrics port, the CLI and SQL to use), and Ctrl-C ends with one
+# summary line and exit 0. docs/running.md says what the output means.
+# The web console serves on CONSOLE_PORT (8790); its login is printed in that block.
 FEED ?= sim
 RUN_FEEDS := sim live
 DATA ?= ../shared/data
@@ -66,6 +68,8 @@ CONSOLE_PORT ?= 8790
 ifeq ($(origin CONSOLE_PASSWORD),undefined)
 CONSOLE_PASSWORD := $(shell head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
 endif
+# The Procfile's i-th process serves its metrics on METRICS_BASE + 100*i (common/procfile.py).
+METRICS_BASE ?= 5000
 # A bad FEED stops `make run` before anything is installed or started.
 ifneq ($(filter run,$(MAKECMDGOALS)),)
 ifneq ($(words $(FEED)) $(filter $(FEED),$(RUN_FEEDS)),1 $(strip $(FEED)))
@@ -83,28 +87,33 @@ run-plan: install
 	@mkdir -p var/run && $(RUN_PLAN) > var/run/plan.sh
 
 $(RUN_TICKS):
-	mkdir -p $(@D)
-	sort -m -s -n -k1,1 <(gzip -dc $(DATA)/binance-spot-btcusdt-20240808.rec.gz) \
+	@mkdir -p $(@D)
+	@sort -m -s -n -k1,1 <(gzip -dc $(DATA)/binance-spot-btcusdt-20240808.rec.gz) \
 	  <(gzip -dc $(DATA)/binance-spot-ethusdt-20240808.rec.gz) | gzip -1 > $@.tmp
-	mv $@.tmp $@
+	@mv $@.tmp $@
 
 # The plan is made (and every input checked) before services start; only the default
 # recording is built here, any other TICKS is checked by run-env (one line naming it).
 run: install $(if $(filter sim,$(FEED)),$(filter $(RUN_TICKS),$(TICKS))) run-plan services
-	$(BIN)/alphapulse migrate
+	@LOG_FORMAT=console LOG_LEVEL=ERROR $(BIN)/alphapulse migrate >/dev/null  # errors only
 	@if [ "$${KEEP:-0}" != 1 ]; then for pat in '$(RUN_NAMESPACE)*' '{$(RUN_NAMESPACE)*'; do \
 	  redis-cli -u "$$REDIS_URL" --scan --pattern "$$pat" | xargs -r redis-cli -u "$$REDIS_URL" del >/dev/null; \
 	done; fi
 	@echo "$(CONSOLE_PASSWORD)" | $(BIN)/alphapulse console-user dev --role admin > var/run/console-users
-	@. var/run/plan.sh && echo "make run: $$RUN_SUMMARY, namespace $(RUN_NAMESPACE); Ctrl-C stops" && \
-	echo "make run: console http://127.0.0.1:$(CONSOLE_PORT)/ login dev / $(CONSOLE_PASSWORD)" && \
-	workers= && i=0 && for p in $$RUN_PROCESSES; do \
-	  case $$p in simulator|tail) ;; *) workers="$$workers$${workers:+,}$$p=http://127.0.0.1:$$(($${PORT:-5000} + 100 * i))";; esac; \
-	  i=$$((i + 1)); done && \
+	@. var/run/plan.sh && \
+	workers=$$($(BIN)/python -c 'import sys; from common.procfile import read_procfile; print(",".join(f"{p.name}=http://127.0.0.1:{p.metrics_port}" for p in read_procfile(open("Procfile").read(), int(sys.argv[1])) if p.name not in ("simulator", "tail")))' $(METRICS_BASE)) && \
 	env -u METRICS_PORT NAMESPACE=$(RUN_NAMESPACE) TIMEFRAMES=$(RUN_TIMEFRAMES) \
-	  CONSOLE_PORT=$(CONSOLE_PORT) CONSOLE_WORKERS="$$workers" \
+	  CONSOLE_PORT=$(CONSOLE_PORT) CONSOLE_PASSWORD=$(CONSOLE_PASSWORD) CONSOLE_WORKERS="$$workers" \
 	  TICKS=$(TICKS) EXCHANGE=$(EXCHANGE) SPEED=$(SPEED) SIM_PORT=$(SIM_PORT) \
-	  LOG_FORMAT=$${LOG_FORMAT:-console} $(BIN)/honcho start -f Procfile $$RUN_PROCESSES
+	  LOG_FORMAT=$${LOG_FORMAT:-console} \
+	  $(BIN)/alphapulse run-procs -f Procfile --port-base $(METRICS_BASE) --summary "$$RUN_SUMMARY" $$RUN_PROCESSES
+
+# The CLI against `make run`'s namespace (another terminal, while it runs or after).
+status: install
+	@NAMESPACE=$(RUN_NAMESPACE) $(BIN)/alphapulse status
+
+tail: install
+	@NAMESPACE=$(RUN_NAMESPACE) $(BIN)/alphapulse tail signals --from beginning
 
 bench: install services provision
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,run,bench]'

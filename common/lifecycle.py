@@ -177,7 +177,7 @@ async def serve(
             log.warning("second_signal_stopping_now", signal=sig.name)
             forced.set()
             return
-        log.info("stop_requested", signal=sig.name, grace_seconds=settings.grace_seconds)
+        log.debug("stop_requested", signal=sig.name, grace_seconds=settings.grace_seconds)
         service.request_stop()
 
     handled = (signal.SIGTERM, signal.SIGINT)
@@ -188,8 +188,11 @@ async def serve(
     try:
         await service.start()
         if server is not None:  # said once started: a setting the start refuses is one line
-            log.info("metrics_listening", host=settings.metrics_host, port=server.port)
-        log.info("service_started", service=service.name, settings=settings.redacted())
+            log.debug("metrics_listening", host=settings.metrics_host, port=server.port)
+        # One INFO line per start; the (redacted) settings only at DEBUG: they are 700
+        # characters per process and hide the output that matters.
+        log.info("service_started", service=service.name, metrics_port=settings.metrics_port)
+        log.debug("settings", service=service.name, settings=settings.redacted())
         run_task = asyncio.create_task(service.run(), name=f"{service.name}.run")
         drained = await _drain(service, run_task, settings.grace_seconds, forced)
         if not drained or run_task.cancelled():
@@ -215,7 +218,9 @@ async def serve(
             for sig in handled:
                 loop.remove_signal_handler(sig)
     if code != EXIT_CONFIG:  # an invalid setting is one line, and that line is printed
-        log.info("service_stopped", service=service.name, exit_code=code)
+        # A clean stop is DEBUG (the runner of `make run` sums them up in one line); else ERROR.
+        stopped = log.debug if code == EXIT_OK else log.error
+        stopped("service_stopped", service=service.name, exit_code=code)
     return code
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Mapping
 from typing import Self
 
 import prometheus_client
@@ -36,10 +37,20 @@ class Readiness:
     The stream worker uses ``connected`` and ``consuming``; a stage may require more.
     """
 
-    def __init__(self, *conditions: str) -> None:
+    def __init__(self, *conditions: str, meanings: Mapping[str, str] | None = None) -> None:
         self._state: dict[str, bool] = dict.fromkeys(
             conditions or ("connected", "consuming"), False
         )
+        #: What each condition means, for the /readyz body (optional).
+        self.meanings: dict[str, str] = dict(meanings or {})
+
+    def body(self) -> str:
+        """The /readyz body: ``ready`` or ``not ready: <unmet conditions>``, followed by
+        what ready means when the conditions carry meanings."""
+        text = "ready" if self.ready else "not ready: " + ",".join(self.unmet())
+        if self.meanings:
+            text += " (ready means: " + "; ".join(self.meanings.values()) + ")"
+        return text + "\n"
 
     def set(self, condition: str, ok: bool = True) -> None:
         """Set (or add) ``condition``."""
@@ -198,12 +209,10 @@ class MetricsServer:
         if path == "/healthz":
             return 200, "text/plain", b"ok\n"
         if path == "/readyz":
-            if self.readiness.ready:
-                return 200, "text/plain", b"ready\n"
             return (
-                503,
+                200 if self.readiness.ready else 503,
                 "text/plain",
-                ("not ready: " + ",".join(self.readiness.unmet()) + "\n").encode(),
+                self.readiness.body().encode(),
             )
         return 404, "text/plain", b"not found\n"
 

@@ -159,7 +159,7 @@ class StreamWorker(Service):
         await self.redis.ping()
         self.readiness.set("connected")
         await self.consumer.ensure_groups(self.start_id)
-        self.log.info("consumer_started", streams=self.streams)
+        self.log.debug("consumer_started", streams=self.streams)
 
     async def close(self) -> None:
         self.readiness.reset()

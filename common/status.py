@@ -12,6 +12,12 @@ read upstream first (ticks, bars, patterns, signals): every stage writes its out
 it acks its inputs, so an idle upstream seen earlier implies its outputs are in the streams
 read after it. A stream without consumer groups has nothing to wait for.
 
+The last line is the verdict: ``idle`` (every consumer group has read and acked every entry)
+or ``busy`` (some group still has entries to read or to ack), each with that explanation.
+When every stream of the chosen namespace is empty, the report ends with the namespaces that
+do hold data (a ``make run`` writes under ``run:``; without ``NAMESPACE`` the CLI looks at
+the unprefixed keys), e.g. ``NAMESPACE=run: alphapulse status``.
+
 Redis reports ``lag`` as unknown (null) after some deletions; then a group counts as
 caught up when its last delivered id is the stream's last generated id.
 """
@@ -169,8 +175,44 @@ def format_status(status: PipelineStatus, namespace: str) -> str:
     for owner, parts in sorted(by_owner.items()):
         label = "unowned" if owner == "-" else f"owner {owner}"
         lines.append(f"{label}\tpartitions={','.join(map(str, parts))}")
-    lines.append("idle" if status.idle else "busy")
+    lines.append(IDLE_VERDICT if status.idle else BUSY_VERDICT)
     return "\n".join(lines)
+
+
+IDLE_VERDICT = "idle: every consumer group has read and acked every entry (lag 0, pending 0)"
+BUSY_VERDICT = (
+    "busy: some consumer group still has entries to read (lag) or to ack (pending): the"
+    " pipeline is working through them, or a stage is stopped"
+)
+_TICKS_INFIX = "ticks:{"
+
+
+async def namespaces_with_data(redis: AnyRedis, limit: int = 20) -> dict[str, int]:
+    """Namespace → entries in its ``bars`` stream plus ticks, for every namespace whose
+    ``ticks:{p}`` streams hold entries (found by SCAN; at most ``limit`` namespaces)."""
+    found: dict[str, int] = {}
+    async for raw in redis.scan_iter(match=f"*{_TICKS_INFIX}*", count=1000, _type="stream"):
+        key = _s(raw)
+        namespace = key[: key.rindex(_TICKS_INFIX)]
+        if namespace.endswith("dlq:"):
+            continue
+        length = int(await redis.xlen(key))
+        if length:
+            found[namespace] = found.get(namespace, 0) + length
+            if len(found) >= limit:
+                break
+    return found
+
+
+def empty_namespace_hint(namespace: str, others: dict[str, int]) -> list[str]:
+    """Lines saying where the data is when ``namespace`` holds none."""
+    shown = repr(namespace) if namespace else "'' (no NAMESPACE)"
+    if not others:
+        return [f"namespace {shown} is empty, and no other namespace holds ticks"]
+    lines = [f"namespace {shown} is empty; namespaces holding ticks:"]
+    for other, n in sorted(others.items(), key=lambda item: -item[1]):
+        lines.append(f"  {other or '(none)'}\t{n} ticks\tNAMESPACE={other} alphapulse status")
+    return lines
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -185,12 +227,17 @@ def _run(args: argparse.Namespace) -> int:
                 ok, status = await wait_idle(redis, keys, args.timeout, args.poll)
             else:
                 ok, status = True, await collect_status(redis, keys)
+            empty = not any(s.length for s in status.streams)
+            others = await namespaces_with_data(redis) if empty and not args.json else {}
         finally:
             await redis.aclose()
         if args.json:
             print(orjson.dumps(status.to_dict()).decode())
         else:
             print(format_status(status, keys.namespace))
+            if empty:
+                others.pop(keys.namespace, None)
+                print("\n".join(empty_namespace_hint(keys.namespace, others)))
         if not ok:
             print(f"alphapulse status: not idle after {args.timeout} s", file=sys.stderr)
         return 0 if ok else 1

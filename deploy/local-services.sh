@@ -49,4 +49,4 @@ if ! psql -qAt -d "$DATABASE_URL" -c 'select 1' >/dev/null 2>&1; then
   log "creating database $db"
   psql -q -d "$admin" -c "CREATE DATABASE \"$db\"" >/dev/null
 fi
-log "Redis and PostgreSQL are reachable"
+# Silent when both answer: `make run` prints only what a person needs to read.

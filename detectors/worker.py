@@ -76,6 +76,7 @@ class DetectorService(Service):
         self.metrics = metrics
         self.patterns = PatternEngine(settings.engine.patterns)
         self.runners: dict[int, PartitionRunner] = {}
+        self._moves = {"acquired": 0, "handed_over": 0, "released": 0}  # since last logged
         self._own_redis = redis is None
         self._ownership: Ownership | None = None
         self._renewed_at: float | None = None  # monotonic start of the last renewal round
@@ -97,7 +98,7 @@ class DetectorService(Service):
         self._ownership = Ownership(
             self.redis, self.keys, self.settings.detector_id, self.settings.lease_ttl_ms
         )
-        self.log.info("detector_started")
+        self.log.debug("detector_started")
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tg:
@@ -123,6 +124,7 @@ class DetectorService(Service):
                 self.log.warning("leave_failed", error=repr(e))
             for runner in self.runners.values():
                 runner.hand_over = True
+        self._log_moves(settled=True)  # the partitions released while stopping
 
     async def _rebalance(self, tg: asyncio.TaskGroup) -> bool:
         """Heartbeat, renew, hand over and acquire; True if we now run every partition the
@@ -144,21 +146,34 @@ class DetectorService(Service):
                 self.log.warning("lease_lost", partition=runner.p, epoch=runner.epoch)
             elif runner.p not in wanted and not runner.hand_over:
                 runner.hand_over = True
-                self.log.info("partition_handover", partition=runner.p)
+                self._moves["handed_over"] += 1
+                self.log.debug("partition_handover", partition=runner.p)
         for p in sorted(wanted - self.runners.keys()):
             epoch = await self.ownership.acquire(p)
             if epoch:
                 runner = PartitionRunner(self, p, epoch)
                 self.runners[p] = runner
                 tg.create_task(runner.run(), name=f"partition-{p}")
-                self.log.info("partition_acquired", partition=p, epoch=epoch)
+                self._moves["acquired"] += 1
+                self.log.debug("partition_acquired", partition=p, epoch=epoch)
         self.metrics.owned.set(len(self.runners))
+        settled = wanted == self.runners.keys()  # nothing left to acquire or hand over
+        self._log_moves(settled=settled)
         now = time.monotonic()
         # Only partitions holding unacked entries can be behind on checkpoints: an idle one
         # never writes one (nothing to cover) and must not look stale.
         ages = [now - r.checkpointed_at for r in self.runners.values() if r.unacked]
         self.metrics.checkpoint_age.set(max(ages, default=0.0))
         return wanted <= self.runners.keys()
+
+    def _log_moves(self, *, settled: bool) -> None:
+        """One INFO line per rebalance: once this member runs exactly the partitions the
+        table gives it, the moves since the last line (the per-partition events are DEBUG:
+        a rebalance of 16 partitions is one line, not 16 or 32 — nor one per round while
+        the previous owners are still handing partitions over)."""
+        if settled and any(self._moves.values()):
+            self.log.info("partitions_moved", **self._moves, owned=sorted(self.runners))
+            self._moves = dict.fromkeys(self._moves, 0)
 
     def _end_round(self, next_in: float) -> None:
         """A rebalance round is over; the next one is due ``next_in`` seconds from now."""
@@ -232,7 +247,8 @@ class PartitionRunner:
                 await self._checkpoint()
                 if not self.lost:
                     await self.service.ownership.release(self.p, self.epoch)
-                    self.log.info("partition_released", partition=self.p, epoch=self.epoch)
+                    self.service._moves["released"] += 1
+                    self.log.debug("partition_released", partition=self.p, epoch=self.epoch)
         except (RedisError, OSError) as e:
             # Keep the lease un-renewed: it expires, and the partition is restored from its
             # checkpoint by whoever acquires it next (maybe this process again).
@@ -253,7 +269,7 @@ class PartitionRunner:
         else:
             self.engine = checkpoint.loads(data, settings.engine, self.service.patterns)
         self.last_applied = self.engine.last_id or "0-0"
-        self.log.info("partition_restored", partition=self.p, last_id=self.last_applied)
+        self.log.debug("partition_restored", partition=self.p, last_id=self.last_applied)
 
     async def _read_pending(self, count: int) -> list[Entry]:
         reply: Any = await self.redis.xreadgroup(

@@ -53,6 +53,7 @@ import ssl
 import time
 from collections.abc import Sequence, Sized
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
@@ -216,6 +217,7 @@ class Connection:
         self._logs = RateLimitedLog()
         self._log = get_logger("ingest.connection", exchange=adapter.name)
         self.sessions_opened = 0
+        self.open_sessions = 0  # WebSockets open now (ingest is ready while one is)
         ex = adapter.name
         self._m_frames = [metrics.frames.labels(ex, k.value) for k in _KINDS]
         self._frame_counts = [0, 0, 0]  # by _KINDS index (a list: Enum hashing is slow)
@@ -252,11 +254,10 @@ class Connection:
                     await self._backoff(attempt, e.reason, "")
                     continue
                 except (OSError, TimeoutError, InvalidHandshake, ConnectionClosed) as e:
-                    self.metrics.connect_failures.labels(
-                        self.adapter.name, connect_failure_reason(e)
-                    ).inc()
+                    reason = connect_failure_reason(e)  # the metric's label and the log's
+                    self.metrics.connect_failures.labels(self.adapter.name, reason).inc()
                     attempt += 1
-                    await self._backoff(attempt, "connect_failed", repr(e))
+                    await self._backoff(attempt, reason, repr(e), host=self._host())
                     continue
                 if ended is not None:
                     self.metrics.reconnects.labels(self.adapter.name, ended).inc()
@@ -285,12 +286,18 @@ class Connection:
             if current is not None:
                 await self._close(current, "stopped")
 
+    def _host(self) -> str:
+        """``host[:port]`` of the endpoint dialled (anything before an ``@`` left out)."""
+        url = self.adapter.connect_url(self.symbols, self.options.url)
+        return urlsplit(url).netloc.rpartition("@")[2]
+
     async def _close(self, session: _Session, reason: str) -> None:
         if not session.closed:
+            self.open_sessions -= 1
             self.metrics.connected.labels(self.adapter.name).dec()
         await session.close(reason)
 
-    async def _backoff(self, attempt: int, reason: str, error: str) -> None:
+    async def _backoff(self, attempt: int, reason: str, error: str, host: str = "") -> None:
         o = self.options
         delay = backoff_delay(attempt, o.backoff_base_s, o.backoff_max_s, self._rng)
         if self._logs.allow("reconnect", reason) is not None:
@@ -300,6 +307,7 @@ class Connection:
                 error=error,
                 attempt=attempt,
                 delay=round(delay, 3),
+                **({"host": host} if host else {}),
             )
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), delay)
@@ -320,6 +328,7 @@ class Connection:
         )
         session = _Session(ws)
         self.sessions_opened += 1
+        self.open_sessions += 1
         self.metrics.connected.labels(a.name).inc()
         session.tasks.append(asyncio.create_task(self._read(session), name=f"{a.name}.read"))
         session.tasks.append(asyncio.create_task(self._publish_every(), name=f"{a.name}.pub"))

@@ -12,7 +12,7 @@
   ``LIVE_EXCHANGES`` (BTC and ETH on Binance, Coinbase, Kraken, Bybit and OKX).
 
 The command prints shell lines for the Makefile to ``eval``: ``export``/``unset`` of those
-variables, then ``RUN_PROCESSES`` (the process names for ``honcho start``) and
+variables, then ``RUN_PROCESSES`` (the process names for ``alphapulse run-procs``) and
 ``RUN_SUMMARY`` (one line saying what runs). A bad setting prints one line naming the
 variable and exits 2, before anything is started: ``FEED``, ``EXCHANGES`` (live), ``TICKS``
 (missing, unreadable, or no trade parsed as ``EXCHANGE`` — then the exchange whose adapter
@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import BadInput, ConfigError
+from common.procfile import procfile_names
 from common.settings import config_error_line, env_float, env_int
 from detectors.timeframes import parse_timeframes
 from ingest.exchanges import EXCHANGES, get_adapter
@@ -77,16 +78,6 @@ def live_exchanges() -> str:
             for name, pairs in LIVE_PAIRS.items()
         ]
     )
-
-
-def procfile_names(text: str) -> tuple[str, ...]:
-    """The process names of a Procfile (``name: command`` lines), in file order."""
-    names = []
-    for line in text.splitlines():
-        name, sep, _ = line.partition(":")
-        if sep and name.strip() and not name.lstrip().startswith("#"):
-            names.append(name.strip())
-    return tuple(names)
 
 
 def plan(

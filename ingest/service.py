@@ -11,6 +11,11 @@ Restart: before any connection opens, ``start`` reads the last trade id each sym
 sequential exchange had written (``ingest.lastwritten``) and resumes the deduper from it, so
 trades lost with a killed predecessor are a counted gap, backfilled where the exchange has a
 REST history (``ingest.backfill``).
+
+Ready (``/readyz`` 200) means: Redis answered at start, and at least one exchange WebSocket
+is open and subscribed now (``READY_MEANS``, also in the body). Ingest that retries
+exchanges it cannot reach (``FEED=live`` without a network) is alive but not ready. It does
+not mean trades flow: a quiet market sends none; ``alphapulse_ingest_ticks_total`` says that.
 """
 
 from __future__ import annotations
@@ -35,6 +40,13 @@ from ingest.sequence import TradeDeduper
 from ingest.settings import IngestSettings
 from ingest.writer import TickWriter
 
+#: /readyz conditions and what each means (the body names them).
+READY_MEANS = {
+    "connected": "Redis answered at start",
+    "exchange_connected": "at least one exchange WebSocket is open and subscribed",
+}
+READY_POLL_S = 0.5
+
 
 class IngestService(Service):
     """Exchange WebSockets → dedupe/gap check → ``ticks:{p}``."""
@@ -49,7 +61,7 @@ class IngestService(Service):
         metrics: IngestMetrics | None = None,
         keys: Keys | None = None,
     ) -> None:
-        super().__init__(readiness=Readiness("connected"))
+        super().__init__(readiness=Readiness(*READY_MEANS, meanings=READY_MEANS))
         self.settings = settings
         self.redis = redis
         self.metrics = metrics or IngestMetrics()
@@ -149,7 +161,7 @@ class IngestService(Service):
         self.writer.start()
         self._dlq_task = asyncio.create_task(self.dead_letters.run(), name="ingest.dlq")
         await super().start()
-        self._log.info(
+        self._log.debug(
             "ingest_starting",
             connections=len(self.connections),
             exchanges={e: len(s) for e, s in self.settings.exchanges},
@@ -165,6 +177,14 @@ class IngestService(Service):
             for conn in self.connections:
                 tg.create_task(conn.run(), name=f"conn.{conn.adapter.name}")
             tg.create_task(self._watch_writer(), name="ingest.writer-watch")
+            tg.create_task(self._watch_exchanges(), name="ingest.ready-watch")
+
+    async def _watch_exchanges(self) -> None:
+        """Keep the ``exchange_connected`` condition of /readyz up to date."""
+        while not self.stopping:
+            opened = any(c.open_sessions > 0 for c in self.connections)
+            self.readiness.set("exchange_connected", opened)
+            await self.wait_stopping(READY_POLL_S)
 
     async def _watch_writer(self) -> None:
         stop = asyncio.create_task(self.wait_stopping())

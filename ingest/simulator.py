@@ -117,7 +117,9 @@ class Simulator:
         )
         sock = next(iter(self._server.sockets))
         self.port = sock.getsockname()[1]
-        self.log.info("simulator_listening", host=self.host, port=self.port, feeds=list(self.feeds))
+        self.log.debug(
+            "simulator_listening", host=self.host, port=self.port, feeds=list(self.feeds)
+        )
 
     async def stop(self) -> None:
         if self._server is not None:

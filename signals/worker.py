@@ -130,7 +130,7 @@ class SignalsWorker(StreamWorker):
         first = self.config.versions[0]
         if first.version == 1 and dict(first.doc) != self.seed:
             log.warning("config_seed_ignored", reason="the namespace has a configuration")
-        log.info(
+        log.debug(
             "signals_started",
             consumer=self.consumer_name,
             config_version=self.history.newest.version,

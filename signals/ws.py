@@ -252,7 +252,7 @@ class WsServer(Service):
             raise bind_error("SIGNALS_WS_HOST", "SIGNALS_WS_PORT", s.host, s.port, e) from e
         self.readiness.set("connected")
         self.readiness.set("consuming")
-        get_logger("signals.ws").info("ws_listening", host=s.host, port=self.port)
+        get_logger("signals.ws").debug("ws_listening", host=s.host, port=self.port)
 
     async def run(self) -> None:
         stopping = asyncio.Event()

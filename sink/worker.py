@@ -92,6 +92,7 @@ class SinkWorker(StreamWorker):
         self.pending = PendingBatch()
         self.keys = keys
         self._backoff = 0.0
+        self._connected_before = False  # the database answered once (a later one: INFO)
         self._next_retention = 0.0
         # Retention follows the live configuration (section ``sink``): a change applies on
         # the next retention pass (TimescaleDB: its jobs are replaced at the next step).
@@ -145,7 +146,10 @@ class SinkWorker(StreamWorker):
                     return False
                 continue
             self._db_ok()
-            self.log.info("database_connected", flavor=self.store.flavor.value)
+            # INFO for a reconnection only: the first connection is part of the start line.
+            connected = self.log.info if self._connected_before else self.log.debug
+            connected("database_connected", flavor=self.store.flavor.value)
+            self._connected_before = True
             if self.store.flavor is Flavor.TIMESCALE:
                 await self._retention_policies()
         return True

@@ -69,6 +69,7 @@ async def run(checkout: Path) -> None:
     logs = Path(tempfile.mkdtemp(prefix="detector-overload-"))
     detectors_support.ROOT = checkout  # the processes run that checkout's code
     procs = detectors_support.Detectors(namespace, logs, ENGINE_ENV)
+    procs.env["LOG_LEVEL"] = "DEBUG"  # partition_acquired is a DEBUG event (one per partition)
     ports = [_free_port(), _free_port()]
     try:
         for port in ports:

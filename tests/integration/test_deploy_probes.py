@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
+from websockets.asyncio.server import ServerConnection, serve
 
 from tests.integration.runtime_support import finish, free_port, http_get, spawn_worker, worker_env
 from tests.sink_support import make_db, until
@@ -23,13 +24,24 @@ async def database_url() -> AsyncIterator[str]:
         yield db.url
 
 
-def worker_settings(worker: str, database_url: str) -> dict[str, str]:
+@pytest.fixture
+async def exchange_port() -> AsyncIterator[int]:
+    """A WebSocket server that accepts and holds connections (no trades): ingest is ready
+    once an exchange WebSocket is open (ingest/service.py ``READY_MEANS``)."""
+
+    async def hold(ws: ServerConnection) -> None:
+        await ws.wait_closed()
+
+    async with serve(hold, "127.0.0.1", 0) as server:
+        yield server.sockets[0].getsockname()[1]
+
+
+def worker_settings(worker: str, database_url: str, exchange_port: int) -> dict[str, str]:
     """The few settings each worker needs on top of Redis and the metrics port."""
     return {
-        # Nothing listens there: readiness must not wait for an exchange connection.
         "ingest": {
             "EXCHANGES": "binance:BTCUSDT",
-            "INGEST_URL_BINANCE": f"ws://127.0.0.1:{free_port()}/stream",
+            "INGEST_URL_BINANCE": f"ws://127.0.0.1:{exchange_port}/stream",
         },
         "detectors": {"HEARTBEAT_MS": "200", "LEASE_TTL_MS": "2000"},
         "signals": {},
@@ -51,7 +63,11 @@ async def status(port: int, path: str) -> int:
 @pytest.mark.slow
 @pytest.mark.parametrize("worker", sorted(WORKERS))
 async def test_worker_becomes_ready_and_stops_on_sigterm(
-    worker: str, namespace: str, redis_client: aioredis.Redis, database_url: str
+    worker: str,
+    namespace: str,
+    redis_client: aioredis.Redis,
+    database_url: str,
+    exchange_port: int,
 ) -> None:
     port = free_port()
     env = worker_env(
@@ -60,7 +76,7 @@ async def test_worker_becomes_ready_and_stops_on_sigterm(
         PARTITIONS="2",
         BLOCK_MS="100",
         GRACE_SECONDS="5",
-        **worker_settings(worker, database_url),
+        **worker_settings(worker, database_url, exchange_port),
     )
     proc = spawn_worker(env, WORKERS[worker])
     try:

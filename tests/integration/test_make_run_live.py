@@ -18,6 +18,7 @@ import json
 import os
 import signal
 import sys
+import urllib.error
 import urllib.request
 from urllib.parse import urlsplit
 
@@ -34,6 +35,15 @@ pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 ATTEMPTS = 3  # connection attempts each reachable-but-refusing host must see
 BACKOFF_MAX_S = 0.2
+
+
+def _readyz(port: int) -> tuple[int, str]:
+    """``/readyz``'s status and body."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as reply:
+            return reply.status, reply.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
 
 
 def _ingest_samples(port: int) -> dict[str, float]:
@@ -131,6 +141,7 @@ async def test_live_ingest_keeps_retrying_unreachable_exchanges(
                 break
             await asyncio.sleep(0.05)
         alive = ingest.returncode is None
+        readyz = await asyncio.to_thread(_readyz, metrics_port)
     finally:
         if ingest.returncode is None:
             ingest.send_signal(signal.SIGTERM)
@@ -153,7 +164,10 @@ async def test_live_ingest_keeps_retrying_unreachable_exchanges(
         ]
         assert retries, f"{name}: no reconnecting line"
         first = retries[0]
-        assert first["reason"] == "connect_failed" and first["attempt"] == 1
+        # the log's reason is the metric's label, and it names the host dialled (issue 16)
+        assert first["reason"] == ("dns" if name == "kraken" else "closed"), first
+        assert first["host"] == urlsplit(urls[name]).netloc, first
+        assert first["attempt"] == 1
         assert 0 <= first["delay"] <= BACKOFF_MAX_S
     failures = _failures(metrics)
     for name in names:  # every failed dial counted, with the reason of its exception
@@ -162,6 +176,9 @@ async def test_live_ingest_keeps_retrying_unreachable_exchanges(
         assert failures[name][reason] >= ATTEMPTS, failures
     kraken = next(e for e in events if e.get("exchange") == "kraken" and "error" in e)
     assert "gaierror" in kraken["error"]  # the name did not resolve; still retried
+    # alive, but not ready: no exchange is connected, and the body says what ready means
+    assert readyz[0] == 503, readyz
+    assert readyz[1].startswith("not ready: exchange_connected (ready means:"), readyz
     frames = [v for m, v in metrics.items() if m.startswith("alphapulse_ingest_frames_total{")]
     assert frames and sum(frames) == 0  # no frame from anywhere
     assert not [k async for k in redis_client.scan_iter(match=f"{namespace}ticks:*")]

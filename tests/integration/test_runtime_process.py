@@ -79,7 +79,12 @@ async def test_sigterm_finishes_and_acks_the_inflight_batch_then_exits_0(
     ids = await _fill(redis_client, keys)
     proc = spawn_worker(
         worker_env(
-            namespace, BATCH_COUNT="10", TEST_PAUSE_AFTER="5", TEST_PAUSE_S="1", GRACE_SECONDS="30"
+            namespace,
+            BATCH_COUNT="10",
+            TEST_PAUSE_AFTER="5",
+            TEST_PAUSE_S="1",
+            GRACE_SECONDS="30",
+            LOG_LEVEL="DEBUG",  # a routine stop is logged at DEBUG
         )
     )
     try:

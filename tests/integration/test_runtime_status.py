@@ -10,7 +10,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from common.names import Keys
-from common.status import collect_status, wait_idle
+from common.status import collect_status, empty_namespace_hint, namespaces_with_data, wait_idle
 from tests.integration.runtime_support import ROOT, worker_env
 
 pytestmark = pytest.mark.redis
@@ -88,7 +88,7 @@ async def test_wait_idle_times_out_while_busy_and_returns_once_all_is_acked(
     await redis_client.xgroup_create(keys.signals, "sink", id="$", mkstream=True)
     done = _cli(namespace, "--wait-idle", "--timeout", "30")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.rstrip().endswith("idle")
+    assert done.stdout.splitlines()[-1].startswith("idle: every consumer group has read and")
 
 
 async def test_unknown_lag_counts_as_caught_up_at_the_last_id(
@@ -105,3 +105,30 @@ async def test_unknown_lag_counts_as_caught_up_at_the_last_id(
     await redis_client.xack(keys.bars, "sink", ids[0], ids[2])
     ok, _ = await wait_idle(redis_client, keys, timeout_s=10, poll_s=0.05)
     assert ok
+
+
+async def test_an_empty_namespace_names_the_namespaces_that_hold_data(
+    redis_client: aioredis.Redis, namespace: str
+) -> None:
+    """``make run`` writes under ``run:``; ``status`` without that NAMESPACE used to show every
+    stream empty with no hint (issue 16)."""
+    run = Keys(partitions=4, namespace=f"{namespace}run:")
+    for p in (0, 2):
+        await redis_client.xadd(run.ticks(p), {"n": "1"})
+    await redis_client.xadd(run.ticks(2), {"n": "2"})
+    await redis_client.xadd(run.dlq(run.ticks(1)), {"reason": "bad"})  # not a namespace
+    try:
+        found = await namespaces_with_data(redis_client, limit=10**6)
+        assert found[run.namespace] == 3
+        assert f"{run.namespace}dlq:" not in found
+        done = _cli(namespace)
+        assert done.returncode == 0, done.stderr
+        lines = done.stdout.splitlines()
+        at = lines.index(f"namespace {namespace!r} is empty; namespaces holding ticks:")
+        assert lines[at - 1].startswith("idle: every consumer group has read and acked")
+        line = f"  {run.namespace}\t3 ticks\tNAMESPACE={run.namespace} alphapulse status"
+        assert empty_namespace_hint(namespace, {run.namespace: 3})[1] == line
+        if len(found) < 20:  # the CLI lists up to 20 namespaces (others' share this Redis)
+            assert line in lines[at:]
+    finally:
+        await redis_client.delete(*(run.ticks(p) for p in (0, 2)), run.dlq(run.ticks(1)))

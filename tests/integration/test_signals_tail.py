@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 
 import pytest
@@ -65,3 +66,25 @@ async def test_tail_table_follows_new_signals_after_a_cursor(
     await appender.append([c])
     assert await tail == [table_header(), table_row(b), table_row(c)]
     assert table_row(b).split()[1:6] == ["binance", "BBB", "1m", "short", f"{b.score:.3f}"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+async def test_tail_ends_with_exit_0_on_sigint_and_sigterm(
+    sig: signal.Signals, namespace: str
+) -> None:
+    """``make run`` stops its tail with SIGINT (Ctrl-C) and expects a clean exit."""
+    env = os.environ | {"REDIS_URL": REDIS_URL, "NAMESPACE": namespace, "BLOCK_MS": "5000"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "common.cli",
+        "tail",
+        "signals",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    assert (await asyncio.wait_for(proc.stdout.readline(), 30)).startswith(b"open_time")
+    await asyncio.sleep(0.3)  # blocked in XREAD by now, usually
+    proc.send_signal(sig)
+    assert await asyncio.wait_for(proc.wait(), 30) == 0

@@ -18,8 +18,9 @@ import pytest
 
 from common.contracts import Tick
 from common.errors import ConfigError
+from common.procfile import procfile_names
 from ingest.exchanges import EXCHANGES, get_adapter
-from ingest.runenv import SIMULATOR, live_exchanges, plan, procfile_names, shell_lines
+from ingest.runenv import SIMULATOR, live_exchanges, plan, shell_lines
 from ingest.settings import IngestSettings
 from ingest.sources import write_trades_csv
 from tests.unit.ingest_samples import BINANCE_TRADE_SELL
