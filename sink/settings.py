@@ -18,6 +18,11 @@ variable                       default                          meaning
 ``RETENTION_PATTERNS``         ``0``                            ... patterns
 ``RETENTION_SIGNALS``          ``0``                            ... signals
 ``RETENTION_INTERVAL_S``       ``3600``                         how often the sink applies them
+``SINK_STATS_REFRESH_S``       ``300``                          how often the sink refreshes the
+                                                                pre-aggregated outcome statistics
+                                                                (``refresh_outcome_stats()``, read
+                                                                by ``stats --db`` and the console's
+                                                                Patterns page); 0 = never
 =============================  ===============================  ==================================
 
 Durations are a number with a unit ``s``, ``m``, ``h``, ``d`` or ``w`` (``90d``); ``0`` turns
@@ -93,6 +98,7 @@ class SinkSettings:
     migrate: bool = True
     retention_s: Mapping[str, int] = field(default_factory=dict)
     retention_interval_s: int = 3600
+    stats_refresh_s: int = 300
     test_kill_after_commit: bool = False
 
     @classmethod
@@ -110,6 +116,7 @@ class SinkSettings:
             migrate=env_bool(e, "SINK_MIGRATE", True),
             retention_s=retention_s,
             retention_interval_s=retention_interval_s,
+            stats_refresh_s=env_int(e, "SINK_STATS_REFRESH_S", 300, lo=0, hi=86_400 * 30),
             test_kill_after_commit=env_bool(e, "SINK_TEST_KILL_AFTER_COMMIT", False),
         )
 

@@ -211,6 +211,10 @@ class Store:
         await conn.execute(insert_from_staging_sql(spec))
         self._dirty.add(stage)
 
+    async def refresh_outcome_stats(self) -> None:
+        """Recompute the pre-aggregated outcome statistics (migration 0005's function)."""
+        await self._live().execute("SELECT refresh_outcome_stats()")
+
     # --- retention ---------------------------------------------------------------------
     async def drop_old(self, spec: TableSpec, older_than_s: int, hypertable: bool) -> int:
         """Delete ``spec``'s rows older than ``older_than_s``: ``drop_chunks`` on a hypertable

@@ -94,6 +94,7 @@ class SinkWorker(StreamWorker):
         self._backoff = 0.0
         self._connected_before = False  # the database answered once (a later one: INFO)
         self._next_retention = 0.0
+        self._next_stats_refresh = 0.0
         # Retention follows the live configuration (section ``sink``): a change applies on
         # the next retention pass (TimescaleDB: its jobs are replaced at the next step).
         self.retention_s: dict[str, int] = dict(settings.retention_s)
@@ -188,6 +189,9 @@ class SinkWorker(StreamWorker):
         if time.monotonic() >= self._next_retention:
             self._next_retention = time.monotonic() + self.retention_interval_s
             await self.apply_retention()
+        if s.stats_refresh_s and time.monotonic() >= self._next_stats_refresh:
+            self._next_stats_refresh = time.monotonic() + s.stats_refresh_s
+            await self.refresh_stats()
         return drained
 
     async def handle(self, batch: list[Entry]) -> BatchResult:
@@ -268,6 +272,16 @@ class SinkWorker(StreamWorker):
                 error=str(error),
             )
         self.sink_metrics.dead_rows.labels(table).inc(len(rejected))
+
+    async def refresh_stats(self) -> None:
+        """Refresh the pre-aggregated outcome statistics the console and ``stats --db`` read
+        (a maintenance job like retention: a failure is logged and retried next interval)."""
+        if not self.store.connected:
+            return
+        try:
+            await self.store.refresh_outcome_stats()
+        except RETRYABLE as e:
+            self.log.error("stats_refresh_failed", error=repr(e))
 
     # --- retention ----------------------------------------------------------------------
     async def _retention_policies(self) -> None:

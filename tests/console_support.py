@@ -170,6 +170,8 @@ async def load_seed(url: str, seed: Seed, *, outcomes: bool = True) -> None:
                          "close", "ret", "mfe", "mae", "trend", "atr_ratio", "volume_ratio",
                          "cost_bps"],
             )  # fmt: skip
+            # What the sink does every SINK_STATS_REFRESH_S (the Patterns page reads these).
+            await conn.execute("SELECT refresh_outcome_stats()")
         else:  # a database whose outcomes stage has not run its migration
             await conn.execute("DROP VIEW outcome_rows CASCADE")
     finally:

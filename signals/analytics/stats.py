@@ -111,9 +111,12 @@ def hac_pvalues(
     x = sm.add_constant(fired.astype(np.float64), has_constant="add")
     out: list[float | None] = []
     for y in (y_hit.astype(np.float64), y_ret):
-        res = sm.OLS(y, x).fit(
-            cov_type="hac-panel", cov_kwds={"groups": groups, "maxlags": 2 * horizon}
-        )
+        try:
+            res = sm.OLS(y, x).fit(
+                cov_type="hac-panel", cov_kwds={"groups": groups, "maxlags": 2 * horizon}
+            )
+        except ValueError:  # every series shorter than the lags: no overlap-valid estimate
+            return None, None
         out.append(_f(res.pvalues[1]))
     return out[0], out[1]
 
