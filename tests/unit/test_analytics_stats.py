@@ -216,8 +216,6 @@ def test_stats_cli_table_json_and_filters(
 def test_hac_pvalues_on_series_shorter_than_the_lags_are_unknown_not_an_error() -> None:
     """Short series (a short replay, a thin regime) leave no lagged pairs for the HAC
     estimate: the p-values are unknown (None), and the statistics go on."""
-    from signals.analytics.stats import hac_pvalues
-
     fired = np.array([True, False, True, False])
     groups = np.array([0, 1, 2, 3])
     assert hac_pvalues(fired, np.array([0.1, -0.1, 0.2, 0.0]), fired, groups, 20) == (None, None)
