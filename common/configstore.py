@@ -220,7 +220,9 @@ class ConfigFollower:
         self.versions = sorted([*self.versions, *added], key=lambda v: v.version)
         newest = self.versions[-1]
         CONFIG_VERSION.labels(self.worker).set(newest.version)
-        self.log.info(
+        # A change while running is news (INFO); what a worker loads at start is not: one
+        # line per worker per start would crowd `make run`'s first screen (DEBUG).
+        (self.log.info if known else self.log.debug)(
             "config_version_applied",
             version=newest.version,
             fingerprint=newest.fingerprint,

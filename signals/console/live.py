@@ -37,10 +37,12 @@ SUBSCRIBE_TIMEOUT_S = 10.0
 
 
 class _BrowserSocket:
-    """What the hub needs of a connection (``close(code, reason)``) for an aiohttp socket."""
+    """What the hub needs of a connection (``close(code, reason)`` and the peer's
+    ``remote_address`` for its connection log) for an aiohttp socket."""
 
-    def __init__(self, ws: web.WebSocketResponse) -> None:
+    def __init__(self, ws: web.WebSocketResponse, remote_address: Any = None) -> None:
         self.ws = ws
+        self.remote_address = remote_address
 
     async def close(self, code: int, reason: str) -> None:
         await self.ws.close(code=code, message=reason.encode())
@@ -96,7 +98,8 @@ async def live_signals(request: web.Request) -> web.StreamResponse:
     except (ProtocolError, TimeoutError) as e:
         await ws.close(code=CLOSE_BAD_REQUEST, message=(str(e) or "no subscribe").encode())
         return ws
-    client = Client(cast(ServerConnection, _BrowserSocket(ws)), sub.filters, QUEUE_SIZE)
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    client = Client(cast(ServerConnection, _BrowserSocket(ws, peer)), sub.filters, QUEUE_SIZE)
     hub = feed.hub
     hub.clients.add(client)
     try:

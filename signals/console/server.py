@@ -280,7 +280,7 @@ class ConsoleServer(Service):
         self.port = int(self.runner.addresses[0][1])  # the bound port when CONSOLE_PORT=0
         self.readiness.set("connected")
         self.readiness.set("consuming")
-        get_logger("console").info("console_listening", host=self.settings.host, port=self.port)
+        get_logger("console").debug("console_listening", host=self.settings.host, port=self.port)
 
     async def run(self) -> None:
         assert self.app is not None

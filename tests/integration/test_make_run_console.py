@@ -10,7 +10,7 @@ namespace, SQL), at most 20 lines before that first signal, then after Ctrl-C on
 line and exit code 0 from make.
 
 Not a fresh install: the clone's ``.venv`` is a symlink to this checkout's (a real ``make
-install`` takes minutes), its ``pyproject.toml``/``constraints.txt`` are dated before the
+install`` takes minutes), its ``pyproject.toml``/``constraints.txt`` (and npm's files, with ``node_modules`` linked too) are dated before the
 venv's install stamp so that make does not reinstall into the shared venv, and PYTHONPATH
 puts the clone's packages first. ``../shared`` is a symlink beside the clone. Namespace,
 simulator, WebSocket and metrics ports are this test's own (other runs go on in parallel).
@@ -51,8 +51,9 @@ def _clone(tmp_path: Path) -> Path:
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True, timeout=120)
     (tmp_path / "shared").symlink_to((ROOT / ".." / "shared").resolve())
     (clone / ".venv").symlink_to(ROOT / ".venv")
+    (clone / "node_modules").symlink_to(ROOT / "node_modules")  # the console's, from npm ci
     stamp = (ROOT / ".venv" / ".installed").stat().st_mtime
-    for name in ("pyproject.toml", "constraints.txt"):
+    for name in ("pyproject.toml", "constraints.txt", "package.json", "package-lock.json"):
         os.utime(clone / name, (stamp - 3600, stamp - 3600))
     return clone
 

@@ -56,7 +56,8 @@ async def test_outcomes_live_equal_replay_with_detectors_killed(
     want_outcomes = long_rows(lines)
     assert {r[0] for r in want_outcomes} == {"pattern", "signal"}
     assert len(want_outcomes) > 1000
-    pipe = Supervised(tmp_path, env)
+    # DEBUG: the per-partition restore lines this test counts (INFO only sums moves up).
+    pipe = Supervised(tmp_path, {**env, "LOG_LEVEL": "DEBUG"})
     try:
         start_stages(pipe, db.url, csv_path, "--speed", "5")
         t0 = time.monotonic()
