@@ -9,9 +9,10 @@ where-to-look block (WebSocket URL and token, every process's metrics port, the 
 namespace, SQL), at most 20 lines before that first signal, then after Ctrl-C one summary
 line and exit code 0 from make.
 
-Not a fresh install: the clone's ``.venv`` is a symlink to this checkout's (a real ``make
-install`` takes minutes), its ``pyproject.toml``/``constraints.txt`` (and npm's files, with ``node_modules`` linked too) are dated before the
-venv's install stamp so that make does not reinstall into the shared venv, and PYTHONPATH
+Not a fresh install: the clone's ``.venv`` (and ``node_modules``) are symlinks to this
+checkout's (a real ``make install`` takes minutes), its ``pyproject.toml``,
+``constraints.txt`` and npm's ``package*.json`` are dated before the venv's install stamp
+so that make does not reinstall into the shared venv, and PYTHONPATH
 puts the clone's packages first. ``../shared`` is a symlink beside the clone. Namespace,
 simulator, WebSocket and metrics ports are this test's own (other runs go on in parallel).
 """
