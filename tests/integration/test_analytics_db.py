@@ -60,7 +60,9 @@ async def test_sql_pattern_table_equals_the_file_table(
         await redis_client.xadd(keys.signals, encode_entry(s))  # type: ignore[arg-type]
     for a in range(0, len(out.outcomes), 100):
         await redis_client.xadd(keys.outcomes, encode_outcomes(out.outcomes[a : a + 100]))  # type: ignore[arg-type]
-    worker = SinkWorker(sink_settings(db.url, keys), redis=redis_client, burst=True)
+    # The sink's own refresh off here, so the test sees what an unrefreshed database gives.
+    settings = sink_settings(db.url, keys, stats_refresh_s=0)
+    worker = SinkWorker(settings, redis=redis_client, burst=True)
     async with worker:
         await worker.run()
 
@@ -99,3 +101,35 @@ async def test_sql_pattern_table_equals_the_file_table(
     assert {r["pattern"] for r in short_1s} == {
         k[0] for k in expected if k[1] == "short" and k[2] == "1s"
     }
+
+
+async def test_the_sink_refreshes_the_aggregates_every_interval(
+    db: Db, redis_client: aioredis.Redis, keys: Keys
+) -> None:
+    """SINK_STATS_REFRESH_S: the sink recomputes the pre-aggregated statistics itself, so the
+    console's Patterns page and `stats --db` do not read empty tables (0 turns it off)."""
+
+    async def run_sink(refresh_s: int) -> None:
+        settings = sink_settings(db.url, keys, stats_refresh_s=refresh_s)
+        async with SinkWorker(settings, redis=redis_client, burst=True) as worker:
+            await worker.run()
+
+    await run_sink(0)  # migrates this test's schema
+    conn = await db.connect()
+    try:
+        await conn.execute(
+            "INSERT INTO bars (exchange, symbol, timeframe, open_time, open, high, low, close,"
+            " volume, quote_volume, trades, taker_buy_volume, vwap) SELECT 'x', 's', '1m',"
+            " to_timestamp(i * 60), 1, 1, 1, 1, 1, 1, 1, 1, 1 FROM generate_series(1, 30) AS i"
+        )
+        await conn.execute(  # one stored outcome: the baseline covers the horizons stored
+            "INSERT INTO outcomes (id, exchange, symbol, timeframe, open_time, horizon, close,"
+            " ret, mfe, mae, cost_bps) VALUES ('x:s:1m:60000', 'x', 's', '1m', to_timestamp(60),"
+            " 1, 1, 0, 0, 0, 0)"
+        )
+        for refresh_s, refreshed in ((0, False), (300, True)):
+            await run_sink(refresh_s)
+            rows = await conn.fetchval("SELECT count(*) FROM baseline_stats_agg")
+            assert (rows > 0) is refreshed, (refresh_s, rows)
+    finally:
+        await conn.close()
