@@ -7,9 +7,10 @@
 -- ARGV[1]  approximate MAXLEN cap of the stream (0 = none)
 -- ARGV[2]  n: the number of stream fields
 -- ARGV[3 .. 2 + 2n]  the entry's fields and values
--- ARGV[3 + 2n ..]  triplets: hash field ("exchange:symbol"), trade id, value ("id:ts_ns")
+-- ARGV[3 + 2n]  the last ids, ONE argument (ingest.lastwritten.batch_last_ids): a line
+--               "<hash field>\t<trade id>:<trade time ns>\n" per symbol; may be empty
 --
--- A triplet only raises the remembered id (a late trade filling an earlier gap must not move
+-- A line only raises the remembered id (a late trade filling an earlier gap must not move
 -- it back). Ids are compared as Lua numbers: exact below 2^53, far above any exchange's ids.
 -- Returns the new entry id.
 local maxlen = tonumber(ARGV[1])
@@ -24,11 +25,12 @@ if maxlen > 0 then
 else
   entry = redis.call('XADD', KEYS[1], '*', unpack(fields))
 end
-for i = 3 + 2 * n, #ARGV, 3 do
-  local id = tonumber(ARGV[i + 1])
-  local current = redis.call('HGET', KEYS[2], ARGV[i])
+local packed = ARGV[3 + 2 * n] or ''
+for field, value, tid in string.gmatch(packed, '([^\t\n]+)\t((%d+):%d+)\n') do
+  local id = tonumber(tid)
+  local current = redis.call('HGET', KEYS[2], field)
   if not current or tonumber(string.match(current, '^%d+')) < id then
-    redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 2])
+    redis.call('HSET', KEYS[2], field, value)
   end
 end
 return entry

@@ -51,33 +51,50 @@ def decode(value: bytes | str) -> LastWritten | None:
     return LastWritten(int(tid), int(ts))
 
 
-def batch_last_ids(batch: TickBatch, sequential: Collection[str]) -> list[tuple[str, int, bytes]]:
-    """Per symbol of ``batch`` whose exchange is in ``sequential``: its hash field, the id
-    of its last trade in the batch and the encoded value (``append.lua``'s triplets).
+def batch_last_ids(batch: TickBatch, sequential: Collection[str]) -> bytes:
+    """``append.lua``'s last-id argument for ``batch``: per symbol whose exchange is in
+    ``sequential``, one line ``<hash field>\t<trade id>:<trade time ns>\n`` (the field and the
+    value the script stores), all in ONE argument; ``b""`` when there is none.
+
+    One argument per entry, not three per symbol: with many interleaved symbols an entry
+    holds hundreds of them, and redis-py's per-argument packing cost more than the entry.
+    Fields (``exchange:symbol``) never hold a tab or a newline (normalized names).
 
     The last trade, not the highest id: parsing every id costs as much as the rest of the
     write path, and the two differ only when a late trade (one filling an earlier gap,
     counted ``late`` by the deduper) is a symbol's last in an entry. ``append.lua`` never
     lowers the remembered id, so it can then only stay *below* what was written: a restart
     right after such an entry refetches a few trades, which the detectors and the sink drop
-    by trade id. Ids that are not integers are not remembered."""
+    by trade id. Ids that are not (ASCII) integers are not remembered."""
     syms = batch.symbols
     n = len(batch)
-    if not n or not any(ex in sequential for ex, _, _ in syms):
-        return []
+    prefixes = [f"{ex}:{symbol}\t" if ex in sequential else "" for ex, symbol, _ in syms]
+    if not n or not any(prefixes):
+        return b""
     if len(syms) == 1:
-        last_rows = [(0, n - 1)]
+        sym_rows, last_rows = [0], [n - 1]
     else:  # the last row of each symbol: the first in the reversed index column
         present, first_rev = np.unique(batch.records["sym"][::-1], return_index=True)
-        last_rows = list(zip(present.tolist(), (n - 1 - first_rev).tolist(), strict=True))
-    ids, ts = batch.trade_ids, batch.records["ts"]
-    out: list[tuple[str, int, bytes]] = []
-    for i, k in last_rows:
-        ex, symbol, _ = syms[i]
-        tid = ids[k]
-        if ex in sequential and tid.isdigit():
-            last = LastWritten(int(tid), int(ts[k]))
-            out.append((member(ex, symbol), last.trade_id, encode(last)))
+        sym_rows, last_rows = present.tolist(), (n - 1 - first_rev).tolist()
+    ids, ts = batch.trade_ids, batch.records["ts"][last_rows].tolist()
+    lines = [
+        f"{prefixes[i]}{ids[k]}:{t}\n"
+        for i, k, t in zip(sym_rows, last_rows, ts, strict=True)
+        if prefixes[i] and ids[k].isdigit() and ids[k].isascii()
+    ]
+    return "".join(lines).encode()
+
+
+def parse_last_ids(packed: bytes) -> list[tuple[str, LastWritten]]:
+    """The (hash field, last written) pairs of a :func:`batch_last_ids` argument, as
+    ``append.lua`` reads them (for tests and tools; the script parses it in Redis)."""
+    out: list[tuple[str, LastWritten]] = []
+    for line in packed.decode().splitlines():
+        field, _, value = line.partition("\t")
+        last = decode(value)
+        if last is None:
+            raise ValueError(f"bad last-id line {line!r}")
+        out.append((field, last))
     return out
 
 

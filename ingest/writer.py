@@ -58,9 +58,9 @@ from ingest.packing import Slice, merge_split, pack, segment_batches
 TAG_FIELD = b"w"
 #: Entries looked at, after this writer's last known one, to find what a failed try wrote.
 _TAIL_SCAN = 10_000
-#: One entry to append: its stream, its fields, its ``append.lua`` last-id triplets and the
-#: partition's last-id hash.
-_Entry = tuple[str, dict[bytes, bytes], list[tuple[str, int, bytes]], str]
+#: One entry to append: its stream, its fields, its ``append.lua`` last-id argument
+#: (``batch_last_ids``) and the partition's last-id hash.
+_Entry = tuple[str, dict[bytes, bytes], bytes, str]
 
 
 def _b(value: bytes | str) -> bytes:
@@ -390,8 +390,7 @@ class TickWriter:
         args: list[bytes | str | int] = [self._maxlen or 0, len(fields)]
         for k, v in fields.items():
             args += (k, v)
-        for field, tid, value in last_ids:
-            args += (field, tid, value)
+        args.append(last_ids)  # one argument, whatever the number of symbols
         # execute_command, not pipe.evalsha: redis-py's cluster pipeline blocks the method
         # (its keys still route the command: both share the partition's slot).
         pipe.execute_command("EVALSHA", sha, 2, stream, last_key, *args)

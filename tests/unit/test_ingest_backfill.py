@@ -17,7 +17,7 @@ from common.names import Keys
 from ingest.backfill import BackfillOptions, GapFiller, gap_trades
 from ingest.exchanges import get_adapter
 from ingest.exchanges.base import HistoryQuery
-from ingest.lastwritten import LastWritten, batch_last_ids, decode, encode
+from ingest.lastwritten import LastWritten, batch_last_ids, decode, encode, parse_last_ids
 from ingest.metrics import IngestMetrics
 from ingest.rest import HistoryClient
 from ingest.sequence import TradeDeduper
@@ -71,13 +71,33 @@ def test_an_entry_remembers_each_sequential_symbols_last_trade() -> None:
     ticks += [_tick("binance", "ETH-USDT", "ETHUSDT", 3, 9)]
     ticks += [Tick("coinbase", "ETH-USD", "ETH-USD", "a-b", 1.0, 1.0, "buy", T0, 0)]
     got = batch_last_ids(TickBatch.from_ticks(ticks), {"binance"})
-    assert got == [
-        ("binance:BTC-USDT", 7, encode(LastWritten(7, T0 + 7_000_000))),
-        ("binance:ETH-USDT", 3, encode(LastWritten(3, T0 + 9_000_000))),
+    assert parse_last_ids(got) == [
+        ("binance:BTC-USDT", LastWritten(7, T0 + 7_000_000)),
+        ("binance:ETH-USDT", LastWritten(3, T0 + 9_000_000)),
     ]
-    assert batch_last_ids(TickBatch.from_ticks(ticks), set()) == []
+    assert batch_last_ids(TickBatch.from_ticks(ticks), set()) == b""
     assert decode(b"7:123") == LastWritten(7, 123)
     assert decode(b"junk") is None and decode("7:") is None
+
+
+def test_an_entrys_last_ids_travel_as_one_argument_of_lines() -> None:
+    # interleaved symbols, one late trade last, a non-integer id: one line per remembered
+    # symbol (its last trade), "<field>\t<id>:<ts>\n", in one bytes argument for append.lua
+    ticks = [_tick("binance", s, s.replace("-", ""), n, n) for n in range(1, 7)
+             for s in ("BTC-USDT", "ETH-USDT", "SOL-USDT")]  # fmt: skip
+    ticks += [_tick("binance", "ETH-USDT", "ETHUSDT", 2, 40)]  # late: last, below 6
+    ticks += [Tick("binance", "SOL-USDT", "SOLUSDT", "x9", 1.0, 1.0, "buy", T0, 0)]
+    packed = batch_last_ids(TickBatch.from_ticks(ticks), {"binance"})
+    assert packed == (
+        b"binance:BTC-USDT\t6:%d\n" % (T0 + 6_000_000)
+        + b"binance:ETH-USDT\t2:%d\n" % (T0 + 40_000_000)
+    )
+    assert parse_last_ids(packed)[0] == ("binance:BTC-USDT", LastWritten(6, T0 + 6_000_000))
+    assert encode(LastWritten(6, T0 + 6_000_000)) in packed  # the value stored verbatim
+    single = batch_last_ids(TickBatch.from_ticks(ticks[:1]), {"binance"})
+    assert single == b"binance:BTC-USDT\t1:%d\n" % (T0 + 1_000_000)
+    with pytest.raises(ValueError, match="bad last-id line"):
+        parse_last_ids(b"binance:BTC-USDT\tjunk\n")
 
 
 def test_gap_trades_keeps_the_gaps_ids_once_in_order() -> None:
