@@ -165,8 +165,9 @@ async def test_chart_pans_back_through_pages(browser: Browser, console: ConsoleS
     )
     await page.wait_for_function("window.chartState && window.chartState.ready")
     assert await page.evaluate("window.chartState.candles") == 200
-    # Panning to the left edge loads the older pages, 200 bars at a time, until the start.
-    for _ in range(20):
+    # Panning to the left edge loads the older pages, 200 bars at a time, until the start
+    # (bounded at 30 s: a loaded CI machine can take seconds per page).
+    for _ in range(100):
         if await page.evaluate("window.chartState.candles") == len(SEED.bars):
             break
         await page.evaluate(
