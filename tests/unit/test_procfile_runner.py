@@ -53,8 +53,9 @@ def test_the_block_says_where_to_look() -> None:
     assert "make status | make tail" in text and "NAMESPACE=run: .venv/bin/alphapulse" in text
     assert text.count("psql postgresql://u@h:5432/db -c 'SELECT") == 1
     assert text.count("-c 'SELECT") == 2  # two queries, one psql line
-    assert "console" not in text  # no web process in this Procfile
-    assert len(lines) <= 5
+    # the Procfile's web process: the console's address (its login only when a password is set)
+    assert "console  http://127.0.0.1:8790/" in text and "login" not in text
+    assert len(lines) <= 6
 
 
 def test_the_block_never_echoes_a_token_the_user_set_and_shows_the_console_login() -> None:
