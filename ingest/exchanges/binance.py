@@ -1,4 +1,4 @@
-"""Binance spot (``@trade``) and USDⓈ-M futures (``@aggTrade``) WebSocket market streams.
+"""Binance spot (``@trade``) and USDⓈ-M futures (``@aggTrade``, ``@trade``) market streams.
 
 Docs: developers.binance.com — spot "WebSocket Streams" and derivatives/usds-margined-futures
 "Websocket Market Streams". What this module relies on:
@@ -14,6 +14,18 @@ Docs: developers.binance.com — spot "WebSocket Streams" and derivatives/usds-m
 * Spot trade ``t`` and futures aggregate-trade ``a`` ids are consecutive per symbol, so gaps
   are detectable. ``T`` is the trade time in ms. ``m`` is true when the **buyer is the
   maker**, i.e. the taker sold: ``m=true → sell``, ``m=false → buy``.
+* Futures also has the raw ``@trade`` stream (``"e":"trade"``, id ``t``, and ``X``, the
+  execution type). ``binance-futures`` subscribes ``@aggTrade`` but parses ``@trade`` frames
+  too (a URL naming ``?streams=btcusdt@trade`` delivers them). Only ``X == "MARKET"`` is a
+  market trade; ``INSURANCE_FUND``, ``ADL`` and ``NA`` executions are liquidation and
+  deleveraging transfers, not prints of the order book — Binance leaves them out of
+  ``aggTrade`` too — so they are ignored frames (counted as such), and any other or missing
+  ``X`` is bad input. The ``t`` and ``a`` ids are different sequences: one ingest should take
+  one of the two streams per symbol, or the gap detector sees the other's ids as jumps.
+* A frame that carries trades this adapter does not take — an event ``trade``/``aggTrade``
+  it does not parse (``aggTrade`` on spot), or a ``…@trade``/``…@aggTrade`` stream whose
+  payload is not that event — is ``BadInput("unknown_frame")``: counted and dead-lettered,
+  never silently ignored.
 
 REST trade history (gap backfill, ``ingest.backfill``): the id the stream carries decides the
 endpoint. Spot streams ``@trade`` (id ``t``), so it pages ``GET /api/v3/historicalTrades
@@ -70,6 +82,13 @@ _MAX_TS_MS: Final = MAX_TS_NS // 1_000_000
 _STR: Final = {str}
 _INT: Final = {int}
 _BOOL: Final = {bool}
+#: Events that carry trades on some Binance stream, and the streams that carry them.
+_TRADE_EVENTS: Final = frozenset({"trade", "aggTrade"})
+_TRADE_STREAMS: Final = ("@trade", "@aggTrade")
+#: Futures ``@trade`` executions that are not market trades (see the module docstring).
+_NOT_MARKET: Final = frozenset({"INSURANCE_FUND", "ADL", "NA"})
+#: The trade fields of a futures raw ``@trade`` payload, and its execution type last.
+_RAW_FIELDS: Final = itemgetter("e", "s", "t", "T", "p", "q", "m", "X")
 
 
 class _Binance(ExchangeAdapter):
@@ -79,6 +98,8 @@ class _Binance(ExchangeAdapter):
     id_key: ClassVar[str]  # "t" | "a"
     stream_suffix: ClassVar[str]  # "@trade" | "@aggTrade"
     _fields: ClassVar[itemgetter[Any]]  # the trade fields of a payload, in one C call
+    #: Also parse raw ``@trade`` frames (id ``t``) whose ``X`` is ``MARKET`` (futures).
+    raw_trades: ClassVar[bool] = False
     server_path = "/stream"
     max_symbols_per_message = 200
     trade_ids_sequential = True
@@ -104,6 +125,11 @@ class _Binance(ExchangeAdapter):
 
             {"e":"aggTrade","E":123456789,"s":"BTCUSDT","a":5933014,"p":"0.001","q":"100",
              "f":100,"l":105,"T":123456785,"m":true}
+
+        Futures raw ``trade`` sample (USDⓈ-M docs, "Trade Streams")::
+
+            {"e":"trade","E":123456789,"T":123456785,"s":"BTCUSDT","t":12345,
+             "p":"0.001","q":"100","X":"MARKET","m":true}
         """
         if len(frame) > self.max_frame_bytes:
             raise BadInput("frame_too_large", f"{len(frame)} > {self.max_frame_bytes} bytes")
@@ -116,59 +142,64 @@ class _Binance(ExchangeAdapter):
         data = msg.get("data", msg)
         if type(data) is not dict:
             raise BadInput("bad_type", f"data is {type(data).__name__}, expected object")
-        if data.get("e") == self.event:
-            # Fast path: every field present with the type Binance sends. Anything odd falls
-            # through to the strict path, which names the reason.
-            try:
-                native = data["s"]
-                tid = data[self.id_key]
-                ts = data["T"]
-                p, q = data["p"], data["q"]
-                # Prices come as strings; anything else takes the strict path.
-                price = float(p) if type(p) is str else -1.0
-                qty = float(q) if type(q) is str else -1.0
-                maker = data["m"]
-            except (KeyError, ValueError):
-                return self._parse_strict(data, recv_ts_ns)
-            if (
-                type(tid) is int
-                and type(ts) is int
-                and type(maker) is bool
-                and type(native) is str
-                and 0.0 < price < MAX_PRICE
-                and 0.0 < qty < MAX_QTY
-                and _MIN_TS_MS <= ts < _MAX_TS_MS
-            ):
-                symbol = self._symbols.get(native)
-                if symbol is None:
-                    symbol = self.normalized(native)
-                return _new(
-                    ParseResult,
-                    (
-                        _TRADE,
-                        [
-                            _new(
-                                Tick,
-                                (
-                                    self.name,
-                                    symbol,
-                                    native,
-                                    str(tid),
-                                    price,
-                                    qty,
-                                    "sell" if maker else "buy",
-                                    ts * 1_000_000,
-                                    recv_ts_ns,
-                                ),
-                            )
-                        ],
-                        False,
-                        "",
-                        "",
-                    ),
-                )
-            return self._parse_strict(data, recv_ts_ns)
-        return self._parse_other(msg, data)
+        event = data.get("e")
+        if event == self.event:
+            id_key = self.id_key
+        elif event == "trade" and self.raw_trades and data.get("X") == "MARKET":
+            id_key = "t"
+        else:
+            return self._parse_other(msg, data)
+        # Fast path: every field present with the type Binance sends. Anything odd falls
+        # through to the strict path, which names the reason.
+        try:
+            native = data["s"]
+            tid = data[id_key]
+            ts = data["T"]
+            p, q = data["p"], data["q"]
+            # Prices come as strings; anything else takes the strict path.
+            price = float(p) if type(p) is str else -1.0
+            qty = float(q) if type(q) is str else -1.0
+            maker = data["m"]
+        except (KeyError, ValueError):
+            return self._parse_strict(data, id_key, recv_ts_ns)
+        if (
+            type(tid) is int
+            and type(ts) is int
+            and type(maker) is bool
+            and type(native) is str
+            and 0.0 < price < MAX_PRICE
+            and 0.0 < qty < MAX_QTY
+            and _MIN_TS_MS <= ts < _MAX_TS_MS
+        ):
+            symbol = self._symbols.get(native)
+            if symbol is None:
+                symbol = self.normalized(native)
+            return _new(
+                ParseResult,
+                (
+                    _TRADE,
+                    [
+                        _new(
+                            Tick,
+                            (
+                                self.name,
+                                symbol,
+                                native,
+                                str(tid),
+                                price,
+                                qty,
+                                "sell" if maker else "buy",
+                                ts * 1_000_000,
+                                recv_ts_ns,
+                            ),
+                        )
+                    ],
+                    False,
+                    "",
+                    "",
+                ),
+            )
+        return self._parse_strict(data, id_key, recv_ts_ns)
 
     def parse_many(self, frames: Sequence[str | bytes], recv_ts_ns: int) -> ParsedBatch:
         """Many frames at once: trades in columns when every frame is a plain trade frame,
@@ -191,10 +222,15 @@ class _Binance(ExchangeAdapter):
             msgs = list(map(orjson.loads, frames))
             # AttributeError: a top level that is not an object; TypeError/KeyError: a data
             # that is not an object or lacks a field.
-            rows = list(map(self._fields, [m.get("data", m) for m in msgs]))
-            events, natives, ids, times, prices, qtys, makers = zip(*rows, strict=True)
+            datas = [m.get("data", m) for m in msgs]
+            fields, event = self._fields, self.event
+            if self.raw_trades and datas[0].get("e") == "trade":  # futures raw @trade
+                fields, event = _RAW_FIELDS, "trade"
+            rows = list(map(fields, datas))
+            events, natives, ids, times, prices, qtys, makers, *kind = zip(*rows, strict=True)
             if (
-                events.count(self.event) != len(frames)
+                events.count(event) != len(frames)
+                or (kind and kind[0].count("MARKET") != len(frames))
                 or set(map(type, natives + prices + qtys)) != _STR
                 or set(map(type, ids + times)) != _INT
                 or set(map(type, makers)) != _BOOL
@@ -233,9 +269,9 @@ class _Binance(ExchangeAdapter):
             recv_ts_ns,
         )
 
-    def _parse_strict(self, data: dict[str, Any], recv_ts_ns: int) -> ParseResult:
+    def _parse_strict(self, data: dict[str, Any], id_key: str, recv_ts_ns: int) -> ParseResult:
         native = f.get_str(data, "s")
-        tid = f.int_id(f.get(data, self.id_key), self.id_key)
+        tid = f.int_id(f.get(data, id_key), id_key)
         ts = f.ms_to_ns(f.get(data, "T"), "T")
         price = f.decimal_str(f.get(data, "p"), "p")
         qty = f.decimal_str(f.get(data, "q"), "q")
@@ -252,10 +288,28 @@ class _Binance(ExchangeAdapter):
         if isinstance(err, dict) or ("code" in msg and "msg" in msg):
             detail = err if isinstance(err, dict) else msg
             return control_result("error", str(detail)[:300])
-        if data.get("e") == "serverShutdown":
+        event = data.get("e")
+        if event == "serverShutdown":
             return _SHUTDOWN
+        if type(event) is str and event in _TRADE_EVENTS:
+            return self._other_trade_event(event, data)
+        stream = msg.get("stream")
+        if type(stream) is str and stream.endswith(_TRADE_STREAMS):
+            raise BadInput("unknown_frame", f"{stream[:60]} payload with event {event!r:.40}")
         # depth, bookTicker, other events, the REST depth snapshot in the recordings.
         return IGNORED
+
+    def _other_trade_event(self, event: str, data: dict[str, Any]) -> ParseResult:
+        """A trade event the fast path did not take: a futures raw trade that is not a
+        market trade (ignored, see the module docstring), else bad input, never ignored."""
+        if event == "trade" and self.raw_trades:
+            kind = data.get("X")
+            if type(kind) is str and kind in _NOT_MARKET:
+                return IGNORED
+            if "X" not in data:
+                raise BadInput("missing_field", "X (execution type) of a futures trade")
+            raise BadInput("bad_type", f"X={kind!r:.40}, expected MARKET")
+        raise BadInput("unknown_frame", f"{event} event on {self.name}: not parsed here")
 
     # ---- REST trade history ------------------------------------------------------------
     #: Field names of one history row: id, price, qty, time (ms), buyer-is-maker.
@@ -357,6 +411,7 @@ class BinanceFutures(_Binance):
     id_key = "a"
     stream_suffix = "@aggTrade"
     _fields = itemgetter("e", "s", "a", "T", "p", "q", "m")
+    raw_trades = True
     default_rest_url = "https://fapi.binance.com"
     history_path = "/fapi/v1/aggTrades"
     _history_fields = ("a", "p", "q", "T", "m")

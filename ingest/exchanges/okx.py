@@ -107,7 +107,11 @@ class Okx(ExchangeAdapter):
             return control_result("info", str(event)[:100])
         arg = msg.get("arg")
         if isinstance(arg, dict) and "data" in msg:
-            if arg.get("channel") != "trades":
+            channel = arg.get("channel")
+            if channel != "trades":
+                if type(channel) is str and channel.startswith("trades"):
+                    # trades-all (business endpoint): trades, not subscribed, not parsed here.
+                    raise BadInput("unknown_frame", f"channel {channel[:40]!r} is not parsed")
                 return IGNORED  # books, tickers, ...
             data = f.get_list(msg, "data")
             return trade_result([self._trade(f.as_dict(tr, "trade"), recv_ts_ns) for tr in data])

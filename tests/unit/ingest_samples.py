@@ -33,6 +33,11 @@ BINANCE_FUTURES_AGG = (
     '{"e":"aggTrade","E":123456789,"s":"BTCUSDT","a":5933014,"p":"0.001","q":"100",'
     '"f":100,"l":105,"T":1591677567872,"m":true}'
 )
+#: USDⓈ-M futures raw trade stream (``btcusdt@trade``), the docs' sample with real values.
+BINANCE_FUTURES_TRADE = (
+    '{"stream":"btcusdt@trade","data":{"e":"trade","E":1591677567875,"T":1591677567872,'
+    '"s":"BTCUSDT","t":4919283701,"p":"9721.50","q":"0.250","X":"MARKET","m":false}}'
+)
 
 #: exchange -> list of (frame, expected kind, expected control) — control frames only.
 CONTROL_FRAMES: dict[str, list[tuple[str, str, str]]] = {
@@ -46,6 +51,11 @@ CONTROL_FRAMES: dict[str, list[tuple[str, str, str]]] = {
         ('{"stream":"btcusdt@bookTicker","data":{"u":50093239212,"s":"BTCUSDT",'
          '"b":"61837.63000000","B":"3.78826000","a":"61837.64000000","A":"1.54698000"}}',
          "ignored", ""),
+    ],
+    "binance-futures": [
+        (BINANCE_FUTURES_TRADE.replace('"MARKET"', '"INSURANCE_FUND"'), "ignored", ""),
+        (BINANCE_FUTURES_TRADE.replace('"MARKET"', '"ADL"'), "ignored", ""),
+        (BINANCE_FUTURES_TRADE.replace('"MARKET"', '"NA"'), "ignored", ""),
     ],
     "coinbase": [
         ('{"channel":"subscriptions","client_id":"","timestamp":"2023-02-09T20:32:59.9896Z",'
@@ -113,6 +123,8 @@ TRADE_FRAMES: dict[str, list[tuple[str, bool, list[Expected]]]] = {
     "binance-futures": [
         (BINANCE_FUTURES_AGG, False,
          [("BTC-USDT-PERP", "BTCUSDT", "5933014", 0.001, 100.0, "sell", 1591677567872000000)]),
+        (BINANCE_FUTURES_TRADE, False,
+         [("BTC-USDT-PERP", "BTCUSDT", "4919283701", 9721.5, 0.25, "buy", 1591677567872000000)]),
     ],
     "coinbase": [
         ('{"channel":"market_trades","client_id":"","timestamp":"2023-02-09T20:19:35.39625135Z",'

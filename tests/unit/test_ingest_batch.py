@@ -21,6 +21,7 @@ from ingest.exchanges.batch import ParsedBatch
 from ingest.packing import columns_batch, merge_split
 from tests.unit.ingest_samples import (
     BINANCE_FUTURES_AGG,
+    BINANCE_FUTURES_TRADE,
     BINANCE_TRADE_SELL,
     CONTROL_FRAMES,
     TRADE_FRAMES,
@@ -85,6 +86,50 @@ def test_futures_and_bare_payloads() -> None:
     assert batch.ticks()[0].symbol == "BTC-USDT-PERP" and batch.ticks()[0].side == "sell"
 
 
+def _futures_trade(tid: int, **changes: Any) -> str:
+    doc = orjson.loads(BINANCE_FUTURES_TRADE)
+    doc["data"]["t"] = tid
+    doc["data"].update(changes)
+    return json.dumps(doc)
+
+
+def test_futures_raw_trades_come_back_in_columns() -> None:
+    frames = [_futures_trade(i, m=i % 2 == 0) for i in range(1, 6)]
+    batch = _assert_same_as_parse("binance-futures", frames)
+    assert batch.columns is not None
+    assert [t.trade_id for t in batch.ticks()] == ["1", "2", "3", "4", "5"]
+    assert {t.symbol for t in batch.ticks()} == {"BTC-USDT-PERP"}
+    assert [t.side for t in batch.ticks()][:2] == ["buy", "sell"]
+
+
+@pytest.mark.parametrize(
+    ("odd", "outcome"),
+    [
+        (BINANCE_FUTURES_AGG, "trade"),  # both streams in one batch: each frame parsed
+        (_futures_trade(9, X="INSURANCE_FUND"), "ignored"),
+        (_futures_trade(9, X="ADL"), "ignored"),
+        (_futures_trade(9, X="LIMIT"), "bad_type"),
+        (_futures_trade(9, X=None), "bad_type"),
+        (_futures_trade(9, e="trades"), "unknown_frame"),
+    ],
+)
+def test_futures_raw_trade_batches_with_other_frames(odd: str, outcome: str) -> None:
+    frames = [_futures_trade(7), odd, _futures_trade(8)]
+    batch = _assert_same_as_parse("binance-futures", frames)
+    assert batch.columns is None
+    got = batch.outcomes[1]
+    assert (got.reason if isinstance(got, BadInput) else got.kind) == outcome
+    middle = ["5933014"] if outcome == "trade" else []
+    assert [t.trade_id for t in batch.ticks()] == ["7", *middle, "8"]
+
+
+def test_spot_aggtrade_frames_are_bad_input_in_a_batch() -> None:
+    batch = _assert_same_as_parse("binance", [_trade(7), BINANCE_FUTURES_AGG, _trade(8)])
+    got = batch.outcomes[1]
+    assert isinstance(got, BadInput) and got.reason == "unknown_frame"
+    assert [t.trade_id for t in batch.ticks()] == ["7", "8"]
+
+
 @pytest.mark.parametrize(
     ("bad", "reason"),
     [
@@ -147,15 +192,23 @@ _leaf = (
     | st.integers(min_value=-(2**70), max_value=2**70)
     | st.floats()
     | st.text(max_size=12)
-    | st.sampled_from(["NaN", "-0", "1e-400", "61837.63", "BTCUSDT", "trade", "aggTrade"])
+    | st.sampled_from(
+        ["NaN", "-0", "1e-400", "61837.63", "BTCUSDT", "trade", "aggTrade", "MARKET", "ADL"]
+    )
 )
 
 
-@pytest.mark.parametrize("exchange", ["binance", "binance-futures"])
+@pytest.mark.parametrize(
+    ("exchange", "sample"),
+    [
+        ("binance", BINANCE_TRADE_SELL),
+        ("binance-futures", BINANCE_FUTURES_AGG),
+        ("binance-futures", BINANCE_FUTURES_TRADE),
+    ],
+)
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
-def test_mutated_batches_match_parse(exchange: str, data: st.DataObject) -> None:
-    sample = BINANCE_TRADE_SELL if exchange == "binance" else BINANCE_FUTURES_AGG
+def test_mutated_batches_match_parse(exchange: str, sample: str, data: st.DataObject) -> None:
     frames: list[Any] = []
     for _ in range(data.draw(st.integers(1, 6))):
         doc = orjson.loads(sample)

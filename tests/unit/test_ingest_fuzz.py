@@ -149,7 +149,7 @@ def test_binance_fast_path_agrees_with_the_strict_path(fields: dict[str, Any]) -
         fast = e.reason
     try:
         data = orjson.loads(frame)["data"]  # as the parser sees it (orjson's number rules)
-        strict: Any = adapter._parse_strict(data, 1)  # type: ignore[attr-defined]
+        strict: Any = adapter._parse_strict(data, "t", 1)  # type: ignore[attr-defined]
     except BadInput as e:
         strict = e.reason
     assert fast == strict

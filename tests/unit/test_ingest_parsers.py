@@ -10,6 +10,8 @@ from common.errors import BadInput
 from ingest.exchanges import EXCHANGES, get_adapter
 from ingest.exchanges.base import FrameKind
 from tests.unit.ingest_samples import (
+    BINANCE_FUTURES_AGG,
+    BINANCE_FUTURES_TRADE,
     BINANCE_TRADE_SELL,
     CONTROL_FRAMES,
     TRADE_FRAMES,
@@ -103,6 +105,15 @@ BAD: list[tuple[str, str, str]] = [
     ("bybit", TRADE_FRAMES["bybit"][0][0].replace('"v":"0.001",', ""), "missing_field"),
     ("okx", TRADE_FRAMES["okx"][0][0].replace('"42219.9"', '"0"'), "non_positive"),
     ("okx", TRADE_FRAMES["okx"][0][0].replace('"data":[{', '"data":[7,{'), "bad_type"),
+    # Frames that carry trades the adapter does not take are bad input, never ignored.
+    ("binance", BINANCE_FUTURES_AGG, "unknown_frame"),  # aggTrade on the spot adapter
+    ("binance", BINANCE_TRADE_SELL.replace('"e":"trade"', '"e":"trades"'), "unknown_frame"),
+    ("binance", BINANCE_TRADE_SELL.replace('"e":"trade",', ""), "unknown_frame"),
+    ("binance-futures", BINANCE_FUTURES_TRADE.replace('"MARKET"', '"LIMIT"'), "bad_type"),
+    ("binance-futures", BINANCE_FUTURES_TRADE.replace('"X":"MARKET",', ""), "missing_field"),
+    ("binance-futures", BINANCE_FUTURES_TRADE.replace('"t":4919283701,', ""), "missing_field"),
+    ("binance-futures", BINANCE_FUTURES_TRADE.replace('"9721.50"', '"-1"'), "non_positive"),
+    ("okx", TRADE_FRAMES["okx"][0][0].replace('"trades"', '"trades-all"'), "unknown_frame"),
 ]
 
 
