@@ -35,7 +35,6 @@ of the group is pending apart from deferred entries.
 
 from __future__ import annotations
 
-import random
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -45,6 +44,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from common.backoff import OUTAGE, Backoff
 from common.errors import BadInput
 from common.lifecycle import Service
 from common.logging import get_logger
@@ -167,19 +167,19 @@ class StreamWorker(Service):
             await self.redis.aclose()
 
     async def run(self) -> None:
-        backoff = 0.0
+        retry = Backoff(OUTAGE)
         while not self.stopping:
             try:
                 drained = await self.step()
-                backoff = 0.0
+                retry.reset()
                 self.readiness.set("connected")
             except _OUTAGES as e:
                 self.readiness.set("connected", False)
                 self.readiness.set("consuming", False)
-                backoff = min(max(backoff * 2, 0.1), 5.0)
+                delay = retry.next()
                 self.metrics.errors.labels(self.group, "redis").inc()
-                self.log.warning("redis_unavailable", error=repr(e), retry_in_s=backoff)
-                await self.wait_stopping(backoff * random.uniform(0.5, 1.0))
+                self.log.warning("redis_unavailable", error=repr(e), retry_in_s=round(delay, 3))
+                await self.wait_stopping(delay)
                 continue
             except ResponseError as e:
                 if "NOGROUP" not in str(e):

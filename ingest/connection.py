@@ -17,8 +17,8 @@ WebSocket *sessions* one after another:
    guarantees frames on quiet symbols (``Heartbeat.idle_timeout_s``; pongs and heartbeats
    count, trades are not needed). No false alarm on a symbol that does not trade;
 4. **reconnect** when the session ends, after a capped exponential backoff with full jitter
-   (``uniform(0, min(cap, base·2^attempt))``; the attempt count resets once a session
-   has lived ``backoff_reset_s``), then resubscribe;
+   (``common.backoff``: ``uniform(0, min(cap, base·2^attempt))``; the attempt count resets
+   once a session has lived ``backoff_reset_s``), then resubscribe;
 5. **rotate** before the exchange's connection age limit (Binance: 24 h, setting
    ``max_age_s``): the replacement session is opened and subscribed *before* the old one is
    closed (once the replacement's first frame, its ack, arrived); the overlap is removed by
@@ -65,6 +65,7 @@ from websockets.exceptions import (
 )
 from websockets.frames import CloseCode
 
+from common.backoff import BackoffPolicy
 from common.contracts import Tick
 from common.errors import BadInput
 from common.logging import get_logger
@@ -104,11 +105,6 @@ class ConnectionOptions:
     read_batch: int = 128  # frames already received handled as one batch (1: one by one)
     # The time-ahead bound (the deduper applies the id-jump bound).
     limits: PlausibilityLimits = field(default_factory=PlausibilityLimits)
-
-
-def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
-    """Full-jitter exponential backoff: uniform in ``[0, min(cap, base * 2**attempt)]``."""
-    return rng.uniform(0.0, min(cap, base * 2.0 ** min(attempt, 30)))
 
 
 #: The ``reason`` label of ``alphapulse_ingest_connect_failures_total``.
@@ -213,6 +209,7 @@ class Connection:
         self.filler = filler
         self._gaps = filler.gaps if filler is not None else {}  # symbols being backfilled
         self._rng = random.Random(seed)
+        self._retry = BackoffPolicy(self.options.backoff_base_s, self.options.backoff_max_s)
         self._stopping = asyncio.Event()
         self._logs = RateLimitedLog()
         self._log = get_logger("ingest.connection", exchange=adapter.name)
@@ -298,8 +295,7 @@ class Connection:
         await session.close(reason)
 
     async def _backoff(self, attempt: int, reason: str, error: str, host: str = "") -> None:
-        o = self.options
-        delay = backoff_delay(attempt, o.backoff_base_s, o.backoff_max_s, self._rng)
+        delay = self._retry.delay(attempt, self._rng)
         if self._logs.allow("reconnect", reason) is not None:
             self._log.warning(
                 "reconnecting",

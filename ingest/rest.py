@@ -17,6 +17,7 @@ import time
 
 import aiohttp
 
+from common.backoff import BackoffPolicy
 from common.errors import BadInput
 from ingest.exchanges import ExchangeAdapter
 from ingest.exchanges.base import HistoryPage, HistoryQuery
@@ -60,7 +61,7 @@ class HistoryClient:
         self._timeout = aiohttp.ClientTimeout(total=request_timeout_s)
         self._interval = 1.0 / rate_per_s if rate_per_s > 0 else 0.0
         self._retries = retries
-        self._backoff_base = backoff_base_s
+        self._retry = BackoffPolicy(backoff_base_s)  # full jitter, no cap: few retries
         self._rng = random.Random(seed)
         self._next_at = 0.0  # monotonic time the next request may go
         self._pace = asyncio.Lock()
@@ -76,7 +77,7 @@ class HistoryClient:
                 if not e.retriable or attempt >= self._retries:
                     raise
             attempt += 1
-            delay = self._rng.uniform(0.0, self._backoff_base * 2.0**attempt)
+            delay = self._retry.delay(attempt, self._rng)
             await asyncio.sleep(delay)
 
     async def _get(self, query: HistoryQuery) -> HistoryPage:

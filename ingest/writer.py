@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import time
 import uuid
 from collections.abc import Iterable
@@ -45,6 +44,7 @@ from typing import Any
 import numpy as np
 from redis.exceptions import NoScriptError, RedisError
 
+from common.backoff import BackoffPolicy
 from common.contracts import Tick, TickBatch
 from common.logging import get_logger
 from common.names import Keys, partition_of
@@ -58,6 +58,8 @@ from ingest.packing import Slice, merge_split, pack, segment_batches
 TAG_FIELD = b"w"
 #: Entries looked at, after this writer's last known one, to find what a failed try wrote.
 _TAIL_SCAN = 10_000
+#: The retry delay of a failed flush: base of ``common.backoff`` (attempt n: 0.05·2^n s).
+_RETRY_BASE_S = 0.05
 #: One entry to append: its stream, its fields, its ``append.lua`` last-id argument
 #: (``batch_last_ids``) and the partition's last-id hash.
 _Entry = tuple[str, dict[bytes, bytes], bytes, str]
@@ -96,7 +98,8 @@ class TickWriter:
         self.flush_interval = flush_interval
         self.max_pending = max_pending
         self._maxlen = maxlen
-        self._retry_max_delay = retry_max_delay
+        # Full jitter from 0.1 s (first retry: attempt 1) up to retry_max_delay.
+        self._retry = BackoffPolicy(_RETRY_BASE_S, retry_max_delay)
         self._sequential = sequential  # exchanges whose last written id is remembered
         self._script_sha: str | None = None  # append.lua, loaded on first write / NOSCRIPT
         # Loggers are made per instance, after main() configured logging.
@@ -366,7 +369,7 @@ class TickWriter:
                     self._script_sha = None
                 attempt += 1
                 self._metrics.writer_errors.inc()
-                delay = random.uniform(0, min(self._retry_max_delay, 0.05 * 2**attempt))
+                delay = self._retry.delay(attempt)
                 self._log.warning(
                     "writer_retry", error=repr(e), attempt=attempt, ticks=n, delay=delay
                 )

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import sys
 import time
 from collections.abc import Sequence
@@ -33,6 +32,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
+from common.backoff import OUTAGE, Backoff
 from common.configstore import ConfigFollower, ConfigVersion
 from common.lifecycle import Service, worker_main
 from common.logging import get_logger
@@ -119,22 +119,22 @@ class SignalsHub:
     async def run(self, stopping: asyncio.Event) -> None:
         """Follow the stream until ``stopping`` is set; rides out Redis outages with backoff
         (clients stay connected and get what they missed from ``last_id`` on recovery)."""
-        backoff = 0.0
+        retry = Backoff(OUTAGE)
         while not stopping.is_set():
             try:
                 reply: Any = await self.redis.xread(
                     {self.stream: self.last_id}, count=READ_COUNT, block=self.block_ms
                 )
             except (RedisConnectionError, RedisTimeoutError, OSError) as e:
-                backoff = min(max(backoff * 2, 0.1), 5.0)
+                delay = retry.next()
                 self.readiness.set("connected", False)
                 get_logger("signals.ws").warning(
-                    "redis_unavailable", error=repr(e), retry_in_s=backoff
+                    "redis_unavailable", error=repr(e), retry_in_s=round(delay, 3)
                 )
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stopping.wait(), backoff * random.uniform(0.5, 1.0))
+                    await asyncio.wait_for(stopping.wait(), delay)
                 continue
-            backoff = 0.0
+            retry.reset()
             self.readiness.set("connected", True)
             for _, entries in reply or []:
                 for entry_id, fields in entries:

@@ -18,7 +18,6 @@ runs here every ``RETENTION_INTERVAL_S``.
 from __future__ import annotations
 
 import os
-import random
 import signal
 import time
 from collections.abc import Sequence
@@ -28,6 +27,7 @@ import asyncpg
 import orjson
 from redis.typing import EncodableT, FieldT
 
+from common.backoff import OUTAGE, Backoff
 from common.configstore import ConfigFollower, ConfigVersion
 from common.errors import BadInput
 from common.metrics import Readiness
@@ -91,7 +91,8 @@ class SinkWorker(StreamWorker):
         self.sink_metrics = metrics
         self.pending = PendingBatch()
         self.keys = keys
-        self._backoff = 0.0
+        # The database outage loop: as the Redis one, capped at SINK_RETRY_MAX_S.
+        self._db_retry = Backoff(replace(OUTAGE, cap_s=settings.retry_max_s))
         self._connected_before = False  # the database answered once (a later one: INFO)
         self._next_retention = 0.0
         self._next_stats_refresh = 0.0
@@ -156,7 +157,7 @@ class SinkWorker(StreamWorker):
         return True
 
     def _db_ok(self) -> None:
-        self._backoff = 0.0
+        self._db_retry.reset()
         self.readiness.set("database")
         self.sink_metrics.database_up.set(1)
 
@@ -166,8 +167,7 @@ class SinkWorker(StreamWorker):
         self.sink_metrics.database_up.set(0)
         self.sink_metrics.retries.inc()
         await self.store.close()
-        self._backoff = min(max(self._backoff * 2, 0.1), self.sink_settings.retry_max_s)
-        delay = self._backoff * random.uniform(0.5, 1.0)
+        delay = self._db_retry.next()
         self.log.warning(f"database_{what}_failed", error=repr(error), retry_in_s=round(delay, 3))
         return not await self.wait_stopping(delay)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 import pytest
@@ -10,7 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from common.errors import ConfigError
 from common.names import Keys
-from ingest.connection import Connection, backoff_delay
+from ingest.connection import Connection
 from ingest.deadletter import DeadLetters, RateLimitedLog
 from ingest.exchanges import get_adapter
 from ingest.metrics import IngestMetrics
@@ -72,16 +71,6 @@ def test_url_variable_of_a_hyphenated_exchange() -> None:
     )
     assert s.url("binance-futures") == "ws://h/x"
     assert parse_exchanges("binance-futures:BTC-USDT-PERP")[0][1] == ("BTCUSDT",)
-
-
-def test_backoff_is_full_jitter_and_capped() -> None:
-    rng = random.Random(1)
-    for attempt in range(40):
-        ceiling = min(5.0, 0.1 * 2**attempt)
-        delays = [backoff_delay(attempt, 0.1, 5.0, rng) for _ in range(50)]
-        assert all(0.0 <= d <= ceiling for d in delays)
-    late = [backoff_delay(20, 0.1, 5.0, rng) for _ in range(200)]
-    assert min(late) < 1.0 and max(late) > 4.0  # spread over the whole range
 
 
 def test_rate_limited_log_counts_suppressed() -> None:
