@@ -51,7 +51,8 @@ async def test_worker_survives_a_redis_restart(tmp_path: Path) -> None:
         with redis_server(args, tmp_path, ping):  # a fresh, empty server (no persistence)
             await client.xadd(stream, {"n": "2"})
             await _until(lambda: seen == [b"1", b"2"], "entry handled after the restart")
-            assert worker.readiness.ready
+            # Readiness comes back when that step returns, an ack after the handler ran.
+            await _until(lambda: worker.readiness.ready, "ready again after the restart")
             worker.request_stop()
             await asyncio.wait_for(task, 30)
             assert (await client.xpending(stream, "g"))["pending"] == 0
