@@ -26,8 +26,7 @@ variable                       default                          meaning
 =============================  ===============================  ==================================
 
 Durations are a number with a unit ``s``, ``m``, ``h``, ``d`` or ``w`` (``90d``); ``0`` turns
-retention off. ``SINK_TEST_KILL_AFTER_COMMIT=1`` is for tests only: the process SIGKILLs itself
-right after its first commit, before acking, to show that a redelivery stores nothing twice.
+retention off.
 Plus every shared variable of ``CommonSettings`` (``REDIS_URL``, ``NAMESPACE``, ``BATCH_COUNT``…).
 """
 
@@ -99,7 +98,6 @@ class SinkSettings:
     retention_s: Mapping[str, int] = field(default_factory=dict)
     retention_interval_s: int = 3600
     stats_refresh_s: int = 300
-    test_kill_after_commit: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SinkSettings:
@@ -117,7 +115,6 @@ class SinkSettings:
             retention_s=retention_s,
             retention_interval_s=retention_interval_s,
             stats_refresh_s=env_int(e, "SINK_STATS_REFRESH_S", 300, lo=0, hi=86_400 * 30),
-            test_kill_after_commit=env_bool(e, "SINK_TEST_KILL_AFTER_COMMIT", False),
         )
 
     def redacted(self) -> dict[str, object]:

@@ -17,8 +17,6 @@ runs here every ``RETENTION_INTERVAL_S``.
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -228,8 +226,6 @@ class SinkWorker(StreamWorker):
             break
         self._db_ok()
         elapsed = time.perf_counter() - started
-        if self.sink_settings.test_kill_after_commit:
-            os.kill(os.getpid(), signal.SIGKILL)  # test hook: die between commit and ack
         for table, bad in rejected.items():
             await self._dead_letter_rows(batch, table, bad)
         await self.ack(batch.entries)

@@ -1,4 +1,7 @@
-"""A sink SIGKILLed between its commit and its ack: the redelivery stores nothing twice."""
+"""A sink SIGKILLed between its commit and its ack: the redelivery stores nothing twice.
+
+The first run is ``tests.integration.sink_killed_before_ack`` (the sink with the crash
+injected by the test tree), the second the real ``python -m sink``."""
 
 from __future__ import annotations
 
@@ -27,11 +30,14 @@ async def pending(redis: aioredis.Redis, stream: str) -> int:
     return int((await redis.xpending(stream, GROUP_SINK))["pending"])
 
 
-async def run_sink_process(env: dict[str, str], log: Path) -> int:
-    """``python -m sink --burst`` to completion (bounded); its log goes to ``log``."""
+REPO = Path(__file__).resolve().parents[2]
+
+
+async def run_sink_process(env: dict[str, str], log: Path, module: str = "sink") -> int:
+    """``python -m <module> --burst`` to completion (bounded); its log goes to ``log``."""
     with log.open("ab") as out:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "sink", "--burst", env=env, stdout=out, stderr=out
+            sys.executable, "-m", module, "--burst", env=env, stdout=out, stderr=out, cwd=REPO
         )
         try:
             return await asyncio.wait_for(proc.wait(), 90)
@@ -51,8 +57,8 @@ async def test_sigkill_between_commit_and_ack_stores_nothing_twice(
     log = tmp_path / "sink.log"
 
     # 1st run: commits its first batch, then dies by SIGKILL before acking anything.
-    env = sink_env(db.url, keys, SINK_BATCH_ROWS="100000", SINK_TEST_KILL_AFTER_COMMIT="1")
-    code = await run_sink_process(env, log)
+    env = sink_env(db.url, keys, SINK_BATCH_ROWS="100000")
+    code = await run_sink_process(env, log, "tests.integration.sink_killed_before_ack")
     assert code == -signal.SIGKILL, log_tail(log)
     ticks_after_kill, _ = await db.count("ticks")
     bars_after_kill, _ = await db.count("bars")

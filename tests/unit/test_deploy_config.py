@@ -198,8 +198,8 @@ def test_the_example_covers_the_settings_of_every_stage() -> None:
     values = env_file(ENV_EXAMPLE, commented=True)
     read = variables_read(values)
     # Whatever the settings look up with these values is documented in the file, apart from
-    # what the units set per instance, honcho's PORT and the sink's crash hook for tests.
-    not_for_operators = {"METRICS_PORT", "PORT", "SINK_TEST_KILL_AFTER_COMMIT"}
+    # what the units set per instance and honcho's PORT.
+    not_for_operators = {"METRICS_PORT", "PORT"}
     missing = read - set(values) - not_for_operators
     assert missing == set()
 
