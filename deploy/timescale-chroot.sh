@@ -3,7 +3,7 @@
 #
 # Debian bookworm ships no TimescaleDB, Debian trixie does (postgresql-17-timescaledb), so this
 # script debootstraps a minimal trixie root under a cache directory, installs PostgreSQL 17 and
-# the TimescaleDB extension into it with apt (only deb.debian.org is needed), initialises a cluster
+# the TimescaleDB extension into it with apt (only a Debian mirror is needed), initialises a cluster
 # with shared_preload_libraries=timescaledb, trust auth on 127.0.0.1:$TIMESCALE_PORT, and runs it
 # inside the chroot as the chroot's postgres user. The root is reused, so a second run takes seconds.
 #
@@ -16,14 +16,19 @@
 #   drop          stop the instance and delete its data directory (throwaway instances)
 #   destroy       stop the default instance and delete the whole root
 # Environment: TIMESCALE_CACHE (default /var/cache/alphapulse, else $XDG_CACHE_HOME/alphapulse when
-# not root), TIMESCALE_PORT (55432), TIMESCALE_DB (test), DEBIAN_MIRROR (http://deb.debian.org/debian),
-# TIMESCALE_INSTANCE (pg17): several clusters can share the root, each with its own name and port
-# (the sink's outage test starts and stops a throwaway one, never the shared test server).
+# not root), TIMESCALE_PORT (55432), TIMESCALE_DB (test), TIMESCALE_INSTANCE (pg17): several
+# clusters can share the root, each with its own name and port (the sink's outage test starts and
+# stops a throwaway one, never the shared test server), DEBIAN_MIRROR: the Debian archive to
+# debootstrap from; by default the one the machine's apt already uses (``debian_mirror``: its
+# sources.list / sources.list.d), else debootstrap's own default for the suite. No host is named
+# here: the machine knows which mirror it may reach.
+#
+# Sourced (``source timescale-chroot.sh``) it only defines its functions and runs nothing, so
+# the tests can call ``debian_mirror`` in isolation.
 set -euo pipefail
 
 PORT=${TIMESCALE_PORT:-55432}
 DB=${TIMESCALE_DB:-test}
-MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 SUITE=trixie
 PGVER=17
 if [ -n "${TIMESCALE_CACHE:-}" ]; then CACHE=$TIMESCALE_CACHE
@@ -42,6 +47,55 @@ die() { log "$*"; exit 1; }
 need_root() { [ "$(id -u)" = 0 ] || die "must run as root (debootstrap, chroot and mount need it)"; }
 in_root() { chroot "$ROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 "$@"; }
 as_pg() { in_root setpriv --reuid=postgres --regid=postgres --init-groups "$@"; }
+
+# Debian release names an apt source must carry to count as the Debian archive (third-party
+# repositories use their own suites: "nodistro", "cloud-sdk-bookworm"); -security is a separate
+# archive and never matches.
+DEBIAN_SUITES='^(buster|bullseye|bookworm|trixie|forky|duke|sid|oldoldstable|oldstable|stable|testing|unstable)(-updates|-backports|-proposed-updates)?$'
+
+# debian_mirror [APT_DIR]: the URI of the first enabled Debian archive (``deb``, not
+# ``deb-src``) in APT_DIR's (default /etc/apt) sources.list and sources.list.d/*.list (one-line
+# form) or *.sources (deb822 form), read in apt's order; prints nothing when there is none.
+debian_mirror() {
+  local etc=${1:-/etc/apt} f uri
+  local files=("$etc/sources.list")
+  for f in "$etc"/sources.list.d/*; do files+=("$f"); done
+  for f in "${files[@]}"; do
+    [ -f "$f" ] || continue
+    case "$f" in
+      *.list) uri=$(awk -v re="$DEBIAN_SUITES" '
+          /^[[:space:]]*deb[[:space:]]/ {
+            line = $0; sub(/^[[:space:]]*deb[[:space:]]+/, "", line)
+            if (line ~ /^\[/) sub(/^\[[^]]*\][[:space:]]*/, "", line)
+            split(line, w, /[[:space:]]+/)
+            if (w[1] ~ /^(https?|ftp|file):\/\// && w[2] ~ re) { print w[1]; exit }
+          }' "$f") ;;
+      *.sources) uri=$(awk -v re="$DEBIAN_SUITES" '
+          function stanza(   i, j, n, s, u) {
+            if (types ~ /(^|[[:space:]])deb([[:space:]]|$)/ && tolower(enabled) != "no") {
+              n = split(suites, s, /[[:space:]]+/)
+              for (i = 1; i <= n; i++) if (s[i] ~ re) {
+                split(uris, u, /[[:space:]]+/)
+                for (j = 1; j in u; j++) if (u[j] ~ /^(https?|ftp|file):\/\//) { print u[j]; found = 1; exit }
+              }
+            }
+            types = ""; suites = ""; uris = ""; enabled = ""; key = ""
+          }
+          /^#/ { next }
+          /^[[:space:]]*$/ { stanza(); next }
+          /^[[:space:]]/ { if (key == "suites") suites = suites " " $0
+                           else if (key == "uris") uris = uris " " $0
+                           else if (key == "types") types = types " " $0
+                           next }
+          { key = tolower($0); sub(/:.*/, "", key); val = $0; sub(/^[^:]*:[[:space:]]*/, "", val)
+            if (key == "types") types = val; else if (key == "suites") suites = val
+            else if (key == "uris") uris = val; else if (key == "enabled") enabled = val }
+          END { if (!found) stanza() }' "$f") ;;
+      *) continue ;;
+    esac
+    if [ -n "$uri" ]; then echo "${uri%/}"; return 0; fi
+  done
+}
 
 mounted() { mountpoint -q "$1"; }
 mount_fs() {
@@ -63,15 +117,19 @@ build_root() {
   umount_fs
   rm -rf "$ROOT"
   mkdir -p "$CACHE"
-  log "debootstrapping Debian $SUITE into $ROOT (a few minutes, once)"
-  debootstrap --variant=minbase --include=ca-certificates "$SUITE" "$ROOT" "$MIRROR" \
+  local mirror=${DEBIAN_MIRROR:-$(debian_mirror /etc/apt)}
+  log "debootstrapping Debian $SUITE into $ROOT from ${mirror:-the default mirror of debootstrap} (a few minutes, once)"
+  debootstrap --variant=minbase --include=ca-certificates "$SUITE" "$ROOT" ${mirror:+"$mirror"} \
     >"$CACHE/debootstrap.log" 2>&1 || { tail -n 30 "$CACHE/debootstrap.log" >&2; die "debootstrap failed"; }
+  # With its default mirror debootstrap wrote the root's apt sources: the mirror is read back.
+  [ -n "$mirror" ] || mirror=$(debian_mirror "$ROOT/etc/apt")
+  [ -n "$mirror" ] || die "no Debian mirror: set DEBIAN_MIRROR"
   # No services may start inside the chroot at package install time, and no default cluster.
   printf '#!/bin/sh\nexit 101\n' >"$ROOT/usr/sbin/policy-rc.d"
   chmod +x "$ROOT/usr/sbin/policy-rc.d"
   mkdir -p "$ROOT/etc/postgresql-common/createcluster.d"
   echo "create_main_cluster = false" >"$ROOT/etc/postgresql-common/createcluster.d/alphapulse.conf"
-  echo "deb $MIRROR $SUITE main" >"$ROOT/etc/apt/sources.list"
+  echo "deb $mirror $SUITE main" >"$ROOT/etc/apt/sources.list"
   mount_fs
   log "installing postgresql-$PGVER and postgresql-$PGVER-timescaledb in the chroot"
   {
@@ -132,23 +190,29 @@ create_db() {
   fi
 }
 
-cmd=${1:-up}
-case "$cmd" in
-  up)
-    need_root
-    mkdir -p "$CACHE"
-    exec 9>"$CACHE/.lock"
-    flock 9   # two concurrent `make test` runs must not debootstrap the same root
-    build_root
-    start
-    create_db
-    echo "$URL"
-    ;;
-  start) start ;;
-  stop) stop ;;
-  status) if [ -f "$STAMP" ] && is_up; then echo "up $URL"; else echo "down"; exit 3; fi ;;
-  url) echo "$URL" ;;
-  drop) need_root; stop; rm -rf "${ROOT:?}$PGDATA" ;;
-  destroy) need_root; stop; umount_fs; rm -rf "$ROOT" ;;
-  *) die "unknown command $cmd (up|start|stop|status|url|drop|destroy)" ;;
-esac
+main() {
+  local cmd=${1:-up}
+  case "$cmd" in
+    up)
+      need_root
+      mkdir -p "$CACHE"
+      exec 9>"$CACHE/.lock"
+      flock 9   # two concurrent `make test` runs must not debootstrap the same root
+      build_root
+      start
+      create_db
+      echo "$URL"
+      ;;
+    start) start ;;
+    stop) stop ;;
+    status) if [ -f "$STAMP" ] && is_up; then echo "up $URL"; else echo "down"; exit 3; fi ;;
+    url) echo "$URL" ;;
+    drop) need_root; stop; rm -rf "${ROOT:?}$PGDATA" ;;
+    destroy) need_root; stop; umount_fs; rm -rf "$ROOT" ;;
+    *) die "unknown command $cmd (up|start|stop|status|url|drop|destroy)" ;;
+  esac
+}
+
+# Run only when executed, not when sourced (the tests source it to call debian_mirror):
+# `return` succeeds only in a sourced file.
+if ! (return 0 2>/dev/null); then main "$@"; fi
