@@ -33,7 +33,6 @@ import json
 import random
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from importlib.resources import files
 from typing import Any
 
 from prometheus_client import Gauge
@@ -42,10 +41,11 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from common.errors import AlphapulseError
 from common.logging import get_logger
+from common.lua import lua_script
 from common.names import Keys
 from common.redis import AnyRedis
 
-PROPOSE_LUA = files("common").joinpath("config_propose.lua").read_text()
+PROPOSE_LUA = lua_script("common", "config_propose")
 CONFIG_VERSION = Gauge(
     "alphapulse_config_version",
     "Newest live configuration version this process knows and applies (0: none yet).",

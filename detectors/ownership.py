@@ -8,6 +8,7 @@
   then stores the state and XACKs the entries the state covers: a stale owner can neither
   overwrite its successor's state nor ack entries the successor has not applied. All keys of
   a partition share the ``{p}`` hash tag (one cluster slot), so the scripts are cluster-legal.
+  The scripts are the ``ownership_*.lua`` files beside this module (``common.lua``).
 * **Membership**: every detector heartbeats into the sorted set ``detectors:members`` (score =
   Redis server time, ms); members silent for longer than the lease TTL are dropped.
 * **Assignment** (:func:`assign`) is a pure function of the live member set: partitions
@@ -24,54 +25,9 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
+from common.lua import lua_script
 from common.names import GROUP_DETECTORS, Keys
 from common.redis import AnyRedis
-
-_ACQUIRE = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return redis.call('INCR', KEYS[2])
-end
-return 0
-"""
-_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] and redis.call('GET', KEYS[2]) == ARGV[2] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[3])
-  return 1
-end
-return 0
-"""
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] and redis.call('GET', KEYS[2]) == ARGV[2] then
-  redis.call('DEL', KEYS[1])
-  return 1
-end
-return 0
-"""
-# KEYS: epoch, checkpoint, ticks stream. ARGV: epoch, state, group, ids to ack...
-_CHECKPOINT = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then
-  return 0
-end
-redis.call('SET', KEYS[2], ARGV[2])
-local i = 4
-while i <= #ARGV do
-  local j = math.min(i + 499, #ARGV)
-  redis.call('XACK', KEYS[3], ARGV[3], unpack(ARGV, i, j))
-  i = j + 1
-end
-return 1
-"""
-_HEARTBEAT = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if ARGV[2] == '1' then
-  redis.call('ZADD', KEYS[1], now, ARGV[1])
-else
-  redis.call('ZREM', KEYS[1], ARGV[1])
-end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[3]))
-return redis.call('ZRANGE', KEYS[1], 0, -1)
-"""
 
 
 def _rank(member: str, partition: int) -> bytes:
@@ -108,11 +64,11 @@ class Ownership:
         self.keys = keys
         self.member = member
         self.ttl = lease_ttl_ms
-        self._acquire = redis.register_script(_ACQUIRE)
-        self._renew = redis.register_script(_RENEW)
-        self._release = redis.register_script(_RELEASE)
-        self._checkpoint = redis.register_script(_CHECKPOINT)
-        self._heartbeat = redis.register_script(_HEARTBEAT)
+        self._acquire = redis.register_script(lua_script("detectors", "ownership_acquire"))
+        self._renew = redis.register_script(lua_script("detectors", "ownership_renew"))
+        self._release = redis.register_script(lua_script("detectors", "ownership_release"))
+        self._checkpoint = redis.register_script(lua_script("detectors", "ownership_checkpoint"))
+        self._heartbeat = redis.register_script(lua_script("detectors", "ownership_heartbeat"))
 
     async def heartbeat(self, alive: bool = True) -> list[str]:
         """Refresh (or remove) this member; returns the live members."""

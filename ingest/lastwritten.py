@@ -15,15 +15,15 @@ remembered: for the others an id says nothing about what is missing.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from importlib.resources import files
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from common.contracts import TickBatch
+from common.lua import lua_script
 from common.names import Keys, partition_of
 
-APPEND_LUA = files("ingest").joinpath("append.lua").read_text()
+APPEND_LUA = lua_script("ingest", "append")
 
 
 class LastWritten(NamedTuple):

@@ -21,15 +21,15 @@ configuration keys share the stream's hash tag (``Keys.config_*``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from importlib.resources import files
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
+from common.lua import lua_script
 from common.names import Keys
 from signals.contract import Signal, signal_to_json
 
-APPEND_LUA = files("signals").joinpath("append.lua").read_text()
+APPEND_LUA = lua_script("signals", "append")
 
 
 class SignalAppender:
