@@ -48,6 +48,7 @@ __all__ = [
     "dead_letter_fields",
     "original_fields",
     "unique_consumer_name",
+    "write_dead_letters",
 ]
 
 DLQ_MAXLEN = 100_000
@@ -97,6 +98,23 @@ def dead_letter_fields(
     }
     out.update({_FIELD_PREFIX + k: v for k, v in entry.fields.items()})
     return out
+
+
+async def write_dead_letters(
+    redis: AnyRedis, letters: Iterable[tuple[str, Mapping[bytes, bytes]]]
+) -> int:
+    """XADD dead letters ``(dlq key, fields)`` in one pipeline, each dead-letter stream capped
+    at about ``DLQ_MAXLEN``: every dead letter of every stage is written here. Returns how
+    many; a Redis error propagates (nothing is retried here: the callers decide)."""
+    pipe = redis.pipeline(transaction=False)
+    n = 0
+    for key, fields in letters:
+        payload: dict[FieldT, EncodableT] = dict(fields.items())
+        pipe.xadd(key, payload, maxlen=DLQ_MAXLEN, approximate=True)
+        n += 1
+    if n:
+        await pipe.execute()
+    return n
 
 
 def original_fields(dead_letter: Mapping[bytes, bytes]) -> dict[bytes, bytes]:
@@ -272,10 +290,7 @@ class StreamConsumer:
         fields = dead_letter_fields(
             entry, error, reason=why, group=self.group, consumer=self.consumer
         )
-        payload: dict[FieldT, EncodableT] = dict(fields.items())
-        await self.redis.xadd(
-            self.keys.dlq(entry.stream), payload, maxlen=DLQ_MAXLEN, approximate=True
-        )
+        await write_dead_letters(self.redis, [(self.keys.dlq(entry.stream), fields)])
         await self.ack(entry.stream, [entry.id])
         self.metrics.dead_letters.labels(entry.stream, why).inc()
 

@@ -45,7 +45,7 @@ from common.logging import get_logger
 from common.metrics import Readiness
 from common.names import GROUP_DETECTORS
 from common.redis import AnyRedis, redis_from_settings
-from common.streams import DLQ_MAXLEN, Entry, StreamConsumer, dead_letter_fields
+from common.streams import Entry, StreamConsumer, dead_letter_fields, write_dead_letters
 from detectors import checkpoint
 from detectors.engine import Output, PartitionEngine
 from detectors.metrics import DETECTOR_METRICS, DetectorMetrics
@@ -399,18 +399,12 @@ class PartitionRunner:
 
     async def _dead_letters(self, letters: list[tuple[Entry, BaseException | str, str]]) -> None:
         """XADD ``(entry, error, reason)`` dead letters to ``dlq:ticks:{p}`` in one pipeline."""
-        pipe = self.redis.pipeline(transaction=False)
-        for entry, error, reason in letters:
-            fields = dead_letter_fields(
-                entry, error, reason=reason, group=GROUP_DETECTORS, consumer=self.consumer
-            )
-            pipe.xadd(
-                self.service.keys.dlq(self.stream),
-                dict(fields.items()),
-                maxlen=DLQ_MAXLEN,
-                approximate=True,
-            )
-        await pipe.execute()
+        key = self.service.keys.dlq(self.stream)
+        fields = (
+            dead_letter_fields(e, error, reason=why, group=GROUP_DETECTORS, consumer=self.consumer)
+            for e, error, why in letters
+        )
+        await write_dead_letters(self.redis, [(key, f) for f in fields])
 
     def _idle_close(self) -> Output:
         """Close bars by extrapolated event time when the partition has gone quiet."""

@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 
 from common.logging import get_logger
 from common.names import Keys
-from common.streams import DLQ_MAXLEN
+from common.streams import write_dead_letters
 
 
 class RateLimitedLog:
@@ -117,10 +117,7 @@ class DeadLetters:
         while self._buffer:
             batch, self._buffer = self._buffer, deque()
             try:
-                pipe = self._redis.pipeline(transaction=False)
-                for fields in batch:
-                    pipe.xadd(self.key, fields, maxlen=DLQ_MAXLEN, approximate=True)
-                await pipe.execute()
+                await write_dead_letters(self._redis, [(self.key, f) for f in batch])
             except RedisError as e:
                 self._log.warning("dlq_write_failed", error=repr(e), pending=len(batch))
                 batch.extend(self._buffer)  # keep arrival order, then re-apply the bound

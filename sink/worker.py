@@ -23,7 +23,6 @@ from dataclasses import replace
 
 import asyncpg
 import orjson
-from redis.typing import EncodableT, FieldT
 
 from common.backoff import OUTAGE, Backoff
 from common.configstore import ConfigFollower, ConfigVersion
@@ -32,7 +31,7 @@ from common.metrics import Readiness
 from common.names import GROUP_SINK
 from common.redis import AnyRedis
 from common.runtime import BatchResult, Entry, StreamWorker
-from common.streams import dead_letter_fields
+from common.streams import dead_letter_fields, write_dead_letters
 from sink.batch import PendingBatch
 from sink.metrics import SINK, SinkMetrics
 from sink.migrate import Flavor
@@ -47,7 +46,6 @@ RETRYABLE: tuple[type[BaseException], ...] = (
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
 )
-DLQ_MAXLEN = 100_000
 
 
 class SinkWorker(StreamWorker):
@@ -244,6 +242,7 @@ class SinkWorker(StreamWorker):
         """XADD each rejected row to ``dlq:<stream>`` with its error and origin entry."""
         rows = batch.rows[table]
         origins = batch.origins[table]
+        letters: list[tuple[str, dict[bytes, bytes]]] = []
         for index, error in rejected:
             origin = origins[index]
             row: Row = rows[index]
@@ -256,10 +255,10 @@ class SinkWorker(StreamWorker):
             )
             fields[b"table"] = table.encode()
             fields[b"row"] = _row_json(TABLES[table].columns, row)
-            payload: dict[FieldT, EncodableT] = dict(fields.items())
-            await self.redis.xadd(
-                self.keys.dlq(origin.stream), payload, maxlen=DLQ_MAXLEN, approximate=True
-            )
+            letters.append((self.keys.dlq(origin.stream), fields))
+        await write_dead_letters(self.redis, letters)
+        for index, error in rejected:
+            origin = origins[index]
             self.log.warning(
                 "row_dead_lettered",
                 table=table,
