@@ -61,8 +61,9 @@ def _assert_same_as_parse(exchange: str, frames: list[Any]) -> ParsedBatch:
     return batch
 
 
-def _trade(tid: int, **changes: Any) -> str:
-    doc = orjson.loads(BINANCE_TRADE_SELL)
+def _trade(tid: int, sample: str = BINANCE_TRADE_SELL, **changes: Any) -> str:
+    """``sample`` (a combined-stream frame with a ``t`` id) with id ``tid`` and ``changes``."""
+    doc = orjson.loads(sample)
     doc["data"]["t"] = tid
     doc["data"].update(changes)
     return json.dumps(doc)
@@ -87,10 +88,7 @@ def test_futures_and_bare_payloads() -> None:
 
 
 def _futures_trade(tid: int, **changes: Any) -> str:
-    doc = orjson.loads(BINANCE_FUTURES_TRADE)
-    doc["data"]["t"] = tid
-    doc["data"].update(changes)
-    return json.dumps(doc)
+    return _trade(tid, BINANCE_FUTURES_TRADE, **changes)
 
 
 def test_futures_raw_trades_come_back_in_columns() -> None:
