@@ -1,17 +1,17 @@
 """The README's promises, checked against a real pipeline (issue 16).
 
 The README shows the signal clients of ``docs/examples/`` verbatim and the block ``make run``
-prints; the first test keeps both from drifting (every ``python``/``js`` block of the README is
-one of the example files, byte for byte, and the block is what ``where_to_look`` prints for the
-Procfile). The second starts the Procfile's own processes the way ``make run`` does
-(``alphapulse run-procs`` with the environment ``alphapulse run-env`` plans: simulator, ingest,
-a detector, signals, signals-ws and sink, on this test's namespace, ports and database
-schema), runs the Python and the JavaScript WebSocket clients and the Redis consumer-group
-client with a limit, and checks that each printed exactly that many real signals: ids that
-are on the namespace's ``signals`` stream, with the stream's score and supporting patterns.
-``make tail`` (its Makefile recipe, with this namespace) must print the first signals of the
-stream, ``make status`` the ``signals`` stream, and the SQL of the README's block must return
-rows from the test's schema.
+prints; the first test keeps both from drifting (every ``python``/``js`` block of the README
+is one of the example files, byte for byte, and the block in the README and in
+docs/running.md is what ``where_to_look`` prints for the Procfile). The second starts the
+Procfile's own processes the way ``make run`` does (``alphapulse run-procs`` with the
+environment ``alphapulse run-env`` plans: simulator, ingest, a detector, signals, signals-ws
+and sink, on this test's namespace, ports and database schema), runs the Python and the
+JavaScript WebSocket clients and the Redis consumer-group client with a limit, and checks that
+each printed exactly that many real signals: ids that are on the namespace's ``signals``
+stream, with the stream's score and supporting patterns. ``make tail`` (its Makefile recipe,
+with this namespace) must print the first signals of the stream, ``make status`` the
+``signals`` stream, and the SQL of the README's block must return rows from the test's schema.
 """
 
 from __future__ import annotations
@@ -57,9 +57,9 @@ def fenced_blocks(text: str) -> list[tuple[str, str]]:
     return re.findall(r"^```(\w*)\n(.*?)^```$", text, flags=re.MULTILINE | re.DOTALL)
 
 
-def readme_block(first_line: str) -> list[str]:
-    """The lines of the README's code block that starts with ``first_line``."""
-    for _, body in fenced_blocks(README):
+def readme_block(first_line: str, text: str = README) -> list[str]:
+    """The lines of the README's (or ``text``'s) code block that starts with ``first_line``."""
+    for _, body in fenced_blocks(text):
         if body.startswith(first_line):
             return body.splitlines()
     raise AssertionError(f"no README block starts with {first_line!r}")
@@ -75,13 +75,13 @@ def test_the_readme_shows_the_example_files_and_the_printed_block_exactly() -> N
     for name in ("signals_client.py", "signals_client.mjs", "signals_redis.py"):
         assert f"(docs/examples/{name})" in README  # linked, so a reader finds the file
 
-    shown = readme_block("alphapulse run: ")
-    password = shown[1].rsplit(" ", 1)[1]  # a fresh random one each run
     ticks = "var/run/binance-btcusdt-ethusdt.rec.gz"  # make run's default recording
     summary = f"{ticks} as binance at 10x (looped, simulator on ws://127.0.0.1:8765/binance/stream)"
-    env = {"CONSOLE_PASSWORD": password}
-    want = where_to_look(read_procfile(PROCFILE), summary=summary, namespace="run:", env=env)
-    assert shown == want
+    for text in (README, (ROOT / "docs" / "running.md").read_text()):
+        shown = readme_block("alphapulse run: ", text)
+        env = {"CONSOLE_PASSWORD": shown[1].rsplit(" ", 1)[1]}  # a fresh random one each run
+        want = where_to_look(read_procfile(PROCFILE), summary=summary, namespace="run:", env=env)
+        assert shown == want
     assert "namespace `run:`" in README and "make status" in README and "make tail" in README
 
 
