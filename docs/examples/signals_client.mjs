@@ -11,7 +11,6 @@ let seen = 0;
 function connect() {
   const ws = new WebSocket(url);
   ws.on("open", () => {
-    // optional filters: exchanges, symbols, timeframes (lists), min_score
     ws.send(JSON.stringify({ type: "subscribe", ...(cursor && { resume_from: cursor }) }));
   });
   ws.on("message", (raw) => {

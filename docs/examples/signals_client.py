@@ -19,7 +19,6 @@ async def main(limit: int) -> None:
     while True:
         try:
             async with connect(URL) as ws:
-                # optional filters: exchanges, symbols, timeframes (lists), min_score
                 subscribe = {"type": "subscribe"} | ({"resume_from": cursor} if cursor else {})
                 await ws.send(json.dumps(subscribe))
                 async for raw in ws:
