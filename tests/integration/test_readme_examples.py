@@ -1,17 +1,15 @@
-"""The README's promises, checked against a real pipeline (issue 16).
+"""The README's signal clients against the processes of ``make run`` (issue 16).
 
-The README shows the signal clients of ``docs/examples/`` verbatim and the block ``make run``
-prints; the first test keeps both from drifting (every ``python``/``js`` block of the README
-is one of the example files, byte for byte, and the block in the README and in
-docs/running.md is what ``where_to_look`` prints for the Procfile). The second starts the
-Procfile's own processes the way ``make run`` does (``alphapulse run-procs`` with the
-environment ``alphapulse run-env`` plans: simulator, ingest, a detector, signals, signals-ws
-and sink, on this test's namespace, ports and database schema), runs the Python and the
-JavaScript WebSocket clients and the Redis consumer-group client with a limit, and checks that
-each printed exactly that many real signals: ids that are on the namespace's ``signals``
-stream, with the stream's score and supporting patterns. ``make tail`` (its Makefile recipe,
-with this namespace) must print the first signals of the stream, ``make status`` the
-``signals`` stream, and the SQL of the README's block must return rows from the test's schema.
+The test starts the Procfile's own processes the way ``make run`` does (``alphapulse
+run-procs`` with the environment ``alphapulse run-env`` plans: simulator, ingest, a detector,
+signals, signals-ws and sink, on this test's namespace, ports and database schema), runs the
+Python and the JavaScript WebSocket clients of ``docs/examples/`` and the Redis
+consumer-group client with a limit, and checks that each printed exactly that many real
+signals: ids that are on the namespace's ``signals`` stream, with the stream's score and
+supporting patterns. ``make tail`` (its Makefile recipe, with this namespace) must print the
+first signals of the stream, ``make status`` the ``signals`` stream, and the SQL of the
+README's block must return rows from the test's schema. That the README shows these files
+verbatim is checked in ``tests/unit/test_docs_links.py``.
 """
 
 from __future__ import annotations
@@ -33,57 +31,23 @@ import pytest
 import redis.asyncio as aioredis
 
 from common.names import Keys
-from common.procfile import read_procfile, where_to_look
+from common.procfile import read_procfile
 from ingest.runenv import plan
 from tests.conftest import REDIS_URL
 from tests.integration.runtime_support import ROOT, _need, free_port
 from tests.integration.test_e2e_pipeline import DATA
 from tests.integration.test_make_run_console import _free_metrics_base
 from tests.sink_support import Db, make_db
+from tests.unit.test_docs_links import readme_block
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres, pytest.mark.slow]
 
-README = (ROOT / "README.md").read_text()
-EXAMPLES = ROOT / "docs" / "examples"
 PROCFILE = (ROOT / "Procfile").read_text()
 PROCESSES = ("simulator", "ingest", "detectors1", "signals", "signals-ws", "sink")
 TICKS = DATA / "binance-spot-btcusdt-20240808.rec.gz"
 LIMIT = 5
 SPEED = 30  # `make run SPEED=30`: the first signals sooner than at the default 10
 CLIENT_WAIT_S = 90.0
-
-
-def fenced_blocks(text: str) -> list[tuple[str, str]]:
-    """``(language, body)`` of every fenced code block of a markdown text."""
-    return re.findall(r"^```(\w*)\n(.*?)^```$", text, flags=re.MULTILINE | re.DOTALL)
-
-
-def readme_block(first_line: str, text: str = README) -> list[str]:
-    """The lines of the README's (or ``text``'s) code block that starts with ``first_line``."""
-    for _, body in fenced_blocks(text):
-        if body.startswith(first_line):
-            return body.splitlines()
-    raise AssertionError(f"no README block starts with {first_line!r}")
-
-
-def test_the_readme_shows_the_example_files_and_the_printed_block_exactly() -> None:
-    code = [(lang, body) for lang, body in fenced_blocks(README) if lang in ("python", "js")]
-    files = {
-        "python": (EXAMPLES / "signals_client.py").read_text(),
-        "js": (EXAMPLES / "signals_client.mjs").read_text(),
-    }
-    assert sorted(code) == sorted(files.items())
-    for name in ("signals_client.py", "signals_client.mjs", "signals_redis.py"):
-        assert f"(docs/examples/{name})" in README  # linked, so a reader finds the file
-
-    ticks = "var/run/binance-btcusdt-ethusdt.rec.gz"  # make run's default recording
-    summary = f"{ticks} as binance at 10x (looped, simulator on ws://127.0.0.1:8765/binance/stream)"
-    for text in (README, (ROOT / "docs" / "running.md").read_text()):
-        shown = readme_block("alphapulse run: ", text)
-        env = {"CONSOLE_PASSWORD": shown[1].rsplit(" ", 1)[1]}  # a fresh random one each run
-        want = where_to_look(read_procfile(PROCFILE), summary=summary, namespace="run:", env=env)
-        assert shown == want
-    assert "namespace `run:`" in README and "make status" in README and "make tail" in README
 
 
 @pytest.fixture
