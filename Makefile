@@ -25,8 +25,8 @@ services:  ## make sure Redis and PostgreSQL are reachable (start or apt-install
 	@bash deploy/local-services.sh
 
 lint: install
-	$(BIN)/ruff check common ingest detectors signals sink tests
-	$(BIN)/ruff format --check common ingest detectors signals sink tests
+	$(BIN)/ruff check common ingest detectors signals sink tests docs/examples
+	$(BIN)/ruff format --check common ingest detectors signals sink tests docs/examples
 	$(BIN)/mypy
 
 unit: install

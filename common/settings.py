@@ -287,7 +287,7 @@ class CommonSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> CommonSettings:
-        """Read and validate every shared variable (see the README's configuration table)."""
+        """Read and validate every shared variable (docs/configuration-reference.md lists them)."""
         e = os.environ if env is None else env
         url = env_str(e, "REDIS_URL", DEFAULT_REDIS_URL) or DEFAULT_REDIS_URL
         socket_timeout = env_float(e, "REDIS_SOCKET_TIMEOUT", 10.0, lo=0.1, hi=3600)

@@ -1,6 +1,6 @@
 """Tick -> OHLCV bar aggregation for one partition, for every timeframe at once (pure).
 
-Rules (the README repeats them):
+Rules (docs/design.md repeats them, section Bars):
 
 * **Event time.** A tick belongs to the bucket of its exchange trade time (``ts``, ns, floored
   to ms). Buckets are UTC epoch-aligned (:mod:`detectors.timeframes`).

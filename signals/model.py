@@ -134,7 +134,7 @@ DEFAULT_PATTERNS: dict[str, PatternSpec] = {
 
 @dataclass(frozen=True, slots=True)
 class ScoringParams:
-    """The rule knobs; each is one row of the README's parameter table."""
+    """The rule knobs; each is one row of the parameter table in docs/design.md."""
 
     threshold: float = 0.65  # minimum score to emit a signal
     max_contribution: float = 0.95  # cap of one pattern's contribution before combining

@@ -1,4 +1,4 @@
--- alphapulse tables: the public contract for people who query them (see the README).
+-- alphapulse tables: the public contract for people who query them (see docs/contracts.md, Tables).
 -- Times are timestamptz (UTC); ticks keep microseconds (exchange nanoseconds are truncated).
 -- CHECK constraints reject corrupt rows: the sink dead-letters such a row and stores the rest.
 -- Every unique key includes the time column, as TimescaleDB requires of a hypertable.
