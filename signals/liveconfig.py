@@ -21,7 +21,8 @@ Each section is validated by the code that validates the same settings at start 
 here, with one ``ConfigError`` naming the document key. What the detectors' checkpoints
 depend on (timeframes, patterns, partitions...) is start-time only (``START_TIME_ONLY``).
 
-The API for the CLI and an admin page: ``load_history``, ``propose``, ``rollback``,
+The API for the CLI and the console's Admin page (``signals.console.adminconfig``):
+``load_history``, ``current_document``, ``propose``, ``rollback``,
 ``save_profile`` / ``load_profile``, ``diff_documents``. Layering: the sink's section is
 validated with ``sink.settings.retention_from_env``; the document is the composition of
 the stages' live settings, as ``replay`` is the composition of their code.

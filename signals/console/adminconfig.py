@@ -161,10 +161,11 @@ async def show(request: web.Request) -> web.Response:
     redis, keys = request.app[REDIS], request.app[SETTINGS].common.keys()
     history = await load_history(redis, keys)
     wanted = _optional_int(request.query.get("version"), "version")
-    if wanted is not None and history:
+    newest = history[-1].version if history else 0
+    if wanted is not None:
         found = next((v for v in history if v.version == wanted), None)
         if found is None:
-            raise ConfigError("version", f"no version {wanted} (newest: {history[-1].version})")
+            raise ConfigError("version", f"no version {wanted} (newest: {newest})")
         out = found.to_dict()
     elif history:
         out = history[-1].to_dict()
@@ -179,10 +180,10 @@ async def show(request: web.Request) -> web.Response:
             "comment": "no configuration yet: the start-time settings (a change writes version 1)",
             "doc": seed,
         }
-    newest = history[-1].effective_from if history else 0
-    out["current"] = history[-1].version if history else 0
+    last_from = history[-1].effective_from if history else 0
+    out["current"] = newest
     out["scored_through"] = await scored_through(redis, keys)
-    out["next_effective_from"] = max(await default_effective_from(redis, keys), newest)
+    out["next_effective_from"] = max(await default_effective_from(redis, keys), last_from)
     return web.json_response(out)
 
 

@@ -3,7 +3,8 @@ deploy/browser.sh; Playwright drives the system browser, it downloads none) agai
 on real TimescaleDB and Redis: login and logout, a viewer kept out of the admin page, a live
 signal appearing without a reload, the chart drawing the right candles and markers (read back
 from the page's data, not from pixels), the Overview refreshing itself, a bad API parameter's
-400. With ``CONSOLE_SCREENSHOTS=DIR`` each page is also saved as ``DIR/<page>.png``.
+400, an admin changing and rolling back the live configuration on the Admin page. With
+``CONSOLE_SCREENSHOTS=DIR`` each page is also saved as ``DIR/<page>.png``.
 """
 
 from __future__ import annotations

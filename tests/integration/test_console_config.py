@@ -1,8 +1,9 @@
 """The console's live configuration API (``/api/admin/config…``) against real Redis (and
-PostgreSQL for the console's pool, which these routes do not read): view, change with who = the console
-user, invalid → 400 with nothing written, a stale version → 409 with nothing lost, rollback,
-the CLI's diff, ``effective_from`` and the scored mark, profiles; a viewer gets 403 on every
-route, a session without the CSRF token too. What was written is read back from the store."""
+PostgreSQL for the console's pool, which these routes do not read): view, change with who =
+the console user, invalid → 400 with nothing written, a stale version → 409 with nothing
+lost, rollback, the CLI's diff, ``effective_from`` and the scored mark, profiles; a viewer
+gets 403 on every route, a session without the CSRF token too. What was written is read
+back from the store."""
 
 from __future__ import annotations
 
@@ -79,6 +80,8 @@ async def test_view_change_history_diff_and_rollback(
         status, cur = await root.get("/api/admin/config")
         # No configuration yet: version 0 shows the start-time settings a change starts from.
         assert status == 200 and cur["version"] == 0 and cur["doc"] == seed_document({}, Model())
+        status, answer = await root.get("/api/admin/config", version="1")
+        assert status == 400 and answer["error"] == "invalid version: no version 1 (newest: 0)"
         change = {"set": ["threshold=0.7"], "comment": "first", "expected_version": 0}
         status, v1 = await root.post("/api/admin/config", change)
         assert status == 200, v1
@@ -122,23 +125,28 @@ async def test_view_change_history_diff_and_rollback(
 
 
 @pytest.mark.parametrize(
-    ("body", "key", "says"),
+    ("body", "expected"),
     [
         # The model's own validation (model_from_mapping) names the parameter in the line.
-        ({"set": ["threshold=2"]}, "model", "threshold must be a number 0..1"),
-        ({"set": ["ws.max_connections=0"]}, "ws.max_connections", "expected an integer"),
-        ({"set": ["sink.retention_s.ticks=soon"]}, "sink.retention_s.ticks", ""),
-        ({"set": ["timeframes=1m"]}, "timeframes", "set TIMEFRAMES in the environment"),
-        ({"set": ["nonsense"]}, "nonsense", "expected KEY=VALUE"),
-        ({"set": ["threshold=0.7"], "expected_version": None}, "expected_version", "required"),
-        ({"set": ["threshold=0.7"], "effective_from": "tomorrow"}, "effective_from", ""),
-        ({"doc": {"model": {"threshold": 0.7}, "detectors": {}}}, "detectors", "unknown key"),
-        ({}, "set", "nothing to change"),
+        ({"set": ["threshold=2"]}, ("model", "threshold must be a number 0..1")),
+        ({"set": ["ws.max_connections=0"]}, ("ws.max_connections", "expected an integer")),
+        ({"set": ["sink.retention_s.ticks=soon"]}, ("sink.retention_s.ticks", "")),
+        ({"set": ["timeframes=1m"]}, ("timeframes", "set TIMEFRAMES in the environment")),
+        ({"set": ["nonsense"]}, ("nonsense", "expected KEY=VALUE")),
+        ({"set": ["threshold=0.7"], "expected_version": None}, ("expected_version", "required")),
+        ({"set": ["threshold=0.7"], "effective_from": "tomorrow"}, ("effective_from", "")),
+        ({"doc": {"model": {"threshold": 0.7}, "detectors": {}}}, ("detectors", "unknown key")),
+        ({}, ("set", "nothing to change")),
     ],
 )  # fmt: skip
 async def test_an_invalid_change_is_400_naming_the_key_and_writes_nothing(
-    console: ConsoleServer, keys: Keys, redis_client: Any, body: dict[str, Any], key: str, says: str
+    console: ConsoleServer,
+    keys: Keys,
+    redis_client: Any,
+    body: dict[str, Any],
+    expected: tuple[str, str],
 ) -> None:
+    key, says = expected
     async with session() as http:
         root = await client(http, console, "root")
         status, _ = await root.post(
