@@ -40,17 +40,18 @@ from common.settings import CommonSettings, recent_bars_from_env
 from signals.contract import iso_utc_ms
 from signals.liveconfig import (
     apply_assignments,
+    current_document,
     default_effective_from,
-    diff_documents,
+    diff_lines,
+    diff_versions,
     load_history,
     load_profile,
     propose,
     rollback,
     save_profile,
-    seed_document,
     validate_document,
 )
-from signals.model import load_model, read_table_file
+from signals.model import read_table_file
 
 PROG = "alphapulse config"
 Job = Callable[[AnyRedis, Keys, argparse.Namespace], Awaitable[int]]
@@ -84,10 +85,7 @@ def _line(v: ConfigVersion) -> str:
 
 async def _current(redis: AnyRedis, keys: Keys) -> tuple[int, Mapping[str, Any]]:
     """(current version, its document); version 0 and the start-time seed when none."""
-    history = await load_history(redis, keys)
-    if history:
-        return history[-1].version, history[-1].doc
-    return 0, seed_document(os.environ, load_model(os.environ.get("SIGNALS_MODEL_FILE")))
+    return await current_document(redis, keys, os.environ)
 
 
 async def _write(
@@ -143,18 +141,8 @@ async def _load(redis: AnyRedis, keys: Keys, args: argparse.Namespace) -> int:
 
 
 async def _diff(redis: AnyRedis, keys: Keys, args: argparse.Namespace) -> int:
-    history = {v.version: v for v in await load_history(redis, keys)}
-    newest = max(history, default=0)
-    b = args.b if args.b is not None else (args.a + 1 if args.a is not None else newest)
-    a = args.a if args.a is not None else b - 1
-    for n in (a, b):
-        if n not in history:
-            raise ConfigError("version", f"no version {n} (newest: {newest})")
-    changes = diff_documents(history[a].doc, history[b].doc)
-    for key, old, new in changes:
-        print(f"{key}: {json.dumps(old)} -> {json.dumps(new)}")
-    if not changes:
-        print(f"config: versions {a} and {b} hold the same document")
+    a, b, changes = diff_versions(await load_history(redis, keys), args.a, args.b)
+    print("\n".join(diff_lines(a, b, changes)))
     return 0
 
 

@@ -21,7 +21,8 @@ Each section is validated by the code that validates the same settings at start 
 here, with one ``ConfigError`` naming the document key. What the detectors' checkpoints
 depend on (timeframes, patterns, partitions...) is start-time only (``START_TIME_ONLY``).
 
-The API for the CLI and an admin page: ``load_history``, ``propose``, ``rollback``,
+The API for the CLI and the console's Admin page (``signals.console.adminconfig``):
+``load_history``, ``current_document``, ``propose``, ``rollback``,
 ``save_profile`` / ``load_profile``, ``diff_documents``. Layering: the sink's section is
 validated with ``sink.settings.retention_from_env``; the document is the composition of
 the stages' live settings, as ``replay`` is the composition of their code.
@@ -46,7 +47,13 @@ from common.errors import ConfigError
 from common.names import Keys
 from common.redis import AnyRedis
 from signals.contract import now_iso
-from signals.model import Model, ScoringParams, model_from_mapping, model_to_mapping
+from signals.model import (
+    Model,
+    ScoringParams,
+    load_model,
+    model_from_mapping,
+    model_to_mapping,
+)
 from signals.settings import WS_LIVE_LIMITS, ws_limits_from_env
 from sink.settings import TABLES, retention_from_env
 
@@ -54,7 +61,11 @@ __all__ = [
     "START_TIME_ONLY",
     "ConfigVersion",
     "apply_assignments",
+    "current_document",
     "diff_documents",
+    "diff_lines",
+    "diff_versions",
+    "list_profiles",
     "load_history",
     "load_profile",
     "propose",
@@ -256,10 +267,43 @@ def diff_documents(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[tuple[str
     ]
 
 
+def diff_versions(
+    history: Sequence[ConfigVersion], a: int | None = None, b: int | None = None
+) -> tuple[int, int, list[tuple[str, Any, Any]]]:
+    """``(a, b, changes)`` between versions ``a`` and ``b`` of ``history``. Defaults: ``b``
+    is ``a + 1`` (or the newest), ``a`` is ``b - 1``; a missing version is a ``ConfigError``."""
+    by_number = {v.version: v for v in history}
+    newest = max(by_number, default=0)
+    b = b if b is not None else (a + 1 if a is not None else newest)
+    a = a if a is not None else b - 1
+    for n in (a, b):
+        if n not in by_number:
+            raise ConfigError("version", f"no version {n} (newest: {newest})")
+    return a, b, diff_documents(by_number[a].doc, by_number[b].doc)
+
+
+def diff_lines(a: int, b: int, changes: Sequence[tuple[str, Any, Any]]) -> list[str]:
+    """What ``config diff`` prints: ``key: old -> new`` per change (JSON values)."""
+    if not changes:
+        return [f"config: versions {a} and {b} hold the same document"]
+    return [f"{key}: {json.dumps(old)} -> {json.dumps(new)}" for key, old, new in changes]
+
+
 # --- the API --------------------------------------------------------------------------------
 async def load_history(redis: AnyRedis, keys: Keys) -> list[ConfigVersion]:
     """Every version of the namespace's configuration, oldest first."""
     return await load_versions(redis, keys)
+
+
+async def current_document(
+    redis: AnyRedis, keys: Keys, env: Mapping[str, str]
+) -> tuple[int, dict[str, Any]]:
+    """(current version, its document); version 0 and the start-time seed of ``env``
+    (``SIGNALS_MODEL_FILE``, limits, retention) when the namespace has no configuration."""
+    history = await load_history(redis, keys)
+    if history:
+        return history[-1].version, dict(history[-1].doc)
+    return 0, seed_document(env, load_model(env.get("SIGNALS_MODEL_FILE")))
 
 
 async def propose(
@@ -332,6 +376,12 @@ async def load_profile(redis: AnyRedis, keys: Keys, name: str) -> dict[str, Any]
         raise ConfigError("profile", f"no profile named {name!r}")
     doc: dict[str, Any] = json.loads(raw)
     return doc
+
+
+async def list_profiles(redis: AnyRedis, keys: Keys) -> list[str]:
+    """The names of the saved profiles, sorted."""
+    names: Any = await redis.hkeys(keys.config_profiles)
+    return sorted(n.decode() if isinstance(n, bytes) else str(n) for n in names)
 
 
 async def default_effective_from(redis: AnyRedis, keys: Keys) -> int:

@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 import asyncpg
 import orjson
 
@@ -219,3 +221,23 @@ async def run_console(settings: ConsoleSettings) -> AsyncIterator[ConsoleServer]
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+def base(server: ConsoleServer) -> str:
+    return f"http://127.0.0.1:{server.port}"
+
+
+def session() -> aiohttp.ClientSession:
+    """A client keeping the console's cookies (127.0.0.1 is not a domain: ``unsafe``)."""
+    return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+
+
+async def login(http: aiohttp.ClientSession, url: str, user: str, password: str) -> int:
+    """Log in through the form (its CSRF double-submit token included); the status."""
+    async with http.get(f"{url}/login") as r:
+        page = await r.text()
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert csrf is not None
+    form = {"username": user, "password": password, "csrf": csrf[1], "next": "/signals"}
+    async with http.post(f"{url}/login", data=form, allow_redirects=False) as r:
+        return r.status

@@ -23,7 +23,7 @@ from aiohttp import web
 from common.lifecycle import Service
 from common.logging import get_logger
 from common.redis import AnyRedis, redis_from_settings
-from signals.console import api, live
+from signals.console import adminconfig, api, live
 from signals.console.auth import LoginLimiter, SessionStore, check_password, check_token
 from signals.console.live import FEED
 from signals.console.overview import Overview
@@ -243,6 +243,7 @@ def build_app(settings: ConsoleSettings, redis: AnyRedis, pool: asyncpg.Pool) ->
     r.add_get("/vendor/lightweight-charts.js", vendor_chart)
     r.add_static("/static", STATIC)
     api.add_routes(r)
+    adminconfig.add_routes(r)
     live.add_routes(r)
     return app
 

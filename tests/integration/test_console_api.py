@@ -22,10 +22,13 @@ from tests.console_support import (
     PASSWORDS,
     WS_TOKEN,
     Seed,
+    base,
     console_settings,
     load_seed,
+    login,
     make_seed,
     run_console,
+    session,
 )
 from tests.sink_support import Db, make_db
 
@@ -44,24 +47,6 @@ async def db() -> AsyncIterator[Db]:
 async def console(db: Db, keys: Keys, redis_client: Any) -> AsyncIterator[ConsoleServer]:
     async for server in run_console(console_settings(db, keys, login_failures=3)):
         yield server
-
-
-def base(server: ConsoleServer) -> str:
-    return f"http://127.0.0.1:{server.port}"
-
-
-async def login(http: aiohttp.ClientSession, url: str, user: str, password: str) -> int:
-    async with http.get(f"{url}/login") as r:
-        page = await r.text()
-    csrf = re.search(r'name="csrf" value="([^"]+)"', page)
-    assert csrf is not None
-    form = {"username": user, "password": password, "csrf": csrf[1], "next": "/signals"}
-    async with http.post(f"{url}/login", data=form, allow_redirects=False) as r:
-        return r.status
-
-
-def session() -> aiohttp.ClientSession:
-    return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
 
 
 async def test_nothing_but_healthz_without_login(console: ConsoleServer) -> None:

@@ -3,11 +3,13 @@ deploy/browser.sh; Playwright drives the system browser, it downloads none) agai
 on real TimescaleDB and Redis: login and logout, a viewer kept out of the admin page, a live
 signal appearing without a reload, the chart drawing the right candles and markers (read back
 from the page's data, not from pixels), the Overview refreshing itself, a bad API parameter's
-400. With ``CONSOLE_SCREENSHOTS=DIR`` each page is also saved as ``DIR/<page>.png``.
+400, an admin changing and rolling back the live configuration on the Admin page. With
+``CONSOLE_SCREENSHOTS=DIR`` each page is also saved as ``DIR/<page>.png``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from collections.abc import AsyncIterator
@@ -18,8 +20,11 @@ import orjson
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
+from common.configstore import load_versions
 from common.names import Keys
 from signals.console.server import ConsoleServer
+from signals.liveconfig import propose, seed_document
+from signals.model import Model
 from tests.console_support import (
     MINUTE,
     PASSWORDS,
@@ -211,6 +216,68 @@ async def test_a_bad_api_parameter_gets_its_400(browser: Browser, console: Conso
     )
     assert status == 400
     assert body == {"error": "limit: expected 1..10000, got 0"}
+
+
+async def test_admin_changes_and_rolls_back_the_configuration(
+    browser: Browser, console: ConsoleServer, keys: Keys, redis_client: Any
+) -> None:
+    url = f"http://127.0.0.1:{console.port}"
+    v1 = await propose(
+        redis_client, keys, seed_document({}, Model()), who="signals", expected_version=0
+    )
+    scored = round(SEED.bars[-1][3].timestamp() * 1000)  # the signals stage scored up to here
+    await redis_client.set(keys.config_scored, scored)
+    viewer = await logged_in(browser, console, "ada")
+    response = await viewer.goto(f"{url}/admin")
+    assert response is not None and response.status == 403
+    assert await viewer.evaluate("fetch('/api/admin/config').then(r => r.status)") == 403
+
+    page = await logged_in(browser, console, "root")
+    page.on("dialog", lambda d: asyncio.ensure_future(d.accept()))  # the rollback's confirm()
+    await page.goto(f"{url}/admin")
+    await page.wait_for_function("window.adminState.loaded")
+    assert await page.text_content("#cfg-version") == "v1"
+    await page.fill("#change-set", "threshold=0.8")
+    await page.fill("#change-comment", "fewer, stronger")
+    await page.click("#change-submit")
+    await page.wait_for_function(
+        "window.adminState.version === 2 && window.adminState.diff.b === 2"
+    )
+    state = await page.evaluate("window.adminState")
+    assert [(v["version"], v["who"]) for v in state["history"]] == [
+        (1, "signals"),
+        (2, "console:root"),
+    ]
+    assert state["diff"]["lines"] == [f"model.threshold: {v1.doc['model']['threshold']} -> 0.8"]
+    assert await page.text_content("#v-2") is not None
+    assert "fewer, stronger" in (await page.text_content("#v-2") or "")
+    assert await page.eval_on_selector_all(
+        "#diff tr.change td", "tds => tds.map(t => t.textContent)"
+    ) == [
+        "model.threshold",
+        str(v1.doc["model"]["threshold"]),
+        "0.8",
+    ]
+    stored = await load_versions(redis_client, keys)
+    assert stored[-1].doc["model"]["threshold"] == 0.8 and stored[-1].who == "console:root"
+    assert stored[-1].effective_from == (scored // MINUTE + 1) * MINUTE  # the next minute
+    await shot(page, "admin")
+
+    await page.fill("#change-set", "threshold=2")  # invalid: shown inline, nothing written
+    await page.click("#change-submit")
+    await page.wait_for_function("window.adminState.errors.change")
+    assert (await page.text_content("#change-error") or "").startswith("invalid model: threshold")
+    assert len(await load_versions(redis_client, keys)) == 2
+
+    await page.click("button.rollback[data-v='1']")
+    await page.wait_for_function(
+        "window.adminState.version === 3 && window.adminState.diff.b === 3"
+    )
+    stored = await load_versions(redis_client, keys)
+    assert stored[-1].doc == v1.doc and stored[-1].comment == "rollback to version 1"
+    assert await page.evaluate("window.adminState.diff.lines") == [
+        f"model.threshold: 0.8 -> {v1.doc['model']['threshold']}"
+    ]
 
 
 _ = Db

@@ -10,7 +10,7 @@ const Console = {
     this.me = await r.json();
     const nav = document.createElement("nav");
     nav.innerHTML = PAGES.map(p => `<a href="/${p}" id="nav-${p}" class="${p === here ? "here" : ""}">${p[0].toUpperCase() + p.slice(1)}</a>`).join("")
-      + (this.me.role === "admin" ? `<a href="/admin" id="nav-admin">Admin</a>` : "")
+      + (this.me.role === "admin" ? `<a href="/admin" id="nav-admin" class="${here === "admin" ? "here" : ""}">Admin</a>` : "")
       + `<span class="who" id="who">${esc(this.me.user)} (${esc(this.me.role)})</span><button id="logout">Log out</button>`;
     document.body.prepend(nav);
     document.getElementById("logout").onclick = () => this.logout();
