@@ -6,7 +6,7 @@
 const LC = window.LightweightCharts;
 const form = document.getElementById("filters");
 const tip = document.getElementById("tooltip");
-window.chartState = { candles: 0, patternMarkers: 0, signalMarkers: 0, markers: 0, ready: false, loads: 0 };
+window.chartState = { candles: 0, patternMarkers: 0, signalMarkers: 0, markers: 0, ready: false, loads: 0, pages: [] };
 let chart, candles, volume, markerApi, series = null;
 let bars = [], patterns = new Map(), signals = new Map(), olderTo = null, loadingOlder = false;
 const sec = ms => Math.floor(ms / 1000);
@@ -78,6 +78,7 @@ async function load(to) {
   bars = b.bars.concat(bars.filter(x => x[0] >= end));
   olderTo = b.next_to;
   window.chartState.loads++;
+  window.chartState.pages.push(b.bars.length);
   return b.bars.length;
 }
 async function loadOlder() {
@@ -147,7 +148,9 @@ function setup() {
   volume = chart.addSeries(LC.HistogramSeries, { priceScaleId: "", priceFormat: { type: "volume" } });
   volume.priceScale().applyOptions({ scaleMargins: { top: 0.8, bottom: 0 } });
   markerApi = LC.createSeriesMarkers(candles, []);
-  window.consoleChart = chart;  // for the browser tests (pan programmatically)
+  // For the browser tests: pan programmatically, read back what the series were given.
+  window.consoleChart = chart;
+  window.consoleSeries = { candles, markers: markerApi };
   chart.subscribeCrosshairMove(hover);
   chart.timeScale().subscribeVisibleLogicalRangeChange(r => { if (r && r.from < 20) loadOlder(); });
   setInterval(() => poll().catch(() => {}), 2000);
