@@ -1,6 +1,7 @@
 """Test support for the web console: a migrated TimescaleDB schema with seeded bars, patterns,
 signals and the outcomes stage's ``outcomes`` rows (read back through its ``outcome_rows``
-view), and a console server on a free port against it and a Redis namespace.
+view), a console server on a free port against it and a Redis namespace, and the browser
+tests' headless Chromium (Debian's, driven by Playwright) logged in to it.
 
 The seed is deterministic (a fixed random walk), so tests compute what the pages must show
 from the same rows (``Seed.outcomes``: what ``outcome_rows`` must show, per the contract).
@@ -10,16 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import re
+import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import asyncpg
 import orjson
+import pytest
+from playwright.async_api import Browser, Page, async_playwright
 
 from common.names import Keys
 from common.settings import CommonSettings
@@ -241,3 +247,46 @@ async def login(http: aiohttp.ClientSession, url: str, user: str, password: str)
     form = {"username": user, "password": password, "csrf": csrf[1], "next": "/signals"}
     async with http.post(f"{url}/login", data=form, allow_redirects=False) as r:
         return r.status
+
+
+# --- the browser tests' headless Chromium ---------------------------------------------------
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+TIMEOUT_MS = 30_000
+
+
+def chromium_path() -> str:
+    path = shutil.which(CHROMIUM) or CHROMIUM
+    if not Path(path).exists():
+        pytest.fail(f"no Chromium at {CHROMIUM}: run `bash deploy/browser.sh` (make test does)")
+    return path
+
+
+async def chromium() -> AsyncIterator[Browser]:
+    """Debian's Chromium, headless, driven by Playwright (which downloads no browser)."""
+    async with async_playwright() as p:
+        b = await p.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
+        try:
+            yield b
+        finally:
+            await b.close()
+
+
+async def logged_in(browser: Browser, console: ConsoleServer, user: str) -> Page:
+    """A new page logged in as ``user`` through the login form (on the Signals page)."""
+    page = await browser.new_page(viewport={"width": 1400, "height": 900})
+    page.set_default_timeout(TIMEOUT_MS)
+    await page.goto(f"http://127.0.0.1:{console.port}/signals")
+    assert "/login" in page.url  # nothing without a login
+    await page.fill("#username", user)
+    await page.fill("#password", PASSWORDS[user])
+    await page.click("#submit")
+    await page.wait_for_selector("#who")
+    return page
+
+
+async def shot(page: Page, name: str) -> None:
+    """With ``CONSOLE_SCREENSHOTS=DIR``, save the page as ``DIR/<name>.png``."""
+    target = os.environ.get("CONSOLE_SCREENSHOTS")
+    if target:
+        os.makedirs(target, exist_ok=True)
+        await page.screenshot(path=str(Path(target) / f"{name}.png"))

@@ -157,13 +157,16 @@ def stage_env(
     return env
 
 
-def start_stages(pipe: Supervised, db_url: str, csv_path: Path, *sim_args: str) -> None:
-    """Sink, signals, two detectors, ingest and the simulator serving ``csv_path``."""
+def start_stages(
+    pipe: Supervised, db_url: str, csv_path: Path, *sim_args: str, detectors: int = 2
+) -> None:
+    """Sink, signals, ``detectors`` detectors (``detectors-1``, …), ingest and the simulator
+    serving ``csv_path``."""
     port = free_port()
     pipe.start("sink", "-m", "sink", DATABASE_URL=db_url)
     pipe.start("signals", "-m", "signals")
-    pipe.start("detectors-1", "-m", "detectors", DETECTOR_ID="det-1")
-    pipe.start("detectors-2", "-m", "detectors", DETECTOR_ID="det-2")
+    for i in range(1, detectors + 1):
+        pipe.start(f"detectors-{i}", "-m", "detectors", DETECTOR_ID=f"det-{i}")
     url = f"ws://127.0.0.1:{port}/binance/stream"
     rest = f"http://127.0.0.1:{port}/binance"  # the simulator's REST history: gap backfill
     pipe.start("ingest", "-m", "ingest", EXCHANGES="binance:BTCUSDT,ETHUSDT",
