@@ -35,8 +35,12 @@ unit: install
 provision:  ## TimescaleDB for the tests in a Debian trixie chroot, unless TIMESCALE_URL is given
 	@if [ -z "$${TIMESCALE_URL:-}" ]; then bash deploy/timescale-chroot.sh up >/dev/null; fi
 
+# The suite runs in TEST_WORKERS processes (pytest-xdist), each test file on one of them: most
+# of its time is waiting on real servers and worker processes, so 3 on 2 cores take about half
+# the serial time (docs/design.md, How it is tested). TEST_WORKERS=0 runs it in this process.
+TEST_WORKERS ?= 3
 test: install services browser provision lint
-	TIMESCALE_URL=$${TIMESCALE_URL:-$$(bash deploy/timescale-chroot.sh url)} $(BIN)/pytest -q
+	TIMESCALE_URL=$${TIMESCALE_URL:-$$(bash deploy/timescale-chroot.sh url)} $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # `make run`: the whole pipeline on this machine (the Procfile) in namespace RUN_NAMESPACE.
 # FEED picks where the trades come from (ingest.runenv, `alphapulse run-env --help`):
