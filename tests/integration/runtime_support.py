@@ -90,9 +90,10 @@ async def wait_for(predicate_key: str, client: object, within_s: float = 30) -> 
 
 
 async def http_get(port: int, path: str) -> tuple[int, bytes]:
-    """A plain HTTP/1.1 GET over a socket: (status, body)."""
+    """A plain HTTP/1.1 GET over a socket: (status, body). ``Connection: close``: the body
+    ends where the stream does, also on servers that keep connections alive (aiohttp)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
     await writer.drain()
     raw = await reader.read()
     writer.close()

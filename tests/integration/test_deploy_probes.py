@@ -1,7 +1,8 @@
 """What the deployments rely on, against each real worker process: ``/healthz`` answers,
 ``/readyz`` turns 200 once the worker is connected and working (the Kubernetes readiness
 probe; a rollout waits for it), and SIGTERM (systemd's KillSignal, Kubernetes' stop) ends
-the process gracefully with exit code 0 well within the grace the units and pods allow."""
+the process gracefully with exit code 0 well within the grace the units and pods allow.
+The console (``web``) is also probed on its own port's ``/healthz``, its pods' liveness."""
 
 from __future__ import annotations
 
@@ -47,6 +48,13 @@ def worker_settings(worker: str, database_url: str, exchange_port: int) -> dict[
         "signals": {},
         "signals-ws": {"SIGNALS_WS_TOKENS": "t0ken", "SIGNALS_WS_PORT": str(free_port())},
         "sink": {"DATABASE_URL": database_url, "SINK_FLUSH_MS": "50"},
+        # The console needs the sink's database (not its tables) and one user or token.
+        "web": {
+            "DATABASE_URL": database_url,
+            "SIGNALS_WS_TOKENS": "t0ken",
+            "CONSOLE_HOST": "127.0.0.1",
+            "CONSOLE_PORT": str(free_port()),
+        },
     }[worker]
 
 
@@ -70,13 +78,16 @@ async def test_worker_becomes_ready_and_stops_on_sigterm(
     exchange_port: int,
 ) -> None:
     port = free_port()
+    settings = worker_settings(worker, database_url, exchange_port)
+    # Where the worker's liveness probe looks: the console's own port, else the metrics port.
+    live_port = int(settings.get("CONSOLE_PORT", port))
     env = worker_env(
         namespace,
         METRICS_PORT=str(port),
         PARTITIONS="2",
         BLOCK_MS="100",
         GRACE_SECONDS="5",
-        **worker_settings(worker, database_url, exchange_port),
+        **settings,
     )
     proc = spawn_worker(env, WORKERS[worker])
     try:
@@ -85,7 +96,11 @@ async def test_worker_becomes_ready_and_stops_on_sigterm(
             if proc.poll() is not None:
                 _, err = finish(proc)
                 pytest.fail(f"{worker} exited with {proc.returncode}:\n{err[-3000:]}")
-            return await status(port, "/healthz") == 200 and await status(port, "/readyz") == 200
+            return (
+                await status(port, "/healthz") == 200
+                and await status(live_port, "/healthz") == 200
+                and await status(port, "/readyz") == 200
+            )
 
         await until(f"{worker} /readyz", ready, timeout_s=60)
         proc.send_signal(signal.SIGTERM)

@@ -2,7 +2,8 @@
 
 The pipeline runs as processes (the e2e helpers: sink, signals, two detectors, ingest and the
 simulator replaying the recorded BTC+ETH sessions at 10x, looped), plus ``signals.ws`` with
-one subscribed client and one refused. The simulator injects faults (malformed frames,
+one subscribed client and one refused, and the web console (``signals.console``, job
+``alphapulse-web``). The simulator injects faults (malformed frames,
 duplicated trades, skipped trade ids, cut connections) and the test appends one undecodable
 entry to ``patterns`` and one to ``ticks:0``, so the dead-letter and trade-gap series exist.
 
@@ -371,6 +372,11 @@ async def test_prometheus_scrapes_the_workers_and_every_query_and_rule_works(
         pipe.start(
             "signals-ws", "-m", "signals.ws",
             SIGNALS_WS_TOKENS=WS_TOKEN, SIGNALS_WS_PORT=str(ws_port),
+        )  # fmt: skip
+        pipe.start(
+            "web", "-m", "signals.console",
+            DATABASE_URL=db.url, SIGNALS_WS_TOKENS=WS_TOKEN,
+            CONSOLE_HOST="127.0.0.1", CONSOLE_PORT=str(free_port()),
         )  # fmt: skip
         deployed = yaml.safe_load(SCRAPE_CONFIG.read_text())
         config = tmp_path / "prometheus.yml"

@@ -8,6 +8,7 @@ collectors), so a renamed metric breaks the alert rules' and the dashboard's tes
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import re
 from collections.abc import Iterator, Mapping
@@ -27,6 +28,8 @@ from ingest.metrics import IngestMetrics
 from ingest.settings import IngestSettings
 from signals import worker as signals_worker  # registers the signals families in REGISTRY
 from signals import ws as signals_ws  # registers the WebSocket families in REGISTRY
+from signals.console.auth import hash_password
+from signals.console.settings import ConsoleSettings
 from signals.settings import SignalsSettings, WsSettings
 from sink.metrics import SinkMetrics
 from sink.settings import SinkSettings
@@ -39,7 +42,12 @@ WORKERS = {  # worker name -> module run by `python -m`
     "signals": "signals",
     "signals-ws": "signals.ws",
     "sink": "sink",
+    "web": "signals.console",
 }
+# Paths on a deployment host that the console's settings open at start, and what stands for
+# them here: the same `npm ci` output, and a users file with one valid line (made on demand).
+HOST_NODE_MODULES = "/opt/alphapulse/node_modules"
+HOST_USERS_FILES = frozenset({"/etc/alphapulse/console-users", "/etc/alphapulse/console/users"})
 # Labels Prometheus adds to every scraped series (target labels of deploy/prometheus/*.yml).
 TARGET_LABELS = frozenset({"job", "instance", "worker", "namespace", "pod"})
 # Series Prometheus itself makes for each target (not exported by the code).
@@ -195,14 +203,35 @@ class RecordingEnv(Mapping[str, str]):
         return len(self._values)
 
 
-def variables_read(values: Mapping[str, str]) -> set[str]:
+def local_paths(values: Mapping[str, str], scratch: Path) -> dict[str, str]:
+    """``values`` with the deployment hosts' console paths (``HOST_NODE_MODULES``,
+    ``HOST_USERS_FILES``) replaced by local ones, so the console's settings can open them.
+    Any other path is kept, and must exist here to be valid."""
+    out = dict(values)
+    if out.get("CONSOLE_NODE_MODULES") == HOST_NODE_MODULES:
+        out["CONSOLE_NODE_MODULES"] = str(ROOT / "node_modules")
+    if out.get("CONSOLE_USERS_FILE") in HOST_USERS_FILES:
+        users = scratch / "console-users"
+        users.write_text(f"admin admin {_hashed()}\n")
+        out["CONSOLE_USERS_FILE"] = str(users)
+    return out
+
+
+@functools.cache
+def _hashed() -> str:
+    return hash_password("deploy-test-password")  # argon2id: made once per session
+
+
+def variables_read(values: Mapping[str, str], scratch: Path) -> set[str]:
     """Build every worker's settings from ``values`` (raising ConfigError on a bad value) and
-    return the names of the variables the code looked up."""
-    env = RecordingEnv(values)
+    return the names of the variables the code looked up. ``scratch``: a directory for the
+    stand-in users file (``local_paths``)."""
+    env = RecordingEnv(local_paths(values, scratch))
     CommonSettings.from_env(env)
     IngestSettings.from_env(env)
     DetectorSettings.from_env(env)
     SignalsSettings.from_env(env)
     WsSettings.from_env(env)
     SinkSettings.from_env(env)
+    ConsoleSettings.from_env(env)
     return env.read
