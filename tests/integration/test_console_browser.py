@@ -15,6 +15,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+import asyncpg
 import pytest
 from playwright.async_api import Browser
 
@@ -27,6 +28,7 @@ from tests.console_support import (
     MINUTE,
     chromium,
     console_settings,
+    insert_signals,
     load_seed,
     logged_in,
     make_seed,
@@ -210,3 +212,35 @@ async def test_admin_changes_and_rolls_back_the_configuration(
     assert await page.evaluate("window.adminState.diff.lines") == [
         f"model.threshold: 0.8 -> {v1.doc['model']['threshold']}"
     ]
+
+
+async def test_a_signal_stored_after_its_bar_appears_on_an_open_chart(
+    browser: Browser, keys: Keys, redis_client: Any
+) -> None:
+    # Live, a signal is stored after its bar (signals score what the detectors wrote), and
+    # later bars may already be on the chart: its poll must still pick the signal up.
+    async for db in make_db("timescale"):
+        await load_seed(db.url, SEED)
+        async for console in run_console(console_settings(db, keys)):
+            page = await logged_in(browser, console, "ada")
+            await page.goto(
+                f"http://127.0.0.1:{console.port}/chart?exchange=binance&symbol=BTCUSDT"
+                "&timeframe=1m&limit=200"
+            )
+            await page.wait_for_function("window.chartState && window.chartState.ready")
+            late_ms = round(SEED.bars[-10][3].timestamp() * 1000)  # 9 bars before the newest
+            late = SEED.signals[-1] | {
+                "id": f"binance:BTCUSDT:1m:{late_ms}:long",
+                "open_time_ms": late_ms,
+                "direction": "long",
+            }
+            conn = await asyncpg.connect(db.url)
+            try:
+                await insert_signals(conn, [late])
+            finally:
+                await conn.close()
+            # read back from the chart's marker series (older pages may load meanwhile)
+            await page.wait_for_function(
+                "id => window.consoleSeries.markers.markers().some(m => m.id === id)",
+                arg=late["id"],
+            )

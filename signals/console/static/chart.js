@@ -1,6 +1,8 @@
 // Chart: candlesticks + volume from /api/bars (TradingView lightweight-charts), pattern
 // markers and signal arrows from /api/markers. Panning left loads the page before (the
-// API pages by time with `to`); new closed bars are fetched every 2 s (from the newest shown).
+// API pages by time with `to`); new closed bars are fetched every 2 s (from the newest shown),
+// and the markers of the last LATE_BARS bars again: a signal (scored after its bar is stored),
+// a late pattern row and the outcomes of its horizons arrive after the bar itself.
 // window.chartState exposes what is drawn (candles, markers) for the browser tests.
 "use strict";
 const LC = window.LightweightCharts;
@@ -54,14 +56,23 @@ function redraw() {
   markerApi.setMarkers(marks);
   Object.assign(window.chartState, { candles: bars.length, patternMarkers: np, signalMarkers: ns, markers: marks.length });
 }
-function addMarkers(doc) {
-  for (const [t, fired] of doc.patterns) patterns.set(t, fired);
+// Adds a page of markers to the maps; with `compare`, says whether any was new or changed
+// (a poll redraws only then).
+function addMarkers(doc, compare = false) {
+  const same = (a, b) => compare && a !== undefined && JSON.stringify(a) === JSON.stringify(b);
+  let changed = false;
+  for (const [t, fired] of doc.patterns) {
+    if (!same(patterns.get(t), fired)) changed = true;
+    patterns.set(t, fired);
+  }
   for (const s of doc.signals) {
     const list = signals.get(s.open_time_ms) || [];
     const i = list.findIndex(x => x.id === s.id);
+    if (!same(i >= 0 ? list[i] : undefined, s)) changed = true;
     if (i >= 0) list[i] = s; else list.push(s);
     signals.set(s.open_time_ms, list);
   }
+  return changed;
 }
 async function getJson(url) {
   const r = await fetch(url);
@@ -116,16 +127,21 @@ async function loadOlder() {
     if (range) chart.timeScale().setVisibleLogicalRange({ from: range.from + added, to: range.to + added });
   } finally { loadingOlder = false; }
 }
+// Markers are fetched again for this many of the newest bars at every poll: more than the
+// default outcome horizons (OUTCOME_HORIZONS 1,5,10,20 bars), so arrows recolour as they pass.
+const LATE_BARS = 64;
 async function poll() {
   if (!bars.length) return;
   const from = bars[bars.length - 1][0];
-  const b = await getJson("/api/bars?" + params({ from, limit: 10000 }));
-  const m = await getJson("/api/markers?" + params({ from, limit: 10000 }));
+  const markersFrom = bars[Math.max(0, bars.length - LATE_BARS)][0];
+  const [b, m] = await Promise.all([
+    getJson("/api/bars?" + params({ from, limit: 10000 })),
+    getJson("/api/markers?" + params({ from: markersFrom, limit: 10000 })),
+  ]);
   const known = new Set(bars.map(x => x[0]));
   let changed = false;
   for (const x of b.bars) if (!known.has(x[0])) { bars.push(x); changed = true; }
-  addMarkers(m);
-  if (changed || m.patterns.length || m.signals.length) redraw();
+  if (addMarkers(m, true) || changed) redraw();
 }
 function hover(param) {
   if (!param.time || !param.point) { tip.style.display = "none"; return; }
