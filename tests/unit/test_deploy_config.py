@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 import ingest.simcli
-from tests.unit.deploy_support import (
+from tests.deploy_support import (
     DEPLOY,
     WORKERS,
     env_file,
