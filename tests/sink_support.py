@@ -8,10 +8,9 @@ the schema is dropped afterwards. A missing server fails the test.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -146,16 +145,6 @@ def sink_env(db_url: str, keys: Keys, **extra: str) -> dict[str, str]:
     )
     env.update(extra)
     return env
-
-
-async def until(what: str, check: Callable[[], Awaitable[bool]], timeout_s: float = 90.0) -> None:
-    """Poll ``check()`` until true; fail past the (generous) bound: no timing is asserted."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not await check():
-        if loop.time() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.2)
 
 
 def log_tail(path: Path, chars: int = 3000) -> str:

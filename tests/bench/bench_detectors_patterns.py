@@ -14,7 +14,7 @@ import numpy as np
 import talib
 
 from detectors.patterns import PatternEngine, PatternState
-from tests.unit.patterns_support import generated_bars
+from tests.patterns_support import generated_bars
 
 SYMBOLS = 1_000
 

@@ -66,6 +66,7 @@ from ingest.simfeed import Feed
 from ingest.sources import read_ticks
 from ingest.writer import TickWriter
 from tests.bench.e2e_feed import FeedServer, ws_frames
+from tests.polling import until
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
@@ -252,9 +253,20 @@ async def _ingest(
     async with service:
         run = asyncio.create_task(service.run())
         writer = service.writer
-        await _until(lambda: writer.written >= warm_up)  # connected and flowing
+        # connected and flowing
+        await until(
+            lambda: writer.written >= warm_up,
+            "the warm-up trades",
+            timeout_s=300.0,
+            interval_s=0.02,
+        )
         start, t0, cpu0 = writer.written, time.perf_counter(), time.process_time()
-        await _until(lambda: writer.written - start >= ticks_n)
+        await until(
+            lambda: writer.written - start >= ticks_n,
+            "the measured trades",
+            timeout_s=300.0,
+            interval_s=0.02,
+        )
         rate = (writer.written - start) / (time.perf_counter() - t0)
         cpu_rate = (writer.written - start) / (time.process_time() - cpu0)
         service.request_stop()
@@ -303,14 +315,6 @@ async def _websocket_raw(
     finally:
         proc.terminate()
         proc.join(10)
-
-
-async def _until(cond: Callable[[], bool], limit_s: float = 300.0) -> None:
-    for _ in range(int(limit_s / 0.02)):
-        if cond():
-            return
-        await asyncio.sleep(0.02)
-    raise TimeoutError("the websocket benchmark made no progress")
 
 
 def _redis_benchmark(key: str) -> tuple[str, float]:

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import IO, Any
 
 import redis.asyncio as aioredis
 
+from tests import polling
 from tests.conftest import REDIS_URL
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,11 +79,11 @@ class Detectors:
 
 
 async def until(check: Callable[[], Awaitable[bool]], procs: Detectors, what: str) -> None:
-    """Poll ``check`` until it holds; fails the test (with the logs) after ``WAIT_S``."""
-    deadline = time.monotonic() + WAIT_S
-    while not await check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}\n{procs.log_tail()}"
-        await asyncio.sleep(0.1)
+    """``tests.polling.until`` with the detectors' bound; its failure carries their logs."""
+    try:
+        await polling.until(check, what, timeout_s=WAIT_S, interval_s=0.1)
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n{procs.log_tail()}") from None
 
 
 async def read_all(r: aioredis.Redis, stream: str) -> list[dict[bytes, bytes]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -17,6 +16,7 @@ from ingest.service import IngestService
 from ingest.settings import IngestSettings
 from ingest.simulator import Simulator
 from tests.conftest import REDIS_URL
+from tests.polling import until
 
 
 class FaultyRedis:
@@ -48,15 +48,6 @@ class FaultyRedis:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
-
-
-async def until(cond: Callable[[], bool], what: str, limit_s: float = 30.0) -> None:
-    """Poll ``cond`` (bounded); fail naming ``what`` if it never holds."""
-    for _ in range(int(limit_s / 0.01)):
-        if cond():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"gave up waiting for {what}")
 
 
 def sim_settings(keys: Keys, sim: Simulator, **overrides: Any) -> IngestSettings:

@@ -15,11 +15,13 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 
 from tests.conftest import REDIS_URL
+from tests.polling import until
 
 WORKER_MODULE = "tests.integration.runtime_worker"
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,13 +82,15 @@ def finish(proc: subprocess.Popen[bytes], timeout: float = 60) -> tuple[int, str
 
 async def wait_for(predicate_key: str, client: object, within_s: float = 30) -> bytes:
     """Poll until key ``predicate_key`` exists; its value (fails after ``within_s``)."""
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
+    value: Any = None
+
+    async def present() -> bool:
+        nonlocal value
         value = await client.get(predicate_key)  # type: ignore[attr-defined]
-        if value is not None:
-            return bytes(value)
-        await asyncio.sleep(0.02)
-    pytest.fail(f"{predicate_key} never appeared within {within_s}s")
+        return value is not None
+
+    await until(present, f"{predicate_key} to appear", timeout_s=within_s, interval_s=0.02)
+    return bytes(value)
 
 
 async def http_get(port: int, path: str) -> tuple[int, bytes]:

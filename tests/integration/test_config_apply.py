@@ -25,19 +25,11 @@ from tests.integration.test_signals_ws import (
     url,
 )
 from tests.integration.test_sink_writer import run_sink
+from tests.polling import until
 from tests.sink_support import Db, make_bar, make_db, sink_settings
 
 pytestmark = pytest.mark.redis
 MINUTE = 60_000
-
-
-async def until(check: object, what: str) -> None:
-    """Wait (bounded, not timed) for a condition a follower makes true."""
-    for _ in range(200):
-        if check():  # type: ignore[operator]
-            return
-        await asyncio.sleep(0.05)
-    pytest.fail(f"never: {what}")
 
 
 async def test_a_lower_connection_limit_applies_to_new_connections(
@@ -49,7 +41,12 @@ async def test_a_lower_connection_limit_applies_to_new_connections(
             await subscribe(first)
             doc = apply_assignments(seed_document({}, Model()), ["ws.max_connections=1"])
             await propose(redis_client, keys, doc, who="t", expected_version=0)
-            await until(lambda: srv.limits["max_connections"] == 1, "the server took the limit")
+            await until(
+                lambda: srv.limits["max_connections"] == 1,
+                "the server took the limit",
+                timeout_s=10.0,
+                interval_s=0.05,
+            )
             async with connect(url(srv), additional_headers=auth()) as second:
                 assert await close_code(second) == 1013  # the new limit
             # The connection that was there before the change stays.
@@ -81,7 +78,12 @@ async def test_retention_changed_live_applies_on_the_next_pass(
         await propose(redis_client, keys, doc, who="t", expected_version=0)
         task = asyncio.create_task(worker.run())
         try:
-            await until(lambda: worker.retention_s["bars"] == 30 * 86_400, "sink took retention")
+            await until(
+                lambda: worker.retention_s["bars"] == 30 * 86_400,
+                "sink took retention",
+                timeout_s=10.0,
+                interval_s=0.05,
+            )
             await worker.apply_retention()  # the next pass
         finally:
             worker.request_stop()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.deploy_support import WORKERS
 from tests.integration.runtime_support import (
     acl_redis,
     finish,
@@ -24,7 +25,6 @@ from tests.integration.runtime_support import (
     stage_and_limited,
     worker_env,
 )
-from tests.unit.deploy_support import WORKERS
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 

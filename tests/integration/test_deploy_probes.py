@@ -14,9 +14,10 @@ import pytest
 import redis.asyncio as aioredis
 from websockets.asyncio.server import ServerConnection, serve
 
+from tests.deploy_support import WORKERS
 from tests.integration.runtime_support import finish, free_port, http_get, spawn_worker, worker_env
-from tests.sink_support import make_db, until
-from tests.unit.deploy_support import WORKERS
+from tests.polling import until
+from tests.sink_support import make_db
 
 
 @pytest.fixture
@@ -102,7 +103,7 @@ async def test_worker_becomes_ready_and_stops_on_sigterm(
                 and await status(port, "/readyz") == 200
             )
 
-        await until(f"{worker} /readyz", ready, timeout_s=60)
+        await until(ready, f"{worker} /readyz", timeout_s=60, interval_s=0.2)
         proc.send_signal(signal.SIGTERM)
         code, err = await asyncio.to_thread(finish, proc, 60)
         assert code == 0, err[-3000:]

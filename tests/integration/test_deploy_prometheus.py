@@ -45,7 +45,8 @@ from tests.integration.e2e_support import Supervised, stage_env, start_stages
 from tests.integration.runtime_support import ROOT, free_port
 from tests.integration.test_e2e_pipeline import PARTITIONS, write_subset
 from tests.integration.test_signals_ws import subscribe
-from tests.sink_support import Db, make_db, until
+from tests.polling import until
+from tests.sink_support import Db, make_db
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres, pytest.mark.slow]
 
@@ -341,7 +342,7 @@ async def check_rules(prom: Prometheus, rules: Mapping[str, Any]) -> None:
     async def evaluated() -> bool:
         return all(r["health"] != "unknown" for g in await loaded() for r in g["rules"])
 
-    await until("every rule evaluated", evaluated, timeout_s=60)
+    await until(evaluated, "every rule evaluated", timeout_s=60, interval_s=0.2)
     groups = await loaded()
     names = {g["name"]: [r["name"] for r in g["rules"]] for g in groups}
     assert names == {g["name"]: [r["alert"] for r in g["rules"]] for g in rules["groups"]}
@@ -382,8 +383,10 @@ async def test_prometheus_scrapes_the_workers_and_every_query_and_rule_works(
         config = tmp_path / "prometheus.yml"
         config.write_text(yaml.safe_dump(scrape_config(deployed, pipe.ports, ALERTS)))
         prom = Prometheus(prometheus_binary, config, tmp_path)
-        await until("prometheus answers", prom.answers, timeout_s=60)
-        await until("every worker scraped", lambda: targets_up(prom, pipe), timeout_s=90)
+        await until(prom.answers, "prometheus answers", timeout_s=60, interval_s=0.2)
+        await until(
+            lambda: targets_up(prom, pipe), "every worker scraped", timeout_s=90, interval_s=0.2
+        )
         active = (await asyncio.to_thread(prom.get, "targets"))["activeTargets"]
         assert {t["labels"]["job"] for t in active} == {
             j["job_name"] for j in deployed["scrape_configs"]
@@ -412,8 +415,10 @@ async def test_prometheus_scrapes_the_workers_and_every_query_and_rule_works(
             return not missing
 
         try:
-            await until("every panel query to return data", everything_seen, timeout_s=120)
-        except pytest.fail.Exception:
+            await until(
+                everything_seen, "every panel query to return data", timeout_s=120, interval_s=0.2
+            )
+        except AssertionError:
             pytest.fail("not as expected:\n" + "\n".join(missing) + "\n" + pipe.log_tail())
 
         for name, expr in queries:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -22,15 +20,9 @@ from detectors.settings import DetectorSettings
 from detectors.timeframes import parse_timeframes
 from detectors.worker import ACQUIRE_RETRY_S, DetectorService
 from tests.conftest import REDIS_URL
+from tests.polling import until
 
 pytestmark = pytest.mark.redis
-
-
-async def _until(check: Callable[[], Awaitable[bool]], seconds: float = 20.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not await check():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.05)
 
 
 async def test_lease_epoch_fences_a_stale_owner(redis_client: aioredis.Redis, keys: Keys) -> None:
@@ -46,7 +38,7 @@ async def test_lease_epoch_fences_a_stale_owner(redis_client: aioredis.Redis, ke
     async def expired() -> bool:
         return await redis_client.get(keys.lease(0)) is None
 
-    await _until(expired)
+    await until(expired, "the lease to expire", timeout_s=20.0, interval_s=0.05)
     second = await b.acquire(0)
     assert second == 2
     # The paused old owner can no longer renew, release, checkpoint or ack.
@@ -129,14 +121,14 @@ async def test_two_services_split_partitions_and_dead_letter_bad_entries(
         async def balanced() -> bool:
             return sorted(len(s.runners) for s in services) == [2, 2]
 
-        await _until(balanced)
+        await until(balanced, "two runners on each service", timeout_s=20.0, interval_s=0.05)
 
         async def drained() -> bool:
             pending: Any = await redis_client.xpending(keys.ticks(p), GROUP_DETECTORS)
             bars = await redis_client.xlen(keys.bars)
             return bool(pending["pending"] == 0 and bars == 3)
 
-        await _until(drained)
+        await until(drained, "the partition drained into 3 bars", timeout_s=20.0, interval_s=0.05)
         # Everything is checkpointed and acked, and three partitions never saw a tick: a few
         # heartbeats later no partition may look behind on its checkpoint (an idle partition
         # writes none, which must not read as a stale one).
@@ -183,7 +175,7 @@ async def test_idle_partition_closes_bars_by_extrapolated_event_time(
         async def closed() -> bool:
             return int(await redis_client.xlen(keys.bars)) == 1
 
-        await _until(closed)
+        await until(closed, "the bar closed", timeout_s=20.0, interval_s=0.05)
         service.request_stop()
     await service.stop()
     entries: Any = await redis_client.xrange(keys.bars)
@@ -211,13 +203,15 @@ async def test_a_partition_still_held_elsewhere_is_retried_before_the_next_heart
         async def first_round_done() -> bool:
             return service.readiness.snapshot()["membership"]
 
-        await _until(first_round_done)  # run() found partition 2 held too
+        # run() found partition 2 held too
+        await until(first_round_done, "the first membership round", timeout_s=20.0, interval_s=0.05)
         assert await previous.release(2, epoch)
 
         async def taken() -> bool:
             return 2 in service.runners
 
-        await _until(taken, seconds=20.0)  # a heartbeat-paced retry would need 60 s
+        # a heartbeat-paced retry would need 60 s
+        await until(taken, "partition 2 taken", timeout_s=20.0, interval_s=0.05)
         assert await service._rebalance(tg) is True
         service.request_stop()
         await run

@@ -27,7 +27,8 @@ from ingest.simfeed import Faults, Feed
 from ingest.simulator import Simulator
 from ingest.sources import as_exchange, read_ticks
 from tests.conftest import REDIS_URL
-from tests.integration.ingest_support import sim_settings, stored_ticks, until
+from tests.integration.ingest_support import sim_settings, stored_ticks
+from tests.polling import until
 
 pytestmark = [pytest.mark.redis]
 

@@ -23,8 +23,8 @@ from ingest.simfeed import Feed
 from ingest.simulator import Simulator
 from ingest.sources import synthetic_ticks
 from ingest.writer import TickWriter
+from tests.ingest_samples import BINANCE_TRADE_SELL
 from tests.integration.ingest_support import run_until_delivered, sim_settings, stored_ticks
-from tests.unit.ingest_samples import BINANCE_TRADE_SELL
 
 pytestmark = pytest.mark.redis
 

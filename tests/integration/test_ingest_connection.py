@@ -25,8 +25,8 @@ from tests.integration.ingest_support import (
     run_until_delivered,
     sim_settings,
     stored_ticks,
-    until,
 )
+from tests.polling import until
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 

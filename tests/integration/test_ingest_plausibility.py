@@ -23,7 +23,8 @@ from ingest.metrics import IngestMetrics
 from ingest.service import IngestService
 from ingest.settings import IngestSettings
 from tests.conftest import REDIS_URL
-from tests.integration.ingest_support import stored_ticks, until
+from tests.integration.ingest_support import stored_ticks
+from tests.polling import until
 
 pytestmark = pytest.mark.redis
 
@@ -144,6 +145,6 @@ async def test_counters_are_published_while_the_socket_is_quiet(keys: Keys) -> N
         await until(
             lambda: metrics.value("alphapulse_ingest_ticks_total", exchange="binance") == 10,
             "ticks_total published without a next frame",
-            limit_s=5.0,
+            timeout_s=5.0,
         )
         assert not exchange.release.is_set() and exchange.connections == 1

@@ -34,11 +34,11 @@ from common.names import Keys
 from common.procfile import read_procfile
 from ingest.runenv import plan
 from tests.conftest import REDIS_URL
+from tests.docs_support import readme_block
 from tests.integration.runtime_support import ROOT, _need, free_port
 from tests.integration.test_e2e_pipeline import DATA
 from tests.integration.test_make_run_console import _free_metrics_base
 from tests.sink_support import Db, make_db
-from tests.unit.test_docs_links import readme_block
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres, pytest.mark.slow]
 

@@ -12,16 +12,9 @@ import redis.asyncio as aioredis
 from common.runtime import Entry, StreamWorker
 from common.settings import CommonSettings
 from tests.integration.runtime_support import free_port, redis_server
+from tests.polling import until
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
-
-
-async def _until(condition: object, what: str, within_s: float = 30) -> None:
-    for _ in range(int(within_s / 0.02)):
-        if condition():  # type: ignore[operator]
-            return
-        await asyncio.sleep(0.02)
-    pytest.fail(f"never happened within {within_s}s: {what}")
 
 
 async def test_worker_survives_a_redis_restart(tmp_path: Path) -> None:
@@ -45,14 +38,20 @@ async def test_worker_survives_a_redis_restart(tmp_path: Path) -> None:
             await worker.start()
             task = asyncio.create_task(worker.run())
             await client.xadd(stream, {"n": "1"})
-            await _until(lambda: seen == [b"1"], "first entry handled")
+            await until(lambda: seen == [b"1"], "first entry handled", interval_s=0.02)
             assert worker.readiness.ready
-        await _until(lambda: not worker.readiness.ready, "readiness drops without Redis")
+        await until(
+            lambda: not worker.readiness.ready, "readiness drops without Redis", interval_s=0.02
+        )
         with redis_server(args, tmp_path, ping):  # a fresh, empty server (no persistence)
             await client.xadd(stream, {"n": "2"})
-            await _until(lambda: seen == [b"1", b"2"], "entry handled after the restart")
+            await until(
+                lambda: seen == [b"1", b"2"], "entry handled after the restart", interval_s=0.02
+            )
             # Readiness comes back when that step returns, an ack after the handler ran.
-            await _until(lambda: worker.readiness.ready, "ready again after the restart")
+            await until(
+                lambda: worker.readiness.ready, "ready again after the restart", interval_s=0.02
+            )
             worker.request_stop()
             await asyncio.wait_for(task, 30)
             assert (await client.xpending(stream, "g"))["pending"] == 0

@@ -22,6 +22,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from common.names import Keys
+from tests.deploy_support import WORKERS
 from tests.integration.runtime_support import (
     ROOT,
     acl_redis,
@@ -30,7 +31,6 @@ from tests.integration.runtime_support import (
     stage_and_limited,
     worker_env,
 )
-from tests.unit.deploy_support import WORKERS
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 

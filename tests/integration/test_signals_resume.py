@@ -47,8 +47,9 @@ from tests.integration.test_signals_ws import (
     subscribe,
     url,
 )
+from tests.polling import until
 from tests.signals_factory import event_mix
-from tests.sink_support import Db, make_db, sink_settings, until
+from tests.sink_support import Db, make_db, sink_settings
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres]
 TRIM_INTERVAL_S = 0.2
@@ -131,8 +132,10 @@ async def test_a_client_away_for_many_trim_intervals_resumes_without_a_gap(
             await write_events(redis_client, keys, chunk)
             await asyncio.sleep(away_s / 10)
         await until(
-            "the sink acking past the client",
             lambda: sink_has_acked_past(redis_client, keys, cursor),
+            "the sink acking past the client",
+            timeout_s=90,
+            interval_s=0.2,
         )
         await asyncio.sleep(5 * TRIM_INTERVAL_S)  # several more trims after that ack
         async with connect(url(server), additional_headers=auth()) as ws:

@@ -27,7 +27,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from common.names import GROUP_SINK, Keys
-from tests.sink_support import Db, log_tail, make_bar, make_ticks, sink_env, until
+from tests.polling import until
+from tests.sink_support import Db, log_tail, make_bar, make_ticks, sink_env
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -159,12 +160,21 @@ async def test_database_outage_mid_stream_loses_nothing_and_duplicates_nothing(
             return counts == ((ticks, ticks), (bars, bars))
 
         await publish(redis_client, keys, 0)
-        await until("the first part to be stored", lambda: stored(500, 10))
-        await until("readiness", lambda: _status_is(metrics_port, 200))
+        await until(
+            lambda: stored(500, 10), "the first part to be stored", timeout_s=90, interval_s=0.2
+        )
+        await until(
+            lambda: _status_is(metrics_port, 200), "readiness", timeout_s=90, interval_s=0.2
+        )
 
         await asyncio.to_thread(server.stop)
         await publish(redis_client, keys, 1)  # written while the database is down
-        await until("/readyz to report the database", lambda: _status_is(metrics_port, 503))
+        await until(
+            lambda: _status_is(metrics_port, 503),
+            "/readyz to report the database",
+            timeout_s=90,
+            interval_s=0.2,
+        )
         _, body = await readyz(metrics_port)
         assert "database" in body
         await asyncio.sleep(OUTAGE_S[server.kind])
@@ -177,8 +187,12 @@ async def test_database_outage_mid_stream_loses_nothing_and_duplicates_nothing(
         assert groups[0]["last-delivered-id"] != last
 
         await asyncio.to_thread(server.start)
-        await until("every row after the restart", lambda: stored(1500, 30))
-        await until("readiness again", lambda: _status_is(metrics_port, 200))
+        await until(
+            lambda: stored(1500, 30), "every row after the restart", timeout_s=90, interval_s=0.2
+        )
+        await until(
+            lambda: _status_is(metrics_port, 200), "readiness again", timeout_s=90, interval_s=0.2
+        )
         for stream in (keys.ticks(0), keys.bars):
             assert int((await redis_client.xpending(stream, GROUP_SINK))["pending"]) == 0
     finally:

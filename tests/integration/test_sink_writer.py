@@ -17,6 +17,7 @@ from sink.migrate import VERSION_TABLE, discover, migrate
 from sink.rows import Row, bar_row
 from sink.store import Rejected, Store
 from sink.worker import SinkWorker
+from tests.polling import until
 from tests.sink_support import (
     DB_PARAMS,
     MINUTE,
@@ -27,7 +28,6 @@ from tests.sink_support import (
     make_signal,
     make_ticks,
     sink_settings,
-    until,
 )
 
 pytestmark = pytest.mark.redis
@@ -265,16 +265,18 @@ async def test_stop_during_an_outage_acks_nothing_unstored(
         await redis_client.xadd(keys.bars, make_bar(i).encode())  # type: ignore[arg-type]
     await worker.start()
     run = asyncio.create_task(worker.run())
-    await until("the first batch", lambda: db_has(db, "bars", 5))
+    await until(lambda: db_has(db, "bars", 5), "the first batch", timeout_s=90, interval_s=0.2)
     async with redis_client.pipeline(transaction=True) as pipe:  # all 7 visible at once
         for i in range(5, 12):
             pipe.xadd(keys.bars, make_bar(i).encode())  # type: ignore[arg-type]
         await pipe.execute()
-    await until("retries", lambda: has_retried(store, 3))  # the outage: retried, not ready
+    await until(
+        lambda: has_retried(store, 3), "retries", timeout_s=90, interval_s=0.2
+    )  # the outage: retried, not ready
     assert "database" in worker.readiness.unmet()
     for i in range(12, 15):  # arrive during the outage: must not be read
         await redis_client.xadd(keys.bars, make_bar(i).encode())  # type: ignore[arg-type]
-    await until("retries", lambda: has_retried(store, 5))
+    await until(lambda: has_retried(store, 5), "retries", timeout_s=90, interval_s=0.2)
     worker.request_stop()
     await asyncio.wait_for(run, 30)
     await worker.stop()

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.deploy_support import WORKERS
 from tests.integration.runtime_support import finish, spawn_worker, worker_env
-from tests.unit.deploy_support import WORKERS
 
 CASES = [
     *((worker, "PARTITIONS", "x", "expected an integer 1..4096, got 'x'") for worker in WORKERS),

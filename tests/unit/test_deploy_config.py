@@ -16,7 +16,7 @@ import ingest.simcli
 from common.errors import ConfigError
 from common.secrets import url_password
 from signals.console.auth import parse_users
-from tests.unit.deploy_support import (
+from tests.deploy_support import (
     DEPLOY,
     WORKERS,
     env_file,

@@ -14,7 +14,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.unit.deploy_support import DEPLOY
+from tests.deploy_support import DEPLOY
 
 # The oldest Kubernetes minor the schemas cover and the newest: the manifests must be valid
 # for both (a field removed or added in between would show on one of them).

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.unit.deploy_support import (
+from tests.deploy_support import (
     DEPLOY,
     PROMETHEUS_SERIES,
     TARGET_LABELS,

@@ -12,11 +12,11 @@ import re
 from pathlib import Path
 
 from common.procfile import read_procfile, where_to_look
+from tests.docs_support import README, fenced_blocks, readme_block
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", ROOT / "deploy" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 LINK = re.compile(r"\]\(([^)\s]+)\)")
-README = (ROOT / "README.md").read_text()
 EXAMPLES = ROOT / "docs" / "examples"
 PROCFILE = (ROOT / "Procfile").read_text()
 
@@ -56,19 +56,6 @@ def test_the_readme_keeps_the_ci_test_command() -> None:
     readme = (ROOT / "README.md").read_text()
     assert "make test   # " in readme
     assert (ROOT / ".ci" / "run").read_text().rstrip().endswith("exec make test")
-
-
-def fenced_blocks(text: str) -> list[tuple[str, str]]:
-    """``(language, body)`` of every fenced code block of a markdown text."""
-    return re.findall(r"^```(\w*)\n(.*?)^```$", text, flags=re.MULTILINE | re.DOTALL)
-
-
-def readme_block(first_line: str, text: str = README) -> list[str]:
-    """The lines of the README's (or ``text``'s) code block that starts with ``first_line``."""
-    for _, body in fenced_blocks(text):
-        if body.startswith(first_line):
-            return body.splitlines()
-    raise AssertionError(f"no README block starts with {first_line!r}")
 
 
 def test_the_readme_shows_the_example_files_and_the_printed_block_exactly() -> None:

@@ -19,7 +19,7 @@ from ingest.exchanges import EXCHANGES, get_adapter
 from ingest.exchanges.base import ParseResult
 from ingest.exchanges.batch import ParsedBatch
 from ingest.packing import columns_batch, merge_split
-from tests.unit.ingest_samples import (
+from tests.ingest_samples import (
     BINANCE_FUTURES_AGG,
     BINANCE_FUTURES_TRADE,
     BINANCE_TRADE_SELL,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import orjson
 
-from tests.unit.ingest_samples import BINANCE_TRADE_SELL, BTC_RECORDING, TRADE_FRAMES
+from tests.ingest_samples import BINANCE_TRADE_SELL, BTC_RECORDING, TRADE_FRAMES
 
 CMD = [sys.executable, "-m", "common.cli", "parse"]
 

@@ -9,7 +9,7 @@ from common.contracts import Tick
 from common.errors import BadInput
 from ingest.exchanges import EXCHANGES, get_adapter
 from ingest.exchanges.base import FrameKind
-from tests.unit.ingest_samples import (
+from tests.ingest_samples import (
     BINANCE_FUTURES_AGG,
     BINANCE_FUTURES_TRADE,
     BINANCE_TRADE_SELL,

@@ -23,7 +23,7 @@ from ingest.exchanges import EXCHANGES, get_adapter
 from ingest.runenv import SIMULATOR, live_exchanges, plan, shell_lines
 from ingest.settings import IngestSettings
 from ingest.sources import write_trades_csv
-from tests.unit.ingest_samples import BINANCE_TRADE_SELL
+from tests.ingest_samples import BINANCE_TRADE_SELL
 
 ROOT = Path(__file__).resolve().parents[2]
 PROCFILE = (ROOT / "Procfile").read_text()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from detectors.patterns import PATTERN_NAMES, PatternEngine, PatternState
-from tests.unit.patterns_support import (
+from tests.patterns_support import (
     engine_outputs,
     generated_bars,
     talib_outputs,

@@ -18,7 +18,7 @@ from talib import abstract
 
 from detectors.patterns import PATTERN_NAMES, PatternEngine
 from detectors.patterns.candles import HIGHLOW, SETTINGS
-from tests.unit.patterns_support import (
+from tests.patterns_support import (
     F64,
     drifting_bars,
     engine_outputs,

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from detectors.patterns import PatternEngine
-from tests.unit.patterns_support import engine_outputs, talib_outputs
+from tests.patterns_support import engine_outputs, talib_outputs
 
 ENGINE = PatternEngine()
 SERIES = 4

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 # CI clones the repo into a temp dir with shared/ beside it: <repo>/../shared/data.
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 BTC_RECORDING = DATA / "binance-spot-btcusdt-20240808.rec.gz"
 
 

@@ -34,7 +34,7 @@ from signals.settings import SignalsSettings, WsSettings
 from sink.metrics import SinkMetrics
 from sink.settings import SinkSettings
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
 WORKERS = {  # worker name -> module run by `python -m`
     "ingest": "ingest",

@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 from detectors.patterns import PatternEngine
 
 F64 = NDArray[np.float64]
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def engine_outputs(engine: PatternEngine, o: F64, h: F64, lo: F64, c: F64) -> NDArray[np.int32]:
