@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+from signals.analytics.frames import OUTCOME_COLUMNS
 from signals.console import queries
 from signals.console.params import OutcomeFilter, SignalFilter, cursor_param
 
@@ -79,11 +80,11 @@ async def signals_csv(
 
 
 async def outcomes_csv(pool: asyncpg.Pool, f: OutcomeFilter) -> AsyncIterator[str]:
-    yield csv_lines(queries.OUTCOME_COLUMNS, [])
+    yield csv_lines(OUTCOME_COLUMNS, [])
     page = replace(f, limit=PAGE, offset=0)
     while True:
         rows, nxt = await queries.fetch_outcomes(pool, page)
-        yield csv_lines((), ([_cell(r[c]) for c in queries.OUTCOME_COLUMNS] for r in rows))
+        yield csv_lines((), ([_cell(r[c]) for c in OUTCOME_COLUMNS] for r in rows))
         if nxt is None:
             return
         page = replace(page, offset=nxt)

@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+from signals.analytics.frames import OUTCOME_COLUMNS  # the outcome_rows view's columns
 from signals.console.params import OutcomeFilter, SeriesFilter, SignalFilter, make_cursor
 
 
@@ -185,27 +186,6 @@ def _outcome_where(f: OutcomeFilter) -> Where:
     if f.end is not None:
         w.add("open_time < {}", f.end)
     return w
-
-
-OUTCOME_COLUMNS = (
-    "kind",
-    "id",
-    "exchange",
-    "symbol",
-    "timeframe",
-    "open_time",
-    "pattern",
-    "direction",
-    "horizon",
-    "ret",
-    "mfe",
-    "mae",
-    "hit",
-    "score",
-    "trend",
-    "atr_ratio",
-    "volume_ratio",
-)
 
 
 async def fetch_outcomes(
