@@ -38,7 +38,7 @@ from redis.exceptions import ResponseError
 from common.names import Keys
 from common.redis import AnyRedis, redis_for_command
 from common.settings import CommonSettings, exit_on_config_error
-from common.streams import group_positions
+from common.stream_consumer import group_positions
 
 __all__ = ["GroupStatus", "PipelineStatus", "StreamStatus", "collect_status", "register"]
 

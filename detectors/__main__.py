@@ -9,8 +9,8 @@ from __future__ import annotations
 import sys
 
 from common.lifecycle import worker_main
+from detectors.service import DetectorService
 from detectors.settings import DetectorSettings
-from detectors.worker import DetectorService
 
 
 def main() -> int:

@@ -28,10 +28,10 @@ import orjson
 
 from common.errors import DecodeError
 from detectors.bars import NONE, BarAggregator, Counters
-from detectors.engine import EngineConfig, PartitionEngine
 from detectors.indicators import IndicatorBank
 from detectors.outcomes import OutcomeTracker
-from detectors.patterns import PatternEngine, PatternState
+from detectors.partition import EngineConfig, PartitionEngine
+from detectors.patterns import PatternDetector, PatternState
 
 MAGIC = b"APCK"
 VERSION = 2
@@ -92,7 +92,7 @@ def dumps(engine: PartitionEngine) -> bytes:
 
 
 def loads(
-    data: bytes, config: EngineConfig, patterns: PatternEngine | None = None
+    data: bytes, config: EngineConfig, patterns: PatternDetector | None = None
 ) -> PartitionEngine:
     """Restore an engine; ``CheckpointMismatch`` if ``config`` differs from the writer's."""
     if data[:4] != MAGIC or len(data) < 8:

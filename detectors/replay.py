@@ -3,7 +3,7 @@
 Ticks from a file (the recording format with ``--exchange``, or the normalized trades CSV)
 are split into partitions exactly as ingest splits them (``partition_of`` over
 ``--partitions``, default ``PARTITIONS`` or 16), each partition runs its own
-:class:`~detectors.engine.PartitionEngine` in file order (the watermark is per partition,
+:class:`~detectors.partition.PartitionEngine` in file order (the watermark is per partition,
 as in a live deployment), and every bar still open at the end of the input is closed.
 
 Writes ``DIR/bars.jsonl`` (one closed bar per line) and ``DIR/patterns.jsonl`` (one line per
@@ -41,7 +41,7 @@ from common.contracts import Bar, PatternEvent, Tick, TickBatch
 from common.errors import ConfigError
 from common.names import partition_of
 from common.settings import env_int
-from detectors.engine import EngineConfig, Output, PartitionEngine
+from detectors.partition import EngineConfig, Output, PartitionEngine
 from detectors.replay_inputs import NothingUsable, recording_summary, replay_bars_file
 from detectors.settings import engine_config_from_env
 from detectors.timeframes import parse_timeframes

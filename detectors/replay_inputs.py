@@ -8,7 +8,7 @@
   timeframes (``--timeframes`` / ``TIMEFRAMES``) that are whole multiples of it, built from
   the given bars exactly as from ticks.
 
-Both return the engine :class:`~detectors.engine.Output`, the engine config used and the
+Both return the engine :class:`~detectors.partition.Output`, the engine config used and the
 :class:`~ingest.history.Rejections`. Nothing usable raises :class:`NothingUsable`.
 """
 
@@ -19,7 +19,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from common.errors import ConfigError
-from detectors.engine import EngineConfig, Output, PartitionEngine
+from detectors.partition import EngineConfig, Output, PartitionEngine
 from detectors.timeframes import Timeframe, parse_timeframe, parse_timeframes
 
 if TYPE_CHECKING:

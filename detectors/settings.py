@@ -52,9 +52,9 @@ from common.settings import (
     env_str,
     recent_bars_from_env,
 )
-from detectors.engine import EngineConfig
 from detectors.indicators import IndicatorConfig
 from detectors.outcomes import DEFAULT_HORIZONS, OutcomeConfig, parse_horizons
+from detectors.partition import EngineConfig
 from detectors.patterns import PATTERN_NAMES
 from detectors.timeframes import DEFAULT_TIMEFRAMES, parse_timeframes
 

@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 
 from common.logging import get_logger
 from common.names import Keys
-from common.streams import write_dead_letters
+from common.stream_consumer import write_dead_letters
 
 
 class RateLimitedLog:

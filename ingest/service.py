@@ -28,7 +28,7 @@ from common.lifecycle import Service
 from common.logging import get_logger
 from common.metrics import Readiness
 from common.names import Keys
-from common.streams import unique_consumer_name
+from common.stream_consumer import unique_consumer_name
 from ingest.backfill import BackfillOptions, GapFiller
 from ingest.connection import Connection, ConnectionOptions
 from ingest.deadletter import DeadLetters

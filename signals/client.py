@@ -40,7 +40,7 @@ from common.errors import BadInput
 from common.names import Keys
 from common.redis import AnyRedis, redis_from_settings
 from common.settings import CommonSettings
-from common.streams import Entry, StreamConsumer
+from common.stream_consumer import Entry, StreamConsumer
 from signals.contract import Signal, decode_entry
 
 AckMode = Literal["auto", "manual"]

@@ -37,7 +37,7 @@ from common.errors import BadInput
 from common.logging import get_logger
 from common.names import GROUP_SIGNALS
 from common.redis import AnyRedis
-from common.runtime import BatchResult, Entry, StreamWorker, TrimPolicy, TrimResult
+from common.stream_worker import BatchResult, Entry, StreamWorker, TrimPolicy, TrimResult
 from signals.append import SignalAppender
 from signals.contract import Signal, now_iso
 from signals.liveconfig import seed_document

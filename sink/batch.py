@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from common.runtime import Entry
+from common.stream_worker import Entry
 from sink.rows import Row
 
 

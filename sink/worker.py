@@ -30,8 +30,8 @@ from common.errors import BadInput
 from common.metrics import Readiness
 from common.names import GROUP_SINK
 from common.redis import AnyRedis
-from common.runtime import BatchResult, Entry, StreamWorker
-from common.streams import dead_letter_fields, write_dead_letters
+from common.stream_consumer import dead_letter_fields, write_dead_letters
+from common.stream_worker import BatchResult, Entry, StreamWorker
 from sink.batch import PendingBatch
 from sink.metrics import SINK, SinkMetrics
 from sink.migrate import Flavor

@@ -1,6 +1,6 @@
 """Shared helpers for the pattern tests and bench: reference runs and bar data.
 
-* ``engine_outputs`` feeds many series bar by bar through ``PatternEngine`` (the way the
+* ``engine_outputs`` feeds many series bar by bar through ``PatternDetector`` (the way the
   detector does: one ``evaluate`` per bar-close boundary with all series stacked).
 * ``talib_outputs`` runs ``talib.CDLxxx`` on each whole series (the reference).
 * ``recorded_bars`` buckets the real Binance trades of ``../shared/data`` into OHLC bars
@@ -19,13 +19,13 @@ import numpy as np
 import talib
 from numpy.typing import NDArray
 
-from detectors.patterns import PatternEngine
+from detectors.patterns import PatternDetector
 
 F64 = NDArray[np.float64]
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def engine_outputs(engine: PatternEngine, o: F64, h: F64, lo: F64, c: F64) -> NDArray[np.int32]:
+def engine_outputs(engine: PatternDetector, o: F64, h: F64, lo: F64, c: F64) -> NDArray[np.int32]:
     """(S, T, P) engine values, evaluating bar t of all S series in one call per t."""
     s, t = o.shape
     w = engine.window
@@ -51,7 +51,7 @@ def talib_outputs(names: tuple[str, ...], o: F64, h: F64, lo: F64, c: F64) -> ND
     return out
 
 
-def mismatches(engine: PatternEngine, o: F64, h: F64, lo: F64, c: F64) -> dict[str, int]:
+def mismatches(engine: PatternDetector, o: F64, h: F64, lo: F64, c: F64) -> dict[str, int]:
     """Per pattern: number of (series, bar) cells where engine and TA-Lib disagree."""
     got = engine_outputs(engine, o, h, lo, c)
     want = talib_outputs(engine.names, o, h, lo, c)
@@ -59,7 +59,7 @@ def mismatches(engine: PatternEngine, o: F64, h: F64, lo: F64, c: F64) -> dict[s
     return {n: int(b) for n, b in zip(engine.names, bad, strict=True) if b}
 
 
-def fired(engine: PatternEngine, o: F64, h: F64, lo: F64, c: F64) -> dict[str, int]:
+def fired(engine: PatternDetector, o: F64, h: F64, lo: F64, c: F64) -> dict[str, int]:
     """Per pattern: non-zero TA-Lib values in the data (proof the data exercises it)."""
     want = talib_outputs(engine.names, o, h, lo, c)
     return {n: int(v) for n, v in zip(engine.names, (want != 0).sum(axis=(0, 1)), strict=True)}

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 
 from detectors.patterns.candles import F64, I32, SETTINGS, Bool, Candles
-from detectors.patterns.engine import Kernel, PatternDef
+from detectors.patterns.detector import Kernel, PatternDef
 
 
 def period(*settings: str) -> int:

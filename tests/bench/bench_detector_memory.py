@@ -7,7 +7,7 @@ partition per event second). Each step's bars and pattern events are encoded as 
 encodes them for XADD, then dropped. Every event minute it records:
 
 * **state**: the bytes reachable from the partition engines (``sys.getsizeof`` over the
-  object graph, numpy buffers included; the shared ``PatternEngine`` left out);
+  object graph, numpy buffers included; the shared ``PatternDetector`` left out);
 * **recent**: the pattern-event history entries the engines hold (``PartitionEngine.recent``);
 * **RSS** of this process (``/proc/self/statm``; includes the generator and the allocator's
   free lists).
@@ -40,9 +40,9 @@ import numpy.typing as npt
 
 from common.contracts import TICK_DTYPE, TickBatch
 from common.names import partition_of
-from detectors.engine import EngineConfig, PartitionEngine
 from detectors.ownership import assign
-from detectors.patterns import PatternEngine
+from detectors.partition import EngineConfig, PartitionEngine
+from detectors.patterns import PatternDetector
 from detectors.timeframes import parse_timeframes
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
@@ -56,7 +56,7 @@ START_MS = 1_700_000_040_000  # a whole minute
 I64 = npt.NDArray[np.int64]
 
 
-def plateau_bars(config: EngineConfig, patterns: PatternEngine) -> int:
+def plateau_bars(config: EngineConfig, patterns: PatternDetector) -> int:
     """Bars of a timeframe after which its rows' state no longer grows (see the docstring)."""
     ind = config.indicators
     warm = max(
@@ -152,7 +152,7 @@ def _entry_mean(engines: list[PartitionEngine]) -> tuple[int, float]:
 
 def run() -> None:
     config = EngineConfig(timeframes=parse_timeframes(TIMEFRAMES), allowed_lateness_ms=0)
-    patterns = PatternEngine(config.patterns)
+    patterns = PatternDetector(config.patterns)
     mine = assign(["detectors1", "detectors2"], PARTITIONS)["detectors1"]
     engines = {p: PartitionEngine(config, patterns) for p in mine}
     feed = Feed(mine)

@@ -28,10 +28,10 @@ from common.logging import configure_logging
 from common.names import Keys
 from common.settings import CommonSettings
 from detectors import checkpoint
-from detectors.engine import EngineConfig, PartitionEngine
 from detectors.metrics import DetectorMetrics
+from detectors.partition import EngineConfig, PartitionEngine
+from detectors.service import DetectorService
 from detectors.settings import DetectorSettings
-from detectors.worker import DetectorService
 from ingest.sources import synthetic_ticks
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"

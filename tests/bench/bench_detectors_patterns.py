@@ -13,19 +13,21 @@ import time
 import numpy as np
 import talib
 
-from detectors.patterns import PatternEngine, PatternState
+from detectors.patterns import PatternDetector, PatternState
 from tests.patterns_support import generated_bars
 
 SYMBOLS = 1_000
 
 
-def _engine_times(engine: PatternEngine, bars: tuple[np.ndarray, ...], repeats: int) -> list[float]:
+def _engine_times(
+    engine: PatternDetector, bars: tuple[np.ndarray, ...], repeats: int
+) -> list[float]:
     state = engine.new_state(SYMBOLS)
     return _engine_times_for(engine, bars, state)[-repeats:]
 
 
 def _engine_times_for(
-    engine: PatternEngine, bars: tuple[np.ndarray, ...], state: PatternState
+    engine: PatternDetector, bars: tuple[np.ndarray, ...], state: PatternState
 ) -> list[float]:
     """Feed every bar of ``bars`` through the engine; the time of each evaluate."""
     w = engine.window
@@ -43,7 +45,7 @@ def _engine_times_for(
     return times
 
 
-def _talib_time(engine: PatternEngine, bars: tuple[np.ndarray, ...]) -> float:
+def _talib_time(engine: PatternDetector, bars: tuple[np.ndarray, ...]) -> float:
     o, h, lo, c = (np.ascontiguousarray(a[:, -engine.window :]) for a in bars)
     functions = [getattr(talib, n) for n in engine.names]
     start = time.perf_counter()
@@ -56,7 +58,7 @@ def _talib_time(engine: PatternEngine, bars: tuple[np.ndarray, ...]) -> float:
 def main() -> None:
     quick = os.environ.get("BENCH_QUICK") == "1"
     repeats = 20 if quick else 100
-    engine = PatternEngine()
+    engine = PatternDetector()
     bars = generated_bars(np.random.default_rng(3), SYMBOLS, engine.window + repeats + 20)
     engine_ms = statistics.median(_engine_times(engine, bars, repeats)) * 1e3
     loops = [_talib_time(engine, bars) for _ in range(3 if quick else 7)]
@@ -70,7 +72,7 @@ def main() -> None:
     _state_figures(engine)
 
 
-def _state_figures(engine: PatternEngine) -> None:
+def _state_figures(engine: PatternDetector) -> None:
     """Size and time of the pattern part of a checkpoint: 1,000 symbols x 6 timeframes."""
     rows = SYMBOLS * 6
     bars = generated_bars(np.random.default_rng(4), rows, engine.window + 5)

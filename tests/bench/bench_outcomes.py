@@ -3,7 +3,7 @@
 The e2e bench load is 1,000 symbols trading 50,000 ticks/s of event time over 16 partitions
 with timeframes 1s,5s,1m (``tests/bench/e2e_support.py``); one partition is 62 symbols at
 3,125 ticks/s. The same pre-encoded ``ticks:{p}`` entries of one such partition go through the
-detector's CPU work — decode, :class:`~detectors.engine.PartitionEngine` (bars, indicators,
+detector's CPU work — decode, :class:`~detectors.partition.PartitionEngine` (bars, indicators,
 61 patterns and, when on, the pending outcome queues) and the encoding of every output entry
 (bars, pattern events and, when on, the ``outcomes`` entries) — once with outcome tracking
 (``OUTCOME_HORIZONS`` default 1,5,10,20) and once without (``off``), alternately, several
@@ -27,8 +27,8 @@ from collections.abc import Callable
 from typing import Any
 
 from common.contracts import TickBatch, encode_outcomes
-from detectors.engine import EngineConfig, PartitionEngine
 from detectors.outcomes import OutcomeConfig
+from detectors.partition import EngineConfig, PartitionEngine
 from detectors.timeframes import parse_timeframes
 from ingest.sources import synthetic_ticks
 

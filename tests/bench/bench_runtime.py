@@ -13,8 +13,8 @@ import uuid
 import redis.asyncio as aioredis
 
 from common.logging import configure_logging
-from common.runtime import Entry, StreamWorker
 from common.settings import CommonSettings
+from common.stream_worker import Entry, StreamWorker
 
 BATCH = 100
 

@@ -19,8 +19,8 @@ import sys
 
 from common.errors import BadInput
 from common.lifecycle import run_service
-from common.runtime import BatchResult, Entry, StreamWorker
 from common.settings import CommonSettings, env_float, env_int, env_str, exit_on_config_error
+from common.stream_worker import BatchResult, Entry, StreamWorker
 
 EFFECT = """
 redis.call('INCR', KEYS[3])

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Iterable
 
 from common.lifecycle import worker_main
-from common.runtime import Entry
+from common.stream_worker import Entry
 from sink.settings import SinkSettings
 from sink.worker import SinkWorker
 

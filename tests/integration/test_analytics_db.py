@@ -10,8 +10,8 @@ import redis.asyncio as aioredis
 
 from common.contracts import encode_outcomes
 from common.names import Keys
-from detectors.engine import EngineConfig
 from detectors.outcomes import OutcomeConfig
+from detectors.partition import EngineConfig
 from detectors.replay import replay_ticks, sorted_events, sorted_records
 from detectors.timeframes import parse_timeframes
 from ingest.sources import synthetic_ticks

@@ -38,12 +38,12 @@ from common.contracts import Bar, PatternEvent, Tick, TickBatch
 from common.names import GROUP_DETECTORS, Keys, partition_of
 from common.settings import CommonSettings
 from detectors import checkpoint
-from detectors.engine import EngineConfig
 from detectors.metrics import DetectorMetrics
+from detectors.partition import EngineConfig
 from detectors.replay import event_record, replay_ticks
+from detectors.service import DetectorService
 from detectors.settings import DetectorSettings
 from detectors.timeframes import parse_timeframes
-from detectors.worker import DetectorService
 from ingest.sources import read_ticks, write_trades_csv
 from tests.conftest import REDIS_URL
 from tests.integration.detectors_support import (

@@ -13,12 +13,12 @@ from prometheus_client import CollectorRegistry
 from common.contracts import Tick, TickBatch
 from common.names import GROUP_DETECTORS, Keys, partition_of
 from common.settings import CommonSettings
-from detectors.engine import EngineConfig
 from detectors.metrics import DetectorMetrics
 from detectors.ownership import Ownership
+from detectors.partition import EngineConfig
+from detectors.service import ACQUIRE_RETRY_S, DetectorService
 from detectors.settings import DetectorSettings
 from detectors.timeframes import parse_timeframes
-from detectors.worker import ACQUIRE_RETRY_S, DetectorService
 from tests.conftest import REDIS_URL
 from tests.polling import until
 

@@ -6,8 +6,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from common.names import Keys
-from common.runtime import BatchResult, Entry, StreamWorker
 from common.settings import CommonSettings
+from common.stream_worker import BatchResult, Entry, StreamWorker
 from tests.integration.runtime_support import run_cli, worker_env
 
 pytestmark = pytest.mark.redis

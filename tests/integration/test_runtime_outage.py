@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from common.runtime import Entry, StreamWorker
 from common.settings import CommonSettings
+from common.stream_worker import Entry, StreamWorker
 from tests.integration.runtime_support import free_port, redis_server
 from tests.polling import until
 

@@ -10,9 +10,9 @@ import redis.asyncio as aioredis
 
 from common.errors import BadInput, DecodeError
 from common.names import Keys
-from common.runtime import BatchResult, Entry, StreamConsumer, StreamWorker
 from common.settings import CommonSettings
-from common.streams import original_fields
+from common.stream_consumer import original_fields
+from common.stream_worker import BatchResult, Entry, StreamConsumer, StreamWorker
 
 pytestmark = pytest.mark.redis
 

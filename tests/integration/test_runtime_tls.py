@@ -15,8 +15,8 @@ from redis.exceptions import AuthenticationError, ResponseError
 
 from common.names import Keys
 from common.redis import redis_from_settings
-from common.runtime import Entry, StreamWorker
 from common.settings import CommonSettings
+from common.stream_worker import Entry, StreamWorker
 from tests.integration.runtime_support import Certs, free_port, make_certs, redis_server
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]

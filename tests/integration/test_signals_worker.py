@@ -18,8 +18,8 @@ import redis.asyncio as aioredis
 
 from common.contracts import PatternEvent
 from common.names import GROUP_SIGNALS, Keys
-from common.runtime import BatchResult, Entry, StreamConsumer
 from common.settings import CommonSettings
+from common.stream_worker import BatchResult, Entry, StreamConsumer
 from signals.append import SignalAppender
 from signals.contract import Signal, decode_entry, load_schema
 from signals.model import Model

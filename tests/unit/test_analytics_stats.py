@@ -13,8 +13,8 @@ import pytest
 from statsmodels.stats.proportion import proportion_confint
 
 from common.cli import main
-from detectors.engine import EngineConfig
 from detectors.outcomes import OutcomeConfig
+from detectors.partition import EngineConfig
 from detectors.replay import replay_ticks, sorted_events, sorted_records
 from detectors.timeframes import parse_timeframes
 from ingest.sources import synthetic_ticks

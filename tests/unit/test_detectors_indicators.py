@@ -9,8 +9,8 @@ import numpy.typing as npt
 import pytest
 import talib
 
-from detectors.engine import EngineConfig
 from detectors.indicators import IndicatorBank, IndicatorConfig
+from detectors.partition import EngineConfig
 from detectors.replay import replay_ticks
 from detectors.timeframes import parse_timeframes
 from ingest.sources import read_ticks

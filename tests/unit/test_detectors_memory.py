@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from common.contracts import Tick, TickBatch
-from detectors.engine import EngineConfig, PartitionEngine
+from detectors.partition import EngineConfig, PartitionEngine
 from detectors.timeframes import parse_timeframes
 from ingest.sources import synthetic_ticks
 

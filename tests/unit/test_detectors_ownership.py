@@ -9,8 +9,8 @@ import pytest
 
 from common.errors import ConfigError
 from detectors.ownership import assign
+from detectors.service import DetectorService
 from detectors.settings import DetectorSettings
-from detectors.worker import DetectorService
 
 
 @pytest.mark.parametrize("partitions", [1, 4, 16, 64])

@@ -12,7 +12,7 @@ import pytest
 from common.contracts import Tick, TickBatch
 from common.errors import ConfigError
 from common.plausibility import PlausibilityLimits
-from detectors.engine import EngineConfig, Output, PartitionEngine
+from detectors.partition import EngineConfig, Output, PartitionEngine
 from detectors.settings import engine_config_from_env
 from detectors.timeframes import parse_timeframes
 

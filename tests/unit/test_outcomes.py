@@ -25,8 +25,8 @@ from common.contracts import (
 )
 from common.errors import ConfigError, DecodeError
 from detectors import checkpoint
-from detectors.engine import EngineConfig, Output, PartitionEngine
 from detectors.outcomes import FLOAT_STATE, OutcomeConfig, parse_horizons
+from detectors.partition import EngineConfig, Output, PartitionEngine
 from detectors.replay import replay_ticks, sorted_events
 from detectors.settings import outcome_config_from_env
 from detectors.timeframes import parse_timeframes
@@ -138,7 +138,7 @@ def outcome_rows(out: Output) -> list[tuple[Any, ...]]:
 
 
 def test_outcomes_do_not_depend_on_batches_or_partitions() -> None:
-    """(Checkpoints at any point: ``test_detectors_engine``'s restore test compares them.)"""
+    """(Checkpoints at any point: ``test_detectors_partition``'s restore test compares them.)"""
     ticks = list(synthetic_ticks("binance", 3, 4.0, seed=5, count=6_000))
     reference = outcome_rows(replay_ticks(ticks, CONFIG, partitions=1))
     assert reference

@@ -1,6 +1,6 @@
 """Every TA-Lib candlestick function, incrementally and vectorized, against TA-Lib itself.
 
-Series are fed bar by bar through ``PatternEngine`` (all series stacked per call, as the
+Series are fed bar by bar through ``PatternDetector`` (all series stacked per call, as the
 detector does) and each bar's value must equal ``talib.CDLxxx`` on the whole series:
 real Binance trades bucketed into bars, integer-tick random walks (dojis, one-trade bars,
 ties, gaps), templates of the rare patterns, and price levels that make TA-Lib's running
@@ -16,7 +16,7 @@ import pytest
 import talib
 from talib import abstract
 
-from detectors.patterns import PATTERN_NAMES, PatternEngine
+from detectors.patterns import PATTERN_NAMES, PatternDetector
 from detectors.patterns.candles import HIGHLOW, SETTINGS
 from tests.patterns_support import (
     F64,
@@ -29,7 +29,7 @@ from tests.patterns_support import (
     templated_bars,
 )
 
-ALL = PatternEngine()
+ALL = PatternDetector()
 
 
 def assert_exact(o: F64, h: F64, lo: F64, c: F64) -> None:
@@ -47,7 +47,7 @@ def test_engine_covers_every_talib_candlestick_function() -> None:
 
 @pytest.mark.parametrize("name", PATTERN_NAMES)
 def test_lookback_is_talibs(name: str) -> None:
-    engine = PatternEngine([name])
+    engine = PatternDetector([name])
     assert int(engine.lookbacks[0]) == abstract.Function(name).lookback
 
 

@@ -11,10 +11,10 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detectors.patterns import PatternEngine
+from detectors.patterns import PatternDetector
 from tests.patterns_support import engine_outputs, talib_outputs
 
-ENGINE = PatternEngine()
+ENGINE = PatternDetector()
 SERIES = 4
 
 

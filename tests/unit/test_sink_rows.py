@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from common.errors import ConfigError, DecodeError
-from common.runtime import Entry
+from common.stream_worker import Entry
 from signals.contract import Signal, encode_entry
 from sink.batch import PendingBatch
 from sink.migrate import Flavor, discover, plan

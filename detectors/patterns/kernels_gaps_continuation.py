@@ -1,4 +1,4 @@
-"""More multi-candle TA-Lib patterns: gaps, continuation and three-river shapes.
+"""Multi-candle TA-Lib patterns with gaps, continuation ("methods") and three-river shapes.
 
 Each kernel mirrors its ``ta_CDLxxx.c`` condition term by term, with the same
 comparison operators and the same floating-point expression order.

@@ -1,5 +1,5 @@
 """``StreamConsumer``: one consumer of one group over several streams — the Redis half of
-the runtime (``common.runtime.StreamWorker`` is the loop on top of it).
+the runtime (``common.stream_worker.StreamWorker`` is the loop on top of it).
 
 What it does, and the Redis commands behind each step:
 

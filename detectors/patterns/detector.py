@@ -1,10 +1,10 @@
 """Incremental, vectorized TA-Lib candlestick detection: one closed bar of N series per call.
 
-``PatternEngine.evaluate`` takes the last ``window`` bars of N series (newest column last),
+``PatternDetector.evaluate`` takes the last ``window`` bars of N series (newest column last),
 how many bars each series has had (``bars_seen``), and a ``PatternState`` holding per-series
 running sums (TA-Lib's candle-average totals, see ``candles.py``) plus the Hikkake pattern
 memory. It returns for each series and pattern exactly the value TA-Lib's ``CDLxxx`` gives
-for that bar when run on the series' whole history — provided the engine has seen every
+for that bar when run on the series' whole history — provided the detector has seen every
 bar of the series, in order, through ``evaluate`` (it checks that from the state).
 Bars inside TA-Lib's lookback give 0 and ``ready`` False ("not ready").
 """
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from detectors.patterns.buffers import WorkBuffers, ranges_into
 from detectors.patterns.candles import (
     DEPTH,
     F64,
@@ -30,7 +31,6 @@ from detectors.patterns.candles import (
     RunningTotal,
     ranges,
 )
-from detectors.patterns.scratch import Scratch, ranges_into
 
 Kernel = Callable[[Candles], I32]
 HIKKAKE_FIELDS = 2  # (pattern index, pattern result) per Hikkake variant
@@ -49,7 +49,7 @@ class PatternDef:
 class PatternState:
     """Per-series state, rows addressed by slot: plain numpy arrays, serializable.
 
-    * ``totals[slot, t]`` - TA-Lib running sum number ``t`` (``PatternEngine.totals``).
+    * ``totals[slot, t]`` - TA-Lib running sum number ``t`` (``PatternDetector.totals``).
     * ``bars[slot]`` - bars of the series evaluated so far (continuity check).
     * ``hikkake[slot, v, :]`` - (pattern index, pattern result) of CDLHIKKAKE (v=0) and
       CDLHIKKAKEMOD (v=1), the two functions that remember a pattern across bars.
@@ -111,7 +111,7 @@ class PatternState:
             return cls(z["totals"].copy(), z["bars"].copy(), z["hikkake"].copy())
 
 
-class PatternEngine:
+class PatternDetector:
     """Evaluates a fixed set of TA-Lib candlestick patterns on newly closed bars."""
 
     def __init__(self, names: Sequence[str] | None = None) -> None:
@@ -157,7 +157,7 @@ class PatternEngine:
         period = np.array([t.period for t in self.totals], dtype=np.int64)[:, None]
         self._init_from = self._start - period
         self._period_f = period[:, 0].astype(np.float64)
-        self._scratch = Scratch(w, len(self.totals), len(self._avg_keys), len(self._defs))
+        self._buffers = WorkBuffers(w, len(self.totals), len(self._avg_keys), len(self._defs))
 
     def _discover_averages(self) -> dict[AverageKey, RunningTotal]:
         """Run every kernel once on dummy bars, recording the candle averages it reads."""
@@ -198,7 +198,7 @@ class PatternEngine:
         bars the series has had including this one. ``slots[r]``: the state row of series
         ``r`` (default ``arange(N)``). Updates ``state`` in place. Raises ``ValueError`` if
         a series' previous bar was not evaluated (the sums would no longer be TA-Lib's).
-        Not thread-safe: the engine reuses its work buffers between calls.
+        Not thread-safe: the detector reuses its work buffers between calls.
         """
         seen = np.asarray(bars_seen, dtype=np.int64)
         n = seen.shape[0]
@@ -225,7 +225,7 @@ class PatternEngine:
         rows: NDArray[np.intp],
     ) -> NDArray[np.int32]:
         n = seen.shape[0]
-        sc = self._scratch
+        sc = self._buffers
         # (field, bar, series) layout: every per-bar feature row is contiguous over N.
         bars = sc.view("bars", n)
         for f, a in enumerate(prices):
@@ -253,9 +253,9 @@ class PatternEngine:
     def _averages(self, totals: F64, n: int) -> dict[AverageKey, F64]:
         """TA_CANDLEAVERAGE of every (setting, shift, start) the kernels use, from the sums
         before this bar's update: ``factor * (SUM / avgPeriod) / (2.0 | 1.0)``."""
-        means = self._scratch.view("means", n)
+        means = self._buffers.view("means", n)
         np.divide(totals, self._period_f[:, None], out=means)  # (T, N)
-        values = self._scratch.view("averages", n)
+        values = self._buffers.view("averages", n)
         np.take(means, self._avg_total, axis=0, out=values, mode="clip")
         np.multiply(values, self._avg_factor, out=values)
         for r in self._avg_halved_rows:
@@ -270,8 +270,8 @@ class PatternEngine:
         if not self.totals:
             return
         flat = rng.reshape(3 * self.window, n)  # a view: (kind, bar) rows
-        now = self._scratch.view("now", n)
-        trail = self._scratch.view("trail", n)
+        now = self._buffers.view("now", n)
+        trail = self._buffers.view("trail", n)
         np.take(flat, self._now_row, axis=0, out=now, mode="clip")  # range(j - shift)
         np.take(flat, self._trail_row, axis=0, out=trail, mode="clip")  # range(j - sh - per)
         jj = j[None, :]

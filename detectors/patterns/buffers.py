@@ -1,4 +1,4 @@
-"""Reusable work buffers for ``PatternEngine.evaluate``.
+"""Reusable work buffers for ``PatternDetector.evaluate``.
 
 One evaluate for 1,000 series needs a few megabytes of intermediate arrays (bars and
 ranges of the window, running sums, averages, outputs), each above glibc's mmap
@@ -16,7 +16,7 @@ from numpy.typing import NDArray
 from detectors.patterns.candles import F64, HIGHLOW, REALBODY, SHADOWS
 
 
-class Scratch:
+class WorkBuffers:
     """Buffers shaped ``(..., capacity)``; ``view(n)`` hands out ``(..., n)`` views."""
 
     def __init__(self, window: int, n_totals: int, n_averages: int, n_patterns: int) -> None:

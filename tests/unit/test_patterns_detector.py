@@ -1,11 +1,11 @@
-"""PatternEngine as the detector uses it: subsets, slots, staggered series, checkpoints."""
+"""PatternDetector as the detector uses it: subsets, slots, staggered series, checkpoints."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from detectors.patterns import PATTERN_NAMES, PatternEngine, PatternState
+from detectors.patterns import PATTERN_NAMES, PatternDetector, PatternState
 from tests.patterns_support import (
     engine_outputs,
     generated_bars,
@@ -16,18 +16,18 @@ from tests.patterns_support import (
 
 def test_unknown_pattern_names_are_named_in_the_error() -> None:
     with pytest.raises(ValueError, match="CDLNOPE") as err:
-        PatternEngine(["CDLDOJI", "CDLNOPE"])
+        PatternDetector(["CDLDOJI", "CDLNOPE"])
     assert "CDLHAMMER" in str(err.value)  # lists the known ones
     with pytest.raises(ValueError, match="twice"):
-        PatternEngine(["CDLDOJI", "cdldoji"])
+        PatternDetector(["CDLDOJI", "cdldoji"])
 
 
 def test_subset_keeps_the_given_order_and_needs_less_history() -> None:
-    engine = PatternEngine(["cdlhammer", "CDLENGULFING"])
+    engine = PatternDetector(["cdlhammer", "CDLENGULFING"])
     assert engine.names == ("CDLHAMMER", "CDLENGULFING")
-    assert engine.window < PatternEngine().window
-    assert PatternEngine().names == PATTERN_NAMES
-    assert PatternEngine(["CDLENGULFING"]).window == 5  # no averages: just the candles
+    assert engine.window < PatternDetector().window
+    assert PatternDetector().names == PATTERN_NAMES
+    assert PatternDetector(["CDLENGULFING"]).window == 5  # no averages: just the candles
 
 
 def _window(arrays: tuple[np.ndarray, ...], series: int, bar: int, width: int) -> list[np.ndarray]:
@@ -44,7 +44,7 @@ def test_staggered_series_in_slots_match_talib() -> None:
     its own state slot, slots in shuffled order; values equal TA-Lib on every bar."""
     rng = np.random.default_rng(11)
     bars = templated_bars(rng, 24, 160)
-    engine = PatternEngine()
+    engine = PatternDetector()
     want = talib_outputs(engine.names, *bars)
     state = engine.new_state(2)
     state.grow(40)  # more slots than series; unused rows stay empty
@@ -67,7 +67,7 @@ def test_staggered_series_in_slots_match_talib() -> None:
 
 def test_checkpoint_restore_mid_series_continues_exactly() -> None:
     bars = generated_bars(np.random.default_rng(5), 16, 120)
-    engine = PatternEngine()
+    engine = PatternDetector()
     want = talib_outputs(engine.names, *bars)
     slots = np.arange(16)
     state = engine.new_state(16)
@@ -85,7 +85,7 @@ def test_checkpoint_restore_mid_series_continues_exactly() -> None:
 
 
 def test_not_ready_until_talibs_lookback_and_wider_windows_are_fine() -> None:
-    engine = PatternEngine()
+    engine = PatternDetector()
     o, h, lo, c = generated_bars(np.random.default_rng(2), 3, 30)
     state = engine.new_state(3)
     extra = 7
@@ -102,7 +102,7 @@ def test_not_ready_until_talibs_lookback_and_wider_windows_are_fine() -> None:
 
 
 def test_a_skipped_bar_is_refused() -> None:
-    engine = PatternEngine(["CDLDOJI"])
+    engine = PatternDetector(["CDLDOJI"])
     state = engine.new_state(2)
     ones = np.ones((2, engine.window))
     engine.evaluate(ones, ones, ones, ones, np.array([1, 1]), state=state)
@@ -111,7 +111,7 @@ def test_a_skipped_bar_is_refused() -> None:
 
 
 def test_too_short_windows_are_refused() -> None:
-    engine = PatternEngine()
+    engine = PatternDetector()
     state = engine.new_state(1)
     short = np.ones((1, engine.window - 1))
     with pytest.raises(ValueError, match="expected"):
@@ -119,7 +119,7 @@ def test_too_short_windows_are_refused() -> None:
 
 
 def test_no_series_closing_is_an_empty_result() -> None:
-    engine = PatternEngine()
+    engine = PatternDetector()
     state = engine.new_state(3)
     none = np.empty((0, engine.window))
     values = engine.evaluate(none, none, none, none, np.empty(0, np.int64), state=state)
@@ -133,7 +133,7 @@ def test_no_series_closing_is_an_empty_result() -> None:
 )
 def test_configured_subsets_match_talib(names: list[str]) -> None:
     """A subset keeps only its own running sums and a shorter window, still exact."""
-    engine = PatternEngine(names)
+    engine = PatternDetector(names)
     bars = templated_bars(np.random.default_rng(4), 32, 300)
     got = engine_outputs(engine, *bars)
     want = talib_outputs(engine.names, *bars)
@@ -142,7 +142,7 @@ def test_configured_subsets_match_talib(names: list[str]) -> None:
 
 
 def test_slots_outside_the_state_are_refused() -> None:
-    engine = PatternEngine(["CDLDOJI"])
+    engine = PatternDetector(["CDLDOJI"])
     state = engine.new_state(2)
     ones = np.ones((1, engine.window))
     for bad in (-1, 2):

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from common.contracts import Tick, TickBatch
 from common.errors import DecodeError
 from detectors import checkpoint
-from detectors.engine import EngineConfig, Output, PartitionEngine
+from detectors.partition import EngineConfig, Output, PartitionEngine
 from detectors.replay import event_record, replay_ticks, sorted_records
 from detectors.timeframes import parse_timeframes
 from ingest.sources import synthetic_ticks

@@ -51,7 +51,7 @@ from common.logging import get_logger
 from common.metrics import RUNTIME, Readiness, RuntimeMetrics
 from common.redis import AnyRedis, redis_from_settings
 from common.settings import CommonSettings
-from common.streams import Entry, StreamConsumer, error_reason, unique_consumer_name
+from common.stream_consumer import Entry, StreamConsumer, error_reason, unique_consumer_name
 from common.trimming import INTERNAL, TrimPolicy, TrimResult
 
 __all__ = [

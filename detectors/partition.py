@@ -30,7 +30,7 @@ from common.plausibility import PlausibilityLimits
 from detectors.bars import BarAggregator, ClosedBars
 from detectors.indicators import IndicatorBank, IndicatorConfig
 from detectors.outcomes import Completed, OutcomeConfig, OutcomeTracker
-from detectors.patterns import PatternEngine, PatternState
+from detectors.patterns import PatternDetector, PatternState
 from detectors.plausibility import apply_plausible, rejected_ticks
 from detectors.timeframes import DEFAULT_TIMEFRAMES, Timeframe, parse_timeframes
 
@@ -88,9 +88,9 @@ class Output:
 class PartitionEngine:
     """State and logic of one partition (any number of series x timeframes)."""
 
-    def __init__(self, config: EngineConfig, patterns: PatternEngine | None = None) -> None:
+    def __init__(self, config: EngineConfig, patterns: PatternDetector | None = None) -> None:
         self.config = config
-        self.patterns = patterns if patterns is not None else PatternEngine(config.patterns)
+        self.patterns = patterns if patterns is not None else PatternDetector(config.patterns)
         self.tf_ms = np.array([t.ms for t in config.timeframes], np.int64)
         self.n_tf = len(config.timeframes)
         self.agg = BarAggregator(config.timeframes, config.allowed_lateness_ms, config.dedup_window)

@@ -45,12 +45,12 @@ from common.logging import get_logger
 from common.metrics import Readiness
 from common.names import GROUP_DETECTORS
 from common.redis import AnyRedis, redis_from_settings
-from common.streams import Entry, StreamConsumer, dead_letter_fields, write_dead_letters
+from common.stream_consumer import Entry, StreamConsumer, dead_letter_fields, write_dead_letters
 from detectors import checkpoint
-from detectors.engine import Output, PartitionEngine
 from detectors.metrics import DETECTOR_METRICS, DetectorMetrics
 from detectors.ownership import Ownership, assign
-from detectors.patterns import PatternEngine
+from detectors.partition import Output, PartitionEngine
+from detectors.patterns import PatternDetector
 from detectors.settings import DetectorSettings
 
 #: Seconds between acquisition attempts while a partition we are given is still held.
@@ -74,7 +74,7 @@ class DetectorService(Service):
         self.keys = settings.common.keys()
         self.redis: AnyRedis | None = redis
         self.metrics = metrics
-        self.patterns = PatternEngine(settings.engine.patterns)
+        self.patterns = PatternDetector(settings.engine.patterns)
         self.runners: dict[int, PartitionRunner] = {}
         self._moves = {"acquired": 0, "handed_over": 0, "released": 0}  # since last logged
         self._own_redis = redis is None
