@@ -22,11 +22,12 @@ from typing import Any
 from redis.exceptions import ResponseError
 from redis.typing import EncodableT, FieldT
 
+from common.dead_letters import original_fields
 from common.names import Keys
 from common.redis import AnyRedis, redis_for_command
 from common.secrets import scrub
 from common.settings import CommonSettings, exit_on_config_error
-from common.stream_consumer import group_positions, original_fields
+from common.stream_consumer import group_positions
 from common.trimming import safe_minid
 
 __all__ = ["register", "replay_dead_letters", "stream_status"]

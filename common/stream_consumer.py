@@ -6,13 +6,21 @@ What it does, and the Redis commands behind each step:
 * ``ensure_groups`` — ``XGROUP CREATE … MKSTREAM`` per stream (``BUSYGROUP`` = already there).
 * ``read`` — ``XREADGROUP GROUP g c COUNT n BLOCK ms STREAMS s… >`` (new entries only). On a
   Cluster the streams are read per hash slot (one command may not span slots).
+* ``read_pending`` — ``XREADGROUP … STREAMS s… <id>``: this consumer's own pending entries
+  above ``<id>`` (what it read before a restart but never acked), no XCLAIM needed.
+* ``read_in_order`` — for a consumer name that one owner at a time holds (the detectors'
+  ``p<n>`` per partition): ``XREADGROUP >`` (blocking) and the read-back of the own pending
+  entries above the last applied id in one round trip, so entries are handled strictly in
+  id order even when a stale owner under the same name took some.
 * ``claim`` — ``XAUTOCLAIM`` entries pending longer than ``claim_idle_ms`` (their consumer died
   or stalled), then ``XPENDING`` for each claimed id to learn how often it was delivered.
   Ids whose entries were deleted meanwhile are dropped from the PEL by Redis ≥ 7 and counted.
 * ``ack`` — ``XACK`` in one pipeline per call.
-* ``dead_letter`` — ``XADD dlq:<stream>`` (the original fields under ``f:<name>``, the error,
-  reason, deliveries, group, consumer, time) *then* ``XACK``: a crash in between duplicates the
-  dead letter, it never loses the entry.
+* ``dead_letter`` — ``XADD dlq:<stream>`` (``common.dead_letters``: the original fields, the
+  error, reason, deliveries, group, consumer, time) *then* ``XACK``: a crash in between
+  duplicates the dead letter, it never loses the entry.
+  ``add_dead_letters`` is the XADD half alone, for a stage that acks later (the detectors ack
+  with their checkpoint).
 * ``trim`` — ``XTRIM MINID`` to where the stream's policy allows (``common.trimming``), then
   the ``HARD_MAXLEN`` last resort (counted).
 """
@@ -25,15 +33,16 @@ import socket
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import ResponseError
-from redis.typing import EncodableT, FieldT, StreamIdT
+from redis.typing import StreamIdT
 
+from common.dead_letters import dead_letter_fields, write_dead_letters
 from common.errors import BadInput
 from common.metrics import RUNTIME, RuntimeMetrics
 from common.names import Keys
@@ -42,18 +51,10 @@ from common.settings import CommonSettings
 from common.trimming import INTERNAL, GroupPosition, TrimPolicy, TrimResult, trim_minid
 
 __all__ = [
-    "DLQ_MAXLEN",
     "Entry",
     "StreamConsumer",
-    "dead_letter_fields",
-    "original_fields",
     "unique_consumer_name",
-    "write_dead_letters",
 ]
-
-DLQ_MAXLEN = 100_000
-"""Dead-letter streams are capped (approximately) so a flood of bad input cannot fill Redis."""
-_FIELD_PREFIX = b"f:"
 
 
 def _s(value: bytes | str) -> str:
@@ -79,48 +80,6 @@ def unique_consumer_name(prefix: str = "") -> str:
     """``host-pid-random``: unique per process, so a restarted worker never inherits a PEL."""
     base = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     return f"{prefix}{base}" if prefix else base
-
-
-def dead_letter_fields(
-    entry: Entry, error: BaseException | str, *, reason: str, group: str, consumer: str
-) -> dict[bytes, bytes]:
-    """The fields of a dead letter: what, why, who, when, and the original fields."""
-    text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
-    out: dict[bytes, bytes] = {
-        b"stream": entry.stream.encode(),
-        b"id": entry.id.encode(),
-        b"error": text[:4096].encode(),
-        b"reason": reason.encode(),
-        b"deliveries": b"%d" % entry.deliveries,
-        b"group": group.encode(),
-        b"consumer": consumer.encode(),
-        b"time_ms": b"%d" % int(time.time() * 1000),
-    }
-    out.update({_FIELD_PREFIX + k: v for k, v in entry.fields.items()})
-    return out
-
-
-async def write_dead_letters(
-    redis: AnyRedis, letters: Iterable[tuple[str, Mapping[bytes, bytes]]]
-) -> int:
-    """XADD dead letters ``(dlq key, fields)`` in one pipeline, each dead-letter stream capped
-    at about ``DLQ_MAXLEN``: every dead letter of every stage is written here. Returns how
-    many; a Redis error propagates (nothing is retried here: the callers decide)."""
-    pipe = redis.pipeline(transaction=False)
-    n = 0
-    for key, fields in letters:
-        payload: dict[FieldT, EncodableT] = dict(fields.items())
-        pipe.xadd(key, payload, maxlen=DLQ_MAXLEN, approximate=True)
-        n += 1
-    if n:
-        await pipe.execute()
-    return n
-
-
-def original_fields(dead_letter: Mapping[bytes, bytes]) -> dict[bytes, bytes]:
-    """The entry's own fields back from a dead letter (to inspect or re-XADD it)."""
-    n = len(_FIELD_PREFIX)
-    return {k[n:]: v for k, v in dead_letter.items() if k.startswith(_FIELD_PREFIX)}
 
 
 def ids_by_stream(entries: Iterable[Entry]) -> dict[str, list[StreamIdT]]:
@@ -214,6 +173,45 @@ class StreamConsumer:
         )
         return list(_parse_read(reply))
 
+    async def read_pending(self, after_id: str = "0-0", count: int | None = None) -> list[Entry]:
+        """This consumer's own pending entries above ``after_id``, oldest first (never blocks).
+
+        An entry deleted from the stream while pending comes back with empty ``fields``: the
+        caller decides (the detectors dead-letter it as ``missing_entry``)."""
+        reply = await self.redis.xreadgroup(
+            self.group,
+            self.consumer,
+            dict.fromkeys(self.streams, after_id),
+            count=count or self.count,
+        )
+        return list(_parse_read(reply))
+
+    async def read_in_order(
+        self, after_id: str, count: int | None = None, block_ms: int | None = None
+    ) -> list[Entry]:
+        """The next own entries above ``after_id`` in id order, after taking new ones.
+
+        ``XREADGROUP >`` (waiting up to ``block_ms``) moves new entries into this consumer's
+        pending list, and in the same round trip (a pipeline, no transaction) the pending list
+        is read back from ``after_id``. For a consumer name held by one owner at a time (a
+        partition's consumer, handed from owner to owner with its pending list): whatever a
+        previous or stale owner read under the name and never acked comes back here too, in
+        id order with the new entries. On a Cluster the streams must share a hash slot (the
+        detectors read one stream per consumer)."""
+        n = count or self.count
+        block = self.block_ms if block_ms is None else block_ms
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.xreadgroup(
+            self.group,
+            self.consumer,
+            dict.fromkeys(self.streams, ">"),
+            count=n,
+            block=block or None,
+        )
+        pipe.xreadgroup(self.group, self.consumer, dict.fromkeys(self.streams, after_id), count=n)
+        _, pending = await pipe.execute()
+        return list(_parse_read(pending))
+
     async def claim(self, min_idle_ms: int | None = None, count: int | None = None) -> list[Entry]:
         """Take over entries pending longer than ``min_idle_ms`` in any consumer of the group.
 
@@ -287,12 +285,28 @@ class StreamConsumer:
     ) -> None:
         """Move ``entry`` to ``dlq:<stream>`` with its error, then ack it."""
         why = reason or error_reason(error)
-        fields = dead_letter_fields(
-            entry, error, reason=why, group=self.group, consumer=self.consumer
-        )
-        await write_dead_letters(self.redis, [(self.keys.dlq(entry.stream), fields)])
+        await self.add_dead_letters([(entry, error, why)])
         await self.ack(entry.stream, [entry.id])
         self.metrics.dead_letters.labels(entry.stream, why).inc()
+
+    async def add_dead_letters(
+        self, letters: Iterable[tuple[Entry, BaseException | str, str]]
+    ) -> int:
+        """XADD ``(entry, error, reason)`` dead letters to each entry's ``dlq:<stream>`` in one
+        pipeline, without acking (the caller acks: ``dead_letter`` at once, the detectors with
+        their checkpoint). Returns how many."""
+        return await write_dead_letters(
+            self.redis,
+            (
+                (
+                    self.keys.dlq(entry.stream),
+                    dead_letter_fields(
+                        entry, error, reason=why, group=self.group, consumer=self.consumer
+                    ),
+                )
+                for entry, error, why in letters
+            ),
+        )
 
     # --- inspection -----------------------------------------------------------------------
     async def pending_count(self) -> int:
@@ -386,6 +400,6 @@ def _parse_read(reply: Any) -> Iterable[Entry]:
     pairs = reply.items() if isinstance(reply, dict) else reply
     for stream, items in pairs:
         name = _s(stream)
-        for entry_id, fields in items:
-            if entry_id is not None and fields is not None:
-                yield Entry(name, _s(entry_id), fields, 1)
+        for entry_id, fields in items or ():
+            if entry_id is not None:  # a pending entry deleted meanwhile: empty fields
+                yield Entry(name, _s(entry_id), fields if fields is not None else {}, 1)

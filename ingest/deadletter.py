@@ -21,9 +21,9 @@ from typing import Any
 from prometheus_client import Counter
 from redis.exceptions import RedisError
 
+from common.dead_letters import write_dead_letters
 from common.logging import get_logger
 from common.names import Keys
-from common.stream_consumer import write_dead_letters
 
 
 class RateLimitedLog:

@@ -26,11 +26,11 @@ import orjson
 
 from common.backoff import OUTAGE, Backoff
 from common.configstore import ConfigFollower, ConfigVersion
+from common.dead_letters import dead_letter_fields, write_dead_letters
 from common.errors import BadInput
 from common.metrics import Readiness
 from common.names import GROUP_SINK
 from common.redis import AnyRedis
-from common.stream_consumer import dead_letter_fields, write_dead_letters
 from common.stream_worker import BatchResult, Entry, StreamWorker
 from sink.batch import PendingBatch
 from sink.metrics import SINK, SinkMetrics

@@ -16,8 +16,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from common.contracts import Bar, PatternEvent, Tick, TickBatch
+from common.dead_letters import original_fields
 from common.names import Keys, partition_of
-from common.stream_consumer import original_fields
 from detectors.replay import replay_ticks
 from detectors.settings import engine_config_from_env
 from ingest.sources import read_ticks

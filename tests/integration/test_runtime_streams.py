@@ -8,10 +8,10 @@ import asyncio
 import pytest
 import redis.asyncio as aioredis
 
+from common.dead_letters import original_fields
 from common.errors import BadInput, DecodeError
 from common.names import Keys
 from common.settings import CommonSettings
-from common.stream_consumer import original_fields
 from common.stream_worker import BatchResult, Entry, StreamConsumer, StreamWorker
 
 pytestmark = pytest.mark.redis
@@ -28,6 +28,17 @@ def _settings(namespace: str, **kw: object) -> CommonSettings:
     }
     base.update(kw)
     return CommonSettings(**base)  # type: ignore[arg-type]
+
+
+async def _consumer(
+    client: aioredis.Redis, keys: Keys, namespace: str, name: str
+) -> StreamConsumer:
+    """Consumer ``name`` of group ``g`` over ``bars``, the group created."""
+    consumer = StreamConsumer.from_settings(
+        client, _settings(namespace), group="g", streams=[keys.bars], consumer=name
+    )
+    await consumer.ensure_groups()
+    return consumer
 
 
 async def _add(client: aioredis.Redis, stream: str, n: int, **fields: str) -> list[str]:
@@ -124,18 +135,12 @@ async def test_deferred_entries_stay_pending_until_the_stage_acks_them(
 async def test_claim_takes_idle_entries_of_a_dead_consumer_with_delivery_counts(
     redis_client: aioredis.Redis, keys: Keys, namespace: str
 ) -> None:
-    settings = _settings(namespace)
-    dead = StreamConsumer.from_settings(
-        redis_client, settings, group="g", streams=[keys.bars], consumer="dead"
-    )
-    await dead.ensure_groups()
+    dead = await _consumer(redis_client, keys, namespace, "dead")
     await dead.ensure_groups()  # BUSYGROUP is fine
     ids = await _add(redis_client, keys.bars, 4)
     assert [e.id for e in await dead.read()] == ids
     await redis_client.xdel(keys.bars, ids[0])  # deleted while pending
-    alive = StreamConsumer.from_settings(
-        redis_client, settings, group="g", streams=[keys.bars], consumer="alive"
-    )
+    alive = await _consumer(redis_client, keys, namespace, "alive")
     claimed = await alive.claim(min_idle_ms=0)
     assert [(e.id, e.deliveries) for e in claimed] == [(i, 2) for i in ids[1:]]
     assert claimed[0].fields == {b"n": b"1"}
@@ -276,11 +281,7 @@ async def test_batch_error_with_bad_input_isolates_the_culprit(
 async def test_touch_keeps_deferred_entries_from_being_claimed(
     redis_client: aioredis.Redis, keys: Keys, namespace: str
 ) -> None:
-    settings = _settings(namespace)
-    holder = StreamConsumer.from_settings(
-        redis_client, settings, group="g", streams=[keys.bars], consumer="holder"
-    )
-    await holder.ensure_groups()
+    holder = await _consumer(redis_client, keys, namespace, "holder")
     await _add(redis_client, keys.bars, 2)
     held = await holder.read()
     await asyncio.sleep(0.3)
@@ -293,3 +294,30 @@ async def test_touch_keeps_deferred_entries_from_being_claimed(
         a["time_since_delivered"] < b["time_since_delivered"]
         for a, b in zip(after, before, strict=True)
     )
+
+
+async def test_a_consumer_name_held_in_turn_reads_its_pending_entries_in_id_order(
+    redis_client: aioredis.Redis, keys: Keys, namespace: str
+) -> None:
+    """The detectors' partition consumer: a new owner under the same name reads back what a
+    previous (or stale) owner took and never acked, in id order with the new entries."""
+    first = await _consumer(redis_client, keys, namespace, "p0")
+    ids = await _add(redis_client, keys.bars, 6)
+    assert [e.id for e in await first.read(count=4)] == ids[:4]  # taken, never acked
+    await redis_client.xdel(keys.bars, ids[1])  # deleted while pending
+    second = await _consumer(redis_client, keys, namespace, "p0")
+    pending = await second.read_pending(ids[0], count=10)
+    assert [(e.id, e.fields) for e in pending] == [
+        (ids[1], {}),  # deleted: empty fields, for the caller to dead-letter
+        (ids[2], {b"n": b"2"}),
+        (ids[3], {b"n": b"3"}),
+    ]
+    assert await second.read_pending(ids[3]) == []
+    # New entries are taken into the same pending list and come back above the given id.
+    in_order = await second.read_in_order(ids[2], count=10, block_ms=10)
+    assert [e.id for e in in_order] == ids[3:]
+    # Dead letters without ack: the entry stays pending until the caller acks it.
+    assert await second.add_dead_letters([(pending[0], "gone", "missing_entry")]) == 1
+    (dead,) = await redis_client.xrange(keys.dlq(keys.bars))
+    assert dead[1][b"reason"] == b"missing_entry" and dead[1][b"consumer"] == b"p0"
+    assert (await redis_client.xpending(keys.bars, "g"))["pending"] == 6  # all, the deleted too

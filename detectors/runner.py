@@ -1,0 +1,291 @@
+"""One owned partition for one lease epoch: read, apply, write, checkpoint, hand over.
+
+A ``PartitionRunner`` (started by :class:`detectors.service.DetectorService` once it holds
+the partition's lease):
+
+1. restores the checkpoint (or starts empty): the state and the last applied entry id;
+2. reads the partition's entries in id order through consumer group ``detectors`` under one
+   consumer name *per partition* (``p<n>``) with the shared
+   :class:`common.stream_consumer.StreamConsumer`: first the group's pending entries above
+   the last applied id (``read_pending``: what a previous owner read but never checkpointed —
+   "claiming" them needs no XCLAIM because every owner of the partition is the same
+   consumer), then new ones (``read_in_order``: ``XREADGROUP >`` read back the same way), so
+   they are applied strictly in id order even if a stale owner grabbed some;
+3. applies each entry (an entry that does not decode is dead-lettered and counted as applied;
+   a tick the engine rejects as implausible — :mod:`detectors.plausibility` — is
+   dead-lettered alone, as a one-tick entry of its own, with the reason);
+4. XADDs the closed bars to ``bars``, the pattern events to ``patterns`` and the completed
+   outcome horizons to ``outcomes`` (deterministic ids in the fields; a crash before the
+   checkpoint replays them with the same ids);
+5. every ``CHECKPOINT_INTERVAL`` ms, and before handing over, writes the checkpoint and XACKs
+   the covered entries in one fenced Lua call; a failed fence means the lease was lost, and
+   the runner stops without acking.
+
+Steps 3-5 run in work slices of about ``WORK_SLICE_MS``, yielding to the event loop (and to
+a due heartbeat/renewal round) in between, so an overloaded detector keeps its leases
+(``docs/reliability.md``, "Overload").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from typing import TYPE_CHECKING
+
+from redis.exceptions import RedisError
+
+from common.contracts import TickBatch, encode_outcomes
+from common.errors import DecodeError
+from common.names import GROUP_DETECTORS
+from common.redis import AnyRedis
+from common.stream_consumer import Entry, StreamConsumer
+from detectors import checkpoint
+from detectors.partition import Output, PartitionEngine
+
+if TYPE_CHECKING:
+    from detectors.service import DetectorService
+
+
+class PartitionRunner:
+    """Owns one partition for one lease epoch (see the module docstring)."""
+
+    def __init__(self, service: DetectorService, partition: int, epoch: int) -> None:
+        self.service = service
+        self.p = partition
+        self.epoch = epoch
+        self.stream = service.keys.ticks(partition)
+        self.consumer = f"p{partition}"
+        self.hand_over = False
+        self.log = service.log
+        self.lost = False
+        self.checkpointed_at = time.monotonic()
+        self.unacked: list[str] = []
+        self.engine: PartitionEngine | None = None
+        self.last_applied = "0-0"
+        # Whether entries above ``last_applied`` may still be pending (after a restore, or
+        # when the last pending read came back full): read those before blocking for more.
+        self.maybe_pending = True
+        self.max_ts_seen = 0
+        self.progress_wall_ms = time.time() * 1000
+        self.trimmed_at = time.monotonic()
+        # Ticks applied, and the engine's late/duplicate counts, when last recorded in the
+        # metrics (recorded once per work slice, not per entry).
+        self.ticks_applied = 0
+        self._recorded = (0, 0, 0)
+        self.stream_consumer = StreamConsumer.from_settings(
+            self.redis,
+            service.settings.common,
+            group=GROUP_DETECTORS,
+            streams=[self.stream],
+            consumer=self.consumer,
+        )
+
+    @property
+    def redis(self) -> AnyRedis:
+        assert self.service.redis is not None
+        return self.service.redis
+
+    async def run(self) -> None:
+        try:
+            await self._restore()
+            await self._loop()
+            if not self.lost:
+                await self._checkpoint()
+                if not self.lost:
+                    await self.service.ownership.release(self.p, self.epoch)
+                    self.service.released(self)
+        except (RedisError, OSError) as e:
+            # Keep the lease un-renewed: it expires, and the partition is restored from its
+            # checkpoint by whoever acquires it next (maybe this process again).
+            self.log.error("partition_failed", partition=self.p, error=repr(e))
+        finally:
+            self.service.runners.pop(self.p, None)
+
+    async def _restore(self) -> None:
+        settings = self.service.settings
+        await self.stream_consumer.ensure_groups("0")
+        data = await self.service.ownership.load_checkpoint(self.p)
+        if data is None:
+            self.engine = PartitionEngine(settings.engine, self.service.patterns)
+        else:
+            self.engine = checkpoint.loads(data, settings.engine, self.service.patterns)
+        self.last_applied = self.engine.last_id or "0-0"
+        counters = self.engine.agg.counters
+        self._recorded = (0, counters.late, counters.duplicates)
+        self.log.debug("partition_restored", partition=self.p, last_id=self.last_applied)
+
+    async def _read(self) -> list[Entry]:
+        """The next entries above the last applied one, in id order: first what is still
+        pending under the partition's consumer (after a restore, or when the last page came
+        back full), else new entries read back in order with any pending ones."""
+        consumer = self.stream_consumer
+        if self.maybe_pending:
+            entries = await consumer.read_pending(self.last_applied)
+            self.maybe_pending = len(entries) == consumer.count
+            if entries:
+                return entries
+        entries = await consumer.read_in_order(self.last_applied)
+        # A full page may have left more pending behind it (e.g. a stale owner's reads).
+        self.maybe_pending = len(entries) == consumer.count
+        return entries
+
+    @property
+    def leaving(self) -> bool:
+        """Whether this runner must stop taking work (handing over, lease lost, stopping)."""
+        return self.hand_over or self.lost or self.service.stopping
+
+    async def _loop(self) -> None:
+        settings = self.service.settings
+        while not self.leaving:
+            entries = await self._read()
+            if entries:
+                await self._apply_in_slices(entries)
+                continue
+            out = self._idle_close() if settings.idle_close_ms else Output()
+            await self._write(out, entries)
+            await self._maybe_checkpoint()
+
+    async def _apply_in_slices(self, entries: list[Entry]) -> None:
+        """Apply a read batch in work slices of about ``WORK_SLICE_MS`` each.
+
+        After each slice its outputs are written, a checkpoint is taken when due and the event
+        loop gets a turn, so however long the batch takes, the service's heartbeat and lease
+        renewal (and this process's other partitions) wait at most about a slice, and the
+        partition's progress is checkpointed as it goes: a flooded partition keeps its lease
+        and moves forward. Once the runner is leaving, the rest of the batch stays pending
+        (above the last applied id) for the next read or the next owner.
+        """
+        budget = self.service.settings.work_slice_ms / 1000
+        done = 0
+        while done < len(entries) and not self.leaving:
+            start = done
+            out = Output()
+            deadline = time.monotonic() + budget
+            while done < len(entries):
+                out.extend(await self._apply(entries[done]))
+                done += 1
+                if time.monotonic() >= deadline:
+                    break
+            await self._write(out, entries[start:done])
+            await self._maybe_checkpoint()
+            await asyncio.sleep(0)
+            await self.service.yield_to_renewal()
+        if done < len(entries):
+            self.maybe_pending = True
+
+    async def _maybe_checkpoint(self) -> None:
+        interval = self.service.settings.checkpoint_interval_ms / 1000
+        if self.unacked and time.monotonic() - self.checkpointed_at >= interval:
+            await self._checkpoint()
+            await self._maybe_trim()
+
+    async def _maybe_trim(self) -> None:
+        """Trim ``ticks:{p}`` below what every group acked (``TRIM_INTERVAL_S``; 0 = never)."""
+        every = self.service.settings.common.trim_interval_s
+        if every and not self.lost and time.monotonic() - self.trimmed_at >= every:
+            self.trimmed_at = time.monotonic()
+            await self.stream_consumer.trim(self.stream)
+
+    async def _apply(self, entry: Entry) -> Output:
+        engine = self.engine
+        assert engine is not None
+        self.last_applied = entry.id
+        self.unacked.append(entry.id)
+        metrics = self.service.metrics
+        try:
+            if not entry.fields:
+                raise DecodeError("missing_entry", "entry deleted before it was applied")
+            batch = TickBatch.decode(entry.fields)
+        except DecodeError as e:
+            metrics.bad_entries.labels(e.reason).inc()
+            await self._dead_letters([(entry, e, e.reason)])
+            engine.last_id = entry.id
+            return Output()
+        out = engine.apply(batch, entry.id)
+        if out.rejected:  # not applied: each goes to the DLQ on its own, as a one-tick entry
+            letters: list[tuple[Entry, BaseException | str, str]] = []
+            for tick, reason in out.rejected:
+                metrics.implausible.labels(reason).inc()
+                one = Entry(entry.stream, entry.id, TickBatch.from_ticks([tick]).encode())
+                detail = f"{tick.exchange}:{tick.symbol} id {tick.trade_id} price {tick.price} "
+                detail += f"qty {tick.qty} time {tick.ts} ns received {tick.recv_ts} ns"
+                letters.append((one, detail, reason))
+            await self._dead_letters(letters)
+            out.rejected = []
+        self.ticks_applied += len(batch)
+        if engine.agg.max_ts > self.max_ts_seen:
+            self.max_ts_seen = engine.agg.max_ts
+            self.progress_wall_ms = time.time() * 1000
+        return out
+
+    async def _dead_letters(self, letters: list[tuple[Entry, BaseException | str, str]]) -> None:
+        """XADD ``(entry, error, reason)`` dead letters to ``dlq:ticks:{p}`` in one pipeline;
+        they are acked with the next checkpoint, like every applied entry."""
+        await self.stream_consumer.add_dead_letters(letters)
+
+    def _idle_close(self) -> Output:
+        """Close bars by extrapolated event time when the partition has gone quiet."""
+        engine = self.engine
+        assert engine is not None
+        idle = time.time() * 1000 - self.progress_wall_ms
+        if engine.agg.max_ts <= 0 or idle < self.service.settings.idle_close_ms:
+            return Output()
+        return engine.advance_to(engine.agg.max_ts + int(idle))
+
+    def _record_counts(self) -> None:
+        """Ticks applied, late and duplicate since the last record: one update per slice."""
+        engine = self.engine
+        assert engine is not None
+        counters = engine.agg.counters
+        now = (self.ticks_applied, counters.late, counters.duplicates)
+        ticks, late, dups = (a - b for a, b in zip(now, self._recorded, strict=True))
+        self._recorded = now
+        metrics = self.service.metrics
+        if ticks:
+            metrics.ticks.inc(ticks)
+        if late:
+            metrics.late.inc(late)
+        if dups:
+            metrics.duplicates.inc(dups)
+
+    async def _write(self, out: Output, entries: list[Entry]) -> None:
+        metrics = self.service.metrics
+        if entries:
+            self._record_counts()
+        if out.bars:
+            pipe = self.redis.pipeline(transaction=False)
+            keys = self.service.keys
+            # Events first: they are what the signals stage waits for (bars only feed the sink),
+            # and Redis wakes a blocked reader as soon as the command that fed it has run.
+            for event in out.events:
+                pipe.xadd(keys.patterns, dict(event.encode().items()))
+            for bar in out.bars:
+                pipe.xadd(keys.bars, dict(bar.encode().items()))
+            if out.outcomes:  # one entry per write: the records carry their own ids
+                pipe.xadd(keys.outcomes, dict(encode_outcomes(out.outcomes).items()))
+            await pipe.execute()
+            # One inc per label, not per bar: a boundary closes a bar for every series at once.
+            for timeframe, n in Counter(bar.timeframe for bar in out.bars).items():
+                metrics.bars.labels(timeframe).inc(n)
+            fired = Counter(name for event in out.events for name in event.patterns)
+            for name, n in fired.items():
+                metrics.patterns.labels(name).inc(n)
+        now_ms = time.time() * 1000
+        for entry in entries:
+            metrics.latency.observe(max(0.0, now_ms - int(entry.id.split("-")[0])) / 1000)
+
+    async def _checkpoint(self) -> None:
+        engine = self.engine
+        if engine is None:
+            return
+        state = checkpoint.dumps(engine)
+        ok = await self.service.ownership.write_checkpoint(self.p, self.epoch, state, self.unacked)
+        if not ok:
+            self.lost = True
+            self.service.metrics.leases_lost.inc()
+            self.log.warning("checkpoint_fenced", partition=self.p, epoch=self.epoch)
+            return
+        self.unacked = []
+        self.checkpointed_at = time.monotonic()
+        self.service.metrics.checkpoint_bytes.labels(str(self.p)).set(len(state))
