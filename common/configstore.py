@@ -35,22 +35,17 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import Gauge
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from common.errors import AlphapulseError
 from common.logging import get_logger
 from common.lua import lua_script
+from common.metrics import CONFIG_METRICS, ConfigMetrics
 from common.names import Keys
 from common.redis import AnyRedis
 
 PROPOSE_LUA = lua_script("common", "config_propose")
-CONFIG_VERSION = Gauge(
-    "alphapulse_config_version",
-    "Newest live configuration version this process knows and applies (0: none yet).",
-    ["worker"],
-)
 MINUTE_MS = 60_000
 
 
@@ -195,6 +190,7 @@ class ConfigFollower:
         worker: str,
         on_change: Callable[[Sequence[ConfigVersion]], None] | None = None,
         block_ms: int = 500,
+        metrics: ConfigMetrics = CONFIG_METRICS,
     ) -> None:
         self.redis = redis
         self.keys = keys
@@ -204,7 +200,8 @@ class ConfigFollower:
         self.versions: list[ConfigVersion] = []
         self.last_id = "0-0"
         self.log = get_logger("config", worker=worker)
-        CONFIG_VERSION.labels(worker).set(0)
+        self._version = metrics.version.labels(worker)
+        self._version.set(0)
 
     @property
     def current(self) -> ConfigVersion | None:
@@ -219,7 +216,7 @@ class ConfigFollower:
             return False
         self.versions = sorted([*self.versions, *added], key=lambda v: v.version)
         newest = self.versions[-1]
-        CONFIG_VERSION.labels(self.worker).set(newest.version)
+        self._version.set(newest.version)
         # A change while running is news (INFO); what a worker loads at start is not: one
         # line per worker per start would crowd `make run`'s first screen (DEBUG).
         (self.log.info if known else self.log.debug)(

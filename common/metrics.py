@@ -10,7 +10,14 @@ request line, ignores the headers, and answers
   conditions that are not met.
 
 Metric names follow ``alphapulse_<stage>_<what>_<unit>``; the stream runtime's own metrics
-(``alphapulse_runtime_*``) are defined here so every stage exports the same families.
+(``alphapulse_runtime_*``) and the live configuration's (``alphapulse_config_*``) are defined
+here so every stage exports the same families.
+
+One pattern for every stage's metrics: ``class <Stage>Metrics`` in ``<pkg>/metrics.py`` whose
+``__init__(registry=None)`` declares the families in ``registry`` (the default one when
+``None``; tests pass their own), and one module-level default instance ``<STAGE>_METRICS``
+that the stage's classes take as a keyword default. Nothing is declared anywhere else, and
+the work records around itself (per batch, per boundary), not inside per-record loops.
 """
 
 from __future__ import annotations
@@ -24,7 +31,9 @@ import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 __all__ = [
-    "RUNTIME",
+    "CONFIG_METRICS",
+    "RUNTIME_METRICS",
+    "ConfigMetrics",
     "MetricsServer",
     "Readiness",
     "RuntimeMetrics",
@@ -146,8 +155,25 @@ class RuntimeMetrics:
         )
 
 
-RUNTIME = RuntimeMetrics()
+RUNTIME_METRICS = RuntimeMetrics()
 """The runtime metrics in the default registry (what ``/metrics`` serves)."""
+
+
+class ConfigMetrics:
+    """The live configuration's metric families (``common.configstore``), one set per registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        reg = registry if registry is not None else prometheus_client.REGISTRY
+        self.version = Gauge(
+            "alphapulse_config_version",
+            "Newest live configuration version this process knows and applies (0: none yet).",
+            ["worker"],
+            registry=reg,
+        )
+
+
+CONFIG_METRICS = ConfigMetrics()
+"""The configuration metrics in the default registry."""
 
 _REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
 

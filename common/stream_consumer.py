@@ -44,7 +44,7 @@ from redis.typing import StreamIdT
 
 from common.dead_letters import dead_letter_fields, write_dead_letters
 from common.errors import BadInput
-from common.metrics import RUNTIME, RuntimeMetrics
+from common.metrics import RUNTIME_METRICS, RuntimeMetrics
 from common.names import Keys
 from common.redis import AnyRedis
 from common.settings import CommonSettings
@@ -109,7 +109,7 @@ class StreamConsumer:
     claim_idle_ms: int = 30_000
     max_deliveries: int = 5
     hard_maxlen: int = 0
-    metrics: RuntimeMetrics = RUNTIME
+    metrics: RuntimeMetrics = RUNTIME_METRICS
     _claim_cursor: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -121,7 +121,7 @@ class StreamConsumer:
         group: str,
         streams: Sequence[str],
         consumer: str | None = None,
-        metrics: RuntimeMetrics = RUNTIME,
+        metrics: RuntimeMetrics = RUNTIME_METRICS,
     ) -> StreamConsumer:
         return cls(
             redis=redis,

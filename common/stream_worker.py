@@ -48,7 +48,7 @@ from common.backoff import OUTAGE, Backoff
 from common.errors import BadInput
 from common.lifecycle import Service
 from common.logging import get_logger
-from common.metrics import RUNTIME, Readiness, RuntimeMetrics
+from common.metrics import RUNTIME_METRICS, Readiness, RuntimeMetrics
 from common.redis import AnyRedis, redis_from_settings
 from common.settings import CommonSettings
 from common.stream_consumer import Entry, StreamConsumer, error_reason, unique_consumer_name
@@ -109,7 +109,7 @@ class StreamWorker(Service):
         start_id: str = "0",
         produces: Mapping[str, TrimPolicy] | None = None,
         readiness: Readiness | None = None,
-        metrics: RuntimeMetrics = RUNTIME,
+        metrics: RuntimeMetrics = RUNTIME_METRICS,
     ) -> None:
         super().__init__(burst=burst, readiness=readiness)
         if name:

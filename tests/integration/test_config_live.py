@@ -20,12 +20,12 @@ import redis.asyncio as aioredis
 
 from common.cli import main
 from common.configstore import (
-    CONFIG_VERSION,
     ConfigFollower,
     ConfigRefused,
     load_versions,
     scored_through,
 )
+from common.metrics import CONFIG_METRICS
 from common.names import Keys
 from signals.contract import decode_entry
 from signals.liveconfig import apply_assignments, propose, rollback, seed_document
@@ -320,7 +320,7 @@ async def test_followers_see_a_new_version_and_export_it(
         await rollback_free_propose(redis_client, keys)
         await asyncio.wait_for(seen.wait(), 10)
     stop.set()
-    assert CONFIG_VERSION.labels("test-follower")._value.get() == 1
+    assert CONFIG_METRICS.version.labels("test-follower")._value.get() == 1
 
 
 async def rollback_free_propose(r: aioredis.Redis, keys: Keys) -> None:
