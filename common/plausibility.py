@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from common.settings import env_float, env_int
+from common.settings import env_float, env_int, field_defaults
 
 #: Bounds every stage applies to a trade (prices and quantities strictly inside).
 MAX_PRICE: Final = 1e9
@@ -37,18 +37,14 @@ MAX_TS_NS: Final = 4_102_444_800_000_000_000
 TIME_AHEAD: Final = "time_ahead"
 ID_JUMP: Final = "id_jump"
 
-DEFAULT_MAX_AHEAD_S: Final = 300.0
-DEFAULT_MAX_ID_JUMP: Final = 1_000_000
-DEFAULT_MAX_IDS_PER_S: Final = 100_000.0
-
 
 @dataclass(frozen=True, slots=True)
 class PlausibilityLimits:
     """How far a trade may run ahead in time, and how far its id may jump."""
 
-    max_ahead_s: float = DEFAULT_MAX_AHEAD_S
-    max_id_jump: int = DEFAULT_MAX_ID_JUMP
-    max_ids_per_s: float = DEFAULT_MAX_IDS_PER_S
+    max_ahead_s: float = 300.0
+    max_id_jump: int = 1_000_000
+    max_ids_per_s: float = 100_000.0
 
     @property
     def max_ahead_ns(self) -> int:
@@ -60,9 +56,11 @@ class PlausibilityLimits:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], prefix: str) -> PlausibilityLimits:
-        """``<prefix>_MAX_AHEAD_S``, ``<prefix>_MAX_ID_JUMP``, ``<prefix>_MAX_IDS_PER_S``."""
+        """``<prefix>_MAX_AHEAD_S``, ``<prefix>_MAX_ID_JUMP``, ``<prefix>_MAX_IDS_PER_S``,
+        range-checked by the same ``env_*`` helpers as every other setting."""
+        d = field_defaults(cls)
         return cls(
-            max_ahead_s=env_float(env, f"{prefix}_MAX_AHEAD_S", DEFAULT_MAX_AHEAD_S, lo=1.0),
-            max_id_jump=env_int(env, f"{prefix}_MAX_ID_JUMP", DEFAULT_MAX_ID_JUMP, lo=1),
-            max_ids_per_s=env_float(env, f"{prefix}_MAX_IDS_PER_S", DEFAULT_MAX_IDS_PER_S, lo=1.0),
+            max_ahead_s=env_float(env, f"{prefix}_MAX_AHEAD_S", d["max_ahead_s"], lo=1.0),
+            max_id_jump=env_int(env, f"{prefix}_MAX_ID_JUMP", d["max_id_jump"], lo=1),
+            max_ids_per_s=env_float(env, f"{prefix}_MAX_IDS_PER_S", d["max_ids_per_s"], lo=1.0),
         )

@@ -22,8 +22,8 @@ import ssl
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Literal, TextIO
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, Literal, TextIO
 from urllib.parse import urlsplit
 
 from common.contracts import DEFAULT_RECENT_BARS
@@ -41,6 +41,22 @@ _FALSE = frozenset({"0", "false", "no", "off", ""})
 
 
 # --- parse helpers -------------------------------------------------------------------------
+def field_defaults(cls: type[Any]) -> dict[str, Any]:
+    """The default of every field of dataclass ``cls`` that has one, by field name.
+
+    A setting's default is written once, on its dataclass field; ``from_env`` takes it from
+    here (``d = field_defaults(cls)``, then ``env_int(e, "X", d["x"])``), so a settings object
+    built in code and one built from an empty environment agree.
+    """
+    out: dict[str, Any] = {}
+    for f in fields(cls):
+        if f.default is not MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not MISSING:
+            out[f.name] = f.default_factory()
+    return out
+
+
 def env_str(env: Mapping[str, str], name: str, default: str) -> str:
     """The raw value of ``name`` (surrounding blanks stripped), or ``default`` when unset."""
     raw = env.get(name)
@@ -289,42 +305,55 @@ class CommonSettings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> CommonSettings:
         """Read and validate every shared variable (docs/configuration-reference.md lists them)."""
         e = os.environ if env is None else env
-        url = env_str(e, "REDIS_URL", DEFAULT_REDIS_URL) or DEFAULT_REDIS_URL
-        socket_timeout = env_float(e, "REDIS_SOCKET_TIMEOUT", 10.0, lo=0.1, hi=3600)
+        d = field_defaults(cls)
+        url = env_str(e, "REDIS_URL", d["redis_url"]) or d["redis_url"]
+        socket_timeout = env_float(
+            e, "REDIS_SOCKET_TIMEOUT", d["redis_socket_timeout"], lo=0.1, hi=3600
+        )
         ca, cert = env_file(e, "REDIS_TLS_CA"), env_file(e, "REDIS_TLS_CERT")
         key = env_file(e, "REDIS_TLS_KEY")
         check_tls_files(ca, cert, key)
         return cls(
             redis_url=url,
-            redis_cluster=env_bool(e, "REDIS_CLUSTER", False),
+            redis_cluster=env_bool(e, "REDIS_CLUSTER", d["redis_cluster"]),
             redis_tls_ca=ca,
             redis_tls_cert=cert,
             redis_tls_key=key,
             redis_username=env_optional(e, "REDIS_USERNAME"),
             redis_password=env_optional(e, "REDIS_PASSWORD"),
             redis_socket_timeout=socket_timeout,
-            redis_connect_timeout=env_float(e, "REDIS_CONNECT_TIMEOUT", 5.0, lo=0.1, hi=3600),
-            partitions=env_int(e, "PARTITIONS", 16, lo=1, hi=4096),
-            namespace=env_str(e, "NAMESPACE", ""),
-            metrics_host=env_str(e, "METRICS_HOST", "0.0.0.0") or "0.0.0.0",
+            redis_connect_timeout=env_float(
+                e, "REDIS_CONNECT_TIMEOUT", d["redis_connect_timeout"], lo=0.1, hi=3600
+            ),
+            partitions=env_int(e, "PARTITIONS", d["partitions"], lo=1, hi=4096),
+            namespace=env_str(e, "NAMESPACE", d["namespace"]),
+            metrics_host=env_str(e, "METRICS_HOST", d["metrics_host"]) or d["metrics_host"],
             # Unset: honcho's/Heroku's per-process PORT, so `make run` gives each worker its own.
             metrics_port=env_int(
-                e, "METRICS_PORT", env_int(e, "PORT", 9100, lo=1, hi=65535), lo=0, hi=65535
+                e,
+                "METRICS_PORT",
+                env_int(e, "PORT", d["metrics_port"], lo=1, hi=65535),
+                lo=0,
+                hi=65535,
             ),
-            log_level=env_choice(e, "LOG_LEVEL", "INFO", LOG_LEVELS),
+            log_level=env_choice(e, "LOG_LEVEL", d["log_level"], LOG_LEVELS),
             log_format="console"
-            if env_choice(e, "LOG_FORMAT", "json", ("json", "console")) == "console"
+            if env_choice(e, "LOG_FORMAT", d["log_format"], ("json", "console")) == "console"
             else "json",
-            grace_seconds=env_float(e, "GRACE_SECONDS", 10.0, lo=0, hi=3600),
-            batch_count=env_int(e, "BATCH_COUNT", 100, lo=1, hi=100_000),
-            block_ms=env_int(e, "BLOCK_MS", 1000, lo=1, hi=3_600_000),
-            claim_idle_ms=env_int(e, "CLAIM_IDLE_MS", 30_000, lo=1, hi=86_400_000),
-            max_deliveries=env_int(e, "MAX_DELIVERIES", 5, lo=1, hi=1000),
-            trim_interval_s=env_float(e, "TRIM_INTERVAL_S", 10.0, lo=0, hi=86_400),
-            hard_maxlen=env_int(e, "HARD_MAXLEN", 0, lo=0),
+            grace_seconds=env_float(e, "GRACE_SECONDS", d["grace_seconds"], lo=0, hi=3600),
+            batch_count=env_int(e, "BATCH_COUNT", d["batch_count"], lo=1, hi=100_000),
+            block_ms=env_int(e, "BLOCK_MS", d["block_ms"], lo=1, hi=3_600_000),
+            claim_idle_ms=env_int(e, "CLAIM_IDLE_MS", d["claim_idle_ms"], lo=1, hi=86_400_000),
+            max_deliveries=env_int(e, "MAX_DELIVERIES", d["max_deliveries"], lo=1, hi=1000),
+            trim_interval_s=env_float(e, "TRIM_INTERVAL_S", d["trim_interval_s"], lo=0, hi=86_400),
+            hard_maxlen=env_int(e, "HARD_MAXLEN", d["hard_maxlen"], lo=0),
             consumer_name=env_optional(e, "CONSUMER_NAME"),
             delete_idle_consumers_ms=env_int(
-                e, "DELETE_IDLE_CONSUMERS_MS", 3_600_000, lo=0, hi=30 * 86_400_000
+                e,
+                "DELETE_IDLE_CONSUMERS_MS",
+                d["delete_idle_consumers_ms"],
+                lo=0,
+                hi=30 * 86_400_000,
             ),
         )
 

@@ -36,8 +36,6 @@ Plus every shared variable of ``CommonSettings`` (``REDIS_URL``, ``PARTITIONS``,
 from __future__ import annotations
 
 import os
-import socket
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -50,8 +48,10 @@ from common.settings import (
     env_list,
     env_optional,
     env_str,
+    field_defaults,
     recent_bars_from_env,
 )
+from common.stream_consumer import unique_consumer_name
 from detectors.indicators import IndicatorConfig
 from detectors.outcomes import DEFAULT_HORIZONS, OutcomeConfig, parse_horizons
 from detectors.partition import EngineConfig
@@ -73,33 +73,36 @@ class DetectorSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> DetectorSettings:
         e = os.environ if env is None else env
+        d = field_defaults(cls)
         common = CommonSettings.from_env(e)
-        lease_ttl = env_int(e, "LEASE_TTL_MS", 10_000, lo=500, hi=600_000)
+        lease_ttl = env_int(e, "LEASE_TTL_MS", d["lease_ttl_ms"], lo=500, hi=600_000)
         heartbeat = env_int(e, "HEARTBEAT_MS", lease_ttl // 3, lo=50, hi=lease_ttl - 1)
-        member = env_optional(e, "DETECTOR_ID") or (
-            f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        )
+        member = env_optional(e, "DETECTOR_ID") or unique_consumer_name()
         return cls(
             common=common,
             engine=engine_config_from_env(e),
-            idle_close_ms=env_int(e, "IDLE_CLOSE_MS", 10_000, lo=0),
+            idle_close_ms=env_int(e, "IDLE_CLOSE_MS", d["idle_close_ms"], lo=0),
             lease_ttl_ms=lease_ttl,
-            checkpoint_interval_ms=env_int(e, "CHECKPOINT_INTERVAL", 1_000, lo=0, hi=3_600_000),
+            checkpoint_interval_ms=env_int(
+                e, "CHECKPOINT_INTERVAL", d["checkpoint_interval_ms"], lo=0, hi=3_600_000
+            ),
             heartbeat_ms=heartbeat,
-            work_slice_ms=env_int(e, "WORK_SLICE_MS", 50, lo=1, hi=heartbeat),
+            work_slice_ms=env_int(e, "WORK_SLICE_MS", d["work_slice_ms"], lo=1, hi=heartbeat),
             detector_id=member,
         )
 
 
 def engine_config_from_env(env: Mapping[str, str]) -> EngineConfig:
     """The result-determining part (shared by the worker and ``alphapulse replay``)."""
+    d = field_defaults(EngineConfig)
     timeframes = parse_timeframes(env_str(env, "TIMEFRAMES", DEFAULT_TIMEFRAMES))
     chosen = parse_patterns(env_list(env, "PATTERNS"))
+    ema = env_int(env, "EMA_PERIOD", field_defaults(IndicatorConfig)["ema_period"], lo=2, hi=1000)
     return EngineConfig(
         timeframes=timeframes,
-        allowed_lateness_ms=env_int(env, "ALLOWED_LATENESS_MS", 5_000, lo=0),
+        allowed_lateness_ms=env_int(env, "ALLOWED_LATENESS_MS", d["allowed_lateness_ms"], lo=0),
         patterns=chosen,
-        indicators=IndicatorConfig(ema_period=env_int(env, "EMA_PERIOD", 20, lo=2, hi=1000)),
+        indicators=IndicatorConfig(ema_period=ema),
         cooldown_bars=recent_bars_from_env(env),
         outcomes=outcome_config_from_env(env),
         limits=PlausibilityLimits.from_env(env, "DETECTORS"),
@@ -115,7 +118,9 @@ def outcome_config_from_env(env: Mapping[str, str]) -> OutcomeConfig:
         horizons = parse_horizons(raw) if raw else DEFAULT_HORIZONS
         if not horizons:
             raise ConfigError("OUTCOME_HORIZONS", f"expected bar counts or off, got {raw!r}")
-    cost = env_float(env, "OUTCOME_COST_BPS", 0.0, lo=0.0, hi=10_000.0)
+    cost = env_float(
+        env, "OUTCOME_COST_BPS", field_defaults(OutcomeConfig)["cost_bps"], lo=0.0, hi=10_000.0
+    )
     return OutcomeConfig(horizons=horizons, cost_bps=cost)
 
 
