@@ -46,13 +46,13 @@ import numpy as np
 import numpy.typing as npt
 
 from common.contracts import TickBatch
+from detectors.group_runs import group_runs, prev_group_max
 from detectors.timeframes import Timeframe
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 NONE = -(2**62)  # "no value" for int64 times and ids (room left for arithmetic)
 _END = 2**62
-_MAX_KEY = 2**62
 
 
 @dataclass(slots=True)
@@ -189,9 +189,9 @@ class BarAggregator:
         order = keep[np.argsort(sid[keep], kind="stable")]
         s_sorted = sid[order]
         fb_sorted = fb[order]
-        starts, rank = _groups(s_sorted)
+        starts, rank = group_runs(s_sorted)
         init = self.fine_max[s_sorted[starts]]
-        prev_b = _prev_group_max(rank, fb_sorted, init[rank])
+        prev_b = prev_group_max(rank, fb_sorted, init[rank])
         late = (fb_sorted < prev_b) | (fb_sorted + f <= wm[order])
         grp_max = np.maximum.reduceat(fb_sorted, starts) if len(starts) else fb_sorted[:0]
         self.fine_max[s_sorted[starts]] = np.maximum(init, grp_max)
@@ -215,9 +215,9 @@ class BarAggregator:
         order = np.argsort(sid, kind="stable")
         s_sorted = sid[order]
         v = num[order]
-        starts, rank = _groups(s_sorted)
+        starts, rank = group_runs(s_sorted)
         init = self.id_hwm[s_sorted[starts]]
-        prev = _prev_group_max(rank, v, init[rank])
+        prev = prev_group_max(rank, v, init[rank])
         dup = np.empty(len(ids), np.bool_)
         dup[order] = v <= prev
         self.id_hwm[s_sorted[starts]] = np.maximum(init, np.maximum.reduceat(v, starts))
@@ -374,47 +374,3 @@ def _grow(arr: I64, cap: int, fill: int) -> I64:
     bigger = np.full(cap, fill, np.int64)
     bigger[: len(arr)] = arr
     return bigger
-
-
-def _groups(sorted_keys: I64) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
-    """Start index of each run of equal keys, and each element's run number."""
-    if len(sorted_keys) == 0:
-        return np.zeros(0, np.intp), np.zeros(0, np.intp)
-    change = np.flatnonzero(sorted_keys[1:] != sorted_keys[:-1]) + 1
-    starts = np.concatenate([[0], change]).astype(np.intp)
-    rank = np.zeros(len(sorted_keys), np.intp)
-    rank[change] = 1
-    return starts, np.cumsum(rank)
-
-
-def _prev_group_max(rank: npt.NDArray[np.intp], v: I64, init: I64) -> I64:
-    """For each element: max of its group's ``init`` and the group's earlier values.
-
-    Groups are runs of equal ``rank`` (0, 1, 2...). Values of group g are shifted into the
-    disjoint range ``[g*span, (g+1)*span)`` so one running maximum serves every group.
-    """
-    if len(v) == 0:
-        return v.copy()
-    lo = int(v.min()) - 1
-    init = np.maximum(init, lo)  # "nothing seen" ranks below every value
-    hi = max(int(v.max()), int(init.max()))
-    span = hi - lo + 1
-    if span * (int(rank[-1]) + 1) >= _MAX_KEY:
-        return _prev_group_max_loop(rank, v, init)
-    offset = rank.astype(np.int64) * span - lo
-    key = v + offset
-    running = np.maximum.accumulate(key)
-    prev = np.empty_like(running)
-    prev[0] = init[0] + offset[0]
-    prev[1:] = running[:-1]
-    result: I64 = np.maximum(prev, init + offset) - offset
-    return result
-
-
-def _prev_group_max_loop(rank: npt.NDArray[np.intp], v: I64, init: I64) -> I64:
-    out = np.empty_like(v)
-    starts, _ = _groups(rank.astype(np.int64))
-    for a, b in zip(starts.tolist(), [*starts[1:].tolist(), len(v)], strict=True):
-        run = np.maximum.accumulate(np.concatenate([[init[a]], v[a : b - 1]]))
-        out[a:b] = run
-    return out

@@ -15,13 +15,8 @@ from hypothesis import strategies as st
 
 from common.contracts import Side, Tick, TickBatch
 from common.errors import ConfigError
-from detectors.bars import (
-    BarAggregator,
-    ClosedBars,
-    _groups,
-    _prev_group_max,
-    _prev_group_max_loop,
-)
+from detectors.bars import BarAggregator, ClosedBars
+from detectors.group_runs import group_runs, prev_group_max, prev_group_max_loop
 from detectors.timeframes import parse_timeframes
 
 MIN = 60_000
@@ -245,11 +240,11 @@ def test_grouped_running_max_matches_the_loop(
 ) -> None:
     items.sort(key=lambda x: x[0])
     groups = np.array([g for g, _ in items], np.int64)
-    _, rank = _groups(groups)
+    _, rank = group_runs(groups)
     v = np.array([x for _, x in items], np.int64)
     init = np.array(inits, np.int64)[groups]
-    fast = _prev_group_max(rank, v, init)
-    slow = _prev_group_max_loop(rank, v, init)
+    fast = prev_group_max(rank, v, init)
+    slow = prev_group_max_loop(rank, v, init)
     expected = []
     for i, (g, _) in enumerate(items):
         earlier = [x for h, x in items[:i] if h == g]
