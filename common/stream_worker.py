@@ -304,24 +304,18 @@ class StreamWorker(Service):
             await self._dead(entry, error, error_reason(error))
             return
         self.metrics.errors.labels(self.group, "handler").inc()
-        if entry.deliveries >= self.consumer.max_deliveries:
-            self.log.error(
-                "entry_failed_dead_lettered",
-                stream=entry.stream,
-                id=entry.id,
-                deliveries=entry.deliveries,
-                exc_info=error,
-            )
+        last = entry.deliveries >= self.consumer.max_deliveries
+        self.log.error(
+            "entry_failed_dead_lettered" if last else "entry_failed_will_retry",
+            stream=entry.stream,
+            id=entry.id,
+            deliveries=entry.deliveries,
+            exc_info=error,
+        )
+        if last:
             await self._dead(entry, error, "max_deliveries")
         else:
             self.metrics.entries.labels(entry.stream, self.group, "retry").inc()
-            self.log.error(
-                "entry_failed_will_retry",
-                stream=entry.stream,
-                id=entry.id,
-                deliveries=entry.deliveries,
-                exc_info=error,
-            )
 
     async def _dead(self, entry: Entry, error: BaseException | str, reason: str) -> None:
         await self.consumer.dead_letter(entry, error, reason)

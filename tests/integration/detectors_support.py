@@ -16,6 +16,8 @@ from tests import polling
 from tests.conftest import REDIS_URL
 
 ROOT = Path(__file__).resolve().parents[2]
+#: The recorded sessions (shared/data beside the checkout, else ./data).
+DATA = Path("/work/shared/data") if Path("/work/shared/data").exists() else Path("data")
 PARTITIONS = 4
 WAIT_S = 45.0
 

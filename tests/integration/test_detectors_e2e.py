@@ -29,6 +29,7 @@ from detectors.replay import replay_ticks
 from detectors.settings import engine_config_from_env
 from ingest.sources import read_ticks, synthetic_symbols, synthetic_ticks, write_trades_csv
 from tests.integration.detectors_support import (
+    DATA,
     PARTITIONS,
     ROOT,
     WAIT_S,
@@ -41,7 +42,6 @@ from tests.integration.detectors_support import (
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
-DATA = Path("/work/shared/data") if Path("/work/shared/data").exists() else Path("data")
 ENGINE_ENV = {"TIMEFRAMES": "1s,5s,1m", "ALLOWED_LATENESS_MS": "1500"}
 SENTINEL = "SENTINEL"
 

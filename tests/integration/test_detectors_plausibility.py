@@ -22,6 +22,7 @@ from detectors.replay import replay_ticks
 from detectors.settings import engine_config_from_env
 from ingest.sources import read_ticks
 from tests.integration.detectors_support import (
+    DATA,
     PARTITIONS,
     Detectors,
     dedup,
@@ -31,7 +32,6 @@ from tests.integration.detectors_support import (
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
-DATA = Path("/work/shared/data") if Path("/work/shared/data").exists() else Path("data")
 ENGINE_ENV = {"TIMEFRAMES": "1s,1m", "ALLOWED_LATENESS_MS": "1500"}
 
 

@@ -29,10 +29,10 @@ from signals.scoring import score_event
 from signals.settings import SignalsSettings
 from signals.worker import SignalsWorker
 from tests.conftest import REDIS_URL
+from tests.integration.detectors_support import DATA
 
 pytestmark = pytest.mark.redis
 
-DATA = Path("/work/shared/data") if Path("/work/shared/data").exists() else Path("data")
 REC = DATA / "binance-spot-btcusdt-20240808.rec.gz"
 TIMEFRAMES = "1s,5s,1m"
 

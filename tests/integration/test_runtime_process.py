@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
 
 import pytest
 import redis.asyncio as aioredis
@@ -33,6 +34,19 @@ async def _fill(client: aioredis.Redis, keys: Keys, n: int = N) -> list[str]:
 
 async def _outputs(client: aioredis.Redis, keys: Keys) -> list[str]:
     return [f[b"src"].decode() for _, f in await client.xrange(keys.signals)]
+
+
+async def _signal_when_paused(
+    proc: subprocess.Popen[bytes], sig: signal.Signals, client: aioredis.Redis, namespace: str
+) -> tuple[int, str]:
+    """Send ``sig`` once the test worker has paused mid-batch; its exit code and stderr."""
+    try:
+        await wait_for(f"{namespace}paused", client)
+        proc.send_signal(sig)
+        return finish(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
 
 
 async def test_sigkill_mid_batch_redelivers_and_effects_apply_once(
@@ -87,13 +101,7 @@ async def test_sigterm_finishes_and_acks_the_inflight_batch_then_exits_0(
             LOG_LEVEL="DEBUG",  # a routine stop is logged at DEBUG
         )
     )
-    try:
-        await wait_for(f"{namespace}paused", redis_client)
-        proc.send_signal(signal.SIGTERM)
-        code, err = finish(proc)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    code, err = await _signal_when_paused(proc, signal.SIGTERM, redis_client, namespace)
     assert code == 0, err
     assert sorted(await _outputs(redis_client, keys)) == sorted(ids[:10])
     assert (await redis_client.xpending(keys.bars, "g"))["pending"] == 0
@@ -109,13 +117,7 @@ async def test_grace_expiry_cancels_and_leaves_entries_pending(
     proc = spawn_worker(
         worker_env(namespace, TEST_PAUSE_AFTER="2", TEST_PAUSE_S="120", GRACE_SECONDS="0.5")
     )
-    try:
-        await wait_for(f"{namespace}paused", redis_client)
-        proc.send_signal(signal.SIGINT)
-        code, err = finish(proc)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    code, err = await _signal_when_paused(proc, signal.SIGINT, redis_client, namespace)
     assert code == 1, err
     assert '"grace_expired"' in err
     assert (await redis_client.xpending(keys.bars, "g"))["pending"] == 5
