@@ -38,6 +38,21 @@ def three_with_short_shadow(x: Candles, white: bool, upper: bool) -> Bool:
     return cond
 
 
+def advancing_three(x: Candles) -> Bool:
+    """Closes rising over bars i-2, i-1, i, and bars i-1 and i each opening above the previous
+    open, within (or near) the previous real body: the advance shared by 3 white soldiers and
+    advance block (TA-Lib writes the same six terms in both)."""
+    rising: Bool = (
+        (x.c(0) > x.c(1))
+        & (x.c(1) > x.c(2))
+        & (x.o(1) > x.o(2))
+        & (x.o(1) <= x.c(2) + x.avg("Near", 2))
+        & (x.o(0) > x.o(1))
+        & (x.o(0) <= x.c(1) + x.avg("Near", 1))
+    )
+    return rising
+
+
 class Registry:
     """Collects ``PatternDef``s from ``@registry.pattern(name, lookback)`` kernels."""
 

@@ -8,7 +8,13 @@ parameters are TA-Lib's defaults (the ``talib`` wrapper's defaults too).
 from __future__ import annotations
 
 from detectors.patterns.candles import I32, Bool, Candles
-from detectors.patterns.define import Registry, fire, period, three_with_short_shadow
+from detectors.patterns.define import (
+    Registry,
+    advancing_three,
+    fire,
+    period,
+    three_with_short_shadow,
+)
 
 REGISTRY = Registry()
 pattern = REGISTRY.pattern
@@ -126,12 +132,7 @@ def three_stars_in_south(x: Candles) -> I32:
 def three_white_soldiers(x: Candles) -> I32:
     cond = (
         three_with_short_shadow(x, white=True, upper=True)
-        & (x.c(0) > x.c(1))
-        & (x.c(1) > x.c(2))
-        & (x.o(1) > x.o(2))
-        & (x.o(1) <= x.c(2) + x.avg("Near", 2))
-        & (x.o(0) > x.o(1))
-        & (x.o(0) <= x.c(1) + x.avg("Near", 1))
+        & advancing_three(x)
         & (x.body(1) > x.body(2) - x.avg("Far", 2))
         & (x.body(0) > x.body(1) - x.avg("Far", 1))
         & (x.body(0) > x.avg("BodyShort", 0))
@@ -182,12 +183,7 @@ def advance_block(x: Candles) -> I32:
         x.white(2)
         & x.white(1)
         & x.white(0)
-        & (x.c(0) > x.c(1))
-        & (x.c(1) > x.c(2))
-        & (x.o(1) > x.o(2))
-        & (x.o(1) <= x.c(2) + x.avg("Near", 2))
-        & (x.o(0) > x.o(1))
-        & (x.o(0) <= x.c(1) + x.avg("Near", 1))
+        & advancing_three(x)
         & (b2 > x.avg("BodyLong", 2))
         & (x.upper(2) < x.avg("ShadowShort", 2))
         & weakening
