@@ -14,12 +14,19 @@ from typing import TYPE_CHECKING
 
 from redis.typing import EncodableT, FieldT
 
+from common.errors import BadInput
 from common.redis import AnyRedis
 
 if TYPE_CHECKING:
     from common.stream_consumer import Entry
 
-__all__ = ["DLQ_MAXLEN", "dead_letter_fields", "original_fields", "write_dead_letters"]
+__all__ = [
+    "DLQ_MAXLEN",
+    "dead_letter_fields",
+    "error_reason",
+    "original_fields",
+    "write_dead_letters",
+]
 
 DLQ_MAXLEN = 100_000
 """Dead-letter streams are capped (approximately) so a flood of bad input cannot fill Redis."""
@@ -66,3 +73,8 @@ def original_fields(dead_letter: Mapping[bytes, bytes]) -> dict[bytes, bytes]:
     """The entry's own fields back from a dead letter (to inspect or re-XADD it)."""
     n = len(_FIELD_PREFIX)
     return {k[n:]: v for k, v in dead_letter.items() if k.startswith(_FIELD_PREFIX)}
+
+
+def error_reason(error: BaseException | str) -> str:
+    """The counter label of an error: ``BadInput.reason``, or ``error`` for anything else."""
+    return error.reason if isinstance(error, BadInput) else "error"

@@ -42,12 +42,11 @@ from redis.crc import key_slot
 from redis.exceptions import ResponseError
 from redis.typing import StreamIdT
 
-from common.dead_letters import dead_letter_fields, write_dead_letters
-from common.errors import BadInput
+from common.dead_letters import dead_letter_fields, error_reason, write_dead_letters
 from common.metrics import RUNTIME_METRICS, RuntimeMetrics
 from common.names import Keys
 from common.redis import AnyRedis
-from common.settings import CommonSettings
+from common.settings import CommonSettings, field_defaults
 from common.trimming import INTERNAL, GroupPosition, TrimPolicy, TrimResult, trim_minid
 
 __all__ = [
@@ -55,6 +54,9 @@ __all__ = [
     "StreamConsumer",
     "unique_consumer_name",
 ]
+
+
+_COMMON = field_defaults(CommonSettings)
 
 
 def _s(value: bytes | str) -> str:
@@ -90,25 +92,21 @@ def ids_by_stream(entries: Iterable[Entry]) -> dict[str, list[StreamIdT]]:
     return out
 
 
-def error_reason(error: BaseException | str) -> str:
-    """The counter label of an error: ``BadInput.reason``, or ``error`` for anything else."""
-    return error.reason if isinstance(error, BadInput) else "error"
-
-
 @dataclass(slots=True)
 class StreamConsumer:
-    """Consumer ``consumer`` of group ``group`` over ``streams`` (full key names)."""
+    """Consumer ``consumer`` of group ``group`` over ``streams`` (full key names); the knobs
+    default to ``CommonSettings``' defaults (``from_settings`` takes the configured ones)."""
 
     redis: AnyRedis
     group: str
     streams: Sequence[str]
     keys: Keys
     consumer: str = field(default_factory=unique_consumer_name)
-    count: int = 100
-    block_ms: int = 1000
-    claim_idle_ms: int = 30_000
-    max_deliveries: int = 5
-    hard_maxlen: int = 0
+    count: int = _COMMON["batch_count"]
+    block_ms: int = _COMMON["block_ms"]
+    claim_idle_ms: int = _COMMON["claim_idle_ms"]
+    max_deliveries: int = _COMMON["max_deliveries"]
+    hard_maxlen: int = _COMMON["hard_maxlen"]
     metrics: RuntimeMetrics = RUNTIME_METRICS
     _claim_cursor: dict[str, str] = field(default_factory=dict)
 

@@ -45,13 +45,14 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from common.backoff import OUTAGE, Backoff
+from common.dead_letters import error_reason
 from common.errors import BadInput
 from common.lifecycle import Service
 from common.logging import get_logger
 from common.metrics import RUNTIME_METRICS, Readiness, RuntimeMetrics
 from common.redis import AnyRedis, redis_from_settings
 from common.settings import CommonSettings
-from common.stream_consumer import Entry, StreamConsumer, error_reason, unique_consumer_name
+from common.stream_consumer import Entry, StreamConsumer, unique_consumer_name
 from common.trimming import INTERNAL, TrimPolicy, TrimResult
 
 __all__ = [
