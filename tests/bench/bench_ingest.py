@@ -57,13 +57,13 @@ from common.names import Keys
 from common.settings import CommonSettings
 from ingest.connection import Connection
 from ingest.deadletter import DeadLetters
-from ingest.exchanges import get_adapter
 from ingest.metrics import IngestMetrics
+from ingest.offline.ticks import read_ticks
 from ingest.sequence import TradeDeduper
 from ingest.service import IngestService
 from ingest.settings import DEFAULT_GC_GEN0, IngestSettings, tune_gc
-from ingest.simfeed import Feed
-from ingest.sources import read_ticks
+from ingest.simulator.market import Feed
+from ingest.venues import get_adapter
 from ingest.writer import TickWriter
 from tests.bench.e2e_feed import FeedServer, ws_frames
 from tests.polling import until

@@ -29,8 +29,8 @@ from typing import TypeVar
 import orjson
 
 from common.contracts import Side, Tick
-from ingest.exchanges import EXCHANGES, get_adapter
 from ingest.settings import DEFAULT_GC_GEN0, tune_gc
+from ingest.venues import EXCHANGES, get_adapter
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 RECORDING = DATA / "binance-spot-btcusdt-20240808.rec.gz"

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from websockets.asyncio.server import Server, ServerConnection, serve
 
 from common.contracts import Side, Tick
-from ingest.exchanges import get_adapter
+from ingest.venues import get_adapter
 
 SLICE = 1 << 20  # bytes written per transport.write
 HIGH_WATER = 8 << 20  # wait while more than this is buffered in the transport

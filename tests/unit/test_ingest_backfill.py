@@ -15,14 +15,14 @@ from common.contracts import Tick, TickBatch
 from common.errors import BadInput, ConfigError
 from common.names import Keys
 from ingest.backfill import BackfillOptions, GapFiller, gap_trades
-from ingest.exchanges import get_adapter
-from ingest.exchanges.base import HistoryQuery
 from ingest.lastwritten import LastWritten, batch_last_ids, decode, encode, parse_last_ids
 from ingest.metrics import IngestMetrics
 from ingest.rest import HistoryClient
 from ingest.sequence import TradeDeduper
 from ingest.settings import IngestSettings
-from ingest.simfeed import Feed, history_slice
+from ingest.simulator.market import Feed, history_slice
+from ingest.venues import get_adapter
+from ingest.venues.base import HistoryQuery
 from ingest.writer import TickWriter
 
 T0 = 1_723_161_255_342_000_000

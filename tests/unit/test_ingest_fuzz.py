@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from common.errors import BadInput
-from ingest.exchanges import EXCHANGES, get_adapter
-from ingest.exchanges.base import BAD_INPUT_REASONS, FrameKind
+from ingest.venues import EXCHANGES, get_adapter
+from ingest.venues.base import BAD_INPUT_REASONS, FrameKind
 from tests.ingest_samples import CONTROL_FRAMES, TRADE_FRAMES
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

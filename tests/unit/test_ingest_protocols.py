@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from common.contracts import Tick
-from ingest.exchanges import EXCHANGES, get_adapter
-from ingest.exchanges.base import FrameKind
+from ingest.venues import EXCHANGES, get_adapter
+from ingest.venues.base import FrameKind
 
 NATIVE = {
     "binance": ["BTCUSDT", "ETHUSDT"],

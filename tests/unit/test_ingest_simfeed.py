@@ -7,8 +7,8 @@ import pytest
 
 from common.contracts import Tick
 from common.errors import BadInput
-from ingest.exchanges import get_adapter
-from ingest.simfeed import Faults, Feed, FrameFaults, Subscription, malformed
+from ingest.simulator.market import Faults, Feed, FrameFaults, Subscription, malformed
+from ingest.venues import get_adapter
 
 MS = 1_000_000
 

@@ -15,7 +15,7 @@ Examples::
 
 A feed's source is a recording (parsed with ``--recording-exchange``, default binance), a
 normalized trades CSV, or ``synthetic``; trades of another exchange are re-spelled for the
-feed's exchange (``ingest.sources.as_exchange``).
+feed's exchange (``ingest.offline.ticks.as_exchange``).
 """
 
 from __future__ import annotations
@@ -32,11 +32,11 @@ import uvloop
 
 from common.logging import configure_logging
 from common.settings import CommonSettings
-from ingest.exchanges import EXCHANGES
+from ingest.offline.ticks import as_exchange, read_ticks, synthetic_ticks
 from ingest.settings import DEFAULT_GC_GEN0, tune_gc
-from ingest.simfeed import Faults, Feed
-from ingest.simulator import Simulator
-from ingest.sources import as_exchange, read_ticks, synthetic_ticks
+from ingest.simulator.market import Faults, Feed
+from ingest.simulator.server import Simulator
+from ingest.venues import EXCHANGES
 
 
 def register(sub: Any) -> None:

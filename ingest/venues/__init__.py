@@ -4,7 +4,7 @@
 the names: ``binance``, ``binance-futures`` (USDⓈ-M), ``coinbase`` (Advanced Trade),
 ``kraken`` (WebSocket v2), ``bybit`` (v5 spot), ``bybit-linear`` (v5 USDT/USDC
 perpetuals and futures), ``okx`` (v5, any instrument type). The interface is in
-``ingest.exchanges.base``.
+``ingest.venues.base``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from typing import Final
 
-from ingest.exchanges.base import (
+from ingest.venues.base import (
     BAD_INPUT_REASONS,
     ExchangeAdapter,
     FrameKind,
@@ -25,13 +25,13 @@ from ingest.exchanges.base import (
 # name -> "module:Class"; imported on first use so one exchange's module costs nothing to
 # the others (and the simulator and ingest share the same instances).
 _SPEC: Final = {
-    "binance": "ingest.exchanges.binance:BinanceSpot",
-    "binance-futures": "ingest.exchanges.binance:BinanceFutures",
-    "coinbase": "ingest.exchanges.coinbase:Coinbase",
-    "kraken": "ingest.exchanges.kraken:Kraken",
-    "bybit": "ingest.exchanges.bybit:BybitSpot",
-    "bybit-linear": "ingest.exchanges.bybit:BybitLinear",
-    "okx": "ingest.exchanges.okx:Okx",
+    "binance": "ingest.venues.binance:BinanceSpot",
+    "binance-futures": "ingest.venues.binance:BinanceFutures",
+    "coinbase": "ingest.venues.coinbase:Coinbase",
+    "kraken": "ingest.venues.kraken:Kraken",
+    "bybit": "ingest.venues.bybit:BybitSpot",
+    "bybit-linear": "ingest.venues.bybit:BybitLinear",
+    "okx": "ingest.venues.okx:Okx",
 }
 EXCHANGES: Final = tuple(_SPEC)
 ADAPTERS: dict[str, ExchangeAdapter] = {}

@@ -42,7 +42,7 @@ from common.contracts import Side, Tick
 from common.errors import BadInput
 
 if TYPE_CHECKING:
-    from ingest.exchanges.batch import ParsedBatch
+    from ingest.venues.batch import ParsedBatch
 
 #: Default upper bound of a raw frame; larger frames are ``BadInput("frame_too_large")``.
 DEFAULT_MAX_FRAME_BYTES: Final = 1 << 20
@@ -271,9 +271,9 @@ class ExchangeAdapter(ABC):
         """One raw frame → ticks or a control result; ``BadInput`` on malformed input."""
 
     def parse_many(self, frames: Sequence[str | bytes], recv_ts_ns: int) -> ParsedBatch:
-        """Many frames at once (``ingest.exchanges.batch``); this default parses each frame.
+        """Many frames at once (``ingest.venues.batch``); this default parses each frame.
         Adapters with a columnar fast path (Binance) override it."""
-        from ingest.exchanges.batch import parse_each  # noqa: PLC0415 - batch imports base
+        from ingest.venues.batch import parse_each  # noqa: PLC0415 - batch imports base
 
         return parse_each(self.parse, frames, recv_ts_ns)
 

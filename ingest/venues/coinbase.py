@@ -33,8 +33,8 @@ import orjson
 
 from common.contracts import Side, Tick
 from common.errors import BadInput
-from ingest.exchanges import fields as f
-from ingest.exchanges.base import (
+from ingest.venues import fields as f
+from ingest.venues.base import (
     HEARTBEAT,
     IGNORED,
     ExchangeAdapter,

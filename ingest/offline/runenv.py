@@ -36,9 +36,9 @@ from common.errors import BadInput, ConfigError
 from common.procfile import procfile_names
 from common.settings import config_error_line, env_float, env_int
 from detectors.timeframes import parse_timeframes
-from ingest.exchanges import EXCHANGES, get_adapter
+from ingest.offline.ticks import as_exchange, read_ticks
 from ingest.settings import parse_exchanges, rest_url_variable, url_variable
-from ingest.sources import as_exchange, read_ticks
+from ingest.venues import EXCHANGES, get_adapter
 
 FEEDS = ("sim", "live")
 SIMULATOR = "simulator"  # the Procfile process FEED=live leaves out

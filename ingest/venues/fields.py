@@ -18,7 +18,7 @@ import orjson
 
 from common.contracts import Side
 from common.errors import BadInput
-from ingest.exchanges.base import MAX_TS_NS, MIN_TS_NS
+from ingest.venues.base import MAX_TS_NS, MIN_TS_NS
 
 _EPOCH_ORDINAL: Final = _dt.date(1970, 1, 1).toordinal()
 _NS: Final = 1_000_000_000

@@ -21,7 +21,7 @@ adapter and only trades are kept::
 
 ``timestamp``/``local_timestamp`` are µs since the epoch; ``side`` is the taker's side;
 ``symbol`` is the exchange's native spelling (a normalized ``BASE-QUOTE`` is accepted too).
-``exchange`` is an adapter name (``ingest.exchanges.EXCHANGES``) or one of tardis's names in
+``exchange`` is an adapter name (``ingest.venues.EXCHANGES``) or one of tardis's names in
 ``TARDIS_EXCHANGES``; any other venue (``nasdaq``, a vendor's name) is taken as written, its
 symbols too. Any date is accepted (the 2010..2100 window applies to live frames only).
 """
@@ -38,8 +38,8 @@ from typing import IO, Final
 
 from common.contracts import Side, Tick
 from common.errors import BadInput
-from ingest.exchanges import ExchangeAdapter, FrameKind, get_adapter
-from ingest.exchanges.base import check_price_qty
+from ingest.venues import ExchangeAdapter, FrameKind, get_adapter
+from ingest.venues.base import check_price_qty
 
 CSV_HEADER: Final = (
     "exchange",

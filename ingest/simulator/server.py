@@ -6,7 +6,7 @@ One server (one port) serves several exchanges by path: exchange ``X`` lives at
 subscribe handshake, acks, pongs, heartbeats, the trade frames — comes from the adapter's
 ``ServerSession``, so the simulator sends exactly what the real exchange would. The market
 model (replay clock, per-subscription cursors, overlap on reconnect, gap injection) is in
-``ingest.simfeed``; this module only moves frames.
+``ingest.simulator.market``; this module only moves frames.
 
 The same port serves each exchange's public REST trade history (``GET /X`` + the adapter's
 ``history_path``, e.g. ``/binance/api/v3/historicalTrades?symbol=&fromId=&limit=``,
@@ -40,8 +40,8 @@ from websockets.http11 import Request, Response
 
 from common.errors import BadInput
 from common.logging import get_logger
-from ingest.exchanges import ServerReply, ServerSession, get_adapter
-from ingest.simfeed import Faults, Feed, FrameFaults, Subscription, history_slice
+from ingest.simulator.market import Faults, Feed, FrameFaults, Subscription, history_slice
+from ingest.venues import ServerReply, ServerSession, get_adapter
 
 
 @dataclass(slots=True)

@@ -30,8 +30,8 @@ import orjson
 
 from common.contracts import Tick
 from common.errors import BadInput
-from ingest.exchanges import fields as f
-from ingest.exchanges.base import (
+from ingest.venues import fields as f
+from ingest.venues.base import (
     IGNORED,
     PONG,
     ExchangeAdapter,

@@ -52,8 +52,8 @@ import orjson
 
 from common.contracts import Side, Tick
 from common.errors import BadInput
-from ingest.exchanges import fields as f
-from ingest.exchanges.base import (
+from ingest.venues import fields as f
+from ingest.venues.base import (
     IGNORED,
     MAX_PRICE,
     MAX_QTY,
@@ -71,7 +71,7 @@ from ingest.exchanges.base import (
     control_result,
     trade_result,
 )
-from ingest.exchanges.batch import ParsedBatch, TradeColumns, in_bounds, parse_each
+from ingest.venues.batch import ParsedBatch, TradeColumns, in_bounds, parse_each
 
 _ACK: Final = control_result("ack")
 _SHUTDOWN: Final = control_result("shutdown")
@@ -203,7 +203,7 @@ class _Binance(ExchangeAdapter):
 
     def parse_many(self, frames: Sequence[str | bytes], recv_ts_ns: int) -> ParsedBatch:
         """Many frames at once: trades in columns when every frame is a plain trade frame,
-        validated over whole arrays; else ``parse`` per frame (``ingest.exchanges.batch``)."""
+        validated over whole arrays; else ``parse`` per frame (``ingest.venues.batch``)."""
         columns = self._columns(frames, recv_ts_ns) if frames else None
         if columns is None:
             return parse_each(self.parse, frames, recv_ts_ns)
