@@ -36,6 +36,7 @@ from ingest.offline.ticks import as_exchange, read_ticks, synthetic_ticks
 from ingest.settings import DEFAULT_GC_GEN0, tune_gc
 from ingest.simulator.market import Faults, Feed
 from ingest.simulator.server import Simulator
+from ingest.simulator.venues import SIMULATED
 from ingest.venues import EXCHANGES
 
 
@@ -52,7 +53,7 @@ def register(sub: Any) -> None:
         action="append",
         required=True,
         metavar="EXCHANGE=SOURCE",
-        help=f"serve EXCHANGE ({', '.join(EXCHANGES)}) from a file or 'synthetic'",
+        help=f"serve EXCHANGE ({', '.join(SIMULATED)}) from a file or 'synthetic'",
     )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8765, help="0 = any free port")
@@ -151,8 +152,8 @@ def build_feeds(args: argparse.Namespace) -> dict[str, Feed]:
     feeds: dict[str, Feed] = {}
     for spec in args.feed:
         exchange, sep, source = spec.partition("=")
-        if not sep or exchange not in EXCHANGES:
-            raise SystemExit(f"--feed {spec!r}: expected EXCHANGE=SOURCE, EXCHANGE in {EXCHANGES}")
+        if not sep or exchange not in SIMULATED:
+            raise SystemExit(f"--feed {spec!r}: expected EXCHANGE=SOURCE, EXCHANGE in {SIMULATED}")
         if source == "synthetic":
             count = max(1, int(args.rate * args.duration))
             ticks = synthetic_ticks(

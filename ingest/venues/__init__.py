@@ -1,4 +1,4 @@
-"""Exchange adapters (pure protocol code) and their registry.
+"""Exchange adapters (pure client protocol code) and their registry.
 
 ``get_adapter(name)`` returns the shared adapter of one exchange market; ``EXCHANGES`` lists
 the names: ``binance``, ``binance-futures`` (USDⓈ-M), ``coinbase`` (Advanced Trade),
@@ -18,8 +18,6 @@ from ingest.venues.base import (
     FrameKind,
     Heartbeat,
     ParseResult,
-    ServerReply,
-    ServerSession,
 )
 
 # name -> "module:Class"; imported on first use so one exchange's module costs nothing to
@@ -59,7 +57,5 @@ __all__ = [
     "FrameKind",
     "Heartbeat",
     "ParseResult",
-    "ServerReply",
-    "ServerSession",
     "get_adapter",
 ]

@@ -24,9 +24,7 @@ Symbols: spot ``BTCUSDT`` → ``BTC-USDT``; linear ``BTCUSDT`` → ``BTC-USDT-PE
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
-from itertools import groupby
 from typing import Any, Final
 
 import orjson
@@ -35,31 +33,35 @@ from common.contracts import Tick
 from common.errors import BadInput
 from ingest.venues import fields as f
 from ingest.venues.base import (
+    ACK,
     IGNORED,
     PONG,
     ExchangeAdapter,
     Heartbeat,
     ParseResult,
-    ServerReply,
-    ServerSession,
     chunks,
-    control_result,
+    error_result,
     trade_result,
 )
+from ingest.venues.symbols import (
+    CONCAT_QUOTES,
+    concat_spot_native,
+    concat_spot_symbol,
+    split_concatenated,
+)
 
-_ACK: Final = control_result("ack")
-_TOPIC: Final = "publicTrade."
-_SIDES: Final = {"buy": "Buy", "sell": "Sell"}
+#: Topic prefix of the trade channel (``publicTrade.BTCUSDT``).
+TOPIC: Final = "publicTrade."
 
 
-class _Bybit(ExchangeAdapter):
+class Bybit(ExchangeAdapter):
     max_streams_per_connection = 500  # Bybit caps args at 21,000 characters per connection
     subscribe_rate_per_s = 10.0
     trade_ids_sequential = False
     heartbeat = Heartbeat(ping_message='{"op":"ping"}', ping_interval_s=20.0, idle_timeout_s=45.0)
 
     def subscribe_messages(self, native_symbols: Sequence[str]) -> list[str]:
-        topics = [_TOPIC + s.upper() for s in native_symbols]
+        topics = [TOPIC + s.upper() for s in native_symbols]
         return [
             orjson.dumps({"op": "subscribe", "args": part, "req_id": str(i)}).decode()
             for i, part in enumerate(chunks(topics, self.max_symbols_per_message), 1)
@@ -84,7 +86,7 @@ class _Bybit(ExchangeAdapter):
         msg = f.load_object(frame, self.max_frame_bytes)
         topic = msg.get("topic")
         if isinstance(topic, str):
-            if not topic.startswith(_TOPIC):
+            if not topic.startswith(TOPIC):
                 return IGNORED  # orderbook, tickers, kline, ...
             data = f.get_list(msg, "data")
             ticks = [self._trade(f.as_dict(tr, "trade"), recv_ts_ns) for tr in data]
@@ -94,10 +96,10 @@ class _Bybit(ExchangeAdapter):
             return PONG
         if op in ("subscribe", "unsubscribe"):
             if msg.get("success") is True:
-                return _ACK
-            return control_result("error", str(msg.get("ret_msg", ""))[:300])
+                return ACK
+            return error_result(msg.get("ret_msg", ""))
         if msg.get("success") is False:
-            return control_result("error", str(msg.get("ret_msg", ""))[:300])
+            return error_result(msg.get("ret_msg", ""))
         return IGNORED
 
     def _trade(self, tr: dict[str, Any], recv_ts_ns: int) -> Tick:
@@ -111,27 +113,22 @@ class _Bybit(ExchangeAdapter):
             recv_ts_ns,
         )
 
-    def server_session(self) -> ServerSession:
-        return _BybitSession(self)
 
-
-class BybitSpot(_Bybit):
+class BybitSpot(Bybit):
     name = "bybit"
     default_url = "wss://stream.bybit.com/v5/public/spot"
-    server_path = "/v5/public/spot"
     max_symbols_per_message = 10
 
     def normalize(self, native: str) -> str:
-        return f.concat_spot_symbol(native)
+        return concat_spot_symbol(native)
 
     def to_native(self, symbol: str) -> str:
-        return f.concat_spot_native(symbol)
+        return concat_spot_native(symbol)
 
 
-class BybitLinear(_Bybit):
+class BybitLinear(Bybit):
     name = "bybit-linear"
     default_url = "wss://stream.bybit.com/v5/public/linear"
-    server_path = "/v5/public/linear"
     max_symbols_per_message = 100
 
     def normalize(self, native: str) -> str:
@@ -140,7 +137,7 @@ class BybitLinear(_Bybit):
         if pair.endswith("PERP") and len(pair) > 4 and not expiry:
             return f"{pair[:-4]}-USDC-PERP"
         try:
-            base, quote = f.split_concatenated(pair, f.CONCAT_QUOTES)
+            base, quote = split_concatenated(pair, CONCAT_QUOTES)
         except BadInput:
             if not expiry:
                 raise
@@ -155,70 +152,3 @@ class BybitLinear(_Bybit):
         if kind == "PERP":
             return f"{base}PERP" if quote == "USDC" else base + quote
         return f"{base}-{kind}" if quote == "USDC" else f"{base}{quote}-{kind}"
-
-
-class _BybitSession(ServerSession):
-    """Bybit's side of one connection: subscribe acks, the market's own pong, pushes."""
-
-    def __init__(self, adapter: _Bybit) -> None:
-        super().__init__()
-        self.adapter = adapter
-        self.conn_id = "sim-" + adapter.name
-
-    def handle(self, message: str | bytes) -> ServerReply:
-        req = f.client_request(message)
-        if req is None:
-            return ServerReply([self._reply("", False, "error:invalid json", "")])
-        op, rid = req.get("op"), str(req.get("req_id", ""))
-        if op == "ping":
-            if isinstance(self.adapter, BybitSpot):
-                return ServerReply([self._reply("ping", True, "pong", rid)])
-            pong = {"req_id": rid, "op": "pong", "args": [str(_ms())], "conn_id": self.conn_id}
-            return ServerReply([orjson.dumps(pong).decode()])
-        args = req.get("args")
-        if op not in ("subscribe", "unsubscribe") or not isinstance(args, list):
-            return ServerReply([self._reply(str(op), False, "error:handler not found", rid)])
-        if len(args) > self.adapter.max_symbols_per_message:
-            msg = f"args size >{self.adapter.max_symbols_per_message}"
-            return ServerReply([self._reply(op, False, msg, rid)])
-        natives = [a[len(_TOPIC) :] for a in args if isinstance(a, str) and a.startswith(_TOPIC)]
-        reply = ServerReply([self._reply(op, True, "", rid)])
-        if op == "subscribe":
-            self.subscribed.update(natives)
-            reply.subscribed = natives
-        else:
-            self.subscribed.difference_update(natives)
-            reply.unsubscribed = natives
-        return reply
-
-    def _reply(self, op: str, success: bool, ret_msg: str, rid: str) -> str:
-        body = {"success": success, "ret_msg": ret_msg, "conn_id": self.conn_id,
-                "req_id": rid, "op": op}  # fmt: skip
-        return orjson.dumps(body).decode()
-
-    def render_trades(self, ticks: Sequence[Tick], *, snapshot: bool = False) -> list[str]:
-        del snapshot  # Bybit sends no initial trade snapshot
-        frames = []
-        for native, run in groupby(ticks, key=lambda t: t.native_symbol):
-            group = list(run)
-            data = [
-                {
-                    "T": t.ts // 1_000_000,
-                    "s": t.native_symbol,
-                    "S": _SIDES[t.side],
-                    "v": f.fmt_decimal(t.qty),
-                    "p": f.fmt_decimal(t.price),
-                    "L": "ZeroPlusTick",
-                    "i": t.trade_id,
-                    "BT": False,
-                }
-                for t in group
-            ]
-            ts = max(t.ts for t in group) // 1_000_000
-            msg = {"topic": _TOPIC + native, "type": "snapshot", "ts": ts, "data": data}
-            frames.append(orjson.dumps(msg).decode())
-        return frames
-
-
-def _ms() -> int:
-    return time.time_ns() // 1_000_000
