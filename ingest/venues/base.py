@@ -34,11 +34,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Final, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeVar
 
 from common import plausibility
 from common.contracts import Side, Tick
 from common.errors import BadInput
+from ingest.venues.fields import TradeFields, as_dict, decimal_str, get, get_str, read_side
 
 if TYPE_CHECKING:
     from ingest.venues.batch import ParsedBatch
@@ -259,6 +260,22 @@ class ExchangeAdapter(ABC):
         raise NotImplementedError(f"{self.name} has no REST trade history")
 
     # ---- shared helpers for subclasses ----------------------------------------------
+    def read_trade(
+        self, obj: Any, fields: TradeFields, recv_ts_ns: int, native: str | None = None
+    ) -> Tick:
+        """One JSON trade object → a validated tick, each field where ``fields`` says
+        (``native``: the symbol, for objects that do not carry it)."""
+        tr = as_dict(obj, "trade")
+        return self.make_tick(
+            get_str(tr, fields.symbol) if native is None else native,
+            fields.read_id(get(tr, fields.trade_id), fields.trade_id),
+            decimal_str(get(tr, fields.price), fields.price),
+            decimal_str(get(tr, fields.qty), fields.qty),
+            read_side(get(tr, fields.side), fields.side, fields.sides),
+            fields.read_time(get(tr, fields.time), fields.time),
+            recv_ts_ns,
+        )
+
     def make_tick(  # noqa: PLR0917 - mirrors the field order of Tick
         self,
         native: str,

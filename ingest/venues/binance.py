@@ -49,7 +49,7 @@ from typing import Any, ClassVar, Final
 import numpy as np
 import orjson
 
-from common.contracts import Side, Tick
+from common.contracts import Tick
 from common.errors import BadInput
 from ingest.venues import fields as f
 from ingest.venues.base import (
@@ -93,6 +93,8 @@ _TRADE_STREAMS: Final = ("@trade", "@aggTrade")
 _NOT_MARKET: Final = frozenset({"INSURANCE_FUND", "ADL", "NA"})
 #: The trade fields of a futures raw ``@trade`` payload, and its execution type last.
 _RAW_FIELDS: Final = itemgetter("e", "s", "t", "T", "p", "q", "m", "X")
+#: The strict path's reading of a trade payload, by id field (``t`` trade, ``a`` aggTrade).
+_STRICT: Final = {k: f.TradeFields("s", k, "p", "q", "m", "T", None, f.int_id) for k in "ta"}
 
 
 class Binance(ExchangeAdapter):
@@ -273,16 +275,7 @@ class Binance(ExchangeAdapter):
         )
 
     def _parse_strict(self, data: dict[str, Any], id_key: str, recv_ts_ns: int) -> ParseResult:
-        native = f.get_str(data, "s")
-        tid = f.int_id(f.get(data, id_key), id_key)
-        ts = f.ms_to_ns(f.get(data, "T"), "T")
-        price = f.decimal_str(f.get(data, "p"), "p")
-        qty = f.decimal_str(f.get(data, "q"), "q")
-        maker = f.get(data, "m")
-        if type(maker) is not bool:
-            raise BadInput("bad_type", f"m is {type(maker).__name__}, expected boolean")
-        side: Side = "sell" if maker else "buy"
-        return trade_result([self.make_tick(native, tid, price, qty, side, ts, recv_ts_ns)])
+        return trade_result([self.read_trade(data, _STRICT[id_key], recv_ts_ns)])
 
     def _parse_other(self, msg: dict[str, Any], data: dict[str, Any]) -> ParseResult:
         if "result" in msg and "id" in msg:
@@ -315,8 +308,8 @@ class Binance(ExchangeAdapter):
         raise BadInput("unknown_frame", f"{event} event on {self.name}: not parsed here")
 
     # ---- REST trade history ------------------------------------------------------------
-    #: Field names of one history row: id, price, qty, time (ms), buyer-is-maker.
-    history_fields: ClassVar[tuple[str, str, str, str, str]]
+    #: Where a REST history row keeps each field (its symbol is the request's).
+    history_fields: ClassVar[f.TradeFields]
 
     def history_params(self, query: HistoryQuery) -> dict[str, str]:
         if query.from_id is None:
@@ -336,24 +329,7 @@ class Binance(ExchangeAdapter):
         rows = f.load_json(body, 64 * self.max_frame_bytes)
         if not isinstance(rows, list):
             raise BadInput("unknown_frame", f"history reply {str(rows)[:200]}")
-        kid, kp, kq, kt, km = self.history_fields
-        ticks = []
-        for row in rows:
-            r = f.as_dict(row, "history row")
-            maker = f.get(r, km)
-            if type(maker) is not bool:
-                raise BadInput("bad_type", f"{km} is {type(maker).__name__}, expected boolean")
-            ticks.append(
-                self.make_tick(
-                    native,
-                    f.int_id(f.get(r, kid), kid),
-                    f.decimal_str(f.get(r, kp), kp),
-                    f.decimal_str(f.get(r, kq), kq),
-                    "sell" if maker else "buy",
-                    f.ms_to_ns(f.get(r, kt), kt),
-                    recv_ts_ns,
-                )
-            )
+        ticks = [self.read_trade(row, self.history_fields, recv_ts_ns, native) for row in rows]
         ticks.sort(key=lambda t: int(t.trade_id))
         return HistoryPage(ticks)
 
@@ -370,7 +346,7 @@ class BinanceSpot(Binance):
     _fields = itemgetter("e", "s", "t", "T", "p", "q", "m")
     default_rest_url = "https://api.binance.com"
     history_path = "/api/v3/historicalTrades"
-    history_fields = ("id", "price", "qty", "time", "isBuyerMaker")
+    history_fields = f.TradeFields("", "id", "price", "qty", "isBuyerMaker", "time", None, f.int_id)
 
     def normalize(self, native: str) -> str:
         return concat_spot_symbol(native)
@@ -392,7 +368,7 @@ class BinanceFutures(Binance):
     raw_trades = True
     default_rest_url = "https://fapi.binance.com"
     history_path = "/fapi/v1/aggTrades"
-    history_fields = ("a", "p", "q", "T", "m")
+    history_fields = f.TradeFields("", "a", "p", "q", "m", "T", None, f.int_id)
 
     def normalize(self, native: str) -> str:
         pair, _, expiry = native.partition("_")

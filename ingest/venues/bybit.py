@@ -25,11 +25,10 @@ Symbols: spot ``BTCUSDT`` → ``BTC-USDT``; linear ``BTCUSDT`` → ``BTC-USDT-PE
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Final
 
 import orjson
 
-from common.contracts import Tick
 from common.errors import BadInput
 from ingest.venues import fields as f
 from ingest.venues.base import (
@@ -52,6 +51,7 @@ from ingest.venues.symbols import (
 
 #: Topic prefix of the trade channel (``publicTrade.BTCUSDT``).
 TOPIC: Final = "publicTrade."
+_FIELDS: Final = f.TradeFields("s", "i", "p", "v", "S", "T", {"Buy": "buy", "Sell": "sell"})
 
 
 class Bybit(ExchangeAdapter):
@@ -89,7 +89,7 @@ class Bybit(ExchangeAdapter):
             if not topic.startswith(TOPIC):
                 return IGNORED  # orderbook, tickers, kline, ...
             data = f.get_list(msg, "data")
-            ticks = [self._trade(f.as_dict(tr, "trade"), recv_ts_ns) for tr in data]
+            ticks = [self.read_trade(tr, _FIELDS, recv_ts_ns) for tr in data]
             return trade_result(ticks)
         op = msg.get("op")
         if op == "pong" or (op == "ping" and msg.get("ret_msg") == "pong"):
@@ -101,17 +101,6 @@ class Bybit(ExchangeAdapter):
         if msg.get("success") is False:
             return error_result(msg.get("ret_msg", ""))
         return IGNORED
-
-    def _trade(self, tr: dict[str, Any], recv_ts_ns: int) -> Tick:
-        return self.make_tick(
-            f.get_str(tr, "s"),
-            f.str_id(f.get(tr, "i"), "i"),
-            f.decimal_str(f.get(tr, "p"), "p"),
-            f.decimal_str(f.get(tr, "v"), "v"),
-            f.side_from(f.get(tr, "S"), "S", "Buy", "Sell"),
-            f.ms_to_ns(f.get(tr, "T"), "T"),
-            recv_ts_ns,
-        )
 
 
 class BybitSpot(Bybit):

@@ -47,6 +47,9 @@ from ingest.venues.base import (
 
 #: Maker side as sent → taker side.
 _TAKER: Final[dict[str, Side]] = {"BUY": "sell", "SELL": "buy"}
+_FIELDS: Final = f.TradeFields(
+    "product_id", "trade_id", "price", "size", "side", "time", _TAKER, f.str_id, f.iso8601_to_ns
+)
 
 
 class Coinbase(ExchangeAdapter):
@@ -112,25 +115,10 @@ class Coinbase(ExchangeAdapter):
                 raise BadInput("bad_type", f"market_trades event type {kind!r:.40}")
             snapshot = snapshot or kind == "snapshot"
             for raw in f.get_list(ev, "trades"):
-                ticks.append(self._trade(f.as_dict(raw, "trade"), recv_ts_ns))
+                ticks.append(self.read_trade(raw, _FIELDS, recv_ts_ns))
         # Newest first on the wire; oldest first out (ties: by numeric trade id).
         ticks.sort(key=_order)
         return trade_result(ticks, snapshot)
-
-    def _trade(self, tr: dict[str, Any], recv_ts_ns: int) -> Tick:
-        maker = f.get(tr, "side")
-        side = _TAKER.get(maker) if isinstance(maker, str) else None
-        if side is None:
-            raise BadInput("bad_type", f"side={tr['side']!r:.40} is not BUY or SELL")
-        return self.make_tick(
-            f.get_str(tr, "product_id"),
-            f.str_id(f.get(tr, "trade_id"), "trade_id"),
-            f.decimal_str(f.get(tr, "price"), "price"),
-            f.decimal_str(f.get(tr, "size"), "size"),
-            side,
-            f.iso8601_to_ns(f.get(tr, "time"), "time"),
-            recv_ts_ns,
-        )
 
 
 def _order(t: Tick) -> tuple[int, int]:

@@ -10,14 +10,14 @@ integers are multiplied.
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Mapping
-from typing import Any, Final
+from collections.abc import Callable, Mapping
+from typing import Any, Final, NamedTuple
 
 import orjson
 
 from common.contracts import Side
 from common.errors import BadInput
-from ingest.venues.base import MAX_TS_NS, MIN_TS_NS
+from common.plausibility import MAX_TS_NS, MIN_TS_NS
 
 _EPOCH_ORDINAL: Final = _dt.date(1970, 1, 1).toordinal()
 _NS: Final = 1_000_000_000
@@ -182,10 +182,36 @@ def iso8601_to_ns(value: Any, key: str = "time") -> int:
     return ns
 
 
-def side_from(value: Any, key: str, buy: str, sell: str) -> Side:
-    """The taker side from a field whose values mean taker buy/sell (``buy``/``sell``)."""
-    if value == buy:
-        return "buy"
-    if value == sell:
-        return "sell"
-    raise BadInput("bad_type", f"{key}={value!r:.40} is not {buy!r} or {sell!r}")
+def read_side(value: Any, key: str, sides: Mapping[str, Side] | None) -> Side:
+    """The taker side: ``sides`` maps the wire values to it (``{"Buy": "buy", ...}``, or the
+    opposite where the exchange prints the maker's side); None means ``value`` is a JSON
+    boolean that is true when the buyer was the maker (Binance ``m``), i.e. the taker sold."""
+    if sides is None:
+        if type(value) is bool:
+            return "sell" if value else "buy"
+        raise BadInput("bad_type", f"{key} is {type(value).__name__}, expected boolean")
+    side = sides.get(value) if type(value) is str else None
+    if side is None:
+        raise BadInput("bad_type", f"{key}={value!r:.40} is not {' or '.join(map(repr, sides))}")
+    return side
+
+
+class TradeFields(NamedTuple):
+    """Where an exchange's JSON trade object keeps each field, and how the id and the time
+    are read (``ExchangeAdapter.read_trade``): one table per exchange instead of one reader
+    per exchange."""
+
+    symbol: str  # "" where the object has none (a REST history row of one symbol)
+    trade_id: str
+    price: str
+    qty: str
+    side: str
+    time: str
+    #: Wire value → taker side; None: a "buyer was the maker" boolean (``read_side``).
+    sides: Mapping[str, Side] | None
+    read_id: Callable[[Any, str], str] = str_id
+    read_time: Callable[[Any, str], int] = ms_to_ns
+
+
+#: ``sides`` of exchanges that print the taker's side as ``buy``/``sell``.
+TAKER_SIDES: Final[Mapping[str, Side]] = {"buy": "buy", "sell": "sell"}

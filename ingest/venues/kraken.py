@@ -33,13 +33,13 @@ Symbols: ``BTC/USD`` → ``BTC-USD`` (v2 already says BTC, not XBT).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
 import orjson
 
-from common.contracts import Tick
+from common.contracts import Side, Tick
 from common.errors import BadInput
 from ingest.venues import fields as f
 from ingest.venues.base import (
@@ -60,6 +60,11 @@ from ingest.venues.base import (
 )
 
 _STATUS: Final = control_result("info", "status")
+_FIELDS: Final = f.TradeFields(
+    "symbol", "trade_id", "price", "qty", "side", "timestamp", f.TAKER_SIDES, f.int_id,
+    f.iso8601_to_ns,
+)  # fmt: skip
+_HISTORY_SIDES: Final[Mapping[str, Side]] = {"b": "buy", "s": "sell"}
 
 
 class Kraken(ExchangeAdapter):
@@ -123,7 +128,7 @@ class Kraken(ExchangeAdapter):
             if kind not in ("snapshot", "update"):
                 raise BadInput("bad_type", f"trade message type {kind!r:.40}")
             data = f.get_list(msg, "data")
-            ticks = [self._trade(f.as_dict(tr, "trade"), recv_ts_ns) for tr in data]
+            ticks = [self.read_trade(tr, _FIELDS, recv_ts_ns) for tr in data]
             ticks.sort(key=lambda t: int(t.trade_id))  # ids are integers (checked)
             return trade_result(ticks, kind == "snapshot")
         if channel == "heartbeat":
@@ -140,17 +145,6 @@ class Kraken(ExchangeAdapter):
         if "error" in msg:
             return error_result(msg["error"])
         return IGNORED  # book, ticker, ohlc, ...
-
-    def _trade(self, tr: dict[str, Any], recv_ts_ns: int) -> Tick:
-        return self.make_tick(
-            f.get_str(tr, "symbol"),
-            f.int_id(f.get(tr, "trade_id"), "trade_id"),
-            f.decimal_str(f.get(tr, "price"), "price"),
-            f.decimal_str(f.get(tr, "qty"), "qty"),
-            f.side_from(f.get(tr, "side"), "side", "buy", "sell"),
-            f.iso8601_to_ns(f.get(tr, "timestamp"), "timestamp"),
-            recv_ts_ns,
-        )
 
     # ---- REST trade history ------------------------------------------------------------
     def history_params(self, query: HistoryQuery) -> dict[str, str]:
@@ -200,7 +194,7 @@ class Kraken(ExchangeAdapter):
             f.int_id(tid, "trade_id"),
             f.decimal_str(str(price), "price"),
             f.decimal_str(str(qty), "volume"),
-            f.side_from(side, "side", "b", "s"),
+            f.read_side(side, "side", _HISTORY_SIDES),
             ts,
             recv_ts_ns,
         )

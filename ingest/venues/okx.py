@@ -23,11 +23,10 @@ options keep their suffix (``BTC-USD-240927``, ``BTC-USD-231229-35000-C``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Final
 
 import orjson
 
-from common.contracts import Tick
 from common.errors import BadInput
 from ingest.venues import fields as f
 from ingest.venues.base import (
@@ -44,6 +43,7 @@ from ingest.venues.base import (
 )
 
 _SHUTDOWN: Final = control_result("shutdown", "64008")
+_FIELDS: Final = f.TradeFields("instId", "tradeId", "px", "sz", "side", "ts", f.TAKER_SIDES)
 
 
 class Okx(ExchangeAdapter):
@@ -111,16 +111,5 @@ class Okx(ExchangeAdapter):
                     raise BadInput("unknown_frame", f"channel {channel[:40]!r} is not parsed")
                 return IGNORED  # books, tickers, ...
             data = f.get_list(msg, "data")
-            return trade_result([self._trade(f.as_dict(tr, "trade"), recv_ts_ns) for tr in data])
+            return trade_result([self.read_trade(tr, _FIELDS, recv_ts_ns) for tr in data])
         return IGNORED
-
-    def _trade(self, tr: dict[str, Any], recv_ts_ns: int) -> Tick:
-        return self.make_tick(
-            f.get_str(tr, "instId"),
-            f.str_id(f.get(tr, "tradeId"), "tradeId"),
-            f.decimal_str(f.get(tr, "px"), "px"),
-            f.decimal_str(f.get(tr, "sz"), "sz"),
-            f.side_from(f.get(tr, "side"), "side", "buy", "sell"),
-            f.ms_to_ns(f.get(tr, "ts"), "ts"),
-            recv_ts_ns,
-        )

@@ -43,7 +43,8 @@ class BinanceServer(VenueServer):
         return HistoryQuery(native, from_id, None, min(limit, self.adapter.history_max_limit))
 
     def render_history(self, ticks: Sequence[Tick], query: HistoryQuery) -> bytes:
-        kid, kp, kq, kt, km = self.adapter.history_fields
+        fields = self.adapter.history_fields
+        kid, kp, kq, kt, km = fields.trade_id, fields.price, fields.qty, fields.time, fields.side
         rows: list[dict[str, Any]] = []
         for t in ticks:
             tid = int(t.trade_id)
