@@ -9,7 +9,6 @@ perpetuals and futures), ``okx`` (v5, any instrument type). The interface is in
 
 from __future__ import annotations
 
-import importlib
 from typing import Final
 
 from ingest.venues.base import (
@@ -19,6 +18,7 @@ from ingest.venues.base import (
     Heartbeat,
     ParseResult,
 )
+from ingest.venues.registry import LazyRegistry
 
 # name -> "module:Class"; imported on first use so one exchange's module costs nothing to
 # the others (and the simulator and ingest share the same instances).
@@ -31,22 +31,16 @@ _SPEC: Final = {
     "bybit-linear": "ingest.venues.bybit:BybitLinear",
     "okx": "ingest.venues.okx:Okx",
 }
-EXCHANGES: Final = tuple(_SPEC)
-ADAPTERS: dict[str, ExchangeAdapter] = {}
+_ADAPTERS: Final[LazyRegistry[ExchangeAdapter]] = LazyRegistry(
+    ExchangeAdapter, _SPEC, "exchange", lambda cls, _: cls()
+)
+EXCHANGES: Final = _ADAPTERS.names
+ADAPTERS: Final = _ADAPTERS.built  # the adapters built so far, by name
 
 
 def get_adapter(name: str) -> ExchangeAdapter:
     """The adapter called ``name``; ``KeyError`` naming the known ones otherwise."""
-    adapter = ADAPTERS.get(name)
-    if adapter is None:
-        spec = _SPEC.get(name)
-        if spec is None:
-            raise KeyError(f"unknown exchange {name!r}; known: {', '.join(EXCHANGES)}")
-        module, cls = spec.split(":")
-        adapter = getattr(importlib.import_module(module), cls)()
-        assert isinstance(adapter, ExchangeAdapter)
-        ADAPTERS[name] = adapter
-    return adapter
+    return _ADAPTERS.get(name)
 
 
 __all__ = [

@@ -73,8 +73,8 @@ from ingest.venues.base import (
 from ingest.venues.batch import ParsedBatch, TradeColumns, in_bounds, parse_each
 from ingest.venues.symbols import (
     CONCAT_QUOTES,
-    concat_spot_native,
-    concat_spot_symbol,
+    ConcatSpot,
+    derivative_parts,
     split_concatenated,
 )
 
@@ -334,7 +334,7 @@ class Binance(ExchangeAdapter):
         return HistoryPage(ticks)
 
 
-class BinanceSpot(Binance):
+class BinanceSpot(ConcatSpot, Binance):
     name = "binance"
     default_url = "wss://stream.binance.com:9443/stream"
     max_streams_per_connection = 1024
@@ -347,12 +347,6 @@ class BinanceSpot(Binance):
     default_rest_url = "https://api.binance.com"
     history_path = "/api/v3/historicalTrades"
     history_fields = f.TradeFields("", "id", "price", "qty", "isBuyerMaker", "time", None, f.int_id)
-
-    def normalize(self, native: str) -> str:
-        return concat_spot_symbol(native)
-
-    def to_native(self, symbol: str) -> str:
-        return concat_spot_native(symbol)
 
 
 class BinanceFutures(Binance):
@@ -376,8 +370,5 @@ class BinanceFutures(Binance):
         return f"{base}-{quote}-{expiry.upper() if expiry else 'PERP'}"
 
     def to_native(self, symbol: str) -> str:
-        parts = symbol.upper().split("-")
-        if len(parts) != 3:
-            raise BadInput("unknown_symbol", f"{symbol!r} is not BASE-QUOTE-PERP|EXPIRY")
-        base, quote, kind = parts
+        base, quote, kind = derivative_parts(symbol)
         return base + quote if kind == "PERP" else f"{base}{quote}_{kind}"

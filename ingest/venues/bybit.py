@@ -44,8 +44,8 @@ from ingest.venues.base import (
 )
 from ingest.venues.symbols import (
     CONCAT_QUOTES,
-    concat_spot_native,
-    concat_spot_symbol,
+    ConcatSpot,
+    derivative_parts,
     split_concatenated,
 )
 
@@ -103,16 +103,10 @@ class Bybit(ExchangeAdapter):
         return IGNORED
 
 
-class BybitSpot(Bybit):
+class BybitSpot(ConcatSpot, Bybit):
     name = "bybit"
     default_url = "wss://stream.bybit.com/v5/public/spot"
     max_symbols_per_message = 10
-
-    def normalize(self, native: str) -> str:
-        return concat_spot_symbol(native)
-
-    def to_native(self, symbol: str) -> str:
-        return concat_spot_native(symbol)
 
 
 class BybitLinear(Bybit):
@@ -134,10 +128,7 @@ class BybitLinear(Bybit):
         return f"{base}-{quote}-{expiry or 'PERP'}"
 
     def to_native(self, symbol: str) -> str:
-        parts = symbol.upper().split("-")
-        if len(parts) != 3:
-            raise BadInput("unknown_symbol", f"{symbol!r} is not BASE-QUOTE-PERP|EXPIRY")
-        base, quote, kind = parts
+        base, quote, kind = derivative_parts(symbol)
         if kind == "PERP":
             return f"{base}PERP" if quote == "USDC" else base + quote
         return f"{base}-{kind}" if quote == "USDC" else f"{base}{quote}-{kind}"

@@ -36,6 +36,27 @@ def native_of(adapter: ExchangeAdapter, symbol: str) -> str | None:
         return None
 
 
+class ConcatSpot:
+    """``normalize``/``to_native`` of spot markets that glue base and quote together
+    (Binance, Bybit: ``BTCUSDT`` ↔ ``BTC-USDT``); listed before the adapter's base class."""
+
+    def normalize(self, native: str) -> str:
+        return concat_spot_symbol(native)
+
+    def to_native(self, symbol: str) -> str:
+        return concat_spot_native(symbol)
+
+
+def derivative_parts(symbol: str) -> tuple[str, str, str]:
+    """``BTC-USDT-PERP`` / ``BTC-USD-250926`` → (base, quote, kind), upper case;
+    ``BadInput("unknown_symbol")`` for any other shape."""
+    parts = symbol.upper().split("-")
+    if len(parts) != 3:
+        raise BadInput("unknown_symbol", f"{symbol!r} is not BASE-QUOTE-PERP|EXPIRY")
+    base, quote, kind = parts
+    return base, quote, kind
+
+
 def concat_spot_symbol(native: str) -> str:
     """Binance/Bybit spot ``BTCUSDT`` → ``BTC-USDT``."""
     base, quote = split_concatenated(native, CONCAT_QUOTES)

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from common.contracts import Tick
 from common.errors import BadInput
 from ingest.sequence import TradeDeduper
-from ingest.simulator.venues.base import ns_to_iso8601
+from ingest.simulator.venues.wire import ns_to_iso8601
 from ingest.venues import get_adapter
 from ingest.venues.fields import iso8601_to_ns
 

@@ -8,11 +8,11 @@ adapter without an entry here still works live: the simulator just cannot serve 
 
 from __future__ import annotations
 
-import importlib
 from typing import Final
 
 from ingest.simulator.venues.base import ServerReply, ServerSession, VenueServer
 from ingest.venues import get_adapter
+from ingest.venues.registry import LazyRegistry
 
 # name -> "module:Class"; imported on first use, like the adapters.
 _SPEC: Final = {
@@ -24,23 +24,16 @@ _SPEC: Final = {
     "bybit-linear": "ingest.simulator.venues.bybit:BybitServer",
     "okx": "ingest.simulator.venues.okx:OkxServer",
 }
-SIMULATED: Final = tuple(_SPEC)
-_SERVERS: dict[str, VenueServer] = {}
+_SERVERS: Final[LazyRegistry[VenueServer]] = LazyRegistry(
+    VenueServer, _SPEC, "simulated exchange", lambda cls, name: cls(get_adapter(name))
+)
+SIMULATED: Final = _SERVERS.names
 
 
 def get_server(name: str) -> VenueServer:
     """The server half of exchange ``name``; ``KeyError`` naming the simulated ones
     otherwise."""
-    server = _SERVERS.get(name)
-    if server is None:
-        spec = _SPEC.get(name)
-        if spec is None:
-            raise KeyError(f"no simulator server for {name!r}; simulated: {', '.join(SIMULATED)}")
-        module, cls = spec.split(":")
-        server = getattr(importlib.import_module(module), cls)(get_adapter(name))
-        assert isinstance(server, VenueServer)
-        _SERVERS[name] = server
-    return server
+    return _SERVERS.get(name)
 
 
 def stream_url(host: str, port: int, exchange: str) -> str:

@@ -16,24 +16,14 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 
 from common.contracts import Tick
-from ingest.simulator.venues.base import (
-    ServerReply,
-    ServerSession,
-    VenueServer,
-    client_request,
-    fmt_decimal,
-    history_request,
-    json_text,
-)
+from ingest.simulator.venues.base import ServerReply, ServerSession, VenueServer
+from ingest.simulator.venues.wire import client_request, fmt_decimal, history_request, json_text
 from ingest.venues.base import HistoryQuery
 from ingest.venues.binance import Binance
 
 
 class BinanceServer(VenueServer):
     adapter: Binance
-
-    def __init__(self, adapter: Binance) -> None:
-        super().__init__(adapter)
 
     def session(self) -> ServerSession:
         return _BinanceSession(self.adapter)

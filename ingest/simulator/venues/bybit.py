@@ -14,14 +14,8 @@ from itertools import groupby
 from typing import Final
 
 from common.contracts import Tick
-from ingest.simulator.venues.base import (
-    ServerReply,
-    ServerSession,
-    VenueServer,
-    client_request,
-    fmt_decimal,
-    json_text,
-)
+from ingest.simulator.venues.base import ServerReply, ServerSession, VenueServer
+from ingest.simulator.venues.wire import client_request, fmt_decimal, json_text
 from ingest.venues.bybit import TOPIC, Bybit, BybitSpot
 
 _SIDES: Final = {"buy": "Buy", "sell": "Sell"}
@@ -29,9 +23,6 @@ _SIDES: Final = {"buy": "Buy", "sell": "Sell"}
 
 class BybitServer(VenueServer):
     adapter: Bybit
-
-    def __init__(self, adapter: Bybit) -> None:
-        super().__init__(adapter)
 
     def session(self) -> ServerSession:
         return _BybitSession(self.adapter)

@@ -14,15 +14,8 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from common.contracts import Tick
-from ingest.simulator.venues.base import (
-    ServerReply,
-    ServerSession,
-    VenueServer,
-    client_request,
-    fmt_decimal,
-    json_text,
-    ns_to_iso8601,
-)
+from ingest.simulator.venues.base import ServerReply, ServerSession, VenueServer
+from ingest.simulator.venues.wire import client_request, fmt_decimal, json_text, ns_to_iso8601
 from ingest.venues.base import chunks
 
 #: Taker side → the maker side Coinbase prints.

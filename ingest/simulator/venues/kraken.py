@@ -15,10 +15,8 @@ from itertools import groupby
 from typing import Any
 
 from common.contracts import Tick
-from ingest.simulator.venues.base import (
-    ServerReply,
-    ServerSession,
-    VenueServer,
+from ingest.simulator.venues.base import ServerReply, ServerSession, VenueServer
+from ingest.simulator.venues.wire import (
     client_request,
     fmt_decimal,
     history_request,

@@ -12,14 +12,8 @@ from itertools import groupby
 from typing import Final
 
 from common.contracts import Tick
-from ingest.simulator.venues.base import (
-    ServerReply,
-    ServerSession,
-    VenueServer,
-    client_request,
-    fmt_decimal,
-    json_text,
-)
+from ingest.simulator.venues.base import ServerReply, ServerSession, VenueServer
+from ingest.simulator.venues.wire import client_request, fmt_decimal, json_text
 
 
 class OkxServer(VenueServer):
