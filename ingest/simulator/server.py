@@ -18,7 +18,7 @@ points at ``http://HOST:PORT/X`` (:meth:`Simulator.rest_url`). Trades removed by
 injection are not served either: the exchange never had them. ``Faults.rest_down`` answers
 every history request with HTTP 503.
 
-Faults (``simfeed.Faults``) are applied per connection: drops (the TCP connection is aborted,
+Faults (``market.Faults``) are applied per connection: drops (the TCP connection is aborted,
 as a network cut looks), malformed and duplicated frames, stalls (``stall_every_s`` into a
 connection the server stops reading and sending, so neither trades nor pongs arrive and the
 client's watchdog must notice; ``stall_for_s`` later it cuts the connection).
