@@ -71,12 +71,7 @@ from ingest.venues.base import (
     trade_result,
 )
 from ingest.venues.batch import ParsedBatch, TradeColumns, in_bounds, parse_each
-from ingest.venues.symbols import (
-    CONCAT_QUOTES,
-    ConcatSpot,
-    derivative_parts,
-    split_concatenated,
-)
+from ingest.venues.symbols import CONCAT_QUOTES, ConcatSpot, derivative_parts, split_concatenated
 
 _SHUTDOWN: Final = control_result("shutdown")
 _TRADE: Final = FrameKind.TRADE

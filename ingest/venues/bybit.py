@@ -42,12 +42,7 @@ from ingest.venues.base import (
     error_result,
     trade_result,
 )
-from ingest.venues.symbols import (
-    CONCAT_QUOTES,
-    ConcatSpot,
-    derivative_parts,
-    split_concatenated,
-)
+from ingest.venues.symbols import CONCAT_QUOTES, ConcatSpot, derivative_parts, split_concatenated
 
 #: Topic prefix of the trade channel (``publicTrade.BTCUSDT``).
 TOPIC: Final = "publicTrade."

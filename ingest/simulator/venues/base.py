@@ -1,4 +1,4 @@
-"""The simulator's half of an exchange protocol: the interface and the render helpers.
+"""The simulator's half of an exchange protocol: the interface (text helpers: ``wire``).
 
 A ``VenueServer`` is what the simulator knows of one exchange market on top of its client
 adapter (``ingest.venues``): the URL path it serves on, a fresh ``ServerSession`` per
