@@ -43,7 +43,7 @@ test: install services browser provision lint
 	TIMESCALE_URL=$${TIMESCALE_URL:-$$(bash deploy/timescale-chroot.sh url)} $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # `make run`: the whole pipeline on this machine (the Procfile) in namespace RUN_NAMESPACE.
-# FEED picks where the trades come from (ingest.runenv, `alphapulse run-env --help`):
+# FEED picks where the trades come from (ingest.offline.runenv, `alphapulse run-env --help`):
 # - FEED=sim (default; this machine has no internet): the simulator replays TICKS (default:
 #   the recorded Binance BTC and ETH sessions merged by receive time) as exchange EXCHANGE,
 #   SPEED times real time, looped; ingest subscribes to the file's symbols through it.

@@ -145,8 +145,8 @@ def _read_json(path: str) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     """The ``replay`` subcommand."""
-    from ingest.history import Rejections  # noqa: PLC0415
-    from ingest.sources import read_ticks  # noqa: PLC0415 - only the CLI needs ingest
+    from ingest.offline.bars import Rejections  # noqa: PLC0415
+    from ingest.offline.ticks import read_ticks  # noqa: PLC0415 - only the CLI needs ingest
     from signals.analytics.files import stats_of_records, write_stats  # noqa: PLC0415
     from signals.analytics.stats import StatsOptions  # noqa: PLC0415
     from signals.model import load_model  # noqa: PLC0415 - nor signals (see the docstring)

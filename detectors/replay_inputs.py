@@ -1,15 +1,15 @@
 """What ``alphapulse replay`` reads: a tick file or a bars file, with every unused row counted.
 
 * ``--ticks FILE``: a recording (``--exchange`` names its adapter) or a normalized trades CSV
-  (:mod:`ingest.sources`); lines that are not trades are counted by reason.
+  (:mod:`ingest.offline.ticks`); lines that are not trades are counted by reason.
 * ``--bars FILE --symbol S [--exchange E] [--timeframe TF]``: an OHLCV bars CSV
-  (:mod:`ingest.history`). The bars go straight into the engine (no ticks): the finest
+  (:mod:`ingest.offline.bars`). The bars go straight into the engine (no ticks): the finest
   timeframe is ``TF`` or the file's most common spacing; the coarser ones are the configured
   timeframes (``--timeframes`` / ``TIMEFRAMES``) that are whole multiples of it, built from
   the given bars exactly as from ticks.
 
 Both return the engine :class:`~detectors.partition.Output`, the engine config used and the
-:class:`~ingest.history.Rejections`. Nothing usable raises :class:`NothingUsable`.
+:class:`~ingest.offline.bars.Rejections`. Nothing usable raises :class:`NothingUsable`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from detectors.partition import EngineConfig, Output, PartitionEngine
 from detectors.timeframes import Timeframe, parse_timeframe, parse_timeframes
 
 if TYPE_CHECKING:
-    from ingest.history import Rejections
+    from ingest.offline.bars import Rejections
 
 DEFAULT_BARS_EXCHANGE = "history"
 
@@ -48,7 +48,7 @@ def replay_bars_file(
     args: argparse.Namespace, config: EngineConfig, rejections: Rejections
 ) -> tuple[Output, EngineConfig]:
     """Read, check, sort and de-duplicate a bars file and run it through one engine."""
-    from ingest.history import (  # noqa: PLC0415 - only the CLI needs ingest
+    from ingest.offline.bars import (  # noqa: PLC0415 - only the CLI needs ingest
         bars_in_order,
         infer_timeframe_ms,
         read_bar_rows,
@@ -88,8 +88,8 @@ def recording_summary(path: str, exchange: str) -> str:
     from collections import Counter  # noqa: PLC0415
 
     from common.errors import BadInput  # noqa: PLC0415
-    from ingest.exchanges import get_adapter  # noqa: PLC0415
-    from ingest.sources import is_csv, read_frames  # noqa: PLC0415
+    from ingest.offline.ticks import is_csv, read_frames  # noqa: PLC0415
+    from ingest.venues import get_adapter  # noqa: PLC0415
 
     if is_csv(path):
         return "no usable trade"

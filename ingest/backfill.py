@@ -41,12 +41,12 @@ from common.contracts import Tick
 from common.logging import get_logger
 from common.names import Keys, partition_of
 from ingest.deadletter import RateLimitedLog
-from ingest.exchanges import ExchangeAdapter
-from ingest.exchanges.base import HistoryQuery
 from ingest.lastwritten import decode, member
 from ingest.metrics import IngestMetrics
 from ingest.rest import HistoryClient, HistoryError
 from ingest.sequence import TradeDeduper
+from ingest.venues import ExchangeAdapter
+from ingest.venues.base import HistoryQuery
 from ingest.writer import TickWriter
 
 HOLD_FULL, STOPPED, TIMEOUT = "hold_full", "stopped", "timeout"

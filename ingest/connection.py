@@ -72,11 +72,11 @@ from common.logging import get_logger
 from common.plausibility import TIME_AHEAD, PlausibilityLimits
 from ingest.backfill import GapFiller
 from ingest.deadletter import DeadLetters, RateLimitedLog
-from ingest.exchanges import ExchangeAdapter, FrameKind, ParseResult
-from ingest.exchanges.base import trade_result
-from ingest.exchanges.batch import TradeColumns
 from ingest.metrics import IngestMetrics
 from ingest.sequence import TradeDeduper, Verdict, symbol_runs
+from ingest.venues import ExchangeAdapter, FrameKind, ParseResult
+from ingest.venues.base import trade_result
+from ingest.venues.batch import TradeColumns
 from ingest.writer import TickWriter
 
 _PUBLISH_EVERY_S = 0.25

@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from common.contracts import TICK_DTYPE, TickBatch
-from ingest.exchanges.batch import TradeColumns
+from ingest.venues.batch import TradeColumns
 
 #: ``TICK_DTYPE`` records seen as plain bytes: numpy concatenates these far faster than
 #: structured arrays (no field-by-field dtype promotion).

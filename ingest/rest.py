@@ -19,9 +19,9 @@ import aiohttp
 
 from common.backoff import BackoffPolicy
 from common.errors import BadInput
-from ingest.exchanges import ExchangeAdapter
-from ingest.exchanges.base import HistoryPage, HistoryQuery
 from ingest.metrics import IngestMetrics
+from ingest.venues import ExchangeAdapter
+from ingest.venues.base import HistoryPage, HistoryQuery
 
 #: Reasons a history request fails (the ``reason`` label of backfill failures).
 HTTP, TIMEOUT, BAD_RESPONSE = "http", "timeout", "bad_response"

@@ -32,12 +32,12 @@ from common.stream_consumer import unique_consumer_name
 from ingest.backfill import BackfillOptions, GapFiller
 from ingest.connection import Connection, ConnectionOptions
 from ingest.deadletter import DeadLetters
-from ingest.exchanges import get_adapter
 from ingest.lastwritten import load_last_written
 from ingest.metrics import IngestMetrics
 from ingest.rest import HistoryClient
 from ingest.sequence import TradeDeduper
 from ingest.settings import IngestSettings
+from ingest.venues import get_adapter
 from ingest.writer import TickWriter
 
 #: /readyz conditions and what each means (the body names them).

@@ -59,8 +59,8 @@ from dataclasses import dataclass, field
 from common.errors import BadInput, ConfigError
 from common.plausibility import PlausibilityLimits
 from common.settings import CommonSettings, env_bool, env_float, env_int, env_optional
-from ingest.exchanges import EXCHANGES, get_adapter
-from ingest.sources import symbol_names
+from ingest.venues import EXCHANGES, get_adapter
+from ingest.venues.symbols import symbol_names
 
 DEFAULT_GC_GEN0 = 50_000
 

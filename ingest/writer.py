@@ -48,10 +48,10 @@ from common.backoff import BackoffPolicy
 from common.contracts import Tick, TickBatch
 from common.logging import get_logger
 from common.names import Keys, partition_of
-from ingest.exchanges.batch import TradeColumns
 from ingest.lastwritten import APPEND_LUA, batch_last_ids
 from ingest.metrics import IngestMetrics
 from ingest.packing import Slice, merge_split, pack, segment_batches
+from ingest.venues.batch import TradeColumns
 
 #: Extra field of every entry this writer appends: ``<writer id>:<sequence>``. Readers
 #: ignore it (fields are only ever added to a contract version); retries use it.

@@ -32,7 +32,7 @@ from detectors.metrics import DetectorMetrics
 from detectors.partition import EngineConfig, PartitionEngine
 from detectors.service import DetectorService
 from detectors.settings import DetectorSettings
-from ingest.sources import synthetic_ticks
+from ingest.offline.ticks import synthetic_ticks
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 BATCH = 200  # ticks per stream entry

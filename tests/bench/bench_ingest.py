@@ -57,13 +57,14 @@ from common.names import Keys
 from common.settings import CommonSettings
 from ingest.connection import Connection
 from ingest.deadletter import DeadLetters
-from ingest.exchanges import get_adapter
 from ingest.metrics import IngestMetrics
+from ingest.offline.ticks import read_ticks
 from ingest.sequence import TradeDeduper
 from ingest.service import IngestService
 from ingest.settings import DEFAULT_GC_GEN0, IngestSettings, tune_gc
-from ingest.simfeed import Feed
-from ingest.sources import read_ticks
+from ingest.simulator.market import Feed
+from ingest.simulator.venues import get_server
+from ingest.venues import get_adapter
 from ingest.writer import TickWriter
 from tests.bench.e2e_feed import FeedServer, ws_frames
 from tests.polling import until
@@ -99,7 +100,7 @@ def _interleaved_frames(
     for t, k in zip(_recorded_ticks(n), pick, strict=True):
         ticks.append(t._replace(native_symbol=natives[k], trade_id=str(next_id[k])))
         next_id[k] += 1
-    return get_adapter("binance").server_session().render_trades(ticks), natives, pick
+    return get_server("binance").session().render_trades(ticks), natives, pick
 
 
 def _frames(n: int) -> list[str]:
@@ -108,7 +109,7 @@ def _frames(n: int) -> list[str]:
         *read_ticks(DATA / "binance-spot-ethusdt-20240808.rec.gz"),
     ]
     feed = Feed.build("binance", ticks, loop=True)
-    session = get_adapter("binance").server_session()
+    session = get_server("binance").session()
     per = n // len(feed.symbols)
     out: list[str] = []
     for stream in feed.symbols.values():

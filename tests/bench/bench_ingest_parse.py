@@ -29,8 +29,9 @@ from typing import TypeVar
 import orjson
 
 from common.contracts import Side, Tick
-from ingest.exchanges import EXCHANGES, get_adapter
 from ingest.settings import DEFAULT_GC_GEN0, tune_gc
+from ingest.simulator.venues import get_server
+from ingest.venues import EXCHANGES, get_adapter
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 RECORDING = DATA / "binance-spot-btcusdt-20240808.rec.gz"
@@ -62,7 +63,7 @@ def _rendered_frames(exchange: str, n: int) -> list[bytes]:
         exchange, "BTCUSDT"
     )
     symbol = adapter.normalize(native)
-    session = adapter.server_session()
+    session = get_server(adapter.name).session()
     frames: list[bytes] = []
     for i in range(n):
         ts = 1_723_161_255_342_000_000 + i * 1_000_000

@@ -30,7 +30,7 @@ from common.contracts import TickBatch, encode_outcomes
 from detectors.outcomes import OutcomeConfig
 from detectors.partition import EngineConfig, PartitionEngine
 from detectors.timeframes import parse_timeframes
-from ingest.sources import synthetic_ticks
+from ingest.offline.ticks import synthetic_ticks
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 SYMBOLS = 62  # one of 16 partitions of 1,000 symbols

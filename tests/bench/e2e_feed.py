@@ -1,17 +1,18 @@
 """The end-to-end benchmark's exchange: Binance trade frames over a real WebSocket.
 
-:class:`FeedServer` speaks Binance's side of the protocol with the adapter's own
-``ServerSession`` (the client subscribes with ``SUBSCRIBE`` messages, gets its acks; pings
-are answered by ``websockets``). Each connection serves one *group* of symbols: once its
-subscriptions cover a group, and every group has a subscriber (so all ingest processes start
-together), the group's frames go out pre-encoded as raw unmasked WebSocket text frames,
-written straight to the socket in large slices under the transport's back-pressure. The
-server's own cost per frame is then a memory copy, so what is measured is ingest and the
-stages behind it, not a Python sender (``alphapulse simulate`` sends frame by frame through
-``websockets``, which caps it near ingest's own ceiling).
+:class:`FeedServer` speaks Binance's side of the protocol with the simulator's own
+``ServerSession`` (``ingest.simulator.venues.binance``: the client subscribes with
+``SUBSCRIBE`` messages, gets its acks; pings are answered by ``websockets``). Each
+connection serves one *group* of symbols: once its subscriptions cover a group, and every
+group has a subscriber (so all ingest processes start together), the group's frames go out
+pre-encoded as raw unmasked WebSocket text frames, written straight to the socket in large
+slices under the transport's back-pressure. The server's own cost per frame is then a memory
+copy, so what is measured is ingest and the stages behind it, not a Python sender
+(``alphapulse simulate`` sends frame by frame through ``websockets``, which caps it near
+ingest's own ceiling).
 
 Frames are rendered here from the synthetic trades with a template (checked against
-``BinanceSpot.server_session().render_trades``, byte for byte, by :func:`render_frames`).
+``get_server("binance").session().render_trades``, byte for byte, by :func:`render_frames`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from collections.abc import Sequence
 from websockets.asyncio.server import Server, ServerConnection, serve
 
 from common.contracts import Side, Tick
-from ingest.exchanges import get_adapter
+from ingest.simulator.venues import get_server
 
 SLICE = 1 << 20  # bytes written per transport.write
 HIGH_WATER = 8 << 20  # wait while more than this is buffered in the transport
@@ -59,7 +60,7 @@ def render_frames(
         side: Side = "sell" if buyer_maker[0] else "buy"
         tick = Tick("binance", "", natives[0], str(ids[0]), float(prices[0]), float(qtys[0]),
                     side, ms[0] * 1_000_000, 0)  # fmt: skip
-        want = get_adapter("binance").server_session().render_trades([tick])[0]
+        want = get_server("binance").session().render_trades([tick])[0]
         if out[0].decode() != want:
             raise AssertionError(f"frame template drifted:\n{out[0]!r}\n{want!r}")
     return out
@@ -98,7 +99,7 @@ class FeedServer:
 
     @property
     def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}" + get_adapter("binance").server_path
+        return f"ws://127.0.0.1:{self.port}" + get_server("binance").path
 
     async def start(self) -> None:
         # No keepalive pings: frames are written raw to the transport in arbitrary slices, so
@@ -125,7 +126,7 @@ class FeedServer:
         await asyncio.gather(*(e.wait() for e in self.sent))
 
     async def _handle(self, ws: ServerConnection) -> None:
-        session = get_adapter("binance").server_session()
+        session = get_server("binance").session()
         reply = session.on_connect(ws.request.path if ws.request else "/stream")
         for frame in reply.frames:
             await ws.send(frame)

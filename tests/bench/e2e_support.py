@@ -38,9 +38,9 @@ from prometheus_client import CollectorRegistry
 
 from common.names import Keys, partition_of
 from common.status import collect_status
-from ingest.exchanges.batch import TradeColumns
-from ingest.exchanges.fields import fmt_decimal
 from ingest.metrics import IngestMetrics
+from ingest.simulator.venues.wire import fmt_decimal
+from ingest.venues.batch import TradeColumns
 from ingest.writer import TickWriter
 from tests.bench.e2e_feed import render_frames
 from tests.integration.runtime_support import ROOT, free_port

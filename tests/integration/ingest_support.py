@@ -14,7 +14,7 @@ from common.settings import CommonSettings
 from ingest.metrics import IngestMetrics
 from ingest.service import IngestService
 from ingest.settings import IngestSettings
-from ingest.simulator import Simulator
+from ingest.simulator.server import Simulator
 from tests.conftest import REDIS_URL
 from tests.polling import until
 

@@ -14,7 +14,7 @@ from detectors.outcomes import OutcomeConfig
 from detectors.partition import EngineConfig
 from detectors.replay import replay_ticks, sorted_events, sorted_records
 from detectors.timeframes import parse_timeframes
-from ingest.sources import synthetic_ticks
+from ingest.offline.ticks import synthetic_ticks
 from signals.analytics.db import pattern_table, refresh
 from signals.analytics.files import stats_of_records
 from signals.analytics.stats import StatsOptions

@@ -27,7 +27,7 @@ from common.contracts import Bar, PatternEvent, Tick, TickBatch
 from common.names import Keys, partition_of
 from detectors.replay import replay_ticks
 from detectors.settings import engine_config_from_env
-from ingest.sources import read_ticks, synthetic_symbols, synthetic_ticks, write_trades_csv
+from ingest.offline.ticks import read_ticks, synthetic_symbols, synthetic_ticks, write_trades_csv
 from tests.integration.detectors_support import (
     DATA,
     PARTITIONS,

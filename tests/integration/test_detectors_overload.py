@@ -44,7 +44,7 @@ from detectors.replay import event_record, replay_ticks
 from detectors.service import DetectorService
 from detectors.settings import DetectorSettings
 from detectors.timeframes import parse_timeframes
-from ingest.sources import read_ticks, write_trades_csv
+from ingest.offline.ticks import read_ticks, write_trades_csv
 from tests.conftest import REDIS_URL
 from tests.integration.detectors_support import (
     PARTITIONS,

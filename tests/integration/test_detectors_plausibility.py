@@ -20,7 +20,7 @@ from common.dead_letters import original_fields
 from common.names import Keys, partition_of
 from detectors.replay import replay_ticks
 from detectors.settings import engine_config_from_env
-from ingest.sources import read_ticks
+from ingest.offline.ticks import read_ticks
 from tests.integration.detectors_support import (
     DATA,
     PARTITIONS,

@@ -21,7 +21,7 @@ from common.contracts import Bar, PatternEvent, TickBatch
 from common.names import Keys, partition_of
 from detectors.replay import replay_ticks
 from detectors.settings import engine_config_from_env
-from ingest.sources import synthetic_ticks
+from ingest.offline.ticks import synthetic_ticks
 from tests.integration.detectors_support import PARTITIONS, Detectors, dedup, read_all, until
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]

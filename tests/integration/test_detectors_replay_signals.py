@@ -22,7 +22,7 @@ from common.settings import CommonSettings
 from detectors.replay import replay_ticks, sorted_events
 from detectors.settings import engine_config_from_env
 from detectors.timeframes import parse_timeframes
-from ingest.sources import read_ticks
+from ingest.offline.ticks import read_ticks
 from signals.model import Model
 from signals.offline import comparable
 from signals.scoring import score_event

@@ -32,7 +32,7 @@ import redis.asyncio as aioredis
 
 from common.contracts import Bar
 from common.names import Keys, partition_of
-from ingest.sources import read_ticks, write_trades_csv
+from ingest.offline.ticks import read_ticks, write_trades_csv
 from signals.offline import comparable
 from sink.rows import BARS, PATTERNS, Row, bar_row, ms_to_dt
 from tests.conftest import REDIS_URL

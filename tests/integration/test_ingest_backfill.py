@@ -22,10 +22,10 @@ from prometheus_client import CollectorRegistry
 from common.contracts import Tick
 from common.names import Keys
 from ingest.metrics import IngestMetrics
+from ingest.offline.ticks import as_exchange, read_ticks
 from ingest.service import IngestService
-from ingest.simfeed import Faults, Feed
-from ingest.simulator import Simulator
-from ingest.sources import as_exchange, read_ticks
+from ingest.simulator.market import Faults, Feed
+from ingest.simulator.server import Simulator
 from tests.conftest import REDIS_URL
 from tests.integration.ingest_support import sim_settings, stored_ticks
 from tests.polling import until

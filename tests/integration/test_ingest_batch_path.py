@@ -16,12 +16,12 @@ from common.contracts import Tick, TickBatch
 from common.names import Keys, partition_of
 from ingest.connection import Connection
 from ingest.deadletter import DeadLetters
-from ingest.exchanges import get_adapter
 from ingest.metrics import IngestMetrics
+from ingest.offline.ticks import synthetic_ticks
 from ingest.sequence import TradeDeduper
-from ingest.simfeed import Feed
-from ingest.simulator import Simulator
-from ingest.sources import synthetic_ticks
+from ingest.simulator.market import Feed
+from ingest.simulator.server import Simulator
+from ingest.venues import get_adapter
 from ingest.writer import TickWriter
 from tests.ingest_samples import BINANCE_TRADE_SELL
 from tests.integration.ingest_support import run_until_delivered, sim_settings, stored_ticks

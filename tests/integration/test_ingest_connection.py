@@ -15,10 +15,10 @@ from prometheus_client import CollectorRegistry
 
 from common.names import Keys
 from ingest.metrics import IngestMetrics
+from ingest.offline.ticks import synthetic_ticks
 from ingest.service import IngestService
-from ingest.simfeed import Faults, Feed
-from ingest.simulator import Simulator
-from ingest.sources import synthetic_ticks
+from ingest.simulator.market import Faults, Feed
+from ingest.simulator.server import Simulator
 from tests.conftest import REDIS_URL
 from tests.integration.ingest_support import (
     FaultyRedis,

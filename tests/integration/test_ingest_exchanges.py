@@ -8,11 +8,11 @@ import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
 from common.names import Keys
-from ingest.exchanges import EXCHANGES
 from ingest.metrics import IngestMetrics
-from ingest.simfeed import Faults, Feed
-from ingest.simulator import Simulator
-from ingest.sources import synthetic_ticks
+from ingest.offline.ticks import synthetic_ticks
+from ingest.simulator.market import Faults, Feed
+from ingest.simulator.server import Simulator
+from ingest.venues import EXCHANGES
 from tests.integration.ingest_support import run_until_delivered, sim_settings, stored_ticks
 
 pytestmark = pytest.mark.redis

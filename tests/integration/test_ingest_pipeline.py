@@ -20,9 +20,9 @@ from prometheus_client import CollectorRegistry
 from common.contracts import Tick
 from common.names import Keys
 from ingest.metrics import IngestMetrics
-from ingest.simfeed import Faults, Feed
-from ingest.simulator import Simulator
-from ingest.sources import as_exchange, read_ticks, write_trades_csv
+from ingest.offline.ticks import as_exchange, read_ticks, write_trades_csv
+from ingest.simulator.market import Faults, Feed
+from ingest.simulator.server import Simulator
 from tests.integration.ingest_support import run_until_delivered, sim_settings, stored_ticks
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]

@@ -26,8 +26,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from common.names import Keys
-from ingest.exchanges import get_adapter
-from ingest.runenv import plan, url_variable
+from ingest.offline.runenv import plan, url_variable
+from ingest.venues import get_adapter
 from tests.conftest import REDIS_URL
 from tests.integration.runtime_support import ROOT, free_port
 

@@ -14,7 +14,7 @@ from detectors.outcomes import OutcomeConfig
 from detectors.partition import EngineConfig
 from detectors.replay import replay_ticks, sorted_events
 from detectors.timeframes import parse_timeframes
-from ingest.sources import synthetic_ticks
+from ingest.offline.ticks import synthetic_ticks
 from signals.contract import encode_entry
 from signals.model import Model
 from signals.offline import score_events

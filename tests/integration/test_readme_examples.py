@@ -32,7 +32,7 @@ import redis.asyncio as aioredis
 
 from common.names import Keys
 from common.procfile import read_procfile
-from ingest.runenv import plan
+from ingest.offline.runenv import plan
 from tests.conftest import REDIS_URL
 from tests.docs_support import readme_block
 from tests.integration.runtime_support import ROOT, _need, free_port

@@ -14,7 +14,7 @@ import pytest
 from common.cli import main
 from common.contracts import Bar, PatternEvent
 from common.errors import ConfigError
-from ingest.sources import read_ticks, write_trades_csv
+from ingest.offline.ticks import read_ticks, write_trades_csv
 from signals.analytics.calibration import calibrate
 from signals.analytics.frames import bars_frame, read_jsonl
 from signals.analytics.verdict import calibration_verdict

@@ -17,7 +17,7 @@ from detectors.outcomes import OutcomeConfig
 from detectors.partition import EngineConfig
 from detectors.replay import replay_ticks, sorted_events, sorted_records
 from detectors.timeframes import parse_timeframes
-from ingest.sources import synthetic_ticks
+from ingest.offline.ticks import synthetic_ticks
 from signals.analytics.frames import bar_outcomes, bars_frame, baseline_rows, outcome_rows
 from signals.analytics.stats import StatsOptions, compute_stats, hac_pvalues
 from signals.model import Model
@@ -191,7 +191,7 @@ def test_stats_cli_table_json_and_filters(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     ticks = tmp_path / "t.csv"
-    from ingest.sources import write_trades_csv  # noqa: PLC0415
+    from ingest.offline.ticks import write_trades_csv  # noqa: PLC0415
 
     with ticks.open("w") as f:
         write_trades_csv(synthetic_ticks("binance", 2, 5.0, seed=2, count=20_000), f)

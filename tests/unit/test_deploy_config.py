@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-import ingest.simcli
+import ingest.simulator.cli
 from common.errors import ConfigError
 from common.secrets import url_password
 from signals.console.auth import parse_users
@@ -287,7 +287,7 @@ def test_demo_runs_a_valid_simulator_that_ingest_reaches(tmp_path: Path) -> None
     binary, *args = container["command"]
     assert binary == "/opt/alphapulse/.venv/bin/alphapulse"
     parser = argparse.ArgumentParser()
-    ingest.simcli.register(parser.add_subparsers(dest="command"))
+    ingest.simulator.cli.register(parser.add_subparsers(dest="command"))
     parsed = parser.parse_args(args)
     assert parsed.command == "simulate" and parsed.host == "0.0.0.0"
     service = docs["Service"]

@@ -13,7 +13,7 @@ from detectors.indicators import IndicatorBank, IndicatorConfig
 from detectors.partition import EngineConfig
 from detectors.replay import replay_ticks
 from detectors.timeframes import parse_timeframes
-from ingest.sources import read_ticks
+from ingest.offline.ticks import read_ticks
 
 DATA = Path("/work/shared/data") if Path("/work/shared/data").exists() else Path("data")
 F64 = npt.NDArray[np.float64]

@@ -10,7 +10,7 @@ from typing import Any
 from common.contracts import Tick, TickBatch
 from detectors.partition import EngineConfig, PartitionEngine
 from detectors.timeframes import parse_timeframes
-from ingest.sources import synthetic_ticks
+from ingest.offline.ticks import synthetic_ticks
 
 CONFIG = EngineConfig(timeframes=parse_timeframes("1s,5s"), allowed_lateness_ms=0)
 SYMBOLS = 4

@@ -19,7 +19,7 @@ from detectors import checkpoint
 from detectors.partition import EngineConfig, Output, PartitionEngine
 from detectors.replay import event_record, replay_ticks, sorted_records
 from detectors.timeframes import parse_timeframes
-from ingest.sources import synthetic_ticks
+from ingest.offline.ticks import synthetic_ticks
 
 CONFIG = EngineConfig(timeframes=parse_timeframes("1m,5m,15m"), allowed_lateness_ms=2000)
 

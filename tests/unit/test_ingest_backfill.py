@@ -15,14 +15,15 @@ from common.contracts import Tick, TickBatch
 from common.errors import BadInput, ConfigError
 from common.names import Keys
 from ingest.backfill import BackfillOptions, GapFiller, gap_trades
-from ingest.exchanges import get_adapter
-from ingest.exchanges.base import HistoryQuery
 from ingest.lastwritten import LastWritten, batch_last_ids, decode, encode, parse_last_ids
 from ingest.metrics import IngestMetrics
 from ingest.rest import HistoryClient
 from ingest.sequence import TradeDeduper
 from ingest.settings import IngestSettings
-from ingest.simfeed import Feed, history_slice
+from ingest.simulator.market import Feed, history_slice
+from ingest.simulator.venues import get_server
+from ingest.venues import get_adapter
+from ingest.venues.base import HistoryQuery
 from ingest.writer import TickWriter
 
 T0 = 1_723_161_255_342_000_000
@@ -134,8 +135,8 @@ def test_history_pages_render_and_parse_back_to_the_same_trades(
     ]
     query = HistoryQuery(native, 61_044_952, T0 - 1, 1000)
     params = adapter.history_params(query)
-    assert adapter.history_query(params).native == native
-    page = adapter.parse_history(adapter.render_history(ticks, query), native, 7)
+    assert get_server(adapter.name).history_query(params).native == native
+    page = adapter.parse_history(get_server(adapter.name).render_history(ticks, query), native, 7)
     assert page.ticks == ticks
 
 

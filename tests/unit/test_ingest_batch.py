@@ -15,10 +15,10 @@ from hypothesis import strategies as st
 
 from common.contracts import Tick, TickBatch
 from common.errors import BadInput
-from ingest.exchanges import EXCHANGES, get_adapter
-from ingest.exchanges.base import ParseResult
-from ingest.exchanges.batch import ParsedBatch
 from ingest.packing import columns_batch, merge_split
+from ingest.venues import EXCHANGES, get_adapter
+from ingest.venues.base import ParseResult
+from ingest.venues.batch import ParsedBatch
 from tests.ingest_samples import (
     BINANCE_FUTURES_AGG,
     BINANCE_FUTURES_TRADE,

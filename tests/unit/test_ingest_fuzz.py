@@ -13,8 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from common.errors import BadInput
-from ingest.exchanges import EXCHANGES, get_adapter
-from ingest.exchanges.base import BAD_INPUT_REASONS, FrameKind
+from ingest.simulator.venues import get_server
+from ingest.venues import EXCHANGES, get_adapter
+from ingest.venues.base import BAD_INPUT_REASONS, FrameKind
 from tests.ingest_samples import CONTROL_FRAMES, TRADE_FRAMES
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -117,7 +118,7 @@ def test_truncated_and_corrupted_real_frames(
 @given(message=st.text(max_size=100) | json_values.map(json.dumps))
 def test_server_sessions_never_raise(exchange: str, message: str) -> None:
     adapter = get_adapter(exchange)
-    reply = adapter.server_session().handle(message)
+    reply = get_server(adapter.name).session().handle(message)
     assert all(isinstance(f, str) for f in reply.frames)
 
 

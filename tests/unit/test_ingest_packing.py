@@ -14,9 +14,9 @@ from prometheus_client import CollectorRegistry
 
 from common.contracts import Tick, TickBatch
 from common.names import Keys, partition_of
-from ingest.exchanges.batch import TradeColumns
 from ingest.metrics import IngestMetrics
 from ingest.packing import Slice, pack, segment_batches, slices_batch
+from ingest.venues.batch import TradeColumns
 from ingest.writer import TickWriter
 
 PARTITIONS = 8

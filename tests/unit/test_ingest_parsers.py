@@ -7,8 +7,8 @@ import pytest
 
 from common.contracts import Tick
 from common.errors import BadInput
-from ingest.exchanges import EXCHANGES, get_adapter
-from ingest.exchanges.base import FrameKind
+from ingest.venues import EXCHANGES, get_adapter
+from ingest.venues.base import FrameKind
 from tests.ingest_samples import (
     BINANCE_FUTURES_AGG,
     BINANCE_FUTURES_TRADE,

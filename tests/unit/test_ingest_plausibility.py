@@ -15,11 +15,11 @@ from common.names import Keys
 from common.plausibility import PlausibilityLimits
 from ingest.connection import Connection, ConnectionOptions
 from ingest.deadletter import DeadLetters
-from ingest.exchanges import get_adapter
-from ingest.exchanges.batch import TradeColumns
 from ingest.metrics import IngestMetrics
 from ingest.sequence import TradeDeduper
 from ingest.settings import IngestSettings
+from ingest.venues import get_adapter
+from ingest.venues.batch import TradeColumns
 from ingest.writer import TickWriter
 
 S = 1_000_000_000

@@ -9,8 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from common.contracts import Tick
-from ingest.exchanges import EXCHANGES, get_adapter
-from ingest.exchanges.base import FrameKind
+from ingest.simulator.venues import get_server
+from ingest.venues import EXCHANGES, get_adapter
+from ingest.venues.base import FrameKind
 
 NATIVE = {
     "binance": ["BTCUSDT", "ETHUSDT"],
@@ -28,8 +29,8 @@ TS_UNIT = {"kraken": 1_000, "coinbase": 1}
 @pytest.mark.parametrize("exchange", EXCHANGES)
 def test_subscribe_is_acked_and_registers_symbols(exchange: str) -> None:
     adapter = get_adapter(exchange)
-    session = adapter.server_session()
-    for frame in session.on_connect(adapter.server_path).frames:
+    session = get_server(adapter.name).session()
+    for frame in session.on_connect(get_server(adapter.name).path).frames:
         assert adapter.parse(frame, 0).kind == FrameKind.CONTROL
     subscribed: list[str] = []
     controls: list[str] = []
@@ -49,14 +50,14 @@ def test_ping_gets_pong_or_protocol_uses_ws_pings(exchange: str) -> None:
     if ping is None:  # Binance (WebSocket pings) and Coinbase (server heartbeats)
         assert adapter.heartbeat.server_heartbeat_s or adapter.heartbeat.idle_timeout_s is None
         return
-    (pong,) = adapter.server_session().handle(ping).frames
+    (pong,) = get_server(adapter.name).session().handle(ping).frames
     assert adapter.parse(pong, 0).control == "pong"
 
 
 @pytest.mark.parametrize("exchange", EXCHANGES)
 def test_junk_client_message_gets_an_error_reply(exchange: str) -> None:
     adapter = get_adapter(exchange)
-    reply = adapter.server_session().handle("{junk")
+    reply = get_server(adapter.name).session().handle("{junk")
     assert reply.frames and not reply.subscribed
     assert {adapter.parse(f, 0).control for f in reply.frames} == {"error"}
 
@@ -64,7 +65,7 @@ def test_junk_client_message_gets_an_error_reply(exchange: str) -> None:
 @pytest.mark.parametrize("exchange", ["coinbase", "kraken"])
 def test_server_heartbeats_parse_as_heartbeats(exchange: str) -> None:
     adapter = get_adapter(exchange)
-    session = adapter.server_session()
+    session = get_server(adapter.name).session()
     for msg in adapter.subscribe_messages(NATIVE[exchange]):
         session.handle(msg)
     (beat,) = session.heartbeat()
@@ -72,7 +73,7 @@ def test_server_heartbeats_parse_as_heartbeats(exchange: str) -> None:
 
 
 def test_binance_url_streams_subscribe_on_connect() -> None:
-    session = get_adapter("binance").server_session()
+    session = get_server("binance").session()
     reply = session.on_connect("/stream?streams=btcusdt@trade/ethusdt@trade/btcusdt@depth")
     assert sorted(reply.subscribed) == ["BTCUSDT", "ETHUSDT"]
     listing = session.handle('{"method":"LIST_SUBSCRIPTIONS","id":9}').frames
@@ -84,7 +85,7 @@ def test_subscribe_messages_respect_limits(exchange: str) -> None:
     adapter = get_adapter(exchange)
     natives = [f"S{i}" for i in range(2 * adapter.max_symbols_per_message + 1)]
     msgs = adapter.subscribe_messages(natives)
-    session = adapter.server_session()
+    session = get_server(adapter.name).session()
     got: list[str] = []
     for m in msgs:
         reply = session.handle(m)
@@ -139,7 +140,7 @@ def test_render_then_parse_round_trips(
 ) -> None:
     adapter = get_adapter(exchange)
     ticks = _ticks(exchange, draws)
-    session = adapter.server_session()
+    session = get_server(adapter.name).session()
     parsed: list[Tick] = []
     for frame in session.render_trades(ticks, snapshot=snapshot):
         result = adapter.parse(frame, 42)

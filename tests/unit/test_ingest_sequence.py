@@ -8,9 +8,10 @@ from hypothesis import strategies as st
 
 from common.contracts import Tick
 from common.errors import BadInput
-from ingest.exchanges import get_adapter
-from ingest.exchanges.fields import iso8601_to_ns, ns_to_iso8601
 from ingest.sequence import TradeDeduper
+from ingest.simulator.venues.wire import ns_to_iso8601
+from ingest.venues import get_adapter
+from ingest.venues.fields import iso8601_to_ns
 
 
 def _tick(tid: int | str, symbol: str = "BTC-USDT") -> Tick:

@@ -11,10 +11,10 @@ from common.errors import ConfigError
 from common.names import Keys
 from ingest.connection import Connection
 from ingest.deadletter import DeadLetters, RateLimitedLog
-from ingest.exchanges import get_adapter
 from ingest.metrics import IngestMetrics
 from ingest.sequence import TradeDeduper
 from ingest.settings import IngestSettings, parse_exchanges
+from ingest.venues import get_adapter
 from ingest.writer import TickWriter
 
 

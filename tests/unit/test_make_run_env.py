@@ -1,4 +1,4 @@
-"""``make run``'s FEED setting: what ``ingest.runenv`` resolves, and the Makefile around it.
+"""``make run``'s FEED setting: what ``ingest.offline.runenv`` resolves, and the Makefile around it.
 
 The Makefile tests run ``make -n run`` (prints, starts nothing) and then the exact
 ``alphapulse run-env`` command it printed, sourced by bash as the recipe sources it.
@@ -19,10 +19,10 @@ import pytest
 from common.contracts import Tick
 from common.errors import ConfigError
 from common.procfile import procfile_names
-from ingest.exchanges import EXCHANGES, get_adapter
-from ingest.runenv import SIMULATOR, live_exchanges, plan, shell_lines
+from ingest.offline.runenv import SIMULATOR, live_exchanges, plan, shell_lines
+from ingest.offline.ticks import write_trades_csv
 from ingest.settings import IngestSettings
-from ingest.sources import write_trades_csv
+from ingest.venues import EXCHANGES, get_adapter
 from tests.ingest_samples import BINANCE_TRADE_SELL
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -30,7 +30,7 @@ from detectors.partition import EngineConfig, Output, PartitionEngine
 from detectors.replay import replay_ticks, sorted_events
 from detectors.settings import outcome_config_from_env
 from detectors.timeframes import parse_timeframes
-from ingest.sources import read_ticks, synthetic_ticks
+from ingest.offline.ticks import read_ticks, synthetic_ticks
 from signals.model import Model
 from signals.offline import score_events
 from signals.outcomes import outcome_lines

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from common.procfile import BASE_PORT, read_procfile, where_to_look
 from common.procrun import summary_line
-from ingest.runenv import SIMULATOR, plan
+from ingest.offline.runenv import SIMULATOR, plan
 
 ROOT = Path(__file__).resolve().parents[2]
 PROCFILE = (ROOT / "Procfile").read_text()

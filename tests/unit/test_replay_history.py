@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from common.cli import main
-from ingest.sources import CSV_HEADER
+from ingest.offline.ticks import CSV_HEADER
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 BTC = DATA / "binance-spot-btcusdt-20240808.rec.gz"

@@ -15,7 +15,7 @@ Examples::
 
 A feed's source is a recording (parsed with ``--recording-exchange``, default binance), a
 normalized trades CSV, or ``synthetic``; trades of another exchange are re-spelled for the
-feed's exchange (``ingest.sources.as_exchange``).
+feed's exchange (``ingest.offline.ticks.as_exchange``).
 """
 
 from __future__ import annotations
@@ -26,17 +26,34 @@ import itertools
 import json
 import signal
 import sys
-from typing import Any
+from typing import Any, Final
 
 import uvloop
 
 from common.logging import configure_logging
 from common.settings import CommonSettings
-from ingest.exchanges import EXCHANGES
+from ingest.offline.ticks import as_exchange, read_ticks, synthetic_ticks
 from ingest.settings import DEFAULT_GC_GEN0, tune_gc
-from ingest.simfeed import Faults, Feed
-from ingest.simulator import Simulator
-from ingest.sources import as_exchange, read_ticks, synthetic_ticks
+from ingest.simulator.market import Faults, Feed
+from ingest.simulator.server import Simulator
+from ingest.simulator.venues import SIMULATED
+from ingest.venues import EXCHANGES
+
+#: The numeric fault options: (flag, ``Faults`` field, type, metavar, help); 0 = off.
+FAULT_OPTIONS: Final[tuple[tuple[str, str, type[float] | type[int], str, str], ...]] = (
+    ("--drop-every", "drop_every_s", float, "SECONDS",
+     "cut each connection (TCP abort) this long after it opened"),
+    ("--drop-after-frames", "drop_after_frames", int, "N",
+     "cut each connection after N trade frames (must exceed --overlap)"),
+    ("--malformed-every", "malformed_every", int, "N",
+     "send a broken frame after every N-th trade frame"),
+    ("--duplicate-every", "duplicate_every", int, "N", "send every N-th trade frame twice"),
+    ("--skip-every", "skip_every", int, "N",
+     "gap injection: drop every N-th trade of each symbol (reported)"),
+    ("--stall-every", "stall_every_s", float, "SECONDS",
+     "hang each connection (no frames, no pongs) this long after it opened"),
+    ("--stall-for", "stall_for_s", float, "SECONDS", "... then cut it this much later"),
+)  # fmt: skip
 
 
 def register(sub: Any) -> None:
@@ -52,7 +69,7 @@ def register(sub: Any) -> None:
         action="append",
         required=True,
         metavar="EXCHANGE=SOURCE",
-        help=f"serve EXCHANGE ({', '.join(EXCHANGES)}) from a file or 'synthetic'",
+        help=f"serve EXCHANGE ({', '.join(SIMULATED)}) from a file or 'synthetic'",
     )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8765, help="0 = any free port")
@@ -80,55 +97,8 @@ def register(sub: Any) -> None:
         default=100,
         help="trades re-sent to a new subscription (reconnect overlap)",
     )
-    p.add_argument(
-        "--drop-every",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="cut each connection (TCP abort) this long after it opened",
-    )
-    p.add_argument(
-        "--drop-after-frames",
-        type=int,
-        default=0,
-        metavar="N",
-        help="cut each connection after N trade frames (must exceed --overlap)",
-    )
-    p.add_argument(
-        "--malformed-every",
-        type=int,
-        default=0,
-        metavar="N",
-        help="send a broken frame after every N-th trade frame",
-    )
-    p.add_argument(
-        "--duplicate-every",
-        type=int,
-        default=0,
-        metavar="N",
-        help="send every N-th trade frame twice",
-    )
-    p.add_argument(
-        "--skip-every",
-        type=int,
-        default=0,
-        metavar="N",
-        help="gap injection: drop every N-th trade of each symbol (reported)",
-    )
-    p.add_argument(
-        "--stall-every",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="hang each connection (no frames, no pongs) this long after it opened",
-    )
-    p.add_argument(
-        "--stall-for",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="... then cut it this much later",
-    )
+    for flag, name, kind, metavar, text in FAULT_OPTIONS:
+        p.add_argument(flag, dest=name, type=kind, default=kind(0), metavar=metavar, help=text)
     p.add_argument(
         "--rest-down",
         action="store_true",
@@ -151,8 +121,8 @@ def build_feeds(args: argparse.Namespace) -> dict[str, Feed]:
     feeds: dict[str, Feed] = {}
     for spec in args.feed:
         exchange, sep, source = spec.partition("=")
-        if not sep or exchange not in EXCHANGES:
-            raise SystemExit(f"--feed {spec!r}: expected EXCHANGE=SOURCE, EXCHANGE in {EXCHANGES}")
+        if not sep or exchange not in SIMULATED:
+            raise SystemExit(f"--feed {spec!r}: expected EXCHANGE=SOURCE, EXCHANGE in {SIMULATED}")
         if source == "synthetic":
             count = max(1, int(args.rate * args.duration))
             ticks = synthetic_ticks(
@@ -173,14 +143,7 @@ def run(args: argparse.Namespace) -> int:
     feeds = build_feeds(args)
     tune_gc(DEFAULT_GC_GEN0)  # after loading: the replayed trades are frozen out of GC
     faults = Faults(
-        drop_every_s=args.drop_every,
-        drop_after_frames=args.drop_after_frames,
-        malformed_every=args.malformed_every,
-        duplicate_every=args.duplicate_every,
-        skip_every=args.skip_every,
-        stall_every_s=args.stall_every,
-        stall_for_s=args.stall_for,
-        rest_down=args.rest_down,
+        **{name: getattr(args, name) for _, name, *_ in FAULT_OPTIONS}, rest_down=args.rest_down
     )
     sim = Simulator(feeds, host=args.host, port=args.port, speed=args.speed,
                     overlap=args.overlap, faults=faults)  # fmt: skip

@@ -32,7 +32,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from common.contracts import Tick
-from ingest.exchanges.base import HistoryQuery
+from ingest.venues.base import HistoryQuery
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,9 +36,10 @@ from common.errors import BadInput, ConfigError
 from common.procfile import procfile_names
 from common.settings import config_error_line, env_float, env_int
 from detectors.timeframes import parse_timeframes
-from ingest.exchanges import EXCHANGES, get_adapter
+from ingest.offline.ticks import as_exchange, read_ticks
 from ingest.settings import parse_exchanges, rest_url_variable, url_variable
-from ingest.sources import as_exchange, read_ticks
+from ingest.simulator.venues import SIMULATED, rest_url, stream_url
+from ingest.venues import EXCHANGES, get_adapter
 
 FEEDS = ("sim", "live")
 SIMULATOR = "simulator"  # the Procfile process FEED=live leaves out
@@ -120,8 +121,8 @@ def plan(
 def _sim_plan(
     names: tuple[str, ...], ticks: str, exchange: str, port: int, speed: float
 ) -> RunPlan:
-    if exchange not in EXCHANGES:
-        raise ConfigError("EXCHANGE", f"expected one of {'|'.join(EXCHANGES)}, got {exchange!r}")
+    if exchange not in SIMULATED:
+        raise ConfigError("EXCHANGE", f"expected one of {'|'.join(SIMULATED)}, got {exchange!r}")
     if not Path(ticks).is_file():
         raise ConfigError(
             "TICKS", f"expected an existing recording (.rec[.gz]) or trades CSV, got {ticks!r}"
@@ -136,10 +137,10 @@ def _sim_plan(
                 f"{others[0]}'s: EXCHANGE={others[0]}",
             )
         raise ConfigError("TICKS", f"expected trades of some exchange, found none in {ticks}")
-    url = f"ws://127.0.0.1:{port}/{exchange}{get_adapter(exchange).server_path}"
+    url = stream_url("127.0.0.1", port, exchange)
     rest: tuple[tuple[str, str], ...] = ()
     if get_adapter(exchange).history_path is not None:
-        rest = ((rest_url_variable(exchange), f"http://127.0.0.1:{port}/{exchange}"),)
+        rest = ((rest_url_variable(exchange), rest_url("127.0.0.1", port, exchange)),)
     return RunPlan(
         feed="sim",
         exports=(

@@ -26,7 +26,7 @@ import numpy.typing as npt
 
 from common.contracts import Tick
 from common.errors import BadInput
-from ingest.exchanges.base import ParseResult
+from ingest.venues.base import ParseResult
 
 _new: Final = tuple.__new__
 

@@ -10,15 +10,14 @@ integers are multiplied.
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Mapping
-from decimal import Decimal
-from typing import Any, Final
+from collections.abc import Callable, Mapping
+from typing import Any, Final, NamedTuple
 
 import orjson
 
 from common.contracts import Side
 from common.errors import BadInput
-from ingest.exchanges.base import MAX_TS_NS, MIN_TS_NS
+from common.plausibility import MAX_TS_NS, MIN_TS_NS
 
 _EPOCH_ORDINAL: Final = _dt.date(1970, 1, 1).toordinal()
 _NS: Final = 1_000_000_000
@@ -40,27 +39,6 @@ def load_object(frame: str | bytes, max_bytes: int) -> dict[str, Any]:
     if not isinstance(msg, dict):
         raise BadInput("unknown_frame", f"top level is {type(msg).__name__}, not an object")
     return msg
-
-
-def client_request(message: str | bytes) -> dict[str, Any] | None:
-    """A simulated exchange's view of a client message: the JSON object, or None if it is not
-    one (the session then replies with the exchange's error)."""
-    try:
-        req = orjson.loads(message)
-    except orjson.JSONDecodeError:
-        return None
-    return req if isinstance(req, dict) else None
-
-
-def concat_spot_symbol(native: str) -> str:
-    """Binance/Bybit spot ``BTCUSDT`` → ``BTC-USDT``."""
-    base, quote = split_concatenated(native, CONCAT_QUOTES)
-    return f"{base}-{quote}"
-
-
-def concat_spot_native(symbol: str) -> str:
-    """``BTC-USDT`` → ``BTCUSDT`` (inverse of ``concat_spot_symbol``)."""
-    return symbol.replace("-", "").upper()
 
 
 def get(obj: Mapping[str, Any], key: str) -> Any:
@@ -204,64 +182,36 @@ def iso8601_to_ns(value: Any, key: str = "time") -> int:
     return ns
 
 
-def ns_to_iso8601(ns: int, digits: int = 9) -> str:
-    """Epoch ns → ``YYYY-MM-DDTHH:MM:SS.<digits>Z`` (truncating below ``digits``)."""
-    sec, frac = divmod(ns, _NS)
-    stamp = _dt.datetime.fromtimestamp(sec, _dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    if digits <= 0:
-        return stamp + "Z"
-    return f"{stamp}.{frac // 10 ** (9 - digits):0{digits}d}Z"
+def read_side(value: Any, key: str, sides: Mapping[str, Side] | None) -> Side:
+    """The taker side: ``sides`` maps the wire values to it (``{"Buy": "buy", ...}``, or the
+    opposite where the exchange prints the maker's side); None means ``value`` is a JSON
+    boolean that is true when the buyer was the maker (Binance ``m``), i.e. the taker sold."""
+    if sides is None:
+        if type(value) is bool:
+            return "sell" if value else "buy"
+        raise BadInput("bad_type", f"{key} is {type(value).__name__}, expected boolean")
+    side = sides.get(value) if type(value) is str else None
+    if side is None:
+        raise BadInput("bad_type", f"{key}={value!r:.40} is not {' or '.join(map(repr, sides))}")
+    return side
 
 
-def fmt_decimal(x: float, places: int | None = None) -> str:
-    """A float as an exchange writes it: fixed ``places`` when that is exact, else the
-    shortest digits that read back as ``x`` — never an exponent (exchanges send none)."""
-    if places is not None:
-        fixed = f"{x:.{places}f}"
-        if float(fixed) == x:
-            return fixed
-    text = repr(x)
-    if "e" in text:
-        text = format(Decimal(text), "f")
-    return text
+class TradeFields(NamedTuple):
+    """Where an exchange's JSON trade object keeps each field, and how the id and the time
+    are read (``ExchangeAdapter.read_trade``): one table per exchange instead of one reader
+    per exchange."""
+
+    symbol: str  # "" where the object has none (a REST history row of one symbol)
+    trade_id: str
+    price: str
+    qty: str
+    side: str
+    time: str
+    #: Wire value → taker side; None: a "buyer was the maker" boolean (``read_side``).
+    sides: Mapping[str, Side] | None
+    read_id: Callable[[Any, str], str] = str_id
+    read_time: Callable[[Any, str], int] = ms_to_ns
 
 
-def side_from(value: Any, key: str, buy: str, sell: str) -> Side:
-    """The taker side from a field whose values mean taker buy/sell (``buy``/``sell``)."""
-    if value == buy:
-        return "buy"
-    if value == sell:
-        return "sell"
-    raise BadInput("bad_type", f"{key}={value!r:.40} is not {buy!r} or {sell!r}")
-
-
-def split_concatenated(native: str, quotes: tuple[str, ...]) -> tuple[str, str]:
-    """``BTCUSDT`` → (``BTC``, ``USDT``) by the longest known quote suffix.
-
-    Binance and Bybit glue base and quote together, so a list of quote assets is the only
-    way to split them; ``quotes`` must be ordered longest first. Only letters and digits
-    are accepted: a separator (``eth-usdt``, ``BTC/USDT``) is not this exchange's spelling,
-    and splitting it anyway would make a symbol like ``ETH--USDT``.
-    """
-    up = native.upper()
-    if not (up.isascii() and up.isalnum()):
-        raise BadInput("unknown_symbol", f"{native[:40]!r} is not letters and digits only")
-    for q in quotes:
-        if up.endswith(q) and len(up) > len(q):
-            return up[: -len(q)], q
-    raise BadInput("unknown_symbol", f"cannot split {native[:40]!r} into base and quote")
-
-
-#: Quote assets of Binance/Bybit symbols, longest first (so FDUSD wins over USD).
-CONCAT_QUOTES: Final = tuple(
-    sorted(
-        (
-            "USDT", "USDC", "FDUSD", "TUSD", "BUSD", "USDP", "USDE", "DAI", "USD", "BTC",
-            "ETH", "BNB", "EUR", "EURI", "AEUR", "TRY", "BRL", "GBP", "AUD", "JPY", "RUB",
-            "UAH", "PLN", "ZAR", "ARS", "MXN", "COP", "IDR", "NGN", "XRP", "DOGE", "DOT",
-            "TRX", "SOL", "MNT", "BRZ", "CZK", "RON", "KZT", "UST",
-        ),
-        key=len,
-        reverse=True,
-    )
-)  # fmt: skip
+#: ``sides`` of exchanges that print the taker's side as ``buy``/``sell``.
+TAKER_SIDES: Final[Mapping[str, Side]] = {"buy": "buy", "sell": "sell"}

@@ -1,12 +1,13 @@
 """The local exchange simulator: a websockets server speaking each exchange's protocol.
 
 One server (one port) serves several exchanges by path: exchange ``X`` lives at
-``ws://HOST:PORT/X`` + its adapter's ``server_path`` (e.g. ``/binance/stream``,
+``ws://HOST:PORT/X`` + the path the real exchange serves on (e.g. ``/binance/stream``,
 ``/kraken/v2``), which is what ``INGEST_URL_<X>`` should point at. The protocol itself —
-subscribe handshake, acks, pongs, heartbeats, the trade frames — comes from the adapter's
-``ServerSession``, so the simulator sends exactly what the real exchange would. The market
-model (replay clock, per-subscription cursors, overlap on reconnect, gap injection) is in
-``ingest.simfeed``; this module only moves frames.
+subscribe handshake, acks, pongs, heartbeats, the trade frames — comes from the exchange's
+server half (``ingest.simulator.venues``: a ``ServerSession`` per connection), so the
+simulator sends exactly what the real exchange would. The market model (replay clock,
+per-subscription cursors, overlap on reconnect, gap injection) is in
+``ingest.simulator.market``; this module only moves frames.
 
 The same port serves each exchange's public REST trade history (``GET /X`` + the adapter's
 ``history_path``, e.g. ``/binance/api/v3/historicalTrades?symbol=&fromId=&limit=``,
@@ -17,7 +18,7 @@ points at ``http://HOST:PORT/X`` (:meth:`Simulator.rest_url`). Trades removed by
 injection are not served either: the exchange never had them. ``Faults.rest_down`` answers
 every history request with HTTP 503.
 
-Faults (``simfeed.Faults``) are applied per connection: drops (the TCP connection is aborted,
+Faults (``market.Faults``) are applied per connection: drops (the TCP connection is aborted,
 as a network cut looks), malformed and duplicated frames, stalls (``stall_every_s`` into a
 connection the server stops reading and sending, so neither trades nor pongs arrive and the
 client's watchdog must notice; ``stall_for_s`` later it cuts the connection).
@@ -40,8 +41,9 @@ from websockets.http11 import Request, Response
 
 from common.errors import BadInput
 from common.logging import get_logger
-from ingest.exchanges import ServerReply, ServerSession, get_adapter
-from ingest.simfeed import Faults, Feed, FrameFaults, Subscription, history_slice
+from ingest.simulator.market import Faults, Feed, FrameFaults, Subscription, history_slice
+from ingest.simulator.venues import ServerReply, ServerSession, get_server, rest_url, stream_url
+from ingest.venues import get_adapter
 
 
 @dataclass(slots=True)
@@ -87,7 +89,7 @@ class Simulator:
         batch: int = 100,
     ) -> None:
         for name in feeds:
-            get_adapter(name)  # unknown exchange names fail here, not on first connect
+            get_server(name)  # exchanges it cannot serve fail here, not on first connect
         if faults and faults.drop_after_frames and overlap >= faults.drop_after_frames:
             # Each connection would re-send its overlap and be cut before passing the head:
             # the replay would never advance.
@@ -136,11 +138,11 @@ class Simulator:
 
     def url(self, exchange: str) -> str:
         """Where ingest should connect for ``exchange`` (its ``INGEST_URL_*``)."""
-        return f"ws://{self.host}:{self.port}/{exchange}{get_adapter(exchange).server_path}"
+        return stream_url(self.host, self.port, exchange)
 
     def rest_url(self, exchange: str) -> str:
         """Where ingest should fetch ``exchange``'s REST history (its ``INGEST_REST_URL_*``)."""
-        return f"http://{self.host}:{self.port}/{exchange}"
+        return rest_url(self.host, self.port, exchange)
 
     # --- REST trade history ----------------------------------------------------------
     def _history(self, conn: ServerConnection, request: Request) -> Response | None:
@@ -157,14 +159,14 @@ class Simulator:
         if self.faults.rest_down:
             return _http(503, b'{"error":"service unavailable (simulated)"}')
         try:
-            query = adapter.history_query(dict(parse_qsl(parts.query)))
+            query = get_server(name).history_query(dict(parse_qsl(parts.query)))
         except BadInput as e:
             return _http(400, f'{{"error":"{e.reason}"}}'.encode())
         stream = feed.symbols.get(query.native)
         ticks = history_slice(stream, query, feed.loop) if stream is not None else []
         self.log.info("sim_history", exchange=name, symbol=query.native, from_id=query.from_id,
                       since_ns=query.since_ns, trades=len(ticks))  # fmt: skip
-        return _http(200, adapter.render_history(ticks, query))
+        return _http(200, get_server(name).render_history(ticks, query))
 
     def finished(self) -> bool:
         return all(feed.finished() for feed in self.feeds.values())
@@ -184,7 +186,7 @@ class Simulator:
             await ws.close(4004, f"no simulated exchange at {path}")
             return
         self.stats.connections += 1
-        conn = _Connection(self, ws, feed, get_adapter(name).server_session())
+        conn = _Connection(self, ws, feed, get_server(name).session())
         try:
             with contextlib.suppress(ConnectionClosed):
                 await conn.serve("/" + rest)

@@ -42,18 +42,18 @@ Symbols: ``BTCUSDT`` → ``BTC-USDT`` (spot), ``BTC-USDT-PERP`` (futures perpetu
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from operator import itemgetter
 from typing import Any, ClassVar, Final
-from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 import orjson
 
-from common.contracts import Side, Tick
+from common.contracts import Tick
 from common.errors import BadInput
-from ingest.exchanges import fields as f
-from ingest.exchanges.base import (
+from ingest.venues import fields as f
+from ingest.venues.base import (
+    ACK,
     IGNORED,
     MAX_PRICE,
     MAX_QTY,
@@ -65,15 +65,14 @@ from ingest.exchanges.base import (
     HistoryPage,
     HistoryQuery,
     ParseResult,
-    ServerReply,
-    ServerSession,
     chunks,
     control_result,
+    error_result,
     trade_result,
 )
-from ingest.exchanges.batch import ParsedBatch, TradeColumns, in_bounds, parse_each
+from ingest.venues.batch import ParsedBatch, TradeColumns, in_bounds, parse_each
+from ingest.venues.symbols import CONCAT_QUOTES, ConcatSpot, derivative_parts, split_concatenated
 
-_ACK: Final = control_result("ack")
 _SHUTDOWN: Final = control_result("shutdown")
 _TRADE: Final = FrameKind.TRADE
 _new: Final = tuple.__new__
@@ -89,9 +88,11 @@ _TRADE_STREAMS: Final = ("@trade", "@aggTrade")
 _NOT_MARKET: Final = frozenset({"INSURANCE_FUND", "ADL", "NA"})
 #: The trade fields of a futures raw ``@trade`` payload, and its execution type last.
 _RAW_FIELDS: Final = itemgetter("e", "s", "t", "T", "p", "q", "m", "X")
+#: The strict path's reading of a trade payload, by id field (``t`` trade, ``a`` aggTrade).
+_STRICT: Final = {k: f.TradeFields("s", k, "p", "q", "m", "T", None, f.int_id) for k in "ta"}
 
 
-class _Binance(ExchangeAdapter):
+class Binance(ExchangeAdapter):
     """Shared by spot and futures; they differ in event name, id field and symbol form."""
 
     event: ClassVar[str]  # "trade" | "aggTrade"
@@ -100,7 +101,6 @@ class _Binance(ExchangeAdapter):
     _fields: ClassVar[itemgetter[Any]]  # the trade fields of a payload, in one C call
     #: Also parse raw ``@trade`` frames (id ``t``) whose ``X`` is ``MARKET`` (futures).
     raw_trades: ClassVar[bool] = False
-    server_path = "/stream"
     max_symbols_per_message = 200
     trade_ids_sequential = True
     columnar_batches = True
@@ -203,7 +203,7 @@ class _Binance(ExchangeAdapter):
 
     def parse_many(self, frames: Sequence[str | bytes], recv_ts_ns: int) -> ParsedBatch:
         """Many frames at once: trades in columns when every frame is a plain trade frame,
-        validated over whole arrays; else ``parse`` per frame (``ingest.exchanges.batch``)."""
+        validated over whole arrays; else ``parse`` per frame (``ingest.venues.batch``)."""
         columns = self._columns(frames, recv_ts_ns) if frames else None
         if columns is None:
             return parse_each(self.parse, frames, recv_ts_ns)
@@ -270,24 +270,15 @@ class _Binance(ExchangeAdapter):
         )
 
     def _parse_strict(self, data: dict[str, Any], id_key: str, recv_ts_ns: int) -> ParseResult:
-        native = f.get_str(data, "s")
-        tid = f.int_id(f.get(data, id_key), id_key)
-        ts = f.ms_to_ns(f.get(data, "T"), "T")
-        price = f.decimal_str(f.get(data, "p"), "p")
-        qty = f.decimal_str(f.get(data, "q"), "q")
-        maker = f.get(data, "m")
-        if type(maker) is not bool:
-            raise BadInput("bad_type", f"m is {type(maker).__name__}, expected boolean")
-        side: Side = "sell" if maker else "buy"
-        return trade_result([self.make_tick(native, tid, price, qty, side, ts, recv_ts_ns)])
+        return trade_result([self.read_trade(data, _STRICT[id_key], recv_ts_ns)])
 
     def _parse_other(self, msg: dict[str, Any], data: dict[str, Any]) -> ParseResult:
         if "result" in msg and "id" in msg:
-            return _ACK
+            return ACK
         err = msg.get("error")
         if isinstance(err, dict) or ("code" in msg and "msg" in msg):
             detail = err if isinstance(err, dict) else msg
-            return control_result("error", str(detail)[:300])
+            return error_result(detail)
         event = data.get("e")
         if event == "serverShutdown":
             return _SHUTDOWN
@@ -312,8 +303,8 @@ class _Binance(ExchangeAdapter):
         raise BadInput("unknown_frame", f"{event} event on {self.name}: not parsed here")
 
     # ---- REST trade history ------------------------------------------------------------
-    #: Field names of one history row: id, price, qty, time (ms), buyer-is-maker.
-    _history_fields: ClassVar[tuple[str, str, str, str, str]]
+    #: Where a REST history row keeps each field (its symbol is the request's).
+    history_fields: ClassVar[f.TradeFields]
 
     def history_params(self, query: HistoryQuery) -> dict[str, str]:
         if query.from_id is None:
@@ -333,54 +324,12 @@ class _Binance(ExchangeAdapter):
         rows = f.load_json(body, 64 * self.max_frame_bytes)
         if not isinstance(rows, list):
             raise BadInput("unknown_frame", f"history reply {str(rows)[:200]}")
-        kid, kp, kq, kt, km = self._history_fields
-        ticks = []
-        for row in rows:
-            r = f.as_dict(row, "history row")
-            maker = f.get(r, km)
-            if type(maker) is not bool:
-                raise BadInput("bad_type", f"{km} is {type(maker).__name__}, expected boolean")
-            ticks.append(
-                self.make_tick(
-                    native,
-                    f.int_id(f.get(r, kid), kid),
-                    f.decimal_str(f.get(r, kp), kp),
-                    f.decimal_str(f.get(r, kq), kq),
-                    "sell" if maker else "buy",
-                    f.ms_to_ns(f.get(r, kt), kt),
-                    recv_ts_ns,
-                )
-            )
+        ticks = [self.read_trade(row, self.history_fields, recv_ts_ns, native) for row in rows]
         ticks.sort(key=lambda t: int(t.trade_id))
         return HistoryPage(ticks)
 
-    def history_query(self, params: Mapping[str, str]) -> HistoryQuery:
-        native, from_id = params.get("symbol", ""), params.get("fromId", "")
-        limit = params.get("limit", "500")
-        if not native or not from_id.isdigit() or not limit.isdigit():
-            raise BadInput("missing_field", "symbol, fromId and limit are needed")
-        return HistoryQuery(native, int(from_id), None, min(int(limit), self.history_max_limit))
 
-    def render_history(self, ticks: Sequence[Tick], query: HistoryQuery) -> bytes:
-        kid, kp, kq, kt, km = self._history_fields
-        rows: list[dict[str, Any]] = []
-        for t in ticks:
-            tid = int(t.trade_id)
-            row: dict[str, Any] = {kid: tid, kp: f.fmt_decimal(t.price, 8),
-                                   kq: f.fmt_decimal(t.qty, 8)}  # fmt: skip
-            if kid == "a":
-                row |= {"f": tid, "l": tid}
-            row |= {kt: t.ts // 1_000_000, km: t.side == "sell"}
-            if kid == "id":
-                row["isBestMatch"] = True
-            rows.append(row)
-        return orjson.dumps(rows)
-
-    def server_session(self) -> ServerSession:
-        return _BinanceSession(self)
-
-
-class BinanceSpot(_Binance):
+class BinanceSpot(ConcatSpot, Binance):
     name = "binance"
     default_url = "wss://stream.binance.com:9443/stream"
     max_streams_per_connection = 1024
@@ -392,16 +341,10 @@ class BinanceSpot(_Binance):
     _fields = itemgetter("e", "s", "t", "T", "p", "q", "m")
     default_rest_url = "https://api.binance.com"
     history_path = "/api/v3/historicalTrades"
-    _history_fields = ("id", "price", "qty", "time", "isBuyerMaker")
-
-    def normalize(self, native: str) -> str:
-        return f.concat_spot_symbol(native)
-
-    def to_native(self, symbol: str) -> str:
-        return f.concat_spot_native(symbol)
+    history_fields = f.TradeFields("", "id", "price", "qty", "isBuyerMaker", "time", None, f.int_id)
 
 
-class BinanceFutures(_Binance):
+class BinanceFutures(Binance):
     name = "binance-futures"
     default_url = "wss://fstream.binance.com/stream"
     max_streams_per_connection = 1024
@@ -414,85 +357,13 @@ class BinanceFutures(_Binance):
     raw_trades = True
     default_rest_url = "https://fapi.binance.com"
     history_path = "/fapi/v1/aggTrades"
-    _history_fields = ("a", "p", "q", "T", "m")
+    history_fields = f.TradeFields("", "a", "p", "q", "m", "T", None, f.int_id)
 
     def normalize(self, native: str) -> str:
         pair, _, expiry = native.partition("_")
-        base, quote = f.split_concatenated(pair, f.CONCAT_QUOTES)
+        base, quote = split_concatenated(pair, CONCAT_QUOTES)
         return f"{base}-{quote}-{expiry.upper() if expiry else 'PERP'}"
 
     def to_native(self, symbol: str) -> str:
-        parts = symbol.upper().split("-")
-        if len(parts) != 3:
-            raise BadInput("unknown_symbol", f"{symbol!r} is not BASE-QUOTE-PERP|EXPIRY")
-        base, quote, kind = parts
+        base, quote, kind = derivative_parts(symbol)
         return base + quote if kind == "PERP" else f"{base}{quote}_{kind}"
-
-
-class _BinanceSession(ServerSession):
-    """Binance's side of one connection: URL streams, SUBSCRIBE acks, trade events."""
-
-    def __init__(self, adapter: _Binance) -> None:
-        super().__init__()
-        self.adapter = adapter
-        self.combined = True
-
-    def _native_of(self, stream: str) -> str | None:
-        name, _, kind = stream.partition("@")
-        return name.upper() if "@" + kind == self.adapter.stream_suffix and name else None
-
-    def on_connect(self, path: str) -> ServerReply:
-        parts = urlsplit(path)
-        self.combined = not parts.path.startswith("/ws")
-        streams: list[str] = []
-        for value in parse_qs(parts.query).get("streams", []):
-            streams += value.split("/")
-        if parts.path.startswith("/ws/"):
-            streams += parts.path[4:].split("/")
-        natives = [n for n in map(self._native_of, streams) if n]
-        self.subscribed.update(natives)
-        return ServerReply(subscribed=natives)
-
-    def handle(self, message: str | bytes) -> ServerReply:
-        req = f.client_request(message)
-        if req is None or req.get("method") not in (
-            "SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS",
-        ):  # fmt: skip
-            err = {"code": 2, "msg": "Invalid request: unknown method or malformed JSON"}
-            rid = req.get("id") if req is not None else None
-            return ServerReply([orjson.dumps({"error": err, "id": rid}).decode()])
-        rid = req.get("id")
-        params = req.get("params") or []
-        natives = [n for n in map(self._native_of, params) if isinstance(n, str) and n]
-        reply = ServerReply()
-        result: Any = None
-        if req["method"] == "SUBSCRIBE":
-            self.subscribed.update(natives)
-            reply.subscribed = natives
-        elif req["method"] == "UNSUBSCRIBE":
-            self.subscribed.difference_update(natives)
-            reply.unsubscribed = natives
-        else:
-            suffix = self.adapter.stream_suffix
-            result = sorted(n.lower() + suffix for n in self.subscribed)
-        reply.frames.append(orjson.dumps({"result": result, "id": rid}).decode())
-        return reply
-
-    def render_trades(self, ticks: Sequence[Tick], *, snapshot: bool = False) -> list[str]:
-        del snapshot  # Binance sends no trade snapshot
-        a = self.adapter
-        frames = []
-        for t in ticks:
-            ms = t.ts // 1_000_000
-            payload: dict[str, Any] = {"e": a.event, "E": ms, "s": t.native_symbol}
-            payload[a.id_key] = int(t.trade_id)
-            payload |= {"p": f.fmt_decimal(t.price, 8), "q": f.fmt_decimal(t.qty, 8)}
-            if a.event == "aggTrade":
-                payload |= {"f": int(t.trade_id), "l": int(t.trade_id)}
-            payload |= {"T": ms, "m": t.side == "sell"}
-            if a.event == "trade":
-                payload["M"] = True
-            if self.combined:
-                payload = {"stream": t.native_symbol.lower() + a.stream_suffix, "data": payload}
-            frames.append(orjson.dumps(payload).decode())
-        return frames

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from common.errors import BadInput
-from ingest.sources import (
+from ingest.offline.ticks import (
     CSV_HEADER,
     as_exchange,
     is_csv,

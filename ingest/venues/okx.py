@@ -23,35 +23,32 @@ options keep their suffix (``BTC-USD-240927``, ``BTC-USD-231229-35000-C``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from itertools import groupby
-from typing import Any, Final
+from typing import Final
 
 import orjson
 
-from common.contracts import Tick
 from common.errors import BadInput
-from ingest.exchanges import fields as f
-from ingest.exchanges.base import (
+from ingest.venues import fields as f
+from ingest.venues.base import (
+    ACK,
     IGNORED,
     PONG,
     ExchangeAdapter,
     Heartbeat,
     ParseResult,
-    ServerReply,
-    ServerSession,
     chunks,
     control_result,
+    error_result,
     trade_result,
 )
 
-_ACK: Final = control_result("ack")
 _SHUTDOWN: Final = control_result("shutdown", "64008")
+_FIELDS: Final = f.TradeFields("instId", "tradeId", "px", "sz", "side", "ts", f.TAKER_SIDES)
 
 
 class Okx(ExchangeAdapter):
     name = "okx"
     default_url = "wss://ws.okx.com:8443/ws/v5/public"
-    server_path = "/ws/v5/public"
     max_streams_per_connection = 1000
     max_symbols_per_message = 100
     subscribe_rate_per_s = 3.0
@@ -99,9 +96,9 @@ class Okx(ExchangeAdapter):
         event = msg.get("event")
         if event is not None:
             if event in ("subscribe", "unsubscribe"):
-                return _ACK
+                return ACK
             if event == "error":
-                return control_result("error", f"{msg.get('code')}: {msg.get('msg')}"[:300])
+                return error_result(f"{msg.get('code')}: {msg.get('msg')}")
             if event == "notice" and msg.get("code") == "64008":
                 return _SHUTDOWN
             return control_result("info", str(event)[:100])
@@ -114,75 +111,5 @@ class Okx(ExchangeAdapter):
                     raise BadInput("unknown_frame", f"channel {channel[:40]!r} is not parsed")
                 return IGNORED  # books, tickers, ...
             data = f.get_list(msg, "data")
-            return trade_result([self._trade(f.as_dict(tr, "trade"), recv_ts_ns) for tr in data])
+            return trade_result([self.read_trade(tr, _FIELDS, recv_ts_ns) for tr in data])
         return IGNORED
-
-    def _trade(self, tr: dict[str, Any], recv_ts_ns: int) -> Tick:
-        return self.make_tick(
-            f.get_str(tr, "instId"),
-            f.str_id(f.get(tr, "tradeId"), "tradeId"),
-            f.decimal_str(f.get(tr, "px"), "px"),
-            f.decimal_str(f.get(tr, "sz"), "sz"),
-            f.side_from(f.get(tr, "side"), "side", "buy", "sell"),
-            f.ms_to_ns(f.get(tr, "ts"), "ts"),
-            recv_ts_ns,
-        )
-
-    def server_session(self) -> ServerSession:
-        return _OkxSession()
-
-
-class _OkxSession(ServerSession):
-    """OKX's side of one connection: one ack per arg, text pong, trade pushes."""
-
-    conn_id: Final = "sim0okx1"
-
-    def handle(self, message: str | bytes) -> ServerReply:
-        if message in {"ping", b"ping"}:
-            return ServerReply(["pong"])
-        req = f.client_request(message)
-        op = req.get("op") if req is not None else None
-        args = req.get("args") if req is not None else None
-        if op not in ("subscribe", "unsubscribe") or not isinstance(args, list):
-            err = {"event": "error", "code": "60012", "msg": f"Invalid request: {message!s:.200}",
-                   "connId": self.conn_id}  # fmt: skip
-            return ServerReply([orjson.dumps(err).decode()])
-        reply = ServerReply()
-        for arg in args:
-            if not isinstance(arg, dict) or not isinstance(arg.get("instId"), str):
-                err = {"event": "error", "code": "60018", "msg": f"Wrong URL or channel:{arg}",
-                       "connId": self.conn_id}  # fmt: skip
-                reply.frames.append(orjson.dumps(err).decode())
-                continue
-            ack = {"event": op, "arg": arg, "connId": self.conn_id}
-            reply.frames.append(orjson.dumps(ack).decode())
-            if arg.get("channel") != "trades":
-                continue
-            if op == "subscribe":
-                self.subscribed.add(arg["instId"])
-                reply.subscribed.append(arg["instId"])
-            else:
-                self.subscribed.discard(arg["instId"])
-                reply.unsubscribed.append(arg["instId"])
-        return reply
-
-    def render_trades(self, ticks: Sequence[Tick], *, snapshot: bool = False) -> list[str]:
-        del snapshot  # OKX sends no initial trade snapshot
-        frames = []
-        for native, group in groupby(ticks, key=lambda t: t.native_symbol):
-            data = [
-                {
-                    "instId": native,
-                    "tradeId": t.trade_id,
-                    "px": f.fmt_decimal(t.price),
-                    "sz": f.fmt_decimal(t.qty),
-                    "side": t.side,
-                    "ts": str(t.ts // 1_000_000),
-                    "count": "1",
-                    "source": "0",
-                }
-                for t in group
-            ]
-            msg = {"arg": {"channel": "trades", "instId": native}, "data": data}
-            frames.append(orjson.dumps(msg).decode())
-        return frames

@@ -25,7 +25,6 @@ Symbols are already ``BASE-QUOTE`` (``BTC-USD``) and are kept as they are.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -33,31 +32,29 @@ import orjson
 
 from common.contracts import Side, Tick
 from common.errors import BadInput
-from ingest.exchanges import fields as f
-from ingest.exchanges.base import (
+from ingest.venues import fields as f
+from ingest.venues.base import (
+    ACK,
     HEARTBEAT,
     IGNORED,
     ExchangeAdapter,
     Heartbeat,
     ParseResult,
-    ServerReply,
-    ServerSession,
     chunks,
-    control_result,
+    error_result,
     trade_result,
 )
 
-_ACK: Final = control_result("ack")
 #: Maker side as sent → taker side.
 _TAKER: Final[dict[str, Side]] = {"BUY": "sell", "SELL": "buy"}
-_MAKER: Final = {"buy": "SELL", "sell": "BUY"}
-_MAX_TRADES_PER_FRAME: Final = 100
+_FIELDS: Final = f.TradeFields(
+    "product_id", "trade_id", "price", "size", "side", "time", _TAKER, f.str_id, f.iso8601_to_ns
+)
 
 
 class Coinbase(ExchangeAdapter):
     name = "coinbase"
     default_url = "wss://advanced-trade-ws.coinbase.com"
-    server_path = "/"
     # Coinbase documents no per-connection product cap; 100 keeps one subscribe message
     # small and a reconnect cheap. Unauthenticated clients may send 8 messages/s per IP.
     max_streams_per_connection = 100
@@ -103,9 +100,9 @@ class Coinbase(ExchangeAdapter):
         if channel == "heartbeats":
             return HEARTBEAT
         if channel == "subscriptions":
-            return _ACK
+            return ACK
         if msg.get("type") == "error":
-            return control_result("error", str(msg.get("message", ""))[:300])
+            return error_result(msg.get("message", ""))
         return IGNORED  # l2_data, ticker, status, ... ("clients are expected to ignore")
 
     def _trades(self, msg: dict[str, Any], recv_ts_ns: int) -> ParseResult:
@@ -118,104 +115,12 @@ class Coinbase(ExchangeAdapter):
                 raise BadInput("bad_type", f"market_trades event type {kind!r:.40}")
             snapshot = snapshot or kind == "snapshot"
             for raw in f.get_list(ev, "trades"):
-                ticks.append(self._trade(f.as_dict(raw, "trade"), recv_ts_ns))
+                ticks.append(self.read_trade(raw, _FIELDS, recv_ts_ns))
         # Newest first on the wire; oldest first out (ties: by numeric trade id).
         ticks.sort(key=_order)
         return trade_result(ticks, snapshot)
-
-    def _trade(self, tr: dict[str, Any], recv_ts_ns: int) -> Tick:
-        maker = f.get(tr, "side")
-        side = _TAKER.get(maker) if isinstance(maker, str) else None
-        if side is None:
-            raise BadInput("bad_type", f"side={tr['side']!r:.40} is not BUY or SELL")
-        return self.make_tick(
-            f.get_str(tr, "product_id"),
-            f.str_id(f.get(tr, "trade_id"), "trade_id"),
-            f.decimal_str(f.get(tr, "price"), "price"),
-            f.decimal_str(f.get(tr, "size"), "size"),
-            side,
-            f.iso8601_to_ns(f.get(tr, "time"), "time"),
-            recv_ts_ns,
-        )
-
-    def server_session(self) -> ServerSession:
-        return _CoinbaseSession()
 
 
 def _order(t: Tick) -> tuple[int, int]:
     tid = t.trade_id
     return t.ts, int(tid) if tid.isascii() and tid.isdigit() else 0
-
-
-class _CoinbaseSession(ServerSession):
-    """Coinbase's side of one connection: a per-connection ``sequence_num`` on every message."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.sequence = 0
-        self.heartbeats = False
-        self.counter = 0
-
-    def _envelope(self, channel: str, events: list[dict[str, Any]]) -> str:
-        msg = {
-            "channel": channel,
-            "client_id": "",
-            "timestamp": f.ns_to_iso8601(time.time_ns()),
-            "sequence_num": self.sequence,
-            "events": events,
-        }
-        self.sequence += 1
-        return orjson.dumps(msg).decode()
-
-    def handle(self, message: str | bytes) -> ServerReply:
-        req = f.client_request(message)
-        if req is None or req.get("type") not in ("subscribe", "unsubscribe"):
-            err = {"type": "error", "message": "failure to subscribe"}
-            return ServerReply([orjson.dumps(err).decode()])
-        channel = req.get("channel")
-        products = [p for p in req.get("product_ids") or [] if isinstance(p, str)]
-        reply = ServerReply()
-        if channel == "heartbeats":
-            self.heartbeats = req["type"] == "subscribe"
-        elif channel == "market_trades":
-            if req["type"] == "subscribe":
-                self.subscribed.update(products)
-                reply.subscribed = products
-            else:
-                self.subscribed.difference_update(products)
-                reply.unsubscribed = products
-        else:
-            err = {"type": "error", "message": f"unsupported channel {channel!r}"}
-            return ServerReply([orjson.dumps(err).decode()])
-        subs: dict[str, list[str]] = {"market_trades": sorted(self.subscribed)}
-        if self.heartbeats:
-            subs["heartbeats"] = ["heartbeats"]
-        reply.frames.append(self._envelope("subscriptions", [{"subscriptions": subs}]))
-        return reply
-
-    def render_trades(self, ticks: Sequence[Tick], *, snapshot: bool = False) -> list[str]:
-        frames = []
-        for part in chunks(list(range(len(ticks))), _MAX_TRADES_PER_FRAME):
-            trades = [
-                {
-                    "trade_id": ticks[i].trade_id,
-                    "product_id": ticks[i].native_symbol,
-                    "price": f.fmt_decimal(ticks[i].price),
-                    "size": f.fmt_decimal(ticks[i].qty),
-                    "side": _MAKER[ticks[i].side],
-                    "time": f.ns_to_iso8601(ticks[i].ts),
-                }
-                for i in reversed(part)  # newest first, as Coinbase sends them
-            ]
-            event = {"type": "snapshot" if snapshot else "update", "trades": trades}
-            frames.append(self._envelope("market_trades", [event]))
-        return frames
-
-    def heartbeat(self) -> list[str]:
-        if not self.heartbeats:
-            return []
-        self.counter += 1
-        now = time.time_ns()
-        stamp = f.ns_to_iso8601(now).replace("T", " ").removesuffix("Z")
-        event = {"current_time": f"{stamp} +0000 UTC", "heartbeat_counter": str(self.counter)}
-        return [self._envelope("heartbeats", [event])]

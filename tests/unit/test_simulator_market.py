@@ -7,8 +7,9 @@ import pytest
 
 from common.contracts import Tick
 from common.errors import BadInput
-from ingest.exchanges import get_adapter
-from ingest.simfeed import Faults, Feed, FrameFaults, Subscription, malformed
+from ingest.simulator.market import Faults, Feed, FrameFaults, Subscription, malformed
+from ingest.simulator.venues import get_server
+from ingest.venues import get_adapter
 
 MS = 1_000_000
 
@@ -102,7 +103,7 @@ def test_frame_faults_duplicate_and_malformed_positions() -> None:
 
 
 def test_malformed_variants_are_bad_input_for_the_adapter() -> None:
-    frame = get_adapter("binance").server_session().render_trades(_ticks("BTC-USDT", 1))[0]
+    frame = get_server("binance").session().render_trades(_ticks("BTC-USDT", 1))[0]
     orjson.loads(frame)
     reasons = set()
     for k in range(3):

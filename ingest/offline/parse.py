@@ -22,8 +22,8 @@ from typing import IO, Any, cast
 import orjson
 
 from common.errors import BadInput
-from ingest.exchanges import EXCHANGES, get_adapter
-from ingest.exchanges.base import DEFAULT_MAX_FRAME_BYTES
+from ingest.venues import EXCHANGES, get_adapter
+from ingest.venues.base import DEFAULT_MAX_FRAME_BYTES
 
 _FLUSH_EVERY = 512
 

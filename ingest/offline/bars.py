@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Final
 
 from common.errors import BadInput
-from ingest.sources import open_text
+from ingest.offline.ticks import open_text
 
 TIME_COLUMNS: Final = ("time", "timestamp", "date", "datetime", "open_time", "opentime")
 PRICE_COLUMNS: Final = ("open", "high", "low", "close")

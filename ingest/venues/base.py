@@ -1,16 +1,15 @@
-"""The exchange adapter interface: pure protocol code, no I/O.
+"""The exchange adapter interface: pure client protocol code, no I/O.
 
 One ``ExchangeAdapter`` per exchange *market* (its ``name`` is the ``Tick.exchange`` of the
 ticks it produces). An adapter knows, for its exchange:
 
-* the client side — where to connect (``default_url``, overridable by settings), how to
-  spread symbols over connections (``connection_plan``) and subscribe to them
-  (``subscribe_messages``, respecting ``max_streams_per_connection``,
-  ``max_symbols_per_message`` and ``subscribe_rate_per_s``), how to keep the connection alive
-  (``heartbeat``), and how to turn one raw frame into zero or more ticks (``parse``);
-* the server side, used by the local simulator because the adapter owns the format
-  (``server_path``, ``server_session()``: replies to subscribe requests and pings with the
-  exchange's real acks/pongs, renders trades exactly as the exchange sends them).
+where to connect (``default_url``, overridable by settings), how to spread symbols over
+connections (``connection_plan``) and subscribe to them (``subscribe_messages``, respecting
+``max_streams_per_connection``, ``max_symbols_per_message`` and ``subscribe_rate_per_s``),
+how to keep the connection alive (``heartbeat``), how to turn one raw frame into zero or more
+ticks (``parse``) and, where the exchange has one, how to page its REST trade history
+(``history_params``, ``parse_history``). The server side of the same protocols (what the
+local simulator sends) is in ``ingest.simulator.venues``: an adapter does not need one.
 
 Bybit spot and linear are two adapters (``bybit`` and ``bybit-linear``): they live on two
 URLs with different limits and ping replies, and their ticks must not share a name because
@@ -32,17 +31,18 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Final, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeVar
 
 from common import plausibility
 from common.contracts import Side, Tick
 from common.errors import BadInput
+from ingest.venues.fields import TradeFields, as_dict, decimal_str, get, get_str, read_side
 
 if TYPE_CHECKING:
-    from ingest.exchanges.batch import ParsedBatch
+    from ingest.venues.batch import ParsedBatch
 
 #: Default upper bound of a raw frame; larger frames are ``BadInput("frame_too_large")``.
 DEFAULT_MAX_FRAME_BYTES: Final = 1 << 20
@@ -105,11 +105,17 @@ def control_result(control: str, detail: str = "") -> ParseResult:
     return ParseResult(FrameKind.CONTROL, (), False, control, detail)
 
 
+def error_result(detail: object) -> ParseResult:
+    """The exchange rejected something: ``control == "error"``, its message (cut) as detail."""
+    return control_result("error", str(detail)[:300])
+
+
 _new: Final = tuple.__new__
 
 
 IGNORED: Final = ParseResult(FrameKind.IGNORED)
 PONG: Final = ParseResult(FrameKind.CONTROL, control="pong")
+ACK: Final = ParseResult(FrameKind.CONTROL, control="ack")
 HEARTBEAT: Final = ParseResult(FrameKind.CONTROL, control="heartbeat")
 
 
@@ -118,7 +124,7 @@ class HistoryQuery:
     """One page of an exchange's public REST trade history (``ingest.backfill``): trades of
     ``native`` from id ``from_id`` on (inclusive; Binance ``fromId``), or after time
     ``since_ns`` (Kraken ``since``), at most ``limit``. The simulator reads the same from a
-    request (``ExchangeAdapter.history_query``)."""
+    request (``ingest.simulator.venues``)."""
 
     native: str
     from_id: int | None = None
@@ -157,52 +163,11 @@ class Heartbeat:
     server_heartbeat_s: float | None = None  # the server sends a heartbeat frame this often
 
 
-@dataclass(slots=True)
-class ServerReply:
-    """What the simulator does with one client message: frames to send, subscription changes."""
-
-    frames: list[str] = field(default_factory=list)
-    subscribed: list[str] = field(default_factory=list)  # native symbols
-    unsubscribed: list[str] = field(default_factory=list)
-    close: bool = False  # the exchange would close the connection (e.g. invalid request)
-
-
-class ServerSession(ABC):
-    """Server-side protocol state of one simulated connection (pure; the simulator does I/O).
-
-    Holds what an exchange tracks per connection (subscriptions, sequence numbers) so the
-    frames rendered are exactly what a real client would receive.
-    """
-
-    def __init__(self) -> None:
-        self.subscribed: set[str] = set()
-
-    def on_connect(self, path: str) -> ServerReply:
-        """Frames sent on connect and subscriptions implied by the URL (Binance ``?streams=``)."""
-        del path
-        return ServerReply()
-
-    @abstractmethod
-    def handle(self, message: str | bytes) -> ServerReply:
-        """Reply to one client message (subscribe → ack, ping → pong, junk → error)."""
-
-    @abstractmethod
-    def render_trades(self, ticks: Sequence[Tick], *, snapshot: bool = False) -> list[str]:
-        """The frames the exchange would send for these trades (consecutive same-symbol
-        trades may share a frame, as the exchange batches them)."""
-
-    def heartbeat(self) -> list[str]:
-        """Periodic server frames (Coinbase/Kraken heartbeat); empty where there are none."""
-        return []
-
-
 class ExchangeAdapter(ABC):
     """Pure protocol knowledge of one exchange market. Instances are stateless and shared."""
 
     name: str
     default_url: str
-    #: URL path the real exchange serves the stream on (the simulator serves the same).
-    server_path: str
     #: Streams (channel x symbol) one connection may carry, and per subscribe message.
     max_streams_per_connection: int
     max_symbols_per_message: int
@@ -271,9 +236,9 @@ class ExchangeAdapter(ABC):
         """One raw frame → ticks or a control result; ``BadInput`` on malformed input."""
 
     def parse_many(self, frames: Sequence[str | bytes], recv_ts_ns: int) -> ParsedBatch:
-        """Many frames at once (``ingest.exchanges.batch``); this default parses each frame.
+        """Many frames at once (``ingest.venues.batch``); this default parses each frame.
         Adapters with a columnar fast path (Binance) override it."""
-        from ingest.exchanges.batch import parse_each  # noqa: PLC0415 - batch imports base
+        from ingest.venues.batch import parse_each  # noqa: PLC0415 - batch imports base
 
         return parse_each(self.parse, frames, recv_ts_ns)
 
@@ -294,21 +259,23 @@ class ExchangeAdapter(ABC):
         anything malformed or an error reply)."""
         raise NotImplementedError(f"{self.name} has no REST trade history")
 
-    def history_query(self, params: Mapping[str, str]) -> HistoryQuery:
-        """Server side (simulator): the query string of a history request → what it asks
-        (``BadInput`` when it is not one the exchange would accept)."""
-        raise NotImplementedError(f"{self.name} has no REST trade history")
-
-    def render_history(self, ticks: Sequence[Tick], query: HistoryQuery) -> bytes:
-        """Server side (simulator): the response body the exchange sends for ``ticks``."""
-        raise NotImplementedError(f"{self.name} has no REST trade history")
-
-    # ---- server side (simulator) ---------------------------------------------------
-    @abstractmethod
-    def server_session(self) -> ServerSession:
-        """A fresh server-side protocol state for one simulated connection."""
-
     # ---- shared helpers for subclasses ----------------------------------------------
+    def read_trade(
+        self, obj: Any, fields: TradeFields, recv_ts_ns: int, native: str | None = None
+    ) -> Tick:
+        """One JSON trade object → a validated tick, each field where ``fields`` says
+        (``native``: the symbol, for objects that do not carry it)."""
+        tr = as_dict(obj, "trade")
+        return self.make_tick(
+            get_str(tr, fields.symbol) if native is None else native,
+            fields.read_id(get(tr, fields.trade_id), fields.trade_id),
+            decimal_str(get(tr, fields.price), fields.price),
+            decimal_str(get(tr, fields.qty), fields.qty),
+            read_side(get(tr, fields.side), fields.side, fields.sides),
+            fields.read_time(get(tr, fields.time), fields.time),
+            recv_ts_ns,
+        )
+
     def make_tick(  # noqa: PLR0917 - mirrors the field order of Tick
         self,
         native: str,

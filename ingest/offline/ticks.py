@@ -21,7 +21,7 @@ adapter and only trades are kept::
 
 ``timestamp``/``local_timestamp`` are µs since the epoch; ``side`` is the taker's side;
 ``symbol`` is the exchange's native spelling (a normalized ``BASE-QUOTE`` is accepted too).
-``exchange`` is an adapter name (``ingest.exchanges.EXCHANGES``) or one of tardis's names in
+``exchange`` is an adapter name (``ingest.venues.EXCHANGES``) or one of tardis's names in
 ``TARDIS_EXCHANGES``; any other venue (``nasdaq``, a vendor's name) is taken as written, its
 symbols too. Any date is accepted (the 2010..2100 window applies to live frames only).
 """
@@ -38,8 +38,9 @@ from typing import IO, Final
 
 from common.contracts import Side, Tick
 from common.errors import BadInput
-from ingest.exchanges import ExchangeAdapter, FrameKind, get_adapter
-from ingest.exchanges.base import check_price_qty
+from ingest.venues import FrameKind, get_adapter
+from ingest.venues.base import check_price_qty
+from ingest.venues.symbols import native_of, symbol_names
 
 CSV_HEADER: Final = (
     "exchange",
@@ -182,20 +183,6 @@ def _csv_tick(
     return Tick(ex, names[0], names[1], trade_id, price, qty, taker, ts, recv)
 
 
-def symbol_names(adapter: ExchangeAdapter, symbol: str) -> tuple[str, str]:
-    """(normalized, native) of a symbol written natively (``BTCUSDT``, ``BTC/USD``) or
-    normalized (``BTC-USDT``), in any case. A spelling is taken as normalized when it survives
-    the round trip ``normalize(to_native(s)) == s`` (some natives, like Coinbase's, are both)."""
-    upper = symbol.strip().upper()
-    try:
-        native = adapter.to_native(upper)
-        if adapter.normalize(native) == upper:
-            return upper, native
-    except BadInput:
-        pass
-    return adapter.normalize(upper), upper
-
-
 def write_trades_csv(ticks: Iterable[Tick], out: IO[str]) -> int:
     """Write ticks as a normalized trades CSV (native symbols, µs times); returns the rows."""
     writer = csv.writer(out, lineterminator="\n")
@@ -230,13 +217,10 @@ def synthetic_symbols(exchange: str, n: int) -> list[tuple[str, str]]:
     out = []
     for base in bases:
         for cand in (f"{base}-USDT", f"{base}-USDT-PERP", f"{base}-USD", f"{base}-USD-PERP"):
-            try:
-                native = adapter.to_native(cand)
-                if adapter.normalize(native) == cand:
-                    out.append((cand, native))
-                    break
-            except (BadInput, KeyError, ValueError):
-                continue
+            native = native_of(adapter, cand)
+            if native is not None:
+                out.append((cand, native))
+                break
         else:
             raise ValueError(f"{exchange}: cannot spell a synthetic symbol for {base}")
     return out

@@ -33,18 +33,17 @@ Symbols: ``BTC/USD`` → ``BTC-USD`` (v2 already says BTC, not XBT).
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
-from itertools import groupby
 from typing import Any, Final
 
 import orjson
 
-from common.contracts import Tick
+from common.contracts import Side, Tick
 from common.errors import BadInput
-from ingest.exchanges import fields as f
-from ingest.exchanges.base import (
+from ingest.venues import fields as f
+from ingest.venues.base import (
+    ACK,
     HEARTBEAT,
     IGNORED,
     PONG,
@@ -53,22 +52,24 @@ from ingest.exchanges.base import (
     HistoryPage,
     HistoryQuery,
     ParseResult,
-    ServerReply,
-    ServerSession,
     check_ts,
     chunks,
     control_result,
+    error_result,
     trade_result,
 )
 
-_ACK: Final = control_result("ack")
 _STATUS: Final = control_result("info", "status")
+_FIELDS: Final = f.TradeFields(
+    "symbol", "trade_id", "price", "qty", "side", "timestamp", f.TAKER_SIDES, f.int_id,
+    f.iso8601_to_ns,
+)  # fmt: skip
+_HISTORY_SIDES: Final[Mapping[str, Side]] = {"b": "buy", "s": "sell"}
 
 
 class Kraken(ExchangeAdapter):
     name = "kraken"
     default_url = "wss://ws.kraken.com/v2"
-    server_path = "/v2"
     max_streams_per_connection = 1000
     max_symbols_per_message = 100
     subscribe_rate_per_s = 5.0
@@ -127,7 +128,7 @@ class Kraken(ExchangeAdapter):
             if kind not in ("snapshot", "update"):
                 raise BadInput("bad_type", f"trade message type {kind!r:.40}")
             data = f.get_list(msg, "data")
-            ticks = [self._trade(f.as_dict(tr, "trade"), recv_ts_ns) for tr in data]
+            ticks = [self.read_trade(tr, _FIELDS, recv_ts_ns) for tr in data]
             ticks.sort(key=lambda t: int(t.trade_id))  # ids are integers (checked)
             return trade_result(ticks, kind == "snapshot")
         if channel == "heartbeat":
@@ -139,22 +140,11 @@ class Kraken(ExchangeAdapter):
             return PONG
         if method in ("subscribe", "unsubscribe"):
             if msg.get("success") is True:
-                return _ACK
-            return control_result("error", str(msg.get("error", ""))[:300])
+                return ACK
+            return error_result(msg.get("error", ""))
         if "error" in msg:
-            return control_result("error", str(msg["error"])[:300])
+            return error_result(msg["error"])
         return IGNORED  # book, ticker, ohlc, ...
-
-    def _trade(self, tr: dict[str, Any], recv_ts_ns: int) -> Tick:
-        return self.make_tick(
-            f.get_str(tr, "symbol"),
-            f.int_id(f.get(tr, "trade_id"), "trade_id"),
-            f.decimal_str(f.get(tr, "price"), "price"),
-            f.decimal_str(f.get(tr, "qty"), "qty"),
-            f.side_from(f.get(tr, "side"), "side", "buy", "sell"),
-            f.iso8601_to_ns(f.get(tr, "timestamp"), "timestamp"),
-            recv_ts_ns,
-        )
 
     # ---- REST trade history ------------------------------------------------------------
     def history_params(self, query: HistoryQuery) -> dict[str, str]:
@@ -204,118 +194,7 @@ class Kraken(ExchangeAdapter):
             f.int_id(tid, "trade_id"),
             f.decimal_str(str(price), "price"),
             f.decimal_str(str(qty), "volume"),
-            f.side_from(side, "side", "b", "s"),
+            f.read_side(side, "side", _HISTORY_SIDES),
             ts,
             recv_ts_ns,
         )
-
-    def history_query(self, params: Mapping[str, str]) -> HistoryQuery:
-        native, since = params.get("pair", ""), params.get("since", "")
-        count = params.get("count", "1000")
-        if not native or not since.isdigit() or not count.isdigit():
-            raise BadInput("missing_field", "pair, since (ns) and count are needed")
-        return HistoryQuery(native, None, int(since), min(int(count), self.history_max_limit))
-
-    def render_history(self, ticks: Sequence[Tick], query: HistoryQuery) -> bytes:
-        rows = []
-        for t in ticks:
-            sec, us = divmod(t.ts // 1000, 1_000_000)
-            rows.append(
-                f'["{f.fmt_decimal(t.price)}","{f.fmt_decimal(t.qty)}",{sec}.{us:06d},'
-                f'"{t.side[0]}","m","",{int(t.trade_id)}]'
-            )
-        last = ticks[-1].ts if ticks else query.since_ns
-        pair = json.dumps(query.native)
-        return (f'{{"error":[],"result":{{{pair}:[{",".join(rows)}],"last":"{last}"}}}}').encode()
-
-    def server_session(self) -> ServerSession:
-        return _KrakenSession()
-
-
-def _now() -> str:
-    return f.ns_to_iso8601(time.time_ns(), 6)
-
-
-class _KrakenSession(ServerSession):
-    """Kraken's side of one connection: status on connect, one ack per symbol, pongs."""
-
-    def on_connect(self, path: str) -> ServerReply:
-        status = {
-            "channel": "status",
-            "type": "update",
-            "data": [
-                {
-                    "version": "2.0.0",
-                    "system": "online",
-                    "api_version": "v2",
-                    "connection_id": 12393906104898154338,
-                }
-            ],
-        }
-        return ServerReply([orjson.dumps(status).decode()])
-
-    def handle(self, message: str | bytes) -> ServerReply:
-        req = f.client_request(message)
-        if req is None:
-            return ServerReply([_error(None, "Malformed request", None)])
-        method, rid = req.get("method"), req.get("req_id")
-        if method == "ping":
-            pong = {"method": "pong", "time_in": _now(), "time_out": _now()}
-            if rid is not None:
-                pong["req_id"] = rid
-            return ServerReply([orjson.dumps(pong).decode()])
-        params = req.get("params")
-        if method not in ("subscribe", "unsubscribe") or not isinstance(params, dict):
-            return ServerReply([_error(method, "Method not found", rid)])
-        if params.get("channel") != "trade":
-            return ServerReply([_error(method, "Channel not supported", rid)])
-        symbols = [s for s in params.get("symbol") or [] if isinstance(s, str)]
-        reply = ServerReply()
-        for sym in symbols:
-            result: dict[str, Any] = {"channel": "trade", "symbol": sym}
-            if method == "subscribe":
-                result["snapshot"] = bool(params.get("snapshot", True))
-            ack: dict[str, Any] = {"method": method, "result": result, "success": True,
-                                   "time_in": _now(), "time_out": _now()}  # fmt: skip
-            if rid is not None:
-                ack["req_id"] = rid
-            reply.frames.append(orjson.dumps(ack).decode())
-        if method == "subscribe":
-            self.subscribed.update(symbols)
-            reply.subscribed = symbols
-        else:
-            self.subscribed.difference_update(symbols)
-            reply.unsubscribed = symbols
-        return reply
-
-    def render_trades(self, ticks: Sequence[Tick], *, snapshot: bool = False) -> list[str]:
-        frames = []
-        for _, group in groupby(ticks, key=lambda t: t.native_symbol):
-            data = [
-                {
-                    "symbol": t.native_symbol,
-                    "side": t.side,
-                    "price": t.price,
-                    "qty": t.qty,
-                    "ord_type": "market",
-                    "trade_id": int(t.trade_id),
-                    "timestamp": f.ns_to_iso8601(t.ts, 6),
-                }
-                for t in group
-            ]
-            msg = {"channel": "trade", "type": "snapshot" if snapshot else "update", "data": data}
-            frames.append(orjson.dumps(msg).decode())
-        return frames
-
-    def heartbeat(self) -> list[str]:
-        return ['{"channel":"heartbeat"}'] if self.subscribed else []
-
-
-def _error(method: Any, error: str, rid: Any) -> str:
-    msg: dict[str, Any] = {"error": error, "success": False, "time_in": _now(),
-                           "time_out": _now()}  # fmt: skip
-    if method is not None:
-        msg["method"] = method
-    if rid is not None:
-        msg["req_id"] = rid
-    return orjson.dumps(msg).decode()
