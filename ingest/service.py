@@ -34,7 +34,7 @@ from ingest.connection import Connection, ConnectionOptions
 from ingest.deadletter import DeadLetters
 from ingest.exchanges import get_adapter
 from ingest.lastwritten import load_last_written
-from ingest.metrics import IngestMetrics
+from ingest.metrics import INGEST_METRICS, IngestMetrics
 from ingest.rest import HistoryClient
 from ingest.sequence import TradeDeduper
 from ingest.settings import IngestSettings
@@ -64,7 +64,7 @@ class IngestService(Service):
         super().__init__(readiness=Readiness(*READY_MEANS, meanings=READY_MEANS))
         self.settings = settings
         self.redis = redis
-        self.metrics = metrics or IngestMetrics()
+        self.metrics = metrics or INGEST_METRICS
         self.keys = keys or settings.common.keys()
         self._log = get_logger("ingest.service")
         s = settings
