@@ -52,7 +52,7 @@ import socket
 import ssl
 import time
 from collections.abc import Sequence, Sized
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from urllib.parse import urlsplit
 
 import orjson
@@ -77,6 +77,7 @@ from ingest.exchanges.base import trade_result
 from ingest.exchanges.batch import TradeColumns
 from ingest.metrics import IngestMetrics
 from ingest.sequence import TradeDeduper, Verdict, symbol_runs
+from ingest.settings import DEFAULTS, IngestSettings
 from ingest.writer import TickWriter
 
 _PUBLISH_EVERY_S = 0.25
@@ -88,23 +89,33 @@ _TIME_AHEAD = Verdict(False, implausible=TIME_AHEAD)
 
 @dataclass(frozen=True, slots=True)
 class ConnectionOptions:
-    """Timing knobs of a connection (from ``IngestSettings``)."""
+    """Timing knobs of a connection (defaults and values: ``IngestSettings``)."""
 
     url: str | None = None  # base URL override (None: the adapter's default_url)
     max_age_s: float | None = None  # rotate after this long (None: the adapter's limit)
     rotate_margin: float = 0.95  # rotate at this fraction of the adapter's own age limit
-    open_timeout_s: float = 10.0
-    ws_ping_interval_s: float = 20.0
-    ws_ping_timeout_s: float = 20.0
-    idle_timeout_s: float | None = None  # overrides the adapter's idle timeout
-    ping_interval_s: float | None = None  # overrides the adapter's text-ping period
-    backoff_base_s: float = 0.5
-    backoff_max_s: float = 30.0
+    open_timeout_s: float = DEFAULTS.open_timeout_s
+    ws_ping_interval_s: float = DEFAULTS.ws_ping_interval_s
+    ws_ping_timeout_s: float = DEFAULTS.ws_ping_timeout_s
+    idle_timeout_s: float | None = DEFAULTS.idle_timeout_s  # None: the adapter's
+    ping_interval_s: float | None = DEFAULTS.ping_interval_s  # None: the adapter's
+    backoff_base_s: float = DEFAULTS.backoff_base_s
+    backoff_max_s: float = DEFAULTS.backoff_max_s
     backoff_reset_s: float = 30.0
     rotation_ready_timeout_s: float = 10.0
-    read_batch: int = 128  # frames already received handled as one batch (1: one by one)
+    read_batch: int = DEFAULTS.read_batch  # frames already received handled as one batch
     # The time-ahead bound (the deduper applies the id-jump bound).
-    limits: PlausibilityLimits = field(default_factory=PlausibilityLimits)
+    limits: PlausibilityLimits = DEFAULTS.limits
+
+    @classmethod
+    def from_settings(cls, settings: IngestSettings, exchange: str) -> ConnectionOptions:
+        """The options of ``exchange``'s connections: its URL override, and every knob of
+        the settings that has the same name here."""
+        same = {f.name: getattr(settings, f.name) for f in fields(cls) if f.name in _SETTINGS}
+        return cls(url=settings.url(exchange), max_age_s=settings.max_connection_age_s, **same)
+
+
+_SETTINGS = frozenset(f.name for f in fields(IngestSettings))
 
 
 #: The ``reason`` label of ``alphapulse_ingest_connect_failures_total``.

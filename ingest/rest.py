@@ -22,6 +22,7 @@ from common.errors import BadInput
 from ingest.exchanges import ExchangeAdapter
 from ingest.exchanges.base import HistoryPage, HistoryQuery
 from ingest.metrics import IngestMetrics
+from ingest.settings import DEFAULTS
 
 #: Reasons a history request fails (the ``reason`` label of backfill failures).
 HTTP, TIMEOUT, BAD_RESPONSE = "http", "timeout", "bad_response"
@@ -48,7 +49,7 @@ class HistoryClient:
         metrics: IngestMetrics,
         *,
         request_timeout_s: float = 5.0,
-        rate_per_s: float = 5.0,
+        rate_per_s: float = DEFAULTS.backfill_rate_per_s,
         retries: int = 2,
         backoff_base_s: float = 0.2,
         seed: int | None = None,

@@ -52,6 +52,7 @@ from ingest.exchanges.batch import TradeColumns
 from ingest.lastwritten import APPEND_LUA, batch_last_ids
 from ingest.metrics import IngestMetrics
 from ingest.packing import Slice, merge_split, pack, segment_batches
+from ingest.settings import DEFAULTS
 
 #: Extra field of every entry this writer appends: ``<writer id>:<sequence>``. Readers
 #: ignore it (fields are only ever added to a contract version); retries use it.
@@ -82,9 +83,9 @@ class TickWriter:
         keys: Keys,
         metrics: IngestMetrics,
         *,
-        batch_size: int = 1000,
-        flush_interval: float = 0.005,
-        max_pending: int = 100_000,
+        batch_size: int = DEFAULTS.batch_size,
+        flush_interval: float = DEFAULTS.flush_ms / 1000.0,
+        max_pending: int = DEFAULTS.queue_bound,
         maxlen: int | None = None,
         retry_max_delay: float = 5.0,
         sequential: frozenset[str] = frozenset(),
