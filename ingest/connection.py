@@ -46,8 +46,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import socket
-import ssl
 import time
 from collections.abc import Sequence, Sized
 from dataclasses import dataclass, fields
@@ -58,15 +56,14 @@ from websockets.exceptions import (
     ConnectionClosed,
     ConnectionClosedOK,
     InvalidHandshake,
-    InvalidMessage,
 )
-from websockets.frames import CloseCode
 
 from common.backoff import BackoffPolicy
 from common.logging import get_logger
 from common.plausibility import PlausibilityLimits
 from ingest.backfill import GapFiller
 from ingest.deadletter import RateLimitedLog
+from ingest.disconnects import closed_reason, connect_failure_reason
 from ingest.exchanges import ExchangeAdapter
 from ingest.framestep import DeadLetterSink, FrameStep
 from ingest.metrics import IngestMetrics
@@ -107,41 +104,6 @@ class ConnectionOptions:
 
 
 _SETTINGS = frozenset(f.name for f in fields(IngestSettings))
-
-
-#: The ``reason`` label of ``alphapulse_ingest_connect_failures_total``.
-CONNECT_FAILURE_REASONS = ("dns", "refused", "timeout", "tls", "handshake", "closed", "other")
-_PEER_CLOSED = (
-    ConnectionClosed,
-    ConnectionResetError,
-    ConnectionAbortedError,
-    BrokenPipeError,
-    ssl.SSLEOFError,  # the TCP connection ended within the TLS handshake
-    ssl.SSLZeroReturnError,
-)
-
-
-def connect_failure_reason(error: BaseException) -> str:
-    """Why a connect attempt failed, from the exception's type (one of
-    ``CONNECT_FAILURE_REASONS``): the name did not resolve (``dns``), nothing listens
-    (``refused``), no answer within ``open_timeout_s`` (``timeout``), the TLS handshake
-    was rejected (``tls``), the HTTP upgrade was refused, e.g. a 403 or 429 (``handshake``),
-    the peer dropped the connection before the WebSocket was open (``closed``)."""
-    if isinstance(error, socket.gaierror):
-        return "dns"
-    if isinstance(error, ConnectionRefusedError):
-        return "refused"
-    if isinstance(error, TimeoutError):
-        return "timeout"
-    if isinstance(error, _PEER_CLOSED) or (
-        isinstance(error, InvalidMessage) and isinstance(error.__cause__, EOFError)
-    ):  # a reset or EOF during the TLS handshake, or EOF before the HTTP response
-        return "closed"
-    if isinstance(error, ssl.SSLError):
-        return "tls"
-    if isinstance(error, InvalidHandshake):
-        return "handshake"
-    return "other"
 
 
 class _EndedWhileSubscribing(Exception):
@@ -334,7 +296,7 @@ class Connection:
                 await ws.send(message)
         except ConnectionClosed as e:
             await self._close(session, "closed_while_subscribing")
-            raise _EndedWhileSubscribing(_closed_reason(e)) from e
+            raise _EndedWhileSubscribing(closed_reason(e)) from e
         return session
 
     async def _watch(self, session: _Session) -> str:
@@ -422,7 +384,7 @@ class Connection:
                     since_yield = 0
                     await asyncio.sleep(0)
         except ConnectionClosed as e:
-            session.reason = _closed_reason(e)
+            session.reason = closed_reason(e)
         except Exception as e:  # a bug (parsers raise only BadInput): log it, reconnect
             session.reason = "error"
             self._log.error("reader_failed", error=repr(e), exc_info=e)
@@ -448,12 +410,3 @@ def _received_queue(ws: ClientConnection) -> Sized | None:
     """
     frames = getattr(getattr(ws, "recv_messages", None), "frames", None)
     return frames if isinstance(frames, Sized) else None
-
-
-def _closed_reason(e: ConnectionClosed) -> str:
-    """Why a socket ended: the server closed it, our keepalive gave up, or it was cut."""
-    if e.rcvd is not None:
-        return "closed"
-    if e.sent is not None and e.sent.code == CloseCode.INTERNAL_ERROR:
-        return "ping_timeout"  # websockets' keepalive: no pong within ws_ping_timeout_s
-    return "dropped"

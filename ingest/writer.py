@@ -125,15 +125,8 @@ class TickWriter:
 
     # --- producer side -------------------------------------------------------------
     @property
-    def batch_size(self) -> int:
-        return self.cutter.batch_size
-
-    @property
-    def max_pending(self) -> int:
-        return self.cutter.max_pending
-
-    @property
     def pending(self) -> int:
+        """Ticks buffered or being written."""
         return self.cutter.pending
 
     @property
