@@ -3,16 +3,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 
+import ingest.settings as settings_module
 from common.errors import ConfigError
 from common.names import Keys
 from ingest.deadletter import DeadLetters, RateLimitedLog
 from ingest.metrics import IngestMetrics
-from ingest.settings import IngestSettings, parse_exchanges
+from ingest.settings import DEFAULTS, IngestSettings, parse_exchanges
 
 
 def test_settings_from_env() -> None:
@@ -98,3 +101,22 @@ def test_read_batch_setting() -> None:
     for bad in ("0", "x", "5000"):
         with pytest.raises(ConfigError, match="INGEST_READ_BATCH"):
             IngestSettings.from_env(base | {"INGEST_READ_BATCH": bad})
+
+
+def test_the_documented_defaults_are_the_settings_defaults() -> None:
+    """The variable table of ``ingest.settings`` shows the defaults ``DEFAULTS`` holds."""
+    rows = re.findall(r"^``(INGEST_\w+)``\s+(\d[\d.]*)\s", settings_module.__doc__ or "", re.M)
+    checked = 0
+    for variable, shown in rows:
+        name = variable.removeprefix("INGEST_").lower()
+        for holder in (DEFAULTS, DEFAULTS.limits):
+            if hasattr(holder, name):
+                assert getattr(holder, name) == float(shown), variable
+                checked += 1
+    assert checked >= 18
+    # and from_env falls back to them
+    assert IngestSettings.from_env({"EXCHANGES": "binance:BTCUSDT"}) == dataclasses.replace(
+        DEFAULTS,
+        exchanges=(("binance", ("BTCUSDT",)),),
+        rest_urls=(("binance", "https://api.binance.com"),),
+    )
