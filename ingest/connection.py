@@ -24,21 +24,14 @@ WebSocket *sessions* one after another:
    closed (once the replacement's first frame, its ack, arrived); the overlap is removed by
    the deduper. If the replacement cannot connect, the old session keeps reading meanwhile.
 
-Gaps: where a ``GapFiller`` is given (``ingest.backfill``), the trade after a gap and the
-symbol's later trades are held by it while the missing trades are fetched from the exchange's
-REST history, then written in id order; the batch path steps aside while any symbol is held.
-
-What happens to each frame — parse, plausibility, duplicates and gaps, holding for a
-backfill, counting, dead-lettering — is the pure ``ingest.framestep.FrameStep`` (tested
-without a socket); this module only moves frames from the socket to it and its trades to
-the writer. Text frames are read as bytes (no UTF-8 decoding by websockets, which would
-fail the whole connection on one bad byte): a frame that is not UTF-8 is ``invalid_json``
-like any other undecodable frame. The step's counts are published every 0.25 s by the
-session's own task, whether frames arrive or not.
-
-``handle_frame`` (``FrameStep.frame``) is what the reader runs per frame; ``offer_frames``
-(``FrameStep.frames``) is the same for a batch of frames already received (``parse_many``
-columns, in-order runs accepted by the deduper at once, ``TickWriter.offer_columns``).
+What happens to each frame — parse, plausibility, duplicates and gaps, holding a symbol
+whose gap is being backfilled (``ingest.backfill``), counting, dead-lettering — is the pure
+``ingest.framestep.FrameStep``: ``handle_frame`` (``FrameStep.frame``) per frame, and
+``offer_frames`` (``FrameStep.frames``: ``parse_many`` columns, in-order runs accepted at
+once) for frames already received. This module only moves frames from the socket to it and
+its trades to the writer, and publishes its counts every 0.25 s whether frames arrive or
+not. Text frames are read as bytes (no UTF-8 decoding by websockets, which would fail the
+whole connection on one bad byte): a frame that is not UTF-8 is ``invalid_json``.
 """
 
 from __future__ import annotations
