@@ -45,6 +45,7 @@ from ingest.lastwritten import decode, member
 from ingest.metrics import IngestMetrics
 from ingest.rest import HistoryClient, HistoryError
 from ingest.sequence import TradeDeduper
+from ingest.settings import DEFAULTS, IngestSettings
 from ingest.venues import ExchangeAdapter
 from ingest.venues.base import HistoryQuery
 from ingest.writer import TickWriter
@@ -84,10 +85,18 @@ class _Gap:
 class BackfillOptions:
     """Bounds of the backfill of one exchange (``IngestSettings``)."""
 
-    timeout_s: float = 3.0
-    max_trades: int = 10_000
-    hold_max: int = 20_000
+    timeout_s: float = DEFAULTS.backfill_timeout_s
+    max_trades: int = DEFAULTS.backfill_max_trades
+    hold_max: int = DEFAULTS.backfill_hold_max
     concurrency: int = 4
+
+    @classmethod
+    def from_settings(cls, settings: IngestSettings) -> BackfillOptions:
+        return cls(
+            timeout_s=settings.backfill_timeout_s,
+            max_trades=settings.backfill_max_trades,
+            hold_max=settings.backfill_hold_max,
+        )
 
 
 class GapFiller:

@@ -24,23 +24,14 @@ WebSocket *sessions* one after another:
    closed (once the replacement's first frame, its ack, arrived); the overlap is removed by
    the deduper. If the replacement cannot connect, the old session keeps reading meanwhile.
 
-Bad frames are counted by reason, dead-lettered and logged at a bounded rate; the session
-goes on. Text frames are read as bytes (no UTF-8 decoding by websockets, which would fail
-the whole connection on one bad byte): a frame that is not UTF-8 is ``invalid_json`` like
-any other undecodable frame. Implausible trades (``common.plausibility``: a time more than
-``max_ahead_s`` ahead of its receive time, an id jump the elapsed time does not allow) are
-dead-lettered as ``time_ahead`` / ``id_jump`` and counted in
-``alphapulse_ingest_implausible_ticks_total``; they reach neither the writer nor the
-deduper's state. Counters are published every 0.25 s by the session's own task, whether
-frames arrive or not.
-
-Gaps: where a ``GapFiller`` is given (``ingest.backfill``), the trade after a gap and the
-symbol's later trades are held by it while the missing trades are fetched from the exchange's
-REST history, then written in id order; the batch path steps aside while any symbol is held.
-
-``handle_frame`` is the per-frame step the reader runs; ``offer_frames`` is the same for a
-batch of frames (``parse_many`` columns, in-order runs accepted by the deduper at once,
-``TickWriter.offer_columns``), with the per-frame step as its exact fallback.
+What happens to each frame — parse, plausibility, duplicates and gaps, holding a symbol
+whose gap is being backfilled (``ingest.backfill``), counting, dead-lettering — is the pure
+``ingest.framestep.FrameStep``: ``handle_frame`` (``FrameStep.frame``) per frame, and
+``offer_frames`` (``FrameStep.frames``: ``parse_many`` columns, in-order runs accepted at
+once) for frames already received. This module only moves frames from the socket to it and
+its trades to the writer, and publishes its counts every 0.25 s whether frames arrive or
+not. Text frames are read as bytes (no UTF-8 decoding by websockets, which would fail the
+whole connection on one bad byte): a frame that is not UTF-8 is ``invalid_json``.
 """
 
 from __future__ import annotations
@@ -48,98 +39,64 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import socket
-import ssl
 import time
 from collections.abc import Sequence, Sized
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from urllib.parse import urlsplit
 
-import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import (
     ConnectionClosed,
     ConnectionClosedOK,
     InvalidHandshake,
-    InvalidMessage,
 )
-from websockets.frames import CloseCode
 
 from common.backoff import BackoffPolicy
-from common.contracts import Tick
-from common.errors import BadInput
 from common.logging import get_logger
-from common.plausibility import TIME_AHEAD, PlausibilityLimits
+from common.plausibility import PlausibilityLimits
 from ingest.backfill import GapFiller
-from ingest.deadletter import DeadLetters, RateLimitedLog
+from ingest.deadletter import RateLimitedLog
+from ingest.disconnects import closed_reason, connect_failure_reason
+from ingest.framestep import DeadLetterSink, FrameStep
 from ingest.metrics import IngestMetrics
-from ingest.sequence import TradeDeduper, Verdict, symbol_runs
-from ingest.venues import ExchangeAdapter, FrameKind, ParseResult
-from ingest.venues.base import trade_result
-from ingest.venues.batch import TradeColumns
+from ingest.sequence import TradeDeduper
+from ingest.settings import DEFAULTS, IngestSettings
+from ingest.venues import ExchangeAdapter
 from ingest.writer import TickWriter
 
 _PUBLISH_EVERY_S = 0.25
 _YIELD_EVERY = 64
-_KINDS = (FrameKind.TRADE, FrameKind.CONTROL, FrameKind.IGNORED)
-_TRADE = FrameKind.TRADE
-_TIME_AHEAD = Verdict(False, implausible=TIME_AHEAD)
 
 
 @dataclass(frozen=True, slots=True)
 class ConnectionOptions:
-    """Timing knobs of a connection (from ``IngestSettings``)."""
+    """Timing knobs of a connection (defaults and values: ``IngestSettings``)."""
 
     url: str | None = None  # base URL override (None: the adapter's default_url)
     max_age_s: float | None = None  # rotate after this long (None: the adapter's limit)
     rotate_margin: float = 0.95  # rotate at this fraction of the adapter's own age limit
-    open_timeout_s: float = 10.0
-    ws_ping_interval_s: float = 20.0
-    ws_ping_timeout_s: float = 20.0
-    idle_timeout_s: float | None = None  # overrides the adapter's idle timeout
-    ping_interval_s: float | None = None  # overrides the adapter's text-ping period
-    backoff_base_s: float = 0.5
-    backoff_max_s: float = 30.0
+    open_timeout_s: float = DEFAULTS.open_timeout_s
+    ws_ping_interval_s: float = DEFAULTS.ws_ping_interval_s
+    ws_ping_timeout_s: float = DEFAULTS.ws_ping_timeout_s
+    idle_timeout_s: float | None = DEFAULTS.idle_timeout_s  # None: the adapter's
+    ping_interval_s: float | None = DEFAULTS.ping_interval_s  # None: the adapter's
+    backoff_base_s: float = DEFAULTS.backoff_base_s
+    backoff_max_s: float = DEFAULTS.backoff_max_s
     backoff_reset_s: float = 30.0
     rotation_ready_timeout_s: float = 10.0
-    read_batch: int = 128  # frames already received handled as one batch (1: one by one)
+    read_batch: int = DEFAULTS.read_batch  # frames already received handled as one batch
     # The time-ahead bound (the deduper applies the id-jump bound).
-    limits: PlausibilityLimits = field(default_factory=PlausibilityLimits)
+    limits: PlausibilityLimits = DEFAULTS.limits
+
+    @classmethod
+    def from_settings(cls, settings: IngestSettings, exchange: str) -> ConnectionOptions:
+        """The options of ``exchange``'s connections: its URL override, and every knob of
+        the settings that has the same name here."""
+        same = {f.name: getattr(settings, f.name) for f in fields(cls) if f.name in _SETTINGS}
+        return cls(url=settings.url(exchange), max_age_s=settings.max_connection_age_s, **same)
 
 
-#: The ``reason`` label of ``alphapulse_ingest_connect_failures_total``.
-CONNECT_FAILURE_REASONS = ("dns", "refused", "timeout", "tls", "handshake", "closed", "other")
-_PEER_CLOSED = (
-    ConnectionClosed,
-    ConnectionResetError,
-    ConnectionAbortedError,
-    BrokenPipeError,
-    ssl.SSLEOFError,  # the TCP connection ended within the TLS handshake
-    ssl.SSLZeroReturnError,
-)
-
-
-def connect_failure_reason(error: BaseException) -> str:
-    """Why a connect attempt failed, from the exception's type (one of
-    ``CONNECT_FAILURE_REASONS``): the name did not resolve (``dns``), nothing listens
-    (``refused``), no answer within ``open_timeout_s`` (``timeout``), the TLS handshake
-    was rejected (``tls``), the HTTP upgrade was refused, e.g. a 403 or 429 (``handshake``),
-    the peer dropped the connection before the WebSocket was open (``closed``)."""
-    if isinstance(error, socket.gaierror):
-        return "dns"
-    if isinstance(error, ConnectionRefusedError):
-        return "refused"
-    if isinstance(error, TimeoutError):
-        return "timeout"
-    if isinstance(error, _PEER_CLOSED) or (
-        isinstance(error, InvalidMessage) and isinstance(error.__cause__, EOFError)
-    ):  # a reset or EOF during the TLS handshake, or EOF before the HTTP response
-        return "closed"
-    if isinstance(error, ssl.SSLError):
-        return "tls"
-    if isinstance(error, InvalidHandshake):
-        return "handshake"
-    return "other"
+_SETTINGS = frozenset(f.name for f in fields(IngestSettings))
 
 
 class _EndedWhileSubscribing(Exception):
@@ -194,7 +151,7 @@ class Connection:
         writer: TickWriter,
         deduper: TradeDeduper,
         metrics: IngestMetrics,
-        dead_letters: DeadLetters,
+        dead_letters: DeadLetterSink,
         options: ConnectionOptions | None = None,
         seed: int | None = None,
         filler: GapFiller | None = None,
@@ -202,12 +159,14 @@ class Connection:
         self.adapter = adapter
         self.symbols = list(symbols)  # native symbols
         self.writer = writer
-        self.deduper = deduper
         self.metrics = metrics
-        self.dead_letters = dead_letters
         self.options = options or ConnectionOptions()
-        self.filler = filler
-        self._gaps = filler.gaps if filler is not None else {}  # symbols being backfilled
+        # Parse, check, dedupe, hold, count: the pure per-frame step. Its methods are bound
+        # here, not wrapped: the reader calls them once a frame.
+        self.step = FrameStep(adapter, deduper, metrics=metrics, dead_letters=dead_letters,
+                              filler=filler, limits=self.options.limits)  # fmt: skip
+        self.handle_frame = self.step.frame
+        self.publish_metrics = self.step.publish_metrics
         self._rng = random.Random(seed)
         self._retry = BackoffPolicy(self.options.backoff_base_s, self.options.backoff_max_s)
         self._stopping = asyncio.Event()
@@ -215,15 +174,6 @@ class Connection:
         self._log = get_logger("ingest.connection", exchange=adapter.name)
         self.sessions_opened = 0
         self.open_sessions = 0  # WebSockets open now (ingest is ready while one is)
-        ex = adapter.name
-        self._m_frames = [metrics.frames.labels(ex, k.value) for k in _KINDS]
-        self._frame_counts = [0, 0, 0]  # by _KINDS index (a list: Enum hashing is slow)
-        self._tick_count = 0
-        self._m_ticks = metrics.ticks.labels(ex)
-        self._m_dups = metrics.duplicates.labels(ex)
-        self._m_gaps = metrics.gaps.labels(ex)
-        self._m_missing = metrics.missing.labels(ex)
-        self._max_ahead_ns = self.options.limits.max_ahead_ns
 
     @property
     def max_age_s(self) -> float | None:
@@ -339,7 +289,7 @@ class Connection:
                 await ws.send(message)
         except ConnectionClosed as e:
             await self._close(session, "closed_while_subscribing")
-            raise _EndedWhileSubscribing(_closed_reason(e)) from e
+            raise _EndedWhileSubscribing(closed_reason(e)) from e
         return session
 
     async def _watch(self, session: _Session) -> str:
@@ -387,6 +337,7 @@ class Connection:
 
     async def _read(self, session: _Session) -> None:
         writer, ws = self.writer, session.ws
+        cutter = writer.cutter  # its counts, read per frame without the writer's properties
         # Batches only where parse_many has a columnar path (one trade per frame), and no
         # larger than the writer's room: memory stays within its bound plus one frame.
         batching = self.adapter.columnar_batches and self.options.read_batch > 1
@@ -401,12 +352,12 @@ class Connection:
                 now = time.monotonic()
                 session.last_frame = now
                 session.first_frame.set()
-                if queue is not None and len(queue) and writer.pending < writer.max_pending - 1:
+                if queue is not None and len(queue) and cutter.pending < cutter.max_pending - 1:
                     # More frames already arrived: take them too (recv() returns them
                     # without waiting) and handle them as one batch. A close while taking
                     # them still hands over what was taken.
                     batch = [frame]
-                    limit = min(self.options.read_batch, writer.max_pending - writer.pending)
+                    limit = min(self.options.read_batch, cutter.max_pending - cutter.pending)
                     try:
                         while len(queue) and len(batch) < limit:
                             batch.append(await ws.recv(decode=False))
@@ -420,13 +371,13 @@ class Connection:
                     if ticks and not writer.offer(ticks):
                         await writer.wait_for_space()  # backpressure: stop reading
                     since_yield += 1
-                if writer.flush_due or since_yield >= _YIELD_EVERY:
+                if cutter.flush_due or since_yield >= _YIELD_EVERY:
                     # recv() does not yield while frames are queued: let the flusher (and
                     # the other connections) run, or a busy socket would starve them.
                     since_yield = 0
                     await asyncio.sleep(0)
         except ConnectionClosed as e:
-            session.reason = _closed_reason(e)
+            session.reason = closed_reason(e)
         except Exception as e:  # a bug (parsers raise only BadInput): log it, reconnect
             session.reason = "error"
             self._log.error("reader_failed", error=repr(e), exc_info=e)
@@ -436,141 +387,12 @@ class Connection:
             self.publish_metrics()
             session.done.set()
 
-    # --- frames (sync: parse, dedupe, count) -----------------------------------------
-    def handle_frame(self, frame: str | bytes, recv_ts: int) -> Sequence[Tick]:
-        """Parse one frame and return the new ticks in it (duplicates removed)."""
-        try:
-            result = self.adapter.parse(frame, recv_ts)
-        except BadInput as e:
-            self._bad(frame, e)
-            return []
-        return self._result(result)
-
+    # --- frames: the pure step (ingest.framestep) ------------------------------------
     def offer_frames(self, frames: Sequence[str | bytes], recv_ts: int) -> bool:
-        """``handle_frame`` for many frames, straight into the writer (``writer.offer`` /
-        ``offer_columns``): trades in columns when ``parse_many`` gives them and every
-        symbol's ids continue its stream in order; otherwise frame by frame, exactly as
-        ``handle_frame``. Returns the writer's answer (False: ``await wait_for_space()``)."""
-        batch = self.adapter.parse_many(frames, recv_ts)
-        cols = batch.columns
-        writer = self.writer
-        if cols is not None:
-            self._frame_counts[0] += len(frames)
-            if self._accept_columns(cols):
-                self._tick_count += cols.size
-                return writer.offer_columns(cols)
-            return writer.offer(self._dedupe(trade_result(cols.ticks())))
-        for frame, outcome in zip(frames, batch.outcomes, strict=True):
-            if isinstance(outcome, BadInput):
-                self._bad(frame, outcome)
-                continue
-            ticks = self._result(outcome)
-            if ticks:
-                writer.offer(ticks)
-        return writer.offer(())
-
-    def _accept_columns(self, cols: TradeColumns) -> bool:
-        """Every symbol's ids in ``cols`` are the next consecutive ids of its stream and no
-        trade time runs ahead of the receipt: all accepted by the deduper at once (True).
-        False, with nothing changed, otherwise (the per-trade path then judges each)."""
-        if not self.adapter.trade_ids_sequential or self._gaps:
-            return False  # (a symbol is held for a backfill: per trade, see _hold_back)
-        latest = int(cols.ts.max())
-        if latest - cols.recv_ts > self._max_ahead_ns:
-            return False
-        runs = symbol_runs(cols.symbols, cols.seq)
-        return runs is not None and self.deduper.accept_runs(cols.exchange, runs, latest)
-
-    def _bad(self, frame: str | bytes, e: BadInput) -> None:
-        self.metrics.bad_frames.labels(self.adapter.name, e.reason).inc()
-        self.dead_letters.add(self.adapter.name, e.reason, e.detail, frame)
-
-    def _result(self, result: ParseResult) -> Sequence[Tick]:
-        kind = result.kind
-        if kind is _TRADE:
-            self._frame_counts[0] += 1
-            return self._dedupe(result)
-        self._frame_counts[1 if kind is FrameKind.CONTROL else 2] += 1
-        if result.control == "error" and self._logs.allow("error") is not None:
-            self._log.warning("exchange_error", detail=result.detail)
-        return []
-
-    def publish_metrics(self) -> None:
-        """Move the hot-path counts (plain ints: a Prometheus ``inc`` per frame costs more
-        than parsing it) into their counters; done every 0.25 s and when a session ends."""
-        counts = self._frame_counts
-        for i, n in enumerate(counts):
-            if n:
-                self._m_frames[i].inc(n)
-                counts[i] = 0
-        if self._tick_count:
-            self._m_ticks.inc(self._tick_count)
-            self._tick_count = 0
-
-    def _dedupe(self, result: ParseResult) -> Sequence[Tick]:
-        ticks = result.ticks
-        check = self.deduper.check
-        ahead = self._max_ahead_ns
-        if len(ticks) == 1:  # the common case (Binance: one trade per frame): no new list
-            t = ticks[0]
-            if t.ts - t.recv_ts > ahead:  # plausibility: it must not reach the deduper
-                return self._account(ticks, [_TIME_AHEAD])
-            v = check(t.exchange, t.symbol, t.trade_id, t.ts)
-            if v.keep and not v.gap and not self._gaps:
-                self._tick_count += 1
-                return ticks
-            return self._account(ticks, [v])
-        return self._account(
-            ticks,
-            [
-                _TIME_AHEAD
-                if t.ts - t.recv_ts > ahead
-                else check(t.exchange, t.symbol, t.trade_id, t.ts)
-                for t in ticks
-            ],
-        )
-
-    def _account(self, ticks: Sequence[Tick], verdicts: list[Verdict]) -> list[Tick]:
-        """The ticks to keep; duplicates and gaps counted (and gaps logged, rate-limited)."""
-        kept: list[Tick] = []
-        for t, v in zip(ticks, verdicts, strict=True):
-            if not v.keep:
-                if v.implausible:
-                    self._implausible(t, v.implausible)
-                else:
-                    self._m_dups.inc()
-                continue
-            if v.gap:
-                self._m_gaps.inc()
-                self._m_missing.inc(v.gap)
-                if self._logs.allow("gap", t.symbol) is not None:
-                    self._log.warning(
-                        "trade_gap", symbol=t.symbol, missing=v.gap, before_id=t.trade_id
-                    )
-                if self.filler is not None and self.filler.open_gap(t, v.gap):
-                    self._tick_count += 1
-                    continue  # held: written after the gap's backfill
-            kept.append(t)
-        self._tick_count += len(kept)
-        return self._hold_back(kept) if self._gaps else kept
-
-    def _hold_back(self, ticks: list[Tick]) -> list[Tick]:
-        """``ticks`` minus those of symbols being backfilled, which the filler holds."""
-        gaps, filler = self._gaps, self.filler
-        assert filler is not None  # _gaps is only non-empty with a filler
-        out = []
-        for t in ticks:
-            if t.symbol in gaps:
-                filler.hold(t)
-            else:
-                out.append(t)
-        return out
-
-    def _implausible(self, tick: Tick, reason: str) -> None:
-        """Count and dead-letter an implausible trade (the tick itself, as JSON)."""
-        self.metrics.implausible.labels(self.adapter.name, reason).inc()
-        detail = f"{tick.symbol} id {tick.trade_id} time {tick.ts} ns, received {tick.recv_ts} ns"
-        self.dead_letters.add(self.adapter.name, reason, detail, orjson.dumps(tick._asdict()))
+        """``handle_frame`` for many frames, straight into the writer (``FrameStep.frames``:
+        trades in columns when ``parse_many`` gives them). Returns the writer's answer
+        (False: ``await wait_for_space()``)."""
+        return self.step.frames(frames, recv_ts, self.writer)
 
 
 def _received_queue(ws: ClientConnection) -> Sized | None:
@@ -581,12 +403,3 @@ def _received_queue(ws: ClientConnection) -> Sized | None:
     """
     frames = getattr(getattr(ws, "recv_messages", None), "frames", None)
     return frames if isinstance(frames, Sized) else None
-
-
-def _closed_reason(e: ConnectionClosed) -> str:
-    """Why a socket ended: the server closed it, our keepalive gave up, or it was cut."""
-    if e.rcvd is not None:
-        return "closed"
-    if e.sent is not None and e.sent.code == CloseCode.INTERNAL_ERROR:
-        return "ping_timeout"  # websockets' keepalive: no pong within ws_ping_timeout_s
-    return "dropped"

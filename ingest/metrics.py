@@ -1,23 +1,29 @@
-"""Prometheus metrics of the ingest stage, in one object so tests can use a private registry.
+"""The ingest stage's metric families (``alphapulse_ingest_*``), declared here and nowhere else.
 
-Names follow ``alphapulse_ingest_<what>_<unit>``. The process registers them once in the
-default registry (served by the common metrics server); a test builds
-``IngestMetrics(CollectorRegistry())`` and reads the values back with :meth:`value`.
+``INGEST_METRICS`` is the set in the default registry (served by the common metrics server);
+a test builds ``IngestMetrics(CollectorRegistry())`` and reads the values back with
+:meth:`IngestMetrics.value`. They are recorded around the work: the per-frame counts are
+summed in plain integers by ``ingest.framestep`` and published every 0.25 s, the writer's
+once per flush, the backfill's once per gap.
 """
 
 from __future__ import annotations
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+import prometheus_client
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class IngestMetrics:
-    """Every counter, gauge and histogram of ``ingest``."""
+    """Every counter, gauge and histogram of ``ingest``, in one registry."""
 
-    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
-        self.registry = registry
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = reg = registry if registry is not None else prometheus_client.REGISTRY
 
         def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
-            return Counter(f"alphapulse_ingest_{name}", doc, labels, registry=registry)
+            return Counter(f"alphapulse_ingest_{name}", doc, labels, registry=reg)
+
+        def gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
+            return Gauge(f"alphapulse_ingest_{name}", doc, labels, registry=reg)
 
         # --- connections -----------------------------------------------------------
         self.frames = counter("frames_total", "Frames received, by kind.", ("exchange", "kind"))
@@ -52,12 +58,7 @@ class IngestMetrics:
         self.dlq_dropped = counter(
             "dlq_dropped_total", "Bad frames not dead-lettered (DLQ buffer full)."
         )
-        self.connected = Gauge(
-            "alphapulse_ingest_connections",
-            "Open exchange connections.",
-            ("exchange",),
-            registry=registry,
-        )
+        self.connected = gauge("connections", "Open exchange connections.", ("exchange",))
         # --- gaps recovered from the exchanges' REST history (ingest.backfill) --------
         self.backfill_recovered = counter(
             "backfill_recovered_trades_total",
@@ -78,11 +79,10 @@ class IngestMetrics:
             "Backfills given up, by reason (http, timeout, bad_response, hold_full, disabled).",
             ("exchange", "reason"),
         )
-        self.backfill_held = Gauge(
-            "alphapulse_ingest_backfill_held_ticks",
+        self.backfill_held = gauge(
+            "backfill_held_ticks",
             "Live trades held back while their symbol's gap is backfilled.",
             ("exchange",),
-            registry=registry,
         )
         # --- writer ----------------------------------------------------------------
         self.writer_ticks = counter("written_ticks_total", "Ticks appended to ticks:{p}.")
@@ -97,19 +97,20 @@ class IngestMetrics:
         self.writer_backpressure_seconds = counter(
             "backpressure_seconds_total", "Time readers spent waiting for the writer."
         )
-        self.writer_pending = Gauge(
-            "alphapulse_ingest_writer_pending_ticks",
-            "Ticks held in memory, not yet written.",
-            registry=registry,
+        self.writer_pending = gauge(
+            "writer_pending_ticks", "Ticks held in memory, not yet written."
         )
         self.writer_flush_seconds = Histogram(
             "alphapulse_ingest_flush_seconds",
             "Time to append one flush (retries included).",
             buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5),
-            registry=registry,
+            registry=reg,
         )
 
     def value(self, name: str, **labels: str) -> float:
         """Current value of one sample (0.0 when it was never touched); for tests."""
         got = self.registry.get_sample_value(name, labels)
         return 0.0 if got is None else got
+
+
+INGEST_METRICS = IngestMetrics()

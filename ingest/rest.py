@@ -20,6 +20,7 @@ import aiohttp
 from common.backoff import BackoffPolicy
 from common.errors import BadInput
 from ingest.metrics import IngestMetrics
+from ingest.settings import DEFAULTS
 from ingest.venues import ExchangeAdapter
 from ingest.venues.base import HistoryPage, HistoryQuery
 
@@ -48,7 +49,7 @@ class HistoryClient:
         metrics: IngestMetrics,
         *,
         request_timeout_s: float = 5.0,
-        rate_per_s: float = 5.0,
+        rate_per_s: float = DEFAULTS.backfill_rate_per_s,
         retries: int = 2,
         backoff_base_s: float = 0.2,
         seed: int | None = None,

@@ -37,6 +37,7 @@ import numpy.typing as npt
 
 from common.contracts import Tick
 from common.plausibility import ID_JUMP, PlausibilityLimits
+from ingest.settings import DEFAULTS
 
 
 @dataclass(slots=True)
@@ -138,7 +139,7 @@ class TradeDeduper:
     def __init__(
         self,
         *,
-        window: int = 4096,
+        window: int = DEFAULTS.dedup_window,
         sequential_key: Callable[[str], int] | None = None,
         limits: PlausibilityLimits | None = None,
     ) -> None:

@@ -33,7 +33,7 @@ from ingest.backfill import BackfillOptions, GapFiller
 from ingest.connection import Connection, ConnectionOptions
 from ingest.deadletter import DeadLetters
 from ingest.lastwritten import load_last_written
-from ingest.metrics import IngestMetrics
+from ingest.metrics import INGEST_METRICS, IngestMetrics
 from ingest.rest import HistoryClient
 from ingest.sequence import TradeDeduper
 from ingest.settings import IngestSettings
@@ -64,7 +64,7 @@ class IngestService(Service):
         super().__init__(readiness=Readiness(*READY_MEANS, meanings=READY_MEANS))
         self.settings = settings
         self.redis = redis
-        self.metrics = metrics or IngestMetrics()
+        self.metrics = metrics or INGEST_METRICS
         self.keys = keys or settings.common.keys()
         self._log = get_logger("ingest.service")
         s = settings
@@ -93,19 +93,7 @@ class IngestService(Service):
             deduper = TradeDeduper(window=s.dedup_window, sequential_key=key, limits=s.limits)
             self.dedupers[exchange] = deduper
             filler = self.fillers[exchange] = self._gap_filler(exchange, deduper)
-            options = ConnectionOptions(
-                url=s.url(exchange),
-                max_age_s=s.max_connection_age_s,
-                open_timeout_s=s.open_timeout_s,
-                ws_ping_interval_s=s.ws_ping_interval_s,
-                ws_ping_timeout_s=s.ws_ping_timeout_s,
-                idle_timeout_s=s.idle_timeout_s,
-                ping_interval_s=s.ping_interval_s,
-                backoff_base_s=s.backoff_base_s,
-                backoff_max_s=s.backoff_max_s,
-                read_batch=s.read_batch,
-                limits=s.limits,
-            )
+            options = ConnectionOptions.from_settings(s, exchange)
             for group in adapter.connection_plan(symbols):
                 self.connections.append(
                     Connection(
@@ -130,11 +118,7 @@ class IngestService(Service):
         if url is not None:
             client = HistoryClient(adapter, url, self.metrics, rate_per_s=s.backfill_rate_per_s,
                                    request_timeout_s=s.backfill_timeout_s)  # fmt: skip
-        options = BackfillOptions(
-            timeout_s=s.backfill_timeout_s,
-            max_trades=s.backfill_max_trades,
-            hold_max=s.backfill_hold_max,
-        )
+        options = BackfillOptions.from_settings(s)
         return GapFiller(adapter, client, writer=self.writer, deduper=deduper,
                          metrics=self.metrics, redis=self.redis, keys=self.keys,
                          options=options)  # fmt: skip

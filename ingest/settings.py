@@ -55,6 +55,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Final
 
 from common.errors import BadInput, ConfigError
 from common.plausibility import PlausibilityLimits
@@ -112,10 +113,12 @@ class IngestSettings:
                 if not url.startswith(("ws://", "wss://")):
                     raise ConfigError(var, f"expected a ws:// or wss:// URL, got {url!r}")
                 urls.append((name, url))
-        batch = env_int(env, "INGEST_BATCH_SIZE", 1000, lo=1, hi=100_000)
-        bound = env_int(env, "INGEST_QUEUE_BOUND", 100_000, lo=1, hi=100_000_000)
+        d = DEFAULTS
+        batch = env_int(env, "INGEST_BATCH_SIZE", d.batch_size, lo=1, hi=100_000)
+        bound = env_int(env, "INGEST_QUEUE_BOUND", d.queue_bound, lo=1, hi=100_000_000)
         if bound < batch:
             raise ConfigError("INGEST_QUEUE_BOUND", f"expected >= INGEST_BATCH_SIZE ({batch})")
+        # 0 (the default): the adapter's own value
         age = env_float(env, "INGEST_MAX_CONNECTION_AGE_S", 0.0, lo=0.0)
         idle = env_float(env, "INGEST_IDLE_TIMEOUT_S", 0.0, lo=0.0)
         ping = env_float(env, "INGEST_PING_INTERVAL_S", 0.0, lo=0.0)
@@ -123,28 +126,44 @@ class IngestSettings:
             common=common,
             exchanges=exchanges,
             urls=tuple(urls),
-            flush_ms=env_float(env, "INGEST_FLUSH_MS", 5.0, lo=0.0, hi=60_000),
+            flush_ms=env_float(env, "INGEST_FLUSH_MS", d.flush_ms, lo=0.0, hi=60_000),
             batch_size=batch,
             queue_bound=bound,
-            stream_maxlen=env_int(env, "INGEST_STREAM_MAXLEN", 0, lo=0),
+            stream_maxlen=env_int(env, "INGEST_STREAM_MAXLEN", d.stream_maxlen, lo=0),
             max_connection_age_s=age or None,
             idle_timeout_s=idle or None,
             ping_interval_s=ping or None,
-            ws_ping_interval_s=env_float(env, "INGEST_WS_PING_INTERVAL_S", 20.0, lo=0.1),
-            ws_ping_timeout_s=env_float(env, "INGEST_WS_PING_TIMEOUT_S", 20.0, lo=0.1),
-            open_timeout_s=env_float(env, "INGEST_OPEN_TIMEOUT_S", 10.0, lo=0.1),
-            backoff_base_s=env_float(env, "INGEST_BACKOFF_BASE_S", 0.5, lo=0.0),
-            backoff_max_s=env_float(env, "INGEST_BACKOFF_MAX_S", 30.0, lo=0.0),
-            dedup_window=env_int(env, "INGEST_DEDUP_WINDOW", 4096, lo=1),
-            gc_gen0=env_int(env, "INGEST_GC_GEN0", DEFAULT_GC_GEN0, lo=0),
-            read_batch=env_int(env, "INGEST_READ_BATCH", 128, lo=1, hi=4096),
+            ws_ping_interval_s=env_float(
+                env, "INGEST_WS_PING_INTERVAL_S", d.ws_ping_interval_s, lo=0.1
+            ),
+            ws_ping_timeout_s=env_float(
+                env, "INGEST_WS_PING_TIMEOUT_S", d.ws_ping_timeout_s, lo=0.1
+            ),
+            open_timeout_s=env_float(env, "INGEST_OPEN_TIMEOUT_S", d.open_timeout_s, lo=0.1),
+            backoff_base_s=env_float(env, "INGEST_BACKOFF_BASE_S", d.backoff_base_s, lo=0.0),
+            backoff_max_s=env_float(env, "INGEST_BACKOFF_MAX_S", d.backoff_max_s, lo=0.0),
+            dedup_window=env_int(env, "INGEST_DEDUP_WINDOW", d.dedup_window, lo=1),
+            gc_gen0=env_int(env, "INGEST_GC_GEN0", d.gc_gen0, lo=0),
+            read_batch=env_int(env, "INGEST_READ_BATCH", d.read_batch, lo=1, hi=4096),
             rest_urls=backfill_urls(env, exchanges, dict(urls)),
-            backfill_timeout_s=env_float(env, "INGEST_BACKFILL_TIMEOUT_S", 3.0, lo=0.1, hi=600),
-            backfill_max_trades=env_int(env, "INGEST_BACKFILL_MAX_TRADES", 10_000, lo=1),
-            backfill_hold_max=env_int(env, "INGEST_BACKFILL_HOLD_MAX", 20_000, lo=1),
-            backfill_rate_per_s=env_float(env, "INGEST_BACKFILL_RATE_PER_S", 5.0, lo=0.01),
+            backfill_timeout_s=env_float(
+                env, "INGEST_BACKFILL_TIMEOUT_S", d.backfill_timeout_s, lo=0.1, hi=600
+            ),
+            backfill_max_trades=env_int(
+                env, "INGEST_BACKFILL_MAX_TRADES", d.backfill_max_trades, lo=1
+            ),
+            backfill_hold_max=env_int(env, "INGEST_BACKFILL_HOLD_MAX", d.backfill_hold_max, lo=1),
+            backfill_rate_per_s=env_float(
+                env, "INGEST_BACKFILL_RATE_PER_S", d.backfill_rate_per_s, lo=0.01
+            ),
             limits=PlausibilityLimits.from_env(env, "INGEST"),
         )
+
+
+#: Every ingest default, in one place: the field defaults above. The classes ingest builds
+#: from the settings (``TickWriter``, ``ConnectionOptions``, ``BackfillOptions``,
+#: ``TradeDeduper``, ``HistoryClient``) take their own defaults from here.
+DEFAULTS: Final = IngestSettings(common=CommonSettings(), exchanges=())
 
 
 def rest_url_variable(exchange: str) -> str:

@@ -1,15 +1,14 @@
 """The partitioned tick writer: ticks in, ``ticks:{p}`` micro-batches out.
 
 Connections hand their parsed ticks to :meth:`TickWriter.put` (or ``offer``), or — the batch
-path — trades in columns from ``parse_many`` to :meth:`TickWriter.offer_columns`, which
-packs them into ``TickBatch`` records with numpy (``ingest.packing``) without a ``Tick``
-per trade; a partition's ticks and columns keep the order they were offered in.
-
-The writer groups them by partition (``partition_of(exchange, symbol, P)``) and one flusher
-task appends each partition's ticks as :class:`~common.contracts.TickBatch` entries (at most
-``batch_size`` ticks each) with one non-transactional pipeline per flush. A flush happens as
-soon as ``batch_size`` ticks are buffered, or ``flush_interval`` seconds after the oldest
-unflushed tick arrived — the latency bound.
+path — trades in columns from ``parse_many`` to ``offer_columns``. Both go straight to the
+writer's :class:`~ingest.cutter.BatchCutter` (pure: buffering by partition, packing columns
+with numpy without a ``Tick`` per trade, cutting entries of at most ``batch_size`` ticks);
+this module is the async shell around it: one flusher task appends each flush's
+:class:`~common.contracts.TickBatch` entries with one non-transactional pipeline, retries,
+and makes producers wait while the cutter is full. A flush happens as soon as
+``batch_size`` ticks are buffered, or ``flush_interval`` seconds after the oldest unflushed
+tick arrived — the latency bound.
 
 Backpressure, and why nothing is dropped
 ----------------------------------------
@@ -41,17 +40,16 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-import numpy as np
 from redis.exceptions import NoScriptError, RedisError
 
 from common.backoff import BackoffPolicy
 from common.contracts import Tick, TickBatch
 from common.logging import get_logger
-from common.names import Keys, partition_of
+from common.names import Keys
+from ingest.cutter import BatchCutter, cut_size
 from ingest.lastwritten import APPEND_LUA, batch_last_ids
 from ingest.metrics import IngestMetrics
-from ingest.packing import Slice, merge_split, pack, segment_batches
-from ingest.venues.batch import TradeColumns
+from ingest.settings import DEFAULTS
 
 #: Extra field of every entry this writer appends: ``<writer id>:<sequence>``. Readers
 #: ignore it (fields are only ever added to a contract version); retries use it.
@@ -70,7 +68,7 @@ def _b(value: bytes | str) -> bytes:
 
 
 class TickWriter:
-    """Buffers ticks per partition and appends them to ``ticks:{p}`` in micro-batches.
+    """Appends what its ``BatchCutter`` buffers to ``ticks:{p}`` in micro-batches.
 
     Use as ``async with TickWriter(...) as w: await w.put(ticks)``; leaving the block flushes
     everything still buffered (retrying while Redis is down, until :meth:`abort`).
@@ -82,21 +80,24 @@ class TickWriter:
         keys: Keys,
         metrics: IngestMetrics,
         *,
-        batch_size: int = 1000,
-        flush_interval: float = 0.005,
-        max_pending: int = 100_000,
+        batch_size: int = DEFAULTS.batch_size,
+        flush_interval: float = DEFAULTS.flush_ms / 1000.0,
+        max_pending: int = DEFAULTS.queue_bound,
         maxlen: int | None = None,
         retry_max_delay: float = 5.0,
         sequential: frozenset[str] = frozenset(),
     ) -> None:
-        if batch_size < 1 or max_pending < batch_size:
-            raise ValueError("need 1 <= batch_size <= max_pending")
         self._redis = redis
         self._keys = keys
         self._metrics = metrics
-        self.batch_size = batch_size
+        self.cutter = BatchCutter(
+            keys.partitions, batch_size=batch_size, max_pending=max_pending, wake=self._work
+        )
+        # The producers' calls go straight to the cutter (bound here, not wrapped: they
+        # run once a frame).
+        self.offer = self.cutter.offer
+        self.offer_columns = self.cutter.offer_columns
         self.flush_interval = flush_interval
-        self.max_pending = max_pending
         self._maxlen = maxlen
         # Full jitter from 0.1 s (first retry: attempt 1) up to retry_max_delay.
         self._retry = BackoffPolicy(_RETRY_BASE_S, retry_max_delay)
@@ -104,21 +105,8 @@ class TickWriter:
         self._script_sha: str | None = None  # append.lua, loaded on first write / NOSCRIPT
         # Loggers are made per instance, after main() configured logging.
         self._log = get_logger("ingest.writer")
-        self._buffers: dict[int, list[Tick]] = {}
-        # Per partition, its shares of offered columns (offer_columns), packed into batches
-        # at flush time; a partition's ticks offered earlier are moved in first (as a
-        # batch), so segments always precede _buffers[p].
-        self._segments: dict[int, list[TickBatch | Slice]] = {}
-        self._partition_cache: dict[tuple[str, str], int] = {}  # offer's, per tick
-        self._partition_tables: dict[str, dict[str, int]] = {}  # offer_columns', per exchange
-        self._pending = 0  # ticks buffered or in the batch being written
-        self._buffered = 0  # ticks buffered, not yet taken by the flusher
-        self._first_at: float | None = None  # monotonic time of the oldest unflushed tick
         self._wake = asyncio.Event()  # the flusher has work (or must stop)
-        self._space = asyncio.Event()  # put() may go on
-        self._space.set()
-        self._full = False  # mirrors "not _space.is_set()" for the per-frame path
-        self._batch_signalled = False  # the flusher was woken for the current full batch
+        self._space = asyncio.Event()  # set when the cutter has room again
         self._idle = asyncio.Event()  # nothing buffered nor in flight
         self._idle.set()
         self._closing = False
@@ -128,117 +116,38 @@ class TickWriter:
         self._writer_id = uuid.uuid4().hex[:12].encode()
         self._seq = 0
         self._last_id: dict[str, bytes | str] = {}  # stream -> id of our last entry there
-        metrics.writer_pending.set_function(lambda: self._pending)
+        metrics.writer_pending.set_function(lambda: self.cutter.pending)
+
+    def _work(self) -> None:
+        """The cutter has something to flush (its first tick, or a full batch)."""
+        self._idle.clear()
+        self._wake.set()
 
     # --- producer side -------------------------------------------------------------
     @property
     def pending(self) -> int:
-        return self._pending
+        """Ticks buffered or being written."""
+        return self.cutter.pending
+
+    @property
+    def flush_due(self) -> bool:
+        """A full batch is buffered: a producer that never awaits should yield now."""
+        return self.cutter.flush_due
 
     async def put(self, ticks: Iterable[Tick]) -> None:
         """Buffer ``ticks``, then wait (backpressure) while the buffer is at its bound."""
         if not self.offer(ticks):
             await self.wait_for_space()
 
-    def offer(self, ticks: Iterable[Tick]) -> bool:
-        """Buffer ``ticks`` (always accepted); False when the buffer is now at its bound and
-        the caller must ``await wait_for_space()`` before offering more. Memory stays within
-        ``max_pending`` plus one offer per producer."""
-        if self._closing:
-            raise RuntimeError("TickWriter is closed")
-        # Inlined grouping by partition (this runs once per frame).
-        buffers, cache = self._buffers, self._partition_cache
-        n = 0
-        for t in ticks:
-            key = (t.exchange, t.symbol)
-            p = cache.get(key)
-            if p is None:
-                p = cache[key] = partition_of(t.exchange, t.symbol, self._keys.partitions)
-            buf = buffers.get(p)
-            if buf is None:
-                buffers[p] = [t]
-            else:
-                buf.append(t)
-            n += 1
-        return self._added(n) if n else not self._full
-
-    def _added(self, n: int) -> bool:
-        """Account for ``n`` ticks just buffered; the value ``offer`` returns."""
-        self._pending += n
-        self._buffered += n
-        # Wake the flusher only to start the latency timer or once for a full batch, not
-        # on every offer (this runs per frame: even an Event.set call shows).
-        if self._first_at is None:
-            self._first_at = time.monotonic()
-            self._idle.clear()
-            self._wake.set()
-        elif self._buffered >= self.batch_size and not self._batch_signalled:
-            self._batch_signalled = True
-            self._wake.set()
-        if self._pending >= self.max_pending:
-            self._space.clear()
-            self._full = True
-        return not self._full
-
-    def offer_columns(self, cols: TradeColumns) -> bool:
-        """``offer`` for trades in columns (``parse_many``): packed into ``TICK_DTYPE``
-        records with numpy, no ``Tick`` per trade; each partition's share is kept as a slice
-        of them and becomes ``TickBatch`` entries at flush time. Same return value."""
-        if self._closing:
-            raise RuntimeError("TickWriter is closed")
-        n = cols.size
-        if not n:
-            return not self._full
-        parts = self._partitions_of(cols.exchange, cols.symbols)
-        if parts.count(parts[0]) == n:
-            self._add_segment(parts[0], Slice(pack(cols), 0, n))
-            return self._added(n)
-        # One stable sort groups the trades by partition (order kept within each); each
-        # partition's share is a slice of one packed copy.
-        of_trade = np.array(parts, dtype=np.int64)
-        order = np.argsort(of_trade, kind="stable")
-        packed = pack(cols, order)
-        grouped = of_trade[order]
-        cuts = (np.flatnonzero(grouped[1:] != grouped[:-1]) + 1).tolist()
-        for p, lo, hi in zip(grouped[[0, *cuts]].tolist(), [0, *cuts], [*cuts, n], strict=True):
-            self._add_segment(p, Slice(packed, lo, hi))
-        return self._added(n)
-
-    def _partitions_of(self, exchange: str, symbols: list[str]) -> list[int]:
-        """Each trade's partition (a table per exchange: one dict lookup a trade)."""
-        table = self._partition_tables.get(exchange)
-        if table is None:
-            table = self._partition_tables[exchange] = {}
-        try:
-            return list(map(table.__getitem__, symbols))
-        except KeyError:  # symbols not seen before
-            for sym in dict.fromkeys(symbols):
-                if sym not in table:
-                    table[sym] = partition_of(exchange, sym, self._keys.partitions)
-            return list(map(table.__getitem__, symbols))
-
-    def _add_segment(self, p: int, segment: Slice) -> None:
-        segments = self._segments.get(p)
-        if segments is None:
-            segments = self._segments[p] = []
-        ticks = self._buffers.pop(p, None)
-        if ticks:  # offered before these columns: keep them first
-            segments.append(TickBatch.from_ticks(ticks))
-        segments.append(segment)
-
     async def wait_for_space(self) -> None:
         """Wait until the buffer is below its bound (counted as backpressure)."""
-        if self._space.is_set():
+        if not self.cutter.full:
             return
         started = time.monotonic()
         self._metrics.writer_backpressure.inc()
+        self._space.clear()  # the flusher sets it once the cutter has room
         await self._space.wait()
         self._metrics.writer_backpressure_seconds.inc(time.monotonic() - started)
-
-    @property
-    def flush_due(self) -> bool:
-        """A full batch is buffered: a producer that never awaits should yield now."""
-        return self._buffered >= self.batch_size
 
     async def drain(self) -> None:
         """Wait until everything put so far is written."""
@@ -267,7 +176,7 @@ class TickWriter:
     async def close(self) -> None:
         """Flush what is buffered, then stop the flusher (idempotent); raises the flusher's
         error if it failed (a bug: Redis errors are retried, never raised)."""
-        self._closing = True
+        self._closing = self.cutter.closed = True
         self._wake.set()
         if self._task is not None:
             await self._task  # a flusher that failed raises its error here
@@ -275,20 +184,21 @@ class TickWriter:
     def abort(self) -> None:
         """Give up on buffered ticks (shutdown grace exceeded); counted, not silent."""
         self._aborted = True
-        self._closing = True
+        self._closing = self.cutter.closed = True
         self._wake.set()
 
     # --- flusher -------------------------------------------------------------------
     async def _run(self) -> None:
+        cutter = self.cutter
         while True:
-            if not self._buffers and not self._segments:
+            if cutter.empty:
                 if self._closing:
                     return
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            if not self._closing and self._pending < self.batch_size:
-                first = self._first_at if self._first_at is not None else time.monotonic()
+            if not self._closing and cutter.pending < cutter.batch_size:
+                first = cutter.first_at if cutter.first_at is not None else time.monotonic()
                 delay = first + self.flush_interval - time.monotonic()
                 if delay > 0:
                     self._wake.clear()
@@ -296,62 +206,37 @@ class TickWriter:
                         await asyncio.wait_for(self._wake.wait(), delay)
                     continue
             if self._aborted:
-                self._metrics.writer_abandoned.inc(self._pending)
-                self._log.error("writer_abandoned", ticks=self._pending)
-                self._buffers.clear()
-                self._segments.clear()
-                self._pending = self._buffered = 0
+                n = cutter.drop()
+                self._metrics.writer_abandoned.inc(n)
+                self._log.error("writer_abandoned", ticks=n)
                 self._idle.set()
                 self._space.set()
-                self._full = False
                 return
-            buffers, self._buffers = self._buffers, {}
-            segments, self._segments = self._segments, {}
-            self._buffered = 0
-            self._batch_signalled = False
-            self._first_at = None
-            n = await self._write(buffers, segments)
-            self._pending -= n
-            if self._pending < self.max_pending:
+            cut = cutter.take()
+            n = await self._write(cut_size(cut), self._entries(cutter.batches(cut)))
+            if cutter.done(n):
                 self._space.set()
-                self._full = False
-            if not self._buffers and not self._segments:
+            if cutter.empty:
                 self._idle.set()
 
-    def _entries(
-        self, buffers: dict[int, list[Tick]], segments: dict[int, list[TickBatch | Slice]]
-    ) -> list[_Entry]:
-        size = self.batch_size
+    def _entries(self, batches: list[tuple[int, TickBatch]]) -> list[_Entry]:
+        """The batches as ``append.lua`` calls, each tagged with this writer's id and the
+        next sequence number (a retry finds what landed by it)."""
         out: list[_Entry] = []
-        for p in {**segments, **buffers}:
-            ticks = buffers.get(p, [])
-            parts = segments.get(p)
-            if parts is None:  # ticks only (the per-frame path)
-                batches = [TickBatch.from_ticks(ticks[i : i + size])
-                           for i in range(0, len(ticks), size)]  # fmt: skip
-            else:
-                batches = segment_batches(parts)
-                if ticks:
-                    batches.append(TickBatch.from_ticks(ticks))
-                batches = merge_split(batches, size)
-            stream, last_key = self._keys.ticks(p), self._keys.ingest_last_ids(p)
-            for batch in batches:
-                fields = batch.encode()
-                self._seq += 1
-                fields[TAG_FIELD] = b"%s:%d" % (self._writer_id, self._seq)
-                out.append((stream, fields, batch_last_ids(batch, self._sequential), last_key))
+        for p, batch in batches:
+            fields = batch.encode()
+            self._seq += 1
+            fields[TAG_FIELD] = b"%s:%d" % (self._writer_id, self._seq)
+            out.append((self._keys.ticks(p), fields, batch_last_ids(batch, self._sequential),
+                        self._keys.ingest_last_ids(p)))  # fmt: skip
         return out
 
-    async def _write(
-        self, buffers: dict[int, list[Tick]], segments: dict[int, list[TickBatch | Slice]]
-    ) -> int:
-        """Append the buffers; retry until it works or we are aborted.
+    async def _write(self, n: int, entries: list[_Entry]) -> int:
+        """Append ``entries`` (``n`` ticks); retry until it works or we are aborted.
 
         After a failed attempt the entries that did land (a pipeline can fail half-way) are
         found by their tag and not sent again, so a retry never appends a batch twice.
         """
-        n = sum(map(len, buffers.values())) + sum(len(b) for v in segments.values() for b in v)
-        entries = self._entries(buffers, segments)
         attempt = 0
         started = time.monotonic()
         while True:

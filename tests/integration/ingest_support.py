@@ -64,10 +64,15 @@ def sim_settings(keys: Keys, sim: Simulator, **overrides: Any) -> IngestSettings
 
 
 async def run_until_delivered(
-    sim: Simulator, settings: IngestSettings, keys: Keys, metrics: IngestMetrics
+    sim: Simulator,
+    settings: IngestSettings,
+    keys: Keys,
+    metrics: IngestMetrics,
+    written: int | None = None,
 ) -> IngestService:
-    """Run ingest until the simulator delivered every trade and all of them are written."""
-    total = sum(f.total() for f in sim.feeds.values())
+    """Run ingest until the simulator delivered every trade and ``written`` ticks (None:
+    every trade it serves) are written."""
+    total = sum(f.total() for f in sim.feeds.values()) if written is None else written
     service = IngestService(
         settings, aioredis.Redis.from_url(REDIS_URL), metrics=metrics, keys=keys
     )

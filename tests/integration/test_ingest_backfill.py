@@ -11,7 +11,6 @@ a new baseline: ``gaps_total`` stayed 0 and the trades were silently gone.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from pathlib import Path
 
@@ -23,12 +22,9 @@ from common.contracts import Tick
 from common.names import Keys
 from ingest.metrics import IngestMetrics
 from ingest.offline.ticks import as_exchange, read_ticks
-from ingest.service import IngestService
 from ingest.simulator.market import Faults, Feed
 from ingest.simulator.server import Simulator
-from tests.conftest import REDIS_URL
-from tests.integration.ingest_support import sim_settings, stored_ticks
-from tests.polling import until
+from tests.integration.ingest_support import run_until_delivered, sim_settings, stored_ticks
 
 pytestmark = [pytest.mark.redis]
 
@@ -47,7 +43,7 @@ def _session(exchange: str) -> list[Tick]:
 async def _run(
     feed: Feed, keys: Keys, metrics: IngestMetrics, expect_written: int, *, backfill: bool,
     faults: Faults | None = None, start_at: int = 0,
-) -> IngestService:  # fmt: skip
+) -> None:  # fmt: skip
     """One ingest run against a simulator serving ``feed`` from trade ``start_at`` on (the
     market's head: trades before it are history only), until ``expect_written`` ticks."""
     for stream in feed.symbols.values():
@@ -55,16 +51,22 @@ async def _run(
     async with Simulator({feed.exchange: feed}, speed=0, overlap=0, faults=faults) as sim:
         rest = ((feed.exchange, sim.rest_url(feed.exchange)),) if backfill else ()
         settings = sim_settings(keys, sim, rest_urls=rest, backfill_timeout_s=20.0)
-        service = IngestService(
-            settings, aioredis.Redis.from_url(REDIS_URL), metrics=metrics, keys=keys
-        )
-        async with service:
-            run = asyncio.create_task(service.run())
-            await asyncio.wait_for(sim.wait_finished(), 50)
-            await until(lambda: service.writer.written >= expect_written, "trades written")
-            service.request_stop()
-            await asyncio.wait_for(run, 10)
-    return service
+        await run_until_delivered(sim, settings, keys, metrics, expect_written)
+
+
+async def _restarted(
+    keys: Keys, feed: Feed, expect_written: int, *, backfill: bool, start_at: int,
+    faults: Faults | None = None,
+) -> IngestMetrics:  # fmt: skip
+    """Ingest run twice on one namespace: the first writes the session's first ``FIRST``
+    trades; the second (its metrics returned) serves ``feed`` from ``start_at`` on."""
+    first = IngestMetrics(CollectorRegistry())
+    await _run(_first_run_feed(feed.exchange), keys, first, FIRST, backfill=backfill)
+    assert first.value("alphapulse_ingest_gaps_total", exchange=feed.exchange) == 0
+    metrics = IngestMetrics(CollectorRegistry())
+    await _run(feed, keys, metrics, expect_written, backfill=backfill, faults=faults,
+               start_at=start_at)  # fmt: skip
+    return metrics
 
 
 def _first_run_feed(exchange: str) -> Feed:
@@ -76,13 +78,8 @@ async def test_a_restart_counts_the_lost_trades_and_backfills_them(
     exchange: str, redis_client: aioredis.Redis, keys: Keys
 ) -> None:
     session = _session(exchange)
-    first = IngestMetrics(CollectorRegistry())
-    await _run(_first_run_feed(exchange), keys, first, FIRST, backfill=True)
-    assert first.value("alphapulse_ingest_gaps_total", exchange=exchange) == 0
-
-    metrics = IngestMetrics(CollectorRegistry())
     feed = Feed.build(exchange, session)
-    await _run(feed, keys, metrics, LOST + AFTER, backfill=True, start_at=FIRST + LOST)
+    metrics = await _restarted(keys, feed, LOST + AFTER, backfill=True, start_at=FIRST + LOST)
 
     v = metrics.value
     assert v("alphapulse_ingest_gaps_total", exchange=exchange) == 1
@@ -101,13 +98,8 @@ async def test_with_the_rest_endpoint_down_the_loss_is_counted_exactly(
     redis_client: aioredis.Redis, keys: Keys
 ) -> None:
     session = _session("binance")
-    await _run(_first_run_feed("binance"), keys, IngestMetrics(CollectorRegistry()), FIRST,
-               backfill=True)  # fmt: skip
-
-    metrics = IngestMetrics(CollectorRegistry())
-    feed = Feed.build("binance", session)
-    down = Faults(rest_down=True)
-    await _run(feed, keys, metrics, AFTER, backfill=True, faults=down, start_at=FIRST + LOST)
+    metrics = await _restarted(keys, Feed.build("binance", session), AFTER, backfill=True,
+                               start_at=FIRST + LOST, faults=Faults(rest_down=True))  # fmt: skip
 
     v = metrics.value
     assert v("alphapulse_ingest_gaps_total", exchange="binance") == 1
@@ -124,11 +116,8 @@ async def test_without_backfill_a_restart_still_counts_the_gap(
     redis_client: aioredis.Redis, keys: Keys
 ) -> None:
     session = _session("binance")
-    await _run(_first_run_feed("binance"), keys, IngestMetrics(CollectorRegistry()), FIRST,
-               backfill=False)  # fmt: skip
-    metrics = IngestMetrics(CollectorRegistry())
-    await _run(Feed.build("binance", session), keys, metrics, AFTER, backfill=False,
-               start_at=FIRST + LOST)  # fmt: skip
+    metrics = await _restarted(keys, Feed.build("binance", session), AFTER, backfill=False,
+                               start_at=FIRST + LOST)  # fmt: skip
     v = metrics.value
     assert v("alphapulse_ingest_gaps_total", exchange="binance") == 1
     assert v("alphapulse_ingest_missing_trades_total", exchange="binance") == LOST
@@ -143,11 +132,8 @@ async def test_a_restart_drops_what_the_previous_run_wrote(
     """The new subscription repeats trades the killed run had written (an exchange's
     snapshot, a reconnect overlap): below the remembered id they are duplicates."""
     session = _session("binance")
-    await _run(_first_run_feed("binance"), keys, IngestMetrics(CollectorRegistry()), FIRST,
-               backfill=False)  # fmt: skip
-    metrics = IngestMetrics(CollectorRegistry())
-    await _run(Feed.build("binance", session[: FIRST + LOST]), keys, metrics, LOST,
-               backfill=False, start_at=FIRST - 300)  # fmt: skip
+    metrics = await _restarted(keys, Feed.build("binance", session[: FIRST + LOST]), LOST,
+                               backfill=False, start_at=FIRST - 300)  # fmt: skip
     assert metrics.value("alphapulse_ingest_duplicates_total", exchange="binance") == 300
     assert metrics.value("alphapulse_ingest_gaps_total", exchange="binance") == 0
     stored = [t.trade_id for t in await stored_ticks(redis_client, keys)]

@@ -242,7 +242,8 @@ def _closed_port() -> int:
 
 
 def _written(writer: TickWriter) -> list[str]:
-    return [t.trade_id for ticks in writer._buffers.values() for t in ticks]
+    buffers, _ = writer.cutter.take()
+    return [t.trade_id for ticks in buffers.values() for t in ticks]
 
 
 async def test_a_full_hold_is_released_at_once_and_its_gap_counted_lost() -> None:

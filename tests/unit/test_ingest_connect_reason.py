@@ -20,7 +20,7 @@ from websockets.exceptions import (
 from websockets.frames import Close
 from websockets.http11 import Response
 
-from ingest.connection import CONNECT_FAILURE_REASONS, connect_failure_reason
+from ingest.disconnects import CONNECT_FAILURE_REASONS, connect_failure_reason
 
 
 def _eof_before_response() -> InvalidMessage:

@@ -1,7 +1,8 @@
-"""The writer's batch path packing (``offer_columns`` → ``ingest.packing``): whatever mix of
-per-tick offers and column offers, of many symbols over many partitions and two exchanges,
-the entries a flush makes hold each partition's ticks in the order they were offered, at
-most ``batch_size`` a batch, each with a table of exactly the symbols it holds."""
+"""The writer's batch path packing (``BatchCutter.offer_columns`` → ``ingest.packing``):
+whatever mix of per-tick offers and column offers, of many symbols over many partitions and
+two exchanges, the entries a flush makes hold each partition's ticks in the order they were
+offered, at most ``batch_size`` a batch, each with a table of exactly the symbols it holds.
+No Redis: the cutter is the writer's pure part."""
 
 from __future__ import annotations
 
@@ -10,14 +11,12 @@ from typing import Any
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from prometheus_client import CollectorRegistry
 
 from common.contracts import Tick, TickBatch
-from common.names import Keys, partition_of
-from ingest.metrics import IngestMetrics
+from common.names import partition_of
+from ingest.cutter import BatchCutter
 from ingest.packing import Slice, pack, segment_batches, slices_batch
 from ingest.venues.batch import TradeColumns
-from ingest.writer import TickWriter
 
 PARTITIONS = 8
 
@@ -62,25 +61,22 @@ def _offers(draw: st.DrawFn) -> list[tuple[bool, list[Tick]]]:
 def test_flushed_entries_keep_each_partitions_ticks_in_offer_order(
     offers: list[tuple[bool, list[Tick]]], batch_size: int
 ) -> None:
-    keys = Keys(PARTITIONS, "t:")
-    metrics = IngestMetrics(CollectorRegistry())
-    w = TickWriter(None, keys, metrics, batch_size=batch_size, max_pending=10_000)
-    expected: dict[str, list[Tick]] = {}
+    cutter = BatchCutter(PARTITIONS, batch_size=batch_size, max_pending=10_000)
+    expected: dict[int, list[Tick]] = {}
     for in_columns, ticks in offers:
         if in_columns:
-            w.offer_columns(_columns(ticks))
+            cutter.offer_columns(_columns(ticks))
         else:
-            w.offer(ticks)
+            cutter.offer(ticks)
         for t in ticks:
-            expected.setdefault(keys.ticks(partition_of(t.exchange, t.symbol, PARTITIONS)), [])
-            expected[keys.ticks(partition_of(t.exchange, t.symbol, PARTITIONS))].append(t)
-    got: dict[str, list[Tick]] = {}
-    for stream, fields, _, _ in w._entries(w._buffers, w._segments):
-        batch = TickBatch.decode(fields)
+            expected.setdefault(partition_of(t.exchange, t.symbol, PARTITIONS), []).append(t)
+    got: dict[int, list[Tick]] = {}
+    for p, cut in cutter.batches(cutter.take()):
+        batch = TickBatch.decode(cut.encode())  # as the entry stores it
         assert 1 <= len(batch) <= batch_size
         held = {(t.exchange, t.symbol, t.native_symbol) for t in batch}
         assert len(batch.symbols) == len(held) and set(batch.symbols) == held
-        got.setdefault(stream, []).extend(batch)
+        got.setdefault(p, []).extend(batch)
     assert got == expected
 
 

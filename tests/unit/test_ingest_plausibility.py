@@ -1,26 +1,14 @@
-"""Plausibility at ingest (``common.plausibility`` through ``ingest.sequence`` and the
-connection's per-frame step): id jumps, trades ahead of their receipt, the settings."""
+"""Plausibility at ingest (``common.plausibility`` through ``ingest.sequence``): id jumps,
+the settings (trades ahead of their receipt: ``test_ingest_framestep``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
-
 import pytest
-from prometheus_client import CollectorRegistry
 
-from common.contracts import Tick
 from common.errors import ConfigError
-from common.names import Keys
 from common.plausibility import PlausibilityLimits
-from ingest.connection import Connection, ConnectionOptions
-from ingest.deadletter import DeadLetters
-from ingest.metrics import IngestMetrics
 from ingest.sequence import TradeDeduper
 from ingest.settings import IngestSettings
-from ingest.venues import get_adapter
-from ingest.venues.batch import TradeColumns
-from ingest.writer import TickWriter
 
 S = 1_000_000_000
 T0 = 1_723_161_255_342 * 1_000_000
@@ -67,68 +55,6 @@ def test_without_limits_and_for_non_numeric_ids_there_is_no_id_rule() -> None:
     uuids = TradeDeduper(limits=LIMITS)  # Bybit: ids only identify
     assert uuids.check("bybit", "BTC-USDT", "a1b2-c3", T0).keep
     assert uuids.check("bybit", "BTC-USDT", "ffff-0000", T0).keep
-
-
-def _connection() -> tuple[Connection, IngestMetrics, DeadLetters]:
-    metrics = IngestMetrics(CollectorRegistry())
-    keys = Keys(4)
-    redis: Any = None  # never touched: frames are handled synchronously
-    dlq = DeadLetters(redis, keys, consumer="t", dropped=metrics.dlq_dropped)
-    a = get_adapter("binance")
-    conn = Connection(
-        a,
-        ["BTCUSDT"],
-        writer=TickWriter(redis, keys, metrics),
-        deduper=TradeDeduper(sequential_key=a.trade_id_key, limits=LIMITS),
-        metrics=metrics,
-        dead_letters=dlq,
-        options=ConnectionOptions(limits=LIMITS),
-    )
-    return conn, metrics, dlq
-
-
-def _frame(tid: int, t_ms: int) -> str:
-    return (
-        '{"stream":"btcusdt@trade","data":{"e":"trade","E":1,"s":"BTCUSDT",'
-        f'"t":{tid},"p":"61837.63","q":"0.02","T":{t_ms},"m":true,"M":true}}}}'
-    )
-
-
-class _Offers:
-    """Records what the connection hands to its writer."""
-
-    def __init__(self) -> None:
-        self.ids: list[str] = []
-
-    def offer(self, ticks: Iterable[Tick]) -> bool:
-        self.ids += [t.trade_id for t in ticks]
-        return True
-
-    def offer_columns(self, cols: TradeColumns) -> bool:
-        self.ids += cols.trade_ids
-        return True
-
-
-@pytest.mark.parametrize("batched", [False, True])
-def test_a_trade_ahead_of_its_receipt_is_dead_lettered(batched: bool) -> None:
-    conn, m, dlq = _connection()
-    recv = T0 + S
-    t_ms = T0 // 1_000_000
-    frames = [_frame(1, t_ms), _frame(2, t_ms + 120_000), _frame(2, t_ms), _frame(3, t_ms)]
-    if batched:
-        offered = _Offers()
-        conn.writer = offered  # type: ignore[assignment]
-        conn.offer_frames(frames, recv)
-        kept = offered.ids
-    else:
-        kept = [t.trade_id for f in frames for t in conn.handle_frame(f, recv)]
-    assert kept == ["1", "2", "3"]  # the real trade 2 was not taken for a duplicate
-    conn.publish_metrics()
-    labels = {"exchange": "binance", "reason": "time_ahead"}
-    assert m.value("alphapulse_ingest_implausible_ticks_total", **labels) == 1
-    assert m.value("alphapulse_ingest_duplicates_total", exchange="binance") == 0
-    (entry,) = dlq._buffer
-    assert entry[b"reason"] == b"time_ahead" and b'"trade_id":"2"' in entry[b"frame"]
 
 
 def test_plausibility_settings_are_validated_at_start() -> None:

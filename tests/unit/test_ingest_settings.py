@@ -1,21 +1,21 @@
-"""IngestSettings from env, the backoff schedule, the rate-limited log, frame handling."""
+"""IngestSettings from env, the rate-limited log, the dead-letter buffer (frame handling:
+``test_ingest_framestep``)."""
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 
+import ingest.settings as settings_module
 from common.errors import ConfigError
 from common.names import Keys
-from ingest.connection import Connection
 from ingest.deadletter import DeadLetters, RateLimitedLog
 from ingest.metrics import IngestMetrics
-from ingest.sequence import TradeDeduper
-from ingest.settings import IngestSettings, parse_exchanges
-from ingest.venues import get_adapter
-from ingest.writer import TickWriter
+from ingest.settings import DEFAULTS, IngestSettings, parse_exchanges
 
 
 def test_settings_from_env() -> None:
@@ -83,58 +83,6 @@ def test_rate_limited_log_counts_suppressed() -> None:
     assert logs.allow("binance", "bad_type") == 2
 
 
-def _connection() -> tuple[Connection, IngestMetrics, DeadLetters]:
-    metrics = IngestMetrics(CollectorRegistry())
-    keys = Keys(4)
-    redis: Any = None  # never touched: frames are handled synchronously
-    dlq = DeadLetters(redis, keys, consumer="t", dropped=metrics.dlq_dropped, max_frame=16)
-    a = get_adapter("binance")
-    conn = Connection(
-        a,
-        ["BTCUSDT"],
-        writer=TickWriter(redis, keys, metrics),
-        deduper=TradeDeduper(sequential_key=a.trade_id_key),
-        metrics=metrics,
-        dead_letters=dlq,
-    )
-    return conn, metrics, dlq
-
-
-#: Received just after the sample trade's time (a trade ahead of its receipt is implausible).
-RECV = 1_723_161_255_400_000_000
-
-
-def _trade(tid: int) -> str:
-    return (
-        '{"stream":"btcusdt@trade","data":{"e":"trade","E":1723161255343,"s":"BTCUSDT",'
-        f'"t":{tid},"p":"61837.63000000","q":"0.02000000","T":1723161255342,"m":true,"M":true}}}}'
-    )
-
-
-def test_handle_frame_dedupes_counts_gaps_and_dead_letters() -> None:
-    conn, m, dlq = _connection()
-    got = [conn.handle_frame(f, RECV) for f in (_trade(1), _trade(2), _trade(2), _trade(5))]
-    assert [[t.trade_id for t in ticks] for ticks in got] == [["1"], ["2"], [], ["5"]]
-    assert conn.handle_frame('{"result":null,"id":1}', RECV) == []
-    assert conn.handle_frame("{broken" + "x" * 100, RECV) == []
-    conn.publish_metrics()
-    assert m.value("alphapulse_ingest_frames_total", exchange="binance", kind="trade") == 4
-    assert m.value("alphapulse_ingest_frames_total", exchange="binance", kind="control") == 1
-    assert m.value("alphapulse_ingest_ticks_total", exchange="binance") == 3
-    assert m.value("alphapulse_ingest_duplicates_total", exchange="binance") == 1
-    assert m.value("alphapulse_ingest_gaps_total", exchange="binance") == 1
-    assert m.value("alphapulse_ingest_missing_trades_total", exchange="binance") == 2
-    assert (
-        m.value("alphapulse_ingest_bad_frames_total", exchange="binance", reason="invalid_json")
-        == 1
-    )
-    assert dlq.pending == 1
-    (entry,) = dlq._buffer
-    assert entry[b"frame"] == b"{brokenxxxxxxxxx"  # truncated to max_frame
-    assert entry[b"frame_bytes"] == b"107"
-    assert entry[b"reason"] == b"invalid_json" and entry[b"stream"] == b"ingest"
-
-
 def test_dead_letter_buffer_is_bounded_and_counts_what_it_gives_up() -> None:
     metrics = IngestMetrics(CollectorRegistry())
     redis: Any = None
@@ -153,3 +101,22 @@ def test_read_batch_setting() -> None:
     for bad in ("0", "x", "5000"):
         with pytest.raises(ConfigError, match="INGEST_READ_BATCH"):
             IngestSettings.from_env(base | {"INGEST_READ_BATCH": bad})
+
+
+def test_the_documented_defaults_are_the_settings_defaults() -> None:
+    """The variable table of ``ingest.settings`` shows the defaults ``DEFAULTS`` holds."""
+    rows = re.findall(r"^``(INGEST_\w+)``\s+(\d[\d.]*)\s", settings_module.__doc__ or "", re.M)
+    checked = 0
+    for variable, shown in rows:
+        name = variable.removeprefix("INGEST_").lower()
+        for holder in (DEFAULTS, DEFAULTS.limits):
+            if hasattr(holder, name):
+                assert getattr(holder, name) == float(shown), variable
+                checked += 1
+    assert checked >= 18
+    # and from_env falls back to them
+    assert IngestSettings.from_env({"EXCHANGES": "binance:BTCUSDT"}) == dataclasses.replace(
+        DEFAULTS,
+        exchanges=(("binance", ("BTCUSDT",)),),
+        rest_urls=(("binance", "https://api.binance.com"),),
+    )

@@ -1,5 +1,5 @@
 """The batch path's dedupe step (``symbol_runs`` + ``TradeDeduper.accept_runs``, as
-``Connection._accept_columns`` uses them) against the per-tick path it stands in for.
+``FrameStep._accept_columns`` uses them) against the per-tick path it stands in for.
 
 For a batch of many interleaved symbols with gaps, repeats and out-of-order ids, on top of
 a random history: the batch is accepted at once exactly when every one of its symbols is a

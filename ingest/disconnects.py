@@ -1,0 +1,54 @@
+"""Why a connect attempt failed or an open WebSocket session ended: the ``reason`` labels of
+``alphapulse_ingest_connect_failures_total`` and ``alphapulse_ingest_reconnects_total``,
+read from the exceptions websockets and the event loop raise (pure: no socket here)."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidMessage
+from websockets.frames import CloseCode
+
+#: The ``reason`` label of ``alphapulse_ingest_connect_failures_total``.
+CONNECT_FAILURE_REASONS = ("dns", "refused", "timeout", "tls", "handshake", "closed", "other")
+_PEER_CLOSED = (
+    ConnectionClosed,
+    ConnectionResetError,
+    ConnectionAbortedError,
+    BrokenPipeError,
+    ssl.SSLEOFError,  # the TCP connection ended within the TLS handshake
+    ssl.SSLZeroReturnError,
+)
+
+
+def connect_failure_reason(error: BaseException) -> str:
+    """Why a connect attempt failed, from the exception's type (one of
+    ``CONNECT_FAILURE_REASONS``): the name did not resolve (``dns``), nothing listens
+    (``refused``), no answer within ``open_timeout_s`` (``timeout``), the TLS handshake
+    was rejected (``tls``), the HTTP upgrade was refused, e.g. a 403 or 429 (``handshake``),
+    the peer dropped the connection before the WebSocket was open (``closed``)."""
+    if isinstance(error, socket.gaierror):
+        return "dns"
+    if isinstance(error, ConnectionRefusedError):
+        return "refused"
+    if isinstance(error, TimeoutError):
+        return "timeout"
+    if isinstance(error, _PEER_CLOSED) or (
+        isinstance(error, InvalidMessage) and isinstance(error.__cause__, EOFError)
+    ):  # a reset or EOF during the TLS handshake, or EOF before the HTTP response
+        return "closed"
+    if isinstance(error, ssl.SSLError):
+        return "tls"
+    if isinstance(error, InvalidHandshake):
+        return "handshake"
+    return "other"
+
+
+def closed_reason(e: ConnectionClosed) -> str:
+    """Why a socket ended: the server closed it, our keepalive gave up, or it was cut."""
+    if e.rcvd is not None:
+        return "closed"
+    if e.sent is not None and e.sent.code == CloseCode.INTERNAL_ERROR:
+        return "ping_timeout"  # websockets' keepalive: no pong within ws_ping_timeout_s
+    return "dropped"
