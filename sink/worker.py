@@ -33,7 +33,7 @@ from common.redis import AnyRedis
 from common.runtime import BatchResult, Entry, StreamWorker
 from common.streams import dead_letter_fields, write_dead_letters
 from sink.batch import PendingBatch
-from sink.metrics import SINK, SinkMetrics
+from sink.metrics import SINK_METRICS, SinkMetrics
 from sink.migrate import Flavor
 from sink.rows import DECODERS, TABLES, Row
 from sink.settings import SinkSettings
@@ -59,7 +59,7 @@ class SinkWorker(StreamWorker):
         store: Store | None = None,
         consumer: str | None = None,
         burst: bool = False,
-        metrics: SinkMetrics = SINK,
+        metrics: SinkMetrics = SINK_METRICS,
     ) -> None:
         keys = settings.common.keys()
         self.tables: dict[str, str] = {keys.bars: "bars", keys.patterns: "patterns"}

@@ -22,7 +22,7 @@ from websockets.asyncio.server import ServerConnection
 from common.logging import get_logger
 from common.redis import AnyRedis
 from signals.console.state import HTTP, OVERVIEW
-from signals.ws import Client, SignalsHub
+from signals.ws_hub import Client, SignalsHub
 from signals.ws_protocol import (
     CLOSE_BAD_REQUEST,
     CLOSE_GOING_AWAY,
