@@ -24,7 +24,8 @@ from typing import Any
 
 import asyncpg
 
-from signals.analytics.stats import StatsOptions, rank_rows, wilson
+from signals.analytics.measures import rank_rows, wilson
+from signals.analytics.stats import StatsOptions
 from signals.analytics.table import Filters
 
 _DIMS = ("pattern", "direction", "timeframe", "horizon")

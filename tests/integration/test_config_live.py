@@ -29,9 +29,9 @@ from common.configstore import (
 from common.names import Keys
 from signals.contract import decode_entry
 from signals.liveconfig import apply_assignments, propose, rollback, seed_document
+from signals.metrics import SIGNALS_METRICS
 from signals.model import Model
 from signals.versions import ModelHistory
-from signals.metrics import SIGNALS_METRICS
 from signals.worker import SignalsWorker
 from tests.conftest import REDIS_URL
 from tests.integration.runtime_support import ROOT

@@ -19,7 +19,8 @@ from detectors.replay import replay_ticks, sorted_events, sorted_records
 from detectors.timeframes import parse_timeframes
 from ingest.sources import synthetic_ticks
 from signals.analytics.frames import bar_outcomes, bars_frame, baseline_rows, outcome_rows
-from signals.analytics.stats import StatsOptions, compute_stats, hac_pvalues
+from signals.analytics.measures import hac_pvalues
+from signals.analytics.stats import StatsOptions, compute_stats
 from signals.model import Model
 from signals.offline import score_events
 from signals.outcomes import outcome_lines
