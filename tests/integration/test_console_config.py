@@ -53,6 +53,11 @@ class Client:
         async with self.http.get(self.url + path, params=params) as r:
             return r.status, await r.json()
 
+    async def change(self, *assignments: str, version: int) -> tuple[int, Any]:
+        """POST a configuration change (``key=value`` assignments) over ``version``."""
+        body = {"set": list(assignments), "expected_version": version}
+        return await self.post("/api/admin/config", body)
+
     async def post(self, path: str, body: Any, *, csrf: str | None = "") -> tuple[int, Any]:
         token = self.csrf if csrf == "" else csrf
         headers = {} if token is None else {"X-CSRF-Token": token}
@@ -149,9 +154,7 @@ async def test_an_invalid_change_is_400_naming_the_key_and_writes_nothing(
     key, says = expected
     async with session() as http:
         root = await client(http, console, "root")
-        status, _ = await root.post(
-            "/api/admin/config", {"set": ["threshold=0.6"], "expected_version": 0}
-        )
+        status, _ = await root.change("threshold=0.6", version=0)
         assert status == 200
         before = await stored(redis_client, keys)
         status, answer = await root.post("/api/admin/config", {"expected_version": 1, **body})
@@ -173,17 +176,11 @@ async def test_a_change_from_a_stale_version_is_409_and_nothing_is_lost(
     async with session() as a_http, session() as b_http:
         a = await client(a_http, console, "root")
         b = await client(b_http, console, "root")
-        assert (
-            await a.post("/api/admin/config", {"set": ["threshold=0.6"], "expected_version": 0})
-        )[0] == 200
+        assert (await a.change("threshold=0.6", version=0))[0] == 200
         # Both pages show version 1; A changes first, B's change (made from 1) is refused.
-        status, _ = await a.post(
-            "/api/admin/config", {"set": ["threshold=0.7"], "expected_version": 1}
-        )
+        status, _ = await a.change("threshold=0.7", version=1)
         assert status == 200
-        status, answer = await b.post(
-            "/api/admin/config", {"set": ["ws.queue_size=7"], "expected_version": 1}
-        )
+        status, answer = await b.change("ws.queue_size=7", version=1)
         assert status == 409 and answer["reason"] == "conflict" and answer["value"] == 2
         assert "changed meanwhile (now version 2)" in answer["error"]
         status, answer = await b.post(
@@ -201,9 +198,7 @@ async def test_effective_from_and_the_scored_mark(
 ) -> None:
     async with session() as http:
         root = await client(http, console, "root")
-        assert (
-            await root.post("/api/admin/config", {"set": ["threshold=0.6"], "expected_version": 0})
-        )[0] == 200
+        assert (await root.change("threshold=0.6", version=0))[0] == 200
         await redis_client.set(keys.config_scored, T + 30_000)  # the signals stage scored this
         status, cur = await root.get("/api/admin/config")
         assert cur["scored_through"] == T + 30_000 and cur["next_effective_from"] == T + 60_000
@@ -213,9 +208,7 @@ async def test_effective_from_and_the_scored_mark(
         later = {**past, "effective_from": "2024-08-09T00:05:00Z"}
         status, v2 = await root.post("/api/admin/config", later)
         assert status == 200 and v2["effective_from"] == T + 5 * 60_000
-        status, v3 = await root.post(
-            "/api/admin/config", {"set": ["threshold=0.8"], "expected_version": 2}
-        )
+        status, v3 = await root.change("threshold=0.8", version=2)
         assert status == 200 and v3["effective_from"] == T + 5 * 60_000  # never before v2's
 
 
@@ -224,16 +217,12 @@ async def test_profiles_save_and_load(
 ) -> None:
     async with session() as http:
         root = await client(http, console, "root")
-        assert (
-            await root.post("/api/admin/config", {"set": ["threshold=0.55"], "expected_version": 0})
-        )[0] == 200
+        assert (await root.change("threshold=0.55", version=0))[0] == 200
         status, saved = await root.post(
             "/api/admin/config/profiles", {"action": "save", "name": "calm"}
         )
         assert status == 200 and saved == {"saved": "calm", "from_version": 1}
-        assert (
-            await root.post("/api/admin/config", {"set": ["threshold=0.9"], "expected_version": 1})
-        )[0] == 200
+        assert (await root.change("threshold=0.9", version=1))[0] == 200
         assert (await root.get("/api/admin/config/profiles"))[1] == {"profiles": ["calm"]}
         load = {"action": "load", "name": "calm", "expected_version": 2}
         status, v3 = await root.post("/api/admin/config/profiles", load)
@@ -262,9 +251,7 @@ async def test_viewers_are_refused_and_a_session_needs_its_csrf_token(
 ) -> None:
     async with session() as http:
         root = await client(http, console, "root")
-        assert (
-            await root.post("/api/admin/config", {"set": ["threshold=0.6"], "expected_version": 0})
-        )[0] == 200
+        assert (await root.change("threshold=0.6", version=0))[0] == 200
         before = await stored(redis_client, keys)
         for missing in (None, "forged"):  # no token, a wrong token
             for method, path, body in ROUTES:
