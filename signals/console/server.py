@@ -182,9 +182,18 @@ async def favicon(_: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+def render_page(name: str) -> str:
+    """A console page: the head every page shares (``static/head.html``, titled ``name``),
+    then ``static/<name>.html`` (any head tags of its own, ``</head>`` and its body)."""
+    head = (STATIC / "head.html").read_text().replace("{{title}}", name)
+    return head + (STATIC / f"{name}.html").read_text()
+
+
 def page(name: str) -> Handler:
+    html = render_page(name)  # once, when the routes are made
+
     async def serve(_: web.Request) -> web.StreamResponse:
-        return web.FileResponse(STATIC / f"{name}.html")
+        return web.Response(text=html, content_type="text/html")
 
     return serve
 
