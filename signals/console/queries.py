@@ -140,6 +140,15 @@ def _series_where(f: SeriesFilter, time_column: str) -> Where:
     return w
 
 
+def _json_page(*columns: str) -> str:
+    """SQL: a page's rows as one JSON array text of ``[open_time_ms, *columns]`` rows, oldest
+    first (``[]`` for none)."""
+    return (
+        "coalesce(json_agg(json_build_array((extract(epoch FROM open_time) * 1000)::bigint, "
+        f"{', '.join(columns)}) ORDER BY open_time), '[]')::text"
+    )
+
+
 async def fetch_bars(pool: asyncpg.Pool, f: SeriesFilter) -> tuple[bytes, int | None]:
     """The newest ``limit`` bars of the range, oldest first, as a JSON array of compact rows
     ``[open_time_ms, open, high, low, close, volume]`` built by PostgreSQL (10,000 rows would
@@ -148,9 +157,8 @@ async def fetch_bars(pool: asyncpg.Pool, f: SeriesFilter) -> tuple[bytes, int | 
     w = _series_where(f, "open_time")
     limit = w.param(f.limit)
     row = await pool.fetchrow(
-        "SELECT coalesce(json_agg(json_build_array("
-        "(extract(epoch FROM open_time) * 1000)::bigint, open, high, low, close, volume) "
-        "ORDER BY open_time), '[]')::text AS bars, count(*) AS n, min(open_time) AS first "
+        f"SELECT {_json_page('open', 'high', 'low', 'close', 'volume')} AS bars, "
+        "count(*) AS n, min(open_time) AS first "
         "FROM (SELECT open_time, open, high, low, close, volume FROM bars "
         f"{w.sql()} ORDER BY open_time DESC LIMIT {limit}) page",
         *w.args,
@@ -171,9 +179,8 @@ async def fetch_markers(
     w = _series_where(f, "open_time")
     limit = w.param(f.limit)
     patterns = await pool.fetchval(
-        "SELECT coalesce(json_agg(json_build_array("
-        "(extract(epoch FROM open_time) * 1000)::bigint, fired) ORDER BY open_time), "
-        "'[]')::text FROM (SELECT open_time, jsonb_object_agg(pattern, value) AS fired "
+        f"SELECT {_json_page('fired')} "
+        "FROM (SELECT open_time, jsonb_object_agg(pattern, value) AS fired "
         f"FROM patterns {w.sql()} GROUP BY open_time ORDER BY open_time DESC "
         f"LIMIT {limit}) page",
         *w.args,
