@@ -1,7 +1,7 @@
 """Live updates for the pages over WebSocket: signals (``/api/live/signals``) and the
 Overview snapshot (``/api/live/overview``).
 
-Signals reuse the signals WebSocket server's fan-out (``signals.ws.SignalsHub``): one
+Signals reuse the signals WebSocket server's fan-out (``signals.ws_hub.SignalsHub``): one
 ``XREAD BLOCK`` reader per console process, each signal rendered once and offered to every
 browser whose filters match through a bounded queue (a slow browser is cut with 4408, never
 slows the others). The browser speaks the same protocol as the public feed (send a
