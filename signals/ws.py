@@ -247,13 +247,15 @@ class WsServer(Service):
                 self.hub.stream, min=f"({cursor}", count=RESUME_PAGE
             )
             page_sent = 0
-            for entry_id, fields in page:
-                cursor = entry_id.decode()
-                rendered = render(cursor, fields)
-                if rendered is not None and client.filters.matches(rendered[0]):
-                    await client.ws.send(rendered[1])
-                    page_sent += 1
-            SIGNALS_METRICS.ws_sent.inc(page_sent)
+            try:
+                for entry_id, fields in page:
+                    cursor = entry_id.decode()
+                    rendered = render(cursor, fields)
+                    if rendered is not None and client.filters.matches(rendered[0]):
+                        await client.ws.send(rendered[1])
+                        page_sent += 1
+            finally:  # counted per page, also when the connection closes in the middle
+                SIGNALS_METRICS.ws_sent.inc(page_sent)
             sent += page_sent
             if sent > client.resume_max:
                 self.hub.clients.discard(client)
