@@ -105,7 +105,7 @@ run: install $(if $(filter sim,$(FEED)),$(filter $(RUN_TICKS),$(TICKS))) run-pla
 	done; fi
 	@echo "$(CONSOLE_PASSWORD)" | $(BIN)/alphapulse console-user dev --role admin > var/run/console-users
 	@. var/run/plan.sh && \
-	workers=$$($(BIN)/python -c 'import sys; from common.procfile import read_procfile; print(",".join(f"{p.name}=http://127.0.0.1:{p.metrics_port}" for p in read_procfile(open("Procfile").read(), int(sys.argv[1])) if p.name not in ("simulator", "tail")))' $(METRICS_BASE)) && \
+	workers=$$($(BIN)/python -m common.procfile console-workers -f Procfile --port-base $(METRICS_BASE)) && \
 	env -u METRICS_PORT NAMESPACE=$(RUN_NAMESPACE) TIMEFRAMES=$(RUN_TIMEFRAMES) \
 	  CONSOLE_PORT=$(CONSOLE_PORT) CONSOLE_PASSWORD=$(CONSOLE_PASSWORD) CONSOLE_WORKERS="$$workers" \
 	  TICKS=$(TICKS) EXCHANGE=$(EXCHANGE) SPEED=$(SPEED) SIM_PORT=$(SIM_PORT) \

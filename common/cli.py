@@ -38,6 +38,14 @@ def server_error_line(command: str, error: BaseException) -> str:
     return scrub(f"alphapulse {command}: {kind}{detail}")
 
 
+def add_command(subparsers: Any, name: str, *, help: str, doc: str | None) -> Any:
+    """Add subcommand ``name`` to ``alphapulse``: ``help`` in the command list, the module's
+    docstring ``doc`` (layout kept) as its ``--help`` description; returns its parser."""
+    return subparsers.add_parser(
+        name, help=help, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="alphapulse",

@@ -14,15 +14,19 @@ without starting anything.
 
 from __future__ import annotations
 
+import argparse
 import re
 import shlex
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 __all__ = [
     "BASE_PORT",
     "PORT_STEP",
     "Process",
+    "console_workers",
     "procfile_names",
     "read_procfile",
     "where_to_look",
@@ -31,6 +35,8 @@ __all__ = [
 BASE_PORT = 5000
 PORT_STEP = 100
 _EXPLICIT_PORT = re.compile(r"(?:^|\s)METRICS_PORT=(\d+)(?:\s|$)")
+#: Procfile processes that serve no /metrics (the console's overview leaves them out).
+NO_METRICS = frozenset({"simulator", "tail"})
 
 #: Queries that work on the sink's tables (sink/migrations) whatever the namespace.
 #: (More in docs/running.md; the block keeps to two so that it stays short.)
@@ -111,3 +117,27 @@ def where_to_look(
     queries = " ".join(f"-c {shlex.quote(q)}" for q in SQL_QUERIES)
     lines.append(f"  SQL      psql {db} {queries}")
     return lines
+
+
+def console_workers(processes: Sequence[Process], host: str = "127.0.0.1") -> str:
+    """``CONSOLE_WORKERS`` for these processes: ``name=http://host:port,...`` of every one
+    that serves /metrics, in Procfile order (what the console's overview page polls)."""
+    return ",".join(
+        f"{p.name}=http://{host}:{p.metrics_port}" for p in processes if p.name not in NO_METRICS
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m common.procfile console-workers``: print ``CONSOLE_WORKERS`` (``make run``)."""
+    parser = argparse.ArgumentParser(prog="python -m common.procfile", description=main.__doc__)
+    parser.add_argument("what", choices=["console-workers"])
+    parser.add_argument("-f", "--procfile", default="Procfile")
+    parser.add_argument("--port-base", type=int, default=BASE_PORT)
+    args = parser.parse_args(argv)
+    processes = read_procfile(Path(args.procfile).read_text(), args.port_base)
+    print(console_workers(processes))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

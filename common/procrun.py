@@ -33,6 +33,7 @@ from typing import Any, TextIO
 
 from redis.exceptions import RedisError, ResponseError
 
+from common.cli import add_command
 from common.errors import ConfigError
 from common.procfile import BASE_PORT, Process, read_procfile, where_to_look
 from common.redis import redis_from_settings
@@ -233,11 +234,11 @@ def _run(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Entry point of ``alphapulse run-procs`` (used by ``make run``)."""
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "run-procs",
         help="start Procfile processes with fixed metrics ports; Ctrl-C: one summary line",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        doc=__doc__,
     )
     p.add_argument("processes", nargs="*", help="Procfile names to start (default: all)")
     p.add_argument("-f", "--procfile", default="Procfile")

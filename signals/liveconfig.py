@@ -141,7 +141,7 @@ def _validate_ws(section: Mapping[str, Any]) -> dict[str, int]:
         if key not in WS_LIVE_LIMITS:
             raise ConfigError(f"ws.{key}", f"unknown key (live: {', '.join(WS_LIVE_LIMITS)})")
     env = {WS_LIVE_LIMITS[k][0]: _as_env(v) for k, v in section.items()}
-    names = {var: f"ws.{k}" for k, (var, _, _) in WS_LIVE_LIMITS.items()}
+    names = {var: f"ws.{k}" for k, (var, _) in WS_LIVE_LIMITS.items()}
     try:
         return ws_limits_from_env(env)
     except ConfigError as e:

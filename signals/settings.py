@@ -33,7 +33,7 @@ Plus every shared variable of ``CommonSettings`` (``REDIS_URL``, ``NAMESPACE``, 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +70,7 @@ class SignalsSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SignalsSettings:
         e = os.environ if env is None else env
+        d = _defaults(cls)
         model = load_model(env_optional(e, "SIGNALS_MODEL_FILE"))
         recent_bars = recent_bars_from_env(e)
         if model.params.cooldown_bars > recent_bars:
@@ -86,36 +87,42 @@ class SignalsSettings:
             common=CommonSettings.from_env(e),
             model=model,
             config_seed=seed_document(e, model),
-            id_retention_ms=1000
-            * env_int(e, "SIGNALS_ID_RETENTION_S", 259_200, lo=0, hi=10 * 365 * 86_400),
-            stream_maxlen=env_int(e, "SIGNALS_STREAM_MAXLEN", 0, lo=0),
-            publish=env_bool(e, "SIGNALS_PUBLISH", True),
-            stream_retention_ms=1000
-            * env_int(e, "SIGNALS_STREAM_RETENTION_S", 86_400, lo=0, hi=10 * 365 * 86_400),
+            id_retention_ms=_ms_from_env(e, "SIGNALS_ID_RETENTION_S", "id_retention_ms"),
+            stream_maxlen=env_int(e, "SIGNALS_STREAM_MAXLEN", d("stream_maxlen"), lo=0),
+            publish=env_bool(e, "SIGNALS_PUBLISH", d("publish")),
+            stream_retention_ms=_ms_from_env(
+                e, "SIGNALS_STREAM_RETENTION_S", "stream_retention_ms"
+            ),
             emit_warming=emit_warming_from_env(e),
         )
 
 
 def emit_warming_from_env(env: Mapping[str, str]) -> bool:
     """``SIGNALS_EMIT_WARMING`` (the live worker and ``replay`` must agree on it)."""
-    return env_bool(env, "SIGNALS_EMIT_WARMING", False)
+    return env_bool(env, "SIGNALS_EMIT_WARMING", _defaults(SignalsSettings)("emit_warming"))
+
+
+def _ms_from_env(env: Mapping[str, str], name: str, field: str) -> int:
+    """A retention given in seconds (``name``) as the milliseconds of ``field``."""
+    default_s = _defaults(SignalsSettings)(field) // 1000
+    return 1000 * env_int(env, name, default_s, lo=0, hi=10 * 365 * 86_400)
 
 
 # The WebSocket limits the live configuration may change (``signals.liveconfig``, section
-# ``ws``): key -> (variable, default, lowest value). Read by ``ws_limits_from_env`` both at start
-# and, on a synthesized environment, when a configuration document is validated.
-WS_LIVE_LIMITS: dict[str, tuple[str, int, int]] = {
-    "max_connections": ("SIGNALS_WS_MAX_CONNECTIONS", 1000, 1),
-    "queue_size": ("SIGNALS_WS_QUEUE", 10_000, 1),
-    "resume_max": ("SIGNALS_WS_RESUME_MAX", 100_000, 1),
+# ``ws``): key (a ``WsSettings`` field, whose default applies) -> (variable, lowest value).
+# Read by ``ws_limits_from_env`` both at start and, on a synthesized environment, when a
+# configuration document is validated.
+WS_LIVE_LIMITS: dict[str, tuple[str, int]] = {
+    "max_connections": ("SIGNALS_WS_MAX_CONNECTIONS", 1),
+    "queue_size": ("SIGNALS_WS_QUEUE", 1),
+    "resume_max": ("SIGNALS_WS_RESUME_MAX", 1),
 }
 
 
 def ws_limits_from_env(env: Mapping[str, str]) -> dict[str, int]:
     """The live-changeable WebSocket limits, validated (``ConfigError`` names the variable)."""
-    return {
-        key: env_int(env, var, default, lo=lo) for key, (var, default, lo) in WS_LIVE_LIMITS.items()
-    }
+    d = _defaults(WsSettings)
+    return {key: env_int(env, var, d(key), lo=lo) for key, (var, lo) in WS_LIVE_LIMITS.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +143,7 @@ class WsSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WsSettings:
         e = os.environ if env is None else env
+        d = _defaults(cls)
         tokens = frozenset(env_list(e, "SIGNALS_WS_TOKENS"))
         register_secret(*tokens)
         if not tokens:
@@ -143,13 +151,22 @@ class WsSettings:
         return cls(
             common=CommonSettings.from_env(e),
             tokens=tokens,
-            host=env_str(e, "SIGNALS_WS_HOST", "0.0.0.0") or "0.0.0.0",
-            port=env_int(e, "SIGNALS_WS_PORT", 8765, lo=0, hi=65535),
-            max_message=env_int(e, "SIGNALS_WS_MAX_MESSAGE", 65_536, lo=256),
+            host=env_str(e, "SIGNALS_WS_HOST", d("host")) or d("host"),
+            port=env_int(e, "SIGNALS_WS_PORT", d("port"), lo=0, hi=65535),
+            max_message=env_int(e, "SIGNALS_WS_MAX_MESSAGE", d("max_message"), lo=256),
             **ws_limits_from_env(e),
-            log_lines=env_int(e, "SIGNALS_WS_LOG_LINES", 20, lo=0),
-            log_interval_s=env_float(e, "SIGNALS_WS_LOG_INTERVAL_S", 10.0, lo=0.1, hi=86_400),
+            log_lines=env_int(e, "SIGNALS_WS_LOG_LINES", d("log_lines"), lo=0),
+            log_interval_s=env_float(
+                e, "SIGNALS_WS_LOG_INTERVAL_S", d("log_interval_s"), lo=0.1, hi=86_400
+            ),
         )
 
     def __repr__(self) -> str:  # never log the tokens
         return f"WsSettings(host={self.host!r}, port={self.port}, tokens=<{len(self.tokens)}>)"
+
+
+def _defaults(cls: Any) -> Callable[[str], Any]:
+    """``d(field)``: the dataclass default of ``cls.field``, the one place each default is
+    written (``from_env`` and a direct construction agree)."""
+    fields = cls.__dataclass_fields__
+    return lambda name: fields[name].default

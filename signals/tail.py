@@ -21,6 +21,7 @@ from typing import Any, TextIO
 
 import orjson
 
+from common.cli import add_command
 from common.redis import redis_for_command
 from common.settings import CommonSettings, exit_on_config_error
 from signals.contract import Signal, decode_entry
@@ -144,11 +145,11 @@ def run(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Entry point of ``alphapulse tail`` (group ``alphapulse.commands``)."""
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "tail",
         help="print live signals (REDIS_URL, NAMESPACE from the environment)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        doc=__doc__,
     )
     p.add_argument("what", choices=["signals"], help="what to tail")
     p.add_argument("--json", action="store_true", help="one JSON signal per line")

@@ -27,9 +27,8 @@ version 1 from this worker's start-time settings (``SIGNALS_MODEL_FILE``), ``eff
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Sequence
-
-from prometheus_client import Counter, Histogram
 
 from common.configstore import ConfigFollower, ConfigRefused, ConfigVersion, write_version
 from common.contracts import PatternEvent
@@ -41,29 +40,9 @@ from common.stream_worker import BatchResult, Entry, StreamWorker, TrimPolicy, T
 from signals.append import SignalAppender
 from signals.contract import Signal, now_iso
 from signals.liveconfig import seed_document
+from signals.metrics import SIGNALS_METRICS
 from signals.settings import SignalsSettings
 from signals.versions import ModelHistory
-
-EVENTS = Counter("alphapulse_signals_events_total", "Pattern events scored.")
-EMITTED = Counter(
-    "alphapulse_signals_emitted_total", "Signals appended to the stream.", ["direction"]
-)
-DUPLICATES = Counter(
-    "alphapulse_signals_duplicates_total",
-    "Signals already on the stream (redelivered events), not appended again.",
-)
-TRIMMED = Counter(
-    "alphapulse_signals_trimmed_total", "Entries trimmed from the signals stream (retention)."
-)
-RESCORED = Counter(
-    "alphapulse_signals_rescored_total",
-    "Batches scored again because a newer configuration version appeared meanwhile.",
-)
-APPEND_SECONDS = Histogram(
-    "alphapulse_signals_append_seconds",
-    "Time of one atomic check-and-append call.",
-    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
-)
 
 
 class SignalsWorker(StreamWorker):
@@ -148,7 +127,7 @@ class SignalsWorker(StreamWorker):
         results = await super().trim(now_ms=now_ms)
         for r in results:
             if r.stream == self.appender.keys.signals:
-                TRIMMED.inc(r.trimmed)
+                SIGNALS_METRICS.trimmed.inc(r.trimmed)
         return results
 
     async def handle(self, batch: list[Entry]) -> BatchResult:
@@ -167,9 +146,9 @@ class SignalsWorker(StreamWorker):
                     continue
                 through = max(through or 0, event.bar.open_time)
             if await self.emit(scored, history.newest.version, through) is not None:
-                EVENTS.inc(len(batch) - len(result.failed))
+                SIGNALS_METRICS.events.inc(len(batch) - len(result.failed))
                 return result
-            RESCORED.inc()  # a version newer than ours exists: load it, score again
+            SIGNALS_METRICS.rescored.inc()  # a version newer than ours exists: load it, score again
             await self.config.refresh()
         raise RuntimeError("the configuration kept changing under one batch; retried later")
 
@@ -187,13 +166,13 @@ class SignalsWorker(StreamWorker):
         stream_ids = await self.appender.append(
             stamped, config_version=config_version, scored_through=scored_through
         )
-        APPEND_SECONDS.observe(time.perf_counter() - started)
+        SIGNALS_METRICS.append_seconds.observe(time.perf_counter() - started)
         if stream_ids is None:
             return None
         new = [s for s, sid in zip(stamped, stream_ids, strict=True) if sid is not None]
-        DUPLICATES.inc(len(stamped) - len(new))
-        for s in new:
-            EMITTED.labels(s.direction).inc()
+        SIGNALS_METRICS.duplicates.inc(len(stamped) - len(new))
+        for direction, count in Counter(s.direction for s in new).items():
+            SIGNALS_METRICS.emitted.labels(direction).inc(count)
         if self.publish:
             await self.appender.publish(new)
         return new

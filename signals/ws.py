@@ -1,13 +1,12 @@
 """``python -m signals.ws``: the WebSocket fan-out server for external clients.
 
-One reader task follows the ``signals`` stream with ``XREAD BLOCK`` (no consumer group: the
-server keeps no per-client state in Redis) and offers each signal, rendered once, to every
-live client whose filters match. Each client has a bounded send queue drained by its own
-writer task; the reader never awaits a client, so a slow client cannot slow the others — when
-its queue is full it is disconnected with close code 4408 and may reconnect with
-``resume_from``. A resuming client is served from the stream (XRANGE after its cursor) by its
-own task and switches to live only once it has caught up with the reader (see ``_backfill``),
-so nothing is lost or sent twice at the switch. Protocol and close codes: ``ws_protocol``.
+The hub (``signals.ws_hub``) reads the ``signals`` stream once and offers each signal to every
+live client whose filters match; this module serves the connections. Each client has a bounded
+send queue drained by its own writer task, so a slow client cannot slow the others — when its
+queue is full it is disconnected with close code 4408 and may reconnect with ``resume_from``.
+A resuming client is served from the stream (XRANGE after its cursor) by its own task and
+switches to live only once it has caught up with the reader (see ``_backfill``), so nothing is
+lost or sent twice at the switch. Protocol and close codes: ``ws_protocol``.
 
 The limits ``max_connections``, ``queue_size`` and ``resume_max`` follow the live
 configuration (section ``ws`` of the newest version, ``signals.liveconfig``): a change applies
@@ -24,171 +23,36 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
-from prometheus_client import Counter, Gauge
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from common.backoff import OUTAGE, Backoff
 from common.configstore import ConfigFollower, ConfigVersion
 from common.lifecycle import Service, worker_main
 from common.logging import get_logger
-from common.metrics import Readiness
 from common.redis import AnyRedis, redis_from_settings
 from common.settings import bind_error
 from common.trimming import parse_id
+from signals.metrics import SIGNALS_METRICS
 from signals.settings import WsSettings
+from signals.ws_hub import Client, SignalsHub, render
 from signals.ws_log import REFUSALS, ConnectionLog, peer_of
 from signals.ws_protocol import (
     CLOSE_BAD_REQUEST,
     CLOSE_GOING_AWAY,
-    CLOSE_SLOW,
     CLOSE_TRY_AGAIN,
     CLOSE_UNAUTHORIZED,
-    Filters,
     ProtocolError,
     cursor_ahead_message,
     gap_message,
     parse_subscribe,
-    signal_message,
     subscribed_message,
     token_from_request,
     token_ok,
 )
 
-CLIENTS = Gauge("alphapulse_signals_ws_clients", "Connected WebSocket clients.")
-SENT = Counter("alphapulse_signals_ws_sent_total", "Signal frames sent to WebSocket clients.")
-CLOSED = Counter(
-    "alphapulse_signals_ws_closed_total", "Connections closed by the server, by reason.", ["reason"]
-)
 SUBSCRIBE_TIMEOUT_S = 10.0
 RESUME_PAGE = 500
-READ_COUNT = 1000
-
-
-class Client:
-    """One subscribed connection: filters, a bounded queue, and whether it is live yet."""
-
-    def __init__(self, ws: ServerConnection, filters: Filters, queue_size: int) -> None:
-        self.ws = ws
-        self.filters = filters
-        self.queue: asyncio.Queue[str] = asyncio.Queue(queue_size)
-        self.live = False
-        self.kicked = False
-        self.after: tuple[int, int] = (0, 0)  # last entry sent by the backfill
-        self.resume_max = 100_000  # most entries a resume may replay (set by the server)
-        self.peer = peer_of(ws.remote_address)
-
-    def offer(self, frame: str) -> bool:
-        """Queue a frame without waiting; False when the queue is full (the client is slow)."""
-        try:
-            self.queue.put_nowait(frame)
-        except asyncio.QueueFull:
-            return False
-        return True
-
-
-class SignalsHub:
-    """The single stream reader and the set of clients it fans out to."""
-
-    def __init__(
-        self,
-        redis: AnyRedis,
-        stream: str,
-        *,
-        block_ms: int = 1000,
-        readiness: Readiness | None = None,
-        events: ConnectionLog | None = None,
-    ) -> None:
-        self.redis = redis
-        self.stream = stream
-        self.block_ms = block_ms
-        self.clients: set[Client] = set()
-        self.last_id = "0-0"
-        self.readiness = readiness if readiness is not None else Readiness()
-        self.events = events or ConnectionLog(get_logger("signals.ws"), lines=20, interval_s=10)
-        self._closing: set[asyncio.Task[None]] = set()
-
-    async def start(self) -> None:
-        newest: Any = await self.redis.xrevrange(self.stream, count=1)
-        self.last_id = newest[0][0].decode() if newest else "0-0"
-
-    async def run(self, stopping: asyncio.Event) -> None:
-        """Follow the stream until ``stopping`` is set; rides out Redis outages with backoff
-        (clients stay connected and get what they missed from ``last_id`` on recovery)."""
-        retry = Backoff(OUTAGE)
-        while not stopping.is_set():
-            try:
-                reply: Any = await self.redis.xread(
-                    {self.stream: self.last_id}, count=READ_COUNT, block=self.block_ms
-                )
-            except (RedisConnectionError, RedisTimeoutError, OSError) as e:
-                delay = retry.next()
-                self.readiness.set("connected", False)
-                get_logger("signals.ws").warning(
-                    "redis_unavailable", error=repr(e), retry_in_s=round(delay, 3)
-                )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stopping.wait(), delay)
-                continue
-            retry.reset()
-            self.readiness.set("connected", True)
-            for _, entries in reply or []:
-                for entry_id, fields in entries:
-                    self.dispatch(entry_id.decode(), fields)
-
-    def dispatch(self, entry_id: str, fields: dict[bytes, bytes]) -> None:
-        """Offer one stream entry to every matching live client (never awaits)."""
-        self.last_id = entry_id
-        rendered = render(entry_id, fields)
-        if rendered is None:
-            return
-        doc, frame = rendered
-        position = parse_id(entry_id)
-        for client in list(self.clients):
-            wanted = (
-                client.live
-                and not client.kicked
-                and position > client.after
-                and client.filters.matches(doc)
-            )
-            if wanted and not client.offer(frame):
-                self.kick(client, CLOSE_SLOW, "slow client: send queue full", "slow")
-                self.events.event(
-                    "ws_cut", "slow", peer=client.peer, queue=client.queue.maxsize, code=CLOSE_SLOW
-                )
-
-    async def close_all(self, code: int, reason: str) -> None:
-        """Close every client (shutdown) and wait for all pending closes."""
-        for client in list(self.clients):
-            self.kick(client, code, reason, "shutdown")
-        await asyncio.gather(*self._closing, return_exceptions=True)
-
-    def kick(self, client: Client, code: int, reason: str, label: str) -> None:
-        """Close a client from outside its own task (the close runs as a tracked task)."""
-        client.kicked = True
-        self.clients.discard(client)
-        CLOSED.labels(label).inc()
-        task = asyncio.create_task(client.ws.close(code, reason))
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
-
-
-def render(entry_id: str, fields: dict[bytes, bytes]) -> tuple[dict[str, Any], str] | None:
-    """(signal JSON as a dict for filtering, the frame to send), or None for a bad entry."""
-    raw = fields.get(b"d")
-    try:
-        doc = orjson.loads(raw) if raw is not None else None
-    except orjson.JSONDecodeError:
-        doc = None
-    if not isinstance(doc, dict):
-        get_logger("signals.ws").warning("bad_signal_entry", id=entry_id)
-        return None
-    assert raw is not None
-    return doc, signal_message(entry_id, raw)
 
 
 class WsServer(Service):
@@ -286,7 +150,7 @@ class WsServer(Service):
     async def handle(self, ws: ServerConnection) -> None:
         """One connection: authenticate, limit, subscribe, (resume,) then stream."""
         self.connections += 1
-        CLIENTS.inc()
+        SIGNALS_METRICS.ws_clients.inc()
         started = time.monotonic()
         peer = peer_of(ws.remote_address)
         subscribed = False
@@ -296,7 +160,7 @@ class WsServer(Service):
             pass
         finally:
             self.connections -= 1
-            CLIENTS.dec()
+            SIGNALS_METRICS.ws_clients.dec()
             if subscribed:
                 self.events.event(
                     "ws_disconnected",
@@ -310,7 +174,7 @@ class WsServer(Service):
     ) -> None:
         """Close a connection the server will not serve: counted, logged (rate-limited)."""
         label, text = REFUSALS[why]
-        CLOSED.labels(label).inc()
+        SIGNALS_METRICS.ws_closed.labels(label).inc()
         self.events.event("ws_refused", why, peer=peer, code=code, **fields)
         await ws.close(code, fields.get("detail") or text)
 
@@ -382,13 +246,17 @@ class WsServer(Service):
             page: Any = await self.redis.xrange(
                 self.hub.stream, min=f"({cursor}", count=RESUME_PAGE
             )
-            for entry_id, fields in page:
-                cursor = entry_id.decode()
-                rendered = render(cursor, fields)
-                if rendered is not None and client.filters.matches(rendered[0]):
-                    await client.ws.send(rendered[1])
-                    SENT.inc()
-                    sent += 1
+            page_sent = 0
+            try:
+                for entry_id, fields in page:
+                    cursor = entry_id.decode()
+                    rendered = render(cursor, fields)
+                    if rendered is not None and client.filters.matches(rendered[0]):
+                        await client.ws.send(rendered[1])
+                        page_sent += 1
+            finally:  # counted per page, also when the connection closes in the middle
+                SIGNALS_METRICS.ws_sent.inc(page_sent)
+            sent += page_sent
             if sent > client.resume_max:
                 self.hub.clients.discard(client)
                 await self._refuse(client.ws, client.peer, CLOSE_BAD_REQUEST, "resume_too_long")
@@ -410,7 +278,7 @@ class WsServer(Service):
                     get.cancel()
                     return
                 await ws.send(get.result())
-                SENT.inc()
+                SIGNALS_METRICS.ws_sent.inc()
             await closed
         finally:
             closed.cancel()

@@ -7,7 +7,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class SinkMetrics:
-    """One set per registry; ``SINK`` is the one in the default registry (served on /metrics)."""
+    """One set per registry; ``SINK_METRICS`` is the one in the default registry (served on
+    /metrics)."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         reg = registry if registry is not None else prometheus_client.REGISTRY
@@ -53,4 +54,4 @@ class SinkMetrics:
         )
 
 
-SINK = SinkMetrics()
+SINK_METRICS = SinkMetrics()

@@ -38,56 +38,46 @@ class TableSpec:
         return ", ".join(self.columns)
 
 
-TICKS = TableSpec(
+def _table(name: str, time_column: str, columns: str) -> TableSpec:
+    """A ``TableSpec`` from ``"column type, ..."`` in the table's column order."""
+    pairs = [c.split() for c in columns.split(",")]
+    return TableSpec(name, tuple(c for c, _ in pairs), tuple(t for _, t in pairs), time_column)
+
+
+TICKS = _table(
     "ticks",
-    ("time", "exchange", "symbol", "trade_id", "price", "qty", "side", "recv_time"),
-    ("timestamptz", "text", "text", "text", "float8", "float8", "text", "timestamptz"),
     "time",
+    "time timestamptz, exchange text, symbol text, trade_id text, price float8, qty float8, "
+    "side text, recv_time timestamptz",
 )
-BARS = TableSpec(
+BARS = _table(
     "bars",
-    (
-        "exchange", "symbol", "timeframe", "open_time", "open", "high", "low", "close",
-        "volume", "quote_volume", "trades", "taker_buy_volume", "vwap",
-    ),
-    (
-        "text", "text", "text", "timestamptz", "float8", "float8", "float8", "float8",
-        "float8", "float8", "int8", "float8", "float8",
-    ),
     "open_time",
-)  # fmt: skip
-PATTERNS = TableSpec(
-    "patterns",
-    ("exchange", "symbol", "timeframe", "open_time", "pattern", "value"),
-    ("text", "text", "text", "timestamptz", "text", "int4"),
-    "open_time",
+    "exchange text, symbol text, timeframe text, open_time timestamptz, open float8, "
+    "high float8, low float8, close float8, volume float8, quote_volume float8, trades int8, "
+    "taker_buy_volume float8, vwap float8",
 )
-SIGNALS = TableSpec(
+PATTERNS = _table(
+    "patterns",
+    "open_time",
+    "exchange text, symbol text, timeframe text, open_time timestamptz, pattern text, value int4",
+)
+SIGNALS = _table(
     "signals",
-    (
-        "id", "time", "exchange", "symbol", "timeframe", "open_time", "direction", "score",
-        "patterns", "features", "model", "emitted_at", "doc",
-    ),
-    (
-        "text", "timestamptz", "text", "text", "text", "timestamptz", "text", "float8",
-        "jsonb", "jsonb", "text", "timestamptz", "jsonb",
-    ),
     "time",
-)  # fmt: skip
+    "id text, time timestamptz, exchange text, symbol text, timeframe text, "
+    "open_time timestamptz, direction text, score float8, patterns jsonb, features jsonb, "
+    "model text, emitted_at timestamptz, doc jsonb",
+)
 # One row per pattern event bar and completed horizon (``common.contracts.BarOutcome``); the
 # view ``outcome_rows`` (migration 0004) turns them into per-firing, per-direction rows.
-OUTCOMES = TableSpec(
+OUTCOMES = _table(
     "outcomes",
-    (
-        "id", "exchange", "symbol", "timeframe", "open_time", "horizon", "close", "ret", "mfe",
-        "mae", "trend", "atr_ratio", "volume_ratio", "cost_bps",
-    ),
-    (
-        "text", "text", "text", "text", "timestamptz", "int4", "float8", "float8", "float8",
-        "float8", "float8", "float8", "float8", "float8",
-    ),
     "open_time",
-)  # fmt: skip
+    "id text, exchange text, symbol text, timeframe text, open_time timestamptz, horizon int4, "
+    "close float8, ret float8, mfe float8, mae float8, trend float8, atr_ratio float8, "
+    "volume_ratio float8, cost_bps float8",
+)
 TABLES: dict[str, TableSpec] = {t.name: t for t in (TICKS, BARS, PATTERNS, SIGNALS, OUTCOMES)}
 
 

@@ -33,7 +33,7 @@ from common.names import GROUP_SINK
 from common.redis import AnyRedis
 from common.stream_worker import BatchResult, Entry, StreamWorker
 from sink.batch import PendingBatch
-from sink.metrics import SINK, SinkMetrics
+from sink.metrics import SINK_METRICS, SinkMetrics
 from sink.migrate import Flavor
 from sink.rows import DECODERS, TABLES, Row
 from sink.settings import SinkSettings
@@ -59,7 +59,7 @@ class SinkWorker(StreamWorker):
         store: Store | None = None,
         consumer: str | None = None,
         burst: bool = False,
-        metrics: SinkMetrics = SINK,
+        metrics: SinkMetrics = SINK_METRICS,
     ) -> None:
         keys = settings.common.keys()
         self.tables: dict[str, str] = {keys.bars: "bars", keys.patterns: "patterns"}

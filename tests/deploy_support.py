@@ -26,10 +26,9 @@ from detectors.metrics import DetectorMetrics
 from detectors.settings import DetectorSettings
 from ingest.metrics import IngestMetrics
 from ingest.settings import IngestSettings
-from signals import worker as signals_worker  # registers the signals families in REGISTRY
-from signals import ws as signals_ws  # registers the WebSocket families in REGISTRY
 from signals.console.auth import hash_password
 from signals.console.settings import ConsoleSettings
+from signals.metrics import SignalsMetrics
 from signals.settings import SignalsSettings, WsSettings
 from sink.metrics import SinkMetrics
 from sink.settings import SinkSettings
@@ -66,12 +65,12 @@ class Exported:
 
 def exported_metrics() -> dict[str, Exported]:
     """Every sample name the workers' /metrics can show (``_total``, ``_bucket``... included)."""
-    registries = [CollectorRegistry() for _ in range(4)]
+    registries = [CollectorRegistry() for _ in range(5)]
     RuntimeMetrics(registries[0])
     IngestMetrics(registries[1])
     DetectorMetrics(registries[2])
     SinkMetrics(registries[3])
-    assert signals_worker.EVENTS is not None and signals_ws.CLIENTS is not None
+    SignalsMetrics(registries[4])
     out: dict[str, Exported] = {}
     for registry in [*registries, prometheus_client.REGISTRY]:
         # The registry indexes each collector under every sample name it exposes.

@@ -1,10 +1,24 @@
-"""Test support for outcomes: ``outcomes.jsonl`` lines and ``outcome_rows`` in one long form."""
+"""Test support for outcomes: a synthetic replay with its outcomes and signals (and its
+streams written for a sink), ``outcomes.jsonl`` lines and ``outcome_rows`` in one long form."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import redis.asyncio as aioredis
+
+from common.contracts import PatternEvent, encode_outcomes
+from common.names import Keys
+from detectors.partition import EngineConfig, Output
+from detectors.replay import replay_ticks, sorted_events, sorted_records
+from ingest.offline.ticks import synthetic_ticks
+from signals.contract import Signal, encode_entry
+from signals.model import Model
+from signals.offline import score_events
+from signals.outcomes import outcome_lines
 
 OutcomeRow = tuple[Any, ...]
 COLUMNS = (
@@ -13,6 +27,46 @@ COLUMNS = (
 )  # fmt: skip
 SELECT_ROWS = f"SELECT {', '.join(COLUMNS)} FROM outcome_rows"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Replayed:
+    """Synthetic ticks of two symbols through the engine (one partition) and the default
+    model: what the outcome and statistics tests compare the stored or computed views with."""
+
+    out: Output
+    events: list[PatternEvent]  # in replay's order
+    signals: list[Signal]
+    bar_rows: list[dict[str, Any]]  # ``bars.jsonl`` records
+    event_rows: list[dict[str, Any]]  # ``patterns.jsonl`` records
+    lines: list[dict[str, Any]]  # ``outcomes.jsonl`` lines
+
+
+def replay_outcomes(config: EngineConfig, *, rate: float, seed: int, count: int) -> Replayed:
+    """Replay ``count`` synthetic ticks (``rate`` per second, ``seed``) with ``config``."""
+    out = replay_ticks(synthetic_ticks("binance", 2, rate, seed=seed, count=count), config, 1)
+    events = sorted_events(out.events, config)
+    signals = score_events(events, Model())
+    bar_rows, event_rows = sorted_records(out.bars, events, config)
+    tf_ms = {t.name: t.ms for t in config.timeframes}
+    lines = outcome_lines(events, signals, out.outcomes, tf_ms)
+    return Replayed(out, events, signals, bar_rows, event_rows, lines)
+
+
+async def write_streams(
+    redis: aioredis.Redis, keys: Keys, replayed: Replayed, *, bars: bool = True
+) -> None:
+    """XADD the replay's bars (unless ``bars`` is false), pattern events, signals and outcomes
+    (100 a batch) to their streams, as the live stages would."""
+    out = replayed.out
+    for bar in out.bars if bars else ():
+        await redis.xadd(keys.bars, bar.encode())  # type: ignore[arg-type]
+    for event in replayed.events:
+        await redis.xadd(keys.patterns, event.encode())  # type: ignore[arg-type]
+    for s in replayed.signals:
+        await redis.xadd(keys.signals, encode_entry(s))  # type: ignore[arg-type]
+    for a in range(0, len(out.outcomes), 100):
+        await redis.xadd(keys.outcomes, encode_outcomes(out.outcomes[a : a + 100]))  # type: ignore[arg-type]
 
 
 def _float(x: Any) -> float | None:

@@ -21,6 +21,7 @@ from typing import IO, Any, cast
 
 import orjson
 
+from common.cli import add_command
 from common.errors import BadInput
 from ingest.venues import EXCHANGES, get_adapter
 from ingest.venues.base import DEFAULT_MAX_FRAME_BYTES
@@ -30,11 +31,11 @@ _FLUSH_EVERY = 512
 
 def register_parse(subparsers: Any) -> None:
     """Entry point of the ``alphapulse.commands`` group: adds ``parse``."""
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "parse",
         help="parse raw exchange frames into normalized trades (JSON lines)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        doc=__doc__,
     )
     p.add_argument("--exchange", required=True, choices=EXCHANGES)
     p.add_argument("file", nargs="?", default="-", metavar="FILE",

@@ -22,7 +22,8 @@ from typing import Any
 import orjson
 
 from common.errors import ConfigError
-from signals.analytics.stats import DEFAULT_MIN_N, PVALUE_METHOD, REGIMES, StatsOptions
+from signals.analytics.regimes import REGIMES
+from signals.analytics.stats import DEFAULT_MIN_N, PVALUE_METHOD, StatsOptions
 from signals.analytics.table import Filters, filtered, format_table
 
 

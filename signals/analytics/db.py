@@ -24,7 +24,8 @@ from typing import Any
 
 import asyncpg
 
-from signals.analytics.stats import StatsOptions, rank_rows, wilson
+from signals.analytics.measures import rank_rows, wilson
+from signals.analytics.stats import StatsOptions
 from signals.analytics.table import Filters
 
 _DIMS = ("pattern", "direction", "timeframe", "horizon")
@@ -47,31 +48,41 @@ def _where(f: Filters, first: Sequence[str]) -> tuple[list[str], list[Any]]:
     return where, args
 
 
+# Where a group's measures come from: (source, its first condition, the measures).
+_FRESH = (
+    "outcome_rows",
+    "kind = 'pattern'",
+    "count(*) AS n, count(*) FILTER (WHERE hit) AS hits, avg(ret) AS mean_ret, "
+    "percentile_cont(0.5) WITHIN GROUP (ORDER BY ret) AS median_ret, "
+    "avg(mfe) AS mean_mfe, avg(mae) AS mean_mae",
+)
+_AGGREGATED = (  # the sums of the last refresh: no median (medians do not add up)
+    "pattern_stats_agg",
+    "true",
+    "sum(n) AS n, sum(hits) AS hits, sum(sum_ret) / sum(n) AS mean_ret, "
+    "NULL::double precision AS median_ret, sum(sum_mfe) / sum(n) AS mean_mfe, "
+    "sum(sum_mae) / sum(n) AS mean_mae",
+)
+
+
+def _group_query(
+    source: tuple[str, str, str], f: Filters, by: Sequence[str]
+) -> tuple[str, list[Any]]:
+    table, first, measures = source
+    where, args = _where(f, [first])
+    cols = ", ".join([*_DIMS, *by])
+    sql = f"SELECT {cols}, {measures} FROM {table} WHERE {' AND '.join(where)} GROUP BY {cols}"
+    return sql, args
+
+
 def outcome_query(f: Filters, by: Sequence[str]) -> tuple[str, list[Any]]:
     """The GROUP BY over ``outcome_rows`` for the filters (parameters, never interpolated)."""
-    where, args = _where(f, ["kind = 'pattern'"])
-    cols = ", ".join([*_DIMS, *by])
-    sql = (
-        f"SELECT {cols}, count(*) AS n, count(*) FILTER (WHERE hit) AS hits, "
-        "avg(ret) AS mean_ret, "
-        "percentile_cont(0.5) WITHIN GROUP (ORDER BY ret) AS median_ret, "
-        "avg(mfe) AS mean_mfe, avg(mae) AS mean_mae "
-        f"FROM outcome_rows WHERE {' AND '.join(where)} GROUP BY {cols}"
-    )
-    return sql, args
+    return _group_query(_FRESH, f, by)
 
 
 def aggregate_query(f: Filters, by: Sequence[str]) -> tuple[str, list[Any]]:
     """The same groups from the pre-aggregated ``pattern_stats_agg`` (no median)."""
-    where, args = _where(f, ["true"])
-    cols = ", ".join([*_DIMS, *by])
-    sql = (
-        f"SELECT {cols}, sum(n) AS n, sum(hits) AS hits, sum(sum_ret) / sum(n) AS mean_ret, "
-        "NULL::double precision AS median_ret, sum(sum_mfe) / sum(n) AS mean_mfe, "
-        f"sum(sum_mae) / sum(n) AS mean_mae FROM pattern_stats_agg "
-        f"WHERE {' AND '.join(where)} GROUP BY {cols}"
-    )
-    return sql, args
+    return _group_query(_AGGREGATED, f, by)
 
 
 async def refresh(conn: asyncpg.Connection) -> None:
@@ -90,15 +101,11 @@ async def baseline(
     out: dict[tuple[Any, ...], dict[str, Any]] = {}
     dims = ["timeframe", *by, "direction", "horizon"]
     cols = ", ".join(dims)
+    source = "baseline_stats($1, $2)" if fresh else "baseline_stats_agg WHERE horizon = $1"
+    sql = f"SELECT {cols}, sum(n) AS n, sum(hits) AS hits, sum(sum_ret) AS s "
+    sql += f"FROM {source} GROUP BY {cols}"
     for h in horizons:
-        if fresh:
-            sql = f"SELECT {cols}, sum(n) AS n, sum(hits) AS hits, sum(sum_ret) AS s "
-            sql += f"FROM baseline_stats($1, $2) GROUP BY {cols}"
-            rows = await conn.fetch(sql, h, cost)
-        else:
-            sql = f"SELECT {cols}, sum(n) AS n, sum(hits) AS hits, sum(sum_ret) AS s "
-            sql += f"FROM baseline_stats_agg WHERE horizon = $1 GROUP BY {cols}"
-            rows = await conn.fetch(sql, h)
+        rows = await conn.fetch(sql, *((h, cost) if fresh else (h,)))
         for r in rows:
             n = int(r["n"])
             out[tuple(r[d] for d in dims)] = {

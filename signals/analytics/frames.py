@@ -34,24 +34,14 @@ import talib
 F64 = npt.NDArray[np.float64]
 SERIES = ["exchange", "symbol", "timeframe"]
 OUTCOME_COLUMNS = [
-    "kind",
-    "id",
-    "exchange",
-    "symbol",
-    "timeframe",
-    "open_time",
-    "pattern",
-    "direction",
-    "horizon",
-    "ret",
-    "mfe",
-    "mae",
-    "hit",
-    "score",
-    "trend",
-    "atr_ratio",
-    "volume_ratio",
-]
+    "kind", "id", "exchange", "symbol", "timeframe", "open_time", "pattern", "direction",
+    "horizon", "ret", "mfe", "mae", "hit", "score", "trend", "atr_ratio", "volume_ratio",
+]  # fmt: skip
+# The columns :func:`baseline_rows` gives when no bar has a completed horizon.
+BASELINE_COLUMNS = [
+    *SERIES, "open_time", "bar_index", "trend", "atr_ratio", "volume_ratio", "direction",
+    "horizon", "ret", "mfe", "mae", "hit",
+]  # fmt: skip
 EMA_PERIOD, ATR_PERIOD, VOLUME_PERIOD = 20, 14, 20
 
 
@@ -188,20 +178,5 @@ def baseline_rows(bars: pd.DataFrame, horizons: Sequence[int], cost: float) -> p
                 part["hit"] = rr > cost
                 out.append(part)
     if not out:
-        return pd.DataFrame(
-            columns=[
-                *SERIES,
-                "open_time",
-                "bar_index",
-                "trend",
-                "atr_ratio",
-                "volume_ratio",
-                "direction",
-                "horizon",
-                "ret",
-                "mfe",
-                "mae",
-                "hit",
-            ]
-        )
+        return pd.DataFrame(columns=BASELINE_COLUMNS)
     return pd.concat(out, ignore_index=True)

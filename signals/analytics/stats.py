@@ -24,25 +24,28 @@ x regime; signals per score decile):
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import statsmodels.api as sm
-from statsmodels.stats.proportion import proportion_confint
 
 from signals.analytics.frames import SERIES
+from signals.analytics.measures import (
+    Outcomes,
+    as_float,
+    hac_pvalues,
+    rank_rows,
+    summarize_frame,
+)
+from signals.analytics.regimes import REGIMES, prepare
 
 DEFAULT_MIN_N = 30
 PVALUE_METHOD = (
     "OLS of each bar's random-entry outcome on 1 + fired-indicator over all bars of the "
     "group's series, Newey-West HAC per series (statsmodels hac-panel, maxlags = 2 x horizon)"
 )
-REGIMES = ("trend", "volatility", "volume")
-VOLUME_HIGH, VOLUME_LOW = 1.5, 0.7
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,149 +56,6 @@ class StatsOptions:
     cost: float = 0.0
     by: tuple[str, ...] = ()  # any of "exchange", "symbol"
     pvalues: bool = True
-
-
-def _f(x: Any) -> float | None:
-    """A float for JSON (``None`` for NaN)."""
-    v = float(x)
-    return None if math.isnan(v) else v
-
-
-def wilson(hits: int, n: int) -> tuple[float | None, float | None]:
-    """Wilson 95% interval of a hit rate (``None`` without observations)."""
-    if n == 0:
-        return None, None
-    lo, hi = proportion_confint(hits, n, alpha=0.05, method="wilson")
-    return float(lo), float(hi)
-
-
-def summarize(
-    ret: np.ndarray, hit: np.ndarray, mfe: np.ndarray, mae: np.ndarray, cost: float
-) -> dict[str, Any]:
-    """n, hit rate (Wilson interval), mean/median return, expectancy, mean MFE/MAE."""
-    n = len(ret)
-    hits = int(np.count_nonzero(hit))
-    lo, hi = wilson(hits, n)
-    empty = n == 0
-    return {
-        "n": n,
-        "hits": hits,
-        "hit_rate": None if empty else hits / n,
-        "ci_low": lo,
-        "ci_high": hi,
-        "mean_ret": None if empty else _f(np.nanmean(ret)),
-        "median_ret": None if empty else _f(np.nanmedian(ret)),
-        "expectancy": None if empty else _f(np.nanmean(ret) - cost),
-        "mean_mfe": None if empty or np.isnan(mfe).all() else _f(np.nanmean(mfe)),
-        "mean_mae": None if empty or np.isnan(mae).all() else _f(np.nanmean(mae)),
-    }
-
-
-def summarize_frame(df: pd.DataFrame, cost: float) -> dict[str, Any]:
-    return summarize(
-        df["ret"].to_numpy(np.float64),
-        df["hit"].to_numpy(bool),
-        df["mfe"].to_numpy(np.float64),
-        df["mae"].to_numpy(np.float64),
-        cost,
-    )
-
-
-def hac_pvalues(
-    y_hit: np.ndarray, y_ret: np.ndarray, fired: np.ndarray, groups: np.ndarray, horizon: int
-) -> tuple[float | None, float | None]:
-    """HAC p-values of the fired-indicator slope for hit and return (see the module doc)."""
-    k = int(fired.sum())
-    if k == 0 or k == len(fired):
-        return None, None
-    x = sm.add_constant(fired.astype(np.float64), has_constant="add")
-    out: list[float | None] = []
-    for y in (y_hit.astype(np.float64), y_ret):
-        try:
-            res = sm.OLS(y, x).fit(
-                cov_type="hac-panel", cov_kwds={"groups": groups, "maxlags": 2 * horizon}
-            )
-        except ValueError:  # every series shorter than the lags: no overlap-valid estimate
-            return None, None
-        out.append(_f(res.pvalues[1]))
-    return out[0], out[1]
-
-
-def add_regimes(rows: pd.DataFrame, bars: pd.DataFrame) -> pd.DataFrame:
-    """Label rows with ``trend`` (up/flat/down), ``volatility`` (low/mid/high: the bar's
-    ATR/close tercile within its own series' history) and ``volume`` (high ≥ 1.5 x its
-    20-bar average, low < 0.7 x, else normal). Missing features give ``None``."""
-    q = bars.groupby(SERIES)["atr_ratio"].quantile([1 / 3, 2 / 3]).unstack()
-    q.columns = ["q1", "q2"]
-    out = rows.merge(q, left_on=SERIES, right_index=True, how="left")
-    trend = out["trend"]
-    out["regime_trend"] = np.select(
-        [trend > 0, trend < 0, trend == 0], ["up", "down", "flat"], default=""
-    )
-    atr = out["atr_ratio"]
-    out["regime_volatility"] = np.select(
-        [atr <= out["q1"], atr <= out["q2"], atr > out["q2"]],
-        ["low", "mid", "high"],
-        default="",
-    )
-    vr = out["volume_ratio"]
-    out["regime_volume"] = np.select(
-        [vr >= VOLUME_HIGH, vr < VOLUME_LOW, vr.notna()],
-        ["high", "low", "normal"],
-        default="",
-    )
-    return out.drop(columns=["q1", "q2"])
-
-
-def attach_bars(rows: pd.DataFrame, bars: pd.DataFrame) -> pd.DataFrame:
-    """Give outcome rows their bar's ``bar_index`` and fill missing regime features from it."""
-    cols = [*SERIES, "open_time", "bar_index", "series_code", "trend", "atr_ratio", "volume_ratio"]
-    merged = rows.merge(bars[cols], on=[*SERIES, "open_time"], how="left", suffixes=("", "_bar"))
-    for col in ("trend", "atr_ratio", "volume_ratio"):
-        merged[col] = merged[col].fillna(merged[f"{col}_bar"])
-    return merged.drop(columns=["trend_bar", "atr_ratio_bar", "volume_ratio_bar"])
-
-
-def rank_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Sort by lift (groups with enough n first) and number the ranked ones."""
-    ok = [r for r in rows if not r["too_few"] and r["lift"] is not None]
-    rest = [r for r in rows if r not in ok]
-    ok.sort(key=lambda r: (-r["lift"], -r["n"]))
-    for i, r in enumerate(ok, 1):
-        r["rank"] = i
-    for r in rest:
-        r["rank"] = None
-    rest.sort(key=lambda r: -r["n"])
-    return ok + rest
-
-
-@dataclass(frozen=True, slots=True)
-class Outcomes:
-    """Columns of some outcome rows as numpy arrays (what :func:`compare` works on)."""
-
-    ret: np.ndarray
-    hit: np.ndarray
-    mfe: np.ndarray
-    mae: np.ndarray
-    codes: np.ndarray  # series code of each row
-    keys: np.ndarray  # bar key (series code, bar index) of each row
-
-    @classmethod
-    def of(cls, df: pd.DataFrame) -> Outcomes:
-        return cls(
-            df["ret"].to_numpy(np.float64),
-            df["hit"].to_numpy(bool),
-            df["mfe"].to_numpy(np.float64),
-            df["mae"].to_numpy(np.float64),
-            df["series_code"].to_numpy(np.int64),
-            bar_keys(df),
-        )
-
-    def take(self, mask: np.ndarray) -> Outcomes:
-        return Outcomes(*(getattr(self, f)[mask] for f in self.__slots__))
-
-    def summary(self, cost: float) -> dict[str, Any]:
-        return summarize(self.ret, self.hit, self.mfe, self.mae, cost)
 
 
 def compare(
@@ -238,14 +98,6 @@ def compare(
         "p_hit": p_hit,
         "p_ret": p_ret,
     }
-
-
-def bar_keys(df: pd.DataFrame) -> np.ndarray:
-    """One integer per bar: its series code and its index within the series."""
-    codes: np.ndarray = df["series_code"].to_numpy(np.int64)
-    index: np.ndarray = df["bar_index"].to_numpy(np.int64)
-    keys: np.ndarray = codes * (1 << 32) + index
-    return keys
 
 
 def pattern_table(
@@ -351,16 +203,11 @@ def cooccurrence(
         both_mask = by_bar["set"].map(lambda s, a=a, b=b: a in s and b in s)
         a_mask = by_bar["set"].map(lambda s, a=a, b=b: a in s and b not in s)
         b_mask = by_bar["set"].map(lambda s, a=a, b=b: b in s and a not in s)
-        sel = indexed[(indexed["pattern"] == a)]
-        sel_tf = sel[
-            (sel.index.get_level_values("timeframe") == tf)
-            & (sel.index.get_level_values("direction") == direction)
-        ]
-        selb = indexed[(indexed["pattern"] == b)]
-        selb_tf = selb[
-            (selb.index.get_level_values("timeframe") == tf)
-            & (selb.index.get_level_values("direction") == direction)
-        ]
+        in_scope = (indexed.index.get_level_values("timeframe") == tf) & (
+            indexed.index.get_level_values("direction") == direction
+        )
+        sel_tf = indexed[in_scope & (indexed["pattern"] == a).to_numpy()]
+        selb_tf = indexed[in_scope & (indexed["pattern"] == b).to_numpy()]
         joint = sel_tf[sel_tf.index.isin(by_bar.index[both_mask.to_numpy()])]
         alone_a = sel_tf[sel_tf.index.isin(by_bar.index[a_mask.to_numpy()])]
         alone_b = selb_tf[selb_tf.index.isin(by_bar.index[b_mask.to_numpy()])]
@@ -397,13 +244,13 @@ def signal_deciles(
             s = summarize_frame(sub, opts.cost)
             idx = list(zip(sub["timeframe"], sub["direction"], sub["horizon"], strict=True))
             rates = base_rate.reindex(idx).to_numpy(np.float64)
-            b = _f(np.nanmean(rates)) if len(rates) and not np.isnan(rates).all() else None
+            b = as_float(np.nanmean(rates)) if len(rates) and not np.isnan(rates).all() else None
             out.append(
                 {
                     "horizon": int(horizon),
                     "decile": int(d) + 1,
-                    "score_min": _f(sub["score"].min()),
-                    "score_max": _f(sub["score"].max()),
+                    "score_min": as_float(sub["score"].min()),
+                    "score_max": as_float(sub["score"].max()),
                     **s,
                     "too_few": s["n"] < opts.min_n,
                     "base_hit_rate": b,
@@ -411,17 +258,6 @@ def signal_deciles(
                 }
             )
     return out
-
-
-def prepare(
-    rows: pd.DataFrame, bars: pd.DataFrame, baseline: pd.DataFrame
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Series codes, bar indexes and regime labels on outcome rows and baseline rows."""
-    bars = bars.assign(series_code=bars.groupby(SERIES, sort=False).ngroup())
-    rows = add_regimes(attach_bars(rows, bars), bars)
-    codes = bars.drop_duplicates(SERIES)[[*SERIES, "series_code"]]
-    baseline = add_regimes(baseline.merge(codes, on=SERIES, how="left"), bars)
-    return rows, baseline
 
 
 def compute_stats(

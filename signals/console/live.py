@@ -1,7 +1,7 @@
 """Live updates for the pages over WebSocket: signals (``/api/live/signals``) and the
 Overview snapshot (``/api/live/overview``).
 
-Signals reuse the signals WebSocket server's fan-out (``signals.ws.SignalsHub``): one
+Signals reuse the signals WebSocket server's fan-out (``signals.ws_hub.SignalsHub``): one
 ``XREAD BLOCK`` reader per console process, each signal rendered once and offered to every
 browser whose filters match through a bounded queue (a slow browser is cut with 4408, never
 slows the others). The browser speaks the same protocol as the public feed (send a
@@ -22,7 +22,7 @@ from websockets.asyncio.server import ServerConnection
 from common.logging import get_logger
 from common.redis import AnyRedis
 from signals.console.state import HTTP, OVERVIEW
-from signals.ws import Client, SignalsHub
+from signals.ws_hub import Client, SignalsHub
 from signals.ws_protocol import (
     CLOSE_BAD_REQUEST,
     CLOSE_GOING_AWAY,

@@ -9,7 +9,7 @@ outcome columns are empty and the statistics say so (``has_outcomes``).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 import orjson
@@ -20,6 +20,21 @@ from signals.console.params import OutcomeFilter, SeriesFilter, SignalFilter, ma
 
 def _ms(t: datetime) -> int:
     return round(t.timestamp() * 1000)
+
+
+class Scope(Protocol):
+    """What every filter of the console has: a series (parts may be None) and a time range."""
+
+    @property
+    def exchange(self) -> str | None: ...
+    @property
+    def symbol(self) -> str | None: ...
+    @property
+    def timeframe(self) -> str | None: ...
+    @property
+    def start(self) -> datetime | None: ...
+    @property
+    def end(self) -> datetime | None: ...
 
 
 class Where:
@@ -41,6 +56,22 @@ class Where:
         if value is not None:
             self.add(f"{column} = {{}}", value)
 
+    def scope(self, f: Scope, time_column: str, prefix: str = "") -> None:
+        """The filter's series (``prefix``: a table alias with its dot) and its half-open
+        time range ``[start, end)`` on ``time_column``."""
+        self.eq(f"{prefix}exchange", f.exchange)
+        self.eq(f"{prefix}symbol", f.symbol)
+        self.eq(f"{prefix}timeframe", f.timeframe)
+        if f.start is not None:
+            self.add(f"{prefix}{time_column} >= {{}}", f.start)
+        if f.end is not None:
+            self.add(f"{prefix}{time_column} < {{}}", f.end)
+
+    def param(self, value: Any) -> str:
+        """A parameter after the ``WHERE`` clause (``LIMIT``, ``OFFSET``...): its placeholder."""
+        self.args.append(value)
+        return f"${len(self.args)}"
+
     def sql(self) -> str:
         return ("WHERE " + " AND ".join(self.clauses)) if self.clauses else ""
 
@@ -51,16 +82,10 @@ async def has_relation(pool: asyncpg.Pool, name: str) -> bool:
 
 def _signal_where(f: SignalFilter) -> Where:
     w = Where()
-    w.eq("exchange", f.exchange)
-    w.eq("symbol", f.symbol)
-    w.eq("timeframe", f.timeframe)
+    w.scope(f, "time")
     w.eq("direction", f.direction)
     if f.min_score is not None:
         w.add("score >= {}", f.min_score)
-    if f.start is not None:
-        w.add("time >= {}", f.start)
-    if f.end is not None:
-        w.add("time < {}", f.end)
     if f.cursor is not None:
         w.add("(time, id) < ({}, {})", *f.cursor)
     return w
@@ -73,10 +98,9 @@ async def fetch_signals(
     horizon (``{"5": {"ret": .., "mfe": .., "mae": .., "hit": ..}}``, reached ones only);
     and the cursor of the next page (None at the end)."""
     w = _signal_where(f)
-    w.args.append(f.limit)
     rows = await pool.fetch(
         f"SELECT id, time, doc FROM signals {w.sql()} ORDER BY time DESC, id DESC "
-        f"LIMIT ${len(w.args)}",
+        f"LIMIT {w.param(f.limit)}",
         *w.args,
     )
     docs = [orjson.loads(r["doc"]) for r in rows]
@@ -112,14 +136,17 @@ async def fetch_signal_outcomes(
 
 def _series_where(f: SeriesFilter, time_column: str) -> Where:
     w = Where()
-    w.eq("exchange", f.exchange)
-    w.eq("symbol", f.symbol)
-    w.eq("timeframe", f.timeframe)
-    if f.start is not None:
-        w.add(f"{time_column} >= {{}}", f.start)
-    if f.end is not None:
-        w.add(f"{time_column} < {{}}", f.end)
+    w.scope(f, time_column)
     return w
+
+
+def _json_page(*columns: str) -> str:
+    """SQL: a page's rows as one JSON array text of ``[open_time_ms, *columns]`` rows, oldest
+    first (``[]`` for none)."""
+    return (
+        "coalesce(json_agg(json_build_array((extract(epoch FROM open_time) * 1000)::bigint, "
+        f"{', '.join(columns)}) ORDER BY open_time), '[]')::text"
+    )
 
 
 async def fetch_bars(pool: asyncpg.Pool, f: SeriesFilter) -> tuple[bytes, int | None]:
@@ -128,13 +155,12 @@ async def fetch_bars(pool: asyncpg.Pool, f: SeriesFilter) -> tuple[bytes, int | 
     cost more as Python objects than the query itself); and ``to`` of the page before
     (older), or None when the range holds no more."""
     w = _series_where(f, "open_time")
-    w.args.append(f.limit)
+    limit = w.param(f.limit)
     row = await pool.fetchrow(
-        "SELECT coalesce(json_agg(json_build_array("
-        "(extract(epoch FROM open_time) * 1000)::bigint, open, high, low, close, volume) "
-        "ORDER BY open_time), '[]')::text AS bars, count(*) AS n, min(open_time) AS first "
+        f"SELECT {_json_page('open', 'high', 'low', 'close', 'volume')} AS bars, "
+        "count(*) AS n, min(open_time) AS first "
         "FROM (SELECT open_time, open, high, low, close, volume FROM bars "
-        f"{w.sql()} ORDER BY open_time DESC LIMIT ${len(w.args)}) page",
+        f"{w.sql()} ORDER BY open_time DESC LIMIT {limit}) page",
         *w.args,
     )
     assert row is not None
@@ -151,19 +177,18 @@ async def fetch_markers(
     The patterns are one JSON text built by PostgreSQL (an ``orjson.Fragment``: thousands of
     small dicts would cost more in Python than the query)."""
     w = _series_where(f, "open_time")
-    w.args.append(f.limit)
+    limit = w.param(f.limit)
     patterns = await pool.fetchval(
-        "SELECT coalesce(json_agg(json_build_array("
-        "(extract(epoch FROM open_time) * 1000)::bigint, fired) ORDER BY open_time), "
-        "'[]')::text FROM (SELECT open_time, jsonb_object_agg(pattern, value) AS fired "
+        f"SELECT {_json_page('fired')} "
+        "FROM (SELECT open_time, jsonb_object_agg(pattern, value) AS fired "
         f"FROM patterns {w.sql()} GROUP BY open_time ORDER BY open_time DESC "
-        f"LIMIT ${len(w.args)}) page",
+        f"LIMIT {limit}) page",
         *w.args,
     )
     sw = _series_where(f, "time")
-    sw.args.append(f.limit)
+    limit = sw.param(f.limit)
     srows = await pool.fetch(
-        f"SELECT doc FROM signals {sw.sql()} ORDER BY time DESC LIMIT ${len(sw.args)}", *sw.args
+        f"SELECT doc FROM signals {sw.sql()} ORDER BY time DESC LIMIT {limit}", *sw.args
     )
     signals = [orjson.loads(r[0]) for r in reversed(srows)]
     if outcomes and signals:
@@ -176,15 +201,9 @@ async def fetch_markers(
 def _outcome_where(f: OutcomeFilter) -> Where:
     w = Where()
     w.eq("kind", f.kind)
-    w.eq("exchange", f.exchange)
-    w.eq("symbol", f.symbol)
-    w.eq("timeframe", f.timeframe)
+    w.scope(f, "open_time")
     w.eq("pattern", f.pattern)
     w.eq("horizon", f.horizon)
-    if f.start is not None:
-        w.add("open_time >= {}", f.start)
-    if f.end is not None:
-        w.add("open_time < {}", f.end)
     return w
 
 
@@ -193,12 +212,11 @@ async def fetch_outcomes(
 ) -> tuple[list[dict[str, Any]], int | None]:
     """A page of outcome rows in a stable order; and the offset of the next page."""
     w = _outcome_where(f)
-    w.args += [f.limit, f.offset]
-    n = len(w.args)
+    limit, offset = w.param(f.limit), w.param(f.offset)
     rows = await pool.fetch(
         f"SELECT {', '.join(OUTCOME_COLUMNS)} FROM outcome_rows {w.sql()} "
         "ORDER BY open_time, exchange, symbol, timeframe, kind, pattern NULLS FIRST, id, horizon "
-        f"LIMIT ${n - 1} OFFSET ${n}",
+        f"LIMIT {limit} OFFSET {offset}",
         *w.args,
     )
     out = []
@@ -236,20 +254,13 @@ async def fetch_cooccurrence(
 ) -> list[dict[str, Any]]:
     """Pairs of patterns that fired on the same bar, most frequent first."""
     w = Where()
-    w.eq("a.exchange", f.exchange)
-    w.eq("a.symbol", f.symbol)
-    w.eq("a.timeframe", f.timeframe)
-    if f.start is not None:
-        w.add("a.open_time >= {}", f.start)
-    if f.end is not None:
-        w.add("a.open_time < {}", f.end)
+    w.scope(f, "open_time", prefix="a.")
     w.add("a.pattern < b.pattern")
-    w.args.append(limit)
     rows = await pool.fetch(
         "SELECT a.pattern AS a, b.pattern AS b, count(*) AS n FROM patterns a JOIN patterns b "
         "ON a.exchange = b.exchange AND a.symbol = b.symbol AND a.timeframe = b.timeframe "
         f"AND a.open_time = b.open_time {w.sql()} GROUP BY 1, 2 ORDER BY n DESC, a, b "
-        f"LIMIT ${len(w.args)}",
+        f"LIMIT {w.param(limit)}",
         *w.args,
     )
     return [dict(r) for r in rows]
@@ -261,10 +272,9 @@ async def fetch_reliability(
     """Signals' score against their hit rate, in ``bins`` equal score bins (reliability)."""
     w = _outcome_where(f)
     w.add("kind = {}", "signal")
-    w.args.append(bins)
-    n = len(w.args)
+    n = w.param(bins)
     rows = await pool.fetch(
-        f"SELECT horizon, least(floor(score * ${n}), ${n} - 1)::int AS bin, count(*) AS n, "
+        f"SELECT horizon, least(floor(score * {n}), {n} - 1)::int AS bin, count(*) AS n, "
         "avg(score)::float8 AS score, avg(hit::int)::float8 AS hit_rate FROM outcome_rows "
         f"{w.sql()} GROUP BY 1, 2 ORDER BY 1, 2",
         *w.args,

@@ -10,6 +10,7 @@ for the ``admin`` role. Failed logins are limited per user name and per address.
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Awaitable, Callable
 from html import escape
@@ -182,9 +183,23 @@ async def favicon(_: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+_INCLUDE = re.compile(r"\{\{include:([a-z-]+)\}\}")
+
+
+def render_page(name: str) -> str:
+    """A console page: the head every page shares (``static/head.html``, titled ``name``),
+    then ``static/<name>.html`` (any head tags of its own, ``</head>`` and its body), where
+    ``{{include:part}}`` stands for ``static/part.html`` (markup several pages share)."""
+    head = (STATIC / "head.html").read_text().replace("{{title}}", name)
+    body = (STATIC / f"{name}.html").read_text()
+    return head + _INCLUDE.sub(lambda m: (STATIC / f"{m[1]}.html").read_text().rstrip("\n"), body)
+
+
 def page(name: str) -> Handler:
+    html = render_page(name)  # once, when the routes are made
+
     async def serve(_: web.Request) -> web.StreamResponse:
-        return web.FileResponse(STATIC / f"{name}.html")
+        return web.Response(text=html, content_type="text/html")
 
     return serve
 

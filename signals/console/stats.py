@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from signals.analytics.stats import wilson
+from signals.analytics.measures import wilson
 
 
 def regime_rows(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -3,28 +3,20 @@ path's table for the same replay, on plain PostgreSQL and on TimescaleDB."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 import redis.asyncio as aioredis
 
-from common.contracts import encode_outcomes
 from common.names import Keys
 from detectors.outcomes import OutcomeConfig
 from detectors.partition import EngineConfig
-from detectors.replay import replay_ticks, sorted_events, sorted_records
 from detectors.timeframes import parse_timeframes
-from ingest.offline.ticks import synthetic_ticks
 from signals.analytics.db import pattern_table, refresh
 from signals.analytics.files import stats_of_records
 from signals.analytics.stats import StatsOptions
 from signals.analytics.table import Filters
-from signals.contract import encode_entry
-from signals.model import Model
-from signals.offline import score_events
-from signals.outcomes import outcome_lines
 from sink.worker import SinkWorker
-from tests.sink_support import DB_PARAMS, Db, make_db, sink_settings
+from tests.outcomes_support import replay_outcomes, write_streams
+from tests.sink_support import Db, sink_settings
 
 pytestmark = pytest.mark.redis
 
@@ -37,29 +29,11 @@ KEYS = ("n", "hits", "hit_rate", "ci_low", "ci_high", "mean_ret", "median_ret", 
         "mean_mae", "too_few", "base_n", "base_hit_rate", "base_mean_ret", "lift")  # fmt: skip
 
 
-@pytest.fixture(params=DB_PARAMS)
-async def db(request: pytest.FixtureRequest) -> AsyncIterator[Db]:
-    async for d in make_db(request.param):
-        yield d
-
-
 async def test_sql_pattern_table_equals_the_file_table(
     db: Db, redis_client: aioredis.Redis, keys: Keys
 ) -> None:
-    out = replay_ticks(synthetic_ticks("binance", 2, 4.0, seed=8, count=6_000), CONFIG, 1)
-    events = sorted_events(out.events, CONFIG)
-    signals = score_events(events, Model())
-    bar_rows, _ = sorted_records(out.bars, events, CONFIG)
-    tf_ms = {t.name: t.ms for t in CONFIG.timeframes}
-    lines = outcome_lines(events, signals, out.outcomes, tf_ms)
-    for bar in out.bars:
-        await redis_client.xadd(keys.bars, bar.encode())  # type: ignore[arg-type]
-    for event in events:
-        await redis_client.xadd(keys.patterns, event.encode())  # type: ignore[arg-type]
-    for s in signals:
-        await redis_client.xadd(keys.signals, encode_entry(s))  # type: ignore[arg-type]
-    for a in range(0, len(out.outcomes), 100):
-        await redis_client.xadd(keys.outcomes, encode_outcomes(out.outcomes[a : a + 100]))  # type: ignore[arg-type]
+    replayed = replay_outcomes(CONFIG, rate=4.0, seed=8, count=6_000)
+    await write_streams(redis_client, keys, replayed)
     # The sink's own refresh off here, so the test sees what an unrefreshed database gives.
     settings = sink_settings(db.url, keys, stats_refresh_s=0)
     worker = SinkWorker(settings, redis=redis_client, burst=True)
@@ -69,7 +43,7 @@ async def test_sql_pattern_table_equals_the_file_table(
     opts = StatsOptions(min_n=15, cost=0.5 / 1e4, pvalues=False)
     expected = {
         (r["pattern"], r["direction"], r["timeframe"], r["horizon"]): r
-        for r in stats_of_records(lines, bar_rows, opts)["patterns"]
+        for r in stats_of_records(replayed.lines, replayed.bar_rows, opts)["patterns"]
     }
     conn = await db.connect()
     try:

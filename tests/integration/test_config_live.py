@@ -29,9 +29,10 @@ from common.metrics import CONFIG_METRICS
 from common.names import Keys
 from signals.contract import decode_entry
 from signals.liveconfig import apply_assignments, propose, rollback, seed_document
+from signals.metrics import SIGNALS_METRICS
 from signals.model import Model
 from signals.versions import ModelHistory
-from signals.worker import RESCORED, SignalsWorker
+from signals.worker import SignalsWorker
 from tests.conftest import REDIS_URL
 from tests.integration.runtime_support import ROOT
 from tests.integration.test_signals_worker import settings_for, write_events
@@ -296,10 +297,10 @@ async def test_a_worker_that_missed_a_version_scores_the_batch_again(
         v2 = await propose(redis_client, keys, doc, who="t", effective_from=T0, expected_version=1)
         assert worker.history.newest.version == 1
         await write_events(redis_client, keys, event_mix(50, symbols=10))
-        rescored = RESCORED._value.get()
+        rescored = SIGNALS_METRICS.rescored._value.get()
         entries = await worker.consumer.read(block_ms=100)
         await worker.handle(entries)
-        assert RESCORED._value.get() == rescored + 1
+        assert SIGNALS_METRICS.rescored._value.get() == rescored + 1
         models = {m for _, m in (await stream_models(redis_client, keys)).values()}
         assert models == {f"v2:{worker.history.newest.model.fingerprint}"}
         assert worker.history.newest.version == v2.version

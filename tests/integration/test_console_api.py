@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from common.names import Keys
-from signals.analytics.stats import wilson
+from signals.analytics.measures import wilson
 from signals.console.server import ConsoleServer
 from tests.console_support import (
     API_TOKEN,

@@ -53,6 +53,11 @@ class Client:
         async with self.http.get(self.url + path, params=params) as r:
             return r.status, await r.json()
 
+    async def change(self, *assignments: str, version: int) -> tuple[int, Any]:
+        """POST a configuration change (``key=value`` assignments) over ``version``."""
+        body = {"set": list(assignments), "expected_version": version}
+        return await self.post("/api/admin/config", body)
+
     async def post(self, path: str, body: Any, *, csrf: str | None = "") -> tuple[int, Any]:
         token = self.csrf if csrf == "" else csrf
         headers = {} if token is None else {"X-CSRF-Token": token}
@@ -68,60 +73,65 @@ async def client(http: aiohttp.ClientSession, console: ConsoleServer, user: str)
     return Client(http, url, me["csrf"])
 
 
+@pytest.fixture
+async def root(console: ConsoleServer) -> AsyncIterator[Client]:
+    """The admin ``root``, logged in through the login form (a browser session)."""
+    async with session() as http:
+        yield await client(http, console, "root")
+
+
 async def stored(redis: Any, keys: Keys) -> list[dict[str, Any]]:
     return [v.to_dict() for v in await load_versions(redis, keys)]
 
 
 async def test_view_change_history_diff_and_rollback(
-    console: ConsoleServer, keys: Keys, redis_client: Any
+    console: ConsoleServer, root: Client, keys: Keys, redis_client: Any
 ) -> None:
-    async with session() as http:
-        root = await client(http, console, "root")
-        status, cur = await root.get("/api/admin/config")
-        # No configuration yet: version 0 shows the start-time settings a change starts from.
-        assert status == 200 and cur["version"] == 0 and cur["doc"] == seed_document({}, Model())
-        status, answer = await root.get("/api/admin/config", version="1")
-        assert status == 400 and answer["error"] == "invalid version: no version 1 (newest: 0)"
-        change = {"set": ["threshold=0.7"], "comment": "first", "expected_version": 0}
-        status, v1 = await root.post("/api/admin/config", change)
-        assert status == 200, v1
-        assert (v1["version"], v1["who"], v1["comment"]) == (1, "console:root", "first")
-        change = {"set": "threshold=0.8\nws.queue_size=50", "expected_version": 1}
-        status, v2 = await root.post("/api/admin/config", change)
-        assert status == 200 and v2["version"] == 2, v2
-        status, cur = await root.get("/api/admin/config")
-        assert cur["version"] == 2 and cur["doc"]["model"]["threshold"] == 0.8
-        assert cur["doc"]["ws"]["queue_size"] == 50 and cur["fingerprint"] == v2["fingerprint"]
-        status, hist = await root.get("/api/admin/config/history")
-        assert [(v["version"], v["who"]) for v in hist["versions"]] == [
-            (1, "console:root"),
-            (2, "console:root"),
-        ]
-        assert "doc" not in hist["versions"][0] and hist["current"] == 2
-        status, diff = await root.get("/api/admin/config/diff")  # previous vs current
-        assert status == 200 and (diff["a"], diff["b"]) == (1, 2)
-        assert diff["lines"] == ["model.threshold: 0.7 -> 0.8", "ws.queue_size: 10000 -> 50"]
-        # The CLI's own code gives the same lines (one diff, not two).
-        assert diff["lines"] == diff_lines(*diff_versions(await load_versions(redis_client, keys)))
-        assert diff["changes"][0] == {"key": "model.threshold", "old": 0.7, "new": 0.8}
+    status, cur = await root.get("/api/admin/config")
+    # No configuration yet: version 0 shows the start-time settings a change starts from.
+    assert status == 200 and cur["version"] == 0 and cur["doc"] == seed_document({}, Model())
+    status, answer = await root.get("/api/admin/config", version="1")
+    assert status == 400 and answer["error"] == "invalid version: no version 1 (newest: 0)"
+    change = {"set": ["threshold=0.7"], "comment": "first", "expected_version": 0}
+    status, v1 = await root.post("/api/admin/config", change)
+    assert status == 200, v1
+    assert (v1["version"], v1["who"], v1["comment"]) == (1, "console:root", "first")
+    change = {"set": "threshold=0.8\nws.queue_size=50", "expected_version": 1}
+    status, v2 = await root.post("/api/admin/config", change)
+    assert status == 200 and v2["version"] == 2, v2
+    status, cur = await root.get("/api/admin/config")
+    assert cur["version"] == 2 and cur["doc"]["model"]["threshold"] == 0.8
+    assert cur["doc"]["ws"]["queue_size"] == 50 and cur["fingerprint"] == v2["fingerprint"]
+    status, hist = await root.get("/api/admin/config/history")
+    assert [(v["version"], v["who"]) for v in hist["versions"]] == [
+        (1, "console:root"),
+        (2, "console:root"),
+    ]
+    assert "doc" not in hist["versions"][0] and hist["current"] == 2
+    status, diff = await root.get("/api/admin/config/diff")  # previous vs current
+    assert status == 200 and (diff["a"], diff["b"]) == (1, 2)
+    assert diff["lines"] == ["model.threshold: 0.7 -> 0.8", "ws.queue_size: 10000 -> 50"]
+    # The CLI's own code gives the same lines (one diff, not two).
+    assert diff["lines"] == diff_lines(*diff_versions(await load_versions(redis_client, keys)))
+    assert diff["changes"][0] == {"key": "model.threshold", "old": 0.7, "new": 0.8}
 
-        status, v3 = await root.post(
-            "/api/admin/config/rollback", {"version": 1, "expected_version": 2}
-        )
-        assert status == 200, v3
-        assert (v3["version"], v3["comment"], v3["who"]) == (
-            3,
-            "rollback to version 1",
-            "console:root",
-        )
-        history = await stored(redis_client, keys)
-        assert [v["version"] for v in history] == [1, 2, 3]
-        assert history[2]["doc"] == history[0]["doc"]
-        assert history[2]["fingerprint"] == history[0]["fingerprint"]
-        status, diff = await root.get("/api/admin/config/diff", a="1", b="3")
-        assert diff["changes"] == [] and diff["lines"][0].endswith("same document")
-        status, old = await root.get("/api/admin/config", version="2")
-        assert status == 200 and old["version"] == 2 and old["current"] == 3
+    status, v3 = await root.post(
+        "/api/admin/config/rollback", {"version": 1, "expected_version": 2}
+    )
+    assert status == 200, v3
+    assert (v3["version"], v3["comment"], v3["who"]) == (
+        3,
+        "rollback to version 1",
+        "console:root",
+    )
+    history = await stored(redis_client, keys)
+    assert [v["version"] for v in history] == [1, 2, 3]
+    assert history[2]["doc"] == history[0]["doc"]
+    assert history[2]["fingerprint"] == history[0]["fingerprint"]
+    status, diff = await root.get("/api/admin/config/diff", a="1", b="3")
+    assert diff["changes"] == [] and diff["lines"][0].endswith("same document")
+    status, old = await root.get("/api/admin/config", version="2")
+    assert status == 200 and old["version"] == 2 and old["current"] == 3
 
 
 @pytest.mark.parametrize(
@@ -140,31 +150,27 @@ async def test_view_change_history_diff_and_rollback(
     ],
 )  # fmt: skip
 async def test_an_invalid_change_is_400_naming_the_key_and_writes_nothing(
-    console: ConsoleServer,
+    root: Client,
     keys: Keys,
     redis_client: Any,
     body: dict[str, Any],
     expected: tuple[str, str],
 ) -> None:
     key, says = expected
-    async with session() as http:
-        root = await client(http, console, "root")
-        status, _ = await root.post(
-            "/api/admin/config", {"set": ["threshold=0.6"], "expected_version": 0}
-        )
-        assert status == 200
-        before = await stored(redis_client, keys)
-        status, answer = await root.post("/api/admin/config", {"expected_version": 1, **body})
-        assert status == 400, answer
-        assert answer["key"] == key and answer["error"].startswith(f"invalid {key}: ")
-        assert says in answer["error"]
-        assert "\n" not in answer["error"]
-        assert await stored(redis_client, keys) == before
-        status, answer = await root.post(
-            "/api/admin/config/rollback", {"version": 9, "expected_version": 1}
-        )
-        assert status == 400 and answer["error"] == "invalid version: no version 9 (newest: 1)"
-        assert await stored(redis_client, keys) == before
+    status, _ = await root.change("threshold=0.6", version=0)
+    assert status == 200
+    before = await stored(redis_client, keys)
+    status, answer = await root.post("/api/admin/config", {"expected_version": 1, **body})
+    assert status == 400, answer
+    assert answer["key"] == key and answer["error"].startswith(f"invalid {key}: ")
+    assert says in answer["error"]
+    assert "\n" not in answer["error"]
+    assert await stored(redis_client, keys) == before
+    status, answer = await root.post(
+        "/api/admin/config/rollback", {"version": 9, "expected_version": 1}
+    )
+    assert status == 400 and answer["error"] == "invalid version: no version 9 (newest: 1)"
+    assert await stored(redis_client, keys) == before
 
 
 async def test_a_change_from_a_stale_version_is_409_and_nothing_is_lost(
@@ -173,17 +179,11 @@ async def test_a_change_from_a_stale_version_is_409_and_nothing_is_lost(
     async with session() as a_http, session() as b_http:
         a = await client(a_http, console, "root")
         b = await client(b_http, console, "root")
-        assert (
-            await a.post("/api/admin/config", {"set": ["threshold=0.6"], "expected_version": 0})
-        )[0] == 200
+        assert (await a.change("threshold=0.6", version=0))[0] == 200
         # Both pages show version 1; A changes first, B's change (made from 1) is refused.
-        status, _ = await a.post(
-            "/api/admin/config", {"set": ["threshold=0.7"], "expected_version": 1}
-        )
+        status, _ = await a.change("threshold=0.7", version=1)
         assert status == 200
-        status, answer = await b.post(
-            "/api/admin/config", {"set": ["ws.queue_size=7"], "expected_version": 1}
-        )
+        status, answer = await b.change("ws.queue_size=7", version=1)
         assert status == 409 and answer["reason"] == "conflict" and answer["value"] == 2
         assert "changed meanwhile (now version 2)" in answer["error"]
         status, answer = await b.post(
@@ -197,53 +197,39 @@ async def test_a_change_from_a_stale_version_is_409_and_nothing_is_lost(
 
 
 async def test_effective_from_and_the_scored_mark(
-    console: ConsoleServer, keys: Keys, redis_client: Any
+    root: Client, keys: Keys, redis_client: Any
 ) -> None:
-    async with session() as http:
-        root = await client(http, console, "root")
-        assert (
-            await root.post("/api/admin/config", {"set": ["threshold=0.6"], "expected_version": 0})
-        )[0] == 200
-        await redis_client.set(keys.config_scored, T + 30_000)  # the signals stage scored this
-        status, cur = await root.get("/api/admin/config")
-        assert cur["scored_through"] == T + 30_000 and cur["next_effective_from"] == T + 60_000
-        past = {"set": ["threshold=0.7"], "expected_version": 1, "effective_from": T}
-        status, answer = await root.post("/api/admin/config", past)
-        assert status == 409 and answer["reason"] == "past"
-        later = {**past, "effective_from": "2024-08-09T00:05:00Z"}
-        status, v2 = await root.post("/api/admin/config", later)
-        assert status == 200 and v2["effective_from"] == T + 5 * 60_000
-        status, v3 = await root.post(
-            "/api/admin/config", {"set": ["threshold=0.8"], "expected_version": 2}
-        )
-        assert status == 200 and v3["effective_from"] == T + 5 * 60_000  # never before v2's
+    assert (await root.change("threshold=0.6", version=0))[0] == 200
+    await redis_client.set(keys.config_scored, T + 30_000)  # the signals stage scored this
+    status, cur = await root.get("/api/admin/config")
+    assert cur["scored_through"] == T + 30_000 and cur["next_effective_from"] == T + 60_000
+    past = {"set": ["threshold=0.7"], "expected_version": 1, "effective_from": T}
+    status, answer = await root.post("/api/admin/config", past)
+    assert status == 409 and answer["reason"] == "past"
+    later = {**past, "effective_from": "2024-08-09T00:05:00Z"}
+    status, v2 = await root.post("/api/admin/config", later)
+    assert status == 200 and v2["effective_from"] == T + 5 * 60_000
+    status, v3 = await root.change("threshold=0.8", version=2)
+    assert status == 200 and v3["effective_from"] == T + 5 * 60_000  # never before v2's
 
 
-async def test_profiles_save_and_load(
-    console: ConsoleServer, keys: Keys, redis_client: Any
-) -> None:
-    async with session() as http:
-        root = await client(http, console, "root")
-        assert (
-            await root.post("/api/admin/config", {"set": ["threshold=0.55"], "expected_version": 0})
-        )[0] == 200
-        status, saved = await root.post(
-            "/api/admin/config/profiles", {"action": "save", "name": "calm"}
-        )
-        assert status == 200 and saved == {"saved": "calm", "from_version": 1}
-        assert (
-            await root.post("/api/admin/config", {"set": ["threshold=0.9"], "expected_version": 1})
-        )[0] == 200
-        assert (await root.get("/api/admin/config/profiles"))[1] == {"profiles": ["calm"]}
-        load = {"action": "load", "name": "calm", "expected_version": 2}
-        status, v3 = await root.post("/api/admin/config/profiles", load)
-        assert status == 200 and v3["version"] == 3
-        history = await stored(redis_client, keys)
-        assert history[2]["fingerprint"] == history[0]["fingerprint"]
-        status, answer = await root.post(
-            "/api/admin/config/profiles", {**load, "name": "none", "expected_version": 3}
-        )
-        assert status == 400 and answer["key"] == "profile"
+async def test_profiles_save_and_load(root: Client, keys: Keys, redis_client: Any) -> None:
+    assert (await root.change("threshold=0.55", version=0))[0] == 200
+    status, saved = await root.post(
+        "/api/admin/config/profiles", {"action": "save", "name": "calm"}
+    )
+    assert status == 200 and saved == {"saved": "calm", "from_version": 1}
+    assert (await root.change("threshold=0.9", version=1))[0] == 200
+    assert (await root.get("/api/admin/config/profiles"))[1] == {"profiles": ["calm"]}
+    load = {"action": "load", "name": "calm", "expected_version": 2}
+    status, v3 = await root.post("/api/admin/config/profiles", load)
+    assert status == 200 and v3["version"] == 3
+    history = await stored(redis_client, keys)
+    assert history[2]["fingerprint"] == history[0]["fingerprint"]
+    status, answer = await root.post(
+        "/api/admin/config/profiles", {**load, "name": "none", "expected_version": 3}
+    )
+    assert status == 400 and answer["key"] == "profile"
 
 
 ROUTES = [
@@ -258,19 +244,15 @@ ROUTES = [
 
 
 async def test_viewers_are_refused_and_a_session_needs_its_csrf_token(
-    console: ConsoleServer, keys: Keys, redis_client: Any
+    console: ConsoleServer, root: Client, keys: Keys, redis_client: Any
 ) -> None:
-    async with session() as http:
-        root = await client(http, console, "root")
-        assert (
-            await root.post("/api/admin/config", {"set": ["threshold=0.6"], "expected_version": 0})
-        )[0] == 200
-        before = await stored(redis_client, keys)
-        for missing in (None, "forged"):  # no token, a wrong token
-            for method, path, body in ROUTES:
-                if method == "POST":
-                    status, answer = await root.post(path, body, csrf=missing)
-                    assert status == 403 and "CSRF" in answer["error"], (path, missing)
+    assert (await root.change("threshold=0.6", version=0))[0] == 200
+    before = await stored(redis_client, keys)
+    for missing in (None, "forged"):  # no token, a wrong token
+        for method, path, body in ROUTES:
+            if method == "POST":
+                status, answer = await root.post(path, body, csrf=missing)
+                assert status == 403 and "CSRF" in answer["error"], (path, missing)
     async with session() as http:
         ada = await client(http, console, "ada")
         for method, path, body in ROUTES:

@@ -3,26 +3,17 @@ on plain PostgreSQL and on TimescaleDB."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 import redis.asyncio as aioredis
 
-from common.contracts import encode_outcomes
 from common.names import Keys
 from detectors.outcomes import OutcomeConfig
 from detectors.partition import EngineConfig
-from detectors.replay import replay_ticks, sorted_events
 from detectors.timeframes import parse_timeframes
-from ingest.offline.ticks import synthetic_ticks
-from signals.contract import encode_entry
-from signals.model import Model
-from signals.offline import score_events
-from signals.outcomes import outcome_lines
 from sink.migrate import migrate
 from sink.worker import SinkWorker
-from tests.outcomes_support import SELECT_ROWS, db_rows, long_rows
-from tests.sink_support import DB_PARAMS, Db, make_db, sink_settings
+from tests.outcomes_support import SELECT_ROWS, db_rows, long_rows, replay_outcomes, write_streams
+from tests.sink_support import Db, sink_settings
 
 pytestmark = pytest.mark.redis
 
@@ -33,35 +24,20 @@ CONFIG = EngineConfig(
 )
 
 
-@pytest.fixture(params=DB_PARAMS)
-async def db(request: pytest.FixtureRequest) -> AsyncIterator[Db]:
-    async for d in make_db(request.param):
-        yield d
-
-
 async def test_outcome_rows_equal_replay_lines_and_are_stored_once(
     db: Db, redis_client: aioredis.Redis, keys: Keys
 ) -> None:
-    out = replay_ticks(synthetic_ticks("binance", 2, 4.0, seed=4, count=3_000), CONFIG, 1)
-    events = sorted_events(out.events, CONFIG)
-    signals = score_events(events, Model())
-    assert signals and out.outcomes
-    tf_ms = {t.name: t.ms for t in CONFIG.timeframes}
-    expected = long_rows(outcome_lines(events, signals, out.outcomes, tf_ms))
+    replayed = replay_outcomes(CONFIG, rate=4.0, seed=4, count=3_000)
+    assert replayed.signals and replayed.out.outcomes
+    expected = long_rows(replayed.lines)
     assert {r[7] for r in expected} == {"long", "short"}
     for _ in range(2):  # the second time is a redelivery: nothing is stored twice
-        for event in events:
-            await redis_client.xadd(keys.patterns, event.encode())  # type: ignore[arg-type]
-        for s in signals:
-            await redis_client.xadd(keys.signals, encode_entry(s))  # type: ignore[arg-type]
-        for a in range(0, len(out.outcomes), 100):
-            entry = encode_outcomes(out.outcomes[a : a + 100])
-            await redis_client.xadd(keys.outcomes, entry)  # type: ignore[arg-type]
+        await write_streams(redis_client, keys, replayed, bars=False)
         worker = SinkWorker(sink_settings(db.url, keys), redis=redis_client, burst=True)
         async with worker:
             await worker.run()
         stored = await db.fetch("SELECT count(*) AS n FROM outcomes")
-        assert stored[0]["n"] == len(out.outcomes)
+        assert stored[0]["n"] == len(replayed.out.outcomes)
         assert db_rows(await db.fetch(SELECT_ROWS)) == expected
 
 

@@ -21,18 +21,17 @@ from tests.signals_factory import event_mix, strong_event
 pytestmark = pytest.mark.redis
 
 
+async def start_tail(namespace: str, *args: str, block_ms: int = 100) -> asyncio.subprocess.Process:
+    """``alphapulse tail signals ARGS`` as a subprocess on ``namespace``, stdout piped."""
+    env = os.environ | {"REDIS_URL": REDIS_URL, "NAMESPACE": namespace, "BLOCK_MS": str(block_ms)}
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "common.cli", "tail", "signals", *args,
+        env=env, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+
+
 async def run_tail(namespace: str, *args: str) -> list[str]:
-    env = os.environ | {"REDIS_URL": REDIS_URL, "NAMESPACE": namespace, "BLOCK_MS": "100"}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "common.cli",
-        "tail",
-        "signals",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-    )
+    proc = await start_tail(namespace, *args)
     out, _ = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0
     return out.decode().splitlines()
@@ -73,16 +72,7 @@ async def test_tail_ends_with_exit_0_on_sigint_and_sigterm(
     sig: signal.Signals, namespace: str
 ) -> None:
     """``make run`` stops its tail with SIGINT (Ctrl-C) and expects a clean exit."""
-    env = os.environ | {"REDIS_URL": REDIS_URL, "NAMESPACE": namespace, "BLOCK_MS": "5000"}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "common.cli",
-        "tail",
-        "signals",
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-    )
+    proc = await start_tail(namespace, block_ms=5000)
     assert proc.stdout is not None
     assert (await asyncio.wait_for(proc.stdout.readline(), 30)).startswith(b"open_time")
     await asyncio.sleep(0.3)  # blocked in XREAD by now, usually

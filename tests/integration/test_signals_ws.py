@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
 import socket
@@ -70,9 +71,20 @@ def log_lines(out: io.BytesIO) -> list[Frame]:
 
 @pytest.fixture
 async def server(redis_client: aioredis.Redis, namespace: str) -> AsyncIterator[WsServer]:
-    srv = await start_server(redis_client, namespace)
-    yield srv
-    await stop(srv)
+    async with running_server(redis_client, namespace) as srv:
+        yield srv
+
+
+@contextlib.asynccontextmanager
+async def running_server(
+    redis_client: aioredis.Redis, namespace: str, **kw: Any
+) -> AsyncIterator[WsServer]:
+    """A started server (``start_server``), stopped on leaving."""
+    srv = await start_server(redis_client, namespace, **kw)
+    try:
+        yield srv
+    finally:
+        await stop(srv)
 
 
 async def stop(srv: WsServer) -> None:
@@ -208,8 +220,7 @@ async def test_a_slow_client_is_cut_off_while_a_fast_one_keeps_up(
     all_signals: list[Signal],
     logs: io.BytesIO,
 ) -> None:
-    srv = await start_server(redis_client, namespace, queue_size=200)
-    try:
+    async with running_server(redis_client, namespace, queue_size=200) as srv:
         slow = await slow_connection(srv)
         async with connect(url(srv), additional_headers=auth()) as fast:
             await subscribe(fast)
@@ -232,8 +243,6 @@ async def test_a_slow_client_is_cut_off_while_a_fast_one_keeps_up(
             assert len(srv.hub.clients) == 1, "the slow client was never cut off"
             assert received == (await stream_frames(redis_client, keys))[:sent]
         assert await close_code(slow) == 4408
-    finally:
-        await stop(srv)
     (cut,) = [e for e in log_lines(logs) if e["event"] == "ws_cut"]
     assert (cut["reason"], cut["code"], cut["queue"]) == ("slow", 4408, 200)
 
@@ -241,26 +250,24 @@ async def test_a_slow_client_is_cut_off_while_a_fast_one_keeps_up(
 async def test_connections_beyond_the_limit_get_1013(
     redis_client: aioredis.Redis, namespace: str
 ) -> None:
-    srv = await start_server(redis_client, namespace, max_connections=1)
-    try:
-        async with connect(url(srv), additional_headers=auth()) as first:
-            await subscribe(first)
-            async with connect(url(srv), additional_headers=auth()) as second:
-                assert await close_code(second) == 1013
-    finally:
-        await stop(srv)
+    async with (
+        running_server(redis_client, namespace, max_connections=1) as srv,
+        connect(url(srv), additional_headers=auth()) as first,
+    ):
+        await subscribe(first)
+        async with connect(url(srv), additional_headers=auth()) as second:
+            assert await close_code(second) == 1013
 
 
 async def test_oversized_client_message_is_refused(
     redis_client: aioredis.Redis, namespace: str
 ) -> None:
-    srv = await start_server(redis_client, namespace, max_message=1024)
-    try:
-        async with connect(url(srv), additional_headers=auth()) as ws:
-            await ws.send('{"type": "subscribe", "symbols": ["' + "A" * 4000 + '"]}')
-            assert await close_code(ws) == 1009
-    finally:
-        await stop(srv)
+    async with (
+        running_server(redis_client, namespace, max_message=1024) as srv,
+        connect(url(srv), additional_headers=auth()) as ws,
+    ):
+        await ws.send('{"type": "subscribe", "symbols": ["' + "A" * 4000 + '"]}')
+        assert await close_code(ws) == 1009
 
 
 async def test_resume_from_a_trimmed_cursor_reports_the_gap(
@@ -327,11 +334,10 @@ async def test_resume_from_beyond_the_stream_says_so_and_goes_live(
 async def test_connections_refusals_and_cuts_are_logged_rate_limited_without_tokens(
     redis_client: aioredis.Redis, namespace: str, logs: io.BytesIO
 ) -> None:
-    srv = await start_server(
-        redis_client, namespace, max_connections=1, log_lines=3, log_interval_s=3600
-    )
     wrong = [f"wrong-token-{i:03d}" for i in range(60)]
-    try:
+    async with running_server(
+        redis_client, namespace, max_connections=1, log_lines=3, log_interval_s=3600
+    ) as srv:
         async with connect(url(srv), additional_headers=auth()) as first:
             await subscribe(first)
             for i, token in enumerate(wrong):  # a flood of bad tokens, header and URL alike
@@ -346,8 +352,6 @@ async def test_connections_refusals_and_cuts_are_logged_rate_limited_without_tok
         async with connect(url(srv), additional_headers=auth()) as ws:
             await ws.send('{"type": "subscribe", "resume_from": "1-0\\n"}')
             assert await close_code(ws) == 4400
-    finally:
-        await stop(srv)
     events = log_lines(logs)
     text = logs.getvalue().decode()
     assert TOKEN not in text and not [t for t in wrong if t in text]

@@ -8,22 +8,15 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 
 from common.names import GROUP_SINK, Keys
-from tests.sink_support import DB_PARAMS, Db, log_tail, make_bar, make_db, make_ticks, sink_env
+from tests.sink_support import Db, log_tail, make_bar, make_ticks, sink_env
 
 pytestmark = pytest.mark.redis
-
-
-@pytest.fixture(params=DB_PARAMS)
-async def db(request: pytest.FixtureRequest) -> AsyncIterator[Db]:
-    async for d in make_db(request.param):
-        yield d
 
 
 async def pending(redis: aioredis.Redis, stream: str) -> int:

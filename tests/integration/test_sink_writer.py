@@ -7,7 +7,7 @@ import dataclasses
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import pytest
 import redis.asyncio as aioredis
@@ -19,11 +19,9 @@ from sink.store import Rejected, Store
 from sink.worker import SinkWorker
 from tests.polling import until
 from tests.sink_support import (
-    DB_PARAMS,
     MINUTE,
     Db,
     make_bar,
-    make_db,
     make_event,
     make_signal,
     make_ticks,
@@ -31,12 +29,6 @@ from tests.sink_support import (
 )
 
 pytestmark = pytest.mark.redis
-
-
-@pytest.fixture(params=DB_PARAMS)
-async def db(request: pytest.FixtureRequest) -> AsyncIterator[Db]:
-    async for d in make_db(request.param):
-        yield d
 
 
 async def run_sink(db: Db, redis: aioredis.Redis, keys: Keys, **overrides: object) -> SinkWorker:

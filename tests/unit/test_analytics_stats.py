@@ -15,15 +15,13 @@ from statsmodels.stats.proportion import proportion_confint
 from common.cli import main
 from detectors.outcomes import OutcomeConfig
 from detectors.partition import EngineConfig
-from detectors.replay import replay_ticks, sorted_events, sorted_records
 from detectors.timeframes import parse_timeframes
 from ingest.offline.ticks import synthetic_ticks
 from signals.analytics.frames import bar_outcomes, bars_frame, baseline_rows, outcome_rows
-from signals.analytics.stats import StatsOptions, compute_stats, hac_pvalues
-from signals.model import Model
-from signals.offline import score_events
-from signals.outcomes import outcome_lines
+from signals.analytics.measures import hac_pvalues
+from signals.analytics.stats import StatsOptions, compute_stats
 from tests.analytics_support import reference_outcomes
+from tests.outcomes_support import replay_outcomes
 
 HORIZONS = (1, 3, 10)
 CONFIG = EngineConfig(
@@ -35,13 +33,8 @@ CONFIG = EngineConfig(
 
 @pytest.fixture(scope="module")
 def replayed() -> dict[str, Any]:
-    out = replay_ticks(synthetic_ticks("binance", 2, 5.0, seed=11, count=40_000), CONFIG, 1)
-    events = sorted_events(out.events, CONFIG)
-    signals = score_events(events, Model())
-    bars, ev_rows = sorted_records(out.bars, events, CONFIG)
-    tf_ms = {t.name: t.ms for t in CONFIG.timeframes}
-    lines = outcome_lines(events, signals, out.outcomes, tf_ms)
-    return {"bars": bars, "events": ev_rows, "lines": lines}
+    r = replay_outcomes(CONFIG, rate=5.0, seed=11, count=40_000)
+    return {"bars": r.bar_rows, "events": r.event_rows, "lines": r.lines}
 
 
 def test_bar_outcomes_follow_the_contract() -> None:

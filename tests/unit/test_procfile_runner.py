@@ -10,7 +10,9 @@ import sys
 import time
 from pathlib import Path
 
-from common.procfile import BASE_PORT, read_procfile, where_to_look
+import pytest
+
+from common.procfile import BASE_PORT, console_workers, main, read_procfile, where_to_look
 from common.procrun import summary_line
 from ingest.offline.runenv import SIMULATOR, plan
 
@@ -39,6 +41,21 @@ def test_an_explicit_metrics_port_wins_and_a_new_process_gets_the_next_port() ->
     text = "a: x\nb: METRICS_PORT=7001 y\nc: z\n# d: not a process\nweb: serve\n"
     got = [(p.name, p.metrics_port) for p in read_procfile(text, base_port=6000)]
     assert got == [("a", 6000), ("b", 7001), ("c", 6200), ("web", 6300)]
+
+
+def test_console_workers_lists_every_process_that_serves_metrics(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``make run``'s CONSOLE_WORKERS: each process with its fixed port, in Procfile order;
+    the simulator and tail serve no /metrics."""
+    text = "simulator: a\ningest: b\nweb: c\ntail: d\n"
+    assert console_workers(read_procfile(text, base_port=6000)) == (
+        "ingest=http://127.0.0.1:6100,web=http://127.0.0.1:6200"
+    )
+    assert main(["console-workers", "-f", str(ROOT / "Procfile"), "--port-base", "6000"]) == 0
+    printed = capsys.readouterr().out.strip()
+    assert printed == console_workers(read_procfile(PROCFILE, base_port=6000))
+    assert "simulator=" not in printed and "sink=http://127.0.0.1:6600" in printed
 
 
 def test_the_block_says_where_to_look() -> None:

@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 
 from common.metrics import Readiness
 from common.trimming import parse_id
-from signals.ws import Client, SignalsHub
+from signals.ws_hub import Client, SignalsHub
 from signals.ws_log import ConnectionLog, EventBudget
 from signals.ws_protocol import (
     MAX_ID_PART,
