@@ -257,7 +257,7 @@ def worker_main(settings: Callable[[], S], service: Callable[[S], Service]) -> i
     ``service(settings)`` it builds (inside the loop) and return its exit code::
 
         def main() -> int:
-            return worker_main(SinkSettings.from_env, lambda s: SinkWorker(s))
+            return worker_main(SinkSettings.from_env, lambda s: SinkService(s))
     """
     with exit_on_config_error():
         read = settings()

@@ -1,6 +1,6 @@
 """The signals stage's metric families (``alphapulse_signals_*``), recorded around each batch.
 
-One set holds both processes' families: the scoring worker's (``signals.worker``) and the
+One set holds both processes' families: the scoring worker's (``signals.service``) and the
 WebSocket fan-out's (``signals.ws``, also serving the console's live page); a process exports
 the other's families at zero.
 """

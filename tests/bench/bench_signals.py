@@ -3,7 +3,7 @@
 Figures (each next to a baseline measured in the same run):
 
 1. ``score_event`` alone (pure Python) — events/s.
-2. One ``SignalsWorker`` draining a backlog of pattern events (in-process, burst mode) —
+2. One ``SignalsService`` draining a backlog of pattern events (in-process, burst mode) —
    events/s; baseline: XREADGROUP + XACK of the same backlog with no work at all.
 3. 1,000 symbols closing a bar at once (1,000 pattern events XADDed in one pipeline), a worker
    and the WebSocket server running as their own processes: p50/p99 latency from the burst's
@@ -36,8 +36,8 @@ from common.names import GROUP_SIGNALS, Keys
 from common.settings import CommonSettings
 from signals.model import Model
 from signals.scoring import score_event
+from signals.service import SignalsService
 from signals.settings import SignalsSettings
-from signals.worker import SignalsWorker
 from tests.signals_factory import MINUTE, T0, event_mix, strong_event
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -86,7 +86,7 @@ async def bench_worker(r: aioredis.Redis, keys: Keys, events: Sequence[PatternEv
     common = CommonSettings(
         redis_url=REDIS_URL, namespace=keys.namespace, metrics_port=0, trim_interval_s=0
     )
-    worker = SignalsWorker(SignalsSettings(common=common, model=Model()), redis=r, burst=True)
+    worker = SignalsService(SignalsSettings(common=common, model=Model()), redis=r, burst=True)
     await worker.start()
     started = time.perf_counter()
     await worker.run()

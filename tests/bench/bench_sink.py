@@ -34,8 +34,8 @@ from common.logging import configure_logging
 from common.names import Keys
 from common.settings import CommonSettings
 from sink.rows import TABLES, Row, bar_row, tick_rows
+from sink.service import SinkService
 from sink.store import Store, insert_values_sql
-from sink.worker import SinkWorker
 from tests.sink_support import REDIS_URL, make_bar, make_ticks, sink_settings, with_search_path
 
 BATCH = 5000
@@ -110,7 +110,7 @@ async def _bench_table(url: str, table: str, rows: list[Row], rounds: int) -> No
 
 
 async def _bench_worker(url: str, batches: list[TickBatch]) -> None:
-    """The whole sink: tick entries in Redis -> SinkWorker (burst) -> committed and acked."""
+    """The whole sink: tick entries in Redis -> SinkService (burst) -> committed and acked."""
     keys = Keys(partitions=1, namespace=f"bench-{uuid.uuid4().hex[:8]}:")
     redis = aioredis.Redis.from_url(REDIS_URL)
     try:
@@ -120,7 +120,7 @@ async def _bench_worker(url: str, batches: list[TickBatch]) -> None:
                     pipe.xadd(keys.ticks(0), b.encode())  # type: ignore[arg-type]
                 await pipe.execute()
         settings = sink_settings(url, keys, batch_rows=BATCH, flush_ms=500, migrate=False)
-        worker = SinkWorker(settings, redis=redis, burst=True)
+        worker = SinkService(settings, redis=redis, burst=True)
         async with worker:
             started = time.perf_counter()
             await worker.run()

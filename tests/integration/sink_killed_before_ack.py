@@ -14,11 +14,11 @@ from collections.abc import Iterable
 
 from common.lifecycle import worker_main
 from common.stream_worker import Entry
+from sink.service import SinkService
 from sink.settings import SinkSettings
-from sink.worker import SinkWorker
 
 
-class SinkKilledBeforeAck(SinkWorker):
+class SinkKilledBeforeAck(SinkService):
     """Dies by SIGKILL (no cleanup, no flush) where it would ack its first batch."""
 
     async def ack(self, entries: Iterable[Entry]) -> int:

@@ -14,7 +14,7 @@ from signals.analytics.db import pattern_table, refresh
 from signals.analytics.files import stats_of_records
 from signals.analytics.stats import StatsOptions
 from signals.analytics.table import Filters
-from sink.worker import SinkWorker
+from sink.service import SinkService
 from tests.outcomes_support import replay_outcomes, write_streams
 from tests.sink_support import Db, sink_settings
 
@@ -36,7 +36,7 @@ async def test_sql_pattern_table_equals_the_file_table(
     await write_streams(redis_client, keys, replayed)
     # The sink's own refresh off here, so the test sees what an unrefreshed database gives.
     settings = sink_settings(db.url, keys, stats_refresh_s=0)
-    worker = SinkWorker(settings, redis=redis_client, burst=True)
+    worker = SinkService(settings, redis=redis_client, burst=True)
     async with worker:
         await worker.run()
 
@@ -85,7 +85,7 @@ async def test_the_sink_refreshes_the_aggregates_every_interval(
 
     async def run_sink(refresh_s: int) -> None:
         settings = sink_settings(db.url, keys, stats_refresh_s=refresh_s)
-        async with SinkWorker(settings, redis=redis_client, burst=True) as worker:
+        async with SinkService(settings, redis=redis_client, burst=True) as worker:
             await worker.run()
 
     await run_sink(0)  # migrates this test's schema

@@ -15,7 +15,7 @@ from websockets.protocol import State
 from common.names import Keys
 from signals.liveconfig import apply_assignments, propose, seed_document
 from signals.model import Model
-from sink.worker import SinkWorker
+from sink.service import SinkService
 from tests.integration.test_signals_ws import (
     auth,
     close_code,
@@ -70,7 +70,7 @@ async def test_retention_changed_live_applies_on_the_next_pass(
     for bar in [make_bar(0), recent]:  # one from 2024, one from now
         await redis_client.xadd(keys.bars, bar.encode())  # type: ignore[arg-type]
     await run_sink(db, redis_client, keys)
-    worker = SinkWorker(sink_settings(db.url, keys, retention_s={"bars": 0}), redis=redis_client)
+    worker = SinkService(sink_settings(db.url, keys, retention_s={"bars": 0}), redis=redis_client)
     async with worker:
         await worker.apply_retention()
         assert await db.count("bars") == (2, 2)  # retention off: nothing dropped

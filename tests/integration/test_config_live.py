@@ -31,11 +31,11 @@ from signals.contract import decode_entry
 from signals.liveconfig import apply_assignments, propose, rollback, seed_document
 from signals.metrics import SIGNALS_METRICS
 from signals.model import Model
+from signals.service import SignalsService
 from signals.versions import ModelHistory
-from signals.worker import SignalsWorker
 from tests.conftest import REDIS_URL
 from tests.integration.runtime_support import ROOT
-from tests.integration.test_signals_worker import settings_for, write_events
+from tests.integration.test_signals_service import settings_for, write_events
 from tests.signals_factory import MINUTE, T0, event_mix
 
 pytestmark = pytest.mark.redis
@@ -85,8 +85,8 @@ def cli(monkeypatch: pytest.MonkeyPatch, namespace: str) -> Callable[..., Awaita
     return run
 
 
-async def run_burst(r: aioredis.Redis, namespace: str) -> SignalsWorker:
-    async with SignalsWorker(settings_for(namespace), redis=r, burst=True) as w:
+async def run_burst(r: aioredis.Redis, namespace: str) -> SignalsService:
+    async with SignalsService(settings_for(namespace), redis=r, burst=True) as w:
         await w.run()
     return w
 
@@ -111,7 +111,7 @@ async def test_the_first_worker_seeds_version_1_and_a_restart_changes_nothing(
     # namespace's document rules, so every instance scores alike.
     other = settings_for(namespace)
     other = type(other)(common=other.common, model=Model(params=type(Model().params)(0.1)))
-    async with SignalsWorker(other, redis=redis_client, burst=True) as w:
+    async with SignalsService(other, redis=redis_client, burst=True) as w:
         await w.run()
         assert w.history.newest.name == f"v1:{Model().fingerprint}"
     assert len(await load_versions(redis_client, keys)) == 1
@@ -288,7 +288,7 @@ async def test_rollback_and_profiles_write_new_versions_with_old_documents(
 async def test_a_worker_that_missed_a_version_scores_the_batch_again(
     redis_client: aioredis.Redis, keys: Keys, namespace: str
 ) -> None:
-    worker = SignalsWorker(settings_for(namespace), redis=redis_client)
+    worker = SignalsService(settings_for(namespace), redis=redis_client)
     await worker.start()
     try:
         # A new version lands while the worker is not following (as between two XREADs):

@@ -37,7 +37,7 @@ from tests.integration.test_e2e_pipeline import (
     stored_rows,
     write_subset,
 )
-from tests.integration.test_signals_worker import _worker_env, write_events
+from tests.integration.test_signals_service import _worker_env, write_events
 from tests.signals_factory import MINUTE, T0, event_mix
 from tests.sink_support import Db
 

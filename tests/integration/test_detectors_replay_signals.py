@@ -2,7 +2,7 @@
 
 The recorded Binance session goes through ``replay`` (the CLI); the same pattern events, in
 ``patterns.jsonl`` order, travel the live path: encoded onto the ``patterns`` stream as the
-detectors write them, decoded and scored by a ``SignalsWorker`` on real Redis. Apart from
+detectors write them, decoded and scored by a ``SignalsService`` on real Redis. Apart from
 ``emitted_at`` (wall clock; null offline) the stream's JSON documents equal the file's lines.
 """
 
@@ -26,8 +26,8 @@ from ingest.offline.ticks import read_ticks
 from signals.model import Model
 from signals.offline import comparable
 from signals.scoring import score_event
+from signals.service import SignalsService
 from signals.settings import SignalsSettings
-from signals.worker import SignalsWorker
 from tests.conftest import REDIS_URL
 from tests.integration.detectors_support import DATA
 
@@ -56,7 +56,7 @@ async def test_replay_signals_equal_the_live_workers(
         redis_url=REDIS_URL, namespace=namespace, partitions=4, metrics_port=0, batch_count=64
     )
     settings = SignalsSettings(common=common, model=Model())
-    async with SignalsWorker(settings, redis=redis_client, burst=True) as worker:
+    async with SignalsService(settings, redis=redis_client, burst=True) as worker:
         await worker.run()
     live = [fields[b"d"] for _, fields in await redis_client.xrange(keys.signals)]
 

@@ -11,7 +11,7 @@ from detectors.outcomes import OutcomeConfig
 from detectors.partition import EngineConfig
 from detectors.timeframes import parse_timeframes
 from sink.migrate import migrate
-from sink.worker import SinkWorker
+from sink.service import SinkService
 from tests.outcomes_support import SELECT_ROWS, db_rows, long_rows, replay_outcomes, write_streams
 from tests.sink_support import Db, sink_settings
 
@@ -33,7 +33,7 @@ async def test_outcome_rows_equal_replay_lines_and_are_stored_once(
     assert {r[7] for r in expected} == {"long", "short"}
     for _ in range(2):  # the second time is a redelivery: nothing is stored twice
         await write_streams(redis_client, keys, replayed, bars=False)
-        worker = SinkWorker(sink_settings(db.url, keys), redis=redis_client, burst=True)
+        worker = SinkService(sink_settings(db.url, keys), redis=redis_client, burst=True)
         async with worker:
             await worker.run()
         stored = await db.fetch("SELECT count(*) AS n FROM outcomes")

@@ -32,11 +32,11 @@ from common.settings import CommonSettings
 from common.trimming import parse_id
 from signals.model import Model
 from signals.scoring import score_event
+from signals.service import SignalsService
 from signals.settings import SignalsSettings
-from signals.worker import SignalsWorker
-from sink.worker import SinkWorker
+from sink.service import SinkService
 from tests.conftest import REDIS_URL
-from tests.integration.test_signals_worker import write_events
+from tests.integration.test_signals_service import write_events
 from tests.integration.test_signals_ws import (
     Frame,
     auth,
@@ -110,9 +110,9 @@ async def test_a_client_away_for_many_trim_intervals_resumes_without_a_gap(
         claim_idle_ms=500,
         trim_interval_s=TRIM_INTERVAL_S,
     )
-    signals = SignalsWorker(SignalsSettings(common=common, model=Model()), redis=redis_client)
+    signals = SignalsService(SignalsSettings(common=common, model=Model()), redis=redis_client)
     base = sink_settings(db.url, keys)
-    sink = SinkWorker(replace(base, common=replace(base.common, trim_interval_s=TRIM_INTERVAL_S)))
+    sink = SinkService(replace(base, common=replace(base.common, trim_interval_s=TRIM_INTERVAL_S)))
     events = event_mix(CHUNKS * PER_CHUNK, symbols=PER_CHUNK)
     chunks = [events[i : i + PER_CHUNK] for i in range(0, len(events), PER_CHUNK)]
     server = await start_server(redis_client, namespace)

@@ -15,8 +15,8 @@ import redis.asyncio as aioredis
 from common.names import GROUP_SINK, Keys
 from sink.migrate import VERSION_TABLE, discover, migrate
 from sink.rows import Row, bar_row
+from sink.service import SinkService
 from sink.store import Rejected, Store
-from sink.worker import SinkWorker
 from tests.polling import until
 from tests.sink_support import (
     MINUTE,
@@ -31,9 +31,9 @@ from tests.sink_support import (
 pytestmark = pytest.mark.redis
 
 
-async def run_sink(db: Db, redis: aioredis.Redis, keys: Keys, **overrides: object) -> SinkWorker:
+async def run_sink(db: Db, redis: aioredis.Redis, keys: Keys, **overrides: object) -> SinkService:
     """Run a sink in burst mode until every stream is drained, committed and acked."""
-    worker = SinkWorker(sink_settings(db.url, keys, **overrides), redis=redis, burst=True)
+    worker = SinkService(sink_settings(db.url, keys, **overrides), redis=redis, burst=True)
     async with worker:
         await worker.run()
     return worker
@@ -225,7 +225,7 @@ async def test_retention_drops_only_old_rows(
         await redis_client.xadd(keys.bars, bar.encode())  # type: ignore[arg-type]
     await run_sink(db, redis_client, keys)
     assert await db.count("bars") == (4, 4)
-    worker = SinkWorker(
+    worker = SinkService(
         sink_settings(db.url, keys, retention_s={"bars": 30 * 86_400}), redis=redis_client
     )
     async with worker:
@@ -252,7 +252,7 @@ async def test_stop_during_an_outage_acks_nothing_unstored(
 ) -> None:
     store = BrokenAfterFirstWrite(db.url)
     settings = sink_settings(db.url, keys, batch_rows=5, retry_max_s=0.2)
-    worker = SinkWorker(settings, redis=redis_client, store=store)
+    worker = SinkService(settings, redis=redis_client, store=store)
     for i in range(5):
         await redis_client.xadd(keys.bars, make_bar(i).encode())  # type: ignore[arg-type]
     await worker.start()

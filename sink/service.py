@@ -48,7 +48,7 @@ RETRYABLE: tuple[type[BaseException], ...] = (
 )
 
 
-class SinkWorker(StreamWorker):
+class SinkService(StreamWorker):
     name = "sink"
 
     def __init__(

@@ -25,9 +25,9 @@ from signals.contract import Signal, decode_entry, load_schema
 from signals.model import Model
 from signals.offline import comparable, write_signals_jsonl
 from signals.scoring import score_event
+from signals.service import SignalsService
 from signals.settings import SignalsSettings
 from signals.versions import ModelHistory
-from signals.worker import SignalsWorker
 from tests.conftest import REDIS_URL
 from tests.signals_factory import MINUTE, T0, event_mix, strong_event
 
@@ -102,7 +102,7 @@ async def test_worker_emits_every_signal_once_and_acks(
 ) -> None:
     events = event_mix(600)
     await write_events(redis_client, keys, events)
-    async with SignalsWorker(settings_for(namespace), redis=redis_client, burst=True) as w:
+    async with SignalsService(settings_for(namespace), redis=redis_client, burst=True) as w:
         await w.run()
     assert_exactly(await stream_signals(redis_client, keys), events)
     summary: Any = await redis_client.xpending(keys.patterns, GROUP_SIGNALS)
@@ -126,7 +126,7 @@ async def test_redelivery_after_append_before_ack_gives_no_duplicate(
     half = [s.stamped() for e in batch for s in seed.score(PatternEvent.decode(e.fields))]
     await appender.append(half)  # ...and the process dies before XACK
     assert await crashed.pending_count() == 120
-    async with SignalsWorker(settings, redis=redis_client, burst=True) as w:
+    async with SignalsService(settings, redis=redis_client, burst=True) as w:
         await w.run()
     assert_exactly(await stream_signals(redis_client, keys), events)
     assert await crashed.pending_count() == 0
@@ -175,7 +175,7 @@ async def test_sigkill_mid_batch_then_restart_gives_no_duplicate_and_no_gap(
     assert_exactly(await stream_signals(redis_client, keys), events)
 
 
-class CountingWorker(SignalsWorker):
+class CountingWorker(SignalsService):
     handled = 0
 
     async def handle(self, batch: list[Entry]) -> BatchResult:
@@ -209,7 +209,7 @@ async def test_a_bad_pattern_event_is_dead_lettered_and_the_rest_goes_on(
     events = event_mix(100)
     await redis_client.xadd(keys.patterns, {b"v": b"1", b"d": b"{not json"})
     await write_events(redis_client, keys, events)
-    async with SignalsWorker(settings_for(namespace), redis=redis_client, burst=True) as w:
+    async with SignalsService(settings_for(namespace), redis=redis_client, burst=True) as w:
         await w.run()
     assert_exactly(await stream_signals(redis_client, keys), events)
     assert await redis_client.xlen(keys.dlq(keys.patterns)) == 1
@@ -220,7 +220,7 @@ async def test_offline_jsonl_equals_the_live_stream_minus_emitted_at(
 ) -> None:
     events = event_mix(500)
     await write_events(redis_client, keys, events)
-    async with SignalsWorker(settings_for(namespace), redis=redis_client, burst=True) as w:
+    async with SignalsService(settings_for(namespace), redis=redis_client, burst=True) as w:
         await w.run()
     n = write_signals_jsonl(tmp_path / "signals.jsonl", events)
     offline = (tmp_path / "signals.jsonl").read_bytes().splitlines()
@@ -236,7 +236,7 @@ async def test_signals_stream_is_trimmed_by_retention_but_never_below_a_group(
     for ms in (1000, 2000, 3000, 9000):
         await redis_client.xadd(keys.signals, {b"v": b"1"}, id=f"{ms}-0")
     settings = replace(settings_for(namespace), stream_retention_ms=5000)
-    worker = SignalsWorker(settings, redis=redis_client)
+    worker = SignalsService(settings, redis=redis_client)
     await worker.consumer.ensure_groups()  # its own input, as at start
     await redis_client.xgroup_create(keys.signals, "risk", id="1000-0")  # still needs 2000-0
     (result,) = [r for r in await worker.trim(now_ms=10_000) if r.stream == keys.signals]
@@ -255,7 +255,7 @@ async def test_new_signals_are_published_on_their_symbol_channel(
     await pubsub.get_message(timeout=1)  # the subscribe confirmation
     events = [strong_event("AAA", T0), strong_event("BBB", T0)]
     await write_events(redis_client, keys, events * 2)  # the repeats must not publish again
-    async with SignalsWorker(settings_for(namespace), redis=redis_client, burst=True) as w:
+    async with SignalsService(settings_for(namespace), redis=redis_client, burst=True) as w:
         await w.run()
     (on_stream,) = [s for s in await stream_signals(redis_client, keys) if s.symbol == "AAA"]
     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5)

@@ -45,7 +45,7 @@ from signals.settings import SignalsSettings
 from signals.versions import ModelHistory
 
 
-class SignalsWorker(StreamWorker):
+class SignalsService(StreamWorker):
     """One consumer of group ``signals`` (the runtime's loop around ``handle``); run many."""
 
     name = "signals"
@@ -88,7 +88,7 @@ class SignalsWorker(StreamWorker):
 
     async def start(self) -> None:
         await super().start()
-        log = get_logger("signals.worker")
+        log = get_logger("signals.service")
         await self.config.refresh()
         if self.config.current is None:
             try:
