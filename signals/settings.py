@@ -33,7 +33,7 @@ Plus every shared variable of ``CommonSettings`` (``REDIS_URL``, ``NAMESPACE``, 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +47,7 @@ from common.settings import (
     env_list,
     env_optional,
     env_str,
+    field_defaults,
     recent_bars_from_env,
 )
 from signals.model import Model, load_model
@@ -70,7 +71,7 @@ class SignalsSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SignalsSettings:
         e = os.environ if env is None else env
-        d = _defaults(cls)
+        d = field_defaults(cls)
         model = load_model(env_optional(e, "SIGNALS_MODEL_FILE"))
         recent_bars = recent_bars_from_env(e)
         if model.params.cooldown_bars > recent_bars:
@@ -88,8 +89,8 @@ class SignalsSettings:
             model=model,
             config_seed=seed_document(e, model),
             id_retention_ms=_ms_from_env(e, "SIGNALS_ID_RETENTION_S", "id_retention_ms"),
-            stream_maxlen=env_int(e, "SIGNALS_STREAM_MAXLEN", d("stream_maxlen"), lo=0),
-            publish=env_bool(e, "SIGNALS_PUBLISH", d("publish")),
+            stream_maxlen=env_int(e, "SIGNALS_STREAM_MAXLEN", d["stream_maxlen"], lo=0),
+            publish=env_bool(e, "SIGNALS_PUBLISH", d["publish"]),
             stream_retention_ms=_ms_from_env(
                 e, "SIGNALS_STREAM_RETENTION_S", "stream_retention_ms"
             ),
@@ -99,12 +100,12 @@ class SignalsSettings:
 
 def emit_warming_from_env(env: Mapping[str, str]) -> bool:
     """``SIGNALS_EMIT_WARMING`` (the live worker and ``replay`` must agree on it)."""
-    return env_bool(env, "SIGNALS_EMIT_WARMING", _defaults(SignalsSettings)("emit_warming"))
+    return env_bool(env, "SIGNALS_EMIT_WARMING", field_defaults(SignalsSettings)["emit_warming"])
 
 
 def _ms_from_env(env: Mapping[str, str], name: str, field: str) -> int:
     """A retention given in seconds (``name``) as the milliseconds of ``field``."""
-    default_s = _defaults(SignalsSettings)(field) // 1000
+    default_s = field_defaults(SignalsSettings)[field] // 1000
     return 1000 * env_int(env, name, default_s, lo=0, hi=10 * 365 * 86_400)
 
 
@@ -121,8 +122,8 @@ WS_LIVE_LIMITS: dict[str, tuple[str, int]] = {
 
 def ws_limits_from_env(env: Mapping[str, str]) -> dict[str, int]:
     """The live-changeable WebSocket limits, validated (``ConfigError`` names the variable)."""
-    d = _defaults(WsSettings)
-    return {key: env_int(env, var, d(key), lo=lo) for key, (var, lo) in WS_LIVE_LIMITS.items()}
+    d = field_defaults(WsSettings)
+    return {key: env_int(env, var, d[key], lo=lo) for key, (var, lo) in WS_LIVE_LIMITS.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +144,7 @@ class WsSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WsSettings:
         e = os.environ if env is None else env
-        d = _defaults(cls)
+        d = field_defaults(cls)
         tokens = frozenset(env_list(e, "SIGNALS_WS_TOKENS"))
         register_secret(*tokens)
         if not tokens:
@@ -151,22 +152,15 @@ class WsSettings:
         return cls(
             common=CommonSettings.from_env(e),
             tokens=tokens,
-            host=env_str(e, "SIGNALS_WS_HOST", d("host")) or d("host"),
-            port=env_int(e, "SIGNALS_WS_PORT", d("port"), lo=0, hi=65535),
-            max_message=env_int(e, "SIGNALS_WS_MAX_MESSAGE", d("max_message"), lo=256),
+            host=env_str(e, "SIGNALS_WS_HOST", d["host"]) or d["host"],
+            port=env_int(e, "SIGNALS_WS_PORT", d["port"], lo=0, hi=65535),
+            max_message=env_int(e, "SIGNALS_WS_MAX_MESSAGE", d["max_message"], lo=256),
             **ws_limits_from_env(e),
-            log_lines=env_int(e, "SIGNALS_WS_LOG_LINES", d("log_lines"), lo=0),
+            log_lines=env_int(e, "SIGNALS_WS_LOG_LINES", d["log_lines"], lo=0),
             log_interval_s=env_float(
-                e, "SIGNALS_WS_LOG_INTERVAL_S", d("log_interval_s"), lo=0.1, hi=86_400
+                e, "SIGNALS_WS_LOG_INTERVAL_S", d["log_interval_s"], lo=0.1, hi=86_400
             ),
         )
 
     def __repr__(self) -> str:  # never log the tokens
         return f"WsSettings(host={self.host!r}, port={self.port}, tokens=<{len(self.tokens)}>)"
-
-
-def _defaults(cls: Any) -> Callable[[str], Any]:
-    """``d(field)``: the dataclass default of ``cls.field``, the one place each default is
-    written (``from_env`` and a direct construction agree)."""
-    fields = cls.__dataclass_fields__
-    return lambda name: fields[name].default

@@ -34,14 +34,21 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from common.errors import ConfigError
 from common.secrets import redact_url, register_secret, register_url_secret
-from common.settings import CommonSettings, check_url, env_bool, env_choice, env_int, env_str
+from common.settings import (
+    CommonSettings,
+    check_url,
+    env_bool,
+    env_choice,
+    env_int,
+    env_str,
+    field_defaults,
+)
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/alphapulse"
 DATABASE_SCHEMES = ("postgresql", "postgres")
@@ -81,7 +88,7 @@ def retention_from_env(env: Mapping[str, str]) -> tuple[dict[str, int], int]:
     retention = {
         t: env_duration_s(env, f"RETENTION_{t.upper()}", _DEFAULT_RETENTION[t]) for t in TABLES
     }
-    interval = _defaults(SinkSettings)("retention_interval_s")
+    interval = field_defaults(SinkSettings)["retention_interval_s"]
     return retention, env_int(env, "RETENTION_INTERVAL_S", interval, lo=1)
 
 
@@ -104,21 +111,21 @@ class SinkSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SinkSettings:
         e = os.environ if env is None else env
-        d = _defaults(cls)
+        d = field_defaults(cls)
         retention_s, retention_interval_s = retention_from_env(e)
         return cls(
             common=CommonSettings.from_env(e),
             database_url=database_url(e),
-            store_ticks=env_bool(e, "STORE_TICKS", d("store_ticks")),
-            batch_rows=env_int(e, "SINK_BATCH_ROWS", d("batch_rows"), lo=1, hi=1_000_000),
-            flush_ms=env_int(e, "SINK_FLUSH_MS", d("flush_ms"), lo=1, hi=3_600_000),
-            write_method=env_choice(e, "SINK_WRITE_METHOD", d("write_method"), WRITE_METHODS),
-            retry_max_s=float(env_int(e, "SINK_RETRY_MAX_S", int(d("retry_max_s")), lo=1, hi=3600)),
-            migrate=env_bool(e, "SINK_MIGRATE", d("migrate")),
+            store_ticks=env_bool(e, "STORE_TICKS", d["store_ticks"]),
+            batch_rows=env_int(e, "SINK_BATCH_ROWS", d["batch_rows"], lo=1, hi=1_000_000),
+            flush_ms=env_int(e, "SINK_FLUSH_MS", d["flush_ms"], lo=1, hi=3_600_000),
+            write_method=env_choice(e, "SINK_WRITE_METHOD", d["write_method"], WRITE_METHODS),
+            retry_max_s=float(env_int(e, "SINK_RETRY_MAX_S", int(d["retry_max_s"]), lo=1, hi=3600)),
+            migrate=env_bool(e, "SINK_MIGRATE", d["migrate"]),
             retention_s=retention_s,
             retention_interval_s=retention_interval_s,
             stats_refresh_s=env_int(
-                e, "SINK_STATS_REFRESH_S", d("stats_refresh_s"), lo=0, hi=86_400 * 30
+                e, "SINK_STATS_REFRESH_S", d["stats_refresh_s"], lo=0, hi=86_400 * 30
             ),
         )
 
@@ -130,10 +137,3 @@ class SinkSettings:
         out["database_url"] = redact_url(self.database_url)
         out["common"] = self.common.redacted()
         return out
-
-
-def _defaults(cls: Any) -> Callable[[str], Any]:
-    """``d(field)``: the dataclass default of ``cls.field``, the one place each default is
-    written (``from_env`` and a direct construction agree)."""
-    fields = cls.__dataclass_fields__
-    return lambda name: fields[name].default
