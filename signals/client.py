@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import socket
 from collections import deque
-from typing import Any, Literal
+from typing import Literal
 
 from common.errors import BadInput
 from common.names import Keys
@@ -158,24 +158,10 @@ class SignalSubscription:
                 await self.consumer.dead_letter(entry, err)
 
     async def _read_own_pending(self) -> list[Entry]:
-        stream = self.keys.signals
-        cursor = self._own_pending_cursor or "0-0"
-        reply: Any = await self.redis.xreadgroup(
-            self.consumer.group, self.consumer.consumer, {stream: cursor}, count=self.consumer.count
-        )
-        items = _items(reply)
-        self._own_pending_cursor = _s(items[-1][0]) if items else None
-        gone = [_s(i) for i, f in items if f is None]  # trimmed while pending: nothing to redo
-        await self.consumer.ack(stream, gone)
-        return [Entry(stream, _s(i), f) for i, f in items if f is not None]
-
-
-def _s(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _items(reply: Any) -> list[Any]:
-    if not reply:
-        return []
-    pairs = list(reply.items()) if isinstance(reply, dict) else reply
-    return list(pairs[0][1]) if pairs else []
+        """The next page of this consumer's own pending signals (after a restart). A signal
+        trimmed from the stream while pending comes back without fields: there is nothing to
+        hand out or redo, so it is acked, not dead-lettered (it was a valid signal)."""
+        entries = await self.consumer.read_pending(self._own_pending_cursor or "0-0")
+        self._own_pending_cursor = entries[-1].id if entries else None
+        await self.consumer.ack(self.keys.signals, [e.id for e in entries if not e.fields])
+        return [e for e in entries if e.fields]

@@ -130,3 +130,21 @@ async def test_auto_ack_leaves_the_signal_the_body_failed_on_pending(
     assert [p["message_id"] for p in pending] == ids[3:]
     async with subscription(namespace, group="g", consumer="c") as sub:
         assert (await take(sub, 1))[0] == stream[3]  # redelivered first after the restart
+
+
+async def test_a_pending_signal_trimmed_meanwhile_is_acked_not_dead_lettered(
+    redis_client: aioredis.Redis, keys: Keys, namespace: str
+) -> None:
+    await append_mix(redis_client, keys, 100, symbols=10)
+    stream = await stream_signals(redis_client, keys)
+    async with subscription(namespace, group="g", start="beginning", ack="manual") as sub:
+        held = await take(sub, 6)
+    ids = [i for i, _ in await redis_client.xrange(keys.signals, count=3)]
+    await redis_client.xdel(keys.signals, *ids)  # trimmed by retention while still pending
+    async with subscription(namespace, group="g", start="beginning", ack="manual") as sub:
+        got = await take(sub, len(stream) - 3)
+        await sub.ack(*got)
+    assert got == stream[3:]  # the three still on the stream come back first, then the rest
+    assert {s.id for s in held[3:]} <= {s.id for s in got}
+    assert (await redis_client.xpending(keys.signals, "g"))["pending"] == 0
+    assert await redis_client.xlen(keys.dlq(keys.signals)) == 0
