@@ -35,7 +35,8 @@ schema), with the production settings (trimming on) except ``ALLOWED_LATENESS_MS
   the run's mean ticks per entry encodes to), in ticks/s; asyncpg COPY of tick rows.
 
 Parts: ``BENCH_E2E_PARTS`` (or the arguments of ``python -m tests.bench.bench_e2e``), any of
-``throughput``, ``writer``, ``latency`` (default all three); e.g. ``BENCH_E2E_PARTS=latency
+``throughput``, ``writer``, ``latency``, ``sweep`` (the latency run again at 10 and 100
+symbols, 60 s each; default all four); e.g. ``BENCH_E2E_PARTS=latency
 python -m tests.bench e2e``. ``BENCH_E2E_INGESTS`` sets the ingest process count (2),
 ``BENCH_E2E_PARTITIONS`` the tick partitions (16), ``BENCH_E2E_SYMBOLS`` the symbols (1,000).
 Writes ``docs/bench/e2e.png`` and ``docs/bench/e2e.md`` (or into ``BENCH_E2E_OUT``) when every
@@ -96,7 +97,10 @@ from tests.sink_support import REDIS_URL
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 N_TICKS = 300_000 if QUICK else 2_000_000
-PARTS = ("throughput", "writer", "latency")
+PARTS = ("throughput", "writer", "latency", "sweep")
+# The ``sweep`` part: the paced latency run again with fewer symbols (same ticks/s), shorter.
+SWEEP_SYMBOLS = (10, 100)
+SWEEP_S = 20 if QUICK else 60
 EVENT_T0_NS = 1_723_075_200 * 10**9  # 2024-08-08T00:00:00Z
 EVENT_STEP_NS = 20_000  # 50,000 ticks per second of event time
 OUT = Path(
@@ -436,6 +440,33 @@ def report(runs: list[Run], s: Soak | None, copy: float, load: str) -> list[str]
     return lines
 
 
+def sweep_report(sweep: list[Soak]) -> list[str]:
+    """The paced latency at fewer symbols: how the burst per boundary drives the latency.
+    Few bars close per boundary, so few signals: the pattern event latency (every event, not
+    only those that became signals) is printed too."""
+    if not sweep:
+        return []
+
+    def q(v: list[float]) -> str:
+        return f"{pct(v, 0.5):.1f} / {pct(v, 0.99):.1f} ms" if v else "-"
+
+    lines = [
+        "",
+        "| symbols | ticks/s | bar close -> signal p50 / p99 (signals) "
+        "| -> pattern event p50 / p99 (events) | hops: detectors, signals p50 / p99 | rows |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in sweep:
+        lat = [v for _, v in r.latencies]
+        exact = "exact vs replay" if all(c.exact for c in r.rows.values()) else "MISMATCH"
+        hops = ", ".join(q(r.hops.get(h, [])) for h in ("detectors", "signals"))
+        lines.append(
+            f"| {r.symbols:,} | {r.sent / r.seconds:,.0f} | {q(lat)} ({len(lat):,}) "
+            f"| {q(r.pattern_latencies)} ({len(r.pattern_latencies):,}) | {hops} | {exact} |"
+        )
+    return lines
+
+
 def plot(runs: list[Run], s: Soak, path: Path) -> None:
     fig = Figure(figsize=(10, 11))
     a, b, c = fig.subplots(3, 1)
@@ -478,6 +509,7 @@ async def amain(load: str, wanted: tuple[str, ...]) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
     runs: list[Run] = []
     s: Soak | None = None
+    sweep: list[Soak] = []
     try:
         if "throughput" in wanted or "writer" in wanted:
             feed = await asyncio.to_thread(make_feed, workdir)
@@ -490,16 +522,18 @@ async def amain(load: str, wanted: tuple[str, ...]) -> None:
                 runs += [await in_process(redis, feed, False), await in_process(redis, feed, True)]
             del feed
         if "latency" in wanted:
-            s = await soak(redis, workdir)
+            s = await soak(redis, workdir / "soak")
+        for n in SWEEP_SYMBOLS if "sweep" in wanted else ():
+            sweep.append(await soak(redis, workdir / f"sweep{n}", symbols=n, seconds=SWEEP_S))
     finally:
         await redis.aclose()
         shutil.rmtree(workdir, ignore_errors=True)
     copy = max((r.copy_rate for r in runs), default=0.0)  # the best of the stored runs
-    lines = report(runs, s, copy, load)
+    lines = report(runs, s, copy, load) + sweep_report(sweep)
     print("\n".join(lines))
     if set(wanted) == set(PARTS) and s is not None:
         write_docs(runs, s, lines)
-    soak_ok = s is None or all(c.exact for c in s.rows.values())
+    soak_ok = all(c.exact for r in [s, *sweep] if r is not None for c in r.rows.values())
     if not all(r.exact for r in runs) or not soak_ok:
         raise SystemExit("bench e2e: rows out != what replay gives for the ticks in (see above)")
 

@@ -37,6 +37,7 @@ from tests.bench.e2e_support import (
     INGESTS,
     MS_NS,
     PARTITIONS,
+    SYMBOLS,
     Stack,
     TradeArrays,
     Trades,
@@ -66,6 +67,7 @@ class Soak:
     seconds: float = 0.0
     rows: dict[str, Check] = field(default_factory=dict)
     feed: str = ""  # what wrote the ticks
+    symbols: int = SYMBOLS
 
 
 class Closers:
@@ -207,13 +209,23 @@ async def follow(
                 yield stream, int(last[stream].split("-")[0]), fields
 
 
-async def soak(redis: aioredis.Redis, workdir: Path, via_ws: bool | None = None) -> Soak:
+async def soak(
+    redis: aioredis.Redis,
+    workdir: Path,
+    via_ws: bool | None = None,
+    *,
+    symbols: int = SYMBOLS,
+    seconds: float = SOAK_S,
+) -> Soak:
     """The paced run: latency and memory (see the module doc). Importable and runnable alone
-    (``BENCH_E2E_PARTS=latency``; ``BENCH_E2E_LATENCY_FEED=ws`` feeds it through ingest)."""
-    result = Soak()
-    trades = Trades(seed=3)
+    (``BENCH_E2E_PARTS=latency``; ``BENCH_E2E_LATENCY_FEED=ws`` feeds it through ingest).
+    ``symbols`` and ``seconds`` set the universe and the length (the ``sweep`` part runs it
+    with 10 and 100 symbols: the same 10,000 ticks/s, fewer bars closing per boundary)."""
+    result = Soak(symbols=symbols)
+    trades = Trades(seed=3, symbols=symbols)
     feed = PacedFeed(trades, LATENCY_WS if via_ws is None else via_ws)
     result.feed = "ingest over a WebSocket" if feed.via_ws else "the in-process writer"
+    await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
     recording = workdir / "soak.rec"
     stack: Stack | None = None
     raw: list[Output] = []
@@ -224,7 +236,7 @@ async def soak(redis: aioredis.Redis, workdir: Path, via_ws: bool | None = None)
         reader = asyncio.create_task(read_outputs(redis, stack, t0, raw))
         memory = asyncio.create_task(sample_rss(stack, t0, result))
         last_ms = 0
-        while (elapsed := loop.time() - t0) < SOAK_S:
+        while (elapsed := loop.time() - t0) < seconds:
             due = int(elapsed * RATE) - result.sent
             if due > 0:
                 now = time.time_ns()
