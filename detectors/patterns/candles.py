@@ -83,7 +83,7 @@ def ranges(open_: F64, high: F64, low: F64, close: F64) -> F64:
     Real body ``fabs(close - open)``; high-low; upper shadow ``high - (close >= open ?
     close : open)`` plus lower shadow ``(close >= open ? open : close) - low`` as in the
     macros (both pick max/min(open, close)). The engine's hot path writes the same
-    operations into reused buffers (``scratch.ranges_into``).
+    operations into reused buffers (``buffers.ranges_into``).
     """
     top = np.maximum(open_, close)
     bottom = np.minimum(open_, close)
@@ -98,123 +98,103 @@ def ranges(open_: F64, high: F64, low: F64, close: F64) -> F64:
 AverageKey = tuple[str, int, int]
 
 
-def _pick(features: F64, field: int, k: int) -> F64:
-    """Row ``field`` of bar ``i - k`` from a ``(fields, DEPTH, N)`` feature block."""
-    row: F64 = features[field, DEPTH - 1 - k]
-    return row
-
-
 class Candles:
     """Features of the newest ``DEPTH`` bars of N series, handed to each pattern kernel.
 
-    Index ``k`` means bar ``i - k`` (0 = the newly closed bar). Arrays are ``(N,)``.
+    Index ``k`` means bar ``i - k`` (0 = the newly closed bar). Rows are ``(N,)``.
     ``avg(setting, k)`` is ``TA_CANDLEAVERAGE(setting, total, i - k)`` of the current
     pattern, evaluated in TA-Lib's operation order.
+
+    The derived features (shadows, colors, gaps, ...) are written once, here, in terms of
+    the primitive rows a subclass supplies (``_price``, ``_range``, ``_averaged``): on numpy
+    rows (``CandleRows``) or on traced rows (``TracedCandles``, see ``trace.py``), which
+    the detector compiles into batched steps.
     """
 
-    def __init__(
-        self,
-        ohlc: F64,
-        rng: F64,
-        bar_index: NDArray[np.int64],
-        averages: Mapping[AverageKey, F64],
-    ) -> None:
-        # ohlc: (4, DEPTH, N) oldest..newest; rng: (3, DEPTH, N)
-        self._ohlc = ohlc
-        self._rng = rng
-        self.j = bar_index
-        self._cache: dict[AverageKey, F64] = dict(averages)
-        # Shared features of all DEPTH bars at once, (DEPTH, N) each: one numpy op apiece.
-        o, h, lo, c = ohlc
-        self._top = np.maximum(o, c)
-        self._bottom = np.minimum(o, c)
-        self._upper = h - self._top
-        self._lower = self._bottom - lo
-        self._white = c >= o
-        self._black = ~self._white
-        self._color = np.where(self._white, 1, -1).astype(np.int32)
-        self.start = 0  # lookback of the pattern being evaluated (set by the engine)
-        #: set by the engine's discovery pass: every averaged key a kernel asks for.
-        self.recorded: dict[AverageKey, RunningTotal] | None = None
-        #: (N, 2, 2) Hikkake memory rows, read and updated in place by those two kernels.
-        self.hikkake: NDArray[np.int64] = np.zeros((bar_index.shape[0], 2, 2), dtype=np.int64)
+    #: lookback of the pattern being evaluated (set by the engine before each kernel)
+    start: int = 0
+
+    def _price(self, field: int, k: int) -> F64:
+        raise NotImplementedError
+
+    def _range(self, range_type: int, k: int) -> F64:
+        raise NotImplementedError
+
+    def _averaged(self, key: AverageKey, setting: CandleSetting) -> F64:
+        """The average of a setting with a running total (``avg_period > 0``)."""
+        raise NotImplementedError
 
     def o(self, k: int) -> F64:
-        return _pick(self._ohlc, 0, k)
+        return self._price(0, k)
 
     def h(self, k: int) -> F64:
-        return _pick(self._ohlc, 1, k)
+        return self._price(1, k)
 
     def l(self, k: int) -> F64:  # noqa: E743 - mirrors TA-Lib's inLow
-        return _pick(self._ohlc, 2, k)
+        return self._price(2, k)
 
     def c(self, k: int) -> F64:
-        return _pick(self._ohlc, 3, k)
-
-    def back(self, field: int, k: NDArray[np.int64]) -> F64:
-        """Per-row bar ``i - k[r]`` of ``field`` (0 open, 1 high, 2 low, 3 close); k clipped."""
-        col = DEPTH - 1 - np.clip(k, 0, DEPTH - 1)
-        picked: F64 = np.take_along_axis(self._ohlc[field], col[None, :], axis=0)[0]
-        return picked
+        return self._price(3, k)
 
     def body(self, k: int) -> F64:
         """TA_REALBODY: ``fabs(close - open)``."""
-        return _pick(self._rng, REALBODY, k)
+        return self._range(REALBODY, k)
 
     def hl(self, k: int) -> F64:
         """TA_HIGHLOWRANGE: ``high - low``."""
-        return _pick(self._rng, HIGHLOW, k)
-
-    def upper(self, k: int) -> F64:
-        """TA_UPPERSHADOW: ``high - (close >= open ? close : open)``."""
-        row: F64 = self._upper[DEPTH - 1 - k]
-        return row
-
-    def lower(self, k: int) -> F64:
-        """TA_LOWERSHADOW: ``(close >= open ? open : close) - low``."""
-        row: F64 = self._lower[DEPTH - 1 - k]
-        return row
-
-    def white(self, k: int) -> Bool:
-        """TA_CANDLECOLOR == 1 (close >= open)."""
-        row: Bool = self._white[DEPTH - 1 - k]
-        return row
-
-    def black(self, k: int) -> Bool:
-        """TA_CANDLECOLOR == -1 (close < open)."""
-        row: Bool = self._black[DEPTH - 1 - k]
-        return row
-
-    def color(self, k: int) -> I32:
-        """TA_CANDLECOLOR as +1 / -1."""
-        row: I32 = self._color[DEPTH - 1 - k]
-        return row
+        return self._range(HIGHLOW, k)
 
     def top(self, k: int) -> F64:
         """max(open, close)."""
-        row: F64 = self._top[DEPTH - 1 - k]
-        return row
+        top: F64 = np.maximum(self.o(k), self.c(k))
+        return top
 
     def bottom(self, k: int) -> F64:
         """min(open, close)."""
-        row: F64 = self._bottom[DEPTH - 1 - k]
-        return row
+        bottom: F64 = np.minimum(self.o(k), self.c(k))
+        return bottom
+
+    def upper(self, k: int) -> F64:
+        """TA_UPPERSHADOW: ``high - (close >= open ? close : open)``."""
+        return self.h(k) - self.top(k)
+
+    def lower(self, k: int) -> F64:
+        """TA_LOWERSHADOW: ``(close >= open ? open : close) - low``."""
+        return self.bottom(k) - self.l(k)
+
+    def white(self, k: int) -> Bool:
+        """TA_CANDLECOLOR == 1 (close >= open)."""
+        white: Bool = self.c(k) >= self.o(k)
+        return white
+
+    def black(self, k: int) -> Bool:
+        """TA_CANDLECOLOR == -1 (close < open)."""
+        return ~self.white(k)
+
+    def color(self, k: int) -> I32:
+        """TA_CANDLECOLOR as +1 / -1."""
+        color: I32 = np.where(self.white(k), 1, -1)
+        return color
 
     def body_gap_up(self, k2: int, k1: int) -> Bool:
         """TA_REALBODYGAPUP(i-k2, i-k1): min(o,c)[k2] > max(o,c)[k1]."""
-        return self.bottom(k2) > self.top(k1)
+        up: Bool = self.bottom(k2) > self.top(k1)
+        return up
 
     def body_gap_down(self, k2: int, k1: int) -> Bool:
         """TA_REALBODYGAPDOWN(i-k2, i-k1): max(o,c)[k2] < min(o,c)[k1]."""
-        return self.top(k2) < self.bottom(k1)
+        down: Bool = self.top(k2) < self.bottom(k1)
+        return down
 
     def gap_up(self, k2: int, k1: int) -> Bool:
         """TA_CANDLEGAPUP(i-k2, i-k1): low[k2] > high[k1]."""
-        return self.l(k2) > self.h(k1)
+        up: Bool = self.l(k2) > self.h(k1)
+        return up
 
     def gap_down(self, k2: int, k1: int) -> Bool:
         """TA_CANDLEGAPDOWN(i-k2, i-k1): high[k2] < low[k1]."""
-        return self.h(k2) < self.l(k1)
+        down: Bool = self.h(k2) < self.l(k1)
+        return down
 
     def avg(self, setting: str, k: int, start: int | None = None) -> F64:
         """``TA_CANDLEAVERAGE(setting, <its running total at shift k>, i - k)``.
@@ -222,23 +202,64 @@ class Candles:
         ``start``: bar index where the function first uses that total (default: its
         lookback; CDLHIKKAKEMOD starts its sum 3 bars earlier).
         """
-        first = self.start if start is None else start
-        key = (setting, k, first)
-        hit = self._cache.get(key)
-        if hit is not None:
-            return hit
         s = SETTINGS[setting]
         if s.avg_period == 0:
-            base = _pick(self._rng, s.range_type, k)
-        else:
-            total = RunningTotal(s.range_type, s.avg_period, k, first)
-            if self.recorded is None:
-                raise KeyError(f"candle average {key} was not prepared by the engine")
-            self.recorded[key] = total
-            base = np.zeros_like(self.j, dtype=np.float64)
-        value = average(s, base)
-        self._cache[key] = value
+            return average(s, self._range(s.range_type, k))
+        return self._averaged((setting, k, self.start if start is None else start), s)
+
+
+class CandleRows(Candles):
+    """``Candles`` on numpy rows: the newest ``DEPTH`` bars of N series.
+
+    Used by the stateful kernels (Hikkake), which read and update ``hikkake`` in place,
+    and by the detector's discovery pass (``recorded``), which runs every kernel once to
+    learn which running totals they need.
+    """
+
+    def __init__(
+        self,
+        ohlc: F64,
+        rng: F64,
+        bar_index: NDArray[np.int64],
+        averages: F64,
+        average_rows: Mapping[AverageKey, int],
+    ) -> None:
+        # ohlc: (4, DEPTH, N) oldest..newest; rng: (>=2, DEPTH, N); averages: (A, N)
+        self._ohlc = ohlc
+        self._rng = rng
+        self.j = bar_index
+        self._averages = averages
+        self._average_rows = average_rows
+        #: set by the engine's discovery pass: every averaged key a kernel asks for.
+        self.recorded: dict[AverageKey, RunningTotal] | None = None
+        #: (N, 2, 2) Hikkake memory rows, read and updated in place by those two kernels.
+        self.hikkake: NDArray[np.int64] = np.zeros((bar_index.shape[0], 2, 2), dtype=np.int64)
+
+    def _price(self, field: int, k: int) -> F64:
+        row: F64 = self._ohlc[field, DEPTH - 1 - k]
+        return row
+
+    def _range(self, range_type: int, k: int) -> F64:
+        row: F64 = self._rng[range_type, DEPTH - 1 - k]
+        return row
+
+    def _averaged(self, key: AverageKey, setting: CandleSetting) -> F64:
+        if self.recorded is not None:
+            self.recorded[key] = RunningTotal(
+                setting.range_type, setting.avg_period, key[1], key[2]
+            )
+            return average(setting, np.zeros_like(self.j, dtype=np.float64))
+        row = self._average_rows.get(key)
+        if row is None:
+            raise KeyError(f"candle average {key} was not prepared by the engine")
+        value: F64 = self._averages[row]
         return value
+
+    def back(self, field: int, k: NDArray[np.int64]) -> F64:
+        """Per-row bar ``i - k[r]`` of ``field`` (0 open, 1 high, 2 low, 3 close); k clipped."""
+        col = DEPTH - 1 - np.clip(k, 0, DEPTH - 1)
+        picked: F64 = np.take_along_axis(self._ohlc[field], col[None, :], axis=0)[0]
+        return picked
 
 
 def average(setting: CandleSetting, mean: F64) -> F64:

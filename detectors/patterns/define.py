@@ -59,9 +59,11 @@ class Registry:
     def __init__(self) -> None:
         self.defs: list[PatternDef] = []
 
-    def pattern(self, name: str, lookback: int) -> Callable[[Kernel], Kernel]:
+    def pattern(
+        self, name: str, lookback: int, *, stateful: bool = False
+    ) -> Callable[[Kernel], Kernel]:
         def register(kernel: Callable[[Candles], I32]) -> Kernel:
-            self.defs.append(PatternDef(name, lookback, kernel))
+            self.defs.append(PatternDef(name, lookback, kernel, stateful))
             return kernel
 
         return register

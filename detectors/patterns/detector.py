@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from detectors.patterns.buffers import WorkBuffers, ranges_into
+from detectors.patterns.buffers import InputRows, WorkBuffers, ranges_into
 from detectors.patterns.candles import (
     DEPTH,
     F64,
@@ -27,10 +27,12 @@ from detectors.patterns.candles import (
     SETTINGS,
     SHADOWS,
     AverageKey,
+    CandleRows,
     Candles,
     RunningTotal,
     ranges,
 )
+from detectors.patterns.program import Program, trace_kernels
 
 Kernel = Callable[[Candles], I32]
 HIKKAKE_FIELDS = 2  # (pattern index, pattern result) per Hikkake variant
@@ -39,11 +41,16 @@ _ZLIB = b"APZ1"  # marks a zlib-compressed PatternState (plain ones start with n
 
 @dataclass(frozen=True)
 class PatternDef:
-    """One TA-Lib candlestick function: its lookback and its vectorized kernel."""
+    """One TA-Lib candlestick function: its lookback and its vectorized kernel.
+
+    ``stateful``: the kernel reads and updates the Hikkake memory, so it runs on numpy
+    rows each evaluate; every other kernel is compiled into the detector's ``Program``.
+    """
 
     name: str
     lookback: int
     kernel: Kernel
+    stateful: bool = False
 
 
 class PatternState:
@@ -142,6 +149,7 @@ class PatternDetector:
         self._avg_halved_rows = [
             r for r, k in enumerate(self._avg_keys) if SETTINGS[k[0]].range_type == SHADOWS
         ]
+        self._avg_row = {k: r for r, k in enumerate(self._avg_keys)}
         deepest = max((t.shift + t.period for t in self.totals), default=0)
         #: Bars of history (including the newest) each series must supply.
         self.window = max(DEPTH, deepest + 1)
@@ -157,13 +165,28 @@ class PatternDetector:
         period = np.array([t.period for t in self.totals], dtype=np.int64)[:, None]
         self._init_from = self._start - period
         self._period_f = period[:, 0].astype(np.float64)
-        self._buffers = WorkBuffers(w, len(self.totals), len(self._avg_keys), len(self._defs))
+        # Stateless kernels: traced once, evaluated as one batched program.
+        compiled = [p for p, d in enumerate(self._defs) if not d.stateful]
+        self._compiled_rows = np.array(compiled, dtype=np.intp)
+        self._stateful = [(p, self._defs[p]) for p, d in enumerate(self._defs) if d.stateful]
+        inputs = InputRows(w, self._avg_keys)
+        outputs = trace_kernels(
+            [(self._defs[p].lookback, self._defs[p].kernel) for p in compiled], self._avg_keys
+        )
+        self._program = Program(outputs, inputs.row, inputs.count)
+        self._buffers = WorkBuffers(
+            inputs,
+            len(self.totals),
+            len(self._defs),
+            self._program.n_registers,
+            self._program.n_flags,
+        )
 
     def _discover_averages(self) -> dict[AverageKey, RunningTotal]:
         """Run every kernel once on dummy bars, recording the candle averages it reads."""
         n = 1
         ohlc = np.ones((4, DEPTH, n))
-        dummy = Candles(ohlc, ranges(*ohlc), np.zeros(n, dtype=np.int64), {})
+        dummy = CandleRows(ohlc, ranges(*ohlc), np.zeros(n, dtype=np.int64), ohlc[0, :0], {})
         dummy.recorded = {}
         hik = np.zeros((n, 2, HIKKAKE_FIELDS), dtype=np.int64)
         for d in self._defs:
@@ -239,20 +262,23 @@ class PatternDetector:
         averages = self._averages(totals, n)
         self._advance_totals(rng, j, totals, n)
         state.totals[rows] = totals.T
-        candles = Candles(bars[:, -DEPTH:], rng[:, -DEPTH:], j, averages)
-        hik = state.hikkake[rows]
-        candles.hikkake = hik
         out = sc.out(n)
-        for p, d in enumerate(self._defs):
-            candles.start = d.lookback
-            out[p] = d.kernel(candles)
-        state.hikkake[rows] = hik
+        out[self._compiled_rows] = self._program.run(*sc.registers(n))  # exact small ints
+        if self._stateful:
+            candles = CandleRows(bars[:, -DEPTH:], rng[:, -DEPTH:], j, averages, self._avg_row)
+            hik = state.hikkake[rows]
+            candles.hikkake = hik
+            for p, d in self._stateful:
+                candles.start = d.lookback
+                out[p] = d.kernel(candles)
+            state.hikkake[rows] = hik
         np.copyto(out, 0, where=j[None, :] < self.lookbacks[:, None])  # not ready: 0
         return out.T.copy()
 
-    def _averages(self, totals: F64, n: int) -> dict[AverageKey, F64]:
+    def _averages(self, totals: F64, n: int) -> F64:
         """TA_CANDLEAVERAGE of every (setting, shift, start) the kernels use, from the sums
-        before this bar's update: ``factor * (SUM / avgPeriod) / (2.0 | 1.0)``."""
+        before this bar's update: ``factor * (SUM / avgPeriod) / (2.0 | 1.0)``; one row per
+        key of ``_avg_keys``, written into the program's input rows."""
         means = self._buffers.view("means", n)
         np.divide(totals, self._period_f[:, None], out=means)  # (T, N)
         values = self._buffers.view("averages", n)
@@ -260,7 +286,7 @@ class PatternDetector:
         np.multiply(values, self._avg_factor, out=values)
         for r in self._avg_halved_rows:
             np.divide(values[r], 2.0, out=values[r])
-        return dict(zip(self._avg_keys, values, strict=True))
+        return values
 
     def _advance_totals(self, rng: F64, j: NDArray[np.int64], totals: F64, n: int) -> None:
         """Apply TA-Lib's init / update step for bar ``j`` to every running sum, in place.

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from detectors.patterns.candles import I32, Bool, Candles
+from detectors.patterns.candles import I32, Bool, CandleRows, Candles
 from detectors.patterns.define import Registry, period
 
 REGISTRY = Registry()
@@ -21,6 +21,8 @@ HIGH, LOW, CLOSE = 1, 2, 3
 
 def _step(x: Candles, variant: int, found: Bool, bullish: Bool, first: int) -> I32:
     """Apply one bar of TA-Lib's hikkake loop to the memory rows; return the output."""
+    if not isinstance(x, CandleRows):  # the memory needs real rows: never traced
+        raise TypeError("the Hikkake kernels are stateful and run on numpy rows")
     memory = x.hikkake[:, variant]
     idx, result = memory[:, 0], memory[:, 1]
     j = x.j
@@ -42,7 +44,7 @@ def _step(x: Candles, variant: int, found: Bool, bullish: Bool, first: int) -> I
     return out.astype(np.int32)
 
 
-@pattern("CDLHIKKAKE", 5)
+@pattern("CDLHIKKAKE", 5, stateful=True)
 def hikkake(x: Candles) -> I32:
     h, lo = x.h, x.l
     inside = (h(1) < h(2)) & (lo(1) > lo(2))
@@ -51,7 +53,7 @@ def hikkake(x: Candles) -> I32:
     return _step(x, 0, inside & (bull | bear), h(0) < h(1), x.start - 3)
 
 
-@pattern("CDLHIKKAKEMOD", max(1, period("Near")) + 5)
+@pattern("CDLHIKKAKEMOD", max(1, period("Near")) + 5, stateful=True)
 def hikkake_modified(x: Candles) -> I32:
     h, lo = x.h, x.l
     near = x.avg("Near", 2, start=x.start - 3)

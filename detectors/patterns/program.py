@@ -1,0 +1,218 @@
+"""The stateless pattern kernels compiled into a few dozen batched numpy steps.
+
+``Program`` traces the kernels (``trace.py`` says why), keeps only the nodes an output
+needs, gives every node a depth (1 + the deepest operand), and evaluates the nodes of one
+operation and depth together: one numpy call computes, say, every ``less`` comparison of
+depth 3 of all 59 kernels at once, reading its operands from a ``(rows, N)`` float64
+register file and writing a contiguous block of result rows. About 60 steps replace the
+~1,000 small calls of running the kernels one by one.
+
+Register layout (rows): the caller's inputs first (``input_row`` maps a leaf key to its
+row; the detector writes bars, ranges and candle averages there), then the float
+constants, then every computed float node, grouped by step. Boolean nodes live in a
+separate ``(rows, N)`` bool file: row 0 True, row 1 False, then the computed ones.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from detectors.patterns.candles import F64, I32, AverageKey, Bool, Candles, CandleSetting
+from detectors.patterns.trace import (
+    ARITHMETIC,
+    BOOL,
+    COMPARISONS,
+    FLOAT,
+    LOGICAL,
+    UNARY,
+    Graph,
+    Sym,
+)
+
+Rows = slice | NDArray[np.intp]
+Step = Callable[[F64, Bool], object]  # results are written into the registers
+
+
+class TracedCandles(Candles):
+    """``Candles`` whose primitive rows are traced leaves: ``("price", field, k)``,
+    ``("range", range_type, k)`` and ``("avg", key)`` for averages with a running total."""
+
+    def __init__(self, graph: Graph, averages: Sequence[AverageKey]) -> None:
+        self._graph = graph
+        self._averages = frozenset(averages)
+
+    def _price(self, field: int, k: int) -> F64:
+        return self._graph.leaf(("price", field, k))  # type: ignore[return-value]
+
+    def _range(self, range_type: int, k: int) -> F64:
+        return self._graph.leaf(("range", range_type, k))  # type: ignore[return-value]
+
+    def _averaged(self, key: AverageKey, setting: CandleSetting) -> F64:
+        if key not in self._averages:
+            raise KeyError(f"candle average {key} was not prepared by the engine")
+        return self._graph.leaf(("avg", key))  # type: ignore[return-value]
+
+
+def trace_kernels(
+    kernels: Sequence[tuple[int, Callable[[Candles], I32]]], averages: Sequence[AverageKey]
+) -> list[Sym]:
+    """The output node of each ``(lookback, kernel)``, all in one graph."""
+    graph = Graph()
+    candles = TracedCandles(graph, averages)
+    outputs: list[Sym] = []
+    for lookback, kernel in kernels:
+        candles.start = lookback
+        out = kernel(candles)
+        if not isinstance(out, Sym) or out.kind != FLOAT:
+            raise TypeError(f"kernel {kernel.__name__} did not give a traced numeric row")
+        outputs.append(out)
+    return outputs
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Row of every node in its register file (float or bool)."""
+
+    rows: dict[Sym, int]
+    n_float: int
+    n_bool: int
+    constants: F64  # values of the float constant rows, (C, 1)
+    first_constant: int
+
+
+class Program:
+    """Batched evaluation of traced kernel outputs; see the module docstring."""
+
+    def __init__(
+        self, outputs: Sequence[Sym], input_row: Callable[[object], int], n_inputs: int
+    ) -> None:
+        nodes = _needed(outputs)
+        depth: dict[Sym, int] = {}
+        for node in nodes:  # operands come first
+            depth[node] = 1 + max((depth[a] for a in node.args), default=-1)
+        groups: dict[tuple[int, str], list[Sym]] = {}
+        for node in nodes:
+            if node.args:
+                groups.setdefault((depth[node], node.op), []).append(node)
+        layout = _layout(nodes, groups, input_row, n_inputs)
+        self.n_registers = layout.n_float
+        self.n_flags = layout.n_bool
+        self._constants = layout.constants
+        self._const_rows = slice(
+            layout.first_constant, layout.first_constant + len(layout.constants)
+        )
+        self._steps = [_step(g, layout.rows) for _, g in sorted(groups.items())]
+        self._outputs = np.array([layout.rows[o] for o in outputs], dtype=np.intp)
+
+    @property
+    def steps(self) -> int:
+        """Numpy steps per evaluation (the figure that sets the fixed cost per call)."""
+        return len(self._steps)
+
+    def run(self, registers: F64, flags: Bool) -> F64:
+        """Evaluate into ``registers`` (``(n_registers, N)``, inputs already written) and
+        ``flags`` (``(n_flags, N)``); return the outputs ``(len(outputs), N)``."""
+        registers[self._const_rows] = self._constants
+        flags[0] = True
+        flags[1] = False
+        for step in self._steps:
+            step(registers, flags)
+        out: F64 = registers[self._outputs]
+        return out
+
+
+def _needed(outputs: Sequence[Sym]) -> list[Sym]:
+    """Every node the outputs depend on, operands before users (depth-first post-order)."""
+    order: list[Sym] = []
+    seen: set[Sym] = set()
+    stack: list[tuple[Sym, bool]] = [(o, False) for o in reversed(outputs)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if node in seen:
+            continue
+        seen.add(node)
+        stack.append((node, True))
+        stack.extend((a, False) for a in reversed(node.args) if a not in seen)
+    return order
+
+
+def _layout(
+    nodes: list[Sym],
+    groups: dict[tuple[int, str], list[Sym]],
+    input_row: Callable[[object], int],
+    n_inputs: int,
+) -> _Layout:
+    rows: dict[Sym, int] = {}
+    constants: list[float] = []
+    for node in nodes:
+        if node.op == "leaf":
+            rows[node] = input_row(node.key)
+        elif node.op == "const" and node.kind == BOOL:
+            rows[node] = 0 if node.key else 1
+        elif node.op == "const":
+            rows[node] = n_inputs + len(constants)
+            constants.append(float(node.key))  # type: ignore[arg-type]
+    next_row = {FLOAT: n_inputs + len(constants), BOOL: 2}
+    for _, group in sorted(groups.items()):
+        for node in group:  # one step's results are contiguous rows
+            rows[node] = next_row[node.kind]
+            next_row[node.kind] += 1
+    return _Layout(
+        rows,
+        next_row[FLOAT],
+        next_row[BOOL],
+        np.array(constants, dtype=np.float64)[:, None],
+        n_inputs,
+    )
+
+
+def _rows(indices: Sequence[int]) -> Rows:
+    """A slice (a view, no copy) when the rows are consecutive, else an index array."""
+    if len(indices) > 1 and all(b - a == 1 for a, b in itertools.pairwise(indices)):
+        return slice(indices[0], indices[-1] + 1)
+    if len(indices) == 1:
+        return slice(indices[0], indices[0] + 1)
+    return np.array(indices, dtype=np.intp)
+
+
+def _step(group: list[Sym], rows: dict[Sym, int]) -> Step:
+    """One numpy call (plus operand gathers) computing every node of ``group``."""
+    op = group[0].op
+    out = slice(rows[group[0]], rows[group[-1]] + 1)
+    if op in LOGICAL:  # n-ary: pad shorter nodes with the reduction's identity row
+        ufunc, identity = LOGICAL[op]
+        width = max(len(n.args) for n in group)
+        pad = 0 if identity else 1  # the constant True / False row
+        table = np.full((len(group), width), pad, dtype=np.intp)
+        for i, n in enumerate(group):
+            table[i, : len(n.args)] = [rows[a] for a in n.args]
+        return lambda r, f: ufunc.reduce(f[table], axis=1, out=f[out])
+    operand = [_rows([rows[n.args[i]] for n in group]) for i in range(len(group[0].args))]
+    if op in ARITHMETIC:
+        ufunc, a, b = ARITHMETIC[op], operand[0], operand[1]
+        return lambda r, f: ufunc(r[a], r[b], out=r[out])
+    if op in COMPARISONS:
+        ufunc, a, b = COMPARISONS[op], operand[0], operand[1]
+        return lambda r, f: ufunc(r[a], r[b], out=f[out])
+    if op in UNARY:
+        ufunc, a = UNARY[op], operand[0]
+        return lambda r, f: ufunc(r[a], out=r[out])
+    if op == "not":
+        a = operand[0]
+        return lambda r, f: np.logical_not(f[a], out=f[out])
+    if op == "where":
+        c, a, b = operand
+
+        def where(r: F64, f: Bool) -> None:
+            r[out] = np.where(f[c], r[a], r[b])
+
+        return where
+    raise TypeError(f"no batched step for {op}")
