@@ -21,13 +21,16 @@ from detectors.patterns.candles import DEPTH, F64, HIGHLOW, REALBODY, SHADOWS, A
 
 class InputRows:
     """Where the program's inputs sit in the register file: the window's bars ``(4, w)``,
-    its ranges ``(3, w)``, then one row per candle average, newest bar last in each block."""
+    its ranges ``(3, w)`` (newest bar last in each block), one row per candle average, the
+    bar index, then the Hikkake memory ``(variant, field)`` as in ``PatternState.hikkake``."""
 
     def __init__(self, window: int, averages: tuple[AverageKey, ...]) -> None:
         self.window = window
         self.averages = averages
-        self._average_row: dict[object, int] = {k: 7 * window + r for r, k in enumerate(averages)}
-        self.count = 7 * window + len(averages)
+        first = 7 * window
+        self._average_row: dict[object, int] = {k: first + r for r, k in enumerate(averages)}
+        self._index_row = first + len(averages)
+        self.count = self._index_row + 1 + 4
 
     def row(self, key: object) -> int:
         """Row of a traced leaf (``TracedCandles``' keys)."""
@@ -39,6 +42,10 @@ class InputRows:
                 return 4 * w + kind * w + w - 1 - k
             case ("avg", average):
                 return self._average_row[average]
+            case ("index",):
+                return self._index_row
+            case ("memory", int(variant), int(field)) if 0 <= variant < 2 and 0 <= field < 2:
+                return self._index_row + 1 + 2 * variant + field
         raise KeyError(f"no input row for {key!r}")
 
 
@@ -67,6 +74,8 @@ class WorkBuffers:
             ("bars", (4, window)),
             ("ranges", (3, window)),
             ("averages", (len(inputs.averages),)),
+            ("index", (1,)),
+            ("memory", (2, 2)),
         )
         if n_registers < inputs.count:
             raise ValueError(f"{n_registers} registers cannot hold {inputs.count} input rows")

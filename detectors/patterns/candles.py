@@ -18,15 +18,17 @@ module reproduces the macro arithmetic in TA-Lib's order (``ta_utility.h``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
 from numpy.typing import NDArray
 
+from detectors.patterns.trace import Graph
+
 F64 = NDArray[np.float64]
 I32 = NDArray[np.int32]
+I64 = NDArray[np.int64]
 Bool = NDArray[np.bool_]
 
 # Range types, as in ta_defs.h (TA_RangeType).
@@ -77,23 +79,6 @@ class RunningTotal:
     start: int
 
 
-def ranges(open_: F64, high: F64, low: F64, close: F64) -> F64:
-    """The three TA-Lib range types for every bar: shape ``(3, *open_.shape)``.
-
-    Real body ``fabs(close - open)``; high-low; upper shadow ``high - (close >= open ?
-    close : open)`` plus lower shadow ``(close >= open ? open : close) - low`` as in the
-    macros (both pick max/min(open, close)). The engine's hot path writes the same
-    operations into reused buffers (``buffers.ranges_into``).
-    """
-    top = np.maximum(open_, close)
-    bottom = np.minimum(open_, close)
-    out = np.empty((3, *open_.shape), dtype=np.float64)
-    np.abs(close - open_, out=out[REALBODY])
-    np.subtract(high, low, out=out[HIGHLOW])
-    np.add(high - top, bottom - low, out=out[SHADOWS])
-    return out
-
-
 #: (setting name, shift k, first bar index using the total) of one candle average.
 AverageKey = tuple[str, int, int]
 
@@ -101,48 +86,48 @@ AverageKey = tuple[str, int, int]
 class Candles:
     """Features of the newest ``DEPTH`` bars of N series, handed to each pattern kernel.
 
-    Index ``k`` means bar ``i - k`` (0 = the newly closed bar). Rows are ``(N,)``.
-    ``avg(setting, k)`` is ``TA_CANDLEAVERAGE(setting, total, i - k)`` of the current
-    pattern, evaluated in TA-Lib's operation order.
+    Index ``k`` means bar ``i - k`` (0 = the newly closed bar). ``avg(setting, k)`` is
+    ``TA_CANDLEAVERAGE(setting, total, i - k)`` of the current pattern, evaluated in
+    TA-Lib's operation order.
 
-    The derived features (shadows, colors, gaps, ...) are written once, here, in terms of
-    the primitive rows a subclass supplies (``_price``, ``_range``, ``_averaged``): on numpy
-    rows (``CandleRows``) or on traced rows (``TracedCandles``, see ``trace.py``), which
-    the detector compiles into batched steps.
+    The rows are traced (``trace.Sym``, standing in for ``(N,)`` arrays): the detector runs
+    every kernel once on this object, at construction, and compiles what they computed
+    into batched numpy steps (``program.py``). Running the kernels also records which
+    running totals they average (``recorded``) and how the stateful ones update their
+    memory (``remembered``).
     """
 
-    #: lookback of the pattern being evaluated (set by the engine before each kernel)
-    start: int = 0
+    def __init__(self, graph: Graph) -> None:
+        self._graph = graph
+        #: lookback of the pattern being traced (set by the detector before each kernel)
+        self.start = 0
+        #: every candle average with a running total a kernel asked for
+        self.recorded: dict[AverageKey, RunningTotal] = {}
+        #: Hikkake memory variant -> its (pattern index, pattern result) after this bar
+        self.remembered: dict[int, tuple[I64, I64]] = {}
 
-    def _price(self, field: int, k: int) -> F64:
-        raise NotImplementedError
-
-    def _range(self, range_type: int, k: int) -> F64:
-        raise NotImplementedError
-
-    def _averaged(self, key: AverageKey, setting: CandleSetting) -> F64:
-        """The average of a setting with a running total (``avg_period > 0``)."""
-        raise NotImplementedError
+    def _leaf(self, *key: object) -> F64:
+        return self._graph.leaf(key)  # type: ignore[return-value]  # a Sym stands for a row
 
     def o(self, k: int) -> F64:
-        return self._price(0, k)
+        return self._leaf("price", 0, k)
 
     def h(self, k: int) -> F64:
-        return self._price(1, k)
+        return self._leaf("price", 1, k)
 
     def l(self, k: int) -> F64:  # noqa: E743 - mirrors TA-Lib's inLow
-        return self._price(2, k)
+        return self._leaf("price", 2, k)
 
     def c(self, k: int) -> F64:
-        return self._price(3, k)
+        return self._leaf("price", 3, k)
 
     def body(self, k: int) -> F64:
         """TA_REALBODY: ``fabs(close - open)``."""
-        return self._range(REALBODY, k)
+        return self._leaf("range", REALBODY, k)
 
     def hl(self, k: int) -> F64:
         """TA_HIGHLOWRANGE: ``high - low``."""
-        return self._range(HIGHLOW, k)
+        return self._leaf("range", HIGHLOW, k)
 
     def top(self, k: int) -> F64:
         """max(open, close)."""
@@ -204,62 +189,33 @@ class Candles:
         """
         s = SETTINGS[setting]
         if s.avg_period == 0:
-            return average(s, self._range(s.range_type, k))
-        return self._averaged((setting, k, self.start if start is None else start), s)
+            return average(s, self._leaf("range", s.range_type, k))
+        key = (setting, k, self.start if start is None else start)
+        self.recorded[key] = RunningTotal(s.range_type, s.avg_period, k, key[2])
+        return self._leaf("avg", key)
 
+    # -- what the stateful (Hikkake) kernels need ---------------------------------------
+    @property
+    def j(self) -> I64:
+        """Index of the newly closed bar in its series (exact in float64)."""
+        return self._leaf("index")  # type: ignore[return-value]
 
-class CandleRows(Candles):
-    """``Candles`` on numpy rows: the newest ``DEPTH`` bars of N series.
-
-    Used by the stateful kernels (Hikkake), which read and update ``hikkake`` in place,
-    and by the detector's discovery pass (``recorded``), which runs every kernel once to
-    learn which running totals they need.
-    """
-
-    def __init__(
-        self,
-        ohlc: F64,
-        rng: F64,
-        bar_index: NDArray[np.int64],
-        averages: F64,
-        average_rows: Mapping[AverageKey, int],
-    ) -> None:
-        # ohlc: (4, DEPTH, N) oldest..newest; rng: (>=2, DEPTH, N); averages: (A, N)
-        self._ohlc = ohlc
-        self._rng = rng
-        self.j = bar_index
-        self._averages = averages
-        self._average_rows = average_rows
-        #: set by the engine's discovery pass: every averaged key a kernel asks for.
-        self.recorded: dict[AverageKey, RunningTotal] | None = None
-        #: (N, 2, 2) Hikkake memory rows, read and updated in place by those two kernels.
-        self.hikkake: NDArray[np.int64] = np.zeros((bar_index.shape[0], 2, 2), dtype=np.int64)
-
-    def _price(self, field: int, k: int) -> F64:
-        row: F64 = self._ohlc[field, DEPTH - 1 - k]
-        return row
-
-    def _range(self, range_type: int, k: int) -> F64:
-        row: F64 = self._rng[range_type, DEPTH - 1 - k]
-        return row
-
-    def _averaged(self, key: AverageKey, setting: CandleSetting) -> F64:
-        if self.recorded is not None:
-            self.recorded[key] = RunningTotal(
-                setting.range_type, setting.avg_period, key[1], key[2]
-            )
-            return average(setting, np.zeros_like(self.j, dtype=np.float64))
-        row = self._average_rows.get(key)
-        if row is None:
-            raise KeyError(f"candle average {key} was not prepared by the engine")
-        value: F64 = self._averages[row]
-        return value
-
-    def back(self, field: int, k: NDArray[np.int64]) -> F64:
-        """Per-row bar ``i - k[r]`` of ``field`` (0 open, 1 high, 2 low, 3 close); k clipped."""
-        col = DEPTH - 1 - np.clip(k, 0, DEPTH - 1)
-        picked: F64 = np.take_along_axis(self._ohlc[field], col[None, :], axis=0)[0]
+    def back(self, field: int, k: I64) -> F64:
+        """Per-row bar ``i - k[r]`` of ``field`` (0 open, 1 high, 2 low, 3 close), ``k``
+        clipped to ``[0, DEPTH - 1]``: a choice among the ``DEPTH`` newest bars."""
+        picked = self._leaf("price", field, DEPTH - 1)
+        for d in range(DEPTH - 2, -1, -1):
+            picked = np.where(k <= d, self._leaf("price", field, d), picked)
         return picked
+
+    def memory(self, variant: int) -> tuple[I64, I64]:
+        """(pattern index, pattern result) Hikkake memory ``variant`` before this bar."""
+        idx, result = self._leaf("memory", variant, 0), self._leaf("memory", variant, 1)
+        return idx, result  # type: ignore[return-value]
+
+    def remember(self, variant: int, idx: I64, result: I64) -> None:
+        """The memory ``variant`` after this bar (the detector writes it to the state)."""
+        self.remembered[variant] = (idx, result)
 
 
 def average(setting: CandleSetting, mean: F64) -> F64:

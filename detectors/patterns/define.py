@@ -59,11 +59,9 @@ class Registry:
     def __init__(self) -> None:
         self.defs: list[PatternDef] = []
 
-    def pattern(
-        self, name: str, lookback: int, *, stateful: bool = False
-    ) -> Callable[[Kernel], Kernel]:
+    def pattern(self, name: str, lookback: int) -> Callable[[Kernel], Kernel]:
         def register(kernel: Callable[[Candles], I32]) -> Kernel:
-            self.defs.append(PatternDef(name, lookback, kernel, stateful))
+            self.defs.append(PatternDef(name, lookback, kernel))
             return kernel
 
         return register

@@ -26,11 +26,8 @@ from detectors.patterns.candles import (
     I32,
     SETTINGS,
     SHADOWS,
-    AverageKey,
-    CandleRows,
     Candles,
     RunningTotal,
-    ranges,
 )
 from detectors.patterns.program import Program, trace_kernels
 
@@ -41,16 +38,11 @@ _ZLIB = b"APZ1"  # marks a zlib-compressed PatternState (plain ones start with n
 
 @dataclass(frozen=True)
 class PatternDef:
-    """One TA-Lib candlestick function: its lookback and its vectorized kernel.
-
-    ``stateful``: the kernel reads and updates the Hikkake memory, so it runs on numpy
-    rows each evaluate; every other kernel is compiled into the detector's ``Program``.
-    """
+    """One TA-Lib candlestick function: its lookback and its (traced) kernel."""
 
     name: str
     lookback: int
     kernel: Kernel
-    stateful: bool = False
 
 
 class PatternState:
@@ -139,7 +131,10 @@ class PatternDetector:
         self.names: tuple[str, ...] = tuple(chosen)
         self._defs = [PATTERNS[n] for n in self.names]
         self.lookbacks = np.array([d.lookback for d in self._defs], dtype=np.int64)
-        uses = self._discover_averages()
+        # Run every kernel once on traced candles: what they compute, which running totals
+        # they average, how the Hikkake memory moves (see program.py for why).
+        traced = trace_kernels([(d.lookback, d.kernel) for d in self._defs])
+        uses = traced.averages
         self.totals: tuple[RunningTotal, ...] = tuple(sorted(set(uses.values())))
         columns = {t: n for n, t in enumerate(self.totals)}
         # Every candle average the kernels read, computed in one go per evaluate.
@@ -149,7 +144,6 @@ class PatternDetector:
         self._avg_halved_rows = [
             r for r, k in enumerate(self._avg_keys) if SETTINGS[k[0]].range_type == SHADOWS
         ]
-        self._avg_row = {k: r for r, k in enumerate(self._avg_keys)}
         deepest = max((t.shift + t.period for t in self.totals), default=0)
         #: Bars of history (including the newest) each series must supply.
         self.window = max(DEPTH, deepest + 1)
@@ -165,14 +159,16 @@ class PatternDetector:
         period = np.array([t.period for t in self.totals], dtype=np.int64)[:, None]
         self._init_from = self._start - period
         self._period_f = period[:, 0].astype(np.float64)
-        # Stateless kernels: traced once, evaluated as one batched program.
-        compiled = [p for p, d in enumerate(self._defs) if not d.stateful]
-        self._compiled_rows = np.array(compiled, dtype=np.intp)
-        self._stateful = [(p, self._defs[p]) for p, d in enumerate(self._defs) if d.stateful]
         inputs = InputRows(w, self._avg_keys)
-        outputs = trace_kernels(
-            [(self._defs[p].lookback, self._defs[p].kernel) for p in compiled], self._avg_keys
-        )
+        outputs = list(traced.outputs)
+        # Stateful kernels present: the program also gives the memory after this bar (a
+        # variant no kernel updates passes through unchanged).
+        self._has_memory = bool(traced.memory)
+        if self._has_memory:
+            graph_leaf = traced.outputs[0].graph.leaf
+            for v in range(2):
+                kept = (graph_leaf(("memory", v, 0)), graph_leaf(("memory", v, 1)))
+                outputs.extend(traced.memory.get(v, kept))
         self._program = Program(outputs, inputs.row, inputs.count)
         self._buffers = WorkBuffers(
             inputs,
@@ -181,19 +177,6 @@ class PatternDetector:
             self._program.n_registers,
             self._program.n_flags,
         )
-
-    def _discover_averages(self) -> dict[AverageKey, RunningTotal]:
-        """Run every kernel once on dummy bars, recording the candle averages it reads."""
-        n = 1
-        ohlc = np.ones((4, DEPTH, n))
-        dummy = CandleRows(ohlc, ranges(*ohlc), np.zeros(n, dtype=np.int64), ohlc[0, :0], {})
-        dummy.recorded = {}
-        hik = np.zeros((n, 2, HIKKAKE_FIELDS), dtype=np.int64)
-        for d in self._defs:
-            dummy.start = d.lookback
-            dummy.hikkake = hik
-            d.kernel(dummy)
-        return dict(sorted(dummy.recorded.items()))
 
     def new_state(self, n_series: int) -> PatternState:
         """Empty state for ``n_series`` series that have not had any bar yet."""
@@ -259,19 +242,18 @@ class PatternDetector:
         np.take(state.totals, rows, axis=0, out=gathered, mode="clip")  # rows checked above
         totals = sc.view("totals", n)
         np.copyto(totals, gathered.T)  # (T, N)
-        averages = self._averages(totals, n)
+        self._averages(totals, n)
         self._advance_totals(rng, j, totals, n)
         state.totals[rows] = totals.T
+        np.copyto(sc.view("index", n)[0], j)  # exact in float64
+        if self._has_memory:
+            np.copyto(sc.view("memory", n), state.hikkake[rows].transpose(1, 2, 0))
+        values = self._program.run(*sc.registers(n))
+        p = len(self._defs)
         out = sc.out(n)
-        out[self._compiled_rows] = self._program.run(*sc.registers(n))  # exact small ints
-        if self._stateful:
-            candles = CandleRows(bars[:, -DEPTH:], rng[:, -DEPTH:], j, averages, self._avg_row)
-            hik = state.hikkake[rows]
-            candles.hikkake = hik
-            for p, d in self._stateful:
-                candles.start = d.lookback
-                out[p] = d.kernel(candles)
-            state.hikkake[rows] = hik
+        np.copyto(out, values[:p], casting="unsafe")  # small integers, exact
+        if self._has_memory:
+            state.hikkake[rows] = values[p:].T.reshape(n, 2, HIKKAKE_FIELDS)
         np.copyto(out, 0, where=j[None, :] < self.lookbacks[:, None])  # not ready: 0
         return out.T.copy()
 

@@ -18,11 +18,12 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 from numpy.typing import NDArray
 
-from detectors.patterns.candles import F64, I32, AverageKey, Bool, Candles, CandleSetting
+from detectors.patterns.candles import F64, I32, AverageKey, Bool, Candles, RunningTotal
 from detectors.patterns.trace import (
     ARITHMETIC,
     BOOL,
@@ -38,32 +39,21 @@ Rows = slice | NDArray[np.intp]
 Step = Callable[[F64, Bool], object]  # results are written into the registers
 
 
-class TracedCandles(Candles):
-    """``Candles`` whose primitive rows are traced leaves: ``("price", field, k)``,
-    ``("range", range_type, k)`` and ``("avg", key)`` for averages with a running total."""
+@dataclass(frozen=True)
+class Traced:
+    """What running the kernels on ``Candles`` recorded."""
 
-    def __init__(self, graph: Graph, averages: Sequence[AverageKey]) -> None:
-        self._graph = graph
-        self._averages = frozenset(averages)
-
-    def _price(self, field: int, k: int) -> F64:
-        return self._graph.leaf(("price", field, k))  # type: ignore[return-value]
-
-    def _range(self, range_type: int, k: int) -> F64:
-        return self._graph.leaf(("range", range_type, k))  # type: ignore[return-value]
-
-    def _averaged(self, key: AverageKey, setting: CandleSetting) -> F64:
-        if key not in self._averages:
-            raise KeyError(f"candle average {key} was not prepared by the engine")
-        return self._graph.leaf(("avg", key))  # type: ignore[return-value]
+    #: the output row of each kernel, in the order given
+    outputs: list[Sym]
+    #: every candle average with a running total the kernels read, and that total
+    averages: dict[AverageKey, RunningTotal]
+    #: Hikkake memory variant -> (pattern index, pattern result) after this bar
+    memory: dict[int, tuple[Sym, Sym]]
 
 
-def trace_kernels(
-    kernels: Sequence[tuple[int, Callable[[Candles], I32]]], averages: Sequence[AverageKey]
-) -> list[Sym]:
-    """The output node of each ``(lookback, kernel)``, all in one graph."""
-    graph = Graph()
-    candles = TracedCandles(graph, averages)
+def trace_kernels(kernels: Sequence[tuple[int, Callable[[Candles], I32]]]) -> Traced:
+    """Run each ``(lookback, kernel)`` once on traced candles, all in one graph."""
+    candles = Candles(Graph())
     outputs: list[Sym] = []
     for lookback, kernel in kernels:
         candles.start = lookback
@@ -71,7 +61,8 @@ def trace_kernels(
         if not isinstance(out, Sym) or out.kind != FLOAT:
             raise TypeError(f"kernel {kernel.__name__} did not give a traced numeric row")
         outputs.append(out)
-    return outputs
+    memory = {v: (cast(Sym, i), cast(Sym, r)) for v, (i, r) in candles.remembered.items()}
+    return Traced(outputs, dict(sorted(candles.recorded.items())), memory)
 
 
 @dataclass(frozen=True)
