@@ -1,11 +1,11 @@
 """The stateless pattern kernels compiled into a few dozen batched numpy steps.
 
-``Program`` traces the kernels (``trace.py`` says why), keeps only the nodes an output
-needs, gives every node a depth (1 + the deepest operand), and evaluates the nodes of one
-operation and depth together: one numpy call computes, say, every ``less`` comparison of
-depth 3 of all 59 kernels at once, reading its operands from a ``(rows, N)`` float64
-register file and writing a contiguous block of result rows. About 60 steps replace the
-~1,000 small calls of running the kernels one by one.
+``Program`` takes the traced kernel outputs (``trace.py`` says why), keeps only the
+nodes an output needs, and evaluates nodes of one operation together: one numpy call
+computes, say, every ready ``less`` comparison of all 61 kernels at once, reading its
+operands from a ``(rows, N)`` float64 register file and writing a contiguous block of
+result rows (``_schedule`` picks the steps). A few dozen steps replace the ~1,000 small
+calls of running the kernels one by one.
 
 Register layout (rows): the caller's inputs first (``input_row`` maps a leaf key to its
 row; the detector writes bars, ranges and candle averages there), then the float
@@ -83,13 +83,7 @@ class Program:
         self, outputs: Sequence[Sym], input_row: Callable[[object], int], n_inputs: int
     ) -> None:
         nodes = _needed(outputs)
-        depth: dict[Sym, int] = {}
-        for node in nodes:  # operands come first
-            depth[node] = 1 + max((depth[a] for a in node.args), default=-1)
-        groups: dict[tuple[int, str], list[Sym]] = {}
-        for node in nodes:
-            if node.args:
-                groups.setdefault((depth[node], node.op), []).append(node)
+        groups = _schedule(nodes)
         layout = _layout(nodes, groups, input_row, n_inputs)
         self.n_registers = layout.n_float
         self.n_flags = layout.n_bool
@@ -97,7 +91,7 @@ class Program:
         self._const_rows = slice(
             layout.first_constant, layout.first_constant + len(layout.constants)
         )
-        self._steps = [_step(g, layout.rows) for _, g in sorted(groups.items())]
+        self._steps = [_step(g, layout.rows) for g in groups]
         self._outputs = np.array([layout.rows[o] for o in outputs], dtype=np.intp)
 
     @property
@@ -135,9 +129,44 @@ def _needed(outputs: Sequence[Sym]) -> list[Sym]:
     return order
 
 
+def _schedule(nodes: list[Sym]) -> list[list[Sym]]:
+    """Computed nodes in steps of one operation each, operands in earlier steps.
+
+    List scheduling: each step takes *every* ready node (operands computed) of one
+    operation, choosing the operation of the ready node with the longest chain of users
+    still ahead of it (the critical path), then the one with most ready nodes. For the 61
+    patterns that is ~40 steps against ~57 with one step per (depth, operation).
+    """
+    users: dict[Sym, dict[Sym, None]] = {n: {} for n in nodes}  # ordered: a stable layout
+    waiting: dict[Sym, int] = {}
+    for node in nodes:
+        pending = {a for a in node.args if a.args}  # leaves and constants are inputs
+        waiting[node] = len(pending)
+        for a in pending:
+            users[a][node] = None
+    height: dict[Sym, int] = {}
+    for node in reversed(nodes):  # users come after their operands in ``nodes``
+        height[node] = 1 + max((height[u] for u in users[node]), default=0)
+    ready: dict[str, list[Sym]] = {}
+    for node in nodes:
+        if node.args and not waiting[node]:
+            ready.setdefault(node.op, []).append(node)
+    steps: list[list[Sym]] = []
+    while ready:
+        op = max(ready, key=lambda o: (max(height[n] for n in ready[o]), len(ready[o]), o))
+        step = ready.pop(op)
+        steps.append(step)
+        for node in step:
+            for user in users[node]:
+                waiting[user] -= 1
+                if not waiting[user]:
+                    ready.setdefault(user.op, []).append(user)
+    return steps
+
+
 def _layout(
     nodes: list[Sym],
-    groups: dict[tuple[int, str], list[Sym]],
+    groups: list[list[Sym]],
     input_row: Callable[[object], int],
     n_inputs: int,
 ) -> _Layout:
@@ -152,7 +181,7 @@ def _layout(
             rows[node] = n_inputs + len(constants)
             constants.append(float(node.key))  # type: ignore[arg-type]
     next_row = {FLOAT: n_inputs + len(constants), BOOL: 2}
-    for _, group in sorted(groups.items()):
+    for group in groups:
         for node in group:  # one step's results are contiguous rows
             rows[node] = next_row[node.kind]
             next_row[node.kind] += 1
@@ -182,10 +211,12 @@ def _step(group: list[Sym], rows: dict[Sym, int]) -> Step:
         ufunc, identity = LOGICAL[op]
         width = max(len(n.args) for n in group)
         pad = 0 if identity else 1  # the constant True / False row
-        table = np.full((len(group), width), pad, dtype=np.intp)
+        # (width, nodes): reducing over the outer axis runs whole rows at a time, and
+        # np.take gathers a 2-d index several times faster than fancy indexing.
+        table = np.full((width, len(group)), pad, dtype=np.intp)
         for i, n in enumerate(group):
-            table[i, : len(n.args)] = [rows[a] for a in n.args]
-        return lambda r, f: ufunc.reduce(f[table], axis=1, out=f[out])
+            table[: len(n.args), i] = [rows[a] for a in n.args]
+        return lambda r, f: ufunc.reduce(np.take(f, table, axis=0), axis=0, out=f[out])
     operand = [_rows([rows[n.args[i]] for n in group]) for i in range(len(group[0].args))]
     if op in ARITHMETIC:
         ufunc, a, b = ARITHMETIC[op], operand[0], operand[1]

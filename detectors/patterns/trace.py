@@ -37,11 +37,10 @@ ARITHMETIC: Final[dict[str, np.ufunc]] = {
 COMPARISONS: Final[dict[str, np.ufunc]] = {
     "less": np.less,
     "less_equal": np.less_equal,
-    "greater": np.greater,
-    "greater_equal": np.greater_equal,
     "equal": np.equal,
     "not_equal": np.not_equal,
 }
+_MIRRORED: Final = {"greater": "less", "greater_equal": "less_equal"}
 #: One-operand float operations.
 UNARY: Final[dict[str, np.ufunc]] = {"negative": np.negative, "absolute": np.absolute}
 #: n-ary boolean reductions (``a & b & c`` is one node): op -> (ufunc, identity).
@@ -52,6 +51,8 @@ LOGICAL: Final[dict[str, tuple[np.ufunc, bool]]] = {
 _UFUNC_OPS: Final = {
     **{u: n for n, u in ARITHMETIC.items()},
     **{u: n for n, u in COMPARISONS.items()},
+    np.greater: "greater",
+    np.greater_equal: "greater_equal",
     **{u: n for n, u in UNARY.items()},
     np.logical_and: "and",
     np.logical_or: "or",
@@ -116,6 +117,8 @@ class Sym:
     def _compare(self, op: str, other: object) -> Sym:
         y = self._lift(other)
         _expect(op, FLOAT, self, y)
+        if op in _MIRRORED:  # a > b is b < a, exactly (NaN too): fewer kinds of step
+            return self.graph.node(_MIRRORED[op], (y, self), BOOL)
         return self.graph.node(op, (self, y), BOOL)
 
     def _logical(self, op: str, other: object) -> Sym:
@@ -216,7 +219,7 @@ class Sym:
             return ~args[0]
         if op in UNARY:
             return -args[0] if op == "negative" else abs(args[0])
-        if op in COMPARISONS:
+        if op in COMPARISONS or op in _MIRRORED:
             return args[0]._compare(op, args[1])
         return self._float_op(op, args[0], args[1])
 
