@@ -94,7 +94,8 @@ class Candles:
     every kernel once on this object, at construction, and compiles what they computed
     into batched numpy steps (``program.py``). Running the kernels also records which
     running totals they average (``recorded``) and how the stateful ones update their
-    memory (``remembered``).
+    memory (``remembered``); ``advanced`` gives each total's update. ``k`` may reach back
+    over the whole window (the totals' trailing bars); the kernels use ``k < DEPTH``.
     """
 
     def __init__(self, graph: Graph) -> None:
@@ -123,11 +124,21 @@ class Candles:
 
     def body(self, k: int) -> F64:
         """TA_REALBODY: ``fabs(close - open)``."""
-        return self._leaf("range", REALBODY, k)
+        body: F64 = np.abs(self.c(k) - self.o(k))
+        return body
 
     def hl(self, k: int) -> F64:
         """TA_HIGHLOWRANGE: ``high - low``."""
-        return self._leaf("range", HIGHLOW, k)
+        return self.h(k) - self.l(k)
+
+    def range_of(self, range_type: int, k: int) -> F64:
+        """TA_CANDLERANGE: real body, high-low, or upper + lower shadow (``(high -
+        max(open, close)) + (min(open, close) - low)``, the macros' order)."""
+        if range_type == REALBODY:
+            return self.body(k)
+        if range_type == HIGHLOW:
+            return self.hl(k)
+        return self.upper(k) + self.lower(k)
 
     def top(self, k: int) -> F64:
         """max(open, close)."""
@@ -189,10 +200,23 @@ class Candles:
         """
         s = SETTINGS[setting]
         if s.avg_period == 0:
-            return average(s, self._leaf("range", s.range_type, k))
+            return average(s, self.range_of(s.range_type, k))
         key = (setting, k, self.start if start is None else start)
-        self.recorded[key] = RunningTotal(s.range_type, s.avg_period, k, key[2])
-        return self._leaf("avg", key)
+        total = self.recorded[key] = RunningTotal(s.range_type, s.avg_period, k, key[2])
+        return average(s, self._leaf("total", total) / float(s.avg_period))
+
+    def advanced(self, total: RunningTotal) -> F64:
+        """The running sum ``total`` after this bar: TA-Lib's init step (a plain sum from
+        0.0, bars ``start - period`` .. ``start - 1``) or its update ``total +=
+        range(i - shift) - range(i - shift - period)`` from bar ``start`` on."""
+        j = self.j
+        before = self._leaf("total", total)
+        now = self.range_of(total.range_type, total.shift)
+        trail = self.range_of(total.range_type, total.shift + total.period)
+        init = (j >= total.start - total.period) & (j < total.start)
+        run = j >= total.start
+        after: F64 = np.where(run, before + (now - trail), np.where(init, before + now, before))
+        return after
 
     # -- what the stateful (Hikkake) kernels need ---------------------------------------
     @property

@@ -1,4 +1,4 @@
-"""The stateless pattern kernels compiled into a few dozen batched numpy steps.
+"""The pattern kernels compiled into a few dozen batched numpy steps.
 
 ``Program`` takes the traced kernel outputs (``trace.py`` says why), keeps only the
 nodes an output needs, and evaluates nodes of one operation together: one numpy call
@@ -7,10 +7,14 @@ operands from a ``(rows, N)`` float64 register file and writing a contiguous blo
 result rows (``_schedule`` picks the steps). A few dozen steps replace the ~1,000 small
 calls of running the kernels one by one.
 
+Everything elementwise the detector does per bar is in the program: the candle ranges,
+TA-Lib's candle averages and running-total updates (``Candles.avg`` / ``advanced``), the
+kernels, the Hikkake memory, the not-ready zeros. ``compile_patterns`` builds it.
+
 Register layout (rows): the caller's inputs first (``input_row`` maps a leaf key to its
-row; the detector writes bars, ranges and candle averages there), then the float
-constants, then every computed float node, grouped by step. Boolean nodes live in a
-separate ``(rows, N)`` bool file: row 0 True, row 1 False, then the computed ones.
+row, ``buffers.InputRows``), then the float constants, then every computed float node,
+grouped by step. Boolean nodes live in a separate ``(rows, N)`` bool file: row 0 True,
+row 1 False, then the computed ones.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ from typing import cast
 import numpy as np
 from numpy.typing import NDArray
 
-from detectors.patterns.candles import F64, I32, AverageKey, Bool, Candles, RunningTotal
+from detectors.patterns.buffers import InputRows
+from detectors.patterns.candles import DEPTH, F64, I32, Bool, Candles, RunningTotal
 from detectors.patterns.trace import (
     ARITHMETIC,
     BOOL,
@@ -40,29 +45,43 @@ Step = Callable[[F64, Bool], object]  # results are written into the registers
 
 
 @dataclass(frozen=True)
-class Traced:
-    """What running the kernels on ``Candles`` recorded."""
+class PatternProgram:
+    """The compiled evaluation of a list of kernels and what the detector needs around it.
 
-    #: the output row of each kernel, in the order given
-    outputs: list[Sym]
-    #: every candle average with a running total the kernels read, and that total
-    averages: dict[AverageKey, RunningTotal]
-    #: Hikkake memory variant -> (pattern index, pattern result) after this bar
-    memory: dict[int, tuple[Sym, Sym]]
+    ``program`` outputs, in order: each kernel's value (0 where the bar is inside its
+    lookback, as TA-Lib), each running total after this bar (``totals``' order), then,
+    if ``memory``, the Hikkake memory after this bar (``(variant, field)`` order).
+    """
+
+    program: Program
+    inputs: InputRows
+    totals: tuple[RunningTotal, ...]
+    #: bars of history (including the newest) each series must supply
+    window: int
+    memory: bool
 
 
-def trace_kernels(kernels: Sequence[tuple[int, Callable[[Candles], I32]]]) -> Traced:
-    """Run each ``(lookback, kernel)`` once on traced candles, all in one graph."""
+def compile_patterns(kernels: Sequence[tuple[int, Callable[[Candles], I32]]]) -> PatternProgram:
+    """Run each ``(lookback, kernel)`` once on traced candles and compile the result."""
     candles = Candles(Graph())
     outputs: list[Sym] = []
     for lookback, kernel in kernels:
         candles.start = lookback
-        out = kernel(candles)
-        if not isinstance(out, Sym) or out.kind != FLOAT:
+        value = kernel(candles)
+        if not isinstance(value, Sym) or value.kind != FLOAT:
             raise TypeError(f"kernel {kernel.__name__} did not give a traced numeric row")
-        outputs.append(out)
-    memory = {v: (cast(Sym, i), cast(Sym, r)) for v, (i, r) in candles.remembered.items()}
-    return Traced(outputs, dict(sorted(candles.recorded.items())), memory)
+        outputs.append(value)
+    totals = tuple(sorted(set(candles.recorded.values())))
+    window = max(DEPTH, max((t.shift + t.period for t in totals), default=0) + 1)
+    outputs.extend(cast(Sym, candles.advanced(t)) for t in totals)
+    memory = bool(candles.remembered)
+    if memory:  # a variant no kernel updates passes through unchanged
+        for v in range(2):
+            outputs.extend(cast(Sym, m) for m in candles.remembered.get(v, candles.memory(v)))
+    inputs = InputRows(window, totals)
+    return PatternProgram(
+        Program(outputs, inputs.row, inputs.count), inputs, totals, window, memory
+    )
 
 
 @dataclass(frozen=True)
@@ -195,11 +214,13 @@ def _layout(
 
 
 def _rows(indices: Sequence[int]) -> Rows:
-    """A slice (a view, no copy) when the rows are consecutive, else an index array."""
-    if len(indices) > 1 and all(b - a == 1 for a, b in itertools.pairwise(indices)):
-        return slice(indices[0], indices[-1] + 1)
-    if len(indices) == 1:
+    """Operand rows of a step, without a copy where possible: a slice when the rows are
+    consecutive, a one-row slice (broadcast) when they are all the same row (constants,
+    ``fire``'s 0), else an index array (a gather)."""
+    if len(set(indices)) == 1:
         return slice(indices[0], indices[0] + 1)
+    if all(b - a == 1 for a, b in itertools.pairwise(indices)):
+        return slice(indices[0], indices[-1] + 1)
     return np.array(indices, dtype=np.intp)
 
 
