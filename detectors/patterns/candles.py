@@ -226,11 +226,17 @@ class Candles:
 
     def back(self, field: int, k: I64) -> F64:
         """Per-row bar ``i - k[r]`` of ``field`` (0 open, 1 high, 2 low, 3 close), ``k``
-        clipped to ``[0, DEPTH - 1]``: a choice among the ``DEPTH`` newest bars."""
-        picked = self._leaf("price", field, DEPTH - 1)
-        for d in range(DEPTH - 2, -1, -1):
-            picked = np.where(k <= d, self._leaf("price", field, d), picked)
-        return picked
+        clipped to ``[0, DEPTH - 1]``: a choice among the ``DEPTH`` newest bars, as a
+        balanced tree of selections (a shorter chain of program steps than a ladder)."""
+
+        def pick(lo: int, hi: int) -> F64:  # bars lo..hi, k known to be in that range
+            if lo == hi:
+                return self._leaf("price", field, lo)
+            mid = (lo + hi) // 2
+            chosen: F64 = np.where(k <= mid, pick(lo, mid), pick(mid + 1, hi))
+            return chosen
+
+        return pick(0, DEPTH - 1)
 
     def memory(self, variant: int) -> tuple[I64, I64]:
         """(pattern index, pattern result) Hikkake memory ``variant`` before this bar."""

@@ -153,8 +153,9 @@ def _schedule(nodes: list[Sym]) -> list[list[Sym]]:
 
     List scheduling: each step takes *every* ready node (operands computed) of one
     operation, choosing the operation of the ready node with the longest chain of users
-    still ahead of it (the critical path), then the one with most ready nodes. For the 61
-    patterns that is ~40 steps against ~57 with one step per (depth, operation).
+    still ahead of it (the critical path), then the one with most such nodes, then most
+    ready nodes. For the 61 patterns and their running totals that is 43 steps, against
+    ~57 with one step per (depth, operation).
     """
     users: dict[Sym, dict[Sym, None]] = {n: {} for n in nodes}  # ordered: a stable layout
     waiting: dict[Sym, int] = {}
@@ -172,7 +173,7 @@ def _schedule(nodes: list[Sym]) -> list[list[Sym]]:
             ready.setdefault(node.op, []).append(node)
     steps: list[list[Sym]] = []
     while ready:
-        op = max(ready, key=lambda o: (max(height[n] for n in ready[o]), len(ready[o]), o))
+        op = max(ready, key=lambda o: (*_urgency(ready[o], height), o))
         step = ready.pop(op)
         steps.append(step)
         for node in step:
@@ -181,6 +182,13 @@ def _schedule(nodes: list[Sym]) -> list[list[Sym]]:
                 if not waiting[user]:
                     ready.setdefault(user.op, []).append(user)
     return steps
+
+
+def _urgency(ready: list[Sym], height: dict[Sym, int]) -> tuple[int, int, int]:
+    """How pressing running these ready nodes is: the longest chain ahead of any, how many
+    share it, how many nodes in all."""
+    top = max(height[n] for n in ready)
+    return top, sum(1 for n in ready if height[n] == top), len(ready)
 
 
 def _layout(

@@ -17,7 +17,7 @@ of colors and outputs, exact in float64); ``"b"`` rows hold booleans.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import numpy as np
 
@@ -112,7 +112,8 @@ class Sym:
     def _float_op(self, op: str, a: object, b: object) -> Sym:
         x, y = self._lift(a), self._lift(b)
         _expect(op, FLOAT, x, y)
-        return self.graph.node(op, (x, y), FLOAT)
+        folded = _fold(op, x, y)
+        return folded if folded is not None else self.graph.node(op, (x, y), FLOAT)
 
     def _compare(self, op: str, other: object) -> Sym:
         y = self._lift(other)
@@ -162,7 +163,8 @@ class Sym:
 
     def __neg__(self) -> Sym:
         _expect("negative", FLOAT, self)
-        return self.graph.node("negative", (self,), FLOAT)
+        folded = _fold("negative", self)
+        return folded if folded is not None else self.graph.node("negative", (self,), FLOAT)
 
     def __abs__(self) -> Sym:
         _expect("absolute", FLOAT, self)
@@ -236,6 +238,32 @@ class Sym:
         if func is np.ones_like and len(args) == 1 and not kwargs:
             return self.graph.const(True if self.kind == BOOL else 1.0)
         raise TypeError(f"cannot trace numpy.{getattr(func, '__name__', func)}")
+
+
+def _fold(op: str, *args: Sym) -> Sym | None:
+    """``op`` of constants, and of ``where(c, K1, K2)`` with constants (``color * 100``
+    becomes ``where(white, 100.0, -100.0)``): the value each row would get, computed by
+    the same ufunc on the same float64 operands, so folding is exact. None: no fold."""
+    ufunc = ARITHMETIC.get(op) or UNARY[op]
+    choice = next((a for a in args if a.op == "where"), None)
+    if choice is None:
+        if all(a.op == "const" for a in args):
+            return args[0].graph.const(float(ufunc(*(_value(a) for a in args))))
+        return None
+    cond, *branches = choice.args
+    if any(b.op != "const" for b in branches) or any(
+        a is not choice and a.op != "const" for a in args
+    ):
+        return None
+    picked = []
+    for branch in branches:
+        operands = [_value(branch if a is choice else a) for a in args]
+        picked.append(choice.graph.const(float(ufunc(*operands))))
+    return choice.graph.node("where", (cond, *picked), FLOAT)
+
+
+def _value(constant: Sym) -> np.float64:
+    return np.float64(cast(float, constant.key))
 
 
 def _expect(op: str, kind: str, *rows: Sym) -> None:
