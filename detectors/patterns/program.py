@@ -9,7 +9,7 @@ calls of running the kernels one by one.
 
 Everything elementwise the detector does per bar is in the program: the candle ranges,
 TA-Lib's candle averages and running-total updates (``Candles.avg`` / ``advanced``), the
-kernels, the Hikkake memory, the not-ready zeros. ``compile_patterns`` builds it.
+kernels and the Hikkake memory. ``compile_patterns`` builds it.
 
 Register layout (rows): the caller's inputs first (``input_row`` maps a leaf key to its
 row, ``buffers.InputRows``), then the float constants, then every computed float node,
@@ -48,9 +48,9 @@ Step = Callable[[F64, Bool], object]  # results are written into the registers
 class PatternProgram:
     """The compiled evaluation of a list of kernels and what the detector needs around it.
 
-    ``program`` outputs, in order: each kernel's value (0 where the bar is inside its
-    lookback, as TA-Lib), each running total after this bar (``totals``' order), then,
-    if ``memory``, the Hikkake memory after this bar (``(variant, field)`` order).
+    ``program`` outputs, in order: each kernel's value (the detector zeroes bars inside
+    its lookback), each running total after this bar (``totals``' order), then, if
+    ``memory``, the Hikkake memory after this bar (``(variant, field)`` order).
     """
 
     program: Program
