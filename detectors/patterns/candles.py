@@ -18,15 +18,17 @@ module reproduces the macro arithmetic in TA-Lib's order (``ta_utility.h``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
 from numpy.typing import NDArray
 
+from detectors.patterns.trace import Graph
+
 F64 = NDArray[np.float64]
 I32 = NDArray[np.int32]
+I64 = NDArray[np.int64]
 Bool = NDArray[np.bool_]
 
 # Range types, as in ta_defs.h (TA_RangeType).
@@ -77,144 +79,118 @@ class RunningTotal:
     start: int
 
 
-def ranges(open_: F64, high: F64, low: F64, close: F64) -> F64:
-    """The three TA-Lib range types for every bar: shape ``(3, *open_.shape)``.
-
-    Real body ``fabs(close - open)``; high-low; upper shadow ``high - (close >= open ?
-    close : open)`` plus lower shadow ``(close >= open ? open : close) - low`` as in the
-    macros (both pick max/min(open, close)). The engine's hot path writes the same
-    operations into reused buffers (``scratch.ranges_into``).
-    """
-    top = np.maximum(open_, close)
-    bottom = np.minimum(open_, close)
-    out = np.empty((3, *open_.shape), dtype=np.float64)
-    np.abs(close - open_, out=out[REALBODY])
-    np.subtract(high, low, out=out[HIGHLOW])
-    np.add(high - top, bottom - low, out=out[SHADOWS])
-    return out
-
-
 #: (setting name, shift k, first bar index using the total) of one candle average.
 AverageKey = tuple[str, int, int]
-
-
-def _pick(features: F64, field: int, k: int) -> F64:
-    """Row ``field`` of bar ``i - k`` from a ``(fields, DEPTH, N)`` feature block."""
-    row: F64 = features[field, DEPTH - 1 - k]
-    return row
 
 
 class Candles:
     """Features of the newest ``DEPTH`` bars of N series, handed to each pattern kernel.
 
-    Index ``k`` means bar ``i - k`` (0 = the newly closed bar). Arrays are ``(N,)``.
-    ``avg(setting, k)`` is ``TA_CANDLEAVERAGE(setting, total, i - k)`` of the current
-    pattern, evaluated in TA-Lib's operation order.
+    Index ``k`` means bar ``i - k`` (0 = the newly closed bar). ``avg(setting, k)`` is
+    ``TA_CANDLEAVERAGE(setting, total, i - k)`` of the current pattern, evaluated in
+    TA-Lib's operation order.
+
+    The rows are traced (``trace.Sym``, standing in for ``(N,)`` arrays): the detector runs
+    every kernel once on this object, at construction, and compiles what they computed
+    into batched numpy steps (``program.py``). Running the kernels also records which
+    running totals they average (``recorded``) and how the stateful ones update their
+    memory (``remembered``); ``advanced`` gives each total's update. ``k`` may reach back
+    over the whole window (the totals' trailing bars); the kernels use ``k < DEPTH``.
     """
 
-    def __init__(
-        self,
-        ohlc: F64,
-        rng: F64,
-        bar_index: NDArray[np.int64],
-        averages: Mapping[AverageKey, F64],
-    ) -> None:
-        # ohlc: (4, DEPTH, N) oldest..newest; rng: (3, DEPTH, N)
-        self._ohlc = ohlc
-        self._rng = rng
-        self.j = bar_index
-        self._cache: dict[AverageKey, F64] = dict(averages)
-        # Shared features of all DEPTH bars at once, (DEPTH, N) each: one numpy op apiece.
-        o, h, lo, c = ohlc
-        self._top = np.maximum(o, c)
-        self._bottom = np.minimum(o, c)
-        self._upper = h - self._top
-        self._lower = self._bottom - lo
-        self._white = c >= o
-        self._black = ~self._white
-        self._color = np.where(self._white, 1, -1).astype(np.int32)
-        self.start = 0  # lookback of the pattern being evaluated (set by the engine)
-        #: set by the engine's discovery pass: every averaged key a kernel asks for.
-        self.recorded: dict[AverageKey, RunningTotal] | None = None
-        #: (N, 2, 2) Hikkake memory rows, read and updated in place by those two kernels.
-        self.hikkake: NDArray[np.int64] = np.zeros((bar_index.shape[0], 2, 2), dtype=np.int64)
+    def __init__(self, graph: Graph) -> None:
+        self._graph = graph
+        #: lookback of the pattern being traced (set by the detector before each kernel)
+        self.start = 0
+        #: every candle average with a running total a kernel asked for
+        self.recorded: dict[AverageKey, RunningTotal] = {}
+        #: Hikkake memory variant -> its (pattern index, pattern result) after this bar
+        self.remembered: dict[int, tuple[I64, I64]] = {}
+
+    def _leaf(self, *key: object) -> F64:
+        return self._graph.leaf(key)  # type: ignore[return-value]  # a Sym stands for a row
 
     def o(self, k: int) -> F64:
-        return _pick(self._ohlc, 0, k)
+        return self._leaf("price", 0, k)
 
     def h(self, k: int) -> F64:
-        return _pick(self._ohlc, 1, k)
+        return self._leaf("price", 1, k)
 
     def l(self, k: int) -> F64:  # noqa: E743 - mirrors TA-Lib's inLow
-        return _pick(self._ohlc, 2, k)
+        return self._leaf("price", 2, k)
 
     def c(self, k: int) -> F64:
-        return _pick(self._ohlc, 3, k)
-
-    def back(self, field: int, k: NDArray[np.int64]) -> F64:
-        """Per-row bar ``i - k[r]`` of ``field`` (0 open, 1 high, 2 low, 3 close); k clipped."""
-        col = DEPTH - 1 - np.clip(k, 0, DEPTH - 1)
-        picked: F64 = np.take_along_axis(self._ohlc[field], col[None, :], axis=0)[0]
-        return picked
+        return self._leaf("price", 3, k)
 
     def body(self, k: int) -> F64:
         """TA_REALBODY: ``fabs(close - open)``."""
-        return _pick(self._rng, REALBODY, k)
+        body: F64 = np.abs(self.c(k) - self.o(k))
+        return body
 
     def hl(self, k: int) -> F64:
         """TA_HIGHLOWRANGE: ``high - low``."""
-        return _pick(self._rng, HIGHLOW, k)
+        return self.h(k) - self.l(k)
 
-    def upper(self, k: int) -> F64:
-        """TA_UPPERSHADOW: ``high - (close >= open ? close : open)``."""
-        row: F64 = self._upper[DEPTH - 1 - k]
-        return row
-
-    def lower(self, k: int) -> F64:
-        """TA_LOWERSHADOW: ``(close >= open ? open : close) - low``."""
-        row: F64 = self._lower[DEPTH - 1 - k]
-        return row
-
-    def white(self, k: int) -> Bool:
-        """TA_CANDLECOLOR == 1 (close >= open)."""
-        row: Bool = self._white[DEPTH - 1 - k]
-        return row
-
-    def black(self, k: int) -> Bool:
-        """TA_CANDLECOLOR == -1 (close < open)."""
-        row: Bool = self._black[DEPTH - 1 - k]
-        return row
-
-    def color(self, k: int) -> I32:
-        """TA_CANDLECOLOR as +1 / -1."""
-        row: I32 = self._color[DEPTH - 1 - k]
-        return row
+    def range_of(self, range_type: int, k: int) -> F64:
+        """TA_CANDLERANGE: real body, high-low, or upper + lower shadow (``(high -
+        max(open, close)) + (min(open, close) - low)``, the macros' order)."""
+        if range_type == REALBODY:
+            return self.body(k)
+        if range_type == HIGHLOW:
+            return self.hl(k)
+        return self.upper(k) + self.lower(k)
 
     def top(self, k: int) -> F64:
         """max(open, close)."""
-        row: F64 = self._top[DEPTH - 1 - k]
-        return row
+        top: F64 = np.maximum(self.o(k), self.c(k))
+        return top
 
     def bottom(self, k: int) -> F64:
         """min(open, close)."""
-        row: F64 = self._bottom[DEPTH - 1 - k]
-        return row
+        bottom: F64 = np.minimum(self.o(k), self.c(k))
+        return bottom
+
+    def upper(self, k: int) -> F64:
+        """TA_UPPERSHADOW: ``high - (close >= open ? close : open)``."""
+        return self.h(k) - self.top(k)
+
+    def lower(self, k: int) -> F64:
+        """TA_LOWERSHADOW: ``(close >= open ? open : close) - low``."""
+        return self.bottom(k) - self.l(k)
+
+    def white(self, k: int) -> Bool:
+        """TA_CANDLECOLOR == 1 (close >= open)."""
+        white: Bool = self.c(k) >= self.o(k)
+        return white
+
+    def black(self, k: int) -> Bool:
+        """TA_CANDLECOLOR == -1 (close < open)."""
+        return ~self.white(k)
+
+    def color(self, k: int) -> I32:
+        """TA_CANDLECOLOR as +1 / -1."""
+        color: I32 = np.where(self.white(k), 1, -1)
+        return color
 
     def body_gap_up(self, k2: int, k1: int) -> Bool:
         """TA_REALBODYGAPUP(i-k2, i-k1): min(o,c)[k2] > max(o,c)[k1]."""
-        return self.bottom(k2) > self.top(k1)
+        up: Bool = self.bottom(k2) > self.top(k1)
+        return up
 
     def body_gap_down(self, k2: int, k1: int) -> Bool:
         """TA_REALBODYGAPDOWN(i-k2, i-k1): max(o,c)[k2] < min(o,c)[k1]."""
-        return self.top(k2) < self.bottom(k1)
+        down: Bool = self.top(k2) < self.bottom(k1)
+        return down
 
     def gap_up(self, k2: int, k1: int) -> Bool:
         """TA_CANDLEGAPUP(i-k2, i-k1): low[k2] > high[k1]."""
-        return self.l(k2) > self.h(k1)
+        up: Bool = self.l(k2) > self.h(k1)
+        return up
 
     def gap_down(self, k2: int, k1: int) -> Bool:
         """TA_CANDLEGAPDOWN(i-k2, i-k1): high[k2] < low[k1]."""
-        return self.h(k2) < self.l(k1)
+        down: Bool = self.h(k2) < self.l(k1)
+        return down
 
     def avg(self, setting: str, k: int, start: int | None = None) -> F64:
         """``TA_CANDLEAVERAGE(setting, <its running total at shift k>, i - k)``.
@@ -222,23 +198,54 @@ class Candles:
         ``start``: bar index where the function first uses that total (default: its
         lookback; CDLHIKKAKEMOD starts its sum 3 bars earlier).
         """
-        first = self.start if start is None else start
-        key = (setting, k, first)
-        hit = self._cache.get(key)
-        if hit is not None:
-            return hit
         s = SETTINGS[setting]
         if s.avg_period == 0:
-            base = _pick(self._rng, s.range_type, k)
-        else:
-            total = RunningTotal(s.range_type, s.avg_period, k, first)
-            if self.recorded is None:
-                raise KeyError(f"candle average {key} was not prepared by the engine")
-            self.recorded[key] = total
-            base = np.zeros_like(self.j, dtype=np.float64)
-        value = average(s, base)
-        self._cache[key] = value
-        return value
+            return average(s, self.range_of(s.range_type, k))
+        key = (setting, k, self.start if start is None else start)
+        total = self.recorded[key] = RunningTotal(s.range_type, s.avg_period, k, key[2])
+        return average(s, self._leaf("total", total) / float(s.avg_period))
+
+    def advanced(self, total: RunningTotal) -> F64:
+        """The running sum ``total`` after this bar: TA-Lib's init step (a plain sum from
+        0.0, bars ``start - period`` .. ``start - 1``) or its update ``total +=
+        range(i - shift) - range(i - shift - period)`` from bar ``start`` on."""
+        j = self.j
+        before = self._leaf("total", total)
+        now = self.range_of(total.range_type, total.shift)
+        trail = self.range_of(total.range_type, total.shift + total.period)
+        init = (j >= total.start - total.period) & (j < total.start)
+        run = j >= total.start
+        after: F64 = np.where(run, before + (now - trail), np.where(init, before + now, before))
+        return after
+
+    # -- what the stateful (Hikkake) kernels need ---------------------------------------
+    @property
+    def j(self) -> I64:
+        """Index of the newly closed bar in its series (exact in float64)."""
+        return self._leaf("index")  # type: ignore[return-value]
+
+    def back(self, field: int, k: I64) -> F64:
+        """Per-row bar ``i - k[r]`` of ``field`` (0 open, 1 high, 2 low, 3 close), ``k``
+        clipped to ``[0, DEPTH - 1]``: a choice among the ``DEPTH`` newest bars, as a
+        balanced tree of selections (a shorter chain of program steps than a ladder)."""
+
+        def pick(lo: int, hi: int) -> F64:  # bars lo..hi, k known to be in that range
+            if lo == hi:
+                return self._leaf("price", field, lo)
+            mid = (lo + hi) // 2
+            chosen: F64 = np.where(k <= mid, pick(lo, mid), pick(mid + 1, hi))
+            return chosen
+
+        return pick(0, DEPTH - 1)
+
+    def memory(self, variant: int) -> tuple[I64, I64]:
+        """(pattern index, pattern result) Hikkake memory ``variant`` before this bar."""
+        idx, result = self._leaf("memory", variant, 0), self._leaf("memory", variant, 1)
+        return idx, result  # type: ignore[return-value]
+
+    def remember(self, variant: int, idx: I64, result: I64) -> None:
+        """The memory ``variant`` after this bar (the detector writes it to the state)."""
+        self.remembered[variant] = (idx, result)
 
 
 def average(setting: CandleSetting, mean: F64) -> F64:

@@ -19,18 +19,14 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from detectors.patterns.buffers import WorkBuffers, ranges_into
+from detectors.patterns.buffers import WorkBuffers
 from detectors.patterns.candles import (
-    DEPTH,
     F64,
     I32,
-    SETTINGS,
-    SHADOWS,
-    AverageKey,
     Candles,
     RunningTotal,
-    ranges,
 )
+from detectors.patterns.program import compile_patterns
 
 Kernel = Callable[[Candles], I32]
 HIKKAKE_FIELDS = 2  # (pattern index, pattern result) per Hikkake variant
@@ -39,7 +35,7 @@ _ZLIB = b"APZ1"  # marks a zlib-compressed PatternState (plain ones start with n
 
 @dataclass(frozen=True)
 class PatternDef:
-    """One TA-Lib candlestick function: its lookback and its vectorized kernel."""
+    """One TA-Lib candlestick function: its lookback and its (traced) kernel."""
 
     name: str
     lookback: int
@@ -132,45 +128,18 @@ class PatternDetector:
         self.names: tuple[str, ...] = tuple(chosen)
         self._defs = [PATTERNS[n] for n in self.names]
         self.lookbacks = np.array([d.lookback for d in self._defs], dtype=np.int64)
-        uses = self._discover_averages()
-        self.totals: tuple[RunningTotal, ...] = tuple(sorted(set(uses.values())))
-        columns = {t: n for n, t in enumerate(self.totals)}
-        # Every candle average the kernels read, computed in one go per evaluate.
-        self._avg_keys = tuple(uses)
-        self._avg_total = np.array([columns[uses[k]] for k in self._avg_keys], dtype=np.intp)
-        self._avg_factor = np.array([SETTINGS[k[0]].factor for k in self._avg_keys])[:, None]
-        self._avg_halved_rows = [
-            r for r, k in enumerate(self._avg_keys) if SETTINGS[k[0]].range_type == SHADOWS
-        ]
-        deepest = max((t.shift + t.period for t in self.totals), default=0)
+        # Every kernel, TA-Lib's running totals and the Hikkake memory, traced once and
+        # compiled into batched numpy steps (program.py says why).
+        compiled = compile_patterns([(d.lookback, d.kernel) for d in self._defs])
+        self._program = compiled.program
+        self._has_memory = compiled.memory
+        #: TA-Lib running sums kept per series (``PatternState.totals`` columns).
+        self.totals: tuple[RunningTotal, ...] = compiled.totals
         #: Bars of history (including the newest) each series must supply.
-        self.window = max(DEPTH, deepest + 1)
-        # Rows of the (kind * window + bar) flattened ranges each running sum adds/drops.
-        w = self.window
-        self._now_row = np.array(
-            [t.range_type * w + w - 1 - t.shift for t in self.totals], dtype=np.intp
+        self.window = compiled.window
+        self._buffers = WorkBuffers(
+            compiled.inputs, self._program.n_registers, self._program.n_flags
         )
-        self._trail_row = np.array(
-            [t.range_type * w + w - 1 - t.shift - t.period for t in self.totals], dtype=np.intp
-        )
-        self._start = np.array([t.start for t in self.totals], dtype=np.int64)[:, None]
-        period = np.array([t.period for t in self.totals], dtype=np.int64)[:, None]
-        self._init_from = self._start - period
-        self._period_f = period[:, 0].astype(np.float64)
-        self._buffers = WorkBuffers(w, len(self.totals), len(self._avg_keys), len(self._defs))
-
-    def _discover_averages(self) -> dict[AverageKey, RunningTotal]:
-        """Run every kernel once on dummy bars, recording the candle averages it reads."""
-        n = 1
-        ohlc = np.ones((4, DEPTH, n))
-        dummy = Candles(ohlc, ranges(*ohlc), np.zeros(n, dtype=np.int64), {})
-        dummy.recorded = {}
-        hik = np.zeros((n, 2, HIKKAKE_FIELDS), dtype=np.int64)
-        for d in self._defs:
-            dummy.start = d.lookback
-            dummy.hikkake = hik
-            d.kernel(dummy)
-        return dict(sorted(dummy.recorded.items()))
 
     def new_state(self, n_series: int) -> PatternState:
         """Empty state for ``n_series`` series that have not had any bar yet."""
@@ -226,61 +195,22 @@ class PatternDetector:
     ) -> NDArray[np.int32]:
         n = seen.shape[0]
         sc = self._buffers
-        # (field, bar, series) layout: every per-bar feature row is contiguous over N.
-        bars = sc.view("bars", n)
+        bars = sc.view("bars", n)  # (field, bar, series): rows contiguous over N
         for f, a in enumerate(prices):
             np.copyto(bars[f], a.T)
-        rng = ranges_into(bars, sc.view("ranges", n), sc.view("work", n))  # (3, w, N)
-        j = seen - 1
-        gathered = sc.view("rows_totals", n)
-        np.take(state.totals, rows, axis=0, out=gathered, mode="clip")  # rows checked above
         totals = sc.view("totals", n)
-        np.copyto(totals, gathered.T)  # (T, N)
-        averages = self._averages(totals, n)
-        self._advance_totals(rng, j, totals, n)
-        state.totals[rows] = totals.T
-        candles = Candles(bars[:, -DEPTH:], rng[:, -DEPTH:], j, averages)
-        hik = state.hikkake[rows]
-        candles.hikkake = hik
-        out = sc.out(n)
-        for p, d in enumerate(self._defs):
-            candles.start = d.lookback
-            out[p] = d.kernel(candles)
-        state.hikkake[rows] = hik
-        np.copyto(out, 0, where=j[None, :] < self.lookbacks[:, None])  # not ready: 0
-        return out.T.copy()
-
-    def _averages(self, totals: F64, n: int) -> dict[AverageKey, F64]:
-        """TA_CANDLEAVERAGE of every (setting, shift, start) the kernels use, from the sums
-        before this bar's update: ``factor * (SUM / avgPeriod) / (2.0 | 1.0)``."""
-        means = self._buffers.view("means", n)
-        np.divide(totals, self._period_f[:, None], out=means)  # (T, N)
-        values = self._buffers.view("averages", n)
-        np.take(means, self._avg_total, axis=0, out=values, mode="clip")
-        np.multiply(values, self._avg_factor, out=values)
-        for r in self._avg_halved_rows:
-            np.divide(values[r], 2.0, out=values[r])
-        return dict(zip(self._avg_keys, values, strict=True))
-
-    def _advance_totals(self, rng: F64, j: NDArray[np.int64], totals: F64, n: int) -> None:
-        """Apply TA-Lib's init / update step for bar ``j`` to every running sum, in place.
-
-        ``rng``: (3, window, N) ranges; ``totals``: (T, N) sums before this bar.
-        """
-        if not self.totals:
-            return
-        flat = rng.reshape(3 * self.window, n)  # a view: (kind, bar) rows
-        now = self._buffers.view("now", n)
-        trail = self._buffers.view("trail", n)
-        np.take(flat, self._now_row, axis=0, out=now, mode="clip")  # range(j - shift)
-        np.take(flat, self._trail_row, axis=0, out=trail, mode="clip")  # range(j - sh - per)
-        jj = j[None, :]
-        init = (jj >= self._init_from) & (jj < self._start)
-        run = jj >= self._start
-        # init: total += range(i) from 0.0; run: total += range(i) - range(trailing).
-        np.add(totals, now, out=totals, where=init)
-        np.subtract(now, trail, out=now)
-        np.add(totals, now, out=totals, where=run)
+        np.copyto(totals, np.take(state.totals, rows, axis=0, mode="clip").T)  # rows checked
+        np.copyto(sc.view("index", n)[0], seen - 1)  # bar index i, exact in float64
+        if self._has_memory:
+            np.copyto(sc.view("memory", n), state.hikkake[rows].transpose(1, 2, 0))
+        values = self._program.run(*sc.registers(n))
+        p, t = len(self._defs), len(self.totals)
+        state.totals[rows] = values[p : p + t].T
+        if self._has_memory:
+            state.hikkake[rows] = values[p + t :].T.reshape(n, 2, HIKKAKE_FIELDS)
+        out: NDArray[np.int32] = values[:p].T.astype(np.int32)  # small integers, exact
+        np.copyto(out, 0, where=seen[:, None] <= self.lookbacks[None, :])  # not ready: 0
+        return out
 
 
 def prices_of(

@@ -3,8 +3,10 @@
 Both remember the index and direction of the last hikkake (``patternIdx``,
 ``patternResult``) and emit a +-200 confirmation when, within 3 bars, the close breaks
 the high/low of the pattern's second candle. TA-Lib starts that memory 3 bars before
-its first output (``startIdx - 3``); the state rows here follow the same transitions from
-the same bar, using absolute bar indices like the C code.
+its first output (``startIdx - 3``); the memory here follows the same transitions from
+the same bar, using absolute bar indices like the C code. It is traced like every other
+row (``Candles.memory`` / ``remember``): the detector feeds each series' state rows in
+and writes the remembered rows back.
 """
 
 from __future__ import annotations
@@ -20,9 +22,8 @@ HIGH, LOW, CLOSE = 1, 2, 3
 
 
 def _step(x: Candles, variant: int, found: Bool, bullish: Bool, first: int) -> I32:
-    """Apply one bar of TA-Lib's hikkake loop to the memory rows; return the output."""
-    memory = x.hikkake[:, variant]
-    idx, result = memory[:, 0], memory[:, 1]
+    """Apply one bar of TA-Lib's hikkake loop to memory ``variant``; return the output."""
+    idx, result = x.memory(variant)
     j = x.j
     age = j - idx
     # inHigh/inLow[patternIdx - 1]: bar i - (age + 1); only read when age <= 3.
@@ -37,9 +38,12 @@ def _step(x: Candles, variant: int, found: Bool, bullish: Bool, first: int) -> I
     out = np.where(found, new_result, 0)
     out = np.where(confirm, result + 100 * np.where(result > 0, 1, -1), out)
     live = j >= first  # TA-Lib runs the loop from startIdx - 3
-    memory[:, 0] = np.where(live & found, j, np.where(live & confirm, 0, idx))
-    memory[:, 1] = np.where(live & found, new_result, result)
-    return out.astype(np.int32)
+    x.remember(
+        variant,
+        np.where(live & found, j, np.where(live & confirm, 0, idx)),
+        np.where(live & found, new_result, result),
+    )
+    return out
 
 
 @pattern("CDLHIKKAKE", 5)

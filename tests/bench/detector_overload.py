@@ -4,7 +4,7 @@
 two ``python -m detectors`` processes from ``CHECKOUT`` (default: this worktree; give an
 older checkout, e.g. from ``git archive <commit> | tar -x -C DIR``, for a before/after
 comparison) in a fresh namespace, appends the test's feed to one partition (150 entries of
-160 trades, one symbol whose every 4th trade closes a 1m bar, 20 ms apart), and every 1.5 s
+480 trades, one symbol whose every 4th trade closes a 1m bar, 20 ms apart), and every 1.5 s
 prints the ``bars`` stream length and the partition's backlog (group lag + pending), for at
 most 90 s or until drained. Ends with both detectors' ``leases_lost`` and renewal lateness
 histogram (when the checkout has it) and the count of lease events in their logs. See

@@ -1,7 +1,7 @@
 """An overloaded detector keeps its leases and makes steady progress (issue 11, item 1).
 
-One symbol whose every 4th trade closes a 1m bar floods one partition with heavy entries (160
-trades, 40 closed bars, all 61 patterns each): a read batch of ``BATCH_COUNT`` entries takes
+One symbol whose every 4th trade closes a 1m bar floods one partition with heavy entries (480
+trades, 120 closed bars, all 61 patterns each): a read batch of ``BATCH_COUNT`` entries takes
 several times the lease TTL to apply. Two ``python -m detectors`` processes share the four
 partitions. The old worker applied a whole batch without yielding to the event loop, so the
 busy detector neither heartbeated nor renewed: its lease expired, the other detector took the
@@ -59,7 +59,7 @@ from tests.integration.detectors_support import (
 pytestmark = pytest.mark.redis
 
 EXCHANGE, SYMBOL, NATIVE = "binance-futures", "BTC-USDT", "BTCUSDT"
-ENTRY_TRADES = 160  # 40 closed 1m bars per entry: each entry is heavy
+ENTRY_TRADES = 480  # 120 closed 1m bars per entry: each entry is heavy
 ENTRIES = 150
 ENGINE_ENV = {
     "TIMEFRAMES": "1m",
