@@ -104,3 +104,14 @@ class ModelHistory:
         """``score_event`` with the covering version's model, named after the version."""
         v = self.at(event.bar.open_time)
         return score_event(event, v.model, name=v.name, emit_warming=emit_warming)
+
+    def score_events(
+        self, events: Iterable[PatternEvent], *, emit_warming: bool = False
+    ) -> list[Signal]:
+        """``score`` of each event, concatenated in order (each with its own version). A bad
+        event raises its ``BadInput`` for the whole batch: a caller that dead-letters single
+        events scores them one by one with ``score``."""
+        out: list[Signal] = []
+        for event in events:
+            out += self.score(event, emit_warming=emit_warming)
+        return out
