@@ -42,12 +42,12 @@ import functools
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from common.contracts import PatternEvent, bar_id
 from common.errors import ConfigError, DecodeError
 from detectors.timeframes import parse_timeframe
-from signals.contract import Direction, FeatureValue, Signal
+from signals.contract import SIGNALS_VERSION, Direction, FeatureValue, Signal
 from signals.model import Model, PatternSpec, ScoringParams
 
 FEATURES_USED: tuple[str, ...] = ("volume_ratio", "trend", "htf_trend", "rsi")
@@ -80,6 +80,20 @@ class DirectionScore:
 
 
 RawScores = tuple[DirectionScore | None, DirectionScore | None]  # (long, short)
+Rounded = tuple[tuple[str, float], ...]  # (pattern, c_p rounded to 4 places), a signal's own
+
+
+class Scored(NamedTuple):
+    """Steps 1-4 of one (patterns, context), with what a signal copies from them, computed
+    once per cache entry rather than once per signal."""
+
+    long: DirectionScore | None
+    short: DirectionScore | None
+    fired: tuple[tuple[str, int], ...]  # the nonzero patterns, sorted: a signal's ``patterns``
+    long_contributions: Rounded
+    short_contributions: Rounded
+
+
 # What steps 1-4 read of the features: sign of T, sign of H, V, RSI zone (see ``context``).
 Context = tuple[int, int, float, int]
 
@@ -214,11 +228,11 @@ class ModelScorer:
                 out.append(Evidence(name, vote[0], vote[1]))
         return out
 
-    def raw(self, items: PatternItems, context: Context) -> RawScores:
+    def raw(self, items: PatternItems, context: Context) -> Scored:
         """Steps 1-4, memoized: the (long, short) uncooled scores (None: no evidence)."""
         return _cached_raw(self, items, context)
 
-    def compute_raw(self, items: PatternItems, context: Context) -> RawScores:
+    def compute_raw(self, items: PatternItems, context: Context) -> Scored:
         """Steps 1-4 computed (what ``raw`` memoizes)."""
         p = self.params
         trend, htf, volume, zone = context
@@ -245,13 +259,21 @@ class ModelScorer:
                     tuple(e.contribution for e in voting),
                 )
             )
-        return out[0], out[1]
+        long, short = out
+        return Scored(
+            long,
+            short,
+            tuple((k, v) for k, v in items if v != 0),
+            _rounded(long),
+            _rounded(short),
+        )
 
     def raw_of(
         self, patterns: Mapping[str, int], features: Mapping[str, FeatureValue]
     ) -> RawScores:
         """Steps 1-4 of patterns in their features' context."""
-        return self.raw(tuple(sorted(patterns.items())), self.context(features))
+        scored = self.raw(tuple(sorted(patterns.items())), self.context(features))
+        return scored.long, scored.short
 
     def in_cooldown(self, event: PatternEvent, direction: int) -> bool:
         """Step 6: an earlier event within the horizon already cleared the threshold this way."""
@@ -279,39 +301,49 @@ class ModelScorer:
         features = clean_features(event.features)
         if not emit_warming and tuple(features.values()) == _ALL_MISSING:  # warming_up()
             return []
-        items = tuple(sorted(event.patterns.items()))
-        long, short = self.raw(items, self.context(features))
+        scored = self.raw(tuple(sorted(event.patterns.items())), self.context(features))
         out: list[Signal] = []
-        for d, ds in ((1, long), (-1, short)):
+        for d, ds, contributions in (
+            (1, scored.long, scored.long_contributions),
+            (-1, scored.short, scored.short_contributions),
+        ):
             if ds is None or ds.score < self.threshold or self.in_cooldown(event, d):
                 continue
             direction: Direction = "long" if d == 1 else "short"
             bar = event.bar
+            # Positional, in field order (the reference tests check every field): a keyword
+            # call of this 15-field frozen dataclass costs about twice as much.
             out.append(
                 Signal(
-                    id=f"{bar_id(bar.exchange, bar.symbol, bar.timeframe, bar.open_time)}"
-                    f":{direction}",
-                    exchange=bar.exchange,
-                    symbol=bar.symbol,
-                    timeframe=bar.timeframe,
-                    open_time_ms=bar.open_time,
-                    direction=direction,
-                    score=ds.score,
-                    patterns={k: v for k, v in items if v != 0},
-                    supporting=ds.supporting,
-                    features=features,
-                    model=name or self.model.fingerprint,
-                    close=bar.close,
-                    contributions={
-                        k: round(c, 4) for k, c in zip(ds.supporting, ds.contributions, strict=True)
-                    },
+                    f"{bar_id(bar.exchange, bar.symbol, bar.timeframe, bar.open_time)}:{direction}",
+                    bar.exchange,
+                    bar.symbol,
+                    bar.timeframe,
+                    bar.open_time,
+                    direction,
+                    ds.score,
+                    dict(scored.fired),
+                    ds.supporting,
+                    features,
+                    name or self.model.fingerprint,
+                    None,  # emitted_at
+                    SIGNALS_VERSION,
+                    bar.close,
+                    dict(contributions),
                 )
             )
         return out
 
 
+def _rounded(ds: DirectionScore | None) -> Rounded:
+    """A signal's ``contributions``: each supporting pattern's ``c_p``, rounded to 4 places."""
+    if ds is None:
+        return ()
+    return tuple((k, round(c, 4)) for k, c in zip(ds.supporting, ds.contributions, strict=True))
+
+
 @functools.lru_cache(maxsize=RAW_CACHE_SIZE)
-def _cached_raw(scorer: ModelScorer, items: PatternItems, context: Context) -> RawScores:
+def _cached_raw(scorer: ModelScorer, items: PatternItems, context: Context) -> Scored:
     """One bounded LRU for every model: memory stays bounded however many versions score."""
     return scorer.compute_raw(items, context)
 

@@ -2,9 +2,12 @@
 
 Figures (each next to a baseline measured in the same run):
 
-1. ``score_event`` alone (pure Python) — events/s.
+1. ``score_event`` alone (pure Python) — events/s and µs/event; baseline: the plain per-event
+   scoring code from before issue 17 (``tests/signals_reference.py``, same results) on the
+   same events.
 2. One ``SignalsService`` draining a backlog of pattern events (in-process, burst mode) —
-   events/s; baseline: XREADGROUP + XACK of the same backlog with no work at all.
+   events/s and the worker process's CPU per event (``time.process_time``: Redis's own work
+   is not in it); baseline: XREADGROUP + XACK of the same backlog with no work at all.
 3. 1,000 symbols closing a bar at once (1,000 pattern events XADDed in one pipeline), a worker
    and the WebSocket server running as their own processes: p50/p99 latency from the burst's
    XADD to each signal seen on the ``signals`` stream (XREAD BLOCK) and at a WebSocket client;
@@ -38,6 +41,7 @@ from signals.model import Model
 from signals.scoring import score_event
 from signals.service import SignalsService
 from signals.settings import SignalsSettings
+from tests import signals_reference
 from tests.signals_factory import MINUTE, T0, event_mix, strong_event
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -57,10 +61,16 @@ def ms(values: Sequence[float]) -> str:
 
 def bench_scoring(events: Sequence[PatternEvent]) -> None:
     model = Model()
-    started = time.perf_counter()
-    n = sum(len(score_event(e, model)) for e in events)
-    took = time.perf_counter() - started
-    print(f"score_event (pure)            {len(events) / took:10,.0f} events/s  ({n} signals)")
+    took: dict[str, float] = {}
+    for label, score in (("now", score_event), ("reference", signals_reference.score_event)):
+        started = time.perf_counter()
+        n = sum(len(score(e, model)) for e in events)
+        took[label] = time.perf_counter() - started
+    now, ref = (len(events) / took[k] for k in ("now", "reference"))
+    print(
+        f"score_event (pure)            {now:10,.0f} events/s  ({1e6 / now:.1f} µs/event, "
+        f"{n} signals)   baseline per-event reference code {ref:10,.0f}/s ({1e6 / ref:.1f} µs)"
+    )
 
 
 async def write(r: aioredis.Redis, stream: str, events: Sequence[PatternEvent]) -> None:
@@ -88,14 +98,15 @@ async def bench_worker(r: aioredis.Redis, keys: Keys, events: Sequence[PatternEv
     )
     worker = SignalsService(SignalsSettings(common=common, model=Model()), redis=r, burst=True)
     await worker.start()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     await worker.run()
-    took = time.perf_counter() - started
+    took, cpu = time.perf_counter() - started, time.process_time() - cpu
     await worker.stop()
     n = await r.xlen(keys.signals)
     print(
         f"signals worker (1 instance)   {len(events) / took:10,.0f} events/s  "
-        f"({n / took:,.0f} signals/s)   baseline XREADGROUP+XACK {len(events) / base:10,.0f}/s"
+        f"({n / took:,.0f} signals/s, CPU {cpu / len(events) * 1e6:.1f} µs/event)   "
+        f"baseline XREADGROUP+XACK {len(events) / base:10,.0f}/s"
     )
 
 
