@@ -51,7 +51,7 @@ from signals.contract import SIGNALS_VERSION, Direction, FeatureValue, Signal
 from signals.model import Model, PatternSpec, ScoringParams
 
 FEATURES_USED: tuple[str, ...] = ("volume_ratio", "trend", "htf_trend", "rsi")
-RAW_CACHE_SIZE = 16_384  # memoized steps 1-4 results, all models together (~1 kB each at most)
+RAW_CACHE_SIZE = 8_192  # memoized steps 1-4 results, all models together: ~1.2 kB each, <= ~10 MiB
 _SIGNS = (-1, 0, 1)
 _ALL_MISSING = (None,) * len(FEATURES_USED)
 # The representative TA-Lib value of each value class, in class order (see ``_value_class``).
