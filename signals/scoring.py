@@ -30,10 +30,13 @@ its name, the sign of *v_p*, whether ``|v_p| >= 200``, and the signs of *T* and 
 model's ``ModelScorer`` tabulates every pattern's vote for the 4 x 9 combinations once. Steps
 1-4 as a whole depend on the event only through its sorted patterns, the signs of *T* and *H*,
 *V* and the RSI zone, so their result is memoized under exactly that key in one bounded LRU
-cache (``RAW_CACHE_SIZE`` entries, shared by every model), which also serves the ``recent``
-entries that step 6 scores again. The arithmetic is the same operations in the same order as
-the rules above, so the scores are bit for bit those of the plain per-event code
-(``tests/signals_reference.py``), whatever the cache holds.
+cache (``RAW_CACHE_SIZE`` entries, shared by every model). Step 6 reads each ``recent`` entry
+again in the next ``cooldown_bars`` events of its series, so an entry's decoded open time and
+scores are memoized by its content too (``PRIOR_CACHE_SIZE``; ``ModelScorer.prior`` says why a
+hit can skip nothing a miss would raise). The arithmetic is the same operations in the same
+order as the rules above, so the scores are bit for bit those of the plain per-event code
+(``tests/signals_reference.py``), whatever the caches hold; both together stay under ~25 MB
+(measured with random 1-4 pattern entries).
 """
 
 from __future__ import annotations
@@ -51,7 +54,9 @@ from signals.contract import SIGNALS_VERSION, Direction, FeatureValue, Signal
 from signals.model import Model, PatternSpec, ScoringParams
 
 FEATURES_USED: tuple[str, ...] = ("volume_ratio", "trend", "htf_trend", "rsi")
-RAW_CACHE_SIZE = 8_192  # memoized steps 1-4 results, all models together: ~1.2 kB each, <= ~10 MiB
+RAW_CACHE_SIZE = 8_192  # memoized steps 1-4 results, all models together (~1.2 kB each)
+PRIOR_CACHE_SIZE = 8_192  # memoized ``recent`` entries, all models together (~0.6 kB each)
+_NO_FEATURES: Mapping[str, Any] = {}
 _SIGNS = (-1, 0, 1)
 _ALL_MISSING = (None,) * len(FEATURES_USED)
 # The representative TA-Lib value of each value class, in class order (see ``_value_class``).
@@ -96,6 +101,8 @@ class Scored(NamedTuple):
 
 # What steps 1-4 read of the features: sign of T, sign of H, V, RSI zone (see ``context``).
 Context = tuple[int, int, float, int]
+# A ``recent`` entry as found: open time, pattern items, the used features' values and types.
+PriorKey = tuple[Any, tuple[tuple[str, int], ...], tuple[Any, ...], tuple[type, ...]]
 
 
 @functools.lru_cache(maxsize=256)
@@ -279,20 +286,42 @@ class ModelScorer:
         """Step 6: an earlier event within the horizon already cleared the threshold this way."""
         horizon = self.params.cooldown_bars * timeframe_ms(event.bar.timeframe)
         t = event.bar.open_time
-        side = 0 if direction == 1 else 1
         for prior in event.recent:
-            try:
-                open_time = int(prior["open_time"])
-                patterns = {str(k): int(v) for k, v in prior["patterns"].items()}
-                features = clean_features(prior.get("features", {}))
-            except (KeyError, TypeError, ValueError, AttributeError) as e:
-                raise DecodeError("recent_event", repr(e)) from e
+            open_time, scored = self.prior(prior)
             if not t - horizon <= open_time < t:
                 continue
-            prior_score = self.raw_of(patterns, features)[side]
+            prior_score = scored.long if direction == 1 else scored.short
             if prior_score is not None and prior_score.score >= self.threshold:
                 return True
         return False
+
+    def prior(self, prior: Mapping[str, Any]) -> tuple[int, Scored]:
+        """A ``recent`` entry's open time and uncooled scores (``DecodeError`` if malformed).
+
+        Memoized by the entry's content, since the same entry comes back in the next
+        ``cooldown_bars`` events of its series. The key is what ``decode_prior`` reads, as
+        found, plus the types of the features (``True == 1``, but a bool feature must fail):
+        equal keys decode equally, so a hit skips nothing a miss would have raised. An entry
+        that has no such key (malformed, unhashable) is decoded afresh and raises exactly
+        what it always raised."""
+        try:
+            features = prior.get("features", _NO_FEATURES)
+            used = tuple(map(features.get, FEATURES_USED))
+            key = (
+                prior["open_time"],
+                tuple(prior["patterns"].items()),
+                used,
+                tuple(map(type, used)),
+            )
+            hash(key)
+        except (KeyError, TypeError, AttributeError):
+            return self.score_prior(prior)
+        return _cached_prior(self, key)
+
+    def score_prior(self, prior: Mapping[str, Any]) -> tuple[int, Scored]:
+        """``prior`` computed (what it memoizes)."""
+        open_time, items, features = decode_prior(prior)
+        return open_time, self.raw(items, self.context(features))
 
     def score(
         self, event: PatternEvent, name: str | None = None, *, emit_warming: bool = False
@@ -340,6 +369,29 @@ def _rounded(ds: DirectionScore | None) -> Rounded:
     if ds is None:
         return ()
     return tuple((k, round(c, 4)) for k, c in zip(ds.supporting, ds.contributions, strict=True))
+
+
+def decode_prior(prior: Mapping[str, Any]) -> tuple[int, PatternItems, dict[str, FeatureValue]]:
+    """A ``recent`` entry as numbers: open time, sorted patterns, features used."""
+    try:
+        open_time = int(prior["open_time"])
+        patterns = {str(k): int(v) for k, v in prior["patterns"].items()}
+        features = clean_features(prior.get("features", {}))
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise DecodeError("recent_event", repr(e)) from e
+    return open_time, tuple(sorted(patterns.items())), features
+
+
+@functools.lru_cache(maxsize=PRIOR_CACHE_SIZE)
+def _cached_prior(scorer: ModelScorer, key: PriorKey) -> tuple[int, Scored]:
+    """``ModelScorer.prior``'s bounded memo (one for every model)."""
+    open_time, items, used, _ = key
+    entry = {
+        "open_time": open_time,
+        "patterns": dict(items),
+        "features": dict(zip(FEATURES_USED, used, strict=True)),
+    }
+    return scorer.score_prior(entry)
 
 
 @functools.lru_cache(maxsize=RAW_CACHE_SIZE)

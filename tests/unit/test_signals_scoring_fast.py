@@ -20,8 +20,10 @@ from common.errors import DecodeError
 from signals.contract import Signal, iso_utc_ms
 from signals.model import DEFAULT_PATTERNS, Calibration, Model, PatternSpec, ScoringParams
 from signals.scoring import (
+    PRIOR_CACHE_SIZE,
     RAW_CACHE_SIZE,
     ModelScorer,
+    _cached_prior,
     _cached_raw,
     pattern_evidence,
     raw_scores,
@@ -156,7 +158,56 @@ def test_history_scores_a_batch_with_each_events_version(rng: random.Random) -> 
     assert {s.model for s in want} == {history.versions[0].name, history.versions[1].name}
 
 
-def test_the_raw_score_cache_is_bounded(rng: random.Random) -> None:
+def series(rng: random.Random, bars: int) -> list[PatternEvent]:
+    """One symbol's pattern events as a detector writes them: each carries the earlier ones
+    within 5 bars as ``recent`` (the very entries the next events carry again)."""
+    out: list[PatternEvent] = []
+    recent: list[dict[str, Any]] = []
+    for bar in range(bars):
+        if rng.random() < 0.3:
+            continue  # no pattern on this bar
+        open_time = T0 + bar * 60_000
+        event = PatternEvent(
+            make_event({}, open_time=open_time).bar,
+            random_patterns(rng),
+            random_features(rng),
+            [r for r in recent if r["open_time"] >= open_time - 5 * 60_000],
+        )
+        out.append(event)
+        recent = [*event.recent, {k: v for k, v in event.to_dict().items() if k != "recent"}]
+        recent[-1]["open_time"] = open_time
+    return out
+
+
+def test_recent_entries_seen_again_score_as_the_reference(rng: random.Random) -> None:
+    for model in (Model(), random_model(rng), random_model(rng)):
+        before = _cached_prior.cache_info().hits
+        for event in series(rng, 600):
+            assert score_event(event, model) == reference.score_event(event, model)
+        assert _cached_prior.cache_info().hits > before  # the memo was used, and agreed
+
+
+def test_a_memoized_recent_entry_still_fails_as_before() -> None:
+    hammer = {"CDLHAMMER": 100}
+    good = {"open_time": T0 - 60_000, "patterns": hammer, "features": {"trend": 1}}
+    assert score_event(make_event(hammer, trend=-1, recent=[good]), Model())  # now memoized
+    for bad in (
+        {**good, "features": {"trend": True}},  # True == 1, but a bool is not a number
+        {**good, "features": {"trend": "1"}},
+        {**good, "patterns": {"CDLHAMMER": [100]}},  # unhashable: never memoized
+        {**good, "features": None},
+        {**good, "open_time": None},
+    ):
+        event = make_event(hammer, trend=-1, recent=[bad])
+        with pytest.raises(DecodeError) as got:
+            score_event(event, Model())
+        with pytest.raises(DecodeError) as want:
+            reference.score_event(event, Model())
+        assert (got.value.reason, str(got.value)) == (want.value.reason, str(want.value))
+
+
+def test_the_caches_are_bounded(rng: random.Random) -> None:
+    assert _cached_prior.cache_info().maxsize == PRIOR_CACHE_SIZE
     assert _cached_raw.cache_info().maxsize == RAW_CACHE_SIZE
     model = Model()
     for _ in range(RAW_CACHE_SIZE + 2000):
@@ -164,6 +215,11 @@ def test_the_raw_score_cache_is_bounded(rng: random.Random) -> None:
         raw_scores(random_patterns(rng), reference.clean_features(features), model)
     info = _cached_raw.cache_info()
     assert info.currsize == RAW_CACHE_SIZE  # full, and no bigger
+    scorer = scorer_of(model)
+    for i in range(PRIOR_CACHE_SIZE + 2000):
+        entry = {"open_time": T0 + i, "patterns": random_patterns(rng), "features": {"rsi": 50.0}}
+        assert scorer.prior(entry) == scorer.score_prior(entry)
+    assert _cached_prior.cache_info().currsize == PRIOR_CACHE_SIZE
 
 
 def test_a_model_is_compiled_once() -> None:
