@@ -101,8 +101,6 @@ class Scored(NamedTuple):
 
 # What steps 1-4 read of the features: sign of T, sign of H, V, RSI zone (see ``context``).
 Context = tuple[int, int, float, int]
-# A ``recent`` entry as found: open time, pattern items, the used features' values and types.
-PriorKey = tuple[Any, tuple[tuple[str, int], ...], tuple[Any, ...], tuple[type, ...]]
 
 
 @functools.lru_cache(maxsize=256)
@@ -298,25 +296,31 @@ class ModelScorer:
     def prior(self, prior: Mapping[str, Any]) -> tuple[int, Scored]:
         """A ``recent`` entry's open time and uncooled scores (``DecodeError`` if malformed).
 
-        Memoized by the entry's content, since the same entry comes back in the next
-        ``cooldown_bars`` events of its series. The key is what ``decode_prior`` reads, as
-        found, plus the types of the features (``True == 1``, but a bool feature must fail):
-        equal keys decode equally, so a hit skips nothing a miss would have raised. An entry
-        that has no such key (malformed, unhashable) is decoded afresh and raises exactly
-        what it always raised."""
+        Memoized by the entry's content (``PRIOR_CACHE_SIZE`` entries, oldest out first), since
+        the same entry comes back in the next ``cooldown_bars`` events of its series. The key
+        is what ``decode_prior`` reads, as found, plus the types of the features (``True ==
+        1``, but a bool feature must fail): equal keys decode equally, so a hit skips nothing
+        a miss would have raised. An entry that has no such key (malformed, unhashable) is
+        decoded afresh and raises exactly what it always raised."""
         try:
             features = prior.get("features", _NO_FEATURES)
             used = tuple(map(features.get, FEATURES_USED))
             key = (
+                self,
                 prior["open_time"],
                 tuple(prior["patterns"].items()),
                 used,
                 tuple(map(type, used)),
             )
-            hash(key)
+            found = _PRIORS.get(key)
         except (KeyError, TypeError, AttributeError):
             return self.score_prior(prior)
-        return _cached_prior(self, key)
+        if found is None:
+            found = self.score_prior(prior)
+            if len(_PRIORS) >= PRIOR_CACHE_SIZE:  # bounded: the oldest goes first
+                del _PRIORS[next(iter(_PRIORS))]
+            _PRIORS[key] = found
+        return found
 
     def score_prior(self, prior: Mapping[str, Any]) -> tuple[int, Scored]:
         """``prior`` computed (what it memoizes)."""
@@ -382,24 +386,16 @@ def decode_prior(prior: Mapping[str, Any]) -> tuple[int, PatternItems, dict[str,
     return open_time, tuple(sorted(patterns.items())), features
 
 
-@functools.lru_cache(maxsize=PRIOR_CACHE_SIZE)
-def _cached_prior(scorer: ModelScorer, key: PriorKey) -> tuple[int, Scored]:
-    """``ModelScorer.prior``'s bounded memo (one for every model)."""
-    open_time, items, used, _ = key
-    entry = {
-        "open_time": open_time,
-        "patterns": dict(items),
-        "features": dict(zip(FEATURES_USED, used, strict=True)),
-    }
-    return scorer.score_prior(entry)
-
-
 @functools.lru_cache(maxsize=RAW_CACHE_SIZE)
 def _cached_raw(scorer: ModelScorer, items: PatternItems, context: Context) -> Scored:
     """One bounded LRU for every model: memory stays bounded however many versions score."""
     return scorer.compute_raw(items, context)
 
 
+# ``ModelScorer.prior``'s memo, for every model: (scorer, the entry's open time, pattern items,
+# used features' values and types, as found) -> (open time, scores). First in, first out: an
+# entry is read again within a few bars of its first use.
+_PRIORS: dict[tuple[Any, ...], tuple[int, Scored]] = {}
 _SCORER_ATTR = "_scorer"
 
 

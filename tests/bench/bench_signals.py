@@ -2,9 +2,10 @@
 
 Figures (each next to a baseline measured in the same run):
 
-1. ``score_event`` alone (pure Python) — events/s and µs/event; baseline: the plain per-event
-   scoring code from before issue 17 (``tests/signals_reference.py``, same results) on the
-   same events.
+1. ``score_event`` alone (pure Python) — events/s and µs/event, on ``event_mix`` and on
+   ``event_series`` (each event carrying its series' earlier events as ``recent``, as the
+   detector writes them); baseline: the plain per-event scoring code from before issue 17
+   (``tests/signals_reference.py``, same results) on the same events.
 2. One ``SignalsService`` draining a backlog of pattern events (in-process, burst mode) —
    events/s and the worker process's CPU per event (``time.process_time``: Redis's own work
    is not in it); baseline: XREADGROUP + XACK of the same backlog with no work at all.
@@ -42,7 +43,7 @@ from signals.scoring import score_event
 from signals.service import SignalsService
 from signals.settings import SignalsSettings
 from tests import signals_reference
-from tests.signals_factory import MINUTE, T0, event_mix, strong_event
+from tests.signals_factory import MINUTE, T0, event_mix, event_series, strong_event
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 QUICK = os.environ.get("BENCH_QUICK") == "1"
@@ -59,16 +60,16 @@ def ms(values: Sequence[float]) -> str:
     return f"p50 {pct(values, 0.5) * 1000:7.2f} ms  p99 {pct(values, 0.99) * 1000:7.2f} ms"
 
 
-def bench_scoring(events: Sequence[PatternEvent]) -> None:
+def bench_scoring(events: Sequence[PatternEvent], label: str) -> None:
     model = Model()
     took: dict[str, float] = {}
-    for label, score in (("now", score_event), ("reference", signals_reference.score_event)):
+    for code, score in (("now", score_event), ("reference", signals_reference.score_event)):
         started = time.perf_counter()
         n = sum(len(score(e, model)) for e in events)
-        took[label] = time.perf_counter() - started
+        took[code] = time.perf_counter() - started
     now, ref = (len(events) / took[k] for k in ("now", "reference"))
     print(
-        f"score_event (pure)            {now:10,.0f} events/s  ({1e6 / now:.1f} µs/event, "
+        f"score_event ({label}) {now:10,.0f} events/s  ({1e6 / now:.1f} µs/event, "
         f"{n} signals)   baseline per-event reference code {ref:10,.0f}/s ({1e6 / ref:.1f} µs)"
     )
 
@@ -215,7 +216,10 @@ async def run() -> None:
     keys = Keys(partitions=1, namespace=f"bench{uuid.uuid4().hex[:8]}:")
     r = aioredis.Redis.from_url(REDIS_URL)
     try:
-        bench_scoring(event_mix(5_000 if QUICK else 50_000))
+        n = 5_000 if QUICK else 50_000
+        bench_scoring(event_mix(n), "pure, mix   ")
+        # 20 bars of 1,000 symbols even when quick: the series reach their steady state.
+        bench_scoring(event_series(4 * n, symbols=SYMBOLS), "with recent")
         await bench_worker(r, keys, event_mix(5_000 if QUICK else 30_000, symbols=SYMBOLS))
         await bench_latency(r, keys, 3 if QUICK else 20)
     finally:
