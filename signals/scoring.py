@@ -35,7 +35,7 @@ again in the next ``cooldown_bars`` events of its series, so an entry's decoded 
 scores are memoized by its content too (``PRIOR_CACHE_SIZE``; ``ModelScorer.prior`` says why a
 hit can skip nothing a miss would raise). The arithmetic is the same operations in the same
 order as the rules above, so the scores are bit for bit those of the plain per-event code
-(``tests/signals_reference.py``), whatever the caches hold; both together stay under ~25 MB
+(``tests/signals_reference.py``), whatever the caches hold. Both full take ~14 MiB
 (measured with random 1-4 pattern entries).
 """
 
