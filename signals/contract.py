@@ -32,8 +32,10 @@ reader can dedupe or route on ``id`` without parsing ``d``.
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -50,8 +52,12 @@ Direction = Literal["long", "short"]
 FeatureValue = float | int | None
 
 
+@functools.lru_cache(maxsize=4096)
 def iso_utc_ms(epoch_ms: int) -> str:
-    """``1723161240000`` -> ``"2024-08-08T23:54:00.000Z"`` (ISO-8601, UTC, milliseconds)."""
+    """``1723161240000`` -> ``"2024-08-08T23:54:00.000Z"`` (ISO-8601, UTC, milliseconds).
+
+    Memoized (bounded): every signal's ``open_time`` goes through here, and a burst of signals
+    shares a handful of bar open times."""
     dt = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
     return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -86,8 +92,11 @@ class Signal:
         return iso_utc_ms(self.open_time_ms)
 
     def stamped(self, emitted_at: str | None = None) -> Signal:
-        """A copy with ``emitted_at`` set (now, unless given)."""
-        return replace(self, emitted_at=emitted_at or now_iso())
+        """A copy with ``emitted_at`` set (now, unless given); field by field, without
+        ``dataclasses.replace``'s per-call introspection (once per signal on the hot path)."""
+        values = list(_field_values(self))
+        values[_EMITTED_AT] = emitted_at or now_iso()
+        return Signal(*values)
 
     def to_dict(self) -> dict[str, Any]:
         """The contract's JSON object, keys in a fixed order (so output lines are identical)."""
@@ -147,6 +156,11 @@ class Signal:
             raise
         except (KeyError, ValueError, TypeError, AttributeError) as e:
             raise DecodeError("signal", repr(e)) from e
+
+
+_FIELD_NAMES = tuple(f.name for f in fields(Signal))
+_field_values = operator.attrgetter(*_FIELD_NAMES)  # every field, in declaration order
+_EMITTED_AT = _FIELD_NAMES.index("emitted_at")
 
 
 def signal_to_json(signal: Signal) -> bytes:

@@ -24,23 +24,46 @@ trend *T* and higher-timeframe trend *H* in {-1, 0, 1}; direction *d* in {+1 lon
    patterns and features; a feature the ``recent`` entry does not carry counts as missing)
    ``>= threshold`` in direction *d*. Whether that earlier event was itself suppressed does
    not matter, so the rule needs nothing but this one event.
+
+How it runs (issue 17: the stage's CPU per event): steps 1-2 depend on a pattern only through
+its name, the sign of *v_p*, whether ``|v_p| >= 200``, and the signs of *T* and *H*, so each
+model's ``ModelScorer`` tabulates every pattern's vote for the 4 x 9 combinations once. Steps
+1-4 as a whole depend on the event only through its sorted patterns, the signs of *T* and *H*,
+*V* and the RSI zone, so their result is memoized under exactly that key in one bounded LRU
+cache (``RAW_CACHE_SIZE`` entries, shared by every model). Step 6 reads each ``recent`` entry
+again in the next ``cooldown_bars`` events of its series, so an entry's decoded open time and
+scores are memoized by its content too (``PRIOR_CACHE_SIZE``; ``ModelScorer.prior`` says why a
+hit can skip nothing a miss would raise). The arithmetic is the same operations in the same
+order as the rules above, so the scores are bit for bit those of the plain per-event code
+(``tests/signals_reference.py``), whatever the caches hold. Both full take ~14 MiB
+(measured with random 1-4 pattern entries).
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from common.contracts import PatternEvent, bar_id
 from common.errors import ConfigError, DecodeError
 from detectors.timeframes import parse_timeframe
-from signals.contract import Direction, FeatureValue, Signal
-from signals.model import Model
+from signals.contract import SIGNALS_VERSION, Direction, FeatureValue, Signal
+from signals.model import Model, PatternSpec, ScoringParams
 
 FEATURES_USED: tuple[str, ...] = ("volume_ratio", "trend", "htf_trend", "rsi")
-_DIRECTIONS: dict[int, Direction] = {1: "long", -1: "short"}
+RAW_CACHE_SIZE = 8_192  # memoized steps 1-4 results, all models together (~1.2 kB each)
+PRIOR_CACHE_SIZE = 8_192  # memoized ``recent`` entries, all models together (~0.6 kB each)
+_NO_FEATURES: Mapping[str, Any] = {}
+_SIGNS = (-1, 0, 1)
+_ALL_MISSING = (None,) * len(FEATURES_USED)
+# The representative TA-Lib value of each value class, in class order (see ``_value_class``).
+_CLASS_VALUES = (-100, 100, -200, 200)
+
+Vote = tuple[int, float]  # (direction d_p, capped contribution c_p)
+PatternItems = tuple[tuple[str, int], ...]  # an event's patterns, sorted by name
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +84,26 @@ class DirectionScore:
     contributions: tuple[float, ...] = ()
 
 
+RawScores = tuple[DirectionScore | None, DirectionScore | None]  # (long, short)
+Rounded = tuple[tuple[str, float], ...]  # (pattern, c_p rounded to 4 places), a signal's own
+
+
+class Scored(NamedTuple):
+    """Steps 1-4 of one (patterns, context), with what a signal copies from them, computed
+    once per cache entry rather than once per signal."""
+
+    long: DirectionScore | None
+    short: DirectionScore | None
+    fired: tuple[tuple[str, int], ...]  # the nonzero patterns, sorted: a signal's ``patterns``
+    long_contributions: Rounded
+    short_contributions: Rounded
+
+
+# What steps 1-4 read of the features: sign of T, sign of H, V, RSI zone (see ``context``).
+Context = tuple[int, int, float, int]
+
+
+@functools.lru_cache(maxsize=256)
 def timeframe_ms(timeframe: str) -> int:
     """``"5m"`` -> 300000 (the detectors' parser). Raises ``DecodeError`` if unknown."""
     try:
@@ -74,13 +117,20 @@ def clean_features(features: Mapping[str, Any]) -> dict[str, FeatureValue]:
     out: dict[str, FeatureValue] = {}
     for key in FEATURES_USED:
         value = features.get(key)
-        if value is None or (isinstance(value, float) and math.isnan(value)):
+        if value is None:
             out[key] = None
-        elif isinstance(value, bool) or not isinstance(value, int | float):
-            raise DecodeError("feature", f"{key}={value!r} is not a number")
-        else:
+        elif isinstance(value, float):
+            out[key] = None if math.isnan(value) else value
+        elif isinstance(value, int) and not isinstance(value, bool):
             out[key] = value
+        else:
+            raise DecodeError("feature", f"{key}={value!r} is not a number")
     return out
+
+
+def warming_up(features: Mapping[str, FeatureValue]) -> bool:
+    """Every feature scoring uses is still missing: the indicators have not warmed up."""
+    return all(features.get(key) is None for key in FEATURES_USED)
 
 
 def _sign(value: FeatureValue) -> int:
@@ -89,37 +139,32 @@ def _sign(value: FeatureValue) -> int:
     return 1 if value > 0 else -1
 
 
-def pattern_evidence(
-    patterns: Mapping[str, int], features: Mapping[str, FeatureValue], model: Model
-) -> list[Evidence]:
-    """Steps 1-2: each known pattern's direction and capped contribution (unknown: ignored)."""
-    p = model.params
-    trend = _sign(features.get("trend"))
-    htf = _sign(features.get("htf_trend"))
-    out: list[Evidence] = []
-    for name in sorted(patterns):
-        value = patterns[name]
-        spec = model.patterns.get(name)
-        if spec is None or value == 0:
-            continue
-        c = spec.weight * spec.reliability
-        if spec.kind == "indecision":
-            if trend == 0:
-                continue
-            d = -trend
-            c *= p.indecision_factor
-        else:
-            d = 1 if value > 0 else -1
-            if trend != 0:
-                goes_with_trend = d == trend
-                wants_with = spec.kind == "continuation"
-                c *= p.trend_with if goes_with_trend == wants_with else p.trend_against
-        if htf != 0:
-            c *= p.htf_with if d == htf else p.htf_against
-        if abs(value) >= 200:
-            c *= p.confirmed_factor
-        out.append(Evidence(name, d, min(c, p.max_contribution)))
-    return out
+def _value_class(value: int) -> int:
+    """0..3: bearish, bullish, confirmed bearish, confirmed bullish (``|v| >= 200``)."""
+    return (value > 0) | ((abs(value) >= 200) << 1)
+
+
+def pattern_vote(
+    spec: PatternSpec, value: int, trend: int, htf: int, p: ScoringParams
+) -> Vote | None:
+    """Steps 1-2 for one pattern with a nonzero value: ``(d_p, c_p)``, or None (no vote)."""
+    c = spec.weight * spec.reliability
+    if spec.kind == "indecision":
+        if trend == 0:
+            return None
+        d = -trend
+        c *= p.indecision_factor
+    else:
+        d = 1 if value > 0 else -1
+        if trend != 0:
+            goes_with_trend = d == trend
+            wants_with = spec.kind == "continuation"
+            c *= p.trend_with if goes_with_trend == wants_with else p.trend_against
+    if htf != 0:
+        c *= p.htf_with if d == htf else p.htf_against
+    if abs(value) >= 200:
+        c *= p.confirmed_factor
+    return d, min(c, p.max_contribution)
 
 
 def _noisy_or(contributions: list[float]) -> float:
@@ -129,78 +174,260 @@ def _noisy_or(contributions: list[float]) -> float:
     return 1.0 - miss
 
 
-def _volume_factor(features: Mapping[str, FeatureValue], model: Model) -> float:
-    ratio = features.get("volume_ratio")
-    p = model.params
-    if ratio is None:
-        return 1.0
-    if ratio >= p.volume_threshold:
-        return p.volume_boost
-    if ratio < p.volume_weak_threshold:
-        return p.volume_weak_factor
-    return 1.0
+class ModelScorer:
+    """One model compiled for scoring: its vote tables and the rule knobs, read once.
+
+    ``scorer_of(model)`` builds it on first use and keeps it on the (immutable) model.
+    """
+
+    def __init__(self, model: Model) -> None:
+        p = model.params
+        self.model = model
+        self.params = p
+        self.threshold = p.threshold
+        # votes[(T, H)][name][value class]: steps 1-2 for every pattern in every context.
+        self.votes: dict[tuple[int, int], dict[str, tuple[Vote | None, ...]]] = {
+            (t, h): {
+                name: tuple(pattern_vote(spec, v, t, h, p) for v in _CLASS_VALUES)
+                for name, spec in model.patterns.items()
+            }
+            for t in _SIGNS
+            for h in _SIGNS
+        }
+
+    def context(self, features: Mapping[str, FeatureValue]) -> Context:
+        """What steps 1-4 read of the features: sign of T, sign of H, V and the RSI zone
+        (-1 overbought, +1 oversold, 0 neither or missing)."""
+        p = self.params
+        ratio = features.get("volume_ratio")
+        if ratio is None:
+            volume = 1.0
+        elif ratio >= p.volume_threshold:
+            volume = p.volume_boost
+        elif ratio < p.volume_weak_threshold:
+            volume = p.volume_weak_factor
+        else:
+            volume = 1.0
+        rsi = features.get("rsi")
+        zone = (
+            0
+            if rsi is None
+            else -1
+            if rsi >= p.rsi_overbought
+            else 1
+            if rsi <= p.rsi_oversold
+            else 0
+        )
+        return _sign(features.get("trend")), _sign(features.get("htf_trend")), volume, zone
+
+    def evidence(self, items: PatternItems, trend: int, htf: int) -> list[Evidence]:
+        """Steps 1-2 over an event's sorted patterns (unknown or zero: ignored)."""
+        votes = self.votes[(trend, htf)]
+        out: list[Evidence] = []
+        for name, value in items:
+            options = votes.get(name)
+            if options is None or value == 0:
+                continue
+            vote = options[_value_class(value)]
+            if vote is not None:
+                out.append(Evidence(name, vote[0], vote[1]))
+        return out
+
+    def raw(self, items: PatternItems, context: Context) -> Scored:
+        """Steps 1-4, memoized: the (long, short) uncooled scores (None: no evidence)."""
+        return _cached_raw(self, items, context)
+
+    def compute_raw(self, items: PatternItems, context: Context) -> Scored:
+        """Steps 1-4 computed (what ``raw`` memoizes)."""
+        p = self.params
+        trend, htf, volume, zone = context
+        evidence = self.evidence(items, trend, htf)
+        strength = {
+            d: _noisy_or([e.contribution for e in evidence if e.direction == d]) for d in (1, -1)
+        }
+        out: list[DirectionScore | None] = []
+        for d in (1, -1):
+            voting = [e for e in evidence if e.direction == d]
+            if not voting:
+                out.append(None)
+                continue
+            rsi = 1.0 if zone == 0 else p.rsi_with if zone == d else p.rsi_against
+            s = strength[d] * (1.0 - p.conflict_penalty * strength[-d])
+            s *= volume * rsi
+            s = min(1.0, max(0.0, s))
+            if self.model.calibration is not None:  # a calibrated model: a probability
+                s = self.model.calibration(s)
+            out.append(
+                DirectionScore(
+                    round(s, 4),
+                    tuple(e.name for e in voting),
+                    tuple(e.contribution for e in voting),
+                )
+            )
+        long, short = out
+        return Scored(
+            long,
+            short,
+            tuple((k, v) for k, v in items if v != 0),
+            _rounded(long),
+            _rounded(short),
+        )
+
+    def raw_of(
+        self, patterns: Mapping[str, int], features: Mapping[str, FeatureValue]
+    ) -> RawScores:
+        """Steps 1-4 of patterns in their features' context."""
+        scored = self.raw(tuple(sorted(patterns.items())), self.context(features))
+        return scored.long, scored.short
+
+    def in_cooldown(self, event: PatternEvent, direction: int) -> bool:
+        """Step 6: an earlier event within the horizon already cleared the threshold this way."""
+        horizon = self.params.cooldown_bars * timeframe_ms(event.bar.timeframe)
+        t = event.bar.open_time
+        for prior in event.recent:
+            open_time, scored = self.prior(prior)
+            if not t - horizon <= open_time < t:
+                continue
+            prior_score = scored.long if direction == 1 else scored.short
+            if prior_score is not None and prior_score.score >= self.threshold:
+                return True
+        return False
+
+    def prior(self, prior: Mapping[str, Any]) -> tuple[int, Scored]:
+        """A ``recent`` entry's open time and uncooled scores (``DecodeError`` if malformed).
+
+        Memoized by the entry's content (``PRIOR_CACHE_SIZE`` entries, oldest out first), since
+        the same entry comes back in the next ``cooldown_bars`` events of its series. The key
+        is what ``decode_prior`` reads, as found, plus the types of the features (``True ==
+        1``, but a bool feature must fail): equal keys decode equally, so a hit skips nothing
+        a miss would have raised. An entry that has no such key (malformed, unhashable) is
+        decoded afresh and raises exactly what it always raised."""
+        try:
+            features = prior.get("features", _NO_FEATURES)
+            used = tuple(map(features.get, FEATURES_USED))
+            key = (
+                self,
+                prior["open_time"],
+                tuple(prior["patterns"].items()),
+                used,
+                tuple(map(type, used)),
+            )
+            found = _PRIORS.get(key)
+        except (KeyError, TypeError, AttributeError):
+            return self.score_prior(prior)
+        if found is None:
+            found = self.score_prior(prior)
+            if len(_PRIORS) >= PRIOR_CACHE_SIZE:  # bounded: the oldest goes first
+                del _PRIORS[next(iter(_PRIORS))]
+            _PRIORS[key] = found
+        return found
+
+    def score_prior(self, prior: Mapping[str, Any]) -> tuple[int, Scored]:
+        """``prior`` computed (what it memoizes)."""
+        open_time, items, features = decode_prior(prior)
+        return open_time, self.raw(items, self.context(features))
+
+    def score(
+        self, event: PatternEvent, name: str | None = None, *, emit_warming: bool = False
+    ) -> list[Signal]:
+        """``score_event`` with this model."""
+        features = clean_features(event.features)
+        if not emit_warming and tuple(features.values()) == _ALL_MISSING:  # warming_up()
+            return []
+        scored = self.raw(tuple(sorted(event.patterns.items())), self.context(features))
+        out: list[Signal] = []
+        for d, ds, contributions in (
+            (1, scored.long, scored.long_contributions),
+            (-1, scored.short, scored.short_contributions),
+        ):
+            if ds is None or ds.score < self.threshold or self.in_cooldown(event, d):
+                continue
+            direction: Direction = "long" if d == 1 else "short"
+            bar = event.bar
+            # Positional, in field order (the reference tests check every field): a keyword
+            # call of this 15-field frozen dataclass costs about twice as much.
+            out.append(
+                Signal(
+                    f"{bar_id(bar.exchange, bar.symbol, bar.timeframe, bar.open_time)}:{direction}",
+                    bar.exchange,
+                    bar.symbol,
+                    bar.timeframe,
+                    bar.open_time,
+                    direction,
+                    ds.score,
+                    dict(scored.fired),
+                    ds.supporting,
+                    features,
+                    name or self.model.fingerprint,
+                    None,  # emitted_at
+                    SIGNALS_VERSION,
+                    bar.close,
+                    dict(contributions),
+                )
+            )
+        return out
 
 
-def _rsi_factor(direction: int, features: Mapping[str, FeatureValue], model: Model) -> float:
-    rsi = features.get("rsi")
-    p = model.params
-    if rsi is None:
-        return 1.0
-    zone = -1 if rsi >= p.rsi_overbought else 1 if rsi <= p.rsi_oversold else 0
-    if zone == 0:
-        return 1.0
-    return p.rsi_with if zone == direction else p.rsi_against
+def _rounded(ds: DirectionScore | None) -> Rounded:
+    """A signal's ``contributions``: each supporting pattern's ``c_p``, rounded to 4 places."""
+    if ds is None:
+        return ()
+    return tuple((k, round(c, 4)) for k, c in zip(ds.supporting, ds.contributions, strict=True))
+
+
+def decode_prior(prior: Mapping[str, Any]) -> tuple[int, PatternItems, dict[str, FeatureValue]]:
+    """A ``recent`` entry as numbers: open time, sorted patterns, features used."""
+    try:
+        open_time = int(prior["open_time"])
+        patterns = {str(k): int(v) for k, v in prior["patterns"].items()}
+        features = clean_features(prior.get("features", {}))
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise DecodeError("recent_event", repr(e)) from e
+    return open_time, tuple(sorted(patterns.items())), features
+
+
+@functools.lru_cache(maxsize=RAW_CACHE_SIZE)
+def _cached_raw(scorer: ModelScorer, items: PatternItems, context: Context) -> Scored:
+    """One bounded LRU for every model: memory stays bounded however many versions score."""
+    return scorer.compute_raw(items, context)
+
+
+# ``ModelScorer.prior``'s memo, for every model: (scorer, the entry's open time, pattern items,
+# used features' values and types, as found) -> (open time, scores). First in, first out: an
+# entry is read again within a few bars of its first use.
+_PRIORS: dict[tuple[Any, ...], tuple[int, Scored]] = {}
+_SCORER_ATTR = "_scorer"
+
+
+def scorer_of(model: Model) -> ModelScorer:
+    """The model's ``ModelScorer``, built on first use and kept on the model instance (like
+    ``Model.fingerprint``, a ``cached_property``): an immutable model never needs another."""
+    found: ModelScorer | None = model.__dict__.get(_SCORER_ATTR)
+    if found is None:
+        found = model.__dict__[_SCORER_ATTR] = ModelScorer(model)
+    return found
+
+
+def pattern_evidence(
+    patterns: Mapping[str, int], features: Mapping[str, FeatureValue], model: Model
+) -> list[Evidence]:
+    """Steps 1-2: each known pattern's direction and capped contribution (unknown: ignored)."""
+    scorer = scorer_of(model)
+    trend, htf, _, _ = scorer.context(features)
+    return scorer.evidence(tuple(sorted(patterns.items())), trend, htf)
 
 
 def raw_scores(
     patterns: Mapping[str, int], features: Mapping[str, FeatureValue], model: Model
 ) -> dict[int, DirectionScore]:
     """Steps 1-4 (no threshold, no cooldown) for each direction that has any evidence."""
-    evidence = pattern_evidence(patterns, features, model)
-    strength = {
-        d: _noisy_or([e.contribution for e in evidence if e.direction == d]) for d in (1, -1)
-    }
-    volume = _volume_factor(features, model)
-    out: dict[int, DirectionScore] = {}
-    for d in (1, -1):
-        voting = [e for e in evidence if e.direction == d]
-        if not voting:
-            continue
-        s = strength[d] * (1.0 - model.params.conflict_penalty * strength[-d])
-        s *= volume * _rsi_factor(d, features, model)
-        s = min(1.0, max(0.0, s))
-        if model.calibration is not None:  # a calibrated model: the score is a probability
-            s = model.calibration(s)
-        out[d] = DirectionScore(
-            round(s, 4),
-            tuple(e.name for e in voting),
-            tuple(e.contribution for e in voting),
-        )
-    return out
+    long, short = scorer_of(model).raw_of(patterns, features)
+    return {d: ds for d, ds in ((1, long), (-1, short)) if ds is not None}
 
 
 def in_cooldown(event: PatternEvent, direction: int, model: Model) -> bool:
-    """Step 6: an earlier event within the horizon already cleared the threshold this way."""
-    horizon = model.params.cooldown_bars * timeframe_ms(event.bar.timeframe)
-    t = event.bar.open_time
-    for prior in event.recent:
-        try:
-            open_time = int(prior["open_time"])
-            patterns = {str(k): int(v) for k, v in prior["patterns"].items()}
-            features = clean_features(prior.get("features", {}))
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
-            raise DecodeError("recent_event", repr(e)) from e
-        if not t - horizon <= open_time < t:
-            continue
-        prior_score = raw_scores(patterns, features, model).get(direction)
-        if prior_score is not None and prior_score.score >= model.params.threshold:
-            return True
-    return False
-
-
-def warming_up(features: Mapping[str, FeatureValue]) -> bool:
-    """Every feature scoring uses is still missing: the indicators have not warmed up."""
-    return all(features.get(key) is None for key in FEATURES_USED)
+    """Step 6 for one direction of an event."""
+    return scorer_of(model).in_cooldown(event, direction)
 
 
 def score_event(
@@ -214,33 +441,19 @@ def score_event(
     the ``model`` field; default: the model's fingerprint). An event whose features are all
     warming up gives no signal unless ``emit_warming`` (``SIGNALS_EMIT_WARMING``).
     """
-    features = clean_features(event.features)
-    if not emit_warming and warming_up(features):
-        return []
-    bar = event.bar
+    return scorer_of(model).score(event, name, emit_warming=emit_warming)
+
+
+def score_events(
+    events: Iterable[PatternEvent],
+    model: Model,
+    name: str | None = None,
+    *,
+    emit_warming: bool = False,
+) -> list[Signal]:
+    """The signals of a batch of events: ``score_event`` of each, concatenated in order."""
+    score = scorer_of(model).score
     out: list[Signal] = []
-    for d, ds in sorted(raw_scores(event.patterns, features, model).items(), reverse=True):
-        if ds.score < model.params.threshold or in_cooldown(event, d, model):
-            continue
-        direction = _DIRECTIONS[d]
-        out.append(
-            Signal(
-                id=f"{bar_id(bar.exchange, bar.symbol, bar.timeframe, bar.open_time)}:{direction}",
-                exchange=bar.exchange,
-                symbol=bar.symbol,
-                timeframe=bar.timeframe,
-                open_time_ms=bar.open_time,
-                direction=direction,
-                score=ds.score,
-                patterns={k: v for k, v in sorted(event.patterns.items()) if v != 0},
-                supporting=ds.supporting,
-                features=features,
-                model=name or model.fingerprint,
-                close=bar.close,
-                contributions={
-                    name: round(c, 4)
-                    for name, c in zip(ds.supporting, ds.contributions, strict=True)
-                },
-            )
-        )
+    for event in events:
+        out += score(event, name, emit_warming=emit_warming)
     return out

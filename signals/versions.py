@@ -9,9 +9,10 @@ so that is also the greatest such ``effective_from``). The open time is in every
 names it: ``v<version>:<model fingerprint>``, e.g. ``v3:182570480c42``.
 
 The live worker and ``alphapulse replay --config-history FILE`` both score through
-``ModelHistory.score``, so a replay with the exported history equals the live run across
-configuration changes. Without a history (a fresh namespace, or replay without the option)
-there is one version, ``v1``, seeded from ``SIGNALS_MODEL_FILE`` with ``effective_from`` 0.
+``ModelHistory.score`` (``score_event`` with the version's model and name), so a replay
+with the exported history equals the live run across configuration changes. Without a
+history (a fresh namespace, or replay without the option) there is one version, ``v1``,
+seeded from ``SIGNALS_MODEL_FILE`` with ``effective_from`` 0.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from common.contracts import PatternEvent
 from common.errors import ConfigError
 from signals.contract import Signal
 from signals.model import Model, model_from_mapping
-from signals.scoring import score_event
+from signals.scoring import ModelScorer, scorer_of
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,11 @@ class ModelVersion:
     def name(self) -> str:
         """What each signal scored with this version carries as ``model``."""
         return f"v{self.version}:{self.model.fingerprint}"
+
+    @cached_property
+    def scorer(self) -> ModelScorer:
+        """The model compiled for scoring (``signals.scoring.scorer_of``)."""
+        return scorer_of(self.model)
 
 
 class ModelHistory:
@@ -103,4 +109,15 @@ class ModelHistory:
     def score(self, event: PatternEvent, *, emit_warming: bool = False) -> list[Signal]:
         """``score_event`` with the covering version's model, named after the version."""
         v = self.at(event.bar.open_time)
-        return score_event(event, v.model, name=v.name, emit_warming=emit_warming)
+        return v.scorer.score(event, v.name, emit_warming=emit_warming)
+
+    def score_events(
+        self, events: Iterable[PatternEvent], *, emit_warming: bool = False
+    ) -> list[Signal]:
+        """``score`` of each event, concatenated in order (each with its own version). A bad
+        event raises its ``BadInput`` for the whole batch: a caller that dead-letters single
+        events scores them one by one with ``score``."""
+        out: list[Signal] = []
+        for event in events:
+            out += self.score(event, emit_warming=emit_warming)
+        return out

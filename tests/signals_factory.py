@@ -117,3 +117,29 @@ def event_mix(n: int, symbols: int = 50, exchange: str = "binance") -> list[Patt
             )
         )
     return out
+
+
+def event_series(n: int, symbols: int = 50, recent_bars: int = 3) -> list[PatternEvent]:
+    """``n`` events like ``event_mix``'s, but each carries ``recent`` as the detector writes it:
+    the same symbol's earlier events within ``recent_bars`` bars (a symbol fires on ~5 bars in
+    6), so an entry comes back in the next events of its series, as in a live run."""
+    mix = event_mix(n * 6 // 5 + symbols, symbols)
+    history: dict[str, list[dict[str, Any]]] = {}
+    out: list[PatternEvent] = []
+    for i, event in enumerate(mix):
+        if i % 6 == 5:
+            continue  # no pattern on this bar
+        t = event.bar.open_time
+        earlier = [
+            r
+            for r in history.get(event.bar.symbol, [])
+            if r["open_time"] >= t - recent_bars * MINUTE
+        ]
+        out.append(PatternEvent(event.bar, event.patterns, event.features, earlier))
+        history[event.bar.symbol] = [
+            *earlier,
+            {"open_time": t, "patterns": event.patterns, "features": event.features},
+        ]
+        if len(out) == n:
+            break
+    return out

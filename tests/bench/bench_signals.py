@@ -2,9 +2,13 @@
 
 Figures (each next to a baseline measured in the same run):
 
-1. ``score_event`` alone (pure Python) — events/s.
+1. ``score_event`` alone (pure Python) — events/s and µs/event, on ``event_mix`` and on
+   ``event_series`` (each event carrying its series' earlier events as ``recent``, as the
+   detector writes them); baseline: the plain per-event scoring code from before issue 17
+   (``tests/signals_reference.py``, same results) on the same events.
 2. One ``SignalsService`` draining a backlog of pattern events (in-process, burst mode) —
-   events/s; baseline: XREADGROUP + XACK of the same backlog with no work at all.
+   events/s and the worker process's CPU per event (``time.process_time``: Redis's own work
+   is not in it); baseline: XREADGROUP + XACK of the same backlog with no work at all.
 3. 1,000 symbols closing a bar at once (1,000 pattern events XADDed in one pipeline), a worker
    and the WebSocket server running as their own processes: p50/p99 latency from the burst's
    XADD to each signal seen on the ``signals`` stream (XREAD BLOCK) and at a WebSocket client;
@@ -38,7 +42,8 @@ from signals.model import Model
 from signals.scoring import score_event
 from signals.service import SignalsService
 from signals.settings import SignalsSettings
-from tests.signals_factory import MINUTE, T0, event_mix, strong_event
+from tests import signals_reference
+from tests.signals_factory import MINUTE, T0, event_mix, event_series, strong_event
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 QUICK = os.environ.get("BENCH_QUICK") == "1"
@@ -55,12 +60,18 @@ def ms(values: Sequence[float]) -> str:
     return f"p50 {pct(values, 0.5) * 1000:7.2f} ms  p99 {pct(values, 0.99) * 1000:7.2f} ms"
 
 
-def bench_scoring(events: Sequence[PatternEvent]) -> None:
+def bench_scoring(events: Sequence[PatternEvent], label: str) -> None:
     model = Model()
-    started = time.perf_counter()
-    n = sum(len(score_event(e, model)) for e in events)
-    took = time.perf_counter() - started
-    print(f"score_event (pure)            {len(events) / took:10,.0f} events/s  ({n} signals)")
+    took: dict[str, float] = {}
+    for code, score in (("now", score_event), ("reference", signals_reference.score_event)):
+        started = time.perf_counter()
+        n = sum(len(score(e, model)) for e in events)
+        took[code] = time.perf_counter() - started
+    now, ref = (len(events) / took[k] for k in ("now", "reference"))
+    print(
+        f"score_event ({label}) {now:10,.0f} events/s  ({1e6 / now:.1f} µs/event, "
+        f"{n} signals)   baseline per-event reference code {ref:10,.0f}/s ({1e6 / ref:.1f} µs)"
+    )
 
 
 async def write(r: aioredis.Redis, stream: str, events: Sequence[PatternEvent]) -> None:
@@ -88,14 +99,15 @@ async def bench_worker(r: aioredis.Redis, keys: Keys, events: Sequence[PatternEv
     )
     worker = SignalsService(SignalsSettings(common=common, model=Model()), redis=r, burst=True)
     await worker.start()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     await worker.run()
-    took = time.perf_counter() - started
+    took, cpu = time.perf_counter() - started, time.process_time() - cpu
     await worker.stop()
     n = await r.xlen(keys.signals)
     print(
         f"signals worker (1 instance)   {len(events) / took:10,.0f} events/s  "
-        f"({n / took:,.0f} signals/s)   baseline XREADGROUP+XACK {len(events) / base:10,.0f}/s"
+        f"({n / took:,.0f} signals/s, CPU {cpu / len(events) * 1e6:.1f} µs/event)   "
+        f"baseline XREADGROUP+XACK {len(events) / base:10,.0f}/s"
     )
 
 
@@ -204,7 +216,10 @@ async def run() -> None:
     keys = Keys(partitions=1, namespace=f"bench{uuid.uuid4().hex[:8]}:")
     r = aioredis.Redis.from_url(REDIS_URL)
     try:
-        bench_scoring(event_mix(5_000 if QUICK else 50_000))
+        n = 5_000 if QUICK else 50_000
+        bench_scoring(event_mix(n), "pure, mix   ")
+        # 20 bars of 1,000 symbols even when quick: the series reach their steady state.
+        bench_scoring(event_series(4 * n, symbols=SYMBOLS), "with recent")
         await bench_worker(r, keys, event_mix(5_000 if QUICK else 30_000, symbols=SYMBOLS))
         await bench_latency(r, keys, 3 if QUICK else 20)
     finally:
