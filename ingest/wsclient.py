@@ -20,9 +20,9 @@ What the connection manager (``ingest.connection``) relies on, and where it is k
   in ``websockets`` (``max_size``);
 * **bytes** — payloads are never decoded here: a frame that is not UTF-8 is the parser's
   ``invalid_json``, not a lost connection;
-* **why it ended** — :class:`SocketClosed` ``reason``: ``closed`` (the server sent a close
-  frame), ``ping_timeout`` (our keepalive gave up), ``dropped`` (anything else: a reset,
-  an EOF, a protocol error);
+* **why it ended** — :class:`SocketClosed` ``reason``: ``closed`` (the server closed with a
+  close frame), ``ping_timeout`` (our keepalive gave up), ``dropped`` (anything else: a
+  reset, an EOF, a protocol error or a message too big, which we close);
 * **TLS** for ``wss://`` with the default verified context; no proxy (none is read from
   the environment); ``open_timeout_s`` bounds TCP connect, TLS and the HTTP upgrade.
 """
@@ -59,7 +59,8 @@ class _Listener(picows.WSListener):
 
     def __init__(self, max_message_bytes: int) -> None:
         super().__init__()
-        self.frames: list[bytes] = []
+        self.frames: list[bytes] = []  # received; those before ``head`` already taken
+        self.head = 0
         self.max_message_bytes = max_message_bytes
         self.waiter: asyncio.Future[None] | None = None  # the reader, waiting for frames
         self.pong: asyncio.Future[None] | None = None  # the keepalive, waiting for a pong
@@ -75,6 +76,9 @@ class _Listener(picows.WSListener):
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         kind = frame.msg_type
+        if frame.payload_size > self.max_message_bytes:
+            # picows has sent the close frame (its max_frame_size) but may still hand it over
+            raise picows.WSProtocolError(WSCloseCode.MESSAGE_TOO_BIG, "frame above the limit")
         if (kind is _TEXT or kind is _BINARY) and frame.fin and self._parts is None:
             self.frames.append(frame.get_payload_as_bytes())  # the common case
         elif kind is _TEXT or kind is _BINARY or kind is _CONTINUATION:
@@ -84,8 +88,8 @@ class _Listener(picows.WSListener):
                 self.pong.set_result(None)
             return
         elif kind is _CLOSE:
-            self.close_received = True
-            if not transport.is_close_frame_sent:
+            if not transport.is_close_frame_sent:  # the server closed (not an answer to ours)
+                self.close_received = True
                 transport.send_close(frame.get_close_code(), frame.get_close_message())
             transport.disconnect()
             return
@@ -94,7 +98,7 @@ class _Listener(picows.WSListener):
         waiter = self.waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-        if len(self.frames) >= _HIGH_WATER and not self.paused:
+        if len(self.frames) - self.head >= _HIGH_WATER and not self.paused:
             self.paused = True
             transport.underlying_transport.pause_reading()
 
@@ -140,6 +144,9 @@ class WebSocket:
         self._listener = listener
         self._ping_timed_out = False
         self._keepalive: asyncio.Task[None] | None = None
+        # Awaited, so a failure picows recorded (a protocol error) is consumed, not logged
+        # as "never retrieved"; close() waits on it.
+        self._ended = asyncio.create_task(self._wait_ended(), name="ws.ended")
         if ping_interval_s:
             self._keepalive = asyncio.create_task(
                 self._keep_alive(ping_interval_s, ping_timeout_s), name="ws.keepalive"
@@ -148,7 +155,7 @@ class WebSocket:
     @property
     def pending(self) -> int:
         """Frames received that :meth:`recv_batch` has not returned yet."""
-        return len(self._listener.frames)
+        return len(self._listener.frames) - self._listener.head
 
     @property
     def reason(self) -> str:
@@ -162,8 +169,8 @@ class WebSocket:
         none is there. Raises :class:`SocketClosed` once the socket ended and every frame
         received before the end was returned. Does not yield while frames are waiting."""
         listener = self._listener
-        frames = listener.frames
-        while not frames:
+        frames, head = listener.frames, listener.head
+        while len(frames) == head:
             if listener.disconnected:
                 raise SocketClosed(self.reason)
             listener.waiter = asyncio.get_running_loop().create_future()
@@ -171,15 +178,17 @@ class WebSocket:
                 await listener.waiter
             finally:
                 listener.waiter = None
-            frames = listener.frames
-        if len(frames) <= limit:
-            listener.frames = []
-        else:
-            listener.frames = frames[limit:]
-            frames = frames[:limit]
-        if listener.paused and len(listener.frames) < _LOW_WATER:
+            frames, head = listener.frames, listener.head
+        end = head + limit
+        if end >= len(frames):  # all of them: the list itself, a new one for what comes
+            listener.frames, listener.head = [], 0
+            batch = frames if head == 0 else frames[head:]
+        else:  # a part: the rest stays (sliced once, when it is all taken)
+            listener.head = end
+            batch = frames[head:end]
+        if listener.paused and len(listener.frames) - listener.head < _LOW_WATER:
             listener.resume()
-        return frames
+        return batch
 
     def send(self, text: str) -> None:
         """Send one text frame (written at once: subscribe and ping messages are small)."""
@@ -201,11 +210,15 @@ class WebSocket:
             if not transport.is_close_frame_sent:
                 transport.send_close(WSCloseCode.OK)
             self._listener.resume()  # the server's close frame is behind what it sent before
-            with contextlib.suppress(Exception):  # a local failure: disconnected all the same
-                await asyncio.wait_for(transport.wait_disconnected(), timeout_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._ended), timeout_s)
             transport.disconnect(graceful=False)
-        if self._keepalive is not None:
-            await asyncio.gather(self._keepalive, return_exceptions=True)
+        tasks = [self._ended] if self._keepalive is None else [self._ended, self._keepalive]
+        await asyncio.gather(*tasks, return_exceptions=True)  # the keepalive: cancelled
+
+    async def _wait_ended(self) -> None:
+        with contextlib.suppress(Exception):  # a local failure: disconnected all the same
+            await self.transport.wait_disconnected()
 
     async def _keep_alive(self, interval_s: float, timeout_s: float | None) -> None:
         listener, loop = self._listener, asyncio.get_running_loop()
@@ -249,6 +262,6 @@ async def connect(
             proxy=None,
             logger_name="ingest.ws",
         )
-    if not isinstance(listener, _Listener) or transport.is_disconnected:
+    if not isinstance(listener, _Listener):  # the upgrade was never answered
         raise ConnectionResetError("the server closed the connection before the upgrade")
     return WebSocket(transport, listener, ping_interval_s, ping_timeout_s)
