@@ -61,6 +61,9 @@ class _Listener(picows.WSListener):
         super().__init__()
         self.frames: list[bytes] = []  # received; those before ``head`` already taken
         self.head = 0
+        # len(frames) at which on_ws_frame calls _notify: head + 1 while the reader waits
+        # (wake it), else head + the high-water mark (pause reading)
+        self.notify_at = _HIGH_WATER
         self.max_message_bytes = max_message_bytes
         self.waiter: asyncio.Future[None] | None = None  # the reader, waiting for frames
         self.pong: asyncio.Future[None] | None = None  # the keepalive, waiting for a pong
@@ -75,13 +78,27 @@ class _Listener(picows.WSListener):
         self._transport = transport
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        """Called by picows for every frame, synchronously: the common case (a whole text
+        frame within the limit) is an append, the reader woken only if it waits."""
+        if (
+            frame.msg_type is _TEXT
+            and frame.fin
+            and frame.payload_size <= self.max_message_bytes
+            and self._parts is None
+        ):
+            frames = self.frames
+            frames.append(frame.get_payload_as_bytes())
+            if len(frames) >= self.notify_at:  # the reader waits, or the buffer is full
+                self._notify(transport)
+            return
+        self._other_frame(transport, frame)
+
+    def _other_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         kind = frame.msg_type
         if frame.payload_size > self.max_message_bytes:
             # picows has sent the close frame (its max_frame_size) but may still hand it over
             raise picows.WSProtocolError(WSCloseCode.MESSAGE_TOO_BIG, "frame above the limit")
-        if (kind is _TEXT or kind is _BINARY) and frame.fin and self._parts is None:
-            self.frames.append(frame.get_payload_as_bytes())  # the common case
-        elif kind is _TEXT or kind is _BINARY or kind is _CONTINUATION:
+        if kind is _TEXT or kind is _BINARY or kind is _CONTINUATION:
             self._fragment(transport, frame)
         elif kind is _PONG:
             if self.pong is not None and not self.pong.done():
@@ -95,15 +112,25 @@ class _Listener(picows.WSListener):
             return
         else:
             return
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-        if len(self.frames) - self.head >= _HIGH_WATER and not self.paused:
+        if len(self.frames) >= self.notify_at:
+            self._notify(transport)
+
+    def _notify(self, transport: WSTransport) -> None:
+        """Wake the reader if it waits; pause reading if the buffer is full."""
+        self._wake()
+        if len(self.frames) >= self.head + _HIGH_WATER and not self.paused:
             self.paused = True
             transport.underlying_transport.pause_reading()
+        self.notify_at = self.head + _HIGH_WATER
+
+    def _wake(self) -> None:
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def _fragment(self, transport: WSTransport, frame: WSFrame) -> None:
-        """One frame of a fragmented message (RFC 6455 §5.4): kept until its ``fin``."""
+        """A binary frame, or one frame of a fragmented message (RFC 6455 §5.4): kept until
+        its ``fin``."""
         starts = frame.msg_type is not _CONTINUATION
         if starts == (self._parts is None):
             parts = self._parts = [] if starts else self._parts
@@ -123,9 +150,9 @@ class _Listener(picows.WSListener):
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         self.disconnected = True
-        for fut in (self.waiter, self.pong):
-            if fut is not None and not fut.done():
-                fut.set_result(None)
+        self._wake()
+        if self.pong is not None and not self.pong.done():
+            self.pong.set_result(None)
 
     def resume(self) -> None:
         if self.paused and self._transport is not None:
@@ -174,6 +201,7 @@ class WebSocket:
             if listener.disconnected:
                 raise SocketClosed(self.reason)
             listener.waiter = asyncio.get_running_loop().create_future()
+            listener.notify_at = head + 1
             try:
                 await listener.waiter
             finally:
@@ -186,6 +214,7 @@ class WebSocket:
         else:  # a part: the rest stays (sliced once, when it is all taken)
             listener.head = end
             batch = frames[head:end]
+        listener.notify_at = listener.head + _HIGH_WATER
         if listener.paused and len(listener.frames) - listener.head < _LOW_WATER:
             listener.resume()
         return batch

@@ -19,7 +19,9 @@ Handler = Callable[[ServerConnection], Awaitable[None]]
 
 @asynccontextmanager
 async def _server(handler: Handler) -> AsyncIterator[str]:
-    async with serve(handler, "127.0.0.1", 0, compression=None, ping_interval=None) as server:
+    async with serve(
+        handler, "127.0.0.1", 0, compression=None, ping_interval=None, close_timeout=0.5
+    ) as server:
         port = next(iter(server.sockets)).getsockname()[1]
         yield f"ws://127.0.0.1:{port}/"
 
