@@ -1,18 +1,22 @@
 """``ingest.wsclient`` against a real ``websockets`` server on loopback: batches in order,
-fragmented messages reassembled, bytes never decoded, why a socket ended, and the read
-buffer's bound (reading pauses, nothing is lost)."""
+fragmented messages reassembled, bytes never decoded, why a socket ended, the read buffer's
+bound (reading pauses, nothing is lost), TLS verified."""
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
 from ingest import wsclient
+from ingest.disconnects import connect_failure_reason
 from ingest.wsclient import SocketClosed, WebSocket
+from tests.integration.runtime_support import make_certs
 
 Handler = Callable[[ServerConnection], Awaitable[None]]
 
@@ -153,3 +157,27 @@ async def test_connect_failures_raise_what_the_reasons_are_read_from() -> None:
         port = int(url.rsplit(":", 1)[1].strip("/"))
     with pytest.raises(ConnectionRefusedError):  # nothing listens there any more
         await _connect(f"ws://127.0.0.1:{port}/")
+
+
+async def test_wss_verifies_the_server_certificate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TLS with the default verified context: a certificate from an unknown CA is a ``tls``
+    connect failure; trusted (``SSL_CERT_FILE``: the test CA), frames flow."""
+    certs = make_certs(tmp_path)
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(certs.server_cert, certs.server_key)
+
+    async def handler(ws: ServerConnection) -> None:
+        await ws.send("over tls")
+        await ws.close()
+
+    async with serve(handler, "127.0.0.1", 0, ssl=server_tls, close_timeout=0.5) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        url = f"wss://localhost:{port}/"
+        with pytest.raises(ssl.SSLCertVerificationError) as refused:
+            await _connect(url)
+        assert connect_failure_reason(refused.value) == "tls"
+        monkeypatch.setenv("SSL_CERT_FILE", str(certs.ca))
+        frames, _, reason = await _drain(await _connect(url), 10)
+    assert frames == [b"over tls"] and reason == "closed"
