@@ -1,12 +1,13 @@
 """The WebSocket client ingest reads exchanges with: picows, frames taken in batches.
 
 Why not the ``websockets`` library: its client wakes a coroutine per frame and copies each
-frame through an assembler; measured here (``python -m tests.bench ingest``, one simulated
-feed on loopback) it received about 0.24M frames/s, half of ingest's CPU at the rates
-ingest reaches. picows parses frames in C and calls :meth:`_Listener.on_ws_frame`
-synchronously for each one from ``data_received``; the listener only appends the payload to a
-list, and the reader takes everything that has arrived in one call
-(:meth:`WebSocket.recv_batch`) — the per-frame fixed cost is an ``append``.
+frame through an assembler — half of ingest's CPU. Receiving alone (``python -m tests.bench
+ingest``, a raw feed on loopback, same run): ``websockets`` about 0.3M frames/s, this module
+1.5-1.8M, aiohttp about the same, ``picows.websockets`` (a compiled websockets-like API, one
+``await`` per frame) up to 3M but without batches. picows parses frames in C and calls
+:meth:`_Listener.on_ws_frame` synchronously for each one from ``data_received``; the listener
+only appends the payload to a list, and the reader takes everything that has arrived in one
+call (:meth:`WebSocket.recv_batch`), which Binance's ``parse_many`` decodes as one batch.
 
 What the connection manager (``ingest.connection``) relies on, and where it is kept:
 
@@ -16,8 +17,8 @@ What the connection manager (``ingest.connection``) relies on, and where it is k
   ``ping_timeout_s`` closes the socket (reason ``ping_timeout``), as a hung peer must be;
   the server's pings are answered by picows (``enable_auto_pong``);
 * **messages, not frames** — fragmented messages are reassembled (Binance does not
-  fragment, a conforming server may); one above ``max_frame_bytes`` ends the session, as
-  in ``websockets`` (``max_size``);
+  fragment, a conforming server may); one above ``max_message_bytes`` ends the session, as
+  ``max_size`` did in ``websockets``;
 * **bytes** — payloads are never decoded here: a frame that is not UTF-8 is the parser's
   ``invalid_json``, not a lost connection;
 * **why it ended** — :class:`SocketClosed` ``reason``: ``closed`` (the server closed with a
