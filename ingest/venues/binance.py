@@ -10,7 +10,7 @@ Docs: developers.binance.com — spot "WebSocket Streams" and derivatives/usds-m
   form ``{"code":..,"msg":..}``).
 * Limits: 1024 streams per connection; 5 (spot) / 10 (futures) incoming messages per second;
   a connection lives at most 24 hours; the server sends a WebSocket ping every 20 s (spot)
-  / 3 min (futures) and the client must pong (the ``websockets`` library does).
+  / 3 min (futures) and the client must pong (``ingest.wsclient`` does, through picows).
 * Spot trade ``t`` and futures aggregate-trade ``a`` ids are consecutive per symbol, so gaps
   are detectable. ``T`` is the trade time in ms. ``m`` is true when the **buyer is the
   maker**, i.e. the taker sold: ``m=true → sell``, ``m=false → buy``.
