@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from typing import Final
 
 import picows
@@ -40,6 +41,7 @@ from picows import WSCloseCode, WSFrame, WSMsgType, WSTransport
 #: Frames received and not yet taken by the reader: pause the socket above, resume below.
 _HIGH_WATER: Final = 4096
 _LOW_WATER: Final = 1024
+_NEVER: Final = sys.maxsize
 _TEXT: Final = WSMsgType.TEXT
 _BINARY: Final = WSMsgType.BINARY
 _CONTINUATION: Final = WSMsgType.CONTINUATION
@@ -117,12 +119,16 @@ class _Listener(picows.WSListener):
             self._notify(transport)
 
     def _notify(self, transport: WSTransport) -> None:
-        """Wake the reader if it waits; pause reading if the buffer is full."""
+        """Wake the reader if it waits; pause reading if the buffer is full (the frames
+        still in the chunk being parsed are kept: no call per frame until recv_batch)."""
         self._wake()
-        if len(self.frames) >= self.head + _HIGH_WATER and not self.paused:
+        if len(self.frames) - self.head < _HIGH_WATER:
+            self.notify_at = self.head + _HIGH_WATER
+            return
+        self.notify_at = _NEVER  # recv_batch sets it again when it takes frames
+        if not self.paused:
             self.paused = True
             transport.underlying_transport.pause_reading()
-        self.notify_at = self.head + _HIGH_WATER
 
     def _wake(self) -> None:
         waiter, self.waiter = self.waiter, None
