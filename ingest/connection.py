@@ -11,8 +11,8 @@ WebSocket *sessions* one after another:
    sessions) → hand the ticks to the writer. While the writer's buffer is full the read
    loop waits (``wait_for_space``), so a slow Redis stops reading and TCP pushes back on
    the exchange;
-3. **keep alive / watch**: WebSocket pings (websockets' keepalive closes the socket when a
-   pong does not come back within ``ws_ping_timeout_s`` — a hung peer), the adapter's text
+3. **keep alive / watch**: WebSocket pings (``ingest.wsclient``'s keepalive closes the socket
+   when a pong does not come back within ``ws_ping_timeout_s`` — a hung peer), the adapter's text
    ping every ``ping_interval_s`` when it has one, and an idle timeout only where the adapter
    guarantees frames on quiet symbols (``Heartbeat.idle_timeout_s``; pongs and heartbeats
    count, trades are not needed). No false alarm on a symbol that does not trade;
@@ -28,10 +28,11 @@ What happens to each frame — parse, plausibility, duplicates and gaps, holding
 whose gap is being backfilled (``ingest.backfill``), counting, dead-lettering — is the pure
 ``ingest.framestep.FrameStep``: ``handle_frame`` (``FrameStep.frame``) per frame, and
 ``offer_frames`` (``FrameStep.frames``: ``parse_many`` columns, in-order runs accepted at
-once) for frames already received. This module only moves frames from the socket to it and
-its trades to the writer, and publishes its counts every 0.25 s whether frames arrive or
-not. Text frames are read as bytes (no UTF-8 decoding by websockets, which would fail the
-whole connection on one bad byte): a frame that is not UTF-8 is ``invalid_json``.
+once) for the frames that arrived together. This module only moves frames from the socket
+(``ingest.wsclient``: picows, every frame received so far taken in one call) to it and its
+trades to the writer, and publishes its counts every 0.25 s whether frames arrive or not.
+Frames are read as bytes (no UTF-8 decoding in the client, which would fail the whole
+connection on one bad byte): a frame that is not UTF-8 is ``invalid_json``.
 """
 
 from __future__ import annotations
@@ -40,29 +41,25 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Sequence, Sized
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from urllib.parse import urlsplit
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import (
-    ConnectionClosed,
-    ConnectionClosedOK,
-    InvalidHandshake,
-)
+from picows import WSHandshakeError
 
 from common.backoff import BackoffPolicy
 from common.logging import get_logger
 from common.plausibility import PlausibilityLimits
 from ingest.backfill import GapFiller
 from ingest.deadletter import RateLimitedLog
-from ingest.disconnects import closed_reason, connect_failure_reason
+from ingest.disconnects import connect_failure_reason
 from ingest.framestep import DeadLetterSink, FrameStep
 from ingest.metrics import IngestMetrics
 from ingest.sequence import TradeDeduper
 from ingest.settings import DEFAULTS, IngestSettings
 from ingest.venues import ExchangeAdapter
 from ingest.writer import TickWriter
+from ingest.wsclient import SocketClosed, WebSocket, connect
 
 _PUBLISH_EVERY_S = 0.25
 _YIELD_EVERY = 64
@@ -110,7 +107,7 @@ class _EndedWhileSubscribing(Exception):
 class _Session:
     """One open WebSocket of a connection, with its reader and keepalive tasks."""
 
-    def __init__(self, ws: ClientConnection) -> None:
+    def __init__(self, ws: WebSocket) -> None:
         self.ws = ws
         self.opened = time.monotonic()
         self.last_frame = self.opened
@@ -128,7 +125,7 @@ class _Session:
             self.reason = reason
         self.done.set()
         if reason == "silent":
-            self.ws.transport.abort()  # a hung peer would not answer a close handshake
+            self.ws.abort()  # a hung peer would not answer a close handshake
         await self.ws.close()
         # The reader drains what arrived before the close frame (a rotation's old socket
         # still carries trades); it is cancelled only if it cannot finish (backpressure).
@@ -200,7 +197,7 @@ class Connection:
                     attempt += 1
                     await self._backoff(attempt, e.reason, "")
                     continue
-                except (OSError, TimeoutError, InvalidHandshake, ConnectionClosed) as e:
+                except (OSError, TimeoutError, WSHandshakeError, SocketClosed) as e:
                     reason = connect_failure_reason(e)  # the metric's label and the log's
                     self.metrics.connect_failures.labels(self.adapter.name, reason).inc()
                     attempt += 1
@@ -262,15 +259,15 @@ class Connection:
         """Connect, start the reader and keepalive tasks, and subscribe within rate limits."""
         a, o = self.adapter, self.options
         url = a.connect_url(self.symbols, o.url)
-        # An invalid URL (InvalidURI) is a configuration error: not caught by run(), so it
-        # ends the process instead of being retried forever.
+        # An invalid URL (picows.WSInvalidURL) is a configuration error: not caught by run(),
+        # so it ends the process instead of being retried forever.
         ws = await connect(
             url,
-            open_timeout=o.open_timeout_s,
-            ping_interval=o.ws_ping_interval_s,
-            ping_timeout=o.ws_ping_timeout_s,
-            max_size=a.max_frame_bytes * 2,  # larger frames: a BadInput, not a disconnect
-            close_timeout=2.0,
+            open_timeout_s=o.open_timeout_s,
+            ping_interval_s=o.ws_ping_interval_s,
+            ping_timeout_s=o.ws_ping_timeout_s,
+            # frames up to twice the adapter's limit are a BadInput, larger ones a disconnect
+            max_message_bytes=a.max_frame_bytes * 2,
         )
         session = _Session(ws)
         self.sessions_opened += 1
@@ -286,10 +283,10 @@ class Connection:
             for i, message in enumerate(a.subscribe_messages(self.symbols)):
                 if i:
                     await asyncio.sleep(interval)
-                await ws.send(message)
-        except ConnectionClosed as e:
+                ws.send(message)
+        except SocketClosed as e:
             await self._close(session, "closed_while_subscribing")
-            raise _EndedWhileSubscribing(closed_reason(e)) from e
+            raise _EndedWhileSubscribing(e.reason) from e
         return session
 
     async def _watch(self, session: _Session) -> str:
@@ -323,10 +320,10 @@ class Connection:
 
     async def _ping(self, session: _Session, message: str) -> None:
         interval = self.options.ping_interval_s or self.adapter.heartbeat.ping_interval_s
-        with contextlib.suppress(ConnectionClosed):
+        with contextlib.suppress(SocketClosed):
             while True:
                 await asyncio.sleep(interval)
-                await session.ws.send(message)
+                session.ws.send(message)
 
     async def _publish_every(self) -> None:
         """Publish the hot-path counts every ``_PUBLISH_EVERY_S`` while the session lives,
@@ -340,49 +337,35 @@ class Connection:
         cutter = writer.cutter  # its counts, read per frame without the writer's properties
         # Batches only where parse_many has a columnar path (one trade per frame), and no
         # larger than the writer's room: memory stays within its bound plus one frame.
-        batching = self.adapter.columnar_batches and self.options.read_batch > 1
-        queue = _received_queue(ws) if batching else None
+        batch_max = self.options.read_batch if self.adapter.columnar_batches else 1
         since_yield = 0
         try:
             while True:
-                try:  # bytes: invalid UTF-8 is the parser's invalid_json, not a lost socket
-                    frame = await ws.recv(decode=False)
-                except ConnectionClosedOK:
-                    break
-                now = time.monotonic()
-                session.last_frame = now
+                room = cutter.max_pending - cutter.pending
+                limit = min(batch_max, room) if room > 1 else 1
+                # Every frame that arrived since the last call (bytes: invalid UTF-8 is the
+                # parser's invalid_json, not a lost socket); waits only when there is none.
+                frames = await ws.recv_batch(limit)
+                session.last_frame = time.monotonic()
                 session.first_frame.set()
-                if queue is not None and len(queue) and cutter.pending < cutter.max_pending - 1:
-                    # More frames already arrived: take them too (recv() returns them
-                    # without waiting) and handle them as one batch. A close while taking
-                    # them still hands over what was taken.
-                    batch = [frame]
-                    limit = min(self.options.read_batch, cutter.max_pending - cutter.pending)
-                    try:
-                        while len(queue) and len(batch) < limit:
-                            batch.append(await ws.recv(decode=False))
-                    finally:
-                        ok = self.offer_frames(batch, time.time_ns())
-                    if not ok:
-                        await writer.wait_for_space()  # backpressure: stop reading
-                    since_yield += len(batch)
+                if len(frames) > 1:
+                    ok = self.offer_frames(frames, time.time_ns())
                 else:
-                    ticks = self.handle_frame(frame, time.time_ns())
-                    if ticks and not writer.offer(ticks):
-                        await writer.wait_for_space()  # backpressure: stop reading
-                    since_yield += 1
+                    ticks = self.handle_frame(frames[0], time.time_ns())
+                    ok = not ticks or writer.offer(ticks)
+                if not ok:
+                    await writer.wait_for_space()  # backpressure: stop reading
+                since_yield += len(frames)
                 if cutter.flush_due or since_yield >= _YIELD_EVERY:
-                    # recv() does not yield while frames are queued: let the flusher (and
-                    # the other connections) run, or a busy socket would starve them.
+                    # recv_batch() does not yield while frames are waiting: let the flusher
+                    # (and the other connections) run, or a busy socket would starve them.
                     since_yield = 0
                     await asyncio.sleep(0)
-        except ConnectionClosed as e:
-            session.reason = closed_reason(e)
+        except SocketClosed as e:
+            session.reason = e.reason
         except Exception as e:  # a bug (parsers raise only BadInput): log it, reconnect
             session.reason = "error"
             self._log.error("reader_failed", error=repr(e), exc_info=e)
-        else:
-            session.reason = "closed"
         finally:
             self.publish_metrics()
             session.done.set()
@@ -393,13 +376,3 @@ class Connection:
         trades in columns when ``parse_many`` gives them). Returns the writer's answer
         (False: ``await wait_for_space()``)."""
         return self.step.frames(frames, recv_ts, self.writer)
-
-
-def _received_queue(ws: ClientConnection) -> Sized | None:
-    """The frames ``ws`` received that ``recv()`` has not returned yet, to batch them.
-
-    websockets does not publish this; its asyncio connection (versions 13-17) keeps them
-    in ``recv_messages.frames``. Without it (another version) frames go one at a time.
-    """
-    frames = getattr(getattr(ws, "recv_messages", None), "frames", None)
-    return frames if isinstance(frames, Sized) else None

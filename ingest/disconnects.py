@@ -1,19 +1,21 @@
 """Why a connect attempt failed or an open WebSocket session ended: the ``reason`` labels of
 ``alphapulse_ingest_connect_failures_total`` and ``alphapulse_ingest_reconnects_total``,
-read from the exceptions websockets and the event loop raise (pure: no socket here)."""
+read from the exceptions the WebSocket client (``ingest.wsclient``: picows) and the event loop
+raise (pure: no socket here). Why an open session ended is ``SocketClosed.reason``."""
 
 from __future__ import annotations
 
 import socket
 import ssl
 
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidMessage
-from websockets.frames import CloseCode
+from picows import WSHandshakeError
+
+from ingest.wsclient import SocketClosed
 
 #: The ``reason`` label of ``alphapulse_ingest_connect_failures_total``.
 CONNECT_FAILURE_REASONS = ("dns", "refused", "timeout", "tls", "handshake", "closed", "other")
 _PEER_CLOSED = (
-    ConnectionClosed,
+    SocketClosed,
     ConnectionResetError,
     ConnectionAbortedError,
     BrokenPipeError,
@@ -34,21 +36,12 @@ def connect_failure_reason(error: BaseException) -> str:
         return "refused"
     if isinstance(error, TimeoutError):
         return "timeout"
-    if isinstance(error, _PEER_CLOSED) or (
-        isinstance(error, InvalidMessage) and isinstance(error.__cause__, EOFError)
-    ):  # a reset or EOF during the TLS handshake, or EOF before the HTTP response
+    if isinstance(error, _PEER_CLOSED):
+        # a reset or EOF during the TLS handshake, or EOF before the HTTP response
+        # (``ingest.wsclient.connect`` raises ConnectionResetError for that)
         return "closed"
     if isinstance(error, ssl.SSLError):
         return "tls"
-    if isinstance(error, InvalidHandshake):
+    if isinstance(error, WSHandshakeError):
         return "handshake"
     return "other"
-
-
-def closed_reason(e: ConnectionClosed) -> str:
-    """Why a socket ended: the server closed it, our keepalive gave up, or it was cut."""
-    if e.rcvd is not None:
-        return "closed"
-    if e.sent is not None and e.sent.code == CloseCode.INTERNAL_ERROR:
-        return "ping_timeout"  # websockets' keepalive: no pong within ws_ping_timeout_s
-    return "dropped"

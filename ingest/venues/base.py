@@ -147,7 +147,7 @@ class Heartbeat:
     ``ping_message`` is an application-level ping the client sends every ``ping_interval_s``;
     its reply parses as ``control == "pong"``. ``None`` means the protocol has no text ping:
     keep the connection alive with WebSocket ping frames every ``ping_interval_s`` (Binance;
-    the server pings too and ``websockets`` answers) or, when that is 0, rely on the server's
+    the server pings too and ``ingest.wsclient`` answers) or, when that is 0, rely on the server's
     heartbeat frames alone (Coinbase ``heartbeats``; Kraken also sends ``heartbeat``).
 
     ``idle_timeout_s``: with no *frame* at all for that long the connection is dead. It is

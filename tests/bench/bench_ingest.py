@@ -19,6 +19,13 @@ Figures (each printed with its baseline, measured in the same run):
   in a 2nd process: pre-encoded frames written as fast as ingest reads them) →
   ``IngestService`` → Redis, in ticks per CPU-second of the ingest process; each next to the
   same measure with few symbols (2 for the batch path, 1 for the WebSocket) in the same run;
+* WebSocket clients, receive only — the raw feed (1 symbol, 2nd process) read and dropped by
+  ``ingest.wsclient`` (picows, ingest's client), ``picows.websockets`` (its
+  websockets-compatible API), aiohttp and ``websockets`` (the baseline: ingest's client
+  before), frames/s and frames per CPU-second, in the same run;
+* websocket raw feed → ingest → Redis with ingest's client, next to the same service with
+  the ``websockets`` library swapped in as its client (``_WebsocketsSocket``: the reader of
+  before, batches taken from its receive queue) — the same run, the same feed;
 * baseline: ``redis-benchmark -q -P 64 -n 200000 XADD`` (one entry per XADD; ingest packs
   up to ``batch`` ticks per entry), or a Python pipelined XADD loop if redis-benchmark is
   missing (then said so).
@@ -42,19 +49,27 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from multiprocessing.connection import Connection as Pipe
 from pathlib import Path
 from subprocess import DEVNULL, PIPE
+from typing import Any
 
+import aiohttp
 import numpy as np
+import picows.websockets
 import redis.asyncio as aioredis
 import uvloop
+import websockets.asyncio.client
 from prometheus_client import CollectorRegistry
+from websockets.exceptions import ConnectionClosed
 
+import ingest.connection
 from common.contracts import Tick
 from common.names import Keys
 from common.settings import CommonSettings
+from ingest import wsclient
 from ingest.connection import Connection
 from ingest.deadletter import DeadLetters
 from ingest.metrics import IngestMetrics
@@ -75,6 +90,7 @@ QUICK = os.environ.get("BENCH_QUICK") == "1"
 N_FRAMES = 50_000 if QUICK else 400_000
 MANY = 1_000  # symbols of the interleaved case
 MANY_WS_TICKS = 100_000 if QUICK else 400_000  # measured, after a warm-up
+CLIENT_FRAMES = 200_000 if QUICK else 1_000_000  # the receive-only client rows
 
 
 def _recorded_ticks(n: int) -> list[Tick]:
@@ -196,9 +212,13 @@ async def _parse_and_write(
 
 
 async def _websocket(
-    frames_n: int, keys: Keys, redis_url: str, read_batch: int
+    frames_n: int, keys: Keys, redis_url: str, read_batch: int, *, baseline: bool = False
 ) -> tuple[float, float]:
-    """``alphapulse simulate`` in its own process (the box's other core) → this process."""
+    """``alphapulse simulate`` in its own process (the box's other core) → this process
+    (``baseline``: with the ``websockets`` library as ingest's client)."""
+    if baseline:
+        async with _websockets_client():
+            return await _websocket(frames_n, keys, redis_url, read_batch)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -318,6 +338,171 @@ async def _websocket_raw(
         proc.join(10)
 
 
+class _WebsocketsSocket:
+    """The ``websockets`` library behind ``ingest.wsclient.WebSocket``'s interface, as
+    ingest read with it before (``recv()`` per frame, the frames already in its receive
+    queue taken as a batch): the baseline of the WebSocket rows, swapped in by
+    :func:`_websockets_client`."""
+
+    def __init__(self, ws: websockets.asyncio.client.ClientConnection) -> None:
+        self.ws = ws
+        self.queue = ws.recv_messages.frames  # type: ignore[attr-defined]  # its receive queue
+        self.sending: set[asyncio.Task[None]] = set()
+
+    @property
+    def pending(self) -> int:
+        return len(self.queue)
+
+    async def recv_batch(self, limit: int) -> list[bytes]:
+        try:
+            frames = [await self.ws.recv(decode=False)]
+            while len(self.queue) and len(frames) < limit:
+                frames.append(await self.ws.recv(decode=False))
+        except ConnectionClosed as e:
+            raise wsclient.SocketClosed("closed" if e.rcvd else "dropped") from e
+        return frames
+
+    def send(self, text: str) -> None:
+        task = asyncio.create_task(self.ws.send(text))
+        self.sending.add(task)
+        task.add_done_callback(self.sending.discard)
+
+    def abort(self) -> None:
+        self.ws.transport.abort()
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+@asynccontextmanager
+async def _websockets_client() -> AsyncIterator[None]:
+    """``ingest.connection`` dials with the ``websockets`` library meanwhile."""
+
+    async def connect(url: str, **kw: Any) -> Any:
+        ws = await websockets.asyncio.client.connect(
+            url,
+            open_timeout=kw["open_timeout_s"],
+            ping_interval=kw["ping_interval_s"],
+            ping_timeout=kw["ping_timeout_s"],
+            max_size=kw["max_message_bytes"],
+            close_timeout=2.0,
+        )
+        return _WebsocketsSocket(ws)
+
+    ours = ingest.connection.connect
+    ingest.connection.connect = connect  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        ingest.connection.connect = ours
+
+
+_SUBSCRIBE = '{"method":"SUBSCRIBE","params":["s0000usdt@trade"],"id":1}'
+
+
+class _Clock:
+    """Wall and CPU time of the receive loop alone (not the connect, not the close)."""
+
+    def start(self) -> None:
+        self.t0, self.cpu0 = time.perf_counter(), time.process_time()
+
+    def rates(self, n: int) -> tuple[float, float]:
+        return n / (time.perf_counter() - self.t0), n / (time.process_time() - self.cpu0)
+
+
+async def _recv_websockets(url: str, n: int, *, compat: bool = False) -> tuple[float, float]:
+    """Receive ``n`` frames with ``websockets`` (or ``picows.websockets``, its API)."""
+    lib = picows.websockets if compat else websockets.asyncio.client
+    clock = _Clock()
+    async with lib.connect(url, max_size=None, compression=None, close_timeout=0.1) as ws:
+        await ws.send(_SUBSCRIBE)
+        await ws.recv(decode=False)  # the ack
+        clock.start()
+        for _ in range(n):
+            await ws.recv(decode=False)
+        return clock.rates(n)
+
+
+async def _recv_wsclient(url: str, n: int) -> tuple[float, float]:
+    """Receive ``n`` frames with ``ingest.wsclient`` (picows, batches)."""
+    ws = await wsclient.connect(
+        url, open_timeout_s=10, ping_interval_s=20, ping_timeout_s=20, max_message_bytes=1 << 21
+    )
+    ws.send(_SUBSCRIBE)
+    await ws.recv_batch(1)  # the ack
+    clock = _Clock()
+    clock.start()
+    got = 0
+    while got < n:
+        got += len(await ws.recv_batch(n - got))
+    rates = clock.rates(n)
+    await ws.close(0.1)
+    return rates
+
+
+async def _recv_aiohttp(url: str, n: int) -> tuple[float, float]:
+    clock = _Clock()
+    timeout = aiohttp.ClientWSTimeout(ws_close=0.1)
+    async with (
+        aiohttp.ClientSession() as http,
+        http.ws_connect(url, max_msg_size=0, timeout=timeout) as ws,
+    ):
+        await ws.send_str(_SUBSCRIBE)
+        await ws.receive()  # the ack
+        clock.start()
+        for _ in range(n):
+            await ws.receive()
+        return clock.rates(n)
+
+
+def _clients() -> None:
+    """The receive-only rows: each client against a fresh raw feed (2nd process)."""
+    print("WebSocket clients, receive only: raw feed (2nd process, 1 symbol) -> client, dropped")
+    clients: list[tuple[str, Callable[[str, int], Awaitable[tuple[float, float]]]]] = [
+        ("websockets (baseline: ingest's client before)", _recv_websockets),
+        ("ingest.wsclient (picows listener, batches)", _recv_wsclient),
+        ("picows.websockets (websockets-compatible API)",
+         functools.partial(_recv_websockets, compat=True)),
+        ("aiohttp", _recv_aiohttp),
+    ]  # fmt: skip
+    base = 0.0
+    for what, recv in clients:
+        ctx = multiprocessing.get_context("spawn")
+        rx, tx = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_serve_raw, args=(1, CLIENT_FRAMES + 10_000, tx))
+        proc.start()
+        try:
+            if not rx.poll(300):
+                raise RuntimeError("the raw feed did not start")
+            url, _ = rx.recv()
+            rate, cpu = uvloop.run(recv(url, CLIENT_FRAMES))
+        finally:
+            proc.terminate()
+            proc.join(10)
+        base = base or rate
+        _row(f"  {what} ({rate / base:.2f}x)", rate, "frames/s")
+        _row("    its process CPU", cpu, "frames/CPU-s")
+
+
+def _client_vs_websockets(namespace: str) -> None:
+    """Raw feed → ingest → Redis, with ingest's client and with websockets swapped in."""
+
+    async def run(baseline: bool, ns: str) -> tuple[float, float]:
+        keys = Keys(16, f"{namespace}{ns}:")
+        if not baseline:
+            return await _websocket_raw(1, MANY_WS_TICKS, keys, REDIS_URL)
+        async with _websockets_client():
+            return await _websocket_raw(1, MANY_WS_TICKS, keys, REDIS_URL)
+
+    print("websocket raw feed (2nd process, 1 symbol) -> ingest -> Redis, by client")
+    ws_rate, ws_cpu = uvloop.run(run(True, "cw"))
+    rate, cpu = uvloop.run(run(False, "cp"))
+    _row("  websockets as ingest's client (baseline)", ws_rate, "ticks/s")
+    _row("    ingest process CPU", ws_cpu, "ticks/CPU-s")
+    _row(f"  ingest.wsclient (picows) ({rate / ws_rate:.2f}x)", rate, "ticks/s")
+    _row(f"    ingest process CPU ({cpu / ws_cpu:.2f}x)", cpu, "ticks/CPU-s")
+
+
 def _redis_benchmark(key: str) -> tuple[str, float]:
     exe = shutil.which("redis-benchmark")
     if exe is None:
@@ -417,13 +602,23 @@ def main() -> None:
         _row("parse + dedupe + write to ticks:{p} (1 process)", rate, "ticks/s")
         rate = uvloop.run(write(functools.partial(_parse_and_write, size=64), "bw:"))
         _row("  same, batch path (offer_frames, 64 frames a call)", rate, "ticks/s")
+        _clients()
+        _client_vs_websockets(namespace)
         _many_symbols(namespace, frames)
         ws_n = 20_000 if QUICK else 100_000
         for read_batch, what in ((1, "frame by frame"), (128, "reader batches <= 128")):
-            keys = Keys(16, f"{namespace}ws{read_batch}:")
-            ws_rate, cpu_rate = uvloop.run(_websocket(ws_n, keys, REDIS_URL, read_batch))
-            _row(f"websocket: simulate (2nd process) -> ingest, {what}", ws_rate, "ticks/s")
-            _row("  ingest process CPU", cpu_rate, "ticks/CPU-s")
+            print(f"websocket: simulate (2nd process) -> ingest -> Redis, {what}")
+            rates = {}
+            for client in ("websockets", "picows"):
+                keys = Keys(16, f"{namespace}ws{read_batch}{client}:")
+                rates[client] = uvloop.run(
+                    _websocket(ws_n, keys, REDIS_URL, read_batch, baseline=client == "websockets")
+                )
+            (base, base_cpu), (rate, cpu) = rates["websockets"], rates["picows"]
+            _row("  websockets as ingest's client (baseline)", base, "ticks/s")
+            _row("    ingest process CPU", base_cpu, "ticks/CPU-s")
+            _row(f"  ingest.wsclient (picows) ({rate / base:.2f}x)", rate, "ticks/s")
+            _row(f"    ingest process CPU ({cpu / base_cpu:.2f}x)", cpu, "ticks/CPU-s")
     finally:
         uvloop.run(_cleanup(namespace))
         gc.unfreeze()  # leave the process as it was for the other stages' benchmarks

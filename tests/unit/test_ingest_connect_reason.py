@@ -1,5 +1,6 @@
 """The ``reason`` label of ``alphapulse_ingest_connect_failures_total``, from the exception a
-failed connect raised (the exception types are the ones websockets and the event loop raise;
+failed connect raised (the exception types are the ones ``ingest.wsclient`` (picows) and the
+event loop raise;
 ``tests/integration/test_make_run_live.py`` sees dns and closed from a real process)."""
 
 from __future__ import annotations
@@ -9,30 +10,16 @@ import socket
 import ssl
 
 import pytest
-from websockets.datastructures import Headers
-from websockets.exceptions import (
-    ConnectionClosedError,
-    InvalidHeader,
-    InvalidMessage,
-    InvalidStatus,
-    InvalidURI,
+from picows import (
+    WSHandshakeError,
+    WSInvalidHeaderError,
+    WSInvalidMessageError,
+    WSInvalidStatusError,
+    WSInvalidURL,
 )
-from websockets.frames import Close
-from websockets.http11 import Response
 
 from ingest.disconnects import CONNECT_FAILURE_REASONS, connect_failure_reason
-
-
-def _eof_before_response() -> InvalidMessage:
-    """What websockets raises when the peer closes before the HTTP response."""
-    try:
-        try:
-            raise EOFError("connection closed while reading HTTP status line")
-        except EOFError as eof:
-            raise InvalidMessage("did not receive a valid HTTP response") from eof
-    except InvalidMessage as e:
-        return e
-
+from ingest.wsclient import SocketClosed
 
 CASES = [
     (socket.gaierror(socket.EAI_NONAME, "Name or service not known"), "dns"),
@@ -40,17 +27,19 @@ CASES = [
     (TimeoutError(), "timeout"),
     (ssl.SSLCertVerificationError(1, "certificate verify failed"), "tls"),
     (ssl.SSLError(1, "wrong version number"), "tls"),
-    (InvalidStatus(Response(429, "Too Many Requests", Headers())), "handshake"),
-    (InvalidHeader("Upgrade", None), "handshake"),
-    (InvalidMessage("did not receive a valid HTTP response"), "handshake"),
-    (_eof_before_response(), "closed"),
+    (WSInvalidStatusError("429 Too Many Requests"), "handshake"),
+    (WSInvalidHeaderError("missing Upgrade", "Upgrade"), "handshake"),
+    (WSInvalidMessageError("did not receive a valid HTTP response"), "handshake"),
+    (WSHandshakeError("redirect without Location"), "handshake"),
+    # what ingest.wsclient.connect raises when the peer closes before the HTTP response
+    (ConnectionResetError("the server closed the connection before the upgrade"), "closed"),
     (ConnectionResetError(errno.ECONNRESET, "Connection reset by peer"), "closed"),
     (ConnectionAbortedError(), "closed"),
     (BrokenPipeError(), "closed"),
     (ssl.SSLEOFError(8, "EOF occurred in violation of protocol"), "closed"),
-    (ConnectionClosedError(Close(1011, "internal error"), None), "closed"),
+    (SocketClosed("dropped"), "closed"),
     (OSError(errno.ENETUNREACH, "Network is unreachable"), "other"),
-    (InvalidURI("ws:/x", "no host"), "other"),
+    (WSInvalidURL("ws:/x", "no host"), "other"),
 ]
 
 

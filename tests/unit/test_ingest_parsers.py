@@ -183,3 +183,71 @@ def test_get_adapter_names_and_unknown() -> None:
     assert {get_adapter(n).name for n in EXCHANGES} == set(EXCHANGES)
     with pytest.raises(KeyError, match="unknown exchange"):
         get_adapter("mtgox")
+
+
+_SPOT = (
+    b'{"stream":"btcusdt@trade","data":{"e":"trade","E":1723161255343,"s":"BTCUSDT",'
+    b'"t":%s,"p":"61837.63000000","q":"0.02000000","T":1723161255342,"m":true,"M":%s}%s}'
+)
+_FUTURES = (
+    b'{"stream":"btcusdt@aggTrade","data":{"e":"aggTrade","E":123456789,"a":%s,"s":"BTCUSDT",'
+    b'"p":"0.001","q":"100","f":100,"l":105,"T":1723161255342,"m":true%s}}'
+)
+#: Frames the typed (msgspec) decoding must refuse or read exactly as orjson does: out-of-
+#: range numbers and bad UTF-8 in fields the parser does not use, ids past int64, duplicate
+#: keys, fields Binance does not send, wrong types.
+_TYPED_EDGE_CASES = [
+    _SPOT % (b"3735683259", b"true", b""),  # the plain frame
+    _SPOT % (b"3735683259", b"1e400", b""),  # orjson: number out of range
+    _SPOT % (b"3735683259", b'"\xff"', b""),  # invalid UTF-8 in an unused field
+    _SPOT % (b"3735683259", b"true", b',"x":"\xff"'),  # ... in a field Binance does not send
+    _SPOT % (b"3735683259", b"true", b',"x":1e400'),
+    _SPOT % (b"9223372036854775808", b"true", b""),  # above int64: orjson still an int
+    _SPOT % (b"18446744073709551616", b"true", b""),  # above uint64: orjson gives a float
+    _SPOT % (b"-5", b"true", b""),
+    _SPOT % (b"3735683259", b"true", b',"data":5'),  # duplicate key: the last one wins
+    _SPOT % (b'3735683259,"t":7', b"true", b""),
+    _SPOT % (b"1.0", b"true", b""),
+    _SPOT % (b"3735683259", b"true", b',"data":{"e":"depthUpdate"}'),
+    _SPOT.replace(b'"e":"trade"', b'"e":"aggTrade"') % (b"1", b"true", b""),
+    _SPOT.replace(b'"p":"61837.63000000"', b'"p":"nan"') % (b"1", b"true", b""),
+    _SPOT.replace(b'"p":"61837.63000000"', b'"p":"1_0"') % (b"1", b"true", b""),
+    _SPOT.replace(b'"T":1723161255342', b'"T":1') % (b"1", b"true", b""),
+    _SPOT.replace(b'"m":true', b'"m":1') % (b"1", b"true", b""),
+    _SPOT.replace(b'"s":"BTCUSDT"', b'"s":"\\ud800"') % (b"1", b"true", b""),
+]
+
+
+def _outcome(parse: object, frame: bytes) -> object:
+    try:
+        return parse(frame, RECV)  # type: ignore[operator]
+    except BadInput as e:
+        return ("bad", e.reason, e.detail)
+
+
+@pytest.mark.parametrize("frame", _TYPED_EDGE_CASES)
+def test_typed_decoding_reads_binance_frames_exactly_as_the_json_path(frame: bytes) -> None:
+    adapter = get_adapter("binance")
+    assert _outcome(adapter.parse, frame) == _outcome(adapter._parse_json, frame)
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        _FUTURES % (b"5933014", b""),
+        _FUTURES % (b"5933014", b',"nq":"100"'),
+        _FUTURES % (b"1e400", b""),
+        _FUTURES % (b"5933014", b',"x":"\xff"'),
+    ],
+)
+def test_typed_decoding_reads_futures_frames_exactly_as_the_json_path(frame: bytes) -> None:
+    adapter = get_adapter("binance-futures")
+    assert _outcome(adapter.parse, frame) == _outcome(adapter._parse_json, frame)
+
+
+def test_typed_decoding_takes_the_plain_frames() -> None:
+    """The recorded trade frames go through the typed decoder, not the JSON fallback."""
+    adapter = get_adapter("binance")
+    frame = _SPOT % (b"3735683259", b"true", b"")
+    assert adapter._decoder.decode(frame).data.t == 3735683259
+    assert adapter.parse(frame, RECV).ticks[0].trade_id == "3735683259"
