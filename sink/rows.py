@@ -1,7 +1,8 @@
 """Stream entries to table rows: the sink's pure core (no I/O).
 
 Each stream maps to one table. A ``ticks:{p}`` entry (a micro-batch) gives one row per tick, a
-``bars`` entry one row, a ``patterns`` entry one row per pattern that fired, a ``signals``
+``bars`` entry one row per bar (v2: a detector write's bars; v1: one bar), a ``patterns`` entry
+one row per pattern that fired on each of its events, a ``signals``
 entry one row, an ``outcomes`` entry one row per bar outcome. Rows are plain tuples in the
 column order of ``TableSpec.columns``, with ``datetime`` values for timestamptz columns and
 JSON text for jsonb columns, ready for binary COPY or for ``unnest``. An entry that does not
@@ -16,9 +17,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import orjson
 
-from common.contracts import Bar, BarOutcome, Fields, PatternEvent, TickBatch, decode_outcomes
+from common.columns import BarColumns, EventColumns, bar_columns, event_columns
+from common.contracts import Bar, BarOutcome, Fields, TickBatch, decode_outcomes
 from common.errors import DecodeError
 
 Row = tuple[Any, ...]
@@ -112,32 +115,38 @@ def tick_rows(batch: TickBatch) -> list[Row]:
     ]
 
 
-def bar_row(bar: Bar) -> Row:
-    return (
-        bar.exchange,
-        bar.symbol,
-        bar.timeframe,
-        ms_to_dt(bar.open_time),
-        bar.open,
-        bar.high,
-        bar.low,
-        bar.close,
-        bar.volume,
-        bar.quote_volume,
-        bar.trades,
-        bar.taker_buy_volume,
-        bar.vwap,
-    )
-
-
-def pattern_rows(event: PatternEvent) -> list[Row]:
-    """One row per pattern that fired on the event's bar."""
-    b = event.bar
-    t = ms_to_dt(b.open_time)
+def bar_rows(columns: BarColumns) -> list[Row]:
+    """One row per bar of a ``bars`` entry's columns."""
+    keys = columns.keys
+    epoch, td = EPOCH, timedelta
     return [
-        (b.exchange, b.symbol, b.timeframe, t, name, value)
-        for name, value in sorted(event.patterns.items())
+        (*keys[k], epoch + td(milliseconds=ot), o, h, lo, c, v, q, t, tb, vw)
+        for k, ot, o, h, lo, c, v, q, t, tb, vw in columns.records.tolist()
     ]
+
+
+def bar_row(bar: Bar) -> Row:
+    """The row of one bar (tests, benchmarks)."""
+    return bar_rows(BarColumns.from_bars([bar]))[0]
+
+
+def pattern_rows(columns: EventColumns) -> list[Row]:
+    """One row per pattern that fired on an event's bar (per event in pattern name order)."""
+    bars = columns.bars
+    keys, names = bars.keys, columns.names
+    epoch, td = EPOCH, timedelta
+    at = [
+        (keys[k], epoch + td(milliseconds=ot))
+        for k, ot in bars.records[["key", "open_time"]].tolist()
+    ]
+    fired = columns.fired
+    rank = np.argsort(np.argsort(np.array(names, dtype=object)))
+    order = np.lexsort((rank[fired["pattern"]], fired["event"]))
+    rows: list[Row] = []
+    for event, pattern, value in fired[order].tolist():
+        key, t = at[event]
+        rows.append((*key, t, names[pattern], value))
+    return rows
 
 
 def parse_iso(text: str) -> datetime:
@@ -195,12 +204,14 @@ def decode_ticks(fields: Fields) -> list[Row]:
     return tick_rows(TickBatch.decode(fields))
 
 
-def decode_bar(fields: Fields) -> list[Row]:
-    return [bar_row(Bar.decode(fields))]
+def decode_bars(fields: Fields) -> list[Row]:
+    """A ``bars`` entry of either version (``common.columns``) to its rows."""
+    return bar_rows(bar_columns(fields))
 
 
 def decode_patterns(fields: Fields) -> list[Row]:
-    return pattern_rows(PatternEvent.decode(fields))
+    """A ``patterns`` entry of either version to its rows (``recent`` is not stored)."""
+    return pattern_rows(event_columns(fields))
 
 
 # --- outcomes (issue 12 §1) ------------------------------------------------------------
@@ -232,7 +243,7 @@ def decode_outcome_entry(fields: Fields) -> list[Row]:
 Decoder = Callable[[Fields], list[Row]]
 DECODERS: dict[str, Decoder] = {
     "ticks": decode_ticks,
-    "bars": decode_bar,
+    "bars": decode_bars,
     "patterns": decode_patterns,
     "signals": decode_signal,
     "outcomes": decode_outcome_entry,
