@@ -400,37 +400,47 @@ def _nan(x: float | int | None) -> float:
 
 
 # --- both versions -----------------------------------------------------------------------
-def _version(fields: Fields, what: str) -> bytes:
+def is_v1(fields: Fields, what: str) -> bool:
+    """Whether an entry is v1 (one record) rather than v2 (columns); ``DecodeError`` (reason
+    ``what``) for any other version."""
     v = fields.get(b"v")
     if v not in (b"1", _V2):
         raise DecodeError(what, f"unsupported v={v!r}")
-    return v
+    return v == b"1"
 
 
 def bar_columns(fields: Fields) -> BarColumns:
     """A ``bars`` entry of either version as columns (v1: one bar)."""
-    if _version(fields, "bar") == b"1":
-        return BarColumns.from_bars([Bar.decode(fields)])
+    if is_v1(fields, "bar"):
+        bar = Bar.decode(fields)
+        try:
+            return BarColumns.from_bars([bar])
+        except (OverflowError, ValueError) as e:  # a value beyond the v2 column's type
+            raise DecodeError("bar", repr(e)) from e
     return BarColumns.decode(fields)
 
 
 def event_columns(fields: Fields) -> EventColumns:
     """A ``patterns`` entry of either version as columns (v1: one event)."""
-    if _version(fields, "pattern_event") == b"1":
-        return EventColumns.from_events([PatternEvent.decode(fields)])
+    if is_v1(fields, "pattern_event"):
+        event = PatternEvent.decode(fields)
+        try:
+            return EventColumns.from_events([event])
+        except (OverflowError, ValueError) as e:  # e.g. a pattern value beyond int32
+            raise DecodeError("pattern_event", repr(e)) from e
     return EventColumns.decode(fields)
 
 
 def decode_bars(fields: Fields) -> list[Bar]:
     """A ``bars`` entry of either version as records."""
-    if _version(fields, "bar") == b"1":
+    if is_v1(fields, "bar"):
         return [Bar.decode(fields)]
     return BarColumns.decode(fields).to_bars()
 
 
 def decode_events(fields: Fields) -> list[PatternEvent]:
     """A ``patterns`` entry of either version as records."""
-    if _version(fields, "pattern_event") == b"1":
+    if is_v1(fields, "pattern_event"):
         return [PatternEvent.decode(fields)]
     return EventColumns.decode(fields).to_events()
 

@@ -4,7 +4,9 @@ Figures (each next to a baseline measured in the same run):
 
 1. ``score_event`` alone (pure Python) — events/s.
 2. One ``SignalsService`` draining a backlog of pattern events (in-process, burst mode) —
-   events/s; baseline: XREADGROUP + XACK of the same backlog with no work at all.
+   events/s, written as the detectors write them (columnar entries of ~63 events) and, in the
+   same run, one entry per event (v1); baseline: XREADGROUP + XACK of the same backlog (one
+   entry per event) with no work at all.
 3. 1,000 symbols closing a bar at once (1,000 pattern events XADDed in one pipeline), a worker
    and the WebSocket server running as their own processes: p50/p99 latency from the burst's
    XADD to each signal seen on the ``signals`` stream (XREAD BLOCK) and at a WebSocket client;
@@ -30,6 +32,7 @@ import redis.asyncio as aioredis
 import uvloop
 from websockets.asyncio.client import connect
 
+from common.columns import encode_events
 from common.contracts import PatternEvent
 from common.logging import configure_logging
 from common.names import GROUP_SIGNALS, Keys
@@ -63,17 +66,27 @@ def bench_scoring(events: Sequence[PatternEvent]) -> None:
     print(f"score_event (pure)            {len(events) / took:10,.0f} events/s  ({n} signals)")
 
 
-async def write(r: aioredis.Redis, stream: str, events: Sequence[PatternEvent]) -> None:
+async def write(
+    r: aioredis.Redis, stream: str, events: Sequence[PatternEvent], *, columnar: bool = True
+) -> None:
+    """XADD ``events`` as the detectors do: columnar entries of one partition's write (~63
+    events at a boundary of 1,000 symbols over 16 partitions), or one entry per event (v1)."""
+    if columnar:
+        entries = [f for i in range(0, len(events), 63) for f in encode_events(events[i : i + 63])]
+    else:
+        entries = [e.encode() for e in events]
     async with r.pipeline(transaction=False) as pipe:
-        for e in events:
-            pipe.xadd(stream, e.encode())  # type: ignore[arg-type]
+        for fields in entries:
+            pipe.xadd(stream, fields)  # type: ignore[arg-type]
         await pipe.execute()
 
 
-async def bench_worker(r: aioredis.Redis, keys: Keys, events: Sequence[PatternEvent]) -> None:
+async def bench_worker(
+    r: aioredis.Redis, keys: Keys, events: Sequence[PatternEvent], *, columnar: bool = True
+) -> None:
     # Baseline: consume and ack the same backlog doing nothing.
     raw = keys.patterns + ":raw"
-    await write(r, raw, events)
+    await write(r, raw, events, columnar=False)
     await r.xgroup_create(raw, "g", id="0")
     started = time.perf_counter()
     while True:
@@ -82,7 +95,7 @@ async def bench_worker(r: aioredis.Redis, keys: Keys, events: Sequence[PatternEv
             break
         await r.xack(raw, "g", *[i for i, _ in reply[0][1]])
     base = time.perf_counter() - started
-    await write(r, keys.patterns, events)
+    await write(r, keys.patterns, events, columnar=columnar)
     common = CommonSettings(
         redis_url=REDIS_URL, namespace=keys.namespace, metrics_port=0, trim_interval_s=0
     )
@@ -93,8 +106,9 @@ async def bench_worker(r: aioredis.Redis, keys: Keys, events: Sequence[PatternEv
     took = time.perf_counter() - started
     await worker.stop()
     n = await r.xlen(keys.signals)
+    what = "columnar entries" if columnar else "one entry/event"
     print(
-        f"signals worker (1 instance)   {len(events) / took:10,.0f} events/s  "
+        f"signals worker ({what:16}) {len(events) / took:10,.0f} events/s  "
         f"({n / took:,.0f} signals/s)   baseline XREADGROUP+XACK {len(events) / base:10,.0f}/s"
     )
 
@@ -160,7 +174,7 @@ async def _measure(r: aioredis.Redis, keys: Keys, port: int, rounds: int) -> Non
         ]
         # Baseline: the same burst through a plain stream and XREADGROUP.
         t0 = time.perf_counter()
-        await write(r, raw, events)
+        await write(r, raw, events, columnar=False)
         got = 0
         while got < SYMBOLS:
             reply: Any = await reader.xreadgroup("g", "c", {raw: ">"}, count=1000, block=4000)
@@ -205,7 +219,12 @@ async def run() -> None:
     r = aioredis.Redis.from_url(REDIS_URL)
     try:
         bench_scoring(event_mix(5_000 if QUICK else 50_000))
-        await bench_worker(r, keys, event_mix(5_000 if QUICK else 30_000, symbols=SYMBOLS))
+        mix = event_mix(5_000 if QUICK else 30_000, symbols=SYMBOLS)
+        await bench_worker(r, keys, mix)
+        # The same events as v1 entries (what detectors wrote before issue 17), in a namespace
+        # of their own: the signals' ids are new there.
+        v1_keys = Keys(partitions=1, namespace=f"{keys.namespace}v1:")
+        await bench_worker(r, v1_keys, mix, columnar=False)
         await bench_latency(r, keys, 3 if QUICK else 20)
     finally:
         async for key in r.scan_iter(match=f"*{keys.namespace}*", count=1000):
