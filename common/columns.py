@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from math import isnan
 from typing import Any
 
@@ -163,13 +164,23 @@ class BarColumns:
             raise DecodeError("bar_columns", repr(e)) from e
         if len(records) != n:
             raise DecodeError("bar_columns", f"n={n} but {len(records)} bars")
-        if not isinstance(keys, list) or not all(
-            isinstance(k, list) and len(k) == 3 and all(isinstance(x, str) for x in k) for k in keys
-        ):
-            raise DecodeError("bar_columns", "malformed key table")
-        if n and int(records["key"].max()) >= len(keys):
+        table = _key_table(keys)
+        if n and int(records["key"].max()) >= len(table):
             raise DecodeError("bar_columns", "key index out of range")
-        return cls([(k[0], k[1], k[2]) for k in keys], records)
+        return cls(table, records)
+
+
+def _key_table(keys: Any) -> list[Key]:
+    """The decoded ``k`` field as key tuples; checked in C-speed passes (a boundary's entry
+    has a key per bar): unpacking refuses a wrong shape, ``str.join`` anything not a str."""
+    if not isinstance(keys, list) or not all(map(_is_list, keys)):
+        raise DecodeError("bar_columns", "malformed key table: not an array of arrays")
+    try:
+        table: list[Key] = [(e, s, t) for e, s, t in keys]
+        "".join(chain.from_iterable(table))
+    except (TypeError, ValueError) as e:
+        raise DecodeError("bar_columns", f"malformed key table: {e}") from e
+    return table
 
 
 def _slices(n: int) -> Iterator[slice]:
@@ -348,7 +359,7 @@ class EventColumns:
             recent = orjson.loads(fields[b"r"])
         except (KeyError, ValueError, orjson.JSONDecodeError) as e:
             raise DecodeError("pattern_columns", repr(e)) from e
-        if not isinstance(names, list) or not all(isinstance(x, str) for x in names):
+        if not isinstance(names, list) or not _all_str(names):
             raise DecodeError("pattern_columns", "malformed pattern names")
         if not isinstance(table, list) or not all(
             isinstance(t, list) and len(t) == 2 and isinstance(t[0], str) and t[1] in ("i", "f")
@@ -363,9 +374,8 @@ class EventColumns:
             raise DecodeError("pattern_columns", "pattern index out of range or out of order")
         if len(matrix) != n * len(table):
             raise DecodeError("pattern_columns", f"{len(matrix)} feature values for {n} events")
-        if not isinstance(recent, list) or len(recent) != n:
-            raise DecodeError("pattern_columns", "recent is not one list per event")
-        if not all(isinstance(r, list) and all(isinstance(x, dict) for x in r) for r in recent):
+        # Each recent entry's content is the scorer's to check (it judges them one by one).
+        if not isinstance(recent, list) or len(recent) != n or not all(map(_is_list, recent)):
             raise DecodeError("pattern_columns", "recent is not one list per event")
         return cls(
             bars,
@@ -375,6 +385,18 @@ class EventColumns:
             matrix.reshape(n, len(table)),
             recent,
         )
+
+
+def _all_str(items: list[Any]) -> bool:
+    try:
+        "".join(items)
+    except TypeError:
+        return False
+    return True
+
+
+def _is_list(x: Any) -> bool:
+    return isinstance(x, list)
 
 
 def _feature_table(events: Sequence[PatternEvent]) -> list[tuple[str, bool]]:
