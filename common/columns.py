@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from common.contracts import Bar, Fields, PatternEvent
+from common.contracts import Bar, Fields, PatternEvent, bar_id
 from common.errors import DecodeError
 
 COLUMNS_VERSION = 2
@@ -117,17 +117,18 @@ class BarColumns:
 
     def to_bars(self) -> list[Bar]:
         keys = self.keys
+        rows: list[tuple[int, int, float, float, float, float, float, float, int, float, float]]
+        rows = self.records.tolist()
         return [
-            Bar(*keys[k], ot, o, h, lo, c, v, q, t, tb, vw)  # type: ignore[call-arg]
-            for k, ot, o, h, lo, c, v, q, t, tb, vw in self.records.tolist()
+            Bar(*keys[k], ot, o, h, lo, c, v, q, t, tb, vw)
+            for k, ot, o, h, lo, c, v, q, t, tb, vw in rows
         ]
 
     def ids(self) -> list[str]:
         """Each bar's id (``common.contracts.bar_id``)."""
         keys = self.keys
-        return [
-            f"{':'.join(keys[k])}:{ot}" for k, ot in self.records[["key", "open_time"]].tolist()
-        ]
+        rows: list[tuple[int, int]] = self.records[["key", "open_time"]].tolist()
+        return [bar_id(*keys[k], ot) for k, ot in rows]
 
     def timeframe_counts(self) -> dict[str, int]:
         """Bars per timeframe (the detectors' ``bars`` counter labels)."""
