@@ -22,7 +22,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
-from math import isnan
 from typing import Any
 
 import numpy as np
@@ -192,18 +191,18 @@ def _slices(n: int) -> Iterator[slice]:
 def feature_dicts(
     table: Sequence[tuple[str, bool]], matrix: npt.NDArray[np.float64]
 ) -> list[Features]:
-    """Per row of ``matrix``, ``{name: value}``: NaN is ``None``, an integer feature an int."""
+    """Per row of ``matrix``, ``{name: value}``: NaN is ``None``, an integer feature an int.
+    The conversions run column-wise in numpy (an object array holds the Python values)."""
     names = [name for name, _ in table]
-    integer = [i for i, (_, is_int) in enumerate(table) if is_int]
-    out: list[Features] = []
-    for row in matrix.tolist():
-        values: list[float | int | None] = [None if isnan(x) else x for x in row]
-        for i in integer:
-            x = values[i]
-            if x is not None:
-                values[i] = int(x)
-        out.append(dict(zip(names, values, strict=True)))
-    return out
+    values = matrix.astype(object)
+    missing = np.isnan(matrix)
+    values[missing] = None
+    for i, (_, is_int) in enumerate(table):
+        if is_int:
+            present = ~missing[:, i]
+            values[present, i] = matrix[present, i].astype(np.int64).astype(object)
+    rows: list[list[float | int | None]] = values.tolist()
+    return [dict(zip(names, row, strict=True)) for row in rows]
 
 
 def pattern_dicts(
