@@ -32,9 +32,11 @@ from common.contracts import Bar, Fields, PatternEvent, bar_id
 from common.errors import DecodeError
 
 COLUMNS_VERSION = 2
-# Records per entry at most: a detector write after a backlog can close far more bars than a
-# boundary; splitting keeps each entry (and what a consumer holds per read) bounded.
-MAX_ENTRY_RECORDS = 4096
+# Records per entry at most. A boundary's write of one partition (63 symbols x 3 timeframes at
+# a minute) fits in one entry; a write after a backlog (a 50 ms work slice: ~1,000 bars) is
+# split, so a consumer's read of BATCH_COUNT entries holds at most BATCH_COUNT x this many
+# records (with ``recent``, a pattern event is ~2 kB on the wire).
+MAX_ENTRY_RECORDS = 256
 
 Key = tuple[str, str, str]  # (exchange, symbol, timeframe)
 Features = dict[str, float | int | None]

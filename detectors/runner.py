@@ -15,9 +15,10 @@ the partition's lease):
    a tick the engine rejects as implausible — :mod:`detectors.plausibility` — is
    dead-lettered alone, as a one-tick entry of its own, with the reason);
 4. XADDs the closed bars to ``bars``, the pattern events to ``patterns`` and the completed
-   outcome horizons to ``outcomes``, each as one columnar entry per write
-   (:mod:`common.columns`; deterministic per-record ids in the columns: a crash before the
-   checkpoint replays the same records with the same ids, maybe grouped differently);
+   outcome horizons to ``outcomes``, each as one columnar entry per write (:mod:`common.columns`;
+   bars and events split past ``MAX_ENTRY_RECORDS``; deterministic per-record ids in the columns:
+   a crash before the checkpoint replays the same records with the same ids, maybe grouped
+   differently);
 5. every ``CHECKPOINT_INTERVAL`` ms, and before handing over, writes the checkpoint and XACKs
    the covered entries in one fenced Lua call; a failed fence means the lease was lost, and
    the runner stops without acking.

@@ -135,20 +135,20 @@ class SignalsService(StreamWorker):
 
     async def handle(self, batch: list[Entry]) -> BatchResult:
         """Score, append, publish; the runtime acks what is not marked failed."""
-        decoded: list[tuple[Entry, list[PatternEvent]]] = []
-        failed: list[tuple[Entry, BadInput]] = []
-        for entry in batch:
-            try:
-                decoded.append((entry, decode_events(entry.fields)))
-            except BadInput as err:
-                failed.append((entry, err))  # dead-lettered by the runtime, counted by reason
         for _ in range(5):
             history = self.history
-            result = BatchResult(failed=list(failed))
+            result = BatchResult()
             scored: list[Signal] = []
             through: int | None = None
             events = 0
-            for entry, entry_events in decoded:
+            # Entry by entry: only one entry's events are decoded at a time (an entry holds up
+            # to ``MAX_ENTRY_RECORDS``; a read up to BATCH_COUNT entries), only signals are kept.
+            for entry in batch:
+                try:
+                    entry_events = decode_events(entry.fields)
+                except BadInput as err:
+                    result.fail(entry, err)  # dead-lettered by the runtime, counted by reason
+                    continue
                 for event in entry_events:
                     try:
                         scored.extend(history.score(event, emit_warming=self.emit_warming))
