@@ -16,6 +16,41 @@ Records and ids
   ``docs/outcomes.md``); key = bar id + horizon. Stream ``outcomes``: one entry per detector
   write, ``v``, ``n`` and ``d`` = orjson array of ``BarOutcome.to_list()`` arrays.
 
+The ids are per record, not per entry: a detector that crashes after its XADD and before its
+checkpoint writes the same records again (perhaps grouped into other entries), and every
+consumer de-duplicates by record id (the sink by primary key, signals by signal id).
+
+Bars and pattern events (streams ``bars`` and ``patterns``)
+-----------------------------------------------------------
+v1 (``Bar.encode``/``PatternEvent.encode``): one record per entry, ``v`` = ``1``, ``id``, ``d`` =
+orjson of ``to_dict()``. v2 (what detectors write, :mod:`common.columns`): one entry per
+detector write (split past ``MAX_ENTRY_RECORDS``), columnar. Readers decode both
+(``common.columns.decode_bars``/``decode_events``), so v1 entries left in a stream by an
+older detector are still read after an upgrade.
+
+=========  ==============================================================================
+field      content (``bars`` v2: ``v n k b``; ``patterns`` v2: all of them, one row per event)
+=========  ==============================================================================
+``v``      ``2``
+``n``      number of records (bars, or pattern events), ASCII decimal
+``k``      orjson array of ``[exchange, symbol, timeframe]`` — the entry's key table
+``b``      little-endian packed array of ``BAR_DTYPE`` records, ``n`` of them: ``key`` u4
+           (index into ``k``), ``open_time`` i8 (ms), ``open high low close volume
+           quote_volume`` f8, ``trades`` i8, ``taker_buy_volume vwap`` f8 — a pattern event's
+           bar in ``patterns``
+``p``      orjson array of pattern names (``CDLHAMMER`` …), the entry's name table
+``f``      packed ``FIRED_DTYPE`` (``event`` u4, ``pattern`` u2 index into ``p``, ``value`` i4):
+           every pattern that fired, grouped by event in order, each event's in its own order
+``x``      orjson array of ``[feature name, kind]``, kind ``"i"`` (an integer, e.g. ``trend``)
+           or ``"f"`` — the columns of ``m``
+``m``      little-endian f8 matrix, ``n`` rows x ``len(x)`` columns, row-major: the features;
+           NaN is ``None`` (as is anything not finite, which orjson wrote as null in v1)
+``r``      orjson array of ``n`` arrays: each event's ``recent`` list (``PatternEvent``)
+=========  ==============================================================================
+
+Decoded, a v2 entry gives ``Bar``/``PatternEvent`` records equal (``==``, with the same value
+types) to those of the v1 entries it replaces.
+
 Tick micro-batches (stream ``ticks:{p}``)
 -----------------------------------------
 A stream entry holds a batch of ticks of one partition in a columnar, compact form so that

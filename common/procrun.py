@@ -163,8 +163,9 @@ def terminal_foreground() -> Iterator[None]:
 
 
 async def stream_counts(env: Mapping[str, str]) -> dict[str, int] | None:
-    """Entries ever added to the namespace's signals, bars and patterns streams (trimming
-    does not lower it); None when Redis cannot tell."""
+    """Entries ever added to the namespace's signals and bars streams (trimming does not
+    lower it; a ``bars`` entry is one detector write of many bars); None when Redis cannot
+    tell."""
     try:
         settings = CommonSettings.from_env(env)
         keys = settings.keys()
@@ -173,7 +174,7 @@ async def stream_counts(env: Mapping[str, str]) -> dict[str, int] | None:
         return None
     counts: dict[str, int] = {}
     try:
-        for what, key in (("signals", keys.signals), ("bars", keys.bars)):
+        for what, key in (("signals", keys.signals), ("bar writes", keys.bars)):
             try:
                 info: Any = await redis.xinfo_stream(key)
                 counts[what] = int(info.get("entries-added", info["length"]))

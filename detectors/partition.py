@@ -18,13 +18,21 @@ continues exactly where the previous one checkpointed.
 from __future__ import annotations
 
 import itertools
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from common.columns import (
+    BAR_DTYPE,
+    FIRED_DTYPE,
+    BarColumns,
+    EventColumns,
+    feature_dicts,
+    feature_matrix,
+    pattern_dicts,
+)
 from common.contracts import DEFAULT_RECENT_BARS, Bar, BarOutcome, PatternEvent, Tick, TickBatch
 from common.plausibility import PlausibilityLimits
 from detectors.bars import BarAggregator, ClosedBars
@@ -36,6 +44,8 @@ from detectors.timeframes import DEFAULT_TIMEFRAMES, Timeframe, parse_timeframes
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
+# Features whose value is a whole number (an ``int`` in a pattern event, not a float).
+INTEGER_FEATURES = frozenset({"trend", "htf_trend"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,20 +79,40 @@ class EngineConfig:
 
 @dataclass(slots=True)
 class Output:
-    """What one step produced: every closed bar, the bars on which a pattern fired, and the
-    outcome horizons that the closed bars completed (:mod:`detectors.outcomes`), and the
-    ticks rejected as implausible (with the reason; to be dead-lettered, never applied)."""
+    """What one step produced, as columns (``common.columns``): every closed bar, the bars on
+    which a pattern fired, the outcome horizons that the closed bars completed
+    (:mod:`detectors.outcomes`), and the ticks rejected as implausible (with the reason; to
+    be dead-lettered, never applied). The live path encodes the columns as they are; ``bars``
+    and ``events`` build the records (replay, tests) exactly as a consumer decodes them."""
 
-    bars: list[Bar] = field(default_factory=list)
-    events: list[PatternEvent] = field(default_factory=list)
+    bar_parts: list[BarColumns] = field(default_factory=list)
+    event_parts: list[EventColumns] = field(default_factory=list)
     outcomes: list[BarOutcome] = field(default_factory=list)
     rejected: list[tuple[Tick, str]] = field(default_factory=list)
 
     def extend(self, other: Output) -> None:
-        self.bars.extend(other.bars)
-        self.events.extend(other.events)
+        self.bar_parts.extend(other.bar_parts)
+        self.event_parts.extend(other.event_parts)
         self.outcomes.extend(other.outcomes)
         self.rejected.extend(other.rejected)
+
+    def bar_columns(self) -> BarColumns:
+        return BarColumns.concat(self.bar_parts) if self.bar_parts else BarColumns()
+
+    def event_columns(self) -> EventColumns:
+        return EventColumns.concat(self.event_parts)
+
+    @property
+    def n_bars(self) -> int:
+        return sum(len(p) for p in self.bar_parts)
+
+    @property
+    def bars(self) -> list[Bar]:
+        return [b for p in self.bar_parts for b in p.to_bars()]
+
+    @property
+    def events(self) -> list[PatternEvent]:
+        return [e for p in self.event_parts for e in p.to_events()]
 
 
 class PartitionEngine:
@@ -160,13 +190,32 @@ class PartitionEngine:
         rows = sid * self.n_tf + tf
         self.ensure_rows((int(sid.max()) + 1) * self.n_tf)
         ohlcv = np.array(
-            [closed.open, closed.high, closed.low, closed.close, closed.volume], np.float64
+            [
+                closed.open,
+                closed.high,
+                closed.low,
+                closed.close,
+                closed.volume,
+                closed.quote,
+                closed.taker,
+            ],
+            np.float64,
         )
         key_end, key_tf = end[order], tf[order]
         cut = np.flatnonzero((key_end[1:] != key_end[:-1]) | (key_tf[1:] != key_tf[:-1])) + 1
         bounds = [0, *cut.tolist(), len(order)]
+        trades = np.array(closed.trades, np.int64)
         for a, b in itertools.pairwise(bounds):
-            self._process_group(closed, order[a:b], rows, ohlcv, open_time=open_time, out=out)
+            self._process_group(
+                closed,
+                order[a:b],
+                rows,
+                ohlcv,
+                sid=sid,
+                open_time=open_time,
+                trades=trades,
+                out=out,
+            )
         return out
 
     def _process_group(
@@ -176,12 +225,14 @@ class PartitionEngine:
         all_rows: I64,
         ohlcv: F64,
         *,
+        sid: I64,
         open_time: I64,
+        trades: I64,
         out: Output,
     ) -> None:
         """Bars of one timeframe closing at one boundary, each of a different series."""
         rows = all_rows[idx]
-        o, h, lo, c, v = (ohlcv[k, idx] for k in range(5))
+        o, h, lo, c, v, quote, taker = (ohlcv[k, idx] for k in range(7))
         win = self.window
         win[:, rows, :-1] = win[:, rows, 1:]
         win[:, rows, -1] = np.stack([o, h, lo, c])
@@ -195,8 +246,7 @@ class PartitionEngine:
         w = win[:, rows, :]
         values = self.patterns.evaluate(w[0], w[1], w[2], w[3], seen, state=self.pstate, slots=rows)
         fired_at = np.flatnonzero(values.any(axis=1))
-        fired = fired_at.tolist()
-        names = self.patterns.names
+        fired = len(fired_at)
         series = self.agg.series
         tf_name = self.config.timeframes[t].name
         tracker = self.outcomes
@@ -215,40 +265,60 @@ class PartitionEngine:
                 atr=feats["atr"][fired_at],
                 volume_ratio=feats["volume_ratio"][fired_at],
             )
-        for i in idx.tolist():
-            s = closed.sid[i]
-            volume = closed.volume[i]
-            bar = Bar(
-                series[s][0],
-                series[s][1],
-                tf_name,
-                closed.open_time[i],
-                closed.open[i],
-                closed.high[i],
-                closed.low[i],
-                closed.close[i],
-                volume,
-                closed.quote[i],
-                closed.trades[i],
-                closed.taker[i],
-                closed.quote[i] / volume if volume > 0 else closed.close[i],
+        keys = [(*series[s], tf_name) for s in sid[idx].tolist()]
+        bars = np.empty(len(idx), BAR_DTYPE)
+        bars["key"] = np.arange(len(idx))
+        bars["open_time"] = open_time[idx]
+        bars["open"], bars["high"], bars["low"], bars["close"], bars["volume"] = o, h, lo, c, v
+        bars["quote_volume"], bars["taker_buy_volume"] = quote, taker
+        bars["trades"] = trades[idx]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            bars["vwap"] = np.where(v > 0, quote / v, c)
+        columns = BarColumns(keys, bars)
+        out.bar_parts.append(columns)
+        if fired:
+            out.event_parts.append(
+                self._events(columns, values, feats=feats, fired_at=fired_at, rows=rows, t=t)
             )
-            out.bars.append(bar)
-        for j in fired:
-            i = int(idx[j])
-            bar = out.bars[len(out.bars) - len(idx) + j]
-            pats = {names[p]: int(x) for p, x in enumerate(values[j].tolist()) if x}
-            features = {k: _feature(k, arr[j]) for k, arr in feats.items()}
-            row = int(rows[j])
-            horizon = bar.open_time - self.config.cooldown_bars * int(self.tf_ms[t])
-            recent = [e for e in self.recent.get(row, []) if e["open_time"] >= horizon]
-            out.events.append(PatternEvent(bar, pats, features, list(recent)))
+
+    def _events(
+        self,
+        columns: BarColumns,
+        values: npt.NDArray[np.int32],
+        *,
+        feats: dict[str, F64],
+        fired_at: npt.NDArray[np.intp],
+        rows: I64,
+        t: int,
+    ) -> EventColumns:
+        """The pattern events of one group (the bars ``fired_at`` of ``columns``), and each
+        event's ``recent`` list, which is also the engine's state (checkpointed as dicts)."""
+        hits = values[fired_at]
+        event, pattern = np.nonzero(hits)
+        fired = np.empty(len(event), FIRED_DTYPE)
+        fired["event"], fired["pattern"], fired["value"] = event, pattern, hits[event, pattern]
+        table = [(k, k in INTEGER_FEATURES) for k in feats]
+        matrix = feature_matrix([feats[k][fired_at] for k, _ in table], table, len(fired_at))
+        names = self.patterns.names
+        bars = columns.take(fired_at)
+        span = self.config.cooldown_bars * int(self.tf_ms[t])
+        recents: list[list[dict[str, Any]]] = []
+        state = self.recent
+        for row, open_time, pats, features in zip(
+            rows[fired_at].tolist(),
+            bars.records["open_time"].tolist(),
+            pattern_dicts(names, fired, len(fired_at)),
+            feature_dicts(table, matrix),
+            strict=True,
+        ):
+            horizon = open_time - span
+            recent = [e for e in state.get(row, []) if e["open_time"] >= horizon]
+            recents.append(list(recent))
             # The entry carries the bar's features too, so the signals stage judges an earlier
             # bar with its own context (trend, RSI, volume) when applying a cooldown.
-            recent.append(
-                {"open_time": bar.open_time, "patterns": pats, "features": dict(features)}
-            )
-            self.recent[row] = recent
+            recent.append({"open_time": open_time, "patterns": pats, "features": features})
+            state[row] = recent
+        return EventColumns(bars, list(names), fired, table, matrix, recents)
 
     def _emit_outcomes(self, done: Completed, tf_name: str, out: Output) -> None:
         """One ``BarOutcome`` per completed (event, horizon), built column-wise."""
@@ -271,12 +341,3 @@ class PartitionEngine:
             [self.config.outcomes.cost_bps] * n,
         )
         out.outcomes.extend(map(BarOutcome._make, zip(*columns, strict=True)))
-
-
-def _feature(key: str, value: np.float64) -> float | int | None:
-    x = float(value)
-    if math.isnan(x):
-        return None
-    if key in ("trend", "htf_trend"):
-        return int(x)
-    return x

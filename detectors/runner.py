@@ -15,8 +15,10 @@ the partition's lease):
    a tick the engine rejects as implausible — :mod:`detectors.plausibility` — is
    dead-lettered alone, as a one-tick entry of its own, with the reason);
 4. XADDs the closed bars to ``bars``, the pattern events to ``patterns`` and the completed
-   outcome horizons to ``outcomes`` (deterministic ids in the fields; a crash before the
-   checkpoint replays them with the same ids);
+   outcome horizons to ``outcomes``, each as one columnar entry per write (:mod:`common.columns`;
+   bars and events split past ``MAX_ENTRY_RECORDS``; deterministic per-record ids in the columns:
+   a crash before the checkpoint replays the same records with the same ids, maybe grouped
+   differently);
 5. every ``CHECKPOINT_INTERVAL`` ms, and before handing over, writes the checkpoint and XACKs
    the covered entries in one fenced Lua call; a failed fence means the lease was lost, and
    the runner stops without acking.
@@ -30,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
 from typing import TYPE_CHECKING
 
 from redis.exceptions import RedisError
@@ -253,23 +254,27 @@ class PartitionRunner:
         metrics = self.service.metrics
         if entries:
             self._record_counts()
-        if out.bars:
+        if out.bar_parts:
+            bars = out.bar_columns()
+            events = out.event_columns()
             pipe = self.redis.pipeline(transaction=False)
             keys = self.service.keys
+            # One columnar entry per write (``common.columns``); the records in it carry their
+            # own deterministic ids (key + open time), so a replay after a crash writes the same
+            # records again and every consumer's dedup (by record id) still holds.
             # Events first: they are what the signals stage waits for (bars only feed the sink),
             # and Redis wakes a blocked reader as soon as the command that fed it has run.
-            for event in out.events:
-                pipe.xadd(keys.patterns, dict(event.encode().items()))
-            for bar in out.bars:
-                pipe.xadd(keys.bars, dict(bar.encode().items()))
+            for fields in events.encode():
+                pipe.xadd(keys.patterns, dict(fields.items()))
+            for fields in bars.encode():
+                pipe.xadd(keys.bars, dict(fields.items()))
             if out.outcomes:  # one entry per write: the records carry their own ids
                 pipe.xadd(keys.outcomes, dict(encode_outcomes(out.outcomes).items()))
             await pipe.execute()
             # One inc per label, not per bar: a boundary closes a bar for every series at once.
-            for timeframe, n in Counter(bar.timeframe for bar in out.bars).items():
+            for timeframe, n in bars.timeframe_counts().items():
                 metrics.bars.labels(timeframe).inc(n)
-            fired = Counter(name for event in out.events for name in event.patterns)
-            for name, n in fired.items():
+            for name, n in events.pattern_counts().items():
                 metrics.patterns.labels(name).inc(n)
         now_ms = time.time() * 1000
         for entry in entries:

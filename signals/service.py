@@ -1,8 +1,10 @@
 """The signals worker: ``patterns`` (group ``signals``) -> score -> exactly-once append -> ack.
 
-Per batch of pattern events:
+Per batch of ``patterns`` entries (v2: the pattern events of one detector write, columnar;
+v1: one event; :mod:`common.columns` decodes both):
 
-1. decode and score every event (pure; a bad event is dead-lettered and the batch goes on);
+1. decode and score every event (pure; an entry that does not decode is dead-lettered, an
+   event that cannot be scored is dead-lettered alone, and the batch goes on);
 2. stamp ``emitted_at`` and append all the batch's signals in one Lua call (``append.lua``):
    ids already on the stream are skipped, so a redelivery never duplicates a signal;
 3. PUBLISH the newly appended ones on their symbol's channel (lossy by design);
@@ -30,6 +32,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 
+from common.columns import decode_events
 from common.configstore import ConfigFollower, ConfigRefused, ConfigVersion, write_version
 from common.contracts import PatternEvent
 from common.errors import BadInput
@@ -137,16 +140,25 @@ class SignalsService(StreamWorker):
             result = BatchResult()
             scored: list[Signal] = []
             through: int | None = None
+            events = 0
+            # Entry by entry: only one entry's events are decoded at a time (an entry holds up
+            # to ``MAX_ENTRY_RECORDS``; a read up to BATCH_COUNT entries), only signals are kept.
             for entry in batch:
                 try:
-                    event = PatternEvent.decode(entry.fields)
-                    scored.extend(history.score(event, emit_warming=self.emit_warming))
+                    entry_events = decode_events(entry.fields)
                 except BadInput as err:
                     result.fail(entry, err)  # dead-lettered by the runtime, counted by reason
                     continue
-                through = max(through or 0, event.bar.open_time)
+                for event in entry_events:
+                    try:
+                        scored.extend(history.score(event, emit_warming=self.emit_warming))
+                    except BadInput as err:
+                        result.fail(_one_event(entry, event, len(entry_events)), err)
+                        continue
+                    events += 1
+                    through = max(through or 0, event.bar.open_time)
             if await self.emit(scored, history.newest.version, through) is not None:
-                SIGNALS_METRICS.events.inc(len(batch) - len(result.failed))
+                SIGNALS_METRICS.events.inc(events)
                 return result
             SIGNALS_METRICS.rescored.inc()  # a version newer than ours exists: load it, score again
             await self.config.refresh()
@@ -176,3 +188,12 @@ class SignalsService(StreamWorker):
         if self.publish:
             await self.appender.publish(new)
         return new
+
+
+def _one_event(entry: Entry, event: PatternEvent, events_in_entry: int) -> Entry:
+    """What to dead-letter for one event that cannot be scored: the entry itself when it
+    holds just that event, else the event alone as a v1 entry under the entry's id (the
+    entry's other events are scored; the dead letter acks the entry like any failure)."""
+    if events_in_entry == 1:
+        return entry
+    return Entry(entry.stream, entry.id, event.encode(), entry.deliveries)

@@ -1,7 +1,8 @@
 """Stream entries to table rows: the sink's pure core (no I/O).
 
 Each stream maps to one table. A ``ticks:{p}`` entry (a micro-batch) gives one row per tick, a
-``bars`` entry one row, a ``patterns`` entry one row per pattern that fired, a ``signals``
+``bars`` entry one row per bar (v2: a detector write's bars; v1: one bar), a ``patterns`` entry
+one row per pattern that fired on each of its events, a ``signals``
 entry one row, an ``outcomes`` entry one row per bar outcome. Rows are plain tuples in the
 column order of ``TableSpec.columns``, with ``datetime`` values for timestamptz columns and
 JSON text for jsonb columns, ready for binary COPY or for ``unnest``. An entry that does not
@@ -11,13 +12,15 @@ table constraint is the database's call.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import orjson
 
+from common.columns import BarColumns, EventColumns, Key, is_v1
 from common.contracts import Bar, BarOutcome, Fields, PatternEvent, TickBatch, decode_outcomes
 from common.errors import DecodeError
 
@@ -112,32 +115,54 @@ def tick_rows(batch: TickBatch) -> list[Row]:
     ]
 
 
-def bar_row(bar: Bar) -> Row:
-    return (
-        bar.exchange,
-        bar.symbol,
-        bar.timeframe,
-        ms_to_dt(bar.open_time),
-        bar.open,
-        bar.high,
-        bar.low,
-        bar.close,
-        bar.volume,
-        bar.quote_volume,
-        bar.trades,
-        bar.taker_buy_volume,
-        bar.vwap,
-    )
-
-
-def pattern_rows(event: PatternEvent) -> list[Row]:
-    """One row per pattern that fired on the event's bar."""
-    b = event.bar
-    t = ms_to_dt(b.open_time)
+def _bar_rows(keys: Sequence[Key], records: Iterable[Sequence[Any]]) -> list[Row]:
+    """Rows of bars given as ``(key index, open_time, open, …, vwap)`` (``BAR_DTYPE`` order)."""
+    epoch, td = EPOCH, timedelta
     return [
-        (b.exchange, b.symbol, b.timeframe, t, name, value)
-        for name, value in sorted(event.patterns.items())
+        (*keys[k], epoch + td(milliseconds=ot), o, h, lo, c, v, q, t, tb, vw)
+        for k, ot, o, h, lo, c, v, q, t, tb, vw in records
     ]
+
+
+def bar_rows(columns: BarColumns) -> list[Row]:
+    """One row per bar of a ``bars`` v2 entry's columns."""
+    return _bar_rows(columns.keys, columns.records.tolist())
+
+
+def bar_row(bar: Bar) -> Row:
+    """The row of one bar record (a v1 entry), its values as they are: a value the table
+    cannot take is the store's to reject, row by row, not the decoder's."""
+    key = (bar.exchange, bar.symbol, bar.timeframe)
+    values = (bar.open, bar.high, bar.low, bar.close, bar.volume, bar.quote_volume, bar.trades)
+    return _bar_rows([key], [(0, bar.open_time, *values, bar.taker_buy_volume, bar.vwap)])[0]
+
+
+def _pattern_rows(
+    at: Sequence[tuple[Key, int]], names: Sequence[str], fired: Iterable[Sequence[Any]]
+) -> list[Row]:
+    """Rows of ``(event, pattern index, value)`` firings, ``at[event]`` = (key, open_time)."""
+    epoch, td = EPOCH, timedelta
+    return [
+        (*at[e][0], epoch + td(milliseconds=at[e][1]), names[p], value) for e, p, value in fired
+    ]
+
+
+def pattern_rows(columns: EventColumns) -> list[Row]:
+    """One row per pattern that fired on each event of a ``patterns`` v2 entry (per event in
+    pattern name order, as for v1)."""
+    keys, names, fired = columns.bars.keys, columns.names, columns.fired
+    at = [(keys[k], ot) for k, ot in columns.bars.records[["key", "open_time"]].tolist()]
+    rank = np.argsort(np.argsort(np.array(names, dtype=object)))
+    order = np.lexsort((rank[fired["pattern"]], fired["event"]))
+    return _pattern_rows(at, names, fired[order].tolist())
+
+
+def event_rows(event: PatternEvent) -> list[Row]:
+    """One row per pattern that fired on a v1 event (values as they are, like ``bar_row``)."""
+    b = event.bar
+    names = sorted(event.patterns)
+    fired = [(0, p, event.patterns[name]) for p, name in enumerate(names)]
+    return _pattern_rows([((b.exchange, b.symbol, b.timeframe), b.open_time)], names, fired)
 
 
 def parse_iso(text: str) -> datetime:
@@ -195,12 +220,18 @@ def decode_ticks(fields: Fields) -> list[Row]:
     return tick_rows(TickBatch.decode(fields))
 
 
-def decode_bar(fields: Fields) -> list[Row]:
-    return [bar_row(Bar.decode(fields))]
+def decode_bars(fields: Fields) -> list[Row]:
+    """A ``bars`` entry of either version (``common.columns``) to its rows."""
+    if is_v1(fields, "bar"):
+        return [bar_row(Bar.decode(fields))]
+    return bar_rows(BarColumns.decode(fields))
 
 
 def decode_patterns(fields: Fields) -> list[Row]:
-    return pattern_rows(PatternEvent.decode(fields))
+    """A ``patterns`` entry of either version to its rows (``recent`` is not stored)."""
+    if is_v1(fields, "pattern_event"):
+        return event_rows(PatternEvent.decode(fields))
+    return pattern_rows(EventColumns.decode(fields))
 
 
 # --- outcomes (issue 12 §1) ------------------------------------------------------------
@@ -232,7 +263,7 @@ def decode_outcome_entry(fields: Fields) -> list[Row]:
 Decoder = Callable[[Fields], list[Row]]
 DECODERS: dict[str, Decoder] = {
     "ticks": decode_ticks,
-    "bars": decode_bar,
+    "bars": decode_bars,
     "patterns": decode_patterns,
     "signals": decode_signal,
     "outcomes": decode_outcome_entry,

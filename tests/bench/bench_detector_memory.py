@@ -177,8 +177,8 @@ def run() -> None:
         for p, batch in feed.second(t_ms):
             out = engines[p].apply(batch, f"{t_ms}-{p}")
             # What the worker does with a step's output before it drops it.
-            fields: list[Any] = [e.encode() for e in out.events]
-            fields += [b.encode() for b in out.bars]
+            fields: list[Any] = out.event_columns().encode()
+            fields += out.bar_columns().encode()
             encoded += len(fields)
         if (sec + 1) % 60 == 0:
             gc.collect()

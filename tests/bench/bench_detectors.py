@@ -8,6 +8,12 @@
    XADD that backlog.
 3. Checkpoint of 1,000 symbols x 6 timeframes: serialize, restore, size; baseline: a Redis
    SET + GET of the same bytes (the I/O a checkpoint costs anyway), when Redis is reachable.
+4. Boundary load (issue 17): 16 partition engines x 63 symbols (~1,000), timeframes 1s,5s,1m,
+   3 trades per symbol per second, so every second closes a bar of every symbol at once (and
+   every 5 s / 1 min those of the longer timeframes). Per closed bar: the engine's step
+   (aggregation, indicators, pattern kernels, its output), then the write as the runner does
+   it (encode + pipelined XADD to a scratch Redis namespace). Baselines in the same run: the
+   engine's step alone, and the one-entry-per-record (v1) write of the same output.
 
 ``BENCH_QUICK=1`` shortens both.
 """
@@ -19,11 +25,12 @@ import os
 import time
 from typing import Any
 
+import numpy as np
 import redis
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
-from common.contracts import TickBatch
+from common.contracts import Tick, TickBatch
 from common.logging import configure_logging
 from common.names import Keys
 from common.settings import CommonSettings
@@ -32,6 +39,7 @@ from detectors.metrics import DetectorMetrics
 from detectors.partition import EngineConfig, PartitionEngine
 from detectors.service import DetectorService
 from detectors.settings import DetectorSettings
+from detectors.timeframes import parse_timeframes
 from ingest.offline.ticks import synthetic_ticks
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
@@ -175,7 +183,106 @@ def bench_through_redis() -> None:
     )
 
 
+BOUNDARY_PARTITIONS = 16
+BOUNDARY_SYMBOLS = 63  # per partition: ~1,000 symbols in all
+
+
+def _boundary_batches(p: int, second: int, rng: np.random.Generator) -> TickBatch:
+    """Partition ``p``'s ticks of one second: 3 per symbol, the first closing its bars."""
+    base = 1_723_161_600 + second  # a minute boundary: 1m bars close every 60 s
+    walk = 100.0 + np.cumsum(rng.normal(0, 0.05, (BOUNDARY_SYMBOLS, 3)), axis=1)
+    qty = rng.uniform(0.1, 2.0, (BOUNDARY_SYMBOLS, 3))
+    ticks = [
+        Tick(
+            "binance",
+            f"P{p:02d}S{i:02d}-USDT",
+            f"P{p:02d}S{i:02d}USDT",
+            str(second * 10 + k),
+            float(walk[i, k]),
+            float(qty[i, k]),
+            "buy" if (i + k) % 2 else "sell",
+            (base * 1000 + 100 + 300 * k) * 1_000_000,
+            (base * 1000 + 101 + 300 * k) * 1_000_000,
+        )
+        for k in range(3)
+        for i in range(BOUNDARY_SYMBOLS)
+    ]
+    return TickBatch.from_ticks(ticks)
+
+
+def _v1_entries(out: Any) -> tuple[list[dict[bytes, bytes]], list[dict[bytes, bytes]]]:
+    return [e.encode() for e in out.events], [b.encode() for b in out.bars]
+
+
+def _v2_entries(out: Any) -> tuple[list[dict[bytes, bytes]], list[dict[bytes, bytes]]]:
+    return out.event_columns().encode(), out.bar_columns().encode()
+
+
+async def _boundary(url: str) -> None:
+    config = EngineConfig(timeframes=parse_timeframes("1s,5s,1m"))
+    engines = [PartitionEngine(config) for _ in range(BOUNDARY_PARTITIONS)]
+    rng = np.random.default_rng(7)
+    warm, seconds = 60, 30 if QUICK else 120
+    for second in range(warm):
+        for p, engine in enumerate(engines):
+            engine.apply(_boundary_batches(p, second, rng))
+    columnar = hasattr(engines[0].apply(TickBatch.from_ticks([])), "bar_columns")
+    client = aioredis.Redis.from_url(url)
+    stream = f"bench:boundary:{os.getpid()}"
+    batches = [
+        [_boundary_batches(p, second, rng) for p in range(len(engines))]
+        for second in range(warm, warm + seconds)
+    ]
+    started = time.perf_counter()
+    outs = [
+        engine.apply(batch) for row in batches for engine, batch in zip(engines, row, strict=True)
+    ]
+    step = time.perf_counter() - started
+    bars = sum(out.n_bars if columnar else len(out.bars) for out in outs)
+    events = sum(len(out.event_columns()) if columnar else len(out.events) for out in outs)
+    try:
+        write = time.perf_counter()
+        for out in outs:
+            ev, br = _v2_entries(out) if columnar else _v1_entries(out)
+            await _xadd(client, stream, ev + br)
+        write = time.perf_counter() - write
+        write_v1 = time.perf_counter()
+        for out in outs:
+            ev, br = _v1_entries(out)
+            await _xadd(client, stream, ev + br)
+        write_v1 = time.perf_counter() - write_v1
+    finally:
+        await client.delete(stream)
+        await client.aclose()
+    us = 1e6 / bars
+    print(
+        f"boundary load, {BOUNDARY_PARTITIONS} partitions x {BOUNDARY_SYMBOLS} symbols, "
+        f"1s,5s,1m, {seconds} s ({bars} bars, {events} pattern events): "
+        f"{(step + write) * us:.1f} us per closed bar incl. "
+        f"{'columnar' if columnar else 'one-entry-per-record'} encode + XADD "
+        f"({write * us:.1f}) | baseline engine step alone {step * us:.1f} us, "
+        f"step + one-entry-per-record write (v1) {(step + write_v1) * us:.1f} us "
+        f"({write_v1 * us:.1f})"
+    )
+
+
+async def _xadd(client: aioredis.Redis, stream: str, entries: list[dict[bytes, bytes]]) -> None:
+    pipe = client.pipeline(transaction=False)
+    for fields in entries:
+        pipe.xadd(stream, dict(fields.items()), maxlen=1000, approximate=True)
+    await pipe.execute()
+
+
+def bench_boundary() -> None:
+    url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    try:
+        asyncio.run(_boundary(url))
+    except (redis.RedisError, OSError) as e:
+        print(f"boundary load: unavailable ({e!r})")
+
+
 def main() -> None:
+    bench_boundary()
     bench_throughput(2_000.0)
     bench_throughput(50.0)
     bench_through_redis()

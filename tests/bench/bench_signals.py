@@ -8,7 +8,9 @@ Figures (each next to a baseline measured in the same run):
    (``tests/signals_reference.py``, same results) on the same events.
 2. One ``SignalsService`` draining a backlog of pattern events (in-process, burst mode) —
    events/s and the worker process's CPU per event (``time.process_time``: Redis's own work
-   is not in it); baseline: XREADGROUP + XACK of the same backlog with no work at all.
+   is not in it), written as the detectors write them (columnar entries of ~63 events) and,
+   in the same run, one entry per event (v1); baseline: XREADGROUP + XACK of the same backlog
+   (one entry per event) with no work at all.
 3. 1,000 symbols closing a bar at once (1,000 pattern events XADDed in one pipeline), a worker
    and the WebSocket server running as their own processes: p50/p99 latency from the burst's
    XADD to each signal seen on the ``signals`` stream (XREAD BLOCK) and at a WebSocket client;
@@ -34,6 +36,7 @@ import redis.asyncio as aioredis
 import uvloop
 from websockets.asyncio.client import connect
 
+from common.columns import encode_events
 from common.contracts import PatternEvent
 from common.logging import configure_logging
 from common.names import GROUP_SIGNALS, Keys
@@ -74,17 +77,27 @@ def bench_scoring(events: Sequence[PatternEvent], label: str) -> None:
     )
 
 
-async def write(r: aioredis.Redis, stream: str, events: Sequence[PatternEvent]) -> None:
+async def write(
+    r: aioredis.Redis, stream: str, events: Sequence[PatternEvent], *, columnar: bool = True
+) -> None:
+    """XADD ``events`` as the detectors do: columnar entries of one partition's write (~63
+    events at a boundary of 1,000 symbols over 16 partitions), or one entry per event (v1)."""
+    if columnar:
+        entries = [f for i in range(0, len(events), 63) for f in encode_events(events[i : i + 63])]
+    else:
+        entries = [e.encode() for e in events]
     async with r.pipeline(transaction=False) as pipe:
-        for e in events:
-            pipe.xadd(stream, e.encode())  # type: ignore[arg-type]
+        for fields in entries:
+            pipe.xadd(stream, fields)  # type: ignore[arg-type]
         await pipe.execute()
 
 
-async def bench_worker(r: aioredis.Redis, keys: Keys, events: Sequence[PatternEvent]) -> None:
+async def bench_worker(
+    r: aioredis.Redis, keys: Keys, events: Sequence[PatternEvent], *, columnar: bool = True
+) -> None:
     # Baseline: consume and ack the same backlog doing nothing.
     raw = keys.patterns + ":raw"
-    await write(r, raw, events)
+    await write(r, raw, events, columnar=False)
     await r.xgroup_create(raw, "g", id="0")
     started = time.perf_counter()
     while True:
@@ -93,7 +106,7 @@ async def bench_worker(r: aioredis.Redis, keys: Keys, events: Sequence[PatternEv
             break
         await r.xack(raw, "g", *[i for i, _ in reply[0][1]])
     base = time.perf_counter() - started
-    await write(r, keys.patterns, events)
+    await write(r, keys.patterns, events, columnar=columnar)
     common = CommonSettings(
         redis_url=REDIS_URL, namespace=keys.namespace, metrics_port=0, trim_interval_s=0
     )
@@ -104,8 +117,9 @@ async def bench_worker(r: aioredis.Redis, keys: Keys, events: Sequence[PatternEv
     took, cpu = time.perf_counter() - started, time.process_time() - cpu
     await worker.stop()
     n = await r.xlen(keys.signals)
+    what = "columnar entries" if columnar else "one entry/event"
     print(
-        f"signals worker (1 instance)   {len(events) / took:10,.0f} events/s  "
+        f"signals worker ({what:16}) {len(events) / took:10,.0f} events/s  "
         f"({n / took:,.0f} signals/s, CPU {cpu / len(events) * 1e6:.1f} µs/event)   "
         f"baseline XREADGROUP+XACK {len(events) / base:10,.0f}/s"
     )
@@ -172,7 +186,7 @@ async def _measure(r: aioredis.Redis, keys: Keys, port: int, rounds: int) -> Non
         ]
         # Baseline: the same burst through a plain stream and XREADGROUP.
         t0 = time.perf_counter()
-        await write(r, raw, events)
+        await write(r, raw, events, columnar=False)
         got = 0
         while got < SYMBOLS:
             reply: Any = await reader.xreadgroup("g", "c", {raw: ">"}, count=1000, block=4000)
@@ -220,7 +234,12 @@ async def run() -> None:
         bench_scoring(event_mix(n), "pure, mix   ")
         # 20 bars of 1,000 symbols even when quick: the series reach their steady state.
         bench_scoring(event_series(4 * n, symbols=SYMBOLS), "with recent")
-        await bench_worker(r, keys, event_mix(5_000 if QUICK else 30_000, symbols=SYMBOLS))
+        mix = event_mix(5_000 if QUICK else 30_000, symbols=SYMBOLS)
+        await bench_worker(r, keys, mix)
+        # The same events as v1 entries (what detectors wrote before issue 17), in a namespace
+        # of their own: the signals' ids are new there.
+        v1_keys = Keys(partitions=1, namespace=f"{keys.namespace}v1:")
+        await bench_worker(r, v1_keys, mix, columnar=False)
         await bench_latency(r, keys, 3 if QUICK else 20)
     finally:
         async for key in r.scan_iter(match=f"*{keys.namespace}*", count=1000):

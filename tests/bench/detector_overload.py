@@ -88,7 +88,10 @@ async def run(checkout: Path) -> None:
         samples: list[tuple[float, int, int]] = []
         while time.monotonic() - start < WAIT_S:
             await asyncio.sleep(1.5)
-            bars, backlog = int(await r.xlen(keys.bars)), await _backlog(r, stream)
+            bars, backlog = (
+                await detectors_support.count_bars(r, keys.bars),
+                await _backlog(r, stream),
+            )
             samples.append((round(time.monotonic() - start, 1), bars, backlog))
             if feeder.done() and backlog == 0:
                 break

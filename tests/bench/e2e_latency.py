@@ -27,6 +27,7 @@ import numpy as np
 import orjson
 import redis.asyncio as aioredis
 
+from common.columns import decode_events
 from common.contracts import TickBatch
 from common.names import partition_of
 from detectors.timeframes import parse_timeframe
@@ -286,13 +287,15 @@ async def read_outputs(redis: aioredis.Redis, stack: Stack, t0: float, out: list
         return partition_of(d["exchange"], d["symbol"], PARTITIONS), open_ms + tf_ms[tf]
 
     streams = [stack.keys.signals, stack.keys.patterns]
-    async for _, entry_ms, fields in follow(redis, streams):
-        doc = orjson.loads(fields[b"d"])
-        if "bar" in doc:  # a pattern event
-            bar = doc["bar"]
-            at_bar = where(bar, bar["open_time"])
-            out.append((loop.time() - t0, entry_ms, *at_bar, None, fields[b"id"].decode()))
+    async for stream, entry_ms, fields in follow(redis, streams):
+        if stream == stack.keys.patterns:  # a detector write's pattern events
+            now = loop.time() - t0
+            for event in decode_events(fields):
+                bar = event.bar.to_dict()
+                at_bar = where(bar, bar["open_time"])
+                out.append((now, entry_ms, *at_bar, None, event.id))
             continue
+        doc = orjson.loads(fields[b"d"])
         at = emitted_ms(datetime.fromisoformat(doc["emitted_at"].replace("Z", "+00:00")))
         bar_id = doc["id"].rsplit(":", 1)[0]  # the signal id is the bar id + direction
         out.append((loop.time() - t0, entry_ms, *where(doc, doc["open_time_ms"]), at, bar_id))

@@ -12,6 +12,8 @@ from typing import IO, Any
 
 import redis.asyncio as aioredis
 
+from common.columns import decode_bars, decode_events
+from common.contracts import Bar, PatternEvent
 from tests import polling
 from tests.conftest import REDIS_URL
 
@@ -98,6 +100,21 @@ async def read_all(r: aioredis.Redis, stream: str) -> list[dict[bytes, bytes]]:
             return out
         out.extend(fields for _, fields in chunk)
         last = chunk[-1][0].decode()
+
+
+async def read_bars(r: aioredis.Redis, stream: str) -> list[Bar]:
+    """Every bar record on ``stream`` (entries of either version, ``common.columns``)."""
+    return [b for fields in await read_all(r, stream) for b in decode_bars(fields)]
+
+
+async def read_events(r: aioredis.Redis, stream: str) -> list[PatternEvent]:
+    """Every pattern event record on ``stream``."""
+    return [e for fields in await read_all(r, stream) for e in decode_events(fields)]
+
+
+async def count_bars(r: aioredis.Redis, stream: str) -> int:
+    """How many bar records ``stream`` holds (an entry holds one detector write's bars)."""
+    return sum(int(fields.get(b"n", b"1")) for fields in await read_all(r, stream))
 
 
 def bar_key(d: dict[str, Any]) -> tuple[str, str, str, int]:

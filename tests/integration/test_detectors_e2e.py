@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from common.contracts import Bar, PatternEvent, Tick, TickBatch
+from common.contracts import Tick, TickBatch
 from common.names import Keys, partition_of
 from detectors.replay import replay_ticks
 from detectors.settings import engine_config_from_env
@@ -35,8 +35,10 @@ from tests.integration.detectors_support import (
     WAIT_S,
     Detectors,
     bar_key,
+    count_bars,
     dedup,
-    read_all,
+    read_bars,
+    read_events,
     until,
 )
 
@@ -132,11 +134,11 @@ async def _wait_and_compare(
     deadline = time.monotonic() + WAIT_S
     bars: dict[str, dict[str, Any]] = {}
     while time.monotonic() < deadline:
-        bars = dedup([Bar.decode(f).to_dict() for f in await read_all(r, keys.bars)])
+        bars = dedup([b.to_dict() for b in await read_bars(r, keys.bars)])
         if len(bars) >= len(want_bars):
             break
         await asyncio.sleep(0.3)
-    events = dedup([PatternEvent.decode(f).to_dict() for f in await read_all(r, keys.patterns)])
+    events = dedup([e.to_dict() for e in await read_events(r, keys.patterns)])
     missing = sorted(set(want_bars) - set(bars))[:5]
     assert not missing, f"bars missing: {missing}\n{procs.log_tail()}"
     assert bars == want_bars
@@ -154,7 +156,7 @@ async def _members(r: aioredis.Redis, keys: Keys, n: int, procs: Detectors) -> N
 
 async def _bars_written(r: aioredis.Redis, keys: Keys, n: int, procs: Detectors) -> None:
     async def written() -> bool:
-        return int(await r.xlen(keys.bars)) >= n
+        return await count_bars(r, keys.bars) >= n
 
     await until(written, procs, f"{n} bars")
 

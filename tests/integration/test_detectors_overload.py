@@ -34,7 +34,7 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
-from common.contracts import Bar, PatternEvent, Tick, TickBatch
+from common.contracts import Tick, TickBatch
 from common.names import GROUP_DETECTORS, Keys, partition_of
 from common.settings import CommonSettings
 from detectors import checkpoint
@@ -51,8 +51,10 @@ from tests.integration.detectors_support import (
     ROOT,
     Detectors,
     bar_key,
+    count_bars,
     dedup,
-    read_all,
+    read_bars,
+    read_events,
     until,
 )
 
@@ -172,7 +174,7 @@ async def test_overloaded_partition_keeps_its_lease_and_drains(
     want = len(scenario["bars"])
     while True:
         await asyncio.sleep(SAMPLE_S)
-        bars, backlog = int(await r.xlen(keys.bars)), await _backlog(r, stream)
+        bars, backlog = await count_bars(r, keys.bars), await _backlog(r, stream)
         # Steady progress: every sample stored more bars than the one before, until all are in.
         if samples and bars <= samples[-1][1] < want:
             feeder.cancel()
@@ -193,10 +195,8 @@ async def test_overloaded_partition_keeps_its_lease_and_drains(
     assert detectors.terminate_all() == [0, 0], detectors.log_tail()
 
     # The same bars and pattern events as ``alphapulse replay``, each written once.
-    bars_live = [_json(Bar.decode(f).to_dict()) for f in await read_all(r, keys.bars)]
-    events_live = [
-        _json(event_record(PatternEvent.decode(f))) for f in await read_all(r, keys.patterns)
-    ]
+    bars_live = [_json(b.to_dict()) for b in await read_bars(r, keys.bars)]
+    events_live = [_json(event_record(e)) for e in await read_events(r, keys.patterns)]
     assert len(dedup(bars_live)) == len(bars_live), "a bar was written twice"
     assert _by_id(bars_live) == scenario["bars"]
     assert _by_id(events_live) == scenario["events"]
@@ -270,12 +270,12 @@ async def test_a_stop_mid_batch_leaves_the_rest_pending_for_the_next_owner(
     async with asyncio.TaskGroup() as tg:
         tg.create_task(second.run())
         deadline = time.monotonic() + 120
-        while int(await r.xlen(keys.bars)) < len(want):
+        while await count_bars(r, keys.bars) < len(want):
             assert time.monotonic() < deadline, "the rest was not applied"
             await asyncio.sleep(0.05)
         second.request_stop()
     await second.stop()
-    bars = [Bar.decode(f) for f in await read_all(r, keys.bars)]
+    bars = await read_bars(r, keys.bars)
     assert {b.id: b.to_dict() for b in bars} == want
     assert len(bars) == len(want), "a bar was written twice"
 

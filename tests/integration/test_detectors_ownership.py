@@ -10,6 +10,7 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
+from common.columns import decode_bars
 from common.contracts import Tick, TickBatch
 from common.names import GROUP_DETECTORS, Keys, partition_of
 from common.settings import CommonSettings
@@ -20,6 +21,7 @@ from detectors.service import ACQUIRE_RETRY_S, DetectorService
 from detectors.settings import DetectorSettings
 from detectors.timeframes import parse_timeframes
 from tests.conftest import REDIS_URL
+from tests.integration.detectors_support import count_bars
 from tests.polling import until
 
 pytestmark = pytest.mark.redis
@@ -125,7 +127,7 @@ async def test_two_services_split_partitions_and_dead_letter_bad_entries(
 
         async def drained() -> bool:
             pending: Any = await redis_client.xpending(keys.ticks(p), GROUP_DETECTORS)
-            bars = await redis_client.xlen(keys.bars)
+            bars = await count_bars(redis_client, keys.bars)
             return bool(pending["pending"] == 0 and bars == 3)
 
         await until(drained, "the partition drained into 3 bars", timeout_s=20.0, interval_s=0.05)
@@ -173,13 +175,13 @@ async def test_idle_partition_closes_bars_by_extrapolated_event_time(
         tg.create_task(service.run())
 
         async def closed() -> bool:
-            return int(await redis_client.xlen(keys.bars)) == 1
+            return await count_bars(redis_client, keys.bars) == 1
 
         await until(closed, "the bar closed", timeout_s=20.0, interval_s=0.05)
         service.request_stop()
     await service.stop()
     entries: Any = await redis_client.xrange(keys.bars)
-    assert entries[0][1][b"id"] == f"binance:{sym}:1s:{t0 // 1_000_000}".encode()
+    assert decode_bars(entries[0][1])[0].id == f"binance:{sym}:1s:{t0 // 1_000_000}"
 
 
 async def test_a_partition_still_held_elsewhere_is_retried_before_the_next_heartbeat(

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from common.contracts import Bar, PatternEvent, Tick, TickBatch
+from common.contracts import Tick, TickBatch
 from common.dead_letters import original_fields
 from common.names import Keys, partition_of
 from detectors.replay import replay_ticks
@@ -25,8 +25,11 @@ from tests.integration.detectors_support import (
     DATA,
     PARTITIONS,
     Detectors,
+    count_bars,
     dedup,
     read_all,
+    read_bars,
+    read_events,
     until,
 )
 
@@ -90,7 +93,7 @@ async def test_poisoned_ticks_are_dead_lettered_and_bars_equal_the_clean_replay(
     await _feed(redis_client, keys, poisoned[:cut])
 
     async def written(n: int) -> bool:
-        return int(await redis_client.xlen(keys.bars)) >= n
+        return await count_bars(redis_client, keys.bars) >= n
 
     await until(lambda: written(20), detectors, "20 bars")
     assert detectors.terminate_all() == [0], detectors.log_tail()
@@ -99,10 +102,8 @@ async def test_poisoned_ticks_are_dead_lettered_and_bars_equal_the_clean_replay(
     await until(lambda: written(len(want_bars)), detectors, f"{len(want_bars)} bars")
     assert detectors.terminate_all() == [0], detectors.log_tail()
 
-    bars = dedup([Bar.decode(f).to_dict() for f in await read_all(redis_client, keys.bars)])
-    events = dedup(
-        [PatternEvent.decode(f).to_dict() for f in await read_all(redis_client, keys.patterns)]
-    )
+    bars = dedup([b.to_dict() for b in await read_bars(redis_client, keys.bars)])
+    events = dedup([e.to_dict() for e in await read_events(redis_client, keys.patterns)])
     assert _before(bars, real) == want_bars
     assert _before(events, real) == want_events
 

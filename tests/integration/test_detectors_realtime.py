@@ -17,12 +17,21 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from common.contracts import Bar, PatternEvent, TickBatch
+from common.columns import decode_events
+from common.contracts import TickBatch
 from common.names import Keys, partition_of
 from detectors.replay import replay_ticks
 from detectors.settings import engine_config_from_env
 from ingest.offline.ticks import synthetic_ticks
-from tests.integration.detectors_support import PARTITIONS, Detectors, dedup, read_all, until
+from tests.integration.detectors_support import (
+    PARTITIONS,
+    Detectors,
+    count_bars,
+    dedup,
+    read_all,
+    read_bars,
+    until,
+)
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -58,13 +67,13 @@ async def test_one_x_feed_with_idle_close_equals_replay(
                 await redis_client.xadd(keys.ticks(p), dict(fields.items()))
 
         async def all_closed() -> bool:
-            return int(await redis_client.xlen(keys.bars)) >= len(want_bars)
+            return await count_bars(redis_client, keys.bars) >= len(want_bars)
 
         await until(all_closed, procs, f"{len(want_bars)} bars")
         await asyncio.sleep(0.5)  # anything extra would show up now
-        bars = dedup([Bar.decode(f).to_dict() for f in await read_all(redis_client, keys.bars)])
+        bars = dedup([b.to_dict() for b in await read_bars(redis_client, keys.bars)])
         raw = await read_all(redis_client, keys.patterns)
-        events = dedup([PatternEvent.decode(f).to_dict() for f in raw])
+        events = dedup([e.to_dict() for f in raw for e in decode_events(f)])
         assert bars == want_bars, procs.log_tail()
         assert events == want_events
         assert procs.terminate_all() == [0]

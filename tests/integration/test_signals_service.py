@@ -16,6 +16,7 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
+from common.columns import decode_events, encode_events
 from common.contracts import PatternEvent
 from common.names import GROUP_SIGNALS, Keys
 from common.settings import CommonSettings
@@ -213,6 +214,45 @@ async def test_a_bad_pattern_event_is_dead_lettered_and_the_rest_goes_on(
         await w.run()
     assert_exactly(await stream_signals(redis_client, keys), events)
     assert await redis_client.xlen(keys.dlq(keys.patterns)) == 1
+
+
+async def test_columnar_entries_give_the_same_signals_and_v1_entries_are_still_read(
+    redis_client: aioredis.Redis, keys: Keys, namespace: str
+) -> None:
+    """An upgrade: v1 entries (one event each) left by an older detector, then columnar ones
+    (one per detector write); every event is scored once, as from v1 entries alone."""
+    events = event_mix(300)
+    await write_events(redis_client, keys, events[:100])
+    async with redis_client.pipeline(transaction=False) as pipe:
+        for fields in encode_events(events[100:]):
+            pipe.xadd(keys.patterns, fields)  # type: ignore[arg-type]
+        await pipe.execute()
+    assert await redis_client.xlen(keys.patterns) < 150
+    async with SignalsService(settings_for(namespace), redis=redis_client, burst=True) as w:
+        await w.run()
+    assert_exactly(await stream_signals(redis_client, keys), events)
+    assert await redis_client.xlen(keys.dlq(keys.patterns)) == 0
+
+
+async def test_an_unscorable_event_of_a_columnar_entry_is_dead_lettered_alone(
+    redis_client: aioredis.Redis, keys: Keys, namespace: str
+) -> None:
+    events = [strong_event(f"S{i}", T0, 1 if i % 2 else -1) for i in range(12)]
+    bad = replace(events[7], recent=[{"bogus": 1}])  # its cooldown cannot be judged
+    good = events[:7] + events[8:]
+    await redis_client.xadd(keys.patterns, {b"v": b"2", b"n": b"1"})  # does not decode
+    (fields,) = encode_events([*events[:7], bad, *events[8:]])
+    await redis_client.xadd(keys.patterns, fields)  # type: ignore[arg-type]
+    async with SignalsService(settings_for(namespace), redis=redis_client, burst=True) as w:
+        await w.run()
+    assert_exactly(await stream_signals(redis_client, keys), good)
+    dead: Any = await redis_client.xrange(keys.dlq(keys.patterns))
+    reasons = sorted(f[b"reason"] for _, f in dead)
+    assert reasons == [b"bar_columns", b"recent_event"]
+    (letter,) = [f for _, f in dead if f[b"reason"] == b"recent_event"]
+    kept = {k.removeprefix(b"f:"): v for k, v in letter.items() if k.startswith(b"f:")}
+    assert decode_events(kept) == [bad]  # the event alone, as a v1 entry
+    assert (await redis_client.xpending(keys.patterns, GROUP_SIGNALS))["pending"] == 0
 
 
 async def test_offline_jsonl_equals_the_live_stream_minus_emitted_at(

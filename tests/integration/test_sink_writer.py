@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 import pytest
 import redis.asyncio as aioredis
 
+from common.columns import encode_bars, encode_events
 from common.names import GROUP_SINK, Keys
 from sink.migrate import VERSION_TABLE, discover, migrate
 from sink.rows import Row, bar_row
@@ -104,6 +105,30 @@ async def test_migrate_command(db: Db) -> None:
     assert len(await db.fetch(f"SELECT * FROM {VERSION_TABLE}")) == len(
         {f.version for f in discover()}
     )
+
+
+async def test_v1_and_columnar_entries_of_the_same_records_store_each_row_once(
+    db: Db, redis_client: aioredis.Redis, keys: Keys
+) -> None:
+    """An upgrade with v1 entries still in the streams, and a detector that crashed before its
+    checkpoint and wrote the same records again, now columnar and grouped differently."""
+    bars = [make_bar(i) for i in range(20)]
+    events = [make_event(i) for i in range(20)]
+    for bar, event in zip(bars[:12], events[:12], strict=True):
+        await redis_client.xadd(keys.bars, bar.encode())  # type: ignore[arg-type]
+        await redis_client.xadd(keys.patterns, event.encode())  # type: ignore[arg-type]
+    for a, b in ((8, 15), (15, 20)):  # overlapping what v1 wrote, then the rest
+        for fields in encode_bars(bars[a:b]):
+            await redis_client.xadd(keys.bars, fields)  # type: ignore[arg-type]
+        for fields in encode_events(events[a:b]):
+            await redis_client.xadd(keys.patterns, fields)  # type: ignore[arg-type]
+    worker = await run_sink(db, redis_client, keys)
+    assert await db.count("bars") == (20, 20)
+    assert await db.count("patterns") == (40, 40)
+    for stream in worker.streams:
+        assert await pending(redis_client, stream) == 0
+    stored = await db.fetch("SELECT * FROM bars ORDER BY open_time")
+    assert [tuple(r.values()) for r in stored] == [bar_row(b) for b in bars]
 
 
 async def test_replaying_the_same_entries_stores_each_row_once(

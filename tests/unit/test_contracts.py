@@ -1,7 +1,22 @@
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 import pytest
 
+from common import columns
+from common.columns import (
+    BAR_DTYPE,
+    FIRED_DTYPE,
+    EventColumns,
+    bar_columns,
+    decode_bars,
+    decode_events,
+    encode_bars,
+    encode_events,
+    event_columns,
+)
 from common.contracts import Bar, PatternEvent, Tick, TickBatch
 from common.errors import DecodeError
 from common.names import Keys, partition_of
@@ -72,3 +87,124 @@ def test_partition_is_stable_and_keys_share_the_partition_hash_tag() -> None:
     assert k.lease(3).endswith("{3}") and k.checkpoint(3).endswith("{3}")
     assert k.signal_ids == "{ns:signals}:ids"
     assert k.dlq(k.bars) == "ns:dlq:bars"
+
+
+# --- columnar bars / patterns (v2, common.columns) ------------------------------------------
+def _bar(i: int, symbol: str = "BTC-USDT", tf: str = "1m") -> Bar:
+    t = 1_723_161_240_000 + i * 60_000
+    return Bar("binance", symbol, tf, t, 1.0 + i, 2.5, 0.5, 1.5, 10 / 3, 15.1, 7 + i, 4.0, 1.5 / 7)
+
+
+def _events() -> list[PatternEvent]:
+    recent = [{"open_time": 1, "patterns": {"CDLDOJI": 100}, "features": {"trend": 1}}]
+    return [
+        PatternEvent(
+            _bar(0),
+            {"CDLHAMMER": 100, "CDLDOJI": 100},
+            {"rsi": 42.5, "trend": -1, "atr": None},
+            [],
+        ),
+        PatternEvent(
+            _bar(1, "ETH-USDT", "5m"),
+            {"CDLENGULFING": -100},
+            {"rsi": 1 / 3, "trend": None, "atr": 0.1},
+            recent,
+        ),
+        PatternEvent(_bar(2), {"CDLDOJI": 200}, {"rsi": None, "trend": 0, "atr": 2.0}, []),
+    ]
+
+
+def test_bar_columns_round_trip_to_equal_bars() -> None:
+    bars = [_bar(0), _bar(1, "ETH-USDT"), _bar(2, tf="5m"), _bar(3)]
+    (fields,) = encode_bars(bars)
+    assert fields[b"v"] == b"2" and fields[b"n"] == b"4"
+    assert decode_bars(fields) == bars
+    cols = bar_columns(fields)
+    assert cols.ids() == [b.id for b in bars]
+    assert cols.timeframe_counts() == {"1m": 3, "5m": 1}
+    assert encode_bars([]) == []
+
+
+def test_event_columns_round_trip_to_equal_events_with_exact_types() -> None:
+    events = _events()
+    (fields,) = encode_events(events)
+    got = decode_events(fields)
+    assert got == events
+    assert [type(e.features["trend"]) for e in got] == [int, type(None), int]
+    assert list(got[0].patterns) == ["CDLHAMMER", "CDLDOJI"]  # each event's own order
+    cols = event_columns(fields)
+    assert cols.pattern_counts() == {"CDLHAMMER": 1, "CDLDOJI": 2, "CDLENGULFING": 1}
+
+
+def test_columns_split_into_bounded_entries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(columns, "MAX_ENTRY_RECORDS", 2)
+    events = _events()
+    entries = encode_events(events)
+    assert [int(f[b"n"]) for f in entries] == [2, 1]
+    assert [e for f in entries for e in decode_events(f)] == events
+    merged = EventColumns.concat([event_columns(f) for f in entries])
+    assert merged.to_events() == events
+
+
+def test_events_with_other_feature_names_go_to_their_own_entry() -> None:
+    events = [*_events(), PatternEvent(_bar(5), {"CDLDOJI": 100}, {"x": 1.0}, [])]
+    entries = encode_events(events)
+    assert len(entries) == 2
+    assert [e for f in entries for e in decode_events(f)] == events
+
+
+def test_v1_entries_still_decode_as_one_record_batches() -> None:
+    bar = _bar(0)
+    event = _events()[1]
+    assert decode_bars(bar.encode()) == [bar]
+    assert bar_columns(bar.encode()).to_bars() == [bar]
+    assert decode_events(event.encode()) == [event]
+    assert event_columns(event.encode()).to_events() == [event]
+
+
+def _drop(key: bytes) -> Any:
+    return lambda f: f.pop(key)
+
+
+def _set(key: bytes, value: bytes) -> Any:
+    return lambda f: f.__setitem__(key, value)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason"),
+    [
+        (_set(b"v", b"3"), "pattern_event"),
+        (_drop(b"v"), "pattern_event"),
+        (_drop(b"b"), "bar_columns"),
+        (_set(b"n", b"9"), "bar_columns"),
+        (_set(b"b", b"\x00" * 7), "bar_columns"),
+        (_set(b"k", b"[]"), "bar_columns"),
+        (_set(b"k", b'[["a", "b"]]'), "bar_columns"),
+        (_set(b"p", b"not json"), "pattern_columns"),
+        (_set(b"p", b"[]"), "pattern_columns"),
+        (_set(b"f", b"\x00" * 3), "pattern_columns"),
+        (_set(b"x", b'[["rsi", "q"]]'), "pattern_columns"),
+        (_set(b"m", b"\x00" * 8), "pattern_columns"),
+        (_set(b"r", b"[]"), "pattern_columns"),
+        (_set(b"r", b"[1, 2, 3]"), "pattern_columns"),
+    ],
+)
+def test_malformed_pattern_columns_raise_decode_error_with_reason(mutate: Any, reason: str) -> None:
+    (fields,) = encode_events(_events())
+    mutate(fields)
+    with pytest.raises(DecodeError) as err:
+        decode_events(fields)
+    assert err.value.reason == reason
+
+
+def test_out_of_range_indexes_raise_decode_error() -> None:
+    (fields,) = encode_events(_events())
+    fired = np.frombuffer(fields[b"f"], FIRED_DTYPE).copy()
+    fired["event"][-1] = 3  # past the 3 events
+    with pytest.raises(DecodeError, match="out of range"):
+        decode_events({**fields, b"f": fired.tobytes()})
+    (bars,) = encode_bars([_bar(0)])
+    rec = np.frombuffer(bars[b"b"], BAR_DTYPE).copy()
+    rec["key"] = 1
+    with pytest.raises(DecodeError, match="key index"):
+        decode_bars({**bars, b"b": rec.tobytes()})

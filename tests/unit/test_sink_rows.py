@@ -8,6 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from common.columns import encode_bars, encode_events
 from common.errors import ConfigError, DecodeError
 from common.stream_worker import Entry
 from signals.contract import Signal, encode_entry
@@ -48,6 +49,17 @@ def test_bar_pattern_and_signal_rows() -> None:
     assert row["emitted_at"] == datetime(2024, 8, 8, 23, 55, 0, 12000, tzinfo=UTC)
     assert orjson.loads(row["patterns"]) == {"CDLHAMMER": 100}
     assert orjson.loads(row["doc"])["supporting"] == ["CDLHAMMER"]
+
+
+def test_columnar_entries_give_the_same_rows_as_one_record_entries() -> None:
+    bars = [make_bar(i) for i in range(4)]
+    events = [make_event(i) for i in range(3)]
+    (bar_fields,) = encode_bars(bars)
+    (event_fields,) = encode_events(events)
+    assert DECODERS["bars"](bar_fields) == [r for b in bars for r in DECODERS["bars"](b.encode())]
+    assert DECODERS["patterns"](event_fields) == [
+        r for e in events for r in DECODERS["patterns"](e.encode())
+    ]
 
 
 @pytest.mark.parametrize(

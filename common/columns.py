@@ -1,0 +1,485 @@
+"""Columnar stream codecs of ``bars`` and ``patterns`` (contract v2; wire format in
+:mod:`common.contracts`): one stream entry per detector write instead of one per record.
+
+At a 1-second boundary a detector partition closes ~60 bars per timeframe at once; v1 cost a
+``Bar``/``PatternEvent`` object, an orjson document and a redis-py XADD (~10 us of client
+Python) per record, and every consumer an orjson decode per record. v2 packs a write's bars
+into one little-endian numpy structured array (``BAR_DTYPE``) beside a key table, and its
+pattern events into those columns plus a sparse (event, pattern, value) array, a feature
+matrix and one orjson document for the ``recent`` lists. Decoding is ``np.frombuffer``
+(views, no copy) and a few orjson loads per entry.
+
+:class:`BarColumns` and :class:`EventColumns` are the in-memory forms the detector engine
+builds directly (``detectors.partition.Output``); ``to_bars``/``to_events`` give the same
+``Bar``/``PatternEvent`` records (``==``) that v1 entries decode to, so scoring, replay and the
+sink see identical records. :func:`bar_columns` and :func:`event_columns` (and the record
+forms :func:`decode_bars`, :func:`decode_events`) read both versions: a v1 entry still in a
+stream after an upgrade decodes to a one-record batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from itertools import chain
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+
+from common.contracts import Bar, Fields, PatternEvent, bar_id
+from common.errors import DecodeError
+
+COLUMNS_VERSION = 2
+# Records per entry at most. A boundary's write of one partition (63 symbols x 3 timeframes at
+# a minute) fits in one entry; a write after a backlog (a 50 ms work slice: ~1,000 bars) is
+# split, so a consumer's read of BATCH_COUNT entries holds at most BATCH_COUNT x this many
+# records (with ``recent``, a pattern event is ~2 kB on the wire).
+MAX_ENTRY_RECORDS = 256
+
+Key = tuple[str, str, str]  # (exchange, symbol, timeframe)
+Features = dict[str, float | int | None]
+
+BAR_DTYPE = np.dtype(
+    [
+        ("key", "<u4"),
+        ("open_time", "<i8"),
+        ("open", "<f8"),
+        ("high", "<f8"),
+        ("low", "<f8"),
+        ("close", "<f8"),
+        ("volume", "<f8"),
+        ("quote_volume", "<f8"),
+        ("trades", "<i8"),
+        ("taker_buy_volume", "<f8"),
+        ("vwap", "<f8"),
+    ]
+)
+FIRED_DTYPE = np.dtype([("event", "<u4"), ("pattern", "<u2"), ("value", "<i4")])
+_V2 = b"%d" % COLUMNS_VERSION
+
+
+def _compact(table: Sequence[Any], index: npt.NDArray[Any]) -> tuple[list[Any], npt.NDArray[Any]]:
+    """Only the table rows ``index`` uses, and ``index`` renumbered into them."""
+    used, inverse = np.unique(index, return_inverse=True)
+    return [table[i] for i in used.tolist()], inverse.astype(index.dtype, copy=False)
+
+
+@dataclass(slots=True)
+class BarColumns:
+    """Closed bars as columns: ``records[i]["key"]`` indexes ``keys``."""
+
+    keys: list[Key] = field(default_factory=list)
+    records: npt.NDArray[np.void] = field(default_factory=lambda: np.empty(0, BAR_DTYPE))
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @classmethod
+    def from_bars(cls, bars: Iterable[Bar]) -> BarColumns:
+        index: dict[Key, int] = {}
+        rows = [
+            (
+                index.setdefault((b.exchange, b.symbol, b.timeframe), len(index)),
+                b.open_time,
+                b.open,
+                b.high,
+                b.low,
+                b.close,
+                b.volume,
+                b.quote_volume,
+                b.trades,
+                b.taker_buy_volume,
+                b.vwap,
+            )
+            for b in bars
+        ]
+        return cls(list(index), np.array(rows, dtype=BAR_DTYPE))
+
+    @classmethod
+    def concat(cls, parts: Sequence[BarColumns]) -> BarColumns:
+        """One table for all ``parts`` (their key tables merged, duplicates once)."""
+        if len(parts) == 1:
+            return parts[0]
+        index: dict[Key, int] = {}
+        chunks = []
+        for part in parts:
+            remap = np.array([index.setdefault(k, len(index)) for k in part.keys], np.uint32)
+            rec = part.records.copy()
+            rec["key"] = remap[rec["key"]] if len(remap) else rec["key"]
+            chunks.append(rec)
+        records = np.concatenate(chunks) if chunks else np.empty(0, BAR_DTYPE)
+        return cls(list(index), records)
+
+    def take(self, index: npt.NDArray[np.intp] | slice) -> BarColumns:
+        """A subset of the bars (the key table is shared, not compacted)."""
+        return BarColumns(self.keys, self.records[index])
+
+    def to_bars(self) -> list[Bar]:
+        keys = self.keys
+        rows: list[tuple[int, int, float, float, float, float, float, float, int, float, float]]
+        rows = self.records.tolist()
+        return [
+            Bar(*keys[k], ot, o, h, lo, c, v, q, t, tb, vw)
+            for k, ot, o, h, lo, c, v, q, t, tb, vw in rows
+        ]
+
+    def ids(self) -> list[str]:
+        """Each bar's id (``common.contracts.bar_id``)."""
+        keys = self.keys
+        rows: list[tuple[int, int]] = self.records[["key", "open_time"]].tolist()
+        return [bar_id(*keys[k], ot) for k, ot in rows]
+
+    def timeframe_counts(self) -> dict[str, int]:
+        """Bars per timeframe (the detectors' ``bars`` counter labels)."""
+        out: dict[str, int] = {}
+        counts = np.bincount(self.records["key"], minlength=len(self.keys)).tolist()
+        for key, n in zip(self.keys, counts, strict=True):
+            if n:
+                out[key[2]] = out.get(key[2], 0) + n
+        return out
+
+    def _fields(self) -> dict[bytes, bytes]:
+        keys, key = _compact(self.keys, self.records["key"])
+        records = self.records.copy()
+        records["key"] = key
+        return {
+            b"v": _V2,
+            b"n": b"%d" % len(records),
+            b"k": orjson.dumps(keys),
+            b"b": records.tobytes(),
+        }
+
+    def encode(self) -> list[dict[bytes, bytes]]:
+        """The ``bars`` v2 entries of these bars (one, or more past ``MAX_ENTRY_RECORDS``)."""
+        return [self.take(s)._fields() for s in _slices(len(self))]
+
+    @classmethod
+    def decode(cls, fields: Fields) -> BarColumns:
+        """A ``bars`` v2 entry (or the bar columns of a ``patterns`` v2 entry)."""
+        try:
+            n = int(fields[b"n"])
+            keys = orjson.loads(fields[b"k"])
+            records = np.frombuffer(fields[b"b"], dtype=BAR_DTYPE)
+        except (KeyError, ValueError, orjson.JSONDecodeError) as e:
+            raise DecodeError("bar_columns", repr(e)) from e
+        if len(records) != n:
+            raise DecodeError("bar_columns", f"n={n} but {len(records)} bars")
+        table = _key_table(keys)
+        if n and int(records["key"].max()) >= len(table):
+            raise DecodeError("bar_columns", "key index out of range")
+        return cls(table, records)
+
+
+def _key_table(keys: Any) -> list[Key]:
+    """The decoded ``k`` field as key tuples; checked in C-speed passes (a boundary's entry
+    has a key per bar): unpacking refuses a wrong shape, ``str.join`` anything not a str."""
+    if not isinstance(keys, list) or not all(map(_is_list, keys)):
+        raise DecodeError("bar_columns", "malformed key table: not an array of arrays")
+    try:
+        table: list[Key] = [(e, s, t) for e, s, t in keys]
+        "".join(chain.from_iterable(table))
+    except (TypeError, ValueError) as e:
+        raise DecodeError("bar_columns", f"malformed key table: {e}") from e
+    return table
+
+
+def _slices(n: int) -> Iterator[slice]:
+    for start in range(0, n, MAX_ENTRY_RECORDS):
+        yield slice(start, start + MAX_ENTRY_RECORDS)
+
+
+def feature_dicts(
+    table: Sequence[tuple[str, bool]], matrix: npt.NDArray[np.float64]
+) -> list[Features]:
+    """Per row of ``matrix``, ``{name: value}``: NaN is ``None``, an integer feature an int.
+    The conversions run column-wise in numpy (an object array holds the Python values)."""
+    names = [name for name, _ in table]
+    values = matrix.astype(object)
+    missing = np.isnan(matrix)
+    values[missing] = None
+    for i, (_, is_int) in enumerate(table):
+        if is_int:
+            present = ~missing[:, i]
+            values[present, i] = matrix[present, i].astype(np.int64).astype(object)
+    rows: list[list[float | int | None]] = values.tolist()
+    return [dict(zip(names, row, strict=True)) for row in rows]
+
+
+def pattern_dicts(
+    names: Sequence[str], fired: npt.NDArray[np.void], n: int
+) -> list[dict[str, int]]:
+    """Per event, ``{pattern: value}`` in the order of ``fired`` (the event's firing order)."""
+    out: list[dict[str, int]] = [{} for _ in range(n)]
+    for event, pattern, value in fired.tolist():
+        out[event][names[pattern]] = value
+    return out
+
+
+def feature_matrix(
+    columns: Sequence[npt.NDArray[np.float64]], table: Sequence[tuple[str, bool]], n: int
+) -> npt.NDArray[np.float64]:
+    """The ``n`` x features f8 matrix of a feature table's ``columns``: what is not finite is
+    NaN (``None``, as orjson wrote it in v1), an integer feature is truncated as ``int()``."""
+    if not columns:
+        return np.empty((n, 0), np.float64)
+    m = np.column_stack(columns).astype(np.float64)
+    m[~np.isfinite(m)] = np.nan
+    for i, (_, is_int) in enumerate(table):
+        if is_int:
+            m[:, i] = np.trunc(m[:, i])
+    return m
+
+
+@dataclass(slots=True)
+class EventColumns:
+    """Pattern events as columns: ``bars`` (one per event), ``fired`` (event, pattern index
+    into ``names``, value) grouped by event in each event's order, ``features`` (one row per
+    event, one column per ``feature_table`` entry ``(name, is_integer)``), ``recent``."""
+
+    bars: BarColumns = field(default_factory=BarColumns)
+    names: list[str] = field(default_factory=list)
+    fired: npt.NDArray[np.void] = field(default_factory=lambda: np.empty(0, FIRED_DTYPE))
+    feature_table: list[tuple[str, bool]] = field(default_factory=list)
+    features: npt.NDArray[np.float64] = field(default_factory=lambda: np.empty((0, 0)))
+    recent: list[list[dict[str, Any]]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.bars)
+
+    @classmethod
+    def from_events(cls, events: Sequence[PatternEvent]) -> EventColumns:
+        """Columns of ``events``, which must share their feature names (as one detector
+        write's do; :func:`encode_events` splits a mixed list)."""
+        table = _feature_table(events)
+        names: dict[str, int] = {}
+        fired = []
+        for j, e in enumerate(events):
+            for name, value in e.patterns.items():
+                fired.append((j, names.setdefault(name, len(names)), value))
+        columns = [
+            np.array([_nan(e.features[name]) for e in events], np.float64) for name, _ in table
+        ]
+        return cls(
+            BarColumns.from_bars(e.bar for e in events),
+            list(names),
+            np.array(fired, dtype=FIRED_DTYPE),
+            table,
+            feature_matrix(columns, table, len(events)),
+            [e.recent for e in events],
+        )
+
+    @classmethod
+    def concat(cls, parts: Sequence[EventColumns]) -> EventColumns:
+        parts = [p for p in parts if len(p)]
+        if len(parts) == 1:
+            return parts[0]
+        if not parts:
+            return cls()
+        table = parts[0].feature_table
+        if any(p.feature_table != table for p in parts):
+            raise ValueError("events of one entry must share their feature names")
+        index: dict[str, int] = {}
+        fired = []
+        offset = 0
+        for p in parts:
+            remap = np.array([index.setdefault(n, len(index)) for n in p.names], np.uint16)
+            f = p.fired.copy()
+            if len(f):
+                f["pattern"] = remap[f["pattern"]]
+                f["event"] += offset
+            fired.append(f)
+            offset += len(p)
+        return cls(
+            BarColumns.concat([p.bars for p in parts]),
+            list(index),
+            np.concatenate(fired),
+            table,
+            np.concatenate([p.features for p in parts]),
+            [r for p in parts for r in p.recent],
+        )
+
+    def take(self, s: slice) -> EventColumns:
+        """Events ``s`` (a step-1 slice): their patterns renumbered to start at 0."""
+        start, stop, _ = s.indices(len(self))
+        ev = self.fired["event"]
+        lo, hi = np.searchsorted(ev, [start, stop]).tolist()
+        fired = self.fired[lo:hi].copy()
+        fired["event"] -= start
+        return EventColumns(
+            self.bars.take(s),
+            self.names,
+            fired,
+            self.feature_table,
+            self.features[s],
+            self.recent[s],
+        )
+
+    def pattern_counts(self) -> dict[str, int]:
+        """Firings per pattern name (the detectors' ``patterns`` counter labels)."""
+        counts = np.bincount(self.fired["pattern"], minlength=len(self.names)).tolist()
+        return {name: n for name, n in zip(self.names, counts, strict=True) if n}
+
+    def to_events(self) -> list[PatternEvent]:
+        n = len(self)
+        pats = pattern_dicts(self.names, self.fired, n)
+        feats = feature_dicts(self.feature_table, self.features)
+        return [
+            PatternEvent(bar, p, f, list(r))
+            for bar, p, f, r in zip(self.bars.to_bars(), pats, feats, self.recent, strict=True)
+        ]
+
+    def _fields(self) -> dict[bytes, bytes]:
+        out = self.bars._fields()
+        names, pattern = _compact(self.names, self.fired["pattern"])
+        fired = self.fired.copy()
+        fired["pattern"] = pattern
+        out[b"p"] = orjson.dumps(names)
+        out[b"f"] = fired.tobytes()
+        out[b"x"] = orjson.dumps(
+            [[name, "i" if is_int else "f"] for name, is_int in self.feature_table]
+        )
+        out[b"m"] = np.ascontiguousarray(self.features, "<f8").tobytes()
+        out[b"r"] = orjson.dumps(self.recent)
+        return out
+
+    def encode(self) -> list[dict[bytes, bytes]]:
+        """The ``patterns`` v2 entries (one, or more past ``MAX_ENTRY_RECORDS``)."""
+        return [self.take(s)._fields() for s in _slices(len(self))]
+
+    @classmethod
+    def decode(cls, fields: Fields) -> EventColumns:
+        """A ``patterns`` v2 entry; ``DecodeError`` on anything malformed."""
+        bars = BarColumns.decode(fields)
+        n = len(bars)
+        try:
+            names = orjson.loads(fields[b"p"])
+            fired = np.frombuffer(fields[b"f"], dtype=FIRED_DTYPE)
+            table = orjson.loads(fields[b"x"])
+            matrix = np.frombuffer(fields[b"m"], dtype="<f8")
+            recent = orjson.loads(fields[b"r"])
+        except (KeyError, ValueError, orjson.JSONDecodeError) as e:
+            raise DecodeError("pattern_columns", repr(e)) from e
+        if not isinstance(names, list) or not _all_str(names):
+            raise DecodeError("pattern_columns", "malformed pattern names")
+        if not isinstance(table, list) or not all(
+            isinstance(t, list) and len(t) == 2 and isinstance(t[0], str) and t[1] in ("i", "f")
+            for t in table
+        ):
+            raise DecodeError("pattern_columns", "malformed feature table")
+        if len(fired) and (
+            int(fired["event"].max()) >= n
+            or int(fired["pattern"].max()) >= len(names)
+            or bool((np.diff(fired["event"].astype(np.int64)) < 0).any())
+        ):
+            raise DecodeError("pattern_columns", "pattern index out of range or out of order")
+        if len(matrix) != n * len(table):
+            raise DecodeError("pattern_columns", f"{len(matrix)} feature values for {n} events")
+        # Each recent entry's content is the scorer's to check (it judges them one by one).
+        if not isinstance(recent, list) or len(recent) != n or not all(map(_is_list, recent)):
+            raise DecodeError("pattern_columns", "recent is not one list per event")
+        return cls(
+            bars,
+            names,
+            fired,
+            [(name, kind == "i") for name, kind in table],
+            matrix.reshape(n, len(table)),
+            recent,
+        )
+
+
+def _all_str(items: list[Any]) -> bool:
+    try:
+        "".join(items)
+    except TypeError:
+        return False
+    return True
+
+
+def _is_list(x: Any) -> bool:
+    return isinstance(x, list)
+
+
+def _feature_table(events: Sequence[PatternEvent]) -> list[tuple[str, bool]]:
+    """The shared feature names of ``events``; a feature is an integer one if any event
+    holds an int for it (``trend``; ``None`` fits either kind)."""
+    names = list(events[0].features) if events else []
+    if any(list(e.features) != names for e in events):
+        raise ValueError("events of one entry must share their feature names")
+    return [
+        (
+            k,
+            any(
+                isinstance(e.features[k], int) and not isinstance(e.features[k], bool)
+                for e in events
+            ),
+        )
+        for k in names
+    ]
+
+
+def _nan(x: float | int | None) -> float:
+    return np.nan if x is None else float(x)
+
+
+# --- both versions -----------------------------------------------------------------------
+def is_v1(fields: Fields, what: str) -> bool:
+    """Whether an entry is v1 (one record) rather than v2 (columns); ``DecodeError`` (reason
+    ``what``) for any other version."""
+    v = fields.get(b"v")
+    if v not in (b"1", _V2):
+        raise DecodeError(what, f"unsupported v={v!r}")
+    return v == b"1"
+
+
+def bar_columns(fields: Fields) -> BarColumns:
+    """A ``bars`` entry of either version as columns (v1: one bar)."""
+    if is_v1(fields, "bar"):
+        bar = Bar.decode(fields)
+        try:
+            return BarColumns.from_bars([bar])
+        except (OverflowError, ValueError) as e:  # a value beyond the v2 column's type
+            raise DecodeError("bar", repr(e)) from e
+    return BarColumns.decode(fields)
+
+
+def event_columns(fields: Fields) -> EventColumns:
+    """A ``patterns`` entry of either version as columns (v1: one event)."""
+    if is_v1(fields, "pattern_event"):
+        event = PatternEvent.decode(fields)
+        try:
+            return EventColumns.from_events([event])
+        except (OverflowError, ValueError) as e:  # e.g. a pattern value beyond int32
+            raise DecodeError("pattern_event", repr(e)) from e
+    return EventColumns.decode(fields)
+
+
+def decode_bars(fields: Fields) -> list[Bar]:
+    """A ``bars`` entry of either version as records."""
+    if is_v1(fields, "bar"):
+        return [Bar.decode(fields)]
+    return BarColumns.decode(fields).to_bars()
+
+
+def decode_events(fields: Fields) -> list[PatternEvent]:
+    """A ``patterns`` entry of either version as records."""
+    if is_v1(fields, "pattern_event"):
+        return [PatternEvent.decode(fields)]
+    return EventColumns.decode(fields).to_events()
+
+
+def encode_events(events: Sequence[PatternEvent]) -> list[dict[bytes, bytes]]:
+    """``patterns`` v2 entries of any events (a new entry where the feature names change)."""
+    out: list[dict[bytes, bytes]] = []
+    start = 0
+    for end in range(1, len(events) + 1):
+        if end == len(events) or list(events[end].features) != list(events[start].features):
+            out += EventColumns.from_events(events[start:end]).encode()
+            start = end
+    return out
+
+
+def encode_bars(bars: Sequence[Bar]) -> list[dict[bytes, bytes]]:
+    """``bars`` v2 entries of any bars."""
+    return BarColumns.from_bars(bars).encode() if bars else []
