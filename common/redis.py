@@ -1,6 +1,7 @@
 """The one Redis connection factory: single node or Cluster, plain or TLS, ACL user/password.
 
 * ``redis://[user:pass@]host:port/db`` — a single server; ``rediss://`` the same over TLS.
+* ``unix:///path/to/redis.sock`` — a single server on a Unix socket.
 * ``redis+cluster://host:port`` (or ``rediss+cluster://``, or ``REDIS_CLUSTER=1`` with a plain
   URL) — a Redis Cluster reached through that seed node (``redis.asyncio.cluster.RedisCluster``).
 * ``REDIS_TLS_CA`` / ``REDIS_TLS_CERT`` / ``REDIS_TLS_KEY`` — the CA that signed the server
@@ -191,6 +192,8 @@ def redis_from_settings(settings: CommonSettings, **overrides: Any) -> Redis | R
     # swapped for its hiredis-packing twin; ``from_pool`` lets the client close the pool.
     options = kw | dict(parse_url(url))
     stock = options.get("connection_class", Connection)
+    if stock is UnixDomainSocketConnection:
+        options.pop("socket_keepalive")  # a TCP option: a ``unix://`` connection refuses it
     options["connection_class"] = HIREDIS_PACKING_CLASS.get(stock, stock)
     return Redis.from_pool(ConnectionPool(**options))
 
