@@ -66,6 +66,15 @@ async def _cpu_per_command(client: aioredis.Redis, stream: str, n: int) -> tuple
     return xadd_us, (time.process_time() - started) / calls * 1e6
 
 
+def _pack_us(client: aioredis.Redis, args: tuple[object, ...], n: int) -> float:
+    """µs to pack one command on a connection of ``client``'s pool (no I/O: packing alone)."""
+    conn = client.connection_pool.make_connection()
+    started = time.perf_counter()
+    for _ in range(n):
+        conn.pack_command(*args)
+    return (time.perf_counter() - started) / n * 1e6
+
+
 async def _raw(client: aioredis.Redis, stream: str, group: str, n: int) -> float:
     await client.xgroup_create(stream, group, id="0")
     done = 0
@@ -140,6 +149,12 @@ async def _main() -> None:
         await client.aclose()
         await project.aclose()
     add_rate, raw_rate, worker_rate = (statistics.median(x) for x in (adds, raws, workers))
+    xadd_args = ("XADD", stream, "*", b"v", b"1", b"d", b"x" * 120)
+    eval_args = ("EVALSHA", "0" * 40, 2, *_evalsha_args(stream))
+    packing = [
+        [min(_pack_us(c, a, n) for _ in range(rounds)) for c in (project, client)]
+        for a in (xadd_args, eval_args)
+    ]
     (stock_xadd, stock_eval), (ours_xadd, ours_eval) = (
         (statistics.median(x for x, _ in cpu), statistics.median(e for _, e in cpu))
         for cpu in (stock_cpu, project_cpu)
@@ -159,6 +174,11 @@ async def _main() -> None:
         f"client CPU per EVALSHA (22 args, 4 signals):   {ours_eval:>6.2f} us"
         f"  redis-py stock: {stock_eval:.2f} us  ({stock_eval / ours_eval:.2f}x)"
     )
+    for what, (ours, stock) in zip(("XADD", "EVALSHA"), packing, strict=True):
+        print(
+            f"{f'packing alone, one {what}:':<47}{ours:>6.2f} us"
+            f"  redis-py stock: {stock:.2f} us  ({stock / ours:.2f}x)"
+        )
 
 
 def main() -> None:
