@@ -14,18 +14,19 @@ Timeouts: the socket timeout (``REDIS_SOCKET_TIMEOUT``) must exceed the longest 
 (``BLOCK_MS``, checked by ``CommonSettings``), else a quiet stream looks like a dead server.
 Clients keep responses as bytes (``decode_responses=False``): stream payloads are binary.
 
-Command packing: redis-py's asyncio connection builds every command's RESP bytes in Python
-(~4 µs for an XADD, ~27 µs for a 50-argument EVALSHA), while its sync connection hands them to
-hiredis' C ``pack_command`` (4-5× cheaper). A single-node client from this factory (``redis://``,
-``rediss://``, ``unix://``) therefore uses ``HiredisPacking*`` connections: they give hiredis a
-command whose arguments it encodes exactly as redis-py's ``Encoder`` does — exact ``bytes``,
-``str`` (UTF-8, strict), ``int`` (``repr``, small enough that ``repr`` cannot fail: hiredis
-crashes on one past ``sys.get_int_max_str_digits``) and ``float`` (``repr``) under a one-word
-``str`` command name — and leave anything else (``bool``, ``None``, subclasses, numpy scalars,
-``bytearray``/``memoryview``, ``"CLIENT SETNAME"``-style names, another encoding, hiredis
-missing) to redis-py's own packer, so the bytes on the wire and the ``DataError`` for an invalid
-argument are redis-py's. A Cluster client keeps redis-py's packer: ``RedisCluster`` fixes its
-nodes' ``connection_class`` inside ``__init__`` and takes no parameter for it.
+Command packing: redis-py's asyncio connection builds every command's RESP bytes in Python (~3
+µs for an XADD, ~10 µs for an EVALSHA the size of a 4-signal append), while its sync connection
+hands them to hiredis' C ``pack_command`` (4-5× cheaper; 2.3× with the type check below,
+``python -m tests.bench runtime``, which prints both). A single-node client from this factory
+(``redis://``, ``rediss://``, ``unix://``) therefore uses ``HiredisPacking*`` connections: they
+give hiredis a command whose arguments it encodes exactly as redis-py's ``Encoder`` does — exact
+``bytes``, ``str`` (UTF-8, strict), ``int`` (``repr``, small enough that ``repr`` cannot fail:
+hiredis crashes on one past ``sys.get_int_max_str_digits``) and ``float`` (``repr``) under a
+one-word ``str`` command name — and leave anything else (``bool``, ``None``, subclasses, numpy
+scalars, ``bytearray``/``memoryview``, ``"CLIENT SETNAME"``-style names, another encoding,
+hiredis missing) to redis-py's own packer, so the bytes on the wire and the ``DataError`` for an
+invalid argument are redis-py's. A Cluster client keeps redis-py's packer: ``RedisCluster``
+fixes its nodes' ``connection_class`` inside ``__init__`` and takes no parameter for it.
 
 A command run by a person (``alphapulse status``/``dlq``/``tail``…) uses
 ``redis_for_command``: it first pings with one connection attempt and no retries, so a wrong
