@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 import redis
+import redis.asyncio
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import AuthenticationError, ResponseError
 
 from common.names import Keys
-from common.redis import redis_from_settings
+from common.redis import HiredisPackingSSLConnection, redis_from_settings
 from common.settings import CommonSettings
 from common.stream_worker import Entry, StreamWorker
 from tests.integration.runtime_support import Certs, free_port, make_certs, redis_server
@@ -67,6 +68,8 @@ async def test_worker_round_trips_an_entry_over_tls_with_an_acl_user(
     assert PASSWORD not in repr(settings)
     keys = settings.keys()
     client = redis_from_settings(settings)
+    assert isinstance(client, redis.asyncio.Redis)  # commands packed by hiredis, over TLS
+    assert client.connection_pool.connection_class is HiredisPackingSSLConnection
     try:
         assert (await client.acl_whoami()) == USER
         entry_id = (await client.xadd(keys.bars, {"hello": b"tls"})).decode()
