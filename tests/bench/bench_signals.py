@@ -110,7 +110,8 @@ async def bench_worker(
     common = CommonSettings(
         redis_url=REDIS_URL, namespace=keys.namespace, metrics_port=0, trim_interval_s=0
     )
-    worker = SignalsService(SignalsSettings(common=common, model=Model()), redis=r, burst=True)
+    # Its own client from the settings (common.redis), as the service runs in production.
+    worker = SignalsService(SignalsSettings(common=common, model=Model()), burst=True)
     await worker.start()
     started, cpu = time.perf_counter(), time.process_time()
     await worker.run()
