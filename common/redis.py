@@ -153,7 +153,24 @@ def plain_url(settings: CommonSettings) -> str:
     scheme = parts.scheme.removesuffix("+cluster")
     if scheme == "redis" and settings.tls:
         scheme = "rediss"
-    return urlunsplit((scheme, parts.netloc, parts.path, parts.query, parts.fragment))
+    netloc = _without_overridden_credentials(parts.netloc, settings)
+    return urlunsplit((scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def _without_overridden_credentials(netloc: str, settings: CommonSettings) -> str:
+    """The URL's user/password minus what ``REDIS_USERNAME``/``REDIS_PASSWORD`` override:
+    redis-py lets a URL's credentials win over keyword arguments, so they must go."""
+    userinfo, at, host = netloc.rpartition("@")
+    if not at:
+        return netloc
+    user, _, password = userinfo.partition(":")
+    if settings.redis_username is not None:
+        user = ""
+    if settings.redis_password is not None:
+        password = ""
+    if not (user or password):
+        return host
+    return f"{user}:{password}@{host}" if password else f"{user}@{host}"
 
 
 def connection_kwargs(settings: CommonSettings) -> dict[str, Any]:

@@ -33,11 +33,26 @@ def test_tls_options_and_acl_overrides() -> None:
         redis_username="other",
         redis_password="pw",
     )
-    assert plain_url(s) == "rediss://u:p@h:6380/1"  # a CA turns TLS on
+    # A CA turns TLS on; the URL's user and password give way to the overrides (redis-py would
+    # let the URL's win over the keywords).
+    assert plain_url(s) == "rediss://h:6380/1"
     kw = connection_kwargs(s)
     assert kw["ssl_cert_reqs"] == ssl.CERT_REQUIRED and kw["ssl_ca_certs"] == "/ca.pem"
     assert (kw["ssl_certfile"], kw["ssl_keyfile"]) == ("/c.pem", "/k.pem")
     assert (kw["username"], kw["password"]) == ("other", "pw")
+
+
+async def test_redis_password_overrides_the_urls_password_in_the_client() -> None:
+    s = CommonSettings(redis_url="redis://u:p@h:6380/1", redis_password="from-secret-file")
+    assert plain_url(s) == "redis://u@h:6380/1"  # the user stays, the password gives way
+    client = redis_from_settings(s)
+    assert isinstance(client, Redis)
+    kwargs = client.connection_pool.connection_kwargs
+    assert (kwargs["username"], kwargs["password"]) == ("u", "from-secret-file")
+    await client.aclose()
+    user_only = CommonSettings(redis_url="redis://u:p@h/0", redis_username="other")
+    assert plain_url(user_only) == "redis://:p@h/0"
+    assert plain_url(CommonSettings(redis_url="redis://u:p@h/0")) == "redis://u:p@h/0"
 
 
 async def test_client_type_follows_the_cluster_flag() -> None:
