@@ -427,6 +427,9 @@ def report(runs: list[Run], s: Soak | None, copy: float, load: str) -> list[str]
                     f"| hop per signal: {what} | p50 {pct(v, 0.5):.1f} ms, p99 {pct(v, 0.99):.1f} "
                     f"ms ({len(v):,} of {len(lat):,} signals traced) | | |"
                 )
+    if s.cpu:
+        used = ", ".join(f"{k} {v:.2f}" for k, v in sorted(s.cpu.items()))
+        lines.append(f"| CPU over the paced run, cores (of {os.cpu_count()}) | {used} | | |")
     rows = ", ".join(f"{t} {c.text()}" for t, c in s.rows.items())
     exact = all(c.exact for c in s.rows.values())
     lines.append(f"| paced run rows ({'exact vs replay' if exact else 'MISMATCH'}) | {rows} | | |")

@@ -42,6 +42,7 @@ from tests.bench.e2e_support import (
     Stack,
     TradeArrays,
     Trades,
+    cpu_seconds,
     idle_since,
     rss_kib,
     until_written,
@@ -69,6 +70,7 @@ class Soak:
     rows: dict[str, Check] = field(default_factory=dict)
     feed: str = ""  # what wrote the ticks
     symbols: int = SYMBOLS
+    cpu: dict[str, float] = field(default_factory=dict)  # cores used over the paced run
 
 
 class Closers:
@@ -234,6 +236,7 @@ async def soak(
         stack = await feed.start(redis)
         loop = asyncio.get_running_loop()
         t0 = loop.time()
+        cpu0 = await cpu_by_stage(redis, stack)
         reader = asyncio.create_task(read_outputs(redis, stack, t0, raw))
         memory = asyncio.create_task(sample_rss(stack, t0, result))
         last_ms = 0
@@ -248,6 +251,8 @@ async def soak(
                 result.sent += due
             await asyncio.sleep(0.005)
         result.seconds = loop.time() - t0
+        cpu1 = await cpu_by_stage(redis, stack)
+        result.cpu = {k: (cpu1[k] - cpu0.get(k, 0.0)) / result.seconds for k in cpu1}
         trailer_ms = (last_ms // 60_000 + 2) * 60_000
         tail = trades.trailer(trailer_ms * MS_NS)
         feed.send(tail, time.time_ns())
@@ -327,6 +332,15 @@ def latencies(raw: list[Output], closers: Closers, out: Soak) -> None:
 
 def emitted_ms(at: datetime) -> float:
     return at.timestamp() * 1000
+
+
+async def cpu_by_stage(redis: aioredis.Redis, stack: Stack) -> dict[str, float]:
+    """CPU seconds so far of each stage's processes, this process (the writer) and Redis."""
+    info: Any = await redis.info("server")
+    return stack.cpu() | {
+        "bench (writer)": cpu_seconds(os.getpid()),
+        "redis-server": cpu_seconds(int(info["process_id"])),
+    }
 
 
 async def sample_rss(stack: Stack, t0: float, out: Soak) -> None:
