@@ -100,10 +100,13 @@ class Counters:
 class BarAggregator:
     """Open bars and closing logic of all series of one partition.
 
-    A bar in progress is a list ``[open_time, open, high, low, close, volume, quote_volume,
-    trades, taker_buy_volume]``. ``open_bars[sid][0]`` is the finest timeframe's bar (fed by
-    ticks); ``open_bars[sid][t>0]`` holds the coarser bar with the *finished* finest bars of
-    its bucket folded in.
+    A bar is a list ``[open_time, open, high, low, close, volume, quote_volume, trades,
+    taker_buy_volume]`` (:meth:`open_bar`). The finest timeframe's open bar of each series
+    (fed by ticks, touched by every batch) lives in arrays — ``fine_time`` (``NONE``: no
+    open bar), ``fine_vals`` (open, high, low, close, volume, quote, taker) and
+    ``fine_trades`` — so a batch extends it column-wise; ``open_bars[sid][t>0]`` holds the
+    coarser bar with the *finished* finest bars of its bucket folded in (one list per bar,
+    updated once per finest bar that closes; ``open_bars[sid][0]`` stays None).
     """
 
     def __init__(
@@ -119,6 +122,9 @@ class BarAggregator:
         self.id_hwm: I64 = np.zeros(0, np.int64)  # highest numeric trade id per series
         self.fine_max: I64 = np.zeros(0, np.int64)  # latest finest bucket reached per series
         self.next_end: I64 = np.zeros(0, np.int64)  # earliest end among the series' open bars
+        self.fine_time: I64 = np.zeros(0, np.int64)  # open finest bar's start per series
+        self.fine_vals: F64 = np.zeros((0, 7), np.float64)
+        self.fine_trades: I64 = np.zeros(0, np.int64)
         self.str_ids: dict[int, tuple[deque[str], set[str]]] = {}
         self.max_ts = NONE  # highest event time (ms) of the partition
         self.forced_wm = NONE  # watermark raised by the live idle timer
@@ -138,7 +144,34 @@ class BarAggregator:
                 self.id_hwm = _grow(self.id_hwm, cap, NONE)
                 self.fine_max = _grow(self.fine_max, cap, NONE)
                 self.next_end = _grow(self.next_end, cap, _END)
+                self.fine_time = _grow(self.fine_time, cap, NONE)
+                self.fine_trades = _grow(self.fine_trades, cap, 0)
+                vals = np.zeros((cap, 7), np.float64)
+                vals[: len(self.fine_vals)] = self.fine_vals
+                self.fine_vals = vals
         return sid
+
+    def open_bar(self, s: int, k: int) -> list[Any] | None:
+        """Series ``s``'s open bar of timeframe ``k`` as a list (None: no open bar)."""
+        if k:
+            return self.open_bars[s][k]
+        t = int(self.fine_time[s])
+        if t == NONE:
+            return None
+        o, h, lo, c, v, q, taker = self.fine_vals[s].tolist()
+        return [t, o, h, lo, c, v, q, int(self.fine_trades[s]), taker]
+
+    def set_open_bar(self, s: int, k: int, bar: list[Any] | None) -> None:
+        """Make ``bar`` (a list as :meth:`open_bar` gives, or None) the open bar of series
+        ``s`` and timeframe ``k`` (``next_end`` is the caller's)."""
+        if k:
+            self.open_bars[s][k] = bar
+        elif bar is None:
+            self.fine_time[s] = NONE
+        else:
+            self.fine_time[s] = bar[0]
+            self.fine_vals[s] = (*bar[1:7], bar[8])
+            self.fine_trades[s] = bar[7]
 
     @property
     def watermark(self) -> int:
@@ -249,58 +282,64 @@ class BarAggregator:
         return dup
 
     def _aggregate(self, sid: I64, fb: I64, rec: npt.NDArray[np.void], out: ClosedBars) -> None:
-        """Fold accepted ticks (sorted by series, stream order within) into the bars."""
+        """Fold accepted ticks (sorted by series, stream order within) into the bars.
+
+        Each (series, finest bucket) segment is reduced column-wise: open, high, low, close,
+        count, and the three sums as exact left folds (:func:`segment_sums`). Only a series'
+        first segment in the batch can continue its open bar (later ones are in later
+        buckets); those that do are merged into the ``fine_*`` arrays at once, their sums
+        starting from the bar's (the same additions in the same order as adding tick by
+        tick). Python runs only for a segment that starts a new bar, i.e. once per finest
+        bar, closing the bar before it."""
         price = rec["price"].astype(np.float64)
         qty = rec["qty"].astype(np.float64)
+        n = len(sid)
         cut = np.flatnonzero((sid[1:] != sid[:-1]) | (fb[1:] != fb[:-1])) + 1
         starts = np.concatenate([[0], cut])
-        ends = np.concatenate([cut, [len(sid)]])
-        highs = np.maximum.reduceat(price, starts).tolist()
-        lows = np.minimum.reduceat(price, starts).tolist()
-        qty_l = qty.tolist()
-        quote_l = (price * qty).tolist()
-        taker_l = np.where(rec["side"] == 1, qty, 0.0).tolist()
-        price_l = price.tolist()
-        add = operator.add
+        ends = np.concatenate([cut, [n]])
+        seg_sid = sid[starts]
+        seg_fb = fb[starts]
+        merge = self.fine_time[seg_sid] == seg_fb  # only a first segment can match
+        m_sid = seg_sid[merge]
+        init = np.zeros((3, len(starts)), np.float64)
+        if len(m_sid):
+            init[:, merge] = self.fine_vals[m_sid][:, 4:].T
+        values = np.empty((3, n), np.float64)
+        values[0] = qty
+        np.multiply(price, qty, out=values[1])
+        values[2] = np.where(rec["side"] == 1, qty, 0.0)
+        sums = segment_sums(values, starts, ends, init)
+        high = np.maximum.reduceat(price, starts)
+        low = np.minimum.reduceat(price, starts)
+        close = price[ends - 1]
+        count = ends - starts
+        if len(m_sid):
+            fv = self.fine_vals
+            fv[m_sid, 1] = np.maximum(fv[m_sid, 1], high[merge])
+            fv[m_sid, 2] = np.minimum(fv[m_sid, 2], low[merge])
+            fv[m_sid, 3] = close[merge]
+            fv[m_sid, 4:] = sums[:, merge].T
+            self.fine_trades[m_sid] += count[merge]
+        new = ~merge
+        if not new.any():
+            return
         fine_ms = self.ms[0]
-        for a, b, s, bucket, hi, lo in zip(
-            starts.tolist(),
-            ends.tolist(),
-            sid[starts].tolist(),
-            fb[starts].tolist(),
-            highs,
-            lows,
+        next_end = self.next_end
+        fine_time, fine_vals, fine_trades = self.fine_time, self.fine_vals, self.fine_trades
+        vals = np.stack([price[starts], high, low, close, sums[0], sums[1], sums[2]], axis=1)
+        for g, s, bucket, n_ticks in zip(
+            np.flatnonzero(new).tolist(),
+            seg_sid[new].tolist(),
+            seg_fb[new].tolist(),
+            count[new].tolist(),
             strict=True,
         ):
-            bars = self.open_bars[s]
-            cur = bars[0]
-            if cur is not None and cur[0] != bucket:
-                self._advance(s, bucket, out)
-                cur = None
-            elif cur is None:
-                self._advance(s, bucket, out)  # close coarser bars that ended before it
-            if cur is None:
-                bars[0] = [
-                    bucket,
-                    price_l[a],
-                    hi,
-                    lo,
-                    price_l[b - 1],
-                    reduce(add, qty_l[a:b], 0.0),
-                    reduce(add, quote_l[a:b], 0.0),
-                    b - a,
-                    reduce(add, taker_l[a:b], 0.0),
-                ]
-                end = bucket + fine_ms
-                self.next_end[s] = min(self.next_end[s], end)
-            else:
-                cur[2] = max(cur[2], hi)
-                cur[3] = min(cur[3], lo)
-                cur[4] = price_l[b - 1]
-                cur[5] = reduce(add, qty_l[a:b], cur[5])
-                cur[6] = reduce(add, quote_l[a:b], cur[6])
-                cur[7] += b - a
-                cur[8] = reduce(add, taker_l[a:b], cur[8])
+            # Close the open bar and coarser ones that ended before this one.
+            nxt = self._advance(s, bucket, out)
+            fine_time[s] = bucket
+            fine_vals[s] = vals[g]
+            fine_trades[s] = n_ticks
+            next_end[s] = min(nxt, bucket + fine_ms)
 
     # --- whole bars (history files) ----------------------------------------------------
     def apply_bar(self, exchange: str, symbol: str, bar: list[Any], out: ClosedBars) -> None:
@@ -311,46 +350,52 @@ class BarAggregator:
         s = self.sid_of(exchange, symbol)
         if bar[0] <= self.fine_max[s]:
             raise ValueError(f"bar at {bar[0]} is not after {self.fine_max[s]}")
-        self._advance(s, bar[0], out)
-        self.open_bars[s][0] = bar
+        nxt = self._advance(s, bar[0], out)
+        self.set_open_bar(s, 0, bar)
         self.fine_max[s] = bar[0]
-        self.next_end[s] = min(self.next_end[s], bar[0] + self.ms[0])
+        self.next_end[s] = min(nxt, bar[0] + self.ms[0])
         self.max_ts = max(self.max_ts, bar[0])
 
     # --- closing -----------------------------------------------------------------------
-    def _advance(self, s: int, t: int, out: ClosedBars) -> None:
-        """Close every open bar of series ``s`` that ends at or before event time ``t``."""
+    def _advance(self, s: int, t: int, out: ClosedBars) -> int:
+        """Close every open bar of series ``s`` that ends at or before event time ``t``;
+        return (and store in ``next_end``) the earliest end among its bars still open."""
         bars = self.open_bars[s]
         ms = self.ms
-        fine = bars[0]
-        if fine is not None and fine[0] + ms[0] <= t:
-            out.add(s, 0, fine)
-            bars[0] = None
-            for k in range(1, len(ms)):
-                bucket = fine[0] - fine[0] % ms[k]
-                coarse = bars[k]
-                if coarse is None:
-                    bars[k] = [bucket, *fine[1:]]
-                else:
-                    coarse[2] = max(coarse[2], fine[2])
-                    coarse[3] = min(coarse[3], fine[3])
-                    coarse[4] = fine[4]
-                    coarse[5] += fine[5]
-                    coarse[6] += fine[6]
-                    coarse[7] += fine[7]
-                    coarse[8] += fine[8]
+        start = int(self.fine_time[s])
         nxt = _END
-        for k in range(len(ms)):
+        if start != NONE:
+            if start + ms[0] <= t:
+                o, h, lo, c, v, q, taker = self.fine_vals[s].tolist()
+                trades = int(self.fine_trades[s])
+                out.add(s, 0, [start, o, h, lo, c, v, q, trades, taker])
+                self.fine_time[s] = NONE
+                for k in range(1, len(ms)):
+                    coarse = bars[k]
+                    if coarse is None:
+                        bars[k] = [start - start % ms[k], o, h, lo, c, v, q, trades, taker]
+                    else:
+                        coarse[2] = max(coarse[2], h)
+                        coarse[3] = min(coarse[3], lo)
+                        coarse[4] = c
+                        coarse[5] += v
+                        coarse[6] += q
+                        coarse[7] += trades
+                        coarse[8] += taker
+            else:
+                nxt = start + ms[0]
+        for k in range(1, len(ms)):
             bar = bars[k]
             if bar is None:
                 continue
             end = bar[0] + ms[k]
-            if k and end <= t:
+            if end <= t:
                 out.add(s, k, bar)
                 bars[k] = None
             elif end < nxt:
                 nxt = end
         self.next_end[s] = nxt
+        return nxt
 
     def close_until(self, t: int, out: ClosedBars) -> None:
         """Close every bar of the partition that ends at or before event time ``t``."""
@@ -368,6 +413,45 @@ class BarAggregator:
     def close_all(self, out: ClosedBars) -> None:
         """End of a replay: close every open bar, finest first within each series."""
         self.close_until(_END - 1, out)
+
+
+#: Segments up to this long are summed column-wise; the rest of a longer one in Python.
+SHORT_SEGMENT = 16
+
+
+def segment_sums(values: F64, starts: I64, ends: I64, init: F64, short: int = SHORT_SEGMENT) -> F64:
+    """Left-fold sums of runs: for each row ``r`` of ``values`` (shape ``(m, n)``) and run
+    ``g`` = ``[starts[g], ends[g])`` (consecutive, covering ``values``), ``(((init[r, g] +
+    v[a]) + v[a+1]) + ...)`` in exactly that order (``np.add.reduce`` sums pairwise, which
+    rounds differently).
+
+    The runs are laid out as columns of a zero-padded grid whose first row is ``init`` and
+    summed with one ``np.add.accumulate`` down the rows (sequential by definition; adding
+    the +0.0 padding changes no value but a -0.0 total, which sums of volumes never are).
+    Elements past ``short`` of a longer run are added in Python (cheap per element there)."""
+    acc = np.array(init, np.float64, copy=True)
+    if len(starts) == 0:
+        return acc
+    lengths = ends - starts
+    seg = np.repeat(np.arange(len(starts)), lengths)
+    pos = np.arange(values.shape[1]) - np.repeat(starts, lengths)
+    longest = int(lengths.max())
+    grid = np.zeros((min(longest, short) + 1, *acc.shape), np.float64)
+    grid[0] = acc
+    if longest <= short:
+        grid[pos + 1, :, seg] = values.T
+    else:
+        inside = pos < short
+        grid[pos[inside] + 1, :, seg[inside]] = values[:, inside].T
+    acc = np.add.accumulate(grid, axis=0)[-1]
+    if longest > short:
+        add = operator.add
+        rows = values.tolist()
+        for g in np.flatnonzero(lengths > short).tolist():
+            a, b = int(starts[g]) + short, int(ends[g])
+            for r, row in enumerate(rows):
+                acc[r, g] = reduce(add, row[a:b], float(acc[r, g]))
+    return acc
 
 
 def _grow(arr: I64, cap: int, fill: int) -> I64:

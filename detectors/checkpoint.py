@@ -52,8 +52,9 @@ def dumps(engine: PartitionEngine) -> bytes:
     ob_time = np.full((n, n_tf), NONE, np.int64)
     ob_vals = np.zeros((n, n_tf, _BAR_FLOATS), np.float64)
     ob_trades = np.zeros((n, n_tf), np.int64)
-    for s, bars in enumerate(agg.open_bars):
-        for k, bar in enumerate(bars):
+    for s in range(n):
+        for k in range(n_tf):
+            bar = agg.open_bar(s, k)
             if bar is not None:
                 ob_time[s, k] = bar[0]
                 ob_vals[s, k, :7] = (*bar[1:7], bar[8])
@@ -145,7 +146,8 @@ def _restore_bars(agg: BarAggregator, header: dict[str, Any], arrays: dict[str, 
     ob_time, ob_vals, ob_trades = arrays["ob_time"], arrays["ob_vals"], arrays["ob_trades"]
     for s, k in zip(*np.nonzero(ob_time != NONE), strict=True):
         v = ob_vals[s, k].tolist()
-        agg.open_bars[int(s)][int(k)] = [int(ob_time[s, k]), *v[:6], int(ob_trades[s, k]), v[6]]
+        bar = [int(ob_time[s, k]), *v[:6], int(ob_trades[s, k]), v[6]]
+        agg.set_open_bar(int(s), int(k), bar)
     agg.max_ts = int(header["max_ts"])
     agg.forced_wm = int(header["forced_wm"])
     agg.counters = Counters(*header["counters"])
