@@ -205,10 +205,24 @@ class BarAggregator:
         sid = lut[rec["sym"].astype(np.intp)]
         ts = rec["ts"] // 1_000_000
         self.counters.ticks += n
-        dup = self._duplicates(sid, batch.trade_ids, numeric_ids)
+        # One stable sort by series serves the duplicate and the lateness checks.
+        order = np.argsort(sid, kind="stable")
+        s_sorted = sid[order]
+        starts, rank = group_runs(s_sorted)
+        heads = s_sorted[starts]
+        dup_s = self._duplicates(
+            sid, batch.trade_ids, numeric_ids, order=order, runs=(starts, rank)
+        )
+        keep_s = ~dup_s
+        all_kept = bool(keep_s.all())
 
         # Watermark before each tick: from the ticks before it in partition order.
-        tsk = np.where(dup, NONE, ts)
+        if all_kept:
+            tsk = ts
+        else:
+            dup = np.empty(n, np.bool_)
+            dup[order] = dup_s
+            tsk = np.where(dup, NONE, ts)
         seen = np.maximum.accumulate(tsk)
         prev = np.empty(n, np.int64)
         prev[0] = self.max_ts
@@ -216,44 +230,58 @@ class BarAggregator:
         wm = np.maximum(np.where(prev == NONE, NONE, prev - self.lateness), self.forced_wm)
         self.max_ts = max(self.max_ts, int(seen[-1]))
 
+        # Late: an older bucket than its series reached (duplicates reach nothing: they
+        # count as the batch's lowest bucket, which raises no running maximum that matters),
+        # or a bucket that ended at or before the watermark.
         f = self.ms[0]
         fb = ts - ts % f
-        keep = np.flatnonzero(~dup)
-        order = keep[np.argsort(sid[keep], kind="stable")]
-        s_sorted = sid[order]
-        fb_sorted = fb[order]
-        starts, rank = group_runs(s_sorted)
-        init = self.fine_max[s_sorted[starts]]
-        prev_b = prev_group_max(rank, fb_sorted, init[rank])
-        late = (fb_sorted < prev_b) | (fb_sorted + f <= wm[order])
-        grp_max = np.maximum.reduceat(fb_sorted, starts) if len(starts) else fb_sorted[:0]
-        self.fine_max[s_sorted[starts]] = np.maximum(init, grp_max)
-        self.counters.duplicates += int(dup.sum())
-        self.counters.late += int(late.sum())
+        fb_s = fb[order]
+        init = self.fine_max[heads]
+        reached = fb_s if all_kept else np.where(keep_s, fb_s, fb_s.min())
+        prev_b = prev_group_max(rank, reached, init[rank])
+        late_s = (fb_s < prev_b) | (fb_s + f <= wm[order])
+        grp_max = np.maximum.reduceat(fb_s if all_kept else np.where(keep_s, fb_s, NONE), starts)
+        self.fine_max[heads] = np.maximum(init, grp_max)
+        if not all_kept:
+            late_s &= keep_s
+            self.counters.duplicates += n - int(keep_s.sum())
+        n_late = int(late_s.sum())
+        self.counters.late += n_late
 
-        acc = order[~late]
+        take = keep_s if n_late == 0 else keep_s & ~late_s
+        if all_kept and n_late == 0:
+            acc, s_acc, fb_acc = order, s_sorted, fb_s
+        else:
+            acc, s_acc, fb_acc = order[take], s_sorted[take], fb_s[take]
         if len(acc):
-            self._aggregate(sid[acc], fb[acc], rec[acc], out)
+            price, qty, buy = rec["price"][acc], rec["qty"][acc], rec["side"][acc] == 1
+            self._aggregate(s_acc, fb_acc, out, price=price, qty=qty, buy=buy)
         self.close_until(self.watermark, out)
 
     def _duplicates(
-        self, sid: I64, ids: list[str], num: I64 | None = None
+        self,
+        sid: I64,
+        ids: list[str],
+        num: I64 | None,
+        *,
+        order: npt.NDArray[np.intp],
+        runs: tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]],
     ) -> npt.NDArray[np.bool_]:
-        """Mark ticks whose (series, trade id) was seen before (see the module docstring)."""
+        """Mark ticks whose (series, trade id) was seen before (see the module docstring),
+        in the order ``order`` (the ticks sorted by series; ``runs``: its ``group_runs``)."""
+        starts, rank = runs
         if num is None:
             try:
                 num = np.array(ids, dtype=np.int64)
             except (ValueError, OverflowError):
-                return self._duplicates_slow(sid, ids)
-        order = np.argsort(sid, kind="stable")
+                return self._duplicates_slow(sid, ids)[order]
         s_sorted = sid[order]
         v = num[order]
-        starts, rank = group_runs(s_sorted)
-        init = self.id_hwm[s_sorted[starts]]
+        heads = s_sorted[starts]
+        init = self.id_hwm[heads]
         prev = prev_group_max(rank, v, init[rank])
-        dup = np.empty(len(ids), np.bool_)
-        dup[order] = v <= prev
-        self.id_hwm[s_sorted[starts]] = np.maximum(init, np.maximum.reduceat(v, starts))
+        self.id_hwm[heads] = np.maximum(init, np.maximum.reduceat(v, starts))
+        dup: npt.NDArray[np.bool_] = v <= prev
         return dup
 
     def _duplicates_slow(self, sid: I64, ids: list[str]) -> npt.NDArray[np.bool_]:
@@ -281,8 +309,18 @@ class BarAggregator:
                 hwm[s] = num
         return dup
 
-    def _aggregate(self, sid: I64, fb: I64, rec: npt.NDArray[np.void], out: ClosedBars) -> None:
-        """Fold accepted ticks (sorted by series, stream order within) into the bars.
+    def _aggregate(
+        self,
+        sid: I64,
+        fb: I64,
+        out: ClosedBars,
+        *,
+        price: npt.NDArray[np.floating[Any]],
+        qty: npt.NDArray[np.floating[Any]],
+        buy: npt.NDArray[np.bool_],
+    ) -> None:
+        """Fold accepted ticks (sorted by series, stream order within; ``buy``: the taker
+        bought) into the bars.
 
         Each (series, finest bucket) segment is reduced column-wise: open, high, low, close,
         count, and the three sums as exact left folds (:func:`segment_sums`). Only a series'
@@ -291,8 +329,8 @@ class BarAggregator:
         starting from the bar's (the same additions in the same order as adding tick by
         tick). Python runs only for a segment that starts a new bar, i.e. once per finest
         bar, closing the bar before it."""
-        price = rec["price"].astype(np.float64)
-        qty = rec["qty"].astype(np.float64)
+        price = price.astype(np.float64, copy=False)
+        qty = qty.astype(np.float64, copy=False)
         n = len(sid)
         cut = np.flatnonzero((sid[1:] != sid[:-1]) | (fb[1:] != fb[:-1])) + 1
         starts = np.concatenate([[0], cut])
@@ -307,7 +345,7 @@ class BarAggregator:
         values = np.empty((3, n), np.float64)
         values[0] = qty
         np.multiply(price, qty, out=values[1])
-        values[2] = np.where(rec["side"] == 1, qty, 0.0)
+        values[2] = np.where(buy, qty, 0.0)
         sums = segment_sums(values, starts, ends, init)
         high = np.maximum.reduceat(price, starts)
         low = np.minimum.reduceat(price, starts)
