@@ -361,23 +361,38 @@ class BarAggregator:
         new = ~merge
         if not new.any():
             return
-        fine_ms = self.ms[0]
-        next_end = self.next_end
-        fine_time, fine_vals, fine_trades = self.fine_time, self.fine_vals, self.fine_trades
+        # Each new segment closes the finest bar before it: its series' open bar (merged
+        # above if the segment before it merged) or the segment before it.
+        after = np.zeros(len(starts), np.bool_)  # the segment before is of the same series
+        after[1:] = seg_sid[1:] == seg_sid[:-1]
         vals = np.stack([price[starts], high, low, close, sums[0], sums[1], sums[2]], axis=1)
-        for g, s, bucket, n_ticks in zip(
-            np.flatnonzero(new).tolist(),
-            seg_sid[new].tolist(),
-            seg_fb[new].tolist(),
-            count[new].tolist(),
+        g_new = np.flatnonzero(new)
+        s_new = seg_sid[g_new]
+        from_seg = after[g_new] & new[g_new - 1]
+        g_prev = g_new - 1
+        prev_time = np.where(from_seg, seg_fb[g_prev], self.fine_time[s_new])
+        prev_vals = np.where(from_seg[:, None], vals[g_prev], self.fine_vals[s_new])
+        prev_trades = np.where(from_seg, count[g_prev], self.fine_trades[s_new])
+        fine_ms = self.ms[0]
+        nxt = []
+        for s, bucket, p_time, (o, h, lo, c, v, q, taker), p_trades in zip(
+            s_new.tolist(),
+            seg_fb[g_new].tolist(),
+            prev_time.tolist(),
+            prev_vals.tolist(),
+            prev_trades.tolist(),
             strict=True,
         ):
-            # Close the open bar and coarser ones that ended before this one.
-            nxt = self._advance(s, bucket, out)
-            fine_time[s] = bucket
-            fine_vals[s] = vals[g]
-            fine_trades[s] = n_ticks
-            next_end[s] = min(nxt, bucket + fine_ms)
+            fine = None if p_time == NONE else [p_time, o, h, lo, c, v, q, p_trades, taker]
+            nxt.append(min(self._close(s, fine, bucket, out), bucket + fine_ms))
+        # The last segment of a series with a new one is new: it is the open bar now.
+        last = np.ones(len(g_new), np.bool_)
+        last[:-1] = s_new[1:] != s_new[:-1]
+        g_last, s_last = g_new[last], s_new[last]
+        self.fine_time[s_last] = seg_fb[g_last]
+        self.fine_vals[s_last] = vals[g_last]
+        self.fine_trades[s_last] = count[g_last]
+        self.next_end[s_last] = np.array(nxt, np.int64)[last]
 
     # --- whole bars (history files) ----------------------------------------------------
     def apply_bar(self, exchange: str, symbol: str, bar: list[Any], out: ClosedBars) -> None:
@@ -398,30 +413,38 @@ class BarAggregator:
     def _advance(self, s: int, t: int, out: ClosedBars) -> int:
         """Close every open bar of series ``s`` that ends at or before event time ``t``;
         return (and store in ``next_end``) the earliest end among its bars still open."""
+        start = int(self.fine_time[s])
+        if start != NONE and start + self.ms[0] > t:  # the finest bar stays open
+            nxt = min(self._close(s, None, t, out), start + self.ms[0])
+        else:
+            fine = self.open_bar(s, 0)
+            self.fine_time[s] = NONE
+            nxt = self._close(s, fine, t, out)
+        self.next_end[s] = nxt
+        return nxt
+
+    def _close(self, s: int, fine: list[Any] | None, t: int, out: ClosedBars) -> int:
+        """Emit series ``s``'s finished finest bar ``fine`` (if any) and fold it into the
+        coarser bars, then close those that end at or before ``t``; return the earliest end
+        among the coarser bars still open (``_END``: none)."""
         bars = self.open_bars[s]
         ms = self.ms
-        start = int(self.fine_time[s])
+        if fine is not None:
+            out.add(s, 0, fine)
+            start, o, h, lo, c, v, q, trades, taker = fine
+            for k in range(1, len(ms)):
+                coarse = bars[k]
+                if coarse is None:
+                    bars[k] = [start - start % ms[k], o, h, lo, c, v, q, trades, taker]
+                else:
+                    coarse[2] = max(coarse[2], h)
+                    coarse[3] = min(coarse[3], lo)
+                    coarse[4] = c
+                    coarse[5] += v
+                    coarse[6] += q
+                    coarse[7] += trades
+                    coarse[8] += taker
         nxt = _END
-        if start != NONE:
-            if start + ms[0] <= t:
-                o, h, lo, c, v, q, taker = self.fine_vals[s].tolist()
-                trades = int(self.fine_trades[s])
-                out.add(s, 0, [start, o, h, lo, c, v, q, trades, taker])
-                self.fine_time[s] = NONE
-                for k in range(1, len(ms)):
-                    coarse = bars[k]
-                    if coarse is None:
-                        bars[k] = [start - start % ms[k], o, h, lo, c, v, q, trades, taker]
-                    else:
-                        coarse[2] = max(coarse[2], h)
-                        coarse[3] = min(coarse[3], lo)
-                        coarse[4] = c
-                        coarse[5] += v
-                        coarse[6] += q
-                        coarse[7] += trades
-                        coarse[8] += taker
-            else:
-                nxt = start + ms[0]
         for k in range(1, len(ms)):
             bar = bars[k]
             if bar is None:
@@ -432,7 +455,6 @@ class BarAggregator:
                 bars[k] = None
             elif end < nxt:
                 nxt = end
-        self.next_end[s] = nxt
         return nxt
 
     def close_until(self, t: int, out: ClosedBars) -> None:
