@@ -503,15 +503,15 @@ def segment_sums(values: F64, starts: I64, ends: I64, init: F64, short: int = SH
     else:
         inside = pos < short
         grid[pos[inside] + 1, :, seg[inside]] = values[:, inside].T
-    acc = np.add.accumulate(grid, axis=0)[-1]
+    sums: F64 = np.add.accumulate(grid, axis=0)[-1]
     if longest > short:
         add = operator.add
         rows = values.tolist()
         for g in np.flatnonzero(lengths > short).tolist():
             a, b = int(starts[g]) + short, int(ends[g])
             for r, row in enumerate(rows):
-                acc[r, g] = reduce(add, row[a:b], float(acc[r, g]))
-    return acc
+                sums[r, g] = reduce(add, row[a:b], float(sums[r, g]))
+    return sums
 
 
 def _grow(arr: I64, cap: int, fill: int) -> I64:
