@@ -46,7 +46,7 @@ import numpy as np
 import numpy.typing as npt
 
 from common.contracts import TickBatch
-from detectors.group_runs import group_runs, prev_group_max
+from detectors.group_runs import group_runs, never_falls, prev_group_max
 from detectors.timeframes import Timeframe
 
 I64 = npt.NDArray[np.int64]
@@ -237,9 +237,10 @@ class BarAggregator:
         fb = ts - ts % f
         fb_s = fb[order]
         init = self.fine_max[heads]
-        reached = fb_s if all_kept else np.where(keep_s, fb_s, fb_s.min())
-        prev_b = prev_group_max(rank, reached, init[rank])
-        late_s = (fb_s < prev_b) | (fb_s + f <= wm[order])
+        late_s = fb_s + f <= wm[order]
+        if not (all_kept and never_falls(fb_s, starts, init, strict=False)):
+            reached = fb_s if all_kept else np.where(keep_s, fb_s, fb_s.min())
+            late_s |= fb_s < prev_group_max(rank, reached, init[rank])
         grp_max = np.maximum.reduceat(fb_s if all_kept else np.where(keep_s, fb_s, NONE), starts)
         self.fine_max[heads] = np.maximum(init, grp_max)
         if not all_kept:
@@ -279,9 +280,10 @@ class BarAggregator:
         v = num[order]
         heads = s_sorted[starts]
         init = self.id_hwm[heads]
-        prev = prev_group_max(rank, v, init[rank])
         self.id_hwm[heads] = np.maximum(init, np.maximum.reduceat(v, starts))
-        dup: npt.NDArray[np.bool_] = v <= prev
+        if never_falls(v, starts, init, strict=True):  # ids in order: no duplicate
+            return np.zeros(len(v), np.bool_)
+        dup: npt.NDArray[np.bool_] = v <= prev_group_max(rank, v, init[rank])
         return dup
 
     def _duplicates_slow(self, sid: I64, ids: list[str]) -> npt.NDArray[np.bool_]:

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from common.contracts import Side, Tick, TickBatch
 from common.errors import ConfigError
 from detectors.bars import BarAggregator, ClosedBars, segment_sums
-from detectors.group_runs import group_runs, prev_group_max, prev_group_max_loop
+from detectors.group_runs import group_runs, never_falls, prev_group_max, prev_group_max_loop
 from detectors.timeframes import parse_timeframes
 
 MIN = 60_000
@@ -288,3 +288,22 @@ def test_long_runs_of_one_bucket_sum_in_stream_order() -> None:
     got = run(agg, ticks[:50], ticks[50:], [tick("A", 999, T0 + MIN, 1.0)])
     assert got[0][7] == reduce(operator.add, qty, 0.0)
     assert got[0][9] == len(qty)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 4), st.integers(-5, 5)), min_size=1),
+    st.lists(st.integers(-6, 5), min_size=5, max_size=5),
+    st.booleans(),
+)
+def test_never_falls_means_nothing_is_below_its_previous_maximum(
+    items: list[tuple[int, int]], inits: list[int], strict: bool
+) -> None:
+    items.sort(key=lambda x: x[0])
+    groups = np.array([g for g, _ in items], np.int64)
+    starts, rank = group_runs(groups)
+    v = np.array([x for _, x in items], np.int64)
+    prev = prev_group_max_loop(rank, v, np.array(inits, np.int64)[groups])
+    expected = bool((v > prev).all() if strict else (v >= prev).all())
+    head_init = np.array(inits, np.int64)[groups[starts]]
+    assert never_falls(v, starts, head_init, strict=strict) == expected
