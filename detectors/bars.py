@@ -101,7 +101,7 @@ class BarAggregator:
     """Open bars and closing logic of all series of one partition.
 
     A bar is a list ``[open_time, open, high, low, close, volume, quote_volume, trades,
-    taker_buy_volume]`` (:meth:`open_bar`). The finest timeframe's open bar of each series
+    taker_buy_volume]`` (:meth:`fine_bar`). The finest timeframe's open bar of each series
     (fed by ticks, touched by every batch) lives in arrays — ``fine_time`` (``NONE``: no
     open bar), ``fine_vals`` (open, high, low, close, volume, quote, taker) and
     ``fine_trades`` — so a batch extends it column-wise; ``open_bars[sid][t>0]`` holds the
@@ -151,27 +151,42 @@ class BarAggregator:
                 self.fine_vals = vals
         return sid
 
-    def open_bar(self, s: int, k: int) -> list[Any] | None:
-        """Series ``s``'s open bar of timeframe ``k`` as a list (None: no open bar)."""
-        if k:
-            return self.open_bars[s][k]
+    def fine_bar(self, s: int) -> list[Any] | None:
+        """Series ``s``'s open finest bar as a list (None: no open bar)."""
         t = int(self.fine_time[s])
         if t == NONE:
             return None
         o, h, lo, c, v, q, taker = self.fine_vals[s].tolist()
         return [t, o, h, lo, c, v, q, int(self.fine_trades[s]), taker]
 
-    def set_open_bar(self, s: int, k: int, bar: list[Any] | None) -> None:
-        """Make ``bar`` (a list as :meth:`open_bar` gives, or None) the open bar of series
-        ``s`` and timeframe ``k`` (``next_end`` is the caller's)."""
-        if k:
-            self.open_bars[s][k] = bar
-        elif bar is None:
-            self.fine_time[s] = NONE
-        else:
-            self.fine_time[s] = bar[0]
-            self.fine_vals[s] = (*bar[1:7], bar[8])
-            self.fine_trades[s] = bar[7]
+    def fill_open_bars(self, time: I64, vals: F64, trades: I64) -> None:
+        """Write every open bar of the first ``len(time)`` series into checkpoint arrays
+        (``time`` (series, timeframes), ``NONE`` where none is open; ``vals`` (series,
+        timeframes, >= 7): open, high, low, close, volume, quote, taker; ``trades``)."""
+        n = len(time)
+        open_fine = self.fine_time[:n] != NONE
+        time[:, 0] = self.fine_time[:n]
+        vals[open_fine, 0, :7] = self.fine_vals[:n][open_fine]
+        trades[open_fine, 0] = self.fine_trades[:n][open_fine]
+        for s, bars in enumerate(self.open_bars[:n]):
+            for k in range(1, len(bars)):
+                bar = bars[k]
+                if bar is not None:
+                    time[s, k] = bar[0]
+                    vals[s, k, :7] = (*bar[1:7], bar[8])
+                    trades[s, k] = bar[7]
+
+    def restore_open_bars(self, time: I64, vals: F64, trades: I64) -> None:
+        """Inverse of :meth:`fill_open_bars` (series registered already)."""
+        n = len(time)
+        open_fine = time[:, 0] != NONE
+        self.fine_time[:n] = time[:, 0]
+        self.fine_vals[:n][open_fine] = vals[open_fine, 0, :7]
+        self.fine_trades[:n][open_fine] = trades[open_fine, 0]
+        for s, k in zip(*np.nonzero(time[:, 1:] != NONE), strict=True):
+            v = vals[s, k + 1].tolist()
+            bar = [int(time[s, k + 1]), *v[:6], int(trades[s, k + 1]), v[6]]
+            self.open_bars[int(s)][int(k) + 1] = bar
 
     @property
     def watermark(self) -> int:
@@ -406,7 +421,9 @@ class BarAggregator:
         if bar[0] <= self.fine_max[s]:
             raise ValueError(f"bar at {bar[0]} is not after {self.fine_max[s]}")
         nxt = self._advance(s, bar[0], out)
-        self.set_open_bar(s, 0, bar)
+        self.fine_time[s] = bar[0]
+        self.fine_vals[s] = (*bar[1:7], bar[8])
+        self.fine_trades[s] = bar[7]
         self.fine_max[s] = bar[0]
         self.next_end[s] = min(nxt, bar[0] + self.ms[0])
         self.max_ts = max(self.max_ts, bar[0])
@@ -419,7 +436,7 @@ class BarAggregator:
         if start != NONE and start + self.ms[0] > t:  # the finest bar stays open
             nxt = min(self._close(s, None, t, out), start + self.ms[0])
         else:
-            fine = self.open_bar(s, 0)
+            fine = self.fine_bar(s)
             self.fine_time[s] = NONE
             nxt = self._close(s, fine, t, out)
         self.next_end[s] = nxt
