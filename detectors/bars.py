@@ -30,8 +30,10 @@ Rules (docs/design.md repeats them, section Bars):
   tick in stream order; a coarser bar adds up its finest bars in order. The float results
   are therefore bit-identical however the ticks were batched.
 
-Speed: the per-tick work is numpy over the whole batch (decode, symbol lookup, dedup, late
-detection, grouping); Python loops run once per (symbol, finest bucket) segment of a batch.
+Speed: the per-tick work is numpy over the whole batch (symbol lookup, one sort by series for
+dedup and late detection, the reduction of each (series, finest bucket) run, the merge of runs
+that continue an open finest bar, kept in arrays for that); Python runs once per finest bar
+that closes (emitting it and folding it into the coarser bars, kept as lists), not per tick.
 """
 
 from __future__ import annotations
