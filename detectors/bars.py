@@ -185,10 +185,17 @@ class BarAggregator:
         self.fine_time[:n] = time[:, 0]
         self.fine_vals[:n][open_fine] = vals[open_fine, 0, :7]
         self.fine_trades[:n][open_fine] = trades[open_fine, 0]
-        for s, k in zip(*np.nonzero(time[:, 1:] != NONE), strict=True):
-            v = vals[s, k + 1].tolist()
-            bar = [int(time[s, k + 1]), *v[:6], int(trades[s, k + 1]), v[6]]
-            self.open_bars[int(s)][int(k) + 1] = bar
+        coarse = time[:, 1:] != NONE
+        s_open, k_open = np.nonzero(coarse)
+        for s, k, t, v, count in zip(
+            s_open.tolist(),
+            (k_open + 1).tolist(),
+            time[:, 1:][coarse].tolist(),
+            vals[:, 1:][coarse].tolist(),
+            trades[:, 1:][coarse].tolist(),
+            strict=True,
+        ):
+            self.open_bars[s][k] = [t, *v[:6], count, v[6]]
 
     @property
     def watermark(self) -> int:
