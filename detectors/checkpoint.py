@@ -52,12 +52,7 @@ def dumps(engine: PartitionEngine) -> bytes:
     ob_time = np.full((n, n_tf), NONE, np.int64)
     ob_vals = np.zeros((n, n_tf, _BAR_FLOATS), np.float64)
     ob_trades = np.zeros((n, n_tf), np.int64)
-    for s, bars in enumerate(agg.open_bars):
-        for k, bar in enumerate(bars):
-            if bar is not None:
-                ob_time[s, k] = bar[0]
-                ob_vals[s, k, :7] = (*bar[1:7], bar[8])
-                ob_trades[s, k] = bar[7]
+    agg.fill_open_bars(ob_time, ob_vals, ob_trades)
     rows = n * n_tf
     engine.ensure_rows(rows)  # series that have not closed a bar yet have no rows so far
     arrays: dict[str, npt.NDArray[Any]] = {
@@ -142,10 +137,7 @@ def _restore_bars(agg: BarAggregator, header: dict[str, Any], arrays: dict[str, 
     agg.id_hwm[:n] = arrays["id_hwm"]
     agg.fine_max[:n] = arrays["fine_max"]
     agg.next_end[:n] = arrays["next_end"]
-    ob_time, ob_vals, ob_trades = arrays["ob_time"], arrays["ob_vals"], arrays["ob_trades"]
-    for s, k in zip(*np.nonzero(ob_time != NONE), strict=True):
-        v = ob_vals[s, k].tolist()
-        agg.open_bars[int(s)][int(k)] = [int(ob_time[s, k]), *v[:6], int(ob_trades[s, k]), v[6]]
+    agg.restore_open_bars(arrays["ob_time"], arrays["ob_vals"], arrays["ob_trades"])
     agg.max_ts = int(header["max_ts"])
     agg.forced_wm = int(header["forced_wm"])
     agg.counters = Counters(*header["counters"])

@@ -51,6 +51,20 @@ def prev_group_max(rank: npt.NDArray[np.intp], v: I64, init: I64) -> I64:
     return result
 
 
+def never_falls(v: I64, starts: npt.NDArray[np.intp], init: I64, *, strict: bool) -> bool:
+    """Whether every run of ``v`` (starting at ``starts``) begins above its ``init`` (one
+    per run; at or above unless ``strict``) and rises (or never falls) from one element to
+    the next: then no element is at or below (``strict``) / below the maximum before it,
+    the common case that needs no :func:`prev_group_max`."""
+    first = v[starts]
+    above = first > init if strict else first >= init
+    if not above.all():
+        return False
+    step = v[1:] > v[:-1] if strict else v[1:] >= v[:-1]
+    step[starts[1:] - 1] = True  # a run's first element is compared with its init only
+    return bool(step.all())
+
+
 def prev_group_max_loop(rank: npt.NDArray[np.intp], v: I64, init: I64) -> I64:
     out = np.empty_like(v)
     starts, _ = group_runs(rank.astype(np.int64))

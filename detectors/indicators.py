@@ -93,6 +93,12 @@ class IndicatorBank:
         self.vol_ring: F64 = np.zeros((rows, config.volume_period), np.float64)
 
     @property
+    def warm(self) -> int:
+        """Bars after which a row has left every seeding phase (all values defined)."""
+        cfg = self.config
+        return max(cfg.ema_period, cfg.rsi_period, cfg.atr_period, cfg.volume_period)
+
+    @property
     def rows(self) -> int:
         return len(self.count)
 
@@ -113,9 +119,16 @@ class IndicatorBank:
 
         Values not yet warmed up are NaN (``trend`` included; the engine maps NaN to None).
         """
+        n = self.count[rows]  # bars seen before this one
+        if len(n) and int(n.min()) > self.warm:
+            return self._update_warm(rows, n, (high, low, close, volume))
+        return self._update_any(rows, n, (high, low, close, volume))
+
+    def _update_any(self, rows: I64, n: I64, bar: tuple[F64, F64, F64, F64]) -> dict[str, F64]:
+        """:meth:`update` for rows at any stage (seeding phases chosen per row)."""
+        high, low, close, volume = bar
         cfg = self.config
         f = self.floats
-        n = self.count[rows]  # bars seen before this one
         prev_close = f["prev_close"][rows]
         have_prev = n >= 1
         out: dict[str, F64] = {}
@@ -186,6 +199,66 @@ class IndicatorBank:
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.where(sma > 0.0, volume / sma, np.nan)
         out["volume_ratio"] = np.where(full, ratio, np.nan)
+
+        f["prev_close"][rows] = close
+        self.count[rows] = n + 1
+        return out
+
+    def _update_warm(self, rows: I64, n: I64, bar: tuple[F64, F64, F64, F64]) -> dict[str, F64]:
+        """:meth:`update` for rows that have all seen more than :attr:`warm` bars: the
+        same floating-point steps as the general path takes for them (its ``np.where``
+        branches for seeding all pick the steady-state value), without the masks."""
+        high, low, close, volume = bar
+        cfg = self.config
+        f = self.floats
+        prev_close = f["prev_close"][rows]
+        out: dict[str, F64] = {}
+
+        p = cfg.ema_period
+        ema_prev = f["ema"][rows]
+        new_ema = (close - ema_prev) * (2.0 / (p + 1)) + ema_prev
+        f["ema"][rows] = new_ema
+        f["ema_prev"][rows] = ema_prev
+        out["ema"] = new_ema
+        with np.errstate(divide="ignore", invalid="ignore"):
+            slope = np.where(ema_prev != 0.0, new_ema / ema_prev - 1.0, 0.0)
+        out["ema_slope"] = slope
+        trend = np.where(
+            (close > new_ema) & (slope > 0.0),
+            1.0,
+            np.where((close < new_ema) & (slope < 0.0), -1.0, 0.0),
+        )
+        out["trend"] = trend
+        f["trend"][rows] = trend
+
+        p = cfg.rsi_period
+        diff = close - prev_close
+        rising = diff >= 0
+        gain = f["gain"][rows] * (p - 1)
+        loss = f["loss"][rows] * (p - 1)
+        gain = np.where(rising, gain + diff, gain) / p
+        loss = np.where(diff < 0, loss - diff, loss) / p
+        f["gain"][rows], f["loss"][rows] = gain, loss
+        total = gain + loss
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out["rsi"] = np.where(
+                (total > -TA_EPSILON) & (total < TA_EPSILON), 0.0, 100.0 * (gain / total)
+            )
+
+        p = cfg.atr_period
+        tr = np.maximum(np.maximum(high - low, np.abs(prev_close - high)), np.abs(prev_close - low))
+        atr = (f["atr"][rows] * (p - 1) + tr) / p
+        f["atr"][rows] = atr
+        out["atr"] = atr
+
+        p = cfg.volume_period
+        total = f["vol_total"][rows] + volume
+        sma = total / p
+        f["vol_total"][rows] = total - self.vol_ring[rows, (n + 1) % p]
+        self.vol_ring[rows, n % p] = volume
+        out["volume_sma"] = sma
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out["volume_ratio"] = np.where(sma > 0.0, volume / sma, np.nan)
 
         f["prev_close"][rows] = close
         self.count[rows] = n + 1

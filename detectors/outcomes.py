@@ -89,7 +89,13 @@ class OutcomeTracker:
         w = self.width
         self.age: I64 = np.full((rows, w), -1, np.int64)  # -1 = empty slot
         self.open_time: I64 = np.zeros((rows, w), np.int64)
-        self.floats: dict[str, F64] = {k: np.zeros((rows, w), np.float64) for k in FLOAT_STATE}
+        self._set_state(np.zeros((len(FLOAT_STATE), rows, w), np.float64))
+
+    def _set_state(self, state: F64) -> None:
+        """The float state is one array (``FLOAT_STATE`` x rows x slots), so a step gathers
+        every field of a slot at once; ``floats`` names its planes (views)."""
+        self.state = state
+        self.floats: dict[str, F64] = {k: state[i] for i, k in enumerate(FLOAT_STATE)}
 
     @property
     def enabled(self) -> bool:
@@ -106,8 +112,8 @@ class OutcomeTracker:
         w = self.width
         self.age = np.concatenate([self.age, np.full((rows - old, w), -1, np.int64)])
         self.open_time = np.concatenate([self.open_time, np.zeros((rows - old, w), np.int64)])
-        pad = np.zeros((rows - old, w), np.float64)
-        self.floats = {k: np.concatenate([v, pad]) for k, v in self.floats.items()}
+        pad = np.zeros((len(FLOAT_STATE), rows - old, w), np.float64)
+        self._set_state(np.concatenate([self.state, pad], axis=1))
 
     def advance(self, rows: I64, high: F64, low: F64, close: F64) -> Completed | None:
         """One new closed bar on each of ``rows`` (distinct): age their pending events and
@@ -116,29 +122,39 @@ class OutcomeTracker:
         live = age >= 0
         if not live.any():
             return None
-        f = self.floats
-        f["high"][rows] = np.maximum(f["high"][rows], high[:, None])
-        f["low"][rows] = np.minimum(f["low"][rows], low[:, None])
-        age = np.where(live, age + 1, age)
-        done = live & self.is_horizon[np.maximum(age, 0)]
+        state = self.state
+        extremes = state[1:3, rows]  # running high and low of every slot (free ones too)
+        np.maximum(extremes[0], high[:, None], out=extremes[0])
+        np.minimum(extremes[1], low[:, None], out=extremes[1])
+        state[1:3, rows] = extremes
+        age += live
+        done = live & self.is_horizon[age]  # a free slot (-1) is masked by ``live``
         age[age >= self.width] = -1  # last horizon reached: the slot is free again
         self.age[rows] = age
         if not done.any():
             return None
         ri, si = np.nonzero(done)
         r = rows[ri]
-        base = f["close"][r, si]
+        values = state[:, r, si]  # FLOAT_STATE x completed
+        base = values[0]
+        excursion = values[1:3] / base - 1.0
+        reached = age[ri, si]
+        regime = values[3:6]
+        if np.isfinite(regime).all():
+            trend, atr_ratio, volume_ratio = regime.tolist()
+        else:
+            trend, atr_ratio, volume_ratio = (_nullable(x) for x in regime)
         return Completed(
             rows=r.tolist(),
             open_time=self.open_time[r, si].tolist(),
-            horizon=np.where(age[ri, si] < 0, self.width, age[ri, si]).tolist(),
+            horizon=np.where(reached < 0, self.width, reached).tolist(),
             close=base.tolist(),
             ret=(close[ri] / base - 1.0).tolist(),
-            mfe=(f["high"][r, si] / base - 1.0).tolist(),
-            mae=(f["low"][r, si] / base - 1.0).tolist(),
-            trend=_nullable(f["trend"][r, si]),
-            atr_ratio=_nullable(f["atr_ratio"][r, si]),
-            volume_ratio=_nullable(f["volume_ratio"][r, si]),
+            mfe=excursion[0].tolist(),
+            mae=excursion[1].tolist(),
+            trend=trend,
+            atr_ratio=atr_ratio,
+            volume_ratio=volume_ratio,
         )
 
     def track(

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from common.contracts import Side, Tick, TickBatch
 from common.errors import ConfigError
-from detectors.bars import BarAggregator, ClosedBars
-from detectors.group_runs import group_runs, prev_group_max, prev_group_max_loop
+from detectors.bars import BarAggregator, ClosedBars, segment_sums
+from detectors.group_runs import group_runs, never_falls, prev_group_max, prev_group_max_loop
 from detectors.timeframes import parse_timeframes
 
 MIN = 60_000
@@ -197,9 +197,10 @@ def reference(ticks: list[Tick], lateness: int) -> tuple[list[tuple[Any, ...]], 
             ts_ = [t for t in mine if (t.ts // 1_000_000) // MIN * MIN == b]
             p = [t.price for t in ts_]
             q = [t.qty for t in ts_]
-            bars.append(
-                (sym, "1m", b, p[0], max(p), min(p), p[-1], reduce(operator.add, q, 0.0), len(ts_))
-            )
+            quote = [t.price * t.qty for t in ts_]
+            taker = [t.qty if t.side == "buy" else 0.0 for t in ts_]
+            sums = [reduce(operator.add, x, 0.0) for x in (q, quote, taker)]
+            bars.append((sym, "1m", b, p[0], max(p), min(p), p[-1], *sums[:2], len(ts_), sums[2]))
     return bars, dups, late
 
 
@@ -220,7 +221,7 @@ def test_same_ticks_give_same_bars_whatever_the_batches(case: tuple[Any, ...]) -
     a, b = sorted(rows(whole, out_whole)), sorted(rows(parts, out_parts))
     assert a == b
     ref, dups, late = reference(ticks, lateness)
-    assert [(r[0], r[1], r[2], *r[3:8], r[9]) for r in a if r[1] == "1m"] == ref
+    assert [r for r in a if r[1] == "1m"] == ref
     assert (whole.counters.duplicates, whole.counters.late) == (dups, late)
     # Every 5m bar is the fold of its 1m bars.
     for r in (r for r in a if r[1] == "5m"):
@@ -253,3 +254,56 @@ def test_grouped_running_max_matches_the_loop(
     # The fast path may clip "nothing seen" to just below the smallest value.
     lo = int(v.min()) - 1
     assert fast.tolist() == [max(e, lo) for e in expected]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.integers(1, 40), min_size=1, max_size=12),
+    st.integers(1, 20),
+    st.randoms(use_true_random=False),
+)
+def test_segment_sums_are_left_folds_in_stream_order(
+    lengths: list[int], short: int, rnd: Any
+) -> None:
+    # Values of very different magnitudes, so a different order of additions would show.
+    n = sum(lengths)
+    values = np.array(
+        [[rnd.choice([1e-9, 0.1, 3.0, 1e6, 7e15]) * rnd.random() for _ in range(n)] for _ in "ab"]
+    )
+    init = np.array([[rnd.choice([0.0, 0.3, 1e12]) for _ in lengths] for _ in "ab"])
+    ends = np.cumsum(lengths)
+    starts = ends - np.array(lengths)
+    got = segment_sums(values, starts, ends, init, short=short)
+    for r in range(2):
+        for g, (a, b) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
+            expected = reduce(operator.add, values[r, a:b].tolist(), float(init[r, g]))
+            assert got[r, g] == expected
+
+
+def test_long_runs_of_one_bucket_sum_in_stream_order() -> None:
+    """Many ticks of one bucket in one batch (past the column-wise part of the fold)."""
+    qty = [0.1 * (i % 7) + 1e-7 * i + 1e3 * (i % 3 == 0) for i in range(1, 200)]
+    ticks = [tick("A", i + 1, T0 + i, 100.0 + i % 5, q) for i, q in enumerate(qty)]
+    agg = BarAggregator(TFS, allowed_lateness_ms=0)
+    got = run(agg, ticks[:50], ticks[50:], [tick("A", 999, T0 + MIN, 1.0)])
+    assert got[0][7] == reduce(operator.add, qty, 0.0)
+    assert got[0][9] == len(qty)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 4), st.integers(-5, 5)), min_size=1),
+    st.lists(st.integers(-6, 5), min_size=5, max_size=5),
+    st.booleans(),
+)
+def test_never_falls_means_nothing_is_below_its_previous_maximum(
+    items: list[tuple[int, int]], inits: list[int], strict: bool
+) -> None:
+    items.sort(key=lambda x: x[0])
+    groups = np.array([g for g, _ in items], np.int64)
+    starts, rank = group_runs(groups)
+    v = np.array([x for _, x in items], np.int64)
+    prev = prev_group_max_loop(rank, v, np.array(inits, np.int64)[groups])
+    expected = bool((v > prev).all() if strict else (v >= prev).all())
+    head_init = np.array(inits, np.int64)[groups[starts]]
+    assert never_falls(v, starts, head_init, strict=strict) == expected

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -117,3 +118,28 @@ def test_real_series_equal_talib() -> None:
         ]
         series.append(tuple(cols))
     check_against_talib(series, IndicatorConfig(), seed=2)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_warm_rows_take_the_same_steps_as_the_general_path(seed: int) -> None:
+    """Rows past every seeding phase use a mask-free path: the same bits, same state."""
+    rng = np.random.default_rng(seed)
+    config = IndicatorConfig(ema_period=5, rsi_period=3, atr_period=4, volume_period=6)
+    bank = IndicatorBank(config, 8)
+    series = [random_bars(rng, 60, scale) for scale in (0.01, 1.0, 100.0, 3e4, 1.0, 5.0, 7.0, 9.0)]
+    rows = np.arange(8, dtype=np.int64)
+    for i in range(60):
+        bars = [np.array([s[k][i] for s in series]) for k in range(1, 5)]
+        n = bank.count[rows]
+        if int(n.min()) > bank.warm:
+            twin = copy.deepcopy(bank)
+            fast = bank._update_warm(rows, n, (bars[0], bars[1], bars[2], bars[3]))
+            slow = twin._update_any(rows, n.copy(), (bars[0], bars[1], bars[2], bars[3]))
+            assert list(fast) == list(slow)
+            for key, values in slow.items():
+                assert np.array_equal(fast[key], values, equal_nan=True), key
+            for key, state in twin.arrays().items():
+                assert np.array_equal(bank.arrays()[key], state, equal_nan=True), key
+        else:
+            bank.update(rows, *bars)
+    assert int(bank.count.min()) > bank.warm + 30
