@@ -201,11 +201,16 @@ def test_a_memoized_recent_entry_still_fails_as_before() -> None:
         {**good, "open_time": None},
     ):
         event = make_event(hammer, trend=-1, recent=[bad])
-        with pytest.raises(DecodeError) as got:
-            score_event(event, Model())
-        with pytest.raises(DecodeError) as want:
-            reference.score_event(event, Model())
-        assert (got.value.reason, str(got.value)) == (want.value.reason, str(want.value))
+        assert_fails_as_the_reference(event)
+
+
+def assert_fails_as_the_reference(event: PatternEvent) -> None:
+    """Scoring ``event`` raises the ``DecodeError`` the pre-issue-17 code raises, word for word."""
+    with pytest.raises(DecodeError) as got:
+        score_event(event, Model())
+    with pytest.raises(DecodeError) as want:
+        reference.score_event(event, Model())
+    assert (got.value.reason, str(got.value)) == (want.value.reason, str(want.value))
 
 
 def test_the_caches_are_bounded(rng: random.Random) -> None:
@@ -235,11 +240,7 @@ def test_bad_recent_entries_fail_exactly_as_before() -> None:
     hammer = {"CDLHAMMER": 100}
     for bad in ({"patterns": {}}, {"open_time": "x", "patterns": {}}, {"open_time": T0}):
         event = make_event(hammer, trend=-1, recent=[bad])
-        with pytest.raises(DecodeError) as got:
-            score_event(event, Model())
-        with pytest.raises(DecodeError) as want:
-            reference.score_event(event, Model())
-        assert (got.value.reason, str(got.value)) == (want.value.reason, str(want.value))
+        assert_fails_as_the_reference(event)
         quiet = make_event(hammer, recent=[bad])  # below threshold: recent is never read
         assert score_event(quiet, Model()) == reference.score_event(quiet, Model()) == []
     with pytest.raises(DecodeError):
