@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -58,7 +58,6 @@ RAW_CACHE_SIZE = 8_192  # memoized steps 1-4 results, all models together (~1.2 
 PRIOR_CACHE_SIZE = 8_192  # memoized ``recent`` entries, all models together (~0.6 kB each)
 _NO_FEATURES: Mapping[str, Any] = {}
 _SIGNS = (-1, 0, 1)
-_ALL_MISSING = (None,) * len(FEATURES_USED)
 # The representative TA-Lib value of each value class, in class order (see ``_value_class``).
 _CLASS_VALUES = (-100, 100, -200, 200)
 
@@ -273,13 +272,6 @@ class ModelScorer:
             _rounded(short),
         )
 
-    def raw_of(
-        self, patterns: Mapping[str, int], features: Mapping[str, FeatureValue]
-    ) -> RawScores:
-        """Steps 1-4 of patterns in their features' context."""
-        scored = self.raw(tuple(sorted(patterns.items())), self.context(features))
-        return scored.long, scored.short
-
     def in_cooldown(self, event: PatternEvent, direction: int) -> bool:
         """Step 6: an earlier event within the horizon already cleared the threshold this way."""
         horizon = self.params.cooldown_bars * timeframe_ms(event.bar.timeframe)
@@ -332,7 +324,7 @@ class ModelScorer:
     ) -> list[Signal]:
         """``score_event`` with this model."""
         features = clean_features(event.features)
-        if not emit_warming and tuple(features.values()) == _ALL_MISSING:  # warming_up()
+        if not emit_warming and warming_up(features):
             return []
         scored = self.raw(tuple(sorted(event.patterns.items())), self.context(features))
         out: list[Signal] = []
@@ -421,13 +413,9 @@ def raw_scores(
     patterns: Mapping[str, int], features: Mapping[str, FeatureValue], model: Model
 ) -> dict[int, DirectionScore]:
     """Steps 1-4 (no threshold, no cooldown) for each direction that has any evidence."""
-    long, short = scorer_of(model).raw_of(patterns, features)
-    return {d: ds for d, ds in ((1, long), (-1, short)) if ds is not None}
-
-
-def in_cooldown(event: PatternEvent, direction: int, model: Model) -> bool:
-    """Step 6 for one direction of an event."""
-    return scorer_of(model).in_cooldown(event, direction)
+    scorer = scorer_of(model)
+    scored = scorer.raw(tuple(sorted(patterns.items())), scorer.context(features))
+    return {d: ds for d, ds in ((1, scored.long), (-1, scored.short)) if ds is not None}
 
 
 def score_event(
@@ -442,18 +430,3 @@ def score_event(
     warming up gives no signal unless ``emit_warming`` (``SIGNALS_EMIT_WARMING``).
     """
     return scorer_of(model).score(event, name, emit_warming=emit_warming)
-
-
-def score_events(
-    events: Iterable[PatternEvent],
-    model: Model,
-    name: str | None = None,
-    *,
-    emit_warming: bool = False,
-) -> list[Signal]:
-    """The signals of a batch of events: ``score_event`` of each, concatenated in order."""
-    score = scorer_of(model).score
-    out: list[Signal] = []
-    for event in events:
-        out += score(event, name, emit_warming=emit_warming)
-    return out

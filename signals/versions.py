@@ -29,7 +29,7 @@ from common.contracts import PatternEvent
 from common.errors import ConfigError
 from signals.contract import Signal
 from signals.model import Model, model_from_mapping
-from signals.scoring import ModelScorer, scorer_of
+from signals.scoring import scorer_of
 
 
 @dataclass(frozen=True)
@@ -44,11 +44,6 @@ class ModelVersion:
     def name(self) -> str:
         """What each signal scored with this version carries as ``model``."""
         return f"v{self.version}:{self.model.fingerprint}"
-
-    @cached_property
-    def scorer(self) -> ModelScorer:
-        """The model compiled for scoring (``signals.scoring.scorer_of``)."""
-        return scorer_of(self.model)
 
 
 class ModelHistory:
@@ -109,15 +104,4 @@ class ModelHistory:
     def score(self, event: PatternEvent, *, emit_warming: bool = False) -> list[Signal]:
         """``score_event`` with the covering version's model, named after the version."""
         v = self.at(event.bar.open_time)
-        return v.scorer.score(event, v.name, emit_warming=emit_warming)
-
-    def score_events(
-        self, events: Iterable[PatternEvent], *, emit_warming: bool = False
-    ) -> list[Signal]:
-        """``score`` of each event, concatenated in order (each with its own version). A bad
-        event raises its ``BadInput`` for the whole batch: a caller that dead-letters single
-        events scores them one by one with ``score``."""
-        out: list[Signal] = []
-        for event in events:
-            out += self.score(event, emit_warming=emit_warming)
-        return out
+        return scorer_of(v.model).score(event, v.name, emit_warming=emit_warming)

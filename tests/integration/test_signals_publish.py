@@ -9,7 +9,7 @@ from common.names import Keys
 from signals.append import SignalAppender
 from signals.contract import signal_to_json
 from signals.model import Model
-from signals.scoring import score_events
+from signals.offline import score_events
 from tests.signals_factory import T0, strong_event
 
 

@@ -19,6 +19,7 @@ from common.contracts import PatternEvent
 from common.errors import DecodeError
 from signals.contract import Signal, iso_utc_ms
 from signals.model import DEFAULT_PATTERNS, Calibration, Model, PatternSpec, ScoringParams
+from signals.offline import score_events
 from signals.scoring import (
     _PRIORS,
     PRIOR_CACHE_SIZE,
@@ -28,7 +29,6 @@ from signals.scoring import (
     pattern_evidence,
     raw_scores,
     score_event,
-    score_events,
     scorer_of,
 )
 from signals.versions import ModelHistory, ModelVersion
@@ -135,7 +135,7 @@ def test_scoring_equals_the_reference_on_random_events(rng: random.Random) -> No
 def test_scores_do_not_depend_on_what_the_cache_holds(rng: random.Random) -> None:
     model = random_model(rng)
     events = [random_event(rng) for _ in range(300)]
-    warm = score_events(events, model)
+    warm = [s for e in events for s in score_event(e, model)]
     _cached_raw.cache_clear()
     cold = [s for e in reversed(events) for s in reversed(score_event(e, model))]
     assert list(reversed(cold)) == warm
@@ -144,8 +144,8 @@ def test_scores_do_not_depend_on_what_the_cache_holds(rng: random.Random) -> Non
 def test_score_events_is_score_event_of_each_concatenated(rng: random.Random) -> None:
     model = random_model(rng)
     events = [random_event(rng) for _ in range(500)]
-    want = [s for e in events for s in reference.score_event(e, model, "v2:y")]
-    assert score_events(events, model, "v2:y") == want
+    want = [s for e in events for s in reference.score_event(e, model, f"v1:{model.fingerprint}")]
+    assert score_events(events, model) == want  # signals.offline's, as replay scores
     assert score_events([], model) == []
 
 
@@ -154,7 +154,7 @@ def test_history_scores_a_batch_with_each_events_version(rng: random.Random) -> 
     history = ModelHistory([ModelVersion(1, 0, first), ModelVersion(2, T0 + 15 * 60_000, second)])
     events = [random_event(rng) for _ in range(500)]
     want = [s for e in events for s in history.score(e, emit_warming=True)]
-    assert history.score_events(events, emit_warming=True) == want
+    assert score_events(events, history, emit_warming=True) == want
     assert {s.model for s in want} == {history.versions[0].name, history.versions[1].name}
 
 
