@@ -178,12 +178,13 @@ def connection_kwargs(settings: CommonSettings) -> dict[str, Any]:
     kw: dict[str, Any] = {
         "socket_timeout": settings.redis_socket_timeout,
         "socket_connect_timeout": settings.redis_connect_timeout,
-        "socket_keepalive": True,
         "health_check_interval": HEALTH_CHECK_INTERVAL_S,
         "decode_responses": False,
         "retry": Retry(ExponentialWithJitterBackoff(base=0.05, cap=2.0), RETRIES),
         "retry_on_error": [RedisConnectionError, RedisTimeoutError],
     }
+    if not settings.redis_url.startswith("unix:"):
+        kw["socket_keepalive"] = True  # a TCP option: a ``unix://`` connection refuses it
     if settings.redis_username is not None:
         kw["username"] = settings.redis_username
     if settings.redis_password is not None:
@@ -210,8 +211,6 @@ def redis_from_settings(settings: CommonSettings, **overrides: Any) -> Redis | R
     # swapped for its hiredis-packing twin; ``from_pool`` lets the client close the pool.
     options = kw | dict(parse_url(url))
     stock = options.get("connection_class", Connection)
-    if stock is UnixDomainSocketConnection:
-        options.pop("socket_keepalive")  # a TCP option: a ``unix://`` connection refuses it
     options["connection_class"] = HIREDIS_PACKING_CLASS.get(stock, stock)
     return Redis.from_pool(ConnectionPool(**options))
 

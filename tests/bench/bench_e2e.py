@@ -57,7 +57,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlparse
 
 import asyncpg
@@ -86,7 +85,7 @@ from tests.bench.e2e_support import (
     Stack,
     TradeArrays,
     Trades,
-    cpu_seconds,
+    cpu_snapshot,
     idle_since,
     scrape,
     until_written,
@@ -251,13 +250,6 @@ async def in_process(redis: aioredis.Redis, feed: Feed, store_ticks: bool) -> Ru
         await stack.close(redis)
     run.xadd, run.entry_bytes = await asyncio.to_thread(xadd_baseline, feed, run.per_entry)
     return run
-
-
-async def cpu_snapshot(redis: aioredis.Redis, stack: Stack, me: str) -> dict[str, float]:
-    """CPU seconds so far of each stage, this process and the Redis server."""
-    info: Any = await redis.info("cpu")
-    used = float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
-    return {**stack.cpu(), me: cpu_seconds(os.getpid()), "redis": used}
 
 
 async def finish(run: Run, stack: Stack, feed: Feed) -> None:

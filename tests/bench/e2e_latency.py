@@ -42,7 +42,7 @@ from tests.bench.e2e_support import (
     Stack,
     TradeArrays,
     Trades,
-    cpu_seconds,
+    cpu_snapshot,
     idle_since,
     rss_kib,
     until_written,
@@ -236,7 +236,7 @@ async def soak(
         stack = await feed.start(redis)
         loop = asyncio.get_running_loop()
         t0 = loop.time()
-        cpu0 = await cpu_by_stage(redis, stack)
+        cpu0 = await cpu_snapshot(redis, stack, "bench (writer)")
         reader = asyncio.create_task(read_outputs(redis, stack, t0, raw))
         memory = asyncio.create_task(sample_rss(stack, t0, result))
         last_ms = 0
@@ -251,7 +251,7 @@ async def soak(
                 result.sent += due
             await asyncio.sleep(0.005)
         result.seconds = loop.time() - t0
-        cpu1 = await cpu_by_stage(redis, stack)
+        cpu1 = await cpu_snapshot(redis, stack, "bench (writer)")
         result.cpu = {k: (cpu1[k] - cpu0.get(k, 0.0)) / result.seconds for k in cpu1}
         trailer_ms = (last_ms // 60_000 + 2) * 60_000
         tail = trades.trailer(trailer_ms * MS_NS)
@@ -332,15 +332,6 @@ def latencies(raw: list[Output], closers: Closers, out: Soak) -> None:
 
 def emitted_ms(at: datetime) -> float:
     return at.timestamp() * 1000
-
-
-async def cpu_by_stage(redis: aioredis.Redis, stack: Stack) -> dict[str, float]:
-    """CPU seconds so far of each stage's processes, this process (the writer) and Redis."""
-    info: Any = await redis.info("server")
-    return stack.cpu() | {
-        "bench (writer)": cpu_seconds(os.getpid()),
-        "redis-server": cpu_seconds(int(info["process_id"])),
-    }
 
 
 async def sample_rss(stack: Stack, t0: float, out: Soak) -> None:

@@ -195,6 +195,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+async def cpu_snapshot(redis: aioredis.Redis, stack: Stack, me: str) -> dict[str, float]:
+    """CPU seconds so far of each stage, this process (named ``me``) and the Redis server."""
+    info: Any = await redis.info("cpu")
+    used = float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+    return {**stack.cpu(), me: cpu_seconds(os.getpid()), "redis": used}
+
+
 def rss_kib(pid: int) -> int | None:
     """Resident set size of ``pid`` in KiB (None once it is gone)."""
     try:
