@@ -107,7 +107,7 @@ class BarColumns:
         for part in parts:
             remap = np.array([index.setdefault(k, len(index)) for k in part.keys], np.uint32)
             rec = part.records.copy()
-            rec["key"] = remap[rec["key"]] if len(remap) else rec["key"]
+            rec["key"] = remap[rec["key"]]
             chunks.append(rec)
         records = np.concatenate(chunks) if chunks else np.empty(0, BAR_DTYPE)
         return cls(list(index), records)

@@ -97,7 +97,7 @@ class Output:
         self.rejected.extend(other.rejected)
 
     def bar_columns(self) -> BarColumns:
-        return BarColumns.concat(self.bar_parts) if self.bar_parts else BarColumns()
+        return BarColumns.concat(self.bar_parts)
 
     def event_columns(self) -> EventColumns:
         return EventColumns.concat(self.event_parts)
