@@ -148,9 +148,7 @@ class BarAggregator:
                 self.next_end = _grow(self.next_end, cap, _END)
                 self.fine_time = _grow(self.fine_time, cap, NONE)
                 self.fine_trades = _grow(self.fine_trades, cap, 0)
-                vals = np.zeros((cap, 7), np.float64)
-                vals[: len(self.fine_vals)] = self.fine_vals
-                self.fine_vals = vals
+                self.fine_vals = _grow(self.fine_vals, cap, 0)
         return sid
 
     def fine_bar(self, s: int) -> list[Any] | None:
@@ -235,7 +233,7 @@ class BarAggregator:
         starts, rank = group_runs(s_sorted)
         heads = s_sorted[starts]
         dup_s = self._duplicates(
-            sid, batch.trade_ids, numeric_ids, order=order, runs=(starts, rank)
+            sid, batch.trade_ids, numeric_ids, order=order, runs=(starts, rank), heads=heads
         )
         keep_s = ~dup_s
         all_kept = bool(keep_s.all())
@@ -291,18 +289,18 @@ class BarAggregator:
         *,
         order: npt.NDArray[np.intp],
         runs: tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]],
+        heads: I64,
     ) -> npt.NDArray[np.bool_]:
         """Mark ticks whose (series, trade id) was seen before (see the module docstring),
-        in the order ``order`` (the ticks sorted by series; ``runs``: its ``group_runs``)."""
+        in the order ``order`` (the ticks sorted by series; ``runs``: its ``group_runs``;
+        ``heads``: the series of each run)."""
         starts, rank = runs
         if num is None:
             try:
                 num = np.array(ids, dtype=np.int64)
             except (ValueError, OverflowError):
                 return self._duplicates_slow(sid, ids)[order]
-        s_sorted = sid[order]
         v = num[order]
-        heads = s_sorted[starts]
         init = self.id_hwm[heads]
         self.id_hwm[heads] = np.maximum(init, np.maximum.reduceat(v, starts))
         if never_falls(v, starts, init, strict=True):  # ids in order: no duplicate
@@ -542,7 +540,8 @@ def segment_sums(values: F64, starts: I64, ends: I64, init: F64, short: int = SH
     return sums
 
 
-def _grow(arr: I64, cap: int, fill: int) -> I64:
-    bigger = np.full(cap, fill, np.int64)
+def _grow(arr: npt.NDArray[Any], cap: int, fill: int) -> npt.NDArray[Any]:
+    """``arr`` with ``cap`` rows (the same dtype and row shape), new rows set to ``fill``."""
+    bigger = np.full((cap, *arr.shape[1:]), fill, arr.dtype)
     bigger[: len(arr)] = arr
     return bigger
