@@ -54,9 +54,6 @@ class SignalAppender:
         self.maxlen = maxlen
         self._script = redis.register_script(APPEND_LUA)
         self._publish = redis.register_script(PUBLISH_LUA)
-        # The JSON of the last appended batch, by signal identity, so publishing those
-        # signals does not encode them again (bounded: one batch).
-        self._encoded: dict[int, tuple[Signal, bytes]] = {}
 
     async def append(
         self,
@@ -64,12 +61,14 @@ class SignalAppender:
         *,
         config_version: int | None = None,
         scored_through: int | None = None,
+        encoded: Sequence[bytes] | None = None,
     ) -> list[bytes | None] | None:
         """Append the signals not seen before; returns each one's stream id, or None if dup.
 
         With ``config_version``: returns None (nothing appended, nothing moved) when the
         configuration has a newer version than that one. ``scored_through``: the greatest bar
-        open time of the events the batch scored (signals or not), recorded when appended."""
+        open time of the events the batch scored (signals or not), recorded when appended.
+        ``encoded``: each signal's ``signal_to_json``, when the caller has it already."""
         if not signals and scored_through is None:
             return []
         args: list[bytes | str | int] = [
@@ -78,13 +77,10 @@ class SignalAppender:
             "" if config_version is None else config_version,
             "" if scored_through is None else scored_through,
         ]
-        encoded: dict[int, tuple[Signal, bytes]] = {}
-        for s in signals:
-            data = signal_to_json(s)
-            encoded[id(s)] = (s, data)
+        documents = encoded if encoded is not None else [signal_to_json(s) for s in signals]
+        for s, data in zip(signals, documents, strict=True):
             # As bytes: redis-py passes bytes through, the cheapest argument it packs.
             args += [s.id.encode(), b"%d" % s.open_time_ms, b"%d" % s.v, data]
-        self._encoded = encoded
         k = self.keys
         result = await self._script(
             keys=[k.signals, k.signal_ids, k.config_current, k.config_scored], args=args
@@ -93,19 +89,15 @@ class SignalAppender:
             return None
         return [r if isinstance(r, bytes) else None for r in result[1:]]
 
-    async def publish(self, signals: Sequence[Signal]) -> None:
+    async def publish(
+        self, signals: Sequence[Signal], encoded: Sequence[bytes] | None = None
+    ) -> None:
         """PUBLISH each signal on its symbol's channel (fire-and-forget: listeners accept loss),
-        all in one script call."""
+        all in one script call; ``encoded`` as for :meth:`append`."""
         if not signals:
             return
+        documents = encoded if encoded is not None else [signal_to_json(s) for s in signals]
         args: list[bytes | str] = []
-        for s in signals:
-            args += [self.keys.signal_channel(s.exchange, s.symbol), self._json(s)]
+        for s, data in zip(signals, documents, strict=True):
+            args += [self.keys.signal_channel(s.exchange, s.symbol), data]
         await self._publish(keys=[], args=args)
-
-    def _json(self, signal: Signal) -> bytes:
-        """``signal_to_json``, reusing the last append's encoding of this very object."""
-        known = self._encoded.get(id(signal))
-        if known is not None and known[0] is signal:
-            return known[1]
-        return signal_to_json(signal)

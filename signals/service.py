@@ -41,7 +41,7 @@ from common.names import GROUP_SIGNALS
 from common.redis import AnyRedis
 from common.stream_worker import BatchResult, Entry, StreamWorker, TrimPolicy, TrimResult
 from signals.append import SignalAppender
-from signals.contract import Signal, now_iso
+from signals.contract import Signal, now_iso, signal_to_json
 from signals.liveconfig import seed_document
 from signals.metrics import SIGNALS_METRICS
 from signals.settings import SignalsSettings
@@ -174,19 +174,24 @@ class SignalsService(StreamWorker):
         (nothing appended) when ``config_version`` is no longer the newest version."""
         stamp = now_iso()
         stamped = [s.stamped(stamp) for s in scored]
+        documents = [signal_to_json(s) for s in stamped]  # encoded once: appended, published
         started = time.perf_counter()
         stream_ids = await self.appender.append(
-            stamped, config_version=config_version, scored_through=scored_through
+            stamped,
+            config_version=config_version,
+            scored_through=scored_through,
+            encoded=documents,
         )
         SIGNALS_METRICS.append_seconds.observe(time.perf_counter() - started)
         if stream_ids is None:
             return None
-        new = [s for s, sid in zip(stamped, stream_ids, strict=True) if sid is not None]
+        appended = [i for i, sid in enumerate(stream_ids) if sid is not None]
+        new = [stamped[i] for i in appended]
         SIGNALS_METRICS.duplicates.inc(len(stamped) - len(new))
         for direction, count in Counter(s.direction for s in new).items():
             SIGNALS_METRICS.emitted.labels(direction).inc(count)
         if self.publish:
-            await self.appender.publish(new)
+            await self.appender.publish(new, [documents[i] for i in appended])
         return new
 
 

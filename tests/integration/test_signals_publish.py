@@ -24,7 +24,7 @@ async def test_a_batch_is_published_in_order_as_its_stream_documents(
     appender = SignalAppender(redis_client, keys)
     stream_ids = await appender.append(signals)
     assert stream_ids is not None and len(stream_ids) == 6 and all(stream_ids)
-    # The appended objects reuse their encoding; an equal copy not appended is encoded anew.
+    # Without their documents given, publish encodes them (a copy not appended too).
     copy = signals[0].stamped(signals[0].emitted_at)
     await appender.publish([*signals, copy])
     got = []
