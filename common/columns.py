@@ -40,6 +40,10 @@ MAX_ENTRY_RECORDS = 256
 
 Key = tuple[str, str, str]  # (exchange, symbol, timeframe)
 Features = dict[str, float | int | None]
+# One event's ``recent`` list: as decoded (a list of entries), or as the detector holds it,
+# already encoded (the JSON array: each entry is encoded once, when its event fires, and
+# reused by the next ``cooldown_bars`` events of its series instead of encoded again).
+Recent = list[dict[str, Any]] | bytes
 
 BAR_DTYPE = np.dtype(
     [
@@ -236,14 +240,15 @@ def feature_matrix(
 class EventColumns:
     """Pattern events as columns: ``bars`` (one per event), ``fired`` (event, pattern index
     into ``names``, value) grouped by event in each event's order, ``features`` (one row per
-    event, one column per ``feature_table`` entry ``(name, is_integer)``), ``recent``."""
+    event, one column per ``feature_table`` entry ``(name, is_integer)``), ``recent`` (each
+    event's list, or its JSON: :data:`Recent`)."""
 
     bars: BarColumns = field(default_factory=BarColumns)
     names: list[str] = field(default_factory=list)
     fired: npt.NDArray[np.void] = field(default_factory=lambda: np.empty(0, FIRED_DTYPE))
     feature_table: list[tuple[str, bool]] = field(default_factory=list)
     features: npt.NDArray[np.float64] = field(default_factory=lambda: np.empty((0, 0)))
-    recent: list[list[dict[str, Any]]] = field(default_factory=list)
+    recent: list[Recent] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.bars)
@@ -326,7 +331,7 @@ class EventColumns:
         pats = pattern_dicts(self.names, self.fired, n)
         feats = feature_dicts(self.feature_table, self.features)
         return [
-            PatternEvent(bar, p, f, list(r))
+            PatternEvent(bar, p, f, orjson.loads(r) if isinstance(r, bytes) else list(r))
             for bar, p, f, r in zip(self.bars.to_bars(), pats, feats, self.recent, strict=True)
         ]
 
@@ -341,7 +346,9 @@ class EventColumns:
             [[name, "i" if is_int else "f"] for name, is_int in self.feature_table]
         )
         out[b"m"] = np.ascontiguousarray(self.features, "<f8").tobytes()
-        out[b"r"] = orjson.dumps(self.recent)
+        out[b"r"] = b"[%b]" % b",".join(
+            r if isinstance(r, bytes) else orjson.dumps(r) for r in self.recent
+        )
         return out
 
     def encode(self) -> list[dict[bytes, bytes]]:

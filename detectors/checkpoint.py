@@ -78,7 +78,11 @@ def dumps(engine: PartitionEngine) -> bytes:
         "last_id": engine.last_id,
         "counters": [agg.counters.ticks, agg.counters.duplicates, agg.counters.late],
         "str_ids": {str(s): list(q) for s, (q, _) in agg.str_ids.items()},
-        "recent": {str(r): ev for r, ev in engine.recent.items() if ev},
+        # The entries as they were encoded when their events fired: the same JSON as before
+        # they were kept encoded (checkpoints are byte-identical either way).
+        "recent": {
+            str(r): [orjson.Fragment(doc) for _, doc in ev] for r, ev in engine.recent.items() if ev
+        },
     }
     head = orjson.dumps(header)
     buf = io.BytesIO()
@@ -125,7 +129,13 @@ def loads(
         except (KeyError, ValueError, IndexError) as e:
             raise DecodeError("checkpoint", f"pending outcomes: {e!r}") from e
     engine.ensure_rows(rows)
-    engine.recent = {int(r): ev for r, ev in header["recent"].items()}
+    try:
+        engine.recent = {
+            int(r): [(int(e["open_time"]), orjson.dumps(e)) for e in ev]
+            for r, ev in header["recent"].items()
+        }
+    except (KeyError, TypeError, ValueError) as e:
+        raise DecodeError("checkpoint", f"recent events: {e!r}") from e
     engine.last_id = header["last_id"]
     return engine
 

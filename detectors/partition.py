@@ -23,12 +23,14 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 
 from common.columns import (
     BAR_DTYPE,
     FIRED_DTYPE,
     BarColumns,
     EventColumns,
+    Recent,
     feature_dicts,
     feature_matrix,
     pattern_dicts,
@@ -127,7 +129,10 @@ class PartitionEngine:
         self.ind = IndicatorBank(config.indicators)
         self.pstate: PatternState = self.patterns.new_state(0)
         self.window: F64 = np.zeros((4, 0, self.patterns.window), np.float64)
-        self.recent: dict[int, list[dict[str, Any]]] = {}
+        # Per row, its events within the cooldown horizon, oldest first: (open time, the
+        # ``recent`` entry as JSON). Encoded once, when the event fires; an event's ``recent``
+        # is its row's entries joined (``_events``), and the checkpoint embeds them as they are.
+        self.recent: dict[int, list[tuple[int, bytes]]] = {}
         self.outcomes = OutcomeTracker(config.outcomes)
         self.last_id: str | None = None
 
@@ -302,7 +307,7 @@ class PartitionEngine:
         names = self.patterns.names
         bars = columns.take(fired_at)
         span = self.config.cooldown_bars * int(self.tf_ms[t])
-        recents: list[list[dict[str, Any]]] = []
+        recents: list[Recent] = []
         state = self.recent
         for row, open_time, pats, features in zip(
             rows[fired_at].tolist(),
@@ -312,11 +317,12 @@ class PartitionEngine:
             strict=True,
         ):
             horizon = open_time - span
-            recent = [e for e in state.get(row, []) if e["open_time"] >= horizon]
-            recents.append(list(recent))
+            recent = [e for e in state.get(row, ()) if e[0] >= horizon]
+            recents.append(b"[%b]" % b",".join([doc for _, doc in recent]))
             # The entry carries the bar's features too, so the signals stage judges an earlier
             # bar with its own context (trend, RSI, volume) when applying a cooldown.
-            recent.append({"open_time": open_time, "patterns": pats, "features": features})
+            doc = orjson.dumps({"open_time": open_time, "patterns": pats, "features": features})
+            recent.append((open_time, doc))
             state[row] = recent
         return EventColumns(bars, list(names), fired, table, matrix, recents)
 
