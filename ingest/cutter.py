@@ -12,7 +12,14 @@ The buffer is bounded by ``max_pending`` ticks, counted from the offer until the
 reports them written (:meth:`done`): an offer is always accepted, its answer says whether
 there is room for more (False: the producer must wait). ``wake`` is called when the
 flusher has something to do: the first tick after an empty buffer (its latency clock
-starts, ``first_at``) and the first full batch.
+starts, ``first_at``), the first full batch, and a *boundary tick*.
+
+Boundary ticks (``boundary_ns``, ``INGEST_BOUNDARY_FLUSH_MS``): the first tick of a
+partition whose exchange time lies in a later interval of that length than any tick of the
+partition before it is the tick that closes the partition's bars (the detectors close a bar
+on the first tick past its end, and bar boundaries are whole seconds). It sets ``urgent``:
+the flusher writes at once instead of waiting out the latency bound, so a bar closes ~one
+flush interval sooner, for the price of one more (small) entry per partition and interval.
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ class BatchCutter:
         max_pending: int,
         wake: Callable[[], None] = _nothing,
         clock: Callable[[], float] = time.monotonic,
+        boundary_ns: int = 0,
     ) -> None:
         if batch_size < 1 or max_pending < batch_size:
             raise ValueError("need 1 <= batch_size <= max_pending")
@@ -68,6 +76,9 @@ class BatchCutter:
         self.full = False  # pending reached max_pending: producers wait
         self.closed = False  # offers are refused (the writer is closing)
         self._batch_signalled = False  # wake was called for the current full batch
+        self.boundary_ns = boundary_ns  # 0: no boundary flushes
+        self._interval: dict[int, int] = {}  # per partition, the latest interval it reached
+        self.urgent = False  # a boundary tick is buffered: flush now
 
     # --- producers -----------------------------------------------------------------
     def offer(self, ticks: Iterable[Tick]) -> bool:
@@ -79,6 +90,7 @@ class BatchCutter:
         # Inlined grouping by partition (this runs once per frame).
         buffers, cache = self._buffers, self._partition_cache
         n = 0
+        latest: dict[int, int] = {}  # per partition, its latest tick time in this offer
         for t in ticks:
             key = (t.exchange, t.symbol)
             p = cache.get(key)
@@ -89,7 +101,11 @@ class BatchCutter:
                 buffers[p] = [t]
             else:
                 buf.append(t)
+            if t.ts > latest.get(p, -1):
+                latest[p] = t.ts
             n += 1
+        if self.boundary_ns:
+            self._reached(latest.keys(), latest.values())
         return self._added(n) if n else not self.full
 
     def offer_columns(self, cols: TradeColumns) -> bool:
@@ -103,6 +119,8 @@ class BatchCutter:
             return not self.full
         parts = self._partitions_of(cols.exchange, cols.symbols)
         if parts.count(parts[0]) == n:
+            if self.boundary_ns:
+                self._reached(parts[:1], [int(cols.ts.max())])
             self._add_segment(parts[0], Slice(pack(cols), 0, n))
             return self._added(n)
         # One stable sort groups the trades by partition (order kept within each); each
@@ -112,9 +130,25 @@ class BatchCutter:
         packed = pack(cols, order)
         grouped = of_trade[order]
         cuts = (np.flatnonzero(grouped[1:] != grouped[:-1]) + 1).tolist()
-        for p, lo, hi in zip(grouped[[0, *cuts]].tolist(), [0, *cuts], [*cuts, n], strict=True):
+        present = grouped[[0, *cuts]].tolist()
+        if self.boundary_ns:
+            latest = np.maximum.reduceat(cols.ts[order], [0, *cuts]).tolist()
+            self._reached(present, latest)
+        for p, lo, hi in zip(present, [0, *cuts], [*cuts, n], strict=True):
             self._add_segment(p, Slice(packed, lo, hi))
         return self._added(n)
+
+    def _reached(self, partitions: Iterable[int], latest_ts: Iterable[int]) -> None:
+        """Each of ``partitions`` got ticks up to ``latest_ts`` (ns): a later interval than
+        the partition had reached makes this a boundary offer (see the module docstring)."""
+        reached = self._interval
+        for p, ts in zip(partitions, latest_ts, strict=True):
+            interval = ts // self.boundary_ns
+            if interval > reached.get(p, interval - 1):
+                if p in reached and not self.urgent:
+                    self.urgent = True
+                    self._wake()
+                reached[p] = interval
 
     def _added(self, n: int) -> bool:
         """Account for ``n`` ticks just buffered; the value ``offer`` returns."""
@@ -173,6 +207,7 @@ class BatchCutter:
         self.buffered = 0
         self._batch_signalled = False
         self.first_at = None
+        self.urgent = False
         return cut
 
     def done(self, n: int) -> bool:

@@ -74,6 +74,7 @@ class IngestService(Service):
             self.metrics,
             batch_size=s.batch_size,
             flush_interval=s.flush_ms / 1000.0,
+            boundary_flush_ms=s.boundary_flush_ms,
             max_pending=s.queue_bound,
             maxlen=s.stream_maxlen or None,
             sequential=frozenset(e for e, _ in s.exchanges if get_adapter(e).trade_ids_sequential),

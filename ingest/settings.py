@@ -8,6 +8,9 @@ variable                           default    meaning
 ``INGEST_URL_<EXCHANGE>``          adapter's  WebSocket URL override (``-`` → ``_``, e.g.
                                               ``INGEST_URL_BINANCE_FUTURES``): simulator/tests
 ``INGEST_FLUSH_MS``                5          latency bound of a tick micro-batch
+``INGEST_BOUNDARY_FLUSH_MS``       1000       flush at once the first tick of a partition in
+                                              each new interval of this length (exchange
+                                              time): the tick that closes its bars (0: off)
 ``INGEST_BATCH_SIZE``              1000       ticks per ``ticks:{p}`` entry at most
 ``INGEST_QUEUE_BOUND``             100000     ticks held in memory before reads pause
 ``INGEST_STREAM_MAXLEN``           0          approximate MAXLEN per tick stream (0 = none;
@@ -72,6 +75,7 @@ class IngestSettings:
     exchanges: tuple[tuple[str, tuple[str, ...]], ...]  # (exchange, native symbols)
     urls: tuple[tuple[str, str], ...] = ()  # (exchange, URL override)
     flush_ms: float = 5.0
+    boundary_flush_ms: int = 1000
     batch_size: int = 1000
     queue_bound: int = 100_000
     stream_maxlen: int = 0
@@ -127,6 +131,9 @@ class IngestSettings:
             exchanges=exchanges,
             urls=tuple(urls),
             flush_ms=env_float(env, "INGEST_FLUSH_MS", d.flush_ms, lo=0.0, hi=60_000),
+            boundary_flush_ms=env_int(
+                env, "INGEST_BOUNDARY_FLUSH_MS", d.boundary_flush_ms, lo=0, hi=86_400_000
+            ),
             batch_size=batch,
             queue_bound=bound,
             stream_maxlen=env_int(env, "INGEST_STREAM_MAXLEN", d.stream_maxlen, lo=0),

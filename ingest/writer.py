@@ -8,7 +8,8 @@ this module is the async shell around it: one flusher task appends each flush's
 :class:`~common.contracts.TickBatch` entries with one non-transactional pipeline, retries,
 and makes producers wait while the cutter is full. A flush happens as soon as
 ``batch_size`` ticks are buffered, or ``flush_interval`` seconds after the oldest unflushed
-tick arrived — the latency bound.
+tick arrived — the latency bound —, or at once when a tick that closes bars arrives (the
+cutter's boundary ticks, ``boundary_flush_ms``).
 
 Backpressure, and why nothing is dropped
 ----------------------------------------
@@ -82,6 +83,7 @@ class TickWriter:
         *,
         batch_size: int = DEFAULTS.batch_size,
         flush_interval: float = DEFAULTS.flush_ms / 1000.0,
+        boundary_flush_ms: int = DEFAULTS.boundary_flush_ms,
         max_pending: int = DEFAULTS.queue_bound,
         maxlen: int | None = None,
         retry_max_delay: float = 5.0,
@@ -91,7 +93,11 @@ class TickWriter:
         self._keys = keys
         self._metrics = metrics
         self.cutter = BatchCutter(
-            keys.partitions, batch_size=batch_size, max_pending=max_pending, wake=self._work
+            keys.partitions,
+            batch_size=batch_size,
+            max_pending=max_pending,
+            wake=self._work,
+            boundary_ns=int(boundary_flush_ms * 1_000_000),
         )
         # The producers' calls go straight to the cutter (bound here, not wrapped: they
         # run once a frame).
@@ -197,7 +203,7 @@ class TickWriter:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            if not self._closing and cutter.pending < cutter.batch_size:
+            if not self._closing and cutter.pending < cutter.batch_size and not cutter.urgent:
                 first = cutter.first_at if cutter.first_at is not None else time.monotonic()
                 delay = first + self.flush_interval - time.monotonic()
                 if delay > 0:

@@ -66,6 +66,26 @@ async def test_latency_bound_flushes_a_partial_batch(
         assert await redis_client.xlen(keys.ticks(p)) == 1
 
 
+async def test_a_tick_that_closes_bars_is_written_without_waiting_for_the_latency_bound(
+    redis_client: aioredis.Redis, keys: Keys
+) -> None:
+    metrics = IngestMetrics(CollectorRegistry())
+    second = 1_000_000_000
+    p = partition_of("binance", "BTC-USDT", keys.partitions)
+    async with TickWriter(
+        redis_client, keys, metrics, batch_size=1000, flush_interval=3600, boundary_flush_ms=1000
+    ) as w:
+        first, closing = _ticks("BTC-USDT", 2)
+        await w.put([first._replace(ts=5 * second)])
+        await w.put([closing._replace(ts=6 * second)])  # the partition's first tick of second 6
+        # Only the boundary flush can write it within the minute: the latency bound is an
+        # hour away.
+        read = await redis_client.xread({keys.ticks(p): "0-0"}, block=60_000)
+        assert read, "nothing written: the boundary tick waited for the latency bound"
+        ((_, [(_, fields)]),) = read
+        assert [t.ts for t in TickBatch.decode(fields)] == [5 * second, 6 * second]
+
+
 async def test_outage_blocks_producers_and_loses_nothing(
     redis_client: aioredis.Redis, keys: Keys
 ) -> None:

@@ -9,6 +9,7 @@ import pytest
 from common.contracts import Tick
 from common.names import partition_of
 from ingest.cutter import BatchCutter, cut_size
+from tests.unit.test_ingest_packing import _columns
 
 
 def _ticks(n: int, symbol: str = "BTC-USDT", start: int = 1) -> list[Tick]:
@@ -81,3 +82,49 @@ def test_drop_gives_up_everything_and_a_closed_cutter_refuses_offers() -> None:
         cutter.offer(_ticks(1))
     with pytest.raises(ValueError, match="batch_size"):
         BatchCutter(4, batch_size=10, max_pending=5)
+
+
+SECOND = 1_000_000_000
+
+
+def _at(symbol: str, trade_id: int, ts: int) -> Tick:
+    return Tick("binance", symbol, symbol.replace("-", ""), str(trade_id), 1.0, 1.0, "buy", ts, 0)
+
+
+@pytest.mark.parametrize("columns", [False, True], ids=["ticks", "columns"])
+def test_the_first_tick_of_a_partition_in_a_new_second_makes_the_flush_urgent(
+    columns: bool,
+) -> None:
+    woken: list[int] = []
+    cutter = BatchCutter(4, batch_size=100, max_pending=1000, wake=lambda: woken.append(1),
+                         boundary_ns=SECOND)  # fmt: skip
+    a, b = "BTC-USDT", "ETH-USDT"
+    assert partition_of("binance", a, 4) != partition_of("binance", b, 4)
+
+    def offer(ticks: list[Tick]) -> None:
+        if columns:
+            cutter.offer_columns(_columns(ticks))
+        else:
+            cutter.offer(ticks)
+
+    offer([_at(a, 1, 5 * SECOND + 10), _at(b, 1, 5 * SECOND + 20)])  # first seen: no boundary
+    assert not cutter.urgent and woken == [1]  # only the latency clock started
+    offer([_at(a, 2, 5 * SECOND + 900_000_000), _at(b, 2, 5 * SECOND + 999_999_999)])
+    assert not cutter.urgent  # the same second
+    offer([_at(b, 3, 5 * SECOND + 999_999_999), _at(a, 3, 6 * SECOND)])  # a's partition crosses
+    assert cutter.urgent and woken == [1, 1]
+    offer([_at(b, 4, 6 * SECOND + 1)])  # b's crossing while urgent: no second wake
+    assert cutter.urgent and woken == [1, 1]
+    cutter.take()
+    assert not cutter.urgent
+    offer([_at(a, 4, 6 * SECOND + 5)])  # a reached second 6 already: nothing to hurry
+    assert not cutter.urgent
+    offer([_at(b, 5, 8 * SECOND)])  # a jump of several seconds is a boundary too
+    assert cutter.urgent
+
+
+def test_without_a_boundary_length_no_tick_is_urgent() -> None:
+    cutter = BatchCutter(4, batch_size=100, max_pending=1000)
+    cutter.offer([_at("BTC-USDT", 1, SECOND)])
+    cutter.offer([_at("BTC-USDT", 2, 9 * SECOND)])
+    assert not cutter.urgent
