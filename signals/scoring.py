@@ -320,9 +320,15 @@ class ModelScorer:
         return open_time, self.raw(items, self.context(features))
 
     def score(
-        self, event: PatternEvent, name: str | None = None, *, emit_warming: bool = False
+        self,
+        event: PatternEvent,
+        name: str | None = None,
+        *,
+        emit_warming: bool = False,
+        emitted_at: str | None = None,
     ) -> list[Signal]:
-        """``score_event`` with this model."""
+        """``score_event`` with this model; the signals carry ``emitted_at`` (the live worker
+        stamps them as they are built, instead of copying each one to stamp it)."""
         features = clean_features(event.features)
         if not emit_warming and warming_up(features):
             return []
@@ -351,7 +357,7 @@ class ModelScorer:
                     ds.supporting,
                     features,
                     name or self.model.fingerprint,
-                    None,  # emitted_at
+                    emitted_at,
                     SIGNALS_VERSION,
                     bar.close,
                     dict(contributions),

@@ -5,7 +5,8 @@ v1: one event; :mod:`common.columns` decodes both):
 
 1. decode and score every event (pure; an entry that does not decode is dead-lettered, an
    event that cannot be scored is dead-lettered alone, and the batch goes on);
-2. stamp ``emitted_at`` and append all the batch's signals in one Lua call (``append.lua``):
+2. stamp ``emitted_at`` (one stamp per batch, set as the signals are built) and append all
+   the batch's signals in one Lua call (``append.lua``):
    ids already on the stream are skipped, so a redelivery never duplicates a signal;
 3. PUBLISH the newly appended ones on their symbol's channel (lossy by design);
 4. XACK the batch.
@@ -137,6 +138,7 @@ class SignalsService(StreamWorker):
         """Score, append, publish; the runtime acks what is not marked failed."""
         for _ in range(5):
             history = self.history
+            stamp = now_iso()  # the batch's emitted_at, set as its signals are built
             result = BatchResult()
             scored: list[Signal] = []
             through: int | None = None
@@ -151,7 +153,9 @@ class SignalsService(StreamWorker):
                     continue
                 for event in entry_events:
                     try:
-                        scored.extend(history.score(event, emit_warming=self.emit_warming))
+                        scored.extend(
+                            history.score(event, emit_warming=self.emit_warming, emitted_at=stamp)
+                        )
                     except BadInput as err:
                         result.fail(_one_event(entry, event, len(entry_events)), err)
                         continue
@@ -170,10 +174,11 @@ class SignalsService(StreamWorker):
         config_version: int | None = None,
         scored_through: int | None = None,
     ) -> list[Signal] | None:
-        """Stamp, append atomically, publish the new ones; returns the new ones, or None
-        (nothing appended) when ``config_version`` is no longer the newest version."""
+        """Stamp what is not stamped yet, append atomically, publish the new ones; returns
+        the new ones, or None (nothing appended) when ``config_version`` is no longer the
+        newest version."""
         stamp = now_iso()
-        stamped = [s.stamped(stamp) for s in scored]
+        stamped = [s if s.emitted_at else s.stamped(stamp) for s in scored]
         documents = [signal_to_json(s) for s in stamped]  # encoded once: appended, published
         started = time.perf_counter()
         stream_ids = await self.appender.append(

@@ -101,7 +101,12 @@ class ModelHistory:
         i = bisect.bisect_right(self._starts, open_time_ms) - 1
         return self.versions[max(i, 0)]
 
-    def score(self, event: PatternEvent, *, emit_warming: bool = False) -> list[Signal]:
-        """``score_event`` with the covering version's model, named after the version."""
+    def score(
+        self, event: PatternEvent, *, emit_warming: bool = False, emitted_at: str | None = None
+    ) -> list[Signal]:
+        """``score_event`` with the covering version's model, named after the version (and
+        ``emitted_at`` set to the given stamp: ``ModelScorer.score``)."""
         v = self.at(event.bar.open_time)
-        return scorer_of(v.model).score(event, v.name, emit_warming=emit_warming)
+        return scorer_of(v.model).score(
+            event, v.name, emit_warming=emit_warming, emitted_at=emitted_at
+        )
