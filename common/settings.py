@@ -35,6 +35,8 @@ LogFormat = Literal["json", "console"]
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 REDIS_SCHEMES = ("redis", "rediss", "redis+cluster", "rediss+cluster", "unix")
+#: ``GC_GEN0``: allocations between two collections of the youngest generation (Python: 700).
+DEFAULT_GC_GEN0 = 50_000
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
@@ -253,6 +255,7 @@ class CommonSettings:
     hard_maxlen: int = 0
     consumer_name: str | None = None
     delete_idle_consumers_ms: int = 3_600_000
+    gc_gen0: int = DEFAULT_GC_GEN0  # 0: Python's default thresholds (``lifecycle.tune_gc``)
 
     def __post_init__(self) -> None:
         register_url_secret(self.redis_url)
@@ -355,6 +358,7 @@ class CommonSettings:
                 lo=0,
                 hi=30 * 86_400_000,
             ),
+            gc_gen0=env_int(e, "GC_GEN0", d["gc_gen0"], lo=0),
         )
 
 

@@ -30,10 +30,10 @@ from typing import Any, Final
 
 import uvloop
 
+from common.lifecycle import tune_gc
 from common.logging import configure_logging
-from common.settings import CommonSettings
+from common.settings import DEFAULT_GC_GEN0, CommonSettings
 from ingest.offline.ticks import as_exchange, read_ticks, synthetic_ticks
-from ingest.settings import DEFAULT_GC_GEN0, tune_gc
 from ingest.simulator.market import Faults, Feed
 from ingest.simulator.server import Simulator
 from ingest.simulator.venues import SIMULATED

@@ -14,6 +14,11 @@
    (aggregation, indicators, pattern kernels, its output), then the write as the runner does
    it (encode + pipelined XADD to a scratch Redis namespace). Baselines in the same run: the
    engine's step alone, and the one-entry-per-record (v1) write of the same output.
+5. The boundary load's CPU per closed bar (``time.process_time``: step, encode and XADD of
+   each output at once, as the runner writes) under the worker's garbage-collector tuning
+   (``tune_gc(GC_GEN0)``, as ``run_service`` applies it), and the part of it spent inside
+   collections (``gc.callbacks``); baseline in the same run: Python's default thresholds.
+   Rounds alternate which goes first; best of each.
 
 ``BENCH_QUICK=1`` shortens both.
 """
@@ -21,6 +26,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import time
 from typing import Any
@@ -41,6 +47,7 @@ from detectors.service import DetectorService
 from detectors.settings import DetectorSettings
 from detectors.timeframes import parse_timeframes
 from ingest.offline.ticks import synthetic_ticks
+from tests.bench.gc_support import SETTINGS, GcClock, collector, rounds_of
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 BATCH = 200  # ticks per stream entry
@@ -281,8 +288,75 @@ def bench_boundary() -> None:
         print(f"boundary load: unavailable ({e!r})")
 
 
+async def _boundary_cpu(
+    client: aioredis.Redis, stream: str, seconds: int, clock: GcClock
+) -> tuple[float, int]:
+    """CPU seconds and bars closed of ``seconds`` of the boundary load after a minute's
+    warm-up, each engine output encoded and XADDed at once as the runner writes it (not kept
+    for later, as ``_boundary`` keeps them); ``clock`` times the collections meanwhile."""
+    config = EngineConfig(timeframes=parse_timeframes("1s,5s,1m"))
+    engines = [PartitionEngine(config) for _ in range(BOUNDARY_PARTITIONS)]
+    rng = np.random.default_rng(7)
+    warm = 60
+    for second in range(warm):
+        for p, engine in enumerate(engines):
+            engine.apply(_boundary_batches(p, second, rng))
+    columnar = hasattr(engines[0].apply(TickBatch.from_ticks([])), "bar_columns")
+    batches = [
+        [_boundary_batches(p, second, rng) for p in range(len(engines))]
+        for second in range(warm, warm + seconds)
+    ]
+    bars = 0
+    with clock:
+        cpu = time.process_time()
+        for row in batches:
+            for engine, batch in zip(engines, row, strict=True):
+                out = engine.apply(batch)
+                ev, br = _v2_entries(out) if columnar else _v1_entries(out)
+                await _xadd(client, stream, ev + br)
+                bars += out.n_bars if columnar else len(out.bars)
+        cpu = time.process_time() - cpu
+    return cpu, bars
+
+
+async def _boundary_gc(url: str) -> None:
+    seconds, rounds = (30, 1) if QUICK else (60, 4)
+    client = aioredis.Redis.from_url(url)
+    stream = f"bench:boundary-gc:{os.getpid()}"
+    cpu_us: dict[int | None, float] = {}
+    gc_us: dict[int | None, float] = {}
+    try:
+        for _, gen0 in rounds_of(rounds):
+            clock = GcClock()
+            with collector(gen0):  # before the engines exist, as in a worker
+                cpu, bars = await _boundary_cpu(client, stream, seconds, clock)
+            cpu_us[gen0] = min(cpu_us.get(gen0, math.inf), cpu * 1e6 / bars)
+            gc_us[gen0] = min(gc_us.get(gen0, math.inf), clock.seconds * 1e6 / bars)
+    finally:
+        await client.delete(stream)
+        await client.aclose()
+    (base_label, base), (tuned_label, tuned) = SETTINGS
+    print(
+        f"boundary load, CPU per closed bar (step + encode + XADD as the runner writes, "
+        f"{seconds} s, best of {rounds}): {tuned_label} {cpu_us[tuned]:.1f} us, "
+        f"{gc_us[tuned]:.1f} in the collector ({cpu_us[tuned] / cpu_us[base]:.2f} of "
+        f"baseline) | baseline {base_label} {cpu_us[base]:.1f} us, "
+        f"{gc_us[base]:.1f} in the collector"
+    )
+
+
+def bench_boundary_gc() -> None:
+    """The boundary load's CPU per closed bar: Python's default GC vs the worker's tuning."""
+    url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    try:
+        asyncio.run(_boundary_gc(url))
+    except (redis.RedisError, OSError) as e:
+        print(f"boundary load GC: unavailable ({e!r})")
+
+
 def main() -> None:
     bench_boundary()
+    bench_boundary_gc()
     bench_throughput(2_000.0)
     bench_throughput(50.0)
     bench_through_redis()

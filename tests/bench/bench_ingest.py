@@ -67,8 +67,9 @@ from websockets.exceptions import ConnectionClosed
 
 import ingest.connection
 from common.contracts import Tick
+from common.lifecycle import tune_gc
 from common.names import Keys
-from common.settings import CommonSettings
+from common.settings import DEFAULT_GC_GEN0, CommonSettings
 from ingest import wsclient
 from ingest.connection import Connection
 from ingest.deadletter import DeadLetters
@@ -76,7 +77,7 @@ from ingest.metrics import IngestMetrics
 from ingest.offline.ticks import read_ticks
 from ingest.sequence import TradeDeduper
 from ingest.service import IngestService
-from ingest.settings import DEFAULT_GC_GEN0, IngestSettings, tune_gc
+from ingest.settings import IngestSettings
 from ingest.simulator.market import Feed
 from ingest.simulator.venues import get_server
 from ingest.venues import get_adapter

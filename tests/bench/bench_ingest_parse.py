@@ -31,7 +31,8 @@ from typing import TypeVar
 import orjson
 
 from common.contracts import Side, Tick
-from ingest.settings import DEFAULT_GC_GEN0, tune_gc
+from common.lifecycle import tune_gc
+from common.settings import DEFAULT_GC_GEN0
 from ingest.simulator.venues import get_server
 from ingest.venues import EXCHANGES, get_adapter
 from ingest.venues.binance import Binance

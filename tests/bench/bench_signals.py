@@ -15,6 +15,10 @@ Figures (each next to a baseline measured in the same run):
    and the WebSocket server running as their own processes: p50/p99 latency from the burst's
    XADD to each signal seen on the ``signals`` stream (XREAD BLOCK) and at a WebSocket client;
    baseline: the same burst XADDed to a plain stream and read back with XREADGROUP.
+4. The worker of 2. (columnar entries) under the worker's garbage-collector tuning
+   (``tune_gc(GC_GEN0)``, as ``run_service`` applies it): CPU per event and the part of it
+   spent inside collections (``gc.callbacks``); baseline in the same run: Python's default
+   thresholds. Rounds alternate which goes first; best of each.
 
 ``BENCH_QUICK=1`` runs fewer and smaller rounds.
 """
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import socket
 import sys
@@ -46,6 +51,7 @@ from signals.scoring import score_event
 from signals.service import SignalsService
 from signals.settings import SignalsSettings
 from tests import signals_reference
+from tests.bench.gc_support import SETTINGS, GcClock, collector, rounds_of
 from tests.signals_factory import MINUTE, T0, event_mix, event_series, strong_event
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -107,6 +113,18 @@ async def bench_worker(
         await r.xack(raw, "g", *[i for i, _ in reply[0][1]])
     base = time.perf_counter() - started
     await write(r, keys.patterns, events, columnar=columnar)
+    took, cpu = await drain(keys)
+    n = await r.xlen(keys.signals)
+    what = "columnar entries" if columnar else "one entry/event"
+    print(
+        f"signals worker ({what:16}) {len(events) / took:10,.0f} events/s  "
+        f"({n / took:,.0f} signals/s, CPU {cpu / len(events) * 1e6:.1f} µs/event)   "
+        f"baseline XREADGROUP+XACK {len(events) / base:10,.0f}/s"
+    )
+
+
+async def drain(keys: Keys) -> tuple[float, float]:
+    """Wall and CPU seconds of one ``SignalsService`` draining ``keys.patterns`` (burst)."""
     common = CommonSettings(
         redis_url=REDIS_URL, namespace=keys.namespace, metrics_port=0, trim_interval_s=0
     )
@@ -117,12 +135,27 @@ async def bench_worker(
     await worker.run()
     took, cpu = time.perf_counter() - started, time.process_time() - cpu
     await worker.stop()
-    n = await r.xlen(keys.signals)
-    what = "columnar entries" if columnar else "one entry/event"
+    return took, cpu
+
+
+async def bench_worker_gc(r: aioredis.Redis, keys: Keys, events: Sequence[PatternEvent]) -> None:
+    """The worker's CPU per event (columnar entries): Python's default GC vs its tuning."""
+    rounds = 4 if QUICK else 6  # short runs (~0.1 s each when quick): the best of several
+    cpu_us: dict[int | None, float] = {}
+    gc_us: dict[int | None, float] = {}
+    for k, (_, gen0) in enumerate(rounds_of(rounds)):
+        run_keys = Keys(partitions=1, namespace=f"{keys.namespace}gc{k}:")  # new signal ids
+        await write(r, run_keys.patterns, events)
+        with collector(gen0), GcClock() as clock:
+            _, cpu = await drain(run_keys)
+        cpu_us[gen0] = min(cpu_us.get(gen0, math.inf), cpu / len(events) * 1e6)
+        gc_us[gen0] = min(gc_us.get(gen0, math.inf), clock.seconds / len(events) * 1e6)
+    (base_label, base), (tuned_label, tuned) = SETTINGS
     print(
-        f"signals worker ({what:16}) {len(events) / took:10,.0f} events/s  "
-        f"({n / took:,.0f} signals/s, CPU {cpu / len(events) * 1e6:.1f} µs/event)   "
-        f"baseline XREADGROUP+XACK {len(events) / base:10,.0f}/s"
+        f"signals worker CPU per event (columnar, best of {rounds}): {tuned_label} "
+        f"{cpu_us[tuned]:.1f} µs, {gc_us[tuned]:.1f} in the collector "
+        f"({cpu_us[tuned] / cpu_us[base]:.2f} of baseline)   baseline {base_label} "
+        f"{cpu_us[base]:.1f} µs, {gc_us[base]:.1f} in the collector"
     )
 
 
@@ -241,6 +274,7 @@ async def run() -> None:
         # of their own: the signals' ids are new there.
         v1_keys = Keys(partitions=1, namespace=f"{keys.namespace}v1:")
         await bench_worker(r, v1_keys, mix, columnar=False)
+        await bench_worker_gc(r, keys, mix)
         await bench_latency(r, keys, 3 if QUICK else 20)
     finally:
         async for key in r.scan_iter(match=f"*{keys.namespace}*", count=1000):

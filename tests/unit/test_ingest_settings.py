@@ -37,7 +37,7 @@ def test_settings_from_env() -> None:
     assert s.url("binance") == "ws://127.0.0.1:8765/binance/stream"
     assert s.url("kraken") is None
     assert (s.flush_ms, s.batch_size, s.max_connection_age_s) == (2.5, 500, 30.0)
-    assert s.idle_timeout_s is None and s.gc_gen0 == 50_000
+    assert s.idle_timeout_s is None and s.common.gc_gen0 == 50_000
     assert s.common.partitions == 8
 
 
@@ -101,6 +101,22 @@ def test_read_batch_setting() -> None:
     for bad in ("0", "x", "5000"):
         with pytest.raises(ConfigError, match="INGEST_READ_BATCH"):
             IngestSettings.from_env(base | {"INGEST_READ_BATCH": bad})
+
+
+def test_ingest_gc_gen0_is_ingests_own_gc_gen0() -> None:
+    """``INGEST_GC_GEN0`` (ingest's setting before ``GC_GEN0`` was shared) still sets ingest's
+    collector threshold, over ``GC_GEN0``; unset, ingest takes ``GC_GEN0``."""
+    base = {"EXCHANGES": "binance:BTCUSDT"}
+    assert IngestSettings.from_env(base).common.gc_gen0 == 50_000
+    assert IngestSettings.from_env(base | {"GC_GEN0": "7000"}).common.gc_gen0 == 7000
+    both = base | {"GC_GEN0": "7000", "INGEST_GC_GEN0": "0"}
+    assert IngestSettings.from_env(both).common.gc_gen0 == 0
+    assert IngestSettings.from_env(base | {"INGEST_GC_GEN0": "9000"}).common.gc_gen0 == 9000
+    for variable in ("INGEST_GC_GEN0", "GC_GEN0"):
+        with pytest.raises(ConfigError) as err:
+            IngestSettings.from_env(base | {variable: "-1"})
+        assert err.value.variable == variable
+        assert err.value.problem == "expected an integer >= 0, got '-1'"
 
 
 def test_the_documented_defaults_are_the_settings_defaults() -> None:

@@ -30,6 +30,7 @@ def test_defaults() -> None:
     assert (s.partitions, s.namespace, s.metrics_port, s.log_format) == (16, "", 9100, "json")
     assert (s.batch_count, s.block_ms, s.claim_idle_ms, s.max_deliveries) == (100, 1000, 30000, 5)
     assert (s.hard_maxlen, s.grace_seconds, s.trim_interval_s) == (0, 10.0, 10.0)
+    assert s.gc_gen0 == 50_000
     assert not s.cluster and not s.tls
     assert s.keys().partitions == 16 and s.keys().namespace == ""
 
@@ -66,6 +67,7 @@ def test_every_variable_is_read(certs: Certs) -> None:
         "HARD_MAXLEN": "1000000",
         "CONSUMER_NAME": "pod-1",
         "DELETE_IDLE_CONSUMERS_MS": "60000",
+        "GC_GEN0": "0",
     }
     s = CommonSettings.from_env(env)
     assert s.cluster and s.tls
@@ -84,6 +86,7 @@ def test_every_variable_is_read(certs: Certs) -> None:
     assert (s.batch_count, s.block_ms, s.claim_idle_ms, s.max_deliveries) == (500, 2000, 60000, 7)
     assert (s.trim_interval_s, s.hard_maxlen, s.consumer_name) == (0.0, 1_000_000, "pod-1")
     assert s.keys().namespace == "prod:" and s.delete_idle_consumers_ms == 60000
+    assert s.gc_gen0 == 0
 
 
 def test_metrics_port_falls_back_to_honchos_port() -> None:
@@ -110,6 +113,8 @@ def test_cluster_scheme_turns_cluster_on() -> None:
         ("LOG_LEVEL", "loud", "expected one of DEBUG|INFO|WARNING|ERROR|CRITICAL, got 'loud'"),
         ("LOG_FORMAT", "xml", "expected one of json|console, got 'xml'"),
         ("HARD_MAXLEN", "-5", "expected an integer >= 0, got '-5'"),
+        ("GC_GEN0", "-1", "expected an integer >= 0, got '-1'"),
+        ("GC_GEN0", "50k", "expected an integer >= 0, got '50k'"),
         ("MAX_DELIVERIES", "0", "expected an integer 1..1000, got '0'"),
         (
             "BLOCK_MS",
