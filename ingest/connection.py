@@ -210,7 +210,7 @@ class Connection:
                     attempt += 1
                     await self._backoff(attempt, e.reason, "")
                     continue
-                except (OSError, TimeoutError, WSHandshakeError, SocketClosed) as e:
+                except (OSError, TimeoutError, WSHandshakeError) as e:
                     reason = connect_failure_reason(e)  # the metric's label and the log's
                     self.metrics.connect_failures.labels(self.adapter.name, reason).inc()
                     attempt += 1
