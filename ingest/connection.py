@@ -21,8 +21,11 @@ WebSocket *sessions* one after another:
    once a session has lived ``backoff_reset_s``), then resubscribe;
 5. **rotate** before the exchange's connection age limit (Binance: 24 h, setting
    ``max_age_s``): the replacement session is opened and subscribed *before* the old one is
-   closed (once the replacement's first frame, its ack, arrived); the overlap is removed by
-   the deduper. If the replacement cannot connect, the old session keeps reading meanwhile.
+   closed (once the replacement's first frame, its ack, arrived). The old one then hands on
+   every frame it received — no timer cuts that short, however long the writer holds it
+   back — and only then does the replacement hand on its own (it keeps receiving
+   meanwhile): each symbol's trades reach the deduper in order, which drops the overlap.
+   If the replacement cannot connect, the old session keeps reading meanwhile.
 
 What happens to each frame — parse, plausibility, duplicates and gaps, holding a symbol
 whose gap is being backfilled (``ingest.backfill``), counting, dead-lettering — is the pure
@@ -112,29 +115,38 @@ class _Session:
         self.opened = time.monotonic()
         self.last_frame = self.opened
         self.first_frame = asyncio.Event()
+        # Set when its frames may go to the deduper and the writer: at once for a session
+        # that replaces none; for a rotation's replacement, once the session it replaces
+        # has handed on every frame it received, so each symbol's trades arrive in order.
+        self.turn = asyncio.Event()
         self.reason = "closed"
         self.tasks: list[asyncio.Task[None]] = []
         self.done = asyncio.Event()
         self.closed = False
 
-    async def close(self, reason: str) -> None:
+    async def close(self, reason: str, *, drain: bool = True) -> None:
+        """Close the socket and end the tasks. With ``drain`` (and its turn come), the reader
+        first hands on every frame received before the socket ended — however long the
+        writer holds it back (backpressure): no timer drops received trades. Without (the
+        connection is cancelled, or a replacement retired before its turn, whose trades the
+        session it was to replace delivers), the socket is dropped and its frames with it."""
         if self.closed:
             return
         self.closed = True
         if not self.done.is_set():
             self.reason = reason
         self.done.set()
-        if reason == "silent":
+        drain = drain and self.turn.is_set()
+        if reason == "silent" or not drain:
             self.ws.abort()  # a hung peer would not answer a close handshake
-        await self.ws.close()
-        # The reader drains what arrived before the close frame (a rotation's old socket
-        # still carries trades); it is cancelled only if it cannot finish (backpressure).
-        reader = self.tasks[:1]
-        if reader:
-            await asyncio.wait(reader, timeout=1.0)
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        try:
+            await self.ws.close()
+            if drain and self.tasks:
+                await asyncio.wait(self.tasks[:1])  # the reader ends after the last frame
+        finally:
+            for task in self.tasks:
+                task.cancel()
+            await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
 class Connection:
@@ -187,17 +199,18 @@ class Connection:
         """Sessions one after another until ``stop()``; returns after closing the last."""
         attempt = 0
         current: _Session | None = None
+        retiring: _Session | None = None  # a rotation's old session, until it is drained
         ended: str | None = None  # why the previous session ended (None: first / rotation)
         try:
             while not self._stopping.is_set():
                 try:
-                    session = await self._open()
+                    session = await self._open(replacing=current is not None)
                 except _EndedWhileSubscribing as e:  # it was open: the next one reconnects
                     ended = ended or e.reason
                     attempt += 1
                     await self._backoff(attempt, e.reason, "")
                     continue
-                except (OSError, TimeoutError, WSHandshakeError, SocketClosed) as e:
+                except (OSError, TimeoutError, WSHandshakeError) as e:
                     reason = connect_failure_reason(e)  # the metric's label and the log's
                     self.metrics.connect_failures.labels(self.adapter.name, reason).inc()
                     attempt += 1
@@ -206,14 +219,10 @@ class Connection:
                 if ended is not None:
                     self.metrics.reconnects.labels(self.adapter.name, ended).inc()
                     ended = None
-                if current is not None:  # rotation: the replacement is up, retire the old
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(
-                            session.first_frame.wait(), self.options.rotation_ready_timeout_s
-                        )
-                    await self._close(current, "rotated")
-                    self._log.info("rotated", symbols=len(self.symbols))
-                current = session
+                retiring, current = current, session
+                if retiring is not None:  # rotation: the replacement is up, retire the old
+                    await self._retire(retiring, session)
+                    retiring = None
                 outcome = await self._watch(session)
                 if outcome == "rotate":
                     self.metrics.rotations.labels(self.adapter.name).inc()
@@ -226,20 +235,41 @@ class Connection:
                 lived = time.monotonic() - session.opened
                 attempt = 0 if lived >= self.options.backoff_reset_s else attempt + 1
                 await self._backoff(attempt, outcome, "")
+        except BaseException:
+            # Cancelled (the service ends: a failed writer, the shutdown grace): nothing may
+            # wait for the writer now, so the sockets are dropped without draining.
+            for s in (retiring, current):
+                if s is not None:
+                    await self._close(s, "stopped", drain=False)
+            raise
+        if current is not None:
+            await self._close(current, "stopped")
+
+    async def _retire(self, old: _Session, new: _Session) -> None:
+        """Rotation: once the replacement is subscribed (its first frame, the ack, arrived),
+        close ``old`` and hand on every frame it received; only then does ``new`` hand on
+        its own. Each symbol's trades thus reach the deduper in order: the overlap is
+        dropped as duplicates, and the old reader's backlog is neither lost nor counted as
+        a gap because the replacement's later trades overtook it."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(new.first_frame.wait(), self.options.rotation_ready_timeout_s)
+        try:
+            await self._close(old, "rotated")
         finally:
-            if current is not None:
-                await self._close(current, "stopped")
+            new.last_frame = time.monotonic()  # it was receiving, waiting for its turn
+            new.turn.set()
+        self._log.info("rotated", symbols=len(self.symbols))
 
     def _host(self) -> str:
         """``host[:port]`` of the endpoint dialled (anything before an ``@`` left out)."""
         url = self.adapter.connect_url(self.symbols, self.options.url)
         return urlsplit(url).netloc.rpartition("@")[2]
 
-    async def _close(self, session: _Session, reason: str) -> None:
+    async def _close(self, session: _Session, reason: str, *, drain: bool = True) -> None:
         if not session.closed:
             self.open_sessions -= 1
             self.metrics.connected.labels(self.adapter.name).dec()
-        await session.close(reason)
+        await session.close(reason, drain=drain)
 
     async def _backoff(self, attempt: int, reason: str, error: str, host: str = "") -> None:
         delay = self._retry.delay(attempt, self._rng)
@@ -255,8 +285,9 @@ class Connection:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), delay)
 
-    async def _open(self) -> _Session:
-        """Connect, start the reader and keepalive tasks, and subscribe within rate limits."""
+    async def _open(self, *, replacing: bool = False) -> _Session:
+        """Connect, start the reader and keepalive tasks, and subscribe within rate limits.
+        A ``replacing`` session (rotation) hands its frames on only once given its turn."""
         a, o = self.adapter, self.options
         url = a.connect_url(self.symbols, o.url)
         # An invalid URL (picows.WSInvalidURL) is a configuration error: not caught by run(),
@@ -270,6 +301,8 @@ class Connection:
             max_message_bytes=a.max_frame_bytes * 2,
         )
         session = _Session(ws)
+        if not replacing:
+            session.turn.set()
         self.sessions_opened += 1
         self.open_sessions += 1
         self.metrics.connected.labels(a.name).inc()
@@ -348,6 +381,10 @@ class Connection:
                 frames = await ws.recv_batch(limit)
                 session.last_frame = time.monotonic()
                 session.first_frame.set()
+                if not session.turn.is_set():
+                    # A rotation's replacement: the old session's frames first (this socket
+                    # keeps receiving meanwhile, up to the client's high-water mark).
+                    await session.turn.wait()
                 if len(frames) > 1:
                     ok = self.offer_frames(frames, time.time_ns())
                 else:

@@ -1,7 +1,8 @@
 """Why a connect attempt failed or an open WebSocket session ended: the ``reason`` labels of
 ``alphapulse_ingest_connect_failures_total`` and ``alphapulse_ingest_reconnects_total``,
 read from the exceptions the WebSocket client (``ingest.wsclient``: picows) and the event loop
-raise (pure: no socket here). Why an open session ended is ``SocketClosed.reason``."""
+raise (pure: no socket here). Why an open session ended is ``ingest.wsclient.SocketClosed.reason``
+(raised by recv_batch and send of an open socket, never by a connect attempt)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,9 @@ import ssl
 
 from picows import WSHandshakeError
 
-from ingest.wsclient import SocketClosed
-
 #: The ``reason`` label of ``alphapulse_ingest_connect_failures_total``.
 CONNECT_FAILURE_REASONS = ("dns", "refused", "timeout", "tls", "handshake", "closed", "other")
 _PEER_CLOSED = (
-    SocketClosed,
     ConnectionResetError,
     ConnectionAbortedError,
     BrokenPipeError,

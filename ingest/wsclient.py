@@ -12,7 +12,9 @@ call (:meth:`WebSocket.recv_batch`), which Binance's ``parse_many`` decodes as o
 What the connection manager (``ingest.connection``) relies on, and where it is kept:
 
 * **bounded memory** — past ``_HIGH_WATER`` frames not yet taken, reading from the socket
-  pauses (TCP then pushes back on the exchange), and resumes below ``_LOW_WATER``;
+  pauses (TCP then pushes back on the exchange), and resumes below ``_LOW_WATER``; not
+  while we close, though: the server's close frame is queued behind what it sent before,
+  and each of those frames is kept (:meth:`WebSocket.close`);
 * **keepalive** — a WebSocket ping every ``ping_interval_s``; no pong within
   ``ping_timeout_s`` closes the socket (reason ``ping_timeout``), as a hung peer must be;
   the server's pings are answered by picows (``enable_auto_pong``);
@@ -71,6 +73,8 @@ class _Listener(picows.WSListener):
         self.waiter: asyncio.Future[None] | None = None  # the reader, waiting for frames
         self.pong: asyncio.Future[None] | None = None  # the keepalive, waiting for a pong
         self.paused = False
+        self.closing = False  # our close frame is sent: never pause (see WebSocket.close)
+        self.taken = 0  # frames recv_batch returned so far (with the pending ones: progress)
         self.disconnected = False
         self.close_received = False
         self._parts: list[bytes] | None = None  # a fragmented message being assembled
@@ -124,6 +128,9 @@ class _Listener(picows.WSListener):
         self._wake()
         if len(self.frames) - self.head < _HIGH_WATER:
             self.notify_at = self.head + _HIGH_WATER
+            return
+        if self.closing:  # the server's close frame is behind these: keep reading
+            self.notify_at = len(self.frames) + _HIGH_WATER
             return
         self.notify_at = _NEVER  # recv_batch sets it again when it takes frames
         if not self.paused:
@@ -222,6 +229,7 @@ class WebSocket:
             listener.head = end
             batch = frames[head:end]
         listener.notify_at = listener.head + _HIGH_WATER
+        listener.taken += len(batch)
         if listener.paused and len(listener.frames) - listener.head < _LOW_WATER:
             listener.resume()
         return batch
@@ -236,18 +244,34 @@ class WebSocket:
         """Drop the TCP connection now (a hung peer would not answer a close handshake)."""
         self.transport.disconnect(graceful=False)
 
-    async def close(self, timeout_s: float = 2.0) -> None:
-        """Close handshake (the server's close frame awaited up to ``timeout_s``), then the
-        TCP connection. Frames that arrive meanwhile are still returned by recv_batch."""
+    async def close(self, timeout_s: float = 2.0, limit_s: float = 30.0) -> None:
+        """Close handshake (the server's close frame awaited), then the TCP connection.
+
+        Every frame the server sent before its close frame is kept for recv_batch, however
+        many and however slowly the reader takes them: reading is resumed and not paused
+        again until the socket ends (a conforming server sends nothing after its close
+        frame, so what arrives is what it had sent before it read ours). The TCP connection
+        is dropped early only after ``timeout_s`` in which not one frame arrived (a hung
+        peer), or once the handshake has taken ``limit_s`` (a peer that streams on and never
+        answers; what it sends after our close frame, a rotation's replacement has too)."""
         if self._keepalive is not None:
             self._keepalive.cancel()
-        transport = self.transport
+        transport, listener = self.transport, self._listener
         if not transport.is_disconnected:
             if not transport.is_close_frame_sent:
                 transport.send_close(WSCloseCode.OK)
-            self._listener.resume()  # the server's close frame is behind what it sent before
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._ended), timeout_s)
+            listener.closing = True
+            listener.resume()  # the server's close frame is behind what it sent before
+            loop = asyncio.get_running_loop()
+            give_up = loop.time() + limit_s
+            while (left := give_up - loop.time()) > 0:
+                received = listener.taken + self.pending
+                try:
+                    await asyncio.wait_for(asyncio.shield(self._ended), min(timeout_s, left))
+                    break
+                except TimeoutError:
+                    if listener.taken + self.pending == received:
+                        break  # not one frame in timeout_s: a hung peer
             transport.disconnect(graceful=False)
         tasks = [self._ended] if self._keepalive is None else [self._ended, self._keepalive]
         await asyncio.gather(*tasks, return_exceptions=True)  # the keepalive: cancelled

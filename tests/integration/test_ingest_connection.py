@@ -12,13 +12,18 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
+from websockets.asyncio.server import ServerConnection, serve
 
 from common.names import Keys
+from common.settings import CommonSettings
+from ingest import wsclient
 from ingest.metrics import IngestMetrics
 from ingest.offline.ticks import synthetic_ticks
 from ingest.service import IngestService
+from ingest.settings import IngestSettings
 from ingest.simulator.market import Faults, Feed
 from ingest.simulator.server import Simulator
+from ingest.simulator.venues import get_server
 from tests.conftest import REDIS_URL
 from tests.integration.ingest_support import (
     FaultyRedis,
@@ -58,6 +63,74 @@ async def test_rotation_opens_the_replacement_first_and_dedupes_the_overlap(
         "alphapulse_ingest_rotations_total", exchange="binance"
     )
     assert metrics.value("alphapulse_ingest_connections", exchange="binance") == 0
+
+
+async def test_rotation_hands_on_the_whole_backlog_of_the_old_session_first(
+    redis_client: aioredis.Redis, keys: Keys
+) -> None:
+    # The old session is far behind when it is retired: Redis refuses writes, so its reader
+    # waits for the writer with thousands of trades received and more still queued in the
+    # socket, behind the exchange's answer to our close frame, and it stays held back after
+    # the close. Every one of those trades must still be written, and before the
+    # replacement's: in order, the overlap dropped as duplicates, no gap counted, however
+    # long the writer held the reader (no timer may cut the drain short).
+    backlog, overlap = wsclient._HIGH_WATER * 3, 40
+    ticks = list(synthetic_ticks("binance", 1, 1000.0, seed=7, count=backlog + 500))
+    exchange = get_server("binance")
+    head = 0  # trades the exchange has sent (its market)
+    retired = asyncio.Event()  # the exchange saw the first connection closed
+
+    async def handler(ws: ServerConnection) -> None:
+        # Binance's protocol (the simulator's server half), on a market paced by hand: the
+        # first connection gets `backlog` trades at once, every later one the last `overlap`
+        # trades again (a reconnect's overlap) and the rest.
+        nonlocal head
+        session = exchange.session()
+        session.on_connect(ws.request.path if ws.request is not None else "/stream")
+        async for message in ws:
+            reply = session.handle(message)
+            for frame in reply.frames:
+                await ws.send(frame)
+            if reply.subscribed:
+                break
+        start, end = max(0, head - overlap), backlog if head == 0 else len(ticks)
+        for frame in session.render_trades(ticks[start:end]):
+            await ws.send(frame)  # into its write buffer at once (write_limit below)
+        head = max(head, end)
+        await ws.wait_closed()
+        if end == backlog:
+            retired.set()
+
+    metrics = IngestMetrics(CollectorRegistry())
+    faulty = FaultyRedis(aioredis.Redis.from_url(REDIS_URL), down=True)
+    async with serve(handler, "127.0.0.1", 0, compression=None, write_limit=1 << 30) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        settings = IngestSettings(
+            common=CommonSettings(partitions=keys.partitions, namespace=keys.namespace),
+            exchanges=(("binance", (ticks[0].native_symbol,)),),
+            urls=(("binance", f"ws://127.0.0.1:{port}/stream"),),
+            max_connection_age_s=0.2,
+            batch_size=50,
+            queue_bound=200,
+            flush_ms=2.0,
+        )
+        service = IngestService(settings, faulty, metrics=metrics, keys=keys)
+        async with service:
+            run = asyncio.create_task(service.run())
+            try:
+                await asyncio.wait_for(retired.wait(), 30)
+                waits = metrics.value("alphapulse_ingest_backpressure_waits_total")
+                assert waits >= 1 and service.writer.written == 0  # the reader was held back
+            finally:  # Redis comes back even when an assertion failed (else the exit waits)
+                faulty.down = False
+            await until(lambda: service.writer.written >= len(ticks), "every trade written")
+            service.request_stop()
+            await asyncio.wait_for(run, 10)
+    stored = await _stored_ids(redis_client, keys)
+    assert stored[ticks[0].native_symbol] == [t.trade_id for t in ticks]  # once each, in order
+    assert metrics.value("alphapulse_ingest_gaps_total", exchange="binance") == 0
+    assert metrics.value("alphapulse_ingest_duplicates_total", exchange="binance") >= overlap
+    assert metrics.value("alphapulse_ingest_rotations_total", exchange="binance") >= 1
 
 
 async def test_timed_drops_reconnect_with_backoff_and_lose_nothing(

@@ -17,14 +17,15 @@ from ingest import wsclient
 from ingest.disconnects import connect_failure_reason
 from ingest.wsclient import SocketClosed, WebSocket
 from tests.integration.runtime_support import make_certs
+from tests.polling import until
 
 Handler = Callable[[ServerConnection], Awaitable[None]]
 
 
 @asynccontextmanager
-async def _server(handler: Handler) -> AsyncIterator[str]:
+async def _server(handler: Handler, **kw: int) -> AsyncIterator[str]:
     async with serve(
-        handler, "127.0.0.1", 0, compression=None, ping_interval=None, close_timeout=0.5
+        handler, "127.0.0.1", 0, compression=None, ping_interval=None, close_timeout=0.5, **kw
     ) as server:
         port = next(iter(server.sockets)).getsockname()[1]
         yield f"ws://127.0.0.1:{port}/"
@@ -147,6 +148,32 @@ async def test_close_sends_a_close_frame_and_frames_before_it_are_still_returned
     assert frames == [b"one"]
     with pytest.raises(SocketClosed):
         ws.send("too late")
+
+
+async def test_close_keeps_every_frame_queued_behind_a_backlog_above_the_high_water_mark() -> None:
+    # A rotation retires a socket whose reader is behind (the writer holds it back): reading
+    # is paused at the high-water mark, and the server's answer to our close frame is queued
+    # behind frames it sent before (trade-sized, so they arrive in many chunks). Every one of
+    # them must still come out of recv_batch: reading must not pause again during the close
+    # and leave the close frame unread until a timer drops the connection with them.
+    sent = [f"{i:0100d}".encode() for i in range(wsclient._HIGH_WATER * 4)]
+    all_sent = asyncio.Event()
+
+    async def handler(ws: ServerConnection) -> None:
+        for payload in sent:  # into its write buffer at once (no flow control: write_limit)
+            await ws.send(payload.decode())
+        all_sent.set()
+        await ws.wait_closed()
+
+    async with _server(handler, write_limit=1 << 30) as url:
+        ws = await _connect(url)
+        await asyncio.wait_for(all_sent.wait(), 10)
+        await until(lambda: ws.pending >= wsclient._HIGH_WATER, "reading paused")
+        first = await ws.recv_batch(1)  # the reader took one batch, then fell behind again
+        await ws.close()  # nobody reads during the close handshake
+        frames, _, _ = await _drain(ws, 1000)
+    assert len(first + frames) == len(sent)
+    assert first + frames == sent
 
 
 async def test_connect_failures_raise_what_the_reasons_are_read_from() -> None:

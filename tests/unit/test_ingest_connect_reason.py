@@ -19,7 +19,6 @@ from picows import (
 )
 
 from ingest.disconnects import CONNECT_FAILURE_REASONS, connect_failure_reason
-from ingest.wsclient import SocketClosed
 
 CASES = [
     (socket.gaierror(socket.EAI_NONAME, "Name or service not known"), "dns"),
@@ -37,7 +36,6 @@ CASES = [
     (ConnectionAbortedError(), "closed"),
     (BrokenPipeError(), "closed"),
     (ssl.SSLEOFError(8, "EOF occurred in violation of protocol"), "closed"),
-    (SocketClosed("dropped"), "closed"),
     (OSError(errno.ENETUNREACH, "Network is unreachable"), "other"),
     (WSInvalidURL("ws:/x", "no host"), "other"),
 ]
