@@ -131,6 +131,7 @@ class PacedFeed:
         self.server = FeedServer([(g, b"") for g in groups], live=True) if via_ws else None
         self.writer: TickWriter | None = None
         self.tasks: list[asyncio.Task[None]] = []
+        self.stop = asyncio.Event()  # ends the receipts reader
 
     async def start(self, redis: aioredis.Redis) -> Stack:
         if self.server is None:
@@ -138,7 +139,7 @@ class PacedFeed:
             await stack.start(redis)
             self.writer = writer_for(redis, stack)
             await self.writer.__aenter__()
-            reader = read_tick_receipts(redis, stack, self.closers, recv=False)
+            reader = read_tick_receipts(redis, stack, self.closers, self.stop, recv=False)
             self.tasks.append(asyncio.create_task(reader))
             return stack
         await self.server.start()
@@ -146,7 +147,7 @@ class PacedFeed:
         stack = Stack(store_ticks=False, ingest=[(self.server.url, n) for n in natives])
         await stack.start(redis)
         await asyncio.wait_for(asyncio.gather(*(e.wait() for e in self.server.subscribed)), 120)
-        reader = read_tick_receipts(redis, stack, self.closers, recv=True)
+        reader = read_tick_receipts(redis, stack, self.closers, self.stop, recv=True)
         self.tasks.append(asyncio.create_task(reader))
         return stack
 
@@ -175,21 +176,20 @@ class PacedFeed:
 
     async def close(self) -> None:
         await self.drain()
-        for task in self.tasks:
-            task.cancel()
+        self.stop.set()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         if self.server is not None:
             await self.server.close()
 
 
 async def read_tick_receipts(
-    redis: aioredis.Redis, stack: Stack, closers: Closers, *, recv: bool
+    redis: aioredis.Redis, stack: Stack, closers: Closers, stop: asyncio.Event, *, recv: bool
 ) -> None:
     """Every ``ticks:{p}`` entry as ingest writes it (XREAD, no group: trimming waits for the
     groups only, so this reader keeps up or loses entries): each partition's entry times, and
     with ``recv`` the receive times ingest stamped (the bench knows them on the writer path)."""
     part = {stack.keys.ticks(p): p for p in range(PARTITIONS)}
-    async for stream, entry_ms, fields in follow(redis, list(part)):
+    async for stream, entry_ms, fields in follow(redis, list(part), stop):
         rec = TickBatch.decode(fields).records
         p = part[stream]
         if recv:
@@ -198,12 +198,14 @@ async def read_tick_receipts(
 
 
 async def follow(
-    redis: aioredis.Redis, streams: list[str]
+    redis: aioredis.Redis, streams: list[str], stop: asyncio.Event
 ) -> AsyncIterator[tuple[str, int, dict[bytes, bytes]]]:
     """Every entry of ``streams`` from the start, as it arrives (XREAD, no group): the
-    stream, the entry's id time (ms, Redis's clock) and its fields."""
+    stream, the entry's id time (ms, Redis's clock) and its fields; ends within a read's
+    block time once ``stop`` is set. (Not cancelled instead: redis-py can leave a cancelled
+    blocking read's task hanging for good, redis/redis-py#2579.)"""
     last = dict.fromkeys(streams, "0-0")
-    while True:
+    while not stop.is_set():
         got: Any = await redis.xread(last, count=1000, block=200)  # type: ignore[arg-type]
         for raw, entries in got:
             stream = raw.decode()
@@ -237,7 +239,8 @@ async def soak(
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         cpu0 = await cpu_snapshot(redis, stack, "bench (writer)")
-        reader = asyncio.create_task(read_outputs(redis, stack, t0, raw))
+        outputs_read = asyncio.Event()
+        reader = asyncio.create_task(read_outputs(redis, stack, t0, raw, outputs_read))
         memory = asyncio.create_task(sample_rss(stack, t0, result))
         last_ms = 0
         while (elapsed := loop.time() - t0) < seconds:
@@ -262,7 +265,8 @@ async def soak(
             await until_written(stack, trades.count)
         await idle_since(redis, stack, 300)
         await asyncio.sleep(0.5)
-        reader.cancel()
+        outputs_read.set()
+        await reader
         memory.cancel()
         feed.check()
         latencies(raw, feed.closers, result)
@@ -279,7 +283,9 @@ async def soak(
 Output = tuple[float, int, int, int, float | None, str]
 
 
-async def read_outputs(redis: aioredis.Redis, stack: Stack, t0: float, out: list[Output]) -> None:
+async def read_outputs(
+    redis: aioredis.Redis, stack: Stack, t0: float, out: list[Output], stop: asyncio.Event
+) -> None:
     """Every signal and pattern event as it enters its stream (an :data:`Output`); the
     latencies are worked out once every closing trade is known."""
     loop = asyncio.get_running_loop()
@@ -292,7 +298,7 @@ async def read_outputs(redis: aioredis.Redis, stack: Stack, t0: float, out: list
         return partition_of(d["exchange"], d["symbol"], PARTITIONS), open_ms + tf_ms[tf]
 
     streams = [stack.keys.signals, stack.keys.patterns]
-    async for stream, entry_ms, fields in follow(redis, streams):
+    async for stream, entry_ms, fields in follow(redis, streams, stop):
         if stream == stack.keys.patterns:  # a detector write's pattern events
             now = loop.time() - t0
             for event in decode_events(fields):
