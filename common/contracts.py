@@ -387,11 +387,17 @@ def _optional_float(x: Any) -> float | None:
 
 def encode_outcomes(outcomes: Iterable[BarOutcome]) -> dict[bytes, bytes]:
     """One ``outcomes`` stream entry holding ``outcomes`` (ids are per record, not entry)."""
-    items = [tuple(o) for o in outcomes]  # orjson writes tuples, not NamedTuples, as arrays
+    # orjson writes tuples, not NamedTuples, as arrays
+    return encode_outcome_rows([tuple(o) for o in outcomes])
+
+
+def encode_outcome_rows(rows: list[tuple[Any, ...]]) -> dict[bytes, bytes]:
+    """The ``outcomes`` entry of plain tuples in ``BarOutcome`` field order (what the
+    detectors' ``common.columns.OutcomeColumns`` zip to, with no record built)."""
     return {
         b"v": b"%d" % OUTCOMES_VERSION,
-        b"n": b"%d" % len(items),
-        b"d": orjson.dumps(items),
+        b"n": b"%d" % len(rows),
+        b"d": orjson.dumps(rows),
     }
 
 
