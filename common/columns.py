@@ -559,4 +559,11 @@ class OutcomeColumns:
 
     def encode(self) -> dict[bytes, bytes]:
         """The ``outcomes`` entry of these outcomes (the same bytes as ``encode_outcomes``)."""
-        return encode_outcome_rows(self.rows())
+        return encode_outcome_parts([self])
+
+
+def encode_outcome_parts(parts: Sequence[OutcomeColumns]) -> dict[bytes, bytes]:
+    """One ``outcomes`` entry of several parts (a detector write), zipped part by part
+    instead of concatenating the columns first."""
+    rows = chain.from_iterable(zip(*p.columns(), strict=True) for p in parts)
+    return encode_outcome_rows(list(rows))

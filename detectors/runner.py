@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 
 from redis.exceptions import RedisError
 
+from common.columns import encode_outcome_parts
 from common.contracts import TickBatch
 from common.errors import DecodeError
 from common.names import GROUP_DETECTORS
@@ -268,9 +269,9 @@ class PartitionRunner:
                 pipe.xadd(keys.patterns, dict(fields.items()))
             for fields in bars.encode():
                 pipe.xadd(keys.bars, dict(fields.items()))
-            outcomes = out.outcome_columns()
-            if len(outcomes):  # one entry per write: the records carry their own ids
-                pipe.xadd(keys.outcomes, dict(outcomes.encode().items()))
+            if out.outcome_parts:  # one entry per write: the records carry their own ids
+                outcomes = encode_outcome_parts(out.outcome_parts)
+                pipe.xadd(keys.outcomes, dict(outcomes.items()))
             await pipe.execute()
             # One inc per label, not per bar: a boundary closes a bar for every series at once.
             for timeframe, n in bars.timeframe_counts().items():

@@ -38,6 +38,7 @@ import redis
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
+from common.columns import encode_outcome_parts
 from common.contracts import Tick, TickBatch, encode_outcomes
 from common.logging import configure_logging
 from common.names import Keys
@@ -230,10 +231,9 @@ def _v2_entries(out: Any) -> tuple[list[dict[bytes, bytes]], list[dict[bytes, by
 def _outcome_entries(out: Any, *, records: bool = False) -> list[dict[bytes, bytes]]:
     """The ``outcomes`` entry of a write, from the output's columns as the runner encodes it
     (``records``: from ``BarOutcome`` records, as before; also for code without columns)."""
-    if records or not hasattr(out, "outcome_columns"):
+    if records or not hasattr(out, "outcome_parts"):
         return [encode_outcomes(out.outcomes)] if out.outcomes else []
-    completed = out.outcome_columns()
-    return [completed.encode()] if len(completed) else []
+    return [encode_outcome_parts(out.outcome_parts)] if out.outcome_parts else []
 
 
 async def _boundary(url: str) -> None:

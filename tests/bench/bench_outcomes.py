@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from common.columns import OutcomeColumns
+from common.columns import encode_outcome_parts
 from common.contracts import TickBatch
 from detectors.outcomes import OutcomeConfig
 from detectors.partition import EngineConfig, PartitionEngine
@@ -71,7 +71,7 @@ def _run(entries: list[dict[bytes, bytes]], config: EngineConfig) -> tuple[float
     tracker.advance = clock.wrap(tracker.advance)  # type: ignore[method-assign]
     tracker.track = clock.wrap(tracker.track)  # type: ignore[method-assign]
     engine._emit_outcomes = clock.wrap(engine._emit_outcomes)  # type: ignore[method-assign]
-    encode = clock.wrap(OutcomeColumns.encode)
+    encode = clock.wrap(encode_outcome_parts)
     events = outcomes = 0
     start = time.process_time()
     for fields in entries:
@@ -80,11 +80,10 @@ def _run(entries: list[dict[bytes, bytes]], config: EngineConfig) -> tuple[float
             event.encode()
         for bar in out.bars:
             bar.encode()
-        completed = out.outcome_columns()
-        if len(completed):
-            encode(completed)
+        if out.outcome_parts:
+            encode(out.outcome_parts)
         events += len(out.events)
-        outcomes += len(completed)
+        outcomes += sum(len(p) for p in out.outcome_parts)
     return time.process_time() - start, clock.seconds, events, outcomes
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import orjson
 import pytest
 
-from common.columns import OutcomeColumns
+from common.columns import OutcomeColumns, encode_outcome_parts
 from common.contracts import (
     Bar,
     BarOutcome,
@@ -222,6 +222,7 @@ def test_outcome_columns_write_the_bytes_the_records_did() -> None:
     assert len(columns) == len(records)
     assert columns.to_outcomes() == records
     assert columns.encode() == encode_records(records) == encode_outcomes(records)
+    assert encode_outcome_parts(out.outcome_parts) == encode_records(records)
     assert decode_outcomes(columns.encode()) == records
     for part in out.outcome_parts:
         assert part.encode() == encode_records(part.to_outcomes())
@@ -231,7 +232,9 @@ def test_outcome_columns_write_the_bytes_the_records_did() -> None:
     ]
     parts = [OutcomeColumns.from_outcomes(items[:1]), OutcomeColumns.from_outcomes(items[1:])]
     assert OutcomeColumns.concat(parts).encode() == encode_records(items)
-    assert OutcomeColumns.concat([]).encode() == encode_records([])
+    empty = OutcomeColumns.concat([])
+    assert empty.encode() == encode_records([])
+    assert encode_outcome_parts([parts[0], empty, parts[1]]) == encode_records(items)
     assert not Output().outcome_columns() and Output().outcomes == []
 
 
