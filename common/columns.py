@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from common.contracts import Bar, Fields, PatternEvent, bar_id
+from common.contracts import Bar, BarOutcome, Fields, PatternEvent, bar_id, encode_outcome_rows
 from common.errors import DecodeError
 
 COLUMNS_VERSION = 2
@@ -490,3 +490,80 @@ def encode_events(events: Sequence[PatternEvent]) -> list[dict[bytes, bytes]]:
 def encode_bars(bars: Sequence[Bar]) -> list[dict[bytes, bytes]]:
     """``bars`` v2 entries of any bars."""
     return BarColumns.from_bars(bars).encode() if bars else []
+
+
+# --- bar outcomes (stream ``outcomes``) --------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class OutcomeColumns:
+    """Bar outcomes (``common.contracts.BarOutcome``) as parallel columns, in the record's
+    field order: what the detector engine emits for the horizons a closing group completes
+    (``detectors.partition.Output``). The ``outcomes`` entry zips the columns straight into the
+    arrays that ``encode_outcomes`` writes of records, byte for byte, so the live path builds
+    no record; ``to_outcomes`` gives the records (replay, tests)."""
+
+    exchange: Sequence[str]
+    symbol: Sequence[str]
+    timeframe: Sequence[str]
+    open_time: Sequence[int]
+    horizon: Sequence[int]
+    close: Sequence[float]
+    ret: Sequence[float]
+    mfe: Sequence[float]
+    mae: Sequence[float]
+    trend: Sequence[float | None]
+    atr_ratio: Sequence[float | None]
+    volume_ratio: Sequence[float | None]
+    cost_bps: Sequence[float]
+
+    def __len__(self) -> int:
+        return len(self.open_time)
+
+    def columns(self) -> tuple[Sequence[Any], ...]:
+        """The columns in ``BarOutcome`` field order."""
+        return (
+            self.exchange,
+            self.symbol,
+            self.timeframe,
+            self.open_time,
+            self.horizon,
+            self.close,
+            self.ret,
+            self.mfe,
+            self.mae,
+            self.trend,
+            self.atr_ratio,
+            self.volume_ratio,
+            self.cost_bps,
+        )
+
+    @classmethod
+    def from_outcomes(cls, outcomes: Iterable[BarOutcome]) -> OutcomeColumns:
+        columns = list(zip(*outcomes, strict=True)) or [()] * len(BarOutcome._fields)
+        return cls(*columns)
+
+    @classmethod
+    def concat(cls, parts: Sequence[OutcomeColumns]) -> OutcomeColumns:
+        if len(parts) == 1:
+            return parts[0]
+        if not parts:
+            return cls.from_outcomes(())
+        columns = zip(*(p.columns() for p in parts), strict=True)
+        return cls(*(list(chain.from_iterable(c)) for c in columns))
+
+    def rows(self) -> list[tuple[Any, ...]]:
+        """One plain tuple per outcome (``tuple(BarOutcome)``, without the record)."""
+        return list(zip(*self.columns(), strict=True))
+
+    def to_outcomes(self) -> list[BarOutcome]:
+        return list(map(BarOutcome._make, self.rows()))
+
+    def encode(self) -> dict[bytes, bytes]:
+        """The ``outcomes`` entry of these outcomes (the same bytes as ``encode_outcomes``)."""
+        return encode_outcome_parts([self])
+
+
+def encode_outcome_parts(parts: Sequence[OutcomeColumns]) -> dict[bytes, bytes]:
+    """One ``outcomes`` entry of several parts (a detector write), zipped part by part
+    instead of concatenating the columns first."""
+    rows = chain.from_iterable(zip(*p.columns(), strict=True) for p in parts)
+    return encode_outcome_rows(list(rows))

@@ -326,9 +326,10 @@ class PatternEvent:
 class BarOutcome(NamedTuple):
     """The forward outcome of a pattern event's bar ``open_time`` at ``horizon`` bars.
 
-    A ``NamedTuple`` (like ``Tick``): the engine builds one per event bar and completed
-    horizon straight from its columns (``BarOutcome._make``), a few times cheaper than a
-    dataclass, which keeps outcome tracking inside its CPU budget (``docs/outcomes.md``).
+    A ``NamedTuple`` (like ``Tick``), so ``tuple(o)`` is its wire form. The detector engine
+    builds none: it emits columns (``common.columns.OutcomeColumns``) and zips them into the
+    same arrays; records are built from those columns where a consumer wants them (replay,
+    tests) and by the decoder (the sink).
 
     Long direction: ``ret = close[t+h]/close[t] - 1``, ``mfe = max(high[t+1..t+h])/close[t] - 1``,
     ``mae = min(low[t+1..t+h])/close[t] - 1``; the short direction's are ``-ret``, ``-mae``,
@@ -387,11 +388,17 @@ def _optional_float(x: Any) -> float | None:
 
 def encode_outcomes(outcomes: Iterable[BarOutcome]) -> dict[bytes, bytes]:
     """One ``outcomes`` stream entry holding ``outcomes`` (ids are per record, not entry)."""
-    items = [tuple(o) for o in outcomes]  # orjson writes tuples, not NamedTuples, as arrays
+    # orjson writes tuples, not NamedTuples, as arrays
+    return encode_outcome_rows([tuple(o) for o in outcomes])
+
+
+def encode_outcome_rows(rows: list[tuple[Any, ...]]) -> dict[bytes, bytes]:
+    """The ``outcomes`` entry of plain tuples in ``BarOutcome`` field order (what the
+    detectors' ``common.columns.OutcomeColumns`` zip to, with no record built)."""
     return {
         b"v": b"%d" % OUTCOMES_VERSION,
-        b"n": b"%d" % len(items),
-        b"d": orjson.dumps(items),
+        b"n": b"%d" % len(rows),
+        b"d": orjson.dumps(rows),
     }
 
 

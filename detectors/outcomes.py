@@ -62,10 +62,10 @@ class OutcomeConfig:
 
 @dataclass(frozen=True, slots=True)
 class Completed:
-    """Horizons that completed in one step, as parallel lists (one item per event x horizon);
-    regime values still warming up (NaN) are ``None``."""
+    """Horizons that completed in one step, as parallel lists (one item per event x horizon;
+    ``rows``, the engine rows, an array); regime values still warming up (NaN) are ``None``."""
 
-    rows: list[int]
+    rows: I64
     open_time: list[int]
     horizon: list[int]
     close: list[float]
@@ -145,7 +145,7 @@ class OutcomeTracker:
         else:
             trend, atr_ratio, volume_ratio = (_nullable(x) for x in regime)
         return Completed(
-            rows=r.tolist(),
+            rows=r,
             open_time=self.open_time[r, si].tolist(),
             horizon=np.where(reached < 0, self.width, reached).tolist(),
             close=base.tolist(),

@@ -30,6 +30,7 @@ from common.columns import (
     FIRED_DTYPE,
     BarColumns,
     EventColumns,
+    OutcomeColumns,
     Recent,
     feature_dicts,
     feature_matrix,
@@ -84,18 +85,19 @@ class Output:
     """What one step produced, as columns (``common.columns``): every closed bar, the bars on
     which a pattern fired, the outcome horizons that the closed bars completed
     (:mod:`detectors.outcomes`), and the ticks rejected as implausible (with the reason; to
-    be dead-lettered, never applied). The live path encodes the columns as they are; ``bars``
-    and ``events`` build the records (replay, tests) exactly as a consumer decodes them."""
+    be dead-lettered, never applied). The live path encodes the columns as they are; ``bars``,
+    ``events`` and ``outcomes`` build the records (replay, tests) exactly as a consumer decodes
+    them."""
 
     bar_parts: list[BarColumns] = field(default_factory=list)
     event_parts: list[EventColumns] = field(default_factory=list)
-    outcomes: list[BarOutcome] = field(default_factory=list)
+    outcome_parts: list[OutcomeColumns] = field(default_factory=list)
     rejected: list[tuple[Tick, str]] = field(default_factory=list)
 
     def extend(self, other: Output) -> None:
         self.bar_parts.extend(other.bar_parts)
         self.event_parts.extend(other.event_parts)
-        self.outcomes.extend(other.outcomes)
+        self.outcome_parts.extend(other.outcome_parts)
         self.rejected.extend(other.rejected)
 
     def bar_columns(self) -> BarColumns:
@@ -103,6 +105,9 @@ class Output:
 
     def event_columns(self) -> EventColumns:
         return EventColumns.concat(self.event_parts)
+
+    def outcome_columns(self) -> OutcomeColumns:
+        return OutcomeColumns.concat(self.outcome_parts)
 
     @property
     def n_bars(self) -> int:
@@ -115,6 +120,10 @@ class Output:
     @property
     def events(self) -> list[PatternEvent]:
         return [e for p in self.event_parts for e in p.to_events()]
+
+    @property
+    def outcomes(self) -> list[BarOutcome]:
+        return [o for p in self.outcome_parts for o in p.to_outcomes()]
 
 
 class PartitionEngine:
@@ -327,23 +336,25 @@ class PartitionEngine:
         return EventColumns(bars, list(names), fired, table, matrix, recents)
 
     def _emit_outcomes(self, done: Completed, tf_name: str, out: Output) -> None:
-        """One ``BarOutcome`` per completed (event, horizon), built column-wise."""
-        series = self.agg.series
-        n = len(done.rows)
-        names = [series[row // self.n_tf] for row in done.rows]
-        columns = (
-            [e for e, _ in names],
-            [s for _, s in names],
-            [tf_name] * n,
-            done.open_time,
-            done.horizon,
-            done.close,
-            done.ret,
-            done.mfe,
-            done.mae,
-            done.trend,
-            done.atr_ratio,
-            done.volume_ratio,
-            [self.config.outcomes.cost_bps] * n,
+        """The completed (event, horizon) pairs as columns: no record per pair, the runner
+        zips the columns straight into the ``outcomes`` entry."""
+        n = len(done.open_time)
+        names = map(self.agg.series.__getitem__, (done.rows // self.n_tf).tolist())
+        exchange, symbol = zip(*names, strict=True)
+        out.outcome_parts.append(
+            OutcomeColumns(
+                exchange,
+                symbol,
+                (tf_name,) * n,
+                done.open_time,
+                done.horizon,
+                done.close,
+                done.ret,
+                done.mfe,
+                done.mae,
+                done.trend,
+                done.atr_ratio,
+                done.volume_ratio,
+                (self.config.outcomes.cost_bps,) * n,
+            )
         )
-        out.outcomes.extend(map(BarOutcome._make, zip(*columns, strict=True)))

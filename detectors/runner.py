@@ -36,7 +36,8 @@ from typing import TYPE_CHECKING
 
 from redis.exceptions import RedisError
 
-from common.contracts import TickBatch, encode_outcomes
+from common.columns import encode_outcome_parts
+from common.contracts import TickBatch
 from common.errors import DecodeError
 from common.names import GROUP_DETECTORS
 from common.redis import AnyRedis
@@ -268,8 +269,9 @@ class PartitionRunner:
                 pipe.xadd(keys.patterns, dict(fields.items()))
             for fields in bars.encode():
                 pipe.xadd(keys.bars, dict(fields.items()))
-            if out.outcomes:  # one entry per write: the records carry their own ids
-                pipe.xadd(keys.outcomes, dict(encode_outcomes(out.outcomes).items()))
+            if out.outcome_parts:  # one entry per write: the records carry their own ids
+                outcomes = encode_outcome_parts(out.outcome_parts)
+                pipe.xadd(keys.outcomes, dict(outcomes.items()))
             await pipe.execute()
             # One inc per label, not per bar: a boundary closes a bar for every series at once.
             for timeframe, n in bars.timeframe_counts().items():

@@ -11,9 +11,11 @@
 4. Boundary load (issue 17): 16 partition engines x 63 symbols (~1,000), timeframes 1s,5s,1m,
    3 trades per symbol per second, so every second closes a bar of every symbol at once (and
    every 5 s / 1 min those of the longer timeframes). Per closed bar: the engine's step
-   (aggregation, indicators, pattern kernels, its output), then the write as the runner does
-   it (encode + pipelined XADD to a scratch Redis namespace). Baselines in the same run: the
-   engine's step alone, and the one-entry-per-record (v1) write of the same output.
+   (aggregation, indicators, pattern kernels, outcome tracking, its output), then the write
+   as the runner does it (encode + pipelined XADD to a scratch Redis namespace; of it, the
+   ``outcomes`` entry's encode is shown too). Baselines in the same run: the engine's step
+   alone, and the one-entry-per-record (v1) write of the same output (its outcomes encoded
+   from records, as before the engine emitted columns).
 5. The boundary load's CPU per closed bar (``time.process_time``: step, encode and XADD of
    each output at once, as the runner writes) under the worker's garbage-collector tuning
    (``tune_gc(GC_GEN0)``, as ``run_service`` applies it), and the part of it spent inside
@@ -36,7 +38,8 @@ import redis
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
-from common.contracts import Tick, TickBatch
+from common.columns import encode_outcome_parts
+from common.contracts import Tick, TickBatch, encode_outcomes
 from common.logging import configure_logging
 from common.names import Keys
 from common.settings import CommonSettings
@@ -225,6 +228,14 @@ def _v2_entries(out: Any) -> tuple[list[dict[bytes, bytes]], list[dict[bytes, by
     return out.event_columns().encode(), out.bar_columns().encode()
 
 
+def _outcome_entries(out: Any, *, records: bool = False) -> list[dict[bytes, bytes]]:
+    """The ``outcomes`` entry of a write, from the output's columns as the runner encodes it
+    (``records``: from ``BarOutcome`` records, as before; also for code without columns)."""
+    if records or not hasattr(out, "outcome_parts"):
+        return [encode_outcomes(out.outcomes)] if out.outcomes else []
+    return [encode_outcome_parts(out.outcome_parts)] if out.outcome_parts else []
+
+
 async def _boundary(url: str) -> None:
     config = EngineConfig(timeframes=parse_timeframes("1s,5s,1m"))
     engines = [PartitionEngine(config) for _ in range(BOUNDARY_PARTITIONS)]
@@ -247,16 +258,21 @@ async def _boundary(url: str) -> None:
     step = time.perf_counter() - started
     bars = sum(out.n_bars if columnar else len(out.bars) for out in outs)
     events = sum(len(out.event_columns()) if columnar else len(out.events) for out in outs)
+    outcomes, encode = 0, 0.0  # bar outcomes written, seconds encoding their entries
     try:
         write = time.perf_counter()
         for out in outs:
             ev, br = _v2_entries(out) if columnar else _v1_entries(out)
-            await _xadd(client, stream, ev + br)
+            began = time.perf_counter()
+            oc = _outcome_entries(out)
+            encode += time.perf_counter() - began
+            outcomes += sum(int(fields[b"n"]) for fields in oc)
+            await _xadd(client, stream, ev + br + oc)
         write = time.perf_counter() - write
         write_v1 = time.perf_counter()
         for out in outs:
             ev, br = _v1_entries(out)
-            await _xadd(client, stream, ev + br)
+            await _xadd(client, stream, ev + br + _outcome_entries(out, records=True))
         write_v1 = time.perf_counter() - write_v1
     finally:
         await client.delete(stream)
@@ -264,10 +280,11 @@ async def _boundary(url: str) -> None:
     us = 1e6 / bars
     print(
         f"boundary load, {BOUNDARY_PARTITIONS} partitions x {BOUNDARY_SYMBOLS} symbols, "
-        f"1s,5s,1m, {seconds} s ({bars} bars, {events} pattern events): "
-        f"{(step + write) * us:.1f} us per closed bar incl. "
+        f"1s,5s,1m, {seconds} s ({bars} bars, {events} pattern events, {outcomes} bar "
+        f"outcomes): {(step + write) * us:.1f} us per closed bar incl. "
         f"{'columnar' if columnar else 'one-entry-per-record'} encode + XADD "
-        f"({write * us:.1f}) | baseline engine step alone {step * us:.1f} us, "
+        f"({write * us:.1f}, of which the outcomes entry's encode {encode * us:.2f}) "
+        f"| baseline engine step alone {step * us:.1f} us, "
         f"step + one-entry-per-record write (v1) {(step + write_v1) * us:.1f} us "
         f"({write_v1 * us:.1f})"
     )
@@ -313,7 +330,7 @@ async def _boundary_cpu(
             for engine, batch in zip(engines, row, strict=True):
                 out = engine.apply(batch)
                 ev, br = _v2_entries(out) if columnar else _v1_entries(out)
-                await _xadd(client, stream, ev + br)
+                await _xadd(client, stream, ev + br + _outcome_entries(out))
                 bars += out.n_bars if columnar else len(out.bars)
         cpu = time.process_time() - cpu
     return cpu, bars

@@ -11,7 +11,7 @@ times. Redis round trips are left out, which makes the share larger than in a li
 not smaller. ``BENCH_QUICK=1`` shortens the run.
 
 The figure is the share measured inside the run with outcome tracking: the process-CPU time
-spent in the outcome code (the tracker's ``advance`` and ``track``, building the records,
+spent in the outcome code (the tracker's ``advance`` and ``track``, emitting the columns,
 encoding the ``outcomes`` entries) over the whole run's. On a shared machine that ratio is
 stable where the difference of two whole runs is not (each run's time moves by more than
 the few per cent at stake); the same-run baseline, the whole run without outcome tracking,
@@ -26,7 +26,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from common.contracts import TickBatch, encode_outcomes
+from common.columns import encode_outcome_parts
+from common.contracts import TickBatch
 from detectors.outcomes import OutcomeConfig
 from detectors.partition import EngineConfig, PartitionEngine
 from detectors.timeframes import parse_timeframes
@@ -70,7 +71,7 @@ def _run(entries: list[dict[bytes, bytes]], config: EngineConfig) -> tuple[float
     tracker.advance = clock.wrap(tracker.advance)  # type: ignore[method-assign]
     tracker.track = clock.wrap(tracker.track)  # type: ignore[method-assign]
     engine._emit_outcomes = clock.wrap(engine._emit_outcomes)  # type: ignore[method-assign]
-    encode = clock.wrap(encode_outcomes)
+    encode = clock.wrap(encode_outcome_parts)
     events = outcomes = 0
     start = time.process_time()
     for fields in entries:
@@ -79,10 +80,10 @@ def _run(entries: list[dict[bytes, bytes]], config: EngineConfig) -> tuple[float
             event.encode()
         for bar in out.bars:
             bar.encode()
-        if out.outcomes:
-            encode(out.outcomes)
+        if out.outcome_parts:
+            encode(out.outcome_parts)
         events += len(out.events)
-        outcomes += len(out.outcomes)
+        outcomes += sum(len(p) for p in out.outcome_parts)
     return time.process_time() - start, clock.seconds, events, outcomes
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import struct
 from collections import defaultdict
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ import numpy as np
 import orjson
 import pytest
 
+from common.columns import OutcomeColumns, encode_outcome_parts
 from common.contracts import (
     Bar,
     BarOutcome,
@@ -197,6 +198,44 @@ def test_outcome_stream_codec_round_trips() -> None:
     for bad in ({b"v": b"2", b"d": b"[]"}, {b"v": b"1", b"d": b"{}"}, {b"v": b"1", b"d": b"[[1]]"}):
         with pytest.raises(DecodeError):
             decode_outcomes(bad)
+
+
+def encode_records(outcomes: list[BarOutcome]) -> dict[bytes, bytes]:
+    """The ``outcomes`` entry as written before the engine emitted columns: one record each."""
+    items = [tuple(o) for o in outcomes]
+    return {b"v": b"1", b"n": b"%d" % len(items), b"d": orjson.dumps(items)}
+
+
+def test_outcome_columns_write_the_bytes_the_records_did() -> None:
+    """The engine's columns (several steps' parts, warming regimes as None) encode to the
+    same entry as their records, which are what a consumer decodes."""
+    assert [f.name for f in fields(OutcomeColumns)] == list(BarOutcome._fields)
+    ticks = list(synthetic_ticks("binance", 3, 4.0, seed=5, count=6_000))
+    engine = PartitionEngine(CONFIG)
+    out = Output()
+    for a in range(0, len(ticks), 500):
+        out.extend(engine.apply(TickBatch.from_ticks(ticks[a : a + 500])))
+    assert len(out.outcome_parts) > 1
+    records = out.outcomes
+    assert any(o.trend is None for o in records) and any(o.trend is not None for o in records)
+    columns = out.outcome_columns()
+    assert len(columns) == len(records)
+    assert columns.to_outcomes() == records
+    assert columns.encode() == encode_records(records) == encode_outcomes(records)
+    assert encode_outcome_parts(out.outcome_parts) == encode_records(records)
+    assert decode_outcomes(columns.encode()) == records
+    for part in out.outcome_parts:
+        assert part.encode() == encode_records(part.to_outcomes())
+    items = [
+        BarOutcome("binance", "BTC", "1m", 60_000, 5, 100.0, 0.01, 0.02, -0.01, 1.0, None, 1.5, 0),
+        BarOutcome("binance", "ETH", "1m", 0, 1, 10.0, -0.0, 0.0, -0.5, None, 0.01, None, 2.5),
+    ]
+    parts = [OutcomeColumns.from_outcomes(items[:1]), OutcomeColumns.from_outcomes(items[1:])]
+    assert OutcomeColumns.concat(parts).encode() == encode_records(items)
+    empty = OutcomeColumns.concat([])
+    assert empty.encode() == encode_records([])
+    assert encode_outcome_parts([parts[0], empty, parts[1]]) == encode_records(items)
+    assert not Output().outcome_columns() and Output().outcomes == []
 
 
 def test_outcome_settings_are_validated() -> None:
