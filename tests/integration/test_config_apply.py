@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from collections.abc import AsyncIterator
 
@@ -66,7 +65,7 @@ async def test_retention_changed_live_applies_on_the_next_pass(
     db: Db, redis_client: aioredis.Redis, keys: Keys
 ) -> None:
     now_ms = int(time.time() * 1000) // MINUTE * MINUTE
-    recent = dataclasses.replace(make_bar(1), open_time=now_ms)
+    recent = make_bar(1)._replace(open_time=now_ms)
     for bar in [make_bar(0), recent]:  # one from 2024, one from now
         await redis_client.xadd(keys.bars, bar.encode())  # type: ignore[arg-type]
     await run_sink(db, redis_client, keys)

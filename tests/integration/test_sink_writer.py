@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import subprocess
 import sys
 import time
@@ -245,7 +244,7 @@ async def test_retention_drops_only_old_rows(
     """drop_chunks on TimescaleDB (Apache edition), DELETE on plain PostgreSQL."""
     now_ms = int(time.time() * 1000) // MINUTE * MINUTE
     recent = [make_bar(0), make_bar(1)]
-    recent = [dataclasses.replace(b, open_time=now_ms - k * MINUTE) for k, b in enumerate(recent)]
+    recent = [b._replace(open_time=now_ms - k * MINUTE) for k, b in enumerate(recent)]
     for bar in [make_bar(0), make_bar(1), *recent]:  # two from 2024, two from now
         await redis_client.xadd(keys.bars, bar.encode())  # type: ignore[arg-type]
     await run_sink(db, redis_client, keys)
