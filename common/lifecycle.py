@@ -18,9 +18,6 @@ Once the service has started, ``run_service`` tunes the process's garbage collec
 and Python's default threshold (a collection every 700 allocations) runs dozens of
 collections a second in a busy one. ``tests/bench/bench_detectors.py`` and
 ``bench_signals.py`` measure the time spent in them with and without the tuning.
-
-``worker_main`` also lowers the process's CPU priority to ``NICE`` (``lower_priority``; the
-detectors default to 5) before it starts anything.
 """
 
 from __future__ import annotations
@@ -29,7 +26,6 @@ import abc
 import asyncio
 import contextlib
 import gc
-import os
 import signal
 import sys
 from collections.abc import Callable
@@ -165,15 +161,6 @@ async def _drain(
     return False
 
 
-def lower_priority(nice: int) -> None:
-    """Run at niceness ``nice`` at least (``NICE``): a process started nicer stays as it is,
-    so this only ever lowers the priority and needs no privilege. Under contention for the
-    cores, the scheduler then serves the other processes first (a detector's default, 5,
-    yields to ingest, signals and Redis: the stages a bar's latency waits on after it)."""
-    if nice > os.getpriority(os.PRIO_PROCESS, 0):
-        os.setpriority(os.PRIO_PROCESS, 0, nice)
-
-
 def tune_gc(gen0: int) -> None:
     """Collect the youngest generation every ``gen0`` allocations instead of every 700, and
     freeze the objects alive now out of every later collection (0: leave Python's defaults).
@@ -300,5 +287,4 @@ def worker_main(settings: Callable[[], S], service: Callable[[S], Service]) -> i
     """
     with exit_on_config_error():
         read = settings()
-    lower_priority(read.common.nice)
     return run_service(lambda: service(read), read.common)

@@ -37,8 +37,6 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 REDIS_SCHEMES = ("redis", "rediss", "redis+cluster", "rediss+cluster", "unix")
 #: ``GC_GEN0``: allocations between two collections of the youngest generation (Python: 700).
 DEFAULT_GC_GEN0 = 50_000
-#: ``NICE``: the highest niceness a worker may run at (19: the lowest CPU priority).
-MAX_NICE = 19
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
@@ -258,7 +256,6 @@ class CommonSettings:
     consumer_name: str | None = None
     delete_idle_consumers_ms: int = 3_600_000
     gc_gen0: int = DEFAULT_GC_GEN0  # 0: Python's default thresholds (``lifecycle.tune_gc``)
-    nice: int = 0  # run at least this nice (``lifecycle.lower_priority``); 0: as started
 
     def __post_init__(self) -> None:
         register_url_secret(self.redis_url)
@@ -362,7 +359,6 @@ class CommonSettings:
                 hi=30 * 86_400_000,
             ),
             gc_gen0=env_int(e, "GC_GEN0", d["gc_gen0"], lo=0),
-            nice=env_int(e, "NICE", d["nice"], lo=0, hi=MAX_NICE),
         )
 
 

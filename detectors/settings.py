@@ -30,17 +30,14 @@ variable                 default           meaning
 =======================  ================  ===================================================
 
 Plus every shared variable of ``CommonSettings`` (``REDIS_URL``, ``PARTITIONS``, ``BATCH_COUNT``,
-``BLOCK_MS`` ...), where the detectors' own default of ``NICE`` is 5 (``DETECTORS_NICE``): the
-detectors are the bulk of the CPU, and a bar's latency after them is ingest's, signals' and
-Redis's, which the scheduler then serves first when the cores are contended. Nothing here
-reads the environment at import time.
+``BLOCK_MS`` ...). Nothing here reads the environment at import time.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from common.errors import ConfigError
 from common.plausibility import PlausibilityLimits
@@ -61,9 +58,6 @@ from detectors.partition import EngineConfig
 from detectors.patterns import PATTERN_NAMES
 from detectors.timeframes import DEFAULT_TIMEFRAMES, parse_timeframes
 
-#: The detectors' default ``NICE`` (the module docstring says why).
-DETECTORS_NICE = 5
-
 
 @dataclass(frozen=True, slots=True)
 class DetectorSettings:
@@ -81,8 +75,6 @@ class DetectorSettings:
         e = os.environ if env is None else env
         d = field_defaults(cls)
         common = CommonSettings.from_env(e)
-        if env_optional(e, "NICE") is None:
-            common = replace(common, nice=DETECTORS_NICE)
         lease_ttl = env_int(e, "LEASE_TTL_MS", d["lease_ttl_ms"], lo=500, hi=600_000)
         heartbeat = env_int(e, "HEARTBEAT_MS", lease_ttl // 3, lo=50, hi=lease_ttl - 1)
         member = env_optional(e, "DETECTOR_ID") or unique_consumer_name()

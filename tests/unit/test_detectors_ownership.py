@@ -55,15 +55,6 @@ def test_settings_name_the_variable() -> None:
         assert err.value.variable == var
 
 
-def test_detectors_run_nice_5_unless_nice_says_otherwise() -> None:
-    assert DetectorSettings.from_env({}).common.nice == 5
-    assert DetectorSettings.from_env({"NICE": "0"}).common.nice == 0
-    assert DetectorSettings.from_env({"NICE": "11"}).common.nice == 11
-    with pytest.raises(ConfigError) as err:
-        DetectorSettings.from_env({"NICE": "-1"})
-    assert err.value.variable == "NICE"
-
-
 async def test_runners_wait_for_a_due_renewal_round_and_only_then() -> None:
     """``yield_to_renewal`` (called between work slices) parks a runner while a heartbeat and
     renewal round is due, until the round has run; otherwise it returns at once."""

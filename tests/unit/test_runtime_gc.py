@@ -1,10 +1,9 @@
-"""What ``worker_main`` does to its process: ``GC_GEN0`` tunes the garbage collector once the
-service has started (``common.lifecycle.tune_gc``), and only then; ``NICE`` lowers the CPU
-priority (``common.lifecycle.lower_priority``), never raises it.
+"""``GC_GEN0``: every worker started by ``worker_main`` tunes its garbage collector once its
+service has started (``common.lifecycle.tune_gc``), and only then.
 
-Each case runs a tiny worker in a fresh interpreter (both are process state): its service
-makes an object in ``start()`` and one in ``run()`` and reports the collector's thresholds,
-which of the two objects were frozen out of collection, and its niceness.
+Each case runs a tiny worker in a fresh interpreter (the collector is process state): its
+service makes an object in ``start()`` and one in ``run()`` and reports the collector's
+thresholds and which of the two objects were frozen out of collection.
 """
 
 from __future__ import annotations
@@ -52,7 +51,6 @@ class Report(Service):
             "threshold": gc.get_threshold(),
             "start_frozen": id(self.from_start) not in collected,
             "run_frozen": id(from_run) not in collected,
-            "nice": os.getpriority(os.PRIO_PROCESS, 0),
         }), flush=True)
 
 
@@ -61,10 +59,8 @@ sys.exit(worker_main(settings, lambda s: Report(burst=True)))
 """
 
 
-def run_worker(start_nice: int = 0, **env: str) -> subprocess.CompletedProcess[str]:
-    """The worker, started ``start_nice`` nicer than this process."""
-    unset = ("GC_GEN0", "INGEST_GC_GEN0", "NICE")
-    base = {k: v for k, v in os.environ.items() if k not in unset}
+def run_worker(**env: str) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if k not in ("GC_GEN0", "INGEST_GC_GEN0")}
     base |= {
         "METRICS_PORT": "0",
         "LOG_LEVEL": "WARNING",
@@ -73,7 +69,6 @@ def run_worker(start_nice: int = 0, **env: str) -> subprocess.CompletedProcess[s
     return subprocess.run(
         [sys.executable, "-c", WORKER],
         env=base | env,
-        preexec_fn=(lambda: os.nice(start_nice)) if start_nice else None,
         capture_output=True,
         text=True,
         timeout=60,
@@ -81,8 +76,8 @@ def run_worker(start_nice: int = 0, **env: str) -> subprocess.CompletedProcess[s
     )
 
 
-def report(start_nice: int = 0, **env: str) -> dict[str, Any]:
-    done = run_worker(start_nice, **env)
+def report(**env: str) -> dict[str, Any]:
+    done = run_worker(**env)
     assert done.returncode == 0, done.stderr
     out: dict[str, Any] = json.loads(done.stdout)
     return out
@@ -124,23 +119,3 @@ async def test_serve_leaves_the_collector_alone_unless_asked() -> None:
     settings = CommonSettings(metrics_port=0, gc_gen0=123)
     assert await serve(Burst(burst=True), settings, install_signals=False) == 0
     assert (gc.get_threshold(), gc.get_freeze_count()) == before
-
-
-OURS = os.getpriority(os.PRIO_PROCESS, 0)
-
-
-def test_nice_lowers_the_workers_priority_and_unset_leaves_it() -> None:
-    assert report()["nice"] == OURS
-    assert report(NICE=str(OURS + 3))["nice"] == OURS + 3
-
-
-def test_nice_never_raises_the_priority_of_a_process_started_nicer() -> None:
-    """So it needs no privilege: a worker an operator started at nice +6 stays there."""
-    assert report(start_nice=6, NICE=str(OURS + 2))["nice"] == OURS + 6
-
-
-def test_a_bad_nice_is_one_line_and_exit_code_2() -> None:
-    done = run_worker(NICE="20")
-    assert done.returncode == 2
-    assert done.stdout == ""
-    assert done.stderr == "alphapulse: invalid setting NICE: expected an integer 0..19, got '20'\n"
