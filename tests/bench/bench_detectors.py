@@ -31,6 +31,7 @@ import asyncio
 import math
 import os
 import time
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import numpy as np
@@ -297,12 +298,13 @@ async def _xadd(client: aioredis.Redis, stream: str, entries: list[dict[bytes, b
     await pipe.execute()
 
 
-def bench_boundary() -> None:
+def bench_boundary(run: Callable[[str], Coroutine[Any, Any, None]], what: str) -> None:
+    """One of the boundary-load benches against ``REDIS_URL`` (a line saying so without it)."""
     url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     try:
-        asyncio.run(_boundary(url))
+        asyncio.run(run(url))
     except (redis.RedisError, OSError) as e:
-        print(f"boundary load: unavailable ({e!r})")
+        print(f"{what}: unavailable ({e!r})")
 
 
 async def _boundary_cpu(
@@ -362,18 +364,10 @@ async def _boundary_gc(url: str) -> None:
     )
 
 
-def bench_boundary_gc() -> None:
-    """The boundary load's CPU per closed bar: Python's default GC vs the worker's tuning."""
-    url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    try:
-        asyncio.run(_boundary_gc(url))
-    except (redis.RedisError, OSError) as e:
-        print(f"boundary load GC: unavailable ({e!r})")
-
-
 def main() -> None:
-    bench_boundary()
-    bench_boundary_gc()
+    bench_boundary(_boundary, "boundary load")
+    # The boundary load's CPU per closed bar: Python's default GC vs the worker's tuning.
+    bench_boundary(_boundary_gc, "boundary load GC")
     bench_throughput(2_000.0)
     bench_throughput(50.0)
     bench_through_redis()
