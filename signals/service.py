@@ -170,19 +170,17 @@ class SignalsService(StreamWorker):
 
     async def emit(
         self,
-        scored: Sequence[Signal],
+        signals: Sequence[Signal],
         config_version: int | None = None,
         scored_through: int | None = None,
     ) -> list[Signal] | None:
-        """Stamp what is not stamped yet, append atomically, publish the new ones; returns
-        the new ones, or None (nothing appended) when ``config_version`` is no longer the
-        newest version."""
-        stamp = now_iso()
-        stamped = [s if s.emitted_at else s.stamped(stamp) for s in scored]
-        documents = [signal_to_json(s) for s in stamped]  # encoded once: appended, published
+        """Append ``signals`` (stamped as ``handle`` built them) atomically, publish the new
+        ones; returns the new ones, or None (nothing appended) when ``config_version`` is no
+        longer the newest version."""
+        documents = [signal_to_json(s) for s in signals]  # encoded once: appended, published
         started = time.perf_counter()
         stream_ids = await self.appender.append(
-            stamped,
+            signals,
             config_version=config_version,
             scored_through=scored_through,
             encoded=documents,
@@ -191,8 +189,8 @@ class SignalsService(StreamWorker):
         if stream_ids is None:
             return None
         appended = [i for i, sid in enumerate(stream_ids) if sid is not None]
-        new = [stamped[i] for i in appended]
-        SIGNALS_METRICS.duplicates.inc(len(stamped) - len(new))
+        new = [signals[i] for i in appended]
+        SIGNALS_METRICS.duplicates.inc(len(signals) - len(new))
         for direction, count in Counter(s.direction for s in new).items():
             SIGNALS_METRICS.emitted.labels(direction).inc(count)
         if self.publish:
