@@ -3,13 +3,18 @@
 Per batch of ``patterns`` entries (v2: the pattern events of one detector write, columnar;
 v1: one event; :mod:`common.columns` decodes both):
 
-1. decode and score every event (pure; an entry that does not decode is dead-lettered, an
+1. decode and score the events (pure; an entry that does not decode is dead-lettered, an
    event that cannot be scored is dead-lettered alone, and the batch goes on);
-2. stamp ``emitted_at`` (one stamp per batch, set as the signals are built) and append all
-   the batch's signals in one Lua call (``append.lua``):
-   ids already on the stream are skipped, so a redelivery never duplicates a signal;
+2. stamp ``emitted_at`` (one stamp per slice, set as the signals are built) and append the
+   slice's signals in one Lua call (``append.lua``): ids already on the stream are skipped,
+   so a redelivery never duplicates a signal;
 3. PUBLISH the newly appended ones on their symbol's channel (lossy by design);
 4. XACK the batch.
+
+Steps 1-3 run in append slices of about ``SIGNALS_APPEND_SLICE_MS`` of scoring each: a read
+holds up to ``BATCH_COUNT`` detector writes (a whole bar boundary at 1,000 symbols), and its
+first writes' signals go out while the rest are still scored, instead of all waiting for the
+last one.
 
 A crash anywhere before 4 leaves the entries pending; another instance (or this one after a
 restart) claims them with XAUTOCLAIM once idle for ``CLAIM_IDLE_MS`` and repeats 1-4: step 2
@@ -31,7 +36,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from common.columns import decode_events
 from common.configstore import ConfigFollower, ConfigRefused, ConfigVersion, write_version
@@ -78,6 +83,8 @@ class SignalsService(StreamWorker):
         )
         self.model = settings.model
         self.emit_warming = settings.emit_warming
+        self.append_slice_ms = settings.append_slice_ms
+        self.clock: Callable[[], float] = time.monotonic  # ends append slices (tests: a fake)
         self.seed = dict(settings.config_seed or seed_document({}, settings.model))
         self.history = ModelHistory.seed(settings.model)
         self.config = ConfigFollower(self.redis, keys, worker="signals", on_change=self._apply)
@@ -135,21 +142,40 @@ class SignalsService(StreamWorker):
         return results
 
     async def handle(self, batch: list[Entry]) -> BatchResult:
-        """Score, append, publish; the runtime acks what is not marked failed."""
+        """Score, append, publish, in append slices; the runtime acks what is not marked
+        failed."""
+        result = BatchResult()
+        done = 0
+        while done < len(batch):
+            done = await self._handle_slice(batch, done, result)
+        return result
+
+    async def _handle_slice(self, batch: list[Entry], start: int, result: BatchResult) -> int:
+        """Score the entries from ``batch[start]`` on until about ``SIGNALS_APPEND_SLICE_MS``
+        of work is done, append and publish their signals; returns where the next slice
+        starts. So the first detector writes of a read are on the stream while the rest are
+        still being scored (a read holds up to ``BATCH_COUNT`` writes: a whole bar boundary),
+        at the price of one script call per slice. A slice is what a read of fewer entries
+        would have been: the append's configuration guard and the id dedupe hold per slice."""
+        budget = self.append_slice_ms / 1000
         for _ in range(5):
             history = self.history
-            stamp = now_iso()  # the batch's emitted_at, set as its signals are built
-            result = BatchResult()
+            stamp = now_iso()  # the slice's emitted_at, set as its signals are built
+            failed = BatchResult()
             scored: list[Signal] = []
             through: int | None = None
             events = 0
+            deadline = self.clock() + budget
+            end = start
             # Entry by entry: only one entry's events are decoded at a time (an entry holds up
             # to ``MAX_ENTRY_RECORDS``; a read up to BATCH_COUNT entries), only signals are kept.
-            for entry in batch:
+            while end < len(batch) and (end == start or not budget or self.clock() < deadline):
+                entry = batch[end]
+                end += 1
                 try:
                     entry_events = decode_events(entry.fields)
                 except BadInput as err:
-                    result.fail(entry, err)  # dead-lettered by the runtime, counted by reason
+                    failed.fail(entry, err)  # dead-lettered by the runtime, counted by reason
                     continue
                 for event in entry_events:
                     try:
@@ -157,13 +183,14 @@ class SignalsService(StreamWorker):
                             history.score(event, emit_warming=self.emit_warming, emitted_at=stamp)
                         )
                     except BadInput as err:
-                        result.fail(_one_event(entry, event, len(entry_events)), err)
+                        failed.fail(_one_event(entry, event, len(entry_events)), err)
                         continue
                     events += 1
                     through = max(through or 0, event.bar.open_time)
             if await self.emit(scored, history.newest.version, through) is not None:
                 SIGNALS_METRICS.events.inc(events)
-                return result
+                result.failed.extend(failed.failed)
+                return end
             SIGNALS_METRICS.rescored.inc()  # a version newer than ours exists: load it, score again
             await self.config.refresh()
         raise RuntimeError("the configuration kept changing under one batch; retried later")

@@ -11,6 +11,8 @@ variable                       default     meaning
 ``SIGNALS_PUBLISH``            ``true``    also PUBLISH each new signal on ``signals:<ex>:<sym>``
 ``SIGNALS_EMIT_WARMING``       ``false``   also emit signals of events whose features are all
                                            still warming up (null); ``replay`` reads it too
+``SIGNALS_APPEND_SLICE_MS``    ``2``       append what is scored after about this much scoring
+                                           work, not only once per read (0 = once per read)
 ``SIGNALS_STREAM_RETENTION_S`` ``86400``   keep ``signals`` entries this long for group-less
                                            readers (WS resume, tail); older ones are trimmed
                                            once every consumer group has acked them (0 = never)
@@ -64,6 +66,7 @@ class SignalsSettings:
     publish: bool = True
     stream_retention_ms: int = 86_400_000
     emit_warming: bool = False
+    append_slice_ms: int = 2
     config_seed: Mapping[str, Any] | None = None
     """Version 1 of the live configuration if the namespace has none (default: ``model``
     and the environment's WebSocket and retention settings; ``signals.liveconfig``)."""
@@ -95,6 +98,9 @@ class SignalsSettings:
                 e, "SIGNALS_STREAM_RETENTION_S", "stream_retention_ms"
             ),
             emit_warming=emit_warming_from_env(e),
+            append_slice_ms=env_int(
+                e, "SIGNALS_APPEND_SLICE_MS", d["append_slice_ms"], lo=0, hi=60_000
+            ),
         )
 
 

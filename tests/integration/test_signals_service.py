@@ -110,6 +110,41 @@ async def test_worker_emits_every_signal_once_and_acks(
     assert summary["pending"] == 0
 
 
+@pytest.mark.parametrize("slice_ms", [0, 2])
+async def test_append_slices_give_the_same_signals_once_each(
+    redis_client: aioredis.Redis, keys: Keys, namespace: str, slice_ms: int
+) -> None:
+    """A read of many detector writes is appended in slices (``SIGNALS_APPEND_SLICE_MS``):
+    here a clock that moves 1.5 ms per look ends a slice after every second entry (0: one
+    append per read). The same signals either way, each once, every entry acked."""
+    events = event_mix(400)
+    async with redis_client.pipeline(transaction=False) as pipe:
+        for fields in encode_events(events[:200]) + encode_events(events[200:]):
+            pipe.xadd(keys.patterns, fields)  # type: ignore[arg-type]
+        for e in events[:40]:  # and v1 entries again: redeliveries of the same events
+            pipe.xadd(keys.patterns, e.encode())  # type: ignore[arg-type]
+        await pipe.execute()
+    settings = settings_for(namespace)
+    settings = replace(settings, append_slice_ms=slice_ms)
+    ticks = iter(range(10**6))
+    appends: list[int] = []
+    async with SignalsService(settings, redis=redis_client, burst=True) as w:
+        w.clock = lambda: next(ticks) * 0.0015
+        append = w.appender.append
+
+        async def counted(signals: Any, **kw: Any) -> Any:
+            appends.append(len(signals))
+            return await append(signals, **kw)
+
+        w.appender.append = counted  # type: ignore[method-assign]
+        await w.run()
+    assert_exactly(await stream_signals(redis_client, keys), events)
+    assert (await redis_client.xpending(keys.patterns, GROUP_SIGNALS))["pending"] == 0
+    entries = 2 + 40
+    assert len(appends) == (1 if slice_ms == 0 else entries // 2)
+    assert sum(appends) == len(expected(events)) + len(expected(events[:40]))
+
+
 async def test_redelivery_after_append_before_ack_gives_no_duplicate(
     redis_client: aioredis.Redis, keys: Keys, namespace: str
 ) -> None:

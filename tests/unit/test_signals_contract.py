@@ -137,6 +137,10 @@ def test_settings_from_env(tmp_path: Path) -> None:
     assert (s.model.params.threshold, s.id_retention_ms, s.common.namespace) == (0.8, 60_000, "x:")
     with pytest.raises(ConfigError, match="SIGNALS_STREAM_MAXLEN"):
         SignalsSettings.from_env({"SIGNALS_STREAM_MAXLEN": "-1"})
+    assert SignalsSettings.from_env({}).append_slice_ms == 2
+    assert SignalsSettings.from_env({"SIGNALS_APPEND_SLICE_MS": "0"}).append_slice_ms == 0
+    with pytest.raises(ConfigError, match="SIGNALS_APPEND_SLICE_MS"):
+        SignalsSettings.from_env({"SIGNALS_APPEND_SLICE_MS": "-1"})
     with pytest.raises(ConfigError, match="SIGNALS_WS_TOKENS"):
         WsSettings.from_env({})
     ws = WsSettings.from_env({"SIGNALS_WS_TOKENS": "tok-1, tok-2", "SIGNALS_WS_QUEUE": "5"})
