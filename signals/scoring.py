@@ -43,7 +43,8 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -272,11 +273,14 @@ class ModelScorer:
             _rounded(short),
         )
 
-    def in_cooldown(self, event: PatternEvent, direction: int) -> bool:
-        """Step 6: an earlier event within the horizon already cleared the threshold this way."""
-        horizon = self.params.cooldown_bars * timeframe_ms(event.bar.timeframe)
-        t = event.bar.open_time
-        for prior in event.recent:
+    def in_cooldown(
+        self, timeframe: str, open_time: int, recent: Sequence[Any], direction: int
+    ) -> bool:
+        """Step 6: an earlier event of the bar's ``recent`` list within the horizon already
+        cleared the threshold this way."""
+        horizon = self.params.cooldown_bars * timeframe_ms(timeframe)
+        t = open_time
+        for prior in recent:
             open_time, scored = self.prior(prior)
             if not t - horizon <= open_time < t:
                 continue
@@ -309,10 +313,24 @@ class ModelScorer:
             return self.score_prior(prior)
         if found is None:
             found = self.score_prior(prior)
-            if len(_PRIORS) >= PRIOR_CACHE_SIZE:  # bounded: the oldest goes first
-                del _PRIORS[next(iter(_PRIORS))]
-            _PRIORS[key] = found
+            _memo_prior(key, found)
         return found
+
+    def remember(
+        self,
+        open_time: int,
+        patterns: PatternItems,
+        features: Mapping[str, FeatureValue],
+        scored: Scored,
+    ) -> None:
+        """Memoize a scored event as ``prior`` would its ``recent`` entry: the detectors write
+        that entry from the same bar, patterns (in the same order) and features, so the next
+        events of the series find it without decoding it. Only a key ``prior`` builds the
+        same way can hit, and equal keys decode equally, so this changes no result."""
+        used = tuple(map(features.get, FEATURES_USED))
+        key = (self, open_time, patterns, used, tuple(map(type, used)))
+        if key not in _PRIORS:
+            _memo_prior(key, (open_time, scored))
 
     def score_prior(self, prior: Mapping[str, Any]) -> tuple[int, Scored]:
         """``prior`` computed (what it memoizes)."""
@@ -332,25 +350,55 @@ class ModelScorer:
         features = clean_features(event.features)
         if not emit_warming and warming_up(features):
             return []
-        scored = self.raw(tuple(sorted(event.patterns.items())), self.context(features))
+        bar = event.bar
+        return self.signals(
+            (bar.exchange, bar.symbol, bar.timeframe),
+            bar.open_time,
+            bar.close,
+            tuple(event.patterns.items()),
+            features,
+            recent=event.recent,
+            name=name,
+            emitted_at=emitted_at,
+        )
+
+    def signals(
+        self,
+        key: tuple[str, str, str],
+        open_time: int,
+        close: float,
+        items: PatternItems,
+        features: dict[str, FeatureValue],
+        *,
+        recent: Sequence[Any],
+        name: str | None,
+        emitted_at: str | None,
+    ) -> list[Signal]:
+        """Steps 1-6 of one bar's event, given as what they read: the bar's (exchange, symbol,
+        timeframe), open time and close, its patterns (in the event's order), its
+        ``clean_features`` and its ``recent`` list (``score`` of a record and
+        ``signals.columnar`` of columns call it)."""
+        scored = self.raw(tuple(sorted(items)), self.context(features))
+        self.remember(open_time, items, features, scored)
         out: list[Signal] = []
         for d, ds, contributions in (
             (1, scored.long, scored.long_contributions),
             (-1, scored.short, scored.short_contributions),
         ):
-            if ds is None or ds.score < self.threshold or self.in_cooldown(event, d):
+            if (
+                ds is None
+                or ds.score < self.threshold
+                or self.in_cooldown(key[2], open_time, recent, d)
+            ):
                 continue
             direction: Direction = "long" if d == 1 else "short"
-            bar = event.bar
             # Positional, in field order (the reference tests check every field): a keyword
             # call of this 15-field frozen dataclass costs about twice as much.
             out.append(
                 Signal(
-                    f"{bar_id(bar.exchange, bar.symbol, bar.timeframe, bar.open_time)}:{direction}",
-                    bar.exchange,
-                    bar.symbol,
-                    bar.timeframe,
-                    bar.open_time,
+                    f"{bar_id(*key, open_time)}:{direction}",
+                    *key,
+                    open_time,
                     direction,
                     ds.score,
                     dict(scored.fired),
@@ -359,11 +407,17 @@ class ModelScorer:
                     name or self.model.fingerprint,
                     emitted_at,
                     SIGNALS_VERSION,
-                    bar.close,
+                    close,
                     dict(contributions),
                 )
             )
         return out
+
+
+def _memo_prior(key: tuple[Any, ...], value: tuple[int, Scored]) -> None:
+    if len(_PRIORS) >= PRIOR_CACHE_SIZE:  # bounded: the oldest goes first
+        _PRIORS.popitem(last=False)
+    _PRIORS[key] = value
 
 
 def _rounded(ds: DirectionScore | None) -> Rounded:
@@ -392,8 +446,9 @@ def _cached_raw(scorer: ModelScorer, items: PatternItems, context: Context) -> S
 
 # ``ModelScorer.prior``'s memo, for every model: (scorer, the entry's open time, pattern items,
 # used features' values and types, as found) -> (open time, scores). First in, first out: an
-# entry is read again within a few bars of its first use.
-_PRIORS: dict[tuple[Any, ...], tuple[int, Scored]] = {}
+# entry is read again within a few bars of its first use. An OrderedDict: dropping the oldest
+# is O(1) (``next(iter(d))`` on a plain dict walks the slots its earlier deletions left).
+_PRIORS: OrderedDict[tuple[Any, ...], tuple[int, Scored]] = OrderedDict()
 _SCORER_ATTR = "_scorer"
 
 

@@ -3,8 +3,9 @@
 Per batch of ``patterns`` entries (v2: the pattern events of one detector write, columnar;
 v1: one event; :mod:`common.columns` decodes both):
 
-1. decode and score the events (pure; an entry that does not decode is dead-lettered, an
-   event that cannot be scored is dead-lettered alone, and the batch goes on);
+1. decode and score the events (pure, ``signals.columnar``: a v2 entry from its columns;
+   an entry that does not decode is dead-lettered, an event that cannot be scored is
+   dead-lettered alone, and the batch goes on);
 2. stamp ``emitted_at`` (one stamp per slice, set as the signals are built) and append the
    slice's signals in one Lua call (``append.lua``): ids already on the stream are skipped,
    so a redelivery never duplicates a signal;
@@ -38,7 +39,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 
-from common.columns import decode_events
 from common.configstore import ConfigFollower, ConfigRefused, ConfigVersion, write_version
 from common.contracts import PatternEvent
 from common.errors import BadInput
@@ -47,6 +47,7 @@ from common.names import GROUP_SIGNALS
 from common.redis import AnyRedis
 from common.stream_worker import BatchResult, Entry, StreamWorker, TrimPolicy, TrimResult
 from signals.append import SignalAppender
+from signals.columnar import score_entry
 from signals.contract import Signal, now_iso, signal_to_json
 from signals.liveconfig import seed_document
 from signals.metrics import SIGNALS_METRICS
@@ -173,20 +174,21 @@ class SignalsService(StreamWorker):
                 entry = batch[end]
                 end += 1
                 try:
-                    entry_events = decode_events(entry.fields)
+                    done = score_entry(
+                        history, entry.fields, emit_warming=self.emit_warming, emitted_at=stamp
+                    )
                 except BadInput as err:
                     failed.fail(entry, err)  # dead-lettered by the runtime, counted by reason
                     continue
-                for event in entry_events:
-                    try:
-                        scored.extend(
-                            history.score(event, emit_warming=self.emit_warming, emitted_at=stamp)
-                        )
-                    except BadInput as err:
-                        failed.fail(_one_event(entry, event, len(entry_events)), err)
+                for i, (open_time, outcome) in enumerate(
+                    zip(done.open_times, done.results, strict=True)
+                ):
+                    if isinstance(outcome, BadInput):
+                        failed.fail(_one_event(entry, done.event(i), len(done.results)), outcome)
                         continue
+                    scored.extend(outcome)
                     events += 1
-                    through = max(through or 0, event.bar.open_time)
+                    through = max(through or 0, open_time)
             if await self.emit(scored, history.newest.version, through) is not None:
                 SIGNALS_METRICS.events.inc(events)
                 result.failed.extend(failed.failed)

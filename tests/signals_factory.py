@@ -1,13 +1,19 @@
-"""Pattern events for the signals tests and benchmark (the detectors' output, built by hand)."""
+"""Pattern events for the signals tests and benchmark: the detectors' output built by hand, or by
+a detector engine from random walks (``detector_entries``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from common.contracts import Bar, PatternEvent
+import numpy as np
+
+from common.contracts import Bar, PatternEvent, Tick, TickBatch
+from detectors.partition import EngineConfig, PartitionEngine
+from detectors.timeframes import parse_timeframes
 
 T0 = 1_723_161_240_000  # 2024-08-08T23:54:00Z, a 1m boundary
 MINUTE = 60_000
+SECOND = 1_000_000_000  # ns
 
 
 def make_bar(
@@ -143,3 +149,36 @@ def event_series(n: int, symbols: int = 50, recent_bars: int = 3) -> list[Patter
         if len(out) == n:
             break
     return out
+
+
+def detector_entries(symbols: int, seconds: int, seed: int) -> list[dict[bytes, bytes]]:
+    """The ``patterns`` entries a detector writes for random walks of ``symbols`` symbols
+    trading every second (1s, 5s and 1m bars): real features, warm-up, ``recent`` lists."""
+    engine = PartitionEngine(EngineConfig(timeframes=parse_timeframes("1s,5s,1m")))
+    rng = np.random.default_rng(seed)
+    price = np.full(symbols, 100.0)
+    entries: list[dict[bytes, bytes]] = []
+    for second in range(seconds):
+        ticks = []
+        for k in range(3):
+            price += rng.normal(0, 0.05, symbols)
+            for i in range(symbols):
+                ts = (1_723_161_600 + second) * SECOND + (100 + 300 * k) * 1_000_000
+                side = "buy" if (i + k) % 2 else "sell"
+                ticks.append(
+                    Tick(
+                        "binance",
+                        f"S{i}",
+                        f"S{i}",
+                        f"{second}-{k}-{i}",
+                        float(price[i]),
+                        float(rng.uniform(0.1, 2)),
+                        side,
+                        ts,
+                        ts + 1_000_000,
+                    )
+                )
+        out = engine.apply(TickBatch.from_ticks(ticks))
+        if out.event_parts:
+            entries += out.event_columns().encode()
+    return entries

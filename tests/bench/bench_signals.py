@@ -15,6 +15,11 @@ Figures (each next to a baseline measured in the same run):
    and the WebSocket server running as their own processes: p50/p99 latency from the burst's
    XADD to each signal seen on the ``signals`` stream (XREAD BLOCK) and at a WebSocket client;
    baseline: the same burst XADDed to a plain stream and read back with XREADGROUP.
+2b. The same on entries as a detector engine writes them (``detector_entries``: 500 symbols'
+   random walks, 1s/5s/1m bars, real features and ``recent`` lists): scoring alone from the
+   columns (the worker's path) next to decoding each event's record and scoring it, and the
+   per-event reference code, each from a cold memo; and one worker draining them; baseline:
+   XREADGROUP + XACK of the same entries. Both under the worker's GC tuning (as in 4.).
 4. The worker of 2. (columnar entries) under the worker's garbage-collector tuning
    (``tune_gc(GC_GEN0)``, as ``run_service`` applies it): CPU per event and the part of it
    spent inside collections (``gc.callbacks``); baseline in the same run: Python's default
@@ -41,18 +46,27 @@ import redis.asyncio as aioredis
 import uvloop
 from websockets.asyncio.client import connect
 
-from common.columns import encode_events
+from common.columns import decode_events, encode_events
 from common.contracts import PatternEvent
 from common.logging import configure_logging
 from common.names import GROUP_SIGNALS, Keys
 from common.settings import CommonSettings
+from signals.columnar import score_entry
 from signals.model import Model
-from signals.scoring import score_event
+from signals.scoring import _PRIORS, score_event
 from signals.service import SignalsService
 from signals.settings import SignalsSettings
+from signals.versions import ModelHistory
 from tests import signals_reference
 from tests.bench.gc_support import SETTINGS, GcClock, collector, rounds_of
-from tests.signals_factory import MINUTE, T0, event_mix, event_series, strong_event
+from tests.signals_factory import (
+    MINUTE,
+    T0,
+    detector_entries,
+    event_mix,
+    event_series,
+    strong_event,
+)
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 QUICK = os.environ.get("BENCH_QUICK") == "1"
@@ -104,14 +118,7 @@ async def bench_worker(
     # Baseline: consume and ack the same backlog doing nothing.
     raw = keys.patterns + ":raw"
     await write(r, raw, events, columnar=False)
-    await r.xgroup_create(raw, "g", id="0")
-    started = time.perf_counter()
-    while True:
-        reply: Any = await r.xreadgroup("g", "c", {raw: ">"}, count=100)
-        if not reply:
-            break
-        await r.xack(raw, "g", *[i for i, _ in reply[0][1]])
-    base = time.perf_counter() - started
+    base = await consume_only(r, raw)
     await write(r, keys.patterns, events, columnar=columnar)
     took, cpu = await drain(keys)
     n = await r.xlen(keys.signals)
@@ -121,6 +128,18 @@ async def bench_worker(
         f"({n / took:,.0f} signals/s, CPU {cpu / len(events) * 1e6:.1f} µs/event)   "
         f"baseline XREADGROUP+XACK {len(events) / base:10,.0f}/s"
     )
+
+
+async def consume_only(r: aioredis.Redis, stream: str) -> float:
+    """Seconds to XREADGROUP + XACK all of ``stream`` (100 entries a read), doing nothing."""
+    await r.xgroup_create(stream, "g", id="0")
+    started = time.perf_counter()
+    while True:
+        reply: Any = await r.xreadgroup("g", "c", {stream: ">"}, count=100)
+        if not reply:
+            break
+        await r.xack(stream, "g", *[i for i, _ in reply[0][1]])
+    return time.perf_counter() - started
 
 
 async def drain(keys: Keys) -> tuple[float, float]:
@@ -156,6 +175,73 @@ async def bench_worker_gc(r: aioredis.Redis, keys: Keys, events: Sequence[Patter
         f"{cpu_us[tuned]:.1f} µs, {gc_us[tuned]:.1f} in the collector "
         f"({cpu_us[tuned] / cpu_us[base]:.2f} of baseline)   baseline {base_label} "
         f"{cpu_us[base]:.1f} µs, {gc_us[base]:.1f} in the collector"
+    )
+
+
+def bench_entry_scoring(entries: Sequence[dict[bytes, bytes]]) -> None:
+    """Scoring entries as the detectors write them: from their columns (the worker's path) vs
+    decoding each event's record first and scoring it (the path before), and the plain
+    per-event reference code on the records; each from a cold memo, best of 3."""
+    history = ModelHistory.seed(Model())
+    model = Model()
+    n = sum(int(f[b"n"]) for f in entries)
+
+    def columns() -> int:
+        return sum(
+            len(r)
+            for f in entries
+            for r in score_entry(history, f, emit_warming=False, emitted_at="t").results
+            if isinstance(r, list)
+        )
+
+    def records() -> int:
+        return sum(len(history.score(e, emitted_at="t")) for f in entries for e in decode_events(f))
+
+    def reference() -> int:
+        return sum(
+            len(signals_reference.score_event(e, model)) for f in entries for e in decode_events(f)
+        )
+
+    best: dict[str, float] = {}
+    signals: dict[str, int] = {}
+    for _ in range(3):
+        for name, run in (("columns", columns), ("records", records), ("reference", reference)):
+            _PRIORS.clear()
+            started = time.process_time()
+            signals[name] = run()
+            took = time.process_time() - started
+            best[name] = min(best.get(name, math.inf), took)
+    if len(set(signals.values())) != 1:
+        raise RuntimeError(f"the paths disagree: {signals}")
+    us = {k: v / n * 1e6 for k, v in best.items()}
+    print(
+        f"scoring detector-written entries ({len(entries)} entries, {n} events, "
+        f"{signals['columns']} signals), CPU per event: from the columns {us['columns']:.1f} µs "
+        f"({us['columns'] / us['records']:.2f} of records, {us['columns'] / us['reference']:.2f} "
+        f"of the reference)   baseline decoded records {us['records']:.1f} µs, the per-event "
+        f"reference code on them {us['reference']:.1f} µs"
+    )
+
+
+async def bench_worker_entries(
+    r: aioredis.Redis, keys: Keys, entries: Sequence[dict[bytes, bytes]]
+) -> None:
+    """One worker draining entries as the detectors write them (decode, score, append,
+    publish, ack): its CPU per event."""
+    raw = keys.patterns + ":raw"
+    for stream in (raw, keys.patterns):
+        async with r.pipeline(transaction=False) as pipe:
+            for fields in entries:
+                pipe.xadd(stream, fields)  # type: ignore[arg-type]
+            await pipe.execute()
+    n = sum(int(f[b"n"]) for f in entries)
+    base = await consume_only(r, raw)
+    took, cpu = await drain(keys)
+    print(
+        f"signals worker on detector-written entries ({n} events, "
+        f"{await r.xlen(keys.signals)} signals): {n / took:10,.0f} events/s, "
+        f"CPU {cpu / n * 1e6:.1f} µs/event   baseline XREADGROUP+XACK of the same entries "
+        f"{n / base:10,.0f} events/s"
     )
 
 
@@ -268,6 +354,14 @@ async def run() -> None:
         bench_scoring(event_mix(n), "pure, mix   ")
         # 20 bars of 1,000 symbols even when quick: the series reach their steady state.
         bench_scoring(event_series(4 * n, symbols=SYMBOLS), "with recent")
+        # What the detectors write at a boundary of 500 symbols (1s, 5s, 1m bars): real
+        # features, warm-up, ``recent`` lists of up to 5 entries.
+        entries = detector_entries(500, 90 if QUICK else 180, seed=7)
+        with collector(SETTINGS[-1][1]):  # the worker's GC tuning (``run_service``)
+            bench_entry_scoring(entries)
+            await bench_worker_entries(
+                r, Keys(partitions=1, namespace=f"{keys.namespace}det:"), entries
+            )
         mix = event_mix(5_000 if QUICK else 30_000, symbols=SYMBOLS)
         await bench_worker(r, keys, mix)
         # The same events as v1 entries (what detectors wrote before issue 17), in a namespace

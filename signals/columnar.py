@@ -1,0 +1,122 @@
+"""Scoring a ``patterns`` entry as it comes off the stream (issue 17: signals CPU per event).
+
+A v2 entry (one detector write, :class:`common.columns.EventColumns`) is scored from its
+columns: no ``PatternEvent``, ``Bar`` or full feature dict is built for an event, only what
+the scoring reads — the bar's key, open time and close, the event's patterns, and the four
+features it uses (``FEATURES_USED``, converted column-wise exactly as ``feature_dicts`` and
+``clean_features`` convert them). Every event gets exactly the signals, or the error, that
+``ModelHistory.score`` gives its decoded record (``tests/unit/test_signals_columnar.py``
+checks this against the record path). A v1 entry (one event) is decoded and scored as a
+record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from common.columns import EventColumns, is_v1, pattern_dicts
+from common.contracts import Fields, PatternEvent
+from common.errors import BadInput
+from signals.contract import FeatureValue, Signal
+from signals.scoring import FEATURES_USED, scorer_of, warming_up
+from signals.versions import ModelHistory
+
+# One event's outcome: its signals (maybe none), or why it cannot be scored.
+Scoring = list[Signal] | BadInput
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredEntry:
+    """Per event of one entry, in entry order: its bar's open time and its ``Scoring``;
+    ``event(i)`` gives event ``i`` as a record (to dead-letter it alone)."""
+
+    open_times: Sequence[int]
+    results: Sequence[Scoring]
+    event: Callable[[int], PatternEvent]
+
+
+def score_entry(
+    history: ModelHistory, fields: Fields, *, emit_warming: bool, emitted_at: str | None
+) -> ScoredEntry:
+    """Score every event of a ``patterns`` entry; ``DecodeError`` if the entry does not
+    decode (then none of it is scored)."""
+    if is_v1(fields, "pattern_event"):
+        event = PatternEvent.decode(fields)
+        result: Scoring
+        try:
+            result = history.score(event, emit_warming=emit_warming, emitted_at=emitted_at)
+        except BadInput as err:
+            result = err
+        return ScoredEntry([event.bar.open_time], [result], lambda _: event)
+    columns = EventColumns.decode(fields)
+    results = score_columns(history, columns, emit_warming=emit_warming, emitted_at=emitted_at)
+    return ScoredEntry(
+        columns.bars.records["open_time"].tolist(),
+        results,
+        lambda i: columns.take(slice(i, i + 1)).to_events()[0],
+    )
+
+
+def score_columns(
+    history: ModelHistory,
+    columns: EventColumns,
+    *,
+    emit_warming: bool = False,
+    emitted_at: str | None = None,
+) -> list[Scoring]:
+    """Each event's ``ModelHistory.score``, from the columns."""
+    keys = columns.bars.keys
+    fields = ["key", "open_time", "close"]
+    bars: list[tuple[int, int, float]] = columns.bars.records[fields].tolist()
+    out: list[Scoring] = []
+    for (key, open_time, close), patterns, features, recent in zip(
+        bars,
+        pattern_dicts(columns.names, columns.fired, len(columns)),
+        used_features(columns),
+        columns.recent,
+        strict=True,
+    ):
+        if not emit_warming and warming_up(features):
+            out.append([])
+            continue
+        version = history.at(open_time)
+        try:
+            out.append(
+                scorer_of(version.model).signals(
+                    keys[key],
+                    open_time,
+                    close,
+                    tuple(patterns.items()),
+                    features,
+                    recent=recent,
+                    name=version.name,
+                    emitted_at=emitted_at,
+                )
+            )
+        except BadInput as err:
+            out.append(err)
+    return out
+
+
+def used_features(columns: EventColumns) -> list[dict[str, FeatureValue]]:
+    """Per event, ``clean_features`` of its features: ``FEATURES_USED`` in that order, NaN or
+    absent as ``None``, an integer feature's value an ``int`` (as ``feature_dicts`` makes it;
+    where a name repeats in the table, its last column, as there)."""
+    n = len(columns)
+    values = np.full((n, len(FEATURES_USED)), None, dtype=object)
+    index = {name: i for i, (name, _) in enumerate(columns.feature_table)}
+    for j, name in enumerate(FEATURES_USED):
+        i = index.get(name)
+        if i is None:
+            continue
+        column = columns.features[:, i]
+        present = ~np.isnan(column)
+        if columns.feature_table[i][1]:
+            values[present, j] = column[present].astype(np.int64).astype(object)
+        else:
+            values[present, j] = column[present].astype(object)
+    rows: list[list[FeatureValue]] = values.tolist()
+    return [dict(zip(FEATURES_USED, row, strict=True)) for row in rows]
