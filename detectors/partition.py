@@ -126,6 +126,19 @@ class Output:
         return [o for p in self.outcome_parts for o in p.to_outcomes()]
 
 
+@dataclass(slots=True)
+class _Group:
+    """Bars of one timeframe closing at one boundary, between ``_prepare`` and ``_finish``."""
+
+    idx: npt.NDArray[np.intp]  # into the step's closed bars
+    rows: I64  # engine rows
+    t: int  # timeframe index
+    prices: tuple[F64, F64, F64, F64, F64, F64, F64]  # open, high, low, close, volume, quote, taker
+    feats: dict[str, F64]
+    seen: I64  # bars each row has had, this one included
+    values: npt.NDArray[np.int32] = field(default_factory=lambda: np.empty((0, 0), np.int32))
+
+
 class PartitionEngine:
     """State and logic of one partition (any number of series x timeframes)."""
 
@@ -219,46 +232,57 @@ class PartitionEngine:
         cut = np.flatnonzero((key_end[1:] != key_end[:-1]) | (key_tf[1:] != key_tf[:-1])) + 1
         bounds = [0, *cut.tolist(), len(order)]
         trades = np.array(closed.trades, np.int64)
+        # The groups closing at one boundary (one per timeframe, longest first: consecutive in
+        # ``order``) are prepared in that order (``htf_trend`` reads the longer one's trend),
+        # then their patterns are evaluated in one call: the pattern program's cost is mostly
+        # per call, and its rows are independent of each other.
+        boundary: list[_Group] = []
         for a, b in itertools.pairwise(bounds):
-            self._process_group(
-                closed,
-                order[a:b],
-                rows,
-                ohlcv,
-                sid=sid,
-                open_time=open_time,
-                trades=trades,
-                out=out,
-            )
+            boundary.append(self._prepare(order[a:b], rows, ohlcv, t=int(key_tf[a])))
+            if b == len(order) or key_end[b] != key_end[a]:
+                self._evaluate(boundary)
+                for group in boundary:
+                    self._finish(group, sid=sid, open_time=open_time, trades=trades, out=out)
+                boundary = []
         return out
 
-    def _process_group(
-        self,
-        closed: ClosedBars,
-        idx: npt.NDArray[np.intp],
-        all_rows: I64,
-        ohlcv: F64,
-        *,
-        sid: I64,
-        open_time: I64,
-        trades: I64,
-        out: Output,
-    ) -> None:
-        """Bars of one timeframe closing at one boundary, each of a different series."""
+    def _prepare(self, idx: npt.NDArray[np.intp], all_rows: I64, ohlcv: F64, *, t: int) -> _Group:
+        """The bars ``idx`` of timeframe ``t`` closing at one boundary, each of a different
+        series: their windows and indicators updated, their features."""
         rows = all_rows[idx]
         o, h, lo, c, v, quote, taker = (ohlcv[k, idx] for k in range(7))
         win = self.window
         win[:, rows, :-1] = win[:, rows, 1:]
         win[:, rows, -1] = np.stack([o, h, lo, c])
         feats = self.ind.update(rows, h, lo, c, v)
-        t = int(closed.tf[int(idx[0])])
         if t + 1 < self.n_tf:
             feats["htf_trend"] = self.ind.floats["trend"][rows + 1]
         else:
             feats["htf_trend"] = np.full(len(rows), np.nan)
-        seen = self.ind.count[rows]
-        w = win[:, rows, :]
+        return _Group(idx, rows, t, (o, h, lo, c, v, quote, taker), feats, self.ind.count[rows])
+
+    def _evaluate(self, groups: list[_Group]) -> None:
+        """The patterns of every group of one boundary, in one call (their rows differ)."""
+        rows = groups[0].rows if len(groups) == 1 else np.concatenate([g.rows for g in groups])
+        seen = groups[0].seen if len(groups) == 1 else np.concatenate([g.seen for g in groups])
+        w = self.window[:, rows, :]
         values = self.patterns.evaluate(w[0], w[1], w[2], w[3], seen, state=self.pstate, slots=rows)
+        start = 0
+        for g in groups:
+            g.values = values[start : start + len(g.rows)]
+            start += len(g.rows)
+
+    def _finish(self, group: _Group, *, sid: I64, open_time: I64, trades: I64, out: Output) -> None:
+        """A prepared and evaluated group's outcomes, bars and pattern events."""
+        idx, rows, t, feats, seen, values = (
+            group.idx,
+            group.rows,
+            group.t,
+            group.feats,
+            group.seen,
+            group.values,
+        )
+        o, h, lo, c, v, quote, taker = group.prices
         fired_at = np.flatnonzero(values.any(axis=1))
         fired = len(fired_at)
         series = self.agg.series
