@@ -94,6 +94,10 @@ OUTCOMES_VERSION = 1
 # event carries its ``recent`` entries, so the horizon multiplies what detectors encode, Redis
 # stores and signals/sink decode per event (20 bars made events ~3x larger than 5).
 DEFAULT_RECENT_BARS = 5
+# The features a ``recent`` entry carries: those the signals stage's cooldown reads (its
+# ``FEATURES_USED``, in that order), not every feature of the bar; the entries are encoded once
+# and decoded in every later event of their series, so their size is paid many times.
+RECENT_FEATURES: tuple[str, ...] = ("volume_ratio", "trend", "htf_trend", "rsi")
 
 TICK_DTYPE = np.dtype(
     [
@@ -279,8 +283,9 @@ class PatternEvent:
     bar order is guaranteed): e.g. ``volume_ratio``, ``ema``, ``ema_slope``, ``trend``,
     ``htf_trend``, ``rsi``, ``atr`` — documented in ``detectors``. ``recent`` carries the
     pattern events of the same symbol/timeframe within the cooldown horizon, oldest first, as
-    ``{"open_time", "patterns", "features"}`` dicts, so the signals stage can apply cooldowns
-    (judging each earlier bar in its own context) as a pure function of this one event.
+    ``{"open_time", "patterns", "features"}`` dicts (``features``: those of ``RECENT_FEATURES``
+    the bar has), so the signals stage can apply cooldowns (judging each earlier bar in its
+    own context) as a pure function of this one event.
     """
 
     bar: Bar

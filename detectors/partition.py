@@ -36,7 +36,15 @@ from common.columns import (
     feature_matrix,
     pattern_dicts,
 )
-from common.contracts import DEFAULT_RECENT_BARS, Bar, BarOutcome, PatternEvent, Tick, TickBatch
+from common.contracts import (
+    DEFAULT_RECENT_BARS,
+    RECENT_FEATURES,
+    Bar,
+    BarOutcome,
+    PatternEvent,
+    Tick,
+    TickBatch,
+)
 from common.plausibility import PlausibilityLimits
 from detectors.bars import BarAggregator, ClosedBars
 from detectors.indicators import IndicatorBank, IndicatorConfig
@@ -337,6 +345,8 @@ class PartitionEngine:
         fired["event"], fired["pattern"], fired["value"] = event, pattern, hits[event, pattern]
         table = [(k, k in INTEGER_FEATURES) for k in feats]
         matrix = feature_matrix([feats[k][fired_at] for k, _ in table], table, len(fired_at))
+        # The ``recent`` entries carry only the features a cooldown reads (RECENT_FEATURES).
+        kept = [i for i, (k, _) in enumerate(table) if k in RECENT_FEATURES]
         names = self.patterns.names
         bars = columns.take(fired_at)
         span = self.config.cooldown_bars * int(self.tf_ms[t])
@@ -346,7 +356,7 @@ class PartitionEngine:
             rows[fired_at].tolist(),
             bars.records["open_time"].tolist(),
             pattern_dicts(names, fired, len(fired_at)),
-            feature_dicts(table, matrix),
+            feature_dicts([table[i] for i in kept], matrix[:, kept]),
             strict=True,
         ):
             horizon = open_time - span

@@ -48,13 +48,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from common.contracts import PatternEvent, bar_id
+from common.contracts import RECENT_FEATURES, PatternEvent, bar_id
 from common.errors import ConfigError, DecodeError
 from detectors.timeframes import parse_timeframe
 from signals.contract import SIGNALS_VERSION, Direction, FeatureValue, Signal
 from signals.model import Model, PatternSpec, ScoringParams
 
-FEATURES_USED: tuple[str, ...] = ("volume_ratio", "trend", "htf_trend", "rsi")
+# What scoring reads of an event's features, in the order a signal lists them: exactly what
+# the detectors put in each ``recent`` entry (``common.contracts.RECENT_FEATURES``).
+FEATURES_USED: tuple[str, ...] = RECENT_FEATURES
 RAW_CACHE_SIZE = 8_192  # memoized steps 1-4 results, all models together (~1.2 kB each)
 PRIOR_CACHE_SIZE = 8_192  # memoized ``recent`` entries, all models together (~0.6 kB each)
 _NO_FEATURES: Mapping[str, Any] = {}
