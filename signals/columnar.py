@@ -16,12 +16,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from common.columns import EventColumns, is_v1, pattern_dicts
 from common.contracts import Fields, PatternEvent
 from common.errors import BadInput
 from signals.contract import FeatureValue, Signal
-from signals.scoring import FEATURES_USED, scorer_of, warming_up
+from signals.scoring import FEATURES_USED, Context, scorer_of
 from signals.versions import ModelHistory
 
 # One event's outcome: its signals (maybe none), or why it cannot be scored.
@@ -71,18 +72,28 @@ def score_columns(
     keys = columns.bars.keys
     fields = ["key", "open_time", "close"]
     bars: list[tuple[int, int, float]] = columns.bars.records[fields].tolist()
+    features, numbers = used_features(columns)
+    warming: list[bool] = np.logical_and.reduce(np.isnan(numbers), axis=1).tolist()
+    # One version (a namespace whose configuration never changed, or a batch of a version's
+    # time): every event's context at once; else each from its own version, one by one.
+    only = history.versions[0] if len(history.versions) == 1 else None
+    contexts: Sequence[Context | None] = (
+        scorer_of(only.model).contexts(numbers) if only is not None else [None] * len(bars)
+    )
     out: list[Scoring] = []
-    for (key, open_time, close), patterns, features, recent in zip(
+    for (key, open_time, close), patterns, used, warm, context, recent in zip(
         bars,
         pattern_dicts(columns.names, columns.fired, len(columns)),
-        used_features(columns),
+        features,
+        warming,
+        contexts,
         columns.recent,
         strict=True,
     ):
-        if not emit_warming and warming_up(features):
+        if warm and not emit_warming:
             out.append([])
             continue
-        version = history.at(open_time)
+        version = only or history.at(open_time)
         try:
             out.append(
                 scorer_of(version.model).signals(
@@ -90,10 +101,11 @@ def score_columns(
                     open_time,
                     close,
                     tuple(patterns.items()),
-                    features,
+                    used,
                     recent=recent,
                     name=version.name,
                     emitted_at=emitted_at,
+                    context=context,
                 )
             )
         except BadInput as err:
@@ -101,12 +113,16 @@ def score_columns(
     return out
 
 
-def used_features(columns: EventColumns) -> list[dict[str, FeatureValue]]:
+def used_features(
+    columns: EventColumns,
+) -> tuple[list[dict[str, FeatureValue]], npt.NDArray[np.float64]]:
     """Per event, ``clean_features`` of its features: ``FEATURES_USED`` in that order, NaN or
     absent as ``None``, an integer feature's value an ``int`` (as ``feature_dicts`` makes it;
-    where a name repeats in the table, its last column, as there)."""
+    where a name repeats in the table, its last column, as there); and the same values as a
+    float64 matrix, one column per feature (``None``: NaN)."""
     n = len(columns)
     values = np.full((n, len(FEATURES_USED)), None, dtype=object)
+    numbers = np.full((n, len(FEATURES_USED)), np.nan)
     index = {name: i for i, (name, _) in enumerate(columns.feature_table)}
     for j, name in enumerate(FEATURES_USED):
         i = index.get(name)
@@ -115,8 +131,11 @@ def used_features(columns: EventColumns) -> list[dict[str, FeatureValue]]:
         column = columns.features[:, i]
         present = ~np.isnan(column)
         if columns.feature_table[i][1]:
-            values[present, j] = column[present].astype(np.int64).astype(object)
+            whole = column[present].astype(np.int64)
+            values[present, j] = whole.astype(object)
+            numbers[present, j] = whole
         else:
             values[present, j] = column[present].astype(object)
+            numbers[present, j] = column[present]
     rows: list[list[FeatureValue]] = values.tolist()
-    return [dict(zip(FEATURES_USED, row, strict=True)) for row in rows]
+    return [dict(zip(FEATURES_USED, row, strict=True)) for row in rows], numbers

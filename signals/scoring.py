@@ -48,6 +48,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import numpy as np
+import numpy.typing as npt
+
 from common.contracts import RECENT_FEATURES, PatternEvent, bar_id
 from common.errors import ConfigError, DecodeError
 from detectors.timeframes import parse_timeframe
@@ -60,6 +63,7 @@ FEATURES_USED: tuple[str, ...] = RECENT_FEATURES
 RAW_CACHE_SIZE = 8_192  # memoized steps 1-4 results, all models together (~1.2 kB each)
 PRIOR_CACHE_SIZE = 8_192  # memoized ``recent`` entries, all models together (~0.6 kB each)
 _NO_FEATURES: Mapping[str, Any] = {}
+_CONTEXT_FEATURES = ("volume_ratio", "trend", "htf_trend", "rsi")  # ``contexts``' columns
 _SIGNS = (-1, 0, 1)
 # The representative TA-Lib value of each value class, in class order (see ``_value_class``).
 _CLASS_VALUES = (-100, 100, -200, 200)
@@ -133,6 +137,13 @@ def clean_features(features: Mapping[str, Any]) -> dict[str, FeatureValue]:
 def warming_up(features: Mapping[str, FeatureValue]) -> bool:
     """Every feature scoring uses is still missing: the indicators have not warmed up."""
     return all(features.get(key) is None for key in FEATURES_USED)
+
+
+def _signs(values: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
+    """``_sign`` of each value (NaN: 0)."""
+    signs = np.sign(values)
+    signs[np.isnan(values)] = 0
+    return signs.astype(np.int64)
 
 
 def _sign(value: FeatureValue) -> int:
@@ -221,6 +232,30 @@ class ModelScorer:
             else 0
         )
         return _sign(features.get("trend")), _sign(features.get("htf_trend")), volume, zone
+
+    def contexts(self, used: npt.NDArray[np.float64]) -> list[Context]:
+        """``context`` of many events at once, column-wise: ``used`` holds their
+        ``FEATURES_USED`` values, one column each in that order (NaN: ``None``). The same
+        comparisons on the same float64 values, so the same tuples."""
+        p = self.params
+        ratio, trend, htf, rsi = (used[:, FEATURES_USED.index(k)] for k in _CONTEXT_FEATURES)
+        volume = np.where(
+            ratio >= p.volume_threshold,
+            p.volume_boost,
+            np.where(ratio < p.volume_weak_threshold, p.volume_weak_factor, 1.0),
+        )
+        volume[np.isnan(ratio)] = 1.0
+        zone = np.where(rsi >= p.rsi_overbought, -1, np.where(rsi <= p.rsi_oversold, 1, 0))
+        zone[np.isnan(rsi)] = 0
+        return list(
+            zip(
+                _signs(trend).tolist(),
+                _signs(htf).tolist(),
+                volume.astype(np.float64).tolist(),
+                zone.astype(np.int64).tolist(),
+                strict=True,
+            )
+        )
 
     def evidence(self, items: PatternItems, trend: int, htf: int) -> list[Evidence]:
         """Steps 1-2 over an event's sorted patterns (unknown or zero: ignored)."""
@@ -375,12 +410,15 @@ class ModelScorer:
         recent: Sequence[Any],
         name: str | None,
         emitted_at: str | None,
+        context: Context | None = None,
     ) -> list[Signal]:
         """Steps 1-6 of one bar's event, given as what they read: the bar's (exchange, symbol,
         timeframe), open time and close, its patterns (in the event's order), its
         ``clean_features`` and its ``recent`` list (``score`` of a record and
-        ``signals.columnar`` of columns call it)."""
-        scored = self.raw(tuple(sorted(items)), self.context(features))
+        ``signals.columnar`` of columns call it); ``context``: its ``context``, if known."""
+        if context is None:
+            context = self.context(features)
+        scored = self.raw(tuple(sorted(items)), context)
         self.remember(open_time, items, features, scored)
         out: list[Signal] = []
         for d, ds, contributions in (

@@ -24,6 +24,7 @@ from tests.signals_factory import (
     make_event,
     strong_event,
 )
+from tests.unit.test_signals_scoring_fast import random_event, random_model
 
 
 def by_records(
@@ -139,3 +140,16 @@ def test_an_events_own_scoring_serves_its_recent_entry_later(
     assert decoded, "no recent entry was read"
     # Only entries of events scored while warming up (not memoized) are decoded.
     assert all(p["features"]["rsi"] is None for p in decoded)
+
+
+def test_random_events_and_models_score_the_same_from_columns() -> None:
+    """Features at the thresholds, NaN, absent, mixed ints and floats; models with other
+    thresholds, weights and a calibration: every event's context, taken column-wise
+    (``ModelScorer.contexts``), is the one its record gets, and so are its signals."""
+    rng = random.Random(23)
+    signals = 0
+    for _ in range(6):
+        events = [random_event(rng) for _ in range(400)]
+        history = ModelHistory.seed(random_model(rng))
+        signals += assert_same(history, encode_events(events))
+    assert signals > 1000  # (a calibrated model with a high threshold emits none: fine)
