@@ -4,10 +4,11 @@
 implausible tick is rejected, never applied), aggregates the rest (:mod:`detectors.bars`),
 then feeds every bar that closed to the indicators (:mod:`detectors.indicators`) and the pattern
 kernels (:mod:`detectors.patterns`). Closed bars are processed in the order (bar end,
-longest timeframe first) and evaluated together per (timeframe, end) group, i.e.
-vectorized over every series of the partition that closes at the same boundary. Ordering by
-end with the longer timeframe first is what makes ``htf_trend`` well defined: a 1m bar
-ending at 10:05 sees the 5m trend including the 5m bar that also ends at 10:05.
+longest timeframe first), per (timeframe, end) group, i.e. vectorized over every series of
+the partition that closes at the same boundary; the patterns of all the groups of one end
+are evaluated in one call. Ordering by end with the longer timeframe first is what makes
+``htf_trend`` well defined: a 1m bar ending at 10:05 sees the 5m trend including the 5m bar
+that also ends at 10:05.
 
 The whole state (open bars, dedup memory, watermark, OHLC windows, indicator and pattern
 state, recent events, last applied stream entry id) serializes to bytes with

@@ -174,17 +174,18 @@ class SignalsService(StreamWorker):
                 entry = batch[end]
                 end += 1
                 try:
-                    done = score_entry(
+                    scores = score_entry(
                         history, entry.fields, emit_warming=self.emit_warming, emitted_at=stamp
                     )
                 except BadInput as err:
                     failed.fail(entry, err)  # dead-lettered by the runtime, counted by reason
                     continue
                 for i, (open_time, outcome) in enumerate(
-                    zip(done.open_times, done.results, strict=True)
+                    zip(scores.open_times, scores.results, strict=True)
                 ):
                     if isinstance(outcome, BadInput):
-                        failed.fail(_one_event(entry, done.event(i), len(done.results)), outcome)
+                        one = _one_event(entry, scores.event(i), len(scores.results))
+                        failed.fail(one, outcome)
                         continue
                     scored.extend(outcome)
                     events += 1
