@@ -336,14 +336,10 @@ class ModelScorer:
         a miss would have raised. An entry that has no such key (malformed, unhashable) is
         decoded afresh and raises exactly what it always raised."""
         try:
-            features = prior.get("features", _NO_FEATURES)
-            used = tuple(map(features.get, FEATURES_USED))
-            key = (
-                self,
+            key = self._prior_key(
                 prior["open_time"],
                 tuple(prior["patterns"].items()),
-                used,
-                tuple(map(type, used)),
+                prior.get("features", _NO_FEATURES),
             )
             found = _PRIORS.get(key)
         except (KeyError, TypeError, AttributeError):
@@ -364,10 +360,18 @@ class ModelScorer:
         that entry from the same bar, patterns (in the same order) and features, so the next
         events of the series find it without decoding it. Only a key ``prior`` builds the
         same way can hit, and equal keys decode equally, so this changes no result."""
-        used = tuple(map(features.get, FEATURES_USED))
-        key = (self, open_time, patterns, used, tuple(map(type, used)))
+        key = self._prior_key(open_time, patterns, features)
         if key not in _PRIORS:
             _memo_prior(key, (open_time, scored))
+
+    def _prior_key(
+        self, open_time: Any, patterns: tuple[Any, ...], features: Mapping[str, Any]
+    ) -> tuple[Any, ...]:
+        """The memo key of a ``recent`` entry (``prior``) or of a scored event (``remember``),
+        one function so both build it alike: what ``decode_prior`` reads, as found, and the
+        types of the used features."""
+        used = tuple(map(features.get, FEATURES_USED))
+        return (self, open_time, patterns, used, tuple(map(type, used)))
 
     def score_prior(self, prior: Mapping[str, Any]) -> tuple[int, Scored]:
         """``prior`` computed (what it memoizes)."""
