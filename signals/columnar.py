@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from common.columns import EventColumns, is_v1, pattern_dicts
+from common.columns import EventColumns, feature_dicts, is_v1, pattern_dicts
 from common.contracts import Fields, PatternEvent
 from common.errors import BadInput
 from signals.contract import FeatureValue, Signal
@@ -116,26 +116,22 @@ def score_columns(
 def used_features(
     columns: EventColumns,
 ) -> tuple[list[dict[str, FeatureValue]], npt.NDArray[np.float64]]:
-    """Per event, ``clean_features`` of its features: ``FEATURES_USED`` in that order, NaN or
-    absent as ``None``, an integer feature's value an ``int`` (as ``feature_dicts`` makes it;
-    where a name repeats in the table, its last column, as there); and the same values as a
+    """Per event, ``clean_features`` of its features: ``FEATURES_USED`` in that order, made by
+    ``feature_dicts`` as for the records (NaN or absent ``None``, an integer feature an
+    ``int``; where a name repeats in the table, its last column); and the same values as a
     float64 matrix, one column per feature (``None``: NaN)."""
-    n = len(columns)
-    values = np.full((n, len(FEATURES_USED)), None, dtype=object)
-    numbers = np.full((n, len(FEATURES_USED)), np.nan)
     index = {name: i for i, (name, _) in enumerate(columns.feature_table)}
+    table: list[tuple[str, bool]] = []
+    matrix = np.full((len(columns), len(FEATURES_USED)), np.nan)
     for j, name in enumerate(FEATURES_USED):
         i = index.get(name)
-        if i is None:
-            continue
-        column = columns.features[:, i]
-        present = ~np.isnan(column)
-        if columns.feature_table[i][1]:
-            whole = column[present].astype(np.int64)
-            values[present, j] = whole.astype(object)
-            numbers[present, j] = whole
-        else:
-            values[present, j] = column[present].astype(object)
-            numbers[present, j] = column[present]
-    rows: list[list[FeatureValue]] = values.tolist()
-    return [dict(zip(FEATURES_USED, row, strict=True)) for row in rows], numbers
+        is_int = i is not None and columns.feature_table[i][1]
+        table.append((name, is_int))
+        if i is not None:
+            matrix[:, j] = columns.features[:, i]
+    numbers = matrix.copy()
+    for j, (_, is_int) in enumerate(table):
+        if is_int:  # the number an int feature scores with is its ``int``, as in the dicts
+            present = ~np.isnan(matrix[:, j])
+            numbers[present, j] = matrix[present, j].astype(np.int64)
+    return feature_dicts(table, matrix), numbers
