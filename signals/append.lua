@@ -11,14 +11,17 @@
 --          follows the consumer groups)
 -- ARGV[3]  the configuration version the batch was scored with ('' = do not check)
 -- ARGV[4]  the greatest bar open time of the batch's events ('' = none)
--- ARGV[5..] groups of four per signal: id, open_time_ms, v, json
+-- ARGV[5..] groups of five per signal: id, open_time_ms, v, json, channel (the pub/sub
+--          channel to PUBLISH the json on once appended; '' = do not publish)
 --
 -- Returns 'stale' and changes nothing when a newer configuration version exists than the
 -- one the batch was scored with (the worker reloads and scores again). Otherwise it raises
 -- the scored mark to ARGV[4] (so no new version can take effect at or before a bar already
 -- scored: config_propose.lua refuses it) and returns 'ok' followed by one element per
 -- signal: the new stream entry id, or 0 for an id already present (a redelivered pattern
--- event, or a second worker racing on the same event).
+-- event, or a second worker racing on the same event). Each newly appended signal with a
+-- channel is published on it, in order, after its XADD: lossy by design like any PUBLISH (the
+-- stream is the durable copy), and sent once with the append instead of in a second call.
 local retention = tonumber(ARGV[1])
 local maxlen = tonumber(ARGV[2])
 if ARGV[3] ~= '' then
@@ -35,8 +38,8 @@ if ARGV[4] ~= '' then
 end
 local out = {'ok'}
 local newest = nil
-for i = 5, #ARGV, 4 do
-  local id, open_time, v, d = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+for i = 5, #ARGV, 5 do
+  local id, open_time, v, d, channel = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   if redis.call('ZSCORE', KEYS[2], id) then
     out[#out + 1] = 0
   else
@@ -47,6 +50,9 @@ for i = 5, #ARGV, 4 do
       entry = redis.call('XADD', KEYS[1], '*', 'v', v, 'id', id, 'd', d)
     end
     redis.call('ZADD', KEYS[2], open_time, id)
+    if channel ~= '' then
+      redis.call('PUBLISH', channel, d)
+    end
     out[#out + 1] = entry
   end
   local t = tonumber(open_time)

@@ -17,9 +17,11 @@ and otherwise raises the scored high-water mark to the batch's newest bar open t
 same atomic step, so a new version can never take effect on a bar already scored. The
 configuration keys share the stream's hash tag (``Keys.config_*``).
 
-Publishing (after the append, only the newly appended signals) is one call of ``publish.lua``
-for the whole batch, with the JSON the append already encoded: a pipeline of one PUBLISH per
-signal cost the client about four times as much CPU (issue 17).
+Publishing (``publish=True``) happens in the same script: each newly appended signal is
+PUBLISHed on its symbol's channel right after its XADD, so a batch is one call and its JSON
+crosses the wire once. (A pipeline of one PUBLISH per signal cost the client about four times
+as much CPU as one script call; a second script call after the append cost a round trip and a
+second copy of every document, issue 17.)
 """
 
 from __future__ import annotations
@@ -34,7 +36,6 @@ from common.names import Keys
 from signals.contract import Signal, signal_to_json
 
 APPEND_LUA = lua_script("signals", "append")
-PUBLISH_LUA = lua_script("signals", "publish")
 
 
 class SignalAppender:
@@ -53,7 +54,6 @@ class SignalAppender:
         self.retention_ms = retention_ms
         self.maxlen = maxlen
         self._script = redis.register_script(APPEND_LUA)
-        self._publish = redis.register_script(PUBLISH_LUA)
 
     async def append(
         self,
@@ -61,14 +61,15 @@ class SignalAppender:
         *,
         config_version: int | None = None,
         scored_through: int | None = None,
-        encoded: Sequence[bytes] | None = None,
+        publish: bool = False,
     ) -> list[bytes | None] | None:
         """Append the signals not seen before; returns each one's stream id, or None if dup.
 
         With ``config_version``: returns None (nothing appended, nothing moved) when the
         configuration has a newer version than that one. ``scored_through``: the greatest bar
         open time of the events the batch scored (signals or not), recorded when appended.
-        ``encoded``: each signal's ``signal_to_json``, when the caller has it already."""
+        ``publish``: PUBLISH each newly appended one on its symbol's channel (fire-and-forget:
+        listeners accept loss), in order, its document byte for byte the stream's."""
         if not signals and scored_through is None:
             return []
         args: list[bytes | str | int] = [
@@ -77,10 +78,12 @@ class SignalAppender:
             "" if config_version is None else config_version,
             "" if scored_through is None else scored_through,
         ]
-        documents = encoded if encoded is not None else [signal_to_json(s) for s in signals]
-        for s, data in zip(signals, documents, strict=True):
+        channel = self.keys.signal_channel
+        for s in signals:
+            data = signal_to_json(s)
             # As bytes: redis-py passes bytes through, the cheapest argument it packs.
-            args += [s.id.encode(), b"%d" % s.open_time_ms, b"%d" % s.v, data]
+            to = channel(s.exchange, s.symbol) if publish else ""
+            args += [s.id.encode(), b"%d" % s.open_time_ms, b"%d" % s.v, data, to]
         k = self.keys
         result = await self._script(
             keys=[k.signals, k.signal_ids, k.config_current, k.config_scored], args=args
@@ -88,16 +91,3 @@ class SignalAppender:
         if result[0] == b"stale":
             return None
         return [r if isinstance(r, bytes) else None for r in result[1:]]
-
-    async def publish(
-        self, signals: Sequence[Signal], encoded: Sequence[bytes] | None = None
-    ) -> None:
-        """PUBLISH each signal on its symbol's channel (fire-and-forget: listeners accept loss),
-        all in one script call; ``encoded`` as for :meth:`append`."""
-        if not signals:
-            return
-        documents = encoded if encoded is not None else [signal_to_json(s) for s in signals]
-        args: list[bytes | str] = []
-        for s, data in zip(signals, documents, strict=True):
-            args += [self.keys.signal_channel(s.exchange, s.symbol), data]
-        await self._publish(keys=[], args=args)

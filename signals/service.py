@@ -9,7 +9,8 @@ v1: one event; :mod:`common.columns` decodes both):
 2. stamp ``emitted_at`` (one stamp per slice, set as the signals are built) and append the
    slice's signals in one Lua call (``append.lua``): ids already on the stream are skipped,
    so a redelivery never duplicates a signal;
-3. PUBLISH the newly appended ones on their symbol's channel (lossy by design);
+3. PUBLISH the newly appended ones on their symbol's channel (lossy by design), in the
+   same script call as their append;
 4. XACK the batch.
 
 Steps 1-3 run in append slices of about ``SIGNALS_APPEND_SLICE_MS`` of scoring each: a read
@@ -48,7 +49,7 @@ from common.redis import AnyRedis
 from common.stream_worker import BatchResult, Entry, StreamWorker, TrimPolicy, TrimResult
 from signals.append import SignalAppender
 from signals.columnar import score_entry
-from signals.contract import Signal, now_iso, signal_to_json
+from signals.contract import Signal, now_iso
 from signals.liveconfig import seed_document
 from signals.metrics import SIGNALS_METRICS
 from signals.settings import SignalsSettings
@@ -207,24 +208,20 @@ class SignalsService(StreamWorker):
         """Append ``signals`` (stamped as ``handle`` built them) atomically, publish the new
         ones; returns the new ones, or None (nothing appended) when ``config_version`` is no
         longer the newest version."""
-        documents = [signal_to_json(s) for s in signals]  # encoded once: appended, published
         started = time.perf_counter()
         stream_ids = await self.appender.append(
             signals,
             config_version=config_version,
             scored_through=scored_through,
-            encoded=documents,
+            publish=self.publish,
         )
         SIGNALS_METRICS.append_seconds.observe(time.perf_counter() - started)
         if stream_ids is None:
             return None
-        appended = [i for i, sid in enumerate(stream_ids) if sid is not None]
-        new = [signals[i] for i in appended]
+        new = [s for s, sid in zip(signals, stream_ids, strict=True) if sid is not None]
         SIGNALS_METRICS.duplicates.inc(len(signals) - len(new))
         for direction, count in Counter(s.direction for s in new).items():
             SIGNALS_METRICS.emitted.labels(direction).inc(count)
-        if self.publish:
-            await self.appender.publish(new, [documents[i] for i in appended])
         return new
 
 
