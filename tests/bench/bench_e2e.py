@@ -37,8 +37,10 @@ schema), with the production settings (trimming on) except ``ALLOWED_LATENESS_MS
 Parts: ``BENCH_E2E_PARTS`` (or the arguments of ``python -m tests.bench.bench_e2e``), any of
 ``throughput``, ``writer``, ``latency``, ``sweep`` (the latency run again at 10 and 100
 symbols, 60 s each; default all four); e.g. ``BENCH_E2E_PARTS=latency
-python -m tests.bench e2e``. ``BENCH_E2E_INGESTS`` sets the ingest process count (2),
-``BENCH_E2E_PARTITIONS`` the tick partitions (16), ``BENCH_E2E_SYMBOLS`` the symbols (1,000).
+python -m tests.bench e2e``. ``BENCH_E2E_INGESTS`` sets the ingest process count (4: each
+writer flushes one pipeline at a time, and with 2 the flushes paced the run, 190-196k against
+221k ticks/s, ``docs/benchmarks.md``), ``BENCH_E2E_PARTITIONS`` the tick partitions (16),
+``BENCH_E2E_SYMBOLS`` the symbols (1,000).
 Writes ``docs/bench/e2e.png`` and ``docs/bench/e2e.md`` (or into ``BENCH_E2E_OUT``) when every
 part ran.
 """

@@ -57,7 +57,7 @@ TIMEFRAMES = "1s,5s,1m"
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 DETECTORS = ("detectors1", "detectors2")
-INGESTS = int(os.environ.get("BENCH_E2E_INGESTS", "2"))  # ingest processes on the WebSocket path
+INGESTS = int(os.environ.get("BENCH_E2E_INGESTS", "4"))  # ingest processes on the WebSocket path
 CHUNK = 1000  # ticks per entry at most (ingest's default)
 MS_NS = 1_000_000
 #: The live detectors' settings that ``alphapulse replay`` must share.
