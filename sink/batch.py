@@ -12,24 +12,32 @@ import time
 from dataclasses import dataclass, field
 
 from common.stream_worker import Entry
-from sink.rows import Row
+from sink.rows import Rows
 
 
 @dataclass(slots=True)
 class PendingBatch:
-    rows: dict[str, list[Row]] = field(default_factory=dict)
+    rows: dict[str, Rows] = field(default_factory=dict)
     origins: dict[str, list[Entry]] = field(default_factory=dict)
     entries: list[Entry] = field(default_factory=list)
     count: int = 0
     first_at: float = 0.0
 
-    def add(self, entry: Entry, table: str, rows: list[Row]) -> None:
-        """Add one entry's rows (an entry with no rows is still acked at the next flush)."""
+    def add(self, entry: Entry, table: str, rows: Rows) -> None:
+        """Add one entry's rows (an entry with no rows is still acked at the next flush).
+
+        The batch takes ``rows`` over (a decoder's fresh list or ``TickRows``) as its
+        table's first rows and extends them with the next entries' rows of that table.
+        """
         if not self.entries:
             self.first_at = time.monotonic()
         self.entries.append(entry)
         if rows:
-            self.rows.setdefault(table, []).extend(rows)
+            held = self.rows.get(table)
+            if held is None:
+                self.rows[table] = rows
+            else:
+                held.extend(rows)
             self.origins.setdefault(table, []).extend([entry] * len(rows))
             self.count += len(rows)
 

@@ -5,17 +5,19 @@ Each stream maps to one table. A ``ticks:{p}`` entry (a micro-batch) gives one r
 one row per pattern that fired on each of its events, a ``signals``
 entry one row, an ``outcomes`` entry one row per bar outcome. Rows are plain tuples in the
 column order of ``TableSpec.columns``, with ``datetime`` values for timestamptz columns and
-JSON text for jsonb columns, ready for binary COPY or for ``unnest``. An entry that does not
+JSON text for jsonb columns, ready for binary COPY or for ``unnest``; the ticks of an entry
+come as a ``TickRows``, which makes those tuples only when asked and otherwise goes to the
+database as COPY data built column-wise (``sink.tickcopy``). An entry that does not
 decode raises ``DecodeError`` (the runtime dead-letters it); a row that decodes but breaks a
 table constraint is the database's call.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import orjson
@@ -23,6 +25,7 @@ import orjson
 from common.columns import BarColumns, EventColumns, Key, is_v1
 from common.contracts import Bar, BarOutcome, Fields, PatternEvent, TickBatch, decode_outcomes
 from common.errors import DecodeError
+from sink import tickcopy
 
 Row = tuple[Any, ...]
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -92,6 +95,54 @@ def ms_to_dt(ms: int) -> datetime:
 def ns_to_dt(ns: int) -> datetime:
     """Epoch nanoseconds to an aware UTC datetime, truncated to PostgreSQL's microseconds."""
     return EPOCH + timedelta(microseconds=ns // 1000)
+
+
+class TickRows(Sequence[Row]):
+    """The rows of ``ticks:{p}`` entries, kept as their decoded batches.
+
+    The store's fast path sends them as binary COPY data built column-wise
+    (:meth:`copy_data`, ``sink.tickcopy``); the tuples of ``tick_rows`` are made only when a
+    row is looked at (the ON CONFLICT and bisecting path, a dead letter), once.
+    """
+
+    __slots__ = ("_len", "_rows", "batches")
+
+    def __init__(self, batches: Iterable[TickBatch] = ()) -> None:
+        self.batches: list[TickBatch] = list(batches)
+        self._len = sum(len(b) for b in self.batches)
+        self._rows: list[Row] | None = None
+
+    def __len__(self) -> int:
+        return self._len
+
+    @overload
+    def __getitem__(self, index: int) -> Row: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Row]: ...
+    def __getitem__(self, index: int | slice) -> Row | list[Row]:
+        return self.rows()[index]
+
+    def __iter__(self) -> Iterator[Row]:
+        return iter(self.rows())
+
+    def rows(self) -> list[Row]:
+        """Every row as a tuple (made on the first call)."""
+        if self._rows is None:
+            self._rows = [row for batch in self.batches for row in tick_rows(batch)]
+        return self._rows
+
+    def extend(self, more: Iterable[Row]) -> None:
+        """Append the rows of ``more``, another ``TickRows`` (as for a list, in order)."""
+        if not isinstance(more, TickRows):
+            raise TypeError(f"TickRows extends with TickRows, not {type(more).__name__}")
+        self.batches += more.batches
+        self._len += len(more)
+        if self._rows is not None:
+            self._rows += more.rows()
+
+    def copy_data(self) -> bytes:
+        """The binary COPY data of every row, columns in ``tickcopy.COLUMNS`` order."""
+        return tickcopy.copy_data(self.batches)
 
 
 def tick_rows(batch: TickBatch) -> list[Row]:
@@ -216,8 +267,8 @@ def decode_signal(fields: Fields) -> list[Row]:
     return [signal_row(doc)]
 
 
-def decode_ticks(fields: Fields) -> list[Row]:
-    return tick_rows(TickBatch.decode(fields))
+def decode_ticks(fields: Fields) -> TickRows:
+    return TickRows([TickBatch.decode(fields)])
 
 
 def decode_bars(fields: Fields) -> list[Row]:
@@ -260,7 +311,9 @@ def decode_outcome_entry(fields: Fields) -> list[Row]:
     return [outcome_row(o) for o in decode_outcomes(fields)]
 
 
-Decoder = Callable[[Fields], list[Row]]
+#: What a decoder gives: rows, or the rows of a ``ticks:{p}`` entry.
+Rows = list[Row] | TickRows
+Decoder = Callable[[Fields], Rows]
 DECODERS: dict[str, Decoder] = {
     "ticks": decode_ticks,
     "bars": decode_bars,

@@ -29,15 +29,16 @@ whole batch later, and nothing of it was committed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
 import asyncpg
 from asyncpg.exceptions import _base as asyncpg_base
 
+from sink import tickcopy
 from sink.migrate import Flavor, detect_flavor, migrate
-from sink.rows import TABLES, Row, TableSpec
+from sink.rows import TABLES, Row, TableSpec, TickRows
 from sink.settings import WRITE_METHODS
 
 # Errors that belong to a row, not to the connection or the server.
@@ -89,6 +90,25 @@ def columns_of(rows: Sequence[Row], width: int) -> list[list[Any]]:
     if not rows:
         return [[] for _ in range(width)]
     return [list(col) for col in zip(*rows, strict=True)]
+
+
+async def copy_rows(
+    conn: asyncpg.Connection, target: str, spec: TableSpec, rows: Sequence[Row]
+) -> None:
+    """Binary COPY of ``rows`` (of ``spec``'s table) into ``target``: ``TickRows`` as the
+    COPY data they build column-wise, other rows through asyncpg's record encoder."""
+    if isinstance(rows, TickRows):
+        await conn.copy_to_table(
+            target, source=_once(rows.copy_data()), columns=tickcopy.COLUMNS, format="binary"
+        )
+    else:
+        await conn.copy_records_to_table(target, records=rows, columns=spec.columns)
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    """``data`` as the asynchronous iterable ``copy_to_table`` streams (a ``bytes`` source
+    would be taken for a file name)."""
+    yield data
 
 
 class Store:
@@ -177,7 +197,7 @@ class Store:
         conn = self._live()
         try:
             async with conn.transaction():
-                await conn.copy_records_to_table(table, records=rows, columns=TABLES[table].columns)
+                await copy_rows(conn, table, TABLES[table], rows)
         except REJECTED as e:
             self.fallbacks += 1
             self.last_fallback = e
@@ -207,7 +227,7 @@ class Store:
         stage = staging_name(spec)
         if stage in self._dirty:  # an earlier part of this transaction left rows there
             await conn.execute(f"TRUNCATE {stage}")
-        await conn.copy_records_to_table(stage, records=rows, columns=spec.columns)
+        await copy_rows(conn, stage, spec, rows)
         await conn.execute(insert_from_staging_sql(spec))
         self._dirty.add(stage)
 

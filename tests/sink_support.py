@@ -8,6 +8,7 @@ the schema is dropped afterwards. A missing server fails the test.
 
 from __future__ import annotations
 
+import math
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -165,6 +166,43 @@ def make_ticks(start: int, n: int, symbol: str = "BTCUSDT", price: float = 100.0
              "buy" if k % 2 else "sell", ns + (start + k) * 1_000_000, ns + (start + k) * 1_000_001)
         for k in range(n)
     )  # fmt: skip
+
+
+def decoded_batch(ticks: list[Tick]) -> TickBatch:
+    """Ticks as the sink gets them: encoded by a writer, decoded from the entry."""
+    return TickBatch.decode(TickBatch.from_ticks(ticks).encode())
+
+
+def odd_tick_batches() -> list[TickBatch]:
+    ns = 1_723_161_240_123_456_789
+    first = decoded_batch(
+        [
+            Tick("binance", "BTCUSDT", "btcusdt", "1", 64_000.5, 0.25, "buy", ns, ns + 999),
+            # before 1970 and before 2000 (floor division of negative nanoseconds)
+            Tick(
+                "binance",
+                "BTCUSDT",
+                "btcusdt",
+                "",
+                1e-12,
+                0.0,
+                "sell",
+                -1_999,
+                946_684_799_999_999_999,
+            ),
+            Tick("kraken", "XBT/€", "XBT/EUR", "tid-ünïcode-✓", math.nan, -0.0, "buy", 1, 2),
+            Tick("okx", "ETH-USDT", "ETH-USDT-SWAP", "9" * 40, math.inf, 1e308, "sell", ns, ns),
+        ]
+    )
+    # Another entry with its own symbol table: one symbol shared at another index.
+    second = TickBatch.from_ticks(
+        [
+            Tick("okx", "ETH-USDT", "ETH-USDT-SWAP", "7", 3_000.0, 1.5, "buy", ns + 5, ns + 6),
+            Tick("coinbase", "SOL-USD", "SOL-USD", "abc", -math.inf, 2.0, "sell", ns, ns + 1),
+        ]
+    )
+    second.records["side"][0] = 2  # any non-zero side byte is a buy, as tick_rows reads it
+    return [first, TickBatch.decode(second.encode())]
 
 
 def make_event(i: int, patterns: dict[str, int] | None = None) -> PatternEvent:

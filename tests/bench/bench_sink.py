@@ -6,6 +6,8 @@ per batch as the sink does, into the freshly truncated table of a private schema
 
 * ``sink copy``    — the sink's default ``Store.write``: COPY straight into the table under a
   savepoint, falling back to the staging path on a duplicate or a bad row;
+* ``sink copy, columns`` — the same for ticks as the sink holds them (``TickRows``): the
+  COPY data built column-wise from the decoded batches (``sink.tickcopy``), inside the timing;
 * ``sink staging`` — COPY into a staging table, then ``INSERT … SELECT … ON CONFLICT DO
   NOTHING`` (what ``sink copy`` does for a replayed batch: see ``sink replay``);
 * ``sink unnest``  — one ``INSERT … SELECT * FROM unnest($1::t[], …) ON CONFLICT DO NOTHING``;
@@ -33,7 +35,7 @@ from common.contracts import TickBatch
 from common.logging import configure_logging
 from common.names import Keys
 from common.settings import CommonSettings
-from sink.rows import TABLES, Row, bar_row, tick_rows
+from sink.rows import TABLES, Row, TickRows, bar_row, tick_rows
 from sink.service import SinkService
 from sink.store import Store, insert_values_sql
 from tests.sink_support import REDIS_URL, make_bar, make_ticks, sink_settings, with_search_path
@@ -54,14 +56,26 @@ def _bar_rows(n: int) -> list[Row]:
     return [bar_row(make_bar(i, symbol=f"S{i % 50}")) for i in range(n)]
 
 
-async def _timed(write: Callable[[Sequence[Row]], Awaitable[object]], rows: Sequence[Row]) -> float:
+def _tick_chunks(batches: list[TickBatch]) -> list[Sequence[Row]]:
+    """The batches as the sink's ``TickRows``, ``BATCH`` rows a chunk (500-tick batches)."""
+    per = BATCH // 500
+    return [TickRows(batches[i : i + per]) for i in range(0, len(batches), per)]
+
+
+async def _timed(
+    write: Callable[[Sequence[Row]], Awaitable[object]], chunks: Sequence[Sequence[Row]]
+) -> float:
     started = time.perf_counter()
-    for chunk in _batches(rows):
+    for chunk in chunks:
         await write(chunk)
-    return len(rows) / (time.perf_counter() - started)
+    return sum(len(c) for c in chunks) / (time.perf_counter() - started)
 
 
-async def _bench_table(url: str, table: str, rows: list[Row], rounds: int) -> None:
+async def _bench_table(
+    url: str, table: str, rows: list[Row], rounds: int, batches: list[TickBatch] | None = None
+) -> None:
+    """Each method over ``rows`` (for ticks also from the decoded ``batches`` as the sink
+    holds them: ``TickRows``, whose COPY data is built inside the timing)."""
     spec = TABLES[table]
     stores = {m: Store(url, method=m, migrate=False) for m in ("copy", "staging", "unnest")}
     for store in stores.values():
@@ -79,13 +93,17 @@ async def _bench_table(url: str, table: str, rows: list[Row], rounds: int) -> No
     def sink(method: str) -> Callable[[Sequence[Row]], Awaitable[object]]:
         return lambda chunk: stores[method].write({table: chunk})
 
-    methods: list[tuple[str, Callable[[Sequence[Row]], Awaitable[object]], Sequence[Row]]] = [
-        ("COPY (ceiling)", copy, rows),
-        ("sink copy", sink("copy"), rows),
-        ("sink staging", sink("staging"), rows),
-        ("sink unnest", sink("unnest"), rows),
-        ("executemany", executemany, naive_rows),
+    chunks = _batches(rows)
+    Method = tuple[str, Callable[[Sequence[Row]], Awaitable[object]], Sequence[Sequence[Row]]]
+    methods: list[Method] = [
+        ("COPY (ceiling)", copy, chunks),
+        ("sink copy", sink("copy"), chunks),
+        ("sink staging", sink("staging"), chunks),
+        ("sink unnest", sink("unnest"), chunks),
+        ("executemany", executemany, _batches(naive_rows)),
     ]
+    if batches is not None:
+        methods.insert(2, ("sink copy, columns", sink("copy"), _tick_chunks(batches)))
     results: dict[str, list[float]] = {name: [] for name, _, _ in methods}
     replay: list[float] = []
     try:
@@ -93,7 +111,7 @@ async def _bench_table(url: str, table: str, rows: list[Row], rounds: int) -> No
             for name, write, data in methods[r:] + methods[:r]:  # rotated: no order bias
                 await conn.execute(f"TRUNCATE {table}")
                 results[name].append(await _timed(write, data))
-            replay.append(await _timed(sink("copy"), rows))  # every row already there
+            replay.append(await _timed(sink("copy"), chunks))  # every row already there
     finally:
         await conn.close()
         for store in stores.values():
@@ -103,10 +121,10 @@ async def _bench_table(url: str, table: str, rows: list[Row], rounds: int) -> No
     print(f"  {table}: {len(rows)} rows, batches of {BATCH}, median of {rounds}")
     for name, rate in med.items():
         print(
-            f"    {name:<15} {rate:>10,.0f} rows/s   {rate / ceiling:6.1%} of COPY   "
+            f"    {name:<18} {rate:>10,.0f} rows/s   {rate / ceiling:6.1%} of COPY   "
             f"{rate / naive:5.1f}x executemany"
         )
-    print(f"    {'sink replay':<15} {statistics.median(replay):>10,.0f} rows/s   (all duplicates)")
+    print(f"    {'sink replay':<18} {statistics.median(replay):>10,.0f} rows/s   (all duplicates)")
 
 
 async def _bench_worker(url: str, batches: list[TickBatch]) -> None:
@@ -133,13 +151,24 @@ async def _bench_worker(url: str, batches: list[TickBatch]) -> None:
 
 
 def _bench_mapping(batches: list[TickBatch]) -> None:
+    """Entries to what the sink sends, pure CPU: COPY data built column-wise (10 entries a
+    flush) against the rows asyncpg's record encoder takes (the encoding itself is inside the
+    COPY rounds above)."""
     encoded = [b.encode() for b in batches]
     n = sum(len(b) for b in batches)
     started = time.perf_counter()
     for fields in encoded:
         tick_rows(TickBatch.decode(fields))
-    rate = n / (time.perf_counter() - started)
-    print(f"  entry -> rows (decode + map, pure CPU): {rate:,.0f} ticks/s")
+    rows_rate = n / (time.perf_counter() - started)
+    started = time.perf_counter()
+    for i in range(0, len(encoded), 10):
+        TickRows([TickBatch.decode(f) for f in encoded[i : i + 10]]).copy_data()
+    columns_rate = n / (time.perf_counter() - started)
+    print(
+        f"  entry -> COPY data (decode + column-wise build, pure CPU): {columns_rate:,.0f} "
+        f"ticks/s ({columns_rate / rows_rate:.1f}x entry -> rows, decode + map: "
+        f"{rows_rate:,.0f})"
+    )
 
 
 async def _bench_server(label: str, base_url: str, quick: bool) -> None:
@@ -155,7 +184,7 @@ async def _bench_server(label: str, base_url: str, quick: bool) -> None:
         print(f"\n### {label} ({flavor})")
         n_ticks, n_bars, rounds = (20_000, 10_000, 2) if quick else (200_000, 50_000, 3)
         ticks, batches = _tick_rows(n_ticks)
-        await _bench_table(url, "ticks", ticks, rounds)
+        await _bench_table(url, "ticks", ticks, rounds, batches)
         await _bench_table(url, "bars", _bar_rows(n_bars), rounds)
         await _bench_worker(url, batches)
         _bench_mapping(batches)
