@@ -17,6 +17,7 @@ segments of one source buffer and the whole payload is one numpy gather.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import struct
 from collections.abc import Sequence
@@ -49,12 +50,20 @@ _FIXED = np.dtype(
         ("trade_id_len", ">i4"),
     ]
 )
-_SIDES = (b"sell", b"buy")
 
 
 def _text(value: str) -> bytes:
     data = value.encode()
     return struct.pack(">i", len(data)) + data
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _tails(exchange: str, symbol: str) -> tuple[bytes, bytes]:
+    """The text fields that end a row of the symbol: exchange, symbol, then side ('sell',
+    'buy': side byte 0, 1). Kept for the symbols of the last flushes: a flush sees every
+    symbol of its partitions again."""
+    head = _text(exchange) + _text(symbol)
+    return head + _text("sell"), head + _text("buy")
 
 
 def copy_data(batches: Sequence[TickBatch]) -> bytes:
@@ -69,11 +78,7 @@ def copy_data(batches: Sequence[TickBatch]) -> bytes:
     remap: list[npt.NDArray[np.int64]] = []
     for b in batches:
         remap.append(np.array([index.setdefault(s, len(index)) for s in b.symbols], np.int64))
-    tails = [
-        _text(ex) + _text(symbol) + _text(side.decode())
-        for ex, symbol, _native in index
-        for side in _SIDES
-    ]
+    tails = [tail for ex, symbol, _native in index for tail in _tails(ex, symbol)]
     sym = np.concatenate([m[b.records["sym"]] for m, b in zip(remap, batches, strict=True)])
     tail_key = sym * 2 + (records["side"] != 0)
     tail_len = np.array([len(t) for t in tails], np.int64)
