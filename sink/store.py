@@ -29,7 +29,7 @@ whole batch later, and nothing of it was committed.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -98,17 +98,11 @@ async def copy_rows(
     """Binary COPY of ``rows`` (of ``spec``'s table) into ``target``: ``TickRows`` as the
     COPY data they build column-wise, other rows through asyncpg's record encoder."""
     if isinstance(rows, TickRows):
-        await conn.copy_to_table(
-            target, source=_once(rows.copy_data()), columns=tickcopy.COLUMNS, format="binary"
-        )
+        # A memoryview: asyncpg takes ``bytes`` for a file name, a buffer for the data.
+        data = memoryview(rows.copy_data())
+        await conn.copy_to_table(target, source=data, columns=tickcopy.COLUMNS, format="binary")
     else:
         await conn.copy_records_to_table(target, records=rows, columns=spec.columns)
-
-
-async def _once(data: bytes) -> AsyncIterator[bytes]:
-    """``data`` as the asynchronous iterable ``copy_to_table`` streams (a ``bytes`` source
-    would be taken for a file name)."""
-    yield data
 
 
 class Store:

@@ -33,6 +33,8 @@ HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)  # signature, flags,
 TRAILER = struct.pack(">h", -1)
 #: 2000-01-01T00:00:00Z (PostgreSQL's epoch) in Unix microseconds.
 PG_EPOCH_US = 946_684_800_000_000
+#: Ticks a part of the COPY data is built from at a time (see ``copy_data``).
+CHUNK_ROWS = 4096
 _ID_SEP = 0x1F  # what joins the trade ids of an entry (``common.contracts``)
 # A row's fixed part: the field count, four 8-byte fields with their lengths, and the length
 # of the trade id that follows it.
@@ -66,11 +68,30 @@ def _tails(exchange: str, symbol: str) -> tuple[bytes, bytes]:
     return head + _text("sell"), head + _text("buy")
 
 
-def copy_data(batches: Sequence[TickBatch]) -> bytes:
-    """The binary COPY data (header to trailer) of every tick of ``batches``, in order."""
-    n = sum(len(b) for b in batches)
-    if not n:
-        return HEADER + TRAILER
+def copy_data(batches: Sequence[TickBatch], chunk_rows: int = CHUNK_ROWS) -> bytes:
+    """The binary COPY data (header to trailer) of every tick of ``batches``, in order.
+
+    Built ``chunk_rows`` ticks at a time (whole batches): a read of a lagging sink can
+    hold hundreds of thousands of ticks, and numpy's temporaries for all of them at once
+    (~90 bytes of index a byte of output) would cost more in memory traffic than the work.
+    """
+    parts = [HEADER]
+    chunk: list[TickBatch] = []
+    size = 0
+    for batch in batches:
+        chunk.append(batch)
+        size += len(batch)
+        if size >= chunk_rows:
+            parts.append(_rows_data(chunk, size))
+            chunk, size = [], 0
+    if size:
+        parts.append(_rows_data(chunk, size))
+    parts.append(TRAILER)
+    return b"".join(parts)
+
+
+def _rows_data(batches: Sequence[TickBatch], n: int) -> bytes:
+    """The COPY rows (no header, no trailer) of the ``n`` ticks of ``batches``."""
     records = np.concatenate([b.records for b in batches])
     # One (symbol, side) text tail per symbol of the flush: symbols are looked up across the
     # batches, so a symbol seen in many entries is encoded once.
@@ -122,5 +143,5 @@ def copy_data(batches: Sequence[TickBatch]) -> bytes:
     out_start = np.cumsum(lengths) - lengths
     gather = np.repeat(seg_start.ravel() - out_start, lengths)
     gather += np.arange(len(gather), dtype=np.int64)
-    body: bytes = source[gather].tobytes()
-    return HEADER + body + TRAILER
+    rows: bytes = source[gather].tobytes()
+    return rows

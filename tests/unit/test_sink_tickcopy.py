@@ -50,3 +50,11 @@ def test_copy_data_is_the_pgcopy_layout() -> None:
         b"42" + b"\x00\x00\x00\x07binance" + b"\x00\x00\x00\x03BTC"
         + b"\x00\x00\x00\x04sell"
     )  # fmt: skip
+
+
+def test_copy_data_built_in_chunks_is_the_same_data() -> None:
+    batches = [*odd_tick_batches(), decoded_batch([]), *odd_tick_batches()]
+    whole = tickcopy.copy_data(batches, chunk_rows=10**9)
+    assert tickcopy.copy_data(batches, chunk_rows=1) == whole
+    assert tickcopy.copy_data(batches, chunk_rows=5) == whole
+    assert whole.count(b"ETH-USDT") == 4  # one shared symbol, twice in each pair of entries
