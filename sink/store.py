@@ -13,6 +13,9 @@ same rows again (a redelivery after a crash between commit and ack) changes noth
   duplicate key (a replay) or a bad row, the savepoint is rolled back and the rows go through
   the ``staging`` path, whose ``ON CONFLICT DO NOTHING`` skips what is already stored.
 
+Ticks come as ``TickRows``: their COPY data is built column-wise (``sink.tickcopy``) instead of
+asyncpg encoding a tuple per tick (``copy_rows``); the bisecting path below takes their tuples.
+
 ``tests/bench/bench_sink.py`` measures all three against plain COPY and ``executemany``: the
 ON CONFLICT paths run at 40-60 % of COPY on plain PostgreSQL, the ``copy`` path at COPY's speed.
 

@@ -27,15 +27,16 @@ import statistics
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from unittest import mock
 
 import asyncpg
 import redis.asyncio as aioredis
 
-from common.contracts import TickBatch
+from common.contracts import Fields, TickBatch
 from common.logging import configure_logging
 from common.names import Keys
 from common.settings import CommonSettings
-from sink.rows import TABLES, Row, TickRows, bar_row, tick_rows
+from sink.rows import DECODERS, TABLES, Row, TickRows, bar_row, tick_rows
 from sink.service import SinkService
 from sink.store import Store, insert_values_sql
 from tests.sink_support import REDIS_URL, make_bar, make_ticks, sink_settings, with_search_path
@@ -127,8 +128,25 @@ async def _bench_table(
     print(f"    {'sink replay':<18} {statistics.median(replay):>10,.0f} rows/s   (all duplicates)")
 
 
+def _record_path(fields: Fields) -> list[Row]:
+    """The sink's ticks decoder before ``TickRows``: a tuple per tick, asyncpg's encoder."""
+    return tick_rows(TickBatch.decode(fields))
+
+
 async def _bench_worker(url: str, batches: list[TickBatch]) -> None:
-    """The whole sink: tick entries in Redis -> SinkService (burst) -> committed and acked."""
+    """The whole sink: tick entries in Redis -> SinkService (burst) -> committed and acked;
+    then the same with the record path as the baseline."""
+    rate = await _worker_rate(url, batches)
+    with mock.patch.dict(DECODERS, {"ticks": _record_path}):
+        baseline = await _worker_rate(url, batches)
+    n = sum(len(b) for b in batches)
+    print(
+        f"  sink worker, Redis -> ticks, end to end: {rate:,.0f} rows/s ({n} rows; "
+        f"{rate / baseline:.2f}x the record path: {baseline:,.0f})"
+    )
+
+
+async def _worker_rate(url: str, batches: list[TickBatch]) -> float:
     keys = Keys(partitions=1, namespace=f"bench-{uuid.uuid4().hex[:8]}:")
     redis = aioredis.Redis.from_url(REDIS_URL)
     try:
@@ -143,8 +161,10 @@ async def _bench_worker(url: str, batches: list[TickBatch]) -> None:
             started = time.perf_counter()
             await worker.run()
             elapsed = time.perf_counter() - started
-        n = sum(len(b) for b in batches)
-        print(f"  sink worker, Redis -> ticks, end to end: {n / elapsed:,.0f} rows/s ({n} rows)")
+        conn = await asyncpg.connect(url)  # the next run stores the same rows again
+        await conn.execute("TRUNCATE ticks")
+        await conn.close()
+        return sum(len(b) for b in batches) / elapsed
     finally:
         await redis.delete(keys.ticks(0))
         await redis.aclose()
