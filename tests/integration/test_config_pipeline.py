@@ -35,7 +35,7 @@ from tests.integration.test_e2e_pipeline import (
     expected_rows,
     run_cli,
     stored_rows,
-    write_subset,
+    write_closed_subset,
 )
 from tests.integration.test_signals_service import _worker_env, write_events
 from tests.signals_factory import MINUTE, T0, event_mix
@@ -49,7 +49,7 @@ async def test_a_threshold_change_mid_run_equals_replay_with_the_history(
     redis_client: aioredis.Redis, keys: Keys, namespace: str, db: Db, tmp_path: Path
 ) -> None:
     csv_path = tmp_path / "ticks.csv"
-    assert write_subset(csv_path) > 1000
+    through_ms = write_closed_subset(csv_path)
     env = dict(_env(namespace))
     pipeline = Pipeline(tmp_path, env)
     try:
@@ -89,7 +89,7 @@ async def test_a_threshold_change_mid_run_equals_replay_with_the_history(
         replay += ["--partitions", str(PARTITIONS), "--config-history", str(history_file)]
         done = await run_cli([*replay, "--out", str(out)], env)
         assert done.returncode == 0, done.stderr
-        want_bars, want_patterns, want_signals = expected_rows(out)
+        want_bars, want_patterns, want_signals = expected_rows(out, through_ms)
 
         while True:
             bars, patterns, signals, unstamped = await stored_rows(db)

@@ -4,8 +4,13 @@ The first 150 s of the recorded Binance BTC and ETH sessions (merged by receive 
 normalized trades CSV) are served by ``alphapulse simulate`` at 10x; ``python -m ingest``
 reads them from its WebSocket, then ``python -m detectors``, ``python -m signals`` and
 ``python -m sink`` run on real Redis (this test's namespace) and real PostgreSQL (a private
-schema). The feed is faster than real time, so the live idle timer (``IDLE_CLOSE_MS``) may
-close the last bars (it never closes a bar before a later tick could arrive); with 4
+schema). Bars close by event time only, as in replay (``IDLE_CLOSE_MS=0``): the feed ends with
+one closing trade per symbol (``write_closed_subset``), far enough after the last real trade
+that its arrival closes every real bar; rows of the closing trades' own bars, which only the
+replay closes, are left out of the comparison. (A wall-clock idle timer made this test depend
+on the machine: a multi-second stall of the ingest side while a detector polled an empty
+stream raised the watermark over ticks still on their way, which then arrived late; the test
+now stops ingest for ``STALL_S`` mid-run to show that nothing depends on it.) With 4
 partitions BTC and ETH land in different ones, so each partition's ticks come in file order.
 
 Once the database holds as many rows as the replay and ``alphapulse status --wait-idle``
@@ -30,7 +35,7 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from common.contracts import Bar
+from common.contracts import Bar, Tick
 from common.names import Keys, partition_of
 from ingest.offline.ticks import read_ticks, write_trades_csv
 from signals.offline import comparable
@@ -46,6 +51,10 @@ FILES = ("binance-spot-btcusdt-20240808.rec.gz", "binance-spot-ethusdt-20240808.
 SPAN_NS = 150 * 10**9
 PARTITIONS = 4
 ENGINE = {"TIMEFRAMES": "1s,5s", "ALLOWED_LATENESS_MS": "5000"}
+#: How long after the last trade the closing trades come: > lateness + the 5 s bar.
+CLOSING_AFTER_NS = 11 * 10**9
+#: How long ingest is stopped mid-run: longer than the allowed lateness.
+STALL_S = 7.0
 WAIT_S = 120.0
 
 
@@ -55,16 +64,39 @@ async def db() -> AsyncIterator[Db]:
         yield d
 
 
-def write_subset(path: Path) -> int:
-    """The first ``SPAN_NS`` of both sessions, merged by receive time, as a trades CSV."""
+def _subset() -> list[Tick]:
+    """The first ``SPAN_NS`` of both sessions, merged by receive time."""
     ticks = sorted(
         (t for f in FILES for t in read_ticks(DATA / f, "binance")), key=lambda t: t.recv_ts
     )
     t0 = min(t.ts for t in ticks)
     parts = {partition_of(t.exchange, t.symbol, PARTITIONS) for t in ticks}
     assert len(parts) == 2, "BTC and ETH must be in different partitions (per-partition order)"
+    return [t for t in ticks if t.ts < t0 + SPAN_NS]
+
+
+def write_subset(path: Path) -> int:
+    """The first ``SPAN_NS`` of both sessions, merged by receive time, as a trades CSV."""
     with path.open("w", encoding="utf-8") as f:
-        return write_trades_csv((t for t in ticks if t.ts < t0 + SPAN_NS), f)
+        return write_trades_csv(_subset(), f)
+
+
+def write_closed_subset(path: Path) -> int:
+    """``write_subset`` plus one closing trade per symbol ``CLOSING_AFTER_NS`` after the last
+    trade (the next trade id, the last price): past the allowed lateness and the longest bar,
+    so it closes every real bar by event time, live as in replay. Returns the event time (ms)
+    of the last real trade: every row of a real bar opens at or before it."""
+    ticks = _subset()
+    last = {t.symbol: t for t in ticks}  # the last trade of each symbol (ids ascend)
+    end_ns = max(t.ts for t in ticks)
+    recv_ns = max(t.recv_ts for t in ticks) + CLOSING_AFTER_NS
+    closing = [
+        t._replace(trade_id=str(int(t.trade_id) + 1), ts=end_ns + CLOSING_AFTER_NS, recv_ts=recv_ns)
+        for t in last.values()
+    ]
+    with path.open("w", encoding="utf-8") as f:
+        write_trades_csv([*ticks, *closing], f)
+    return end_ns // 1_000_000
 
 
 def jsonl(path: Path) -> list[dict[str, Any]]:
@@ -110,18 +142,22 @@ class Pipeline:
             f.close()
 
 
-def expected_rows(out: Path) -> tuple[list[Row], list[Row], list[dict[str, Any]]]:
-    bars = sorted(bar_row(Bar.from_dict(d)) for d in jsonl(out / "bars.jsonl"))
+def expected_rows(out: Path, through_ms: int) -> tuple[list[Row], list[Row], list[dict[str, Any]]]:
+    """Replay's rows of the bars opening at or before ``through_ms`` (the last real trade)."""
+    bars = sorted(
+        bar_row(Bar.from_dict(d)) for d in jsonl(out / "bars.jsonl") if d["open_time"] <= through_ms
+    )
     patterns = sorted(
         (d["exchange"], d["symbol"], d["timeframe"], ms_to_dt(d["open_time"]), name, value)
         for d in jsonl(out / "patterns.jsonl")
+        if d["open_time"] <= through_ms
         for name, value in d["patterns"].items()
     )
     signals = sorted(
         (comparable(line) for line in (out / "signals.jsonl").read_bytes().splitlines()),
         key=lambda d: str(d["id"]),
     )
-    return bars, patterns, signals
+    return bars, patterns, [s for s in signals if s["open_time_ms"] <= through_ms]
 
 
 async def stored_rows(db: Db) -> tuple[list[Row], list[Row], list[dict[str, Any]], int]:
@@ -161,7 +197,7 @@ def _env(namespace: str) -> Iterator[tuple[str, str]]:
         "PARTITIONS": str(PARTITIONS),
         "METRICS_PORT": "0",
         "LOG_FORMAT": "json",
-        "IDLE_CLOSE_MS": "500",  # the feed runs at >= 1x (see the module docstring)
+        "IDLE_CLOSE_MS": "0",  # bars close by event time, as in replay (module docstring)
         "CHECKPOINT_INTERVAL": "200",
         "GRACE_SECONDS": "5",
         **ENGINE,
@@ -172,13 +208,13 @@ async def test_pipeline_processes_store_exactly_what_replay_computes(
     redis_client: aioredis.Redis, keys: Keys, namespace: str, db: Db, tmp_path: Path
 ) -> None:
     csv_path = tmp_path / "ticks.csv"
-    assert write_subset(csv_path) > 1000
+    through_ms = write_closed_subset(csv_path)
     env = dict(_env(namespace))
     out = tmp_path / "replay"
     replay = [sys.executable, "-m", "common.cli", "replay", "--ticks", str(csv_path)]
     done = await run_cli([*replay, "--partitions", str(PARTITIONS), "--out", str(out)], env)
     assert done.returncode == 0, done.stderr
-    want_bars, want_patterns, want_signals = expected_rows(out)
+    want_bars, want_patterns, want_signals = expected_rows(out, through_ms)
     assert len(want_signals) >= 5 and len(want_patterns) > len(want_signals)
 
     port = free_port()
@@ -198,6 +234,19 @@ async def test_pipeline_processes_store_exactly_what_replay_computes(
         pipeline.start("simulator", *sim, "--feed", f"binance={csv_path}")
 
         deadline = time.monotonic() + WAIT_S
+        # Mid-run, ingest stops for longer than the allowed lateness while the detectors go on
+        # polling their empty streams (what a stalled machine did to an earlier version of
+        # this test): bars must still close by event time only.
+        while not (await stored_rows(db))[0]:
+            pipeline.check_alive()
+            assert time.monotonic() < deadline, pipeline.log_tail()
+            await asyncio.sleep(0.2)
+        ingest = next(p for name, p in pipeline.procs if name == "ingest")
+        ingest.send_signal(signal.SIGSTOP)
+        try:
+            await asyncio.sleep(STALL_S)
+        finally:
+            ingest.send_signal(signal.SIGCONT)
         while True:
             bars, patterns, signals, _ = await stored_rows(db)
             have = (len(bars), len(patterns), len(signals))
