@@ -109,7 +109,8 @@ TICK_DTYPE = np.dtype(
         ("qty", "<f8"),
     ]
 )
-_ID_SEP = "\x1f"
+#: What joins the trade ids of a ``ticks:{p}`` entry (field ``i``).
+TRADE_ID_SEP = "\x1f"
 
 
 class Tick(NamedTuple):
@@ -167,7 +168,7 @@ class TickBatch:
             b"v": b"%d" % TICKS_VERSION,
             b"n": b"%d" % len(self.trade_ids),
             b"s": orjson.dumps(self.symbols),
-            b"i": _ID_SEP.join(self.trade_ids).encode(),
+            b"i": TRADE_ID_SEP.join(self.trade_ids).encode(),
             b"a": self.records.astype(TICK_DTYPE, copy=False).tobytes(),
         }
 
@@ -179,7 +180,7 @@ class TickBatch:
             n = int(fields[b"n"])
             symbols = [tuple(s) for s in orjson.loads(fields[b"s"])]
             raw_ids = fields[b"i"].decode()
-            ids = raw_ids.split(_ID_SEP) if n else []
+            ids = raw_ids.split(TRADE_ID_SEP) if n else []
             records = np.frombuffer(fields[b"a"], dtype=TICK_DTYPE)
         except DecodeError:
             raise

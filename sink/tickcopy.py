@@ -12,7 +12,7 @@ per field a 32-bit length and the value in network byte order — ``timestamptz`
 microseconds since 2000-01-01 UTC, ``float8`` as an IEEE double, ``text`` as its UTF-8 bytes —
 and a trailer. The fixed-size fields come first (one structured array for all rows); each row
 then ends with its trade id and the text of its (symbol, side) pair, so a row is three
-segments of one source buffer and the whole payload is one numpy gather.
+segments of one source buffer and each chunk of the payload is one numpy gather.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from common.contracts import TickBatch
+from common.contracts import TRADE_ID_SEP, TickBatch
 
 #: The ``ticks`` columns in the order the COPY data carries them.
 COLUMNS = ("time", "price", "qty", "recv_time", "trade_id", "exchange", "symbol", "side")
@@ -35,7 +35,6 @@ TRAILER = struct.pack(">h", -1)
 PG_EPOCH_US = 946_684_800_000_000
 #: Ticks a part of the COPY data is built from at a time (see ``copy_data``).
 CHUNK_ROWS = 4096
-_ID_SEP = 0x1F  # what joins the trade ids of an entry (``common.contracts``)
 # A row's fixed part: the field count, four 8-byte fields with their lengths, and the length
 # of the trade id that follows it.
 _FIXED = np.dtype(
@@ -72,8 +71,9 @@ def copy_data(batches: Sequence[TickBatch], chunk_rows: int = CHUNK_ROWS) -> byt
     """The binary COPY data (header to trailer) of every tick of ``batches``, in order.
 
     Built ``chunk_rows`` ticks at a time (whole batches): a read of a lagging sink can
-    hold hundreds of thousands of ticks, and numpy's temporaries for all of them at once
-    (~90 bytes of index a byte of output) would cost more in memory traffic than the work.
+    hold hundreds of thousands of ticks, and numpy's temporaries for all of them at once (an
+    8-byte index for every byte of output) cost more in memory traffic than the work: in the
+    end-to-end bench the sink spent most of its CPU there before.
     """
     parts = [HEADER]
     chunk: list[TickBatch] = []
@@ -105,9 +105,9 @@ def _rows_data(batches: Sequence[TickBatch], n: int) -> bytes:
     tail_len = np.array([len(t) for t in tails], np.int64)
     tail_start = np.cumsum(tail_len) - tail_len
 
-    ids = "\x1f".join(itertools.chain.from_iterable(b.trade_ids for b in batches)).encode()
+    ids = TRADE_ID_SEP.join(itertools.chain.from_iterable(b.trade_ids for b in batches)).encode()
     id_bytes = np.frombuffer(ids, np.uint8)
-    separators = np.flatnonzero(id_bytes == _ID_SEP)
+    separators = np.flatnonzero(id_bytes == ord(TRADE_ID_SEP))
     if len(separators) != n - 1:  # only a batch built in process can hold such an id
         raise ValueError("a trade id contains the entry's id separator")
     id_start = np.empty(n, np.int64)
