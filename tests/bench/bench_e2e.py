@@ -184,7 +184,10 @@ def make_feed(workdir: Path) -> Feed:
 async def throughput(redis: aioredis.Redis, feed: Feed, store_ticks: bool) -> Run:
     """The WebSocket path: FeedServer → ingest processes → ... → PostgreSQL."""
     run = Run("ticks stored" if store_ticks else "ticks not stored")
-    server = FeedServer(feed.groups)
+    # Held until the stack has settled and the CPU counters are read: ingest subscribes while
+    # the stack starts, and the partitions change hands then (the quick runs' whole feed went
+    # by before, and no CPU was counted for it).
+    server = FeedServer(feed.groups, hold=True)
     await server.start()
     natives = [sorted(syms) for syms, _ in feed.groups]
     stack = Stack(store_ticks, ingest=[(server.url, n) for n in natives])
@@ -195,6 +198,7 @@ async def throughput(redis: aioredis.Redis, feed: Feed, store_ticks: bool) -> Ru
         sampler.start()
         await asyncio.wait_for(asyncio.gather(*(e.wait() for e in server.subscribed)), 120)
         cpu0 = await cpu_snapshot(redis, stack, "bench (feed server)")
+        server.release()
         written = await until_written(stack, len(feed.arrays))
         done = await idle_since(redis, stack, 600)
         cpu1 = await cpu_snapshot(redis, stack, "bench (feed server)")

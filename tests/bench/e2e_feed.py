@@ -83,10 +83,16 @@ def ws_frames(payloads: Sequence[bytes]) -> bytes:
 
 class FeedServer:
     """Serve ``groups`` (native symbols → their encoded frames) to one connection each; when
-    ``live``, what :meth:`push` hands a group afterwards too, until :meth:`close`."""
+    ``live``, what :meth:`push` hands a group afterwards too, until :meth:`close`. With
+    ``hold``, nothing goes out before :meth:`release` (e.g. once the stack has settled)."""
 
-    def __init__(self, groups: list[tuple[frozenset[str], bytes]], *, live: bool = False) -> None:
+    def __init__(
+        self, groups: list[tuple[frozenset[str], bytes]], *, live: bool = False, hold: bool = False
+    ) -> None:
         self.groups = groups
+        self._go = asyncio.Event()
+        if not hold:
+            self._go.set()
         self.live: list[asyncio.Queue[bytes | None]] | None = (
             [asyncio.Queue() for _ in groups] if live else None
         )
@@ -144,6 +150,7 @@ class FeedServer:
             return  # closed before subscribing, or a second subscriber of a group
         self.subscribed[group].set()
         await asyncio.gather(*(e.wait() for e in self.subscribed))
+        await self._go.wait()
         loop = asyncio.get_running_loop()
         if self.started_at is None:
             self.started_at = loop.time()
@@ -154,6 +161,10 @@ class FeedServer:
         self.sent[group].set()
         self.sent_at = loop.time()
         await ws.wait_closed()
+
+    def release(self) -> None:
+        """Let a held feed go out (to every group once all have subscribed)."""
+        self._go.set()
 
     @staticmethod
     async def _send_raw(ws: ServerConnection, data: bytes) -> None:
