@@ -142,22 +142,26 @@ class Pipeline:
             f.close()
 
 
-def expected_rows(out: Path, through_ms: int) -> tuple[list[Row], list[Row], list[dict[str, Any]]]:
-    """Replay's rows of the bars opening at or before ``through_ms`` (the last real trade)."""
+def expected_rows(
+    out: Path, through_ms: int | None = None
+) -> tuple[list[Row], list[Row], list[dict[str, Any]]]:
+    """Replay's rows (bars, patterns, signals); with ``through_ms`` (the last real trade of a
+    ``write_closed_subset`` feed) only those of the bars opening at or before it."""
+    last = through_ms if through_ms is not None else float("inf")
     bars = sorted(
-        bar_row(Bar.from_dict(d)) for d in jsonl(out / "bars.jsonl") if d["open_time"] <= through_ms
+        bar_row(Bar.from_dict(d)) for d in jsonl(out / "bars.jsonl") if d["open_time"] <= last
     )
     patterns = sorted(
         (d["exchange"], d["symbol"], d["timeframe"], ms_to_dt(d["open_time"]), name, value)
         for d in jsonl(out / "patterns.jsonl")
-        if d["open_time"] <= through_ms
+        if d["open_time"] <= last
         for name, value in d["patterns"].items()
     )
     signals = sorted(
         (comparable(line) for line in (out / "signals.jsonl").read_bytes().splitlines()),
         key=lambda d: str(d["id"]),
     )
-    return bars, patterns, [s for s in signals if s["open_time_ms"] <= through_ms]
+    return bars, patterns, [s for s in signals if s["open_time_ms"] <= last]
 
 
 async def stored_rows(db: Db) -> tuple[list[Row], list[Row], list[dict[str, Any]], int]:
