@@ -124,7 +124,11 @@ WORKERS = ("ingest", "detectors-1", "detectors-2", "signals", "sink")
 
 
 def stage_env(
-    redis_url: str, namespace: str, partitions: int, lateness_ms: int = 5000
+    redis_url: str,
+    namespace: str,
+    partitions: int,
+    lateness_ms: int = 5000,
+    idle_close_ms: int = 500,
 ) -> dict[str, str]:
     """Environment of every stage (and of replay): quick crash recovery (claims, leases,
     retries) and enough deliveries that chaos never dead-letters an entry.
@@ -133,7 +137,8 @@ def stage_env(
     them when a partition has been idle (``IDLE_CLOSE_MS``). An idle close extrapolates event
     time from the wall clock, so it equals replay only if no partition pauses for longer than
     ``lateness_ms`` of wall time while trades are still to come: tests with faults pass a
-    lateness far above any outage they cause."""
+    lateness far above any outage they cause. A test whose feed ends with closing trades
+    (``write_closed_subset``) passes ``idle_close_ms=0``: bars by event time only."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TEST_", "REDIS_TLS"))}
     env.update(
         REDIS_URL=redis_url,
@@ -141,7 +146,7 @@ def stage_env(
         PARTITIONS=str(partitions),
         METRICS_PORT="0",
         LOG_FORMAT="json",
-        IDLE_CLOSE_MS="500",
+        IDLE_CLOSE_MS=str(idle_close_ms),
         CHECKPOINT_INTERVAL="200",
         GRACE_SECONDS="5",
         BLOCK_MS="100",
@@ -176,13 +181,14 @@ def start_stages(
 
 
 async def replay_rows(
-    csv_path: Path, out: Path, env: dict[str, str], partitions: int
+    csv_path: Path, out: Path, env: dict[str, str], partitions: int, through_ms: int | None = None
 ) -> tuple[list[Row], list[Row], list[dict[str, Any]]]:
-    """What ``alphapulse replay`` computes from ``csv_path`` (bars, patterns, signals rows)."""
+    """What ``alphapulse replay`` computes from ``csv_path`` (bars, patterns, signals rows;
+    ``through_ms``: see ``expected_rows``)."""
     cmd = [sys.executable, "-m", "common.cli", "replay", "--ticks", str(csv_path)]
     done = await run_cli([*cmd, "--partitions", str(partitions), "--out", str(out)], env)
     assert done.returncode == 0, done.stderr
-    return expected_rows(out)
+    return expected_rows(out, through_ms)
 
 
 async def drain_and_compare(

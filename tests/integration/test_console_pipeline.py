@@ -46,7 +46,7 @@ from tests.integration.e2e_support import (
     stage_env,
     start_stages,
 )
-from tests.integration.test_e2e_pipeline import PARTITIONS, write_subset
+from tests.integration.test_e2e_pipeline import PARTITIONS, write_closed_subset
 from tests.sink_support import Db, make_db
 
 pytestmark = [pytest.mark.redis, pytest.mark.timescale, pytest.mark.slow]
@@ -148,9 +148,11 @@ async def test_the_console_shows_what_the_pipeline_produces(
     browser: Browser, db: Db, keys: Keys, redis_client: Any, tmp_path: Path
 ) -> None:
     csv_path = tmp_path / "ticks.csv"
-    assert write_subset(csv_path) > 1000
-    env = stage_env(REDIS_URL, keys.namespace, PARTITIONS)
-    replay = asyncio.create_task(replay_rows(csv_path, tmp_path / "replay", env, PARTITIONS))
+    through_ms = write_closed_subset(csv_path)  # bars close by event time, as in replay
+    env = stage_env(REDIS_URL, keys.namespace, PARTITIONS, idle_close_ms=0)
+    replay = asyncio.create_task(
+        replay_rows(csv_path, tmp_path / "replay", env, PARTITIONS, through_ms)
+    )
     async for console in run_console(console_settings(db, keys)):
         page = await logged_in(browser, console, "ada")
         await page.wait_for_function("window.signalsState && window.signalsState.subscribed")

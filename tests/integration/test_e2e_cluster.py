@@ -30,7 +30,7 @@ from tests.integration.e2e_support import (
     start_stages,
 )
 from tests.integration.runtime_support import _need
-from tests.integration.test_e2e_pipeline import PARTITIONS, write_subset
+from tests.integration.test_e2e_pipeline import PARTITIONS, write_closed_subset
 from tests.sink_support import Db, make_db
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres, pytest.mark.slow]
@@ -103,9 +103,9 @@ async def test_cluster_pipeline_stores_exactly_what_replay_computes(
     assert owners[btc] != owners[eth], owners
 
     csv_path = tmp_path / "ticks.csv"
-    assert write_subset(csv_path) > 1000
-    env = stage_env(f"redis+cluster://127.0.0.1:{port}", NAMESPACE, PARTITIONS)
-    want = await replay_rows(csv_path, tmp_path / "replay", env, PARTITIONS)
+    through_ms = write_closed_subset(csv_path)  # bars close by event time, as in replay
+    env = stage_env(f"redis+cluster://127.0.0.1:{port}", NAMESPACE, PARTITIONS, idle_close_ms=0)
+    want = await replay_rows(csv_path, tmp_path / "replay", env, PARTITIONS, through_ms)
     assert len(want[2]) >= 5
     pipe = Supervised(tmp_path, env)
     try:
