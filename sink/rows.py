@@ -105,12 +105,13 @@ class TickRows(Sequence[Row]):
     row is looked at (the ON CONFLICT and bisecting path, a dead letter), once.
     """
 
-    __slots__ = ("_len", "_rows", "batches")
+    __slots__ = ("_data", "_len", "_rows", "batches")
 
     def __init__(self, batches: Iterable[TickBatch] = ()) -> None:
         self.batches: list[TickBatch] = list(batches)
         self._len = sum(len(b) for b in self.batches)
         self._rows: list[Row] | None = None
+        self._data: bytes | None = None
 
     def __len__(self) -> int:
         return self._len
@@ -137,12 +138,16 @@ class TickRows(Sequence[Row]):
             raise TypeError(f"TickRows extends with TickRows, not {type(more).__name__}")
         self.batches += more.batches
         self._len += len(more)
+        self._data = None
         if self._rows is not None:
             self._rows += more.rows()
 
     def copy_data(self) -> bytes:
-        """The binary COPY data of every row, columns in ``tickcopy.COLUMNS`` order."""
-        return tickcopy.copy_data(self.batches)
+        """The binary COPY data of every row, columns in ``tickcopy.COLUMNS`` order (built
+        once: a batch that falls back to the staging path copies the same data again)."""
+        if self._data is None:
+            self._data = tickcopy.copy_data(self.batches)
+        return self._data
 
 
 def tick_rows(batch: TickBatch) -> list[Row]:

@@ -21,7 +21,10 @@ def test_tick_rows_are_made_only_when_looked_at_and_equal_tick_rows() -> None:
     expected = tick_rows(first) + tick_rows(second)
     assert [repr(r) for r in rows] == [repr(r) for r in expected]
     assert repr(rows[2]) == repr(expected[2]) and repr(rows[4:]) == repr(expected[4:])
-    rows.extend(TickRows([first]))  # after the tuples were made: they follow
+    data = rows.copy_data()
+    assert rows.copy_data() is data  # built once (the staging fallback copies it again)
+    rows.extend(TickRows([first]))  # after the tuples and the data were made: they follow
+    assert rows.copy_data() == tickcopy.copy_data([first, second, first])
     assert len(rows) == len(rows.rows()) == 10
     with pytest.raises(TypeError, match="TickRows extends with TickRows"):
         rows.extend(expected)
