@@ -42,6 +42,7 @@ from sink.store import Store, insert_values_sql
 from tests.sink_support import REDIS_URL, make_bar, make_ticks, sink_settings, with_search_path
 
 BATCH = 5000
+ENTRY_TICKS = 500  # ticks per ``ticks:{p}`` entry of the tick rounds
 
 
 def _batches(rows: Sequence[Row]) -> list[Sequence[Row]]:
@@ -49,7 +50,9 @@ def _batches(rows: Sequence[Row]) -> list[Sequence[Row]]:
 
 
 def _tick_rows(n: int) -> tuple[list[Row], list[TickBatch]]:
-    batches = [make_ticks(start, 500, symbol=f"S{start % 7}") for start in range(0, n, 500)]
+    batches = [
+        make_ticks(start, ENTRY_TICKS, symbol=f"S{start % 7}") for start in range(0, n, ENTRY_TICKS)
+    ]
     return [r for b in batches for r in tick_rows(b)], batches
 
 
@@ -58,8 +61,8 @@ def _bar_rows(n: int) -> list[Row]:
 
 
 def _tick_chunks(batches: list[TickBatch]) -> list[Sequence[Row]]:
-    """The batches as the sink's ``TickRows``, ``BATCH`` rows a chunk (500-tick batches)."""
-    per = BATCH // 500
+    """The batches as the sink's ``TickRows``, ``BATCH`` rows a chunk."""
+    per = BATCH // ENTRY_TICKS
     return [TickRows(batches[i : i + per]) for i in range(0, len(batches), per)]
 
 
@@ -178,7 +181,7 @@ def _bench_mapping(batches: list[TickBatch]) -> None:
     n = sum(len(b) for b in batches)
     started = time.perf_counter()
     for fields in encoded:
-        tick_rows(TickBatch.decode(fields))
+        _record_path(fields)
     rows_rate = n / (time.perf_counter() - started)
     started = time.perf_counter()
     for i in range(0, len(encoded), 10):
