@@ -155,6 +155,28 @@ class TickBatch:
             ids.append(t.trade_id)
         return cls(list(index), np.array(rows, dtype=TICK_DTYPE), ids)
 
+    @classmethod
+    def concat(cls, batches: list[TickBatch]) -> TickBatch:
+        """The ticks of ``batches`` in order, as one batch with one symbol table (each
+        symbol once: the detectors' plausibility screen bounds a new series' ids per table
+        entry). A consumer whose results do not depend on batch boundaries (the bar
+        aggregator) applies a run of small entries at the cost of one."""
+        if len(batches) == 1:
+            return batches[0]
+        index: dict[tuple[str, str, str], int] = {}
+        luts = []
+        for b in batches:
+            luts.append([index.setdefault(s, len(index)) for s in b.symbols])
+        records = np.concatenate([b.records for b in batches])
+        lengths = [len(b) for b in batches]
+        lut = np.array([x for table in luts for x in table], np.intp)
+        base = np.repeat(np.cumsum([0, *map(len, luts[:-1])]), lengths)
+        if len(index) > 1 << 16:
+            raise ValueError(f"{len(index)} symbols: more than a batch's table holds")
+        records["sym"] = lut[records["sym"].astype(np.intp) + base]
+        ids = [tid for b in batches for tid in b.trade_ids]
+        return cls(list(index), records, ids)
+
     def __iter__(self) -> Iterator[Tick]:
         syms = self.symbols
         for (sym, side, ts, recv, price, qty), tid in zip(

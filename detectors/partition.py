@@ -93,15 +93,15 @@ class EngineConfig:
 class Output:
     """What one step produced, as columns (``common.columns``): every closed bar, the bars on
     which a pattern fired, the outcome horizons that the closed bars completed
-    (:mod:`detectors.outcomes`), and the ticks rejected as implausible (with the reason; to
-    be dead-lettered, never applied). The live path encodes the columns as they are; ``bars``,
-    ``events`` and ``outcomes`` build the records (replay, tests) exactly as a consumer decodes
-    them."""
+    (:mod:`detectors.outcomes`), and the ticks rejected as implausible (with their index in
+    the step's batch and the reason; to be dead-lettered, never applied). The live path
+    encodes the columns as they are; ``bars``, ``events`` and ``outcomes`` build the records
+    (replay, tests) exactly as a consumer decodes them."""
 
     bar_parts: list[BarColumns] = field(default_factory=list)
     event_parts: list[EventColumns] = field(default_factory=list)
     outcome_parts: list[OutcomeColumns] = field(default_factory=list)
-    rejected: list[tuple[Tick, str]] = field(default_factory=list)
+    rejected: list[tuple[int, Tick, str]] = field(default_factory=list)  # index in the batch
 
     def extend(self, other: Output) -> None:
         self.bar_parts.extend(other.bar_parts)

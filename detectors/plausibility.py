@@ -102,9 +102,9 @@ def apply_plausible(
     return rejected
 
 
-def rejected_ticks(batch: TickBatch, rejected: Rejected) -> list[tuple[Tick, str]]:
-    """The rejected ticks themselves (for their dead letters)."""
-    return [(next(iter(_slice(batch, i, i + 1))), reason) for i, reason in rejected]
+def rejected_ticks(batch: TickBatch, rejected: Rejected) -> list[tuple[int, Tick, str]]:
+    """The rejected ticks themselves (for their dead letters), with their index."""
+    return [(i, next(iter(_slice(batch, i, i + 1))), reason) for i, reason in rejected]
 
 
 def _all_clear(

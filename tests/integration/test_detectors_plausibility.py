@@ -69,12 +69,17 @@ def detectors(namespace: str, tmp_path: Path) -> Iterator[Detectors]:
     procs.close()
 
 
-async def _feed(r: aioredis.Redis, keys: Keys, ticks: list[Tick], size: int = 97) -> None:
+async def _feed(
+    r: aioredis.Redis, keys: Keys, ticks: list[Tick], size: int = 97
+) -> dict[str, bytes]:
+    """XADD the ticks in entries of ``size``; {trade id: the id of its entry}."""
     p = partition_of(ticks[0].exchange, ticks[0].symbol, PARTITIONS)
+    entry_of: dict[str, bytes] = {}
     for i in range(0, len(ticks), size):
-        await r.xadd(
-            keys.ticks(p), dict(TickBatch.from_ticks(ticks[i : i + size]).encode().items())
-        )
+        part = ticks[i : i + size]
+        entry_id = await r.xadd(keys.ticks(p), dict(TickBatch.from_ticks(part).encode().items()))
+        entry_of.update((t.trade_id, entry_id) for t in part)
+    return entry_of
 
 
 async def test_poisoned_ticks_are_dead_lettered_and_bars_equal_the_clean_replay(
@@ -89,8 +94,10 @@ async def test_poisoned_ticks_are_dead_lettered_and_bars_equal_the_clean_replay(
     assert len(want_bars) > 150 and want_events
 
     cut = 2000  # the first part, then a restart from the checkpoint, then the rest
+    # Fed before the detector starts: its first read holds many entries, which it applies
+    # as one batch (``TickBatch.concat``), and each rejected tick must still name its own.
+    entry_of = await _feed(redis_client, keys, poisoned[:cut])
     detectors.start(1)
-    await _feed(redis_client, keys, poisoned[:cut])
 
     async def written(n: int) -> bool:
         return await count_bars(redis_client, keys.bars) >= n
@@ -98,7 +105,7 @@ async def test_poisoned_ticks_are_dead_lettered_and_bars_equal_the_clean_replay(
     await until(lambda: written(20), detectors, "20 bars")
     assert detectors.terminate_all() == [0], detectors.log_tail()
     detectors.start(1)
-    await _feed(redis_client, keys, poisoned[cut:])
+    entry_of |= await _feed(redis_client, keys, poisoned[cut:])
     await until(lambda: written(len(want_bars)), detectors, f"{len(want_bars)} bars")
     assert detectors.terminate_all() == [0], detectors.log_tail()
 
@@ -113,6 +120,7 @@ async def test_poisoned_ticks_are_dead_lettered_and_bars_equal_the_clean_replay(
         (tick,) = TickBatch.decode(original_fields(fields))
         dead[tick.trade_id] = fields[b"reason"].decode()
         assert fields[b"group"] == b"detectors"
+        assert fields[b"id"] == entry_of[tick.trade_id]
     assert dead == expected
 
 

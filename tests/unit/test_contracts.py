@@ -47,6 +47,22 @@ def test_empty_tick_batch_round_trips() -> None:
     assert list(TickBatch.decode(TickBatch.from_ticks([]).encode())) == []
 
 
+def test_concatenated_tick_batches_keep_order_and_list_each_symbol_once() -> None:
+    parts = [
+        [_tick(0), _tick(1, "ETH-USDT", "sell")],
+        [],
+        [_tick(2, "SOL-USDT"), _tick(3), _tick(4, "ETH-USDT")],
+        [_tick(5, "SOL-USDT", "sell")],
+    ]
+    batches = [TickBatch.decode(TickBatch.from_ticks(p).encode()) for p in parts]
+    merged = TickBatch.concat(batches)
+    assert list(merged) == [t for p in parts for t in p]
+    assert [s for _, s, _ in merged.symbols] == ["BTC-USDT", "ETH-USDT", "SOL-USDT"]
+    assert list(TickBatch.decode(merged.encode())) == list(merged)
+    assert [t.symbol for t in batches[2]] == ["SOL-USDT", "BTC-USDT", "ETH-USDT"]  # untouched
+    assert TickBatch.concat(batches[:1]) is batches[0]
+
+
 @pytest.mark.parametrize(
     "mutate",
     [

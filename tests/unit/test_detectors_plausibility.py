@@ -74,7 +74,7 @@ def run(ticks: list[Tick], sizes: list[int], config: EngineConfig = CONFIG) -> O
 
 
 def verdicts(out: Output) -> list[tuple[str, str]]:
-    return [(t.trade_id, reason) for t, reason in out.rejected]
+    return [(t.trade_id, reason) for _, t, reason in out.rejected]
 
 
 def bars(out: Output) -> list[dict[str, Any]]:
@@ -91,9 +91,18 @@ def test_each_poison_is_rejected_with_its_reason_and_changes_nothing(sizes: list
     got = run(poisoned, sizes)
     assert bars(got) == bars(run(clean, [1000]))
     assert len(got.events) == len(run(clean, [1000]).events)
-    assert sorted((t.trade_id, r) for t, r in got.rejected) == sorted(
+    assert sorted((t.trade_id, r) for _, t, r in got.rejected) == sorted(
         (t.trade_id, r) for t, r in expected
     )
+
+
+def test_each_rejection_gives_the_index_of_its_tick_in_the_batch() -> None:
+    poisoned, expected = with_poison(clean_stream())
+    out = PartitionEngine(CONFIG).apply(TickBatch.from_ticks(poisoned))
+    assert len(out.rejected) == len(expected)
+    assert [poisoned[i].trade_id for i, _, _ in out.rejected] == [
+        t.trade_id for _, t, _ in out.rejected
+    ]
 
 
 def test_verdicts_do_not_depend_on_batch_boundaries() -> None:
@@ -123,7 +132,7 @@ def test_without_a_receive_time_the_partition_time_is_the_reference() -> None:
     ticks = [tick("BTC-USDT", i, T0_MS + i * 20_000, recv_ms=0) for i in range(1, 40)]
     ticks.insert(20, tick("BTC-USDT", 100, T0_MS + 10_000_000, recv_ms=0))  # 2.7 h ahead
     out = run(ticks, [1])
-    assert [(t.trade_id, r) for t, r in out.rejected] == [("100", "time_ahead")]
+    assert [(t.trade_id, r) for _, t, r in out.rejected] == [("100", "time_ahead")]
     assert bars(run(ticks, [13])) == bars(out)
 
 
@@ -132,7 +141,7 @@ def test_non_numeric_ids_have_no_id_rule_and_mixed_batches_keep_it() -> None:
     ticks += [tick("BYB-USDT", f"uuid-{i}", T0_MS + 10 + i) for i in range(5)]
     ticks.append(tick("BTC-USDT", 10**15, T0_MS + 20))  # in a batch with UUIDs
     out = run(ticks, [100])
-    assert [(t.trade_id, r) for t, r in out.rejected] == [(str(10**15), "id_jump")]
+    assert [(t.trade_id, r) for _, t, r in out.rejected] == [(str(10**15), "id_jump")]
 
 
 def test_limits_are_settings() -> None:
