@@ -53,8 +53,12 @@ if TYPE_CHECKING:
     from detectors.service import DetectorService
 
 #: At most this many ticks (and symbol-table entries) in one engine step: the consecutive
-#: entries of a read are applied together up to it (:func:`merge_run_end`).
-MERGE_TICKS = 4096
+#: entries of a read are applied together up to it (:func:`merge_run_end`). Small: only the
+#: few-tick entries between boundaries need merging, and a step's work (the bars its ticks
+#: close) is not known before it runs, while the work slice is checked between steps; a
+#: merged step is no larger than one entry ingest writes routinely (up to 1,000 ticks), so
+#: it cannot hold a flooded partition's runner past its lease renewal any longer than that.
+MERGE_TICKS = 256
 _FULL = 1 << 62  # the size of an entry whose fields do not say: more than any limit
 
 
