@@ -94,8 +94,9 @@ async def test_poisoned_ticks_are_dead_lettered_and_bars_equal_the_clean_replay(
     assert len(want_bars) > 150 and want_events
 
     cut = 2000  # the first part, then a restart from the checkpoint, then the rest
-    # Fed before the detector starts: its first read holds many entries, which it applies
-    # as one batch (``TickBatch.concat``), and each rejected tick must still name its own.
+    # Fed before the detector starts: its first read holds every entry, which it applies two
+    # at a time (``MERGE_TICKS``: 194 ticks a step), each poison in the second entry of a
+    # step; each rejected tick must still name its own entry.
     entry_of = await _feed(redis_client, keys, poisoned[:cut])
     detectors.start(1)
 
