@@ -21,22 +21,18 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from common.contracts import TICK_DTYPE, TickBatch
+from common.contracts import TICK_DTYPE, TICK_RAW, TickBatch
 from ingest.venues.batch import TradeColumns
-
-#: ``TICK_DTYPE`` records seen as plain bytes: numpy concatenates these far faster than
-#: structured arrays (no field-by-field dtype promotion).
-_RAW = np.dtype((np.void, TICK_DTYPE.itemsize))
 
 
 class Packed(NamedTuple):
     """The trades of one ``offer_columns`` call as ``TICK_DTYPE`` records (``sym`` not set
-    yet; viewed as ``_RAW``) and lists, in the order the writer files them (grouped by
+    yet; viewed as ``TICK_RAW``) and lists, in the order the writer files them (grouped by
     partition): each partition's share is a :class:`Slice` of it, packed into a batch at
     flush time."""
 
     exchange: str
-    records: npt.NDArray[np.void]  # _RAW
+    records: npt.NDArray[np.void]  # TICK_RAW
     natives: list[str]
     symbols: list[str]
     trade_ids: list[str]
@@ -69,7 +65,7 @@ def pack(cols: TradeColumns, idx: npt.NDArray[np.intp] | None = None) -> Packed:
     records["recv"] = cols.recv_ts
     records["price"] = cols.price[sl]
     records["qty"] = cols.qty[sl]
-    return Packed(cols.exchange, records.view(_RAW), natives, symbols, ids)
+    return Packed(cols.exchange, records.view(TICK_RAW), natives, symbols, ids)
 
 
 def slices_batch(slices: Sequence[Slice]) -> TickBatch:
@@ -138,18 +134,8 @@ def merge_split(batches: list[TickBatch], size: int) -> list[TickBatch]:
     symbol table of only the symbols it holds."""
     if len(batches) == 1 and len(batches[0]) <= size:
         return batches
-    table: dict[tuple[str, str, str], int] = {}
-    parts = []
-    ids: list[str] = []
-    for b in batches:
-        remap = np.array([table.setdefault(s, len(table)) for s in b.symbols], dtype=np.uint16)
-        rec = b.records.copy()
-        if len(rec):
-            rec["sym"] = remap[rec["sym"]]
-        parts.append(rec.view(_RAW))
-        ids += b.trade_ids
-    records = np.concatenate(parts).view(TICK_DTYPE)
-    symbols = list(table)
+    merged = TickBatch.concat(batches)
+    records, symbols, ids = merged.records, merged.symbols, merged.trade_ids
     out = []
     for i in range(0, len(ids), size):
         rec = records[i : i + size].copy()
