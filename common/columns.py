@@ -6,8 +6,9 @@ At a 1-second boundary a detector partition closes ~60 bars per timeframe at onc
 Python) per record, and every consumer an orjson decode per record. v2 packs a write's bars
 into one little-endian numpy structured array (``BAR_DTYPE``) beside a key table, and its
 pattern events into those columns plus a sparse (event, pattern, value) array, a feature
-matrix and one orjson document for the ``recent`` lists. Decoding is ``np.frombuffer``
-(views, no copy) and a few orjson loads per entry.
+matrix and the ``recent`` lists' JSON documents with their lengths (``patterns`` v3; v2 had
+one orjson array of the lists, which every reader parsed whole). Decoding is ``np.frombuffer``
+(views, no copy), a few orjson loads per entry and a slice per ``recent`` document.
 
 :class:`BarColumns` and :class:`EventColumns` are the in-memory forms the detector engine
 builds directly (``detectors.partition.Output``); ``to_bars``/``to_events`` give the same
@@ -40,10 +41,12 @@ MAX_ENTRY_RECORDS = 256
 
 Key = tuple[str, str, str]  # (exchange, symbol, timeframe)
 Features = dict[str, float | int | None]
-# One event's ``recent`` list: as decoded (a list of entries), or as the detector holds it,
-# already encoded (the JSON array: each entry is encoded once, when its event fires, and
-# reused by the next ``cooldown_bars`` events of its series instead of encoded again).
-Recent = list[dict[str, Any]] | bytes
+# One event's ``recent`` list. Each entry is either decoded (a dict, as a record carries it) or
+# its JSON document (bytes): the detector encodes an entry once, when its event fires, and
+# reuses the document in the next ``cooldown_bars`` events of its series; a ``patterns`` v3
+# entry carries the documents as they are and its reader slices them out without parsing them
+# (the signals stage parses one only when a cooldown reads it and its memo does not know it).
+Recent = Sequence[dict[str, Any] | bytes]
 
 BAR_DTYPE = np.dtype(
     [
@@ -62,6 +65,10 @@ BAR_DTYPE = np.dtype(
 )
 FIRED_DTYPE = np.dtype([("event", "<u4"), ("pattern", "<u2"), ("value", "<i4")])
 _V2 = b"%d" % COLUMNS_VERSION
+# ``patterns`` entries are v3: v2 but for the ``recent`` lists (``r``, ``rl``, ``rc``).
+PATTERNS_VERSION = 3
+_V3 = b"%d" % PATTERNS_VERSION
+_U4 = np.dtype("<u4")
 
 
 def _compact(table: Sequence[Any], index: npt.NDArray[Any]) -> tuple[list[Any], npt.NDArray[Any]]:
@@ -327,11 +334,12 @@ class EventColumns:
         return {name: n for name, n in zip(self.names, counts, strict=True) if n}
 
     def to_events(self) -> list[PatternEvent]:
+        """The records; ``DecodeError`` if a ``recent`` document is not JSON."""
         n = len(self)
         pats = pattern_dicts(self.names, self.fired, n)
         feats = feature_dicts(self.feature_table, self.features)
         return [
-            PatternEvent(bar, p, f, orjson.loads(r) if isinstance(r, bytes) else list(r))
+            PatternEvent(bar, p, f, [_recent_entry(e) for e in r])
             for bar, p, f, r in zip(self.bars.to_bars(), pats, feats, self.recent, strict=True)
         ]
 
@@ -346,18 +354,21 @@ class EventColumns:
             [[name, "i" if is_int else "f"] for name, is_int in self.feature_table]
         )
         out[b"m"] = np.ascontiguousarray(self.features, "<f8").tobytes()
-        out[b"r"] = b"[%b]" % b",".join(
-            r if isinstance(r, bytes) else orjson.dumps(r) for r in self.recent
-        )
+        out[b"v"] = _V3
+        docs = [e if isinstance(e, bytes) else orjson.dumps(e) for r in self.recent for e in r]
+        out[b"r"] = b"".join(docs)
+        out[b"rl"] = np.fromiter(map(len, docs), _U4, len(docs)).tobytes()
+        out[b"rc"] = np.fromiter(map(len, self.recent), _U4, len(self.recent)).tobytes()
         return out
 
     def encode(self) -> list[dict[bytes, bytes]]:
-        """The ``patterns`` v2 entries (one, or more past ``MAX_ENTRY_RECORDS``)."""
+        """The ``patterns`` v3 entries (one, or more past ``MAX_ENTRY_RECORDS``)."""
         return [self.take(s)._fields() for s in _slices(len(self))]
 
     @classmethod
     def decode(cls, fields: Fields) -> EventColumns:
-        """A ``patterns`` v2 entry; ``DecodeError`` on anything malformed."""
+        """A ``patterns`` v2 or v3 entry; ``DecodeError`` on anything malformed (the content
+        of a v3 entry's ``recent`` documents is checked where they are read)."""
         bars = BarColumns.decode(fields)
         n = len(bars)
         try:
@@ -365,7 +376,11 @@ class EventColumns:
             fired = np.frombuffer(fields[b"f"], dtype=FIRED_DTYPE)
             table = orjson.loads(fields[b"x"])
             matrix = np.frombuffer(fields[b"m"], dtype="<f8")
-            recent = orjson.loads(fields[b"r"])
+            recent: list[Any] = (
+                _recent_documents(fields, n)
+                if fields.get(b"v") == _V3
+                else orjson.loads(fields[b"r"])
+            )
         except (KeyError, ValueError, orjson.JSONDecodeError) as e:
             raise DecodeError("pattern_columns", repr(e)) from e
         if not isinstance(names, list) or not _all_str(names):
@@ -394,6 +409,33 @@ class EventColumns:
             matrix.reshape(n, len(table)),
             recent,
         )
+
+
+def _recent_documents(fields: Fields, n: int) -> list[list[bytes]]:
+    """A v3 entry's ``recent`` lists, each entry's JSON document sliced out of ``r`` (by the
+    lengths ``rl``, ``rc`` of them per event), not parsed."""
+    lengths = np.frombuffer(fields[b"rl"], dtype=_U4)
+    counts = np.frombuffer(fields[b"rc"], dtype=_U4)
+    buffer = fields[b"r"]
+    if len(counts) != n or int(counts.sum()) != len(lengths):
+        raise ValueError(f"{len(counts)} recent counts for {n} events, {len(lengths)} documents")
+    ends = np.cumsum(lengths, dtype=np.int64)
+    if (ends[-1] if len(ends) else 0) != len(buffer):
+        raise ValueError(f"recent documents of {ends[-1:].tolist()} bytes in {len(buffer)}")
+    bounds = ends.tolist()
+    docs = [buffer[a:b] for a, b in zip([0, *bounds], bounds, strict=False)]
+    per_event = np.cumsum(counts, dtype=np.int64).tolist()
+    return [docs[a:b] for a, b in zip([0, *per_event], per_event, strict=False)]
+
+
+def _recent_entry(entry: dict[str, Any] | bytes) -> Any:
+    """A ``recent`` entry decoded (a v3 entry's document parsed)."""
+    if not isinstance(entry, bytes):
+        return entry
+    try:
+        return orjson.loads(entry)
+    except orjson.JSONDecodeError as e:
+        raise DecodeError("pattern_columns", f"recent document: {e}") from e
 
 
 def _all_str(items: list[Any]) -> bool:
@@ -431,11 +473,15 @@ def _nan(x: float | int | None) -> float:
 
 
 # --- both versions -----------------------------------------------------------------------
+# The versions each kind of entry has: ``bar`` (stream ``bars``), ``pattern_event`` (``patterns``).
+_VERSIONS = {"bar": (b"1", _V2), "pattern_event": (b"1", _V2, _V3)}
+
+
 def is_v1(fields: Fields, what: str) -> bool:
-    """Whether an entry is v1 (one record) rather than v2 (columns); ``DecodeError`` (reason
-    ``what``) for any other version."""
+    """Whether an entry is v1 (one record) rather than columns (v2, or a v3 ``patterns``
+    entry); ``DecodeError`` (reason ``what``: ``bar`` or ``pattern_event``) for any other."""
     v = fields.get(b"v")
-    if v not in (b"1", _V2):
+    if v not in _VERSIONS[what]:
         raise DecodeError(what, f"unsupported v={v!r}")
     return v == b"1"
 
@@ -477,7 +523,7 @@ def decode_events(fields: Fields) -> list[PatternEvent]:
 
 
 def encode_events(events: Sequence[PatternEvent]) -> list[dict[bytes, bytes]]:
-    """``patterns`` v2 entries of any events (a new entry where the feature names change)."""
+    """``patterns`` v3 entries of any events (a new entry where the feature names change)."""
     out: list[dict[bytes, bytes]] = []
     start = 0
     for end in range(1, len(events) + 1):

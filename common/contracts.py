@@ -29,9 +29,9 @@ detector write (split past ``MAX_ENTRY_RECORDS``), columnar. Readers decode both
 older detector are still read after an upgrade.
 
 =========  ==============================================================================
-field      content (``bars`` v2: ``v n k b``; ``patterns`` v2: all of them, one row per event)
+field      content (``bars`` v2: ``v n k b``; ``patterns`` v2/v3: all of them, one row per event)
 =========  ==============================================================================
-``v``      ``2``
+``v``      ``2`` (``patterns``: ``3``)
 ``n``      number of records (bars, or pattern events), ASCII decimal
 ``k``      orjson array of ``[exchange, symbol, timeframe]`` — the entry's key table
 ``b``      little-endian packed array of ``BAR_DTYPE`` records, ``n`` of them: ``key`` u4
@@ -45,11 +45,18 @@ field      content (``bars`` v2: ``v n k b``; ``patterns`` v2: all of them, one 
            or ``"f"`` — the columns of ``m``
 ``m``      little-endian f8 matrix, ``n`` rows x ``len(x)`` columns, row-major: the features;
            NaN is ``None`` (as is anything not finite, which orjson wrote as null in v1)
-``r``      orjson array of ``n`` arrays: each event's ``recent`` list (``PatternEvent``)
+``r``      the ``recent`` lists (``PatternEvent``) of the events: v3 (what detectors write
+           to ``patterns``), every list's entries as JSON documents, concatenated in event
+           order; v2, one orjson array of ``n`` arrays
+``rl``     v3: little-endian u4 byte length of each document of ``r``
+``rc``     v3: little-endian u4, ``n`` of them: how many documents of ``r`` each event has
 =========  ==============================================================================
 
-Decoded, a v2 entry gives ``Bar``/``PatternEvent`` records equal (``==``, with the same value
-types) to those of the v1 entries it replaces.
+``patterns`` entries are v3 (``v`` = ``3``): v2 but for ``r``, ``rl`` and ``rc``, so a reader
+slices the ``recent`` documents out without parsing them (the signals stage parses one only
+when a cooldown reads it and it is not in its memo; the sink never does). ``bars`` entries are
+v2. Decoded, a v2 or v3 entry gives ``Bar``/``PatternEvent`` records equal (``==``, with the
+same value types) to those of the v1 entries it replaces.
 
 Tick micro-batches (stream ``ticks:{p}``)
 -----------------------------------------

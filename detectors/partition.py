@@ -346,8 +346,11 @@ class PartitionEngine:
         fired["event"], fired["pattern"], fired["value"] = event, pattern, hits[event, pattern]
         table = [(k, k in INTEGER_FEATURES) for k in feats]
         matrix = feature_matrix([feats[k][fired_at] for k, _ in table], table, len(fired_at))
-        # The ``recent`` entries carry only the features a cooldown reads (RECENT_FEATURES).
-        kept = [i for i, (k, _) in enumerate(table) if k in RECENT_FEATURES]
+        # The ``recent`` entries carry only the features a cooldown reads, in the order of
+        # RECENT_FEATURES: the signals stage builds the same document of an event it scores,
+        # to find it in the next events' lists without parsing it (``ModelScorer.remember``).
+        column = {k: i for i, (k, _) in enumerate(table)}
+        kept = [column[k] for k in RECENT_FEATURES if k in column]
         names = self.patterns.names
         bars = columns.take(fired_at)
         span = self.config.cooldown_bars * int(self.tf_ms[t])
@@ -362,7 +365,7 @@ class PartitionEngine:
         ):
             horizon = open_time - span
             recent = [e for e in state.get(row, ()) if e[0] >= horizon]
-            recents.append(b"[%b]" % b",".join([doc for _, doc in recent]))
+            recents.append([doc for _, doc in recent])
             # The entry carries the bar's features too, so the signals stage judges an earlier
             # bar with its own context (trend, RSI, volume) when applying a cooldown.
             doc = orjson.dumps({"open_time": open_time, "patterns": pats, "features": features})

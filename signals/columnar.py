@@ -1,13 +1,17 @@
 """Scoring a ``patterns`` entry as it comes off the stream (issue 17: signals CPU per event).
 
-A v2 entry (one detector write, :class:`common.columns.EventColumns`) is scored from its
+A v2/v3 entry (one detector write, :class:`common.columns.EventColumns`) is scored from its
 columns: no ``PatternEvent``, ``Bar`` or full feature dict is built for an event, only what
 the scoring reads — the bar's key, open time and close, the event's patterns, and the four
 features it uses (``FEATURES_USED``, converted column-wise exactly as ``feature_dicts`` and
-``clean_features`` convert them). Every event gets exactly the signals, or the error, that
-``ModelHistory.score`` gives its decoded record (``tests/unit/test_signals_columnar.py``
-checks this against the record path). A v1 entry (one event) is decoded and scored as a
-record.
+``clean_features`` convert them). A v3 entry's ``recent`` entries stay JSON documents until a
+cooldown reads one the memo does not know (``ModelScorer.prior``); each scored event is
+remembered under the document the detectors will write for it. Every event gets exactly the
+signals, or the error, that ``ModelHistory.score`` gives its decoded record
+(``tests/unit/test_signals_columnar.py`` checks this against the record path). The one
+difference: a ``recent`` document that is not JSON makes the record path refuse the whole
+entry, while here it fails only the events whose cooldown reads it (each dead-lettered alone).
+A v1 entry (one event) is decoded and scored as a record.
 """
 
 from __future__ import annotations
@@ -32,11 +36,12 @@ Scoring = list[Signal] | BadInput
 @dataclass(frozen=True, slots=True)
 class ScoredEntry:
     """Per event of one entry, in entry order: its bar's open time and its ``Scoring``;
-    ``event(i)`` gives event ``i`` as a record (to dead-letter it alone)."""
+    ``event(i)`` gives event ``i`` as an entry of its own (to dead-letter it alone: it needs
+    no parsing, so an event whose ``recent`` document is not JSON is kept as it came)."""
 
     open_times: Sequence[int]
     results: Sequence[Scoring]
-    event: Callable[[int], PatternEvent]
+    event: Callable[[int], Fields]
 
 
 def score_entry(
@@ -51,13 +56,13 @@ def score_entry(
             result = history.score(event, emit_warming=emit_warming, emitted_at=emitted_at)
         except BadInput as err:
             result = err
-        return ScoredEntry([event.bar.open_time], [result], lambda _: event)
+        return ScoredEntry([event.bar.open_time], [result], lambda _: fields)
     columns = EventColumns.decode(fields)
     results = score_columns(history, columns, emit_warming=emit_warming, emitted_at=emitted_at)
     return ScoredEntry(
         columns.bars.records["open_time"].tolist(),
         results,
-        lambda i: columns.take(slice(i, i + 1)).to_events()[0],
+        lambda i: columns.take(slice(i, i + 1)).encode()[0],
     )
 
 
@@ -106,6 +111,7 @@ def score_columns(
                     name=version.name,
                     emitted_at=emitted_at,
                     context=context,
+                    documents=True,
                 )
             )
         except BadInput as err:

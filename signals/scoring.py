@@ -33,7 +33,9 @@ model's ``ModelScorer`` tabulates every pattern's vote for the 4 x 9 combination
 cache (``RAW_CACHE_SIZE`` entries, shared by every model). Step 6 reads each ``recent`` entry
 again in the next ``cooldown_bars`` events of its series, so an entry's decoded open time and
 scores are memoized by its content too (``PRIOR_CACHE_SIZE``; ``ModelScorer.prior`` says why a
-hit can skip nothing a miss would raise). The arithmetic is the same operations in the same
+hit can skip nothing a miss would raise): by its JSON document where it comes as one (a
+``patterns`` v3 entry; each scored event is remembered under the document the detectors will
+write for it, so the document is never parsed), else by its decoded values. The arithmetic is the same operations in the same
 order as the rules above, so the scores are bit for bit those of the plain per-event code
 (``tests/signals_reference.py``), whatever the caches hold. Both full take ~14 MiB
 (measured with random 1-4 pattern entries).
@@ -50,6 +52,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 
 from common.contracts import RECENT_FEATURES, PatternEvent, bar_id
 from common.errors import ConfigError, DecodeError
@@ -326,15 +329,23 @@ class ModelScorer:
                 return True
         return False
 
-    def prior(self, prior: Mapping[str, Any]) -> tuple[int, Scored]:
-        """A ``recent`` entry's open time and uncooled scores (``DecodeError`` if malformed).
+    def prior(self, prior: Mapping[str, Any] | bytes) -> tuple[int, Scored]:
+        """A ``recent`` entry's open time and uncooled scores (``DecodeError`` if malformed):
+        a decoded entry, or its JSON document (a ``patterns`` v3 entry's, parsed only here).
 
         Memoized by the entry's content (``PRIOR_CACHE_SIZE`` entries, oldest out first), since
-        the same entry comes back in the next ``cooldown_bars`` events of its series. The key
-        is what ``decode_prior`` reads, as found, plus the types of the features (``True ==
-        1``, but a bool feature must fail): equal keys decode equally, so a hit skips nothing
-        a miss would have raised. An entry that has no such key (malformed, unhashable) is
-        decoded afresh and raises exactly what it always raised."""
+        the same entry comes back in the next ``cooldown_bars`` events of its series. A
+        document's key is its bytes. A decoded entry's is what ``decode_prior`` reads, as
+        found, plus the types of the features (``True == 1``, but a bool feature must fail).
+        Equal keys decode equally, so a hit skips nothing a miss would have raised. An entry
+        that has no such key (malformed, unhashable) is decoded afresh and raises exactly what
+        it always raised."""
+        if isinstance(prior, bytes):
+            found = _PRIORS.get((self, prior))
+            if found is None:
+                found = self.score_prior(parse_prior(prior))
+                _memo_prior((self, prior), found)
+            return found
         try:
             key = self._prior_key(
                 prior["open_time"],
@@ -355,12 +366,22 @@ class ModelScorer:
         patterns: PatternItems,
         features: Mapping[str, FeatureValue],
         scored: Scored,
+        *,
+        document: bool = False,
     ) -> None:
         """Memoize a scored event as ``prior`` would its ``recent`` entry: the detectors write
         that entry from the same bar, patterns (in the same order) and features, so the next
-        events of the series find it without decoding it. Only a key ``prior`` builds the
-        same way can hit, and equal keys decode equally, so this changes no result."""
-        key = self._prior_key(open_time, patterns, features)
+        events of the series find it without decoding it. ``document``: the entry will come
+        as its JSON document (``recent_document``, the key), else decoded. Only a key ``prior``
+        builds the same way can hit, and equal keys decode equally, so this changes no
+        result."""
+        if document:
+            doc = recent_document(open_time, patterns, features)
+            if doc is None:
+                return
+            key: tuple[Any, ...] = (self, doc)
+        else:
+            key = self._prior_key(open_time, patterns, features)
         if key not in _PRIORS:
             _memo_prior(key, (open_time, scored))
 
@@ -415,15 +436,17 @@ class ModelScorer:
         name: str | None,
         emitted_at: str | None,
         context: Context | None = None,
+        documents: bool = False,
     ) -> list[Signal]:
         """Steps 1-6 of one bar's event, given as what they read: the bar's (exchange, symbol,
         timeframe), open time and close, its patterns (in the event's order), its
         ``clean_features`` and its ``recent`` list (``score`` of a record and
-        ``signals.columnar`` of columns call it); ``context``: its ``context``, if known."""
+        ``signals.columnar`` of columns call it); ``context``: its ``context``, if known;
+        ``documents``: the series' ``recent`` entries come as JSON documents (v3 entries)."""
         if context is None:
             context = self.context(features)
         scored = self.raw(tuple(sorted(items)), context)
-        self.remember(open_time, items, features, scored)
+        self.remember(open_time, items, features, scored, document=documents)
         out: list[Signal] = []
         for d, ds, contributions in (
             (1, scored.long, scored.long_contributions),
@@ -480,6 +503,33 @@ def decode_prior(prior: Mapping[str, Any]) -> tuple[int, PatternItems, dict[str,
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise DecodeError("recent_event", repr(e)) from e
     return open_time, tuple(sorted(patterns.items())), features
+
+
+def parse_prior(document: bytes) -> Any:
+    """A ``recent`` entry's JSON document parsed (``DecodeError`` if it is not JSON)."""
+    try:
+        return orjson.loads(document)
+    except orjson.JSONDecodeError as e:
+        raise DecodeError("recent_event", repr(e)) from e
+
+
+def recent_document(
+    open_time: int, patterns: PatternItems, features: Mapping[str, FeatureValue]
+) -> bytes | None:
+    """The JSON document the detectors write as an event's ``recent`` entry
+    (``detectors.partition``: patterns in firing order, the features of ``RECENT_FEATURES`` in
+    that order), built from what scoring read of the event; None where parsing it back would
+    not give those values (an infinite feature is written as null; an integer past 64 bits
+    cannot be written), so that a document always means what it was remembered for."""
+    for v in features.values():
+        if v is not None and not -math.inf < v < math.inf:
+            return None
+    try:
+        return orjson.dumps(
+            {"open_time": open_time, "patterns": dict(patterns), "features": features}
+        )
+    except orjson.JSONEncodeError:
+        return None
 
 
 @functools.lru_cache(maxsize=RAW_CACHE_SIZE)

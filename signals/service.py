@@ -41,7 +41,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 
 from common.configstore import ConfigFollower, ConfigRefused, ConfigVersion, write_version
-from common.contracts import PatternEvent
+from common.contracts import Fields
 from common.errors import BadInput
 from common.logging import get_logger
 from common.names import GROUP_SIGNALS
@@ -225,10 +225,11 @@ class SignalsService(StreamWorker):
         return new
 
 
-def _one_event(entry: Entry, event: PatternEvent, events_in_entry: int) -> Entry:
+def _one_event(entry: Entry, event: Fields, events_in_entry: int) -> Entry:
     """What to dead-letter for one event that cannot be scored: the entry itself when it
-    holds just that event, else the event alone as a v1 entry under the entry's id (the
-    entry's other events are scored; the dead letter acks the entry like any failure)."""
+    holds just that event, else the event alone as an entry of its own (``event``) under the
+    entry's id (the entry's other events are scored; the dead letter acks the entry like any
+    failure)."""
     if events_in_entry == 1:
         return entry
-    return Entry(entry.stream, entry.id, event.encode(), entry.deliveries)
+    return Entry(entry.stream, entry.id, dict(event), entry.deliveries)

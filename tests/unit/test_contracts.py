@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 
 from common import columns
@@ -169,6 +170,41 @@ def test_events_with_other_feature_names_go_to_their_own_entry() -> None:
     assert [e for f in entries for e in decode_events(f)] == events
 
 
+def test_recent_entries_travel_as_documents_sliced_out_unparsed() -> None:
+    """A v3 ``patterns`` entry carries each ``recent`` entry's JSON document as it is (the
+    detector's bytes, reused by later events): decoding slices them out, ``to_events`` parses
+    them. A document the detector holds encoded goes out unchanged."""
+    events = _events()
+    doc = orjson.dumps(events[1].recent[0])
+    cols = EventColumns.from_events(events)
+    cols.recent = [[], [b'{"open_time":1, "patterns":{"CDLDOJI":100},"features":{"trend":1}}'], []]
+    (fields,) = cols.encode()
+    assert fields[b"v"] == b"3"
+    assert np.frombuffer(fields[b"rc"], "<u4").tolist() == [0, 1, 0]
+    decoded = event_columns(fields)
+    assert decoded.recent == [[], [cols.recent[1][0]], []]
+    assert decoded.to_events() == events
+    (fields,) = encode_events(events)  # from records: each entry encoded once
+    assert fields[b"r"] == doc and event_columns(fields).recent[1] == [doc]
+
+
+def test_v2_pattern_entries_left_in_a_stream_still_decode() -> None:
+    """What detectors wrote before v3: ``r`` one JSON array of the events' lists."""
+    events = _events()
+    (fields,) = encode_events(events)
+    v2 = {k: v for k, v in fields.items() if k not in (b"rl", b"rc")}
+    v2[b"v"], v2[b"r"] = b"2", orjson.dumps([e.recent for e in events])
+    assert decode_events(v2) == events
+    assert event_columns(v2).recent == [e.recent for e in events]
+
+
+def test_bars_entries_have_no_v3() -> None:
+    (fields,) = encode_bars([_bar(0)])
+    with pytest.raises(DecodeError) as err:
+        decode_bars({**fields, b"v": b"3"})
+    assert err.value.reason == "bar"
+
+
 def test_v1_entries_still_decode_as_one_record_batches() -> None:
     bar = _bar(0)
     event = _events()[1]
@@ -189,8 +225,9 @@ def _set(key: bytes, value: bytes) -> Any:
 @pytest.mark.parametrize(
     ("mutate", "reason"),
     [
-        (_set(b"v", b"3"), "pattern_event"),
+        (_set(b"v", b"9"), "pattern_event"),
         (_drop(b"v"), "pattern_event"),
+        (_set(b"v", b"2"), "pattern_columns"),  # v2's ``r`` is one JSON array
         (_drop(b"b"), "bar_columns"),
         (_set(b"n", b"9"), "bar_columns"),
         (_set(b"b", b"\x00" * 7), "bar_columns"),
@@ -203,6 +240,13 @@ def _set(key: bytes, value: bytes) -> Any:
         (_set(b"m", b"\x00" * 8), "pattern_columns"),
         (_set(b"r", b"[]"), "pattern_columns"),
         (_set(b"r", b"[1, 2, 3]"), "pattern_columns"),
+        (_drop(b"rl"), "pattern_columns"),
+        (_set(b"rl", b"\x00" * 3), "pattern_columns"),
+        (_set(b"rl", b"\x00" * 8), "pattern_columns"),  # one document too many
+        (_set(b"rc", b"\x01\x00\x00\x00"), "pattern_columns"),  # counts for 1 of 3 events
+        (_set(b"rc", b"\x00" * 12), "pattern_columns"),  # 0 documents, 1 in ``rl``
+        (_set(b"r", b'{"open_time": 1}'), "pattern_columns"),  # lengths past the bytes
+        (lambda f: f.__setitem__(b"r", b"x" * len(f[b"r"])), "pattern_columns"),  # not JSON
     ],
 )
 def test_malformed_pattern_columns_raise_decode_error_with_reason(mutate: Any, reason: str) -> None:

@@ -4,17 +4,25 @@ the same error for an event that cannot be scored."""
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import replace
 from typing import Any
 
+import orjson
 import pytest
 
-from common.columns import EventColumns, decode_events, encode_events
+from common.columns import EventColumns, decode_events, encode_events, event_columns
 from common.errors import BadInput
 from signals.columnar import score_entry
 from signals.model import Model, ScoringParams
-from signals.scoring import _PRIORS, ModelScorer
+from signals.scoring import (
+    _PRIORS,
+    FEATURES_USED,
+    ModelScorer,
+    decode_prior,
+    recent_document,
+)
 from signals.versions import ModelHistory, ModelVersion
 from tests.signals_factory import (
     MINUTE,
@@ -112,7 +120,47 @@ def test_an_event_that_cannot_be_scored_fails_alone_the_same_way(bad: Any) -> No
     assert got == by_records(history, fields, False)
     assert [isinstance(r, tuple) for r in got] == [i == 4 for i in range(9)]
     scored = score_entry(history, fields, emit_warming=False, emitted_at="t")
-    assert scored.event(4) == decode_events(fields)[4]  # what is dead-lettered alone
+    # What is dead-lettered alone: the event as an entry of its own.
+    assert decode_events(scored.event(4)) == [decode_events(fields)[4]]
+
+
+def test_a_recent_document_that_is_not_json_fails_only_the_events_that_read_it() -> None:
+    """The records path refuses the whole entry (it parses every document); from the columns,
+    an event whose cooldown reads the document fails alone, kept as it came, and the others
+    are scored."""
+    events = [strong_event(f"S{i}", T0, 1 if i % 2 else -1) for i in range(9)]
+    columns = EventColumns.from_events(events)
+    columns.recent = [[b"{not json"] if i == 4 else [] for i in range(9)]
+    (fields,) = columns.encode()
+    with pytest.raises(BadInput):
+        decode_events(fields)
+    history = ModelHistory.seed(Model())
+    scored = score_entry(history, fields, emit_warming=False, emitted_at="t")
+    got = by_columns(history, fields, False)
+    assert got[4][0] == "DecodeError" and "recent_event" in got[4][1]
+    assert all(isinstance(r, list) and r for i, r in enumerate(got) if i != 4)
+    assert event_columns(scored.event(4)).recent == [[b"{not json"]]
+
+
+def test_a_remembered_document_means_what_it_was_remembered_for() -> None:
+    """``recent_document`` gives what the detectors write; parsing it back gives the values it
+    was built from, or there is none (an infinite feature would come back as null)."""
+    rng = random.Random(9)
+    for _ in range(300):
+        event = random_event(rng)
+        features = {k: event.features.get(k) for k in FEATURES_USED}
+        if any(isinstance(v, float) and math.isnan(v) for v in features.values()):
+            continue
+        items = tuple(event.patterns.items())
+        doc = recent_document(event.bar.open_time, items, features)
+        assert doc is not None
+        assert decode_prior(orjson.loads(doc)) == (
+            event.bar.open_time,
+            tuple(sorted(items)),
+            features,
+        )
+    assert recent_document(1, (), {"rsi": math.inf}) is None
+    assert recent_document(1, (), {"rsi": 2**70}) is None
 
 
 def test_an_unknown_timeframe_fails_the_same_way() -> None:
