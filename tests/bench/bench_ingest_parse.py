@@ -131,3 +131,7 @@ def _main() -> None:
             f"{exchange} parse-only, rendered 1-trade frames: {rate:,.0f} ticks/s  "
             f"(baseline orjson.loads: {base:,.0f} frames/s)"
         )
+
+
+if __name__ == "__main__":
+    main()
