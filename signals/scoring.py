@@ -35,10 +35,10 @@ again in the next ``cooldown_bars`` events of its series, so an entry's decoded 
 scores are memoized by its content too (``PRIOR_CACHE_SIZE``; ``ModelScorer.prior`` says why a
 hit can skip nothing a miss would raise): by its JSON document where it comes as one (a
 ``patterns`` v3 entry; each scored event is remembered under the document the detectors will
-write for it, so the document is never parsed), else by its decoded values. The arithmetic is the same operations in the same
-order as the rules above, so the scores are bit for bit those of the plain per-event code
-(``tests/signals_reference.py``), whatever the caches hold. Both full take ~14 MiB
-(measured with random 1-4 pattern entries).
+write for it, so the document is never parsed), else by its decoded values. The arithmetic is
+the same operations in the same order as the rules above, so the scores are bit for bit those
+of the plain per-event code (``tests/signals_reference.py``), whatever the caches hold. Both
+full take ~14 MiB (measured with random 1-4 pattern entries).
 """
 
 from __future__ import annotations
