@@ -13,8 +13,10 @@ equal replay if no outage pauses a partition for longer than the allowed latenes
 20 s here (for replay too), far above the few seconds any fault here lasts.
 
 Ingest is frozen (SIGSTOP) for ``INGEST_FREEZE_S``, then SIGKILLed, at each of
-``INGEST_KILLS_AT`` (besides the random kills; it reconnects within 0.5 s after the
-simulator's cuts, so it is most likely connected then). The simulator keeps sending into its
+``INGEST_KILLS_AT`` (besides the random kills), once a ``ticks:{p}`` stream shows it writing:
+it reconnects within 0.5 s after the simulator's cuts, but a freeze in between (or before a
+slow start has connected it) would cost it nothing, as the simulator sends only to a
+connection, and a CI run once saw no gap at all. The simulator keeps sending into its
 socket meanwhile and re-sends only 10 trades to a new subscription (``--overlap 10``), so the
 trades the killed ingest was sent but never wrote are a gap after its restart: the restarted
 ingest finds it from the last ids it wrote (kept in Redis) and backfills it from the
@@ -26,6 +28,7 @@ computes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import re
@@ -33,9 +36,13 @@ import signal
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
+from common.names import Keys
 from tests.integration.e2e_support import (
     WORKERS,
     RedisNode,
@@ -78,7 +85,34 @@ async def pg() -> AsyncIterator[ThrowawayServer]:
         await asyncio.to_thread(srv.destroy)
 
 
-async def chaos(pipe: Supervised, redis_node: RedisNode, pg: ThrowawayServer) -> list[str]:
+async def ingest_writing(redis_url: str, keys: Keys, timeout_s: float = 5.0) -> bool:
+    """Whether ingest writes ticks now: a ``ticks:{p}`` stream gets a new entry within
+    ``timeout_s`` (Redis may be down meanwhile). Freezing an ingest that is between the
+    simulator's cuts loses it nothing: the simulator sends only to a connection, so there
+    would be no gap to backfill."""
+    client = aioredis.Redis.from_url(redis_url, socket_timeout=1.0)
+    try:
+        first: list[Any] | None = None
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with contextlib.suppress(RedisError, OSError):
+                async with client.pipeline(transaction=False) as pipe:
+                    for stream in keys.all_ticks():
+                        pipe.xrevrange(stream, count=1)
+                    last = await pipe.execute()
+                if first is None:
+                    first = last
+                elif last != first:
+                    return True
+            await asyncio.sleep(0.05)
+        return False
+    finally:
+        await client.aclose()
+
+
+async def chaos(
+    pipe: Supervised, redis_node: RedisNode, pg: ThrowawayServer, keys: Keys
+) -> list[str]:
     """Run the seeded schedule; what happened, in order (for the failure message)."""
     rng = random.Random(SEED)
     kills = kill_schedule(rng)
@@ -91,6 +125,8 @@ async def chaos(pipe: Supervised, redis_node: RedisNode, pg: ThrowawayServer) ->
             _, name = kills.pop(0)
             if name == "ingest frozen":  # trades sent to it pile up unread, then it dies
                 name = "ingest"
+                if not await ingest_writing(f"redis://127.0.0.1:{redis_node.port}/0", keys):
+                    events.append(f"{time.monotonic() - t0:.1f}s ingest not writing")
                 pipe.proc(name).send_signal(signal.SIGSTOP)
                 await asyncio.sleep(INGEST_FREEZE_S)
             pipe.kill(name)
@@ -138,7 +174,7 @@ async def test_faults_leave_exactly_what_replay_computes(
         pipe = Supervised(tmp_path, env)
         sim = ("--speed", SPEED, "--drop-every", "5", "--overlap", "10")
         start_stages(pipe, db.url, csv_path, *sim)
-        events = await chaos(pipe, redis_node, pg)
+        events = await chaos(pipe, redis_node, pg, Keys(PARTITIONS, "chaos:"))
         print("chaos:", "; ".join(events))
         assert sum(" kill " in e for e in events) >= 8
         assert sum(" kill ingest" in e for e in events) >= 1
