@@ -66,8 +66,8 @@ BAR_DTYPE = np.dtype(
 FIRED_DTYPE = np.dtype([("event", "<u4"), ("pattern", "<u2"), ("value", "<i4")])
 _V2 = b"%d" % COLUMNS_VERSION
 # ``patterns`` entries are v3: v2 but for the ``recent`` lists (``r``, ``rl``, ``rc``).
-PATTERNS_VERSION = 3
-_V3 = b"%d" % PATTERNS_VERSION
+PATTERN_COLUMNS_VERSION = 3  # (``common.contracts.PATTERNS_VERSION`` is the v1 record's)
+_V3 = b"%d" % PATTERN_COLUMNS_VERSION
 _U4 = np.dtype("<u4")
 
 

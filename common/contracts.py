@@ -106,6 +106,18 @@ DEFAULT_RECENT_BARS = 5
 # and decoded in every later event of their series, so their size is paid many times.
 RECENT_FEATURES: tuple[str, ...] = ("volume_ratio", "trend", "htf_trend", "rsi")
 
+
+def encode_recent_entry(
+    open_time: int, patterns: Mapping[str, int], features: Mapping[str, float | int | None]
+) -> bytes:
+    """The JSON document of a pattern event's ``recent`` entry: its bar's open time, its
+    patterns (in firing order) and ``features``, those of ``RECENT_FEATURES`` in that order.
+    The detectors encode each entry with it once, when its event fires; the signals stage
+    builds the same bytes for an event it scores, to find that entry in the next events'
+    ``recent`` lists without parsing it (``signals.scoring.recent_document``)."""
+    return orjson.dumps({"open_time": open_time, "patterns": patterns, "features": features})
+
+
 TICK_DTYPE = np.dtype(
     [
         ("sym", "<u2"),

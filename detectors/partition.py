@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import orjson
 
 from common.columns import (
     BAR_DTYPE,
@@ -45,6 +44,7 @@ from common.contracts import (
     PatternEvent,
     Tick,
     TickBatch,
+    encode_recent_entry,
 )
 from common.plausibility import PlausibilityLimits
 from detectors.bars import BarAggregator, ClosedBars
@@ -347,8 +347,7 @@ class PartitionEngine:
         table = [(k, k in INTEGER_FEATURES) for k in feats]
         matrix = feature_matrix([feats[k][fired_at] for k, _ in table], table, len(fired_at))
         # The ``recent`` entries carry only the features a cooldown reads, in the order of
-        # RECENT_FEATURES: the signals stage builds the same document of an event it scores,
-        # to find it in the next events' lists without parsing it (``ModelScorer.remember``).
+        # RECENT_FEATURES (``encode_recent_entry``).
         column = {k: i for i, (k, _) in enumerate(table)}
         kept = [column[k] for k in RECENT_FEATURES if k in column]
         names = self.patterns.names
@@ -368,7 +367,7 @@ class PartitionEngine:
             recents.append([doc for _, doc in recent])
             # The entry carries the bar's features too, so the signals stage judges an earlier
             # bar with its own context (trend, RSI, volume) when applying a cooldown.
-            doc = orjson.dumps({"open_time": open_time, "patterns": pats, "features": features})
+            doc = encode_recent_entry(open_time, pats, features)
             recent.append((open_time, doc))
             state[row] = recent
         return EventColumns(bars, list(names), fired, table, matrix, recents)

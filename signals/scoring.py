@@ -54,7 +54,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from common.contracts import RECENT_FEATURES, PatternEvent, bar_id
+from common.contracts import RECENT_FEATURES, PatternEvent, bar_id, encode_recent_entry
 from common.errors import ConfigError, DecodeError
 from detectors.timeframes import parse_timeframe
 from signals.contract import SIGNALS_VERSION, Direction, FeatureValue, Signal
@@ -517,17 +517,15 @@ def recent_document(
     open_time: int, patterns: PatternItems, features: Mapping[str, FeatureValue]
 ) -> bytes | None:
     """The JSON document the detectors write as an event's ``recent`` entry
-    (``detectors.partition``: patterns in firing order, the features of ``RECENT_FEATURES`` in
-    that order), built from what scoring read of the event; None where parsing it back would
+    (``encode_recent_entry``), built from what scoring read of the event (``features`` in
+    ``FEATURES_USED`` order, which is ``RECENT_FEATURES``'); None where parsing it back would
     not give those values (an infinite feature is written as null; an integer past 64 bits
     cannot be written), so that a document always means what it was remembered for."""
     for v in features.values():
         if v is not None and not -math.inf < v < math.inf:
             return None
     try:
-        return orjson.dumps(
-            {"open_time": open_time, "patterns": dict(patterns), "features": features}
-        )
+        return encode_recent_entry(open_time, dict(patterns), features)
     except orjson.JSONEncodeError:
         return None
 
