@@ -28,6 +28,13 @@ hiredis missing) to redis-py's own packer, so the bytes on the wire and the ``Da
 invalid argument are redis-py's. A Cluster client keeps redis-py's packer: ``RedisCluster``
 fixes its nodes' ``connection_class`` inside ``__init__`` and takes no parameter for it.
 
+Sending: the same connections write a command's bytes before the sending coroutine first
+yields (``HiredisPacking.send_packed_command``). redis-py wraps every write in
+``asyncio.wait_for`` for the socket timeout, which on Python 3.11 runs it as a new task: the
+command left a loop turn later, after every other ready task — a detector's pattern events
+waited behind the steps of all its other partitions at a bar boundary — and each command paid
+for a task (``python -m tests.bench runtime``; issue 17).
+
 A command run by a person (``alphapulse status``/``dlq``/``tail``…) uses
 ``redis_for_command``: it first pings with one connection attempt and no retries, so a wrong
 password or a ``rediss://`` URL pointing at a plain port fails within
@@ -37,8 +44,10 @@ prints it as one line (``common.cli``).
 
 from __future__ import annotations
 
+import asyncio
 import codecs
 import ssl
+from collections.abc import Iterable
 from typing import Any, TypeAlias
 from urllib.parse import urlsplit, urlunsplit
 
@@ -125,6 +134,32 @@ class HiredisPacking(AbstractConnection):
                 except UnicodeError:
                     pass  # a lone surrogate: redis-py raises its own error below
         return super().pack_command(*args)
+
+    async def send_packed_command(
+        self, command: bytes | str | Iterable[bytes], check_health: bool = True
+    ) -> None:
+        """Hand the bytes to the transport before the first ``await``, then wait for the
+        socket as redis-py does only if they did not all fit in it.
+
+        redis-py's own method wraps the write in ``asyncio.wait_for`` (for
+        ``REDIS_SOCKET_TIMEOUT``), which on Python 3.11 runs it as a new task: the bytes leave
+        a loop turn later, after every other ready task has run, and each command costs a task.
+        A connection that is not connected, or whose health check is due, takes redis-py's
+        path unchanged; so does the wait for a full socket (with its timeout and its errors)."""
+        writer = self._writer
+        health_due = (
+            check_health
+            and self.health_check_interval
+            and asyncio.get_running_loop().time() > self.next_health_check
+        )
+        if writer is None or not self.is_connected or health_due or writer.transport.is_closing():
+            await super().send_packed_command(command, check_health)
+            return
+        if isinstance(command, str):
+            command = command.encode()
+        writer.writelines([command] if isinstance(command, bytes) else command)
+        if writer.transport.get_write_buffer_size():
+            await super().send_packed_command(b"", check_health=False)
 
 
 class HiredisPackingConnection(HiredisPacking, Connection):

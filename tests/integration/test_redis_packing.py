@@ -1,9 +1,11 @@
 """Commands packed by hiredis through the factory's clients reach a real Redis intact: what the
 server stores equals what redis-py's stock asyncio client stores for the same arguments, over
-TCP and over a Unix socket (TLS: ``test_runtime_tls``)."""
+TCP and over a Unix socket (TLS: ``test_runtime_tls``). And they are sent before the sending
+coroutine first yields to the event loop, however large, and also when a health check is due."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -86,3 +88,41 @@ async def test_unix_socket_round_trip_equals_redis_py(tmp_path: Path) -> None:
         finally:
             await client.aclose()
             await stock.aclose()
+
+
+async def _sent_without_yielding(conn: HiredisPackingConnection, *args: object) -> bool:
+    """Send one command, then read its reply; True if the send gave the loop no turn (a
+    callback scheduled just before it had not run by the time it returned)."""
+    turns: list[int] = []
+    asyncio.get_running_loop().call_soon(turns.append, 1)
+    await conn.send_packed_command(conn.pack_command(*args))
+    yielded = bool(turns)
+    await conn.read_response()
+    return not yielded
+
+
+async def test_commands_leave_before_the_first_await_yields(stock: Redis) -> None:
+    """A connected connection writes a command without giving the event loop a turn first
+    (redis-py's own method, under ``REDIS_SOCKET_TIMEOUT``, runs the write as a new task on
+    Python 3.11: the command would leave only after every other ready task had run — at a bar
+    boundary, after the other partitions' steps). A command bigger than the socket takes,
+    or one sent when the health check is due, goes redis-py's way and arrives whole."""
+    client = redis_from_settings(CommonSettings(redis_url=REDIS_URL))
+    assert isinstance(client, Redis)
+    key = f"redispack-send-{uuid.uuid4().hex[:8]}"
+    conn = await client.connection_pool.get_connection()
+    try:
+        assert isinstance(conn, HiredisPackingConnection) and conn.socket_timeout
+        assert await _sent_without_yielding(conn, "XADD", key, "*", "f", b"small")
+        assert await stock.xlen(key) == 1  # the reply was read: Redis has it
+        big = b"x" * (64 << 20)  # far past any socket buffer: waits for the socket
+        assert not await _sent_without_yielding(conn, "XADD", key, "*", "f", big)
+        conn.next_health_check = -1.0  # due: redis-py pings first, then sends
+        assert not await _sent_without_yielding(conn, "XADD", key, "*", "f", b"after the check")
+        assert await _sent_without_yielding(conn, "XADD", key, "*", "f", b"small again")
+        stored = [f[b"f"] for _, f in await stock.xrange(key)]
+        assert stored == [b"small", big, b"after the check", b"small again"]
+    finally:
+        await client.connection_pool.release(conn)
+        await stock.delete(key)
+        await client.aclose()
