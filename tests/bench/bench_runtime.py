@@ -3,7 +3,8 @@ project's client (``redis_from_settings``, as the services run) next to a raw lo
 stock client doing the same XREADGROUP COUNT 100 + XACK, on the same stream in the same run (two
 consumer groups over one set of entries). Also pipelined XADD, for scale, and the client CPU per
 command of pipelined XADDs and of a signals-sized EVALSHA on the project's client (commands
-packed by hiredis) next to redis-py's stock asyncio client (packed in Python)."""
+packed by hiredis) next to redis-py's stock asyncio client (packed in Python), and per round
+trip of one awaited XADD (the project's connections send without a task per write)."""
 
 from __future__ import annotations
 
@@ -64,6 +65,15 @@ async def _cpu_per_command(client: aioredis.Redis, stream: str, n: int) -> tuple
                 pipe.evalsha(sha, 2, *args)
             await pipe.execute()
     return xadd_us, (time.process_time() - started) / calls * 1e6
+
+
+async def _cpu_per_round_trip(client: aioredis.Redis, stream: str, n: int) -> float:
+    """Client CPU (process time) per awaited XADD, one at a time, in µs."""
+    payload = {b"v": b"1"}
+    started = time.process_time()
+    for _ in range(n):
+        await client.xadd(stream, payload, maxlen=100, approximate=False)
+    return (time.process_time() - started) / n * 1e6
 
 
 def _pack_us(client: aioredis.Redis, args: tuple[object, ...], n: int) -> float:
@@ -130,6 +140,7 @@ async def _main() -> None:
     adds, raws, workers = [], [], []
     stock_cpu: list[tuple[float, float]] = []
     project_cpu: list[tuple[float, float]] = []
+    trips: dict[str, list[float]] = {"stock": [], "project": []}
     try:
         # Rounds alternate which side goes first, so a noisy neighbour hurts both alike.
         for r in range(rounds):
@@ -144,6 +155,9 @@ async def _main() -> None:
             for c, into in [(client, stock_cpu), (project, project_cpu)][:: -1 if r % 2 else 1]:
                 await c.delete(stream)
                 into.append(await _cpu_per_command(c, stream, n))
+                trips["project" if c is project else "stock"].append(
+                    await _cpu_per_round_trip(c, stream, n // 5)
+                )
     finally:
         await client.delete(stream)
         await client.aclose()
@@ -173,6 +187,11 @@ async def _main() -> None:
     print(
         f"client CPU per EVALSHA (22 args, 4 signals):   {ours_eval:>6.2f} us"
         f"  redis-py stock: {stock_eval:.2f} us  ({stock_eval / ours_eval:.2f}x)"
+    )
+    ours_trip, stock_trip = (statistics.median(trips[k]) for k in ("project", "stock"))
+    print(
+        f"client CPU per round trip (one awaited XADD):  {ours_trip:>6.2f} us"
+        f"  redis-py stock: {stock_trip:.2f} us  ({stock_trip / ours_trip:.2f}x)"
     )
     for what, (ours, stock) in zip(("XADD", "EVALSHA"), packing, strict=True):
         print(
