@@ -27,7 +27,7 @@ import numpy as np
 import orjson
 import redis.asyncio as aioredis
 
-from common.columns import decode_events
+from common.columns import event_columns
 from common.contracts import TickBatch
 from common.names import partition_of
 from detectors.timeframes import parse_timeframe
@@ -291,25 +291,27 @@ async def read_outputs(
     loop = asyncio.get_running_loop()
     tf_ms: dict[str, int] = {}
 
-    def where(d: dict[str, Any], open_ms: int) -> tuple[int, int]:
-        tf = d["timeframe"]
+    def where(exchange: str, symbol: str, tf: str, open_ms: int) -> tuple[int, int]:
         if tf not in tf_ms:
             tf_ms[tf] = parse_timeframe(tf).ms
-        return partition_of(d["exchange"], d["symbol"], PARTITIONS), open_ms + tf_ms[tf]
+        return partition_of(exchange, symbol, PARTITIONS), open_ms + tf_ms[tf]
 
     streams = [stack.keys.signals, stack.keys.patterns]
     async for stream, entry_ms, fields in follow(redis, streams, stop):
         if stream == stack.keys.patterns:  # a detector write's pattern events
+            # Only the bars' columns, no record per event: this reader shares the machine
+            # with the stages it measures, and a boundary's entries all arrive at once.
             now = loop.time() - t0
-            for event in decode_events(fields):
-                bar = event.bar.to_dict()
-                at_bar = where(bar, bar["open_time"])
-                out.append((now, entry_ms, *at_bar, None, event.id))
+            bars = event_columns(fields).bars
+            rows: list[tuple[int, int]] = bars.records[["key", "open_time"]].tolist()
+            for (key, open_ms), bar_id in zip(rows, bars.ids(), strict=True):
+                out.append((now, entry_ms, *where(*bars.keys[key], open_ms), None, bar_id))
             continue
         doc = orjson.loads(fields[b"d"])
         at = emitted_ms(datetime.fromisoformat(doc["emitted_at"].replace("Z", "+00:00")))
         bar_id = doc["id"].rsplit(":", 1)[0]  # the signal id is the bar id + direction
-        out.append((loop.time() - t0, entry_ms, *where(doc, doc["open_time_ms"]), at, bar_id))
+        at_bar = where(doc["exchange"], doc["symbol"], doc["timeframe"], doc["open_time_ms"])
+        out.append((loop.time() - t0, entry_ms, *at_bar, at, bar_id))
 
 
 def latencies(raw: list[Output], closers: Closers, out: Soak) -> None:
