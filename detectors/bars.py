@@ -203,6 +203,15 @@ class BarAggregator:
             else (self.forced_wm)
         )
 
+    def until_close(self) -> int | None:
+        """Event time (ms) from the highest one seen to when the earliest open bar closes
+        (its end plus the lateness; <= 0: due now), or None with no tick or no open bar."""
+        n = len(self.series)
+        if not n or self.max_ts == NONE:
+            return None
+        end = int(self.next_end[:n].min())
+        return None if end >= _END else end + self.lateness - self.max_ts
+
     # --- ticks -------------------------------------------------------------------------
     def apply(
         self,

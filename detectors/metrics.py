@@ -14,6 +14,11 @@ class DetectorMetrics:
         self.ticks = Counter(
             "alphapulse_detectors_ticks_total", "Ticks applied (rate = ticks/s).", registry=reg
         )
+        self.steps = Counter(
+            "alphapulse_detectors_engine_steps_total",
+            "Engine steps (consecutive entries are applied together; ticks / steps = batch).",
+            registry=reg,
+        )
         self.late = Counter(
             "alphapulse_detectors_late_ticks_total", "Late ticks dropped.", registry=reg
         )

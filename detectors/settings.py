@@ -22,6 +22,12 @@ variable                 default           meaning
 ``WORK_SLICE_MS``        50                a partition applies entries for about this long,
                                            then writes, checkpoints if due and yields, so
                                            heartbeat and renewal are never starved by work
+``COALESCE_MS``          50                live, between bar boundaries: a partition that
+                                           has caught up reads again after this long, so
+                                           the small entries ingest writes every few ms are
+                                           applied together; from this long (event time)
+                                           before its next bar can close it reads at once
+                                           (0 = always read at once)
 ``DETECTOR_ID``          host-pid-random   this process's member id
 ``DETECTORS_MAX_AHEAD_S`` 300              a tick further ahead of both its receive time and
                                            the partition's highest event time is rejected
@@ -68,6 +74,7 @@ class DetectorSettings:
     checkpoint_interval_ms: int = 1_000
     heartbeat_ms: int = 3_333
     work_slice_ms: int = 50
+    coalesce_ms: int = 50
     detector_id: str = ""
 
     @classmethod
@@ -88,6 +95,7 @@ class DetectorSettings:
             ),
             heartbeat_ms=heartbeat,
             work_slice_ms=env_int(e, "WORK_SLICE_MS", d["work_slice_ms"], lo=1, hi=heartbeat),
+            coalesce_ms=env_int(e, "COALESCE_MS", d["coalesce_ms"], lo=0, hi=heartbeat),
             detector_id=member,
         )
 

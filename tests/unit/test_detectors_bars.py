@@ -88,6 +88,21 @@ def test_watermark_closes_idle_symbols_and_late_ticks_are_dropped() -> None:
     assert agg.counters.ticks == 5
 
 
+def test_until_close_is_the_event_time_left_before_the_earliest_open_bar_closes() -> None:
+    agg = BarAggregator(TFS, allowed_lateness_ms=30_000)
+    assert agg.until_close() is None  # no tick yet
+    run(agg, [tick("A", 1, T0 + 1000)])
+    assert agg.until_close() == MIN + 30_000 - 1000  # A's 1m bar: end + lateness - highest
+    run(agg, [tick("B", 1, T0 + 89_000)])  # B opens a later 1m bar; A's is still the earliest
+    assert agg.until_close() == MIN + 30_000 - 89_000
+    got = run(agg, [tick("B", 2, T0 + 90_000)])  # A's 1m bar closes; its 5m bar stays open
+    assert [(r[0], r[1]) for r in got] == [("A", "1m")]
+    assert agg.until_close() == 2 * MIN + 30_000 - 90_000  # now B's 1m bar is the earliest
+    out = ClosedBars()
+    agg.close_all(out)
+    assert agg.until_close() is None  # nothing open
+
+
 def test_older_bucket_than_the_symbol_reached_is_late() -> None:
     agg = BarAggregator(TFS, allowed_lateness_ms=10 * MIN)
     got = run(agg, [tick("A", 1, T0 + MIN), tick("A", 2, T0 + 1000), tick("A", 3, T0 + MIN + 1)])

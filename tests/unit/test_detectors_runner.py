@@ -1,10 +1,11 @@
-"""Which consecutive ``ticks:{p}`` entries a partition runner applies as one batch."""
+"""Which consecutive ``ticks:{p}`` entries a partition runner applies as one batch, and how
+long a caught-up runner lets the next ones gather."""
 
 from __future__ import annotations
 
 from common.contracts import Tick, TickBatch
 from common.stream_consumer import Entry
-from detectors.runner import merge_run_end
+from detectors.runner import coalesce_delay_ms, merge_run_end
 
 
 def _entry(n: int, symbols: int = 1) -> Entry:
@@ -40,3 +41,14 @@ def test_an_entry_that_does_not_say_its_size_runs_alone() -> None:
     assert merge_run_end(entries, 1) == 2
     assert merge_run_end(entries, 2) == 4
     assert merge_run_end([Entry("ticks:0", "1-9", {})], 0) == 1
+
+
+def test_a_caught_up_runner_waits_until_the_last_window_before_a_close() -> None:
+    window = 50
+    assert coalesce_delay_ms(10_000, window) == window  # far from any close: a whole window
+    assert coalesce_delay_ms(80, window) == 30  # wakes with a window left before the close
+    assert coalesce_delay_ms(window, window) == 0  # inside the last window: reads at once
+    assert coalesce_delay_ms(3, window) == 0
+    assert coalesce_delay_ms(-5, window) == 0  # due already (the next tick closes it)
+    assert coalesce_delay_ms(None, window) == 0  # no open bar: nothing to estimate from
+    assert coalesce_delay_ms(10_000, 0) == 0  # COALESCE_MS=0: always at once

@@ -1,0 +1,128 @@
+"""A live trickle of small entries is applied a few steps a second, not one step an entry
+(``COALESCE_MS``, ``detectors.runner`` step 6), and what comes out equals replay.
+
+An in-process detector owns every partition; one symbol gets a 3-tick entry every 5 ms for
+about a second (as ingest writes at 10,000 ticks/s over 16 partitions), event time = the wall
+clock, placed early in a minute so that no 1m bar can close meanwhile. With ``COALESCE_MS``
+50 the runner waits between reads and applies the entries that gathered in one step; with 0
+it reads each entry as it comes (the baseline, same feed). Then a trailer closes the minute:
+the bar equals ``replay_ticks`` of the same ticks either way. (That the entry closing a bar is
+still read at once is the pure rule's test, ``test_detectors_runner``; the paced ``make bench``
+run measures the latency.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry
+
+from common.contracts import Tick, TickBatch
+from common.names import Keys, partition_of
+from common.settings import CommonSettings
+from detectors.metrics import DetectorMetrics
+from detectors.partition import EngineConfig
+from detectors.replay import replay_ticks
+from detectors.service import DetectorService
+from detectors.settings import DetectorSettings
+from detectors.timeframes import parse_timeframes
+from tests.conftest import REDIS_URL
+from tests.integration.detectors_support import PARTITIONS, read_bars
+
+pytestmark = pytest.mark.redis
+
+ENTRIES, TICKS_PER_ENTRY, EVERY_S = 200, 3, 0.005
+CONFIG = EngineConfig(timeframes=parse_timeframes("1m"), allowed_lateness_ms=0)
+
+
+async def _feed(r: aioredis.Redis, keys: Keys, coalesce_ms: int) -> tuple[int, int, list[Tick]]:
+    """Run a detector over the trickle, then the trailer; its (steps, ticks) during the
+    trickle and every tick sent."""
+    common = CommonSettings(
+        redis_url=REDIS_URL, partitions=PARTITIONS, namespace=keys.namespace, metrics_port=0
+    )
+    registry = CollectorRegistry()
+    metrics = DetectorMetrics(registry)
+
+    def count(what: str) -> int:
+        return int(registry.get_sample_value(f"alphapulse_detectors_{what}_total") or 0)
+
+    settings = DetectorSettings(
+        common=common,
+        engine=CONFIG,
+        idle_close_ms=0,
+        coalesce_ms=coalesce_ms,
+        detector_id=f"coalesce-{coalesce_ms}",
+    )
+    service = DetectorService(settings, redis=r, metrics=metrics)
+    stream = keys.ticks(partition_of("binance", "BTC-USDT", PARTITIONS))
+    minute = (time.time_ns() // 60_000_000_000 + 1) * 60_000  # the next minute's start, ms
+    sent: list[Tick] = []
+
+    def ticks(first_id: int, t_ms: int, n: int) -> list[Tick]:
+        ns = t_ms * 1_000_000
+        return [
+            Tick("binance", "BTC-USDT", "BTCUSDT", str(first_id + k), 100.0 + k, 1.0, "buy", ns, ns)
+            for k in range(n)
+        ]
+
+    async def add(batch: list[Tick]) -> None:
+        sent.extend(batch)
+        fields = TickBatch.from_ticks(batch).encode()
+        await r.xadd(stream, dict(fields.items()))  # type: ignore[arg-type]
+
+    await service.start()
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(service.run())
+        await add(ticks(1, minute + 1000, 1))  # the partition's first entry: taken and applied
+        deadline = time.monotonic() + 30
+        while count("ticks") < 1:
+            assert time.monotonic() < deadline, "the detector did not start"
+            await asyncio.sleep(0.01)
+        steps0, ticks0 = count("engine_steps"), count("ticks")
+        started = time.monotonic()
+        for i in range(ENTRIES):  # event time moves with the wall clock, from 0:02 on
+            t_ms = minute + 2000 + int((time.monotonic() - started) * 1000)
+            await add(ticks(2 + i * TICKS_PER_ENTRY, t_ms, TICKS_PER_ENTRY))
+            await asyncio.sleep(max(0.0, started + (i + 1) * EVERY_S - time.monotonic()))
+        want = ticks0 + ENTRIES * TICKS_PER_ENTRY
+        while count("ticks") < want:
+            assert time.monotonic() < deadline, "the trickle was not applied"
+            await asyncio.sleep(0.01)
+        steps, applied = count("engine_steps") - steps0, count("ticks") - ticks0
+        await add(ticks(10_000, minute + 60_000, 1))  # closes the minute
+        while not await r.xlen(keys.bars):
+            assert time.monotonic() < deadline, "the minute's bar was not written"
+            await asyncio.sleep(0.01)
+        service.request_stop()
+    await service.stop()
+    return steps, applied, sent
+
+
+async def test_a_trickle_of_entries_is_applied_in_few_steps(
+    redis_client: aioredis.Redis, namespace: str
+) -> None:
+    r = redis_client
+    results: dict[int, tuple[int, int]] = {}
+    for coalesce_ms in (50, 0):
+        keys = Keys(namespace=f"{namespace}c{coalesce_ms}:", partitions=PARTITIONS)
+        steps, applied, sent = await _feed(r, keys, coalesce_ms)
+        results[coalesce_ms] = steps, applied
+        trailer_minute = sent[-1].ts // 1_000_000  # replay also closes the trailer's bar
+        want: dict[str, Any] = {
+            b.id: b.to_dict()
+            for b in replay_ticks(sent, CONFIG, PARTITIONS).bars
+            if b.open_time < trailer_minute
+        }
+        got = {b.id: b.to_dict() for b in await read_bars(r, keys.bars)}
+        assert got == want and len(got) == 1
+    (steps, applied), (base_steps, base_applied) = results[50], results[0]
+    assert applied == base_applied == ENTRIES * TICKS_PER_ENTRY
+    # ~1 s of entries: about 20 reads 50 ms apart (each one a step), against one step an
+    # entry when reading at once (a few merges if the runner fell behind now and then).
+    assert steps <= 40, results
+    assert base_steps >= ENTRIES // 2, results
