@@ -24,7 +24,10 @@ time reset, delivery count unchanged) so that no other consumer claims them whil
 is alive; a crashed worker stops touching, and its deferred entries are claimed as usual.
 
 The loop: claim idle pending entries (every ``claim_interval``) → else XREADGROUP new ones
-(BLOCK ``BLOCK_MS``) → handle → ack / dead-letter → every ``TRIM_INTERVAL_S`` trim the streams
+(BLOCK ``BLOCK_MS``; with ``linger_ms``, a read that returns less than a full page waits that
+long and tops the page up without blocking, so a burst is handled as one batch, after it has
+arrived — the sink's choice: it keeps its work off a bar boundary) → handle → ack /
+dead-letter → every ``TRIM_INTERVAL_S`` trim the streams
 this worker owns the trimming of (``trim_policies``): its internal input streams below what
 every group has acked, and the streams it produces (``produces=``) by their own policy. A
 public input stream (``Keys.public_streams``) is never trimmed by a worker that merely reads it.
@@ -111,8 +114,10 @@ class StreamWorker(Service):
         produces: Mapping[str, TrimPolicy] | None = None,
         readiness: Readiness | None = None,
         metrics: RuntimeMetrics = RUNTIME_METRICS,
+        linger_ms: int = 0,
     ) -> None:
         super().__init__(burst=burst, readiness=readiness)
+        self.linger_ms = linger_ms
         if name:
             self.name = name
         self.settings = settings
@@ -212,6 +217,7 @@ class StreamWorker(Service):
         if not entries and not self.stopping:
             block = min(self.settings.block_ms, 50) if self.burst else self.settings.block_ms
             entries = await self.consumer.read(block_ms=block)
+            entries += await self._linger(len(entries))
         if entries:
             await self.process(entries)
         if self.trim_enabled and time.monotonic() >= self._next_trim:
@@ -226,6 +232,17 @@ class StreamWorker(Service):
             self._next_claim = 0.0
             return False
         return True
+
+    async def _linger(self, got: int) -> list[Entry]:
+        """After a read of ``got`` entries, less than a full page: wait ``linger_ms`` and read
+        what arrived meanwhile, up to the page, without blocking (nothing in burst mode, when
+        stopping, or when the read came back empty or full)."""
+        page = self.consumer.count
+        if not self.linger_ms or self.burst or not 0 < got < page:
+            return []
+        if await self.wait_stopping(self.linger_ms / 1000):
+            return []
+        return await self.consumer.read(count=page - got, block_ms=0)
 
     # --- one batch ------------------------------------------------------------------------
     async def handle(self, batch: list[Entry]) -> BatchResult | None:

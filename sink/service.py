@@ -79,6 +79,7 @@ class SinkService(StreamWorker):
             consumer=consumer,
             burst=burst,
             readiness=Readiness("connected", "consuming", "database"),
+            linger_ms=settings.linger_ms,
         )
         self.sink_settings = settings
         self.store = store or Store(

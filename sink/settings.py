@@ -8,6 +8,13 @@ variable                       default                          meaning
 ``STORE_TICKS``                ``false``                        also store every tick (``ticks``)
 ``SINK_BATCH_ROWS``            ``5000``                         flush once this many rows wait
 ``SINK_FLUSH_MS``              ``500``                          ... or once the oldest waited this
+``SINK_LINGER_MS``             ``250``                          a read that comes back short
+                                                                waits this long and reads the
+                                                                rest before decoding: a bar
+                                                                boundary's entries are stored
+                                                                after its signals, not amid
+                                                                them (0 = decode at once; at
+                                                                most ``SINK_FLUSH_MS``)
 ``SINK_WRITE_METHOD``          ``copy``                         ``copy`` (COPY, ON CONFLICT path
                                                                 on a duplicate), ``staging`` or
                                                                 ``unnest`` (see ``sink.store``)
@@ -101,6 +108,7 @@ class SinkSettings:
     store_ticks: bool = False
     batch_rows: int = 5000
     flush_ms: int = 500
+    linger_ms: int = 250
     write_method: str = "copy"
     retry_max_s: float = 10.0
     migrate: bool = True
@@ -113,12 +121,14 @@ class SinkSettings:
         e = os.environ if env is None else env
         d = field_defaults(cls)
         retention_s, retention_interval_s = retention_from_env(e)
+        flush_ms = env_int(e, "SINK_FLUSH_MS", d["flush_ms"], lo=1, hi=3_600_000)
         return cls(
             common=CommonSettings.from_env(e),
             database_url=database_url(e),
             store_ticks=env_bool(e, "STORE_TICKS", d["store_ticks"]),
             batch_rows=env_int(e, "SINK_BATCH_ROWS", d["batch_rows"], lo=1, hi=1_000_000),
-            flush_ms=env_int(e, "SINK_FLUSH_MS", d["flush_ms"], lo=1, hi=3_600_000),
+            flush_ms=flush_ms,
+            linger_ms=env_int(e, "SINK_LINGER_MS", d["linger_ms"], lo=0, hi=flush_ms),
             write_method=env_choice(e, "SINK_WRITE_METHOD", d["write_method"], WRITE_METHODS),
             retry_max_s=float(env_int(e, "SINK_RETRY_MAX_S", int(d["retry_max_s"]), lo=1, hi=3600)),
             migrate=env_bool(e, "SINK_MIGRATE", d["migrate"]),

@@ -321,3 +321,37 @@ async def test_a_consumer_name_held_in_turn_reads_its_pending_entries_in_id_orde
     (dead,) = await redis_client.xrange(keys.dlq(keys.bars))
     assert dead[1][b"reason"] == b"missing_entry" and dead[1][b"consumer"] == b"p0"
     assert (await redis_client.xpending(keys.bars, "g"))["pending"] == 6  # all, the deleted too
+
+
+async def test_a_lingering_worker_handles_a_burst_as_one_batch(
+    redis_client: aioredis.Redis, keys: Keys, namespace: str
+) -> None:
+    """With ``linger_ms``, the read that the burst's first entry wakes waits, then tops the
+    page up: the handler sees the whole burst at once (the sink keeps its work off a bar
+    boundary this way); asked to stop while lingering, it handles what it holds and ends."""
+    batches: list[list[str]] = []
+    handled = asyncio.Event()
+
+    async def handler(batch: list[Entry]) -> None:
+        batches.append([e.id for e in batch])
+        handled.set()
+
+    worker = StreamWorker(
+        _settings(namespace, block_ms=200), group="g", streams=[keys.bars], handler=handler,
+        redis=redis_client, linger_ms=1000,
+    )  # fmt: skip
+    async with worker:
+        task = asyncio.create_task(worker.run())
+        await asyncio.sleep(0.3)  # the worker is blocked in its read
+        first = await _add(redis_client, keys.bars, 1)
+        rest = await _add(redis_client, keys.bars, 4)
+        await asyncio.wait_for(handled.wait(), 10)
+        assert batches == [first + rest]
+        worker.linger_ms = 60_000
+        late = await _add(redis_client, keys.bars, 1)
+        await asyncio.sleep(0.3)  # read, now lingering
+        worker.request_stop()
+        async with asyncio.timeout(30):  # long before the linger would have ended
+            await task
+        assert batches == [first + rest, late]
+        assert (await redis_client.xpending(keys.bars, "g"))["pending"] == 0

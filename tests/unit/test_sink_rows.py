@@ -111,6 +111,8 @@ def test_settings_from_env() -> None:
          "SINK_BATCH_ROWS": "100", "RETENTION_BARS": "90d", "SINK_WRITE_METHOD": "UNNEST"}
     )  # fmt: skip
     assert s.store_ticks and s.batch_rows == 100 and s.write_method == "unnest"
+    assert (s.flush_ms, s.linger_ms) == (500, 250)
+    assert SinkSettings.from_env({"SINK_FLUSH_MS": "100", "SINK_LINGER_MS": "0"}).linger_ms == 0
     assert s.retention_s == {"ticks": 7 * 86_400, "bars": 90 * 86_400, "patterns": 0, "signals": 0}
     assert "secret" not in repr(s) and "secret" not in str(s.redacted())
     for env, var in [
@@ -118,6 +120,7 @@ def test_settings_from_env() -> None:
         ({"SINK_BATCH_ROWS": "0"}, "SINK_BATCH_ROWS"),
         ({"RETENTION_TICKS": "7 days"}, "RETENTION_TICKS"),
         ({"SINK_WRITE_METHOD": "insert"}, "SINK_WRITE_METHOD"),
+        ({"SINK_FLUSH_MS": "100", "SINK_LINGER_MS": "101"}, "SINK_LINGER_MS"),
     ]:
         with pytest.raises(ConfigError) as err:
             SinkSettings.from_env(env)
