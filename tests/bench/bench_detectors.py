@@ -55,6 +55,7 @@ from detectors.service import DetectorService
 from detectors.settings import DetectorSettings
 from detectors.timeframes import parse_timeframes
 from ingest.offline.ticks import synthetic_ticks
+from tests.bench import service_redis
 from tests.bench.gc_support import SETTINGS, GcClock, collector, rounds_of
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
@@ -145,7 +146,7 @@ async def _drain_through_redis(url: str, count: int, batch: int = BATCH) -> tupl
     """
     namespace = f"bench{os.getpid()}:"
     keys = Keys(partitions=1, namespace=namespace)
-    client = aioredis.Redis.from_url(url)
+    client = service_redis(url)
     try:
         entries = _entries(60, 2_000.0, count, seed=3, batch=batch)
         start = time.perf_counter()
@@ -270,7 +271,7 @@ async def _boundary(url: str) -> None:
         for p, engine in enumerate(engines):
             engine.apply(_boundary_batches(p, second, rng))
     columnar = hasattr(engines[0].apply(TickBatch.from_ticks([])), "bar_columns")
-    client = aioredis.Redis.from_url(url)
+    client = service_redis(url)
     stream = f"bench:boundary:{os.getpid()}"
     batches = [
         [_boundary_batches(p, second, rng) for p in range(len(engines))]
@@ -364,7 +365,7 @@ async def _boundary_cpu(
 
 async def _boundary_gc(url: str) -> None:
     seconds, rounds = (30, 1) if QUICK else (60, 4)
-    client = aioredis.Redis.from_url(url)
+    client = service_redis(url)
     stream = f"bench:boundary-gc:{os.getpid()}"
     cpu_us: dict[int | None, float] = {}
     gc_us: dict[int | None, float] = {}

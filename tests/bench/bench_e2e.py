@@ -73,6 +73,7 @@ from common.settings import CommonSettings
 from ingest.metrics import IngestMetrics
 from ingest.packing import columns_batch
 from sink.rows import TABLES, tick_rows
+from tests.bench import service_redis
 from tests.bench.e2e_expected import Check, Expected, compare, run_replay
 from tests.bench.e2e_feed import FeedServer, ws_frames
 from tests.bench.e2e_latency import RATE, Soak, soak
@@ -506,7 +507,9 @@ def parts(argv: list[str]) -> tuple[str, ...]:
 
 async def amain(load: str, wanted: tuple[str, ...]) -> None:
     configure_logging(CommonSettings(log_level="WARNING", metrics_port=0))
-    redis = aioredis.Redis.from_url(REDIS_URL)
+    # The services' client: the in-process writer stands in for ingest, and the readers share
+    # the machine with the stack.
+    redis = service_redis(REDIS_URL)
     workdir = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
     runs: list[Run] = []
     s: Soak | None = None

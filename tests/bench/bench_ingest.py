@@ -82,6 +82,7 @@ from ingest.simulator.market import Feed
 from ingest.simulator.venues import get_server
 from ingest.venues import get_adapter
 from ingest.writer import TickWriter
+from tests.bench import service_redis
 from tests.bench.e2e_feed import FeedServer, ws_frames
 from tests.polling import until
 
@@ -269,9 +270,7 @@ async def _ingest(
         urls=(("binance", url),),
         read_batch=read_batch,
     )
-    service = IngestService(
-        settings, aioredis.Redis.from_url(redis_url), metrics=metrics, keys=keys
-    )
+    service = IngestService(settings, service_redis(redis_url), metrics=metrics, keys=keys)
     async with service:
         run = asyncio.create_task(service.run())
         writer = service.writer
@@ -550,7 +549,7 @@ def _many_symbols(namespace: str, frames: list[str]) -> None:
     many, _, _ = _interleaved_frames(len(frames), MANY)
 
     async def batch_path(fs: list[str], ns: str) -> float:
-        r = aioredis.Redis.from_url(REDIS_URL)
+        r = service_redis(REDIS_URL)
         try:
             return await _parse_and_write(fs, Keys(16, namespace + ns), r, size=128, cpu=True)
         finally:
@@ -588,7 +587,7 @@ def main() -> None:
         )
 
         async def write(job: Callable[..., Awaitable[float]], ns: str) -> float:
-            r = aioredis.Redis.from_url(REDIS_URL)
+            r = service_redis(REDIS_URL)
             try:
                 return await job(frames, Keys(16, namespace + ns), r)
             finally:
