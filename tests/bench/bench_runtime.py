@@ -140,7 +140,8 @@ async def _main() -> None:
     adds, raws, workers = [], [], []
     stock_cpu: list[tuple[float, float]] = []
     project_cpu: list[tuple[float, float]] = []
-    trips: dict[str, list[float]] = {"stock": [], "project": []}
+    stock_trips: list[float] = []
+    project_trips: list[float] = []
     try:
         # Rounds alternate which side goes first, so a noisy neighbour hurts both alike.
         for r in range(rounds):
@@ -152,12 +153,11 @@ async def _main() -> None:
             else:
                 raws.append(await _raw(client, stream, "raw", n))
                 workers.append(await _worker(project, settings, stream, "w", n))
-            for c, into in [(client, stock_cpu), (project, project_cpu)][:: -1 if r % 2 else 1]:
+            sides = [(client, stock_cpu, stock_trips), (project, project_cpu, project_trips)]
+            for c, into, trips in sides[:: -1 if r % 2 else 1]:
                 await c.delete(stream)
                 into.append(await _cpu_per_command(c, stream, n))
-                trips["project" if c is project else "stock"].append(
-                    await _cpu_per_round_trip(c, stream, n // 5)
-                )
+                trips.append(await _cpu_per_round_trip(c, stream, n // 5))
     finally:
         await client.delete(stream)
         await client.aclose()
@@ -188,7 +188,7 @@ async def _main() -> None:
         f"client CPU per EVALSHA (22 args, 4 signals):   {ours_eval:>6.2f} us"
         f"  redis-py stock: {stock_eval:.2f} us  ({stock_eval / ours_eval:.2f}x)"
     )
-    ours_trip, stock_trip = (statistics.median(trips[k]) for k in ("project", "stock"))
+    ours_trip, stock_trip = statistics.median(project_trips), statistics.median(stock_trips)
     print(
         f"client CPU per round trip (one awaited XADD):  {ours_trip:>6.2f} us"
         f"  redis-py stock: {stock_trip:.2f} us  ({stock_trip / ours_trip:.2f}x)"

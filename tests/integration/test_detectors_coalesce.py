@@ -32,6 +32,7 @@ from detectors.settings import DetectorSettings
 from detectors.timeframes import parse_timeframes
 from tests.conftest import REDIS_URL
 from tests.integration.detectors_support import PARTITIONS, read_bars
+from tests.polling import until
 
 pytestmark = pytest.mark.redis
 
@@ -79,10 +80,7 @@ async def _feed(r: aioredis.Redis, keys: Keys, coalesce_ms: int) -> tuple[int, i
     async with asyncio.TaskGroup() as tg:
         tg.create_task(service.run())
         await add(ticks(1, minute + 1000, 1))  # the partition's first entry: taken and applied
-        deadline = time.monotonic() + 30
-        while count("ticks") < 1:
-            assert time.monotonic() < deadline, "the detector did not start"
-            await asyncio.sleep(0.01)
+        await until(lambda: count("ticks") >= 1, "the detector's first tick")
         steps0, ticks0 = count("engine_steps"), count("ticks")
         started = time.monotonic()
         for i in range(ENTRIES):  # event time moves with the wall clock, from 0:02 on
@@ -90,14 +88,14 @@ async def _feed(r: aioredis.Redis, keys: Keys, coalesce_ms: int) -> tuple[int, i
             await add(ticks(2 + i * TICKS_PER_ENTRY, t_ms, TICKS_PER_ENTRY))
             await asyncio.sleep(max(0.0, started + (i + 1) * EVERY_S - time.monotonic()))
         want = ticks0 + ENTRIES * TICKS_PER_ENTRY
-        while count("ticks") < want:
-            assert time.monotonic() < deadline, "the trickle was not applied"
-            await asyncio.sleep(0.01)
+        await until(lambda: count("ticks") >= want, "the trickle applied")
         steps, applied = count("engine_steps") - steps0, count("ticks") - ticks0
         await add(ticks(10_000, minute + 60_000, 1))  # closes the minute
-        while not await r.xlen(keys.bars):
-            assert time.monotonic() < deadline, "the minute's bar was not written"
-            await asyncio.sleep(0.01)
+
+        async def bar_written() -> bool:
+            return bool(await r.xlen(keys.bars))
+
+        await until(bar_written, "the minute's bar")
         service.request_stop()
     await service.stop()
     return steps, applied, sent
