@@ -32,8 +32,9 @@ Rules (docs/design.md repeats them, section Bars):
 
 Speed: the per-tick work is numpy over the whole batch (symbol lookup, one sort by series for
 dedup and late detection, the reduction of each (series, finest bucket) run, the merge of runs
-that continue an open finest bar, kept in arrays for that); Python runs once per finest bar
-that closes (emitting it and folding it into the coarser bars, kept as lists), not per tick.
+that continue an open finest bar, kept in arrays for that); closing and folding finished
+bars into the coarser ones is array work too (the coarser bars are reduced from the finest
+ones as the finest from ticks), so no Python runs per tick or per bar.
 """
 
 from __future__ import annotations
@@ -55,39 +56,45 @@ I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 NONE = -(2**62)  # "no value" for int64 times and ids (room left for arithmetic)
 _END = 2**62
+_EMPTY_CLOSED = (
+    np.zeros(0, np.int64),
+    np.zeros(0, np.int64),
+    np.zeros(0, np.int64),
+    np.zeros((0, 7), np.float64),
+    np.zeros(0, np.int64),
+)
 
 
 @dataclass(slots=True)
 class ClosedBars:
-    """Bars closed by one step, as columns (``sid`` = series index, ``tf`` = timeframe index)."""
+    """Bars closed by one step, as chunks of columns in the order they closed: ``sid``
+    (series index), ``tf`` (timeframe index), ``open_time``, ``vals`` (bars x 7: open, high,
+    low, close, volume, quote, taker) and ``trades``."""
 
-    sid: list[int] = field(default_factory=list)
-    tf: list[int] = field(default_factory=list)
-    open_time: list[int] = field(default_factory=list)
-    open: list[float] = field(default_factory=list)
-    high: list[float] = field(default_factory=list)
-    low: list[float] = field(default_factory=list)
-    close: list[float] = field(default_factory=list)
-    volume: list[float] = field(default_factory=list)
-    quote: list[float] = field(default_factory=list)
-    trades: list[int] = field(default_factory=list)
-    taker: list[float] = field(default_factory=list)
+    chunks: list[tuple[I64, I64, I64, F64, I64]] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.sid)
+        return sum(len(c[0]) for c in self.chunks)
 
-    def add(self, sid: int, tf: int, bar: list[Any]) -> None:
-        self.sid.append(sid)
-        self.tf.append(tf)
-        self.open_time.append(bar[0])
-        self.open.append(bar[1])
-        self.high.append(bar[2])
-        self.low.append(bar[3])
-        self.close.append(bar[4])
-        self.volume.append(bar[5])
-        self.quote.append(bar[6])
-        self.trades.append(bar[7])
-        self.taker.append(bar[8])
+    def add(self, sid: I64, tf: int | I64, open_time: I64, vals: F64, trades: I64) -> None:
+        if len(sid):
+            tfs = np.broadcast_to(np.asarray(tf, np.int64), sid.shape)
+            self.chunks.append((sid, tfs, open_time, vals, trades))
+
+    def columns(self) -> tuple[I64, I64, I64, F64, I64]:
+        """``(sid, tf, open_time, vals, trades)`` of every bar, in closing order."""
+        if len(self.chunks) == 1:
+            return self.chunks[0]
+        if not self.chunks:
+            return _EMPTY_CLOSED
+        sid, tf, open_time, vals, trades = zip(*self.chunks, strict=True)
+        return (
+            np.concatenate(sid),
+            np.concatenate(tf),
+            np.concatenate(open_time),
+            np.concatenate(vals),
+            np.concatenate(trades),
+        )
 
 
 @dataclass(slots=True)
@@ -102,13 +109,12 @@ class Counters:
 class BarAggregator:
     """Open bars and closing logic of all series of one partition.
 
-    A bar is a list ``[open_time, open, high, low, close, volume, quote_volume, trades,
-    taker_buy_volume]`` (:meth:`fine_bar`). The finest timeframe's open bar of each series
-    (fed by ticks, touched by every batch) lives in arrays — ``fine_time`` (``NONE``: no
-    open bar), ``fine_vals`` (open, high, low, close, volume, quote, taker) and
-    ``fine_trades`` — so a batch extends it column-wise; ``open_bars[sid][t>0]`` holds the
-    coarser bar with the *finished* finest bars of its bucket folded in (one list per bar,
-    updated once per finest bar that closes; ``open_bars[sid][0]`` stays None).
+    Every open bar lives in arrays, so a step extends and closes them column-wise: the
+    finest timeframe's (fed by ticks, touched by every batch) in ``fine_time`` (``NONE``:
+    no open bar), ``fine_vals`` (open, high, low, close, volume, quote, taker) and
+    ``fine_trades``; the coarser ones, with the *finished* finest bars of their bucket
+    folded in, in ``coarse_time[sid, k]``, ``coarse_vals[sid, k]`` and
+    ``coarse_trades[sid, k]`` for timeframe ``k >= 1`` (column 0 unused).
     """
 
     def __init__(
@@ -120,13 +126,16 @@ class BarAggregator:
         self.dedup_window = dedup_window
         self.series: list[tuple[str, str]] = []
         self.index: dict[tuple[str, str], int] = {}
-        self.open_bars: list[list[list[Any] | None]] = []
         self.id_hwm: I64 = np.zeros(0, np.int64)  # highest numeric trade id per series
         self.fine_max: I64 = np.zeros(0, np.int64)  # latest finest bucket reached per series
         self.next_end: I64 = np.zeros(0, np.int64)  # earliest end among the series' open bars
         self.fine_time: I64 = np.zeros(0, np.int64)  # open finest bar's start per series
         self.fine_vals: F64 = np.zeros((0, 7), np.float64)
         self.fine_trades: I64 = np.zeros(0, np.int64)
+        k = len(self.ms)
+        self.coarse_time: I64 = np.zeros((0, k), np.int64)
+        self.coarse_vals: F64 = np.zeros((0, k, 7), np.float64)
+        self.coarse_trades: I64 = np.zeros((0, k), np.int64)
         self.str_ids: dict[int, tuple[deque[str], set[str]]] = {}
         self.max_ts = NONE  # highest event time (ms) of the partition
         self.forced_wm = NONE  # watermark raised by the live idle timer
@@ -140,7 +149,6 @@ class BarAggregator:
             sid = len(self.series)
             self.index[key] = sid
             self.series.append(key)
-            self.open_bars.append([None] * len(self.ms))
             if sid >= len(self.id_hwm):
                 cap = max(16, 2 * len(self.id_hwm))
                 self.id_hwm = _grow(self.id_hwm, cap, NONE)
@@ -149,15 +157,10 @@ class BarAggregator:
                 self.fine_time = _grow(self.fine_time, cap, NONE)
                 self.fine_trades = _grow(self.fine_trades, cap, 0)
                 self.fine_vals = _grow(self.fine_vals, cap, 0)
+                self.coarse_time = _grow(self.coarse_time, cap, NONE)
+                self.coarse_vals = _grow(self.coarse_vals, cap, 0)
+                self.coarse_trades = _grow(self.coarse_trades, cap, 0)
         return sid
-
-    def fine_bar(self, s: int) -> list[Any] | None:
-        """Series ``s``'s open finest bar as a list (None: no open bar)."""
-        t = int(self.fine_time[s])
-        if t == NONE:
-            return None
-        o, h, lo, c, v, q, taker = self.fine_vals[s].tolist()
-        return [t, o, h, lo, c, v, q, int(self.fine_trades[s]), taker]
 
     def fill_open_bars(self, time: I64, vals: F64, trades: I64) -> None:
         """Write every open bar of the first ``len(time)`` series into checkpoint arrays
@@ -168,13 +171,10 @@ class BarAggregator:
         time[:, 0] = self.fine_time[:n]
         vals[open_fine, 0, :7] = self.fine_vals[:n][open_fine]
         trades[open_fine, 0] = self.fine_trades[:n][open_fine]
-        for s, bars in enumerate(self.open_bars[:n]):
-            for k in range(1, len(bars)):
-                bar = bars[k]
-                if bar is not None:
-                    time[s, k] = bar[0]
-                    vals[s, k, :7] = (*bar[1:7], bar[8])
-                    trades[s, k] = bar[7]
+        time[:, 1:] = self.coarse_time[:n, 1:]
+        coarse = time[:, 1:] != NONE
+        vals[:, 1:, :7][coarse] = self.coarse_vals[:n, 1:][coarse]
+        trades[:, 1:][coarse] = self.coarse_trades[:n, 1:][coarse]
 
     def restore_open_bars(self, time: I64, vals: F64, trades: I64) -> None:
         """Inverse of :meth:`fill_open_bars` (series registered already)."""
@@ -184,16 +184,9 @@ class BarAggregator:
         self.fine_vals[:n][open_fine] = vals[open_fine, 0, :7]
         self.fine_trades[:n][open_fine] = trades[open_fine, 0]
         coarse = time[:, 1:] != NONE
-        s_open, k_open = np.nonzero(coarse)
-        for s, k, t, v, count in zip(
-            s_open.tolist(),
-            (k_open + 1).tolist(),
-            time[:, 1:][coarse].tolist(),
-            vals[:, 1:][coarse].tolist(),
-            trades[:, 1:][coarse].tolist(),
-            strict=True,
-        ):
-            self.open_bars[s][k] = [t, *v[:6], count, v[6]]
+        self.coarse_time[:n, 1:] = time[:, 1:]
+        self.coarse_vals[:n, 1:][coarse] = vals[:, 1:, :7][coarse]
+        self.coarse_trades[:n, 1:][coarse] = trades[:, 1:][coarse]
 
     @property
     def watermark(self) -> int:
@@ -406,99 +399,157 @@ class BarAggregator:
         prev_time = np.where(from_seg, seg_fb[g_prev], self.fine_time[s_new])
         prev_vals = np.where(from_seg[:, None], vals[g_prev], self.fine_vals[s_new])
         prev_trades = np.where(from_seg, count[g_prev], self.fine_trades[s_new])
-        fine_ms = self.ms[0]
-        nxt = []
-        for s, bucket, p_time, (o, h, lo, c, v, q, taker), p_trades in zip(
-            s_new.tolist(),
-            seg_fb[g_new].tolist(),
-            prev_time.tolist(),
-            prev_vals.tolist(),
-            prev_trades.tolist(),
-            strict=True,
-        ):
-            fine = None if p_time == NONE else [p_time, o, h, lo, c, v, q, p_trades, taker]
-            nxt.append(min(self._close(s, fine, bucket, out), bucket + fine_ms))
         # The last segment of a series with a new one is new: it is the open bar now.
         last = np.ones(len(g_new), np.bool_)
         last[:-1] = s_new[1:] != s_new[:-1]
         g_last, s_last = g_new[last], s_new[last]
+        closing = prev_time != NONE
+        fine = (s_new[closing], prev_time[closing], prev_vals[closing], prev_trades[closing])
+        nxt = self._close_bars(s_last, seg_fb[g_last], fine, out)
         self.fine_time[s_last] = seg_fb[g_last]
         self.fine_vals[s_last] = vals[g_last]
         self.fine_trades[s_last] = count[g_last]
-        self.next_end[s_last] = np.array(nxt, np.int64)[last]
+        self.next_end[s_last] = np.minimum(nxt, seg_fb[g_last] + self.ms[0])
 
     # --- whole bars (history files) ----------------------------------------------------
-    def apply_bar(self, exchange: str, symbol: str, bar: list[Any], out: ClosedBars) -> None:
-        """Take one finished finest-timeframe bar ``[open_time, open, high, low, close,
-        volume, quote_volume, trades, taker_buy_volume]`` of a series, given in time order
-        (``open_time`` on the finest bucket): the previous finest bar closes and is folded
-        into the coarser bars exactly as if ticks had built it."""
+    def apply_bars(
+        self, exchange: str, symbol: str, bars: list[list[Any]], out: ClosedBars
+    ) -> None:
+        """Take finished finest-timeframe bars ``[open_time, open, high, low, close, volume,
+        quote_volume, trades, taker_buy_volume]`` of one series, in time order (``open_time``
+        on the finest bucket; ``ValueError``, and nothing taken, if one is not after the one
+        before it): each closes the one before it, which is folded into the coarser bars
+        exactly as if ticks had built it; the last one stays open."""
         s = self.sid_of(exchange, symbol)
-        if bar[0] <= self.fine_max[s]:
-            raise ValueError(f"bar at {bar[0]} is not after {self.fine_max[s]}")
-        nxt = self._advance(s, bar[0], out)
-        self.fine_time[s] = bar[0]
-        self.fine_vals[s] = (*bar[1:7], bar[8])
-        self.fine_trades[s] = bar[7]
-        self.fine_max[s] = bar[0]
-        self.next_end[s] = min(nxt, bar[0] + self.ms[0])
-        self.max_ts = max(self.max_ts, bar[0])
+        if not bars:
+            return
+        times = np.array([bar[0] for bar in bars], np.int64)
+        before = np.concatenate([self.fine_max[s : s + 1], times[:-1]])
+        bad = np.flatnonzero(times <= before)
+        if len(bad):
+            i = int(bad[0])
+            raise ValueError(f"bar at {times[i]} is not after {before[i]}")
+        vals = np.array([(*bar[1:7], bar[8]) for bar in bars], np.float64)
+        trades = np.array([bar[7] for bar in bars], np.int64)
+        ser = np.array([s], np.int64)
+        nxt = self._advance(ser, times[:1], out)  # the open finest bar closes before the first
+        if len(bars) > 1:
+            fine = (np.full(len(bars) - 1, s, np.int64), times[:-1], vals[:-1], trades[:-1])
+            nxt = self._close_bars(ser, times[-1:], fine, out)
+        self.fine_time[s] = times[-1]
+        self.fine_vals[s] = vals[-1]
+        self.fine_trades[s] = trades[-1]
+        self.fine_max[s] = times[-1]
+        self.next_end[s] = min(int(nxt[0]), int(times[-1]) + self.ms[0])
+        self.max_ts = max(self.max_ts, int(times[-1]))
 
     # --- closing -----------------------------------------------------------------------
-    def _advance(self, s: int, t: int, out: ClosedBars) -> int:
-        """Close every open bar of series ``s`` that ends at or before event time ``t``;
-        return (and store in ``next_end``) the earliest end among its bars still open."""
-        start = int(self.fine_time[s])
-        if start != NONE and start + self.ms[0] > t:  # the finest bar stays open
-            nxt = min(self._close(s, None, t, out), start + self.ms[0])
-        else:
-            fine = self.fine_bar(s)
-            self.fine_time[s] = NONE
-            nxt = self._close(s, fine, t, out)
-        self.next_end[s] = nxt
+    def _advance(self, ser: I64, t: I64, out: ClosedBars) -> I64:
+        """Close every open bar of the distinct series ``ser`` (ascending) that ends at or
+        before event time ``t`` (one per series); return (and store in ``next_end``) the
+        earliest end among each one's bars still open."""
+        start = self.fine_time[ser]
+        is_open = start != NONE
+        stays = is_open & (start + self.ms[0] > t)  # the finest bar stays open
+        ends = is_open & ~stays
+        s_end = ser[ends]
+        fine = (s_end, start[ends], self.fine_vals[s_end], self.fine_trades[s_end])
+        self.fine_time[s_end] = NONE
+        nxt = self._close_bars(ser, t, fine, out)
+        nxt = np.where(stays, np.minimum(nxt, start + self.ms[0]), nxt)
+        self.next_end[ser] = nxt
         return nxt
 
-    def _close(self, s: int, fine: list[Any] | None, t: int, out: ClosedBars) -> int:
-        """Emit series ``s``'s finished finest bar ``fine`` (if any) and fold it into the
-        coarser bars, then close those that end at or before ``t``; return the earliest end
-        among the coarser bars still open (``_END``: none)."""
-        bars = self.open_bars[s]
-        ms = self.ms
-        if fine is not None:
-            out.add(s, 0, fine)
-            start, o, h, lo, c, v, q, trades, taker = fine
-            for k in range(1, len(ms)):
-                coarse = bars[k]
-                if coarse is None:
-                    bars[k] = [start - start % ms[k], o, h, lo, c, v, q, trades, taker]
-                else:
-                    coarse[2] = max(coarse[2], h)
-                    coarse[3] = min(coarse[3], lo)
-                    coarse[4] = c
-                    coarse[5] += v
-                    coarse[6] += q
-                    coarse[7] += trades
-                    coarse[8] += taker
-        nxt = _END
-        for k in range(1, len(ms)):
-            bar = bars[k]
-            if bar is None:
-                continue
-            end = bar[0] + ms[k]
-            if end <= t:
-                out.add(s, k, bar)
-                bars[k] = None
-            elif end < nxt:
-                nxt = end
+    def _close_bars(
+        self, ser: I64, t: I64, fine: tuple[I64, I64, F64, I64], out: ClosedBars
+    ) -> I64:
+        """Emit the finished finest bars ``fine`` = (series, open time, values, trades), in
+        (series, time) order, each of them before its series' next one or its ``t``, and
+        fold them into the coarser bars; then close the coarser bars that end at or before
+        their series' ``t``. ``ser``: the distinct series concerned, ascending (with or
+        without a finished finest bar), ``t`` each one's event time. Returns per series the
+        earliest end among its coarser bars still open (``_END``: none).
+
+        A coarser bar is built from its finest bars as a finest bar from its ticks: each
+        (series, coarser bucket) run of finest bars is reduced column-wise, the sums as
+        exact left folds (:func:`segment_sums`) starting from the open bar's when the run
+        continues it. A run before its series' last one is complete (a later finest bar
+        lies in a later bucket); the last one is the series' open bar, closed if its end
+        has passed ``t``. The same additions in the same order as folding bar by bar."""
+        f_sid, f_time, f_vals, f_trades = fine
+        out.add(f_sid, 0, f_time, f_vals, f_trades)
+        nxt = np.full(len(ser), _END, np.int64)
+        for k in range(1, len(self.ms)):
+            ms = self.ms[k]
+            closed: list[tuple[I64, I64, F64, I64]] = []
+            if len(f_sid):
+                closed.append(self._fold(k, f_sid, f_time - f_time % ms, f_vals, f_trades))
+            c_time = self.coarse_time[ser, k]
+            is_open = c_time != NONE
+            end = c_time + ms
+            due = is_open & (end <= t)
+            if due.any():
+                s_due = ser[due]
+                closed.append(
+                    (s_due, c_time[due], self.coarse_vals[s_due, k], self.coarse_trades[s_due, k])
+                )
+                self.coarse_time[s_due, k] = NONE
+            nxt = np.where(is_open & ~due, np.minimum(nxt, end), nxt)
+            if len(closed) == 2 and len(closed[0][0]) and len(closed[1][0]):
+                # In (series, time) order: a series' complete runs before its open bar.
+                cols = [np.concatenate(c) for c in zip(*closed, strict=True)]
+                order = np.argsort(cols[0], kind="stable")
+                closed = [(cols[0][order], cols[1][order], cols[2][order], cols[3][order])]
+            for s_c, time_c, vals_c, trades_c in closed:
+                out.add(s_c, k, time_c, vals_c, trades_c)
         return nxt
+
+    def _fold(
+        self, k: int, f_sid: I64, bucket: I64, f_vals: F64, f_trades: I64
+    ) -> tuple[I64, I64, F64, I64]:
+        """Fold finished finest bars (in (series, time) order, ``bucket``: each one's bucket
+        of timeframe ``k``) into the coarser bars of timeframe ``k``: each series' last run
+        becomes its open bar; return the runs before it, complete (see :meth:`_close_bars`)."""
+        m = len(f_sid)
+        cut = np.flatnonzero((f_sid[1:] != f_sid[:-1]) | (bucket[1:] != bucket[:-1])) + 1
+        starts = np.concatenate([[0], cut])
+        ends = np.concatenate([cut, [m]])
+        r_sid, r_time = f_sid[starts], bucket[starts]
+        cont = self.coarse_time[r_sid, k] == r_time  # continues the open bar
+        base = self.coarse_vals[r_sid, k]
+        init = np.where(cont[:, None], base[:, 4:], 0.0).T
+        vals = np.empty((len(starts), 7), np.float64)
+        vals[:, 0] = np.where(cont, base[:, 0], f_vals[starts, 0])
+        if len(starts) == m:  # one finest bar a run (live: a bar of each series a step)
+            high, low = f_vals[:, 1], f_vals[:, 2]
+            vals[:, 4:] = init.T + f_vals[:, 4:]
+            trades = f_trades.copy()
+        else:
+            high = np.maximum.reduceat(f_vals[:, 1], starts)
+            low = np.minimum.reduceat(f_vals[:, 2], starts)
+            vals[:, 4:] = segment_sums(f_vals[:, 4:].T, starts, ends, init).T
+            trades = np.add.reduceat(f_trades, starts)
+        vals[:, 1] = np.where(cont, np.maximum(base[:, 1], high), high)
+        vals[:, 2] = np.where(cont, np.minimum(base[:, 2], low), low)
+        vals[:, 3] = f_vals[ends - 1, 3]
+        trades += np.where(cont, self.coarse_trades[r_sid, k], 0)
+        last = np.ones(len(starts), np.bool_)
+        last[:-1] = r_sid[1:] != r_sid[:-1]
+        s_last = r_sid[last]
+        self.coarse_time[s_last, k] = r_time[last]
+        self.coarse_vals[s_last, k] = vals[last]
+        self.coarse_trades[s_last, k] = trades[last]
+        done = ~last
+        return r_sid[done], r_time[done], vals[done], trades[done]
 
     def close_until(self, t: int, out: ClosedBars) -> None:
         """Close every bar of the partition that ends at or before event time ``t``."""
         if t == NONE:
             return
         n = len(self.series)
-        for s in np.flatnonzero(self.next_end[:n] <= t).tolist():
-            self._advance(s, t, out)
+        ser = np.flatnonzero(self.next_end[:n] <= t)
+        if len(ser):
+            self._advance(ser, np.full(len(ser), t, np.int64), out)
 
     def advance_to(self, event_time_ms: int, out: ClosedBars) -> None:
         """Live idle timer: raise the watermark to ``event_time_ms - lateness`` and close."""

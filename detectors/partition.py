@@ -182,10 +182,9 @@ class PartitionEngine:
     def apply_bars(self, exchange: str, symbol: str, bars: list[list[Any]]) -> Output:
         """Whole finest-timeframe bars of one series in time order (a history file): the
         same closing, folding into coarser timeframes, features, patterns and outcomes as
-        bars built from ticks (:meth:`BarAggregator.apply_bar`)."""
+        bars built from ticks (:meth:`BarAggregator.apply_bars`)."""
         closed = ClosedBars()
-        for bar in bars:
-            self.agg.apply_bar(exchange, symbol, bar, closed)
+        self.agg.apply_bars(exchange, symbol, bars, closed)
         return self._process(closed)
 
     def advance_to(self, event_time_ms: int) -> Output:
@@ -218,29 +217,15 @@ class PartitionEngine:
         out = Output()
         if not len(closed):
             return out
-        sid = np.array(closed.sid, np.int64)
-        tf = np.array(closed.tf, np.int64)
-        open_time = np.array(closed.open_time, np.int64)
+        sid, tf, open_time, vals, trades = closed.columns()
         end = open_time + self.tf_ms[tf]
         order = np.lexsort((-tf, end))
         rows = sid * self.n_tf + tf
         self.ensure_rows((int(sid.max()) + 1) * self.n_tf)
-        ohlcv = np.array(
-            [
-                closed.open,
-                closed.high,
-                closed.low,
-                closed.close,
-                closed.volume,
-                closed.quote,
-                closed.taker,
-            ],
-            np.float64,
-        )
+        ohlcv = vals.T  # open, high, low, close, volume, quote, taker
         key_end, key_tf = end[order], tf[order]
         cut = np.flatnonzero((key_end[1:] != key_end[:-1]) | (key_tf[1:] != key_tf[:-1])) + 1
         bounds = [0, *cut.tolist(), len(order)]
-        trades = np.array(closed.trades, np.int64)
         # The groups closing at one boundary (one per timeframe, longest first: consecutive in
         # ``order``) are prepared in that order (``htf_trend`` reads the longer one's trend),
         # then their patterns are evaluated in one call: the pattern program's cost is mostly

@@ -38,21 +38,10 @@ def run(agg: BarAggregator, *batches: list[Tick]) -> list[tuple[Any, ...]]:
 
 
 def rows(agg: BarAggregator, out: ClosedBars) -> list[tuple[Any, ...]]:
+    columns = (c.tolist() for c in out.columns())
     return [
-        (
-            agg.series[out.sid[i]][1],
-            agg.timeframes[out.tf[i]].name,
-            out.open_time[i],
-            out.open[i],
-            out.high[i],
-            out.low[i],
-            out.close[i],
-            out.volume[i],
-            out.quote[i],
-            out.trades[i],
-            out.taker[i],
-        )
-        for i in range(len(out))
+        (agg.series[s][1], agg.timeframes[t].name, ot, *v[:6], n, v[6])
+        for s, t, ot, v, n in zip(*columns, strict=True)
     ]
 
 
@@ -322,3 +311,28 @@ def test_never_falls_means_nothing_is_below_its_previous_maximum(
     expected = bool((v > prev).all() if strict else (v >= prev).all())
     head_init = np.array(inits, np.int64)[groups[starts]]
     assert never_falls(v, starts, head_init, strict=strict) == expected
+
+
+def test_history_bars_fold_like_the_ticks_that_would_build_them() -> None:
+    rng = np.random.default_rng(5)
+    minutes = sorted(rng.choice(40, 25, replace=False).tolist())  # gaps: empty intervals
+    prices = (100 + rng.normal(0, 1, len(minutes))).tolist()
+    pairs = enumerate(zip(minutes, prices, strict=True))
+    ticks = [tick("A", i, T0 + m * MIN + 7, p, 2.0) for i, (m, p) in pairs]
+    from_ticks = BarAggregator(TFS, 0)
+    got_ticks = run(from_ticks, ticks[:9], ticks[9:10], ticks[10:])
+    out = ClosedBars()
+    from_ticks.close_all(out)
+    bars = [
+        [T0 + m * MIN, p, p, p, p, 2.0, p * 2.0, 1, 2.0 if t.side == "buy" else 0.0]
+        for m, p, t in zip(minutes, prices, ticks, strict=True)
+    ]
+    from_bars = BarAggregator(TFS, 0)
+    mine = ClosedBars()
+    from_bars.apply_bars("x", "A", bars[:9], mine)
+    with pytest.raises(ValueError, match="is not after"):  # refused whole: nothing taken
+        from_bars.apply_bars("x", "A", [bars[9], bars[3]], mine)
+    from_bars.apply_bars("x", "A", bars[9:], mine)
+    from_bars.close_all(mine)
+    assert sorted(rows(from_bars, mine)) == sorted(got_ticks + rows(from_ticks, out))
+    assert len(mine) == len(minutes) + len({m // 5 for m in minutes})

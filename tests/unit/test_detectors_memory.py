@@ -22,7 +22,7 @@ def shapes(engine: PartitionEngine) -> dict[str, Any]:
     out: dict[str, Any] = {
         "series": len(agg.series),
         "index": len(agg.index),
-        "open_bars": [len(b) for b in agg.open_bars],
+        "coarse_bars": (agg.coarse_time.shape, agg.coarse_vals.shape, agg.coarse_trades.shape),
         "id_hwm": agg.id_hwm.shape,
         "fine_max": agg.fine_max.shape,
         "next_end": agg.next_end.shape,
