@@ -56,6 +56,7 @@ I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 NONE = -(2**62)  # "no value" for int64 times and ids (room left for arithmetic)
 _END = 2**62
+_NO_FINE = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 7)), np.zeros(0, np.int64))
 _EMPTY_CLOSED = (
     np.zeros(0, np.int64),
     np.zeros(0, np.int64),
@@ -404,6 +405,17 @@ class BarAggregator:
         last[:-1] = s_new[1:] != s_new[:-1]
         g_last, s_last = g_new[last], s_new[last]
         closing = prev_time != NONE
+        # A series whose finest bar the watermark closed before this batch closes its coarser
+        # bars that end by its first new bucket first: its finest bars from there on may lie
+        # in a later coarser bucket.
+        first = np.ones(len(g_new), np.bool_)
+        first[1:] = s_new[1:] != s_new[:-1]
+        reopen = first & ~closing
+        if reopen.any():
+            s_re, t_re = s_new[reopen], seg_fb[g_new[reopen]]
+            due = self.next_end[s_re] <= t_re
+            if due.any():
+                self._close_bars(s_re[due], t_re[due], _NO_FINE, out)
         fine = (s_new[closing], prev_time[closing], prev_vals[closing], prev_trades[closing])
         nxt = self._close_bars(s_last, seg_fb[g_last], fine, out)
         self.fine_time[s_last] = seg_fb[g_last]

@@ -227,7 +227,9 @@ def test_same_ticks_give_same_bars_whatever_the_batches(case: tuple[Any, ...]) -
     ref, dups, late = reference(ticks, lateness)
     assert [r for r in a if r[1] == "1m"] == ref
     assert (whole.counters.duplicates, whole.counters.late) == (dups, late)
-    # Every 5m bar is the fold of its 1m bars.
+    # A 5m bar for every 5m bucket with a 1m bar, none for any other; each the fold of its 1m bars.
+    buckets = {(r[0], r[2] - r[2] % (5 * MIN)) for r in a if r[1] == "1m"}
+    assert {(r[0], r[2]) for r in a if r[1] == "5m"} == buckets
     for r in (r for r in a if r[1] == "5m"):
         ones = [x for x in a if x[0] == r[0] and x[1] == "1m" and r[2] <= x[2] < r[2] + 5 * MIN]
         assert r[9] == sum(x[9] for x in ones)
@@ -336,3 +338,18 @@ def test_history_bars_fold_like_the_ticks_that_would_build_them() -> None:
     from_bars.close_all(mine)
     assert sorted(rows(from_bars, mine)) == sorted(got_ticks + rows(from_ticks, out))
     assert len(mine) == len(minutes) + len({m // 5 for m in minutes})
+
+
+def test_a_coarser_bar_closes_when_its_series_comes_back_after_a_watermark_close() -> None:
+    # A's 1m bar closes by watermark (B's later tick), its 5m bar stays open; A's next batch
+    # opens two finest bars in the next 5m bucket: the 5m bar before them closes first.
+    agg = BarAggregator(TFS, 0)
+    got = run(agg, [tick("A", 1, T0 + 5), tick("B", 1, T0 + MIN + 5)])
+    assert [(r[0], r[1], r[2]) for r in got] == [("A", "1m", T0)]
+    got = run(agg, [tick("A", 2, T0 + 5 * MIN + 5), tick("A", 3, T0 + 6 * MIN + 5)])
+    assert sorted((r[0], r[1], r[2]) for r in got) == [
+        ("A", "1m", T0 + 5 * MIN),
+        ("A", "5m", T0),
+        ("B", "1m", T0 + MIN),
+        ("B", "5m", T0),
+    ]
