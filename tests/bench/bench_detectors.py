@@ -23,6 +23,11 @@
    (``tune_gc(GC_GEN0)``, as ``run_service`` applies it), and the part of it spent inside
    collections (``gc.callbacks``); baseline in the same run: Python's default thresholds.
    Rounds alternate which goes first; best of each.
+6. The boundary load's bar aggregation alone (screen, aggregate, close and fold): the ticks
+   of all 16 partitions applied as one step a second to one aggregator of 1,008 series;
+   baseline in the same run: 16 steps of 63 series, as the partitions apply them now. The
+   difference is the aggregator's fixed cost per step that one step over a detector's
+   partitions would save.
 
 ``BENCH_QUICK=1`` shortens both.
 """
@@ -48,8 +53,10 @@ from common.logging import configure_logging
 from common.names import Keys
 from common.settings import CommonSettings
 from detectors import checkpoint, runner
+from detectors.bars import ClosedBars
 from detectors.metrics import DetectorMetrics
 from detectors.partition import EngineConfig, PartitionEngine
+from detectors.plausibility import apply_plausible
 from detectors.runner import MERGE_TICKS
 from detectors.service import DetectorService
 from detectors.settings import DetectorSettings
@@ -389,8 +396,48 @@ async def _boundary_gc(url: str) -> None:
     )
 
 
+def bench_aggregation_steps() -> None:
+    """Item 6 of the module docstring: the same ticks as 1 step or 16 steps a second."""
+    config = EngineConfig(timeframes=parse_timeframes("1s,5s,1m"))
+    rng = np.random.default_rng(7)
+    warm, seconds = 60, 30 if QUICK else 120
+    seconds_of_ticks = [
+        [_boundary_batches(p, second, rng) for p in range(BOUNDARY_PARTITIONS)]
+        for second in range(warm + seconds)
+    ]
+    best: dict[int, float] = {}
+    bars: dict[int, int] = {}
+    for groups in (BOUNDARY_PARTITIONS, 1, BOUNDARY_PARTITIONS, 1):  # alternating, best of 2
+        engines = [PartitionEngine(config) for _ in range(groups)]
+        per = BOUNDARY_PARTITIONS // groups
+        steps = [
+            [TickBatch.concat(row[g * per : (g + 1) * per]) for g in range(groups)]
+            for row in seconds_of_ticks
+        ]
+        for row in steps[:warm]:
+            for engine, batch in zip(engines, row, strict=True):
+                apply_plausible(engine.agg, batch, config.limits, ClosedBars())
+        closed = [ClosedBars() for _ in range(groups)]
+        started = time.perf_counter()
+        for row in steps[warm:]:
+            for engine, batch, out in zip(engines, row, closed, strict=True):
+                apply_plausible(engine.agg, batch, config.limits, out)
+        took = time.perf_counter() - started
+        best[groups] = min(best.get(groups, math.inf), took)
+        bars[groups] = sum(len(out) for out in closed)
+    assert bars[1] == bars[BOUNDARY_PARTITIONS]
+    one, many = best[1] / seconds * 1e3, best[BOUNDARY_PARTITIONS] / seconds * 1e3
+    print(
+        f"boundary load, bar aggregation alone ({bars[1]:,} bars in {seconds} s): one step a "
+        f"second over {BOUNDARY_PARTITIONS * BOUNDARY_SYMBOLS:,} series {one:.2f} ms per second "
+        f"({one / many:.2f}x) | baseline {BOUNDARY_PARTITIONS} steps of {BOUNDARY_SYMBOLS} "
+        f"series, as the partitions apply them: {many:.2f} ms"
+    )
+
+
 def main() -> None:
     bench_boundary(_boundary, "boundary load")
+    bench_aggregation_steps()
     # The boundary load's CPU per closed bar: Python's default GC vs the worker's tuning.
     bench_boundary(_boundary_gc, "boundary load GC")
     bench_throughput(2_000.0)
