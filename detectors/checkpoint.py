@@ -32,6 +32,7 @@ from detectors.indicators import IndicatorBank
 from detectors.outcomes import OutcomeTracker
 from detectors.partition import EngineConfig, PartitionEngine
 from detectors.patterns import PatternDetector, PatternState
+from detectors.rowspace import RowSpace
 
 MAGIC = b"APCK"
 VERSION = 2
@@ -53,8 +54,8 @@ def dumps(engine: PartitionEngine) -> bytes:
     ob_vals = np.zeros((n, n_tf, _BAR_FLOATS), np.float64)
     ob_trades = np.zeros((n, n_tf), np.int64)
     agg.fill_open_bars(ob_time, ob_vals, ob_trades)
-    rows = n * n_tf
-    engine.ensure_rows(rows)  # series that have not closed a bar yet have no rows so far
+    rows = engine.space_rows(n)  # in the engine's row order (series that have not closed a
+    space = engine.space  # bar yet get their empty rows here)
     arrays: dict[str, npt.NDArray[Any]] = {
         "ob_time": ob_time,
         "ob_vals": ob_vals,
@@ -62,13 +63,13 @@ def dumps(engine: PartitionEngine) -> bytes:
         "id_hwm": agg.id_hwm[:n],
         "fine_max": agg.fine_max[:n],
         "next_end": agg.next_end[:n],
-        "window": engine.window[:, :rows],
-        "pattern_state": np.frombuffer(engine.pstate.take(np.arange(rows)).to_bytes(), np.uint8),
+        "window": space.window[:, rows],
+        "pattern_state": np.frombuffer(space.pstate.take(rows).to_bytes(), np.uint8),
     }
-    for name, arr in engine.ind.arrays().items():
-        arrays[name] = arr[:rows]
-    if engine.outcomes.enabled:
-        arrays.update(engine.outcomes.arrays(rows))
+    for name, arr in space.ind.arrays().items():
+        arrays[name] = arr[rows]
+    if space.outcomes.enabled:
+        arrays.update(space.outcomes.arrays(rows))
     header = {
         "v": VERSION,
         "config": engine.config.fingerprint(),
@@ -91,9 +92,13 @@ def dumps(engine: PartitionEngine) -> bytes:
 
 
 def loads(
-    data: bytes, config: EngineConfig, patterns: PatternDetector | None = None
+    data: bytes,
+    config: EngineConfig,
+    patterns: PatternDetector | None = None,
+    space: RowSpace | None = None,
 ) -> PartitionEngine:
-    """Restore an engine; ``CheckpointMismatch`` if ``config`` differs from the writer's."""
+    """Restore an engine (its rows in ``space`` if given, else in a row space of its own);
+    ``CheckpointMismatch`` if ``config`` differs from the writer's."""
     if data[:4] != MAGIC or len(data) < 8:
         raise DecodeError("checkpoint", "not a detector checkpoint")
     (size,) = struct.unpack("<I", data[4:8])
@@ -113,31 +118,49 @@ def loads(
         raise CheckpointMismatch(
             f"checkpoint written with {header['config']}, running with {expected}"
         )
-    engine = PartitionEngine(config, patterns)
-    agg = engine.agg
-    _restore_bars(agg, header, arrays)
-    n = len(agg.series)
-    rows = n * engine.n_tf
-    engine.ind = IndicatorBank.from_arrays(
-        config.indicators, {k: v for k, v in arrays.items() if k.startswith("ind_")}
-    )
-    engine.pstate = PatternState.from_bytes(arrays["pattern_state"].tobytes())
-    engine.window = arrays["window"].reshape(4, rows, engine.patterns.window)
-    if engine.outcomes.enabled:
-        try:
-            engine.outcomes = OutcomeTracker.from_arrays(config.outcomes, rows, arrays)
-        except (KeyError, ValueError, IndexError) as e:
-            raise DecodeError("checkpoint", f"pending outcomes: {e!r}") from e
-    engine.ensure_rows(rows)
+    engine = PartitionEngine(config, patterns, space)
     try:
-        engine.recent = {
-            int(r): [(int(e["open_time"]), orjson.dumps(e)) for e in ev]
-            for r, ev in header["recent"].items()
-        }
-    except (KeyError, TypeError, ValueError) as e:
-        raise DecodeError("checkpoint", f"recent events: {e!r}") from e
+        _restore_rows(engine, header, arrays)
+        try:
+            engine.recent = {
+                int(r): [(int(e["open_time"]), orjson.dumps(e)) for e in ev]
+                for r, ev in header["recent"].items()
+            }
+        except (KeyError, TypeError, ValueError) as e:
+            raise DecodeError("checkpoint", f"recent events: {e!r}") from e
+    except BaseException:
+        engine.release()  # a shared row space gets the slots back
+        raise
     engine.last_id = header["last_id"]
     return engine
+
+
+def _restore_rows(engine: PartitionEngine, header: dict[str, Any], arrays: dict[str, Any]) -> None:
+    """The open bars, then every row's state, into the engine's slots of its row space."""
+    config = engine.config
+    _restore_bars(engine.agg, header, arrays)
+    n = len(engine.agg.series)
+    count = n * engine.n_tf
+    ind = IndicatorBank.from_arrays(
+        config.indicators, {k: v for k, v in arrays.items() if k.startswith("ind_")}
+    )
+    pstate = PatternState.from_bytes(arrays["pattern_state"].tobytes())
+    window = arrays["window"].reshape(4, count, engine.patterns.window)
+    outcomes = None
+    if engine.space.outcomes.enabled:
+        try:
+            outcomes = OutcomeTracker.from_arrays(config.outcomes, count, arrays)
+        except (KeyError, ValueError, IndexError) as e:
+            raise DecodeError("checkpoint", f"pending outcomes: {e!r}") from e
+    if ind.rows != count or len(pstate) != count:
+        raise DecodeError("checkpoint", f"row state of {ind.rows} rows for {count}")
+    rows = engine.space_rows(n)
+    space = engine.space
+    space.window[:, rows] = window
+    space.ind.put(rows, ind)
+    space.pstate.put(rows, pstate)
+    if outcomes is not None:
+        space.outcomes.put(rows, outcomes)
 
 
 def _restore_bars(agg: BarAggregator, header: dict[str, Any], arrays: dict[str, Any]) -> None:

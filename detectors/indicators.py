@@ -114,6 +114,20 @@ class IndicatorBank:
         pad = np.zeros((rows - old, self.config.volume_period), np.float64)
         self.vol_ring = np.concatenate([self.vol_ring, pad])
 
+    def reset(self, rows: I64) -> None:
+        """Empty ``rows`` (as new ones start)."""
+        self.count[rows] = 0
+        for name, arr in self.floats.items():
+            arr[rows] = np.nan if name == "trend" else 0.0
+        self.vol_ring[rows] = 0.0
+
+    def put(self, rows: I64, other: IndicatorBank) -> None:
+        """Write ``other``'s rows, in order, into ``rows``."""
+        self.count[rows] = other.count
+        for name, arr in self.floats.items():
+            arr[rows] = other.floats[name]
+        self.vol_ring[rows] = other.vol_ring
+
     def update(self, rows: I64, high: F64, low: F64, close: F64, volume: F64) -> dict[str, F64]:
         """Feed one new closed bar to each of ``rows`` (distinct); return their features.
 

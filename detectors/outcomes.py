@@ -63,9 +63,11 @@ class OutcomeConfig:
 @dataclass(frozen=True, slots=True)
 class Completed:
     """Horizons that completed in one step, as parallel lists (one item per event x horizon;
-    ``rows``, the engine rows, an array); regime values still warming up (NaN) are ``None``."""
+    ``rows``, the rows, and ``at``, their positions in the rows advanced, arrays); regime
+    values still warming up (NaN) are ``None``."""
 
     rows: I64
+    at: I64
     open_time: list[int]
     horizon: list[int]
     close: list[float]
@@ -115,6 +117,18 @@ class OutcomeTracker:
         pad = np.zeros((len(FLOAT_STATE), rows - old, w), np.float64)
         self._set_state(np.concatenate([self.state, pad], axis=1))
 
+    def reset(self, rows: I64) -> None:
+        """Empty ``rows`` (nothing pending, as new ones start)."""
+        self.age[rows] = -1
+        self.open_time[rows] = 0
+        self.state[:, rows] = 0.0
+
+    def put(self, rows: I64, other: OutcomeTracker) -> None:
+        """Write ``other``'s rows, in order, into ``rows``."""
+        self.age[rows] = other.age
+        self.open_time[rows] = other.open_time
+        self.state[:, rows] = other.state
+
     def advance(self, rows: I64, high: F64, low: F64, close: F64) -> Completed | None:
         """One new closed bar on each of ``rows`` (distinct): age their pending events and
         return the horizons this bar completes (None if none)."""
@@ -146,6 +160,7 @@ class OutcomeTracker:
             trend, atr_ratio, volume_ratio = (_nullable(x) for x in regime)
         return Completed(
             rows=r,
+            at=ri,
             open_time=self.open_time[r, si].tolist(),
             horizon=np.where(reached < 0, self.width, reached).tolist(),
             close=base.tolist(),
@@ -185,21 +200,22 @@ class OutcomeTracker:
         f["volume_ratio"][rows, slot] = volume_ratio
 
     # --- checkpoint ----------------------------------------------------------------------
-    def arrays(self, rows: int) -> dict[str, npt.NDArray[np.generic]]:
-        """The pending slots of the first ``rows`` rows as named arrays (checkpoint).
+    def arrays(self, rows: I64) -> dict[str, npt.NDArray[np.generic]]:
+        """The pending slots of ``rows`` as named arrays (checkpoint; ``out_row``: the
+        position in ``rows``).
 
         Sparse: only occupied slots are saved (row, slot, then their values), so the
         checkpoint grows with the pending events, not with rows x ``max(horizons)``; a free
         slot's values are never read (``track`` resets them)."""
-        self.grow(rows)
-        ri, si = np.nonzero(self.age[:rows] >= 0)
+        ri, si = np.nonzero(self.age[rows] >= 0)
+        r = rows[ri]
         out: dict[str, npt.NDArray[np.generic]] = {
             "out_row": ri.astype(np.int64),
             "out_slot": si.astype(np.int64),
-            "out_age": self.age[ri, si],
-            "out_open_time": self.open_time[ri, si],
+            "out_age": self.age[r, si],
+            "out_open_time": self.open_time[r, si],
         }
-        out.update({f"out_{k}": v[ri, si] for k, v in self.floats.items()})
+        out.update({f"out_{k}": v[r, si] for k, v in self.floats.items()})
         return out
 
     @classmethod

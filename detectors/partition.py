@@ -19,6 +19,7 @@ continues exactly where the previous one checkpointed.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,10 +49,11 @@ from common.contracts import (
 )
 from common.plausibility import PlausibilityLimits
 from detectors.bars import BarAggregator, ClosedBars
-from detectors.indicators import IndicatorBank, IndicatorConfig
-from detectors.outcomes import Completed, OutcomeConfig, OutcomeTracker
-from detectors.patterns import PatternDetector, PatternState
+from detectors.indicators import IndicatorConfig
+from detectors.outcomes import Completed, OutcomeConfig
+from detectors.patterns import PatternDetector
 from detectors.plausibility import apply_plausible, rejected_ticks
+from detectors.rowspace import RowSpace
 from detectors.timeframes import DEFAULT_TIMEFRAMES, Timeframe, parse_timeframes
 
 F64 = npt.NDArray[np.float64]
@@ -140,7 +142,7 @@ class _Group:
     """Bars of one timeframe closing at one boundary, between ``_prepare`` and ``_finish``."""
 
     idx: npt.NDArray[np.intp]  # into the step's closed bars
-    rows: I64  # engine rows
+    rows: I64  # rows of the row space
     t: int  # timeframe index
     prices: tuple[F64, F64, F64, F64, F64, F64, F64]  # open, high, low, close, volume, quote, taker
     feats: dict[str, F64]
@@ -148,36 +150,52 @@ class _Group:
     values: npt.NDArray[np.int32] = field(default_factory=lambda: np.empty((0, 0), np.int32))
 
 
-class PartitionEngine:
-    """State and logic of one partition (any number of series x timeframes)."""
+@dataclass(slots=True)
+class _Closed:
+    """The bars a step closed in one or more engines, as columns: each bar's engine (its
+    position in the step, ``who``), series (the engine's) and row (the row space's)."""
 
-    def __init__(self, config: EngineConfig, patterns: PatternDetector | None = None) -> None:
+    who: I64
+    sid: I64
+    tf: I64
+    open_time: I64
+    ohlcv: F64  # (7, bars): open, high, low, close, volume, quote, taker
+    trades: I64
+    rows: I64
+
+
+class PartitionEngine:
+    """State and logic of one partition (any number of series x timeframes). Its rows' state
+    lives in ``space`` (:mod:`detectors.rowspace`): its own, or one shared with the other
+    engines of a detector process, given to every one of them (:func:`step_engines`)."""
+
+    def __init__(
+        self,
+        config: EngineConfig,
+        patterns: PatternDetector | None = None,
+        space: RowSpace | None = None,
+    ) -> None:
         self.config = config
-        self.patterns = patterns if patterns is not None else PatternDetector(config.patterns)
+        if space is None:
+            detector = patterns if patterns is not None else PatternDetector(config.patterns)
+            space = row_space(config, detector)
+        self.space = space
+        self.patterns = space.patterns
         self.tf_ms = np.array([t.ms for t in config.timeframes], np.int64)
         self.n_tf = len(config.timeframes)
         self.agg = BarAggregator(config.timeframes, config.allowed_lateness_ms, config.dedup_window)
-        self.ind = IndicatorBank(config.indicators)
-        self.pstate: PatternState = self.patterns.new_state(0)
-        self.window: F64 = np.zeros((4, 0, self.patterns.window), np.float64)
-        # Per row, its events within the cooldown horizon, oldest first: (open time, the
-        # ``recent`` entry as JSON). Encoded once, when the event fires; an event's ``recent``
-        # is its row's entries joined (``_events``), and the checkpoint embeds them as they are.
+        self.slots: I64 = np.zeros(0, np.int64)  # the row space's slot of each series
+        # Per row (series * timeframes + timeframe, the engine's own numbering), its events
+        # within the cooldown horizon, oldest first: (open time, the ``recent`` entry as
+        # JSON). Encoded once, when the event fires; an event's ``recent`` is its row's
+        # entries joined (``_events``), and the checkpoint embeds them as they are.
         self.recent: dict[int, list[tuple[int, bytes]]] = {}
-        self.outcomes = OutcomeTracker(config.outcomes)
         self.last_id: str | None = None
 
     # --- stepping ------------------------------------------------------------------------
     def apply(self, batch: TickBatch, entry_id: str | None = None) -> Output:
         """Apply one tick batch (the stream entry ``entry_id``); return what closed."""
-        closed = ClosedBars()
-        rejected = apply_plausible(self.agg, batch, self.config.limits, closed)
-        if entry_id is not None:
-            self.last_id = entry_id
-        out = self._process(closed)
-        if rejected:
-            out.rejected = rejected_ticks(batch, rejected)
-        return out
+        return step_engines([(self, batch, entry_id)])[0]
 
     def apply_bars(self, exchange: str, symbol: str, bars: list[list[Any]]) -> Output:
         """Whole finest-timeframe bars of one series in time order (a history file): the
@@ -185,130 +203,70 @@ class PartitionEngine:
         bars built from ticks (:meth:`BarAggregator.apply_bars`)."""
         closed = ClosedBars()
         self.agg.apply_bars(exchange, symbol, bars, closed)
-        return self._process(closed)
+        return process_closed([(self, closed)])[0]
 
     def advance_to(self, event_time_ms: int) -> Output:
         """Live idle timer (see :meth:`BarAggregator.advance_to`)."""
         closed = ClosedBars()
         self.agg.advance_to(event_time_ms, closed)
-        return self._process(closed)
+        return process_closed([(self, closed)])[0]
 
     def close_all(self) -> Output:
         """End of a replay: close every open bar."""
         closed = ClosedBars()
         self.agg.close_all(closed)
-        return self._process(closed)
+        return process_closed([(self, closed)])[0]
 
-    # --- closed bars -> indicators + patterns ----------------------------------------------
-    def ensure_rows(self, rows: int) -> None:
-        """Make room for ``rows`` series x timeframe rows in the per-row state."""
-        have = self.window.shape[1]
-        if rows <= have:
-            return
-        cap = max(rows, 2 * have, 16)
-        self.ind.grow(cap)
-        self.pstate.grow(cap)
-        self.outcomes.grow(cap)
-        bigger = np.zeros((4, cap, self.patterns.window), np.float64)
-        bigger[:, :have] = self.window
-        self.window = bigger
+    # --- rows ----------------------------------------------------------------------------
+    def ensure_series(self, n: int) -> None:
+        """Slots in the row space for the first ``n`` series."""
+        have = len(self.slots)
+        if n > have:
+            self.slots = np.concatenate([self.slots, self.space.allocate(n - have)])
 
-    def _process(self, closed: ClosedBars) -> Output:
-        out = Output()
-        if not len(closed):
-            return out
-        sid, tf, open_time, vals, trades = closed.columns()
-        end = open_time + self.tf_ms[tf]
-        order = np.lexsort((-tf, end))
-        rows = sid * self.n_tf + tf
-        self.ensure_rows((int(sid.max()) + 1) * self.n_tf)
-        ohlcv = vals.T  # open, high, low, close, volume, quote, taker
-        key_end, key_tf = end[order], tf[order]
-        cut = np.flatnonzero((key_end[1:] != key_end[:-1]) | (key_tf[1:] != key_tf[:-1])) + 1
-        bounds = [0, *cut.tolist(), len(order)]
-        # The groups closing at one boundary (one per timeframe, longest first: consecutive in
-        # ``order``) are prepared in that order (``htf_trend`` reads the longer one's trend),
-        # then their patterns are evaluated in one call: the pattern program's cost is mostly
-        # per call, and its rows are independent of each other.
-        boundary: list[_Group] = []
-        for a, b in itertools.pairwise(bounds):
-            boundary.append(self._prepare(order[a:b], rows, ohlcv, t=int(key_tf[a])))
-            if b == len(order) or key_end[b] != key_end[a]:
-                self._evaluate(boundary)
-                for group in boundary:
-                    self._finish(group, sid=sid, open_time=open_time, trades=trades, out=out)
-                boundary = []
-        return out
+    def space_rows(self, n: int) -> I64:
+        """The row space's rows of the first ``n`` series, in the engine's row order."""
+        self.ensure_series(n)
+        return self.space.rows_of(self.slots[:n])
 
-    def _prepare(self, idx: npt.NDArray[np.intp], all_rows: I64, ohlcv: F64, *, t: int) -> _Group:
-        """The bars ``idx`` of timeframe ``t`` closing at one boundary, each of a different
-        series: their windows and indicators updated, their features."""
-        rows = all_rows[idx]
-        o, h, lo, c, v, quote, taker = (ohlcv[k, idx] for k in range(7))
-        win = self.window
-        win[:, rows, :-1] = win[:, rows, 1:]
-        win[:, rows, -1] = np.stack([o, h, lo, c])
-        feats = self.ind.update(rows, h, lo, c, v)
-        if t + 1 < self.n_tf:
-            feats["htf_trend"] = self.ind.floats["trend"][rows + 1]
-        else:
-            feats["htf_trend"] = np.full(len(rows), np.nan)
-        return _Group(idx, rows, t, (o, h, lo, c, v, quote, taker), feats, self.ind.count[rows])
+    def release(self) -> None:
+        """Hand the rows back to the row space (the engine leaves the process: not to be
+        stepped again)."""
+        self.space.release(self.slots)
+        self.slots = np.zeros(0, np.int64)
 
-    def _evaluate(self, groups: list[_Group]) -> None:
-        """The patterns of every group of one boundary, in one call (their rows differ)."""
-        rows = groups[0].rows if len(groups) == 1 else np.concatenate([g.rows for g in groups])
-        seen = groups[0].seen if len(groups) == 1 else np.concatenate([g.seen for g in groups])
-        w = self.window[:, rows, :]
-        values = self.patterns.evaluate(w[0], w[1], w[2], w[3], seen, state=self.pstate, slots=rows)
-        start = 0
-        for g in groups:
-            g.values = values[start : start + len(g.rows)]
-            start += len(g.rows)
-
-    def _finish(self, group: _Group, *, sid: I64, open_time: I64, trades: I64, out: Output) -> None:
-        """A prepared and evaluated group's outcomes, bars and pattern events."""
-        idx, rows, t, feats, seen, values = (
-            group.idx,
-            group.rows,
-            group.t,
-            group.feats,
-            group.seen,
-            group.values,
-        )
-        o, h, lo, c, v, quote, taker = group.prices
-        fired_at = np.flatnonzero(values.any(axis=1))
-        fired = len(fired_at)
+    # --- a group's bars and events (after its joint part, :func:`process_closed`) ----------
+    def _bars_and_events(
+        self,
+        group: _Group,
+        part: slice,
+        closed: _Closed,
+        out: Output,
+    ) -> None:
+        """The bars ``part`` of ``group`` (all this engine's) as columns, and their events."""
+        idx = group.idx[part]
+        t = group.t
+        o, h, lo, c, v, quote, taker = (x[part] for x in group.prices)
+        values = group.values[part]
+        sid = closed.sid[idx]
+        open_time = closed.open_time[idx]
         series = self.agg.series
         tf_name = self.config.timeframes[t].name
-        tracker = self.outcomes
-        if tracker.enabled:
-            # First the bars before this one (a bar is never its own outcome), then this one.
-            done = tracker.advance(rows, h, lo, c)
-            if done is not None:
-                self._emit_outcomes(done, tf_name, out)
-            r = rows[fired_at]
-            tracker.track(
-                r,
-                bar_count=seen[fired_at],
-                open_time=open_time[idx[fired_at]],
-                close=c[fired_at],
-                trend=feats["trend"][fired_at],
-                atr=feats["atr"][fired_at],
-                volume_ratio=feats["volume_ratio"][fired_at],
-            )
-        keys = [(*series[s], tf_name) for s in sid[idx].tolist()]
+        keys = [(*series[s], tf_name) for s in sid.tolist()]
         bars = np.empty(len(idx), BAR_DTYPE)
         bars["key"] = np.arange(len(idx))
-        bars["open_time"] = open_time[idx]
+        bars["open_time"] = open_time
         bars["open"], bars["high"], bars["low"], bars["close"], bars["volume"] = o, h, lo, c, v
         bars["quote_volume"], bars["taker_buy_volume"] = quote, taker
-        bars["trades"] = trades[idx]
+        bars["trades"] = closed.trades[idx]
         with np.errstate(divide="ignore", invalid="ignore"):
             bars["vwap"] = np.where(v > 0, quote / v, c)
         columns = BarColumns(keys, bars)
         out.bar_parts.append(columns)
-        if fired:
+        fired_at = np.flatnonzero(values.any(axis=1))
+        if len(fired_at):
+            feats = {k: x[part] for k, x in group.feats.items()}
+            rows = sid * self.n_tf + t
             out.event_parts.append(
                 self._events(columns, values, feats=feats, fired_at=fired_at, rows=rows, t=t)
             )
@@ -357,12 +315,11 @@ class PartitionEngine:
             state[row] = recent
         return EventColumns(bars, list(names), fired, table, matrix, recents)
 
-    def _emit_outcomes(self, done: Completed, tf_name: str, out: Output) -> None:
-        """The completed (event, horizon) pairs as columns: no record per pair, the runner
-        zips the columns straight into the ``outcomes`` entry."""
+    def _emit_outcomes(self, done: Completed, sid: I64, tf_name: str, out: Output) -> None:
+        """Completed (event, horizon) pairs (``sid``: each one's series) as columns: no
+        record per pair, the runner zips the columns straight into the ``outcomes`` entry."""
         n = len(done.open_time)
-        names = map(self.agg.series.__getitem__, (done.rows // self.n_tf).tolist())
-        exchange, symbol = zip(*names, strict=True)
+        exchange, symbol = zip(*map(self.agg.series.__getitem__, sid.tolist()), strict=True)
         out.outcome_parts.append(
             OutcomeColumns(
                 exchange,
@@ -380,3 +337,181 @@ class PartitionEngine:
                 (self.config.outcomes.cost_bps,) * n,
             )
         )
+
+
+def row_space(config: EngineConfig, patterns: PatternDetector) -> RowSpace:
+    """An empty row space for engines of ``config`` (:mod:`detectors.rowspace`)."""
+    return RowSpace(len(config.timeframes), config.indicators, config.outcomes, patterns)
+
+
+Step = tuple[PartitionEngine, TickBatch, str | None]
+
+
+def step_engines(steps: Sequence[Step]) -> list[Output]:
+    """Apply a tick batch to each of several engines (of one row space; each at most once),
+    as one step: each engine screens and aggregates its ticks, then the bars they close are
+    processed together (:func:`process_closed`). Each engine's output is what
+    :meth:`PartitionEngine.apply` alone would give, in the same order."""
+    items: list[tuple[PartitionEngine, ClosedBars]] = []
+    rejected: list[list[tuple[int, str]]] = []
+    for engine, batch, entry_id in steps:
+        closed = ClosedBars()
+        rejected.append(apply_plausible(engine.agg, batch, engine.config.limits, closed))
+        if entry_id is not None:
+            engine.last_id = entry_id
+        items.append((engine, closed))
+    outs = process_closed(items)
+    for out, (_, batch, _), bad in zip(outs, steps, rejected, strict=True):
+        if bad:
+            out.rejected = rejected_ticks(batch, bad)
+    return outs
+
+
+def process_closed(items: Sequence[tuple[PartitionEngine, ClosedBars]]) -> list[Output]:
+    """The closed bars of one or more engines of one row space -> their outputs.
+
+    Closed bars are processed in the order (bar end, longest timeframe first), per (timeframe,
+    end) group, vectorized over every series — of every engine — that closes at the same
+    boundary: the groups closing at one boundary are prepared longest first (``htf_trend``
+    reads the longer one's trend), then their patterns are evaluated in one call (the pattern
+    program's cost is mostly per call, and its rows are independent of each other), then each
+    group's outcomes are advanced and tracked, and its bars and events go to their engines'
+    outputs, in the order one engine alone would give them."""
+    outs = [Output() for _ in items]
+    closed = _gather(items)
+    if closed is None:
+        return outs
+    space = items[0][0].space
+    engine = items[0][0]
+    end = closed.open_time + engine.tf_ms[closed.tf]
+    order = np.lexsort((-closed.tf, end))  # stable: a group's bars stay in engine order
+    key_end, key_tf = end[order], closed.tf[order]
+    cut = np.flatnonzero((key_end[1:] != key_end[:-1]) | (key_tf[1:] != key_tf[:-1])) + 1
+    bounds = [0, *cut.tolist(), len(order)]
+    boundary: list[_Group] = []
+    for a, b in itertools.pairwise(bounds):
+        boundary.append(_prepare(space, order[a:b], closed, t=int(key_tf[a])))
+        if b == len(order) or key_end[b] != key_end[a]:
+            _evaluate(space, boundary)
+            for group in boundary:
+                _finish(group, closed, items, outs)
+            boundary = []
+    return outs
+
+
+def _gather(items: Sequence[tuple[PartitionEngine, ClosedBars]]) -> _Closed | None:
+    """The engines' closed bars as one set of columns (None: none closed)."""
+    parts = []
+    space = items[0][0].space if items else None
+    for i, (engine, bars) in enumerate(items):
+        if engine.space is not space:
+            raise ValueError("engines stepped together must share one row space")
+        if not len(bars):
+            continue
+        sid, tf, open_time, vals, trades = bars.columns()
+        engine.ensure_series(int(sid.max()) + 1)
+        rows = engine.slots[sid] * engine.n_tf + tf
+        parts.append((np.full(len(sid), i, np.int64), sid, tf, open_time, vals, trades, rows))
+    if not parts:
+        return None
+    if len(parts) == 1:
+        who, sid, tf, open_time, vals, trades, rows = parts[0]
+    else:
+        columns = (np.concatenate(c) for c in zip(*parts, strict=True))
+        who, sid, tf, open_time, vals, trades, rows = columns
+    return _Closed(who, sid, tf, open_time, vals.T, trades, rows)
+
+
+def _prepare(space: RowSpace, idx: npt.NDArray[np.intp], closed: _Closed, *, t: int) -> _Group:
+    """The bars ``idx`` of timeframe ``t`` closing at one boundary, each of a different row:
+    their windows and indicators updated, their features."""
+    rows = closed.rows[idx]
+    o, h, lo, c, v, quote, taker = (closed.ohlcv[k, idx] for k in range(7))
+    win = space.window
+    win[:, rows, :-1] = win[:, rows, 1:]
+    win[:, rows, -1] = np.stack([o, h, lo, c])
+    feats = space.ind.update(rows, h, lo, c, v)
+    if t + 1 < space.n_tf:
+        feats["htf_trend"] = space.ind.floats["trend"][rows + 1]
+    else:
+        feats["htf_trend"] = np.full(len(rows), np.nan)
+    return _Group(idx, rows, t, (o, h, lo, c, v, quote, taker), feats, space.ind.count[rows])
+
+
+def _evaluate(space: RowSpace, groups: list[_Group]) -> None:
+    """The patterns of every group of one boundary, in one call (their rows differ)."""
+    rows = groups[0].rows if len(groups) == 1 else np.concatenate([g.rows for g in groups])
+    seen = groups[0].seen if len(groups) == 1 else np.concatenate([g.seen for g in groups])
+    w = space.window[:, rows, :]
+    values = space.patterns.evaluate(w[0], w[1], w[2], w[3], seen, state=space.pstate, slots=rows)
+    start = 0
+    for g in groups:
+        g.values = values[start : start + len(g.rows)]
+        start += len(g.rows)
+
+
+def _finish(
+    group: _Group,
+    closed: _Closed,
+    items: Sequence[tuple[PartitionEngine, ClosedBars]],
+    outs: list[Output],
+) -> None:
+    """A prepared and evaluated group's outcomes (advanced and tracked for all its rows at
+    once), then its bars and pattern events, each engine's into its output."""
+    idx, rows, t, feats, seen, values = (
+        group.idx,
+        group.rows,
+        group.t,
+        group.feats,
+        group.seen,
+        group.values,
+    )
+    _, h, lo, c, *_ = group.prices
+    who = closed.who[idx]  # ascending: the bars of a group are in engine order
+    cut = np.flatnonzero(who[1:] != who[:-1]) + 1
+    parts = [slice(a, b) for a, b in itertools.pairwise([0, *cut.tolist(), len(idx)])]
+    space = items[0][0].space
+    tracker = space.outcomes
+    if tracker.enabled:
+        # First the bars before this one (a bar is never its own outcome), then this one.
+        done = tracker.advance(rows, h, lo, c)
+        if done is not None:
+            owner = who[done.at]
+            for part in parts:
+                i = int(who[part.start])
+                mine = _subset(done, owner == i) if len(parts) > 1 else done
+                if len(mine.at):
+                    engine = items[i][0]
+                    name = engine.config.timeframes[t].name
+                    engine._emit_outcomes(mine, closed.sid[idx[mine.at]], name, outs[i])
+        fired_at = np.flatnonzero(values.any(axis=1))
+        tracker.track(
+            rows[fired_at],
+            bar_count=seen[fired_at],
+            open_time=closed.open_time[idx[fired_at]],
+            close=c[fired_at],
+            trend=feats["trend"][fired_at],
+            atr=feats["atr"][fired_at],
+            volume_ratio=feats["volume_ratio"][fired_at],
+        )
+    for part in parts:
+        i = int(who[part.start])
+        items[i][0]._bars_and_events(group, part, closed, outs[i])
+
+
+def _subset(done: Completed, keep: npt.NDArray[np.bool_]) -> Completed:
+    """The completed pairs ``keep`` of ``done``."""
+    picks = np.flatnonzero(keep).tolist()
+    return Completed(
+        done.rows[keep],
+        done.at[keep],
+        [done.open_time[j] for j in picks],
+        [done.horizon[j] for j in picks],
+        [done.close[j] for j in picks],
+        [done.ret[j] for j in picks],
+        [done.mfe[j] for j in picks],
+        [done.mae[j] for j in picks],
+        [done.trend[j] for j in picks],
+        [done.atr_ratio[j] for j in picks],
+        [done.volume_ratio[j] for j in picks],
+    )

@@ -77,6 +77,12 @@ class PatternState:
         self.bars[slots] = rows.bars
         self.hikkake[slots] = rows.hikkake
 
+    def reset(self, slots: NDArray[np.intp]) -> None:
+        """Empty the given rows (as new ones start)."""
+        self.totals[slots] = 0.0
+        self.bars[slots] = 0
+        self.hikkake[slots] = 0
+
     def grow(self, n_slots: int) -> None:
         """Make room for at least ``n_slots`` series (new rows start empty)."""
         extra = n_slots - len(self)

@@ -27,15 +27,15 @@ def shapes(engine: PartitionEngine) -> dict[str, Any]:
         "fine_max": agg.fine_max.shape,
         "next_end": agg.next_end.shape,
         "str_ids": len(agg.str_ids),
-        "window": engine.window.shape,
+        "window": engine.space.window.shape,
         "pattern_state": (
-            engine.pstate.totals.shape,
-            engine.pstate.bars.shape,
-            engine.pstate.hikkake.shape,
+            engine.space.pstate.totals.shape,
+            engine.space.pstate.bars.shape,
+            engine.space.pstate.hikkake.shape,
         ),
         "recent_rows": len(engine.recent),
     }
-    out.update({name: arr.shape for name, arr in engine.ind.arrays().items()})
+    out.update({name: arr.shape for name, arr in engine.space.ind.arrays().items()})
     return out
 
 

@@ -156,9 +156,10 @@ def test_a_checkpoint_keeps_pending_outcomes_and_refuses_other_horizons() -> Non
     ticks = list(synthetic_ticks("binance", 2, 4.0, seed=9, count=4_000))
     engine = PartitionEngine(CONFIG)
     engine.apply(TickBatch.from_ticks(ticks))
-    assert (engine.outcomes.age >= 0).any(), "some events should be pending"
+    assert (engine.space.outcomes.age >= 0).any(), "some events should be pending"
     restored = checkpoint.loads(checkpoint.dumps(engine), CONFIG)
-    assert np.array_equal(restored.outcomes.age, engine.outcomes.age[: restored.outcomes.rows])
+    rows = restored.space.outcomes.rows
+    assert np.array_equal(restored.space.outcomes.age, engine.space.outcomes.age[:rows])
     other = EngineConfig(
         timeframes=CONFIG.timeframes,
         allowed_lateness_ms=5000,
@@ -264,7 +265,7 @@ def test_tracking_off_emits_no_outcomes() -> None:
     assert out.events and not out.outcomes
     engine = PartitionEngine(config)
     engine.apply(TickBatch.from_ticks(ticks))
-    assert checkpoint.loads(checkpoint.dumps(engine), config).outcomes.rows == 0
+    assert checkpoint.loads(checkpoint.dumps(engine), config).space.outcomes.age.size == 0
 
 
 def as_version_1(blob: bytes) -> bytes:
@@ -289,7 +290,7 @@ def test_a_checkpoint_from_before_outcomes_restores_with_nothing_pending() -> No
     old = as_version_1(checkpoint.dumps(engine))
     restored = checkpoint.loads(old, CONFIG)
     assert restored.last_id == "1-0"
-    assert not (restored.outcomes.age >= 0).any()
+    assert not (restored.space.outcomes.age >= 0).any()
     later = restored.apply(TickBatch.from_ticks(ticks[2_000:]))
     reference = engine.apply(TickBatch.from_ticks(ticks[2_000:]))
     assert later.bars == reference.bars and later.events == reference.events
@@ -309,9 +310,9 @@ def test_a_checkpoint_holds_only_the_pending_slots() -> None:
     on, off = PartitionEngine(CONFIG), PartitionEngine(replace(CONFIG, outcomes=OutcomeConfig(())))
     for engine in (on, off):
         engine.apply(TickBatch.from_ticks(ticks))
-    pending = int((on.outcomes.age >= 0).sum())
+    pending = int((on.space.outcomes.age >= 0).sum())
     assert pending > 0
     per_slot = 8 * (4 + len(FLOAT_STATE))  # row, slot, age, open_time and the floats
     extra = len(checkpoint.dumps(on)) - len(checkpoint.dumps(off))
     assert extra <= pending * per_slot + 10 * 1024  # + the archive's per-array headers
-    assert on.outcomes.rows * on.outcomes.width * per_slot > 4 * extra
+    assert on.space.outcomes.rows * on.space.outcomes.width * per_slot > 4 * extra
