@@ -19,6 +19,12 @@ class DetectorMetrics:
             "Engine steps (consecutive entries are applied together; ticks / steps = batch).",
             registry=reg,
         )
+        self.joint_steps = Counter(
+            "alphapulse_detectors_joint_steps_total",
+            "Engine steps of several partitions run as one (engine_steps / joint_steps = "
+            "partitions a joint step).",
+            registry=reg,
+        )
         self.late = Counter(
             "alphapulse_detectors_late_ticks_total", "Late ticks dropped.", registry=reg
         )

@@ -14,7 +14,9 @@ the partition's lease):
 3. applies the entries, consecutive ones merged into one engine step of up to
    ``MERGE_TICKS`` ticks (the bars do not depend on batch boundaries, and a step's numpy
    work costs about as much for 3 ticks as for 300: ingest writes small entries between bar
-   boundaries); an entry that does not decode is dead-lettered and counted as applied; a
+   boundaries), and that step together with the other partitions' steps asked for in the
+   same event-loop turn (:mod:`detectors.gather`: at a bar boundary, most of the process's
+   partitions at once); an entry that does not decode is dead-lettered and counted as applied; a
    tick the engine rejects as implausible — :mod:`detectors.plausibility` — is
    dead-lettered alone, as a one-tick entry under its entry's id, with the reason;
 4. XADDs the closed bars to ``bars``, the pattern events to ``patterns`` and the completed
@@ -161,15 +163,17 @@ class PartitionRunner:
             self.log.error("partition_failed", partition=self.p, error=repr(e))
         finally:
             self.service.runners.pop(self.p, None)
+            if self.engine is not None:  # its rows go back to the process's row space
+                self.engine.release()
 
     async def _restore(self) -> None:
         settings = self.service.settings
         await self.stream_consumer.ensure_groups("0")
         data = await self.service.ownership.load_checkpoint(self.p)
         if data is None:
-            self.engine = PartitionEngine(settings.engine, self.service.patterns)
+            self.engine = PartitionEngine(settings.engine, space=self.service.rows)
         else:
-            self.engine = checkpoint.loads(data, settings.engine, self.service.patterns)
+            self.engine = checkpoint.loads(data, settings.engine, space=self.service.rows)
         self.last_applied = self.engine.last_id or "0-0"
         counters = self.engine.agg.counters
         self._recorded = (0, counters.late, counters.duplicates)
@@ -285,7 +289,7 @@ class PartitionRunner:
             engine.last_id = entries[-1].id
             return Output()
         batch = TickBatch.concat(batches)
-        out = engine.apply(batch, entries[-1].id)
+        out = await self.service.steps.apply(engine, batch, entries[-1].id)
         metrics.steps.inc()
         if out.rejected:  # not applied: each goes to the DLQ on its own, as a one-tick entry
             ends = np.cumsum([len(b) for b in batches])

@@ -22,8 +22,10 @@ from common.lifecycle import Service
 from common.logging import get_logger
 from common.metrics import Readiness
 from common.redis import AnyRedis, redis_from_settings
+from detectors.gather import StepGatherer
 from detectors.metrics import DETECTOR_METRICS, DetectorMetrics
 from detectors.ownership import Ownership, assign
+from detectors.partition import row_space
 from detectors.patterns import PatternDetector
 from detectors.runner import PartitionRunner
 from detectors.settings import DetectorSettings
@@ -50,6 +52,10 @@ class DetectorService(Service):
         self.redis: AnyRedis | None = redis
         self.metrics = metrics
         self.patterns = PatternDetector(settings.engine.patterns)
+        # Every partition's rows in one space, so that the steps the runners ask for in one
+        # event-loop turn (a bar boundary's) run as one (detectors.gather).
+        self.rows = row_space(settings.engine, self.patterns)
+        self.steps = StepGatherer(metrics)
         self.runners: dict[int, PartitionRunner] = {}
         self._moves = {"acquired": 0, "handed_over": 0, "released": 0}  # since last logged
         self._own_redis = redis is None

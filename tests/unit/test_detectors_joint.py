@@ -1,18 +1,22 @@
-"""Engines stepped together (one row space, ``step_engines``)
+"""Engines stepped together (one row space, ``step_engines``, the runners' ``StepGatherer``)
 give each engine exactly what it gives alone: the same outputs in the same order, the same
 checkpoints, whatever engines leave the space and come back."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from itertools import pairwise
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from common.contracts import Tick, TickBatch
 from common.names import partition_of
 from detectors import checkpoint
+from detectors.gather import StepGatherer
+from detectors.metrics import DetectorMetrics
 from detectors.partition import EngineConfig, Output, PartitionEngine, row_space, step_engines
 from detectors.patterns import PatternDetector
 from detectors.timeframes import parse_timeframes
@@ -94,3 +98,27 @@ def test_engines_of_different_spaces_are_not_stepped_together() -> None:
     empty = TickBatch.from_ticks([])
     with pytest.raises(ValueError, match="share one row space"):
         step_engines([(a, empty, None), (b, empty, None)])
+
+
+async def test_the_steps_asked_for_in_one_turn_run_as_one() -> None:
+    metrics = DetectorMetrics(CollectorRegistry())
+    gatherer = StepGatherer(metrics)
+    space = row_space(CONFIG, PATTERNS)
+    engines = [PartitionEngine(CONFIG, space=space) for _ in range(PARTITIONS)]
+    alone = [PartitionEngine(CONFIG, PATTERNS) for _ in range(PARTITIONS)]
+    rounds = partition_batches(count=6_000)[:10]
+    for batches in rounds:
+        got = await asyncio.gather(
+            *(gatherer.apply(e, b, None) for e, b in zip(engines, batches, strict=True))
+        )
+        want = [e.apply(b) for e, b in zip(alone, batches, strict=True)]
+        assert [shown(o) for o in got] == [shown(o) for o in want]
+    assert metrics.joint_steps._value.get() == len(rounds)  # one run per turn
+    # A step that fails fails every runner of its run, as its own step would have.
+    broken = PartitionEngine(EngineConfig(timeframes=CONFIG.timeframes), PATTERNS)
+    results = await asyncio.gather(
+        gatherer.apply(engines[0], rounds[0][0], None),
+        gatherer.apply(broken, rounds[0][1], None),
+        return_exceptions=True,
+    )
+    assert all(isinstance(r, ValueError) for r in results)
