@@ -198,13 +198,15 @@ class BarAggregator:
         )
 
     def until_close(self) -> int | None:
-        """Event time (ms) from the highest one seen to when the earliest open bar closes
-        (its end plus the lateness; <= 0: due now), or None with no tick or no open bar."""
+        """Event time (ms) from the highest one seen to the end of the earliest open bar,
+        or None with no tick or no open bar. From its end on, a bar closes with the next
+        tick of its series, whatever the lateness (which only bounds how long the watermark
+        waits for one): <= 0 means a close may come with any entry."""
         n = len(self.series)
         if not n or self.max_ts == NONE:
             return None
         end = int(self.next_end[:n].min())
-        return None if end >= _END else end + self.lateness - self.max_ts
+        return None if end >= _END else end - self.max_ts
 
     # --- ticks -------------------------------------------------------------------------
     def apply(

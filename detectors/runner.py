@@ -29,7 +29,9 @@ the partition's lease):
    the runner stops without acking;
 6. once caught up (a read that was not a full page), lets the next entries gather for up to
    ``COALESCE_MS`` before reading again (:func:`coalesce_delay_ms`) — but not from
-   ``COALESCE_MS`` of event time before the partition's earliest open bar can close: a
+   ``COALESCE_MS`` of event time before the end of the partition's earliest open bar, nor
+   while a bar past its end is open (its series' next tick closes it, whatever the
+   lateness): a
    live feed's trickle of small entries (ingest writes one per partition every few ms) is
    applied a few steps a second instead of hundreds, and the entry that closes a bar is
    still read as soon as it is written. (At 10,000 ticks/s over 16 partitions the steps of

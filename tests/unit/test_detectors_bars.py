@@ -77,16 +77,16 @@ def test_watermark_closes_idle_symbols_and_late_ticks_are_dropped() -> None:
     assert agg.counters.ticks == 5
 
 
-def test_until_close_is_the_event_time_left_before_the_earliest_open_bar_closes() -> None:
+def test_until_close_is_the_event_time_left_before_the_earliest_open_bar_can_close() -> None:
     agg = BarAggregator(TFS, allowed_lateness_ms=30_000)
     assert agg.until_close() is None  # no tick yet
     run(agg, [tick("A", 1, T0 + 1000)])
-    assert agg.until_close() == MIN + 30_000 - 1000  # A's 1m bar: end + lateness - highest
-    run(agg, [tick("B", 1, T0 + 89_000)])  # B opens a later 1m bar; A's is still the earliest
-    assert agg.until_close() == MIN + 30_000 - 89_000
-    got = run(agg, [tick("B", 2, T0 + 90_000)])  # A's 1m bar closes; its 5m bar stays open
+    assert agg.until_close() == MIN - 1000  # A's 1m bar: its end - highest, not + lateness:
+    run(agg, [tick("B", 1, T0 + 89_000)])  # A's next tick closes it from its end on
+    assert agg.until_close() == MIN - 89_000  # past its end, still open: due with any entry
+    got = run(agg, [tick("B", 2, T0 + 90_000)])  # the watermark closes A's 1m bar, not its 5m
     assert [(r[0], r[1]) for r in got] == [("A", "1m")]
-    assert agg.until_close() == 2 * MIN + 30_000 - 90_000  # now B's 1m bar is the earliest
+    assert agg.until_close() == 2 * MIN - 90_000  # now B's 1m bar is the earliest
     out = ClosedBars()
     agg.close_all(out)
     assert agg.until_close() is None  # nothing open
