@@ -12,12 +12,15 @@
    SET + GET of the same bytes (the I/O a checkpoint costs anyway), when Redis is reachable.
 4. Boundary load (issue 17): 16 partition engines x 63 symbols (~1,000), timeframes 1s,5s,1m,
    3 trades per symbol per second, so every second closes a bar of every symbol at once (and
-   every 5 s / 1 min those of the longer timeframes). Per closed bar: the engine's step
-   (aggregation, indicators, pattern kernels, outcome tracking, its output), then the write
-   as the runner does it (encode + pipelined XADD to a scratch Redis namespace; of it, the
-   ``outcomes`` entry's encode is shown too). Baselines in the same run: the engine's step
-   alone, and the one-entry-per-record (v1) write of the same output (its outcomes encoded
-   from records, as before the engine emitted columns).
+   every 5 s / 1 min those of the longer timeframes). The engines are held as the e2e run's
+   two detector processes hold them, 8 to a row space, and each process's 8 are stepped as
+   one (``step_engines``, as its runners' steps of one event-loop turn are). Per closed bar:
+   the engines' step (aggregation, indicators, pattern kernels, outcome tracking, the output),
+   then the write as the runner does it (encode + pipelined XADD to a scratch Redis namespace;
+   of it, the ``outcomes`` entry's encode is shown too). Baselines in the same run: that step
+   alone; each engine stepped on its own (before joint steps); and the one-entry-per-record
+   (v1) write of the same output (its outcomes encoded from records, as before the engine
+   emitted columns).
 5. The boundary load's CPU per closed bar (``time.process_time``: step, encode and XADD of
    each output at once, as the runner writes) under the worker's garbage-collector tuning
    (``tune_gc(GC_GEN0)``, as ``run_service`` applies it), and the part of it spent inside
@@ -56,6 +59,7 @@ from detectors import checkpoint, runner
 from detectors.bars import ClosedBars
 from detectors.metrics import DetectorMetrics
 from detectors.partition import EngineConfig, PartitionEngine
+from detectors.patterns import PatternDetector
 from detectors.plausibility import apply_plausible
 from detectors.runner import MERGE_TICKS
 from detectors.service import DetectorService
@@ -66,6 +70,10 @@ from tests.bench import service_redis
 from tests.bench.gc_support import SETTINGS, GcClock, collector, rounds_of
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
+try:  # the boundary benches also run on code from before joint steps (A/B runs)
+    from detectors.partition import row_space, step_engines
+except ImportError:
+    row_space = step_engines = None  # type: ignore[assignment]
 BATCH = 200  # ticks per stream entry
 SMALL_ENTRY = 3  # ticks per entry between boundaries in the paced e2e run
 
@@ -228,6 +236,7 @@ def bench_through_redis() -> None:
 
 BOUNDARY_PARTITIONS = 16
 BOUNDARY_SYMBOLS = 63  # per partition: ~1,000 symbols in all
+BOUNDARY_PROCESSES = 2  # the e2e run's detectors, each holding 8 of the 16 partitions
 
 
 def _boundary_batches(p: int, second: int, rng: np.random.Generator) -> TickBatch:
@@ -269,14 +278,43 @@ def _outcome_entries(out: Any, *, records: bool = False) -> list[dict[bytes, byt
     return [encode_outcome_parts(out.outcome_parts)] if out.outcome_parts else []
 
 
+def _detector_engines(config: EngineConfig) -> list[PartitionEngine]:
+    """The boundary load's 16 engines as the e2e run's detectors hold them: each process's 8
+    in one row space (on code before the row space, each engine on its own)."""
+    if row_space is None:
+        return [PartitionEngine(config) for _ in range(BOUNDARY_PARTITIONS)]
+    per = BOUNDARY_PARTITIONS // BOUNDARY_PROCESSES
+    patterns = PatternDetector(config.patterns)
+    spaces = [row_space(config, patterns) for _ in range(BOUNDARY_PROCESSES)]
+    return [PartitionEngine(config, space=spaces[p // per]) for p in range(BOUNDARY_PARTITIONS)]
+
+
+def _step_as_detectors(engines: list[PartitionEngine], row: list[TickBatch]) -> list[Any]:
+    """One second of the boundary load: each detector process's partitions stepped as one,
+    as its runners' steps of one event-loop turn are (``detectors.gather``)."""
+    if step_engines is None:
+        return [engine.apply(batch) for engine, batch in zip(engines, row, strict=True)]
+    per = BOUNDARY_PARTITIONS // BOUNDARY_PROCESSES
+    return [
+        out
+        for a in range(0, BOUNDARY_PARTITIONS, per)
+        for out in step_engines(
+            [(engines[p], row[p], None) for p in range(a, a + per)]  # type: ignore[misc]
+        )
+    ]
+
+
 async def _boundary(url: str) -> None:
     config = EngineConfig(timeframes=parse_timeframes("1s,5s,1m"))
-    engines = [PartitionEngine(config) for _ in range(BOUNDARY_PARTITIONS)]
+    engines = _detector_engines(config)
+    alone = [PartitionEngine(config) for _ in range(BOUNDARY_PARTITIONS)]
     rng = np.random.default_rng(7)
     warm, seconds = 60, 30 if QUICK else 120
     for second in range(warm):
-        for p, engine in enumerate(engines):
-            engine.apply(_boundary_batches(p, second, rng))
+        row = [_boundary_batches(p, second, rng) for p in range(len(engines))]
+        _step_as_detectors(engines, row)
+        for engine, batch in zip(alone, row, strict=True):
+            engine.apply(batch)
     columnar = hasattr(engines[0].apply(TickBatch.from_ticks([])), "bar_columns")
     client = service_redis(url)
     stream = f"bench:boundary:{os.getpid()}"
@@ -285,9 +323,12 @@ async def _boundary(url: str) -> None:
         for second in range(warm, warm + seconds)
     ]
     started = time.perf_counter()
-    outs = [
-        engine.apply(batch) for row in batches for engine, batch in zip(engines, row, strict=True)
-    ]
+    for row in batches:
+        for engine, batch in zip(alone, row, strict=True):
+            engine.apply(batch)
+    step_alone = time.perf_counter() - started
+    started = time.perf_counter()
+    outs = [out for row in batches for out in _step_as_detectors(engines, row)]
     step = time.perf_counter() - started
     bars = sum(out.n_bars if columnar else len(out.bars) for out in outs)
     events = sum(len(out.event_columns()) if columnar else len(out.events) for out in outs)
@@ -316,8 +357,10 @@ async def _boundary(url: str) -> None:
         f"1s,5s,1m, {seconds} s ({bars} bars, {events} pattern events, {outcomes} bar "
         f"outcomes): {(step + write) * us:.1f} us per closed bar incl. "
         f"{'columnar' if columnar else 'one-entry-per-record'} encode + XADD "
-        f"({write * us:.1f}, of which the outcomes entry's encode {encode * us:.2f}) "
-        f"| baseline engine step alone {step * us:.1f} us, "
+        f"({write * us:.1f}, of which the outcomes entry's encode {encode * us:.2f}), each "
+        f"detector's {BOUNDARY_PARTITIONS // BOUNDARY_PROCESSES} partitions stepped as one "
+        f"| baseline engine step alone {step * us:.1f} us (each partition on its own "
+        f"{step_alone * us:.1f} us, {step / step_alone:.2f}x), "
         f"step + one-entry-per-record write (v1) {(step + write_v1) * us:.1f} us "
         f"({write_v1 * us:.1f})"
     )
@@ -346,12 +389,12 @@ async def _boundary_cpu(
     warm-up, each engine output encoded and XADDed at once as the runner writes it (not kept
     for later, as ``_boundary`` keeps them); ``clock`` times the collections meanwhile."""
     config = EngineConfig(timeframes=parse_timeframes("1s,5s,1m"))
-    engines = [PartitionEngine(config) for _ in range(BOUNDARY_PARTITIONS)]
+    engines = _detector_engines(config)
     rng = np.random.default_rng(7)
     warm = 60
     for second in range(warm):
-        for p, engine in enumerate(engines):
-            engine.apply(_boundary_batches(p, second, rng))
+        row = [_boundary_batches(p, second, rng) for p in range(BOUNDARY_PARTITIONS)]
+        _step_as_detectors(engines, row)
     columnar = hasattr(engines[0].apply(TickBatch.from_ticks([])), "bar_columns")
     batches = [
         [_boundary_batches(p, second, rng) for p in range(len(engines))]
@@ -361,8 +404,7 @@ async def _boundary_cpu(
     with clock:
         cpu = time.process_time()
         for row in batches:
-            for engine, batch in zip(engines, row, strict=True):
-                out = engine.apply(batch)
+            for out in _step_as_detectors(engines, row):
                 ev, br = _v2_entries(out) if columnar else _v1_entries(out)
                 await _xadd(client, stream, ev + br + _outcome_entries(out))
                 bars += out.n_bars if columnar else len(out.bars)
