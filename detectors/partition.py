@@ -10,10 +10,16 @@ are evaluated in one call. Ordering by end with the longer timeframe first is wh
 ``htf_trend`` well defined: a 1m bar ending at 10:05 sees the 5m trend including the 5m bar
 that also ends at 10:05.
 
+The state of the rows (OHLC windows, indicators, pattern sums, pending outcomes) lives in a
+:class:`detectors.rowspace.RowSpace`, the engine's own or one it shares with the other
+engines of a detector process: :func:`step_engines` steps several engines as one, the bars
+closing at a boundary in all of them processed together (:func:`process_closed`), each
+engine's output exactly what it gives alone.
+
 The whole state (open bars, dedup memory, watermark, OHLC windows, indicator and pattern
 state, recent events, last applied stream entry id) serializes to bytes with
-:meth:`PartitionEngine.to_bytes` (see :mod:`detectors.checkpoint`), so a new owner
-continues exactly where the previous one checkpointed.
+:func:`detectors.checkpoint.dumps`, so a new owner continues exactly where the previous one
+checkpointed.
 """
 
 from __future__ import annotations
@@ -166,8 +172,9 @@ class _Closed:
 
 class PartitionEngine:
     """State and logic of one partition (any number of series x timeframes). Its rows' state
-    lives in ``space`` (:mod:`detectors.rowspace`): its own, or one shared with the other
-    engines of a detector process, given to every one of them (:func:`step_engines`)."""
+    lives in ``space`` (:mod:`detectors.rowspace`): one shared with the other engines of a
+    detector process, given to every one of them (:func:`step_engines`), or without it one of
+    its own, on ``patterns`` (a new detector if None)."""
 
     def __init__(
         self,

@@ -67,7 +67,7 @@ def _run(entries: list[dict[bytes, bytes]], config: EngineConfig) -> tuple[float
     code; pattern events and bar outcomes."""
     engine = PartitionEngine(config)
     clock = Clock()
-    tracker = engine.outcomes
+    tracker = engine.space.outcomes
     tracker.advance = clock.wrap(tracker.advance)  # type: ignore[method-assign]
     tracker.track = clock.wrap(tracker.track)  # type: ignore[method-assign]
     engine._emit_outcomes = clock.wrap(engine._emit_outcomes)  # type: ignore[method-assign]
