@@ -359,6 +359,8 @@ def step_engines(steps: Sequence[Step]) -> list[Output]:
     as one step: each engine screens and aggregates its ticks, then the bars they close are
     processed together (:func:`process_closed`). Each engine's output is what
     :meth:`PartitionEngine.apply` alone would give, in the same order."""
+    if len({id(engine) for engine, _, _ in steps}) < len(steps):
+        raise ValueError("an engine is stepped at most once in a step")
     items: list[tuple[PartitionEngine, ClosedBars]] = []
     rejected: list[list[tuple[int, str]]] = []
     for engine, batch, entry_id in steps:

@@ -7,7 +7,8 @@ partition per event second). Each step's bars and pattern events are encoded as 
 encodes them for XADD, then dropped. Every event minute it records:
 
 * **state**: the bytes reachable from the partition engines (``sys.getsizeof`` over the
-  object graph, numpy buffers included; the shared ``PatternDetector`` left out);
+  object graph, numpy buffers included; the shared ``PatternDetector`` left out), which
+  share one row space and are stepped as one each second, as a detector's are;
 * **recent**: the pattern-event history entries the engines hold (``PartitionEngine.recent``);
 * **RSS** of this process (``/proc/self/statm``; includes the generator and the allocator's
   free lists).
@@ -41,7 +42,7 @@ import numpy.typing as npt
 from common.contracts import TICK_DTYPE, TickBatch
 from common.names import partition_of
 from detectors.ownership import assign
-from detectors.partition import EngineConfig, PartitionEngine
+from detectors.partition import EngineConfig, PartitionEngine, row_space, step_engines
 from detectors.patterns import PatternDetector
 from detectors.timeframes import parse_timeframes
 
@@ -154,7 +155,8 @@ def run() -> None:
     config = EngineConfig(timeframes=parse_timeframes(TIMEFRAMES), allowed_lateness_ms=0)
     patterns = PatternDetector(config.patterns)
     mine = assign(["detectors1", "detectors2"], PARTITIONS)["detectors1"]
-    engines = {p: PartitionEngine(config, patterns) for p in mine}
+    space = row_space(config, patterns)  # as the detector holds them: one row space, and
+    engines = {p: PartitionEngine(config, space=space) for p in mine}  # one step a second
     feed = Feed(mine)
     longest = config.timeframes[-1]
     plateau_min = plateau_bars(config, patterns) * longest.ms / 60_000
@@ -174,8 +176,9 @@ def run() -> None:
     encoded = 0
     for sec in range(MINUTES * 60):
         t_ms = START_MS + sec * 1000
-        for p, batch in feed.second(t_ms):
-            out = engines[p].apply(batch, f"{t_ms}-{p}")
+        second = feed.second(t_ms)
+        steps = [(engines[p], batch, f"{t_ms}-{p}") for p, batch in second]
+        for out in step_engines(steps):
             # What the worker does with a step's output before it drops it.
             fields: list[Any] = out.event_columns().encode()
             fields += out.bar_columns().encode()

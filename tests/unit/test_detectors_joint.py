@@ -93,11 +93,13 @@ def test_a_space_reuses_the_slots_an_engine_hands_back_empty() -> None:
     assert space.used <= max(used, len(fresh.slots))
 
 
-def test_engines_of_different_spaces_are_not_stepped_together() -> None:
+def test_engines_of_other_spaces_or_twice_in_a_step_are_refused() -> None:
     a, b = PartitionEngine(CONFIG, PATTERNS), PartitionEngine(CONFIG, PATTERNS)
     empty = TickBatch.from_ticks([])
     with pytest.raises(ValueError, match="share one row space"):
         step_engines([(a, empty, None), (b, empty, None)])
+    with pytest.raises(ValueError, match="at most once"):
+        step_engines([(a, empty, None), (a, empty, None)])
 
 
 async def test_the_steps_asked_for_in_one_turn_run_as_one() -> None:
