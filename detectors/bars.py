@@ -56,7 +56,6 @@ I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 NONE = -(2**62)  # "no value" for int64 times and ids (room left for arithmetic)
 _END = 2**62
-_NO_FINE = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 7)), np.zeros(0, np.int64))
 _EMPTY_CLOSED = (
     np.zeros(0, np.int64),
     np.zeros(0, np.int64),
@@ -407,17 +406,6 @@ class BarAggregator:
         last[:-1] = s_new[1:] != s_new[:-1]
         g_last, s_last = g_new[last], s_new[last]
         closing = prev_time != NONE
-        # A series whose finest bar the watermark closed before this batch closes its coarser
-        # bars that end by its first new bucket first: its finest bars from there on may lie
-        # in a later coarser bucket.
-        first = np.ones(len(g_new), np.bool_)
-        first[1:] = s_new[1:] != s_new[:-1]
-        reopen = first & ~closing
-        if reopen.any():
-            s_re, t_re = s_new[reopen], seg_fb[g_new[reopen]]
-            due = self.next_end[s_re] <= t_re
-            if due.any():
-                self._close_bars(s_re[due], t_re[due], _NO_FINE, out)
         fine = (s_new[closing], prev_time[closing], prev_vals[closing], prev_trades[closing])
         nxt = self._close_bars(s_last, seg_fb[g_last], fine, out)
         self.fine_time[s_last] = seg_fb[g_last]
@@ -523,14 +511,19 @@ class BarAggregator:
     ) -> tuple[I64, I64, F64, I64]:
         """Fold finished finest bars (in (series, time) order, ``bucket``: each one's bucket
         of timeframe ``k``) into the coarser bars of timeframe ``k``: each series' last run
-        becomes its open bar; return the runs before it, complete (see :meth:`_close_bars`)."""
+        becomes its open bar; return the bars this completes, in (series, time) order (see
+        :meth:`_close_bars`): the runs before each series' last, and an open bar that its
+        series' first run does not continue (the watermark closed the finest bar before the
+        run's, and the run lies in a later bucket)."""
         m = len(f_sid)
         cut = np.flatnonzero((f_sid[1:] != f_sid[:-1]) | (bucket[1:] != bucket[:-1])) + 1
         starts = np.concatenate([[0], cut])
         ends = np.concatenate([cut, [m]])
         r_sid, r_time = f_sid[starts], bucket[starts]
-        cont = self.coarse_time[r_sid, k] == r_time  # continues the open bar
+        base_time = self.coarse_time[r_sid, k]
+        cont = base_time == r_time  # continues the open bar
         base = self.coarse_vals[r_sid, k]
+        base_trades = self.coarse_trades[r_sid, k]
         init = np.where(cont[:, None], base[:, 4:], 0.0).T
         vals = np.empty((len(starts), 7), np.float64)
         vals[:, 0] = np.where(cont, base[:, 0], f_vals[starts, 0])
@@ -546,15 +539,25 @@ class BarAggregator:
         vals[:, 1] = np.where(cont, np.maximum(base[:, 1], high), high)
         vals[:, 2] = np.where(cont, np.minimum(base[:, 2], low), low)
         vals[:, 3] = f_vals[ends - 1, 3]
-        trades += np.where(cont, self.coarse_trades[r_sid, k], 0)
+        trades += np.where(cont, base_trades, 0)
+        change = r_sid[1:] != r_sid[:-1]
         last = np.ones(len(starts), np.bool_)
-        last[:-1] = r_sid[1:] != r_sid[:-1]
+        last[:-1] = change
         s_last = r_sid[last]
         self.coarse_time[s_last, k] = r_time[last]
         self.coarse_vals[s_last, k] = vals[last]
         self.coarse_trades[s_last, k] = trades[last]
         done = ~last
-        return r_sid[done], r_time[done], vals[done], trades[done]
+        complete = r_sid[done], r_time[done], vals[done], trades[done]
+        first = np.ones(len(starts), np.bool_)
+        first[1:] = change
+        displaced = first & ~cont & (base_time != NONE)
+        if not displaced.any():
+            return complete
+        older = r_sid[displaced], base_time[displaced], base[displaced], base_trades[displaced]
+        cols = [np.concatenate(c) for c in zip(older, complete, strict=True)]
+        order = np.argsort(cols[0], kind="stable")  # a series' displaced bar before its runs
+        return cols[0][order], cols[1][order], cols[2][order], cols[3][order]
 
     def close_until(self, t: int, out: ClosedBars) -> None:
         """Close every bar of the partition that ends at or before event time ``t``."""
