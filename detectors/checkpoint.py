@@ -54,8 +54,9 @@ def dumps(engine: PartitionEngine) -> bytes:
     ob_vals = np.zeros((n, n_tf, _BAR_FLOATS), np.float64)
     ob_trades = np.zeros((n, n_tf), np.int64)
     agg.fill_open_bars(ob_time, ob_vals, ob_trades)
-    rows = engine.space_rows(n)  # in the engine's row order (series that have not closed a
-    space = engine.space  # bar yet get their empty rows here)
+    # In the engine's row order; series that have not closed a bar yet get their empty rows.
+    rows = engine.space_rows(n)
+    space = engine.space
     arrays: dict[str, npt.NDArray[Any]] = {
         "ob_time": ob_time,
         "ob_vals": ob_vals,

@@ -95,8 +95,9 @@ def merge_run_end(entries: list[Entry], start: int, limit: int = MERGE_TICKS) ->
 
 def coalesce_delay_ms(until_close_ms: int | None, window_ms: int) -> int:
     """How long a caught-up runner waits before reading again: ``window_ms``, less what would
-    take it into the last ``window_ms`` (event time) before its earliest open bar closes
-    (``until_close_ms``, :meth:`BarAggregator.until_close`); 0 there, and with no open bar."""
+    take it into the last ``window_ms`` (event time) before its earliest open bar's end
+    (``until_close_ms``, :meth:`BarAggregator.until_close`); 0 there, past it (a bar past its
+    end closes with its series' next tick), and with no open bar."""
     if until_close_ms is None or window_ms <= 0:
         return 0
     return max(0, min(window_ms, until_close_ms - window_ms))
