@@ -262,6 +262,14 @@ def _boundary_batches(p: int, second: int, rng: np.random.Generator) -> TickBatc
     return TickBatch.from_ticks(ticks)
 
 
+def _boundary_seconds(first: int, last: int, rng: np.random.Generator) -> list[list[TickBatch]]:
+    """Seconds ``first`` .. ``last - 1`` of the boundary load: each a batch per partition."""
+    return [
+        [_boundary_batches(p, second, rng) for p in range(BOUNDARY_PARTITIONS)]
+        for second in range(first, last)
+    ]
+
+
 def _v1_entries(out: Any) -> tuple[list[dict[bytes, bytes]], list[dict[bytes, bytes]]]:
     return [e.encode() for e in out.events], [b.encode() for b in out.bars]
 
@@ -310,18 +318,14 @@ async def _boundary(url: str) -> None:
     alone = [PartitionEngine(config) for _ in range(BOUNDARY_PARTITIONS)]
     rng = np.random.default_rng(7)
     warm, seconds = 60, 30 if QUICK else 120
-    for second in range(warm):
-        row = [_boundary_batches(p, second, rng) for p in range(len(engines))]
+    for row in _boundary_seconds(0, warm, rng):
         _step_as_detectors(engines, row)
         for engine, batch in zip(alone, row, strict=True):
             engine.apply(batch)
     columnar = hasattr(engines[0].apply(TickBatch.from_ticks([])), "bar_columns")
     client = service_redis(url)
     stream = f"bench:boundary:{os.getpid()}"
-    batches = [
-        [_boundary_batches(p, second, rng) for p in range(len(engines))]
-        for second in range(warm, warm + seconds)
-    ]
+    batches = _boundary_seconds(warm, warm + seconds, rng)
     started = time.perf_counter()
     for row in batches:
         for engine, batch in zip(alone, row, strict=True):
@@ -392,14 +396,10 @@ async def _boundary_cpu(
     engines = _detector_engines(config)
     rng = np.random.default_rng(7)
     warm = 60
-    for second in range(warm):
-        row = [_boundary_batches(p, second, rng) for p in range(BOUNDARY_PARTITIONS)]
+    for row in _boundary_seconds(0, warm, rng):
         _step_as_detectors(engines, row)
     columnar = hasattr(engines[0].apply(TickBatch.from_ticks([])), "bar_columns")
-    batches = [
-        [_boundary_batches(p, second, rng) for p in range(len(engines))]
-        for second in range(warm, warm + seconds)
-    ]
+    batches = _boundary_seconds(warm, warm + seconds, rng)
     bars = 0
     with clock:
         cpu = time.process_time()
@@ -443,10 +443,7 @@ def bench_aggregation_steps() -> None:
     config = EngineConfig(timeframes=parse_timeframes("1s,5s,1m"))
     rng = np.random.default_rng(7)
     warm, seconds = 60, 30 if QUICK else 120
-    seconds_of_ticks = [
-        [_boundary_batches(p, second, rng) for p in range(BOUNDARY_PARTITIONS)]
-        for second in range(warm + seconds)
-    ]
+    seconds_of_ticks = _boundary_seconds(0, warm + seconds, rng)
     best: dict[int, float] = {}
     bars: dict[int, int] = {}
     for groups in (BOUNDARY_PARTITIONS, 1, BOUNDARY_PARTITIONS, 1):  # alternating, best of 2
