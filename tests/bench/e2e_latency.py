@@ -53,6 +53,9 @@ from tests.bench.e2e_support import (
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 SOAK_S = 60 if QUICK else 600
 RATE = 10_000
+# The bench's readers (``follow``) read at most this often: a few reads a second, not one per
+# entry, and they only keep what they read; everything is worked out after the run.
+FOLLOW_PAUSE_S = 0.1
 LATENCY_WS = os.environ.get("BENCH_E2E_LATENCY_FEED", "writer") == "ws"
 
 
@@ -130,6 +133,9 @@ class PacedFeed:
         ]
         self.server = FeedServer([(g, b"") for g in groups], live=True) if via_ws else None
         self.writer: TickWriter | None = None
+        # (trades, receive time ns, their frames if the feed rendered them), in sending order
+        self.sent: list[tuple[TradeArrays, int, list[bytes] | None]] = []
+        self.receipts: list[Received] = []  # ``ticks:{p}`` entries as read, decoded after
         self.tasks: list[asyncio.Task[None]] = []
         self.stop = asyncio.Event()  # ends the receipts reader
 
@@ -139,7 +145,7 @@ class PacedFeed:
             await stack.start(redis)
             self.writer = writer_for(redis, stack)
             await self.writer.__aenter__()
-            reader = read_tick_receipts(redis, stack, self.closers, self.stop, recv=False)
+            reader = read_tick_receipts(redis, stack, self.receipts, self.stop)
             self.tasks.append(asyncio.create_task(reader))
             return stack
         await self.server.start()
@@ -147,21 +153,34 @@ class PacedFeed:
         stack = Stack(store_ticks=False, ingest=[(self.server.url, n) for n in natives])
         await stack.start(redis)
         await asyncio.wait_for(asyncio.gather(*(e.wait() for e in self.server.subscribed)), 120)
-        reader = read_tick_receipts(redis, stack, self.closers, self.stop, recv=True)
+        reader = read_tick_receipts(redis, stack, self.receipts, self.stop)
         self.tasks.append(asyncio.create_task(reader))
         return stack
 
     def send(self, a: TradeArrays, now: int) -> None:
+        """Hand the trades to ingest (its writer, or the feed server as frames); what the
+        bench itself needs of them is kept as it is and worked out after the run
+        (:meth:`record`), so the bench's bookkeeping does not take CPU from the stages."""
         if self.writer is not None:
-            self.closers.add(self.trades.partition[a.idx], a.ts_ns, now)
+            self.sent.append((a, now, None))
             self.writer.offer_columns(self.trades.columns(a, now))
             return
         assert self.server is not None
         frames, tick_group = self.trades.frames(a), self.group_of[a.idx]
+        self.sent.append((a, now, frames))
         for g in range(INGESTS):
             picked = np.flatnonzero(tick_group == g).tolist()
             if picked:
                 self.server.push(g, ws_frames([frames[i] for i in picked]))
+
+    def record(self, recording: Path) -> None:
+        """After the run: the trades sent, in order, as the recording ``alphapulse replay``
+        reads, and (writer path) each partition's closing receive times."""
+        for a, now, frames in self.sent:
+            if not self.via_ws:
+                self.closers.add(self.trades.partition[a.idx], a.ts_ns, now)
+            write_recording(recording, frames or self.trades.frames(a), a.ts_ns)
+        self.sent.clear()
 
     async def drain(self) -> None:
         if self.writer is not None:
@@ -180,18 +199,25 @@ class PacedFeed:
         await asyncio.gather(*self.tasks, return_exceptions=True)
         if self.server is not None:
             await self.server.close()
+            self.server = None
 
 
 async def read_tick_receipts(
-    redis: aioredis.Redis, stack: Stack, closers: Closers, stop: asyncio.Event, *, recv: bool
+    redis: aioredis.Redis, stack: Stack, out: list[Received], stop: asyncio.Event
 ) -> None:
     """Every ``ticks:{p}`` entry as ingest writes it (XREAD, no group: trimming waits for the
-    groups only, so this reader keeps up or loses entries): each partition's entry times, and
-    with ``recv`` the receive times ingest stamped (the bench knows them on the writer path)."""
+    groups only, so this reader keeps up or loses entries), kept undecoded for
+    :func:`closing_receipts`."""
     part = {stack.keys.ticks(p): p for p in range(PARTITIONS)}
     async for stream, entry_ms, fields in follow(redis, list(part), stop):
+        out.append((part[stream], entry_ms, fields))
+
+
+def closing_receipts(receipts: list[Received], closers: Closers, *, recv: bool) -> None:
+    """After the run: each partition's entry times, and with ``recv`` the receive times
+    ingest stamped (the bench knows them on the writer path)."""
+    for p, entry_ms, fields in receipts:
         rec = TickBatch.decode(fields).records
-        p = part[stream]
         if recv:
             closers.add(np.full(len(rec), p), rec["ts"], rec["recv"])
         closers.add_entry(p, rec["ts"], entry_ms)
@@ -206,12 +232,14 @@ async def follow(
     blocking read's task hanging for good, redis/redis-py#2579.)"""
     last = dict.fromkeys(streams, "0-0")
     while not stop.is_set():
-        got: Any = await redis.xread(last, count=1000, block=200)  # type: ignore[arg-type]
+        got: Any = await redis.xread(last, count=10_000, block=200)  # type: ignore[arg-type]
         for raw, entries in got:
             stream = raw.decode()
             for entry_id, fields in entries:
                 last[stream] = entry_id.decode()
                 yield stream, int(last[stream].split("-")[0]), fields
+        if got:  # a read every FOLLOW_PAUSE_S at most: the entries wait in their streams
+            await asyncio.sleep(FOLLOW_PAUSE_S)
 
 
 async def soak(
@@ -233,14 +261,14 @@ async def soak(
     await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
     recording = workdir / "soak.rec"
     stack: Stack | None = None
-    raw: list[Output] = []
+    raw: list[Received] = []
     try:
         stack = await feed.start(redis)
         loop = asyncio.get_running_loop()
-        t0 = loop.time()
+        t0, t0_ms = loop.time(), time.time() * 1000
         cpu0 = await cpu_snapshot(redis, stack, "bench (writer)")
         outputs_read = asyncio.Event()
-        reader = asyncio.create_task(read_outputs(redis, stack, t0, raw, outputs_read))
+        reader = asyncio.create_task(read_outputs(redis, stack, raw, outputs_read))
         memory = asyncio.create_task(sample_rss(stack, t0, result))
         last_ms = 0
         while (elapsed := loop.time() - t0) < seconds:
@@ -250,7 +278,6 @@ async def soak(
                 last_ms = max(now // MS_NS, last_ms)
                 a = trades.make(np.full(due, last_ms * MS_NS, np.int64))
                 feed.send(a, now)
-                write_recording(recording, trades.frames(a), a.ts_ns)
                 result.sent += due
             await asyncio.sleep(0.005)
         result.seconds = loop.time() - t0
@@ -259,7 +286,6 @@ async def soak(
         trailer_ms = (last_ms // 60_000 + 2) * 60_000
         tail = trades.trailer(trailer_ms * MS_NS)
         feed.send(tail, time.time_ns())
-        write_recording(recording, trades.frames(tail), tail.ts_ns)
         await feed.drain()
         if feed.via_ws:
             await until_written(stack, trades.count)
@@ -269,7 +295,10 @@ async def soak(
         await reader
         memory.cancel()
         feed.check()
-        latencies(raw, feed.closers, result)
+        await feed.close()  # its readers are done: the bench's bookkeeping starts here
+        await asyncio.to_thread(feed.record, recording)
+        closing_receipts(feed.receipts, feed.closers, recv=feed.via_ws)
+        latencies(outputs(raw, t0_ms), feed.closers, result)
         expected = await asyncio.to_thread(run_replay, recording, workdir / "soak", trailer_ms)
         result.rows = await compare(stack, expected, None)
     finally:
@@ -281,14 +310,25 @@ async def soak(
 
 # (s since t0, entry-id ms, partition, bar end ms, emitted_at ms or None, bar id)
 Output = tuple[float, int, int, int, float | None, str]
+# An entry as a reader kept it: (partition or stream tag, entry-id ms, fields)
+Received = tuple[int, int, dict[bytes, bytes]]
 
 
 async def read_outputs(
-    redis: aioredis.Redis, stack: Stack, t0: float, out: list[Output], stop: asyncio.Event
+    redis: aioredis.Redis, stack: Stack, out: list[Received], stop: asyncio.Event
 ) -> None:
-    """Every signal and pattern event as it enters its stream (an :data:`Output`); the
-    latencies are worked out once every closing trade is known."""
-    loop = asyncio.get_running_loop()
+    """Every signal and pattern event entry as it enters its stream, kept undecoded for
+    :func:`outputs` (``follow``'s reader keeps up with the streams' trimming)."""
+    streams = [stack.keys.signals, stack.keys.patterns]
+    patterns = stack.keys.patterns
+    async for stream, entry_ms, fields in follow(redis, streams, stop):
+        out.append((1 if stream == patterns else 0, entry_ms, fields))
+
+
+def outputs(read: list[Received], t0_ms: float) -> list[Output]:
+    """After the run: the :data:`Output` of every signal and pattern event ``read_outputs``
+    kept (1: a detector write's pattern events, 0: a signal); ``t0_ms``: the run's start on
+    the wall clock, which the entries' id times count on."""
     tf_ms: dict[str, int] = {}
 
     def where(exchange: str, symbol: str, tf: str, open_ms: int) -> tuple[int, int]:
@@ -296,22 +336,21 @@ async def read_outputs(
             tf_ms[tf] = parse_timeframe(tf).ms
         return partition_of(exchange, symbol, PARTITIONS), open_ms + tf_ms[tf]
 
-    streams = [stack.keys.signals, stack.keys.patterns]
-    async for stream, entry_ms, fields in follow(redis, streams, stop):
-        if stream == stack.keys.patterns:  # a detector write's pattern events
-            # Only the bars' columns, no record per event: this reader shares the machine
-            # with the stages it measures, and a boundary's entries all arrive at once.
-            now = loop.time() - t0
+    out: list[Output] = []
+    for is_patterns, entry_ms, fields in read:
+        t = (entry_ms - t0_ms) / 1000
+        if is_patterns:  # only the bars' columns, no record per event
             bars = event_columns(fields).bars
             rows: list[tuple[int, int]] = bars.records[["key", "open_time"]].tolist()
             for (key, open_ms), bar_id in zip(rows, bars.ids(), strict=True):
-                out.append((now, entry_ms, *where(*bars.keys[key], open_ms), None, bar_id))
+                out.append((t, entry_ms, *where(*bars.keys[key], open_ms), None, bar_id))
             continue
         doc = orjson.loads(fields[b"d"])
         at = emitted_ms(datetime.fromisoformat(doc["emitted_at"].replace("Z", "+00:00")))
         bar_id = doc["id"].rsplit(":", 1)[0]  # the signal id is the bar id + direction
         at_bar = where(doc["exchange"], doc["symbol"], doc["timeframe"], doc["open_time_ms"])
-        out.append((loop.time() - t0, entry_ms, *at_bar, at, bar_id))
+        out.append((t, entry_ms, *at_bar, at, bar_id))
+    return out
 
 
 def latencies(raw: list[Output], closers: Closers, out: Soak) -> None:
