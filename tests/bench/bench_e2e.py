@@ -27,7 +27,8 @@ schema), with the production settings (trimming on) except ``ALLOWED_LATENESS_MS
   Fed by the in-process writer (receive time: when the bench offers the trade), or with
   ``BENCH_E2E_LATENCY_FEED=ws`` through the ingest processes over the WebSocket (receive
   time: ingest's stamp, read back from the ``TickBatch`` entries in ``ticks:{p}``). Rows
-  checked against replay as above.
+  checked against replay as above. The bench's own bookkeeping (decoding what it read,
+  rendering the recording) waits until after the run: its readers only keep the entries.
 * **Memory**: RSS of each process every second over the paced run (the soak: 10 min, 1 min
   with ``BENCH_QUICK=1``): start, end, max and the least-squares slope.
 * **Baselines** from the same run: ``redis-benchmark -P 64`` XADD of entries laid out as
@@ -40,7 +41,9 @@ symbols, 60 s each; default all four); e.g. ``BENCH_E2E_PARTS=latency
 python -m tests.bench e2e``. ``BENCH_E2E_INGESTS`` sets the ingest process count (4: each
 writer flushes one pipeline at a time, and with 2 the flushes paced the run, 190-196k against
 221k ticks/s, ``docs/benchmarks.md``), ``BENCH_E2E_PARTITIONS`` the tick partitions (16),
-``BENCH_E2E_SYMBOLS`` the symbols (1,000).
+``BENCH_E2E_SYMBOLS`` the symbols (1,000), ``BENCH_E2E_SIGNALS`` the signals workers (1;
+``BENCH_E2E_SIGNALS_<VAR>=value`` sets ``<VAR>`` for them only, e.g.
+``BENCH_E2E_SIGNALS_BATCH_COUNT=2``).
 Writes ``docs/bench/e2e.png`` and ``docs/bench/e2e.md`` (or into ``BENCH_E2E_OUT``) when every
 part ran.
 """

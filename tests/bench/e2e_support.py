@@ -57,6 +57,13 @@ TIMEFRAMES = "1s,5s,1m"
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 DETECTORS = ("detectors1", "detectors2")
+# Signals workers (``python -m signals``; any number share the ``signals`` group).
+SIGNALS = tuple(f"signals{i}" for i in range(1, int(os.environ.get("BENCH_E2E_SIGNALS", "1")) + 1))
+SIGNALS_ENV = {
+    k[len("BENCH_E2E_SIGNALS_") :]: v
+    for k, v in os.environ.items()
+    if k.startswith("BENCH_E2E_SIGNALS_")
+}
 INGESTS = int(os.environ.get("BENCH_E2E_INGESTS", "4"))  # ingest processes on the WebSocket path
 CHUNK = 1000  # ticks per entry at most (ingest's default)
 MS_NS = 1_000_000
@@ -270,7 +277,10 @@ class Stack:
             await admin.execute(f"CREATE SCHEMA {self.schema}")
         finally:
             await admin.close()
-        for name in ("sink", "signals", *DETECTORS):
+        self._spawn("sink")
+        for name in SIGNALS:
+            self._spawn(name, **SIGNALS_ENV)
+        for name in DETECTORS:
             self._spawn(name)
         for i, (url, natives) in enumerate(self.ingest, start=1):
             self._spawn(f"ingest{i}", EXCHANGES=f"{EXCHANGE}:" + ",".join(natives),
