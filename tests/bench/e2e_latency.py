@@ -17,7 +17,6 @@ import asyncio
 import bisect
 import os
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -53,7 +52,7 @@ from tests.bench.e2e_support import (
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 SOAK_S = 60 if QUICK else 600
 RATE = 10_000
-# The bench's readers (``follow``) read at most this often: a few reads a second, not one per
+# The bench's readers (``keep``) read at most this often: a few reads a second, not one per
 # entry, and they only keep what they read; everything is worked out after the run.
 FOLLOW_PAUSE_S = 0.1
 LATENCY_WS = os.environ.get("BENCH_E2E_LATENCY_FEED", "writer") == "ws"
@@ -145,17 +144,21 @@ class PacedFeed:
             await stack.start(redis)
             self.writer = writer_for(redis, stack)
             await self.writer.__aenter__()
-            reader = read_tick_receipts(redis, stack, self.receipts, self.stop)
-            self.tasks.append(asyncio.create_task(reader))
+            self._keep_receipts(redis, stack)
             return stack
         await self.server.start()
         natives = [sorted(syms) for syms, _ in self.server.groups]
         stack = Stack(store_ticks=False, ingest=[(self.server.url, n) for n in natives])
         await stack.start(redis)
         await asyncio.wait_for(asyncio.gather(*(e.wait() for e in self.server.subscribed)), 120)
-        reader = read_tick_receipts(redis, stack, self.receipts, self.stop)
-        self.tasks.append(asyncio.create_task(reader))
+        self._keep_receipts(redis, stack)
         return stack
+
+    def _keep_receipts(self, redis: aioredis.Redis, stack: Stack) -> None:
+        """Keep every ``ticks:{p}`` entry ingest writes, tagged with its partition, for
+        :func:`closing_receipts`."""
+        tags = {stack.keys.ticks(p): p for p in range(PARTITIONS)}
+        self.tasks.append(asyncio.create_task(keep(redis, tags, self.receipts, self.stop)))
 
     def send(self, a: TradeArrays, now: int) -> None:
         """Hand the trades to ingest (its writer, or the feed server as frames); what the
@@ -202,17 +205,6 @@ class PacedFeed:
             self.server = None
 
 
-async def read_tick_receipts(
-    redis: aioredis.Redis, stack: Stack, out: list[Received], stop: asyncio.Event
-) -> None:
-    """Every ``ticks:{p}`` entry as ingest writes it (XREAD, no group: trimming waits for the
-    groups only, so this reader keeps up or loses entries), kept undecoded for
-    :func:`closing_receipts`."""
-    part = {stack.keys.ticks(p): p for p in range(PARTITIONS)}
-    async for stream, entry_ms, fields in follow(redis, list(part), stop):
-        out.append((part[stream], entry_ms, fields))
-
-
 def closing_receipts(receipts: list[Received], closers: Closers, *, recv: bool) -> None:
     """After the run: each partition's entry times, and with ``recv`` the receive times
     ingest stamped (the bench knows them on the writer path)."""
@@ -223,22 +215,24 @@ def closing_receipts(receipts: list[Received], closers: Closers, *, recv: bool) 
         closers.add_entry(p, rec["ts"], entry_ms)
 
 
-async def follow(
-    redis: aioredis.Redis, streams: list[str], stop: asyncio.Event
-) -> AsyncIterator[tuple[str, int, dict[bytes, bytes]]]:
-    """Every entry of ``streams`` from the start, as it arrives (XREAD, no group): the
-    stream, the entry's id time (ms, Redis's clock) and its fields; ends within a read's
-    block time once ``stop`` is set. (Not cancelled instead: redis-py can leave a cancelled
-    blocking read's task hanging for good, redis/redis-py#2579.)"""
-    last = dict.fromkeys(streams, "0-0")
+async def keep(
+    redis: aioredis.Redis, tags: dict[str, int], out: list[Received], stop: asyncio.Event
+) -> None:
+    """Every entry of the streams ``tags`` names, from the start, as it arrives (XREAD, no
+    group: trimming waits for the groups only, so this reader keeps up or loses entries),
+    kept undecoded as ``(its stream's tag, its id time in ms (Redis's clock), its fields)``;
+    a read every ``FOLLOW_PAUSE_S`` at most. Ends within a read's block time and a pause once
+    ``stop`` is set. (Not cancelled instead: redis-py can leave a cancelled blocking read's
+    task hanging for good, redis/redis-py#2579.)"""
+    last = dict.fromkeys(tags, "0-0")
     while not stop.is_set():
         got: Any = await redis.xread(last, count=10_000, block=200)  # type: ignore[arg-type]
         for raw, entries in got:
             stream = raw.decode()
             for entry_id, fields in entries:
                 last[stream] = entry_id.decode()
-                yield stream, int(last[stream].split("-")[0]), fields
-        if got:  # a read every FOLLOW_PAUSE_S at most: the entries wait in their streams
+                out.append((tags[stream], int(last[stream].split("-")[0]), fields))
+        if got:  # the entries wait in their streams meanwhile
             await asyncio.sleep(FOLLOW_PAUSE_S)
 
 
@@ -268,7 +262,9 @@ async def soak(
         t0, t0_ms = loop.time(), time.time() * 1000
         cpu0 = await cpu_snapshot(redis, stack, "bench (writer)")
         outputs_read = asyncio.Event()
-        reader = asyncio.create_task(read_outputs(redis, stack, raw, outputs_read))
+        # Signals (tag 0) and pattern entries (tag 1), for ``outputs``.
+        tags = {stack.keys.signals: 0, stack.keys.patterns: 1}
+        reader = asyncio.create_task(keep(redis, tags, raw, outputs_read))
         memory = asyncio.create_task(sample_rss(stack, t0, result))
         last_ms = 0
         while (elapsed := loop.time() - t0) < seconds:
@@ -310,24 +306,14 @@ async def soak(
 
 # (s since t0, entry-id ms, partition, bar end ms, emitted_at ms or None, bar id)
 Output = tuple[float, int, int, int, float | None, str]
-# An entry as a reader kept it: (partition or stream tag, entry-id ms, fields)
+# An entry as ``keep`` kept it: (its stream's tag: a partition, or signals 0 / patterns 1,
+# entry-id ms, fields)
 Received = tuple[int, int, dict[bytes, bytes]]
 
 
-async def read_outputs(
-    redis: aioredis.Redis, stack: Stack, out: list[Received], stop: asyncio.Event
-) -> None:
-    """Every signal and pattern event entry as it enters its stream, kept undecoded for
-    :func:`outputs` (``follow``'s reader keeps up with the streams' trimming)."""
-    streams = [stack.keys.signals, stack.keys.patterns]
-    patterns = stack.keys.patterns
-    async for stream, entry_ms, fields in follow(redis, streams, stop):
-        out.append((1 if stream == patterns else 0, entry_ms, fields))
-
-
 def outputs(read: list[Received], t0_ms: float) -> list[Output]:
-    """After the run: the :data:`Output` of every signal and pattern event ``read_outputs``
-    kept (1: a detector write's pattern events, 0: a signal); ``t0_ms``: the run's start on
+    """After the run: the :data:`Output` of every signal and pattern event kept (tag 1: a
+    detector write's pattern events, 0: a signal); ``t0_ms``: the run's start on
     the wall clock, which the entries' id times count on."""
     tf_ms: dict[str, int] = {}
 
