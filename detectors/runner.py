@@ -31,14 +31,13 @@ the partition's lease):
    ``COALESCE_MS`` before reading again (:func:`coalesce_delay_ms`) — but not from
    ``COALESCE_MS`` of event time before the end of the partition's earliest open bar, nor
    while a bar past its end is open (its series' next tick closes it, whatever the
-   lateness): a
-   live feed's trickle of small entries (ingest writes one per partition every few ms) is
-   applied a few steps a second instead of hundreds, and the entry that closes a bar is
-   still read as soon as it is written. (At 10,000 ticks/s over 16 partitions the steps of
-   those small entries kept two detectors at 0.69 of the two cores, 0.37 coalesced, and
-   every boundary's burst drained in what they left; issue 17.) A bar's closing is delayed by at
-   most ``COALESCE_MS``, and only if the feed's event time jumps; the results do not
-   depend on how entries are batched.
+   lateness): a live feed's trickle of small entries (ingest writes one per partition every
+   few ms) is applied a few steps a second instead of hundreds, and the entry that closes a
+   bar is still read as soon as it is written. (At 10,000 ticks/s over 16 partitions the
+   steps of those small entries kept two detectors at 0.69 of the two cores, 0.37
+   coalesced, and every boundary's burst drained in what they left; issue 17.) A bar's
+   closing is delayed by at most ``COALESCE_MS``, and only if the feed's event time jumps;
+   the results do not depend on how entries are batched.
 
 Steps 3-5 run in work slices of about ``WORK_SLICE_MS``, yielding to the event loop (and to
 a due heartbeat/renewal round) in between, so an overloaded detector keeps its leases
