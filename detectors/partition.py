@@ -39,9 +39,8 @@ from common.columns import (
     EventColumns,
     OutcomeColumns,
     Recent,
-    feature_dicts,
     feature_matrix,
-    pattern_dicts,
+    recent_documents,
 )
 from common.contracts import (
     DEFAULT_RECENT_BARS,
@@ -51,7 +50,6 @@ from common.contracts import (
     PatternEvent,
     Tick,
     TickBatch,
-    encode_recent_entry,
 )
 from common.plausibility import PlausibilityLimits
 from detectors.bars import BarAggregator, ClosedBars
@@ -297,7 +295,7 @@ class PartitionEngine:
         table = [(k, k in INTEGER_FEATURES) for k in feats]
         matrix = feature_matrix([feats[k][fired_at] for k, _ in table], table, len(fired_at))
         # The ``recent`` entries carry only the features a cooldown reads, in the order of
-        # RECENT_FEATURES (``encode_recent_entry``).
+        # RECENT_FEATURES (``common.contracts.encode_recent_entry``).
         column = {k: i for i, (k, _) in enumerate(table)}
         kept = [column[k] for k in RECENT_FEATURES if k in column]
         names = self.patterns.names
@@ -305,19 +303,21 @@ class PartitionEngine:
         span = self.config.cooldown_bars * int(self.tf_ms[t])
         recents: list[Recent] = []
         state = self.recent
-        for row, open_time, pats, features in zip(
-            rows[fired_at].tolist(),
-            bars.records["open_time"].tolist(),
-            pattern_dicts(names, fired, len(fired_at)),
-            feature_dicts([table[i] for i in kept], matrix[:, kept]),
-            strict=True,
-        ):
+        open_times = bars.records["open_time"].tolist()
+        # The entry carries the bar's features too, so the signals stage judges an earlier
+        # bar with its own context (trend, RSI, volume) when applying a cooldown.
+        kept_table = [table[i] for i in kept]
+        docs = [
+            d
+            for d in recent_documents(open_times, names, fired, kept_table, matrix[:, kept])
+            if d is not None
+        ]
+        if len(docs) != len(open_times):  # ``feature_matrix`` leaves no infinite feature
+            raise AssertionError(f"an event's recent document could not be written: {matrix}")
+        for row, open_time, doc in zip(rows[fired_at].tolist(), open_times, docs, strict=True):
             horizon = open_time - span
             recent = [e for e in state.get(row, ()) if e[0] >= horizon]
-            recents.append([doc for _, doc in recent])
-            # The entry carries the bar's features too, so the signals stage judges an earlier
-            # bar with its own context (trend, RSI, volume) when applying a cooldown.
-            doc = encode_recent_entry(open_time, pats, features)
+            recents.append([d for _, d in recent])
             recent.append((open_time, doc))
             state[row] = recent
         return EventColumns(bars, list(names), fired, table, matrix, recents)

@@ -17,8 +17,11 @@ from common.columns import (
     encode_bars,
     encode_events,
     event_columns,
+    feature_dicts,
+    pattern_dicts,
+    recent_documents,
 )
-from common.contracts import Bar, PatternEvent, Tick, TickBatch
+from common.contracts import Bar, PatternEvent, Tick, TickBatch, encode_recent_entry
 from common.errors import DecodeError
 from common.names import Keys, partition_of
 
@@ -186,6 +189,51 @@ def test_recent_entries_travel_as_documents_sliced_out_unparsed() -> None:
     assert decoded.to_events() == events
     (fields,) = encode_events(events)  # from records: each entry encoded once
     assert fields[b"r"] == doc and event_columns(fields).recent[1] == [doc]
+
+
+def test_recent_documents_are_byte_for_byte_the_per_event_encoding() -> None:
+    """``recent_documents`` (column-wise, what the detectors and the signals stage build) gives
+    each event's ``encode_recent_entry`` of its ``pattern_dicts`` and ``feature_dicts`` row:
+    random feature tables (integer and float columns, NaN, tiny and huge values, none at all)
+    and 0-3 patterns an event; None where that encoding would not mean the values (an
+    infinite feature) or a pattern is named twice."""
+    rng = np.random.default_rng(17)
+    names = [f"CDL{i:02d}" for i in range(61)]
+    for trial in range(400):
+        n = int(rng.integers(1, 30))
+        table = [(f"f{j}", bool(rng.integers(0, 2))) for j in range(int(rng.integers(0, 5)))]
+        matrix = rng.normal(0.0, 10.0 ** float(rng.integers(-9, 18)), (n, len(table)))
+        matrix[rng.random(matrix.shape) < 0.2] = np.nan
+        for j, (_, is_int) in enumerate(table):
+            if is_int:
+                matrix[:, j] = np.trunc(matrix[:, j])
+        floats = [j for j, (_, is_int) in enumerate(table) if not is_int]
+        if trial % 7 == 0 and floats:  # (an integer feature is never infinite: ``int()``)
+            matrix[0, floats[-1]] = -np.inf if trial % 2 else np.inf
+        rows = [
+            (e, int(p), int(rng.choice([-200, -100, 0, 100, 200])))
+            for e in range(n)
+            for p in sorted(rng.choice(61, int(rng.integers(0, 4)), replace=False))
+        ]
+        fired = np.array(rows, FIRED_DTYPE)
+        open_times = rng.integers(0, 2**52, n).tolist()
+        got = recent_documents(open_times, names, fired, table, matrix)
+        want = [
+            None if np.isinf(matrix[i]).any() else encode_recent_entry(t, p, f)
+            for i, (t, p, f) in enumerate(
+                zip(
+                    open_times,
+                    pattern_dicts(names, fired, n),
+                    feature_dicts(table, matrix),
+                    strict=True,
+                )
+            )
+        ]
+        assert got == want
+    twice = np.array([(0, 0, 100), (1, 0, 100), (1, 1, -100)], FIRED_DTYPE)
+    docs = recent_documents([5, 6], ["CDLDOJI", "CDLDOJI"], twice, [], np.empty((2, 0)))
+    assert docs == [b'{"open_time":5,"patterns":{"CDLDOJI":100},"features":{}}', None]
+    assert recent_documents([], names, np.empty(0, FIRED_DTYPE), [], np.empty((0, 0))) == []
 
 
 def test_v2_pattern_entries_left_in_a_stream_still_decode() -> None:
