@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from common.columns import EventColumns, feature_dicts, is_v1, pattern_dicts
+from common.columns import EventColumns, feature_values, is_v1, pattern_dicts, recent_documents
 from common.contracts import Fields, PatternEvent
 from common.errors import BadInput
 from signals.contract import FeatureValue, Signal
@@ -77,7 +77,14 @@ def score_columns(
     keys = columns.bars.keys
     fields = ["key", "open_time", "close"]
     bars: list[tuple[int, int, float]] = columns.bars.records[fields].tolist()
-    features, numbers = used_features(columns)
+    table, matrix = used_columns(columns)
+    features: list[list[FeatureValue]] = feature_values(table, matrix).tolist()
+    numbers = scoring_numbers(table, matrix)
+    # Each event's own ``recent`` document, under which it is remembered for the next events
+    # of its series (``ModelScorer.remember``).
+    documents = recent_documents(
+        [open_time for _, open_time, _ in bars], columns.names, columns.fired, table, matrix
+    )
     warming: list[bool] = np.logical_and.reduce(np.isnan(numbers), axis=1).tolist()
     # One version (a namespace whose configuration never changed, or a batch of a version's
     # time): every event's context at once; else each from its own version, one by one.
@@ -86,13 +93,14 @@ def score_columns(
         scorer_of(only.model).contexts(numbers) if only is not None else [None] * len(bars)
     )
     out: list[Scoring] = []
-    for (key, open_time, close), patterns, used, warm, context, recent in zip(
+    for (key, open_time, close), patterns, used, warm, context, recent, document in zip(
         bars,
         pattern_dicts(columns.names, columns.fired, len(columns)),
         features,
         warming,
         contexts,
         columns.recent,
+        documents,
         strict=True,
     ):
         if warm and not emit_warming:
@@ -112,6 +120,7 @@ def score_columns(
                     emitted_at=emitted_at,
                     context=context,
                     documents=True,
+                    document=document,
                 )
             )
         except BadInput as err:
@@ -119,25 +128,32 @@ def score_columns(
     return out
 
 
-def used_features(
+def used_columns(
     columns: EventColumns,
-) -> tuple[list[dict[str, FeatureValue]], npt.NDArray[np.float64]]:
-    """Per event, ``clean_features`` of its features: ``FEATURES_USED`` in that order, made by
-    ``feature_dicts`` as for the records (NaN or absent ``None``, an integer feature an
-    ``int``; where a name repeats in the table, its last column); and the same values as a
-    float64 matrix, one column per feature (``None``: NaN)."""
+) -> tuple[list[tuple[str, bool]], npt.NDArray[np.float64]]:
+    """The feature table and matrix of what scoring reads: ``FEATURES_USED`` in that order,
+    a column each (where a name repeats in the entry's table, its last column; absent: NaN,
+    not an integer), so that ``feature_dicts`` of them gives each event's ``clean_features``
+    as for the records (NaN or absent ``None``, an integer feature an ``int``)."""
     index = {name: i for i, (name, _) in enumerate(columns.feature_table)}
     table: list[tuple[str, bool]] = []
     matrix = np.full((len(columns), len(FEATURES_USED)), np.nan)
     for j, name in enumerate(FEATURES_USED):
         i = index.get(name)
-        is_int = i is not None and columns.feature_table[i][1]
-        table.append((name, is_int))
+        table.append((name, i is not None and columns.feature_table[i][1]))
         if i is not None:
             matrix[:, j] = columns.features[:, i]
+    return table, matrix
+
+
+def scoring_numbers(
+    table: Sequence[tuple[str, bool]], matrix: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """``used_columns``' matrix as the numbers scoring compares (``None``: NaN): an integer
+    feature's number is its ``int``, as in the dicts."""
     numbers = matrix.copy()
     for j, (_, is_int) in enumerate(table):
-        if is_int:  # the number an int feature scores with is its ``int``, as in the dicts
+        if is_int:
             present = ~np.isnan(matrix[:, j])
             numbers[present, j] = matrix[present, j].astype(np.int64)
-    return feature_dicts(table, matrix), numbers
+    return numbers

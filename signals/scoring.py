@@ -54,7 +54,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from common.contracts import RECENT_FEATURES, PatternEvent, bar_id, encode_recent_entry
+from common.contracts import RECENT_FEATURES, PatternEvent, bar_id
 from common.errors import ConfigError, DecodeError
 from detectors.timeframes import parse_timeframe
 from signals.contract import SIGNALS_VERSION, Direction, FeatureValue, Signal
@@ -135,6 +135,13 @@ def clean_features(features: Mapping[str, Any]) -> dict[str, FeatureValue]:
         else:
             raise DecodeError("feature", f"{key}={value!r} is not a number")
     return out
+
+
+def feature_dict(features: dict[str, FeatureValue] | list[FeatureValue]) -> dict[str, FeatureValue]:
+    """``clean_features`` as a dict, given as one or as its values in ``FEATURES_USED`` order."""
+    if isinstance(features, dict):
+        return features
+    return dict(zip(FEATURES_USED, features, strict=True))
 
 
 def warming_up(features: Mapping[str, FeatureValue]) -> bool:
@@ -364,24 +371,25 @@ class ModelScorer:
         self,
         open_time: int,
         patterns: PatternItems,
-        features: Mapping[str, FeatureValue],
+        features: dict[str, FeatureValue] | list[FeatureValue],
         scored: Scored,
         *,
-        document: bool = False,
+        documents: bool = False,
+        document: bytes | None = None,
     ) -> None:
         """Memoize a scored event as ``prior`` would its ``recent`` entry: the detectors write
         that entry from the same bar, patterns (in the same order) and features, so the next
-        events of the series find it without decoding it. ``document``: the entry will come
-        as its JSON document (``recent_document``, the key), else decoded. Only a key ``prior``
-        builds the same way can hit, and equal keys decode equally, so this changes no
-        result."""
-        if document:
-            doc = recent_document(open_time, patterns, features)
-            if doc is None:
+        events of the series find it without decoding it. ``documents``: the entry will come
+        as its JSON document, ``document`` (``common.columns.recent_documents`` of the event:
+        the key; None, as for an infinite feature, remembers nothing), else decoded. Only a
+        key ``prior`` builds the same way can hit, and equal keys decode equally, so this
+        changes no result."""
+        if documents:
+            if document is None:
                 return
-            key: tuple[Any, ...] = (self, doc)
+            key: tuple[Any, ...] = (self, document)
         else:
-            key = self._prior_key(open_time, patterns, features)
+            key = self._prior_key(open_time, patterns, feature_dict(features))
         if key not in _PRIORS:
             _memo_prior(key, (open_time, scored))
 
@@ -430,23 +438,26 @@ class ModelScorer:
         open_time: int,
         close: float,
         items: PatternItems,
-        features: dict[str, FeatureValue],
+        features: dict[str, FeatureValue] | list[FeatureValue],
         *,
         recent: Sequence[Any],
         name: str | None,
         emitted_at: str | None,
         context: Context | None = None,
         documents: bool = False,
+        document: bytes | None = None,
     ) -> list[Signal]:
         """Steps 1-6 of one bar's event, given as what they read: the bar's (exchange, symbol,
         timeframe), open time and close, its patterns (in the event's order), its
-        ``clean_features`` and its ``recent`` list (``score`` of a record and
-        ``signals.columnar`` of columns call it); ``context``: its ``context``, if known;
-        ``documents``: the series' ``recent`` entries come as JSON documents (v3 entries)."""
+        ``clean_features`` (or their values in ``FEATURES_USED`` order: the dict is built only
+        for a signal) and its ``recent`` list (``score`` of a record and ``signals.columnar``
+        of columns call it); ``context``: its ``context``, if known;
+        ``documents``: the series' ``recent`` entries come as JSON documents (v3 entries),
+        ``document`` this event's own (see ``remember``)."""
         if context is None:
-            context = self.context(features)
+            context = self.context(feature_dict(features))
         scored = self.raw(tuple(sorted(items)), context)
-        self.remember(open_time, items, features, scored, document=documents)
+        self.remember(open_time, items, features, scored, documents=documents, document=document)
         out: list[Signal] = []
         for d, ds, contributions in (
             (1, scored.long, scored.long_contributions),
@@ -459,6 +470,7 @@ class ModelScorer:
             ):
                 continue
             direction: Direction = "long" if d == 1 else "short"
+            features = feature_dict(features)  # one dict for both directions' signals
             # Positional, in field order (the reference tests check every field): a keyword
             # call of this 15-field frozen dataclass costs about twice as much.
             out.append(
@@ -511,23 +523,6 @@ def parse_prior(document: bytes) -> Any:
         return orjson.loads(document)
     except orjson.JSONDecodeError as e:
         raise DecodeError("recent_event", repr(e)) from e
-
-
-def recent_document(
-    open_time: int, patterns: PatternItems, features: Mapping[str, FeatureValue]
-) -> bytes | None:
-    """The JSON document the detectors write as an event's ``recent`` entry
-    (``encode_recent_entry``), built from what scoring read of the event (``features`` in
-    ``FEATURES_USED`` order, which is ``RECENT_FEATURES``'); None where parsing it back would
-    not give those values (an infinite feature is written as null; an integer past 64 bits
-    cannot be written), so that a document always means what it was remembered for."""
-    for v in features.values():
-        if v is not None and not -math.inf < v < math.inf:
-            return None
-    try:
-        return encode_recent_entry(open_time, dict(patterns), features)
-    except orjson.JSONEncodeError:
-        return None
 
 
 @functools.lru_cache(maxsize=RAW_CACHE_SIZE)

@@ -12,16 +12,22 @@ from typing import Any
 import orjson
 import pytest
 
-from common.columns import EventColumns, decode_events, encode_events, event_columns
+from common.columns import (
+    EventColumns,
+    decode_events,
+    encode_events,
+    event_columns,
+    recent_documents,
+)
 from common.errors import BadInput
-from signals.columnar import score_entry
+from signals.columnar import score_entry, used_columns
 from signals.model import Model, ScoringParams
 from signals.scoring import (
     _PRIORS,
     FEATURES_USED,
     ModelScorer,
+    clean_features,
     decode_prior,
-    recent_document,
 )
 from signals.versions import ModelHistory, ModelVersion
 from tests.signals_factory import (
@@ -143,24 +149,27 @@ def test_a_recent_document_that_is_not_json_fails_only_the_events_that_read_it()
 
 
 def test_a_remembered_document_means_what_it_was_remembered_for() -> None:
-    """``recent_document`` gives what the detectors write; parsing it back gives the values it
-    was built from, or there is none (an infinite feature would come back as null)."""
+    """The document an event is remembered under (``recent_documents`` of what scoring reads
+    of it, ``used_columns``) is what the detectors write; parsing it back gives the values
+    scoring used, or there is none (an infinite feature would come back as null)."""
     rng = random.Random(9)
-    for _ in range(300):
-        event = random_event(rng)
-        features = {k: event.features.get(k) for k in FEATURES_USED}
-        if any(isinstance(v, float) and math.isnan(v) for v in features.values()):
-            continue
-        items = tuple(event.patterns.items())
-        doc = recent_document(event.bar.open_time, items, features)
-        assert doc is not None
-        assert decode_prior(orjson.loads(doc)) == (
-            event.bar.open_time,
-            tuple(sorted(items)),
-            features,
-        )
-    assert recent_document(1, (), {"rsi": math.inf}) is None
-    assert recent_document(1, (), {"rsi": 2**70}) is None
+    entries = encode_events([random_event(rng) for _ in range(300)])  # by feature names
+    assert len(entries) > 1
+    for fields in entries:
+        events, columns = decode_events(fields), event_columns(fields)
+        table, matrix = used_columns(columns)
+        open_times = [e.bar.open_time for e in events]
+        docs = recent_documents(open_times, columns.names, columns.fired, table, matrix)
+        for event, doc in zip(events, docs, strict=True):
+            assert doc is not None
+            assert decode_prior(orjson.loads(doc)) == (
+                event.bar.open_time,
+                tuple(sorted(event.patterns.items())),
+                clean_features(event.features),
+            )
+    matrix[0, FEATURES_USED.index("rsi")] = math.inf
+    docs = recent_documents(open_times, columns.names, columns.fired, table, matrix)
+    assert docs[0] is None and None not in docs[1:]
 
 
 def test_an_unknown_timeframe_fails_the_same_way() -> None:
