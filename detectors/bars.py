@@ -126,6 +126,9 @@ class BarAggregator:
         self.dedup_window = dedup_window
         self.series: list[tuple[str, str]] = []
         self.index: dict[tuple[str, str], int] = {}
+        # Each series' exchange and symbol by series index, for a step's many-bar lookups.
+        self.exchange_of: npt.NDArray[np.object_] = np.zeros(0, object)
+        self.symbol_of: npt.NDArray[np.object_] = np.zeros(0, object)
         self.id_hwm: I64 = np.zeros(0, np.int64)  # highest numeric trade id per series
         self.fine_max: I64 = np.zeros(0, np.int64)  # latest finest bucket reached per series
         self.next_end: I64 = np.zeros(0, np.int64)  # earliest end among the series' open bars
@@ -151,6 +154,8 @@ class BarAggregator:
             self.series.append(key)
             if sid >= len(self.id_hwm):
                 cap = max(16, 2 * len(self.id_hwm))
+                self.exchange_of = _grow(self.exchange_of, cap, "")
+                self.symbol_of = _grow(self.symbol_of, cap, "")
                 self.id_hwm = _grow(self.id_hwm, cap, NONE)
                 self.fine_max = _grow(self.fine_max, cap, NONE)
                 self.next_end = _grow(self.next_end, cap, _END)
@@ -160,6 +165,7 @@ class BarAggregator:
                 self.coarse_time = _grow(self.coarse_time, cap, NONE)
                 self.coarse_vals = _grow(self.coarse_vals, cap, 0)
                 self.coarse_trades = _grow(self.coarse_trades, cap, 0)
+            self.exchange_of[sid], self.symbol_of[sid] = key
         return sid
 
     def fill_open_bars(self, time: I64, vals: F64, trades: I64) -> None:
@@ -617,7 +623,7 @@ def segment_sums(values: F64, starts: I64, ends: I64, init: F64, short: int = SH
     return sums
 
 
-def _grow(arr: npt.NDArray[Any], cap: int, fill: int) -> npt.NDArray[Any]:
+def _grow(arr: npt.NDArray[Any], cap: int, fill: int | str) -> npt.NDArray[Any]:
     """``arr`` with ``cap`` rows (the same dtype and row shape), new rows set to ``fill``."""
     bigger = np.full((cap, *arr.shape[1:]), fill, arr.dtype)
     bigger[: len(arr)] = arr

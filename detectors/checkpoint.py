@@ -83,7 +83,9 @@ def dumps(engine: PartitionEngine) -> bytes:
         # The entries as they were encoded when their events fired: the same JSON as before
         # they were kept encoded (checkpoints are byte-identical either way).
         "recent": {
-            str(r): [orjson.Fragment(doc) for _, doc in ev] for r, ev in engine.recent.items() if ev
+            str(r): [orjson.Fragment(doc) for doc in docs]
+            for r, (_, docs) in engine.recent.items()
+            if docs
         },
     }
     head = orjson.dumps(header)
@@ -124,8 +126,9 @@ def loads(
         _restore_rows(engine, header, arrays)
         try:
             engine.recent = {
-                int(r): [(int(e["open_time"]), orjson.dumps(e)) for e in ev]
+                int(r): ([int(e["open_time"]) for e in ev], [orjson.dumps(e) for e in ev])
                 for r, ev in header["recent"].items()
+                if ev
             }
         except (KeyError, TypeError, ValueError) as e:
             raise DecodeError("checkpoint", f"recent events: {e!r}") from e

@@ -24,6 +24,7 @@ checkpointed.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -191,10 +192,10 @@ class PartitionEngine:
         self.agg = BarAggregator(config.timeframes, config.allowed_lateness_ms, config.dedup_window)
         self.slots: I64 = np.zeros(0, np.int64)  # the row space's slot of each series
         # Per row (series * timeframes + timeframe, the engine's own numbering), its events
-        # within the cooldown horizon, oldest first: (open time, the ``recent`` entry as
-        # JSON). Encoded once, when the event fires; an event's ``recent`` is its row's
-        # entries joined (``_events``), and the checkpoint embeds them as they are.
-        self.recent: dict[int, list[tuple[int, bytes]]] = {}
+        # within the cooldown horizon, oldest first: their open times and their ``recent``
+        # entries as JSON. Encoded once, when the event fires; an event's ``recent`` is its
+        # row's entries (``_events``), and the checkpoint embeds them as they are.
+        self.recent: dict[int, tuple[list[int], list[bytes]]] = {}
         self.last_id: str | None = None
 
     # --- stepping ------------------------------------------------------------------------
@@ -255,9 +256,9 @@ class PartitionEngine:
         values = group.values[part]
         sid = closed.sid[idx]
         open_time = closed.open_time[idx]
-        series = self.agg.series
         tf_name = self.config.timeframes[t].name
-        keys = [(*series[s], tf_name) for s in sid.tolist()]
+        exchanges, symbols = self.agg.exchange_of[sid].tolist(), self.agg.symbol_of[sid].tolist()
+        keys = list(zip(exchanges, symbols, itertools.repeat(tf_name, len(sid)), strict=True))
         bars = np.empty(len(idx), BAR_DTYPE)
         bars["key"] = np.arange(len(idx))
         bars["open_time"] = open_time
@@ -315,22 +316,29 @@ class PartitionEngine:
         if len(docs) != len(open_times):  # ``feature_matrix`` leaves no infinite feature
             raise AssertionError(f"an event's recent document could not be written: {matrix}")
         for row, open_time, doc in zip(rows[fired_at].tolist(), open_times, docs, strict=True):
+            kept_events = state.get(row)
+            if kept_events is None:
+                recents.append([])
+                state[row] = ([open_time], [doc])
+                continue
+            times, documents = kept_events
             horizon = open_time - span
-            recent = [e for e in state.get(row, ()) if e[0] >= horizon]
-            recents.append([d for _, d in recent])
-            recent.append((open_time, doc))
-            state[row] = recent
+            if times[0] < horizon:  # oldest first: what left the horizon is a prefix
+                drop = bisect.bisect_left(times, horizon)
+                del times[:drop], documents[:drop]
+            recents.append(documents[:])
+            times.append(open_time)
+            documents.append(doc)
         return EventColumns(bars, list(names), fired, table, matrix, recents)
 
     def _emit_outcomes(self, done: Completed, sid: I64, tf_name: str, out: Output) -> None:
         """Completed (event, horizon) pairs (``sid``: each one's series) as columns: no
         record per pair, the runner zips the columns straight into the ``outcomes`` entry."""
         n = len(done.open_time)
-        exchange, symbol = zip(*map(self.agg.series.__getitem__, sid.tolist()), strict=True)
         out.outcome_parts.append(
             OutcomeColumns(
-                exchange,
-                symbol,
+                self.agg.exchange_of[sid].tolist(),
+                self.agg.symbol_of[sid].tolist(),
                 (tf_name,) * n,
                 done.open_time,
                 done.horizon,
@@ -485,10 +493,12 @@ def _finish(
         # First the bars before this one (a bar is never its own outcome), then this one.
         done = tracker.advance(rows, h, lo, c)
         if done is not None:
+            # ``done.at`` ascends (row-major pairs) and so does ``who``: each engine's pairs
+            # are one run of them.
             owner = who[done.at]
             for part in parts:
                 i = int(who[part.start])
-                mine = _subset(done, owner == i) if len(parts) > 1 else done
+                mine = done if len(parts) == 1 else _pairs(done, *_run(owner, i))
                 if len(mine.at):
                     engine = items[i][0]
                     name = engine.config.timeframes[t].name
@@ -508,19 +518,24 @@ def _finish(
         items[i][0]._bars_and_events(group, part, closed, outs[i])
 
 
-def _subset(done: Completed, keep: npt.NDArray[np.bool_]) -> Completed:
-    """The completed pairs ``keep`` of ``done``."""
-    picks = np.flatnonzero(keep).tolist()
+def _run(owner: I64, i: int) -> tuple[int, int]:
+    """Where value ``i`` runs in the ascending ``owner``."""
+    a, b = np.searchsorted(owner, [i, i + 1]).tolist()
+    return a, b
+
+
+def _pairs(done: Completed, a: int, b: int) -> Completed:
+    """The completed pairs ``a:b`` of ``done``."""
     return Completed(
-        done.rows[keep],
-        done.at[keep],
-        [done.open_time[j] for j in picks],
-        [done.horizon[j] for j in picks],
-        [done.close[j] for j in picks],
-        [done.ret[j] for j in picks],
-        [done.mfe[j] for j in picks],
-        [done.mae[j] for j in picks],
-        [done.trend[j] for j in picks],
-        [done.atr_ratio[j] for j in picks],
-        [done.volume_ratio[j] for j in picks],
+        done.rows[a:b],
+        done.at[a:b],
+        done.open_time[a:b],
+        done.horizon[a:b],
+        done.close[a:b],
+        done.ret[a:b],
+        done.mfe[a:b],
+        done.mae[a:b],
+        done.trend[a:b],
+        done.atr_ratio[a:b],
+        done.volume_ratio[a:b],
     )

@@ -144,7 +144,12 @@ def _slope_per_min(minutes: list[float], values: list[float]) -> float:
 
 
 def _entry_mean(engines: list[PartitionEngine]) -> tuple[int, float]:
-    entries = [e for eng in engines for lst in eng.recent.values() for e in lst]
+    entries = [
+        e
+        for eng in engines
+        for times, docs in eng.recent.values()
+        for e in zip(times, docs, strict=True)
+    ]
     if not entries:
         return 0, 0.0
     sample = entries[:: max(1, len(entries) // 2000)]
