@@ -417,6 +417,14 @@ def report(runs: list[Run], s: Soak | None, copy: float, load: str) -> list[str]
             f"| same, to the signal's emitted_at | p50 {pct(em, 0.5):.1f} ms, "
             f"p99 {pct(em, 0.99):.1f} ms | | |"
         )
+        tl = s.trailer_latencies
+        if tl:
+            lines.append(
+                f"| not in the above: the {len(tl):,} signals the trailer closed (the last bars, "
+                f"after the paced run) | p50 {pct(tl, 0.5):.1f} ms, p99 {pct(tl, 0.99):.1f} ms; "
+                f"all signals together p50 {pct(lat + tl, 0.5):.1f} ms, p99 "
+                f"{pct(lat + tl, 0.99):.1f} ms | | |"
+            )
         hop_names = {
             "ingest": "receipt -> the closing trade's `ticks:{p}` entry (ingest writer)",
             "detectors": "-> the pattern event's entry (detectors)",

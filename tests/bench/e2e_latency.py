@@ -4,8 +4,10 @@
 e2e``): a stack as in ``bench_e2e``, trades at ``RATE`` ticks/s whose event times are the
 wall clock, for ``SOAK_S`` seconds (60 with ``BENCH_QUICK=1``), then the trailer; every
 signal's latency is its Redis entry-id time minus the receive time of the trade that closed
-its bar (the first trade of its partition at or past the bar's end). The trades go through
-the in-process writer (receive time: when the bench offers them), or with
+its bar (the first trade of its partition at or past the bar's end). The signals the trailer
+closes (the last bars of every series, up to 3,000 at once, by a jump of event time that a
+detector sleeping between reads takes up to ``COALESCE_MS`` to see) are counted apart. The
+trades go through the in-process writer (receive time: when the bench offers them), or with
 ``BENCH_E2E_LATENCY_FEED=ws`` (``soak(..., via_ws=True)``) as Binance frames through the
 ingest processes (receive time: ingest's stamp, read back from the ``ticks:{p}`` entries).
 The rows are checked against ``alphapulse replay`` of the same trades.
@@ -73,6 +75,11 @@ class Soak:
     feed: str = ""  # what wrote the ticks
     symbols: int = SYMBOLS
     cpu: dict[str, float] = field(default_factory=dict)  # cores used over the paced run
+    # The trailer (sent after the paced run, its event time a minute or more ahead, to close
+    # the last bars for the check against replay) is no trade of the paced load: the
+    # latencies of what it closed are kept apart (ms), out of the figures above.
+    trailer_sent_ns: int = 0
+    trailer_latencies: list[float] = field(default_factory=list)
 
 
 class Closers:
@@ -281,7 +288,8 @@ async def soak(
         result.cpu = {k: (cpu1[k] - cpu0.get(k, 0.0)) / result.seconds for k in cpu1}
         trailer_ms = (last_ms // 60_000 + 2) * 60_000
         tail = trades.trailer(trailer_ms * MS_NS)
-        feed.send(tail, time.time_ns())
+        result.trailer_sent_ns = time.time_ns()
+        feed.send(tail, result.trailer_sent_ns)
         await feed.drain()
         if feed.via_ws:
             await until_written(stack, trades.count)
@@ -351,6 +359,10 @@ def latencies(raw: list[Output], closers: Closers, out: Soak) -> None:
         recv = closers.closing_recv(p, end_ms)
         if recv is None:
             raise RuntimeError(f"output before its closing tick: partition {p}, bar end {end_ms}")
+        if recv >= out.trailer_sent_ns:  # closed by the trailer, not by the paced trades
+            if emitted is not None:
+                out.trailer_latencies.append(entry_ms - recv / 1e6)
+            continue
         if emitted is None:
             out.pattern_latencies.append(entry_ms - recv / 1e6)
             continue
