@@ -261,14 +261,11 @@ def recent_documents(
     template = b'{"open_time":%d,"patterns":{%b},"features":{' + keys + b"}}"
     event, pattern, value = (fired[k] for k in ("event", "pattern", "value"))
     # Each distinct (pattern, value) written once: a boundary's events share a few dozen.
-    distinct, index = np.unique(
-        pattern.astype(np.int64) << 32 | value.astype(np.int64) & 0xFFFFFFFF, return_inverse=True
-    )
-    written = [
-        b"%b:%d" % (orjson.dumps(names[p]), v)
-        for p, v in zip((distinct >> 32).tolist(), _low_int32(distinct).tolist(), strict=True)
+    written: dict[int, bytes] = {}
+    texts = [
+        written.get(code) or written.setdefault(code, _pattern_text(names, code))
+        for code in (pattern.astype(np.int64) << 32 | value.astype(np.int64) & 0xFFFFFFFF).tolist()
     ]
-    texts = [written[i] for i in index.tolist()]
     ends = np.searchsorted(event, np.arange(1, n + 1)).tolist()
     patterns = [b",".join(texts[a:b]) for a, b in zip([0, *ends[:-1]], ends, strict=True)]
     docs: list[bytes | None] = [
@@ -276,7 +273,7 @@ def recent_documents(
     ]
     refused = np.asarray(np.isinf(matrix).any(axis=1))
     pair = event.astype(np.int64) * len(names) + pattern
-    if len(set(names)) < len(names) or (np.diff(pair) <= 0).any():  # (never the detectors')
+    if len(set(names)) < len(names) or not (pair[1:] > pair[:-1]).all():  # (not the detectors')
         named = np.unique(names, return_inverse=True)[1]
         pair = np.sort(event.astype(np.int64) * len(names) + named[pattern])
         refused[pair[1:][pair[1:] == pair[:-1]] // len(names)] = True  # a repeated name
@@ -285,9 +282,11 @@ def recent_documents(
     return docs
 
 
-def _low_int32(code: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-    """The int32 in the low 32 bits of each of ``code``."""
-    return (code & 0xFFFFFFFF).astype(np.uint32).view(np.int32).astype(np.int64)
+def _pattern_text(names: Sequence[str], code: int) -> bytes:
+    """``"name":value`` of a fired pattern coded as its index << 32 | its value's low 32 bits
+    (an int32)."""
+    low = code & 0xFFFFFFFF
+    return b"%b:%d" % (orjson.dumps(names[code >> 32]), low - (1 << 32) if low >> 31 else low)
 
 
 def feature_matrix(
