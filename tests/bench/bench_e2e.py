@@ -474,7 +474,8 @@ def sweep_report(sweep: list[Soak]) -> list[str]:
         exact = "exact vs replay" if all(c.exact for c in r.rows.values()) else "MISMATCH"
         hops = ", ".join(q(r.hops.get(h, [])) for h in ("detectors", "signals"))
         lines.append(
-            f"| {r.symbols:,} | {r.sent / r.seconds:,.0f} | {q(lat)} ({len(lat):,}) "
+            f"| {r.symbols:,} | {r.sent / r.seconds:,.0f} | {q(lat)} ({len(lat):,}; "
+            f"{len(r.trailer_latencies):,} closed by the trailer apart) "
             f"| {q(r.pattern_latencies)} ({len(r.pattern_latencies):,}) | {hops} | {exact} |"
         )
     return lines
