@@ -112,9 +112,10 @@ def encode_recent_entry(
 ) -> bytes:
     """The JSON document of a pattern event's ``recent`` entry: its bar's open time, its
     patterns (in firing order) and ``features``, those of ``RECENT_FEATURES`` in that order.
-    The detectors encode each entry with it once, when its event fires; the signals stage
-    builds the same bytes for an event it scores, to find that entry in the next events'
-    ``recent`` lists without parsing it (``signals.scoring.recent_document``)."""
+    It defines the bytes: the detectors and the signals stage build them column-wise for
+    many events at once (``common.columns.recent_documents``, byte for byte the same), the
+    detectors once, when an event fires, the signals stage for each event it scores, to find
+    that entry in the next events' ``recent`` lists without parsing it."""
     return orjson.dumps({"open_time": open_time, "patterns": patterns, "features": features})
 
 
