@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -42,6 +41,7 @@ from playwright.async_api import async_playwright
 from common.names import Keys
 from signals.console.auth import hash_password
 from tests.console_support import MINUTE, T0, load_seed, make_seed
+from tests.ports import free_port
 from tests.sink_support import make_db
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -59,12 +59,6 @@ def pct(values: Sequence[float], q: float) -> float:
 
 def ms(values: Sequence[float]) -> str:
     return f"p50 {pct(values, 0.5):7.2f} ms  p99 {pct(values, 0.99):7.2f} ms  (n={len(values)})"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def cpu_seconds(pid: int) -> float:

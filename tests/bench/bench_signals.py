@@ -34,7 +34,6 @@ import asyncio
 import contextlib
 import math
 import os
-import socket
 import sys
 import time
 import uuid
@@ -59,6 +58,7 @@ from signals.settings import SignalsSettings
 from signals.versions import ModelHistory
 from tests import signals_reference
 from tests.bench.gc_support import SETTINGS, GcClock, collector, rounds_of
+from tests.ports import free_port
 from tests.signals_factory import (
     MINUTE,
     T0,
@@ -243,12 +243,6 @@ async def bench_worker_entries(
         f"CPU {cpu / n * 1e6:.1f} µs/event   baseline XREADGROUP+XACK of the same entries "
         f"{n / base:10,.0f} events/s"
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def bench_latency(r: aioredis.Redis, keys: Keys, rounds: int) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import socket
 import sys
 import tempfile
 import time
@@ -36,18 +35,12 @@ from tests.integration.test_detectors_overload import (
     _entries,
     _ticks,
 )
+from tests.ports import free_port
 
 WAIT_S = 90.0
 METRICS = re.compile(
     r"alphapulse_detectors_(leases_lost_total|lease_renewal_lateness_seconds_(bucket|count|sum))"
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _report(ports: list[int], logs: Path) -> None:
@@ -70,7 +63,7 @@ async def run(checkout: Path) -> None:
     detectors_support.ROOT = checkout  # the processes run that checkout's code
     procs = detectors_support.Detectors(namespace, logs, ENGINE_ENV)
     procs.env["LOG_LEVEL"] = "DEBUG"  # partition_acquired is a DEBUG event (one per partition)
-    ports = [_free_port(), _free_port()]
+    ports = [free_port(), free_port()]
     try:
         for port in ports:
             procs.env["METRICS_PORT"] = str(port)

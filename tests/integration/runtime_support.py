@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -22,15 +21,10 @@ import redis
 
 from tests.conftest import REDIS_URL
 from tests.polling import until
+from tests.ports import free_port
 
 WORKER_MODULE = "tests.integration.runtime_worker"
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def worker_env(namespace: str, **extra: str) -> dict[str, str]:

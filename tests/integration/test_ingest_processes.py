@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import sys
 import urllib.request
 from pathlib import Path
@@ -22,18 +21,12 @@ import redis.asyncio as aioredis
 from common.contracts import TickBatch
 from common.names import Keys
 from tests.conftest import REDIS_URL
+from tests.ports import free_port
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 BTC = DATA / "binance-spot-btcusdt-20240808.rec.gz"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _scrape(port: int) -> dict[str, float]:
@@ -65,7 +58,7 @@ async def test_simulate_and_ingest_processes(
         assert line, "the simulator exited before listening"
     url = line.decode().split(": ", 1)[1].strip()
     drain = asyncio.create_task(sim.stderr.read())  # keep its log pipe from filling up
-    metrics_port = _free_port()
+    metrics_port = free_port()
     env = {
         **os.environ,
         "REDIS_URL": REDIS_URL,

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ import redis.asyncio as aioredis
 
 from common.names import GROUP_SINK, Keys
 from tests.polling import until
+from tests.ports import free_port
 from tests.sink_support import Db, log_tail, make_bar, make_ticks, sink_env
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -40,12 +40,6 @@ PG_BIN = max(
     default=Path("/usr/lib/postgresql/15/bin"),
 )
 OUTAGE_S = {"postgres": 30.0, "timescale": 30.0}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def run(*cmd: str, env: dict[str, str] | None = None) -> str:

@@ -6,7 +6,6 @@ and the backfill settings."""
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -25,6 +24,7 @@ from ingest.simulator.venues import get_server
 from ingest.venues import get_adapter
 from ingest.venues.base import HistoryQuery
 from ingest.writer import TickWriter
+from tests.ports import free_port
 
 T0 = 1_723_161_255_342_000_000
 
@@ -226,19 +226,13 @@ def _filler(hold_max: int, timeout_s: float = 30.0) -> tuple[GapFiller, TickWrit
     writer = TickWriter(None, keys, metrics, batch_size=10, max_pending=1000)  # not started
     adapter = get_adapter("binance")
     # a port nothing listens on: every request fails at once (refused), then is retried
-    client = HistoryClient(adapter, f"http://127.0.0.1:{_closed_port()}", metrics,
+    client = HistoryClient(adapter, f"http://127.0.0.1:{free_port()}", metrics,
                            backoff_base_s=0.01)  # fmt: skip
     deduper = TradeDeduper(window=64, sequential_key=int)
     options = BackfillOptions(timeout_s=timeout_s, hold_max=hold_max)
     filler = GapFiller(adapter, client, writer=writer, deduper=deduper, metrics=metrics,
                        redis=None, keys=keys, options=options)  # fmt: skip
     return filler, writer, metrics
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _written(writer: TickWriter) -> list[str]:
