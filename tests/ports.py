@@ -16,6 +16,7 @@ from pathlib import Path
 _RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 _LOWEST = 20_000
 _DRAW = random.Random()  # its own generator: tests that seed ``random`` do not repeat ports
+_GIVEN: set[int] = set()  # never the same port twice in a process (a caller may take several)
 
 
 def _ephemeral_start() -> int:
@@ -26,14 +27,20 @@ def _ephemeral_start() -> int:
 
 
 def free_port() -> int:
-    """A port below the ephemeral range that nothing listens on now."""
+    """A port below the ephemeral range that nothing listens on now and that this process
+    has not handed out before."""
     top = max(_LOWEST + 1_000, _ephemeral_start())
+    if len(_GIVEN) > (top - _LOWEST) // 2:
+        _GIVEN.clear()
     for _ in range(200):
         port = _DRAW.randrange(_LOWEST, top)
+        if port in _GIVEN:
+            continue
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
+        _GIVEN.add(port)
         return port
     raise RuntimeError(f"no free port in {_LOWEST}..{top} after 200 draws")
