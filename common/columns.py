@@ -242,6 +242,8 @@ def recent_documents(
     fired: npt.NDArray[np.void],
     table: Sequence[tuple[str, bool]],
     matrix: npt.NDArray[np.float64],
+    *,
+    values: npt.NDArray[np.object_] | None = None,
 ) -> list[bytes | None]:
     """Per event, the JSON document of its ``recent`` entry, byte for byte what
     ``encode_recent_entry`` gives for its open time, its ``pattern_dicts`` dict and its
@@ -251,11 +253,12 @@ def recent_documents(
     dict is built. ``fired`` is sorted by event (as ``EventColumns`` keeps it). None for an
     event the template could not write as that function would: an infinite feature (written
     as null, it would not mean its value) or a pattern named twice (never written by the
-    detectors)."""
+    detectors). ``values``: ``feature_values(table, matrix)``, where the caller has it."""
     n = len(open_times)
     if n == 0:
         return []
-    values = feature_values(table, matrix)
+    if values is None:
+        values = feature_values(table, matrix)
     columns = [orjson.dumps(values[:, j].tolist())[1:-1].split(b",") for j in range(len(table))]
     keys = b",".join(orjson.dumps(name).replace(b"%", b"%%") + b":%b" for name, _ in table)
     template = b'{"open_time":%d,"patterns":{%b},"features":{' + keys + b"}}"

@@ -78,12 +78,14 @@ def score_columns(
     fields = ["key", "open_time", "close"]
     bars: list[tuple[int, int, float]] = columns.bars.records[fields].tolist()
     table, matrix = used_columns(columns)
-    features: list[list[FeatureValue]] = feature_values(table, matrix).tolist()
+    values = feature_values(table, matrix)
+    features: list[list[FeatureValue]] = values.tolist()
     numbers = scoring_numbers(table, matrix)
     # Each event's own ``recent`` document, under which it is remembered for the next events
     # of its series (``ModelScorer.remember``).
+    open_times = [open_time for _, open_time, _ in bars]
     documents = recent_documents(
-        [open_time for _, open_time, _ in bars], columns.names, columns.fired, table, matrix
+        open_times, columns.names, columns.fired, table, matrix, values=values
     )
     warming: list[bool] = np.logical_and.reduce(np.isnan(numbers), axis=1).tolist()
     # One version (a namespace whose configuration never changed, or a batch of a version's
