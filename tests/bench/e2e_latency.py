@@ -56,7 +56,7 @@ SOAK_S = 60 if QUICK else 600
 RATE = 10_000
 # The bench's readers (``keep``) read at most this often: a few reads a second, not one per
 # entry, and they only keep what they read; everything is worked out after the run.
-FOLLOW_PAUSE_S = 0.1
+KEEP_PAUSE_S = 0.1
 LATENCY_WS = os.environ.get("BENCH_E2E_LATENCY_FEED", "writer") == "ws"
 
 
@@ -228,7 +228,7 @@ async def keep(
     """Every entry of the streams ``tags`` names, from the start, as it arrives (XREAD, no
     group: trimming waits for the groups only, so this reader keeps up or loses entries),
     kept undecoded as ``(its stream's tag, its id time in ms (Redis's clock), its fields)``;
-    a read every ``FOLLOW_PAUSE_S`` at most. Ends within a read's block time and a pause once
+    a read every ``KEEP_PAUSE_S`` at most. Ends within a read's block time and a pause once
     ``stop`` is set. (Not cancelled instead: redis-py can leave a cancelled blocking read's
     task hanging for good, redis/redis-py#2579.)"""
     last = dict.fromkeys(tags, "0-0")
@@ -240,7 +240,7 @@ async def keep(
                 last[stream] = entry_id.decode()
                 out.append((tags[stream], int(last[stream].split("-")[0]), fields))
         if got:  # the entries wait in their streams meanwhile
-            await asyncio.sleep(FOLLOW_PAUSE_S)
+            await asyncio.sleep(KEEP_PAUSE_S)
 
 
 async def soak(
