@@ -213,6 +213,21 @@ class BarAggregator:
         end = int(self.next_end[:n].min())
         return None if end >= _END else end - self.max_ts
 
+    def may_close(self, ts_ms: I64) -> bool:
+        """Whether applying ticks of event times ``ts_ms`` (ms) could close a bar: one
+        reaches the end of an open bar, or of a finest bar that another of them would open
+        (a bar closes with a tick at or past its end, or with the watermark, which stays
+        below the highest tick). False: applying them now or later gives no output sooner
+        (the runner reads on instead of stepping, :mod:`detectors.runner` step 6)."""
+        if not len(ts_ms):
+            return False
+        highest = int(ts_ms.max())
+        n = len(self.series)
+        if n and highest >= int(self.next_end[:n].min()):
+            return True
+        f = self.ms[0]
+        return highest >= int((ts_ms - ts_ms % f).min()) + f
+
     # --- ticks -------------------------------------------------------------------------
     def apply(
         self,

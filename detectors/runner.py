@@ -37,7 +37,13 @@ the partition's lease):
    steps of those small entries kept two detectors at 0.69 of the two cores, 0.37
    coalesced, and every boundary's burst drained in what they left; issue 17.) A bar's
    closing is delayed by at most ``COALESCE_MS``, and only if the feed's event time jumps;
-   the results do not depend on how entries are batched.
+   the results do not depend on how entries are batched. Entries read while none of their
+   ticks can close a bar (:meth:`BarAggregator.may_close`) are not applied yet but held
+   (``deferred``) and read past, for up to ``COALESCE_MS`` and ``MERGE_TICKS`` ticks: they
+   go into the step of the entry that closes the bar, or of the first read after that
+   time, so the reads without pause before a bar's end take no step each (the paced run's
+   detectors: 0.21–0.22 against 0.25–0.29 cores). Held entries stay pending above the
+   checkpoint, like any unapplied ones: the next owner reads them.
 
 Steps 3-5 run in work slices of about ``WORK_SLICE_MS``, yielding to the event loop (and to
 a due heartbeat/renewal round) in between, so an overloaded detector keeps its leases
@@ -51,10 +57,11 @@ import time
 from typing import TYPE_CHECKING
 
 import numpy as np
+import numpy.typing as npt
 from redis.exceptions import RedisError
 
 from common.columns import encode_outcome_parts
-from common.contracts import TickBatch
+from common.contracts import TICK_DTYPE, TickBatch
 from common.errors import DecodeError
 from common.names import GROUP_DETECTORS
 from common.redis import AnyRedis
@@ -102,6 +109,16 @@ def coalesce_delay_ms(until_close_ms: int | None, window_ms: int) -> int:
     return max(0, min(window_ms, until_close_ms - window_ms))
 
 
+def event_times_ms(entries: list[Entry]) -> npt.NDArray[np.int64] | None:
+    """The event times (ms) of the ticks of ``ticks:{p}`` entries, read off their records
+    without decoding the rest; None if one's records are not there (decoding refuses it)."""
+    try:
+        parts = [np.frombuffer(e.fields[b"a"], TICK_DTYPE)["ts"] for e in entries]
+    except (KeyError, ValueError, TypeError):
+        return None
+    return np.concatenate(parts) // 1_000_000 if parts else np.zeros(0, np.int64)
+
+
 def _sizes(fields: dict[bytes, bytes]) -> tuple[int, int]:
     """Ticks and (an upper bound of) symbols of a ``ticks:{p}`` entry from its raw fields:
     the symbol table has at most as many entries as it has commas plus one."""
@@ -130,6 +147,10 @@ class PartitionRunner:
         # Whether entries above ``last_applied`` may still be pending (after a restore, or
         # when the last pending read came back full): read those before blocking for more.
         self.maybe_pending = True
+        # Entries read but not applied yet (step 6: none of their ticks can close a bar), in
+        # id order above ``last_applied``, and when the first of them was read.
+        self.deferred: list[Entry] = []
+        self.deferred_at = 0.0
         self.max_ts_seen = 0
         self.progress_wall_ms = time.time() * 1000
         self.trimmed_at = time.monotonic()
@@ -182,16 +203,22 @@ class PartitionRunner:
         self.log.debug("partition_restored", partition=self.p, last_id=self.last_applied)
 
     async def _read(self) -> list[Entry]:
-        """The next entries above the last applied one, in id order: first what is still
-        pending under the partition's consumer (after a restore, or when the last page came
-        back full), else new entries read back in order with any pending ones."""
+        """The next entries above the last applied (or deferred) one, in id order: first
+        what is still pending under the partition's consumer (after a restore, or when the
+        last page came back full), else new entries read back in order with any pending
+        ones; with entries deferred, waiting no longer than they may wait."""
         consumer = self.stream_consumer
+        after = self.deferred[-1].id if self.deferred else self.last_applied
         if self.maybe_pending:
-            entries = await consumer.read_pending(self.last_applied)
+            entries = await consumer.read_pending(after)
             self.maybe_pending = len(entries) == consumer.count
             if entries:
                 return entries
-        entries = await consumer.read_in_order(self.last_applied)
+        if not self.deferred:
+            entries = await consumer.read_in_order(after)
+        else:
+            left = self.deferred_at + self.service.settings.coalesce_ms / 1000 - time.monotonic()
+            entries = await consumer.read_in_order(after, block_ms=max(1, int(left * 1000)))
         # A full page may have left more pending behind it (e.g. a stale owner's reads).
         self.maybe_pending = len(entries) == consumer.count
         return entries
@@ -205,6 +232,11 @@ class PartitionRunner:
         settings = self.service.settings
         while not self.leaving:
             entries = await self._read()
+            if entries and self._defer(entries):
+                await self._coalesce()
+                continue
+            if self.deferred:
+                entries, self.deferred = self.deferred + entries, []
             if entries:
                 await self._apply_in_slices(entries)
                 await self._coalesce()
@@ -241,6 +273,28 @@ class PartitionRunner:
             await self.service.yield_to_renewal()
         if done < len(entries):
             self.maybe_pending = True
+
+    def _defer(self, entries: list[Entry]) -> bool:
+        """Keep ``entries`` (just read) unapplied with the deferred ones, if none of their
+        ticks can close a bar (``BarAggregator.may_close``), they hold at most
+        ``MERGE_TICKS`` ticks and the first was read less than ``COALESCE_MS`` ago (step 6)."""
+        engine = self.engine
+        window = self.service.settings.coalesce_ms / 1000
+        if not window or self.maybe_pending or engine is None:
+            return False
+        now = time.monotonic()
+        if self.deferred and now - self.deferred_at >= window:
+            return False
+        held = self.deferred + entries
+        if merge_run_end(held, 0) < len(held):
+            return False
+        times = event_times_ms(held)
+        if times is None or engine.agg.may_close(times):
+            return False
+        if not self.deferred:
+            self.deferred_at = now
+        self.deferred = held
+        return True
 
     async def _coalesce(self) -> None:
         """After applying a read: if caught up, wait for more entries to gather (step 6)."""

@@ -4,7 +4,8 @@
 An in-process detector owns every partition; one symbol gets a 3-tick entry every 5 ms for
 about a second (as ingest writes at 10,000 ticks/s over 16 partitions), event time = the wall
 clock, placed early in a minute so that no 1m bar can close meanwhile. With ``COALESCE_MS``
-50 the runner waits between reads and applies the entries that gathered in one step; with 0
+50 the runner waits between reads and applies the entries that gathered in one step, and
+holds a read's entries until the next read when none of their ticks can close a bar; with 0
 it reads each entry as it comes (the baseline, same feed). Then a trailer closes the minute:
 the bar equals ``replay_ticks`` of the same ticks either way. (That the entry closing a bar is
 still read at once is the pure rule's test, ``test_detectors_runner``; the paced ``make bench``
@@ -22,7 +23,7 @@ import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
 from common.contracts import Tick, TickBatch
-from common.names import Keys, partition_of
+from common.names import GROUP_DETECTORS, Keys, partition_of
 from common.settings import CommonSettings
 from detectors.metrics import DetectorMetrics
 from detectors.partition import EngineConfig
@@ -120,7 +121,89 @@ async def test_a_trickle_of_entries_is_applied_in_few_steps(
         assert got == want and len(got) == 1
     (steps, applied), (base_steps, base_applied) = results[50], results[0]
     assert applied == base_applied == ENTRIES * TICKS_PER_ENTRY
-    # ~1 s of entries: about 20 reads 50 ms apart (each one a step), against one step an
-    # entry when reading at once (a few merges if the runner fell behind now and then).
-    assert steps <= 40, results
+    # ~1 s of entries: about 20 reads 50 ms apart, each read's entries held until the next
+    # (deferred: no tick of theirs can close the minute's bar, and they wait at most
+    # ``COALESCE_MS``), so about 10 steps; against one step an entry when reading at once
+    # (a few merges if the runner fell behind now and then).
+    assert steps <= 20, results
     assert base_steps >= ENTRIES // 2, results
+
+
+async def test_entries_deferred_at_a_stop_are_applied_by_the_next_owner(
+    redis_client: aioredis.Redis, namespace: str
+) -> None:
+    """Entries read but not applied yet (none of their ticks could close a bar) stay pending
+    above the checkpoint: a detector stopped while holding some hands them to the next owner,
+    and the minute's bar still has every tick once."""
+    r = redis_client
+    keys = Keys(namespace=namespace, partitions=PARTITIONS)
+    common = CommonSettings(
+        redis_url=REDIS_URL, partitions=PARTITIONS, namespace=namespace, metrics_port=0
+    )
+    p = partition_of("binance", "BTC-USDT", PARTITIONS)
+    stream = keys.ticks(p)
+    minute = (time.time_ns() // 60_000_000_000 + 1) * 60_000
+    sent: list[Tick] = []
+
+    async def add(n: int, t_ms: int) -> None:
+        ns = t_ms * 1_000_000
+        batch = [
+            Tick(
+                "binance",
+                "BTC-USDT",
+                "BTCUSDT",
+                str(len(sent) + k + 1),
+                100.0 + k,
+                1.0,
+                "buy",
+                ns,
+                ns,
+            )
+            for k in range(n)
+        ]
+        sent.extend(batch)
+        await r.xadd(stream, dict(TickBatch.from_ticks(batch).encode().items()))  # type: ignore[arg-type]
+
+    def detector(name: str) -> DetectorService:
+        settings = DetectorSettings(
+            common=common, engine=CONFIG, idle_close_ms=0, coalesce_ms=1000, detector_id=name
+        )
+        return DetectorService(settings, redis=r, metrics=DetectorMetrics(CollectorRegistry()))
+
+    first = detector("first")
+    await first.start()
+    held = 0
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(first.run())
+        await add(1, minute + 1000)
+        await until(lambda: p in first.runners, "the first detector owns the partition")
+        for i in range(200):
+            await add(3, minute + 2000 + i)
+            await asyncio.sleep(0.005)
+            held = len(first.runners[p].deferred)
+            if held:
+                break
+        first.request_stop()
+    await first.stop()
+    assert held, "no entry was ever deferred"
+    assert await r.xlen(keys.bars) == 0
+    # What the first detector deferred is still pending (unacked): nobody applied it.
+    pending = await r.xpending(stream, GROUP_DETECTORS)
+    assert pending["pending"] >= held
+
+    second = detector("second")
+    await second.start()
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(second.run())
+        await add(1, minute + 60_000)  # closes the minute
+
+        async def bar_written() -> bool:
+            return bool(await r.xlen(keys.bars))
+
+        await until(bar_written, "the minute's bar")
+        second.request_stop()
+    await second.stop()
+    want = {b.id: b.to_dict() for b in replay_ticks(sent, CONFIG, PARTITIONS).bars}
+    got = {b.id: b.to_dict() for b in await read_bars(r, keys.bars)}
+    assert got == {k: v for k, v in want.items() if v["open_time"] < minute + 60_000}
+    assert len(got) == 1

@@ -3,6 +3,7 @@ independence from batch boundaries (hypothesis)."""
 
 from __future__ import annotations
 
+import copy
 import itertools
 import operator
 from functools import reduce
@@ -238,6 +239,46 @@ def test_same_ticks_give_same_bars_whatever_the_batches(case: tuple[Any, ...]) -
 
 
 @settings(max_examples=100, deadline=None)
+@given(sequences())
+def test_ticks_that_may_close_nothing_close_nothing(case: tuple[Any, ...]) -> None:
+    """``may_close`` may say yes where nothing closes, never no where something does: from
+    every cut of a random sequence on, the next chunks taken together (as the runner defers
+    them, applied as one step or one by one) close no bar when it says no."""
+    ticks, cuts, lateness = case
+    agg = BarAggregator(TFS, lateness)
+    chunks = split(ticks, cuts)
+    said_no = 0
+    for i, chunk in enumerate(chunks):
+        for j in range(i, len(chunks)):
+            held = [t for c in chunks[i : j + 1] for t in c]
+            if agg.may_close(np.array([t.ts // 1_000_000 for t in held], np.int64)):
+                break  # (and so would any longer run)
+            said_no += 1
+            assert run(copy.deepcopy(agg), held) == []
+            assert run(copy.deepcopy(agg), *chunks[i : j + 1]) == []
+        run(agg, chunk)
+
+
+def test_may_close_looks_at_open_bars_and_at_the_bars_the_ticks_would_open() -> None:
+    agg = BarAggregator(TFS, allowed_lateness_ms=0)
+
+    def may_close(*t_ms: int) -> bool:
+        return agg.may_close(np.array(t_ms, np.int64))
+
+    assert not may_close()
+    assert not may_close(T0 + 1000, T0 + 59_999)  # one 1m bucket: nothing to close yet
+    assert may_close(T0 + 1000, T0 + MIN)  # the first opens a bar the second closes
+    run(agg, [tick("A", 1, T0 + 1000)])
+    assert not may_close(T0 + 2000, T0 + 59_999)
+    assert may_close(T0 + 2000, T0 + MIN)  # A's bar (or, by the watermark, any) ends there
+    # B's first ticks: an older bucket's bar (ending at T0 + 5) and a tick past its end.
+    assert not may_close(T0 - MIN + 5)
+    assert may_close(T0 - MIN + 5, T0 + 10)
+    run(agg, [tick("A", 2, T0 + MIN + 1)])  # closes A's 1m bar; its 5m one stays open
+    assert not may_close(T0 + 2 * MIN - 1)
+    assert may_close(T0 + 2 * MIN)
+
+
 @given(
     st.lists(st.tuples(st.integers(0, 5), st.integers(-(2**40), 2**61)), min_size=1),
     st.lists(st.integers(-(2**61), 2**61), min_size=6, max_size=6),
