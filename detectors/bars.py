@@ -202,16 +202,18 @@ class BarAggregator:
             else (self.forced_wm)
         )
 
-    def until_close(self) -> int | None:
-        """Event time (ms) from the highest one seen to the end of the earliest open bar,
-        or None with no tick or no open bar. From its end on, a bar closes with the next
-        tick of its series, whatever the lateness (which only bounds how long the watermark
-        waits for one): <= 0 means a close may come with any entry."""
+    def until_close(self, held_ms: int = NONE) -> int | None:
+        """Event time (ms) from the highest one seen (applied, or ``held_ms``: the highest
+        of ticks read but not applied yet) to the end of the earliest open bar, or None with
+        no tick or no open bar. From its end on, a bar closes with the next tick of its
+        series, whatever the lateness (which only bounds how long the watermark waits for
+        one): <= 0 means a close may come with any entry."""
         n = len(self.series)
-        if not n or self.max_ts == NONE:
+        highest = max(self.max_ts, held_ms)
+        if not n or highest == NONE:
             return None
         end = int(self.next_end[:n].min())
-        return None if end >= _END else end - self.max_ts
+        return None if end >= _END else end - highest
 
     def may_close(self, ts_ms: I64) -> bool:
         """Whether applying ticks of event times ``ts_ms`` (ms) could close a bar: one

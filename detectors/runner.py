@@ -37,13 +37,16 @@ the partition's lease):
    steps of those small entries kept two detectors at 0.69 of the two cores, 0.37
    coalesced, and every boundary's burst drained in what they left; issue 17.) A bar's
    closing is delayed by at most ``COALESCE_MS``, and only if the feed's event time jumps;
-   the results do not depend on how entries are batched. Entries read while none of their
-   ticks can close a bar (:meth:`BarAggregator.may_close`) are not applied yet but held
-   (``deferred``) and read past, for up to ``COALESCE_MS`` and ``MERGE_TICKS`` ticks: they
-   go into the step of the entry that closes the bar, or of the first read after that
-   time, so the reads without pause before a bar's end take no step each (the paced run's
-   detectors: 0.21–0.22 against 0.25–0.29 cores). Held entries stay pending above the
-   checkpoint, like any unapplied ones: the next owner reads them.
+   the results do not depend on how entries are batched. Between bar boundaries, entries
+   none of whose ticks can close a bar (:meth:`BarAggregator.may_close`) and that end
+   before that last ``COALESCE_MS`` are not applied at once but held (``deferred``) and
+   read past, for up to ``HOLD_WINDOWS`` x ``COALESCE_MS`` and ``MERGE_TICKS`` ticks, so a
+   step comes every few reads instead of every read (in the paced run the detectors used
+   0.21–0.22 cores against 0.25–0.29); the wait before the next read counts their event
+   time. Nothing comes out later (a held tick closes nothing), and from the last
+   ``COALESCE_MS`` before a bar's end entries are applied as they come, so the step of the
+   entry closing it has little else to do. Held entries stay pending above the checkpoint,
+   like any unapplied ones: the next owner reads them.
 
 Steps 3-5 run in work slices of about ``WORK_SLICE_MS``, yielding to the event loop (and to
 a due heartbeat/renewal round) in between, so an overloaded detector keeps its leases
@@ -67,6 +70,7 @@ from common.names import GROUP_DETECTORS
 from common.redis import AnyRedis
 from common.stream_consumer import Entry, StreamConsumer
 from detectors import checkpoint
+from detectors.bars import NONE
 from detectors.partition import Output, PartitionEngine
 
 if TYPE_CHECKING:
@@ -79,6 +83,8 @@ if TYPE_CHECKING:
 #: merged step is no larger than one entry ingest writes routinely (up to 1,000 ticks), so
 #: it cannot hold a flooded partition's runner past its lease renewal any longer than that.
 MERGE_TICKS = 256
+#: Entries that cannot close a bar are held for up to this many ``COALESCE_MS`` (step 6).
+HOLD_WINDOWS = 2
 _FULL = 1 << 62  # the size of an entry whose fields do not say: more than any limit
 
 
@@ -151,6 +157,7 @@ class PartitionRunner:
         # id order above ``last_applied``, and when the first of them was read.
         self.deferred: list[Entry] = []
         self.deferred_at = 0.0
+        self.deferred_max_ms = NONE  # their highest event time
         self.max_ts_seen = 0
         self.progress_wall_ms = time.time() * 1000
         self.trimmed_at = time.monotonic()
@@ -217,7 +224,7 @@ class PartitionRunner:
         if not self.deferred:
             entries = await consumer.read_in_order(after)
         else:
-            left = self.deferred_at + self.service.settings.coalesce_ms / 1000 - time.monotonic()
+            left = self.deferred_at + self._hold_s() - time.monotonic()
             entries = await consumer.read_in_order(after, block_ms=max(1, int(left * 1000)))
         # A full page may have left more pending behind it (e.g. a stale owner's reads).
         self.maybe_pending = len(entries) == consumer.count
@@ -275,15 +282,15 @@ class PartitionRunner:
             self.maybe_pending = True
 
     def _defer(self, entries: list[Entry]) -> bool:
-        """Keep ``entries`` (just read) unapplied with the deferred ones, if none of their
-        ticks can close a bar (``BarAggregator.may_close``), they hold at most
-        ``MERGE_TICKS`` ticks and the first was read less than ``COALESCE_MS`` ago (step 6)."""
+        """Keep ``entries`` (just read) unapplied with the deferred ones (step 6), if none of
+        their ticks can close a bar (``BarAggregator.may_close``) or lies in the last
+        ``COALESCE_MS`` before one's end, they hold at most ``MERGE_TICKS`` ticks and the
+        first was read less than ``HOLD_WINDOWS`` x ``COALESCE_MS`` ago."""
         engine = self.engine
-        window = self.service.settings.coalesce_ms / 1000
-        if not window or self.maybe_pending or engine is None:
+        if not self._hold_s() or self.maybe_pending or engine is None:
             return False
         now = time.monotonic()
-        if self.deferred and now - self.deferred_at >= window:
+        if self.deferred and now - self.deferred_at >= self._hold_s():
             return False
         held = self.deferred + entries
         if merge_run_end(held, 0) < len(held):
@@ -291,17 +298,29 @@ class PartitionRunner:
         times = event_times_ms(held)
         if times is None or engine.agg.may_close(times):
             return False
+        # In the last ``COALESCE_MS`` before a bar's end they are applied as they come, so
+        # that the step of the entry closing it has little else to do.
+        until = engine.agg.until_close(int(times.max()))
+        if until is not None and until <= self.service.settings.coalesce_ms:
+            return False
         if not self.deferred:
             self.deferred_at = now
         self.deferred = held
+        self.deferred_max_ms = int(times.max())
         return True
+
+    def _hold_s(self) -> float:
+        """How long entries may be held (step 6): ``HOLD_WINDOWS`` times ``COALESCE_MS``."""
+        return HOLD_WINDOWS * self.service.settings.coalesce_ms / 1000
 
     async def _coalesce(self) -> None:
         """After applying a read: if caught up, wait for more entries to gather (step 6)."""
         engine = self.engine
         if self.maybe_pending or self.leaving or engine is None:
             return
-        delay = coalesce_delay_ms(engine.agg.until_close(), self.service.settings.coalesce_ms)
+        # The held entries' event times count: the bar's end is as near as they say.
+        held = self.deferred_max_ms if self.deferred else NONE
+        delay = coalesce_delay_ms(engine.agg.until_close(held), self.service.settings.coalesce_ms)
         if delay:
             await asyncio.sleep(delay / 1000)
 

@@ -27,9 +27,9 @@ variable                 default           meaning
                                            the small entries ingest writes every few ms are
                                            applied together; from this long (event time)
                                            before its next bar can close it reads at once;
-                                           entries that cannot close a bar are held (not
-                                           applied) for up to this long (0 = always read
-                                           and apply at once)
+                                           before that, entries that cannot close a bar are
+                                           held (not applied) for up to twice this long
+                                           (0 = always read and apply at once)
 ``DETECTOR_ID``          host-pid-random   this process's member id
 ``DETECTORS_MAX_AHEAD_S`` 300              a tick further ahead of both its receive time and
                                            the partition's highest event time is rejected

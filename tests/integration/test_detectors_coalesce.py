@@ -5,7 +5,7 @@ An in-process detector owns every partition; one symbol gets a 3-tick entry ever
 about a second (as ingest writes at 10,000 ticks/s over 16 partitions), event time = the wall
 clock, placed early in a minute so that no 1m bar can close meanwhile. With ``COALESCE_MS``
 50 the runner waits between reads and applies the entries that gathered in one step, and
-holds a read's entries until the next read when none of their ticks can close a bar; with 0
+holds a read's entries for the next reads when none of their ticks can close a bar; with 0
 it reads each entry as it comes (the baseline, same feed). Then a trailer closes the minute:
 the bar equals ``replay_ticks`` of the same ticks either way. (That the entry closing a bar is
 still read at once is the pure rule's test, ``test_detectors_runner``; the paced ``make bench``
@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry
 from common.contracts import Tick, TickBatch
 from common.names import GROUP_DETECTORS, Keys, partition_of
 from common.settings import CommonSettings
+from detectors import runner as runner_module
 from detectors.metrics import DetectorMetrics
 from detectors.partition import EngineConfig
 from detectors.replay import replay_ticks
@@ -121,11 +122,11 @@ async def test_a_trickle_of_entries_is_applied_in_few_steps(
         assert got == want and len(got) == 1
     (steps, applied), (base_steps, base_applied) = results[50], results[0]
     assert applied == base_applied == ENTRIES * TICKS_PER_ENTRY
-    # ~1 s of entries: about 20 reads 50 ms apart, each read's entries held until the next
-    # (deferred: no tick of theirs can close the minute's bar, and they wait at most
-    # ``COALESCE_MS``), so about 10 steps; against one step an entry when reading at once
-    # (a few merges if the runner fell behind now and then).
-    assert steps <= 20, results
+    # ~1 s of entries: about 20 reads 50 ms apart, a read's entries held for the next two
+    # (no tick of theirs can close the minute's bar; held up to 2 x ``COALESCE_MS``), so
+    # about 7 steps; against one step an entry when reading at once (a few merges if the
+    # runner fell behind now and then).
+    assert steps <= 14, results
     assert base_steps >= ENTRIES // 2, results
 
 
@@ -207,3 +208,61 @@ async def test_entries_deferred_at_a_stop_are_applied_by_the_next_owner(
     got = {b.id: b.to_dict() for b in await read_bars(r, keys.bars)}
     assert got == {k: v for k, v in want.items() if v["open_time"] < minute + 60_000}
     assert len(got) == 1
+
+
+async def test_the_wait_counts_the_held_ticks_event_time(
+    redis_client: aioredis.Redis, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The wait between reads counts the event time of the entries held unapplied: a tick
+    held 80 ms before the minute's end leaves 30 ms until the last ``COALESCE_MS`` (50) before
+    it, so the runner waits 30 ms, though what it applied is 59 s before the end; inside that
+    last window entries are applied as they come (not held) and the runner reads at once."""
+    r = redis_client
+    keys = Keys(namespace=namespace, partitions=PARTITIONS)
+    common = CommonSettings(
+        redis_url=REDIS_URL, partitions=PARTITIONS, namespace=namespace, metrics_port=0
+    )
+    settings = DetectorSettings(
+        common=common, engine=CONFIG, idle_close_ms=0, coalesce_ms=50, detector_id="held"
+    )
+    registry = CollectorRegistry()
+    service = DetectorService(settings, redis=r, metrics=DetectorMetrics(registry))
+    p = partition_of("binance", "BTC-USDT", PARTITIONS)
+    minute = (time.time_ns() // 60_000_000_000 + 1) * 60_000
+    waits: list[tuple[int, int]] = []  # (entries held, the wait) at each decision
+    real = runner_module.coalesce_delay_ms
+
+    def recorded(until_close_ms: int | None, window_ms: int) -> int:
+        delay = real(until_close_ms, window_ms)
+        waits.append((len(service.runners[p].deferred), delay))
+        return delay
+
+    def applied() -> int:
+        return int(registry.get_sample_value("alphapulse_detectors_ticks_total") or 0)
+
+    monkeypatch.setattr(runner_module, "coalesce_delay_ms", recorded)
+    n = 0
+
+    async def add(t_ms: int) -> None:
+        nonlocal n
+        n += 1
+        ns = t_ms * 1_000_000
+        tick = Tick("binance", "BTC-USDT", "BTCUSDT", str(n), 100.0, 1.0, "buy", ns, ns)
+        fields = TickBatch.from_ticks([tick]).encode()
+        await r.xadd(keys.ticks(p), dict(fields.items()))  # type: ignore[arg-type]
+
+    await service.start()
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(service.run())
+        await add(minute + 1000)
+        await until(lambda: applied() == 1, "the first tick applied")
+        waits.clear()
+        await add(minute + 59_920)
+        await until(lambda: any(held for held, _ in waits), "the entry held")
+        assert waits[[held for held, _ in waits].index(1)] == (1, 30)
+        for i in range(5):  # the last 50 ms: applied as they come, no wait
+            await add(minute + 59_960 + i)
+        await until(lambda: applied() == 7, "every tick applied")
+        service.request_stop()
+    await service.stop()
+    assert waits[-1] == (0, 0)

@@ -83,6 +83,8 @@ def test_until_close_is_the_event_time_left_before_the_earliest_open_bar_can_clo
     assert agg.until_close() is None  # no tick yet
     run(agg, [tick("A", 1, T0 + 1000)])
     assert agg.until_close() == MIN - 1000  # A's 1m bar: its end - highest, not + lateness:
+    assert agg.until_close(T0 + 50_000) == MIN - 50_000  # ticks held unapplied count too
+    assert agg.until_close(T0) == MIN - 1000  # (the applied ones still do)
     run(agg, [tick("B", 1, T0 + 89_000)])  # A's next tick closes it from its end on
     assert agg.until_close() == MIN - 89_000  # past its end, still open: due with any entry
     got = run(agg, [tick("B", 2, T0 + 90_000)])  # the watermark closes A's 1m bar, not its 5m
