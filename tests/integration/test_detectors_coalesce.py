@@ -40,59 +40,73 @@ pytestmark = pytest.mark.redis
 
 ENTRIES, TICKS_PER_ENTRY, EVERY_S = 200, 3, 0.005
 CONFIG = EngineConfig(timeframes=parse_timeframes("1m"), allowed_lateness_ms=0)
+P = partition_of("binance", "BTC-USDT", PARTITIONS)  # the partition of the one symbol fed
+
+
+def _detector(
+    r: aioredis.Redis, namespace: str, name: str, coalesce_ms: int, registry: CollectorRegistry
+) -> DetectorService:
+    """An in-process detector over every partition of ``namespace`` (bars by event time)."""
+    common = CommonSettings(
+        redis_url=REDIS_URL, partitions=PARTITIONS, namespace=namespace, metrics_port=0
+    )
+    settings = DetectorSettings(
+        common=common, engine=CONFIG, idle_close_ms=0, coalesce_ms=coalesce_ms, detector_id=name
+    )
+    return DetectorService(settings, redis=r, metrics=DetectorMetrics(registry))
+
+
+def _next_minute() -> int:
+    """The next minute's start, ms (wall clock)."""
+    return (time.time_ns() // 60_000_000_000 + 1) * 60_000
+
+
+def _ticks(first_id: int, t_ms: int, n: int) -> list[Tick]:
+    """``n`` trades of the symbol at ``t_ms``, ids from ``first_id``, prices 100, 101, ..."""
+    ns = t_ms * 1_000_000
+    return [
+        Tick("binance", "BTC-USDT", "BTCUSDT", str(first_id + k), 100.0 + k, 1.0, "buy", ns, ns)
+        for k in range(n)
+    ]
+
+
+async def _add(r: aioredis.Redis, keys: Keys, batch: list[Tick]) -> None:
+    """``batch`` as one ``ticks:{p}`` entry, as ingest writes it."""
+    fields = TickBatch.from_ticks(batch).encode()
+    await r.xadd(keys.ticks(P), dict(fields.items()))  # type: ignore[arg-type]
 
 
 async def _feed(r: aioredis.Redis, keys: Keys, coalesce_ms: int) -> tuple[int, int, list[Tick]]:
     """Run a detector over the trickle, then the trailer; its (steps, ticks) during the
     trickle and every tick sent."""
-    common = CommonSettings(
-        redis_url=REDIS_URL, partitions=PARTITIONS, namespace=keys.namespace, metrics_port=0
-    )
     registry = CollectorRegistry()
-    metrics = DetectorMetrics(registry)
 
     def count(what: str) -> int:
         return int(registry.get_sample_value(f"alphapulse_detectors_{what}_total") or 0)
 
-    settings = DetectorSettings(
-        common=common,
-        engine=CONFIG,
-        idle_close_ms=0,
-        coalesce_ms=coalesce_ms,
-        detector_id=f"coalesce-{coalesce_ms}",
-    )
-    service = DetectorService(settings, redis=r, metrics=metrics)
-    stream = keys.ticks(partition_of("binance", "BTC-USDT", PARTITIONS))
-    minute = (time.time_ns() // 60_000_000_000 + 1) * 60_000  # the next minute's start, ms
+    service = _detector(r, keys.namespace, f"coalesce-{coalesce_ms}", coalesce_ms, registry)
+    minute = _next_minute()
     sent: list[Tick] = []
-
-    def ticks(first_id: int, t_ms: int, n: int) -> list[Tick]:
-        ns = t_ms * 1_000_000
-        return [
-            Tick("binance", "BTC-USDT", "BTCUSDT", str(first_id + k), 100.0 + k, 1.0, "buy", ns, ns)
-            for k in range(n)
-        ]
 
     async def add(batch: list[Tick]) -> None:
         sent.extend(batch)
-        fields = TickBatch.from_ticks(batch).encode()
-        await r.xadd(stream, dict(fields.items()))  # type: ignore[arg-type]
+        await _add(r, keys, batch)
 
     await service.start()
     async with asyncio.TaskGroup() as tg:
         tg.create_task(service.run())
-        await add(ticks(1, minute + 1000, 1))  # the partition's first entry: taken and applied
+        await add(_ticks(1, minute + 1000, 1))  # the partition's first entry: taken and applied
         await until(lambda: count("ticks") >= 1, "the detector's first tick")
         steps0, ticks0 = count("engine_steps"), count("ticks")
         started = time.monotonic()
         for i in range(ENTRIES):  # event time moves with the wall clock, from 0:02 on
             t_ms = minute + 2000 + int((time.monotonic() - started) * 1000)
-            await add(ticks(2 + i * TICKS_PER_ENTRY, t_ms, TICKS_PER_ENTRY))
+            await add(_ticks(2 + i * TICKS_PER_ENTRY, t_ms, TICKS_PER_ENTRY))
             await asyncio.sleep(max(0.0, started + (i + 1) * EVERY_S - time.monotonic()))
         want = ticks0 + ENTRIES * TICKS_PER_ENTRY
         await until(lambda: count("ticks") >= want, "the trickle applied")
         steps, applied = count("engine_steps") - steps0, count("ticks") - ticks0
-        await add(ticks(10_000, minute + 60_000, 1))  # closes the minute
+        await add(_ticks(10_000, minute + 60_000, 1))  # closes the minute
 
         async def bar_written() -> bool:
             return bool(await r.xlen(keys.bars))
@@ -138,38 +152,16 @@ async def test_entries_deferred_at_a_stop_are_applied_by_the_next_owner(
     and the minute's bar still has every tick once."""
     r = redis_client
     keys = Keys(namespace=namespace, partitions=PARTITIONS)
-    common = CommonSettings(
-        redis_url=REDIS_URL, partitions=PARTITIONS, namespace=namespace, metrics_port=0
-    )
-    p = partition_of("binance", "BTC-USDT", PARTITIONS)
-    stream = keys.ticks(p)
-    minute = (time.time_ns() // 60_000_000_000 + 1) * 60_000
+    minute = _next_minute()
     sent: list[Tick] = []
 
     async def add(n: int, t_ms: int) -> None:
-        ns = t_ms * 1_000_000
-        batch = [
-            Tick(
-                "binance",
-                "BTC-USDT",
-                "BTCUSDT",
-                str(len(sent) + k + 1),
-                100.0 + k,
-                1.0,
-                "buy",
-                ns,
-                ns,
-            )
-            for k in range(n)
-        ]
+        batch = _ticks(len(sent) + 1, t_ms, n)
         sent.extend(batch)
-        await r.xadd(stream, dict(TickBatch.from_ticks(batch).encode().items()))  # type: ignore[arg-type]
+        await _add(r, keys, batch)
 
     def detector(name: str) -> DetectorService:
-        settings = DetectorSettings(
-            common=common, engine=CONFIG, idle_close_ms=0, coalesce_ms=1000, detector_id=name
-        )
-        return DetectorService(settings, redis=r, metrics=DetectorMetrics(CollectorRegistry()))
+        return _detector(r, namespace, name, 1000, CollectorRegistry())
 
     first = detector("first")
     await first.start()
@@ -177,11 +169,11 @@ async def test_entries_deferred_at_a_stop_are_applied_by_the_next_owner(
     async with asyncio.TaskGroup() as tg:
         tg.create_task(first.run())
         await add(1, minute + 1000)
-        await until(lambda: p in first.runners, "the first detector owns the partition")
+        await until(lambda: P in first.runners, "the first detector owns the partition")
         for i in range(200):
             await add(3, minute + 2000 + i)
             await asyncio.sleep(0.005)
-            held = len(first.runners[p].deferred)
+            held = len(first.runners[P].deferred)
             if held:
                 break
         first.request_stop()
@@ -189,7 +181,7 @@ async def test_entries_deferred_at_a_stop_are_applied_by_the_next_owner(
     assert held, "no entry was ever deferred"
     assert await r.xlen(keys.bars) == 0
     # What the first detector deferred is still pending (unacked): nobody applied it.
-    pending = await r.xpending(stream, GROUP_DETECTORS)
+    pending = await r.xpending(keys.ticks(P), GROUP_DETECTORS)
     assert pending["pending"] >= held
 
     second = detector("second")
@@ -219,22 +211,15 @@ async def test_the_wait_counts_the_held_ticks_event_time(
     last window entries are applied as they come (not held) and the runner reads at once."""
     r = redis_client
     keys = Keys(namespace=namespace, partitions=PARTITIONS)
-    common = CommonSettings(
-        redis_url=REDIS_URL, partitions=PARTITIONS, namespace=namespace, metrics_port=0
-    )
-    settings = DetectorSettings(
-        common=common, engine=CONFIG, idle_close_ms=0, coalesce_ms=50, detector_id="held"
-    )
     registry = CollectorRegistry()
-    service = DetectorService(settings, redis=r, metrics=DetectorMetrics(registry))
-    p = partition_of("binance", "BTC-USDT", PARTITIONS)
-    minute = (time.time_ns() // 60_000_000_000 + 1) * 60_000
+    service = _detector(r, namespace, "held", 50, registry)
+    minute = _next_minute()
     waits: list[tuple[int, int]] = []  # (entries held, the wait) at each decision
     real = runner_module.coalesce_delay_ms
 
     def recorded(until_close_ms: int | None, window_ms: int) -> int:
         delay = real(until_close_ms, window_ms)
-        waits.append((len(service.runners[p].deferred), delay))
+        waits.append((len(service.runners[P].deferred), delay))
         return delay
 
     def applied() -> int:
@@ -246,10 +231,7 @@ async def test_the_wait_counts_the_held_ticks_event_time(
     async def add(t_ms: int) -> None:
         nonlocal n
         n += 1
-        ns = t_ms * 1_000_000
-        tick = Tick("binance", "BTC-USDT", "BTCUSDT", str(n), 100.0, 1.0, "buy", ns, ns)
-        fields = TickBatch.from_ticks([tick]).encode()
-        await r.xadd(keys.ticks(p), dict(fields.items()))  # type: ignore[arg-type]
+        await _add(r, keys, _ticks(n, t_ms, 1))
 
     await service.start()
     async with asyncio.TaskGroup() as tg:
