@@ -39,7 +39,7 @@ the partition's lease):
    closing is delayed by at most ``COALESCE_MS``, and only if the feed's event time jumps;
    the results do not depend on how entries are batched. Between bar boundaries, entries
    none of whose ticks can close a bar (:meth:`BarAggregator.may_close`) and that end
-   before that last ``COALESCE_MS`` are not applied at once but held (``deferred``) and
+   before that last ``COALESCE_MS`` are not applied at once but held and
    read past, for up to ``HOLD_WINDOWS`` x ``COALESCE_MS`` and ``MERGE_TICKS`` ticks, so a
    step comes every few reads instead of every read (in the paced run the detectors used
    0.21–0.22 cores against 0.25–0.29); the wait before the next read counts their event
@@ -154,10 +154,11 @@ class PartitionRunner:
         # when the last pending read came back full): read those before blocking for more.
         self.maybe_pending = True
         # Entries read but not applied yet (step 6: none of their ticks can close a bar), in
-        # id order above ``last_applied``, and when the first of them was read.
-        self.deferred: list[Entry] = []
-        self.deferred_at = 0.0
-        self.deferred_max_ms = NONE  # their highest event time
+        # id order above ``last_applied``, when the first of them was read, and their highest
+        # event time (ms).
+        self.held: list[Entry] = []
+        self.held_since = 0.0
+        self.held_max_ms = NONE
         self.max_ts_seen = 0
         self.progress_wall_ms = time.time() * 1000
         self.trimmed_at = time.monotonic()
@@ -210,21 +211,21 @@ class PartitionRunner:
         self.log.debug("partition_restored", partition=self.p, last_id=self.last_applied)
 
     async def _read(self) -> list[Entry]:
-        """The next entries above the last applied (or deferred) one, in id order: first
+        """The next entries above the last applied (or held) one, in id order: first
         what is still pending under the partition's consumer (after a restore, or when the
         last page came back full), else new entries read back in order with any pending
-        ones; with entries deferred, waiting no longer than they may wait."""
+        ones; with entries held, waiting no longer than they may be held."""
         consumer = self.stream_consumer
-        after = self.deferred[-1].id if self.deferred else self.last_applied
+        after = self.held[-1].id if self.held else self.last_applied
         if self.maybe_pending:
             entries = await consumer.read_pending(after)
             self.maybe_pending = len(entries) == consumer.count
             if entries:
                 return entries
-        if not self.deferred:
+        if not self.held:
             entries = await consumer.read_in_order(after)
         else:
-            left = self.deferred_at + self._hold_s() - time.monotonic()
+            left = self.held_since + self._hold_s() - time.monotonic()
             entries = await consumer.read_in_order(after, block_ms=max(1, int(left * 1000)))
         # A full page may have left more pending behind it (e.g. a stale owner's reads).
         self.maybe_pending = len(entries) == consumer.count
@@ -239,11 +240,11 @@ class PartitionRunner:
         settings = self.service.settings
         while not self.leaving:
             entries = await self._read()
-            if entries and self._defer(entries):
+            if entries and self._hold(entries):
                 await self._coalesce()
                 continue
-            if self.deferred:
-                entries, self.deferred = self.deferred + entries, []
+            if self.held:
+                entries, self.held = self.held + entries, []
             if entries:
                 await self._apply_in_slices(entries)
                 await self._coalesce()
@@ -281,8 +282,8 @@ class PartitionRunner:
         if done < len(entries):
             self.maybe_pending = True
 
-    def _defer(self, entries: list[Entry]) -> bool:
-        """Keep ``entries`` (just read) unapplied with the deferred ones (step 6), if none of
+    def _hold(self, entries: list[Entry]) -> bool:
+        """Keep ``entries`` (just read) unapplied with the held ones (step 6), if none of
         their ticks can close a bar (``BarAggregator.may_close``) or lies in the last
         ``COALESCE_MS`` before one's end, they hold at most ``MERGE_TICKS`` ticks and the
         first was read less than ``HOLD_WINDOWS`` x ``COALESCE_MS`` ago."""
@@ -290,23 +291,23 @@ class PartitionRunner:
         if not self._hold_s() or self.maybe_pending or engine is None:
             return False
         now = time.monotonic()
-        if self.deferred and now - self.deferred_at >= self._hold_s():
+        if self.held and now - self.held_since >= self._hold_s():
             return False
-        held = self.deferred + entries
+        held = self.held + entries
         if merge_run_end(held, 0) < len(held):
             return False
         times = event_times_ms(held)
         if times is None or engine.agg.may_close(times):
             return False
+        highest = int(times.max())
         # In the last ``COALESCE_MS`` before a bar's end they are applied as they come, so
         # that the step of the entry closing it has little else to do.
-        until = engine.agg.until_close(int(times.max()))
+        until = engine.agg.until_close(highest)
         if until is not None and until <= self.service.settings.coalesce_ms:
             return False
-        if not self.deferred:
-            self.deferred_at = now
-        self.deferred = held
-        self.deferred_max_ms = int(times.max())
+        if not self.held:
+            self.held_since = now
+        self.held, self.held_max_ms = held, highest
         return True
 
     def _hold_s(self) -> float:
@@ -319,8 +320,10 @@ class PartitionRunner:
         if self.maybe_pending or self.leaving or engine is None:
             return
         # The held entries' event times count: the bar's end is as near as they say.
-        held = self.deferred_max_ms if self.deferred else NONE
-        delay = coalesce_delay_ms(engine.agg.until_close(held), self.service.settings.coalesce_ms)
+        held_ms = self.held_max_ms if self.held else NONE
+        delay = coalesce_delay_ms(
+            engine.agg.until_close(held_ms), self.service.settings.coalesce_ms
+        )
         if delay:
             await asyncio.sleep(delay / 1000)
 

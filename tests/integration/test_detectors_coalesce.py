@@ -144,7 +144,7 @@ async def test_a_trickle_of_entries_is_applied_in_few_steps(
     assert base_steps >= ENTRIES // 2, results
 
 
-async def test_entries_deferred_at_a_stop_are_applied_by_the_next_owner(
+async def test_entries_held_at_a_stop_are_applied_by_the_next_owner(
     redis_client: aioredis.Redis, namespace: str
 ) -> None:
     """Entries read but not applied yet (none of their ticks could close a bar) stay pending
@@ -173,14 +173,14 @@ async def test_entries_deferred_at_a_stop_are_applied_by_the_next_owner(
         for i in range(200):
             await add(3, minute + 2000 + i)
             await asyncio.sleep(0.005)
-            held = len(first.runners[P].deferred)
+            held = len(first.runners[P].held)
             if held:
                 break
         first.request_stop()
     await first.stop()
-    assert held, "no entry was ever deferred"
+    assert held, "no entry was ever held"
     assert await r.xlen(keys.bars) == 0
-    # What the first detector deferred is still pending (unacked): nobody applied it.
+    # What the first detector held is still pending (unacked): nobody applied it.
     pending = await r.xpending(keys.ticks(P), GROUP_DETECTORS)
     assert pending["pending"] >= held
 
@@ -219,7 +219,7 @@ async def test_the_wait_counts_the_held_ticks_event_time(
 
     def recorded(until_close_ms: int | None, window_ms: int) -> int:
         delay = real(until_close_ms, window_ms)
-        waits.append((len(service.runners[P].deferred), delay))
+        waits.append((len(service.runners[P].held), delay))
         return delay
 
     def applied() -> int:
